@@ -8,3 +8,4 @@
 //! It knows nothing of the network or of migration policy.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
+pub mod engine;
