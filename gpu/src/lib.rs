@@ -9,3 +9,4 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 pub mod engine;
+pub mod scan;
