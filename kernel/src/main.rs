@@ -1,2 +1,97 @@
+//! gmig-rs: a bare-metal type-1 monitor that shares an Intel Gen9 GPU
+//! between guests and live-migrates their vGPUs (DESIGN.md).
+//!
+//! This binary is thin glue plus the hardware-facing code: CPU set-up,
+//! memory, console and logging, PCI, and the main loop. The decisions live in
+//! the `gpu` and `migrate` crates, tested on the host. Every `unsafe` block
+//! here says why it holds.
 #![no_std]
 #![no_main]
+
+extern crate alloc;
+
+mod acpi;
+mod arch;
+mod cmdline;
+mod console;
+mod exit;
+mod log;
+mod mem;
+mod panic;
+mod pci;
+mod platform;
+mod selftest;
+mod serial;
+mod time;
+
+use boot::BootInfo;
+
+use crate::cmdline::{Mode, KNOWN_OPTIONS};
+use crate::exit::{exit, ExitCode};
+
+boot::entry_point!(kernel_main);
+
+fn kernel_main(info: &'static BootInfo) -> ! {
+    let tsc_at_main = arch::cpu::rdtsc();
+    time::mark_boot();
+    console::init();
+    log::init();
+    println!(
+        "gmig-rs {} monitor: booted via {}",
+        env!("CARGO_PKG_VERSION"),
+        info.protocol.name()
+    );
+    let selectors = arch::gdt::init();
+    arch::idt::init(selectors);
+    let calibration = time::calibrate();
+    mem::heap::init();
+
+    let mut brand = [0u8; 48];
+    defmt::info!(
+        "gmig-rs {=str} on {=str}, booted via {=str}",
+        env!("CARGO_PKG_VERSION"),
+        arch::cpu::brand_string(&mut brand),
+        info.protocol.name()
+    );
+    defmt::info!(
+        "report tsc_hz={=u64} tsc_measured={=bool} boot_to_main_us={=u64}",
+        calibration.tsc_hz,
+        calibration.measured,
+        time::micros_since_reset(tsc_at_main)
+    );
+
+    let cmdline = core::str::from_utf8(info.cmdline()).unwrap_or("<not UTF-8>");
+    defmt::info!("command line: {=str}", cmdline);
+    let options = match cmdline::parse(info.cmdline(), info.cmdline_truncated) {
+        Ok(options) => options,
+        Err(e) => {
+            println!("error: bad kernel command line: {e}");
+            println!("known options:");
+            for (name, help) in KNOWN_OPTIONS {
+                println!("  {name}={help}");
+            }
+            exit(ExitCode::BadCommandLine);
+        }
+    };
+
+    let mut platform = match platform::bring_up(info, options, calibration) {
+        Ok(p) => p,
+        Err(e) => panic!("bring-up failed: {e}"),
+    };
+    platform.log_summary();
+
+    match platform.options.mode {
+        Mode::SelfTest(selection) => selftest::run(&mut platform, selection),
+        Mode::Run => {
+            defmt::info!(
+                "monitor: bring-up complete in {=u64} us",
+                time::micros_since_boot()
+            );
+            println!(
+                "gmig-rs: bring-up complete, {} PCI functions",
+                platform.pci.devices.len()
+            );
+            exit(ExitCode::Success)
+        }
+    }
+}

@@ -1,1 +1,76 @@
-fn main() {}
+//! `cargo xtask <command>`: see `cargo xtask --help` and the README.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Build, run and test the gmig-rs monitor"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the monitor image (target/x86_64-unknown-none/release/gmig).
+    Build,
+    /// Boot the monitor in QEMU (TCG, q35) and write target/xtask/run-report.json.
+    Run {
+        /// Guest RAM in MiB.
+        #[arg(long, default_value_t = 128)]
+        memory: u32,
+        /// Kernel command line (e.g. "selftest=all").
+        #[arg(long, default_value = "")]
+        append: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        /// Boot through GRUB from the ISO instead of QEMU's -kernel.
+        #[arg(long)]
+        iso: bool,
+    },
+    /// Every test: fmt, clippy, kernel build, in-kernel self-tests, cargo test.
+    Test,
+    /// Write a GRUB rescue ISO to target/xtask/gmig.iso.
+    Image {
+        /// Kernel command line baked into grub.cfg.
+        #[arg(long, default_value = "")]
+        append: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Build => xtask::build::kernel().map(|elf| {
+            println!("built {}", elf.display());
+            0
+        }),
+        Command::Run {
+            memory,
+            append,
+            timeout,
+            iso,
+        } => xtask::run::main(&xtask::run::RunOptions {
+            memory_mib: memory,
+            append,
+            timeout: Duration::from_secs(timeout),
+            iso,
+        }),
+        Command::Test => xtask::test::main().map(|()| 0),
+        Command::Image { append } => xtask::image::main(&append).map(|()| 0),
+    };
+    match result {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! CPU identification and small privileged helpers.
+
+use core::arch::x86_64::{__cpuid, _rdtsc};
+
+/// Reads the time-stamp counter.
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC is available on every x86_64 CPU and has no side effects.
+    unsafe { _rdtsc() }
+}
+
+/// The 12-byte hypervisor vendor signature (CPUID leaf 0x4000_0000), when
+/// CPUID says a hypervisor is present.
+pub fn hypervisor_signature() -> Option<[u8; 12]> {
+    // CPUID is always present on x86_64.
+    let leaf1 = __cpuid(1);
+    if leaf1.ecx & (1 << 31) == 0 {
+        return None;
+    }
+    let leaf = __cpuid(0x4000_0000);
+    let mut sig = [0u8; 12];
+    sig[0..4].copy_from_slice(&leaf.ebx.to_le_bytes());
+    sig[4..8].copy_from_slice(&leaf.ecx.to_le_bytes());
+    sig[8..12].copy_from_slice(&leaf.edx.to_le_bytes());
+    Some(sig)
+}
+
+/// Whether we run under QEMU (TCG or KVM), where isa-debug-exit may exist.
+pub fn running_under_qemu() -> bool {
+    matches!(
+        hypervisor_signature(),
+        Some(sig) if &sig == b"TCGTCGTCGTCG" || &sig[..9] == b"KVMKVMKVM"
+    )
+}
+
+/// CPU brand string (CPUID 0x8000_0002..4), trailing NULs and spaces trimmed.
+pub fn brand_string(buf: &mut [u8; 48]) -> &str {
+    if __cpuid(0x8000_0000).eax < 0x8000_0004 {
+        return "unknown CPU";
+    }
+    for (i, leaf) in (0x8000_0002u32..=0x8000_0004).enumerate() {
+        let r = __cpuid(leaf);
+        for (j, reg) in [r.eax, r.ebx, r.ecx, r.edx].iter().enumerate() {
+            buf[i * 16 + j * 4..i * 16 + j * 4 + 4].copy_from_slice(&reg.to_le_bytes());
+        }
+    }
+    let s = core::str::from_utf8(buf).unwrap_or("unknown CPU");
+    s.trim_matches(|c: char| c == '\0' || c == ' ')
+}
+
+/// Stops this CPU for good.
+pub fn halt_forever() -> ! {
+    loop {
+        x86_64::instructions::interrupts::disable();
+        x86_64::instructions::hlt();
+    }
+}

@@ -1,0 +1,81 @@
+//! The monitor's GDT and TSS. The TSS gives the double-fault and NMI handlers
+//! their own stacks (IST), so a kernel stack overflow still gets reported.
+
+use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
+use x86_64::instructions::tables::load_tss;
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
+use x86_64::structures::tss::TaskStateSegment;
+use x86_64::VirtAddr;
+
+/// IST slot (1-based in hardware, 0-based here) of the double-fault stack.
+pub const DOUBLE_FAULT_IST: u16 = 0;
+/// IST slot of the NMI stack.
+pub const NMI_IST: u16 = 1;
+/// IST slot of the machine-check stack.
+pub const MACHINE_CHECK_IST: u16 = 2;
+
+const IST_STACK_SIZE: usize = 16 * 1024;
+
+#[repr(C, align(16))]
+struct Stack([u8; IST_STACK_SIZE]);
+
+static DOUBLE_FAULT_STACK: Stack = Stack([0; IST_STACK_SIZE]);
+static NMI_STACK: Stack = Stack([0; IST_STACK_SIZE]);
+static MACHINE_CHECK_STACK: Stack = Stack([0; IST_STACK_SIZE]);
+
+/// Selectors of the loaded GDT.
+#[derive(Clone, Copy, Debug)]
+pub struct Selectors {
+    /// Ring-0 code.
+    pub kernel_code: SegmentSelector,
+    /// Ring-0 data.
+    pub kernel_data: SegmentSelector,
+    /// The TSS.
+    pub tss: SegmentSelector,
+}
+
+fn stack_top(stack: &'static Stack) -> VirtAddr {
+    // The IST stacks are only ever written by the CPU on exception entry;
+    // `static` (not `static mut`) is fine because Rust never reads them.
+    VirtAddr::from_ptr(stack.0.as_ptr_range().end)
+}
+
+static TSS: spin::Once<TaskStateSegment> = spin::Once::new();
+static GDT: spin::Once<(GlobalDescriptorTable, Selectors)> = spin::Once::new();
+
+/// Builds and loads the GDT and TSS, reloading every segment register.
+pub fn init() -> Selectors {
+    let tss = TSS.call_once(|| {
+        let mut tss = TaskStateSegment::new();
+        tss.interrupt_stack_table[DOUBLE_FAULT_IST as usize] = stack_top(&DOUBLE_FAULT_STACK);
+        tss.interrupt_stack_table[NMI_IST as usize] = stack_top(&NMI_STACK);
+        tss.interrupt_stack_table[MACHINE_CHECK_IST as usize] = stack_top(&MACHINE_CHECK_STACK);
+        tss
+    });
+    let (gdt, selectors) = GDT.call_once(|| {
+        let mut gdt = GlobalDescriptorTable::new();
+        let kernel_code = gdt.append(Descriptor::kernel_code_segment());
+        let kernel_data = gdt.append(Descriptor::kernel_data_segment());
+        let tss = gdt.append(Descriptor::tss_segment(tss));
+        (
+            gdt,
+            Selectors {
+                kernel_code,
+                kernel_data,
+                tss,
+            },
+        )
+    });
+    gdt.load();
+    // SAFETY: the selectors index the GDT just loaded, which lives in a
+    // `static` for the rest of the monitor's life; the TSS descriptor is
+    // loaded exactly once.
+    unsafe {
+        CS::set_reg(selectors.kernel_code);
+        DS::set_reg(selectors.kernel_data);
+        ES::set_reg(selectors.kernel_data);
+        SS::set_reg(selectors.kernel_data);
+        load_tss(selectors.tss);
+    }
+    *selectors
+}

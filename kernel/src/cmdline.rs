@@ -1,0 +1,131 @@
+//! The kernel command line: whitespace-separated `key=value` options. Every
+//! option is known and checked here; anything else stops boot with a message
+//! naming the offending option and what was expected, because a monitor that
+//! silently ignores `vgpus=` typos would run something other than what the
+//! operator asked for.
+
+use core::fmt;
+
+/// What the monitor runs after bring-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The monitor itself (the default).
+    Run,
+    /// In-kernel self-tests: all of them, or the one named.
+    SelfTest(TestSelection),
+}
+
+/// Which self-tests run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TestSelection {
+    /// Every test in the normal suite.
+    All,
+    /// One test (including the deliberate-fault ones) by name.
+    Named(&'static str),
+}
+
+/// Parsed options with their defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// `selftest=`.
+    pub mode: Mode,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { mode: Mode::Run }
+    }
+}
+
+/// Known options and what they take, printed with every error.
+pub const KNOWN_OPTIONS: &[(&str, &str)] = &[(
+    "selftest",
+    "all | <test name>  run the in-kernel self-tests instead of the monitor",
+)];
+
+/// A rejected command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmdlineError<'a> {
+    /// The loader cut the line (longer than the monitor keeps).
+    Truncated,
+    /// Not UTF-8.
+    NotUtf8,
+    /// A word without `=`.
+    MissingValue { word: &'a str },
+    /// An option the monitor does not know.
+    Unknown { key: &'a str },
+    /// A known option with a value it cannot take.
+    BadValue {
+        key: &'a str,
+        value: &'a str,
+        expected: &'static str,
+    },
+    /// The same option twice.
+    Repeated { key: &'a str },
+}
+
+impl fmt::Display for CmdlineError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CmdlineError::Truncated => write!(
+                f,
+                "the command line is longer than {} bytes",
+                boot::MAX_CMDLINE
+            ),
+            CmdlineError::NotUtf8 => f.write_str("the command line is not UTF-8"),
+            CmdlineError::MissingValue { word } => {
+                write!(f, "`{word}` is not of the form key=value")
+            }
+            CmdlineError::Unknown { key } => write!(f, "unknown option `{key}`"),
+            CmdlineError::BadValue {
+                key,
+                value,
+                expected,
+            } => {
+                write!(f, "option `{key}` cannot be `{value}`: expected {expected}")
+            }
+            CmdlineError::Repeated { key } => write!(f, "option `{key}` is given twice"),
+        }
+    }
+}
+
+fn is_test_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Parses the command line.
+pub fn parse(line: &'static [u8], truncated: bool) -> Result<Options, CmdlineError<'static>> {
+    if truncated {
+        return Err(CmdlineError::Truncated);
+    }
+    let text = core::str::from_utf8(line).map_err(|_| CmdlineError::NotUtf8)?;
+    let mut options = Options::default();
+    let mut seen_selftest = false;
+    for word in text.split_ascii_whitespace() {
+        let (key, value) = word
+            .split_once('=')
+            .ok_or(CmdlineError::MissingValue { word })?;
+        match key {
+            "selftest" => {
+                if core::mem::replace(&mut seen_selftest, true) {
+                    return Err(CmdlineError::Repeated { key });
+                }
+                options.mode = Mode::SelfTest(match value {
+                    "all" => TestSelection::All,
+                    name if is_test_name(name) => TestSelection::Named(name),
+                    _ => {
+                        return Err(CmdlineError::BadValue {
+                            key,
+                            value,
+                            expected: "`all` or a test name",
+                        })
+                    }
+                });
+            }
+            _ => return Err(CmdlineError::Unknown { key }),
+        }
+    }
+    Ok(options)
+}

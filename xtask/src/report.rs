@@ -1,0 +1,158 @@
+//! `target/xtask/run-report.json`: what a boot showed, in stable field names
+//! (documented in the README). Figures come from the monitor's `report ...`
+//! and `pci ...` log lines; timings measured on the host are marked so.
+
+use serde::Serialize;
+
+use crate::qemu::RunResult;
+
+/// The whole report.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    /// "success", "failure", "panic", "cpu-exception", "bad-command-line",
+    /// "triple-fault", "timeout" or "qemu-error".
+    pub outcome: String,
+    pub boot: BootReport,
+    pub memory: MemoryReport,
+    pub pci: Vec<PciReport>,
+    /// Log frames the host could not decode (should be 0).
+    pub malformed_log_frames: usize,
+    /// The exact QEMU command.
+    pub qemu_command: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BootReport {
+    /// "pvh" or "multiboot2".
+    pub protocol: Option<String>,
+    /// Host-measured: QEMU spawn to the monitor's banner on COM1, in ms.
+    pub host_ms_to_banner: Option<f64>,
+    /// Guest-measured: CPU reset to `kernel_main` by the TSC, in ms.
+    pub guest_ms_to_kernel_main: Option<f64>,
+    /// Host-measured: QEMU spawn to exit, in ms.
+    pub host_ms_total: f64,
+    /// TSC rate the monitor calibrated, in Hz.
+    pub tsc_hz: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MemoryReport {
+    /// RAM given to QEMU, in MiB.
+    pub configured_mib: u32,
+    /// RAM in the memory map (usable and ACPI), in bytes.
+    pub ram_bytes: Option<u64>,
+    /// Usable RAM in the memory map, in bytes.
+    pub usable_bytes: Option<u64>,
+    /// Free after bring-up, in bytes.
+    pub free_bytes: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PciReport {
+    /// "bb:dd.f".
+    pub bdf: String,
+    /// Hex vendor and device ids, e.g. "8086".
+    pub vendor: String,
+    pub device: String,
+    /// "cc.ss.pp".
+    pub class: String,
+    pub description: String,
+    pub bars: Vec<BarReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BarReport {
+    pub index: u32,
+    /// "io", "mem32" or "mem64".
+    pub kind: String,
+    /// Hex base address.
+    pub address: String,
+    pub size: u64,
+}
+
+/// `key=value` pairs of a `report ...` line.
+fn report_value(result: &RunResult, key: &str) -> Option<String> {
+    result
+        .messages()
+        .filter_map(|m| m.strip_prefix("report "))
+        .flat_map(|rest| rest.split_whitespace())
+        .find_map(|kv| {
+            kv.strip_prefix(key)
+                .and_then(|v| v.strip_prefix('='))
+                .map(str::to_string)
+        })
+}
+
+fn parse_hex(s: &str) -> Option<u64> {
+    u64::from_str_radix(s.trim_start_matches("0x"), 16).ok()
+}
+
+/// Parses `pci bb:dd.f [vvvv:dddd] class cc.ss.pp description` and
+/// `pci bb:dd.f   barN kind 0xaddr size 0xsize` lines.
+fn pci_devices(result: &RunResult) -> Vec<PciReport> {
+    let mut devices: Vec<PciReport> = Vec::new();
+    for m in result.messages() {
+        let Some(rest) = m.strip_prefix("pci ") else {
+            continue;
+        };
+        let mut words = rest.split_whitespace();
+        let (Some(bdf), Some(second)) = (words.next(), words.next()) else {
+            continue;
+        };
+        if let Some(ids) = second.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            let (vendor, device) = ids.split_once(':').unwrap_or((ids, ""));
+            let _ = words.next(); // "class"
+            let class = words.next().unwrap_or_default().to_string();
+            devices.push(PciReport {
+                bdf: bdf.to_string(),
+                vendor: vendor.to_string(),
+                device: device.to_string(),
+                class,
+                description: words.collect::<Vec<_>>().join(" "),
+                bars: Vec::new(),
+            });
+        } else if let Some(index) = second.strip_prefix("bar").and_then(|i| i.parse().ok()) {
+            let kind = words.next().unwrap_or_default().to_string();
+            let address = words.next().unwrap_or_default().to_string();
+            let size = words.nth(1).and_then(parse_hex).unwrap_or(0);
+            if let Some(dev) = devices.iter_mut().rev().find(|d| d.bdf == bdf) {
+                dev.bars.push(BarReport {
+                    index,
+                    kind,
+                    address,
+                    size,
+                });
+            }
+        }
+    }
+    devices
+}
+
+/// Builds the report of a run.
+pub fn build(result: &RunResult, memory_mib: u32) -> RunReport {
+    let num = |key: &str| report_value(result, key).and_then(|v| v.parse::<u64>().ok());
+    let protocol = result
+        .console
+        .lines()
+        .find_map(|l| l.split("booted via ").nth(1))
+        .map(|p| p.trim().to_string());
+    RunReport {
+        outcome: result.outcome.name().to_string(),
+        boot: BootReport {
+            protocol,
+            host_ms_to_banner: result.to_banner.map(|d| d.as_secs_f64() * 1e3),
+            guest_ms_to_kernel_main: num("boot_to_main_us").map(|us| us as f64 / 1e3),
+            host_ms_total: result.wall.as_secs_f64() * 1e3,
+            tsc_hz: num("tsc_hz"),
+        },
+        memory: MemoryReport {
+            configured_mib: memory_mib,
+            ram_bytes: num("memory_bytes"),
+            usable_bytes: num("usable_bytes"),
+            free_bytes: num("free_bytes"),
+        },
+        pci: pci_devices(result),
+        malformed_log_frames: result.malformed_frames,
+        qemu_command: result.command.clone(),
+    }
+}
