@@ -2,6 +2,42 @@
 //! does" 3-4): software dirty tracking by page digest, pre-copy policies as
 //! polled state machines, the versioned stream format, and the `Link` trait
 //! the network implements. It knows pages and an opaque device-state blob,
-//! never GPU internals, and never the NIC.
+//! never GPU internals, and never the NIC. It must never allocate, block,
+//! spawn or use `unsafe`: every table lives in storage the kernel lends, and
+//! every long operation is a state machine the main loop polls.
+//!
+//! Modules:
+//! - [`page`]: guest page numbers, [`PageSource`] / [`PageSink`] traits;
+//! - [`digest`]: xxh3-64 (chosen), FNV-1a, gMig's XOR fold, sampling;
+//! - [`tracker`]: the per-vGPU dirty table and CPU / scanner evidence;
+//! - [`delta`]: XBZRLE-like delta encoding and the last-sent cache;
+//! - [`wire`]: stream header and records (view + repr), order rules;
+//! - [`link`]: the [`Link`] trait, an in-memory pipe, a fault injector;
+//! - [`policy`]: the policies and their names;
+//! - [`source`]: the source state machine; [`dest`]: the receiver.
+//!
+//! Host-only pieces (simulator, benches) live in `migrate-sim`.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod delta;
+pub mod dest;
+pub mod digest;
+pub mod link;
+pub mod page;
+pub mod policy;
+pub mod source;
+pub mod tracker;
+pub mod wire;
+
+pub use dest::{decode_stream, ReceiveError, Receiver, ReceiverStatus};
+pub use link::{FaultConfig, FaultInjector, Link, LinkError, Pipe, PipeEnd, SliceLink};
+pub use page::{GuestPage, MemoryError, PageBuf, PageSink, PageSource, PAGE_SIZE};
+pub use policy::{Policy, UnknownPolicy, POLICY_NAMES};
+pub use source::{Source, SourceConfig, SourceError, SourceStats, SourceStatus, SourceStorage};
+pub use tracker::{DirtyTracker, Slot, TrackerError};
+pub use wire::{RejectReason, WireError};
+
+#[cfg(test)]
+mod tests;

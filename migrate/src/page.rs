@@ -1,0 +1,118 @@
+//! Pages and the traits through which the migration reads the source vGPU
+//! and writes the destination one.
+
+use core::fmt;
+
+/// Size of one migrated page: the GGTT maps 4 KiB pages (GMIG_FACTS.md).
+pub const PAGE_SIZE: usize = 4096;
+
+/// One page's content.
+pub type PageBuf = [u8; PAGE_SIZE];
+
+/// A guest page number (guest frame number of a page the vGPU references).
+///
+/// Not an address: no arithmetic is offered, so a guest page cannot be
+/// confused with a host frame or a GGTT index by accident.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GuestPage(u64);
+
+impl GuestPage {
+    /// The largest representable page number. `u64::MAX` is reserved as the
+    /// empty marker of the dirty table.
+    pub const MAX: u64 = u64::MAX - 1;
+
+    /// A guest page number, or `None` for the reserved value `u64::MAX`.
+    pub const fn new(gfn: u64) -> Option<Self> {
+        if gfn > Self::MAX {
+            None
+        } else {
+            Some(Self(gfn))
+        }
+    }
+
+    /// The raw guest frame number.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for GuestPage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "gfn {:#x}", self.0)
+    }
+}
+
+/// Failure of the local memory provider (the kernel's GGTT mapping or the
+/// simulator's memory). Always a local fault, never the peer's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryError {
+    /// The page is not mapped (any more) in the provider.
+    NotMapped(GuestPage),
+    /// A device or CPU state blob read went past its end.
+    StateOutOfRange {
+        /// Requested offset.
+        offset: usize,
+        /// Requested length.
+        len: usize,
+    },
+    /// The destination refused to store the page (out of memory, bad gfn).
+    Refused(GuestPage),
+}
+
+impl fmt::Display for MemoryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotMapped(p) => write!(f, "local memory provider: {p} is not mapped"),
+            Self::StateOutOfRange { offset, len } => write!(
+                f,
+                "local memory provider: state read of {len} bytes at offset {offset} is out of range"
+            ),
+            Self::Refused(p) => write!(f, "local memory provider refused to store {p}"),
+        }
+    }
+}
+
+/// The source side's view of the vGPU being migrated.
+///
+/// The kernel implements it over GPU memory reached through the host GGTT
+/// (pages) and the `gpu` crate's save function (device state blob); the
+/// simulator and the tests implement it over plain memory.
+pub trait PageSource {
+    /// Number of pages the vGPU references (the migrated set).
+    fn page_count(&self) -> usize;
+    /// The `index`-th referenced page, `index < page_count()`. The order must
+    /// stay the same during one migration.
+    fn page_at(&self, index: usize) -> GuestPage;
+    /// Copy the current content of `page` into `out`.
+    fn read_page(&mut self, page: GuestPage, out: &mut PageBuf) -> Result<(), MemoryError>;
+    /// Length of the device-state blob (called once the vGPU is stopped).
+    fn device_state_len(&self) -> usize;
+    /// Copy `out.len()` bytes of the device-state blob starting at `offset`.
+    fn read_device_state(&mut self, offset: usize, out: &mut [u8]) -> Result<(), MemoryError>;
+    /// Length of the CPU (guest register) state blob.
+    fn cpu_state_len(&self) -> usize;
+    /// Copy `out.len()` bytes of the CPU state blob starting at `offset`.
+    fn read_cpu_state(&mut self, offset: usize, out: &mut [u8]) -> Result<(), MemoryError>;
+}
+
+/// The destination side's memory and state store.
+pub trait PageSink {
+    /// Store the content of `page`.
+    fn write_page(&mut self, page: GuestPage, data: &PageBuf) -> Result<(), MemoryError>;
+    /// Read back a stored page (the base a delta record applies to).
+    fn read_page(&mut self, page: GuestPage, out: &mut PageBuf) -> Result<(), MemoryError>;
+    /// Store a chunk of the device-state blob; `total` is the blob's length.
+    fn write_device_state(
+        &mut self,
+        offset: usize,
+        total: usize,
+        data: &[u8],
+    ) -> Result<(), MemoryError>;
+    /// Store a chunk of the CPU state blob; `total` is the blob's length.
+    fn write_cpu_state(
+        &mut self,
+        offset: usize,
+        total: usize,
+        data: &[u8],
+    ) -> Result<(), MemoryError>;
+}

@@ -1,0 +1,730 @@
+//! The source side: one polled state machine per migration that runs the
+//! chosen [`Policy`] (DESIGN.md "What the monitor does" 4).
+//!
+//! The kernel drives it from its main loop:
+//!
+//! 1. reports evidence as it appears ([`Source::report_cpu_dirty`],
+//!    [`Source::report_write_target`], [`Source::report_untracked_writes`]);
+//! 2. calls [`Source::poll`] with the current time; each call does a bounded
+//!    amount of work ([`SourceConfig::work_per_poll`] pages) and returns;
+//! 3. on [`SourceStatus::StopGuest`] stops the vGPU and calls
+//!    [`Source::guest_stopped`];
+//! 4. on [`SourceStatus::Completed`] the destination has confirmed: the
+//!    source vGPU may be destroyed. On any error the vGPU is still intact on
+//!    the source and the kernel resumes it; a retry starts a new `Source`.
+//!
+//! Overlap without threads: the link takes bytes into its own buffer and
+//! transmits them while the next poll hashes, so interleaving verification
+//! and sending page by page (gmig-tpds, informed) overlaps the two; the
+//! gmig-oneshot policy verifies every page before sending any, as gMig's
+//! VEE'18 stop-and-copy did.
+
+use core::fmt;
+
+use crate::delta::{self, DeltaCache};
+use crate::digest::{is_zero, zero_page_xxh3, Tag};
+use crate::link::{Link, LinkError};
+use crate::page::{GuestPage, MemoryError, PageBuf, PageSource, PAGE_SIZE};
+use crate::policy::Policy;
+use crate::tracker::{
+    DirtyTracker, Slot, TrackerError, TrackerStats, Verdict, CPU_DIRTY, PENDING, WRITE_TARGET,
+};
+use crate::wire::{
+    emit_delta_in_place, HeaderRepr, Record, RecordRepr, RejectReason, WireError, DELTA_PREFIX,
+    HEADER_LEN, MAX_PAYLOAD, MAX_RECORD, RECORD_HEAD_LEN,
+};
+
+/// Largest delta sent instead of a full page.
+pub const DELTA_LIMIT: usize = PAGE_SIZE / 2;
+
+/// Settings of one migration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SourceConfig {
+    /// Policy.
+    pub policy: Policy,
+    /// vGPU type index written into the stream header.
+    pub vgpu_type: u16,
+    /// Downtime budget (QEMU default 300 ms).
+    pub downtime_budget_ns: u64,
+    /// Pre-copy round cap (iteration cap).
+    pub max_rounds: u32,
+    /// Pages processed per [`Source::poll`] at most.
+    pub work_per_poll: u32,
+}
+
+impl SourceConfig {
+    /// Defaults: 300 ms budget (QEMU's), 10 rounds, 64 pages per poll.
+    pub fn new(policy: Policy) -> Self {
+        Self {
+            policy,
+            vgpu_type: 0,
+            downtime_budget_ns: 300_000_000,
+            max_rounds: 10,
+            work_per_poll: 64,
+        }
+    }
+}
+
+/// Why a migration failed on the source. After any of these the source vGPU
+/// is intact and must be resumed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceError {
+    /// The destination refused the stream.
+    Rejected(RejectReason),
+    /// The destination's back channel is malformed (peer's fault).
+    BadReply(WireError),
+    /// The link broke.
+    Link(LinkError),
+    /// The local memory provider failed (kernel's fault).
+    Memory(MemoryError),
+    /// The dirty table is too small (kernel sizing).
+    Tracker(TrackerError),
+    /// A state blob is larger than the stream can describe (4 GiB).
+    StateTooLarge(usize),
+    /// The API was used out of order (kernel bug), e.g. polling after failure.
+    Misuse(&'static str),
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Rejected(r) => write!(f, "destination rejected the migration: {r}"),
+            Self::BadReply(e) => write!(f, "destination's reply: {e}"),
+            Self::Link(e) => write!(f, "{e}"),
+            Self::Memory(e) => write!(f, "source: {e}"),
+            Self::Tracker(e) => write!(f, "source: {e}"),
+            Self::StateTooLarge(n) => write!(
+                f,
+                "source: state blob of {n} bytes exceeds the stream limit"
+            ),
+            Self::Misuse(what) => write!(f, "source state machine misused (monitor bug): {what}"),
+        }
+    }
+}
+
+impl From<MemoryError> for SourceError {
+    fn from(e: MemoryError) -> Self {
+        Self::Memory(e)
+    }
+}
+impl From<LinkError> for SourceError {
+    fn from(e: LinkError) -> Self {
+        Self::Link(e)
+    }
+}
+impl From<TrackerError> for SourceError {
+    fn from(e: TrackerError) -> Self {
+        Self::Tracker(e)
+    }
+}
+
+/// What the kernel should do after a poll.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceStatus {
+    /// Pre-copy runs; the guest keeps running.
+    Precopy,
+    /// Stop the vGPU (and its guest), then call [`Source::guest_stopped`].
+    StopGuest,
+    /// Stop-and-copy runs; the guest stays stopped.
+    StopCopy,
+    /// Everything sent; waiting for the destination's confirmation.
+    AwaitingConfirm,
+    /// The destination confirmed: the migration is complete.
+    Completed,
+}
+
+/// Counters of one migration (the simulator's cost model reads them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceStats {
+    /// Pre-copy rounds run.
+    pub rounds: u32,
+    /// Page records sent before the stop.
+    pub precopy_pages: u64,
+    /// Bytes sent before the stop.
+    pub precopy_bytes: u64,
+    /// Page records sent after the stop.
+    pub stop_pages: u64,
+    /// Bytes sent after the stop (including state and done).
+    pub stop_bytes: u64,
+    /// Pages read from the source memory.
+    pub pages_read: u64,
+    /// Zero-page records.
+    pub zero_pages: u64,
+    /// Delta records.
+    pub delta_pages: u64,
+    /// Delta encodings attempted.
+    pub delta_tries: u64,
+    /// Pages whose candidacy check skipped reading them.
+    pub skipped: u64,
+    /// Time of the stop, when it happened.
+    pub stopped_at_ns: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Header,
+    Round { cursor: usize },
+    WaitStop,
+    EndMark,
+    Verify { cursor: usize },
+    Final { cursor: usize },
+    Device { offset: usize },
+    Cpu { offset: usize },
+    Done,
+    AwaitConfirm,
+    Completed,
+    Failed,
+}
+
+/// Storage a [`Source`] borrows (statics in the kernel).
+#[derive(Debug)]
+pub struct SourceStorage<'a> {
+    /// Dirty table slots (power of two).
+    pub slots: &'a mut [Slot],
+    /// Delta cache pages (may be empty).
+    pub cache_pages: &'a mut [PageBuf],
+    /// Delta cache owners (same length as `cache_pages`).
+    pub cache_owners: &'a mut [u64],
+}
+
+/// The source side of one migration.
+#[derive(Debug)]
+pub struct Source<'a> {
+    cfg: SourceConfig,
+    tracker: DirtyTracker<'a>,
+    cache: DeltaCache<'a>,
+    phase: Phase,
+    untracked: bool,
+    seq: u32,
+    page_records: u32,
+    done_seq: u32,
+    out: [u8; MAX_RECORD],
+    out_len: usize,
+    out_pos: usize,
+    page: PageBuf,
+    back: [u8; RECORD_HEAD_LEN + 4],
+    back_fill: usize,
+    started_ns: Option<u64>,
+    bytes_sent: u64,
+    round_bytes: u64,
+    round_new_evidence: u64,
+    stats: SourceStats,
+}
+
+impl<'a> Source<'a> {
+    /// A migration with `cfg` over lent `storage`.
+    pub fn new(cfg: SourceConfig, storage: SourceStorage<'a>) -> Result<Self, SourceError> {
+        let tracker = DirtyTracker::new(storage.slots, cfg.policy.digest())?;
+        let cache = if cfg.policy == Policy::Informed {
+            DeltaCache::new(storage.cache_pages, storage.cache_owners)
+        } else {
+            DeltaCache::new(&mut [], &mut [])
+        };
+        Ok(Self {
+            cfg,
+            tracker,
+            cache,
+            phase: Phase::Header,
+            untracked: false,
+            seq: 0,
+            page_records: 0,
+            done_seq: 0,
+            out: [0; MAX_RECORD],
+            out_len: 0,
+            out_pos: 0,
+            page: [0; PAGE_SIZE],
+            back: [0; RECORD_HEAD_LEN + 4],
+            back_fill: 0,
+            started_ns: None,
+            bytes_sent: 0,
+            round_bytes: 0,
+            round_new_evidence: 0,
+            stats: SourceStats::default(),
+        })
+    }
+
+    /// Settings.
+    pub fn config(&self) -> &SourceConfig {
+        &self.cfg
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &SourceStats {
+        &self.stats
+    }
+
+    /// Hashing counters so far.
+    pub fn tracker_stats(&self) -> TrackerStats {
+        self.tracker.stats()
+    }
+
+    /// Bytes handed to the link so far.
+    pub fn bytes_sent(&self) -> u64 {
+        self.bytes_sent
+    }
+
+    fn note(&mut self, page: GuestPage, flag: u8) -> Result<(), SourceError> {
+        let before = self.tracker.flags(page);
+        if before & (CPU_DIRTY | WRITE_TARGET) == 0 {
+            self.round_new_evidence += 1;
+        }
+        self.tracker.set_flags(page, flag)?;
+        Ok(())
+    }
+
+    /// The CPU wrote `page` (its PTE dirty bit was set; the kernel clears it).
+    pub fn report_cpu_dirty(&mut self, page: GuestPage) -> Result<(), SourceError> {
+        self.note(page, CPU_DIRTY)
+    }
+
+    /// The scanner saw a GPU command that may write `page`.
+    pub fn report_write_target(&mut self, page: GuestPage) -> Result<(), SourceError> {
+        self.note(page, WRITE_TARGET)
+    }
+
+    /// The scanner could not bound what a command writes: from now on every
+    /// page is a candidate (the `informed` policy falls back to hashing all).
+    pub fn report_untracked_writes(&mut self) {
+        self.untracked = true;
+    }
+
+    /// The kernel stopped the vGPU after [`SourceStatus::StopGuest`].
+    pub fn guest_stopped(&mut self, now_ns: u64) -> Result<(), SourceError> {
+        if self.phase != Phase::WaitStop {
+            return Err(SourceError::Misuse(
+                "guest_stopped without a StopGuest request",
+            ));
+        }
+        self.stats.stopped_at_ns = Some(now_ns);
+        self.phase = Phase::EndMark;
+        Ok(())
+    }
+
+    fn status(&self) -> SourceStatus {
+        match self.phase {
+            Phase::Header | Phase::Round { .. } => SourceStatus::Precopy,
+            Phase::WaitStop => SourceStatus::StopGuest,
+            Phase::AwaitConfirm => SourceStatus::AwaitingConfirm,
+            Phase::Completed => SourceStatus::Completed,
+            _ => SourceStatus::StopCopy,
+        }
+    }
+
+    /// Do a bounded amount of work. `now_ns` is a monotonic clock.
+    pub fn poll<S: PageSource, L: Link>(
+        &mut self,
+        now_ns: u64,
+        src: &mut S,
+        link: &mut L,
+    ) -> Result<SourceStatus, SourceError> {
+        match self.phase {
+            Phase::Failed => return Err(SourceError::Misuse("poll after the migration failed")),
+            Phase::Completed => return Ok(SourceStatus::Completed),
+            _ => {}
+        }
+        let r = self.poll_inner(now_ns, src, link);
+        if r.is_err() {
+            self.phase = Phase::Failed;
+        }
+        r
+    }
+
+    fn poll_inner<S: PageSource, L: Link>(
+        &mut self,
+        now_ns: u64,
+        src: &mut S,
+        link: &mut L,
+    ) -> Result<SourceStatus, SourceError> {
+        self.started_ns.get_or_insert(now_ns);
+        self.read_back(link)?;
+        let mut work = 0u32;
+        loop {
+            if !self.flush(link)? {
+                return Ok(self.status());
+            }
+            if work >= self.cfg.work_per_poll {
+                return Ok(self.status());
+            }
+            match self.phase {
+                Phase::Header => {
+                    HeaderRepr {
+                        vgpu_type: self.cfg.vgpu_type,
+                    }
+                    .emit(&mut self.out);
+                    self.queue(HEADER_LEN);
+                    self.phase = if self.cfg.policy == Policy::StopAndCopy {
+                        Phase::WaitStop
+                    } else {
+                        self.stats.rounds = 1;
+                        Phase::Round { cursor: 0 }
+                    };
+                }
+                Phase::Round { cursor } => {
+                    if cursor >= src.page_count() {
+                        self.end_round(now_ns, src.page_count());
+                        continue;
+                    }
+                    work += 1;
+                    self.phase = Phase::Round { cursor: cursor + 1 };
+                    self.round_page(src.page_at(cursor), src)?;
+                }
+                Phase::WaitStop => return Ok(SourceStatus::StopGuest),
+                Phase::EndMark => {
+                    self.emit(RecordRepr::EndOfPrecopy {
+                        rounds: self.stats.rounds,
+                    });
+                    self.phase = if self.cfg.policy == Policy::GmigOneShot {
+                        Phase::Verify { cursor: 0 }
+                    } else {
+                        Phase::Final { cursor: 0 }
+                    };
+                }
+                Phase::Verify { cursor } => {
+                    if cursor >= src.page_count() {
+                        self.phase = Phase::Final { cursor: 0 };
+                        continue;
+                    }
+                    work += 1;
+                    self.phase = Phase::Verify { cursor: cursor + 1 };
+                    self.verify_page(src.page_at(cursor), src)?;
+                }
+                Phase::Final { cursor } => {
+                    if cursor >= src.page_count() {
+                        self.phase = Phase::Device { offset: 0 };
+                        continue;
+                    }
+                    work += 1;
+                    self.phase = Phase::Final { cursor: cursor + 1 };
+                    self.final_page(src.page_at(cursor), src)?;
+                }
+                Phase::Device { offset } => {
+                    let total = src.device_state_len();
+                    let next = self.state_chunk(true, offset, total, src)?;
+                    self.phase = if next >= total {
+                        Phase::Cpu { offset: 0 }
+                    } else {
+                        Phase::Device { offset: next }
+                    };
+                }
+                Phase::Cpu { offset } => {
+                    let total = src.cpu_state_len();
+                    let next = self.state_chunk(false, offset, total, src)?;
+                    self.phase = if next >= total {
+                        Phase::Done
+                    } else {
+                        Phase::Cpu { offset: next }
+                    };
+                }
+                Phase::Done => {
+                    self.done_seq = self.seq;
+                    self.emit(RecordRepr::Done {
+                        page_records: self.page_records,
+                    });
+                    self.phase = Phase::AwaitConfirm;
+                }
+                Phase::AwaitConfirm | Phase::Completed | Phase::Failed => return Ok(self.status()),
+            }
+        }
+    }
+
+    fn state_chunk<S: PageSource>(
+        &mut self,
+        device: bool,
+        offset: usize,
+        total: usize,
+        src: &mut S,
+    ) -> Result<usize, SourceError> {
+        let total32 = u32::try_from(total).map_err(|_| SourceError::StateTooLarge(total))?;
+        let n = (total - offset.min(total)).min(MAX_PAYLOAD);
+        let chunk = &mut self.page[..n];
+        if device {
+            src.read_device_state(offset, chunk)?;
+        } else {
+            src.read_cpu_state(offset, chunk)?;
+        }
+        let data = &self.page[..n];
+        let offset = offset as u32;
+        let repr = if device {
+            RecordRepr::DeviceState {
+                offset,
+                total: total32,
+                data,
+            }
+        } else {
+            RecordRepr::CpuState {
+                offset,
+                total: total32,
+                data,
+            }
+        };
+        let len = repr.emit(self.seq, &mut self.out);
+        self.seq = self.seq.wrapping_add(1);
+        self.queue(len);
+        Ok(offset as usize + n)
+    }
+
+    /// Measured bandwidth in bytes/s (bytes handed to the link over time).
+    fn bandwidth(&self, now_ns: u64) -> u64 {
+        let elapsed = now_ns
+            .saturating_sub(self.started_ns.unwrap_or(now_ns))
+            .max(1);
+        (u128::from(self.bytes_sent) * 1_000_000_000 / u128::from(elapsed)) as u64
+    }
+
+    fn end_round(&mut self, now_ns: u64, page_count: usize) {
+        let pending = match self.cfg.policy {
+            Policy::StopAndCopy | Policy::Precopy => (page_count * PAGE_SIZE) as u64,
+            Policy::GmigOneShot | Policy::GmigTpds => self.round_new_evidence * PAGE_SIZE as u64,
+            Policy::Informed if self.stats.rounds >= 2 && !self.untracked => self.round_bytes,
+            Policy::Informed => u64::MAX,
+        };
+        let fits = u128::from(pending) * 1_000_000_000
+            <= u128::from(self.bandwidth(now_ns)) * u128::from(self.cfg.downtime_budget_ns);
+        if fits || self.stats.rounds >= self.cfg.max_rounds {
+            self.phase = Phase::WaitStop;
+        } else {
+            self.stats.rounds += 1;
+            self.phase = Phase::Round { cursor: 0 };
+        }
+        self.round_bytes = 0;
+        self.round_new_evidence = 0;
+    }
+
+    fn read<S: PageSource>(&mut self, page: GuestPage, src: &mut S) -> Result<(), SourceError> {
+        self.stats.pages_read += 1;
+        src.read_page(page, &mut self.page)?;
+        Ok(())
+    }
+
+    fn is_candidate(&self, page: GuestPage) -> bool {
+        self.untracked || self.tracker.flags(page) & (CPU_DIRTY | WRITE_TARGET) != 0
+    }
+
+    fn round_page<S: PageSource>(
+        &mut self,
+        page: GuestPage,
+        src: &mut S,
+    ) -> Result<(), SourceError> {
+        let first = self.stats.rounds == 1;
+        match self.cfg.policy {
+            Policy::StopAndCopy | Policy::Precopy => {
+                self.read(page, src)?;
+                self.send_full(page);
+            }
+            Policy::GmigOneShot | Policy::GmigTpds => {
+                if first || self.tracker.flags(page) & CPU_DIRTY != 0 {
+                    self.read(page, src)?;
+                    let tag = self.tracker.tag_of(&self.page);
+                    self.send_full(page);
+                    self.tracker.record_sent(page, tag, &self.page)?;
+                } else {
+                    self.stats.skipped += 1;
+                }
+            }
+            Policy::Informed => {
+                if first {
+                    self.read(page, src)?;
+                    let tag = self.tracker.tag_of(&self.page);
+                    self.send_informed(page, tag)?;
+                } else {
+                    self.recheck_informed(page, src)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn verify_page<S: PageSource>(
+        &mut self,
+        page: GuestPage,
+        src: &mut S,
+    ) -> Result<(), SourceError> {
+        if self.tracker.flags(page) & CPU_DIRTY != 0 {
+            return Ok(self.tracker.set_flags(page, PENDING)?);
+        }
+        self.read(page, src)?;
+        if self.tracker.verify(page, &self.page, false) != Verdict::Clean {
+            self.tracker.set_flags(page, PENDING)?;
+        }
+        Ok(())
+    }
+
+    fn final_page<S: PageSource>(
+        &mut self,
+        page: GuestPage,
+        src: &mut S,
+    ) -> Result<(), SourceError> {
+        match self.cfg.policy {
+            Policy::StopAndCopy | Policy::Precopy => {
+                self.read(page, src)?;
+                self.send_full(page);
+            }
+            Policy::GmigOneShot => {
+                if self.tracker.flags(page) & PENDING != 0 {
+                    self.read(page, src)?;
+                    self.send_full(page);
+                    self.tracker.clear_flags(page, PENDING | CPU_DIRTY);
+                }
+            }
+            Policy::GmigTpds => {
+                self.read(page, src)?;
+                let dirty = self.tracker.flags(page) & CPU_DIRTY != 0
+                    || self.tracker.verify(page, &self.page, true) != Verdict::Clean;
+                if dirty {
+                    self.send_full(page);
+                }
+            }
+            Policy::Informed => self.recheck_informed(page, src)?,
+        }
+        Ok(())
+    }
+
+    fn recheck_informed<S: PageSource>(
+        &mut self,
+        page: GuestPage,
+        src: &mut S,
+    ) -> Result<(), SourceError> {
+        if !self.is_candidate(page) {
+            self.stats.skipped += 1;
+            return Ok(());
+        }
+        self.read(page, src)?;
+        match self.tracker.verify(page, &self.page, false) {
+            Verdict::Clean => {
+                self.tracker.clear_flags(page, CPU_DIRTY | WRITE_TARGET);
+                Ok(())
+            }
+            Verdict::Dirty { tag } => {
+                let tag = match tag {
+                    Some(t) => t,
+                    None => self.tracker.tag_of(&self.page),
+                };
+                self.send_informed(page, tag)
+            }
+        }
+    }
+
+    /// Send `self.page` as a zero, delta or full record (informed policy).
+    fn send_informed(&mut self, page: GuestPage, tag: Tag) -> Result<(), SourceError> {
+        let base = self.tracker.sent_tag(page);
+        if tag[0] == zero_page_xxh3() && is_zero(&self.page) {
+            self.stats.zero_pages += 1;
+            self.emit_page(RecordRepr::ZeroPage { page });
+        } else if let (Some(old), Some(base)) = (self.cache.get(page), base) {
+            self.stats.delta_tries += 1;
+            let at = RECORD_HEAD_LEN + DELTA_PREFIX;
+            match delta::encode(old, &self.page, &mut self.out[at..at + DELTA_LIMIT]) {
+                Some(n) if n > 0 => {
+                    self.stats.delta_pages += 1;
+                    let len =
+                        emit_delta_in_place(self.seq, page, base[0], tag[0], n, &mut self.out);
+                    self.seq = self.seq.wrapping_add(1);
+                    self.page_records += 1;
+                    self.count_page();
+                    self.queue(len);
+                }
+                _ => self.send_full(page),
+            }
+        } else {
+            self.send_full(page);
+        }
+        self.cache.put(page, &self.page);
+        self.tracker.record_sent(page, tag, &self.page)?;
+        Ok(())
+    }
+
+    fn send_full(&mut self, page: GuestPage) {
+        let len = RecordRepr::Page {
+            page,
+            data: &self.page,
+        }
+        .emit(self.seq, &mut self.out);
+        self.seq = self.seq.wrapping_add(1);
+        self.page_records += 1;
+        self.count_page();
+        self.queue(len);
+    }
+
+    fn emit_page(&mut self, repr: RecordRepr<'_>) {
+        self.page_records += 1;
+        self.count_page();
+        self.emit(repr);
+    }
+
+    fn count_page(&mut self) {
+        if self.stats.stopped_at_ns.is_some() {
+            self.stats.stop_pages += 1;
+        } else {
+            self.stats.precopy_pages += 1;
+        }
+    }
+
+    fn emit(&mut self, repr: RecordRepr<'_>) {
+        let len = repr.emit(self.seq, &mut self.out);
+        self.seq = self.seq.wrapping_add(1);
+        self.queue(len);
+    }
+
+    fn queue(&mut self, len: usize) {
+        self.out_len = len;
+        self.out_pos = 0;
+        let len = len as u64;
+        self.round_bytes += len;
+        if self.stats.stopped_at_ns.is_some() {
+            self.stats.stop_bytes += len;
+        } else {
+            self.stats.precopy_bytes += len;
+        }
+    }
+
+    /// Push the queued record; true when nothing is left queued.
+    fn flush<L: Link>(&mut self, link: &mut L) -> Result<bool, SourceError> {
+        while self.out_pos < self.out_len {
+            let n = link.send(&self.out[self.out_pos..self.out_len])?;
+            if n == 0 {
+                return Ok(false);
+            }
+            self.out_pos += n;
+            self.bytes_sent += n as u64;
+        }
+        Ok(true)
+    }
+
+    /// Read the back channel: a confirm completes, a reject fails.
+    fn read_back<L: Link>(&mut self, link: &mut L) -> Result<(), SourceError> {
+        while self.back_fill < self.back.len() {
+            match link.recv(&mut self.back[self.back_fill..]) {
+                Ok(0) => return Ok(()),
+                Ok(n) => self.back_fill += n,
+                Err(LinkError::Closed) if self.phase == Phase::Completed => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let view = Record::new_checked(&self.back[..]).map_err(SourceError::BadReply)?;
+        if view.total_len() != self.back.len() {
+            return Err(SourceError::BadReply(WireError::BadLength {
+                kind: view.kind(),
+                len: view.payload_len(),
+            }));
+        }
+        let repr = RecordRepr::parse(&view).map_err(SourceError::BadReply)?;
+        if view.seq() != 0 {
+            return Err(SourceError::BadReply(WireError::Sequence {
+                expected: 0,
+                got: view.seq(),
+            }));
+        }
+        match repr {
+            RecordRepr::Reject { reason } => Err(SourceError::Rejected(reason)),
+            RecordRepr::Confirm { done_seq }
+                if self.phase == Phase::AwaitConfirm && done_seq == self.done_seq =>
+            {
+                self.phase = Phase::Completed;
+                Ok(())
+            }
+            _ => Err(SourceError::BadReply(WireError::Order(
+                "confirm before the stream was complete",
+            ))),
+        }
+    }
+}
