@@ -73,6 +73,7 @@ pub fn bring_up(
     let space =
         unsafe { AddressSpace::build_and_load(&mut frames, boot.memory_map(), image, stack_guard) }
             .map_err(BringUpError::Paging)?;
+    crate::arch::idt::set_stack_guard(stack_guard);
     let mut memory = Memory {
         frames,
         space,

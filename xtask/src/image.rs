@@ -21,8 +21,8 @@ fn grub_cfg(append: &str) -> String {
 }
 
 /// Builds the monitor and writes an ISO at `output` whose GRUB entry passes
-/// `append` as the kernel command line.
-pub fn build_iso(output: &Path, append: &str) -> Result<PathBuf> {
+/// `append` as the kernel command line. Returns the ISO and the ELF in it.
+pub fn build_iso(output: &Path, append: &str) -> Result<(PathBuf, PathBuf)> {
     deps::ensure(deps::GRUB_ISO)?;
     let elf = build::kernel()?;
     let stem = output
@@ -50,12 +50,12 @@ pub fn build_iso(output: &Path, append: &str) -> Result<PathBuf> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    Ok(output.to_path_buf())
+    Ok((output.to_path_buf(), elf))
 }
 
 /// `cargo xtask image [--append ...]`.
 pub fn main(append: &str) -> Result<()> {
-    let iso = build_iso(&paths::iso(), append)?;
+    let (iso, _) = build_iso(&paths::iso(), append)?;
     println!("wrote {}", iso.display());
     Ok(())
 }

@@ -22,13 +22,12 @@ pub struct RunOptions {
 /// Runs and returns the process exit code.
 pub fn main(opts: &RunOptions) -> Result<i32> {
     deps::ensure(deps::QEMU)?;
-    let elf = build::kernel()?;
     let boot = if opts.iso {
-        let iso = crate::image::build_iso(&paths::iso(), &opts.append)?;
+        let (iso, elf) = crate::image::build_iso(&paths::iso(), &opts.append)?;
         Boot::Iso { iso, elf }
     } else {
         Boot::Kernel {
-            elf,
+            elf: build::kernel()?,
             append: opts.append.clone(),
         }
     };

@@ -239,6 +239,15 @@ pub fn init(selectors: gdt::Selectors) {
     unsafe { lidt(&pointer) };
 }
 
+/// The unmapped page below the kernel stack, so that a fault there is
+/// reported as the stack overflow it is.
+static STACK_GUARD: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(u64::MAX);
+
+/// Records the stack guard page for fault reports.
+pub fn set_stack_guard(page: u64) {
+    STACK_GUARD.store(page, core::sync::atomic::Ordering::Relaxed);
+}
+
 /// Breakpoints taken, for the self-test that checks a trap returns.
 pub static BREAKPOINTS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
@@ -305,6 +314,13 @@ impl fmt::Display for FaultReport<'_> {
             )?;
         } else {
             writeln!(f, "    CR2={:#018x}", Cr2::read_raw())?;
+        }
+        let guard = STACK_GUARD.load(core::sync::atomic::Ordering::Relaxed);
+        if matches!(t.vector, 8 | 14) && Cr2::read_raw() & !0xfff == guard {
+            writeln!(
+                f,
+                "    CR2 is in the stack guard page: kernel stack overflow"
+            )?;
         }
         let (cr3, _) = Cr3::read_raw();
         writeln!(
