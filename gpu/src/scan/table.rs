@@ -1,0 +1,2116 @@
+//! The scanner's own opcode table: every command the Gen9 engines accept,
+//! with its header key, length rule, the engines that accept it and the
+//! semantic class the auditor acts on.
+//!
+//! Facts come from Intel's public PRMs (vol 2a "Command Reference:
+//! Instructions"), Mesa's genxml (`gen9.xml`) and the Linux i915/GVT-g
+//! command parser. The rows of the families genxml describes (MI, 3D,
+//! media/GPGPU, MFX/MFD/MFC, HCP, HUC, VDENC, SFC) were transcribed from
+//! genxml; the blitter (BCS) and VEBOX rows, which genxml lacks, and a few MI
+//! commands genxml omits, come from the PRM and i915. The conformance test
+//! (`gpu/tests/scan_conformance.rs`) re-reads genxml and checks every row it
+//! can against it, so hand edits cannot drift silently.
+//!
+//! Per-engine deviations from genxml's `engine` attribute, on purpose:
+//! - `MI_FLUSH_DW` is listed for the video engine only in genxml; the PRM
+//!   defines it for every non-render streamer (BCS, VCS, VECS).
+//! - `SFC_*` commands are also issued from the VEBOX streamer (VEBOX+SFC).
+//!
+//! Lookup is a constant-time array index per engine, built at compile time;
+//! a duplicate key on one engine is a compile error.
+
+use crate::engine::Engine;
+
+/// A set of engines, as a bit mask over [`Engine::index`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Engines(u8);
+
+impl Engines {
+    /// No engine.
+    pub const NONE: Engines = Engines(0);
+    /// Every engine.
+    pub const ALL: Engines = Engines(0b1111);
+
+    /// The set holding only `e`.
+    pub const fn only(e: Engine) -> Engines {
+        Engines(1 << e as u8)
+    }
+    /// Union of two sets.
+    pub const fn union(self, other: Engines) -> Engines {
+        Engines(self.0 | other.0)
+    }
+    /// Whether `e` is in the set.
+    pub const fn contains(self, e: Engine) -> bool {
+        self.0 & (1 << e as u8) != 0
+    }
+    /// Raw bit mask (bit i = engine with index i).
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+}
+
+const RCS: Engines = Engines::only(Engine::Render);
+const BCS: Engines = Engines::only(Engine::Blitter);
+const VCS: Engines = Engines::only(Engine::Video);
+const VECS: Engines = Engines::only(Engine::VideoEnhance);
+const ALL: Engines = Engines::ALL;
+
+/// Command type, header bits 31:29 (PRM vol 2a, "Command Header").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CommandType {
+    /// Memory interface (MI) commands, type 0.
+    Mi,
+    /// 2D (blitter) commands, type 2.
+    Blt,
+    /// GFXPIPE (3D, media, GPGPU, video) commands, type 3.
+    Gfx,
+}
+
+/// The bits of a command header that identify the command.
+///
+/// - MI: opcode, bits 28:23 (6 bits).
+/// - 2D: opcode, bits 28:22 (7 bits).
+/// - GFXPIPE: bits 28:16 (13 bits) = pipeline/subtype (28:27), opcode
+///   (26:24) and sub-opcode (23:16). The video families subdivide these same
+///   bits differently (MFX: opcode 26:24, sub-opcode A 23:21, B 20:16;
+///   HCP/HUC/VDENC/SFC: opcode 26:23, sub-opcode 22:16), so one 13-bit key
+///   covers them all; which command a key means depends on the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Opcode {
+    /// MI opcode (bits 28:23).
+    Mi(u8),
+    /// 2D opcode (bits 28:22).
+    Blt(u8),
+    /// GFXPIPE key (bits 28:16).
+    Gfx(u16),
+}
+
+impl Opcode {
+    /// Splits a header DWord into its opcode key; `None` for the reserved
+    /// command types (1, 4-7).
+    #[inline]
+    pub const fn of(header: u32) -> Option<Opcode> {
+        match header >> 29 {
+            0 => Some(Opcode::Mi(((header >> 23) & 0x3f) as u8)),
+            2 => Some(Opcode::Blt(((header >> 22) & 0x7f) as u8)),
+            3 => Some(Opcode::Gfx(((header >> 16) & 0x1fff) as u16)),
+            _ => None,
+        }
+    }
+
+    /// The command type.
+    pub const fn command_type(self) -> CommandType {
+        match self {
+            Opcode::Mi(_) => CommandType::Mi,
+            Opcode::Blt(_) => CommandType::Blt,
+            Opcode::Gfx(_) => CommandType::Gfx,
+        }
+    }
+
+    /// Header bits this key fixes (type + opcode fields), all others zero.
+    pub const fn header_bits(self) -> u32 {
+        match self {
+            Opcode::Mi(op) => (op as u32 & 0x3f) << 23,
+            Opcode::Blt(op) => (2 << 29) | ((op as u32 & 0x7f) << 22),
+            Opcode::Gfx(key) => (3 << 29) | ((key as u32 & 0x1fff) << 16),
+        }
+    }
+
+    /// Mask of the header bits that make up the key (including the type).
+    pub const fn mask(self) -> u32 {
+        match self {
+            Opcode::Mi(_) => 0xff80_0000,
+            Opcode::Blt(_) => 0xffc0_0000,
+            Opcode::Gfx(_) => 0xffff_0000,
+        }
+    }
+}
+
+/// How long a command is, in DWords.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Len {
+    /// No DWord Length field: the command is always this long.
+    Fixed(u8),
+    /// A DWord Length field in header bits `bits-1:0`; length =
+    /// field + `bias`. Lengths outside `min..=max` are rejected (a fixed-size
+    /// command has `min == max`).
+    Field {
+        /// Width of the DWord Length field.
+        bits: u8,
+        /// Length bias (the DWords the field does not count).
+        bias: u8,
+        /// Smallest accepted total length.
+        min: u32,
+        /// Largest accepted total length.
+        max: u32,
+    },
+}
+
+impl Len {
+    /// Shorthand constructor for [`Len::Field`].
+    pub const fn field(bits: u8, bias: u8, min: u32, max: u32) -> Len {
+        Len::Field {
+            bits,
+            bias,
+            min,
+            max,
+        }
+    }
+}
+
+/// What the auditor must do with a command (the semantic class).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// MI_NOOP.
+    Noop,
+    /// No graphics-memory or register operand: passes unchanged.
+    Plain,
+    /// Carries absolute graphics addresses the auditor has no operand
+    /// description for: rejected (fail closed).
+    GmOperands,
+    /// Only a privileged batch or the kernel driver may issue it (display,
+    /// context switch, power, HWSP, resource streamer, SIP...): rejected.
+    Privileged,
+    /// MI_BATCH_BUFFER_START.
+    BatchStart,
+    /// MI_BATCH_BUFFER_END.
+    BatchEnd,
+    /// MI_CONDITIONAL_BATCH_BUFFER_END.
+    CondBatchEnd,
+    /// MI_STORE_DATA_IMM.
+    StoreDataImm,
+    /// MI_STORE_REGISTER_MEM.
+    StoreRegMem,
+    /// MI_LOAD_REGISTER_MEM.
+    LoadRegMem,
+    /// MI_LOAD_REGISTER_IMM.
+    LoadRegImm,
+    /// MI_LOAD_REGISTER_REG.
+    LoadRegReg,
+    /// MI_COPY_MEM_MEM.
+    CopyMemMem,
+    /// MI_ATOMIC.
+    Atomic,
+    /// MI_FLUSH_DW (post-sync write).
+    FlushDw,
+    /// PIPE_CONTROL (post-sync write).
+    PipeControl,
+    /// MI_SEMAPHORE_WAIT (memory poll).
+    SemaphoreWait,
+    /// MI_SEMAPHORE_SIGNAL (signals another engine's context).
+    SemaphoreSignal,
+    /// STATE_BASE_ADDRESS (base/size pairs).
+    StateBaseAddress,
+    /// XY_COLOR_BLT (destination surface).
+    XyColorBlt,
+    /// XY_SRC_COPY_BLT (source and destination surfaces).
+    XySrcCopyBlt,
+    /// XY_FAST_COPY_BLT (source and destination surfaces).
+    XyFastCopyBlt,
+    /// A blitter command whose surface operands the auditor does not
+    /// model: rejected (fail closed).
+    BltUnaudited,
+    /// A VEBOX command (surfaces not modelled): rejected (fail closed).
+    VeboxUnaudited,
+}
+
+/// One row of the opcode table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CmdSpec {
+    /// Name as in the PRM / genxml.
+    pub name: &'static str,
+    /// Header key.
+    pub opcode: Opcode,
+    /// Length rule.
+    pub len: Len,
+    /// Engines that accept it.
+    pub engines: Engines,
+    /// Semantic class.
+    pub op: Op,
+}
+
+const fn spec(name: &'static str, opcode: Opcode, len: Len, engines: Engines, op: Op) -> CmdSpec {
+    CmdSpec {
+        name,
+        opcode,
+        len,
+        engines,
+        op,
+    }
+}
+const fn mi(op: u8) -> Opcode {
+    Opcode::Mi(op)
+}
+const fn blt(op: u8) -> Opcode {
+    Opcode::Blt(op)
+}
+const fn gfx(key: u16) -> Opcode {
+    Opcode::Gfx(key)
+}
+/// Blitter DWord Length field: bits 7:0, bias 2 (PRM vol 2a, BCS commands).
+const fn blt_len(min: u32, max: u32) -> Len {
+    Len::field(8, 2, min, max)
+}
+
+/// Every command the scanner knows, sorted by type then key.
+pub static COMMANDS: &[CmdSpec] = &TABLE;
+
+/// Number of rows in [`COMMANDS`].
+pub const N_COMMANDS: usize = 259;
+
+const TABLE: [CmdSpec; N_COMMANDS] = [
+    // ---- rows transcribed from genxml gen9.xml (MI, 3D, media, video) ----
+    spec("MI_NOOP", mi(0x00), Len::Fixed(1), ALL, Op::Noop),
+    spec("MI_SET_PREDICATE", mi(0x01), Len::Fixed(1), ALL, Op::Plain),
+    spec("MI_USER_INTERRUPT", mi(0x02), Len::Fixed(1), ALL, Op::Plain),
+    spec(
+        "MI_WAIT_FOR_EVENT",
+        mi(0x03),
+        Len::Fixed(1),
+        RCS.union(BCS),
+        Op::Privileged,
+    ),
+    spec("MI_ARB_CHECK", mi(0x05), Len::Fixed(1), ALL, Op::Plain),
+    spec(
+        "MI_RS_CONTROL",
+        mi(0x06),
+        Len::Fixed(1),
+        RCS,
+        Op::Privileged,
+    ),
+    spec(
+        "MI_REPORT_HEAD",
+        mi(0x07),
+        Len::Fixed(1),
+        ALL,
+        Op::Privileged,
+    ),
+    spec(
+        "MI_ARB_ON_OFF",
+        mi(0x08),
+        Len::Fixed(1),
+        ALL,
+        Op::Privileged,
+    ),
+    spec(
+        "MI_URB_ATOMIC_ALLOC",
+        mi(0x09),
+        Len::Fixed(1),
+        RCS,
+        Op::Privileged,
+    ),
+    spec(
+        "MI_BATCH_BUFFER_END",
+        mi(0x0a),
+        Len::Fixed(1),
+        ALL,
+        Op::BatchEnd,
+    ),
+    spec(
+        "MI_SUSPEND_FLUSH",
+        mi(0x0b),
+        Len::Fixed(1),
+        ALL,
+        Op::Privileged,
+    ),
+    spec("MI_PREDICATE", mi(0x0c), Len::Fixed(1), ALL, Op::Plain),
+    spec(
+        "MI_TOPOLOGY_FILTER",
+        mi(0x0d),
+        Len::Fixed(1),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "MI_RS_CONTEXT",
+        mi(0x0f),
+        Len::Fixed(1),
+        RCS,
+        Op::Privileged,
+    ),
+    spec(
+        "MI_LOAD_SCAN_LINES_INCL",
+        mi(0x12),
+        Len::field(6, 2, 2, 2),
+        RCS,
+        Op::Privileged,
+    ),
+    spec(
+        "MI_LOAD_SCAN_LINES_EXCL",
+        mi(0x13),
+        Len::field(6, 2, 2, 2),
+        RCS,
+        Op::Privileged,
+    ),
+    spec(
+        "MI_DISPLAY_FLIP",
+        mi(0x14),
+        Len::field(8, 2, 3, 3),
+        RCS.union(BCS),
+        Op::Privileged,
+    ),
+    spec(
+        "MI_SET_CONTEXT",
+        mi(0x18),
+        Len::field(8, 2, 2, 2),
+        ALL,
+        Op::Privileged,
+    ),
+    spec(
+        "MI_MATH",
+        mi(0x1a),
+        Len::field(8, 2, 2, 257),
+        ALL,
+        Op::Plain,
+    ),
+    spec(
+        "MI_SEMAPHORE_SIGNAL",
+        mi(0x1b),
+        Len::field(8, 2, 2, 2),
+        ALL,
+        Op::SemaphoreSignal,
+    ),
+    spec(
+        "MI_SEMAPHORE_WAIT",
+        mi(0x1c),
+        Len::field(8, 2, 4, 4),
+        ALL,
+        Op::SemaphoreWait,
+    ),
+    spec(
+        "MI_FORCE_WAKEUP",
+        mi(0x1d),
+        Len::field(8, 2, 2, 2),
+        ALL,
+        Op::Privileged,
+    ),
+    spec(
+        "MI_STORE_DATA_IMM",
+        mi(0x20),
+        Len::field(10, 2, 4, 5),
+        ALL,
+        Op::StoreDataImm,
+    ),
+    spec(
+        "MI_STORE_DATA_INDEX",
+        mi(0x21),
+        Len::field(8, 2, 3, 3),
+        ALL,
+        Op::Privileged,
+    ),
+    spec(
+        "MI_LOAD_REGISTER_IMM",
+        mi(0x22),
+        Len::field(8, 2, 3, 257),
+        ALL,
+        Op::LoadRegImm,
+    ),
+    spec(
+        "MI_STORE_REGISTER_MEM",
+        mi(0x24),
+        Len::field(8, 2, 4, 4),
+        ALL,
+        Op::StoreRegMem,
+    ),
+    spec(
+        "MI_FLUSH_DW",
+        mi(0x26),
+        Len::field(6, 2, 4, 5),
+        BCS.union(VCS).union(VECS),
+        Op::FlushDw,
+    ),
+    spec(
+        "MI_CLFLUSH",
+        mi(0x27),
+        Len::field(10, 2, 3, 1025),
+        RCS,
+        Op::Privileged,
+    ),
+    spec(
+        "MI_REPORT_PERF_COUNT",
+        mi(0x28),
+        Len::field(6, 2, 4, 4),
+        RCS,
+        Op::Privileged,
+    ),
+    spec(
+        "MI_LOAD_REGISTER_MEM",
+        mi(0x29),
+        Len::field(8, 2, 4, 4),
+        ALL,
+        Op::LoadRegMem,
+    ),
+    spec(
+        "MI_LOAD_REGISTER_REG",
+        mi(0x2a),
+        Len::field(8, 2, 3, 3),
+        ALL,
+        Op::LoadRegReg,
+    ),
+    spec(
+        "MI_RS_STORE_DATA_IMM",
+        mi(0x2b),
+        Len::field(8, 2, 4, 4),
+        RCS,
+        Op::Privileged,
+    ),
+    spec(
+        "MI_LOAD_URB_MEM",
+        mi(0x2c),
+        Len::field(8, 2, 4, 4),
+        RCS,
+        Op::Privileged,
+    ),
+    spec(
+        "MI_STORE_URB_MEM",
+        mi(0x2d),
+        Len::field(8, 2, 4, 4),
+        RCS,
+        Op::Privileged,
+    ),
+    spec(
+        "MI_COPY_MEM_MEM",
+        mi(0x2e),
+        Len::field(8, 2, 5, 5),
+        ALL,
+        Op::CopyMemMem,
+    ),
+    spec(
+        "MI_ATOMIC",
+        mi(0x2f),
+        Len::field(8, 2, 3, 11),
+        ALL,
+        Op::Atomic,
+    ),
+    spec(
+        "MI_BATCH_BUFFER_START",
+        mi(0x31),
+        Len::field(8, 2, 3, 3),
+        ALL,
+        Op::BatchStart,
+    ),
+    spec(
+        "MI_CONDITIONAL_BATCH_BUFFER_END",
+        mi(0x36),
+        Len::field(8, 2, 4, 4),
+        ALL,
+        Op::CondBatchEnd,
+    ),
+    spec(
+        "STATE_PREFETCH",
+        gfx(0x0003),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "STATE_BASE_ADDRESS",
+        gfx(0x0101),
+        Len::field(8, 2, 19, 19),
+        RCS,
+        Op::StateBaseAddress,
+    ),
+    spec(
+        "STATE_SIP",
+        gfx(0x0102),
+        Len::field(8, 2, 3, 3),
+        RCS,
+        Op::Privileged,
+    ),
+    spec(
+        "GPGPU_CSR_BASE_ADDRESS",
+        gfx(0x0104),
+        Len::field(8, 2, 3, 3),
+        RCS,
+        Op::Privileged,
+    ),
+    spec(
+        "MFX_WAIT",
+        gfx(0x0800),
+        Len::field(6, 1, 1, 1),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_VF_STATISTICS",
+        gfx(0x080b),
+        Len::Fixed(1),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "PIPELINE_SELECT",
+        gfx(0x0904),
+        Len::Fixed(1),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "MEDIA_VFE_STATE",
+        gfx(0x1000),
+        Len::field(16, 2, 9, 9),
+        RCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "MFX_PIPE_MODE_SELECT",
+        gfx(0x1000),
+        Len::field(12, 2, 5, 5),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MEDIA_CURBE_LOAD",
+        gfx(0x1001),
+        Len::field(16, 2, 4, 4),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFX_SURFACE_STATE",
+        gfx(0x1001),
+        Len::field(12, 2, 6, 6),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MEDIA_INTERFACE_DESCRIPTOR_LOAD",
+        gfx(0x1002),
+        Len::field(16, 2, 4, 4),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFX_PIPE_BUF_ADDR_STATE",
+        gfx(0x1002),
+        Len::field(12, 2, 65, 65),
+        VCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "MFX_IND_OBJ_BASE_ADDR_STATE",
+        gfx(0x1003),
+        Len::field(12, 2, 26, 26),
+        VCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "MEDIA_STATE_FLUSH",
+        gfx(0x1004),
+        Len::field(16, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFX_BSP_BUF_BASE_ADDR_STATE",
+        gfx(0x1004),
+        Len::field(12, 2, 10, 10),
+        VCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "MFX_STATE_POINTER",
+        gfx(0x1006),
+        Len::field(12, 2, 2, 2),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFX_QM_STATE",
+        gfx(0x1007),
+        Len::field(12, 2, 34, 34),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFX_FQM_STATE",
+        gfx(0x1008),
+        Len::field(12, 2, 34, 34),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFX_DBK_OBJECT",
+        gfx(0x1009),
+        Len::field(12, 2, 13, 13),
+        VCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "MFD_IT_OBJECT",
+        gfx(0x1029),
+        Len::field(12, 2, 8, 4097),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFX_PAK_INSERT_OBJECT",
+        gfx(0x1048),
+        Len::field(12, 2, 2, 4097),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFX_STITCH_OBJECT",
+        gfx(0x104a),
+        Len::field(12, 2, 2, 4097),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFX_MPEG_TS_CONTROL",
+        gfx(0x104b),
+        Len::field(12, 2, 5, 5),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "VDENC_PIPE_MODE_SELECT",
+        gfx(0x1080),
+        Len::field(12, 2, 2, 2),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "VDENC_SRC_SURFACE_STATE",
+        gfx(0x1081),
+        Len::field(12, 2, 6, 6),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "VDENC_REF_SURFACE_STATE",
+        gfx(0x1082),
+        Len::field(12, 2, 6, 6),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "VDENC_DS_REF_SURFACE_STATE",
+        gfx(0x1083),
+        Len::field(12, 2, 6, 6),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "VDENC_PIPE_BUF_ADDR_STATE",
+        gfx(0x1084),
+        Len::field(12, 2, 38, 38),
+        VCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "VDENC_IMG_STATE",
+        gfx(0x1085),
+        Len::field(12, 2, 36, 36),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "VDENC_CONST_QPT_STATE",
+        gfx(0x1086),
+        Len::field(12, 2, 62, 62),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "VDENC_WALKER_STATE",
+        gfx(0x1087),
+        Len::field(12, 2, 2, 2),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MEDIA_OBJECT",
+        gfx(0x1100),
+        Len::field(16, 2, 6, 65537),
+        RCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "MFX_AVC_IMG_STATE",
+        gfx(0x1100),
+        Len::field(12, 2, 21, 21),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MEDIA_OBJECT_PRT",
+        gfx(0x1102),
+        Len::field(16, 2, 16, 16),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFX_AVC_DIRECTMODE_STATE",
+        gfx(0x1102),
+        Len::field(12, 2, 71, 71),
+        VCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "MEDIA_OBJECT_WALKER",
+        gfx(0x1103),
+        Len::field(16, 2, 17, 65537),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFX_AVC_SLICE_STATE",
+        gfx(0x1103),
+        Len::field(12, 2, 10, 10),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFX_AVC_REF_IDX_STATE",
+        gfx(0x1104),
+        Len::field(12, 2, 10, 10),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "GPGPU_WALKER",
+        gfx(0x1105),
+        Len::field(8, 2, 15, 15),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFX_AVC_WEIGHTOFFSET_STATE",
+        gfx(0x1105),
+        Len::field(12, 2, 98, 98),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MEDIA_OBJECT_GRPID",
+        gfx(0x1106),
+        Len::field(16, 2, 7, 65537),
+        RCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "MFD_AVC_PICID_STATE",
+        gfx(0x1125),
+        Len::field(12, 2, 10, 10),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFD_AVC_DPB_STATE",
+        gfx(0x1126),
+        Len::field(12, 2, 27, 27),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFD_AVC_SLICEADDR",
+        gfx(0x1127),
+        Len::field(12, 2, 3, 3),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFD_AVC_BSD_OBJECT",
+        gfx(0x1128),
+        Len::field(12, 2, 6, 6),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFC_AVC_PAK_OBJECT",
+        gfx(0x1149),
+        Len::field(12, 2, 12, 12),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFX_VC1_PRED_PIPE_STATE",
+        gfx(0x1201),
+        Len::field(12, 2, 6, 6),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFX_VC1_DIRECTMODE_STATE",
+        gfx(0x1202),
+        Len::field(12, 2, 7, 7),
+        VCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "MFD_VC1_SHORT_PIC_STATE",
+        gfx(0x1220),
+        Len::field(12, 2, 5, 5),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFD_VC1_LONG_PIC_STATE",
+        gfx(0x1221),
+        Len::field(12, 2, 6, 6),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFD_VC1_BSD_OBJECT",
+        gfx(0x1228),
+        Len::field(12, 2, 5, 5),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFX_MPEG2_PIC_STATE",
+        gfx(0x1300),
+        Len::field(12, 2, 2, 2),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFD_MPEG2_BSD_OBJECT",
+        gfx(0x1328),
+        Len::field(12, 2, 5, 5),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFC_MPEG2_SLICEGROUP_STATE",
+        gfx(0x1343),
+        Len::field(12, 2, 8, 8),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFC_MPEG2_PAK_OBJECT",
+        gfx(0x1349),
+        Len::field(12, 2, 9, 9),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "HCP_PIPE_MODE_SELECT",
+        gfx(0x1380),
+        Len::field(12, 2, 6, 6),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "HCP_SURFACE_STATE",
+        gfx(0x1381),
+        Len::field(12, 2, 3, 3),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "HCP_PIPE_BUF_ADDR_STATE",
+        gfx(0x1382),
+        Len::field(12, 2, 104, 104),
+        VCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "HCP_IND_OBJ_BASE_ADDR_STATE",
+        gfx(0x1383),
+        Len::field(12, 2, 14, 14),
+        VCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "HCP_QM_STATE",
+        gfx(0x1384),
+        Len::field(12, 2, 18, 18),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "HCP_FQM_STATE",
+        gfx(0x1385),
+        Len::field(12, 2, 34, 34),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "HEVC_VP9_RDOQ_STATE",
+        gfx(0x1388),
+        Len::field(12, 2, 62, 62),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "HCP_PIC_STATE",
+        gfx(0x1390),
+        Len::field(12, 2, 32, 32),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "HCP_TILE_STATE",
+        gfx(0x1391),
+        Len::field(12, 2, 13, 13),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "HCP_REF_IDX_STATE",
+        gfx(0x1392),
+        Len::field(12, 2, 18, 18),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "HCP_WEIGHTOFFSET_STATE",
+        gfx(0x1393),
+        Len::field(12, 2, 34, 34),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "HCP_SLICE_STATE",
+        gfx(0x1394),
+        Len::field(12, 2, 11, 11),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "HCP_TILE_CODING",
+        gfx(0x1395),
+        Len::field(12, 1, 1, 1),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "HCP_BSD_OBJECT",
+        gfx(0x13a0),
+        Len::field(12, 2, 3, 3),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "HCP_PAK_OBJECT",
+        gfx(0x13a1),
+        Len::field(12, 2, 2, 2),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "HCP_PAK_INSERT_OBJECT",
+        gfx(0x13a2),
+        Len::field(12, 2, 2, 4097),
+        VCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "HCP_VP9_PIC_STATE",
+        gfx(0x13b0),
+        Len::field(12, 2, 2, 2),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "HCP_VP9_SEGMENT_STATE",
+        gfx(0x13b2),
+        Len::field(12, 2, 8, 8),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFX_VP8_PIC_STATE",
+        gfx(0x1400),
+        Len::field(12, 2, 2, 2),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFD_VP8_BSD_OBJECT",
+        gfx(0x1428),
+        Len::field(12, 2, 22, 22),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFX_VP8_ENCODER_CFG",
+        gfx(0x1441),
+        Len::field(12, 2, 2, 2),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFX_VP8_BSP_BUF_BASE_ADDR_STATE",
+        gfx(0x1443),
+        Len::field(12, 2, 2, 2),
+        VCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "MFX_VP8_PAK_OBJECT",
+        gfx(0x1449),
+        Len::field(12, 2, 7, 7),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "SFC_LOCK",
+        gfx(0x1500),
+        Len::field(12, 2, 2, 2),
+        VCS.union(VECS),
+        Op::Plain,
+    ),
+    spec(
+        "SFC_STATE",
+        gfx(0x1501),
+        Len::field(12, 2, 32, 32),
+        VCS.union(VECS),
+        Op::Plain,
+    ),
+    spec(
+        "SFC_AVS_STATE",
+        gfx(0x1502),
+        Len::field(12, 2, 3, 3),
+        VCS.union(VECS),
+        Op::Plain,
+    ),
+    spec(
+        "SFC_IEF_STATE",
+        gfx(0x1503),
+        Len::field(12, 2, 24, 24),
+        VCS.union(VECS),
+        Op::Plain,
+    ),
+    spec(
+        "SFC_FRAME_START",
+        gfx(0x1504),
+        Len::field(12, 2, 2, 2),
+        VCS.union(VECS),
+        Op::Plain,
+    ),
+    spec(
+        "SFC_AVS_LUMA_COEFF_TABLE",
+        gfx(0x1505),
+        Len::field(12, 2, 129, 129),
+        VCS.union(VECS),
+        Op::Plain,
+    ),
+    spec(
+        "SFC_AVS_CHROMA_COEFF_TABLE",
+        gfx(0x1506),
+        Len::field(12, 2, 65, 65),
+        VCS.union(VECS),
+        Op::Plain,
+    ),
+    spec(
+        "HUC_PIPE_MODE_SELECT",
+        gfx(0x1580),
+        Len::field(12, 2, 3, 3),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "HUC_IMEM_STATE",
+        gfx(0x1581),
+        Len::field(12, 2, 5, 5),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "HUC_DMEM_STATE",
+        gfx(0x1582),
+        Len::field(12, 2, 6, 6),
+        VCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "HUC_CFG_STATE",
+        gfx(0x1583),
+        Len::field(12, 2, 2, 2),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "HUC_VIRTUAL_ADDR_STATE",
+        gfx(0x1584),
+        Len::field(12, 2, 49, 49),
+        VCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "HUC_IND_OBJ_BASE_ADDR_STATE",
+        gfx(0x1585),
+        Len::field(12, 2, 11, 11),
+        VCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "HUC_STREAM_OBJECT",
+        gfx(0x15a0),
+        Len::field(12, 2, 5, 5),
+        VCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "HUC_START",
+        gfx(0x15a1),
+        Len::field(12, 2, 2, 2),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFX_JPEG_PIC_STATE",
+        gfx(0x1700),
+        Len::field(12, 2, 3, 3),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFX_JPEG_HUFF_TABLE_STATE",
+        gfx(0x1702),
+        Len::field(12, 2, 831, 831),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFD_JPEG_BSD_OBJECT",
+        gfx(0x1728),
+        Len::field(12, 2, 6, 6),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFC_JPEG_HUFF_TABLE_STATE",
+        gfx(0x1743),
+        Len::field(12, 2, 176, 176),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "MFC_JPEG_SCAN_OBJECT",
+        gfx(0x1749),
+        Len::field(12, 2, 3, 3),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "VD_PIPELINE_FLUSH",
+        gfx(0x1780),
+        Len::field(12, 2, 2, 2),
+        VCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_CLEAR_PARAMS",
+        gfx(0x1804),
+        Len::field(8, 2, 3, 3),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_DEPTH_BUFFER",
+        gfx(0x1805),
+        Len::field(8, 2, 8, 8),
+        RCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "3DSTATE_STENCIL_BUFFER",
+        gfx(0x1806),
+        Len::field(8, 2, 5, 5),
+        RCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "3DSTATE_HIER_DEPTH_BUFFER",
+        gfx(0x1807),
+        Len::field(8, 2, 5, 5),
+        RCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "3DSTATE_VERTEX_BUFFERS",
+        gfx(0x1808),
+        Len::field(8, 2, 5, 257),
+        RCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "3DSTATE_VERTEX_ELEMENTS",
+        gfx(0x1809),
+        Len::field(8, 2, 3, 257),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_INDEX_BUFFER",
+        gfx(0x180a),
+        Len::field(8, 2, 5, 5),
+        RCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "3DSTATE_VF",
+        gfx(0x180c),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_MULTISAMPLE",
+        gfx(0x180d),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_CC_STATE_POINTERS",
+        gfx(0x180e),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_SCISSOR_STATE_POINTERS",
+        gfx(0x180f),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_VS",
+        gfx(0x1810),
+        Len::field(8, 2, 9, 9),
+        RCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "3DSTATE_GS",
+        gfx(0x1811),
+        Len::field(8, 2, 10, 10),
+        RCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "3DSTATE_CLIP",
+        gfx(0x1812),
+        Len::field(8, 2, 4, 4),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_SF",
+        gfx(0x1813),
+        Len::field(8, 2, 4, 4),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_WM",
+        gfx(0x1814),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_CONSTANT_VS",
+        gfx(0x1815),
+        Len::field(8, 2, 11, 11),
+        RCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "3DSTATE_CONSTANT_GS",
+        gfx(0x1816),
+        Len::field(8, 2, 11, 11),
+        RCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "3DSTATE_CONSTANT_PS",
+        gfx(0x1817),
+        Len::field(8, 2, 11, 11),
+        RCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "3DSTATE_SAMPLE_MASK",
+        gfx(0x1818),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_CONSTANT_HS",
+        gfx(0x1819),
+        Len::field(8, 2, 11, 11),
+        RCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "3DSTATE_CONSTANT_DS",
+        gfx(0x181a),
+        Len::field(8, 2, 11, 11),
+        RCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "3DSTATE_HS",
+        gfx(0x181b),
+        Len::field(8, 2, 9, 9),
+        RCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "3DSTATE_TE",
+        gfx(0x181c),
+        Len::field(8, 2, 4, 4),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_DS",
+        gfx(0x181d),
+        Len::field(8, 2, 11, 11),
+        RCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "3DSTATE_STREAMOUT",
+        gfx(0x181e),
+        Len::field(8, 2, 5, 5),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_SBE",
+        gfx(0x181f),
+        Len::field(8, 2, 6, 6),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_PS",
+        gfx(0x1820),
+        Len::field(8, 2, 12, 12),
+        RCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "3DSTATE_VIEWPORT_STATE_POINTERS_SF_CLIP",
+        gfx(0x1821),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_VIEWPORT_STATE_POINTERS_CC",
+        gfx(0x1823),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_BLEND_STATE_POINTERS",
+        gfx(0x1824),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_BINDING_TABLE_POINTERS_VS",
+        gfx(0x1826),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_BINDING_TABLE_POINTERS_HS",
+        gfx(0x1827),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_BINDING_TABLE_POINTERS_DS",
+        gfx(0x1828),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_BINDING_TABLE_POINTERS_GS",
+        gfx(0x1829),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_BINDING_TABLE_POINTERS_PS",
+        gfx(0x182a),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_SAMPLER_STATE_POINTERS_VS",
+        gfx(0x182b),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_SAMPLER_STATE_POINTERS_HS",
+        gfx(0x182c),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_SAMPLER_STATE_POINTERS_DS",
+        gfx(0x182d),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_SAMPLER_STATE_POINTERS_GS",
+        gfx(0x182e),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_SAMPLER_STATE_POINTERS_PS",
+        gfx(0x182f),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_URB_VS",
+        gfx(0x1830),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_URB_HS",
+        gfx(0x1831),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_URB_DS",
+        gfx(0x1832),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_URB_GS",
+        gfx(0x1833),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_GATHER_CONSTANT_VS",
+        gfx(0x1834),
+        Len::field(8, 2, 2, 257),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_GATHER_CONSTANT_GS",
+        gfx(0x1835),
+        Len::field(8, 2, 3, 257),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_GATHER_CONSTANT_HS",
+        gfx(0x1836),
+        Len::field(8, 2, 3, 257),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_GATHER_CONSTANT_DS",
+        gfx(0x1837),
+        Len::field(8, 2, 3, 257),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_GATHER_CONSTANT_PS",
+        gfx(0x1838),
+        Len::field(8, 2, 3, 257),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_BINDING_TABLE_EDIT_VS",
+        gfx(0x1843),
+        Len::field(9, 2, 2, 513),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_BINDING_TABLE_EDIT_GS",
+        gfx(0x1844),
+        Len::field(9, 2, 2, 513),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_BINDING_TABLE_EDIT_HS",
+        gfx(0x1845),
+        Len::field(9, 2, 2, 513),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_BINDING_TABLE_EDIT_DS",
+        gfx(0x1846),
+        Len::field(9, 2, 2, 513),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_BINDING_TABLE_EDIT_PS",
+        gfx(0x1847),
+        Len::field(9, 2, 2, 513),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_VF_INSTANCING",
+        gfx(0x1849),
+        Len::field(8, 2, 3, 3),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_VF_SGVS",
+        gfx(0x184a),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_VF_TOPOLOGY",
+        gfx(0x184b),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_WM_CHROMAKEY",
+        gfx(0x184c),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_PS_BLEND",
+        gfx(0x184d),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_WM_DEPTH_STENCIL",
+        gfx(0x184e),
+        Len::field(8, 2, 4, 4),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_PS_EXTRA",
+        gfx(0x184f),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_RASTER",
+        gfx(0x1850),
+        Len::field(8, 2, 5, 5),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_SBE_SWIZ",
+        gfx(0x1851),
+        Len::field(8, 2, 11, 11),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_WM_HZ_OP",
+        gfx(0x1852),
+        Len::field(8, 2, 5, 5),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_RS_CONSTANT_POINTER",
+        gfx(0x1854),
+        Len::field(8, 2, 4, 4),
+        RCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "3DSTATE_VF_COMPONENT_PACKING",
+        gfx(0x1855),
+        Len::field(8, 2, 5, 5),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_DRAWING_RECTANGLE",
+        gfx(0x1900),
+        Len::field(8, 2, 4, 4),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_SAMPLER_PALETTE_LOAD0",
+        gfx(0x1902),
+        Len::field(8, 2, 2, 257),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_CHROMA_KEY",
+        gfx(0x1904),
+        Len::field(8, 2, 4, 4),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_POLY_STIPPLE_OFFSET",
+        gfx(0x1906),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_POLY_STIPPLE_PATTERN",
+        gfx(0x1907),
+        Len::field(8, 2, 33, 33),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_LINE_STIPPLE",
+        gfx(0x1908),
+        Len::field(8, 2, 3, 3),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_AA_LINE_PARAMETERS",
+        gfx(0x190a),
+        Len::field(8, 2, 3, 3),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_SAMPLER_PALETTE_LOAD1",
+        gfx(0x190c),
+        Len::field(8, 2, 2, 257),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_MONOFILTER_SIZE",
+        gfx(0x1911),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_PUSH_CONSTANT_ALLOC_VS",
+        gfx(0x1912),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_PUSH_CONSTANT_ALLOC_HS",
+        gfx(0x1913),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_PUSH_CONSTANT_ALLOC_DS",
+        gfx(0x1914),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_PUSH_CONSTANT_ALLOC_GS",
+        gfx(0x1915),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_PUSH_CONSTANT_ALLOC_PS",
+        gfx(0x1916),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_SO_DECL_LIST",
+        gfx(0x1917),
+        Len::field(9, 2, 2, 513),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_SO_BUFFER",
+        gfx(0x1918),
+        Len::field(8, 2, 8, 8),
+        RCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "3DSTATE_BINDING_TABLE_POOL_ALLOC",
+        gfx(0x1919),
+        Len::field(8, 2, 4, 4),
+        RCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "3DSTATE_GATHER_POOL_ALLOC",
+        gfx(0x191a),
+        Len::field(8, 2, 4, 4),
+        RCS,
+        Op::GmOperands,
+    ),
+    spec(
+        "3DSTATE_SAMPLE_PATTERN",
+        gfx(0x191c),
+        Len::field(8, 2, 9, 9),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "3DSTATE_URB_CLEAR",
+        gfx(0x191d),
+        Len::field(8, 2, 2, 2),
+        RCS,
+        Op::Plain,
+    ),
+    spec(
+        "PIPE_CONTROL",
+        gfx(0x1a00),
+        Len::field(8, 2, 6, 6),
+        RCS,
+        Op::PipeControl,
+    ),
+    spec(
+        "3DPRIMITIVE",
+        gfx(0x1b00),
+        Len::field(8, 2, 7, 7),
+        RCS,
+        Op::Plain,
+    ),
+    // ---- MI commands genxml does not list (i915 GVT-g, PRM vol 2a) ----
+    spec("MI_SET_APPID", mi(0x0e), Len::Fixed(1), ALL, Op::Privileged),
+    spec(
+        "MI_UPDATE_GTT",
+        mi(0x23),
+        Len::field(10, 2, 3, 1025),
+        ALL,
+        Op::Privileged,
+    ),
+    // ---- 2D blitter (BCS) commands, PRM vol 2a; opcode bits 28:22 ----
+    spec(
+        "XY_SETUP_BLT",
+        blt(0x01),
+        blt_len(3, 257),
+        BCS,
+        Op::BltUnaudited,
+    ),
+    spec(
+        "XY_SETUP_CLIP_BLT",
+        blt(0x03),
+        blt_len(3, 3),
+        BCS,
+        Op::Plain,
+    ),
+    spec(
+        "XY_SETUP_MONO_PATTERN_SL_BLT",
+        blt(0x11),
+        blt_len(3, 257),
+        BCS,
+        Op::BltUnaudited,
+    ),
+    spec(
+        "XY_PIXEL_BLT",
+        blt(0x24),
+        blt_len(3, 257),
+        BCS,
+        Op::BltUnaudited,
+    ),
+    spec(
+        "XY_SCANLINES_BLT",
+        blt(0x25),
+        blt_len(3, 257),
+        BCS,
+        Op::BltUnaudited,
+    ),
+    spec(
+        "XY_TEXT_BLT",
+        blt(0x26),
+        blt_len(3, 257),
+        BCS,
+        Op::BltUnaudited,
+    ),
+    spec(
+        "XY_TEXT_IMMEDIATE_BLT",
+        blt(0x31),
+        blt_len(3, 257),
+        BCS,
+        Op::BltUnaudited,
+    ),
+    spec(
+        "COLOR_BLT",
+        blt(0x40),
+        blt_len(3, 257),
+        BCS,
+        Op::BltUnaudited,
+    ),
+    spec(
+        "XY_FAST_COPY_BLT",
+        blt(0x42),
+        blt_len(10, 10),
+        BCS,
+        Op::XyFastCopyBlt,
+    ),
+    spec(
+        "SRC_COPY_BLT",
+        blt(0x43),
+        blt_len(3, 257),
+        BCS,
+        Op::BltUnaudited,
+    ),
+    spec(
+        "XY_COLOR_BLT",
+        blt(0x50),
+        blt_len(7, 7),
+        BCS,
+        Op::XyColorBlt,
+    ),
+    spec(
+        "XY_PAT_BLT",
+        blt(0x51),
+        blt_len(3, 257),
+        BCS,
+        Op::BltUnaudited,
+    ),
+    spec(
+        "XY_MONO_PAT_BLT",
+        blt(0x52),
+        blt_len(3, 257),
+        BCS,
+        Op::BltUnaudited,
+    ),
+    spec(
+        "XY_SRC_COPY_BLT",
+        blt(0x53),
+        blt_len(10, 10),
+        BCS,
+        Op::XySrcCopyBlt,
+    ),
+    spec(
+        "XY_MONO_SRC_COPY_BLT",
+        blt(0x54),
+        blt_len(3, 257),
+        BCS,
+        Op::BltUnaudited,
+    ),
+    spec(
+        "XY_FULL_BLT",
+        blt(0x55),
+        blt_len(3, 257),
+        BCS,
+        Op::BltUnaudited,
+    ),
+    spec(
+        "XY_FULL_MONO_SRC_BLT",
+        blt(0x56),
+        blt_len(3, 257),
+        BCS,
+        Op::BltUnaudited,
+    ),
+    spec(
+        "XY_FULL_MONO_PATTERN_BLT",
+        blt(0x57),
+        blt_len(3, 257),
+        BCS,
+        Op::BltUnaudited,
+    ),
+    spec(
+        "XY_FULL_MONO_PATTERN_MONO_SRC_BLT",
+        blt(0x58),
+        blt_len(3, 257),
+        BCS,
+        Op::BltUnaudited,
+    ),
+    spec(
+        "XY_MONO_PAT_FIXED_BLT",
+        blt(0x59),
+        blt_len(3, 257),
+        BCS,
+        Op::BltUnaudited,
+    ),
+    spec(
+        "XY_MONO_SRC_COPY_IMMEDIATE_BLT",
+        blt(0x71),
+        blt_len(3, 257),
+        BCS,
+        Op::BltUnaudited,
+    ),
+    spec(
+        "XY_PAT_BLT_IMMEDIATE",
+        blt(0x72),
+        blt_len(3, 257),
+        BCS,
+        Op::BltUnaudited,
+    ),
+    spec(
+        "XY_SRC_COPY_CHROMA_BLT",
+        blt(0x73),
+        blt_len(3, 257),
+        BCS,
+        Op::BltUnaudited,
+    ),
+    spec(
+        "XY_FULL_IMMEDIATE_PATTERN_BLT",
+        blt(0x74),
+        blt_len(3, 257),
+        BCS,
+        Op::BltUnaudited,
+    ),
+    spec(
+        "XY_FULL_MONO_SRC_IMMEDIATE_PATTERN_BLT",
+        blt(0x75),
+        blt_len(3, 257),
+        BCS,
+        Op::BltUnaudited,
+    ),
+    spec(
+        "XY_PAT_CHROMA_BLT",
+        blt(0x76),
+        blt_len(3, 257),
+        BCS,
+        Op::BltUnaudited,
+    ),
+    spec(
+        "XY_PAT_CHROMA_BLT_IMMEDIATE",
+        blt(0x77),
+        blt_len(3, 257),
+        BCS,
+        Op::BltUnaudited,
+    ),
+    // ---- VEBOX (VECS) commands, PRM vol 2a / i915 GVT-g; pipeline 2, opcode 4 ----
+    spec(
+        "VEBOX_SURFACE_STATE",
+        gfx(0x1400),
+        Len::field(12, 2, 2, 4097),
+        VECS,
+        Op::VeboxUnaudited,
+    ),
+    spec(
+        "VEBOX_STATE",
+        gfx(0x1402),
+        Len::field(12, 2, 2, 4097),
+        VECS,
+        Op::VeboxUnaudited,
+    ),
+    spec(
+        "VEB_DI_IECP",
+        gfx(0x1403),
+        Len::field(12, 2, 2, 4097),
+        VECS,
+        Op::VeboxUnaudited,
+    ),
+];
+
+const NONE: u16 = u16::MAX;
+
+/// Per-engine dense indices into [`TABLE`], one array per command type.
+struct Index {
+    mi: [[u16; 64]; Engine::COUNT],
+    blt: [[u16; 128]; Engine::COUNT],
+    gfx: [[u16; 8192]; Engine::COUNT],
+}
+
+const fn build_index() -> Index {
+    let mut ix = Index {
+        mi: [[NONE; 64]; Engine::COUNT],
+        blt: [[NONE; 128]; Engine::COUNT],
+        gfx: [[NONE; 8192]; Engine::COUNT],
+    };
+    let mut i = 0;
+    while i < N_COMMANDS {
+        let s = &TABLE[i];
+        let mut e = 0;
+        while e < Engine::COUNT {
+            if s.engines.bits() & (1 << e) != 0 {
+                let slot = match s.opcode {
+                    Opcode::Mi(op) => &mut ix.mi[e][op as usize],
+                    Opcode::Blt(op) => &mut ix.blt[e][op as usize],
+                    Opcode::Gfx(key) => &mut ix.gfx[e][key as usize],
+                };
+                assert!(*slot == NONE, "duplicate opcode on one engine");
+                *slot = i as u16;
+            }
+            e += 1;
+        }
+        // Sanity of the length rule, checked at compile time.
+        match s.len {
+            Len::Fixed(n) => assert!(n >= 1),
+            Len::Field {
+                bits,
+                bias,
+                min,
+                max,
+            } => {
+                assert!(bits >= 1 && bits <= 16 && min <= max && min >= bias as u32);
+                assert!(max <= (1u32 << bits) - 1 + bias as u32);
+            }
+        }
+        i += 1;
+    }
+    ix
+}
+
+static INDEX: Index = build_index();
+
+/// Looks up the command whose header is `header` on `engine`.
+///
+/// `None` when the command type is reserved, the opcode is unknown, or the
+/// command exists but not on this engine (see [`lookup_any`] to tell the two
+/// apart).
+#[inline]
+pub fn lookup(engine: Engine, header: u32) -> Option<&'static CmdSpec> {
+    let e = engine.index();
+    let i = match Opcode::of(header)? {
+        Opcode::Mi(op) => INDEX.mi[e][op as usize],
+        Opcode::Blt(op) => INDEX.blt[e][op as usize],
+        Opcode::Gfx(key) => INDEX.gfx[e][key as usize],
+    };
+    TABLE.get(usize::from(i))
+}
+
+/// Looks up `header` on any engine (for error messages: "valid on another
+/// engine" versus "unknown").
+pub fn lookup_any(header: u32) -> Option<&'static CmdSpec> {
+    Engine::ALL.iter().find_map(|&e| lookup(e, header))
+}
