@@ -8,5 +8,13 @@
 //! It knows nothing of the network or of migration policy.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
+pub mod addr;
+pub mod backend;
 pub mod engine;
+pub mod ggtt;
+pub mod partition;
+pub mod regs;
 pub mod scan;
+pub mod sim;
+#[cfg(test)]
+mod testutil;

@@ -1,0 +1,306 @@
+//! The one trait every GPU backend implements (DESIGN.md "Data path"), and
+//! the physical-memory trait the backends reach memory through.
+//!
+//! Decisions:
+//! * Memory is reached through [`PhysMem`], implemented by the kernel over
+//!   frames it owns and by tests over a map of pages. The software model keeps
+//!   its GGTT table in that memory too (like the real GGTT in stolen memory),
+//!   so nothing here needs a heap.
+//! * Register access at this level is 32 bit; GGTT entries go through
+//!   [`Backend::write_pte`], which returns a [`GgttFlush`] obligation.
+//! * [`Backend::read_gm`] / [`Backend::write_gm`] are the CPU's view of GM
+//!   through the host GGTT: the scanner copies guest rings and batches with
+//!   them, tests read results with them.
+
+use crate::addr::{HostGgttIndex, HostGm, HostGmRange, PhysAddr, PAGE_SIZE};
+use crate::engine::Engine;
+use crate::ggtt::{GgttFlush, HostPte};
+use crate::regs::MmioOffset;
+use core::fmt;
+
+/// Host physical memory, as the kernel (or a test) provides it.
+pub trait PhysMem {
+    /// Reads `buf.len()` bytes at `addr`.
+    fn read(&self, addr: PhysAddr, buf: &mut [u8]) -> Result<(), PhysMemError>;
+    /// Writes `data` at `addr`.
+    fn write(&mut self, addr: PhysAddr, data: &[u8]) -> Result<(), PhysMemError>;
+}
+
+/// An access to physical memory the provider does not back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PhysMemError {
+    /// First address of the refused access.
+    pub addr: PhysAddr,
+}
+
+impl fmt::Display for PhysMemError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "no memory backs {}", self.addr)
+    }
+}
+
+/// Why a GM access through the GGTT failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GmAccessError {
+    /// The access runs past the 4 GiB GM space.
+    OutsideGm { addr: u64 },
+    /// The GGTT entry for `addr` is not present.
+    InvalidPte { addr: HostGm },
+    /// The PTE points at memory the provider does not back.
+    NoMemory { addr: HostGm, phys: PhysAddr },
+}
+
+impl fmt::Display for GmAccessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GmAccessError::OutsideGm { addr } => {
+                write!(f, "GM access at {addr:#x} is beyond 4 GiB")
+            }
+            GmAccessError::InvalidPte { addr } => {
+                write!(f, "GGTT entry for GM {addr} is not present")
+            }
+            GmAccessError::NoMemory { addr, phys } => {
+                write!(f, "GM {addr} maps to unbacked {phys}")
+            }
+        }
+    }
+}
+
+/// Splits a GM access into page pieces and runs `access(phys, offset_in_buf,
+/// len)` for each, translating through `pte_of`.
+pub(crate) fn for_each_gm_page(
+    addr: HostGm,
+    len: usize,
+    mut pte_of: impl FnMut(HostGgttIndex) -> HostPte,
+    mut access: impl FnMut(PhysAddr, usize, usize) -> Result<(), PhysMemError>,
+) -> Result<(), GmAccessError> {
+    let mut done = 0usize;
+    while done < len {
+        let at = addr
+            .checked_add(done as u64)
+            .ok_or(GmAccessError::OutsideGm {
+                addr: addr.raw() + done as u64,
+            })?;
+        let in_page = (PAGE_SIZE - at.page_offset()) as usize;
+        let chunk = in_page.min(len - done);
+        let frame = pte_of(at.ggtt_index())
+            .frame()
+            .ok_or(GmAccessError::InvalidPte { addr: at })?;
+        let phys = frame.at(at.page_offset());
+        access(phys, done, chunk).map_err(|_| GmAccessError::NoMemory { addr: at, phys })?;
+        done += chunk;
+    }
+    Ok(())
+}
+
+/// Identifies one submission to one backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SubmissionId(pub u64);
+
+/// Largest ring a RING_CTL can describe (512 pages = 2 MiB).
+pub const MAX_RING_SIZE: u64 = 512 * PAGE_SIZE;
+
+/// Commands for an engine: the bytes `[head, tail)` (wrapping) of a ring
+/// buffer in host GM. Only the scanner (or monitor-built streams) make these:
+/// the guest's ring never reaches a backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Submission {
+    engine: Engine,
+    ring: HostGmRange,
+    head: u32,
+    tail: u32,
+}
+
+/// Why a submission is malformed (a monitor bug, never a guest's doing: the
+/// vGPU checks guest ring registers first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubmissionError {
+    /// Ring not page aligned, or larger than 2 MiB.
+    BadRing,
+    /// Head or tail not inside the ring or not aligned (head 4, tail 8 bytes).
+    BadOffsets { head: u32, tail: u32 },
+}
+
+impl fmt::Display for SubmissionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubmissionError::BadRing => f.write_str("ring is not page aligned or exceeds 2 MiB"),
+            SubmissionError::BadOffsets { head, tail } => {
+                write!(
+                    f,
+                    "ring head {head:#x} / tail {tail:#x} misaligned or outside the ring"
+                )
+            }
+        }
+    }
+}
+
+impl Submission {
+    /// Checked constructor.
+    pub fn new(
+        engine: Engine,
+        ring: HostGmRange,
+        head: u32,
+        tail: u32,
+    ) -> Result<Self, SubmissionError> {
+        if ring.base().page_offset() != 0
+            || !ring.len().is_multiple_of(PAGE_SIZE)
+            || ring.len() > MAX_RING_SIZE
+        {
+            return Err(SubmissionError::BadRing);
+        }
+        let len = ring.len();
+        if u64::from(head) >= len
+            || u64::from(tail) >= len
+            || !head.is_multiple_of(4)
+            || !tail.is_multiple_of(8)
+        {
+            return Err(SubmissionError::BadOffsets { head, tail });
+        }
+        Ok(Submission {
+            engine,
+            ring,
+            head,
+            tail,
+        })
+    }
+    /// Target engine.
+    pub const fn engine(&self) -> Engine {
+        self.engine
+    }
+    /// The ring buffer.
+    pub const fn ring(&self) -> HostGmRange {
+        self.ring
+    }
+    /// First byte to execute.
+    pub const fn head(&self) -> u32 {
+        self.head
+    }
+    /// One past the last byte to execute.
+    pub const fn tail(&self) -> u32 {
+        self.tail
+    }
+}
+
+/// What went wrong in an engine, as the hardware reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Access through a not-present GGTT entry (page fault).
+    InvalidPte,
+    /// Access beyond the 4 GiB GGTT range.
+    OutsideGgtt,
+    /// A PTE points at memory that does not exist.
+    NoMemory,
+    /// A per-process GTT access: this model has no PPGTT.
+    Ppgtt,
+    /// Unknown or unsupported command (instruction error).
+    InvalidCommand,
+    /// A batch start beyond the second level.
+    BatchNesting,
+    /// A command runs past the ring's tail.
+    RingOverrun,
+    /// The submission exceeded its command or byte budget (hang detection).
+    Hang,
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FaultKind::InvalidPte => "page fault: GGTT entry not present",
+            FaultKind::OutsideGgtt => "access beyond the GGTT",
+            FaultKind::NoMemory => "GGTT entry points at missing memory",
+            FaultKind::Ppgtt => "PPGTT access, no PPGTT in this model",
+            FaultKind::InvalidCommand => "instruction error: unknown or unsupported command",
+            FaultKind::BatchNesting => "batch buffers nested beyond the second level",
+            FaultKind::RingOverrun => "command runs past the ring tail",
+            FaultKind::Hang => "engine hang: submission exceeded its budget",
+        })
+    }
+}
+
+/// A fault record: engine, submission, what, and where.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GpuFault {
+    /// Engine that faulted.
+    pub engine: Engine,
+    /// Submission that was running.
+    pub submission: SubmissionId,
+    /// What happened.
+    pub kind: FaultKind,
+    /// Faulting memory address, for memory faults.
+    pub address: Option<u64>,
+    /// Header of the command being executed.
+    pub header: u32,
+}
+
+impl fmt::Display for GpuFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} fault in submission {} ({}), command {:#010x}",
+            self.engine, self.submission.0, self.kind, self.header
+        )?;
+        if let Some(a) = self.address {
+            write!(f, " at GM {a:#x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// State of one engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineStatus {
+    /// Idle; the last submission that completed, if any.
+    Idle {
+        last_completed: Option<SubmissionId>,
+    },
+    /// Still running `running`.
+    Busy { running: SubmissionId },
+    /// Stopped on a fault until [`Backend::reset_engine`].
+    Faulted(GpuFault),
+}
+
+/// Errors a backend reports to the monitor (never a guest fault).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendError {
+    /// The engine is still running or stopped on a fault.
+    EngineNotIdle(Engine),
+    /// The hardware did not acknowledge in time.
+    Timeout { what: &'static str },
+    /// The backend was not initialised.
+    NotInitialised,
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackendError::EngineNotIdle(e) => write!(f, "engine {e} is busy or faulted"),
+            BackendError::Timeout { what } => write!(f, "hardware timeout waiting for {what}"),
+            BackendError::NotInitialised => f.write_str("backend used before init"),
+        }
+    }
+}
+
+/// A GPU the monitor drives: the software model or real Gen9 hardware.
+pub trait Backend {
+    /// Reads a 32-bit register.
+    fn read_reg(&mut self, reg: MmioOffset) -> u32;
+    /// Writes a 32-bit register.
+    fn write_reg(&mut self, reg: MmioOffset, value: u32);
+    /// Reads a host GGTT entry.
+    fn read_pte(&mut self, index: HostGgttIndex) -> HostPte;
+    /// Writes a host GGTT entry; the GPU sees it after the flush.
+    fn write_pte(&mut self, index: HostGgttIndex, pte: HostPte) -> GgttFlush;
+    /// Makes earlier PTE writes visible to the engines.
+    fn flush_ggtt(&mut self, flush: GgttFlush);
+    /// CPU read of GM through the host GGTT.
+    fn read_gm(&mut self, addr: HostGm, buf: &mut [u8]) -> Result<(), GmAccessError>;
+    /// CPU write of GM through the host GGTT.
+    fn write_gm(&mut self, addr: HostGm, data: &[u8]) -> Result<(), GmAccessError>;
+    /// Starts executing `submission` on its engine.
+    fn submit(&mut self, submission: &Submission) -> Result<SubmissionId, BackendError>;
+    /// Reports an engine's state.
+    fn poll(&mut self, engine: Engine) -> EngineStatus;
+    /// Clears an engine's fault (engine reset) so others can use it again.
+    fn reset_engine(&mut self, engine: Engine);
+}

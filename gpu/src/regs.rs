@@ -1,0 +1,598 @@
+//! Gen9 (Skylake / Kaby Lake GT2) register facts, declared as tables
+//! (STYLE.md 3): one table per block, offsets checked at compile time, each
+//! entry citing where the fact comes from.
+//!
+//! Sources: Intel "Skylake" PRM (Vol 2c: Command Reference: Registers;
+//! Vol 5: Memory Views; Vol 7: 3D-Media-GPGPU "Execlists"), and the Linux
+//! i915 driver (`i915_reg.h`, `gt/intel_engine_regs.h`, `gt/intel_lrc_reg.h`,
+//! `i915_pvinfo.h`). Offsets are BAR0 (GTTMMADR) byte offsets.
+//!
+//! Register offsets are [`MmioOffset`] values; per-engine registers are
+//! declared relative to [`Engine::mmio_base`].
+
+use crate::engine::Engine;
+use core::fmt;
+
+/// Size of the register part of BAR0 the monitor emulates (2 MiB, PRM Vol 2c
+/// "MMIO space"); the GGTT window starts at [`GGTT_BAR0_OFFSET`].
+pub const MMIO_REGISTER_SPACE: u32 = 0x20_0000;
+/// The GGTT's window inside BAR0 (BAR0 + 8 MiB; PRM Vol 5 "GTTMMADR").
+pub const GGTT_BAR0_OFFSET: u32 = 0x80_0000;
+/// Size of the GGTT window (1 Mi entries × 8 bytes).
+pub const GGTT_WINDOW_SIZE: u32 = 0x80_0000;
+
+/// A byte offset into BAR0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MmioOffset(u32);
+
+impl MmioOffset {
+    /// Any offset inside BAR0's 16 MiB.
+    pub const fn new(raw: u32) -> Option<Self> {
+        if raw < GGTT_BAR0_OFFSET + GGTT_WINDOW_SIZE {
+            Some(Self(raw))
+        } else {
+            None
+        }
+    }
+    /// Offset of a register known to be inside BAR0 (a table constant).
+    pub const fn reg(raw: u32) -> Self {
+        assert!(raw < MMIO_REGISTER_SPACE);
+        Self(raw)
+    }
+    /// The raw offset.
+    pub const fn raw(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for MmioOffset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BAR0+{:#x}", self.0)
+    }
+}
+
+/// How software may access a register, as the PRM lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HwAccess {
+    /// Read/write.
+    ReadWrite,
+    /// Read only.
+    ReadOnly,
+    /// Write only (reads return 0 or undefined).
+    WriteOnly,
+    /// Masked: bits 31:16 select which of bits 15:0 a write changes.
+    Masked,
+}
+
+/// One register of a block: name, offset (relative to the block base), access,
+/// and the source of the fact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegDef {
+    /// Name as in i915 / the PRM.
+    pub name: &'static str,
+    /// Offset from the block's base.
+    pub offset: u32,
+    /// Hardware access type.
+    pub access: HwAccess,
+    /// Where the fact comes from.
+    pub source: &'static str,
+}
+
+/// Checks at compile time that a table's offsets are strictly increasing and
+/// dword aligned (so no two entries alias).
+const fn offsets_strictly_increasing(table: &[RegDef]) -> bool {
+    let mut i = 1;
+    while i < table.len() {
+        if table[i].offset <= table[i - 1].offset || !table[i].offset.is_multiple_of(4) {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Writes a masked register value: set `bits` (in 15:0) to `value`.
+pub const fn masked(bits: u32, value: u32) -> u32 {
+    (bits << 16) | (value & bits)
+}
+
+/// Per-engine ring / execlist register block, relative to
+/// [`Engine::mmio_base`].
+pub mod ring {
+    use super::{offsets_strictly_increasing, HwAccess, MmioOffset, RegDef};
+    use crate::engine::Engine;
+
+    /// RING_TAIL: ring buffer tail offset, bits 20:3 (qword aligned).
+    /// PRM Vol 2c "RING_BUFFER_TAIL"; i915 `RING_TAIL(base)` = base + 0x30.
+    pub const TAIL: u32 = 0x30;
+    /// RING_HEAD: head offset bits 20:2, wrap count 31:21.
+    /// PRM Vol 2c "RING_BUFFER_HEAD"; i915 `RING_HEAD(base)` = base + 0x34.
+    pub const HEAD: u32 = 0x34;
+    /// RING_START: GM address of the ring, bits 31:12.
+    /// PRM Vol 2c "RING_BUFFER_START"; i915 `RING_START(base)` = base + 0x38.
+    pub const START: u32 = 0x38;
+    /// RING_CTL: bit 0 enable, bits 20:12 length in pages minus one.
+    /// PRM Vol 2c "RING_BUFFER_CTL"; i915 `RING_CTL(base)` = base + 0x3c.
+    pub const CTL: u32 = 0x3c;
+    /// IPEHR: header of the instruction that caused an error.
+    /// i915 `RING_IPEHR(base)` = base + 0x68.
+    pub const IPEHR: u32 = 0x68;
+    /// ACTHD: active head (current command address) low dword.
+    /// i915 `RING_ACTHD(base)` = base + 0x74.
+    pub const ACTHD: u32 = 0x74;
+    /// HWS_PGA: GM address of the hardware status page.
+    /// i915 `RING_HWS_PGA(base)` = base + 0x80.
+    pub const HWS_PGA: u32 = 0x80;
+    /// MI_MODE (masked). i915 `RING_MI_MODE(base)` = base + 0x9c.
+    pub const MI_MODE: u32 = 0x9c;
+    /// IMR: engine interrupt mask. i915 `RING_IMR(base)` = base + 0xa8.
+    pub const IMR: u32 = 0xa8;
+    /// EIR: error identity. i915 `RING_EIR(base)` = base + 0xb0.
+    pub const EIR: u32 = 0xb0;
+    /// BB_ADDR: current batch address low. i915 `RING_BBADDR(base)` = base + 0x140.
+    pub const BB_ADDR: u32 = 0x140;
+    /// ELSP: execlist submit port (write only, four dwords per submission:
+    /// element 1 high, element 1 low, element 0 high, element 0 low).
+    /// PRM Vol 2c "EXECLIST_SUBMITPORT"; i915 `RING_ELSP(base)` = base + 0x230.
+    pub const ELSP: u32 = 0x230;
+    /// EXECLIST_STATUS low. i915 `RING_EXECLIST_STATUS_LO(base)` = base + 0x234.
+    pub const EXECLIST_STATUS_LO: u32 = 0x234;
+    /// EXECLIST_STATUS high. i915 `RING_EXECLIST_STATUS_HI(base)` = base + 0x238.
+    pub const EXECLIST_STATUS_HI: u32 = 0x238;
+    /// CONTEXT_CONTROL (masked, saved in the context image).
+    /// i915 `RING_CONTEXT_CONTROL(base)` = base + 0x244.
+    pub const CONTEXT_CONTROL: u32 = 0x244;
+    /// GFX_MODE (masked): bit 15 enables execlists.
+    /// i915 `RING_MODE_GEN7(base)` = base + 0x29c, `GFX_RUN_LIST_ENABLE` = bit 15.
+    pub const MODE: u32 = 0x29c;
+    /// Timestamp low. i915 `RING_TIMESTAMP(base)` = base + 0x358.
+    pub const TIMESTAMP: u32 = 0x358;
+    /// Context status buffer: 6 entries of (low, high) dwords.
+    /// i915 `RING_CONTEXT_STATUS_BUF_BASE(base)` = base + 0x370.
+    pub const CSB_BASE: u32 = 0x370;
+    /// Context status buffer pointer: write pointer 3:0, read pointer 11:8
+    /// (masked). i915 `RING_CONTEXT_STATUS_PTR(base)` = base + 0x3a0.
+    pub const CSB_PTR: u32 = 0x3a0;
+    /// General purpose registers CS_GPR0..15, 64 bit each.
+    /// i915 `GEN8_RING_CS_GPR(base, n)` = base + 0x600 + 8n.
+    pub const GPR_BASE: u32 = 0x600;
+    /// Number of context status buffer entries on Gen9.
+    pub const CSB_ENTRIES: u32 = 6;
+
+    /// RING_CTL: ring enable.
+    pub const CTL_ENABLE: u32 = 1 << 0;
+    /// RING_CTL: buffer length field (pages minus one), bits 20:12.
+    pub const CTL_SIZE_MASK: u32 = 0x001f_f000;
+    /// RING_TAIL / RING_HEAD offset field, bits 20:2 (TAIL uses 20:3).
+    pub const OFFSET_MASK: u32 = 0x001f_fffc;
+    /// GFX_MODE bit 15: execlist (run list) enable.
+    pub const MODE_RUN_LIST_ENABLE: u32 = 1 << 15;
+    /// CSB entry status: context completed (i915 `GEN8_CTX_STATUS_COMPLETE`).
+    pub const CSB_STATUS_COMPLETE: u32 = 1 << 4;
+    /// CSB entry status: engine went idle (i915 `GEN8_CTX_STATUS_ACTIVE_IDLE`).
+    pub const CSB_STATUS_ACTIVE_IDLE: u32 = 1 << 3;
+
+    /// The block, as a table.
+    pub const BLOCK: [RegDef; 20] = [
+        RegDef {
+            name: "RING_TAIL",
+            offset: TAIL,
+            access: HwAccess::ReadWrite,
+            source: "PRM Vol2c RING_BUFFER_TAIL; i915_reg.h RING_TAIL",
+        },
+        RegDef {
+            name: "RING_HEAD",
+            offset: HEAD,
+            access: HwAccess::ReadWrite,
+            source: "PRM Vol2c RING_BUFFER_HEAD; i915_reg.h RING_HEAD",
+        },
+        RegDef {
+            name: "RING_START",
+            offset: START,
+            access: HwAccess::ReadWrite,
+            source: "PRM Vol2c RING_BUFFER_START; i915_reg.h RING_START",
+        },
+        RegDef {
+            name: "RING_CTL",
+            offset: CTL,
+            access: HwAccess::ReadWrite,
+            source: "PRM Vol2c RING_BUFFER_CTL; i915_reg.h RING_CTL",
+        },
+        RegDef {
+            name: "RING_IPEHR",
+            offset: IPEHR,
+            access: HwAccess::ReadOnly,
+            source: "i915_reg.h RING_IPEHR",
+        },
+        RegDef {
+            name: "RING_ACTHD",
+            offset: ACTHD,
+            access: HwAccess::ReadOnly,
+            source: "i915_reg.h RING_ACTHD",
+        },
+        RegDef {
+            name: "RING_HWS_PGA",
+            offset: HWS_PGA,
+            access: HwAccess::ReadWrite,
+            source: "i915_reg.h RING_HWS_PGA",
+        },
+        RegDef {
+            name: "RING_MI_MODE",
+            offset: MI_MODE,
+            access: HwAccess::Masked,
+            source: "i915_reg.h RING_MI_MODE",
+        },
+        RegDef {
+            name: "RING_IMR",
+            offset: IMR,
+            access: HwAccess::ReadWrite,
+            source: "i915_reg.h RING_IMR",
+        },
+        RegDef {
+            name: "RING_EIR",
+            offset: EIR,
+            access: HwAccess::ReadWrite,
+            source: "i915_reg.h RING_EIR",
+        },
+        RegDef {
+            name: "RING_BBADDR",
+            offset: BB_ADDR,
+            access: HwAccess::ReadOnly,
+            source: "i915_reg.h RING_BBADDR",
+        },
+        RegDef {
+            name: "RING_ELSP",
+            offset: ELSP,
+            access: HwAccess::WriteOnly,
+            source: "PRM Vol2c EXECLIST_SUBMITPORT; i915 RING_ELSP",
+        },
+        RegDef {
+            name: "RING_EXECLIST_STATUS_LO",
+            offset: EXECLIST_STATUS_LO,
+            access: HwAccess::ReadOnly,
+            source: "PRM Vol2c EXECLIST_STATUS",
+        },
+        RegDef {
+            name: "RING_EXECLIST_STATUS_HI",
+            offset: EXECLIST_STATUS_HI,
+            access: HwAccess::ReadOnly,
+            source: "PRM Vol2c EXECLIST_STATUS",
+        },
+        RegDef {
+            name: "RING_CONTEXT_CONTROL",
+            offset: CONTEXT_CONTROL,
+            access: HwAccess::Masked,
+            source: "i915 intel_lrc_reg.h RING_CONTEXT_CONTROL",
+        },
+        RegDef {
+            name: "RING_MODE_GEN7",
+            offset: MODE,
+            access: HwAccess::Masked,
+            source: "PRM Vol2c GFX_MODE; i915 RING_MODE_GEN7",
+        },
+        RegDef {
+            name: "RING_TIMESTAMP",
+            offset: TIMESTAMP,
+            access: HwAccess::ReadOnly,
+            source: "i915_reg.h RING_TIMESTAMP",
+        },
+        RegDef {
+            name: "RING_CONTEXT_STATUS_BUF",
+            offset: CSB_BASE,
+            access: HwAccess::ReadOnly,
+            source: "PRM Vol2c CTX_STATUS_BUF; i915 RING_CONTEXT_STATUS_BUF_BASE",
+        },
+        RegDef {
+            name: "RING_CONTEXT_STATUS_PTR",
+            offset: CSB_PTR,
+            access: HwAccess::Masked,
+            source: "PRM Vol2c CTX_STATUS_PTR; i915 RING_CONTEXT_STATUS_PTR",
+        },
+        RegDef {
+            name: "CS_GPR",
+            offset: GPR_BASE,
+            access: HwAccess::ReadWrite,
+            source: "i915 GEN8_RING_CS_GPR",
+        },
+    ];
+    const _: () = assert!(offsets_strictly_increasing(&BLOCK));
+
+    /// The absolute offset of a ring-block register of `engine`.
+    pub const fn reg(engine: Engine, offset: u32) -> MmioOffset {
+        MmioOffset::reg(engine.mmio_base() + offset)
+    }
+}
+
+/// Fence registers (Gen6+ layout, 64-bit each): lo = start page 31:12,
+/// tile walk Y bit 1, valid bit 0; hi = end page 31:12 (address bits 63:44 of
+/// the whole register), pitch in 128-byte units minus one bits 11:0 of hi.
+/// PRM Vol 2c "FENCE"; i915 `FENCE_REG_GEN6_LO(i)` = 0x100000 + 8i.
+pub mod fence {
+    use super::MmioOffset;
+
+    /// Offset of fence 0 low dword.
+    pub const BASE: u32 = 0x10_0000;
+    /// Fence registers on Gen9 (i915 `num_fences` = 32 on Gen7+).
+    pub const COUNT: u32 = 32;
+    /// Valid bit of the low dword.
+    pub const VALID: u32 = 1 << 0;
+    /// Page-address field of both dwords.
+    pub const PAGE_MASK: u32 = 0xffff_f000;
+
+    /// Low dword of fence `i`.
+    pub const fn lo(i: u32) -> MmioOffset {
+        MmioOffset::reg(BASE + 8 * i)
+    }
+    /// High dword of fence `i`.
+    pub const fn hi(i: u32) -> MmioOffset {
+        MmioOffset::reg(BASE + 8 * i + 4)
+    }
+    /// Which fence and which half a BAR0 offset names, if it is a fence.
+    pub const fn decode(offset: u32) -> Option<(u32, bool)> {
+        if offset >= BASE && offset < BASE + 8 * COUNT {
+            let rel = offset - BASE;
+            Some((rel / 8, rel % 8 == 4))
+        } else {
+            None
+        }
+    }
+}
+
+/// Forcewake domains (Gen9): a masked request register and an ack register
+/// per domain. i915 `FORCEWAKE_RENDER_GEN9` 0xa278 / `FORCEWAKE_ACK_RENDER_GEN9`
+/// 0x0d84, `FORCEWAKE_MEDIA_GEN9` 0xa270 / `FORCEWAKE_ACK_MEDIA_GEN9` 0x0d88,
+/// `FORCEWAKE_BLITTER_GEN9` 0xa188 / `FORCEWAKE_ACK_BLITTER_GEN9` 0x130044;
+/// request bit `FORCEWAKE_KERNEL` = bit 0.
+pub mod forcewake {
+    use super::{offsets_strictly_increasing, HwAccess, MmioOffset, RegDef};
+
+    /// Request bit the kernel owns.
+    pub const KERNEL: u32 = 1 << 0;
+
+    /// A forcewake power domain.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Domain {
+        /// Render engine and common registers.
+        Render,
+        /// Video and video-enhancement engines.
+        Media,
+        /// Blitter engine.
+        Blitter,
+    }
+
+    impl Domain {
+        /// All domains, in wake order.
+        pub const ALL: [Domain; 3] = [Domain::Render, Domain::Media, Domain::Blitter];
+        /// Masked request register.
+        pub const fn request(self) -> MmioOffset {
+            MmioOffset::reg(match self {
+                Domain::Render => 0xa278,
+                Domain::Media => 0xa270,
+                Domain::Blitter => 0xa188,
+            })
+        }
+        /// Acknowledge register.
+        pub const fn ack(self) -> MmioOffset {
+            MmioOffset::reg(match self {
+                Domain::Render => 0x0d84,
+                Domain::Media => 0x0d88,
+                Domain::Blitter => 0x13_0044,
+            })
+        }
+    }
+
+    /// The block, as a table (absolute offsets).
+    pub const BLOCK: [RegDef; 6] = [
+        RegDef {
+            name: "FORCEWAKE_ACK_RENDER_GEN9",
+            offset: 0x0d84,
+            access: HwAccess::ReadOnly,
+            source: "i915_reg.h",
+        },
+        RegDef {
+            name: "FORCEWAKE_ACK_MEDIA_GEN9",
+            offset: 0x0d88,
+            access: HwAccess::ReadOnly,
+            source: "i915_reg.h",
+        },
+        RegDef {
+            name: "FORCEWAKE_BLITTER_GEN9",
+            offset: 0xa188,
+            access: HwAccess::Masked,
+            source: "i915_reg.h",
+        },
+        RegDef {
+            name: "FORCEWAKE_MEDIA_GEN9",
+            offset: 0xa270,
+            access: HwAccess::Masked,
+            source: "i915_reg.h",
+        },
+        RegDef {
+            name: "FORCEWAKE_RENDER_GEN9",
+            offset: 0xa278,
+            access: HwAccess::Masked,
+            source: "i915_reg.h",
+        },
+        RegDef {
+            name: "FORCEWAKE_ACK_BLITTER_GEN9",
+            offset: 0x13_0044,
+            access: HwAccess::ReadOnly,
+            source: "i915_reg.h",
+        },
+    ];
+    const _: () = assert!(offsets_strictly_increasing(&BLOCK));
+}
+
+/// Global GT registers the backends use.
+pub mod gt {
+    use super::MmioOffset;
+
+    /// GFX_FLSH_CNTL: write 1 to flush GGTT writes (TLB) after PTE updates.
+    /// i915 `GFX_FLSH_CNTL_GEN6` = 0x101008.
+    pub const GFX_FLSH_CNTL: MmioOffset = MmioOffset::reg(0x10_1008);
+    /// Page fault record: bit 0 valid, bits 2:1 fault type, bits 14:12 engine
+    /// id. i915 `GEN8_RING_FAULT_REG` = 0x4094.
+    pub const RING_FAULT: MmioOffset = MmioOffset::reg(0x4094);
+    /// Faulting virtual address bits 43:12. i915 `GEN8_FAULT_TLB_DATA0` = 0x4b10.
+    pub const FAULT_TLB_DATA0: MmioOffset = MmioOffset::reg(0x4b10);
+    /// Faulting address bits 47:44 (3:0) and GGTT bit 4.
+    /// i915 `GEN8_FAULT_TLB_DATA1` = 0x4b14.
+    pub const FAULT_TLB_DATA1: MmioOffset = MmioOffset::reg(0x4b14);
+    /// RING_FAULT_REG valid bit.
+    pub const RING_FAULT_VALID: u32 = 1 << 0;
+    /// FAULT_TLB_DATA1: fault was a GGTT access.
+    pub const FAULT_GGTT: u32 = 1 << 4;
+}
+
+/// The PVINFO page (BAR0 + 0x78000, 4 KiB) through which a vGPU learns it is
+/// virtualized and which resources it owns (ballooning). Layout of
+/// `struct vgt_if` in i915 `i915_pvinfo.h`.
+///
+/// The page carries only a fence *count*: the guest uses fences
+/// `0..count`, and the monitor maps guest fence `i` to host fence
+/// `base + i`, so the host base never reaches the guest.
+pub mod pvinfo {
+    use super::{offsets_strictly_increasing, HwAccess, RegDef};
+
+    /// BAR0 offset of the page (i915 `VGT_PVINFO_PAGE`).
+    pub const PAGE: u32 = 0x7_8000;
+    /// Page size (i915 `VGT_PVINFO_SIZE`).
+    pub const SIZE: u32 = 0x1000;
+    /// `VGT_MAGIC`, "vGTvGTvG".
+    pub const MAGIC: u64 = 0x4776_5447_7654_4776;
+    /// `VGT_VERSION_MAJOR`.
+    pub const VERSION_MAJOR: u16 = 1;
+    /// `VGT_VERSION_MINOR`.
+    pub const VERSION_MINOR: u16 = 0;
+
+    /// magic (u64).
+    pub const MAGIC_OFFSET: u32 = 0x00;
+    /// version_major (u16) and version_minor (u16) in one dword.
+    pub const VERSION: u32 = 0x08;
+    /// vgt_id.
+    pub const VGT_ID: u32 = 0x0c;
+    /// vgt_caps.
+    pub const VGT_CAPS: u32 = 0x10;
+    /// avail_rs.mappable_gmadr.base (aperture slice base, guest view).
+    pub const APERTURE_BASE: u32 = 0x40;
+    /// avail_rs.mappable_gmadr.size.
+    pub const APERTURE_SIZE: u32 = 0x44;
+    /// avail_rs.nonmappable_gmadr.base (hidden slice base, guest view).
+    pub const HIDDEN_BASE: u32 = 0x48;
+    /// avail_rs.nonmappable_gmadr.size.
+    pub const HIDDEN_SIZE: u32 = 0x4c;
+    /// avail_rs.fence_num.
+    pub const FENCE_NUM: u32 = 0x50;
+    /// display_ready (guest → monitor).
+    pub const DISPLAY_READY: u32 = 0x804;
+    /// g2v_notify (guest → monitor notification, `enum vgt_g2v_type`).
+    pub const G2V_NOTIFY: u32 = 0x818;
+    /// execlist_context_descriptor_lo.
+    pub const EXECLIST_DESC_LO: u32 = 0x858;
+    /// execlist_context_descriptor_hi.
+    pub const EXECLIST_DESC_HI: u32 = 0x85c;
+
+    /// `VGT_G2V_PPGTT_L3_PAGE_TABLE_CREATE` .. `VGT_G2V_EXECLIST_CONTEXT_DESTROY`
+    /// are 2..=7; `VGT_G2V_MAX` is 8.
+    pub const G2V_FIRST: u32 = 2;
+    /// One past the last valid notification.
+    pub const G2V_MAX: u32 = 8;
+
+    /// The page as a table (offsets relative to [`PAGE`]).
+    pub const LAYOUT: [RegDef; 14] = [
+        RegDef {
+            name: "magic_lo",
+            offset: MAGIC_OFFSET,
+            access: HwAccess::ReadOnly,
+            source: "i915_pvinfo.h vgt_if.magic",
+        },
+        RegDef {
+            name: "magic_hi",
+            offset: MAGIC_OFFSET + 4,
+            access: HwAccess::ReadOnly,
+            source: "i915_pvinfo.h vgt_if.magic",
+        },
+        RegDef {
+            name: "version",
+            offset: VERSION,
+            access: HwAccess::ReadOnly,
+            source: "i915_pvinfo.h vgt_if.version_major/minor",
+        },
+        RegDef {
+            name: "vgt_id",
+            offset: VGT_ID,
+            access: HwAccess::ReadOnly,
+            source: "i915_pvinfo.h vgt_if.vgt_id",
+        },
+        RegDef {
+            name: "vgt_caps",
+            offset: VGT_CAPS,
+            access: HwAccess::ReadOnly,
+            source: "i915_pvinfo.h vgt_if.vgt_caps",
+        },
+        RegDef {
+            name: "mappable_gmadr.base",
+            offset: APERTURE_BASE,
+            access: HwAccess::ReadOnly,
+            source: "i915_pvinfo.h avail_rs",
+        },
+        RegDef {
+            name: "mappable_gmadr.size",
+            offset: APERTURE_SIZE,
+            access: HwAccess::ReadOnly,
+            source: "i915_pvinfo.h avail_rs",
+        },
+        RegDef {
+            name: "nonmappable_gmadr.base",
+            offset: HIDDEN_BASE,
+            access: HwAccess::ReadOnly,
+            source: "i915_pvinfo.h avail_rs",
+        },
+        RegDef {
+            name: "nonmappable_gmadr.size",
+            offset: HIDDEN_SIZE,
+            access: HwAccess::ReadOnly,
+            source: "i915_pvinfo.h avail_rs",
+        },
+        RegDef {
+            name: "fence_num",
+            offset: FENCE_NUM,
+            access: HwAccess::ReadOnly,
+            source: "i915_pvinfo.h avail_rs",
+        },
+        RegDef {
+            name: "display_ready",
+            offset: DISPLAY_READY,
+            access: HwAccess::ReadWrite,
+            source: "i915_pvinfo.h vgt_if.display_ready",
+        },
+        RegDef {
+            name: "g2v_notify",
+            offset: G2V_NOTIFY,
+            access: HwAccess::WriteOnly,
+            source: "i915_pvinfo.h vgt_if.g2v_notify",
+        },
+        RegDef {
+            name: "execlist_context_descriptor_lo",
+            offset: EXECLIST_DESC_LO,
+            access: HwAccess::ReadWrite,
+            source: "i915_pvinfo.h",
+        },
+        RegDef {
+            name: "execlist_context_descriptor_hi",
+            offset: EXECLIST_DESC_HI,
+            access: HwAccess::ReadWrite,
+            source: "i915_pvinfo.h",
+        },
+    ];
+    const _: () = assert!(offsets_strictly_increasing(&LAYOUT));
+}
+
+/// Whether `offset` is a register of `engine`'s ring block, and which.
+pub fn ring_register_of(offset: MmioOffset) -> Option<(Engine, u32)> {
+    Engine::ALL.iter().find_map(|&e| {
+        let base = e.mmio_base();
+        let raw = offset.raw();
+        (raw >= base && raw < base + 0x800).then(|| (e, raw - base))
+    })
+}

@@ -1,0 +1,1016 @@
+//! `SimGpu`: a software model of the parts of a Gen9 GPU the monitor uses
+//! (DESIGN.md "Hardware and emulation"). The embedded default backend.
+//!
+//! What it models:
+//! * A register file: each engine's ring/execlist block (`base..base+0x800`,
+//!   which includes CS_GPR) and up to [`GLOBAL_REGS`] other registers
+//!   (fences, forcewake, fault records...). Writes to further distinct global
+//!   registers are dropped and read back as 0, as for unimplemented offsets.
+//!   Masked registers (forcewake requests, MI_MODE, GFX_MODE, CSB pointer)
+//!   apply the mask; a forcewake ack mirrors its request.
+//! * The GGTT: 1 Mi 8-byte PTEs kept in [`PhysMem`] at a table address the
+//!   kernel gives (like the real GGTT in stolen memory).
+//! * Submission: [`Backend::submit`] runs the ring span to its end (or to a
+//!   fault) before returning, then writes a context-status-buffer entry
+//!   (COMPLETE | ACTIVE_IDLE) and updates RING_HEAD, as an execlist engine
+//!   reports a completed context.
+//! * The executor handles: MI_NOOP, MI_USER_INTERRUPT, MI_BATCH_BUFFER_START
+//!   (first level from the ring, chained, second level) and _END,
+//!   MI_STORE_DATA_IMM (dword, two dwords or qword), MI_STORE_REGISTER_MEM,
+//!   MI_LOAD_REGISTER_IMM, MI_FLUSH_DW and PIPE_CONTROL post-sync writes
+//!   (immediate; timestamp; PS depth count writes 0), XY_COLOR_BLT (ROP 0xF0)
+//!   and XY_SRC_COPY_BLT (ROP 0xCC), linear surfaces, 8/16/32 bpp. Encodings
+//!   from Mesa genxml gen9.xml (MI, PIPE_CONTROL) and the PRM Vol 2a
+//!   "BLT Engine" / i915 `intel_gpu_commands.h` (blits: opcodes 0x50, 0x53,
+//!   Gen8 lengths 7 and 10 dwords).
+//!
+//! Every memory access goes through the GGTT. A not-present PTE, an address
+//! past 4 GiB, a PPGTT access (the model has none), an unknown command, a
+//! third batch level or a spent budget stops the engine with a [`GpuFault`],
+//! fills RING_FAULT_REG / FAULT_TLB_DATA0/1 (memory faults) or EIR / IPEHR
+//! (command errors), and leaves the engine faulted until reset. Each
+//! submission may run at most [`COMMAND_BUDGET`] commands and write at most
+//! [`BLIT_BYTE_BUDGET`] bytes by blits, so a looping batch ends.
+
+use crate::addr::{HostGgttIndex, HostGm, PhysAddr, GGTT_ENTRIES, GM_SIZE};
+use crate::backend::{
+    for_each_gm_page, Backend, BackendError, EngineStatus, FaultKind, GmAccessError, GpuFault,
+    PhysMem, PhysMemError, Submission, SubmissionId,
+};
+use crate::engine::Engine;
+use crate::ggtt::{GgttFlush, HostPte};
+use crate::regs::{forcewake, gt, ring, MmioOffset};
+use core::fmt;
+
+/// Commands one submission may execute.
+pub const COMMAND_BUDGET: u32 = 1 << 20;
+/// Bytes one submission's blits may write.
+pub const BLIT_BYTE_BUDGET: u64 = 64 << 20;
+/// Distinct non-engine registers the model stores.
+pub const GLOBAL_REGS: usize = 128;
+/// Bytes of PhysMem the GGTT table occupies.
+pub const GGTT_TABLE_BYTES: u64 = GGTT_ENTRIES as u64 * 8;
+
+const ENGINE_BLOCK_DWORDS: usize = 0x800 / 4;
+
+// Command encodings (bits 31:29 command type; MI opcode 28:23).
+const TYPE_MI: u32 = 0;
+const TYPE_BLT: u32 = 2;
+const TYPE_GFX: u32 = 3;
+const MI_NOOP: u32 = 0x00;
+const MI_USER_INTERRUPT: u32 = 0x02;
+const MI_BATCH_BUFFER_END: u32 = 0x0a;
+const MI_STORE_DATA_IMM: u32 = 0x20;
+const MI_LOAD_REGISTER_IMM: u32 = 0x22;
+const MI_STORE_REGISTER_MEM: u32 = 0x24;
+const MI_FLUSH_DW: u32 = 0x26;
+const MI_BATCH_BUFFER_START: u32 = 0x31;
+/// "Use Global GTT" of MI_STORE_DATA_IMM / MI_STORE_REGISTER_MEM.
+const MI_USE_GGTT: u32 = 1 << 22;
+/// MI_STORE_DATA_IMM "Store Qword".
+const SDI_STORE_QWORD: u32 = 1 << 21;
+/// MI_BATCH_BUFFER_START "Second Level Batch Buffer".
+const BBS_SECOND_LEVEL: u32 = 1 << 22;
+/// MI_BATCH_BUFFER_START "Address Space Indicator" (1 = PPGTT).
+const BBS_PPGTT: u32 = 1 << 8;
+/// MI_FLUSH_DW dword 1 "Destination Address Type" (1 = GGTT).
+const FLUSH_DW_GGTT: u32 = 1 << 2;
+/// PIPE_CONTROL dword 1 "Destination Address Type" (bit 56 overall).
+const PIPE_CONTROL_GGTT: u32 = 1 << 24;
+/// PIPE_CONTROL header: type 3, subtype 3, opcode 2, sub-opcode 0.
+const PIPE_CONTROL_HEADER: u32 = 0x7a00_0000;
+const BLT_XY_COLOR: u32 = 0x50;
+const BLT_XY_SRC_COPY: u32 = 0x53;
+/// Blit header "Dest Tiling Enable" (bit 11) and "Src Tiling Enable" (bit 15).
+const BLT_TILED: u32 = (1 << 11) | (1 << 15);
+const ROP_PATCOPY: u32 = 0xf0;
+const ROP_SRCCOPY: u32 = 0xcc;
+/// Longest command the executor buffers (LRI with 127 pairs + header).
+const MAX_COMMAND_DWORDS: usize = 256;
+
+/// Errors building a [`SimGpu`] (monitor configuration).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimError {
+    /// The GGTT table is not page aligned or not backed by memory.
+    BadGgttTable(PhysAddr),
+}
+
+impl fmt::Display for SimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SimError::BadGgttTable(a) => {
+                write!(
+                    f,
+                    "GGTT table at {a} is not page aligned or not backed (needs 8 MiB)"
+                )
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct SimEngine {
+    regs: [u32; ENGINE_BLOCK_DWORDS],
+    last_completed: Option<SubmissionId>,
+    fault: Option<GpuFault>,
+    user_interrupts: u64,
+    csb_write: u32,
+}
+
+impl SimEngine {
+    const fn new() -> Self {
+        SimEngine {
+            regs: [0; ENGINE_BLOCK_DWORDS],
+            last_completed: None,
+            fault: None,
+            user_interrupts: 0,
+            // CSB write pointer starts at the last entry (i915 resets it to 5
+            // on Gen9 so that the first event lands in entry 0).
+            csb_write: ring::CSB_ENTRIES - 1,
+        }
+    }
+}
+
+/// The software Gen9 GPU over memory `M`.
+#[derive(Debug)]
+pub struct SimGpu<M: PhysMem> {
+    mem: M,
+    ggtt_table: PhysAddr,
+    engines: [SimEngine; Engine::COUNT],
+    globals: heapless::LinearMap<u32, u32, GLOBAL_REGS>,
+    next_submission: u64,
+    timestamp: u64,
+}
+
+/// Where a command is read from.
+#[derive(Clone, Copy, Debug)]
+enum Level {
+    Ring,
+    First,
+    Second,
+}
+
+struct Stop {
+    kind: FaultKind,
+    address: Option<u64>,
+}
+
+impl Stop {
+    fn kind(kind: FaultKind) -> Self {
+        Stop {
+            kind,
+            address: None,
+        }
+    }
+}
+
+impl From<GmAccessError> for Stop {
+    fn from(e: GmAccessError) -> Self {
+        match e {
+            GmAccessError::OutsideGm { addr } => Stop {
+                kind: FaultKind::OutsideGgtt,
+                address: Some(addr),
+            },
+            GmAccessError::InvalidPte { addr } => Stop {
+                kind: FaultKind::InvalidPte,
+                address: Some(addr.raw()),
+            },
+            GmAccessError::NoMemory { addr, .. } => Stop {
+                kind: FaultKind::NoMemory,
+                address: Some(addr.raw()),
+            },
+        }
+    }
+}
+
+fn gm_of(lo: u32, hi: u32) -> Result<HostGm, Stop> {
+    let raw = u64::from(lo) | (u64::from(hi & 0xffff) << 32);
+    HostGm::new(raw).map_err(|_| Stop {
+        kind: FaultKind::OutsideGgtt,
+        address: Some(raw),
+    })
+}
+
+fn is_masked(engine_rel: Option<u32>, abs: u32) -> bool {
+    match engine_rel {
+        Some(rel) => matches!(
+            rel,
+            ring::MI_MODE | ring::MODE | ring::CSB_PTR | ring::CONTEXT_CONTROL
+        ),
+        None => forcewake::Domain::ALL
+            .iter()
+            .any(|d| d.request().raw() == abs),
+    }
+}
+
+impl<M: PhysMem> SimGpu<M> {
+    /// A model whose memory is `mem` and whose GGTT table lives at
+    /// `ggtt_table` (8 MiB of `mem`, page aligned). All PTEs start not
+    /// present.
+    pub fn new(mut mem: M, ggtt_table: PhysAddr) -> Result<Self, SimError> {
+        if !ggtt_table.raw().is_multiple_of(4096) {
+            return Err(SimError::BadGgttTable(ggtt_table));
+        }
+        let zero = [0u8; 4096];
+        let mut off = 0;
+        while off < GGTT_TABLE_BYTES {
+            let at = ggtt_table
+                .checked_add(off)
+                .ok_or(SimError::BadGgttTable(ggtt_table))?;
+            mem.write(at, &zero)
+                .map_err(|_| SimError::BadGgttTable(ggtt_table))?;
+            off += 4096;
+        }
+        Ok(SimGpu {
+            mem,
+            ggtt_table,
+            engines: core::array::from_fn(|_| SimEngine::new()),
+            globals: heapless::LinearMap::new(),
+            next_submission: 1,
+            timestamp: 0,
+        })
+    }
+
+    /// The memory (for the kernel's and tests' own access).
+    pub fn mem(&self) -> &M {
+        &self.mem
+    }
+    /// Mutable access to the memory.
+    pub fn mem_mut(&mut self) -> &mut M {
+        &mut self.mem
+    }
+    /// MI_USER_INTERRUPTs an engine has executed.
+    pub fn user_interrupts(&self, engine: Engine) -> u64 {
+        self.engines[engine.index()].user_interrupts
+    }
+
+    fn pte(&self, index: HostGgttIndex) -> HostPte {
+        let mut b = [0u8; 8];
+        let at = self
+            .ggtt_table
+            .checked_add(u64::from(index.raw()) * 8)
+            .map(|a| self.mem.read(a, &mut b));
+        match at {
+            Some(Ok(())) => HostPte::from_raw(u64::from_le_bytes(b)),
+            _ => HostPte::INVALID,
+        }
+    }
+
+    fn gm_read(&self, addr: HostGm, buf: &mut [u8]) -> Result<(), GmAccessError> {
+        let mem = &self.mem;
+        for_each_gm_page(
+            addr,
+            buf.len(),
+            |i| self.pte(i),
+            |phys, at, len| mem.read(phys, &mut buf[at..at + len]),
+        )
+    }
+
+    fn gm_write(&mut self, addr: HostGm, data: &[u8]) -> Result<(), GmAccessError> {
+        let table = self.ggtt_table;
+        let mem = &mut self.mem;
+        // PTE lookups read the table through a shared view of `mem` inside
+        // the access closure's borrow; do them up front page by page.
+        let mut done = 0usize;
+        while done < data.len() {
+            let at = addr
+                .checked_add(done as u64)
+                .ok_or(GmAccessError::OutsideGm {
+                    addr: addr.raw() + done as u64,
+                })?;
+            let chunk = ((4096 - at.page_offset()) as usize).min(data.len() - done);
+            let mut b = [0u8; 8];
+            let entry = table
+                .checked_add(u64::from(at.ggtt_index().raw()) * 8)
+                .and_then(|a| mem.read(a, &mut b).ok())
+                .map(|()| HostPte::from_raw(u64::from_le_bytes(b)))
+                .unwrap_or(HostPte::INVALID);
+            let frame = entry
+                .frame()
+                .ok_or(GmAccessError::InvalidPte { addr: at })?;
+            let phys = frame.at(at.page_offset());
+            mem.write(phys, &data[done..done + chunk])
+                .map_err(|_: PhysMemError| GmAccessError::NoMemory { addr: at, phys })?;
+            done += chunk;
+        }
+        Ok(())
+    }
+
+    fn reg_read(&self, abs: u32) -> u32 {
+        let block = crate::regs::ring_register_of(MmioOffset::reg(abs & 0x1f_fffc))
+            .filter(|_| abs < 0x20_0000);
+        if let Some((engine, rel)) = block {
+            if rel == ring::TIMESTAMP {
+                return self.timestamp as u32;
+            }
+            return self.engines[engine.index()].regs[(rel / 4) as usize];
+        }
+        if let Some(d) = forcewake::Domain::ALL.iter().find(|d| d.ack().raw() == abs) {
+            return self.globals.get(&d.request().raw()).copied().unwrap_or(0) & 0xffff;
+        }
+        self.globals.get(&abs).copied().unwrap_or(0)
+    }
+
+    fn reg_write(&mut self, abs: u32, value: u32) {
+        let abs = abs & 0x7f_fffc;
+        let slot = crate::regs::ring_register_of(MmioOffset::reg(abs & 0x1f_fffc))
+            .filter(|_| abs < 0x20_0000);
+        let old = self.reg_read(abs);
+        let value = if is_masked(slot.map(|(_, r)| r), abs) {
+            let mask = value >> 16;
+            (old & !mask) | (value & mask)
+        } else {
+            value
+        };
+        match slot {
+            Some((engine, rel)) => self.engines[engine.index()].regs[(rel / 4) as usize] = value,
+            None => {
+                // A full map drops the write: an unimplemented offset.
+                let _ = self.globals.insert(abs, value);
+            }
+        }
+    }
+
+    fn engine_reg(&mut self, engine: Engine, rel: u32) -> &mut u32 {
+        &mut self.engines[engine.index()].regs[(rel / 4) as usize]
+    }
+
+    fn record_fault(&mut self, engine: Engine, id: SubmissionId, header: u32, at: u64, stop: Stop) {
+        let fault = GpuFault {
+            engine,
+            submission: id,
+            kind: stop.kind,
+            address: stop.address,
+            header,
+        };
+        match stop.address {
+            Some(addr) => {
+                let engine_id = engine.index() as u32;
+                let _ = self.globals.insert(
+                    gt::RING_FAULT.raw(),
+                    gt::RING_FAULT_VALID | (engine_id << 12),
+                );
+                let _ = self
+                    .globals
+                    .insert(gt::FAULT_TLB_DATA0.raw(), (addr >> 12) as u32);
+                let _ = self.globals.insert(
+                    gt::FAULT_TLB_DATA1.raw(),
+                    gt::FAULT_GGTT | ((addr >> 44) & 0xf) as u32,
+                );
+            }
+            None => {
+                *self.engine_reg(engine, ring::EIR) |= 1;
+                *self.engine_reg(engine, ring::IPEHR) = header;
+            }
+        }
+        *self.engine_reg(engine, ring::ACTHD) = at as u32;
+        self.engines[engine.index()].fault = Some(fault);
+    }
+
+    fn complete(&mut self, engine: Engine, id: SubmissionId, tail: u32) {
+        let e = &mut self.engines[engine.index()];
+        e.last_completed = Some(id);
+        e.csb_write = (e.csb_write + 1) % ring::CSB_ENTRIES;
+        let slot = e.csb_write;
+        e.regs[((ring::CSB_BASE + 8 * slot) / 4) as usize] =
+            ring::CSB_STATUS_COMPLETE | ring::CSB_STATUS_ACTIVE_IDLE;
+        e.regs[((ring::CSB_BASE + 8 * slot + 4) / 4) as usize] = id.0 as u32;
+        let ptr = &mut e.regs[(ring::CSB_PTR / 4) as usize];
+        *ptr = (*ptr & !0xf) | slot;
+        e.regs[(ring::HEAD / 4) as usize] = tail;
+        e.regs[(ring::TAIL / 4) as usize] = tail;
+    }
+
+    /// Runs one submission; returns the faulting (header, address-of-command,
+    /// stop) on failure.
+    fn execute(&mut self, sub: &Submission) -> Result<(), (u32, u64, Stop)> {
+        let engine = sub.engine();
+        let ring = sub.ring();
+        let ring_len = ring.len() as u32;
+        let mut ring_pos = sub.head();
+        let mut level = Level::Ring;
+        let mut first_pos: u64 = 0;
+        let mut batch_pos: u64 = 0;
+        let mut commands = 0u32;
+        let mut blit_bytes = 0u64;
+        let mut cmd = [0u32; MAX_COMMAND_DWORDS];
+        loop {
+            if matches!(level, Level::Ring) && ring_pos == sub.tail() {
+                return Ok(());
+            }
+            let at = match level {
+                Level::Ring => ring.base().raw() + u64::from(ring_pos),
+                Level::First | Level::Second => batch_pos,
+            };
+            commands += 1;
+            if commands > COMMAND_BUDGET {
+                return Err((0, at, Stop::kind(FaultKind::Hang)));
+            }
+            self.timestamp += 1;
+            // Fetch the header, then the rest.
+            let read_dword = |gpu: &Self, index: u32| -> Result<u32, Stop> {
+                let addr = match level {
+                    Level::Ring => {
+                        let off = (ring_pos + 4 * index) % ring_len;
+                        ring.base().raw() + u64::from(off)
+                    }
+                    _ => batch_pos + 4 * u64::from(index),
+                };
+                let gm = HostGm::new(addr).map_err(|_| Stop {
+                    kind: FaultKind::OutsideGgtt,
+                    address: Some(addr),
+                })?;
+                let mut b = [0u8; 4];
+                gpu.gm_read(gm, &mut b)?;
+                Ok(u32::from_le_bytes(b))
+            };
+            let header = read_dword(self, 0).map_err(|s| (0, at, s))?;
+            let len = command_dwords(header).ok_or((
+                header,
+                at,
+                Stop::kind(FaultKind::InvalidCommand),
+            ))?;
+            if let Level::Ring = level {
+                // The whole command must lie before the tail.
+                let avail = (sub.tail() + ring_len - ring_pos) % ring_len;
+                if (len as u32) * 4 > avail {
+                    return Err((header, at, Stop::kind(FaultKind::RingOverrun)));
+                }
+            }
+            cmd[0] = header;
+            for (i, slot) in cmd.iter_mut().enumerate().take(len).skip(1) {
+                *slot = read_dword(self, i as u32).map_err(|s| (header, at, s))?;
+            }
+            let advance = |level: Level, ring_pos: &mut u32, batch_pos: &mut u64| match level {
+                Level::Ring => *ring_pos = (*ring_pos + 4 * len as u32) % ring_len,
+                _ => *batch_pos += 4 * len as u64,
+            };
+            let c = &cmd[..len];
+            let op = (header >> 23) & 0x3f;
+            let fail = |s: Stop| (header, at, s);
+            match header >> 29 {
+                TYPE_MI if op == MI_BATCH_BUFFER_START => {
+                    if header & BBS_PPGTT != 0 {
+                        return Err(fail(Stop::kind(FaultKind::Ppgtt)));
+                    }
+                    let target = gm_of(c[1] & !3, c[2]).map_err(fail)?.raw();
+                    match level {
+                        Level::Ring => {
+                            advance(level, &mut ring_pos, &mut batch_pos);
+                            level = Level::First;
+                        }
+                        Level::First if header & BBS_SECOND_LEVEL != 0 => {
+                            first_pos = batch_pos + 4 * len as u64;
+                            level = Level::Second;
+                        }
+                        Level::First => {}
+                        Level::Second if header & BBS_SECOND_LEVEL != 0 => {
+                            return Err(fail(Stop::kind(FaultKind::BatchNesting)));
+                        }
+                        Level::Second => {}
+                    }
+                    batch_pos = target;
+                    continue;
+                }
+                TYPE_MI if op == MI_BATCH_BUFFER_END => {
+                    match level {
+                        // In the ring itself it is a no-op.
+                        Level::Ring => advance(level, &mut ring_pos, &mut batch_pos),
+                        // Back to the ring, which was advanced past the start.
+                        Level::First => level = Level::Ring,
+                        Level::Second => {
+                            level = Level::First;
+                            batch_pos = first_pos;
+                        }
+                    }
+                    continue;
+                }
+                TYPE_MI => self.execute_mi(engine, op, c).map_err(fail)?,
+                TYPE_BLT => {
+                    self.execute_blit(header, c, &mut blit_bytes)
+                        .map_err(fail)?;
+                }
+                TYPE_GFX if header & 0xffff_0000 == PIPE_CONTROL_HEADER => {
+                    self.execute_pipe_control(c).map_err(fail)?;
+                }
+                _ => return Err(fail(Stop::kind(FaultKind::InvalidCommand))),
+            }
+            advance(level, &mut ring_pos, &mut batch_pos);
+        }
+    }
+
+    fn execute_mi(&mut self, engine: Engine, op: u32, c: &[u32]) -> Result<(), Stop> {
+        let header = c[0];
+        match op {
+            MI_NOOP => Ok(()),
+            MI_USER_INTERRUPT => {
+                self.engines[engine.index()].user_interrupts += 1;
+                Ok(())
+            }
+            MI_STORE_DATA_IMM => {
+                if header & MI_USE_GGTT == 0 {
+                    return Err(Stop::kind(FaultKind::Ppgtt));
+                }
+                let addr = gm_of(c[1] & !3, c[2])?;
+                let bytes: usize = match (c.len(), header & SDI_STORE_QWORD != 0) {
+                    (4, false) => 4,
+                    (5, _) => 8,
+                    _ => return Err(Stop::kind(FaultKind::InvalidCommand)),
+                };
+                let mut data = [0u8; 8];
+                data[..4].copy_from_slice(&c[3].to_le_bytes());
+                if bytes == 8 {
+                    data[4..].copy_from_slice(&c[4].to_le_bytes());
+                }
+                Ok(self.gm_write(addr, &data[..bytes])?)
+            }
+            MI_LOAD_REGISTER_IMM => {
+                if c.len().is_multiple_of(2) {
+                    return Err(Stop::kind(FaultKind::InvalidCommand));
+                }
+                for pair in c[1..].chunks_exact(2) {
+                    self.reg_write(pair[0] & 0x7f_fffc, pair[1]);
+                }
+                Ok(())
+            }
+            MI_STORE_REGISTER_MEM => {
+                if c.len() != 4 {
+                    return Err(Stop::kind(FaultKind::InvalidCommand));
+                }
+                if header & MI_USE_GGTT == 0 {
+                    return Err(Stop::kind(FaultKind::Ppgtt));
+                }
+                let value = self.reg_read(c[1] & 0x7f_fffc);
+                let addr = gm_of(c[2] & !3, c[3])?;
+                Ok(self.gm_write(addr, &value.to_le_bytes())?)
+            }
+            MI_FLUSH_DW => {
+                if c.len() != 4 && c.len() != 5 {
+                    return Err(Stop::kind(FaultKind::InvalidCommand));
+                }
+                let post_sync = (header >> 14) & 3;
+                if post_sync == 0 {
+                    return Ok(());
+                }
+                if c[1] & FLUSH_DW_GGTT == 0 {
+                    return Err(Stop::kind(FaultKind::Ppgtt));
+                }
+                let addr = gm_of(c[1] & !7, c[2])?;
+                match post_sync {
+                    1 if c.len() == 4 => Ok(self.gm_write(addr, &c[3].to_le_bytes())?),
+                    1 => {
+                        let v = u64::from(c[3]) | (u64::from(c[4]) << 32);
+                        Ok(self.gm_write(addr, &v.to_le_bytes())?)
+                    }
+                    3 => {
+                        let ts = self.timestamp;
+                        Ok(self.gm_write(addr, &ts.to_le_bytes())?)
+                    }
+                    _ => Err(Stop::kind(FaultKind::InvalidCommand)),
+                }
+            }
+            _ => Err(Stop::kind(FaultKind::InvalidCommand)),
+        }
+    }
+
+    fn execute_pipe_control(&mut self, c: &[u32]) -> Result<(), Stop> {
+        if c.len() != 6 {
+            return Err(Stop::kind(FaultKind::InvalidCommand));
+        }
+        let post_sync = (c[1] >> 14) & 3;
+        if post_sync == 0 {
+            return Ok(());
+        }
+        if c[1] & PIPE_CONTROL_GGTT == 0 {
+            return Err(Stop::kind(FaultKind::Ppgtt));
+        }
+        let addr = gm_of(c[2] & !7, c[3])?;
+        let value = match post_sync {
+            1 => u64::from(c[4]) | (u64::from(c[5]) << 32),
+            2 => 0, // PS depth count: no pixels in this model.
+            _ => self.timestamp,
+        };
+        Ok(self.gm_write(addr, &value.to_le_bytes())?)
+    }
+
+    fn execute_blit(&mut self, header: u32, c: &[u32], budget: &mut u64) -> Result<(), Stop> {
+        let op = (header >> 22) & 0x7f;
+        if header & BLT_TILED != 0 {
+            return Err(Stop::kind(FaultKind::InvalidCommand));
+        }
+        let br13 = c.get(1).copied().unwrap_or(0);
+        let bpp: u64 = match (br13 >> 24) & 3 {
+            0 => 1,
+            1 | 2 => 2,
+            _ => 4,
+        };
+        let rop = (br13 >> 16) & 0xff;
+        let dst_pitch = u64::from(br13 & 0xffff);
+        let (op_ok, want_len) = match op {
+            BLT_XY_COLOR => (rop == ROP_PATCOPY, 7),
+            BLT_XY_SRC_COPY => (rop == ROP_SRCCOPY, 10),
+            _ => (false, 0),
+        };
+        if !op_ok || c.len() != want_len || br13 & 0x8000 != 0 {
+            return Err(Stop::kind(FaultKind::InvalidCommand));
+        }
+        let (x1, y1) = (u64::from(c[2] & 0xffff), u64::from(c[2] >> 16));
+        let (x2, y2) = (u64::from(c[3] & 0xffff), u64::from(c[3] >> 16));
+        if x2 <= x1 || y2 <= y1 {
+            return Ok(());
+        }
+        let row_bytes = (x2 - x1) * bpp;
+        *budget += row_bytes * (y2 - y1);
+        if *budget > BLIT_BYTE_BUDGET {
+            return Err(Stop::kind(FaultKind::Hang));
+        }
+        let dst = gm_of(c[4], c[5])?.raw();
+        let mut chunk = [0u8; 256];
+        if op == BLT_XY_COLOR {
+            let color = c[6].to_le_bytes();
+            for (i, b) in chunk.iter_mut().enumerate() {
+                *b = color[i % bpp as usize];
+            }
+        }
+        let (src, src_pitch, sx, sy) = if op == BLT_XY_SRC_COPY {
+            if c[7] & 0x8000 != 0 {
+                return Err(Stop::kind(FaultKind::InvalidCommand));
+            }
+            (
+                gm_of(c[8], c[9])?.raw(),
+                u64::from(c[7] & 0xffff),
+                u64::from(c[6] & 0xffff),
+                u64::from(c[6] >> 16),
+            )
+        } else {
+            (0, 0, 0, 0)
+        };
+        for row in 0..(y2 - y1) {
+            let drow = dst + (y1 + row) * dst_pitch + x1 * bpp;
+            let srow = src + (sy + row) * src_pitch + sx * bpp;
+            let mut done = 0;
+            while done < row_bytes {
+                let n = (row_bytes - done).min(chunk.len() as u64);
+                let buf = &mut chunk[..n as usize];
+                if op == BLT_XY_SRC_COPY {
+                    let s = gm_in_range(srow + done)?;
+                    self.gm_read(s, buf)?;
+                }
+                let d = gm_in_range(drow + done)?;
+                self.gm_write(d, buf)?;
+                done += n;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn gm_in_range(raw: u64) -> Result<HostGm, Stop> {
+    if raw >= GM_SIZE {
+        return Err(Stop {
+            kind: FaultKind::OutsideGgtt,
+            address: Some(raw),
+        });
+    }
+    HostGm::new(raw).map_err(|_| Stop::kind(FaultKind::OutsideGgtt))
+}
+
+/// Length in dwords of the command with this header, if the model knows it.
+fn command_dwords(header: u32) -> Option<usize> {
+    let op = (header >> 23) & 0x3f;
+    let len = match header >> 29 {
+        TYPE_MI => match op {
+            MI_NOOP | MI_USER_INTERRUPT | MI_BATCH_BUFFER_END => 1,
+            MI_STORE_DATA_IMM => (header & 0x3ff) as usize + 2,
+            MI_LOAD_REGISTER_IMM | MI_STORE_REGISTER_MEM | MI_FLUSH_DW | MI_BATCH_BUFFER_START => {
+                (header & 0xff) as usize + 2
+            }
+            _ => return None,
+        },
+        TYPE_BLT | TYPE_GFX => (header & 0xff) as usize + 2,
+        _ => return None,
+    };
+    (len <= MAX_COMMAND_DWORDS).then_some(len)
+}
+
+impl<M: PhysMem> Backend for SimGpu<M> {
+    fn read_reg(&mut self, reg: MmioOffset) -> u32 {
+        self.reg_read(reg.raw())
+    }
+
+    fn write_reg(&mut self, reg: MmioOffset, value: u32) {
+        self.reg_write(reg.raw(), value);
+    }
+
+    fn read_pte(&mut self, index: HostGgttIndex) -> HostPte {
+        self.pte(index)
+    }
+
+    fn write_pte(&mut self, index: HostGgttIndex, pte: HostPte) -> GgttFlush {
+        if let Some(at) = self.ggtt_table.checked_add(u64::from(index.raw()) * 8) {
+            // The table was checked to be backed at construction.
+            let _ = self.mem.write(at, &pte.raw().to_le_bytes());
+        }
+        GgttFlush::new()
+    }
+
+    fn flush_ggtt(&mut self, flush: GgttFlush) {
+        // The model has no GGTT TLB: writes are visible at once.
+        flush.ignore();
+    }
+
+    fn read_gm(&mut self, addr: HostGm, buf: &mut [u8]) -> Result<(), GmAccessError> {
+        self.gm_read(addr, buf)
+    }
+
+    fn write_gm(&mut self, addr: HostGm, data: &[u8]) -> Result<(), GmAccessError> {
+        self.gm_write(addr, data)
+    }
+
+    fn submit(&mut self, submission: &Submission) -> Result<SubmissionId, BackendError> {
+        let engine = submission.engine();
+        if self.engines[engine.index()].fault.is_some() {
+            return Err(BackendError::EngineNotIdle(engine));
+        }
+        let id = SubmissionId(self.next_submission);
+        self.next_submission += 1;
+        *self.engine_reg(engine, ring::START) = submission.ring().base().raw() as u32;
+        *self.engine_reg(engine, ring::HEAD) = submission.head();
+        match self.execute(submission) {
+            Ok(()) => self.complete(engine, id, submission.tail()),
+            Err((header, at, stop)) => self.record_fault(engine, id, header, at, stop),
+        }
+        Ok(id)
+    }
+
+    fn poll(&mut self, engine: Engine) -> EngineStatus {
+        let e = &self.engines[engine.index()];
+        match e.fault {
+            Some(f) => EngineStatus::Faulted(f),
+            None => EngineStatus::Idle {
+                last_completed: e.last_completed,
+            },
+        }
+    }
+
+    fn reset_engine(&mut self, engine: Engine) {
+        let e = &mut self.engines[engine.index()];
+        e.fault = None;
+        e.regs[(ring::EIR / 4) as usize] = 0;
+        let _ = self.globals.remove(&gt::RING_FAULT.raw());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+
+    const RING: u64 = 0x10_0000;
+    const BATCH: u64 = 0x20_0000;
+    const DATA: u64 = 0x30_0000;
+
+    fn setup() -> SimGpu<SparseMem> {
+        let mut g = sim();
+        map(&mut g, RING, 0x100, 1);
+        map(&mut g, BATCH, 0x200, 4);
+        map(&mut g, DATA, 0x300, 16);
+        g
+    }
+
+    fn run(g: &mut SimGpu<SparseMem>, engine: Engine, cmds: &[u32]) -> EngineStatus {
+        let mut v = cmds.to_vec();
+        if v.len() % 2 == 1 {
+            v.push(NOOP);
+        }
+        write_dwords(g, RING, &v);
+        let sub = Submission::new(engine, range(RING, 4096), 0, (v.len() * 4) as u32).unwrap();
+        let id = g.submit(&sub).unwrap();
+        let st = g.poll(engine);
+        if let EngineStatus::Idle { last_completed } = st {
+            assert_eq!(last_completed, Some(id));
+        }
+        st
+    }
+
+    fn idle(st: EngineStatus) {
+        assert!(matches!(st, EngineStatus::Idle { .. }), "{st:?}");
+    }
+
+    #[test]
+    fn store_data_imm_writes_dword_and_qword_through_the_ggtt() {
+        let mut g = setup();
+        let mut s = sdi(DATA + 8, 0xdead_beef).to_vec();
+        s.extend(sdi_qword(DATA + 0x1000, 0x0123_4567_89ab_cdef));
+        idle(run(&mut g, Engine::Render, &s));
+        assert_eq!(read_u32(&mut g, DATA + 8), 0xdead_beef);
+        assert_eq!(read_u32(&mut g, DATA + 4), 0);
+        assert_eq!(read_u32(&mut g, DATA + 12), 0);
+        assert_eq!(read_u64(&mut g, DATA + 0x1000), 0x0123_4567_89ab_cdef);
+        // The bytes landed in the frames the PTEs name.
+        let mut b = [0u8; 4];
+        g.mem()
+            .read(PhysAddr::new(0x300_008).unwrap(), &mut b)
+            .unwrap();
+        assert_eq!(u32::from_le_bytes(b), 0xdead_beef);
+    }
+
+    #[test]
+    fn lri_then_srm_round_trips_a_register() {
+        let mut g = setup();
+        let gpr0 = Engine::Blitter.mmio_base() + ring::GPR_BASE;
+        let mut s = lri(gpr0, 0x5555_aaaa).to_vec();
+        s.extend(srm(gpr0, DATA + 0x40));
+        idle(run(&mut g, Engine::Blitter, &s));
+        assert_eq!(read_u32(&mut g, DATA + 0x40), 0x5555_aaaa);
+        assert_eq!(g.read_reg(MmioOffset::reg(gpr0)), 0x5555_aaaa);
+    }
+
+    #[test]
+    fn post_sync_writes_of_flush_dw_and_pipe_control() {
+        let mut g = setup();
+        let mut s = flush_dw_imm(DATA + 0x80, 7).to_vec();
+        s.extend(pipe_control_imm(DATA + 0x88, 0x1111_2222_3333_4444));
+        idle(run(&mut g, Engine::Render, &s));
+        assert_eq!(read_u32(&mut g, DATA + 0x80), 7);
+        assert_eq!(read_u32(&mut g, DATA + 0x84), 0);
+        assert_eq!(read_u64(&mut g, DATA + 0x88), 0x1111_2222_3333_4444);
+    }
+
+    #[test]
+    fn user_interrupt_and_noop_are_counted_and_csb_reports_completion() {
+        let mut g = setup();
+        idle(run(
+            &mut g,
+            Engine::Video,
+            &[NOOP, USER_INTERRUPT, USER_INTERRUPT, NOOP],
+        ));
+        assert_eq!(g.user_interrupts(Engine::Video), 2);
+        let base = Engine::Video.mmio_base();
+        let ptr = g.read_reg(MmioOffset::reg(base + ring::CSB_PTR)) & 0xf;
+        assert_eq!(ptr, 0);
+        let status = g.read_reg(MmioOffset::reg(base + ring::CSB_BASE));
+        assert_eq!(
+            status,
+            ring::CSB_STATUS_COMPLETE | ring::CSB_STATUS_ACTIVE_IDLE
+        );
+        assert_eq!(g.read_reg(MmioOffset::reg(base + ring::HEAD)), 16);
+    }
+
+    #[test]
+    fn batches_chain_and_nest_two_levels() {
+        let mut g = setup();
+        // first level at BATCH: store 1, call second level, store 3, chain to BATCH+0x200
+        let mut first = sdi(DATA, 1).to_vec();
+        first.extend(bb_start(BATCH + 0x100, true));
+        first.extend(sdi(DATA + 8, 3));
+        first.extend(bb_start(BATCH + 0x200, false));
+        write_dwords(&mut g, BATCH, &first);
+        let mut second = sdi(DATA + 4, 2).to_vec();
+        second.push(BB_END);
+        write_dwords(&mut g, BATCH + 0x100, &second);
+        let mut chained = sdi(DATA + 12, 4).to_vec();
+        chained.push(BB_END);
+        write_dwords(&mut g, BATCH + 0x200, &chained);
+        let mut ring_cmds = bb_start(BATCH, false).to_vec();
+        ring_cmds.extend(sdi(DATA + 16, 5));
+        idle(run(&mut g, Engine::Render, &ring_cmds));
+        for (i, v) in [1, 2, 3, 4, 5].into_iter().enumerate() {
+            assert_eq!(read_u32(&mut g, DATA + 4 * i as u64), v);
+        }
+    }
+
+    #[test]
+    fn third_batch_level_faults() {
+        let mut g = setup();
+        write_dwords(&mut g, BATCH, &bb_start(BATCH + 0x100, true));
+        write_dwords(&mut g, BATCH + 0x100, &bb_start(BATCH + 0x200, true));
+        let st = run(&mut g, Engine::Render, &bb_start(BATCH, false));
+        assert!(matches!(
+            st,
+            EngineStatus::Faulted(GpuFault {
+                kind: FaultKind::BatchNesting,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn looping_batch_ends_as_a_hang() {
+        let mut g = setup();
+        write_dwords(&mut g, BATCH, &bb_start(BATCH, false));
+        let st = run(&mut g, Engine::Render, &bb_start(BATCH, false));
+        assert!(matches!(
+            st,
+            EngineStatus::Faulted(GpuFault {
+                kind: FaultKind::Hang,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn color_blt_fills_exactly_the_rectangle() {
+        let mut g = setup();
+        // 16 px wide surface (pitch 64), fill x 2..5, y 1..3.
+        idle(run(
+            &mut g,
+            Engine::Blitter,
+            &color_blt(DATA, 64, 2, 1, 5, 3, 0xaabb_ccdd),
+        ));
+        for y in 0..4u64 {
+            for x in 0..16u64 {
+                let v = read_u32(&mut g, DATA + y * 64 + x * 4);
+                let inside = (2..5).contains(&x) && (1..3).contains(&y);
+                assert_eq!(v, if inside { 0xaabb_ccdd } else { 0 }, "x {x} y {y}");
+            }
+        }
+    }
+
+    #[test]
+    fn src_copy_blt_copies_rows_between_pitches() {
+        let mut g = setup();
+        let src: Vec<u32> = (0..64).collect(); // 8x8 px, pitch 32
+        write_dwords(&mut g, DATA + 0x2000, &src);
+        let cmd = copy_blt(DATA, 64, 1, 1, 4, 3, DATA + 0x2000, 32, 2, 5);
+        idle(run(&mut g, Engine::Blitter, &cmd));
+        for y in 0..4u64 {
+            for x in 0..16u64 {
+                let v = read_u32(&mut g, DATA + y * 64 + x * 4);
+                let want = if (1..4).contains(&x) && (1..3).contains(&y) {
+                    ((5 + y - 1) * 8 + (2 + x - 1)) as u32
+                } else {
+                    0
+                };
+                assert_eq!(v, want, "x {x} y {y}");
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_pte_is_a_recorded_page_fault_not_a_panic() {
+        let mut g = setup();
+        let hole = 0x4000_0000u64;
+        let st = run(&mut g, Engine::Render, &sdi(hole + 0x10, 1));
+        let EngineStatus::Faulted(f) = st else {
+            panic!("{st:?}")
+        };
+        assert_eq!(f.kind, FaultKind::InvalidPte);
+        assert_eq!(f.address, Some(hole + 0x10));
+        assert_eq!(g.read_reg(gt::RING_FAULT) & gt::RING_FAULT_VALID, 1);
+        assert_eq!(g.read_reg(gt::FAULT_TLB_DATA0), (hole >> 12) as u32);
+        // Faulted engine refuses work until reset; other engines go on.
+        let sub = Submission::new(Engine::Render, range(RING, 4096), 0, 8).unwrap();
+        assert_eq!(
+            g.submit(&sub),
+            Err(BackendError::EngineNotIdle(Engine::Render))
+        );
+        idle(run(&mut g, Engine::Blitter, &sdi(DATA, 9)));
+        g.reset_engine(Engine::Render);
+        idle(run(&mut g, Engine::Render, &sdi(DATA, 9)));
+    }
+
+    #[test]
+    fn unknown_command_sets_ipehr() {
+        let mut g = setup();
+        let bad = 0x3f << 23;
+        let st = run(&mut g, Engine::Render, &[bad, 0]);
+        assert!(matches!(
+            st,
+            EngineStatus::Faulted(GpuFault {
+                kind: FaultKind::InvalidCommand,
+                ..
+            })
+        ));
+        assert_eq!(
+            g.read_reg(MmioOffset::reg(Engine::Render.mmio_base() + ring::IPEHR)),
+            bad
+        );
+    }
+
+    #[test]
+    fn ring_wraps_around_its_end() {
+        let mut g = setup();
+        let cmd = sdi(DATA, 0x77);
+        // Place the 4 dwords across the ring end: head at 4096 - 8.
+        write_dwords(&mut g, RING + 4088, &cmd[..2]);
+        write_dwords(&mut g, RING, &cmd[2..]);
+        let sub = Submission::new(Engine::Render, range(RING, 4096), 4088, 8).unwrap();
+        g.submit(&sub).unwrap();
+        idle(g.poll(Engine::Render));
+        assert_eq!(read_u32(&mut g, DATA), 0x77);
+    }
+
+    #[test]
+    fn forcewake_ack_mirrors_masked_request() {
+        let mut g = setup();
+        let d = forcewake::Domain::Media;
+        g.write_reg(
+            d.request(),
+            crate::regs::masked(forcewake::KERNEL, forcewake::KERNEL),
+        );
+        assert_eq!(g.read_reg(d.ack()) & forcewake::KERNEL, 1);
+        g.write_reg(d.request(), crate::regs::masked(forcewake::KERNEL, 0));
+        assert_eq!(g.read_reg(d.ack()) & forcewake::KERNEL, 0);
+    }
+}

@@ -1,0 +1,205 @@
+//! Host-test helpers: a sparse physical memory and command encoders.
+
+use crate::addr::{HostGgttIndex, HostGm, HostGmRange, PhysAddr, PhysFrame};
+use crate::backend::{Backend, PhysMem, PhysMemError};
+use crate::ggtt::{HostPte, PteFlags};
+use crate::sim::SimGpu;
+use std::collections::BTreeMap;
+
+/// Physical memory backed by pages allocated on first touch, below `limit`.
+#[derive(Debug, Default)]
+pub struct SparseMem {
+    pages: BTreeMap<u64, Box<[u8; 4096]>>,
+    pub limit: u64,
+}
+
+impl SparseMem {
+    pub fn new(limit: u64) -> Self {
+        SparseMem {
+            pages: BTreeMap::new(),
+            limit,
+        }
+    }
+}
+
+impl PhysMem for SparseMem {
+    fn read(&self, addr: PhysAddr, buf: &mut [u8]) -> Result<(), PhysMemError> {
+        if addr.raw() + buf.len() as u64 > self.limit {
+            return Err(PhysMemError { addr });
+        }
+        let mut done = 0;
+        while done < buf.len() {
+            let a = addr.raw() + done as u64;
+            let off = (a & 0xfff) as usize;
+            let n = (4096 - off).min(buf.len() - done);
+            match self.pages.get(&(a >> 12)) {
+                Some(p) => buf[done..done + n].copy_from_slice(&p[off..off + n]),
+                None => buf[done..done + n].fill(0),
+            }
+            done += n;
+        }
+        Ok(())
+    }
+    fn write(&mut self, addr: PhysAddr, data: &[u8]) -> Result<(), PhysMemError> {
+        if addr.raw() + data.len() as u64 > self.limit {
+            return Err(PhysMemError { addr });
+        }
+        let mut done = 0;
+        while done < data.len() {
+            let a = addr.raw() + done as u64;
+            let off = (a & 0xfff) as usize;
+            let n = (4096 - off).min(data.len() - done);
+            let chunk = &data[done..done + n];
+            if let Some(p) = self.pages.get_mut(&(a >> 12)) {
+                p[off..off + n].copy_from_slice(chunk);
+            } else if chunk.iter().any(|&b| b != 0) {
+                let mut p = Box::new([0u8; 4096]);
+                p[off..off + n].copy_from_slice(chunk);
+                self.pages.insert(a >> 12, p);
+            }
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+/// Where test GGTT tables live: 16 GiB, above every test frame.
+pub const GGTT_TABLE: u64 = 16 << 30;
+
+pub fn sim() -> SimGpu<SparseMem> {
+    SimGpu::new(SparseMem::new(32 << 30), PhysAddr::new(GGTT_TABLE).unwrap()).unwrap()
+}
+
+pub fn gm(raw: u64) -> HostGm {
+    HostGm::new(raw).unwrap()
+}
+
+/// Maps `pages` pages of host GM at `gm_base` to frames starting at `frame`.
+pub fn map(b: &mut dyn Backend, gm_base: u64, frame: u64, pages: u64) {
+    for i in 0..pages {
+        let idx = HostGgttIndex::new((gm_base >> 12) + i).unwrap();
+        let f = b.write_pte(
+            idx,
+            HostPte::map(PhysFrame::new(frame + i).unwrap(), PteFlags::NONE),
+        );
+        b.flush_ggtt(f);
+    }
+}
+
+pub fn range(base: u64, len: u64) -> HostGmRange {
+    HostGmRange::new(gm(base), len).unwrap()
+}
+
+pub fn write_dwords(b: &mut dyn Backend, at: u64, dwords: &[u32]) {
+    let bytes: Vec<u8> = dwords.iter().flat_map(|d| d.to_le_bytes()).collect();
+    b.write_gm(gm(at), &bytes).unwrap();
+}
+
+pub fn read_u32(b: &mut dyn Backend, at: u64) -> u32 {
+    let mut x = [0u8; 4];
+    b.read_gm(gm(at), &mut x).unwrap();
+    u32::from_le_bytes(x)
+}
+
+pub fn read_u64(b: &mut dyn Backend, at: u64) -> u64 {
+    let mut x = [0u8; 8];
+    b.read_gm(gm(at), &mut x).unwrap();
+    u64::from_le_bytes(x)
+}
+
+// Command encoders (header layouts as in sim.rs).
+pub const NOOP: u32 = 0;
+pub const USER_INTERRUPT: u32 = 0x02 << 23;
+pub const BB_END: u32 = 0x0a << 23;
+pub fn sdi(addr: u64, v: u32) -> [u32; 4] {
+    [
+        (0x20 << 23) | (1 << 22) | 2,
+        addr as u32,
+        (addr >> 32) as u32,
+        v,
+    ]
+}
+pub fn sdi_qword(addr: u64, v: u64) -> [u32; 5] {
+    [
+        (0x20 << 23) | (1 << 22) | (1 << 21) | 3,
+        addr as u32,
+        (addr >> 32) as u32,
+        v as u32,
+        (v >> 32) as u32,
+    ]
+}
+pub fn lri(reg: u32, v: u32) -> [u32; 3] {
+    [(0x22 << 23) | 1, reg, v]
+}
+pub fn srm(reg: u32, addr: u64) -> [u32; 4] {
+    [
+        (0x24 << 23) | (1 << 22) | 2,
+        reg,
+        addr as u32,
+        (addr >> 32) as u32,
+    ]
+}
+pub fn flush_dw_imm(addr: u64, v: u32) -> [u32; 4] {
+    [
+        (0x26 << 23) | (1 << 14) | 2,
+        addr as u32 | 4,
+        (addr >> 32) as u32,
+        v,
+    ]
+}
+pub fn pipe_control_imm(addr: u64, v: u64) -> [u32; 6] {
+    [
+        0x7a00_0004,
+        (1 << 24) | (1 << 14),
+        addr as u32,
+        (addr >> 32) as u32,
+        v as u32,
+        (v >> 32) as u32,
+    ]
+}
+pub fn bb_start(addr: u64, second_level: bool) -> [u32; 3] {
+    [
+        (0x31 << 23) | (u32::from(second_level) << 22) | 1,
+        addr as u32,
+        (addr >> 32) as u32,
+    ]
+}
+/// XY_COLOR_BLT, 32 bpp.
+pub fn color_blt(dst: u64, pitch: u32, x1: u32, y1: u32, x2: u32, y2: u32, color: u32) -> [u32; 7] {
+    [
+        (2 << 29) | (0x50 << 22) | (3 << 20) | 5,
+        (3 << 24) | (0xf0 << 16) | pitch,
+        (y1 << 16) | x1,
+        (y2 << 16) | x2,
+        dst as u32,
+        (dst >> 32) as u32,
+        color,
+    ]
+}
+/// XY_SRC_COPY_BLT, 32 bpp.
+#[allow(clippy::too_many_arguments)] // reason: mirrors the command's fields one to one
+pub fn copy_blt(
+    dst: u64,
+    dpitch: u32,
+    x1: u32,
+    y1: u32,
+    x2: u32,
+    y2: u32,
+    src: u64,
+    spitch: u32,
+    sx: u32,
+    sy: u32,
+) -> [u32; 10] {
+    [
+        (2 << 29) | (0x53 << 22) | (3 << 20) | 8,
+        (3 << 24) | (0xcc << 16) | dpitch,
+        (y1 << 16) | x1,
+        (y2 << 16) | x2,
+        dst as u32,
+        (dst >> 32) as u32,
+        (sy << 16) | sx,
+        spitch,
+        src as u32,
+        (src >> 32) as u32,
+    ]
+}
