@@ -1,0 +1,489 @@
+//! `cargo xtask bench` entry points: digest bandwidth, the simulator table,
+//! Markdown and SVG output.
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use migrate::digest::{fnv1a, xor_fold_256, xxh3};
+use migrate::{Policy, PAGE_SIZE};
+use serde::Serialize;
+
+use crate::net::LinkSetting;
+use crate::run::{simulate, CostModel, RunResult, SimError};
+use crate::trace::Trace;
+use crate::workload::{Dirtier, Rng, WorkloadModel};
+
+/// What to run.
+#[derive(Clone, Debug, Default)]
+pub struct BenchOptions {
+    /// Small sets (tests, CI smoke): 16 MiB hash set, workloads and links
+    /// scaled down 16x, nominal CPU costs instead of measured ones.
+    pub quick: bool,
+    /// Extra workloads replayed from dirty traces: (name, trace).
+    pub traces: Vec<(String, Trace)>,
+}
+
+/// Digest bandwidth over a set of 4 KiB pages, one run.
+#[derive(Clone, Debug, Serialize)]
+pub struct HashBench {
+    /// Size of the page set.
+    pub set_bytes: u64,
+    /// xxh3-64, GB/s (10^9 bytes of page data per second).
+    pub xxh3_gbps: f64,
+    /// FNV-1a 64, GB/s.
+    pub fnv_gbps: f64,
+    /// gMig's 256-bit XOR fold, GB/s.
+    pub xor_fold_gbps: f64,
+    /// memcpy of every page into a second set of the same size, GB/s.
+    pub memcpy_gbps: f64,
+    /// xxh3 / memcpy (goal >= 1.8).
+    pub xxh3_vs_memcpy: f64,
+    /// xxh3 / XOR fold (goal >= 0.9).
+    pub xxh3_vs_xor_fold: f64,
+}
+
+/// Goal ratios per workload and link.
+#[derive(Clone, Debug, Serialize)]
+pub struct DowntimeGoal {
+    /// Workload.
+    pub workload: String,
+    /// Link.
+    pub link: String,
+    /// Policy with the lowest downtime.
+    pub best_policy: String,
+    /// Its downtime / gmig-oneshot downtime (goal <= 0.25).
+    pub best_vs_gmig_oneshot: f64,
+    /// gmig-oneshot downtime below precopy and stop-and-copy (gMig's result).
+    pub oneshot_beats_baselines: bool,
+    /// 1 - gmig-oneshot downtime pages / stop-and-copy's (gMig: >= 0.8).
+    pub oneshot_downtime_page_reduction: f64,
+}
+
+/// Everything `cargo xtask bench` reports from this crate.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    /// Quick mode.
+    pub quick: bool,
+    /// Digest chosen for the tracker.
+    pub digest: String,
+    /// Digest bandwidth.
+    pub hash: HashBench,
+    /// CPU costs the simulator charged.
+    pub cost_model: CostModel,
+    /// Workload models.
+    pub workloads: Vec<WorkloadModel>,
+    /// Link settings.
+    pub links: Vec<LinkSetting>,
+    /// One row per workload x policy x link.
+    pub runs: Vec<RunResult>,
+    /// Goal ratios.
+    pub goals: Vec<DowntimeGoal>,
+}
+
+fn gbps(bytes: usize, secs: f64) -> f64 {
+    bytes as f64 / secs / 1e9
+}
+
+fn best_of<F: FnMut()>(reps: usize, mut f: F) -> f64 {
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Measure digest and memcpy bandwidth over `set_bytes` of 4 KiB pages.
+pub fn hash_bench(set_bytes: usize) -> HashBench {
+    let n = set_bytes / PAGE_SIZE;
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut set = vec![[0u8; PAGE_SIZE]; n];
+    for p in set.iter_mut() {
+        for w in p.chunks_exact_mut(8) {
+            w.copy_from_slice(&rng.next_u64().to_le_bytes());
+        }
+    }
+    let mut copy = vec![[0u8; PAGE_SIZE]; n];
+    let reps = 3;
+    let t_xxh = best_of(reps, || {
+        let mut acc = 0u64;
+        for p in &set {
+            acc ^= xxh3(black_box(p));
+        }
+        black_box(acc);
+    });
+    let t_xor = best_of(reps, || {
+        let mut acc = [0u64; 4];
+        for p in &set {
+            let t = xor_fold_256(black_box(p));
+            acc[0] ^= t[0] ^ t[1] ^ t[2] ^ t[3];
+        }
+        black_box(acc);
+    });
+    let t_fnv = best_of(1, || {
+        let mut acc = 0u64;
+        for p in &set {
+            acc ^= fnv1a(black_box(p));
+        }
+        black_box(acc);
+    });
+    let t_copy = best_of(reps, || {
+        for (d, s) in copy.iter_mut().zip(&set) {
+            d.copy_from_slice(black_box(s));
+        }
+        black_box(&copy);
+    });
+    let bytes = n * PAGE_SIZE;
+    let (x, m, f, c) = (
+        gbps(bytes, t_xxh),
+        gbps(bytes, t_xor),
+        gbps(bytes, t_fnv),
+        gbps(bytes, t_copy),
+    );
+    HashBench {
+        set_bytes: bytes as u64,
+        xxh3_gbps: x,
+        fnv_gbps: f,
+        xor_fold_gbps: m,
+        memcpy_gbps: c,
+        xxh3_vs_memcpy: x / c,
+        xxh3_vs_xor_fold: x / m,
+    }
+}
+
+/// Per-page CPU costs measured on this machine (in-cache pages, which is
+/// what a page just copied out of GPU memory is).
+pub fn measure_costs() -> CostModel {
+    let mut rng = Rng(99);
+    let mut pages = vec![[0u8; PAGE_SIZE]; 256];
+    for p in pages.iter_mut() {
+        for w in p.chunks_exact_mut(8) {
+            w.copy_from_slice(&rng.next_u64().to_le_bytes());
+        }
+    }
+    let per = |t: f64, n: usize| t * 1e9 / n as f64;
+    let iters = 40;
+    let n = pages.len() * iters;
+    let mut out = [0u8; PAGE_SIZE];
+    let read = best_of(3, || {
+        for _ in 0..iters {
+            for p in &pages {
+                out.copy_from_slice(black_box(p));
+                black_box(&out);
+            }
+        }
+    });
+    let xxh = best_of(3, || {
+        for _ in 0..iters {
+            for p in &pages {
+                black_box(xxh3(black_box(p)));
+            }
+        }
+    });
+    let xor = best_of(3, || {
+        for _ in 0..iters {
+            for p in &pages {
+                black_box(xor_fold_256(black_box(p)));
+            }
+        }
+    });
+    let mut edited = pages[0];
+    edited[100] ^= 1;
+    edited[3000] ^= 1;
+    let mut buf = [0u8; PAGE_SIZE];
+    let delta = best_of(3, || {
+        for _ in 0..n / 8 {
+            black_box(migrate::delta::encode(
+                black_box(&pages[0]),
+                black_box(&edited),
+                &mut buf,
+            ));
+        }
+    });
+    let crc = best_of(3, || {
+        for _ in 0..iters {
+            for p in &pages {
+                black_box(migrate::wire::crc32c(black_box(p)));
+            }
+        }
+    });
+    CostModel {
+        read_page_ns: per(read, n),
+        xxh3_page_ns: per(xxh, n),
+        xor_page_ns: per(xor, n),
+        sample_ns: 5.0,
+        delta_page_ns: per(delta, n / 8),
+        crc_byte_ns: per(crc, n) / PAGE_SIZE as f64,
+    }
+}
+
+/// Run the digest bench and the simulator table.
+pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport, SimError> {
+    let k = if opts.quick { 16 } else { 1 };
+    let hash = hash_bench(if opts.quick { 16 << 20 } else { 256 << 20 });
+    let cost_model = if opts.quick {
+        CostModel::nominal()
+    } else {
+        measure_costs()
+    };
+    let workloads: Vec<WorkloadModel> = WorkloadModel::presets()
+        .into_iter()
+        .map(|w| w.scaled(k))
+        .collect();
+    let links = vec![
+        LinkSetting::qemu_default().scaled(k),
+        LinkSetting::gigabit().scaled(k),
+    ];
+    let max_rounds = 8;
+    let mut runs = Vec::new();
+    for link in &links {
+        for w in &workloads {
+            for policy in Policy::ALL {
+                let d = Dirtier::Model {
+                    model: w.clone(),
+                    rng: Rng(0xabcdef),
+                    carry: 0.0,
+                };
+                runs.push(simulate(
+                    &w.name,
+                    d,
+                    w.zero_fraction,
+                    policy,
+                    link,
+                    &cost_model,
+                    max_rounds,
+                )?);
+            }
+        }
+        for (name, trace) in &opts.traces {
+            for policy in Policy::ALL {
+                let d = Dirtier::Replay {
+                    trace: trace.clone(),
+                    next: 0,
+                };
+                runs.push(simulate(
+                    name,
+                    d,
+                    0.0,
+                    policy,
+                    link,
+                    &cost_model,
+                    max_rounds,
+                )?);
+            }
+        }
+    }
+    let goals = goals(&runs);
+    Ok(BenchReport {
+        quick: opts.quick,
+        digest: "xxh3-64".into(),
+        hash,
+        cost_model,
+        workloads,
+        links,
+        runs,
+        goals,
+    })
+}
+
+fn goals(runs: &[RunResult]) -> Vec<DowntimeGoal> {
+    let mut out = Vec::new();
+    let mut keys: Vec<(String, String)> = runs
+        .iter()
+        .map(|r| (r.workload.clone(), r.link.clone()))
+        .collect();
+    keys.dedup();
+    for (w, l) in keys {
+        let rows: Vec<&RunResult> = runs
+            .iter()
+            .filter(|r| r.workload == w && r.link == l)
+            .collect();
+        let get = |p: &str| rows.iter().find(|r| r.policy == p).copied();
+        let (Some(one), Some(sc), Some(pre)) =
+            (get("gmig-oneshot"), get("stop-and-copy"), get("precopy"))
+        else {
+            continue;
+        };
+        let best = rows
+            .iter()
+            .min_by(|a, b| a.downtime_ms.total_cmp(&b.downtime_ms))
+            .copied()
+            .unwrap_or(one);
+        out.push(DowntimeGoal {
+            workload: w,
+            link: l,
+            best_policy: best.policy.clone(),
+            best_vs_gmig_oneshot: best.downtime_ms / one.downtime_ms,
+            oneshot_beats_baselines: one.downtime_ms < pre.downtime_ms
+                && one.downtime_ms < sc.downtime_ms,
+            oneshot_downtime_page_reduction: 1.0
+                - one.downtime_pages as f64 / sc.downtime_pages.max(1) as f64,
+        });
+    }
+    out
+}
+
+/// Write `migration.md` (the table and the goal ratios) into `dir`.
+pub fn write_markdown(report: &BenchReport, dir: &Path) -> std::io::Result<PathBuf> {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let h = &report.hash;
+    let _ = writeln!(
+        s,
+        "# Migration bench{}\n",
+        if report.quick { " (quick mode)" } else { "" }
+    );
+    let _ = writeln!(
+        s,
+        "## Page digest bandwidth ({} MiB of 4 KiB pages)\n",
+        h.set_bytes >> 20
+    );
+    let _ = writeln!(s, "| function | GB/s |\n|---|---:|");
+    for (n, v) in [
+        ("xxh3-64 (chosen)", h.xxh3_gbps),
+        ("gMig XOR fold 256", h.xor_fold_gbps),
+        ("FNV-1a 64", h.fnv_gbps),
+        ("memcpy", h.memcpy_gbps),
+    ] {
+        let _ = writeln!(s, "| {n} | {v:.2} |");
+    }
+    let _ = writeln!(
+        s,
+        "\nxxh3 / memcpy = **{:.2}** (goal >= 1.8); xxh3 / XOR fold = **{:.2}** (goal >= 0.9)\n",
+        h.xxh3_vs_memcpy, h.xxh3_vs_xor_fold
+    );
+    let _ = writeln!(s, "## Simulated migrations\n");
+    let _ = writeln!(
+        s,
+        "| workload | link | policy | total ms | downtime ms | pre-copy pages | pre-copy MiB | downtime pages | downtime MiB | iterations | identical |"
+    );
+    let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    for r in &report.runs {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.1} | {:.1} | {} | {:.1} | {} | {:.2} | {} | {} |",
+            r.workload,
+            r.link,
+            r.policy,
+            r.total_ms,
+            r.downtime_ms,
+            r.precopy_pages,
+            r.precopy_bytes as f64 / 1048576.0,
+            r.downtime_pages,
+            r.downtime_bytes as f64 / 1048576.0,
+            r.iterations,
+            if r.identical { "yes" } else { "NO" }
+        );
+    }
+    let _ = writeln!(s, "\n## Goals\n");
+    let _ = writeln!(
+        s,
+        "| workload | link | best policy | best / gmig-oneshot downtime (goal <= 0.25) | one-shot beats precopy and stop-and-copy | one-shot downtime page reduction vs stop-and-copy (gMig: >= 80%) |"
+    );
+    let _ = writeln!(s, "|---|---|---|---:|---|---:|");
+    for g in &report.goals {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.3} | {} | {:.1}% |",
+            g.workload,
+            g.link,
+            g.best_policy,
+            g.best_vs_gmig_oneshot,
+            g.oneshot_beats_baselines,
+            g.oneshot_downtime_page_reduction * 100.0
+        );
+    }
+    let path = dir.join("migration.md");
+    std::fs::write(&path, s)?;
+    Ok(path)
+}
+
+/// Write `migration-downtime.svg`: downtime per policy per workload, one
+/// panel per link, log scale.
+pub fn write_svg(report: &BenchReport, dir: &Path) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let path = dir.join("migration-downtime.svg");
+    let links: Vec<&str> = report.links.iter().map(|l| l.name.as_str()).collect();
+    let mut workloads: Vec<&str> = Vec::new();
+    for r in &report.runs {
+        if !workloads.contains(&r.workload.as_str()) {
+            workloads.push(&r.workload);
+        }
+    }
+    let height = 360 * links.len().max(1) as u32;
+    let root = SVGBackend::new(path.as_path(), (960, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let panels = root.split_evenly((links.len().max(1), 1));
+    let colors = [
+        RGBColor(120, 120, 120),
+        RGBColor(230, 159, 0),
+        RGBColor(86, 180, 233),
+        RGBColor(0, 114, 178),
+        RGBColor(0, 158, 115),
+    ];
+    let max = report
+        .runs
+        .iter()
+        .map(|r| r.downtime_ms)
+        .fold(1.0, f64::max)
+        * 2.0;
+    let nw = workloads.len().max(1) as f64;
+    for (panel, link) in panels.iter().zip(&links) {
+        let mut chart = ChartBuilder::on(panel)
+            .caption(
+                format!("downtime per policy, link {link}"),
+                ("sans-serif", 18),
+            )
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..nw, (0.1f64..max).log_scale())?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(workloads.len())
+            .x_label_formatter(&|x| {
+                workloads
+                    .get(x.floor() as usize)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
+            })
+            .y_desc("downtime (ms, log)")
+            .draw()?;
+        let np = Policy::ALL.len() as f64;
+        for (pi, policy) in Policy::ALL.iter().enumerate() {
+            let color = colors[pi % colors.len()];
+            let bars: Vec<Rectangle<(f64, f64)>> = workloads
+                .iter()
+                .enumerate()
+                .filter_map(|(wi, w)| {
+                    let r = report.runs.iter().find(|r| {
+                        r.workload == *w && r.link == *link && r.policy == policy.name()
+                    })?;
+                    let x0 = wi as f64 + 0.1 + 0.8 * pi as f64 / np;
+                    Some(Rectangle::new(
+                        [(x0, 0.1), (x0 + 0.8 / np, r.downtime_ms.max(0.1))],
+                        color.filled(),
+                    ))
+                })
+                .collect();
+            chart
+                .draw_series(bars)?
+                .label(policy.name())
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
+                });
+        }
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.8))
+            .draw()?;
+    }
+    root.present()?;
+    drop(panels);
+    drop(root);
+    Ok(path)
+}

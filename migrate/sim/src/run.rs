@@ -1,0 +1,215 @@
+//! The simulation loop: the real `migrate` state machines on simulated
+//! memory, a simulated link and a virtual clock charged with CPU costs.
+
+use migrate::source::SourceStorage;
+use migrate::{
+    Policy, Receiver, ReceiverStatus, Slot, Source, SourceConfig, SourceStatus, PAGE_SIZE,
+};
+use serde::Serialize;
+
+use crate::net::{sim_link, LinkSetting};
+use crate::workload::{Dirtier, SimMemory, SimSink};
+
+/// CPU cost per unit of work on the source, in nanoseconds.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct CostModel {
+    /// Copying one page out of GPU memory.
+    pub read_page_ns: f64,
+    /// One xxh3-64 page digest.
+    pub xxh3_page_ns: f64,
+    /// One 256-bit XOR fold of a page.
+    pub xor_page_ns: f64,
+    /// One sampling pre-filter check.
+    pub sample_ns: f64,
+    /// One delta encoding attempt.
+    pub delta_page_ns: f64,
+    /// CRC32C and framing, per byte sent.
+    pub crc_byte_ns: f64,
+}
+
+impl CostModel {
+    /// Fixed figures for tests (deterministic; close to this machine's).
+    pub fn nominal() -> Self {
+        Self {
+            read_page_ns: 400.0,
+            xxh3_page_ns: 300.0,
+            xor_page_ns: 300.0,
+            sample_ns: 20.0,
+            delta_page_ns: 1500.0,
+            crc_byte_ns: 0.15,
+        }
+    }
+}
+
+/// Results of one workload x policy x link run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunResult {
+    /// Workload name.
+    pub workload: String,
+    /// Policy name.
+    pub policy: String,
+    /// Link setting name.
+    pub link: String,
+    /// Start to destination resume.
+    pub total_ms: f64,
+    /// Source stop to destination resume.
+    pub downtime_ms: f64,
+    /// Page records sent during pre-copy.
+    pub precopy_pages: u64,
+    /// Bytes sent during pre-copy.
+    pub precopy_bytes: u64,
+    /// Page records sent during downtime.
+    pub downtime_pages: u64,
+    /// Bytes sent during downtime.
+    pub downtime_bytes: u64,
+    /// Pre-copy rounds.
+    pub iterations: u32,
+    /// Full page digests computed.
+    pub hashes: u64,
+    /// Zero-page and delta records.
+    pub zero_pages: u64,
+    /// Delta records.
+    pub delta_pages: u64,
+    /// Destination byte-identical to the source at stop.
+    pub identical: bool,
+}
+
+/// Simulation errors (a bug in the simulated monitor or the model).
+#[derive(Debug)]
+pub enum SimError {
+    /// The source failed.
+    Source(migrate::SourceError),
+    /// The destination failed.
+    Receive(migrate::ReceiveError),
+    /// No completion within the time limit.
+    Timeout,
+}
+
+impl std::fmt::Display for SimError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Source(e) => write!(f, "simulated source: {e}"),
+            Self::Receive(e) => write!(f, "simulated destination: {e}"),
+            Self::Timeout => {
+                f.write_str("simulated migration did not finish within 10 minutes of virtual time")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SimError {}
+
+/// Run one migration. `workload_name` labels the result.
+pub fn simulate(
+    workload_name: &str,
+    mut dirtier: Dirtier,
+    zero_fraction: f64,
+    policy: Policy,
+    link: &LinkSetting,
+    cost: &CostModel,
+    max_rounds: u32,
+) -> Result<RunResult, SimError> {
+    let pages = dirtier.pages();
+    let mut mem = SimMemory::new(pages, zero_fraction, 0x5eed);
+    let mut sink = SimSink::new(pages);
+    let slots_n = (pages * 8 / 7 + 1).next_power_of_two();
+    let mut slots = vec![Slot::EMPTY; slots_n];
+    // Delta cache: an eighth of the set (documented memory cost: 4 KiB/slot).
+    let cache_n = if policy == Policy::Informed {
+        (pages / 8).max(16)
+    } else {
+        0
+    };
+    let mut cache_pages = vec![[0u8; PAGE_SIZE]; cache_n];
+    let mut cache_owners = vec![0u64; cache_n];
+    let mut cfg = SourceConfig::new(policy);
+    cfg.downtime_budget_ns = link.downtime_budget_ns;
+    cfg.max_rounds = max_rounds;
+    cfg.work_per_poll = 32;
+    let storage = SourceStorage {
+        slots: &mut slots,
+        cache_pages: &mut cache_pages,
+        cache_owners: &mut cache_owners,
+    };
+    let mut src = Source::new(cfg, storage).map_err(SimError::Source)?;
+    let (mut a, mut b) = sim_link(link.clone(), 256 * 1024);
+    let mut rx = Receiver::new(0);
+    let digest_ns = if policy.digest() == migrate::digest::DigestKind::XorFold {
+        cost.xor_page_ns
+    } else {
+        cost.xxh3_page_ns
+    };
+    let idle_ns = ((migrate::wire::MAX_RECORD as f64 * 1e9 / link.bandwidth) as u64).max(1000);
+    let mut now = 0u64;
+    let mut last_writes = 0u64;
+    let mut stopped_at: Option<u64> = None;
+    let mut writes = Vec::new();
+    let (mut prev_stats, mut prev_tr, mut prev_bytes) = (*src.stats(), src.tracker_stats(), 0u64);
+    while now < 600_000_000_000 {
+        if stopped_at.is_none() && now > last_writes {
+            writes.clear();
+            dirtier.writes(last_writes, now, &mut writes);
+            for w in &writes {
+                mem.apply(*w);
+                let page = SimMemory::gfn(w.index);
+                let r = if w.kind == crate::trace::WriteKind::Cpu {
+                    src.report_cpu_dirty(page)
+                } else {
+                    src.report_write_target(page)
+                };
+                r.map_err(SimError::Source)?;
+            }
+            last_writes = now;
+        }
+        a.set_now(now);
+        let status = src.poll(now, &mut mem, &mut a).map_err(SimError::Source)?;
+        if status == SourceStatus::StopGuest {
+            stopped_at = Some(now);
+            src.guest_stopped(now).map_err(SimError::Source)?;
+        }
+        let (st, tr, bytes) = (*src.stats(), src.tracker_stats(), src.bytes_sent());
+        let spent = (st.pages_read - prev_stats.pages_read) as f64 * cost.read_page_ns
+            + (tr.hashes - prev_tr.hashes) as f64 * digest_ns
+            + (tr.sample_checks - prev_tr.sample_checks) as f64 * cost.sample_ns
+            + (st.delta_tries - prev_stats.delta_tries) as f64 * cost.delta_page_ns
+            + (bytes - prev_bytes) as f64 * cost.crc_byte_ns;
+        (prev_stats, prev_tr, prev_bytes) = (st, tr, bytes);
+        if rx
+            .poll(&mut sink, &mut b, u32::MAX)
+            .map_err(SimError::Receive)?
+            == ReceiverStatus::Completed
+        {
+            // Let the confirm reach the source so its state machine completes too.
+            let done = now;
+            while src.poll(now, &mut mem, &mut a).map_err(SimError::Source)?
+                != SourceStatus::Completed
+            {
+                if now > done + 10_000_000_000 {
+                    return Err(SimError::Timeout);
+                }
+                now += idle_ns;
+                a.set_now(now);
+            }
+            let stop = stopped_at.unwrap_or(0);
+            let s = src.stats();
+            return Ok(RunResult {
+                workload: workload_name.into(),
+                policy: policy.name().into(),
+                link: link.name.clone(),
+                total_ms: done as f64 / 1e6,
+                downtime_ms: (done - stop) as f64 / 1e6,
+                precopy_pages: s.precopy_pages,
+                precopy_bytes: s.precopy_bytes,
+                downtime_pages: s.stop_pages,
+                downtime_bytes: s.stop_bytes,
+                iterations: s.rounds,
+                hashes: src.tracker_stats().hashes,
+                zero_pages: s.zero_pages,
+                delta_pages: s.delta_pages,
+                identical: sink.identical(&mem),
+            });
+        }
+        now += if spent > 0.0 { spent as u64 } else { idle_ns };
+    }
+    Err(SimError::Timeout)
+}

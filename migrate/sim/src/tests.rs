@@ -1,0 +1,66 @@
+//! Qualitative results of gMig reproduced on the workload models (quick
+//! scale, nominal costs; no timing is asserted, only orderings and counts).
+
+use migrate::Policy;
+
+use crate::bench::{run_bench, BenchOptions};
+use crate::net::LinkSetting;
+use crate::run::{simulate, CostModel};
+use crate::trace::Trace;
+use crate::workload::{Dirtier, Rng, WorkloadModel};
+
+#[test]
+fn gmig_qualitative_results_hold_and_every_run_is_identical() {
+    let report = run_bench(&BenchOptions {
+        quick: true,
+        traces: Vec::new(),
+    })
+    .unwrap();
+    for r in &report.runs {
+        assert!(
+            r.identical,
+            "{} {} {}: destination differs",
+            r.workload, r.link, r.policy
+        );
+    }
+    for g in &report.goals {
+        assert!(g.oneshot_beats_baselines, "{g:?}");
+        assert!(g.oneshot_downtime_page_reduction >= 0.8, "{g:?}");
+    }
+    let dir = std::env::temp_dir().join(format!("migrate-sim-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let md = std::fs::read_to_string(crate::write_markdown(&report, &dir).unwrap()).unwrap();
+    assert!(md.contains("gmig-oneshot") && md.contains("xxh3"));
+    let svg = std::fs::read_to_string(crate::write_svg(&report, &dir).unwrap()).unwrap();
+    assert!(svg.starts_with("<svg") || svg.contains("<svg"));
+    let json = serde_json::to_string(&report).unwrap();
+    assert!(json.contains("\"downtime_ms\""));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn trace_replay_migrates() {
+    let mut text = String::from("gmig-trace 1\npages 256\n");
+    let mut rng = Rng(5);
+    for i in 0..4000u64 {
+        let kind = ["g", "s", "u", "c"][rng.below(4)];
+        text.push_str(&format!("{} {} {}\n", i * 500_000, rng.below(64), kind));
+    }
+    let trace = Trace::parse(&text).unwrap();
+    let link = LinkSetting::qemu_default().scaled(16);
+    for policy in Policy::ALL {
+        let d = Dirtier::Replay {
+            trace: trace.clone(),
+            next: 0,
+        };
+        let r = simulate("trace", d, 0.0, policy, &link, &CostModel::nominal(), 8).unwrap();
+        assert!(r.identical, "{policy}");
+    }
+}
+
+#[test]
+fn scaled_models_keep_their_shape() {
+    let w = WorkloadModel::game_3d().scaled(16);
+    assert_eq!(w.pages, 2048);
+    assert!((w.writes_per_sec - 30_000.0 / 16.0).abs() < 1e-9);
+}

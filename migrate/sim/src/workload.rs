@@ -1,0 +1,394 @@
+//! Workload models of GPU (and CPU) dirtying, and trace replay.
+
+use migrate::{GuestPage, PAGE_SIZE};
+use serde::Serialize;
+
+use crate::trace::{Trace, WriteKind};
+
+/// Parameters of a synthetic workload.
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkloadModel {
+    /// Name in reports.
+    pub name: String,
+    /// Pages the vGPU references (the migrated set).
+    pub pages: usize,
+    /// Fraction of pages in the hot set (render targets, frame ring).
+    pub hot_fraction: f64,
+    /// Locality: probability that a write hits the hot set.
+    pub hot_share: f64,
+    /// Page writes per second while the guest runs.
+    pub writes_per_sec: f64,
+    /// Fraction of rewrites that leave the content unchanged.
+    pub unchanged_fraction: f64,
+    /// Fraction of writes that change only a few bytes.
+    pub small_edit_fraction: f64,
+    /// Fraction of writes done by the CPU (seen through PTE dirty bits).
+    pub cpu_fraction: f64,
+    /// Fraction of pages that start all-zero.
+    pub zero_fraction: f64,
+}
+
+impl WorkloadModel {
+    /// A 3D game: 128 MiB referenced, a hot quarter (render targets)
+    /// rewritten every frame, half the rewrites producing identical content.
+    pub fn game_3d() -> Self {
+        Self {
+            name: "3d-game".into(),
+            pages: 32768,
+            hot_fraction: 0.06,
+            hot_share: 0.95,
+            writes_per_sec: 30_000.0,
+            unchanged_fraction: 0.5,
+            small_edit_fraction: 0.15,
+            cpu_fraction: 0.05,
+            zero_fraction: 0.3,
+        }
+    }
+    /// A 2D desktop: 64 MiB, small damage regions, mostly small edits.
+    pub fn desktop_2d() -> Self {
+        Self {
+            name: "2d-desktop".into(),
+            pages: 16384,
+            hot_fraction: 0.04,
+            hot_share: 0.85,
+            writes_per_sec: 2_000.0,
+            unchanged_fraction: 0.6,
+            small_edit_fraction: 0.3,
+            cpu_fraction: 0.3,
+            zero_fraction: 0.5,
+        }
+    }
+    /// Video playback: 96 MiB, a ring of decoded frames fully rewritten.
+    pub fn video() -> Self {
+        Self {
+            name: "video".into(),
+            pages: 24576,
+            hot_fraction: 0.08,
+            hot_share: 0.97,
+            writes_per_sec: 12_000.0,
+            unchanged_fraction: 0.1,
+            small_edit_fraction: 0.02,
+            cpu_fraction: 0.1,
+            zero_fraction: 0.2,
+        }
+    }
+    /// The three presets.
+    pub fn presets() -> Vec<Self> {
+        vec![Self::game_3d(), Self::desktop_2d(), Self::video()]
+    }
+    /// The same workload scaled down by `k` (pages and write rate), for quick runs.
+    pub fn scaled(mut self, k: usize) -> Self {
+        self.pages = (self.pages / k).max(64);
+        self.writes_per_sec /= k as f64;
+        self
+    }
+}
+
+/// A fast deterministic PRNG (xorshift64).
+#[derive(Clone, Debug)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// Next value.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Uniform in [0, n).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+/// One write the guest makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Write {
+    /// Page index in the migrated set.
+    pub index: usize,
+    /// What the write does.
+    pub kind: WriteKind,
+}
+
+/// Where writes come from: a model or a recorded trace.
+#[derive(Debug)]
+pub enum Dirtier {
+    /// Synthetic model.
+    Model {
+        /// Parameters.
+        model: WorkloadModel,
+        /// Randomness.
+        rng: Rng,
+        /// Fractional writes carried over.
+        carry: f64,
+    },
+    /// Trace replay.
+    Replay {
+        /// The trace.
+        trace: Trace,
+        /// Next event.
+        next: usize,
+    },
+}
+
+impl Dirtier {
+    /// Writes happening in `(from_ns, to_ns]`, appended to `out`.
+    pub fn writes(&mut self, from_ns: u64, to_ns: u64, out: &mut Vec<Write>) {
+        match self {
+            Self::Model { model, rng, carry } => {
+                let n = model.writes_per_sec * (to_ns - from_ns) as f64 / 1e9 + *carry;
+                let whole = n.floor();
+                *carry = n - whole;
+                let hot = ((model.pages as f64 * model.hot_fraction) as usize).max(1);
+                for _ in 0..whole as u64 {
+                    let index = if rng.unit() < model.hot_share {
+                        rng.below(hot)
+                    } else {
+                        rng.below(model.pages)
+                    };
+                    let cpu = rng.unit() < model.cpu_fraction;
+                    let r = rng.unit();
+                    let kind = if r < model.unchanged_fraction {
+                        WriteKind::Unchanged
+                    } else if r < model.unchanged_fraction + model.small_edit_fraction {
+                        WriteKind::SmallEdit
+                    } else if cpu {
+                        WriteKind::Cpu
+                    } else {
+                        WriteKind::Full
+                    };
+                    let kind = if cpu && kind != WriteKind::Full {
+                        WriteKind::Cpu
+                    } else {
+                        kind
+                    };
+                    out.push(Write { index, kind });
+                }
+            }
+            Self::Replay { trace, next } => {
+                while let Some(e) = trace.events.get(*next) {
+                    if e.t_ns > to_ns {
+                        break;
+                    }
+                    if e.t_ns > from_ns || (from_ns == 0 && e.t_ns == 0) {
+                        out.push(Write {
+                            index: e.page as usize % trace.pages.max(1),
+                            kind: e.kind,
+                        });
+                    }
+                    *next += 1;
+                }
+            }
+        }
+    }
+
+    /// Size of the page set.
+    pub fn pages(&self) -> usize {
+        match self {
+            Self::Model { model, .. } => model.pages,
+            Self::Replay { trace, .. } => trace.pages,
+        }
+    }
+}
+
+/// The guest's memory in the simulator.
+#[derive(Debug)]
+pub struct SimMemory {
+    /// Page contents.
+    pub pages: Vec<[u8; PAGE_SIZE]>,
+    /// Device-state blob.
+    pub device: Vec<u8>,
+    /// CPU-state blob.
+    pub cpu: Vec<u8>,
+    rng: Rng,
+}
+
+/// Base guest page number of the simulated set.
+pub const BASE_GFN: u64 = 0x10_0000;
+
+impl SimMemory {
+    /// `pages` pages, a `zero_fraction` of them zero, the rest random.
+    pub fn new(pages: usize, zero_fraction: f64, seed: u64) -> Self {
+        let mut rng = Rng(seed | 1);
+        let mut v = vec![[0u8; PAGE_SIZE]; pages];
+        for p in v.iter_mut() {
+            if rng.unit() >= zero_fraction {
+                fill(p, &mut rng);
+            }
+        }
+        Self {
+            pages: v,
+            device: vec![0x5a; 64 * 1024],
+            cpu: vec![0xc3; 4096],
+            rng,
+        }
+    }
+
+    /// Apply a write to page `index`.
+    pub fn apply(&mut self, w: Write) {
+        let p = &mut self.pages[w.index];
+        match w.kind {
+            WriteKind::Unchanged => {}
+            WriteKind::SmallEdit => {
+                let at = self.rng.below(PAGE_SIZE - 16);
+                let n = 1 + self.rng.below(16);
+                for b in &mut p[at..at + n] {
+                    *b = b.wrapping_add(1);
+                }
+            }
+            WriteKind::Full | WriteKind::Cpu => fill(p, &mut self.rng),
+        }
+    }
+
+    /// Page number of index `i`.
+    pub fn gfn(i: usize) -> GuestPage {
+        GuestPage::new(BASE_GFN + i as u64).expect("small page numbers")
+    }
+}
+
+fn fill(p: &mut [u8; PAGE_SIZE], rng: &mut Rng) {
+    for w in p.chunks_exact_mut(8) {
+        w.copy_from_slice(&rng.next_u64().to_le_bytes());
+    }
+}
+
+impl migrate::PageSource for SimMemory {
+    fn page_count(&self) -> usize {
+        self.pages.len()
+    }
+    fn page_at(&self, index: usize) -> GuestPage {
+        Self::gfn(index)
+    }
+    fn read_page(
+        &mut self,
+        page: GuestPage,
+        out: &mut [u8; PAGE_SIZE],
+    ) -> Result<(), migrate::MemoryError> {
+        let i = page.get().wrapping_sub(BASE_GFN) as usize;
+        *out = *self
+            .pages
+            .get(i)
+            .ok_or(migrate::MemoryError::NotMapped(page))?;
+        Ok(())
+    }
+    fn device_state_len(&self) -> usize {
+        self.device.len()
+    }
+    fn read_device_state(
+        &mut self,
+        offset: usize,
+        out: &mut [u8],
+    ) -> Result<(), migrate::MemoryError> {
+        let src = self.device.get(offset..offset + out.len());
+        out.copy_from_slice(src.ok_or(migrate::MemoryError::StateOutOfRange {
+            offset,
+            len: out.len(),
+        })?);
+        Ok(())
+    }
+    fn cpu_state_len(&self) -> usize {
+        self.cpu.len()
+    }
+    fn read_cpu_state(
+        &mut self,
+        offset: usize,
+        out: &mut [u8],
+    ) -> Result<(), migrate::MemoryError> {
+        let src = self.cpu.get(offset..offset + out.len());
+        out.copy_from_slice(src.ok_or(migrate::MemoryError::StateOutOfRange {
+            offset,
+            len: out.len(),
+        })?);
+        Ok(())
+    }
+}
+
+/// The destination's memory in the simulator.
+#[derive(Debug)]
+pub struct SimSink {
+    /// Page contents (indexed like [`SimMemory::pages`]).
+    pub pages: Vec<Option<Box<[u8; PAGE_SIZE]>>>,
+    /// Device-state blob.
+    pub device: Vec<u8>,
+    /// CPU-state blob.
+    pub cpu: Vec<u8>,
+}
+
+impl SimSink {
+    /// An empty destination for `pages` pages.
+    pub fn new(pages: usize) -> Self {
+        Self {
+            pages: vec![None; pages],
+            device: Vec::new(),
+            cpu: Vec::new(),
+        }
+    }
+    /// Whether it equals `mem` byte for byte.
+    pub fn identical(&self, mem: &SimMemory) -> bool {
+        self.device == mem.device
+            && self.cpu == mem.cpu
+            && self
+                .pages
+                .iter()
+                .zip(&mem.pages)
+                .all(|(d, s)| d.as_deref() == Some(s))
+    }
+}
+
+impl migrate::PageSink for SimSink {
+    fn write_page(
+        &mut self,
+        page: GuestPage,
+        data: &[u8; PAGE_SIZE],
+    ) -> Result<(), migrate::MemoryError> {
+        let i = page.get().wrapping_sub(BASE_GFN) as usize;
+        let slot = self
+            .pages
+            .get_mut(i)
+            .ok_or(migrate::MemoryError::Refused(page))?;
+        match slot {
+            Some(b) => **b = *data,
+            None => *slot = Some(Box::new(*data)),
+        }
+        Ok(())
+    }
+    fn read_page(
+        &mut self,
+        page: GuestPage,
+        out: &mut [u8; PAGE_SIZE],
+    ) -> Result<(), migrate::MemoryError> {
+        let i = page.get().wrapping_sub(BASE_GFN) as usize;
+        let b = self
+            .pages
+            .get(i)
+            .and_then(|p| p.as_deref())
+            .ok_or(migrate::MemoryError::NotMapped(page))?;
+        *out = *b;
+        Ok(())
+    }
+    fn write_device_state(
+        &mut self,
+        offset: usize,
+        total: usize,
+        data: &[u8],
+    ) -> Result<(), migrate::MemoryError> {
+        self.device.resize(total, 0);
+        self.device[offset..offset + data.len()].copy_from_slice(data);
+        Ok(())
+    }
+    fn write_cpu_state(
+        &mut self,
+        offset: usize,
+        total: usize,
+        data: &[u8],
+    ) -> Result<(), migrate::MemoryError> {
+        self.cpu.resize(total, 0);
+        self.cpu[offset..offset + data.len()].copy_from_slice(data);
+        Ok(())
+    }
+}
