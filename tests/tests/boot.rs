@@ -63,3 +63,24 @@ fn boots_from_grub_iso() {
     expect_log(&result, "command line: selftest=all");
     expect_self_tests_pass(&result);
 }
+
+#[test]
+fn self_tests_pass_with_memory_above_4_gib() {
+    let result = boot("selftest=all", 6144);
+    expect_self_tests_pass(&result);
+    expect_log(&result, "0x0100000000..");
+}
+
+#[test]
+fn legacy_pc_without_mcfg_uses_port_config_access() {
+    let mut qemu = Qemu::kernel(tests::kernel(), "selftest=all");
+    qemu.machine = "pc";
+    let result = qemu.run().expect("running QEMU");
+    expect_self_tests_pass(&result);
+    expect_log(&result, "no MCFG");
+    expect_log(&result, "via port-cf8");
+    expect_log(
+        &result,
+        "pci 00:00.0 [8086:1237] class 06.00.00 host bridge",
+    );
+}

@@ -115,3 +115,16 @@ impl LogStream<'_> {
         lines
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_micros;
+
+    #[test]
+    fn timestamps_parse_in_both_forms() {
+        assert_eq!(parse_micros("1.000250"), Some(1_000_250));
+        assert_eq!(parse_micros(" 0.5 "), Some(500_000));
+        assert_eq!(parse_micros("1234"), Some(1234));
+        assert_eq!(parse_micros("x.1"), None);
+    }
+}

@@ -29,6 +29,8 @@ pub enum Boot {
 #[derive(Debug, Clone)]
 pub struct Qemu {
     pub boot: Boot,
+    /// QEMU machine type: "q35" (PCIe, ECAM) or "pc" (i440fx, port 0xCF8 only).
+    pub machine: &'static str,
     /// Guest RAM in MiB.
     pub memory_mib: u32,
     /// Kill QEMU after this long.
@@ -162,6 +164,7 @@ impl Qemu {
                 elf,
                 append: append.to_string(),
             },
+            machine: "q35",
             memory_mib: 128,
             timeout: Duration::from_secs(60),
             echo: false,
@@ -178,7 +181,14 @@ impl Qemu {
     /// The QEMU command for this run, with COM2 going to `log_file`.
     pub fn command(&self, log_file: &std::path::Path) -> Command {
         let mut c = Command::new("qemu-system-x86_64");
-        c.args(["-machine", "q35", "-accel", "tcg", "-display", "none"]);
+        c.args([
+            "-machine",
+            self.machine,
+            "-accel",
+            "tcg",
+            "-display",
+            "none",
+        ]);
         c.args(["-m", &format!("{}M", self.memory_mib)]);
         match &self.boot {
             Boot::Kernel { elf, append } => {

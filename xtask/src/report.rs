@@ -156,3 +156,66 @@ pub fn build(result: &RunResult, memory_mib: u32) -> RunReport {
         qemu_command: result.command.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::defmt_log::LogLine;
+    use crate::qemu::Outcome;
+
+    fn result(messages: &[&str]) -> RunResult {
+        RunResult {
+            outcome: Outcome::Success,
+            console: "gmig-rs 0.1.0 monitor: booted via pvh\n".into(),
+            log: messages
+                .iter()
+                .map(|m| LogLine {
+                    micros: Some(1),
+                    level: "INFO".into(),
+                    message: m.to_string(),
+                })
+                .collect(),
+            malformed_frames: 0,
+            qemu_stderr: String::new(),
+            wall: Duration::from_millis(250),
+            to_banner: Some(Duration::from_millis(100)),
+            command: "qemu".into(),
+        }
+    }
+
+    #[test]
+    fn report_lines_become_fields() {
+        let r = build(
+            &result(&[
+                "report tsc_hz=2600000000 tsc_measured=true boot_to_main_us=78103",
+                "report memory_bytes=100 usable_bytes=90 free_bytes=80",
+                "pci 00:01.0 [1234:1111] class 03.00.00 VGA controller (QEMU)",
+                "pci 00:01.0   bar0 mem32 0xfd000000 size 0x1000000",
+                "pci 00:1f.3 [8086:2930] class 0c.05.00 SMBus controller (Intel)",
+                "pci 00:1f.3   bar4 io 0x700 size 0x40",
+            ]),
+            128,
+        );
+        assert_eq!(r.outcome, "success");
+        assert_eq!(r.boot.protocol.as_deref(), Some("pvh"));
+        assert_eq!(r.boot.tsc_hz, Some(2_600_000_000));
+        assert_eq!(r.boot.guest_ms_to_kernel_main, Some(78.103));
+        assert_eq!(r.memory.usable_bytes, Some(90));
+        assert_eq!(r.pci.len(), 2);
+        assert_eq!(r.pci[0].vendor, "1234");
+        assert_eq!(r.pci[0].description, "VGA controller (QEMU)");
+        assert_eq!(r.pci[0].bars[0].size, 0x100_0000);
+        assert_eq!(r.pci[1].bars[0].kind, "io");
+        assert_eq!(r.pci[1].bars[0].index, 4);
+    }
+
+    #[test]
+    fn missing_lines_leave_fields_empty() {
+        let r = build(&result(&["report tsc_hz=nonsense"]), 64);
+        assert_eq!(r.boot.tsc_hz, None);
+        assert!(r.pci.is_empty());
+        assert_eq!(r.memory.configured_mib, 64);
+    }
+}

@@ -33,6 +33,7 @@ pub fn main(opts: &RunOptions) -> Result<i32> {
     };
     let qemu = Qemu {
         boot,
+        machine: "q35",
         memory_mib: opts.memory_mib,
         timeout: opts.timeout,
         echo: true,
