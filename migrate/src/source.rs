@@ -207,6 +207,7 @@ pub struct Source<'a> {
     started_ns: Option<u64>,
     bytes_sent: u64,
     round_bytes: u64,
+    prev_round_bytes: u64,
     round_new_evidence: u64,
     stats: SourceStats,
 }
@@ -238,6 +239,7 @@ impl<'a> Source<'a> {
             started_ns: None,
             bytes_sent: 0,
             round_bytes: 0,
+            prev_round_bytes: u64::MAX,
             round_new_evidence: 0,
             stats: SourceStats::default(),
         })
@@ -480,7 +482,17 @@ impl<'a> Source<'a> {
         };
         let fits = u128::from(pending) * 1_000_000_000
             <= u128::from(self.bandwidth(now_ns)) * u128::from(self.cfg.downtime_budget_ns);
-        if fits || self.stats.rounds >= self.cfg.max_rounds {
+        // `informed` keeps iterating while rounds still shrink by a tenth:
+        // each shorter round leaves fewer pages dirty for the stop.
+        let shrinking = self.cfg.policy == Policy::Informed
+            && self.stats.rounds >= 2
+            && u128::from(self.round_bytes) * 10 < u128::from(self.prev_round_bytes) * 9;
+        self.prev_round_bytes = if self.stats.rounds >= 2 {
+            self.round_bytes
+        } else {
+            u64::MAX
+        };
+        if (fits && !shrinking) || self.stats.rounds >= self.cfg.max_rounds {
             self.phase = Phase::WaitStop;
         } else {
             self.stats.rounds += 1;
