@@ -19,3 +19,9 @@ pub mod table;
 pub use decode::{decode, Command, Commands, DecodeError, DecodeErrorKind};
 pub use repr::{CommandRepr, ReprError};
 pub use table::{lookup, CmdSpec, CommandType, Engines, Len, Op, Opcode, COMMANDS};
+pub mod regs;
+pub mod scanner;
+
+pub use scanner::{
+    GmFault, GmSpace, Location, Reason, RingState, ScanError, Shadow, Submission, WriteSet,
+};
