@@ -24,7 +24,7 @@ pub const PAGE_SHIFT: u32 = 12;
 pub const GM_SIZE: u64 = 1 << 32;
 /// Number of GGTT entries (one 8-byte PTE per 4 KiB of GM).
 pub const GGTT_ENTRIES: u32 = (GM_SIZE >> PAGE_SHIFT) as u32;
-/// Highest physical address bit a Gen9 PTE can hold (address field [38:12]).
+/// Highest physical address bit a Gen9 PTE can hold (address field bits 38:12).
 pub const PHYS_ADDR_BITS: u32 = 39;
 
 /// Why an integer could not become an address.

@@ -4,8 +4,28 @@
 //! trait (DESIGN.md "What the monitor does" 1-2, "Hardware and emulation").
 //!
 //! It never touches hardware directly: a backend reaches MMIO through a small
-//! trait the kernel implements, so all decisions here are tested on the host.
-//! It knows nothing of the network or of migration policy.
+//! trait the kernel implements (`intel::Mmio`) and memory through
+//! [`backend::PhysMem`], so all decisions here are tested on the host. It
+//! knows nothing of the network or of migration policy; migration sees only
+//! the opaque blob of [`persist`].
+//!
+//! It must never: panic on anything a guest hands in (every guest path
+//! returns a typed [`vgpu::VgpuError`]); let a guest GM address reach a
+//! backend without [`partition::GmTranslation`]; allocate (no `alloc`:
+//! fixed arrays and `heapless`); use `unsafe`.
+//!
+//! Map of the crate:
+//! * [`addr`]: address newtypes and ranges (STYLE.md 2).
+//! * [`regs`]: Gen9 register tables, PVINFO layout (STYLE.md 3).
+//! * [`ggtt`]: the 64-bit GGTT PTE and the flush obligation.
+//! * [`partition`]: GM layout, vGPU types, the allocator, and the one
+//!   guest<->host translation.
+//! * [`vgpu`]: the virtual BAR0, its register policies, the TAIL ->
+//!   [`vgpu::SubmissionGate`] (scanner) -> [`backend::Backend`] path, failsafe.
+//! * [`persist`]: device state save/restore with remapping onto new slices.
+//! * [`backend`]: the backend trait; [`sim`] (software Gen9) and [`intel`]
+//!   (real Gen9 over MMIO) implement it.
+//! * [`scan`]: the command scanner (issue 4).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 pub mod addr;
@@ -13,8 +33,10 @@ pub mod backend;
 pub mod engine;
 pub mod ggtt;
 pub mod partition;
+pub mod persist;
 pub mod regs;
 pub mod scan;
 pub mod sim;
 #[cfg(test)]
 mod testutil;
+pub mod vgpu;

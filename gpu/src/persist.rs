@@ -1,0 +1,652 @@
+//! vGPU device state save/restore (STYLE.md 7, firecracker `Persist` style)
+//! and Dynamic Graphics Address Remapping on restore.
+//!
+//! [`Vgpu::save`] encodes into a caller-provided buffer (no allocation);
+//! [`Vgpu::restore`] rebuilds a vGPU on a (possibly different) partition:
+//! PVINFO keeps showing the source's guest view, the host GGTT is rebuilt by
+//! replaying every present guest PTE through the new translation (and the
+//! destination's guest memory map), and fences are re-programmed.
+//!
+//! Wire format, version 1, little endian:
+//!
+//! | offset | size | field                                          |
+//! |--------|------|------------------------------------------------|
+//! | 0      | 8    | magic `b"GMIGVGPU"`                            |
+//! | 8      | 2    | format version (1)                             |
+//! | 10     | 2    | flags (0)                                      |
+//! | 12     | 4    | body length in bytes                           |
+//! | 16     | 4    | CRC-32C (Castagnoli) of the body               |
+//! | 20     | ...  | body                                           |
+//!
+//! Body: vGPU type code (u8), 3 reserved bytes; vgt_id (u32); guest view:
+//! aperture base, aperture size, hidden base, hidden size, fence count (5 ×
+//! u32); per engine in [`Engine::ALL`] order: RING_START, RING_CTL, HEAD,
+//! TAIL (4 × u32); per guest fence (fence count of them): low, high (u32);
+//! forcewake requests render/media/blitter (3 × u32); emulated registers:
+//! count (u32) then (BAR0 offset u32, value u32) pairs; GGTT: count (u32)
+//! then (guest GGTT index u32, guest PTE u64) for every present entry.
+//!
+//! Only an idle, running vGPU is saved: in-flight work must complete first,
+//! and a failed vGPU is not migrated.
+
+use crate::addr::{GuestGgttIndex, GuestGm, GuestGmRange};
+use crate::backend::Backend;
+use crate::engine::Engine;
+use crate::partition::{GmTranslation, GuestView, Partition, VgpuType, ViewError};
+use crate::regs::MmioOffset;
+use crate::vgpu::{
+    GuestMemoryMap, RegPolicy, RingState, Vgpu, VgpuError, VgpuState, MAX_GUEST_FENCES,
+};
+use core::fmt;
+
+/// Magic at the start of every blob.
+pub const MAGIC: [u8; 8] = *b"GMIGVGPU";
+/// Current format version.
+pub const VERSION: u16 = 1;
+/// Header bytes before the body.
+pub const HEADER_LEN: usize = 20;
+
+const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+
+/// Bytes a blob of a vGPU of this type may need (every GGTT entry present).
+pub const fn max_saved_size(vgpu_type: VgpuType) -> usize {
+    let r = vgpu_type.resources();
+    let entries = ((r.aperture + r.hidden) >> 12) as usize;
+    HEADER_LEN
+        + 4
+        + 4
+        + 20
+        + Engine::COUNT * 16
+        + MAX_GUEST_FENCES * 8
+        + 12
+        + 4
+        + crate::vgpu::MAX_EMULATED_REGS * 8
+        + 4
+        + entries * 12
+}
+
+/// Why a save failed (monitor's problem).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SaveError {
+    /// Work still in flight.
+    Busy,
+    /// The vGPU is stopped.
+    Failed,
+    /// The output buffer is too small.
+    BufferTooSmall,
+    /// Reading the guest's GGTT failed.
+    Vgpu(VgpuError),
+}
+
+impl fmt::Display for SaveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SaveError::Busy => f.write_str("vGPU has submissions in flight"),
+            SaveError::Failed => f.write_str("a stopped vGPU is not saved"),
+            SaveError::BufferTooSmall => f.write_str("save buffer too small"),
+            SaveError::Vgpu(e) => write!(f, "reading guest GGTT: {e}"),
+        }
+    }
+}
+
+/// Why a restore failed: a bad blob (the peer's fault) or a mismatch with
+/// the destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestoreError {
+    /// Magic is not `GMIGVGPU`.
+    BadMagic,
+    /// A format version this build does not read.
+    UnsupportedVersion(u16),
+    /// Blob shorter than its header says, or body cut short.
+    Truncated,
+    /// Bytes after the body.
+    TrailingBytes,
+    /// CRC-32C mismatch.
+    Checksum { expected: u32, actual: u32 },
+    /// A field holds an impossible value.
+    BadField(&'static str),
+    /// The destination partition's type differs from the saved one.
+    TypeMismatch,
+    /// The guest view does not fit the destination partition.
+    View(ViewError),
+    /// Replaying a saved register or GGTT entry failed.
+    Replay(VgpuError),
+}
+
+impl fmt::Display for RestoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RestoreError::BadMagic => f.write_str("not a vGPU state blob (bad magic)"),
+            RestoreError::UnsupportedVersion(v) => write!(f, "unsupported vGPU state version {v}"),
+            RestoreError::Truncated => f.write_str("vGPU state blob is truncated"),
+            RestoreError::TrailingBytes => f.write_str("vGPU state blob has trailing bytes"),
+            RestoreError::Checksum { expected, actual } => write!(
+                f,
+                "vGPU state checksum mismatch: header {expected:#010x}, body {actual:#010x}"
+            ),
+            RestoreError::BadField(what) => write!(f, "vGPU state field {what} is invalid"),
+            RestoreError::TypeMismatch => {
+                f.write_str("destination partition has a different vGPU type")
+            }
+            RestoreError::View(e) => write!(f, "guest view does not fit: {e}"),
+            RestoreError::Replay(e) => write!(f, "replaying saved state: {e}"),
+        }
+    }
+}
+
+struct Writer<'a> {
+    out: &'a mut [u8],
+    at: usize,
+}
+
+impl Writer<'_> {
+    fn bytes(&mut self, b: &[u8]) -> Result<(), SaveError> {
+        let end = self
+            .at
+            .checked_add(b.len())
+            .ok_or(SaveError::BufferTooSmall)?;
+        self.out
+            .get_mut(self.at..end)
+            .ok_or(SaveError::BufferTooSmall)?
+            .copy_from_slice(b);
+        self.at = end;
+        Ok(())
+    }
+    fn u32(&mut self, v: u32) -> Result<(), SaveError> {
+        self.bytes(&v.to_le_bytes())
+    }
+}
+
+struct Reader<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], RestoreError> {
+        let end = self.at.checked_add(n).ok_or(RestoreError::Truncated)?;
+        let s = self.data.get(self.at..end).ok_or(RestoreError::Truncated)?;
+        self.at = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, RestoreError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, RestoreError> {
+        let b = self.take(2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> Result<u32, RestoreError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Result<u64, RestoreError> {
+        Ok(u64::from(self.u32()?) | (u64::from(self.u32()?) << 32))
+    }
+}
+
+fn guest_range(base: u32, size: u32, what: &'static str) -> Result<GuestGmRange, RestoreError> {
+    GuestGm::new(u64::from(base))
+        .and_then(|b| GuestGmRange::new_pages(b, u64::from(size)))
+        .map_err(|_| RestoreError::BadField(what))
+}
+
+impl Vgpu {
+    /// Encodes the device state into `out`; returns the bytes written.
+    pub fn save(
+        &self,
+        backend: &mut dyn Backend,
+        mem: &dyn GuestMemoryMap,
+        out: &mut [u8],
+    ) -> Result<usize, SaveError> {
+        if !self.is_idle() {
+            return Err(SaveError::Busy);
+        }
+        if self.state != VgpuState::Running {
+            return Err(SaveError::Failed);
+        }
+        let mut w = Writer {
+            out,
+            at: HEADER_LEN,
+        };
+        let view = self.translation().guest_view();
+        w.bytes(&[self.vgpu_type().code(), 0, 0, 0])?;
+        w.u32(self.vgt_id)?;
+        for v in [
+            view.aperture.base().raw() as u32,
+            view.aperture.len() as u32,
+            view.hidden.base().raw() as u32,
+            view.hidden.len() as u32,
+            view.fences,
+        ] {
+            w.u32(v)?;
+        }
+        for r in &self.rings {
+            for v in [r.start, r.ctl, r.head, r.tail] {
+                w.u32(v)?;
+            }
+        }
+        for &(lo, hi) in self.fences.iter().take(view.fences as usize) {
+            w.u32(lo)?;
+            w.u32(hi)?;
+        }
+        for v in self.forcewake {
+            w.u32(v)?;
+        }
+        w.u32(self.emulated.len() as u32)?;
+        for (&off, &val) in self.emulated.iter() {
+            w.u32(off)?;
+            w.u32(val)?;
+        }
+        let count_at = w.at;
+        w.u32(0)?;
+        let mut count = 0u32;
+        for index in self.translation().guest_indices() {
+            let pte = self
+                .guest_pte(backend, mem, index)
+                .map_err(SaveError::Vgpu)?;
+            if pte.is_present() {
+                w.u32(index.raw())?;
+                w.bytes(&pte.raw().to_le_bytes())?;
+                count += 1;
+            }
+        }
+        let end = w.at;
+        let out = w.out;
+        out[count_at..count_at + 4].copy_from_slice(&count.to_le_bytes());
+        let body_len = end - HEADER_LEN;
+        let crc = CRC32C.checksum(&out[HEADER_LEN..end]);
+        out[0..8].copy_from_slice(&MAGIC);
+        out[8..10].copy_from_slice(&VERSION.to_le_bytes());
+        out[10..12].copy_from_slice(&0u16.to_le_bytes());
+        out[12..16].copy_from_slice(&(body_len as u32).to_le_bytes());
+        out[16..20].copy_from_slice(&crc.to_le_bytes());
+        Ok(end)
+    }
+
+    /// Rebuilds a vGPU from `blob` on `partition`: same guest view, new host
+    /// slices, host GGTT rebuilt from the saved guest PTEs through `mem`.
+    pub fn restore(
+        blob: &[u8],
+        partition: &Partition,
+        backend: &mut dyn Backend,
+        mem: &dyn GuestMemoryMap,
+    ) -> Result<Vgpu, RestoreError> {
+        let mut r = Reader { data: blob, at: 0 };
+        if r.take(8)? != MAGIC {
+            return Err(RestoreError::BadMagic);
+        }
+        let version = r.u16()?;
+        if version != VERSION {
+            return Err(RestoreError::UnsupportedVersion(version));
+        }
+        if r.u16()? != 0 {
+            return Err(RestoreError::BadField("flags"));
+        }
+        let body_len = r.u32()? as usize;
+        let expected = r.u32()?;
+        let body = r.take(body_len)?;
+        if r.at != blob.len() {
+            return Err(RestoreError::TrailingBytes);
+        }
+        let actual = CRC32C.checksum(body);
+        if actual != expected {
+            return Err(RestoreError::Checksum { expected, actual });
+        }
+        let mut r = Reader { data: body, at: 0 };
+        let ty = VgpuType::from_code(r.u8()?).ok_or(RestoreError::BadField("vgpu type"))?;
+        r.take(3)?;
+        if ty != partition.vgpu_type() {
+            return Err(RestoreError::TypeMismatch);
+        }
+        let vgt_id = r.u32()?;
+        let (ab, asz, hb, hsz) = (r.u32()?, r.u32()?, r.u32()?, r.u32()?);
+        let view = GuestView {
+            aperture: guest_range(ab, asz, "aperture")?,
+            hidden: guest_range(hb, hsz, "hidden")?,
+            fences: r.u32()?,
+        };
+        let translation = GmTranslation::with_view(partition, view).map_err(RestoreError::View)?;
+        if view.fences as usize > MAX_GUEST_FENCES {
+            return Err(RestoreError::BadField("fence count"));
+        }
+        let mut v = Vgpu::with_translation(partition, translation);
+        v.vgt_id = vgt_id;
+        for i in 0..Engine::COUNT {
+            let ring = RingState {
+                start: r.u32()?,
+                ctl: r.u32()?,
+                head: r.u32()?,
+                tail: r.u32()?,
+            };
+            v.rings[i] = ring;
+            v.queued[i] = ring.tail;
+        }
+        for i in 0..view.fences {
+            let (lo, hi) = (r.u32()?, r.u32()?);
+            v.write_fence(backend, i, true, hi)
+                .map_err(RestoreError::Replay)?;
+            v.write_fence(backend, i, false, lo)
+                .map_err(RestoreError::Replay)?;
+        }
+        for slot in &mut v.forcewake {
+            *slot = r.u32()?;
+        }
+        let emulated = r.u32()?;
+        for _ in 0..emulated {
+            let (off, val) = (r.u32()?, r.u32()?);
+            let reg = MmioOffset::new(off).ok_or(RestoreError::BadField("register offset"))?;
+            if Vgpu::policy(reg) != RegPolicy::Emulated || v.emulated.insert(off, val).is_err() {
+                return Err(RestoreError::BadField("emulated register"));
+            }
+        }
+        let entries = r.u32()?;
+        for _ in 0..entries {
+            let index = GuestGgttIndex::new(u64::from(r.u32()?))
+                .map_err(|_| RestoreError::BadField("GGTT index"))?;
+            let pte = r.u64()?;
+            v.replay_pte(backend, mem, index, pte)
+                .map_err(RestoreError::Replay)?;
+        }
+        if r.at != body.len() {
+            return Err(RestoreError::TrailingBytes);
+        }
+        Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::{GuestPage, PhysFrame};
+    use crate::backend::PhysMem;
+    use crate::ggtt::{GuestPte, PteFlags};
+    use crate::partition::{GmLayout, PartitionAllocator};
+    use crate::regs::{pvinfo, ring, GGTT_BAR0_OFFSET};
+    use crate::sim::SimGpu;
+    use crate::testutil::*;
+    use crate::vgpu::{AccessSize, FrameRuns, MmioEffect};
+
+    const SHADOW: u64 = 0;
+    const PAGES: u64 = 48;
+
+    struct Side {
+        gpu: SimGpu<SparseMem>,
+        mem: FrameRuns<4>,
+        vgpu: Vgpu,
+    }
+
+    fn mmio(s: &mut Side, off: u32, size: AccessSize, val: u64) {
+        match s
+            .vgpu
+            .mmio_write(&mut s.gpu, &s.mem, off, size, val)
+            .unwrap()
+        {
+            MmioEffect::Done => {}
+            MmioEffect::Submit(req) => {
+                s.vgpu
+                    .submit(&mut s.gpu, &mut RemapGate { shadow: SHADOW }, req)
+                    .unwrap();
+                s.vgpu.poll(&mut s.gpu);
+            }
+        }
+    }
+
+    /// Guest writes commands at guest page 0 (its ring) and bumps TAIL.
+    fn run(s: &mut Side, cmds: &[u32]) {
+        let mut c = cmds.to_vec();
+        if c.len() % 2 == 1 {
+            c.push(NOOP);
+        }
+        let head = s.vgpu.ring(Engine::Render).tail;
+        let frame = s.mem.frame_of(GuestPage::new(0).unwrap()).unwrap();
+        for (i, d) in c.iter().enumerate() {
+            let off = (u64::from(head) + 4 * i as u64) % 4096;
+            s.gpu
+                .mem_mut()
+                .write(frame.at(off), &d.to_le_bytes())
+                .unwrap();
+        }
+        let tail = (head + 4 * c.len() as u32) % 4096;
+        mmio(
+            s,
+            Engine::Render.mmio_base() + ring::TAIL,
+            AccessSize::Dword,
+            u64::from(tail),
+        );
+    }
+
+    fn guest_pages(s: &Side) -> Vec<u8> {
+        let mut all = vec![0u8; (PAGES * 4096) as usize];
+        for p in 0..PAGES {
+            let f = s.mem.frame_of(GuestPage::new(p).unwrap()).unwrap();
+            s.gpu
+                .mem()
+                .read(
+                    f.start(),
+                    &mut all[(p * 4096) as usize..((p + 1) * 4096) as usize],
+                )
+                .unwrap();
+        }
+        all
+    }
+
+    /// A stream using aperture and hidden guest addresses: stores, a
+    /// PIPE_CONTROL, a fill and a copy.
+    fn stream(ap: u64, hid: u64, salt: u32) -> Vec<u32> {
+        let mut v = Vec::new();
+        v.extend(sdi(ap + 4096 + 4 * u64::from(salt), 0x1000 + salt));
+        v.extend(sdi_qword(
+            hid + 8 * u64::from(salt),
+            0xabcd_0000_0000 + u64::from(salt),
+        ));
+        v.extend(pipe_control_imm(hid + 0x800, u64::from(salt) << 8));
+        v.extend(color_blt(
+            ap + 2 * 4096,
+            256,
+            salt,
+            1,
+            salt + 7,
+            5,
+            0x0101_0101 * salt,
+        ));
+        v.extend(copy_blt(
+            hid + 4096,
+            128,
+            0,
+            0,
+            16,
+            4,
+            ap + 2 * 4096,
+            256,
+            0,
+            1,
+        ));
+        v
+    }
+
+    #[test]
+    fn save_restore_onto_other_slices_keeps_guest_visible_memory_identical() {
+        let layout = GmLayout::DEFAULT;
+        let share = PartitionAllocator::GVT_MONITOR_SHARE;
+        // Source.
+        let mut sa = PartitionAllocator::new(layout, share).unwrap();
+        let sp = sa.allocate(VgpuType::Small).unwrap();
+        let mut src = Side {
+            gpu: sim(),
+            mem: guest_mem(0, 0x1000, PAGES),
+            vgpu: Vgpu::new(&sp),
+        };
+        map(&mut src.gpu, SHADOW, 0x10, 1);
+        let ap = sp.aperture().base().raw();
+        let hid = sp.hidden().base().raw();
+        // GGTT: aperture pages 0..8 -> guest pages 0..8; hidden 0..8 -> 16..24.
+        for i in 0..8u64 {
+            for (gm, page) in [(ap + i * 4096, i), (hid + i * 4096, 16 + i)] {
+                let pte = GuestPte::map(GuestPage::new(page).unwrap(), PteFlags::NONE);
+                let off = GGTT_BAR0_OFFSET + (gm >> 12) as u32 * 8;
+                mmio(&mut src, off, AccessSize::Qword, pte.raw());
+            }
+        }
+        let base = Engine::Render.mmio_base();
+        mmio(&mut src, base + ring::START, AccessSize::Dword, ap);
+        mmio(&mut src, base + ring::CTL, AccessSize::Dword, 1);
+        mmio(&mut src, base + ring::IMR, AccessSize::Dword, 0xfffe);
+        mmio(
+            &mut src,
+            crate::regs::fence::hi(0).raw(),
+            AccessSize::Dword,
+            ap + 0x3000,
+        );
+        mmio(
+            &mut src,
+            crate::regs::fence::lo(0).raw(),
+            AccessSize::Dword,
+            ap + 0x1001,
+        );
+        run(&mut src, &stream(ap, hid, 1));
+
+        // Save.
+        let mut blob = vec![0u8; max_saved_size(VgpuType::Small)];
+        let n = src.vgpu.save(&mut src.gpu, &src.mem, &mut blob).unwrap();
+        let blob = &blob[..n];
+
+        // Destination: another vGPU takes the first slices, guest memory in
+        // other frames; pages copied over (what migration does).
+        let mut da = PartitionAllocator::new(layout, share).unwrap();
+        let _squatter = da.allocate(VgpuType::Small).unwrap();
+        let dp = da.allocate(VgpuType::Small).unwrap();
+        assert_ne!(dp.aperture(), sp.aperture());
+        assert_ne!(dp.hidden(), sp.hidden());
+        let mut dst_gpu = sim();
+        map(&mut dst_gpu, SHADOW, 0x10, 1);
+        let dst_mem = guest_mem(0, 0x5000, PAGES);
+        for p in 0..PAGES {
+            let mut page = [0u8; 4096];
+            let sf = src.mem.frame_of(GuestPage::new(p).unwrap()).unwrap();
+            src.gpu.mem().read(sf.start(), &mut page).unwrap();
+            let df = dst_mem.frame_of(GuestPage::new(p).unwrap()).unwrap();
+            dst_gpu.mem_mut().write(df.start(), &page).unwrap();
+        }
+        let dst_vgpu = Vgpu::restore(blob, &dp, &mut dst_gpu, &dst_mem).unwrap();
+        let mut dst = Side {
+            gpu: dst_gpu,
+            mem: dst_mem,
+            vgpu: dst_vgpu,
+        };
+
+        // The guest sees exactly the same device.
+        for rel in (0..0x60).step_by(4) {
+            assert_eq!(
+                src.vgpu.pvinfo_dword(rel),
+                dst.vgpu.pvinfo_dword(rel),
+                "pvinfo {rel:#x}"
+            );
+        }
+        for off in [
+            base + ring::START,
+            base + ring::CTL,
+            base + ring::TAIL,
+            base + ring::IMR,
+            crate::regs::fence::lo(0).raw(),
+            crate::regs::fence::hi(0).raw(),
+            GGTT_BAR0_OFFSET + (hid >> 12) as u32 * 8 + 24,
+        ] {
+            let size = if off >= GGTT_BAR0_OFFSET {
+                AccessSize::Qword
+            } else {
+                AccessSize::Dword
+            };
+            let a = src
+                .vgpu
+                .mmio_read(&mut src.gpu, &src.mem, off, size)
+                .unwrap();
+            let b = dst
+                .vgpu
+                .mmio_read(&mut dst.gpu, &dst.mem, off, size)
+                .unwrap();
+            assert_eq!(a, b, "register {off:#x}");
+        }
+        let hf = dp.fences().first();
+        assert_eq!(
+            dst.gpu.read_reg(crate::regs::fence::lo(hf)),
+            dp.aperture().base().raw() as u32 + 0x1001
+        );
+        // The host GGTT of the destination maps the new slices to the new frames.
+        let h = dp.hidden().base().ggtt_index();
+        assert_eq!(
+            dst.gpu.read_pte(h).frame(),
+            Some(PhysFrame::new(0x5000 + 16).unwrap())
+        );
+
+        // Same stream on both: byte-identical guest memory.
+        assert_eq!(guest_pages(&src), guest_pages(&dst));
+        for salt in 2..6 {
+            run(&mut src, &stream(ap, hid, salt));
+            run(&mut dst, &stream(ap, hid, salt));
+        }
+        let (a, b) = (guest_pages(&src), guest_pages(&dst));
+        assert!(a.iter().any(|&x| x != 0));
+        assert_eq!(a, b);
+        assert_eq!(dst.vgpu.state(), VgpuState::Running);
+        let _ = pvinfo::PAGE;
+    }
+
+    #[test]
+    fn corrupted_blobs_are_typed_errors() {
+        let mut a =
+            PartitionAllocator::new(GmLayout::DEFAULT, PartitionAllocator::GVT_MONITOR_SHARE)
+                .unwrap();
+        let p = a.allocate(VgpuType::Small).unwrap();
+        let big = a.allocate(VgpuType::Medium).unwrap();
+        let mut gpu = sim();
+        let mem = guest_mem(0, 0x1000, 8);
+        let v = Vgpu::new(&p);
+        let mut buf = vec![0u8; 4096];
+        let n = v.save(&mut gpu, &mem, &mut buf).unwrap();
+        let good = buf[..n].to_vec();
+        assert!(Vgpu::restore(&good, &p, &mut gpu, &mem).is_ok());
+        let mut bad = good.clone();
+        bad[0] = b'X';
+        assert_eq!(
+            Vgpu::restore(&bad, &p, &mut gpu, &mem).unwrap_err(),
+            RestoreError::BadMagic
+        );
+        let mut bad = good.clone();
+        bad[8] = 9;
+        assert_eq!(
+            Vgpu::restore(&bad, &p, &mut gpu, &mem).unwrap_err(),
+            RestoreError::UnsupportedVersion(9)
+        );
+        let mut bad = good.clone();
+        bad[HEADER_LEN + 10] ^= 1;
+        assert!(matches!(
+            Vgpu::restore(&bad, &p, &mut gpu, &mem),
+            Err(RestoreError::Checksum { .. })
+        ));
+        assert_eq!(
+            Vgpu::restore(&good[..n - 1], &p, &mut gpu, &mem).unwrap_err(),
+            RestoreError::Truncated
+        );
+        assert_eq!(
+            Vgpu::restore(&good, &big, &mut gpu, &mem).unwrap_err(),
+            RestoreError::TypeMismatch
+        );
+        assert_eq!(
+            v.save(&mut gpu, &mem, &mut buf[..10]),
+            Err(SaveError::BufferTooSmall)
+        );
+        // Every truncation and every single-byte flip is an error, not a panic.
+        for cut in 0..n {
+            assert!(Vgpu::restore(&good[..cut], &p, &mut gpu, &mem).is_err());
+        }
+        for i in 0..n {
+            let mut b = good.clone();
+            b[i] ^= 0x5a;
+            assert!(
+                Vgpu::restore(&b, &p, &mut gpu, &mem).is_err(),
+                "flip at {i}"
+            );
+        }
+    }
+}

@@ -1,0 +1,1478 @@
+//! `Vgpu`: the guest's view of a virtual BAR0 (DESIGN.md "What the monitor
+//! does" 1-2).
+//!
+//! The guest's BAR0 accesses are trapped by the kernel and handed to
+//! [`Vgpu::mmio_read`] / [`Vgpu::mmio_write`]. Each register has a policy
+//! ([`RegPolicy`], from [`Vgpu::policy`]):
+//! * *emulated*: the vGPU keeps the value (interrupt masks, HWS address,
+//!   MI_MODE, PVINFO display_ready...), nothing reaches hardware;
+//! * *read-only*: PVINFO ballooning fields, ACTHD; writes are guest faults;
+//! * *virtualized*: a handler acts (ring START/CTL/HEAD/TAIL, fences via the
+//!   GM translation, forcewake request/ack, g2v notification, GGTT window);
+//! * *rejected*: everything else, including execlist ports and GFX_MODE.
+//!
+//! The vGPU offers the legacy ring-buffer interface to its guest (START,
+//! CTL, HEAD, TAIL); how the monitor then drives the engine (execlists on
+//! real hardware) is the backend's business.
+//!
+//! Submission path: a TAIL write yields [`MmioEffect::Submit`] with a
+//! [`RingSubmission`] (the new span of the guest ring, already claimed
+//! against the vGPU's slices). The kernel passes it to [`Vgpu::submit`]
+//! with a [`SubmissionGate`]: the command scanner, which copies, audits and
+//! remaps the commands into a shadow and returns the [`Submission`] that
+//! reaches the backend. The guest's ring never reaches a backend.
+//!
+//! Failsafe: any guest fault on the write path, a rejected submission or a
+//! GPU fault in the vGPU's submission stops the vGPU with a recorded
+//! [`FailReason`]; later writes and submissions are refused until
+//! [`Vgpu::reset`]. Reads keep working (so the guest can inspect). Nothing
+//! a guest does panics: every path returns a [`VgpuError`].
+
+use crate::addr::{GuestGgttIndex, GuestPage, PhysFrame, PAGE_SHIFT, PAGE_SIZE};
+use crate::backend::{Backend, BackendError, EngineStatus, GpuFault, Submission, SubmissionId};
+use crate::engine::Engine;
+use crate::ggtt::{GuestPte, HostPte, PteError};
+use crate::partition::{ClaimedRange, GmTranslation, Partition, TranslateError, VgpuId, VgpuType};
+use crate::regs::{fence, forcewake, pvinfo, ring, MmioOffset, GGTT_BAR0_OFFSET, GGTT_WINDOW_SIZE};
+use core::fmt;
+
+/// The guest's own memory: which host frame backs each guest page. The
+/// kernel implements it over the guest's address space; [`FrameRuns`] is a
+/// ready implementation for contiguous runs.
+pub trait GuestMemoryMap {
+    /// The frame backing `page`, if the page belongs to this guest.
+    fn frame_of(&self, page: GuestPage) -> Option<PhysFrame>;
+    /// The guest page a frame backs, if the frame belongs to this guest.
+    fn page_of(&self, frame: PhysFrame) -> Option<GuestPage>;
+}
+
+/// `count` guest pages from `first_page` backed by frames from `first_frame`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameRun {
+    /// First guest page.
+    pub first_page: GuestPage,
+    /// Its frame.
+    pub first_frame: PhysFrame,
+    /// Pages in the run.
+    pub count: u64,
+}
+
+/// A guest memory map made of up to `N` contiguous runs.
+#[derive(Clone, Debug, Default)]
+pub struct FrameRuns<const N: usize> {
+    runs: heapless::Vec<FrameRun, N>,
+}
+
+impl<const N: usize> FrameRuns<N> {
+    /// No pages.
+    pub const fn new() -> Self {
+        FrameRuns {
+            runs: heapless::Vec::new(),
+        }
+    }
+    /// Adds a run; returns it back if the table is full.
+    pub fn push(&mut self, run: FrameRun) -> Result<(), FrameRun> {
+        self.runs.push(run)
+    }
+}
+
+impl<const N: usize> GuestMemoryMap for FrameRuns<N> {
+    fn frame_of(&self, page: GuestPage) -> Option<PhysFrame> {
+        self.runs.iter().find_map(|r| {
+            let off = page.number().checked_sub(r.first_page.number())?;
+            (off < r.count)
+                .then(|| PhysFrame::new(r.first_frame.number() + off).ok())
+                .flatten()
+        })
+    }
+    fn page_of(&self, frame: PhysFrame) -> Option<GuestPage> {
+        self.runs.iter().find_map(|r| {
+            let off = frame.number().checked_sub(r.first_frame.number())?;
+            (off < r.count)
+                .then(|| GuestPage::new(r.first_page.number() + off).ok())
+                .flatten()
+        })
+    }
+}
+
+/// Width of a trapped access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessSize {
+    /// 32-bit access.
+    Dword,
+    /// 64-bit access.
+    Qword,
+}
+
+/// What a register does for the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegPolicy {
+    /// The vGPU stores the value; hardware never sees it.
+    Emulated,
+    /// Reads only; a write is a guest fault.
+    ReadOnly,
+    /// A handler gives the register its meaning.
+    Virtualized(Handler),
+    /// Any access is a guest fault.
+    Rejected,
+}
+
+/// The handlers of virtualized registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handler {
+    /// RING_TAIL: submits the new span.
+    RingTail(Engine),
+    /// RING_HEAD: guest may reposition an idle ring.
+    RingHead(Engine),
+    /// RING_START: guest GM of the ring, checked at submission.
+    RingStart(Engine),
+    /// RING_CTL: enable and size.
+    RingCtl(Engine),
+    /// A guest fence register (index, high half).
+    Fence { index: u32, high: bool },
+    /// Forcewake request of a domain (kept virtual: the monitor holds
+    /// forcewake itself).
+    ForcewakeRequest(forcewake::Domain),
+    /// Forcewake ack: mirrors the request.
+    ForcewakeAck(forcewake::Domain),
+    /// PVINFO g2v_notify.
+    G2vNotify,
+    /// PVINFO read-only fields (ballooning info).
+    Pvinfo,
+    /// The GGTT window at BAR0 + 8 MiB.
+    Ggtt,
+}
+
+/// Faults a guest causes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestFault {
+    /// Offset beyond BAR0.
+    OutsideBar { offset: u32 },
+    /// Register the vGPU does not expose.
+    RejectedRegister { offset: u32 },
+    /// Write to a read-only register.
+    ReadOnlyRegister { offset: u32 },
+    /// Misaligned access or wrong width.
+    BadAccess { offset: u32 },
+    /// GGTT write/read outside the vGPU's slices.
+    GgttOutsideSlices { index: u32 },
+    /// Malformed PTE.
+    BadPte(PteError),
+    /// PTE naming a page that is not the guest's.
+    ForeignPage { page: u64 },
+    /// Ring (START + size) outside the vGPU's slices.
+    RingOutsideSlices {
+        engine: Engine,
+        error: TranslateError,
+    },
+    /// TAIL/HEAD beyond the ring size or misaligned.
+    BadRingOffset { engine: Engine, value: u32 },
+    /// HEAD written while the ring has work in flight.
+    RingBusy { engine: Engine },
+    /// Fence register beyond the guest's count.
+    FenceNotOwned { index: u32 },
+    /// Fence range outside the vGPU's slices.
+    FenceOutsideSlices { index: u32, error: TranslateError },
+    /// Unknown g2v notification.
+    BadNotification { value: u32 },
+}
+
+impl fmt::Display for GuestFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GuestFault::OutsideBar { offset } => {
+                write!(f, "access at BAR0+{offset:#x} is outside BAR0")
+            }
+            GuestFault::RejectedRegister { offset } => {
+                write!(f, "register BAR0+{offset:#x} is not available to a vGPU")
+            }
+            GuestFault::ReadOnlyRegister { offset } => {
+                write!(f, "register BAR0+{offset:#x} is read-only")
+            }
+            GuestFault::BadAccess { offset } => {
+                write!(f, "misaligned or wrong-width access at BAR0+{offset:#x}")
+            }
+            GuestFault::GgttOutsideSlices { index } => {
+                write!(f, "GGTT entry {index:#x} is outside the vGPU's slices")
+            }
+            GuestFault::BadPte(e) => write!(f, "bad GGTT entry: {e}"),
+            GuestFault::ForeignPage { page } => {
+                write!(
+                    f,
+                    "GGTT entry names page {page:#x}, which is not the guest's"
+                )
+            }
+            GuestFault::RingOutsideSlices { engine, error } => {
+                write!(f, "{engine} ring: {error}")
+            }
+            GuestFault::BadRingOffset { engine, value } => {
+                write!(
+                    f,
+                    "{engine} ring offset {value:#x} is outside the ring or misaligned"
+                )
+            }
+            GuestFault::RingBusy { engine } => {
+                write!(f, "{engine} ring HEAD written while commands are in flight")
+            }
+            GuestFault::FenceNotOwned { index } => write!(f, "fence {index} is not the vGPU's"),
+            GuestFault::FenceOutsideSlices { index, error } => write!(f, "fence {index}: {error}"),
+            GuestFault::BadNotification { value } => {
+                write!(f, "unknown g2v notification {value}")
+            }
+        }
+    }
+}
+
+/// The scanner's verdict on a submission it refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GateRejection {
+    /// Engine of the submission.
+    pub engine: Engine,
+    /// Byte offset of the offending command (in the ring or batch).
+    pub offset: u32,
+    /// Its header dword.
+    pub header: u32,
+    /// Why.
+    pub reason: &'static str,
+}
+
+impl fmt::Display for GateRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} command {:#010x} at offset {:#x} rejected: {}",
+            self.engine, self.header, self.offset, self.reason
+        )
+    }
+}
+
+/// Why a vGPU was stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailReason {
+    /// A guest fault on the write path.
+    Guest(GuestFault),
+    /// The scanner refused a submission.
+    Rejected(GateRejection),
+    /// The GPU faulted while running the vGPU's work.
+    Gpu(GpuFault),
+}
+
+impl fmt::Display for FailReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailReason::Guest(g) => write!(f, "guest fault: {g}"),
+            FailReason::Rejected(r) => write!(f, "submission rejected: {r}"),
+            FailReason::Gpu(g) => write!(f, "GPU fault: {g}"),
+        }
+    }
+}
+
+/// Monitor-side failures (bugs or hardware trouble, not the guest's doing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MonitorFault {
+    /// The backend refused.
+    Backend(BackendError),
+    /// The gate returned a submission for another engine.
+    GateEngineMismatch,
+    /// A host GGTT entry in the vGPU's slices names a frame the guest does
+    /// not own.
+    GgttInconsistent { index: u32 },
+}
+
+impl fmt::Display for MonitorFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MonitorFault::Backend(e) => write!(f, "backend: {e}"),
+            MonitorFault::GateEngineMismatch => {
+                f.write_str("submission gate returned work for another engine")
+            }
+            MonitorFault::GgttInconsistent { index } => {
+                write!(
+                    f,
+                    "host GGTT entry {index:#x} maps a frame the guest does not own"
+                )
+            }
+        }
+    }
+}
+
+/// Every error of the vGPU, by who is to blame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VgpuError {
+    /// The guest did something wrong (on writes the vGPU is now stopped).
+    Guest(GuestFault),
+    /// The vGPU is stopped and refuses the operation.
+    Stopped(FailReason),
+    /// The scanner refused the submission; the vGPU is now stopped.
+    Rejected(GateRejection),
+    /// The monitor or the hardware failed.
+    Monitor(MonitorFault),
+}
+
+impl VgpuError {
+    /// True if the guest is to blame.
+    pub const fn is_guest_fault(&self) -> bool {
+        !matches!(self, VgpuError::Monitor(_))
+    }
+}
+
+impl fmt::Display for VgpuError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VgpuError::Guest(g) => write!(f, "guest fault: {g}"),
+            VgpuError::Stopped(r) => write!(f, "vGPU is stopped ({r})"),
+            VgpuError::Rejected(r) => write!(f, "submission rejected: {r}"),
+            VgpuError::Monitor(m) => write!(f, "monitor fault: {m}"),
+        }
+    }
+}
+
+/// Running or stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VgpuState {
+    /// Accepting work.
+    Running,
+    /// Stopped until reset.
+    Failed(FailReason),
+}
+
+/// What a trapped write asks the kernel to do next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a Submit effect must reach Vgpu::submit, or the guest's commands are lost"]
+pub enum MmioEffect {
+    /// Nothing more.
+    Done,
+    /// A TAIL write made new commands available: pass to [`Vgpu::submit`].
+    Submit(RingSubmission),
+}
+
+/// The new span `[head, tail)` of a guest ring, with the ring's GM range
+/// claimed against the vGPU's slices. Only a TAIL write makes one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingSubmission {
+    engine: Engine,
+    ring: ClaimedRange,
+    head: u32,
+    tail: u32,
+}
+
+impl RingSubmission {
+    /// Engine.
+    pub const fn engine(&self) -> Engine {
+        self.engine
+    }
+    /// The guest ring buffer (guest and host range).
+    pub const fn ring(&self) -> ClaimedRange {
+        self.ring
+    }
+    /// First byte of the new commands (offset in the ring).
+    pub const fn head(&self) -> u32 {
+        self.head
+    }
+    /// One past the last byte (offset in the ring; may be below `head` when
+    /// the span wraps).
+    pub const fn tail(&self) -> u32 {
+        self.tail
+    }
+}
+
+/// The scanner's seat between a TAIL write and the backend: turns the
+/// guest's ring span into what the engine may execute (a shadow copy,
+/// audited and remapped through `translation`) or refuses it.
+pub trait SubmissionGate {
+    /// Admits or rejects `request`.
+    fn admit(
+        &mut self,
+        translation: &GmTranslation,
+        request: &RingSubmission,
+        backend: &mut dyn Backend,
+    ) -> Result<Submission, GateRejection>;
+}
+
+/// One guest ring's registers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingState {
+    /// RING_START as written (guest GM, page aligned).
+    pub start: u32,
+    /// RING_CTL as written.
+    pub ctl: u32,
+    /// RING_HEAD as the guest sees it (advances on completion).
+    pub head: u32,
+    /// RING_TAIL as written.
+    pub tail: u32,
+}
+
+impl RingState {
+    fn enabled(&self) -> bool {
+        self.ctl & ring::CTL_ENABLE != 0
+    }
+    fn size(&self) -> u32 {
+        (((self.ctl & ring::CTL_SIZE_MASK) >> PAGE_SHIFT) + 1) * PAGE_SIZE as u32
+    }
+}
+
+/// Most guest fences a vGPU type grants.
+pub const MAX_GUEST_FENCES: usize = 16;
+/// Most emulated registers a vGPU stores.
+pub const MAX_EMULATED_REGS: usize = 32;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct InFlight {
+    id: SubmissionId,
+    tail: u32,
+}
+
+/// A virtual GPU.
+#[derive(Clone, Debug)]
+pub struct Vgpu {
+    id: VgpuId,
+    vgpu_type: VgpuType,
+    translation: GmTranslation,
+    pub(crate) host_fences: crate::partition::FenceRange,
+    pub(crate) rings: [RingState; Engine::COUNT],
+    /// Offset up to which commands were handed out per ring.
+    pub(crate) queued: [u32; Engine::COUNT],
+    in_flight: [Option<InFlight>; Engine::COUNT],
+    pub(crate) fences: [(u32, u32); MAX_GUEST_FENCES],
+    pub(crate) forcewake: [u32; 3],
+    pub(crate) emulated: heapless::LinearMap<u32, u32, MAX_EMULATED_REGS>,
+    pub(crate) state: VgpuState,
+    notifications: u32,
+    /// vgt_id shown in PVINFO (kept across migration).
+    pub(crate) vgt_id: u32,
+}
+
+fn domain_index(d: forcewake::Domain) -> usize {
+    match d {
+        forcewake::Domain::Render => 0,
+        forcewake::Domain::Media => 1,
+        forcewake::Domain::Blitter => 2,
+    }
+}
+
+impl Vgpu {
+    /// A fresh vGPU on `partition`, showing the guest its host slices.
+    pub fn new(partition: &Partition) -> Self {
+        Self::with_translation(partition, GmTranslation::identity(partition))
+    }
+
+    /// A vGPU on `partition` with an explicit guest view (restore).
+    pub(crate) fn with_translation(partition: &Partition, translation: GmTranslation) -> Self {
+        Vgpu {
+            id: partition.id(),
+            vgpu_type: partition.vgpu_type(),
+            translation,
+            host_fences: partition.fences(),
+            rings: [RingState::default(); Engine::COUNT],
+            queued: [0; Engine::COUNT],
+            in_flight: [None; Engine::COUNT],
+            fences: [(0, 0); MAX_GUEST_FENCES],
+            forcewake: [0; 3],
+            emulated: heapless::LinearMap::new(),
+            state: VgpuState::Running,
+            notifications: 0,
+            vgt_id: u32::from(partition.id().raw()),
+        }
+    }
+
+    /// Slot id (also PVINFO vgt_id).
+    pub const fn id(&self) -> VgpuId {
+        self.id
+    }
+    /// The vGPU type.
+    pub const fn vgpu_type(&self) -> VgpuType {
+        self.vgpu_type
+    }
+    /// The one guest<->host GM translation (the scanner uses it).
+    pub const fn translation(&self) -> &GmTranslation {
+        &self.translation
+    }
+    /// Running or stopped.
+    pub const fn state(&self) -> VgpuState {
+        self.state
+    }
+    /// A ring's registers.
+    pub const fn ring(&self, engine: Engine) -> RingState {
+        self.rings[engine.index()]
+    }
+    /// g2v notifications received.
+    pub const fn notifications(&self) -> u32 {
+        self.notifications
+    }
+    /// Whether any submission is still running.
+    pub fn is_idle(&self) -> bool {
+        self.in_flight.iter().all(Option::is_none)
+    }
+
+    /// Stops the vGPU with `reason` (keeps the first reason).
+    pub fn fail(&mut self, reason: FailReason) {
+        if self.state == VgpuState::Running {
+            self.state = VgpuState::Failed(reason);
+        }
+    }
+
+    /// The policy of the register at BAR0 `offset`.
+    pub fn policy(offset: MmioOffset) -> RegPolicy {
+        let raw = offset.raw();
+        if (GGTT_BAR0_OFFSET..GGTT_BAR0_OFFSET + GGTT_WINDOW_SIZE).contains(&raw) {
+            return RegPolicy::Virtualized(Handler::Ggtt);
+        }
+        if (pvinfo::PAGE..pvinfo::PAGE + pvinfo::SIZE).contains(&raw) {
+            return match raw - pvinfo::PAGE {
+                pvinfo::G2V_NOTIFY => RegPolicy::Virtualized(Handler::G2vNotify),
+                pvinfo::DISPLAY_READY | pvinfo::EXECLIST_DESC_LO | pvinfo::EXECLIST_DESC_HI => {
+                    RegPolicy::Emulated
+                }
+                _ => RegPolicy::Virtualized(Handler::Pvinfo),
+            };
+        }
+        if let Some((index, high)) = fence::decode(raw) {
+            return RegPolicy::Virtualized(Handler::Fence { index, high });
+        }
+        for d in forcewake::Domain::ALL {
+            if d.request() == offset {
+                return RegPolicy::Virtualized(Handler::ForcewakeRequest(d));
+            }
+            if d.ack() == offset {
+                return RegPolicy::Virtualized(Handler::ForcewakeAck(d));
+            }
+        }
+        if let Some((engine, rel)) = crate::regs::ring_register_of(offset) {
+            return match rel {
+                ring::TAIL => RegPolicy::Virtualized(Handler::RingTail(engine)),
+                ring::HEAD => RegPolicy::Virtualized(Handler::RingHead(engine)),
+                ring::START => RegPolicy::Virtualized(Handler::RingStart(engine)),
+                ring::CTL => RegPolicy::Virtualized(Handler::RingCtl(engine)),
+                ring::IMR | ring::HWS_PGA | ring::MI_MODE => RegPolicy::Emulated,
+                ring::ACTHD => RegPolicy::ReadOnly,
+                _ => RegPolicy::Rejected,
+            };
+        }
+        RegPolicy::Rejected
+    }
+
+    /// A trapped guest read of BAR0.
+    pub fn mmio_read(
+        &mut self,
+        backend: &mut dyn Backend,
+        mem: &dyn GuestMemoryMap,
+        offset: u32,
+        size: AccessSize,
+    ) -> Result<u64, VgpuError> {
+        let reg =
+            MmioOffset::new(offset).ok_or(VgpuError::Guest(GuestFault::OutsideBar { offset }))?;
+        let policy = Self::policy(reg);
+        let bad_access = VgpuError::Guest(GuestFault::BadAccess { offset });
+        if let RegPolicy::Virtualized(Handler::Ggtt) = policy {
+            if size != AccessSize::Qword || !offset.is_multiple_of(8) {
+                return Err(bad_access);
+            }
+            let index = self.guest_ggtt_index(offset)?;
+            return self.read_guest_pte(backend, mem, index).map(GuestPte::raw);
+        }
+        if !offset.is_multiple_of(4) {
+            return Err(bad_access);
+        }
+        let lo = self.read_dword(reg, policy)?;
+        match size {
+            AccessSize::Dword => Ok(u64::from(lo)),
+            AccessSize::Qword => {
+                let hi_reg = MmioOffset::new(offset + 4).ok_or(bad_access)?;
+                let hi = self.read_dword(hi_reg, Self::policy(hi_reg))?;
+                Ok(u64::from(lo) | (u64::from(hi) << 32))
+            }
+        }
+    }
+
+    fn read_dword(&self, reg: MmioOffset, policy: RegPolicy) -> Result<u32, VgpuError> {
+        let offset = reg.raw();
+        Ok(match policy {
+            RegPolicy::Rejected => {
+                return Err(VgpuError::Guest(GuestFault::RejectedRegister { offset }))
+            }
+            RegPolicy::Emulated => self.emulated.get(&offset).copied().unwrap_or(0),
+            RegPolicy::ReadOnly => {
+                // ACTHD: where the guest's head is.
+                crate::regs::ring_register_of(reg)
+                    .map(|(e, _)| self.rings[e.index()].head)
+                    .unwrap_or(0)
+            }
+            RegPolicy::Virtualized(h) => match h {
+                Handler::RingTail(e) => self.rings[e.index()].tail,
+                Handler::RingHead(e) => self.rings[e.index()].head,
+                Handler::RingStart(e) => self.rings[e.index()].start,
+                Handler::RingCtl(e) => self.rings[e.index()].ctl,
+                Handler::Fence { index, high } => {
+                    let f = self
+                        .fences
+                        .get(index as usize)
+                        .filter(|_| index < self.translation.guest_view().fences)
+                        .ok_or(VgpuError::Guest(GuestFault::FenceNotOwned { index }))?;
+                    if high {
+                        f.1
+                    } else {
+                        f.0
+                    }
+                }
+                Handler::ForcewakeRequest(d) | Handler::ForcewakeAck(d) => {
+                    self.forcewake[domain_index(d)] & 0xffff
+                }
+                Handler::G2vNotify => 0,
+                Handler::Pvinfo => self.pvinfo_dword(offset - pvinfo::PAGE),
+                Handler::Ggtt => return Err(VgpuError::Guest(GuestFault::BadAccess { offset })),
+            },
+        })
+    }
+
+    /// The PVINFO page as this vGPU's guest sees it.
+    pub fn pvinfo_dword(&self, rel: u32) -> u32 {
+        let v = self.translation.guest_view();
+        match rel {
+            pvinfo::MAGIC_OFFSET => pvinfo::MAGIC as u32,
+            r if r == pvinfo::MAGIC_OFFSET + 4 => (pvinfo::MAGIC >> 32) as u32,
+            pvinfo::VERSION => {
+                u32::from(pvinfo::VERSION_MAJOR) | (u32::from(pvinfo::VERSION_MINOR) << 16)
+            }
+            pvinfo::VGT_ID => self.vgt_id,
+            pvinfo::APERTURE_BASE => v.aperture.base().raw() as u32,
+            pvinfo::APERTURE_SIZE => v.aperture.len() as u32,
+            pvinfo::HIDDEN_BASE => v.hidden.base().raw() as u32,
+            pvinfo::HIDDEN_SIZE => v.hidden.len() as u32,
+            pvinfo::FENCE_NUM => v.fences,
+            _ => 0,
+        }
+    }
+
+    fn guest_ggtt_index(&self, offset: u32) -> Result<GuestGgttIndex, VgpuError> {
+        GuestGgttIndex::new(u64::from((offset - GGTT_BAR0_OFFSET) / 8))
+            .map_err(|_| VgpuError::Guest(GuestFault::OutsideBar { offset }))
+    }
+
+    fn read_guest_pte(
+        &self,
+        backend: &mut dyn Backend,
+        mem: &dyn GuestMemoryMap,
+        index: GuestGgttIndex,
+    ) -> Result<GuestPte, VgpuError> {
+        let host = self
+            .translation
+            .g2h_index(index)
+            .map_err(|_| VgpuError::Guest(GuestFault::GgttOutsideSlices { index: index.raw() }))?;
+        let pte = backend.read_pte(host);
+        match pte.frame() {
+            None => Ok(GuestPte::INVALID),
+            Some(frame) => mem
+                .page_of(frame)
+                .map(|page| GuestPte::map(page, pte.flags()))
+                .ok_or(VgpuError::Monitor(MonitorFault::GgttInconsistent {
+                    index: host.raw(),
+                })),
+        }
+    }
+
+    /// A trapped guest write of BAR0. Guest faults stop the vGPU.
+    pub fn mmio_write(
+        &mut self,
+        backend: &mut dyn Backend,
+        mem: &dyn GuestMemoryMap,
+        offset: u32,
+        size: AccessSize,
+        value: u64,
+    ) -> Result<MmioEffect, VgpuError> {
+        if let VgpuState::Failed(r) = self.state {
+            return Err(VgpuError::Stopped(r));
+        }
+        let result = self.write_inner(backend, mem, offset, size, value);
+        if let Err(VgpuError::Guest(g)) = result {
+            self.fail(FailReason::Guest(g));
+        }
+        result
+    }
+
+    fn write_inner(
+        &mut self,
+        backend: &mut dyn Backend,
+        mem: &dyn GuestMemoryMap,
+        offset: u32,
+        size: AccessSize,
+        value: u64,
+    ) -> Result<MmioEffect, VgpuError> {
+        let guest = VgpuError::Guest;
+        let reg = MmioOffset::new(offset).ok_or(guest(GuestFault::OutsideBar { offset }))?;
+        let policy = Self::policy(reg);
+        if let RegPolicy::Virtualized(Handler::Ggtt) = policy {
+            if size != AccessSize::Qword || !offset.is_multiple_of(8) {
+                return Err(guest(GuestFault::BadAccess { offset }));
+            }
+            let index = self.guest_ggtt_index(offset)?;
+            self.write_guest_pte(backend, mem, index, value)?;
+            return Ok(MmioEffect::Done);
+        }
+        if !offset.is_multiple_of(4) {
+            return Err(guest(GuestFault::BadAccess { offset }));
+        }
+        match size {
+            AccessSize::Dword => self.write_dword(backend, reg, policy, value as u32),
+            AccessSize::Qword => {
+                // Two dword writes, low first, as the bus splits them.
+                let first = self.write_dword(backend, reg, policy, value as u32)?;
+                let hi_reg =
+                    MmioOffset::new(offset + 4).ok_or(guest(GuestFault::BadAccess { offset }))?;
+                let second =
+                    self.write_dword(backend, hi_reg, Self::policy(hi_reg), (value >> 32) as u32)?;
+                match (first, second) {
+                    (MmioEffect::Done, e) | (e, MmioEffect::Done) => Ok(e),
+                    _ => Err(guest(GuestFault::BadAccess { offset })),
+                }
+            }
+        }
+    }
+
+    fn write_guest_pte(
+        &mut self,
+        backend: &mut dyn Backend,
+        mem: &dyn GuestMemoryMap,
+        index: GuestGgttIndex,
+        raw: u64,
+    ) -> Result<(), VgpuError> {
+        let guest = VgpuError::Guest;
+        let host = self
+            .translation
+            .g2h_index(index)
+            .map_err(|_| guest(GuestFault::GgttOutsideSlices { index: index.raw() }))?;
+        let pte = GuestPte::parse(raw).map_err(|e| guest(GuestFault::BadPte(e)))?;
+        let host_pte = match pte.page() {
+            None => HostPte::INVALID,
+            Some(page) => {
+                let frame = mem.frame_of(page).ok_or(guest(GuestFault::ForeignPage {
+                    page: page.number(),
+                }))?;
+                HostPte::map(frame, pte.flags())
+            }
+        };
+        let flush = backend.write_pte(host, host_pte);
+        backend.flush_ggtt(flush);
+        Ok(())
+    }
+
+    fn write_dword(
+        &mut self,
+        backend: &mut dyn Backend,
+        reg: MmioOffset,
+        policy: RegPolicy,
+        value: u32,
+    ) -> Result<MmioEffect, VgpuError> {
+        let offset = reg.raw();
+        let guest = VgpuError::Guest;
+        match policy {
+            RegPolicy::Rejected => Err(guest(GuestFault::RejectedRegister { offset })),
+            RegPolicy::ReadOnly => Err(guest(GuestFault::ReadOnlyRegister { offset })),
+            RegPolicy::Emulated => {
+                let rel = crate::regs::ring_register_of(reg).map(|(_, r)| r);
+                let stored = if rel == Some(ring::MI_MODE) {
+                    let old = self.emulated.get(&offset).copied().unwrap_or(0);
+                    let mask = value >> 16;
+                    (old & !mask) | (value & mask)
+                } else {
+                    value
+                };
+                // The policy table names fewer registers than the map holds.
+                let _ = self.emulated.insert(offset, stored);
+                Ok(MmioEffect::Done)
+            }
+            RegPolicy::Virtualized(h) => match h {
+                Handler::RingTail(e) => self.write_tail(e, value),
+                Handler::RingHead(e) => {
+                    let r = &self.rings[e.index()];
+                    if self.in_flight[e.index()].is_some() || self.queued[e.index()] != r.tail {
+                        return Err(guest(GuestFault::RingBusy { engine: e }));
+                    }
+                    let head = value & ring::OFFSET_MASK;
+                    if head >= r.size() {
+                        return Err(guest(GuestFault::BadRingOffset { engine: e, value }));
+                    }
+                    self.rings[e.index()].head = head;
+                    self.rings[e.index()].tail = head;
+                    self.queued[e.index()] = head;
+                    Ok(MmioEffect::Done)
+                }
+                Handler::RingStart(e) => {
+                    self.rings[e.index()].start = value & 0xffff_f000;
+                    Ok(MmioEffect::Done)
+                }
+                Handler::RingCtl(e) => {
+                    self.rings[e.index()].ctl = value & (ring::CTL_SIZE_MASK | ring::CTL_ENABLE);
+                    Ok(MmioEffect::Done)
+                }
+                Handler::Fence { index, high } => {
+                    self.write_fence(backend, index, high, value)?;
+                    Ok(MmioEffect::Done)
+                }
+                Handler::ForcewakeRequest(d) => {
+                    let slot = &mut self.forcewake[domain_index(d)];
+                    let mask = value >> 16;
+                    *slot = (*slot & !mask) | (value & mask);
+                    Ok(MmioEffect::Done)
+                }
+                Handler::ForcewakeAck(_) | Handler::Pvinfo => {
+                    Err(guest(GuestFault::ReadOnlyRegister { offset }))
+                }
+                Handler::G2vNotify => {
+                    if !(pvinfo::G2V_FIRST..pvinfo::G2V_MAX).contains(&value) {
+                        return Err(guest(GuestFault::BadNotification { value }));
+                    }
+                    self.notifications += 1;
+                    Ok(MmioEffect::Done)
+                }
+                Handler::Ggtt => Err(guest(GuestFault::BadAccess { offset })),
+            },
+        }
+    }
+
+    fn write_tail(&mut self, engine: Engine, value: u32) -> Result<MmioEffect, VgpuError> {
+        let guest = VgpuError::Guest;
+        let r = self.rings[engine.index()];
+        let tail = value & ring::OFFSET_MASK;
+        if !tail.is_multiple_of(8) || tail >= r.size() {
+            return Err(guest(GuestFault::BadRingOffset { engine, value }));
+        }
+        self.rings[engine.index()].tail = tail;
+        let head = self.queued[engine.index()];
+        if !r.enabled() || tail == head {
+            if !r.enabled() {
+                self.queued[engine.index()] = tail;
+                self.rings[engine.index()].head = tail;
+            }
+            return Ok(MmioEffect::Done);
+        }
+        let claimed = self
+            .translation
+            .claim(u64::from(r.start), u64::from(r.size()))
+            .map_err(|error| guest(GuestFault::RingOutsideSlices { engine, error }))?;
+        self.queued[engine.index()] = tail;
+        Ok(MmioEffect::Submit(RingSubmission {
+            engine,
+            ring: claimed,
+            head,
+            tail,
+        }))
+    }
+
+    pub(crate) fn write_fence(
+        &mut self,
+        backend: &mut dyn Backend,
+        index: u32,
+        high: bool,
+        value: u32,
+    ) -> Result<(), VgpuError> {
+        let guest = VgpuError::Guest;
+        let host_index = self
+            .host_fences
+            .host_fence(index)
+            .filter(|_| (index as usize) < MAX_GUEST_FENCES)
+            .ok_or(guest(GuestFault::FenceNotOwned { index }))?;
+        let slot = &mut self.fences[index as usize];
+        if high {
+            slot.1 = value;
+            return Ok(());
+        }
+        let hi = slot.1;
+        if value & fence::VALID == 0 {
+            slot.0 = value;
+            backend.write_reg(fence::lo(host_index), 0);
+            backend.write_reg(fence::hi(host_index), 0);
+            return Ok(());
+        }
+        let start = u64::from(value & fence::PAGE_MASK);
+        let end = u64::from(hi & fence::PAGE_MASK) + PAGE_SIZE;
+        let claimed = self
+            .translation
+            .claim(start, end.saturating_sub(start))
+            .map_err(|error| guest(GuestFault::FenceOutsideSlices { index, error }))?;
+        self.fences[index as usize].0 = value;
+        let host = claimed.host();
+        let host_lo = host.base().raw() as u32 | (value & !fence::PAGE_MASK);
+        let host_hi = (host.end_raw() - PAGE_SIZE) as u32 | (hi & !fence::PAGE_MASK);
+        // Invalidate first, then program high, then low with valid (i915 order).
+        backend.write_reg(fence::lo(host_index), 0);
+        backend.write_reg(fence::hi(host_index), host_hi);
+        backend.write_reg(fence::lo(host_index), host_lo);
+        Ok(())
+    }
+
+    /// Runs a TAIL write's request through `gate` (the scanner) and hands
+    /// the admitted submission to the backend.
+    pub fn submit(
+        &mut self,
+        backend: &mut dyn Backend,
+        gate: &mut dyn SubmissionGate,
+        request: RingSubmission,
+    ) -> Result<SubmissionId, VgpuError> {
+        if let VgpuState::Failed(r) = self.state {
+            return Err(VgpuError::Stopped(r));
+        }
+        let submission = match gate.admit(&self.translation, &request, backend) {
+            Ok(s) => s,
+            Err(rejection) => {
+                self.fail(FailReason::Rejected(rejection));
+                return Err(VgpuError::Rejected(rejection));
+            }
+        };
+        if submission.engine() != request.engine() {
+            return Err(VgpuError::Monitor(MonitorFault::GateEngineMismatch));
+        }
+        let id = backend
+            .submit(&submission)
+            .map_err(|e| VgpuError::Monitor(MonitorFault::Backend(e)))?;
+        self.in_flight[request.engine().index()] = Some(InFlight {
+            id,
+            tail: request.tail(),
+        });
+        Ok(id)
+    }
+
+    /// Collects completions: advances guest-visible HEADs, and stops the
+    /// vGPU (resetting the engine for the others) if its work faulted.
+    pub fn poll(&mut self, backend: &mut dyn Backend) {
+        for engine in Engine::ALL {
+            let Some(flight) = self.in_flight[engine.index()] else {
+                continue;
+            };
+            match backend.poll(engine) {
+                EngineStatus::Idle {
+                    last_completed: Some(done),
+                } if done >= flight.id => {
+                    self.rings[engine.index()].head = flight.tail;
+                    self.in_flight[engine.index()] = None;
+                }
+                EngineStatus::Faulted(fault) if fault.submission == flight.id => {
+                    self.in_flight[engine.index()] = None;
+                    self.fail(FailReason::Gpu(fault));
+                    backend.reset_engine(engine);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Back to power-on state: rings, fences, emulated registers and the
+    /// guest's GGTT entries cleared, failure state lifted.
+    pub fn reset(&mut self, backend: &mut dyn Backend) {
+        for index in self.translation.guest_indices() {
+            if let Ok(host) = self.translation.g2h_index(index) {
+                let flush = backend.write_pte(host, HostPte::INVALID);
+                flush.ignore();
+            }
+        }
+        let flush = backend.write_pte(
+            self.translation.host_aperture().base().ggtt_index(),
+            HostPte::INVALID,
+        );
+        backend.flush_ggtt(flush);
+        for i in 0..self.host_fences.count() {
+            if let Some(h) = self.host_fences.host_fence(i) {
+                backend.write_reg(fence::lo(h), 0);
+                backend.write_reg(fence::hi(h), 0);
+            }
+        }
+        self.rings = [RingState::default(); Engine::COUNT];
+        self.queued = [0; Engine::COUNT];
+        self.in_flight = [None; Engine::COUNT];
+        self.fences = [(0, 0); MAX_GUEST_FENCES];
+        self.forcewake = [0; 3];
+        self.emulated.clear();
+        self.state = VgpuState::Running;
+    }
+
+    /// Reads one guest GGTT entry as the guest wrote it (save uses it).
+    pub fn guest_pte(
+        &self,
+        backend: &mut dyn Backend,
+        mem: &dyn GuestMemoryMap,
+        index: GuestGgttIndex,
+    ) -> Result<GuestPte, VgpuError> {
+        self.read_guest_pte(backend, mem, index)
+    }
+
+    /// Replays one guest GGTT entry (restore uses it).
+    pub(crate) fn replay_pte(
+        &mut self,
+        backend: &mut dyn Backend,
+        mem: &dyn GuestMemoryMap,
+        index: GuestGgttIndex,
+        raw: u64,
+    ) -> Result<(), VgpuError> {
+        self.write_guest_pte(backend, mem, index, raw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partition::{GmLayout, PartitionAllocator};
+    use crate::sim::SimGpu;
+    use crate::testutil::*;
+    use proptest::prelude::*;
+
+    /// Monitor shadow ring lives at host GM 0 (monitor aperture slice).
+    const SHADOW: u64 = 0;
+
+    struct World {
+        gpu: SimGpu<SparseMem>,
+        parts: Vec<Partition>,
+    }
+
+    fn world() -> World {
+        let mut gpu = sim();
+        map(&mut gpu, SHADOW, 0x10, 1);
+        let mut a =
+            PartitionAllocator::new(GmLayout::DEFAULT, PartitionAllocator::GVT_MONITOR_SHARE)
+                .unwrap();
+        let parts = vec![
+            a.allocate(VgpuType::Small).unwrap(),
+            a.allocate(VgpuType::Small).unwrap(),
+        ];
+        World { gpu, parts }
+    }
+
+    fn ggtt_offset(guest_gm: u64) -> u32 {
+        GGTT_BAR0_OFFSET + (guest_gm >> 12) as u32 * 8
+    }
+
+    /// Guest `page` count pages at frames `frame..`; maps its first `n`
+    /// aperture pages to its pages 0..n and sets up a 1-page render ring
+    /// in aperture page 0.
+    fn boot_guest(w: &mut World, v: &mut Vgpu, mem: &FrameRuns<4>, n: u64) -> u64 {
+        let ap = v.translation().guest_view().aperture.base().raw();
+        for i in 0..n {
+            let pte = GuestPte::map(GuestPage::new(i).unwrap(), crate::ggtt::PteFlags::NONE);
+            let e = v
+                .mmio_write(
+                    &mut w.gpu,
+                    mem,
+                    ggtt_offset(ap + i * 4096),
+                    AccessSize::Qword,
+                    pte.raw(),
+                )
+                .unwrap();
+            assert_eq!(e, MmioEffect::Done);
+        }
+        let base = Engine::Render.mmio_base();
+        let _ = v
+            .mmio_write(&mut w.gpu, mem, base + ring::START, AccessSize::Dword, ap)
+            .unwrap();
+        let _ = v
+            .mmio_write(&mut w.gpu, mem, base + ring::CTL, AccessSize::Dword, 1)
+            .unwrap();
+        ap
+    }
+
+    /// Writes commands into the guest ring (guest page 0, via its frame) and
+    /// bumps TAIL; runs the request through the gate.
+    fn guest_submit(
+        w: &mut World,
+        v: &mut Vgpu,
+        mem: &FrameRuns<4>,
+        cmds: &[u32],
+    ) -> Result<SubmissionId, VgpuError> {
+        let mut c = cmds.to_vec();
+        if c.len() % 2 == 1 {
+            c.push(NOOP);
+        }
+        let head = v.ring(Engine::Render).tail;
+        let frame = mem.frame_of(GuestPage::new(0).unwrap()).unwrap();
+        for (i, d) in c.iter().enumerate() {
+            let off = (u64::from(head) + 4 * i as u64) % 4096;
+            crate::backend::PhysMem::write(w.gpu.mem_mut(), frame.at(off), &d.to_le_bytes())
+                .unwrap();
+        }
+        let tail = (head + 4 * c.len() as u32) % 4096;
+        let tail_reg = Engine::Render.mmio_base() + ring::TAIL;
+        match v.mmio_write(
+            &mut w.gpu,
+            mem,
+            tail_reg,
+            AccessSize::Dword,
+            u64::from(tail),
+        )? {
+            MmioEffect::Submit(req) => {
+                let id = v.submit(&mut w.gpu, &mut RemapGate { shadow: SHADOW }, req)?;
+                v.poll(&mut w.gpu);
+                Ok(id)
+            }
+            MmioEffect::Done => panic!("no submission"),
+        }
+    }
+
+    fn read_page_u32(w: &World, mem: &FrameRuns<4>, page: u64, off: u64) -> u32 {
+        let frame = mem.frame_of(GuestPage::new(page).unwrap()).unwrap();
+        let mut b = [0u8; 4];
+        crate::backend::PhysMem::read(w.gpu.mem(), frame.at(off), &mut b).unwrap();
+        u32::from_le_bytes(b)
+    }
+
+    #[test]
+    fn pvinfo_shows_the_guest_its_slices() {
+        let mut w = world();
+        let mem = guest_mem(0, 0x1000, 64);
+        let mut v = Vgpu::new(&w.parts[1]);
+        let mut rd = |rel: u32| {
+            v.mmio_read(&mut w.gpu, &mem, pvinfo::PAGE + rel, AccessSize::Dword)
+                .unwrap() as u32
+        };
+        assert_eq!(rd(0), 0x7654_4776);
+        assert_eq!(rd(4), 0x4776_5447);
+        assert_eq!(rd(pvinfo::VERSION), 1);
+        assert_eq!(rd(pvinfo::VGT_ID), 1);
+        assert_eq!(
+            u64::from(rd(pvinfo::APERTURE_BASE)),
+            w.parts[1].aperture().base().raw()
+        );
+        assert_eq!(u64::from(rd(pvinfo::APERTURE_SIZE)), 64 << 20);
+        assert_eq!(
+            u64::from(rd(pvinfo::HIDDEN_BASE)),
+            w.parts[1].hidden().base().raw()
+        );
+        assert_eq!(u64::from(rd(pvinfo::HIDDEN_SIZE)), 384 << 20);
+        assert_eq!(rd(pvinfo::FENCE_NUM), 4);
+        let magic = v
+            .mmio_read(&mut w.gpu, &mem, pvinfo::PAGE, AccessSize::Qword)
+            .unwrap();
+        assert_eq!(magic, pvinfo::MAGIC);
+    }
+
+    #[test]
+    fn guest_ggtt_writes_land_at_the_translated_index() {
+        let mut w = world();
+        let mem = guest_mem(0, 0x1000, 64);
+        let mut v = Vgpu::new(&w.parts[0]);
+        let hidden = v.translation().guest_view().hidden.base().raw() + 5 * 4096;
+        let pte = GuestPte::map(GuestPage::new(7).unwrap(), crate::ggtt::PteFlags::NONE);
+        let _ = v
+            .mmio_write(
+                &mut w.gpu,
+                &mem,
+                ggtt_offset(hidden),
+                AccessSize::Qword,
+                pte.raw(),
+            )
+            .unwrap();
+        let host = v
+            .translation()
+            .g2h_addr(crate::addr::GuestGm::new(hidden).unwrap())
+            .unwrap();
+        assert_eq!(
+            w.gpu.read_pte(host.ggtt_index()).frame(),
+            PhysFrame::new(0x1007).ok()
+        );
+        let back = v
+            .mmio_read(&mut w.gpu, &mem, ggtt_offset(hidden), AccessSize::Qword)
+            .unwrap();
+        assert_eq!(back, pte.raw());
+    }
+
+    #[test]
+    fn bad_ggtt_writes_are_typed_guest_faults_and_stop_only_that_vgpu() {
+        let mem = guest_mem(0, 0x1000, 64);
+        let other_mem = guest_mem(0, 0x2000, 64);
+        type Check = fn(&VgpuError) -> bool;
+        let cases: [(u64, u64, Check); 4] = [
+            // index in the other vGPU's slice
+            (1, 0x1, |e| {
+                matches!(e, VgpuError::Guest(GuestFault::GgttOutsideSlices { .. }))
+            }),
+            // page the guest does not own
+            (0, (100 << 12) | 1, |e| {
+                matches!(e, VgpuError::Guest(GuestFault::ForeignPage { page: 100 }))
+            }),
+            // reserved bits
+            (0, (1 << 50) | 1, |e| {
+                matches!(e, VgpuError::Guest(GuestFault::BadPte(_)))
+            }),
+            // the monitor's slice (index 0)
+            (2, 1, |e| {
+                matches!(
+                    e,
+                    VgpuError::Guest(GuestFault::GgttOutsideSlices { index: 1 })
+                )
+            }),
+        ];
+        for (target, raw, check) in cases {
+            let mut w = world();
+            let mut v = Vgpu::new(&w.parts[0]);
+            let mut other = Vgpu::new(&w.parts[1]);
+            let gm = match target {
+                0 => v.translation().guest_view().aperture.base().raw(),
+                1 => w.parts[1].aperture().base().raw(),
+                _ => 0x1000,
+            };
+            let err = v
+                .mmio_write(&mut w.gpu, &mem, ggtt_offset(gm), AccessSize::Qword, raw)
+                .unwrap_err();
+            assert!(check(&err), "{err}");
+            assert!(err.is_guest_fault());
+            assert!(matches!(v.state(), VgpuState::Failed(FailReason::Guest(_))));
+            // Nothing reached the host GGTT.
+            assert!(!w
+                .gpu
+                .read_pte(crate::addr::HostGm::new(gm).unwrap().ggtt_index())
+                .is_present());
+            // Stopped: further writes refused.
+            assert!(matches!(
+                v.mmio_write(
+                    &mut w.gpu,
+                    &mem,
+                    Engine::Render.mmio_base() + ring::TAIL,
+                    AccessSize::Dword,
+                    8
+                ),
+                Err(VgpuError::Stopped(_))
+            ));
+            // The other vGPU goes on.
+            boot_guest(&mut w, &mut other, &other_mem, 2);
+            let target = w.parts[1].aperture().base().raw() + 4096;
+            guest_submit(&mut w, &mut other, &other_mem, &sdi(target, 42)).unwrap();
+            assert_eq!(read_page_u32(&w, &other_mem, 1, 0), 42);
+        }
+    }
+
+    #[test]
+    fn tail_write_runs_through_the_gate_into_guest_pages() {
+        let mut w = world();
+        let mem = guest_mem(0, 0x1000, 64);
+        let mut v = Vgpu::new(&w.parts[0]);
+        let ap = boot_guest(&mut w, &mut v, &mem, 4);
+        guest_submit(&mut w, &mut v, &mem, &sdi(ap + 2 * 4096 + 16, 0xfeed)).unwrap();
+        assert_eq!(read_page_u32(&w, &mem, 2, 16), 0xfeed);
+        assert_eq!(v.ring(Engine::Render).head, 16);
+        let head = v
+            .mmio_read(
+                &mut w.gpu,
+                &mem,
+                Engine::Render.mmio_base() + ring::HEAD,
+                AccessSize::Dword,
+            )
+            .unwrap();
+        assert_eq!(head, 16);
+    }
+
+    #[test]
+    fn rejected_submission_and_gpu_fault_stop_the_vgpu() {
+        let mut w = world();
+        let mem = guest_mem(0, 0x1000, 64);
+        let mut v = Vgpu::new(&w.parts[0]);
+        boot_guest(&mut w, &mut v, &mem, 4);
+        let foreign = w.parts[1].aperture().base().raw();
+        let err = guest_submit(&mut w, &mut v, &mem, &sdi(foreign, 1)).unwrap_err();
+        assert!(matches!(err, VgpuError::Rejected(_)));
+        assert!(matches!(
+            v.state(),
+            VgpuState::Failed(FailReason::Rejected(_))
+        ));
+        v.reset(&mut w.gpu);
+        assert_eq!(v.state(), VgpuState::Running);
+        // After reset the GGTT is empty: a store to its own (unmapped) page
+        // faults in the GPU and stops the vGPU; the engine is reset.
+        let ap = v.translation().guest_view().aperture.base().raw();
+        let base = Engine::Render.mmio_base();
+        let _ = v
+            .mmio_write(&mut w.gpu, &mem, ggtt_offset(ap), AccessSize::Qword, 1)
+            .unwrap();
+        let _ = v
+            .mmio_write(&mut w.gpu, &mem, base + ring::START, AccessSize::Dword, ap)
+            .unwrap();
+        let _ = v
+            .mmio_write(&mut w.gpu, &mem, base + ring::CTL, AccessSize::Dword, 1)
+            .unwrap();
+        guest_submit(&mut w, &mut v, &mem, &sdi(ap + 8 * 4096, 1)).unwrap();
+        assert!(matches!(v.state(), VgpuState::Failed(FailReason::Gpu(_))));
+        assert!(matches!(
+            w.gpu.poll(Engine::Render),
+            EngineStatus::Idle { .. }
+        ));
+    }
+
+    #[test]
+    fn fences_are_translated_to_the_host_slice_and_host_fence() {
+        let mut w = world();
+        let mem = guest_mem(0, 0x1000, 64);
+        let mut src = Vgpu::new(&w.parts[0]);
+        // Put parts[0]'s view on parts[1]: guest addresses differ from host.
+        let t = GmTranslation::with_view(&w.parts[1], src.translation().guest_view()).unwrap();
+        let mut v = Vgpu::with_translation(&w.parts[1], t);
+        let ap = v.translation().guest_view().aperture.base().raw() as u32;
+        let _ = v
+            .mmio_write(
+                &mut w.gpu,
+                &mem,
+                fence::hi(1).raw(),
+                AccessSize::Dword,
+                u64::from(ap + 0x3000 + 7),
+            )
+            .unwrap();
+        let _ = v
+            .mmio_write(
+                &mut w.gpu,
+                &mem,
+                fence::lo(1).raw(),
+                AccessSize::Dword,
+                u64::from(ap + 0x1000 + 1),
+            )
+            .unwrap();
+        let hf = w.parts[1].fences().first() + 1;
+        let host_ap = w.parts[1].aperture().base().raw() as u32;
+        assert_eq!(w.gpu.read_reg(fence::lo(hf)), host_ap + 0x1001);
+        assert_eq!(w.gpu.read_reg(fence::hi(hf)), host_ap + 0x3007);
+        assert_eq!(
+            v.mmio_read(&mut w.gpu, &mem, fence::lo(1).raw(), AccessSize::Dword)
+                .unwrap(),
+            u64::from(ap + 0x1001)
+        );
+        let err = v
+            .mmio_write(&mut w.gpu, &mem, fence::lo(5).raw(), AccessSize::Dword, 1)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            VgpuError::Guest(GuestFault::FenceNotOwned { index: 5 })
+        );
+        src.reset(&mut w.gpu);
+    }
+
+    #[test]
+    fn register_policies_give_typed_errors() {
+        let mut w = world();
+        let mem = guest_mem(0, 0x1000, 64);
+        let mut v = Vgpu::new(&w.parts[0]);
+        let elsp = Engine::Render.mmio_base() + ring::ELSP;
+        assert_eq!(Vgpu::policy(MmioOffset::reg(elsp)), RegPolicy::Rejected);
+        assert!(matches!(
+            v.mmio_read(&mut w.gpu, &mem, 0x4, AccessSize::Dword),
+            Err(VgpuError::Guest(GuestFault::RejectedRegister { offset: 4 }))
+        ));
+        assert!(matches!(
+            v.mmio_read(&mut w.gpu, &mem, 0x0100_0000, AccessSize::Dword),
+            Err(VgpuError::Guest(GuestFault::OutsideBar { .. }))
+        ));
+        assert!(matches!(
+            v.mmio_read(&mut w.gpu, &mem, GGTT_BAR0_OFFSET + 4, AccessSize::Qword),
+            Err(VgpuError::Guest(GuestFault::BadAccess { .. }))
+        ));
+        // Reads do not stop the vGPU.
+        assert_eq!(v.state(), VgpuState::Running);
+        let imr = Engine::Blitter.mmio_base() + ring::IMR;
+        let _ = v
+            .mmio_write(&mut w.gpu, &mem, imr, AccessSize::Dword, 0xffff_fffe)
+            .unwrap();
+        assert_eq!(
+            v.mmio_read(&mut w.gpu, &mem, imr, AccessSize::Dword)
+                .unwrap(),
+            0xffff_fffe
+        );
+        let fw = forcewake::Domain::Render;
+        let _ = v
+            .mmio_write(
+                &mut w.gpu,
+                &mem,
+                fw.request().raw(),
+                AccessSize::Dword,
+                0x0001_0001,
+            )
+            .unwrap();
+        assert_eq!(
+            v.mmio_read(&mut w.gpu, &mem, fw.ack().raw(), AccessSize::Dword)
+                .unwrap(),
+            1
+        );
+        let _ = v
+            .mmio_write(
+                &mut w.gpu,
+                &mem,
+                pvinfo::PAGE + pvinfo::G2V_NOTIFY,
+                AccessSize::Dword,
+                6,
+            )
+            .unwrap();
+        assert_eq!(v.notifications(), 1);
+        let err = v
+            .mmio_write(
+                &mut w.gpu,
+                &mem,
+                pvinfo::PAGE + pvinfo::APERTURE_BASE,
+                AccessSize::Dword,
+                0,
+            )
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            VgpuError::Guest(GuestFault::ReadOnlyRegister { .. })
+        ));
+        assert!(matches!(v.state(), VgpuState::Failed(_)));
+    }
+
+    #[test]
+    fn ring_outside_slices_is_refused() {
+        let mut w = world();
+        let mem = guest_mem(0, 0x1000, 64);
+        let mut v = Vgpu::new(&w.parts[0]);
+        let base = Engine::Render.mmio_base();
+        let foreign = w.parts[1].aperture().base().raw();
+        let _ = v
+            .mmio_write(
+                &mut w.gpu,
+                &mem,
+                base + ring::START,
+                AccessSize::Dword,
+                foreign,
+            )
+            .unwrap();
+        let _ = v
+            .mmio_write(&mut w.gpu, &mem, base + ring::CTL, AccessSize::Dword, 1)
+            .unwrap();
+        let err = v
+            .mmio_write(&mut w.gpu, &mem, base + ring::TAIL, AccessSize::Dword, 8)
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            VgpuError::Guest(GuestFault::RingOutsideSlices { .. })
+        ));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn random_guest_mmio_never_panics_or_escapes(
+            ops in proptest::collection::vec((0u32..0x0100_1000, any::<u64>(), any::<bool>(), any::<bool>()), 1..64)
+        ) {
+            let mut w = world();
+            let mem = guest_mem(0, 0x1000, 64);
+            let mut v = Vgpu::new(&w.parts[0]);
+            for (offset, value, qword, write) in ops {
+                // Bias half the offsets into interesting places.
+                let offset = if offset & 1 == 1 {
+                    [GGTT_BAR0_OFFSET + (offset & 0x7f_fff8), pvinfo::PAGE + (offset & 0xffc),
+                     0x2000 + (offset & 0x7fc), fence::BASE + (offset & 0xfc)][(offset as usize >> 1) & 3]
+                } else { offset };
+                let size = if qword { AccessSize::Qword } else { AccessSize::Dword };
+                if write {
+                    if let Ok(MmioEffect::Submit(req)) = v.mmio_write(&mut w.gpu, &mem, offset, size, value) {
+                        prop_assert!(v.translation().host_aperture().contains_range(req.ring().host())
+                            || v.translation().host_hidden().contains_range(req.ring().host()));
+                        let _ = v.submit(&mut w.gpu, &mut RemapGate { shadow: SHADOW }, req);
+                        v.poll(&mut w.gpu);
+                    }
+                } else {
+                    let _ = v.mmio_read(&mut w.gpu, &mem, offset, size);
+                }
+            }
+            // No host GGTT entry outside the vGPU's slices was set.
+            for p in [&w.parts[1]] {
+                for r in [p.aperture(), p.hidden()] {
+                    let first = r.base().ggtt_index().raw();
+                    for i in (first..first + r.page_count() as u32).step_by(97) {
+                        prop_assert!(!w.gpu.read_pte(crate::addr::HostGgttIndex::new(u64::from(i)).unwrap()).is_present());
+                    }
+                }
+            }
+        }
+    }
+}
