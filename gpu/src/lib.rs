@@ -4,7 +4,7 @@
 //! trait (DESIGN.md "What the monitor does" 1-2, "Hardware and emulation").
 //!
 //! It never touches hardware directly: a backend reaches MMIO through a small
-//! trait the kernel implements (`intel::Mmio`) and memory through
+//! trait the kernel implements ([`intel::Mmio`]) and memory through
 //! [`backend::PhysMem`], so all decisions here are tested on the host. It
 //! knows nothing of the network or of migration policy; migration sees only
 //! the opaque blob of [`persist`].
@@ -32,6 +32,7 @@ pub mod addr;
 pub mod backend;
 pub mod engine;
 pub mod ggtt;
+pub mod intel;
 pub mod partition;
 pub mod persist;
 pub mod regs;
