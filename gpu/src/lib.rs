@@ -23,6 +23,7 @@
 //! * [`vgpu`]: the virtual BAR0, its register policies, the TAIL ->
 //!   [`vgpu::SubmissionGate`] (scanner) -> [`backend::Backend`] path, failsafe.
 //! * [`persist`]: device state save/restore with remapping onto new slices.
+//! * [`device`]: which PCI devices the real-hardware backend drives.
 //! * [`backend`]: the backend trait; [`sim`] (software Gen9) and [`intel`]
 //!   (real Gen9 over MMIO) implement it.
 //! * [`scan`]: the command scanner (issue 4).
@@ -30,6 +31,7 @@
 #![forbid(unsafe_code)]
 pub mod addr;
 pub mod backend;
+pub mod device;
 pub mod engine;
 pub mod ggtt;
 pub mod intel;
