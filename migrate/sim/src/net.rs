@@ -98,6 +98,13 @@ impl SimEnd {
     pub fn set_now(&self, now_ns: u64) {
         self.shared.now.set(now_ns);
     }
+
+    /// Bytes accepted by this end but not yet on the wire (its send buffer).
+    pub fn backlog(&self) -> u64 {
+        let now = self.shared.now.get();
+        let d = self.shared.dirs[self.tx].borrow();
+        (d.wire_free_ns.saturating_sub(now) as f64 * self.shared.setting.bandwidth / 1e9) as u64
+    }
 }
 
 impl Link for SimEnd {

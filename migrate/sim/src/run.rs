@@ -25,6 +25,11 @@ pub struct CostModel {
     pub delta_page_ns: f64,
     /// CRC32C and framing, per byte sent.
     pub crc_byte_ns: f64,
+    /// Deciding that a page needs no work (one dirty-table lookup of its
+    /// evidence flags). Charged per skipped page, so walking a large set
+    /// that is mostly clean costs what the lookups cost, not a poll's idle
+    /// tick per batch.
+    pub skip_ns: f64,
 }
 
 impl CostModel {
@@ -37,6 +42,7 @@ impl CostModel {
             sample_ns: 20.0,
             delta_page_ns: 1500.0,
             crc_byte_ns: 0.15,
+            skip_ns: 10.0,
         }
     }
 }
@@ -72,6 +78,15 @@ pub struct RunResult {
     pub delta_pages: u64,
     /// Destination byte-identical to the source at stop.
     pub identical: bool,
+    /// Where the downtime went: bytes still in the send buffer when the
+    /// guest stopped (pre-copy data that had to drain first).
+    pub backlog_at_stop_bytes: u64,
+    /// Where the downtime went: CPU time the source spent after the stop
+    /// (reads, digests, delta encoding, CRC), overlapped with the link or not.
+    pub stop_cpu_ms: f64,
+    /// Where the downtime went: wire time of the bytes sent after the stop
+    /// plus the send-buffer backlog, at the link's bandwidth.
+    pub stop_link_ms: f64,
 }
 
 /// Simulation errors (a bug in the simulated monitor or the model).
@@ -143,6 +158,8 @@ pub fn simulate(
     let mut now = 0u64;
     let mut last_writes = 0u64;
     let mut stopped_at: Option<u64> = None;
+    let mut backlog_at_stop = 0u64;
+    let mut stop_cpu_ns = 0f64;
     let mut writes = Vec::new();
     let (mut prev_stats, mut prev_tr, mut prev_bytes) = (*src.stats(), src.tracker_stats(), 0u64);
     while now < 600_000_000_000 {
@@ -165,6 +182,7 @@ pub fn simulate(
         let status = src.poll(now, &mut mem, &mut a).map_err(SimError::Source)?;
         if status == SourceStatus::StopGuest {
             stopped_at = Some(now);
+            backlog_at_stop = a.backlog();
             src.guest_stopped(now).map_err(SimError::Source)?;
         }
         let (st, tr, bytes) = (*src.stats(), src.tracker_stats(), src.bytes_sent());
@@ -172,7 +190,11 @@ pub fn simulate(
             + (tr.hashes - prev_tr.hashes) as f64 * digest_ns
             + (tr.sample_checks - prev_tr.sample_checks) as f64 * cost.sample_ns
             + (st.delta_tries - prev_stats.delta_tries) as f64 * cost.delta_page_ns
-            + (bytes - prev_bytes) as f64 * cost.crc_byte_ns;
+            + (bytes - prev_bytes) as f64 * cost.crc_byte_ns
+            + (st.skipped - prev_stats.skipped) as f64 * cost.skip_ns;
+        if stopped_at.is_some() {
+            stop_cpu_ns += spent;
+        }
         (prev_stats, prev_tr, prev_bytes) = (st, tr, bytes);
         if rx
             .poll(&mut sink, &mut b, u32::MAX)
@@ -207,6 +229,9 @@ pub fn simulate(
                 zero_pages: s.zero_pages,
                 delta_pages: s.delta_pages,
                 identical: sink.identical(&mem),
+                backlog_at_stop_bytes: backlog_at_stop,
+                stop_cpu_ms: stop_cpu_ns / 1e6,
+                stop_link_ms: (s.stop_bytes + backlog_at_stop) as f64 * 1e3 / link.bandwidth,
             });
         }
         now += if spent > 0.0 { spent as u64 } else { idle_ns };
