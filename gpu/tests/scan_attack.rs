@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 
+use gpu::addr::{GuestGm, GuestGmRange, HostGm};
 use gpu::engine::Engine;
 use gpu::scan::scanner::{BATCH_POOL, MAX_DEPTH};
 use gpu::scan::{GmFault, GmSpace, Location, Reason, RingState, Shadow};
@@ -28,8 +29,13 @@ impl Fake {
     }
 }
 
+fn gg(raw: u64) -> GuestGm {
+    GuestGm::new(raw).unwrap()
+}
+
 impl GmSpace for Fake {
-    fn read_guest(&self, gm: u64, out: &mut [u32]) -> Result<(), GmFault> {
+    fn read_guest(&self, at: GuestGm, out: &mut [u32]) -> Result<(), GmFault> {
+        let gm = at.raw();
         let len = 4 * out.len() as u64;
         if gm < BASE || gm + len > BASE + SIZE || !gm.is_multiple_of(4) {
             return Err(GmFault::OutOfSlices);
@@ -38,27 +44,40 @@ impl GmSpace for Fake {
         out.copy_from_slice(&self.mem.borrow()[i..i + out.len()]);
         Ok(())
     }
-    fn g2h(&self, gm: u64, len: u64) -> Result<u64, GmFault> {
-        if gm < BASE || gm.checked_add(len).is_none_or(|e| e > BASE + SIZE) {
+    fn g2h(&self, range: GuestGmRange) -> Result<HostGm, GmFault> {
+        let slice = GuestGmRange::new(gg(BASE), SIZE).unwrap();
+        if !slice.contains_range(range) {
             return Err(GmFault::OutOfSlices);
         }
-        Ok(gm + HOST_DELTA)
+        Ok(HostGm::new(range.base().raw() + HOST_DELTA).unwrap())
+    }
+    fn slice_of(&self, at: GuestGm) -> Result<GuestGmRange, GmFault> {
+        let slice = GuestGmRange::new(gg(BASE), SIZE).unwrap();
+        if slice.contains(at) {
+            Ok(slice)
+        } else {
+            Err(GmFault::OutOfSlices)
+        }
     }
 }
 
 fn shadow(engine: Engine) -> Box<Shadow> {
-    let mut hosts = [0u64; BATCH_POOL];
+    let mut hosts = [HostGm::new(0).unwrap(); BATCH_POOL];
     for (i, h) in hosts.iter_mut().enumerate() {
-        *h = 0x8000_0000 + 0x1_0000 * i as u64;
+        *h = HostGm::new(0x8000_0000 + 0x1_0000 * i as u64).unwrap();
     }
-    Box::new(Shadow::new(engine, 0x7000_0000, hosts))
+    Box::new(Shadow::new(
+        engine,
+        HostGm::new(0x7000_0000).unwrap(),
+        hosts,
+    ))
 }
 
 /// Writes `cmds` into the ring at offset 0 and returns the ring state.
 fn submit(g: &Fake, cmds: &[u32]) -> RingState {
     g.write(RING, cmds);
     RingState {
-        start: RING,
+        start: gg(RING),
         size: 4096,
         head: 0,
         tail: 4 * cmds.len() as u32,

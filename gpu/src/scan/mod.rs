@@ -13,6 +13,7 @@
 //! time bounded by the input length. Nothing here allocates.
 
 pub mod decode;
+pub mod operands;
 pub mod repr;
 pub mod table;
 

@@ -23,6 +23,8 @@ pub enum ReprError {
     OddRegisterList,
     /// MI_ATOMIC with an inline-data length other than 3 or 11.
     BadAtomicLength,
+    /// A repeated structure (e.g. VERTEX_BUFFER_STATE) cut short.
+    PartialGroup,
 }
 
 impl fmt::Display for ReprError {
@@ -33,6 +35,7 @@ impl fmt::Display for ReprError {
                 f.write_str("MI_LOAD_REGISTER_IMM without whole register/value pairs")
             }
             ReprError::BadAtomicLength => f.write_str("MI_ATOMIC length must be 3 or 11"),
+            ReprError::PartialGroup => f.write_str("repeated structure cut short"),
         }
     }
 }
@@ -68,6 +71,9 @@ pub struct MemOperand {
     /// DWord index of the operand's low address DWord within the command
     /// (the high DWord follows); the remapper rewrites these two DWords.
     pub dword: usize,
+    /// Lowest address bit in the low DWord; the bits below are flags and
+    /// survive the rewrite.
+    pub shift: u32,
     /// Graphics address.
     pub addr: u64,
     /// Bytes accessed from `addr`.
@@ -79,6 +85,7 @@ pub struct MemOperand {
 }
 
 /// The checked form of a command.
+#[allow(clippy::large_enum_variant)] // reason: no_std, no Box; a parse result lives briefly on the stack
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CommandRepr<'a> {
     /// No operand the auditor needs (including MI_NOOP).
@@ -189,11 +196,18 @@ pub enum CommandRepr<'a> {
 /// One STATE_BASE_ADDRESS base with its bound.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BaseRange {
-    /// Modify-enable bit set: this base is being changed.
+    /// Name of the base (genxml).
+    pub name: &'static str,
+    /// Base Address Modify Enable: this command changes the base.
     pub modify: bool,
-    /// The base and the bytes addressable from it (its size field, or the
-    /// largest the hardware allows when the command has none).
+    /// The base (`size` unused: see `bytes`).
     pub mem: MemOperand,
+    /// This command changes the size (Buffer Size Modify Enable; for the
+    /// bindless heap, whose size has no enable of its own, the base's).
+    pub size_modify: bool,
+    /// The size the command sets, in bytes (`None`: the base has no size
+    /// field, the hardware does not bound it).
+    pub bytes: Option<u64>,
 }
 
 /// The bases STATE_BASE_ADDRESS (19 DWords on Gen9) sets.
@@ -202,9 +216,6 @@ pub struct StateBaseAddress {
     /// General, surface, dynamic, indirect object, instruction, bindless.
     pub bases: [BaseRange; 6],
 }
-
-/// 4 GiB: the largest size a base without an explicit size field may reach.
-const FULL_RANGE: u64 = 1 << 32;
 
 /// Address in DWord `lo` (bits 31:`align`) and `lo + 1` (bits 31:0).
 fn addr(c: &Command<'_>, lo: usize, align: u32) -> u64 {
@@ -215,6 +226,7 @@ fn addr(c: &Command<'_>, lo: usize, align: u32) -> u64 {
 fn mem(c: &Command<'_>, lo: usize, align: u32, size: u64, ggtt: bool, write: bool) -> MemOperand {
     MemOperand {
         dword: lo,
+        shift: align,
         addr: addr(c, lo, align),
         size,
         ggtt,
@@ -351,19 +363,32 @@ impl<'a> CommandRepr<'a> {
             }
             Op::StateBaseAddress => {
                 need(19)?;
-                let size_pages = |dw: usize| u64::from(c.dw(dw) >> 12) * 4096;
-                let base = |lo: usize, size: u64| BaseRange {
-                    modify: bit(c.dw(lo), 0),
-                    mem: mem(c, lo, 12, size, true, true),
+                // Sizes: 4 KiB pages in bits 31:12 with a modify enable in
+                // bit 0 (DWords 12-15); the bindless heap: (n + 1) surface
+                // states of 64 bytes in DWord 18 bits 31:12, set with its
+                // base (genxml, Mesa anv).
+                let pages = |dw: usize| u64::from(c.dw(dw) >> 12) * 4096;
+                let base = |name, lo: usize, size_dw: Option<usize>| {
+                    let modify = bit(c.dw(lo), 0);
+                    BaseRange {
+                        name,
+                        modify,
+                        mem: mem(c, lo, 12, 0, true, true),
+                        size_modify: size_dw.is_some_and(|d| bit(c.dw(d), 0)),
+                        bytes: size_dw.map(pages),
+                    }
                 };
+                let mut bindless = base("Bindless Surface State Base Address", 16, None);
+                bindless.size_modify = bindless.modify;
+                bindless.bytes = Some((u64::from(c.dw(18) >> 12) + 1) * 64);
                 CommandRepr::StateBaseAddress(StateBaseAddress {
                     bases: [
-                        base(1, size_pages(12)),
-                        base(4, FULL_RANGE),
-                        base(6, size_pages(13)),
-                        base(8, size_pages(14)),
-                        base(10, size_pages(15)),
-                        base(16, size_pages(18)),
+                        base("General State Base Address", 1, Some(12)),
+                        base("Surface State Base Address", 4, None),
+                        base("Dynamic State Base Address", 6, Some(13)),
+                        base("Indirect Object Base Address", 8, Some(14)),
+                        base("Instruction Base Address", 10, Some(15)),
+                        bindless,
                     ],
                 })
             }

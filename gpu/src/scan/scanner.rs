@@ -15,9 +15,11 @@
 use core::fmt;
 
 use super::decode::{decode, Command, DecodeError, DecodeErrorKind};
+use super::operands::{Access, AddrField, Extent, High, Layout, When};
 use super::regs::{allowed, RegAccess};
-use super::repr::{CommandRepr, MemOperand, PostSync, ReprError};
+use super::repr::{CommandRepr, MemOperand, PostSync, ReprError, StateBaseAddress};
 use super::table::Op;
+use crate::addr::{GuestGm, GuestGmRange, HostGm};
 use crate::engine::Engine;
 
 /// Shadow ring capacity in DWords (64 KiB).
@@ -40,7 +42,8 @@ const PAGE: u64 = 4096;
 /// Why a guest memory access or translation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GmFault {
-    /// Some byte of the range lies outside the vGPU's slices.
+    /// Some byte of the range lies outside the vGPU's slices (or outside
+    /// the 4 GiB graphics space altogether).
     OutOfSlices,
     /// The range is inside the slices but not backed (no valid PTE).
     Unmapped,
@@ -56,20 +59,25 @@ impl fmt::Display for GmFault {
 }
 
 /// The vGPU's view of graphics memory, as the scanner needs it. The vGPU
-/// implements this with its ONE guest<->host translation.
+/// implements this with its ONE guest->host translation
+/// ([`crate::partition::GmTranslation`]): `g2h` is `GmTranslation::g2h`,
+/// `slice_of` reads its guest view.
 pub trait GmSpace {
-    /// Copies `out.len()` DWords from guest GM `gm` (the guest's view).
-    fn read_guest(&self, gm: u64, out: &mut [u32]) -> Result<(), GmFault>;
-    /// Translates the guest range `gm .. gm + len` (len >= 1), which must lie
-    /// wholly inside one of the vGPU's slices, to its host GM address.
-    fn g2h(&self, gm: u64, len: u64) -> Result<u64, GmFault>;
+    /// Copies `out.len()` DWords from guest GM `at` (the guest's view).
+    fn read_guest(&self, at: GuestGm, out: &mut [u32]) -> Result<(), GmFault>;
+    /// Translates `range`, which must lie wholly inside one of the vGPU's
+    /// slices, to the host GM address of its first byte.
+    fn g2h(&self, range: GuestGmRange) -> Result<HostGm, GmFault>;
+    /// The guest slice (aperture or hidden) holding `at`: bounds operands
+    /// whose extent the command does not state.
+    fn slice_of(&self, at: GuestGm) -> Result<GuestGmRange, GmFault>;
 }
 
 /// Where the guest's ring is, as its ring registers say.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RingState {
     /// Guest GM of the ring (RING_START).
-    pub start: u64,
+    pub start: GuestGm,
     /// Ring size in bytes (from RING_CTL).
     pub size: u32,
     /// RING_HEAD offset in bytes.
@@ -88,7 +96,7 @@ pub enum Location {
         /// Nesting level.
         level: u8,
         /// Guest GM of the batch (or chained segment) start.
-        start: u64,
+        start: GuestGm,
     },
 }
 
@@ -105,7 +113,8 @@ pub enum Reason {
     Unaudited,
     /// A memory operand with a per-process GTT address (not mediated).
     Ppgtt,
-    /// A memory operand outside the vGPU's slices or unmapped.
+    /// A memory operand outside the vGPU's slices or unmapped. `addr` is
+    /// the raw guest value (it may not even be a GM address).
     Memory {
         /// Guest address.
         addr: u64,
@@ -114,6 +123,17 @@ pub enum Reason {
         /// The failure.
         fault: GmFault,
     },
+    /// An upper-bound address below its base.
+    BadBound {
+        /// Guest base.
+        base: u64,
+        /// Guest upper bound.
+        bound: u64,
+    },
+    /// An operand whose meaning depends on state the scanner has not seen
+    /// in this submission (e.g. a STATE_BASE_ADDRESS base whose size was
+    /// set earlier, a vertex buffer without Address Modify Enable).
+    UnseenState(&'static str),
     /// A register outside the engine's whitelist.
     Register {
         /// Register offset.
@@ -131,7 +151,7 @@ pub enum Reason {
     PoolExhausted,
     /// Batch nesting beyond [`MAX_DEPTH`].
     DepthExceeded,
-    /// A batch chains or calls itself, or one already visited.
+    /// A batch chains to itself or to a segment of the same chain.
     BatchCycle,
     /// More commands or DWords than the per-submission budget.
     BudgetExceeded,
@@ -148,6 +168,10 @@ impl fmt::Display for Reason {
             Reason::Memory { addr, size, fault } => {
                 write!(f, "memory {addr:#x}+{size:#x} {fault}")
             }
+            Reason::BadBound { base, bound } => {
+                write!(f, "upper bound {bound:#x} below base {base:#x}")
+            }
+            Reason::UnseenState(what) => write!(f, "depends on unseen state: {what}"),
             Reason::Register { offset, access } => {
                 write!(f, "register {offset:#x} not whitelisted for {access:?}")
             }
@@ -156,7 +180,7 @@ impl fmt::Display for Reason {
             Reason::BatchTooLarge => f.write_str("batch larger than a shadow batch"),
             Reason::PoolExhausted => f.write_str("shadow batch pool exhausted"),
             Reason::DepthExceeded => f.write_str("batch nesting too deep"),
-            Reason::BatchCycle => f.write_str("batch chains to itself or a visited batch"),
+            Reason::BatchCycle => f.write_str("batch chains to itself or a visited segment"),
             Reason::BudgetExceeded => f.write_str("scan budget exceeded"),
         }
     }
@@ -185,7 +209,7 @@ impl fmt::Display for ScanError {
         write!(f, "{}: ", self.engine)?;
         match self.location {
             Location::Ring => f.write_str("ring")?,
-            Location::Batch { level, start } => write!(f, "batch L{level} @{start:#x}")?,
+            Location::Batch { level, start } => write!(f, "batch L{level} @{start}")?,
         }
         write!(f, " DWord {} header {:#010x}", self.offset, self.header)?;
         if let Some(n) = self.name {
@@ -216,9 +240,12 @@ impl WriteSet {
     pub fn pages(&self) -> &[u64] {
         self.pages.get(..self.len).unwrap_or(&[])
     }
-    fn add_range(&mut self, addr: u64, size: u64) {
-        let first = addr / PAGE;
-        let last = addr.saturating_add(size.max(1) - 1) / PAGE;
+    fn add_range(&mut self, range: GuestGmRange) {
+        if self.overflow {
+            return;
+        }
+        let first = range.base().raw() / PAGE;
+        let last = (range.end_raw() - 1) / PAGE;
         if last - first >= MAX_WRITE_PAGES as u64 {
             self.overflow = true;
             return;
@@ -247,6 +274,8 @@ pub struct Submission {
     pub batches: usize,
     /// Commands scanned.
     pub commands: u32,
+    /// DWords scanned (ring and batches).
+    pub dwords: u32,
     /// Guest pages the submission may write.
     pub writes: WriteSet,
 }
@@ -255,8 +284,10 @@ pub struct Submission {
 #[derive(Clone, Debug)]
 pub struct ShadowBatch {
     /// Guest GM the batch was copied from.
-    pub guest: u64,
-    /// DWords used.
+    pub guest: GuestGm,
+    /// DWords scanned (the copy may hold a few more, never executed:
+    /// the scanned part ends in MI_BATCH_BUFFER_END or a chaining
+    /// MI_BATCH_BUFFER_START).
     pub len: usize,
     /// The copy (audited and remapped).
     pub words: [u32; BATCH_DWORDS],
@@ -269,20 +300,24 @@ pub struct Shadow {
     /// Engine.
     pub engine: Engine,
     /// Host GM of `ring`.
-    pub ring_host: u64,
+    pub ring_host: HostGm,
     /// Host GM of each batch buffer.
-    pub batch_host: [u64; BATCH_POOL],
+    pub batch_host: [HostGm; BATCH_POOL],
     /// Shadow ring.
     pub ring: [u32; RING_DWORDS],
     /// Shadow batch pool.
     pub batches: [ShadowBatch; BATCH_POOL],
 }
 
+/// DWords copied from a guest batch at a time (the copy grows on demand,
+/// so a short batch costs a short copy).
+const CHUNK: usize = 512;
+
 impl Shadow {
     /// Empty shadow buffers at the given host GM addresses.
-    pub fn new(engine: Engine, ring_host: u64, batch_host: [u64; BATCH_POOL]) -> Self {
+    pub fn new(engine: Engine, ring_host: HostGm, batch_host: [HostGm; BATCH_POOL]) -> Self {
         const B: ShadowBatch = ShadowBatch {
-            guest: 0,
+            guest: GUEST_ZERO,
             len: 0,
             words: [0; BATCH_DWORDS],
         };
@@ -304,7 +339,9 @@ impl Shadow {
             commands: 0,
             dwords: 0,
             used: 0,
-            visited: [0; BATCH_POOL],
+            calls: [None; BATCH_POOL],
+            sba: Sba::UNKNOWN,
+            sba_seen: false,
             writes: WriteSet::EMPTY,
         };
         let ring_err = |reason| ScanError {
@@ -318,11 +355,12 @@ impl Shadow {
         let n = copy_ring(gm, rs, &mut self.ring).map_err(ring_err)?;
         let mut off = 0;
         while off < n {
-            let (len, follow) = st.command(gm, &mut self.ring[..n], off, Location::Ring, 0)?;
+            let ring = self.ring.get_mut(..n).unwrap_or(&mut []);
+            let (len, follow) = st.command(gm, ring, off, Location::Ring, 0)?;
             if let Some(target) = follow {
                 let slot = self.follow(gm, &mut st, target, 1, Location::Ring, off)?;
                 let host = self.batch_host_of(slot);
-                patch_addr(&mut self.ring[..n], off + 1, target, host);
+                patch(&mut self.ring[..], off + 1, 2, High::Bits32, host.raw());
             }
             off += len;
         }
@@ -330,31 +368,42 @@ impl Shadow {
             ring_dwords: n,
             batches: st.used,
             commands: st.commands,
+            dwords: st.dwords,
             writes: st.writes,
         })
     }
 
-    fn batch_host_of(&self, slot: usize) -> u64 {
-        self.batch_host.get(slot).copied().unwrap_or(0)
+    fn batch_host_of(&self, slot: usize) -> HostGm {
+        self.batch_host.get(slot).copied().unwrap_or(HOST_ZERO)
     }
 
     /// Copies and scans the batch at `target` (level `level`), following
-    /// chained segments and second-level calls. Returns the slot of its first
-    /// segment.
+    /// chained segments and second-level calls. Returns the slot of its
+    /// first segment.
     fn follow(
         &mut self,
         gm: &dyn GmSpace,
         st: &mut State,
-        target: u64,
+        target: GuestGm,
         level: u8,
         from: Location,
         from_off: usize,
     ) -> Result<usize, ScanError> {
         let engine = st.engine;
         let mut start = target;
-        let first = st.alloc(start, from, from_off, level)?;
+        let first = st.alloc(from, from_off, level)?;
         let mut slot = first;
+        // Segments of this chain: chaining back to one is a cycle.
+        let mut chain = [GUEST_ZERO; BATCH_POOL];
+        let mut chain_len = 0;
         loop {
+            if chain.get(..chain_len).unwrap_or(&[]).contains(&start) {
+                return Err(st.batch_err(from, from_off, Reason::BatchCycle));
+            }
+            if let Some(c) = chain.get_mut(chain_len) {
+                *c = start;
+                chain_len += 1;
+            }
             let loc = Location::Batch { level, start };
             let err = |off: usize, header: u32, reason| ScanError {
                 engine,
@@ -365,72 +414,51 @@ impl Shadow {
                 reason,
             };
             let mut off = 0;
+            let mut copied = 0;
             let chained = loop {
                 let b = self
                     .batches
                     .get_mut(slot)
                     .ok_or(err(off, 0, Reason::PoolExhausted))?;
                 b.guest = start;
-                // Copy this command's header, then its remaining DWords;
-                // decode only the copy.
-                let addr = start + 4 * off as u64;
-                let hdr =
-                    b.words
-                        .get_mut(off..off + 1)
-                        .ok_or(err(off, 0, Reason::BatchTooLarge))?;
-                gm.read_guest(addr, hdr).map_err(|fault| {
-                    err(
-                        off,
-                        0,
-                        Reason::Memory {
-                            addr,
-                            size: 4,
-                            fault,
-                        },
-                    )
-                })?;
-                let header = hdr.first().copied().unwrap_or(0);
-                let len = match decode(engine, &b.words[..off + 1], off) {
-                    Ok(c) => c.len(),
-                    Err(DecodeError {
-                        kind: DecodeErrorKind::Truncated { len, .. },
-                        ..
-                    }) => len,
-                    Err(e) => return Err(err(off, header, Reason::Decode(e.kind))),
+                // Copy at least the header, then the whole command; decode
+                // only the copy.
+                copy_more(gm, start, &mut b.words, &mut copied, off + 1)
+                    .map_err(|r| err(off, 0, r))?;
+                let header = b.words.get(off).copied().unwrap_or(0);
+                let len = match command_len(engine, header) {
+                    Ok(l) => l,
+                    Err(k) => return Err(err(off, header, Reason::Decode(k))),
                 };
-                let rest = b.words.get_mut(off + 1..off + len).ok_or(err(
-                    off,
-                    header,
-                    Reason::BatchTooLarge,
-                ))?;
-                let size = 4 * (len as u64 - 1);
-                gm.read_guest(addr + 4, rest).map_err(|fault| {
-                    err(
-                        off,
-                        header,
-                        Reason::Memory {
-                            addr: addr + 4,
-                            size,
-                            fault,
-                        },
-                    )
-                })?;
+                copy_more(gm, start, &mut b.words, &mut copied, off + len)
+                    .map_err(|r| err(off, header, r))?;
                 b.len = off + len;
-                let (len, follow) = st.command(gm, &mut b.words[..off + len], off, loc, level)?;
+                let words = b.words.get_mut(..off + len).unwrap_or(&mut []);
+                let (len, follow) = st.command(gm, words, off, loc, level)?;
                 if lookup_op(engine, header) == Some(Op::BatchEnd) {
                     break None;
                 }
                 if let Some(t) = follow {
                     if header >> 22 & 1 == 1 {
-                        // Second-level call: scan the callee, point the call
-                        // at its shadow, continue after the call.
+                        // Second-level call: scan the callee (or reuse its
+                        // shadow), point the call at it, continue after it.
                         if level >= MAX_DEPTH {
                             return Err(err(off, header, Reason::DepthExceeded));
                         }
-                        let callee = self.follow(gm, st, t, level + 1, loc, off)?;
+                        let callee = match st.reusable(t) {
+                            Some(s) => s,
+                            None => {
+                                let sba_before = st.sba_seen;
+                                st.sba_seen = false;
+                                let s = self.follow(gm, st, t, level + 1, loc, off)?;
+                                st.remember(t, s, !st.sba_seen);
+                                st.sba_seen |= sba_before;
+                                s
+                            }
+                        };
                         let host = self.batch_host_of(callee);
                         if let Some(b) = self.batches.get_mut(slot) {
-                            patch_addr(&mut b.words[..], off + 1, t, host);
+                            patch(&mut b.words[..], off + 1, 2, High::Bits32, host.raw());
                         }
                     } else {
                         break Some((t, off));
@@ -442,10 +470,10 @@ impl Shadow {
                 return Ok(first);
             };
             // Chain: this segment ends; the next one gets its own shadow.
-            let next = st.alloc(t, loc, at, level)?;
+            let next = st.alloc(loc, at, level)?;
             let host = self.batch_host_of(next);
             if let Some(b) = self.batches.get_mut(slot) {
-                patch_addr(&mut b.words[..], at + 1, t, host);
+                patch(&mut b.words[..], at + 1, 2, High::Bits32, host.raw());
             }
             start = t;
             slot = next;
@@ -453,27 +481,91 @@ impl Shadow {
     }
 }
 
+const GUEST_ZERO: GuestGm = match GuestGm::new(0) {
+    Ok(g) => g,
+    Err(_) => panic!("0 is a GM address"),
+};
+const HOST_ZERO: HostGm = match HostGm::new(0) {
+    Ok(h) => h,
+    Err(_) => panic!("0 is a GM address"),
+};
+
 fn lookup_op(engine: Engine, header: u32) -> Option<Op> {
     super::table::lookup(engine, header).map(|s| s.op)
 }
 
-/// Writes host GM `host` into the address DWords `i`, `i + 1` of `buf`,
-/// keeping the flag bits below the address in DWord `i`.
-fn patch_addr(buf: &mut [u32], i: usize, guest: u64, host: u64) {
-    patch_mem(buf, i, guest, host);
+/// Length of the command whose header is `header`, without the buffer.
+fn command_len(engine: Engine, header: u32) -> Result<usize, DecodeErrorKind> {
+    match decode(engine, &[header], 0) {
+        Ok(c) => Ok(c.len()),
+        Err(DecodeError {
+            kind: DecodeErrorKind::Truncated { len, .. },
+            ..
+        }) => Ok(len),
+        Err(e) => Err(e.kind),
+    }
 }
 
-/// Rewrites an audited operand from guest `guest` to host `host`.
-fn patch_mem(buf: &mut [u32], i: usize, guest: u64, host: u64) {
-    if let Some(lo) = buf.get_mut(i) {
-        // The flag bits and the address bits of the low DWord are disjoint;
-        // g2h keeps the page offset, so the host address has the same low
-        // bits as the guest one.
-        let flags = *lo & !(guest as u32) & 0xfff & !(host as u32);
-        *lo = (host as u32) | flags;
+/// Grows the copy of the guest batch at `start` to at least `need` DWords
+/// (by [`CHUNK`]s while the slice allows, else exactly).
+fn copy_more(
+    gm: &dyn GmSpace,
+    start: GuestGm,
+    words: &mut [u32; BATCH_DWORDS],
+    copied: &mut usize,
+    need: usize,
+) -> Result<(), Reason> {
+    if need <= *copied {
+        return Ok(());
     }
-    if let Some(hi) = buf.get_mut(i + 1) {
-        *hi = (host >> 32) as u32;
+    if need > BATCH_DWORDS {
+        return Err(Reason::BatchTooLarge);
+    }
+    let from = *copied;
+    let at = start.checked_add(4 * from as u64).ok_or(Reason::Memory {
+        addr: start.raw() + 4 * from as u64,
+        size: 4,
+        fault: GmFault::OutOfSlices,
+    })?;
+    let want = need.max(from + CHUNK).min(BATCH_DWORDS);
+    let big = words.get_mut(from..want).unwrap_or(&mut []);
+    if gm.read_guest(at, big).is_err() {
+        let exact = words.get_mut(from..need).unwrap_or(&mut []);
+        gm.read_guest(at, exact).map_err(|fault| Reason::Memory {
+            addr: at.raw(),
+            size: 4 * (need - from) as u64,
+            fault,
+        })?;
+        *copied = need;
+    } else {
+        *copied = want;
+    }
+    Ok(())
+}
+
+/// Writes `host` into the address at DWord `i` of `buf` whose address bits
+/// start at bit `shift`, keeping the flag bits below and, for a 48-bit
+/// address, the other fields of the high DWord.
+fn patch(buf: &mut [u32], i: usize, shift: u32, high: High, host: u64) {
+    let keep = (1u32 << shift) - 1;
+    if let Some(lo) = buf.get_mut(i) {
+        // g2h keeps the page offset, so the host address has the same
+        // (zero) bits below `shift` as the audited guest one.
+        *lo = (*lo & keep) | (host as u32 & !keep);
+    }
+    let hi = (host >> 32) as u32;
+    match high {
+        High::None => {}
+        High::Bits16 => {
+            if let Some(w) = buf.get_mut(i + 1) {
+                *w = (*w & 0xffff_0000) | (hi & 0xffff);
+            }
+        }
+        High::Bits32 => {
+            if let Some(w) = buf.get_mut(i + 1) {
+                *w = hi;
+            }
+        }
     }
 }
 
@@ -488,8 +580,8 @@ fn copy_ring(gm: &dyn GmSpace, rs: RingState, out: &mut [u32]) -> Result<usize, 
     {
         return Err(Reason::BadRing);
     }
-    gm.g2h(rs.start, u64::from(rs.size))
-        .map_err(|_| Reason::BadRing)?;
+    let ring = GuestGmRange::new(rs.start, u64::from(rs.size)).map_err(|_| Reason::BadRing)?;
+    gm.g2h(ring).map_err(|_| Reason::BadRing)?;
     let bytes = (rs.tail + rs.size - rs.head) % rs.size;
     let n = (bytes / 4) as usize;
     if n > out.len() {
@@ -499,12 +591,15 @@ fn copy_ring(gm: &dyn GmSpace, rs: RingState, out: &mut [u32]) -> Result<usize, 
     let first = first.min(n);
     let (a, b) = out.split_at_mut(first);
     let fault = |fault| Reason::Memory {
-        addr: rs.start,
+        addr: rs.start.raw(),
         size: u64::from(rs.size),
         fault,
     };
-    gm.read_guest(rs.start + u64::from(rs.head), a)
-        .map_err(fault)?;
+    // Inside the ring range checked above.
+    let head = ring.at(u64::from(rs.head)).ok_or(Reason::BadRing)?;
+    if !a.is_empty() {
+        gm.read_guest(head, a).map_err(fault)?;
+    }
     if let Some(b) = b.get_mut(..n - first) {
         if !b.is_empty() {
             gm.read_guest(rs.start, b).map_err(fault)?;
@@ -513,50 +608,111 @@ fn copy_ring(gm: &dyn GmSpace, rs: RingState, out: &mut [u32]) -> Result<usize, 
     Ok(n)
 }
 
+/// STATE_BASE_ADDRESS state as this submission has set it: per base, the
+/// guest base and the size in bytes (`None`: not set in this submission).
+#[derive(Clone, Copy, Debug)]
+struct Sba {
+    base: [Option<GuestGm>; 6],
+    size: [Option<u64>; 6],
+}
+
+impl Sba {
+    const UNKNOWN: Sba = Sba {
+        base: [None; 6],
+        size: [None; 6],
+    };
+}
+
+/// A second-level batch already scanned in this submission.
+#[derive(Clone, Copy, Debug)]
+struct Call {
+    target: GuestGm,
+    slot: usize,
+    /// It holds no STATE_BASE_ADDRESS, so its audit does not depend on
+    /// the state it is entered with and its shadow may be run again.
+    reusable: bool,
+}
+
 /// Per-submission scan state.
 struct State {
     engine: Engine,
     commands: u32,
     dwords: u32,
     used: usize,
-    visited: [u64; BATCH_POOL],
+    calls: [Option<Call>; BATCH_POOL],
+    sba: Sba,
+    /// A STATE_BASE_ADDRESS was scanned (since the flag was last cleared).
+    sba_seen: bool,
     writes: WriteSet,
 }
 
+/// Result of an operand check.
+type Check<T> = Result<T, Reason>;
+
+fn memory_fault(addr: u64, size: u64) -> impl Fn(GmFault) -> Reason {
+    move |fault| Reason::Memory { addr, size, fault }
+}
+
 impl State {
-    fn alloc(
-        &mut self,
-        target: u64,
-        loc: Location,
-        off: usize,
-        level: u8,
-    ) -> Result<usize, ScanError> {
-        let err = |reason| ScanError {
+    fn batch_err(&self, loc: Location, off: usize, reason: Reason) -> ScanError {
+        ScanError {
             engine: self.engine,
             location: loc,
             offset: off,
             header: 0,
             name: Some("MI_BATCH_BUFFER_START"),
             reason,
-        };
+        }
+    }
+
+    fn alloc(&mut self, loc: Location, off: usize, level: u8) -> Result<usize, ScanError> {
         if level > MAX_DEPTH {
-            return Err(err(Reason::DepthExceeded));
+            return Err(self.batch_err(loc, off, Reason::DepthExceeded));
         }
-        if self
-            .visited
-            .get(..self.used)
-            .unwrap_or(&[])
-            .contains(&target)
-        {
-            return Err(err(Reason::BatchCycle));
-        }
-        let slot = self.used;
-        match self.visited.get_mut(slot) {
-            Some(v) => *v = target,
-            None => return Err(err(Reason::PoolExhausted)),
+        if self.used >= BATCH_POOL {
+            return Err(self.batch_err(loc, off, Reason::PoolExhausted));
         }
         self.used += 1;
-        Ok(slot)
+        Ok(self.used - 1)
+    }
+
+    fn reusable(&self, target: GuestGm) -> Option<usize> {
+        self.calls
+            .iter()
+            .flatten()
+            .find(|c| c.target == target && c.reusable)
+            .map(|c| c.slot)
+    }
+
+    fn remember(&mut self, target: GuestGm, slot: usize, reusable: bool) {
+        if let Some(free) = self.calls.iter_mut().find(|c| c.is_none()) {
+            *free = Some(Call {
+                target,
+                slot,
+                reusable,
+            });
+        }
+    }
+
+    /// Audits the guest range `addr .. addr + size` (size >= 1) and returns
+    /// its host address; records it as a write target if `write`.
+    fn audit(&mut self, gm: &dyn GmSpace, addr: u64, size: u64, write: bool) -> Check<u64> {
+        let fault = memory_fault(addr, size);
+        let base = GuestGm::new(addr).map_err(|_| fault(GmFault::OutOfSlices))?;
+        let range = GuestGmRange::new(base, size).map_err(|_| fault(GmFault::OutOfSlices))?;
+        let host = gm.g2h(range).map_err(&fault)?;
+        if write {
+            self.writes.add_range(range);
+        }
+        Ok(host.raw())
+    }
+
+    /// Bytes from `addr` to the end of the slice holding it.
+    fn to_slice_end(gm: &dyn GmSpace, addr: u64) -> Check<u64> {
+        let fault = memory_fault(addr, 1);
+        let at = GuestGm::new(addr).map_err(|_| fault(GmFault::OutOfSlices))?;
+        let slice = gm.slice_of(at).map_err(&fault)?;
+        Ok(slice.end_raw().saturating_sub(addr))
     }
 
     /// Decodes, audits and remaps the command at `off` of `buf` (already a
@@ -569,7 +725,7 @@ impl State {
         off: usize,
         loc: Location,
         level: u8,
-    ) -> Result<(usize, Option<u64>), ScanError> {
+    ) -> Result<(usize, Option<GuestGm>), ScanError> {
         let engine = self.engine;
         let header = buf.get(off).copied().unwrap_or(0);
         let fail = |name: Option<&'static str>, reason| ScanError {
@@ -582,16 +738,35 @@ impl State {
         };
         let c: Command<'_> =
             decode(engine, buf, off).map_err(|e| fail(None, Reason::Decode(e.kind)))?;
-        let name = Some(c.name());
+        let spec = c.spec();
+        let name = Some(spec.name);
         let len = c.len();
         self.commands += 1;
         self.dwords = self.dwords.saturating_add(len as u32);
         if self.commands > MAX_COMMANDS || self.dwords > MAX_DWORDS {
             return Err(fail(name, Reason::BudgetExceeded));
         }
+        // Fast paths: most of a 3D stream is state without addresses.
+        match spec.op {
+            Op::Noop | Op::Plain | Op::BatchEnd => return Ok((len, None)),
+            Op::Gm(layout) => {
+                let words = buf.get_mut(off..off + len).unwrap_or(&mut []);
+                self.layout(gm, layout, words).map_err(|r| fail(name, r))?;
+                return Ok((len, None));
+            }
+            Op::PakInsert => {
+                // DWord 1 bit 31: Indirect Payload Enable.
+                if c.dw(1) >> 31 & 1 == 1 {
+                    return Err(fail(name, Reason::Unaudited));
+                }
+                return Ok((len, None));
+            }
+            _ => {}
+        }
         let repr = CommandRepr::parse(&c).map_err(|r| fail(name, Reason::Repr(r)))?;
-        // Memory operands to remap: (operand) up to 6 (STATE_BASE_ADDRESS).
-        let mut mems: [Option<MemOperand>; 6] = [None; 6];
+        // Memory operands to remap (at most two; STATE_BASE_ADDRESS is
+        // handled on its own).
+        let mut mems: [Option<MemOperand>; 2] = [None; 2];
         let mut follow = None;
         let reg = |offset: u32, access| {
             if allowed(engine, offset, access) {
@@ -625,21 +800,18 @@ impl State {
                     if level >= MAX_DEPTH && second_level {
                         return Err(Reason::DepthExceeded);
                     }
-                    gm.g2h(target.addr, 4).map_err(|fault| Reason::Memory {
-                        addr: target.addr,
-                        size: 4,
-                        fault,
-                    })?;
-                    follow = Some(target.addr);
+                    let fault = memory_fault(target.addr, 4);
+                    let t = GuestGm::new(target.addr).map_err(|_| fault(GmFault::OutOfSlices))?;
+                    let r = GuestGmRange::new(t, 4).map_err(|_| fault(GmFault::OutOfSlices))?;
+                    gm.g2h(r).map_err(fault)?;
+                    follow = Some(t);
                 }
                 CommandRepr::CondBatchEnd { mem }
                 | CommandRepr::StoreDataImm { mem }
-                | CommandRepr::CopyMemMem { dst: mem, .. }
-                | CommandRepr::Atomic { mem } => {
-                    mems[0] = Some(mem);
-                    if let CommandRepr::CopyMemMem { src, .. } = repr {
-                        mems[1] = Some(src);
-                    }
+                | CommandRepr::Atomic { mem } => mems[0] = Some(mem),
+                CommandRepr::CopyMemMem { dst, src } => {
+                    mems[0] = Some(dst);
+                    mems[1] = Some(src);
                 }
                 CommandRepr::StoreRegMem { reg: r, mem } => {
                     reg(r, RegAccess::Read)?;
@@ -692,13 +864,7 @@ impl State {
                     }
                     mems[0] = Some(mem);
                 }
-                CommandRepr::StateBaseAddress(sba) => {
-                    for (slot, b) in mems.iter_mut().zip(sba.bases.iter()) {
-                        if b.modify {
-                            *slot = Some(b.mem);
-                        }
-                    }
-                }
+                CommandRepr::StateBaseAddress(_) => {}
                 CommandRepr::Blit { dst, src } => {
                     mems[0] = Some(dst);
                     mems[1] = src;
@@ -714,26 +880,191 @@ impl State {
             Ok(())
         })();
         check.map_err(|r| fail(name, r))?;
+        if let CommandRepr::StateBaseAddress(sba) = repr {
+            self.sba_seen = true;
+            let words = buf.get_mut(off..off + len).unwrap_or(&mut []);
+            return self
+                .state_base_address(gm, &sba, words)
+                .map(|()| (len, None))
+                .map_err(|r| fail(name, r));
+        }
         for m in mems.iter().flatten() {
             if !m.ggtt {
                 return Err(fail(name, Reason::Ppgtt));
             }
             let size = m.size.max(1);
-            let host = gm.g2h(m.addr, size).map_err(|fault| {
-                fail(
-                    name,
-                    Reason::Memory {
-                        addr: m.addr,
-                        size,
-                        fault,
-                    },
-                )
-            })?;
-            patch_mem(buf, off + m.dword, m.addr, host);
-            if m.write {
-                self.writes.add_range(m.addr, size);
-            }
+            let host = self
+                .audit(gm, m.addr, size, m.write)
+                .map_err(|r| fail(name, r))?;
+            patch(buf, off + m.dword, m.shift, High::Bits32, host);
         }
         Ok((len, follow))
+    }
+
+    /// STATE_BASE_ADDRESS: every base the command modifies is remapped (it
+    /// must lie in a slice even with size 0, so that a later size change
+    /// cannot expose an unremapped base); every base whose base or size
+    /// changes is audited over its effective size. A size change without
+    /// the base, or a base change without a size, set in this submission is
+    /// rejected: the other half is context state the scanner has not seen.
+    fn state_base_address(
+        &mut self,
+        gm: &dyn GmSpace,
+        sba: &StateBaseAddress,
+        words: &mut [u32],
+    ) -> Check<()> {
+        for (i, b) in sba.bases.iter().enumerate() {
+            if b.modify {
+                let fault = memory_fault(b.mem.addr, 1);
+                let base = GuestGm::new(b.mem.addr).map_err(|_| fault(GmFault::OutOfSlices))?;
+                if let Some(slot) = self.sba.base.get_mut(i) {
+                    *slot = Some(base);
+                }
+            }
+            if b.size_modify {
+                if let Some(slot) = self.sba.size.get_mut(i) {
+                    *slot = b.bytes;
+                }
+            }
+            if !b.modify && !b.size_modify {
+                continue;
+            }
+            let base = self
+                .sba
+                .base
+                .get(i)
+                .copied()
+                .flatten()
+                .ok_or(Reason::UnseenState(
+                    "STATE_BASE_ADDRESS size without its base",
+                ))?;
+            let size = match b.bytes {
+                // No size field: the hardware does not bound the base.
+                None => Self::to_slice_end(gm, base.raw())?,
+                Some(_) => self
+                    .sba
+                    .size
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .ok_or(Reason::UnseenState(
+                        "STATE_BASE_ADDRESS base without its size",
+                    ))?,
+            };
+            // Size 0: no access is in bounds; the base still has to
+            // translate (1 byte).
+            let host = self.audit(gm, base.raw(), size.max(1), b.mem.write && size > 0)?;
+            if b.modify {
+                patch(words, b.mem.dword, b.mem.shift, High::Bits32, host);
+            }
+        }
+        Ok(())
+    }
+
+    /// Audits and remaps the fields of `layout` in the command `w`.
+    fn layout(&mut self, gm: &dyn GmSpace, layout: &Layout, w: &mut [u32]) -> Check<()> {
+        for fld in layout.fields {
+            self.field(gm, fld, w, 0)?;
+        }
+        if let Some((g, fields)) = layout.group {
+            let start = usize::from(g.start);
+            let stride = usize::from(g.stride);
+            let body = w.len().saturating_sub(start);
+            let count = if g.count == 0 {
+                if body % stride != 0 {
+                    return Err(Reason::Repr(ReprError::PartialGroup));
+                }
+                body / stride
+            } else {
+                usize::from(g.count)
+            };
+            for e in 0..count {
+                for fld in fields {
+                    self.field(gm, fld, w, start + e * stride)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One field at element base `eb` (0 for fixed fields). Fields past
+    /// the command's end are absent.
+    fn field(&mut self, gm: &dyn GmSpace, fld: &AddrField, w: &mut [u32], eb: usize) -> Check<()> {
+        let dw = |i: u8| w.get(eb + usize::from(i)).copied().unwrap_or(0);
+        let lo_at = eb + usize::from(fld.dword);
+        let hi_len = usize::from(fld.high != High::None);
+        if lo_at + hi_len >= w.len() {
+            return Ok(());
+        }
+        let bit = |d: u8, b: u8| dw(d) >> b & 1 == 1;
+        let used = match fld.when {
+            When::Always => true,
+            When::Set(d, b) => bit(d, b),
+            When::Clear(d, b) => !bit(d, b),
+            When::NotNullSurface(d) => dw(d) >> 29 != 7,
+        };
+        if !used {
+            return Ok(());
+        }
+        if let Some((d, b)) = fld.must {
+            if !bit(d, b) {
+                return Err(Reason::UnseenState(fld.name));
+            }
+        }
+        let shift = u32::from(fld.shift);
+        let lo = u64::from(dw(fld.dword) & !((1u32 << shift) - 1));
+        let hi = match fld.high {
+            High::None => 0,
+            High::Bits16 => u64::from(dw(fld.dword + 1) & 0xffff),
+            High::Bits32 => u64::from(dw(fld.dword + 1)),
+        };
+        let addr = hi << 32 | lo;
+        let size = match fld.extent {
+            Extent::Bytes(n) => u64::from(n),
+            Extent::Field {
+                dword,
+                shift,
+                bits,
+                unit,
+                plus,
+            } => {
+                let mask = if bits >= 32 {
+                    u32::MAX
+                } else {
+                    (1 << bits) - 1
+                };
+                let v = u64::from(dw(dword) >> shift & mask);
+                (v + u64::from(plus)) * u64::from(unit)
+            }
+            Extent::PagesOrSlice { dword } => match u64::from(dw(dword) >> 12) {
+                0 => Self::to_slice_end(gm, addr)?,
+                pages => pages * PAGE,
+            },
+            Extent::UpperBound { dword } => {
+                let bound = u64::from(dw(dword + 1)) << 32 | u64::from(dw(dword));
+                if bound == 0 {
+                    Self::to_slice_end(gm, addr)?
+                } else if bound <= addr {
+                    return Err(Reason::BadBound { base: addr, bound });
+                } else {
+                    bound - addr
+                }
+            }
+            Extent::Slice => Self::to_slice_end(gm, addr)?,
+        };
+        if size == 0 {
+            // Not accessed (zero read length, empty buffer).
+            return Ok(());
+        }
+        let host = self.audit(gm, addr, size, fld.access == Access::Write)?;
+        patch(w, lo_at, shift, fld.high, host);
+        if let Extent::UpperBound { dword } = fld.extent {
+            if w.get(eb + usize::from(dword)).is_some_and(|&b| b != 0)
+                || w.get(eb + usize::from(dword) + 1).is_some_and(|&b| b != 0)
+            {
+                patch(w, eb + usize::from(dword), 0, High::Bits32, host + size);
+            }
+        }
+        Ok(())
     }
 }

@@ -19,6 +19,7 @@
 //! Lookup is a constant-time array index per engine, built at compile time;
 //! a duplicate key on one engine is a compile error.
 
+use super::operands::{self, Layout};
 use crate::engine::Engine;
 
 /// A set of engines, as a bit mask over [`Engine::index`].
@@ -168,6 +169,12 @@ pub enum Op {
     /// Carries absolute graphics addresses the auditor has no operand
     /// description for: rejected (fail closed).
     GmOperands,
+    /// Graphics-address operands declared by a [`Layout`]: each used field
+    /// is audited against the slices and remapped.
+    Gm(&'static Layout),
+    /// HCP_PAK_INSERT_OBJECT: inline payload passes; the indirect-payload
+    /// form (DWord 1 bit 31) is rejected (its address is not modelled).
+    PakInsert,
     /// Only a privileged batch or the kernel driver may issue it (display,
     /// context switch, power, HWSP, resource streamer, SIP...): rejected.
     Privileged,
@@ -501,7 +508,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x0003),
         Len::field(8, 2, 2, 2),
         RCS,
-        Op::GmOperands,
+        Op::Gm(&operands::STATE_PREFETCH),
     ),
     spec(
         "STATE_BASE_ADDRESS",
@@ -550,7 +557,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1000),
         Len::field(16, 2, 9, 9),
         RCS,
-        Op::GmOperands,
+        Op::Gm(&operands::SCRATCH_DW1),
     ),
     spec(
         "MFX_PIPE_MODE_SELECT",
@@ -585,14 +592,14 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1002),
         Len::field(12, 2, 65, 65),
         VCS,
-        Op::GmOperands,
+        Op::Gm(&operands::MFX_PIPE_BUF_ADDR),
     ),
     spec(
         "MFX_IND_OBJ_BASE_ADDR_STATE",
         gfx(0x1003),
         Len::field(12, 2, 26, 26),
         VCS,
-        Op::GmOperands,
+        Op::Gm(&operands::MFX_IND_OBJ_BASE_ADDR),
     ),
     spec(
         "MEDIA_STATE_FLUSH",
@@ -606,7 +613,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1004),
         Len::field(12, 2, 10, 10),
         VCS,
-        Op::GmOperands,
+        Op::Gm(&operands::MFX_BSP_BUF_BASE_ADDR),
     ),
     spec(
         "MFX_STATE_POINTER",
@@ -634,7 +641,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1009),
         Len::field(12, 2, 13, 13),
         VCS,
-        Op::GmOperands,
+        Op::Gm(&operands::MFX_DBK_OBJECT),
     ),
     spec(
         "MFD_IT_OBJECT",
@@ -697,7 +704,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1084),
         Len::field(12, 2, 38, 38),
         VCS,
-        Op::GmOperands,
+        Op::Gm(&operands::VDENC_PIPE_BUF_ADDR),
     ),
     spec(
         "VDENC_IMG_STATE",
@@ -725,7 +732,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1100),
         Len::field(16, 2, 6, 65537),
         RCS,
-        Op::GmOperands,
+        Op::Gm(&operands::MEDIA_OBJECT),
     ),
     spec(
         "MFX_AVC_IMG_STATE",
@@ -746,7 +753,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1102),
         Len::field(12, 2, 71, 71),
         VCS,
-        Op::GmOperands,
+        Op::Gm(&operands::MFX_AVC_DIRECTMODE),
     ),
     spec(
         "MEDIA_OBJECT_WALKER",
@@ -788,7 +795,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1106),
         Len::field(16, 2, 7, 65537),
         RCS,
-        Op::GmOperands,
+        Op::Gm(&operands::MEDIA_OBJECT),
     ),
     spec(
         "MFD_AVC_PICID_STATE",
@@ -837,7 +844,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1202),
         Len::field(12, 2, 7, 7),
         VCS,
-        Op::GmOperands,
+        Op::Gm(&operands::MFX_VC1_DIRECTMODE),
     ),
     spec(
         "MFD_VC1_SHORT_PIC_STATE",
@@ -907,14 +914,14 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1382),
         Len::field(12, 2, 104, 104),
         VCS,
-        Op::GmOperands,
+        Op::Gm(&operands::HCP_PIPE_BUF_ADDR),
     ),
     spec(
         "HCP_IND_OBJ_BASE_ADDR_STATE",
         gfx(0x1383),
         Len::field(12, 2, 14, 14),
         VCS,
-        Op::GmOperands,
+        Op::Gm(&operands::HCP_IND_OBJ_BASE_ADDR),
     ),
     spec(
         "HCP_QM_STATE",
@@ -998,7 +1005,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x13a2),
         Len::field(12, 2, 2, 4097),
         VCS,
-        Op::GmOperands,
+        Op::PakInsert,
     ),
     spec(
         "HCP_VP9_PIC_STATE",
@@ -1040,7 +1047,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1443),
         Len::field(12, 2, 2, 2),
         VCS,
-        Op::GmOperands,
+        Op::Gm(&operands::MFX_VP8_BSP_BUF_BASE_ADDR),
     ),
     spec(
         "MFX_VP8_PAK_OBJECT",
@@ -1117,7 +1124,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1582),
         Len::field(12, 2, 6, 6),
         VCS,
-        Op::GmOperands,
+        Op::Gm(&operands::HUC_DMEM),
     ),
     spec(
         "HUC_CFG_STATE",
@@ -1131,21 +1138,21 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1584),
         Len::field(12, 2, 49, 49),
         VCS,
-        Op::GmOperands,
+        Op::Gm(&operands::HUC_VIRTUAL_ADDR),
     ),
     spec(
         "HUC_IND_OBJ_BASE_ADDR_STATE",
         gfx(0x1585),
         Len::field(12, 2, 11, 11),
         VCS,
-        Op::GmOperands,
+        Op::Gm(&operands::HUC_IND_OBJ_BASE_ADDR),
     ),
     spec(
         "HUC_STREAM_OBJECT",
         gfx(0x15a0),
         Len::field(12, 2, 5, 5),
         VCS,
-        Op::GmOperands,
+        Op::Gm(&operands::HUC_STREAM_OBJECT),
     ),
     spec(
         "HUC_START",
@@ -1208,28 +1215,28 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1805),
         Len::field(8, 2, 8, 8),
         RCS,
-        Op::GmOperands,
+        Op::Gm(&operands::DEPTH_BUFFER),
     ),
     spec(
         "3DSTATE_STENCIL_BUFFER",
         gfx(0x1806),
         Len::field(8, 2, 5, 5),
         RCS,
-        Op::GmOperands,
+        Op::Gm(&operands::STENCIL_BUFFER),
     ),
     spec(
         "3DSTATE_HIER_DEPTH_BUFFER",
         gfx(0x1807),
         Len::field(8, 2, 5, 5),
         RCS,
-        Op::GmOperands,
+        Op::Gm(&operands::HIER_DEPTH_BUFFER),
     ),
     spec(
         "3DSTATE_VERTEX_BUFFERS",
         gfx(0x1808),
         Len::field(8, 2, 5, 257),
         RCS,
-        Op::GmOperands,
+        Op::Gm(&operands::VERTEX_BUFFERS),
     ),
     spec(
         "3DSTATE_VERTEX_ELEMENTS",
@@ -1243,7 +1250,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x180a),
         Len::field(8, 2, 5, 5),
         RCS,
-        Op::GmOperands,
+        Op::Gm(&operands::INDEX_BUFFER),
     ),
     spec(
         "3DSTATE_VF",
@@ -1278,14 +1285,14 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1810),
         Len::field(8, 2, 9, 9),
         RCS,
-        Op::GmOperands,
+        Op::Gm(&operands::SCRATCH_DW4),
     ),
     spec(
         "3DSTATE_GS",
         gfx(0x1811),
         Len::field(8, 2, 10, 10),
         RCS,
-        Op::GmOperands,
+        Op::Gm(&operands::SCRATCH_DW4),
     ),
     spec(
         "3DSTATE_CLIP",
@@ -1313,21 +1320,21 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1815),
         Len::field(8, 2, 11, 11),
         RCS,
-        Op::GmOperands,
+        Op::Gm(&operands::CONSTANT),
     ),
     spec(
         "3DSTATE_CONSTANT_GS",
         gfx(0x1816),
         Len::field(8, 2, 11, 11),
         RCS,
-        Op::GmOperands,
+        Op::Gm(&operands::CONSTANT),
     ),
     spec(
         "3DSTATE_CONSTANT_PS",
         gfx(0x1817),
         Len::field(8, 2, 11, 11),
         RCS,
-        Op::GmOperands,
+        Op::Gm(&operands::CONSTANT),
     ),
     spec(
         "3DSTATE_SAMPLE_MASK",
@@ -1341,21 +1348,21 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1819),
         Len::field(8, 2, 11, 11),
         RCS,
-        Op::GmOperands,
+        Op::Gm(&operands::CONSTANT),
     ),
     spec(
         "3DSTATE_CONSTANT_DS",
         gfx(0x181a),
         Len::field(8, 2, 11, 11),
         RCS,
-        Op::GmOperands,
+        Op::Gm(&operands::CONSTANT),
     ),
     spec(
         "3DSTATE_HS",
         gfx(0x181b),
         Len::field(8, 2, 9, 9),
         RCS,
-        Op::GmOperands,
+        Op::Gm(&operands::SCRATCH_DW5),
     ),
     spec(
         "3DSTATE_TE",
@@ -1369,7 +1376,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x181d),
         Len::field(8, 2, 11, 11),
         RCS,
-        Op::GmOperands,
+        Op::Gm(&operands::SCRATCH_DW4),
     ),
     spec(
         "3DSTATE_STREAMOUT",
@@ -1390,7 +1397,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1820),
         Len::field(8, 2, 12, 12),
         RCS,
-        Op::GmOperands,
+        Op::Gm(&operands::SCRATCH_DW4),
     ),
     spec(
         "3DSTATE_VIEWPORT_STATE_POINTERS_SF_CLIP",
@@ -1656,7 +1663,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1854),
         Len::field(8, 2, 4, 4),
         RCS,
-        Op::GmOperands,
+        Op::Privileged,
     ),
     spec(
         "3DSTATE_VF_COMPONENT_PACKING",
@@ -1775,21 +1782,21 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1918),
         Len::field(8, 2, 8, 8),
         RCS,
-        Op::GmOperands,
+        Op::Gm(&operands::SO_BUFFER),
     ),
     spec(
         "3DSTATE_BINDING_TABLE_POOL_ALLOC",
         gfx(0x1919),
         Len::field(8, 2, 4, 4),
         RCS,
-        Op::GmOperands,
+        Op::Gm(&operands::BINDING_TABLE_POOL),
     ),
     spec(
         "3DSTATE_GATHER_POOL_ALLOC",
         gfx(0x191a),
         Len::field(8, 2, 4, 4),
         RCS,
-        Op::GmOperands,
+        Op::Gm(&operands::GATHER_POOL),
     ),
     spec(
         "3DSTATE_SAMPLE_PATTERN",
