@@ -151,6 +151,11 @@ impl<M: Mmio, P: PhysMem> IntelGen9<M, P> {
         &self.mem
     }
 
+    /// Mutable access to the memory (the kernel gives the GPU more frames).
+    pub fn mem_mut(&mut self) -> &mut P {
+        &mut self.mem
+    }
+
     /// Wakes the GT and puts every engine in execlist mode.
     pub fn init(&mut self) -> Result<(), BackendError> {
         for d in forcewake::Domain::ALL {

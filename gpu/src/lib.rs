@@ -23,18 +23,22 @@
 //! * [`vgpu`]: the virtual BAR0, its register policies, the TAIL ->
 //!   [`vgpu::SubmissionGate`] (scanner) -> [`backend::Backend`] path, failsafe.
 //! * [`persist`]: device state save/restore with remapping onto new slices.
+//! * [`encode`]: command encoders for tests, benches and workloads.
 //! * [`device`]: which PCI devices the real-hardware backend drives.
 //! * [`backend`]: the backend trait; [`sim`] (software Gen9) and [`intel`]
 //!   (real Gen9 over MMIO) implement it.
-//! * [`scan`]: the command scanner (issue 4).
+//! * [`scan`]: the command scanner; [`mediate`] seats it as the
+//!   [`vgpu::SubmissionGate`] of every vGPU.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 pub mod addr;
 pub mod backend;
 pub mod device;
+pub mod encode;
 pub mod engine;
 pub mod ggtt;
 pub mod intel;
+pub mod mediate;
 pub mod partition;
 pub mod persist;
 pub mod regs;

@@ -1,0 +1,505 @@
+//! The command scanner in its seat: [`ScanGate`] is the
+//! [`SubmissionGate`] every vGPU submission passes (DESIGN.md "Data path").
+//!
+//! On a TAIL write the vGPU hands the gate the new span of the guest ring.
+//! The gate lets the engine's [`Shadow`] copy and scan it through the vGPU's
+//! one translation ([`GmTranslation`]), then writes the audited, remapped
+//! shadow ring and shadow batches into the monitor's slice of graphics
+//! memory (where the kernel mapped them) and returns the [`Submission`] of
+//! the shadow ring. The guest's own ring and batches never reach a backend,
+//! so rewriting them after the TAIL write changes nothing.
+//!
+//! The gate keeps what the migration code needs from each accepted
+//! submission (the guest pages it may write) and the full [`ScanError`] of
+//! the last rejection, for the monitor's log.
+
+use core::cell::RefCell;
+
+use crate::addr::{GuestGm, GuestGmRange, HostGm, HostGmRange};
+use crate::backend::{Backend, Submission};
+use crate::engine::Engine;
+use crate::partition::GmTranslation;
+use crate::scan::scanner::{
+    GmFault, GmSpace, Reason, RingState, ScanError, Shadow, ShadowBatch, WriteSet, BATCH_DWORDS,
+    BATCH_POOL, RING_DWORDS,
+};
+use crate::vgpu::{GateRejection, RingSubmission, SubmissionGate};
+
+/// Bytes of the shadow ring's and of each shadow batch's GM area.
+pub const SHADOW_RING_BYTES: u64 = RING_DWORDS as u64 * 4;
+/// Bytes of one shadow batch's GM area.
+pub const SHADOW_BATCH_BYTES: u64 = BATCH_DWORDS as u64 * 4;
+/// GM bytes one engine's shadow needs (ring, then the batch pool).
+pub const SHADOW_BYTES_PER_ENGINE: u64 = SHADOW_RING_BYTES + BATCH_POOL as u64 * SHADOW_BATCH_BYTES;
+
+/// The guest's graphics memory as the scanner sees it: reads go through the
+/// vGPU's translation and the backend's GGTT, so they see exactly what the
+/// engine would.
+struct GuestSpace<'a> {
+    translation: &'a GmTranslation,
+    backend: RefCell<&'a mut dyn Backend>,
+}
+
+impl GmSpace for GuestSpace<'_> {
+    fn read_guest(&self, at: GuestGm, out: &mut [u32]) -> Result<(), GmFault> {
+        let len = out.len() as u64 * 4;
+        let range = GuestGmRange::new(at, len.max(1)).map_err(|_| GmFault::OutOfSlices)?;
+        let host = self
+            .translation
+            .g2h(range)
+            .map_err(|_| GmFault::OutOfSlices)?;
+        let mut backend = self.backend.borrow_mut();
+        let mut bytes = [0u8; 256];
+        for (i, chunk) in out.chunks_mut(bytes.len() / 4).enumerate() {
+            let at = host
+                .base()
+                .checked_add(i as u64 * bytes.len() as u64)
+                .ok_or(GmFault::OutOfSlices)?;
+            let buf = &mut bytes[..chunk.len() * 4];
+            backend.read_gm(at, buf).map_err(|_| GmFault::Unmapped)?;
+            for (word, raw) in chunk.iter_mut().zip(buf.chunks_exact(4)) {
+                *word = u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
+            }
+        }
+        Ok(())
+    }
+
+    fn g2h(&self, range: GuestGmRange) -> Result<HostGm, GmFault> {
+        self.translation
+            .g2h(range)
+            .map(|host| host.base())
+            .map_err(|_| GmFault::OutOfSlices)
+    }
+
+    fn slice_of(&self, at: GuestGm) -> Result<GuestGmRange, GmFault> {
+        let view = self.translation.guest_view();
+        [view.aperture, view.hidden]
+            .into_iter()
+            .find(|slice| slice.contains(at))
+            .ok_or(GmFault::OutOfSlices)
+    }
+}
+
+/// Writes DWords to GM through the backend, in bounded byte chunks.
+fn write_dwords(backend: &mut dyn Backend, at: HostGm, words: &[u32]) -> Result<(), ()> {
+    let mut bytes = [0u8; 256];
+    for (i, chunk) in words.chunks(bytes.len() / 4).enumerate() {
+        let at = at.checked_add(i as u64 * bytes.len() as u64).ok_or(())?;
+        for (raw, word) in bytes.chunks_exact_mut(4).zip(chunk) {
+            raw.copy_from_slice(&word.to_le_bytes());
+        }
+        backend
+            .write_gm(at, &bytes[..chunk.len() * 4])
+            .map_err(|_| ())?;
+    }
+    Ok(())
+}
+
+/// An engine's shadow before [`ScanGate::place`] gives it GM: a literal
+/// (not `Shadow::new`) so that it can be built at compile time.
+const fn unplaced(engine: Engine) -> Shadow {
+    const ZERO_GUEST: GuestGm = match GuestGm::new(0) {
+        Ok(gm) => gm,
+        Err(_) => panic!("GM address 0 is valid"),
+    };
+    const ZERO_HOST: HostGm = match HostGm::new(0) {
+        Ok(gm) => gm,
+        Err(_) => panic!("GM address 0 is valid"),
+    };
+    const EMPTY_BATCH: ShadowBatch = ShadowBatch {
+        guest: ZERO_GUEST,
+        len: 0,
+        words: [0; BATCH_DWORDS],
+    };
+    Shadow {
+        engine,
+        ring_host: ZERO_HOST,
+        batch_host: [ZERO_HOST; BATCH_POOL],
+        ring: [0; RING_DWORDS],
+        batches: [EMPTY_BATCH; BATCH_POOL],
+    }
+}
+
+/// One shadow per engine, plus what the last submissions produced.
+#[derive(Debug)]
+pub struct ScanGate {
+    shadows: [Shadow; Engine::COUNT],
+    placed: bool,
+    last_writes: Option<WriteSet>,
+    last_rejection: Option<ScanError>,
+    accepted: u64,
+    rejected: u64,
+}
+
+/// Coarse reason for [`GateRejection`]; the full one is in
+/// [`ScanGate::last_rejection`].
+fn reason_summary(reason: &Reason) -> &'static str {
+    match reason {
+        Reason::Decode(_) => "undecodable or engine-invalid command",
+        Reason::Repr(_) => "malformed operands",
+        Reason::Privileged(what) => what,
+        Reason::Unaudited => "command with unaudited memory operands",
+        Reason::Ppgtt => "per-process GTT address",
+        Reason::Memory { .. } => "memory operand outside the vGPU's slices",
+        Reason::BadBound { .. } => "upper bound below base",
+        Reason::UnseenState(what) => what,
+        Reason::Register { .. } => "register not whitelisted",
+        Reason::BadRing => "inconsistent ring registers",
+        Reason::RingTooLarge => "submission larger than the shadow ring",
+        Reason::BatchTooLarge => "batch larger than a shadow batch",
+        Reason::PoolExhausted => "shadow batch pool exhausted",
+        Reason::DepthExceeded => "batch nesting too deep",
+        Reason::BatchCycle => "batch cycle",
+        Reason::BudgetExceeded => "scan budget exceeded",
+    }
+}
+
+impl ScanGate {
+    /// Shadows not yet placed in GM (all at host GM 0); call
+    /// [`ScanGate::place`] before the first submission. `const` so that
+    /// the kernel can keep the gate (about 1.3 MiB) in a static.
+    pub const fn new() -> Self {
+        ScanGate {
+            shadows: [
+                unplaced(Engine::Render),
+                unplaced(Engine::Blitter),
+                unplaced(Engine::Video),
+                unplaced(Engine::VideoEnhance),
+            ],
+            placed: false,
+            last_writes: None,
+            last_rejection: None,
+            accepted: 0,
+            rejected: 0,
+        }
+    }
+
+    /// Places the shadows in the monitor's GM: `area` must hold
+    /// [`SHADOW_BYTES_PER_ENGINE`] per engine, mapped in the host GGTT.
+    /// Returns false if it is too small.
+    pub fn place(&mut self, area: HostGmRange) -> bool {
+        if area.len() < SHADOW_BYTES_PER_ENGINE * Engine::COUNT as u64 {
+            return false;
+        }
+        for (e, shadow) in self.shadows.iter_mut().enumerate() {
+            let base = e as u64 * SHADOW_BYTES_PER_ENGINE;
+            let Some(ring) = area.at(base) else {
+                return false;
+            };
+            shadow.ring_host = ring;
+            for (b, host) in shadow.batch_host.iter_mut().enumerate() {
+                let Some(at) = area.at(base + SHADOW_RING_BYTES + b as u64 * SHADOW_BATCH_BYTES)
+                else {
+                    return false;
+                };
+                *host = at;
+            }
+        }
+        self.placed = true;
+        true
+    }
+
+    /// Guest pages the last accepted submission may write.
+    pub fn last_writes(&self) -> Option<&WriteSet> {
+        self.last_writes.as_ref()
+    }
+
+    /// Why the last rejected submission was rejected, in full.
+    pub fn last_rejection(&self) -> Option<&ScanError> {
+        self.last_rejection.as_ref()
+    }
+
+    /// Submissions accepted and rejected so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.accepted, self.rejected)
+    }
+}
+
+impl Default for ScanGate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SubmissionGate for ScanGate {
+    fn admit(
+        &mut self,
+        translation: &GmTranslation,
+        request: &RingSubmission,
+        backend: &mut dyn Backend,
+    ) -> Result<Submission, GateRejection> {
+        let engine = request.engine();
+        let monitor_fault = |reason| GateRejection {
+            engine,
+            offset: 0,
+            header: 0,
+            reason,
+        };
+        if !self.placed {
+            return Err(monitor_fault("shadow buffers not placed (monitor bug)"));
+        }
+        let ring = request.ring().guest();
+        let state = RingState {
+            start: ring.base(),
+            size: ring.len() as u32,
+            head: request.head(),
+            tail: request.tail(),
+        };
+        let shadow = &mut self.shadows[engine.index()];
+        let scanned = {
+            let space = GuestSpace {
+                translation,
+                backend: RefCell::new(&mut *backend),
+            };
+            shadow.scan(&space, state)
+        };
+        let scanned = match scanned {
+            Ok(s) => s,
+            Err(e) => {
+                self.rejected += 1;
+                self.last_rejection = Some(e);
+                return Err(GateRejection {
+                    engine,
+                    offset: (e.offset * 4) as u32,
+                    header: e.header,
+                    reason: reason_summary(&e.reason),
+                });
+            }
+        };
+        for (batch, host) in shadow.batches[..scanned.batches]
+            .iter()
+            .zip(shadow.batch_host)
+        {
+            write_dwords(backend, host, &batch.words[..batch.len])
+                .map_err(|()| monitor_fault("shadow batch not mapped (monitor bug)"))?;
+        }
+        write_dwords(
+            backend,
+            shadow.ring_host,
+            &shadow.ring[..scanned.ring_dwords],
+        )
+        .map_err(|()| monitor_fault("shadow ring not mapped (monitor bug)"))?;
+        let ring_range = HostGmRange::new(shadow.ring_host, SHADOW_RING_BYTES)
+            .map_err(|_| monitor_fault("shadow ring outside GM (monitor bug)"))?;
+        let submission =
+            Submission::new(engine, ring_range, 0, (scanned.ring_dwords * 4) as u32)
+                .map_err(|_| monitor_fault("shadow ring not a valid ring (monitor bug)"))?;
+        self.accepted += 1;
+        self.last_writes = Some(scanned.writes);
+        Ok(submission)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::GuestPage;
+    use crate::backend::PhysMem;
+    use crate::ggtt::{GuestPte, PteFlags};
+    use crate::partition::{GmLayout, Partition, PartitionAllocator, VgpuType};
+    use crate::regs::{ring, GGTT_BAR0_OFFSET};
+    use crate::sim::SimGpu;
+    use crate::testutil::*;
+    use crate::vgpu::{
+        AccessSize, FrameRuns, GuestMemoryMap, MmioEffect, Vgpu, VgpuError, VgpuState,
+    };
+
+    /// Host frames of the shadow area, and of guest memories.
+    const SHADOW_FRAME: u64 = 0x1000;
+    const GUEST_FRAMES: [u64; 2] = [0x4000, 0x5000];
+    const GUEST_PAGES: u64 = 16;
+
+    struct World {
+        gpu: SimGpu<SparseMem>,
+        gate: Box<ScanGate>,
+        vgpus: Vec<(Vgpu, FrameRuns<4>)>,
+    }
+
+    /// Two small vGPUs, each with 16 guest pages mapped at the bottom of its
+    /// aperture and a one-page render ring in its first page.
+    fn world() -> World {
+        let mut gpu = sim();
+        let mut alloc =
+            PartitionAllocator::new(GmLayout::DEFAULT, PartitionAllocator::GVT_MONITOR_SHARE)
+                .unwrap();
+        let area_pages = SHADOW_BYTES_PER_ENGINE * Engine::COUNT as u64 / 4096;
+        let area = alloc.monitor().hidden;
+        map(&mut gpu, area.base().raw(), SHADOW_FRAME, area_pages);
+        let mut gate = Box::new(ScanGate::new());
+        assert!(gate.place(HostGmRange::new(area.base(), area_pages * 4096).unwrap()));
+        let mut vgpus = Vec::new();
+        for frame in GUEST_FRAMES {
+            let partition: Partition = alloc.allocate(VgpuType::Small).unwrap();
+            let mut v = Vgpu::new(&partition);
+            let mem = guest_mem(0, frame, GUEST_PAGES);
+            let ap = v.translation().guest_view().aperture.base().raw();
+            for i in 0..GUEST_PAGES {
+                let pte = GuestPte::map(GuestPage::new(i).unwrap(), PteFlags::NONE);
+                let offset = GGTT_BAR0_OFFSET + ((ap >> 12) + i) as u32 * 8;
+                let e = v
+                    .mmio_write(&mut gpu, &mem, offset, AccessSize::Qword, pte.raw())
+                    .unwrap();
+                assert_eq!(e, MmioEffect::Done);
+            }
+            let base = Engine::Render.mmio_base();
+            let _ = v
+                .mmio_write(&mut gpu, &mem, base + ring::START, AccessSize::Dword, ap)
+                .unwrap();
+            let _ = v
+                .mmio_write(&mut gpu, &mem, base + ring::CTL, AccessSize::Dword, 1)
+                .unwrap();
+            vgpus.push((v, mem));
+        }
+        World { gpu, gate, vgpus }
+    }
+
+    fn aperture(w: &World, which: usize) -> u64 {
+        w.vgpus[which]
+            .0
+            .translation()
+            .guest_view()
+            .aperture
+            .base()
+            .raw()
+    }
+
+    /// Guest CPU writes `cmds` into its ring page at the current TAIL.
+    fn write_ring(w: &mut World, which: usize, cmds: &[u32]) -> u32 {
+        let (v, mem) = &w.vgpus[which];
+        let head = v.ring(Engine::Render).tail;
+        let frame = mem.frame_of(GuestPage::new(0).unwrap()).unwrap();
+        for (i, d) in cmds.iter().enumerate() {
+            let off = (u64::from(head) + 4 * i as u64) % 4096;
+            w.gpu
+                .mem_mut()
+                .write(frame.at(off), &d.to_le_bytes())
+                .unwrap();
+        }
+        (head + 4 * cmds.len() as u32) % 4096
+    }
+
+    fn submit(w: &mut World, which: usize, cmds: &[u32]) -> Result<(), VgpuError> {
+        let tail = write_ring(w, which, cmds);
+        let (v, mem) = &mut w.vgpus[which];
+        let tail_reg = Engine::Render.mmio_base() + ring::TAIL;
+        match v.mmio_write(
+            &mut w.gpu,
+            &*mem,
+            tail_reg,
+            AccessSize::Dword,
+            u64::from(tail),
+        )? {
+            MmioEffect::Submit(req) => {
+                v.submit(&mut w.gpu, &mut *w.gate, req)?;
+                v.poll(&mut w.gpu);
+                Ok(())
+            }
+            MmioEffect::Done => panic!("a TAIL write must submit"),
+        }
+    }
+
+    fn guest_u32(w: &World, which: usize, page: u64, offset: u64) -> u32 {
+        let frame = w.vgpus[which]
+            .1
+            .frame_of(GuestPage::new(page).unwrap())
+            .unwrap();
+        let mut b = [0u8; 4];
+        w.gpu.mem().read(frame.at(offset), &mut b).unwrap();
+        u32::from_le_bytes(b)
+    }
+
+    /// The gate's shadows are big: run each test on a roomy stack.
+    fn on_big_stack(f: impl FnOnce() + Send + 'static) {
+        std::thread::Builder::new()
+            .stack_size(64 << 20)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn accepted_submission_runs_remapped_and_records_writes() {
+        on_big_stack(|| {
+            let mut w = world();
+            let target = aperture(&w, 0) + 2 * 4096 + 0x40;
+            let mut cmds = sdi(target, 0xfeed_beef).to_vec();
+            cmds.extend(pipe_control_imm(target + 8, 0x1234));
+            submit(&mut w, 0, &cmds).unwrap();
+            assert_eq!(guest_u32(&w, 0, 2, 0x40), 0xfeed_beef);
+            assert_eq!(guest_u32(&w, 0, 2, 0x48), 0x1234);
+            let page = target >> 12;
+            assert_eq!(w.gate.last_writes().unwrap().pages(), &[page]);
+            assert_eq!(w.gate.counts(), (1, 0));
+            // The other vGPU's memory is untouched.
+            assert_eq!(guest_u32(&w, 1, 2, 0x40), 0);
+        });
+    }
+
+    #[test]
+    fn rejected_submission_fails_only_its_vgpu() {
+        on_big_stack(|| {
+            let mut w = world();
+            // A store into the other vGPU's aperture.
+            let foreign = aperture(&w, 1) + 4096;
+            let err = submit(&mut w, 0, &sdi(foreign, 1)).unwrap_err();
+            assert!(matches!(err, VgpuError::Rejected(_)), "{err}");
+            assert!(matches!(w.vgpus[0].0.state(), VgpuState::Failed(_)));
+            assert!(w.gate.last_rejection().is_some());
+            assert_eq!(guest_u32(&w, 1, 1, 0), 0);
+            // The failed vGPU refuses more work; the other goes on.
+            let own = aperture(&w, 0);
+            assert!(matches!(
+                submit(&mut w, 0, &sdi(own, 1)),
+                Err(VgpuError::Stopped(_))
+            ));
+            let mine = aperture(&w, 1) + 4096;
+            submit(&mut w, 1, &sdi(mine, 7)).unwrap();
+            assert_eq!(guest_u32(&w, 1, 1, 0), 7);
+        });
+    }
+
+    #[test]
+    fn rewriting_the_guest_ring_after_the_scan_changes_nothing() {
+        on_big_stack(|| {
+            let mut w = world();
+            let target = aperture(&w, 0) + 3 * 4096;
+            let tail = write_ring(&mut w, 0, &sdi(target, 0x600d));
+            let (v, mem) = &mut w.vgpus[0];
+            let tail_reg = Engine::Render.mmio_base() + ring::TAIL;
+            let MmioEffect::Submit(req) = v
+                .mmio_write(
+                    &mut w.gpu,
+                    &*mem,
+                    tail_reg,
+                    AccessSize::Dword,
+                    u64::from(tail),
+                )
+                .unwrap()
+            else {
+                panic!("no submission")
+            };
+            let submission = w.gate.admit(v.translation(), &req, &mut w.gpu).unwrap();
+            // The guest now rewrites the store's value (dword 3) in its ring.
+            let frame = mem.frame_of(GuestPage::new(0).unwrap()).unwrap();
+            w.gpu
+                .mem_mut()
+                .write(frame.at(12), &0xbadu32.to_le_bytes())
+                .unwrap();
+            w.gpu.submit(&submission).unwrap();
+            assert_eq!(guest_u32(&w, 0, 3, 0), 0x600d);
+        });
+    }
+
+    #[test]
+    fn unplaced_gate_refuses_instead_of_writing_gm_zero() {
+        on_big_stack(|| {
+            let mut w = world();
+            *w.gate = ScanGate::new();
+            let target = aperture(&w, 0) + 4096;
+            let err = submit(&mut w, 0, &sdi(target, 1)).unwrap_err();
+            assert!(matches!(err, VgpuError::Rejected(r) if r.reason.contains("not placed")));
+            assert_eq!(guest_u32(&w, 0, 1, 0), 0);
+        });
+    }
+}
