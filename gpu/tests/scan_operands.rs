@@ -1,0 +1,245 @@
+//! Address operands of 3D, media and video commands, STATE_BASE_ADDRESS
+//! state, and batch calls: accepted streams are remapped field by field,
+//! out-of-slice operands are rejected with typed errors.
+
+mod scan_support;
+
+use gpu::engine::Engine;
+use gpu::scan::{GmFault, Reason, ReprError};
+use scan_support::*;
+
+fn h(guest: u64) -> u64 {
+    if guest >= HIDDEN {
+        guest - HIDDEN + HIDDEN_HOST
+    } else {
+        guest - APERTURE + APERTURE_HOST
+    }
+}
+
+fn reject(engine: Engine, g: &mut FakeGm, cmds: &[u32]) -> Reason {
+    let rs = ring(g, cmds);
+    let e = shadow(engine).scan(g, rs).unwrap_err();
+    assert!(!e.to_string().is_empty());
+    e.reason
+}
+
+fn oos(r: Reason) -> bool {
+    matches!(
+        r,
+        Reason::Memory {
+            fault: GmFault::OutOfSlices,
+            ..
+        }
+    )
+}
+
+#[test]
+fn draw_stream_is_remapped_field_by_field() {
+    let mut g = FakeGm::new();
+    let cmds = draw_batch(2, false);
+    let rs = ring(&mut g, &cmds);
+    let mut s = shadow(Engine::Render);
+    let sub = s.scan(&g, rs).unwrap();
+    let r = &s.ring[..sub.ring_dwords];
+    // STATE_BASE_ADDRESS general base keeps its modify bit.
+    assert_eq!(r[1], h(HIDDEN) as u32 | 1);
+    assert_eq!(r[2], (h(HIDDEN) >> 32) as u32);
+    // Binding table pool: flag bit 11 kept.
+    assert_eq!(r[20], h(HIDDEN + 0x8_0000) as u32 | (1 << 11));
+    // First vertex buffer address (after 6 plain states of 2 DWords).
+    let vb = 19 + 4 + 12;
+    assert_eq!(r[vb + 2], h(HIDDEN + 0x10_0000) as u32);
+    assert_eq!(r[vb + 6], h(HIDDEN + 0x11_0000) as u32);
+    // Index buffer, constant buffer (bits 4:0 kept), depth buffer.
+    let ib = vb + 9;
+    assert_eq!(r[ib + 2], h(HIDDEN + 0x12_0000) as u32);
+    assert_eq!(r[ib + 5 + 3], h(HIDDEN + 0x13_0000) as u32);
+    assert_eq!(r[ib + 5 + 11 + 2], h(HIDDEN + 0x20_0000) as u32);
+    // Depth buffer runs to the end of its slice: the write set overflows.
+    assert!(sub.writes.overflow);
+}
+
+#[test]
+fn out_of_slice_3d_operands_are_rejected() {
+    let mut g = FakeGm::new();
+    let end = HIDDEN + HIDDEN_SIZE;
+    // A vertex buffer whose size runs past the slice.
+    let vb = vertex_buffers(&[(end - 0x100, 0x200)]);
+    assert!(oos(reject(Engine::Render, &mut g, &vb)));
+    // An index buffer in another vGPU's memory.
+    assert!(oos(reject(
+        Engine::Render,
+        &mut g,
+        &index_buffer(0x9000_0000, 16)
+    )));
+    // A depth buffer at 0.
+    assert!(oos(reject(Engine::Render, &mut g, &depth_buffer(0))));
+    // A constant buffer past 4 GiB.
+    assert!(oos(reject(
+        Engine::Render,
+        &mut g,
+        &constant_vs(1 << 40, 1)
+    )));
+    // Vertex buffer list cut in the middle of an element.
+    let mut cut = vertex_buffers(&[(HIDDEN, 16), (HIDDEN, 16)]);
+    cut.pop();
+    cut[0] -= 1;
+    assert_eq!(
+        reject(Engine::Render, &mut g, &cut),
+        Reason::Repr(ReprError::PartialGroup)
+    );
+    // A vertex buffer without Address Modify Enable keeps unaudited state.
+    let mut stale = vertex_buffers(&[(HIDDEN, 16)]);
+    stale[1] &= !(1 << 14);
+    assert!(matches!(
+        reject(Engine::Render, &mut g, &stale),
+        Reason::UnseenState(_)
+    ));
+}
+
+#[test]
+fn disabled_operands_are_left_alone() {
+    let mut g = FakeGm::new();
+    // Null vertex buffer, zero-length constant buffer, NULL depth surface,
+    // disabled binding table pool: none is audited or rewritten.
+    let mut vb = vertex_buffers(&[(0xdead_0000, 16)]);
+    vb[1] |= 1 << 13;
+    let mut depth = depth_buffer(0xdead_0000);
+    depth[1] = 7 << 29;
+    let mut pool = binding_table_pool(0xdead_0000, 0x1000);
+    pool[1] &= !(1 << 11);
+    let mut cmds = vb.clone();
+    cmds.extend(constant_vs(0xdead_0000, 0));
+    cmds.extend(depth);
+    cmds.extend(pool);
+    let rs = ring(&mut g, &cmds);
+    let mut s = shadow(Engine::Render);
+    let sub = s.scan(&g, rs).unwrap();
+    assert_eq!(&s.ring[..sub.ring_dwords], &cmds[..]);
+}
+
+#[test]
+fn state_base_address_state_across_commands() {
+    let mut g = FakeGm::new();
+    // Size-only change: the base was set by an earlier submission.
+    let mut size_only = sba(HIDDEN, 0x1000, 0x1000);
+    for dw in [1, 4, 6, 8, 10, 16] {
+        size_only[dw] &= !1;
+    }
+    assert!(matches!(
+        reject(Engine::Render, &mut g, &size_only),
+        Reason::UnseenState(_)
+    ));
+    // Base-only change: the size was set earlier.
+    let mut base_only = sba(HIDDEN, 0x1000, 0x1000);
+    for dw in &mut base_only[12..=15] {
+        *dw &= !1;
+    }
+    assert!(matches!(
+        reject(Engine::Render, &mut g, &base_only),
+        Reason::UnseenState(_)
+    ));
+    // Both in one submission: accepted, and a later size-only growth past
+    // the slice end is caught against the remembered base.
+    let mut cmds = sba(HIDDEN + HIDDEN_SIZE - 0x10_0000, 0x1000, 0x1000).to_vec();
+    let mut grow = sba(0, 0, 0x20_0000);
+    for dw in [1, 4, 6, 8, 10, 16] {
+        grow[dw] = 0;
+    }
+    cmds.extend(grow);
+    assert!(oos(reject(Engine::Render, &mut g, &cmds)));
+    // Size 0: no access is in bounds; the base is still remapped.
+    let zero = sba(HIDDEN, 0x1000, 0);
+    let rs = ring(&mut g, &zero);
+    let mut s = shadow(Engine::Render);
+    s.scan(&g, rs).unwrap();
+    assert_eq!(s.ring[1], h(HIDDEN) as u32 | 1);
+    // A base outside the slices is refused even with size 0.
+    let bad = sba(0x10, 0, 0);
+    assert!(oos(reject(Engine::Render, &mut g, &bad)));
+}
+
+#[test]
+fn second_level_batch_called_twice_is_not_a_cycle() {
+    let mut g = FakeGm::new();
+    let a = HIDDEN + 0x1000;
+    let b = HIDDEN + 0x2000;
+    let mut first = Vec::new();
+    first.extend(bb_start(b, true));
+    first.extend(sdi(HIDDEN + 0x3000, 1));
+    first.extend(bb_start(b, true));
+    first.push(BB_END);
+    g.write(a, &first);
+    g.write(b, &[NOOP, NOOP, BB_END]);
+    let rs = ring(&mut g, &bb_start(a, false));
+    let mut s = shadow(Engine::Render);
+    let sub = s.scan(&g, rs).unwrap();
+    // One shadow for `a`, one for `b`, shared by both calls.
+    assert_eq!(sub.batches, 2);
+    let callee = (SHADOW_BATCH_HOST + SHADOW_BATCH_STRIDE) as u32;
+    assert_eq!(s.batches[0].words[1], callee);
+    assert_eq!(s.batches[0].words[8], callee);
+    // A callee that sets STATE_BASE_ADDRESS is scanned per call.
+    let mut stateful = sba(HIDDEN, 0x1000, 0x1000).to_vec();
+    stateful.push(BB_END);
+    g.write(b, &stateful);
+    let sub = s.scan(&g, rs).unwrap();
+    assert_eq!(sub.batches, 3);
+    // A chain back to its own first segment is still a cycle.
+    g.write(b, &[NOOP, bb_start(b, false)[0], lo(b), 0]);
+    assert_eq!(s.scan(&g, rs).unwrap_err().reason, Reason::BatchCycle);
+}
+
+#[test]
+fn video_base_and_bound_pairs() {
+    let mut g = FakeGm::new();
+    let base = HIDDEN + 0x1_0000;
+    let pairs = [
+        (base, base + 0x1000),
+        (base + 0x2000, 0),
+        (base + 0x3000, base + 0x4000),
+        (base + 0x5000, base + 0x6000),
+        (base + 0x7000, base + 0x8000),
+    ];
+    let cmds = mfx_ind_obj(pairs);
+    let rs = ring(&mut g, &cmds);
+    let mut s = shadow(Engine::Video);
+    s.scan(&g, rs).unwrap();
+    assert_eq!(s.ring[1], h(base) as u32);
+    // The bound moves with its base; a zero bound stays zero.
+    assert_eq!(s.ring[4], h(base + 0x1000) as u32);
+    assert_eq!(s.ring[9], 0);
+    // A bound below its base, and a bound past the slice.
+    let mut bad = pairs;
+    bad[0] = (base + 0x1000, base);
+    assert!(matches!(
+        reject(Engine::Video, &mut g, &mfx_ind_obj(bad)),
+        Reason::BadBound { .. }
+    ));
+    bad[0] = (base, HIDDEN + HIDDEN_SIZE + 0x1000);
+    assert!(oos(reject(Engine::Video, &mut g, &mfx_ind_obj(bad))));
+    // 48-bit buffer addresses keep the high DWord's other bits.
+    let mut bsp = mfx_bsp([base, base + 0x1000, base + 0x2000]);
+    bsp[2] |= 0xabcd_0000;
+    let rs = ring(&mut g, &bsp);
+    s.scan(&g, rs).unwrap();
+    assert_eq!(s.ring[1], h(base) as u32);
+    assert_eq!(s.ring[2], 0xabcd_0000 | (h(base) >> 32) as u32);
+    // A row store outside the slices.
+    assert!(oos(reject(
+        Engine::Video,
+        &mut g,
+        &mfx_bsp([0x10_0000, base, base])
+    )));
+}
+
+#[test]
+fn media_object_indirect_data_is_relative() {
+    let mut g = FakeGm::new();
+    let cmds = media_object(8);
+    let rs = ring(&mut g, &cmds);
+    let mut s = shadow(Engine::Render);
+    let sub = s.scan(&g, rs).unwrap();
+    // An offset from Indirect Object Base: nothing to rewrite.
+    assert_eq!(&s.ring[..sub.ring_dwords], &cmds[..]);
+}

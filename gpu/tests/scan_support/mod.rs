@@ -1,0 +1,307 @@
+//! Shared by the scanner tests and `examples/scan_bench.rs`: a fake vGPU
+//! graphics memory with two slices, and encoders for realistic command
+//! streams (3D draws with state, blits, media, video, chained batches).
+#![allow(dead_code)] // reason: each user takes the parts it needs
+
+use gpu::addr::{GuestGm, GuestGmRange, HostGm};
+use gpu::engine::Engine;
+use gpu::scan::scanner::BATCH_POOL;
+use gpu::scan::{GmFault, GmSpace, RingState, Shadow};
+
+/// Guest aperture slice and where it is on the host.
+pub const APERTURE: u64 = 0x0100_0000;
+pub const APERTURE_SIZE: u64 = 0x10_0000;
+pub const APERTURE_HOST: u64 = 0x2100_0000;
+/// Guest hidden slice and where it is on the host (another delta).
+pub const HIDDEN: u64 = 0x4000_0000;
+pub const HIDDEN_SIZE: u64 = 0x40_0000;
+pub const HIDDEN_HOST: u64 = 0x8800_0000;
+/// Host GM of the monitor's shadow buffers.
+pub const SHADOW_RING_HOST: u64 = 0x0010_0000;
+pub const SHADOW_BATCH_HOST: u64 = 0x0020_0000;
+pub const SHADOW_BATCH_STRIDE: u64 = 0x1_0000;
+
+/// Guest memory: the two slices, DWord-addressed.
+pub struct FakeGm {
+    pub aperture: Vec<u32>,
+    pub hidden: Vec<u32>,
+}
+
+pub fn gg(raw: u64) -> GuestGm {
+    GuestGm::new(raw).unwrap()
+}
+
+impl FakeGm {
+    pub fn new() -> Self {
+        FakeGm {
+            aperture: vec![0; (APERTURE_SIZE / 4) as usize],
+            hidden: vec![0; (HIDDEN_SIZE / 4) as usize],
+        }
+    }
+    fn slice(&self, at: u64) -> Option<(u64, u64, u64)> {
+        if (APERTURE..APERTURE + APERTURE_SIZE).contains(&at) {
+            Some((APERTURE, APERTURE_SIZE, APERTURE_HOST))
+        } else if (HIDDEN..HIDDEN + HIDDEN_SIZE).contains(&at) {
+            Some((HIDDEN, HIDDEN_SIZE, HIDDEN_HOST))
+        } else {
+            None
+        }
+    }
+    pub fn write(&mut self, at: u64, words: &[u32]) {
+        let (base, _, _) = self.slice(at).expect("write outside the slices");
+        let i = ((at - base) / 4) as usize;
+        let mem = if base == APERTURE {
+            &mut self.aperture
+        } else {
+            &mut self.hidden
+        };
+        mem[i..i + words.len()].copy_from_slice(words);
+    }
+    /// Whether `[host, host + len)` lies in the host slices.
+    pub fn host_inside(host: u64, len: u64) -> bool {
+        let inside = |b: u64, s: u64| host >= b && host + len <= b + s;
+        inside(APERTURE_HOST, APERTURE_SIZE) || inside(HIDDEN_HOST, HIDDEN_SIZE)
+    }
+}
+
+impl Default for FakeGm {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl GmSpace for FakeGm {
+    fn read_guest(&self, at: GuestGm, out: &mut [u32]) -> Result<(), GmFault> {
+        let at = at.raw();
+        let (base, size, _) = self.slice(at).ok_or(GmFault::OutOfSlices)?;
+        let len = 4 * out.len() as u64;
+        if at + len > base + size || !at.is_multiple_of(4) {
+            return Err(GmFault::OutOfSlices);
+        }
+        let i = ((at - base) / 4) as usize;
+        let mem = if base == APERTURE {
+            &self.aperture
+        } else {
+            &self.hidden
+        };
+        out.copy_from_slice(&mem[i..i + out.len()]);
+        Ok(())
+    }
+    fn g2h(&self, range: GuestGmRange) -> Result<HostGm, GmFault> {
+        let at = range.base().raw();
+        let (base, size, host) = self.slice(at).ok_or(GmFault::OutOfSlices)?;
+        if range.end_raw() > base + size {
+            return Err(GmFault::OutOfSlices);
+        }
+        Ok(HostGm::new(at - base + host).unwrap())
+    }
+    fn slice_of(&self, at: GuestGm) -> Result<GuestGmRange, GmFault> {
+        let (base, size, _) = self.slice(at.raw()).ok_or(GmFault::OutOfSlices)?;
+        Ok(GuestGmRange::new(gg(base), size).unwrap())
+    }
+}
+
+pub fn shadow(engine: Engine) -> Box<Shadow> {
+    let mut hosts = [HostGm::new(0).unwrap(); BATCH_POOL];
+    for (i, h) in hosts.iter_mut().enumerate() {
+        *h = HostGm::new(SHADOW_BATCH_HOST + SHADOW_BATCH_STRIDE * i as u64).unwrap();
+    }
+    Box::new(Shadow::new(
+        engine,
+        HostGm::new(SHADOW_RING_HOST).unwrap(),
+        hosts,
+    ))
+}
+
+/// Whether a rewritten batch-start target is one of the shadow batches.
+pub fn is_shadow_batch(host: u64) -> bool {
+    (0..BATCH_POOL as u64).any(|i| host == SHADOW_BATCH_HOST + SHADOW_BATCH_STRIDE * i)
+}
+
+/// The ring lives at the start of the aperture slice (64 KiB).
+pub const RING: u64 = APERTURE;
+pub const RING_SIZE: u32 = 0x1_0000;
+
+/// Puts `cmds` in the ring at HEAD 0 and returns the ring registers.
+pub fn ring(g: &mut FakeGm, cmds: &[u32]) -> RingState {
+    g.write(RING, cmds);
+    RingState {
+        start: gg(RING),
+        size: RING_SIZE,
+        head: 0,
+        tail: 4 * cmds.len() as u32,
+    }
+}
+
+// ---- encoders ----
+
+pub const NOOP: u32 = 0;
+pub const BB_END: u32 = 0x0a << 23;
+
+pub fn lo(a: u64) -> u32 {
+    a as u32
+}
+pub fn hi(a: u64) -> u32 {
+    (a >> 32) as u32
+}
+/// GFXPIPE header of `key` (bits 28:16) and total length `len`.
+pub fn gfx(key: u32, len: usize) -> u32 {
+    (3 << 29) | (key << 16) | (len as u32 - 2)
+}
+pub fn bb_start(target: u64, second_level: bool) -> [u32; 3] {
+    [
+        (0x31 << 23) | (u32::from(second_level) << 22) | 1,
+        lo(target),
+        hi(target),
+    ]
+}
+pub fn sdi(addr: u64, v: u32) -> [u32; 4] {
+    [(0x20 << 23) | (1 << 22) | 2, lo(addr), hi(addr), v]
+}
+pub fn pipe_control(addr: u64) -> [u32; 6] {
+    [0x7a00_0004, (1 << 24) | (1 << 14), lo(addr), hi(addr), 1, 0]
+}
+pub fn flush_dw(addr: u64) -> [u32; 4] {
+    [(0x26 << 23) | (1 << 14) | 2, lo(addr) | 4, hi(addr), 0]
+}
+/// STATE_BASE_ADDRESS with every base at `base` + i * `step` and every
+/// size `size` bytes (modify enables set).
+pub fn sba(base: u64, step: u64, size: u32) -> [u32; 19] {
+    let mut w = [0u32; 19];
+    w[0] = gfx(0x0101, 19);
+    for (i, dw) in [1usize, 4, 6, 8, 10, 16].into_iter().enumerate() {
+        let a = base + step * i as u64;
+        w[dw] = lo(a) | 1;
+        w[dw + 1] = hi(a);
+    }
+    for dw in &mut w[12..=15] {
+        *dw = (size & !0xfff) | 1;
+    }
+    w[18] = ((size / 64).saturating_sub(1) & 0xfffff) << 12;
+    w
+}
+/// 3DSTATE_VERTEX_BUFFERS with one buffer per (address, size).
+pub fn vertex_buffers(bufs: &[(u64, u32)]) -> Vec<u32> {
+    let mut w = vec![gfx(0x1808, 1 + 4 * bufs.len())];
+    for (i, &(a, size)) in bufs.iter().enumerate() {
+        w.extend([((i as u32) << 26) | (1 << 14) | 16, lo(a), hi(a), size]);
+    }
+    w
+}
+pub fn index_buffer(a: u64, size: u32) -> [u32; 5] {
+    [gfx(0x180a, 5), 1 << 8, lo(a), hi(a), size]
+}
+pub fn constant_vs(a: u64, len32: u32) -> [u32; 11] {
+    let mut w = [0u32; 11];
+    w[0] = gfx(0x1815, 11);
+    w[1] = len32;
+    w[3] = lo(a);
+    w[4] = hi(a);
+    w
+}
+pub fn depth_buffer(a: u64) -> [u32; 8] {
+    [
+        gfx(0x1805, 8),
+        (1 << 29) | (1 << 28) | 4095,
+        lo(a),
+        hi(a),
+        0,
+        0,
+        0,
+        0,
+    ]
+}
+pub fn binding_table_pool(a: u64, size: u32) -> [u32; 4] {
+    [gfx(0x1919, 4), lo(a) | (1 << 11), hi(a), size & !0xfff]
+}
+pub fn primitive() -> [u32; 7] {
+    [gfx(0x1b00, 7), 4, 3, 0, 1, 0, 0]
+}
+/// 3DSTATE_VF (no address: typical address-free state).
+pub fn plain_state() -> [u32; 2] {
+    [gfx(0x180c, 2), 0]
+}
+pub fn color_blt(dst: u64, pitch: u32, rows: u32) -> [u32; 7] {
+    [
+        (2 << 29) | (0x50 << 22) | (3 << 20) | 5,
+        (3 << 24) | (0xf0 << 16) | pitch,
+        0,
+        (rows << 16) | (pitch / 4),
+        lo(dst),
+        hi(dst),
+        0xff00_ff00,
+    ]
+}
+pub fn copy_blt(dst: u64, src: u64, pitch: u32, rows: u32) -> [u32; 10] {
+    [
+        (2 << 29) | (0x53 << 22) | (3 << 20) | 8,
+        (3 << 24) | (0xcc << 16) | pitch,
+        0,
+        (rows << 16) | (pitch / 4),
+        lo(dst),
+        hi(dst),
+        0,
+        pitch,
+        lo(src),
+        hi(src),
+    ]
+}
+/// MEDIA_OBJECT with `inline` DWords of inline data (indirect data
+/// relative to Indirect Object Base).
+pub fn media_object(inline: usize) -> Vec<u32> {
+    let mut w = vec![gfx(0x1100, 6 + inline), 0, 64, 0x100, 0, 0];
+    w.extend((0..inline as u32).map(|i| i * 3));
+    w
+}
+/// MFX_IND_OBJ_BASE_ADDR_STATE: five (base, bound) pairs.
+pub fn mfx_ind_obj(pairs: [(u64, u64); 5]) -> [u32; 26] {
+    let mut w = [0u32; 26];
+    w[0] = gfx(0x1003, 26);
+    for (i, (base, bound)) in pairs.into_iter().enumerate() {
+        let d = [1usize, 6, 11, 16, 21][i];
+        w[d] = lo(base);
+        w[d + 1] = hi(base);
+        let b = [4usize, 9, 14, 19, 24][i];
+        w[b] = lo(bound);
+        w[b + 1] = hi(bound);
+    }
+    w
+}
+/// MFX_BSP_BUF_BASE_ADDR_STATE (48-bit buffer addresses).
+pub fn mfx_bsp(a: [u64; 3]) -> [u32; 10] {
+    let mut w = [0u32; 10];
+    w[0] = gfx(0x1004, 10);
+    for (i, d) in [1usize, 4, 7].into_iter().enumerate() {
+        w[d] = lo(a[i]);
+        w[d + 1] = hi(a[i]) & 0xffff;
+    }
+    w
+}
+
+/// A 3D batch: base addresses, then `draws` draws with vertex/index/
+/// constant/depth state, post-sync writes; ends with MI_BATCH_BUFFER_END
+/// unless `end` is false. Buffers live in the hidden slice.
+pub fn draw_batch(draws: usize, end: bool) -> Vec<u32> {
+    let h = HIDDEN;
+    let mut w = Vec::new();
+    w.extend(sba(h, 0x1_0000, 0x1_0000));
+    w.extend(binding_table_pool(h + 0x8_0000, 0x1000));
+    for d in 0..draws as u64 {
+        for _ in 0..6 {
+            w.extend(plain_state());
+        }
+        w.extend(vertex_buffers(&[
+            (h + 0x10_0000 + d * 0x100, 0x1000),
+            (h + 0x11_0000, 0x800),
+        ]));
+        w.extend(index_buffer(h + 0x12_0000, 0x600));
+        w.extend(constant_vs(h + 0x13_0000, 4));
+        w.extend(depth_buffer(h + 0x20_0000));
+        w.extend(primitive());
+        w.extend(pipe_control(h + 0x3f_f000));
+    }
+    if end {
+        w.push(BB_END);
+    }
+    w
+}
