@@ -11,6 +11,21 @@
 //! The scanner reaches guest memory and translates guest GM to host GM only
 //! through [`GmSpace`], which the vGPU implements with its one translation
 //! function.
+//!
+//! Decisions:
+//! - Cycles are per chain: a chained MI_BATCH_BUFFER_START back to a segment
+//!   of the same chain is rejected. A second-level batch called again is
+//!   not a cycle: its shadow is reused when it holds no STATE_BASE_ADDRESS
+//!   (its audit then does not depend on the state it is entered with),
+//!   else it is scanned again into a new shadow. The pool, the depth limit
+//!   and the command/DWord budget bound the work either way.
+//! - STATE_BASE_ADDRESS is tracked per submission: each base/size pair is
+//!   audited whenever either half changes; a half set by an earlier
+//!   submission is unseen state and rejected. Size 0 allows no access, but
+//!   a modified base must still translate so it can be remapped.
+//! - Batches are copied into the shadow in chunks as decoding needs them;
+//!   only the copy is decoded, audited and run.
+//! - Operand extents of GFXPIPE and video commands: see [`super::operands`].
 
 use core::fmt;
 
