@@ -6,6 +6,8 @@
 
 use core::fmt;
 
+use gpu::partition::{VgpuType, MAX_VGPUS};
+
 /// What the monitor runs after bring-up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -29,19 +31,34 @@ pub enum TestSelection {
 pub struct Options {
     /// `selftest=`.
     pub mode: Mode,
+    /// `vgpus=`: how many vGPUs to create.
+    pub vgpus: u8,
+    /// `vgpu_type=`: their size.
+    pub vgpu_type: VgpuType,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { mode: Mode::Run }
+        Options {
+            mode: Mode::Run,
+            vgpus: crate::vgpus::DEFAULT_VGPUS,
+            vgpu_type: crate::vgpus::DEFAULT_TYPE,
+        }
     }
 }
 
 /// Known options and what they take, printed with every error.
-pub const KNOWN_OPTIONS: &[(&str, &str)] = &[(
-    "selftest",
-    "all | <test name>  run the in-kernel self-tests instead of the monitor",
-)];
+pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
+    (
+        "selftest",
+        "all | <test name>  run the in-kernel self-tests instead of the monitor",
+    ),
+    ("vgpus", "0..8  how many vGPUs to create (default 2)"),
+    (
+        "vgpu_type",
+        "small | medium | large | huge  GVT-g sizes: 64+384, 128+512, 256+1024, 512+2048 MiB (default small)",
+    ),
+];
 
 /// A rejected command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,28 +119,43 @@ pub fn parse(line: &'static [u8], truncated: bool) -> Result<Options, CmdlineErr
     }
     let text = core::str::from_utf8(line).map_err(|_| CmdlineError::NotUtf8)?;
     let mut options = Options::default();
-    let mut seen_selftest = false;
+    let mut seen = [false; KNOWN_OPTIONS.len()];
     for word in text.split_ascii_whitespace() {
         let (key, value) = word
             .split_once('=')
             .ok_or(CmdlineError::MissingValue { word })?;
+        let slot = KNOWN_OPTIONS
+            .iter()
+            .position(|(name, _)| *name == key)
+            .ok_or(CmdlineError::Unknown { key })?;
+        if core::mem::replace(&mut seen[slot], true) {
+            return Err(CmdlineError::Repeated { key });
+        }
+        let bad = |expected| CmdlineError::BadValue {
+            key,
+            value,
+            expected,
+        };
         match key {
             "selftest" => {
-                if core::mem::replace(&mut seen_selftest, true) {
-                    return Err(CmdlineError::Repeated { key });
-                }
                 options.mode = Mode::SelfTest(match value {
                     "all" => TestSelection::All,
                     name if is_test_name(name) => TestSelection::Named(name),
-                    _ => {
-                        return Err(CmdlineError::BadValue {
-                            key,
-                            value,
-                            expected: "`all` or a test name",
-                        })
-                    }
+                    _ => return Err(bad("`all` or a test name")),
                 });
             }
+            "vgpus" => {
+                options.vgpus = value
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|n| usize::from(*n) <= MAX_VGPUS)
+                    .ok_or(bad("a number from 0 to 8"))?;
+            }
+            "vgpu_type" => {
+                options.vgpu_type =
+                    VgpuType::from_name(value).ok_or(bad("small, medium, large or huge"))?;
+            }
+            // Every name in KNOWN_OPTIONS has an arm above.
             _ => return Err(CmdlineError::Unknown { key }),
         }
     }

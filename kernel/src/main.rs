@@ -15,6 +15,7 @@ mod arch;
 mod cmdline;
 mod console;
 mod exit;
+mod gpu_mem;
 mod log;
 mod mem;
 mod panic;
@@ -23,6 +24,8 @@ mod platform;
 mod selftest;
 mod serial;
 mod time;
+mod vgpus;
+mod workload;
 
 use boot::BootInfo;
 
@@ -76,22 +79,56 @@ fn kernel_main(info: &'static BootInfo) -> ! {
 
     let mut platform = match platform::bring_up(info, options, calibration) {
         Ok(p) => p,
-        Err(e) => panic!("bring-up failed: {e}"),
+        Err(e) => {
+            println!("error: bring-up failed: {e}");
+            exit(ExitCode::Failure);
+        }
     };
     platform.log_summary();
+    platform.vgpus.log_map();
 
     match platform.options.mode {
         Mode::SelfTest(selection) => selftest::run(&mut platform, selection),
-        Mode::Run => {
+        Mode::Run => run(&mut platform),
+    }
+}
+
+/// The monitor on the embedded defaults: every vGPU's built-in guest runs
+/// its workload, then a hostile submission is shown contained.
+fn run(platform: &mut platform::Platform) -> ! {
+    defmt::info!(
+        "monitor: bring-up complete in {=u64} us",
+        time::micros_since_boot()
+    );
+    println!(
+        "gmig-rs: bring-up complete, {} PCI functions, {} vGPUs on {}",
+        platform.pci.devices.len(),
+        platform.vgpus.vgpus.len(),
+        platform.vgpus.device.name()
+    );
+    match workload::scenario(&mut platform.vgpus) {
+        Ok(report) => {
             defmt::info!(
-                "monitor: bring-up complete in {=u64} us",
-                time::micros_since_boot()
+                "report workload_guests_ok={=usize} workload_submissions={=u32} isolation_shown={=bool}",
+                report.guests_ok,
+                report.submissions,
+                report.isolation_shown
             );
             println!(
-                "gmig-rs: bring-up complete, {} PCI functions",
-                platform.pci.devices.len()
+                "gmig-rs: {} guest workloads verified ({} submissions){}",
+                report.guests_ok,
+                report.submissions,
+                if report.isolation_shown {
+                    ", hostile submission contained"
+                } else {
+                    ""
+                }
             );
             exit(ExitCode::Success)
+        }
+        Err(e) => {
+            println!("error: workload failed: {e}");
+            exit(ExitCode::Failure)
         }
     }
 }

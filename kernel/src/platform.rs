@@ -9,6 +9,7 @@ use crate::mem::paging::{AddressSpace, MapError};
 use crate::mem::{FrameAllocator, FRAME_SIZE};
 use crate::pci::{self, ConfigAccess, PciBus};
 use crate::time::Calibration;
+use crate::vgpus::{SetupError, VgpuManager};
 
 /// Physical memory and the monitor's address space.
 #[derive(Debug)]
@@ -36,6 +37,7 @@ pub struct Platform {
     pub memory: Memory,
     pub acpi: AcpiInfo,
     pub pci: PciBus,
+    pub vgpus: VgpuManager,
 }
 
 /// Why bring-up stopped.
@@ -43,6 +45,7 @@ pub struct Platform {
 pub enum BringUpError {
     Frames(crate::mem::frames::FrameError),
     Paging(MapError),
+    Gpu(SetupError),
 }
 
 impl core::fmt::Display for BringUpError {
@@ -50,6 +53,7 @@ impl core::fmt::Display for BringUpError {
         match self {
             BringUpError::Frames(e) => write!(f, "frame allocator: {e}"),
             BringUpError::Paging(e) => write!(f, "page tables: {e}"),
+            BringUpError::Gpu(e) => write!(f, "GPU: {e}"),
         }
     }
 }
@@ -94,6 +98,8 @@ pub fn bring_up(
         None => ConfigAccess::Legacy,
     };
     let pci = pci::enumerate(access);
+    let vgpus = VgpuManager::bring_up(&mut memory, &pci, options.vgpus, options.vgpu_type)
+        .map_err(BringUpError::Gpu)?;
     Ok(Platform {
         boot,
         options,
@@ -101,6 +107,7 @@ pub fn bring_up(
         memory,
         acpi,
         pci,
+        vgpus,
     })
 }
 

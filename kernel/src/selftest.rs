@@ -63,6 +63,15 @@ const SUITE: &[Test] = &[
         name: "pci",
         run: pci,
     },
+    Test {
+        name: "gpu-memory-fenced",
+        run: gpu_memory_fenced,
+    },
+    // Last: it leaves one vGPU stopped on purpose.
+    Test {
+        name: "vgpu-workloads",
+        run: vgpu_workloads,
+    },
 ];
 
 const FAULTS: &[Test] = &[
@@ -247,6 +256,31 @@ fn cmdline_cases(_: &mut Platform) -> TestResult {
         "repeat",
     )?;
     check(matches!(ok(b"\xff"), Err(CmdlineError::NotUtf8)), "utf8")?;
+    let o = ok(b"vgpus=4 vgpu_type=medium").map_err(|_| "vgpus=4 vgpu_type=medium")?;
+    check(
+        o.vgpus == 4 && o.vgpu_type == gpu::partition::VgpuType::Medium,
+        "vgpu options",
+    )?;
+    check(
+        ok(b"").map(|o| o.vgpus) == Ok(crate::vgpus::DEFAULT_VGPUS),
+        "default vgpus",
+    )?;
+    check(
+        matches!(ok(b"vgpus=9"), Err(CmdlineError::BadValue { .. })),
+        "vgpus=9",
+    )?;
+    check(
+        matches!(ok(b"vgpus=-1"), Err(CmdlineError::BadValue { .. })),
+        "vgpus=-1",
+    )?;
+    check(
+        matches!(ok(b"vgpu_type=giant"), Err(CmdlineError::BadValue { .. })),
+        "giant",
+    )?;
+    check(
+        matches!(ok(b"vgpus=1 vgpus=2"), Err(CmdlineError::Repeated { .. })),
+        "repeated vgpus",
+    )?;
     check(
         matches!(cmdline::parse(b"", true), Err(CmdlineError::Truncated)),
         "truncated",
@@ -285,6 +319,47 @@ fn pci(p: &mut Platform) -> TestResult {
         }
     }
     Ok(())
+}
+
+fn gpu_memory_fenced(p: &mut Platform) -> TestResult {
+    use gpu::addr::PhysAddr;
+    use gpu::backend::PhysMem;
+    let memory = p.vgpus.device.memory();
+    check(memory.bytes() > 0, "the GPU owns no frames")?;
+    // The monitor's own image is not GPU memory: the GPU may not reach it.
+    let (image_start, _) = boot::image_range();
+    let mut probe = [0u8; 4];
+    let image = PhysAddr::new(image_start).map_err(|_| "image address")?;
+    check(
+        memory.read(image, &mut probe).is_err(),
+        "GPU memory reaches the monitor image",
+    )
+}
+
+fn vgpu_workloads(p: &mut Platform) -> TestResult {
+    let vgpus = p.vgpus.vgpus.len();
+    check(vgpus >= 2, "needs two vGPUs (the default)")?;
+    let report = crate::workload::scenario(&mut p.vgpus).map_err(|e| {
+        defmt::error!("workload: {}", defmt::Display2Format(&e));
+        "workload scenario failed"
+    })?;
+    check(
+        report.guests_ok == vgpus,
+        "not every guest workload verified",
+    )?;
+    check(
+        report.isolation_shown,
+        "hostile submission not shown contained",
+    )?;
+    let (accepted, rejected) = p.vgpus.gate.counts();
+    check(
+        rejected == 1,
+        "the scanner rejected other than exactly the hostile submission",
+    )?;
+    check(
+        accepted == u64::from(report.submissions),
+        "every accepted submission went through the scanner",
+    )
 }
 
 fn fault_pagefault(_: &mut Platform) -> TestResult {

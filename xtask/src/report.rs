@@ -15,6 +15,7 @@ pub struct RunReport {
     pub boot: BootReport,
     pub memory: MemoryReport,
     pub pci: Vec<PciReport>,
+    pub gpu: GpuReport,
     /// Log frames the host could not decode (should be 0).
     pub malformed_log_frames: usize,
     /// The exact QEMU command.
@@ -68,6 +69,74 @@ pub struct BarReport {
     /// Hex base address.
     pub address: String,
     pub size: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GpuReport {
+    /// "software-gen9" or "intel-gen9".
+    pub backend: Option<String>,
+    pub vgpus: Vec<VgpuReport>,
+    /// Built-in guest workloads whose results were verified.
+    pub workloads_verified: Option<u64>,
+    /// Submissions verified across them.
+    pub submissions_verified: Option<u64>,
+    /// Whether a hostile submission was rejected with the others unharmed.
+    pub isolation_shown: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VgpuReport {
+    pub id: u64,
+    /// "small", "medium", "large" or "huge".
+    pub vgpu_type: String,
+    /// Host GM slices as "0xbase+0xlen".
+    pub aperture: String,
+    pub hidden: String,
+    /// Host fences as "first+count".
+    pub fences: String,
+    /// Guest pages the vGPU's guest owns, as "0xfirst+0xcount".
+    pub guest_pages: String,
+}
+
+/// The `key=value` pairs of every `report <kind> ...` line, in order.
+fn report_records<'a>(
+    result: &'a RunResult,
+    kind: &'a str,
+) -> impl Iterator<Item = Vec<(&'a str, &'a str)>> + 'a {
+    result
+        .messages()
+        .filter_map(move |m| {
+            m.strip_prefix("report ")?
+                .strip_prefix(kind)?
+                .strip_prefix(' ')
+        })
+        .map(|rest| {
+            rest.split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .collect()
+        })
+}
+
+fn vgpus(result: &RunResult) -> Vec<VgpuReport> {
+    report_records(result, "vgpu")
+        .map(|fields| {
+            let get = |key: &str| {
+                fields
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| v.to_string())
+                    .unwrap_or_default()
+            };
+            VgpuReport {
+                id: get("id").parse().unwrap_or(0),
+                vgpu_type: get("type"),
+                aperture: get("aperture"),
+                hidden: get("hidden"),
+                fences: get("fences"),
+                guest_pages: get("guest_pages"),
+            }
+        })
+        .collect()
 }
 
 /// `key=value` pairs of a `report ...` line.
@@ -152,6 +221,13 @@ pub fn build(result: &RunResult, memory_mib: u32) -> RunReport {
             free_bytes: num("free_bytes"),
         },
         pci: pci_devices(result),
+        gpu: GpuReport {
+            backend: report_value(result, "gpu_backend"),
+            vgpus: vgpus(result),
+            workloads_verified: num("workload_guests_ok"),
+            submissions_verified: num("workload_submissions"),
+            isolation_shown: report_value(result, "isolation_shown").and_then(|v| v.parse().ok()),
+        },
         malformed_log_frames: result.malformed_frames,
         qemu_command: result.command.clone(),
     }
@@ -195,6 +271,9 @@ mod tests {
                 "pci 00:01.0   bar0 mem32 0xfd000000 size 0x1000000",
                 "pci 00:1f.3 [8086:2930] class 0c.05.00 SMBus controller (Intel)",
                 "pci 00:1f.3   bar4 io 0x700 size 0x40",
+                "report gpu_backend=software-gen9 vgpus=1",
+                "report vgpu id=0 type=small aperture=0x8000000+0x4000000 hidden=0x38000000+0x18000000 fences=4+4 guest_pages=0x100+0x100",
+                "report workload_guests_ok=1 workload_submissions=2 isolation_shown=false",
             ]),
             128,
         );
@@ -209,6 +288,12 @@ mod tests {
         assert_eq!(r.pci[0].bars[0].size, 0x100_0000);
         assert_eq!(r.pci[1].bars[0].kind, "io");
         assert_eq!(r.pci[1].bars[0].index, 4);
+        assert_eq!(r.gpu.backend.as_deref(), Some("software-gen9"));
+        assert_eq!(r.gpu.vgpus.len(), 1);
+        assert_eq!(r.gpu.vgpus[0].vgpu_type, "small");
+        assert_eq!(r.gpu.vgpus[0].aperture, "0x8000000+0x4000000");
+        assert_eq!(r.gpu.submissions_verified, Some(2));
+        assert_eq!(r.gpu.isolation_shown, Some(false));
     }
 
     #[test]

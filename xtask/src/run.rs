@@ -52,6 +52,14 @@ pub fn main(opts: &RunOptions) -> Result<i32> {
     if let Some(ms) = report.boot.guest_ms_to_kernel_main {
         println!("boot: {ms:.1} ms from CPU reset to kernel_main (guest TSC)");
     }
+    if let Some(backend) = &report.gpu.backend {
+        println!(
+            "gpu: {} vGPUs on {backend}; {} guest workloads verified; hostile submission contained: {}",
+            report.gpu.vgpus.len(),
+            report.gpu.workloads_verified.unwrap_or(0),
+            report.gpu.isolation_shown.unwrap_or(false)
+        );
+    }
     println!(
         "pci: {} functions; report: {}",
         report.pci.len(),

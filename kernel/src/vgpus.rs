@@ -1,0 +1,448 @@
+//! The vGPU manager (DESIGN.md "What the monitor does" 1, "Hardware and
+//! emulation"): picks the GPU backend from PCI, owns the host GGTT through
+//! it, keeps the monitor's slice of graphics memory, creates one partition
+//! and one [`Vgpu`] per vGPU asked for, and gives each vGPU its guest
+//! memory. All decisions about slices, registers and commands are the `gpu`
+//! crate's; this module only provides frames, BAR0 and the wiring.
+
+use core::fmt;
+
+use gpu::addr::{GuestPage, HostGgttIndex, HostGm, HostGmRange, PhysAddr, PhysFrame, PAGE_SIZE};
+use gpu::backend::{Backend, BackendError};
+use gpu::engine::Engine;
+use gpu::ggtt::{GgttFlush, HostPte, PteFlags};
+use gpu::intel::{EngineContext, IntelGen9, Mmio};
+use gpu::mediate::{ScanGate, SHADOW_BYTES_PER_ENGINE};
+use gpu::partition::{
+    GmLayout, Partition, PartitionAllocator, PartitionError, VgpuType, MAX_VGPUS,
+};
+use gpu::regs::MmioOffset;
+use gpu::sim::{SimError, SimGpu};
+use gpu::vgpu::{FrameRun, FrameRuns, Vgpu};
+
+use crate::gpu_mem::{GpuMemory, GpuMemoryError};
+use crate::mem::paging::MapError;
+use crate::pci::{Bar, PciBus};
+use crate::platform::Memory;
+
+/// vGPUs created when the command line does not say (`vgpus=`).
+pub const DEFAULT_VGPUS: u8 = 2;
+/// Their type (`vgpu_type=`).
+pub const DEFAULT_TYPE: VgpuType = VgpuType::Small;
+/// Guest memory each vGPU owns (1 MiB), until the guest runtime gives guests
+/// their own RAM: its ring, batches and surfaces live there.
+pub const GUEST_MEMORY_PAGES: u64 = 256;
+/// First guest page number of that memory, as the guest names it in PTEs.
+pub const GUEST_MEMORY_FIRST_PAGE: u64 = 0x100;
+/// The software model's GGTT table: one 8-byte PTE per 4 KiB of 4 GiB.
+const GGTT_TABLE_PAGES: u64 = 2048;
+/// Context image pages per engine on real hardware: the per-process status
+/// page plus the register state (i915 `GEN9_LR_CONTEXT_RENDER_SIZE` is 22
+/// pages for render, `GEN8_LR_CONTEXT_OTHER_SIZE` 2 for the others; one
+/// more page for the status page, rounded up).
+const fn context_pages(engine: Engine) -> u64 {
+    match engine {
+        Engine::Render => 24,
+        _ => 4,
+    }
+}
+
+/// BAR0 of a real Gen9 GPU, mapped uncached: registers in the low 2 MiB,
+/// the GGTT at +8 MiB.
+#[derive(Debug)]
+pub struct Bar0 {
+    base: u64,
+    size: u64,
+}
+
+impl Bar0 {
+    fn address(&self, offset: MmioOffset, width: u64) -> Option<u64> {
+        let offset = u64::from(offset.raw());
+        (offset + width <= self.size && offset % width == 0).then_some(self.base + offset)
+    }
+}
+
+impl Mmio for Bar0 {
+    fn read32(&mut self, offset: MmioOffset) -> u32 {
+        match self.address(offset, 4) {
+            // SAFETY: inside the BAR, mapped uncached, naturally aligned;
+            // GPU register reads have no memory side effects on the monitor.
+            Some(addr) => unsafe { core::ptr::read_volatile(addr as *const u32) },
+            None => u32::MAX, // like a master abort
+        }
+    }
+
+    fn write32(&mut self, offset: MmioOffset, value: u32) {
+        if let Some(addr) = self.address(offset, 4) {
+            // SAFETY: as in `read32`; the gpu crate decides which registers
+            // are written, none of them maps monitor memory except the GGTT,
+            // whose entries it validates.
+            unsafe { core::ptr::write_volatile(addr as *mut u32, value) };
+        }
+    }
+
+    fn read64(&mut self, offset: MmioOffset) -> u64 {
+        match self.address(offset, 8) {
+            // SAFETY: as in `read32` (GGTT entries are 64-bit).
+            Some(addr) => unsafe { core::ptr::read_volatile(addr as *const u64) },
+            None => u64::MAX,
+        }
+    }
+
+    fn write64(&mut self, offset: MmioOffset, value: u64) {
+        if let Some(addr) = self.address(offset, 8) {
+            // SAFETY: as in `write32`.
+            unsafe { core::ptr::write_volatile(addr as *mut u64, value) };
+        }
+    }
+}
+
+/// The GPU the vGPUs share.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // reason: one instance for the monitor's life; boxing buys nothing
+pub enum GpuDevice {
+    /// The software Gen9 model (no supported Intel GPU found).
+    Software(SimGpu<GpuMemory>),
+    /// A real Gen9 GT2 GPU.
+    Intel {
+        gpu: IntelGen9<Bar0, GpuMemory>,
+        family: &'static str,
+        device: u16,
+    },
+}
+
+impl GpuDevice {
+    /// The backend every vGPU submits through.
+    pub fn backend(&mut self) -> &mut dyn Backend {
+        match self {
+            GpuDevice::Software(sim) => sim,
+            GpuDevice::Intel { gpu, .. } => gpu,
+        }
+    }
+
+    /// Short name for logs and reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            GpuDevice::Software(_) => "software-gen9",
+            GpuDevice::Intel { .. } => "intel-gen9",
+        }
+    }
+
+    /// The memory the GPU reaches.
+    pub fn memory(&self) -> &GpuMemory {
+        match self {
+            GpuDevice::Software(sim) => sim.mem(),
+            GpuDevice::Intel { gpu, .. } => gpu.mem(),
+        }
+    }
+
+    /// The memory the GPU reaches, for writing (guests' CPU writes).
+    pub fn memory_mut(&mut self) -> &mut GpuMemory {
+        match self {
+            GpuDevice::Software(sim) => sim.mem_mut(),
+            GpuDevice::Intel { gpu, .. } => gpu.mem_mut(),
+        }
+    }
+}
+
+/// The scanner's shadow buffers (about 1.3 MiB): a static, because the
+/// monitor's stacks are far smaller. The manager holds its lock for good.
+static GATE: spin::Mutex<ScanGate> = spin::Mutex::new(ScanGate::new());
+
+/// One vGPU with the memory its guest owns.
+#[derive(Debug)]
+pub struct HostedVgpu {
+    pub vgpu: Vgpu,
+    pub partition: Partition,
+    /// The guest's pages: guest page -> host frame.
+    pub memory: FrameRuns<4>,
+}
+
+/// The manager.
+#[derive(Debug)]
+pub struct VgpuManager {
+    pub device: GpuDevice,
+    pub partitions: PartitionAllocator,
+    pub vgpus: heapless::Vec<HostedVgpu, MAX_VGPUS>,
+    /// The scanner every submission passes.
+    pub gate: spin::MutexGuard<'static, ScanGate>,
+    /// Next free page of the monitor's hidden slice.
+    monitor_next: u64,
+}
+
+/// Why the GPU could not be set up.
+#[derive(Debug)]
+pub enum SetupError {
+    Memory(GpuMemoryError),
+    Map(MapError),
+    Partition(PartitionError),
+    Sim(SimError),
+    Backend(BackendError),
+    /// The Intel GPU's BAR0 or BAR2 is missing or not memory.
+    BadBars,
+    /// The monitor's slice of GM is full.
+    MonitorSliceFull,
+    /// The manager was set up twice (a monitor bug).
+    AlreadySetUp,
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::Memory(e) => write!(f, "GPU memory: {e}"),
+            SetupError::Map(e) => write!(f, "mapping BAR0: {e}"),
+            SetupError::Partition(e) => write!(f, "partitioning GM: {e}"),
+            SetupError::Sim(e) => write!(f, "software GPU: {e}"),
+            SetupError::Backend(e) => write!(f, "GPU initialisation: {e}"),
+            SetupError::BadBars => {
+                f.write_str("the Intel GPU's BAR0 (GTTMMADR) or BAR2 (GMADR) is not a memory BAR")
+            }
+            SetupError::MonitorSliceFull => {
+                f.write_str("the monitor's slice of graphics memory is full")
+            }
+            SetupError::AlreadySetUp => f.write_str("the vGPU manager is already set up"),
+        }
+    }
+}
+
+fn memory_bar(bar: Bar) -> Option<(u64, u64)> {
+    match bar {
+        Bar::Memory { address, size, .. } if address != 0 => Some((address, size)),
+        _ => None,
+    }
+}
+
+/// Gives `count` frames to the GPU and describes them as guest pages.
+fn guest_memory(gpu_mem: &mut GpuMemory, memory: &mut Memory) -> Result<FrameRuns<4>, SetupError> {
+    let base = gpu_mem
+        .allocate(&mut memory.frames, GUEST_MEMORY_PAGES, 1)
+        .map_err(SetupError::Memory)?;
+    let mut runs = FrameRuns::new();
+    let run = FrameRun {
+        first_page: GuestPage::new(GUEST_MEMORY_FIRST_PAGE).map_err(|_| SetupError::BadBars)?,
+        first_frame: base.frame(),
+        count: GUEST_MEMORY_PAGES,
+    };
+    // A fresh table has room for one run.
+    let _ = runs.push(run);
+    Ok(runs)
+}
+
+impl VgpuManager {
+    /// Picks the backend and creates `count` vGPUs of `vgpu_type`.
+    pub fn bring_up(
+        memory: &mut Memory,
+        pci: &PciBus,
+        count: u8,
+        vgpu_type: VgpuType,
+    ) -> Result<Self, SetupError> {
+        let mut gpu_mem = GpuMemory::default();
+        let mut guest_memories: heapless::Vec<FrameRuns<4>, MAX_VGPUS> = heapless::Vec::new();
+        for _ in 0..count {
+            let runs = guest_memory(&mut gpu_mem, memory)?;
+            // `count` is at most MAX_VGPUS (checked by the command line).
+            let _ = guest_memories.push(runs);
+        }
+        let intel = pci
+            .devices
+            .iter()
+            .find_map(|d| gpu::device::supported(d.vendor, d.class, d.device).map(|s| (d, s)));
+        let (device, layout) = match intel {
+            Some((dev, supported)) => {
+                let (bar0, bar0_size) = memory_bar(dev.bars[0]).ok_or(SetupError::BadBars)?;
+                let (_, aperture) = memory_bar(dev.bars[2]).ok_or(SetupError::BadBars)?;
+                let layout = GmLayout::new(aperture).map_err(SetupError::Partition)?;
+                memory
+                    .space
+                    .map_mmio(&mut memory.frames, bar0, bar0_size)
+                    .map_err(SetupError::Map)?;
+                // Contexts go at the bottom of the monitor's hidden slice.
+                let mut contexts = [EngineContext {
+                    lrca: layout.hidden().base(),
+                    image: PhysAddr::new(0).map_err(|_| SetupError::BadBars)?,
+                }; Engine::COUNT];
+                let mut offset = 0;
+                for engine in Engine::ALL {
+                    let pages = context_pages(engine);
+                    let image = gpu_mem
+                        .allocate(&mut memory.frames, pages, 1)
+                        .map_err(SetupError::Memory)?;
+                    let lrca = layout
+                        .hidden()
+                        .at(offset)
+                        .ok_or(SetupError::MonitorSliceFull)?;
+                    contexts[engine.index()] = EngineContext { lrca, image };
+                    offset += pages * PAGE_SIZE;
+                }
+                let gpu = IntelGen9::new(
+                    Bar0 {
+                        base: bar0,
+                        size: bar0_size,
+                    },
+                    gpu_mem,
+                    contexts,
+                );
+                let mut device = GpuDevice::Intel {
+                    gpu,
+                    family: supported.family,
+                    device: supported.device,
+                };
+                for engine in Engine::ALL {
+                    let ctx = contexts[engine.index()];
+                    map_pages(device.backend(), ctx.lrca, ctx.image, context_pages(engine))?;
+                }
+                if let GpuDevice::Intel { gpu, .. } = &mut device {
+                    gpu.init().map_err(SetupError::Backend)?;
+                }
+                (device, layout)
+            }
+            None => {
+                let table = gpu_mem
+                    .allocate(&mut memory.frames, GGTT_TABLE_PAGES, 1)
+                    .map_err(SetupError::Memory)?;
+                let sim = SimGpu::new(gpu_mem, table).map_err(SetupError::Sim)?;
+                (GpuDevice::Software(sim), GmLayout::DEFAULT)
+            }
+        };
+        let used_by_contexts = match &device {
+            GpuDevice::Intel { .. } => {
+                Engine::ALL.iter().map(|e| context_pages(*e)).sum::<u64>() * PAGE_SIZE
+            }
+            GpuDevice::Software(_) => 0,
+        };
+        let mut partitions = PartitionAllocator::new(layout, PartitionAllocator::GVT_MONITOR_SHARE)
+            .map_err(SetupError::Partition)?;
+        let mut vgpus = heapless::Vec::new();
+        for memory in guest_memories {
+            let partition = partitions
+                .allocate(vgpu_type)
+                .map_err(SetupError::Partition)?;
+            let hosted = HostedVgpu {
+                vgpu: Vgpu::new(&partition),
+                partition,
+                memory,
+            };
+            // At most MAX_VGPUS, as the allocator would have refused more.
+            let _ = vgpus.push(hosted);
+        }
+        let gate = GATE.try_lock().ok_or(SetupError::AlreadySetUp)?;
+        let mut manager = VgpuManager {
+            device,
+            partitions,
+            vgpus,
+            gate,
+            monitor_next: used_by_contexts,
+        };
+        let pages = SHADOW_BYTES_PER_ENGINE * Engine::COUNT as u64 / PAGE_SIZE;
+        let (area, _) = manager.monitor_pages(pages, &mut memory.frames)?;
+        let area =
+            HostGmRange::new(area, pages * PAGE_SIZE).map_err(|_| SetupError::MonitorSliceFull)?;
+        if !manager.gate.place(area) {
+            return Err(SetupError::MonitorSliceFull);
+        }
+        Ok(manager)
+    }
+
+    /// Reserves `pages` pages of the monitor's hidden slice, backed by fresh
+    /// frames given to the GPU, and maps them in the host GGTT. Returns the
+    /// GM address and the physical address of the first page.
+    pub fn monitor_pages(
+        &mut self,
+        pages: u64,
+        frames: &mut crate::mem::FrameAllocator,
+    ) -> Result<(HostGm, PhysAddr), SetupError> {
+        let hidden = self.partitions.monitor().hidden;
+        if self.monitor_next + pages * PAGE_SIZE > hidden.len() {
+            return Err(SetupError::MonitorSliceFull);
+        }
+        let gm = hidden
+            .at(self.monitor_next)
+            .ok_or(SetupError::MonitorSliceFull)?;
+        let phys = match &mut self.device {
+            GpuDevice::Software(sim) => sim.mem_mut().allocate(frames, pages, 1),
+            GpuDevice::Intel { gpu, .. } => gpu.mem_mut().allocate(frames, pages, 1),
+        }
+        .map_err(SetupError::Memory)?;
+        map_pages(self.device.backend(), gm, phys, pages)?;
+        self.monitor_next += pages * PAGE_SIZE;
+        Ok((gm, phys))
+    }
+
+    /// Logs the backend and the partition map.
+    pub fn log_map(&self) {
+        match &self.device {
+            GpuDevice::Software(_) => {
+                defmt::info!("gpu: backend software-gen9 (no supported Intel GPU on PCI)")
+            }
+            GpuDevice::Intel { family, device, .. } => {
+                defmt::info!(
+                    "gpu: backend intel-gen9, {=str} [8086:{=u16:04x}]",
+                    family,
+                    device
+                )
+            }
+        }
+        let layout = self.partitions.layout();
+        let monitor = self.partitions.monitor();
+        defmt::info!(
+            "gpu: GM aperture {=u64} MiB + hidden {=u64} MiB; monitor aperture {} hidden {} fences {=u32}..{=u32}",
+            layout.aperture().len() >> 20,
+            layout.hidden().len() >> 20,
+            defmt::Display2Format(&monitor.aperture),
+            defmt::Display2Format(&monitor.hidden),
+            monitor.fences.first(),
+            monitor.fences.first() + monitor.fences.count()
+        );
+        defmt::info!(
+            "gpu: {=u64} KiB of monitor frames reachable by the GPU",
+            self.device.memory().bytes() >> 10
+        );
+        defmt::info!(
+            "report gpu_backend={=str} vgpus={=usize}",
+            self.device.name(),
+            self.vgpus.len()
+        );
+        for hosted in &self.vgpus {
+            let p = &hosted.partition;
+            defmt::info!("vgpu {}", defmt::Display2Format(p));
+            defmt::info!(
+                "report vgpu id={=u8} type={=str} aperture={=u64:#x}+{=u64:#x} hidden={=u64:#x}+{=u64:#x} fences={=u32}+{=u32} guest_pages={=u64:#x}+{=u64:#x}",
+                p.id().raw(),
+                p.vgpu_type().name(),
+                p.aperture().base().raw(),
+                p.aperture().len(),
+                p.hidden().base().raw(),
+                p.hidden().len(),
+                p.fences().first(),
+                p.fences().count(),
+                GUEST_MEMORY_FIRST_PAGE,
+                GUEST_MEMORY_PAGES
+            );
+        }
+    }
+}
+
+/// Maps `pages` pages of GM from `gm` to frames from `phys` in the host
+/// GGTT, with one flush for the run.
+fn map_pages(
+    backend: &mut dyn Backend,
+    gm: HostGm,
+    phys: PhysAddr,
+    pages: u64,
+) -> Result<(), SetupError> {
+    let mut pending: Option<GgttFlush> = None;
+    for i in 0..pages {
+        let index = HostGgttIndex::new(u64::from(gm.ggtt_index().raw()) + i)
+            .map_err(|_| SetupError::MonitorSliceFull)?;
+        let frame =
+            PhysFrame::new(phys.frame().number() + i).map_err(|_| SetupError::MonitorSliceFull)?;
+        let flush = backend.write_pte(index, HostPte::map(frame, PteFlags::NONE));
+        if let Some(earlier) = pending.replace(flush) {
+            earlier.ignore(); // the flush after the last entry covers it
+        }
+    }
+    if let Some(last) = pending {
+        backend.flush_ggtt(last);
+    }
+    Ok(())
+}
