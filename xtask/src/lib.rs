@@ -3,6 +3,7 @@
 //! `tests/` use too (building the kernel, booting it in QEMU, decoding its
 //! defmt log).
 
+pub mod bench;
 pub mod build;
 pub mod cmd;
 pub mod defmt_log;

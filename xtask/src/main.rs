@@ -36,6 +36,12 @@ enum Command {
     },
     /// Every test: fmt, clippy, kernel build, in-kernel self-tests, cargo test.
     Test,
+    /// Benchmarks as ratios against same-run references: target/xtask/bench.json.
+    Bench {
+        /// Short runs (for a quick look; figures are noisier).
+        #[arg(long)]
+        quick: bool,
+    },
     /// Write a GRUB rescue ISO to target/xtask/gmig.iso.
     Image {
         /// Kernel command line baked into grub.cfg.
@@ -63,6 +69,7 @@ fn main() -> ExitCode {
             iso,
         }),
         Command::Test => xtask::test::main().map(|()| 0),
+        Command::Bench { quick } => xtask::bench::main(quick).map(|()| 0),
         Command::Image { append } => xtask::image::main(&append).map(|()| 0),
     };
     match result {

@@ -1,0 +1,191 @@
+//! `cargo xtask bench`: the benchmarks, each reported as a ratio against a
+//! reference measured in the same run (never as a timed assertion):
+//!
+//! - the command scanner's throughput vs memcpy of the same bytes
+//!   (`gpu/examples/scan_bench.rs`);
+//! - the page digest's bandwidth vs memcpy and vs gMig's XOR fold, and the
+//!   migration simulator's policies on its workload models and links
+//!   (`migrate/sim/examples/bench.rs`).
+//!
+//! Each bench is an example binary built in release for this machine's CPU
+//! (`-C target-cpu=native`, in its own target directory so the normal build
+//! is not invalidated): what a deployment would build. The results go to
+//! `target/xtask/bench.json` (with the goals the issues set, and whether
+//! they are met), `target/xtask/migration.md` and
+//! `target/xtask/migration-downtime.svg`.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+
+use crate::{cmd, paths};
+
+fn run_example(package: &str, example: &str, out: &Path, quick: bool) -> Result<()> {
+    let mut c = cmd::cargo();
+    c.args([
+        "run",
+        "--quiet",
+        "--release",
+        "--package",
+        package,
+        "--example",
+        example,
+        "--",
+    ]);
+    c.arg("--out").arg(out);
+    if quick {
+        c.arg("--quick");
+    }
+    c.env("RUSTFLAGS", "-C target-cpu=native");
+    c.env("CARGO_TARGET_DIR", paths::target_dir().join("bench"));
+    cmd::run(&mut c)
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// One goal from the issues, with the measured value.
+fn goal(name: &str, measured: Option<f64>, op: &str, target: f64) -> Value {
+    let met = measured.map(|m| if op == ">=" { m >= target } else { m <= target });
+    json!({ "goal": name, "measured": measured, "op": op, "target": target, "met": met })
+}
+
+/// Collects the goals from the two benches' outputs.
+pub fn goals(scan: &Value, migration: &Value) -> Vec<Value> {
+    let f = |v: &Value| v.as_f64();
+    let mut goals = vec![goal(
+        "scanner throughput / memcpy, worst stream",
+        f(&scan["ratio_min"]),
+        ">=",
+        0.25,
+    )];
+    goals.push(goal(
+        "digest bandwidth / memcpy",
+        f(&migration["hash"]["xxh3_vs_memcpy"]),
+        ">=",
+        1.8,
+    ));
+    goals.push(goal(
+        "digest bandwidth / gMig XOR fold",
+        f(&migration["hash"]["xxh3_vs_xor_fold"]),
+        ">=",
+        0.9,
+    ));
+    let per_case = migration["goals"].as_array().cloned().unwrap_or_default();
+    let worst = per_case
+        .iter()
+        .filter_map(|g| f(&g["best_vs_gmig_oneshot"]))
+        .fold(None, |acc: Option<f64>, r| {
+            Some(acc.map_or(r, |a| a.max(r)))
+        });
+    goals.push(goal(
+        "best policy downtime / gMig one-shot, worst case",
+        worst,
+        "<=",
+        0.25,
+    ));
+    let reduction = per_case
+        .iter()
+        .filter_map(|g| f(&g["oneshot_downtime_page_reduction"]))
+        .fold(None, |acc: Option<f64>, r| {
+            Some(acc.map_or(r, |a| a.min(r)))
+        });
+    goals.push(goal(
+        "gMig one-shot: fewer pages in downtime than stop-and-copy, worst case",
+        reduction,
+        ">=",
+        0.8,
+    ));
+    goals
+}
+
+/// Runs both benches and writes the reports.
+pub fn main(quick: bool) -> Result<()> {
+    let out = paths::xtask_dir();
+    std::fs::create_dir_all(&out)?;
+    run_example("gpu", "scan_bench", &out, quick)?;
+    run_example("migrate-sim", "bench", &out, quick)?;
+    let scan = read_json(&out.join("scan.json"))?;
+    let migration = read_json(&out.join("migration.json"))?;
+    let goals = goals(&scan, &migration);
+    let report = json!({
+        "quick": quick,
+        "host": { "cpu": cpu_model(), "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) },
+        "goals": goals,
+        "scanner": scan,
+        "migration": migration,
+    });
+    let path = out.join("bench.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")?;
+    println!("\n{:<72} {:>10} {:>10}  met", "goal", "measured", "target");
+    for g in report["goals"].as_array().into_iter().flatten() {
+        let measured = g["measured"]
+            .as_f64()
+            .map_or("-".to_string(), |m| format!("{m:.3}"));
+        let met = match g["met"].as_bool() {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "-",
+        };
+        println!(
+            "{:<72} {:>10} {:>2} {:>7.2}  {met}",
+            g["goal"].as_str().unwrap_or_default(),
+            measured,
+            g["op"].as_str().unwrap_or_default(),
+            g["target"].as_f64().unwrap_or_default()
+        );
+    }
+    println!(
+        "\nwrote {}, {}, {}",
+        path.display(),
+        out.join("migration.md").display(),
+        out.join("migration-downtime.svg").display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn goals_read_both_reports() {
+        let scan = json!({"ratio_min": 0.3});
+        let migration = json!({
+            "hash": {"xxh3_vs_memcpy": 1.7, "xxh3_vs_xor_fold": 0.95},
+            "goals": [
+                {"best_vs_gmig_oneshot": 0.2, "oneshot_downtime_page_reduction": 0.9},
+                {"best_vs_gmig_oneshot": 0.4, "oneshot_downtime_page_reduction": 0.85}
+            ]
+        });
+        let g = goals(&scan, &migration);
+        let met: Vec<Option<bool>> = g.iter().map(|g| g["met"].as_bool()).collect();
+        assert_eq!(
+            met,
+            vec![Some(true), Some(false), Some(true), Some(false), Some(true)]
+        );
+        assert_eq!(g[3]["measured"].as_f64(), Some(0.4));
+    }
+
+    #[test]
+    fn missing_figures_are_not_met() {
+        let g = goals(&json!({}), &json!({}));
+        assert!(g.iter().all(|g| g["met"].is_null()));
+    }
+}
