@@ -304,8 +304,7 @@ mod tests {
         AccessSize, FrameRuns, GuestMemoryMap, MmioEffect, Vgpu, VgpuError, VgpuState,
     };
 
-    /// Host frames of the shadow area, and of guest memories.
-    const SHADOW_FRAME: u64 = 0x1000;
+    /// Host frames of the guest memories.
     const GUEST_FRAMES: [u64; 2] = [0x4000, 0x5000];
     const GUEST_PAGES: u64 = 16;
 
@@ -322,11 +321,7 @@ mod tests {
         let mut alloc =
             PartitionAllocator::new(GmLayout::DEFAULT, PartitionAllocator::GVT_MONITOR_SHARE)
                 .unwrap();
-        let area_pages = SHADOW_BYTES_PER_ENGINE * Engine::COUNT as u64 / 4096;
-        let area = alloc.monitor().hidden;
-        map(&mut gpu, area.base().raw(), SHADOW_FRAME, area_pages);
-        let mut gate = Box::new(ScanGate::new());
-        assert!(gate.place(HostGmRange::new(area.base(), area_pages * 4096).unwrap()));
+        let gate = scan_gate(&mut gpu);
         let mut vgpus = Vec::new();
         for frame in GUEST_FRAMES {
             let partition: Partition = alloc.allocate(VgpuType::Small).unwrap();
@@ -408,98 +403,80 @@ mod tests {
         u32::from_le_bytes(b)
     }
 
-    /// The gate's shadows are big: run each test on a roomy stack.
-    fn on_big_stack(f: impl FnOnce() + Send + 'static) {
-        std::thread::Builder::new()
-            .stack_size(64 << 20)
-            .spawn(f)
-            .unwrap()
-            .join()
-            .unwrap();
-    }
-
     #[test]
     fn accepted_submission_runs_remapped_and_records_writes() {
-        on_big_stack(|| {
-            let mut w = world();
-            let target = aperture(&w, 0) + 2 * 4096 + 0x40;
-            let mut cmds = sdi(target, 0xfeed_beef).to_vec();
-            cmds.extend(pipe_control_imm(target + 8, 0x1234));
-            submit(&mut w, 0, &cmds).unwrap();
-            assert_eq!(guest_u32(&w, 0, 2, 0x40), 0xfeed_beef);
-            assert_eq!(guest_u32(&w, 0, 2, 0x48), 0x1234);
-            let page = target >> 12;
-            assert_eq!(w.gate.last_writes().unwrap().pages(), &[page]);
-            assert_eq!(w.gate.counts(), (1, 0));
-            // The other vGPU's memory is untouched.
-            assert_eq!(guest_u32(&w, 1, 2, 0x40), 0);
-        });
+        let mut w = world();
+        let target = aperture(&w, 0) + 2 * 4096 + 0x40;
+        let mut cmds = sdi(target, 0xfeed_beef).to_vec();
+        cmds.extend(pipe_control_imm(target + 8, 0x1234));
+        submit(&mut w, 0, &cmds).unwrap();
+        assert_eq!(guest_u32(&w, 0, 2, 0x40), 0xfeed_beef);
+        assert_eq!(guest_u32(&w, 0, 2, 0x48), 0x1234);
+        let page = target >> 12;
+        assert_eq!(w.gate.last_writes().unwrap().pages(), &[page]);
+        assert_eq!(w.gate.counts(), (1, 0));
+        // The other vGPU's memory is untouched.
+        assert_eq!(guest_u32(&w, 1, 2, 0x40), 0);
     }
 
     #[test]
     fn rejected_submission_fails_only_its_vgpu() {
-        on_big_stack(|| {
-            let mut w = world();
-            // A store into the other vGPU's aperture.
-            let foreign = aperture(&w, 1) + 4096;
-            let err = submit(&mut w, 0, &sdi(foreign, 1)).unwrap_err();
-            assert!(matches!(err, VgpuError::Rejected(_)), "{err}");
-            assert!(matches!(w.vgpus[0].0.state(), VgpuState::Failed(_)));
-            assert!(w.gate.last_rejection().is_some());
-            assert_eq!(guest_u32(&w, 1, 1, 0), 0);
-            // The failed vGPU refuses more work; the other goes on.
-            let own = aperture(&w, 0);
-            assert!(matches!(
-                submit(&mut w, 0, &sdi(own, 1)),
-                Err(VgpuError::Stopped(_))
-            ));
-            let mine = aperture(&w, 1) + 4096;
-            submit(&mut w, 1, &sdi(mine, 7)).unwrap();
-            assert_eq!(guest_u32(&w, 1, 1, 0), 7);
-        });
+        let mut w = world();
+        // A store into the other vGPU's aperture.
+        let foreign = aperture(&w, 1) + 4096;
+        let err = submit(&mut w, 0, &sdi(foreign, 1)).unwrap_err();
+        assert!(matches!(err, VgpuError::Rejected(_)), "{err}");
+        assert!(matches!(w.vgpus[0].0.state(), VgpuState::Failed(_)));
+        assert!(w.gate.last_rejection().is_some());
+        assert_eq!(guest_u32(&w, 1, 1, 0), 0);
+        // The failed vGPU refuses more work; the other goes on.
+        let own = aperture(&w, 0);
+        assert!(matches!(
+            submit(&mut w, 0, &sdi(own, 1)),
+            Err(VgpuError::Stopped(_))
+        ));
+        let mine = aperture(&w, 1) + 4096;
+        submit(&mut w, 1, &sdi(mine, 7)).unwrap();
+        assert_eq!(guest_u32(&w, 1, 1, 0), 7);
     }
 
     #[test]
     fn rewriting_the_guest_ring_after_the_scan_changes_nothing() {
-        on_big_stack(|| {
-            let mut w = world();
-            let target = aperture(&w, 0) + 3 * 4096;
-            let tail = write_ring(&mut w, 0, &sdi(target, 0x600d));
-            let (v, mem) = &mut w.vgpus[0];
-            let tail_reg = Engine::Render.mmio_base() + ring::TAIL;
-            let MmioEffect::Submit(req) = v
-                .mmio_write(
-                    &mut w.gpu,
-                    &*mem,
-                    tail_reg,
-                    AccessSize::Dword,
-                    u64::from(tail),
-                )
-                .unwrap()
-            else {
-                panic!("no submission")
-            };
-            let submission = w.gate.admit(v.translation(), &req, &mut w.gpu).unwrap();
-            // The guest now rewrites the store's value (dword 3) in its ring.
-            let frame = mem.frame_of(GuestPage::new(0).unwrap()).unwrap();
-            w.gpu
-                .mem_mut()
-                .write(frame.at(12), &0xbadu32.to_le_bytes())
-                .unwrap();
-            w.gpu.submit(&submission).unwrap();
-            assert_eq!(guest_u32(&w, 0, 3, 0), 0x600d);
-        });
+        let mut w = world();
+        let target = aperture(&w, 0) + 3 * 4096;
+        let tail = write_ring(&mut w, 0, &sdi(target, 0x600d));
+        let (v, mem) = &mut w.vgpus[0];
+        let tail_reg = Engine::Render.mmio_base() + ring::TAIL;
+        let MmioEffect::Submit(req) = v
+            .mmio_write(
+                &mut w.gpu,
+                &*mem,
+                tail_reg,
+                AccessSize::Dword,
+                u64::from(tail),
+            )
+            .unwrap()
+        else {
+            panic!("no submission")
+        };
+        let submission = w.gate.admit(v.translation(), &req, &mut w.gpu).unwrap();
+        // The guest now rewrites the store's value (dword 3) in its ring.
+        let frame = mem.frame_of(GuestPage::new(0).unwrap()).unwrap();
+        w.gpu
+            .mem_mut()
+            .write(frame.at(12), &0xbadu32.to_le_bytes())
+            .unwrap();
+        w.gpu.submit(&submission).unwrap();
+        assert_eq!(guest_u32(&w, 0, 3, 0), 0x600d);
     }
 
     #[test]
     fn unplaced_gate_refuses_instead_of_writing_gm_zero() {
-        on_big_stack(|| {
-            let mut w = world();
-            *w.gate = ScanGate::new();
-            let target = aperture(&w, 0) + 4096;
-            let err = submit(&mut w, 0, &sdi(target, 1)).unwrap_err();
-            assert!(matches!(err, VgpuError::Rejected(r) if r.reason.contains("not placed")));
-            assert_eq!(guest_u32(&w, 0, 1, 0), 0);
-        });
+        let mut w = world();
+        *w.gate = ScanGate::new();
+        let target = aperture(&w, 0) + 4096;
+        let err = submit(&mut w, 0, &sdi(target, 1)).unwrap_err();
+        assert!(matches!(err, VgpuError::Rejected(r) if r.reason.contains("not placed")));
+        assert_eq!(guest_u32(&w, 0, 1, 0), 0);
     }
 }

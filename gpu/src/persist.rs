@@ -367,11 +367,11 @@ mod tests {
     use crate::testutil::*;
     use crate::vgpu::{AccessSize, FrameRuns, MmioEffect};
 
-    const SHADOW: u64 = 0;
     const PAGES: u64 = 48;
 
     struct Side {
         gpu: SimGpu<SparseMem>,
+        gate: Box<crate::mediate::ScanGate>,
         mem: FrameRuns<4>,
         vgpu: Vgpu,
     }
@@ -384,22 +384,31 @@ mod tests {
         {
             MmioEffect::Done => {}
             MmioEffect::Submit(req) => {
-                s.vgpu
-                    .submit(&mut s.gpu, &mut RemapGate { shadow: SHADOW }, req)
-                    .unwrap();
+                s.vgpu.submit(&mut s.gpu, &mut *s.gate, req).unwrap();
                 s.vgpu.poll(&mut s.gpu);
             }
         }
     }
 
-    /// Guest writes commands at guest page 0 (its ring) and bumps TAIL.
-    fn run(s: &mut Side, cmds: &[u32]) {
+    /// Guest page (= aperture page) of each engine's ring.
+    fn ring_page(engine: Engine) -> u64 {
+        match engine {
+            Engine::Blitter => 3,
+            _ => 0,
+        }
+    }
+
+    /// Guest writes commands into `engine`'s ring and bumps its TAIL.
+    fn run(s: &mut Side, engine: Engine, cmds: &[u32]) {
         let mut c = cmds.to_vec();
         if c.len() % 2 == 1 {
             c.push(NOOP);
         }
-        let head = s.vgpu.ring(Engine::Render).tail;
-        let frame = s.mem.frame_of(GuestPage::new(0).unwrap()).unwrap();
+        let head = s.vgpu.ring(engine).tail;
+        let frame = s
+            .mem
+            .frame_of(GuestPage::new(ring_page(engine)).unwrap())
+            .unwrap();
         for (i, d) in c.iter().enumerate() {
             let off = (u64::from(head) + 4 * i as u64) % 4096;
             s.gpu
@@ -410,10 +419,17 @@ mod tests {
         let tail = (head + 4 * c.len() as u32) % 4096;
         mmio(
             s,
-            Engine::Render.mmio_base() + ring::TAIL,
+            engine.mmio_base() + ring::TAIL,
             AccessSize::Dword,
             u64::from(tail),
         );
+    }
+
+    /// Runs `stream` on both engines: MI and 3D work on render, blits on
+    /// the blitter (the only engine that accepts them).
+    fn run_stream(s: &mut Side, (render, blits): (Vec<u32>, Vec<u32>)) {
+        run(s, Engine::Render, &render);
+        run(s, Engine::Blitter, &blits);
     }
 
     fn guest_pages(s: &Side) -> Vec<u8> {
@@ -431,9 +447,9 @@ mod tests {
         all
     }
 
-    /// A stream using aperture and hidden guest addresses: stores, a
-    /// PIPE_CONTROL, a fill and a copy.
-    fn stream(ap: u64, hid: u64, salt: u32) -> Vec<u32> {
+    /// A stream using aperture and hidden guest addresses: stores and a
+    /// PIPE_CONTROL for render, a fill and a copy for the blitter.
+    fn stream(ap: u64, hid: u64, salt: u32) -> (Vec<u32>, Vec<u32>) {
         let mut v = Vec::new();
         v.extend(sdi(ap + 4096 + 4 * u64::from(salt), 0x1000 + salt));
         v.extend(sdi_qword(
@@ -441,7 +457,8 @@ mod tests {
             0xabcd_0000_0000 + u64::from(salt),
         ));
         v.extend(pipe_control_imm(hid + 0x800, u64::from(salt) << 8));
-        v.extend(color_blt(
+        let mut b = Vec::new();
+        b.extend(color_blt(
             ap + 2 * 4096,
             256,
             salt,
@@ -450,7 +467,7 @@ mod tests {
             5,
             0x0101_0101 * salt,
         ));
-        v.extend(copy_blt(
+        b.extend(copy_blt(
             hid + 4096,
             128,
             0,
@@ -462,7 +479,7 @@ mod tests {
             0,
             1,
         ));
-        v
+        (v, b)
     }
 
     #[test]
@@ -472,12 +489,14 @@ mod tests {
         // Source.
         let mut sa = PartitionAllocator::new(layout, share).unwrap();
         let sp = sa.allocate(VgpuType::Small).unwrap();
+        let mut src_gpu = sim();
+        let src_gate = scan_gate(&mut src_gpu);
         let mut src = Side {
-            gpu: sim(),
+            gpu: src_gpu,
+            gate: src_gate,
             mem: guest_mem(0, 0x1000, PAGES),
             vgpu: Vgpu::new(&sp),
         };
-        map(&mut src.gpu, SHADOW, 0x10, 1);
         let ap = sp.aperture().base().raw();
         let hid = sp.hidden().base().raw();
         // GGTT: aperture pages 0..8 -> guest pages 0..8; hidden 0..8 -> 16..24.
@@ -491,6 +510,10 @@ mod tests {
         let base = Engine::Render.mmio_base();
         mmio(&mut src, base + ring::START, AccessSize::Dword, ap);
         mmio(&mut src, base + ring::CTL, AccessSize::Dword, 1);
+        let blt = Engine::Blitter.mmio_base();
+        let blt_ring = ap + ring_page(Engine::Blitter) * 4096;
+        mmio(&mut src, blt + ring::START, AccessSize::Dword, blt_ring);
+        mmio(&mut src, blt + ring::CTL, AccessSize::Dword, 1);
         mmio(&mut src, base + ring::IMR, AccessSize::Dword, 0xfffe);
         mmio(
             &mut src,
@@ -504,7 +527,7 @@ mod tests {
             AccessSize::Dword,
             ap + 0x1001,
         );
-        run(&mut src, &stream(ap, hid, 1));
+        run_stream(&mut src, stream(ap, hid, 1));
 
         // Save.
         let mut blob = vec![0u8; max_saved_size(VgpuType::Small)];
@@ -519,7 +542,7 @@ mod tests {
         assert_ne!(dp.aperture(), sp.aperture());
         assert_ne!(dp.hidden(), sp.hidden());
         let mut dst_gpu = sim();
-        map(&mut dst_gpu, SHADOW, 0x10, 1);
+        let dst_gate = scan_gate(&mut dst_gpu);
         let dst_mem = guest_mem(0, 0x5000, PAGES);
         for p in 0..PAGES {
             let mut page = [0u8; 4096];
@@ -531,6 +554,7 @@ mod tests {
         let dst_vgpu = Vgpu::restore(blob, &dp, &mut dst_gpu, &dst_mem).unwrap();
         let mut dst = Side {
             gpu: dst_gpu,
+            gate: dst_gate,
             mem: dst_mem,
             vgpu: dst_vgpu,
         };
@@ -582,8 +606,8 @@ mod tests {
         // Same stream on both: byte-identical guest memory.
         assert_eq!(guest_pages(&src), guest_pages(&dst));
         for salt in 2..6 {
-            run(&mut src, &stream(ap, hid, salt));
-            run(&mut dst, &stream(ap, hid, salt));
+            run_stream(&mut src, stream(ap, hid, salt));
+            run_stream(&mut dst, stream(ap, hid, salt));
         }
         let (a, b) = (guest_pages(&src), guest_pages(&dst));
         assert!(a.iter().any(|&x| x != 0));

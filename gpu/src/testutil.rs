@@ -110,9 +110,10 @@ pub fn read_u64(b: &mut dyn Backend, at: u64) -> u64 {
 pub use crate::encode::*;
 
 use crate::addr::GuestPage;
-use crate::backend::Submission;
-use crate::partition::GmTranslation;
-use crate::vgpu::{FrameRun, FrameRuns, GateRejection, RingSubmission, SubmissionGate};
+use crate::engine::Engine;
+use crate::mediate::{ScanGate, SHADOW_BYTES_PER_ENGINE};
+use crate::partition::{GmLayout, PartitionAllocator};
+use crate::vgpu::{FrameRun, FrameRuns};
 
 pub fn guest_mem(first_page: u64, first_frame: u64, count: u64) -> FrameRuns<4> {
     let mut m = FrameRuns::new();
@@ -125,71 +126,20 @@ pub fn guest_mem(first_page: u64, first_frame: u64, count: u64) -> FrameRuns<4> 
     m
 }
 
-/// A test-only gate that does the two things the scanner must do for these
-/// tests to mean anything: copy the span into a monitor-owned shadow ring,
-/// and remap the GM operands of the SimGpu's command subset through the
-/// vGPU's translation (refusing anything outside its slices). It is not the
-/// scanner (no batches, no register whitelist).
-#[derive(Debug)]
-pub struct RemapGate {
-    pub shadow: u64,
-}
+/// Frames backing the scanner's shadow area in tests (4 GiB up, clear of
+/// every other test frame and below the GGTT table).
+const SHADOW_FRAMES: u64 = 0x10_0000;
 
-impl SubmissionGate for RemapGate {
-    fn admit(
-        &mut self,
-        t: &GmTranslation,
-        req: &RingSubmission,
-        backend: &mut dyn Backend,
-    ) -> Result<Submission, GateRejection> {
-        let ring = req.ring().host();
-        let size = ring.len() as u32;
-        let span = (req.tail() + size - req.head()) % size;
-        let mut words = vec![0u32; (span / 4) as usize];
-        for (i, w) in words.iter_mut().enumerate() {
-            let off = (req.head() + 4 * i as u32) % size;
-            *w = read_u32(backend, ring.base().raw() + u64::from(off));
-        }
-        let reject = |offset: usize, header: u32, reason| GateRejection {
-            engine: req.engine(),
-            offset: offset as u32 * 4,
-            header,
-            reason,
-        };
-        let remap = |lo: u32, hi: u32| -> Option<(u32, u32)> {
-            let g = u64::from(lo) | (u64::from(hi) << 32);
-            let h = t.g2h_addr(crate::addr::GuestGm::new(g).ok()?).ok()?.raw();
-            Some((h as u32, (h >> 32) as u32))
-        };
-        let mut i = 0;
-        while i < words.len() {
-            let h = words[i];
-            let (len, addr_slots): (usize, &[usize]) = match (h >> 29, (h >> 23) & 0x3f) {
-                (0, 0) | (0, 2) => (1, &[]),
-                (0, 0x20) => ((h & 0x3ff) as usize + 2, &[1]),
-                (0, 0x26) => ((h & 0xff) as usize + 2, &[1]),
-                (3, _) if h & 0xffff_0000 == 0x7a00_0000 => (6, &[2]),
-                (2, _) if (h >> 22) & 0x7f == 0x50 => (7, &[4]),
-                (2, _) if (h >> 22) & 0x7f == 0x53 => (10, &[4, 8]),
-                _ => return Err(reject(i, h, "not in the test gate's subset")),
-            };
-            if i + len > words.len() {
-                return Err(reject(i, h, "runs past tail"));
-            }
-            for &s in addr_slots {
-                let low_bits = words[i + s] & 7;
-                let (lo, hi) = remap(words[i + s] & !7, words[i + s + 1]).ok_or(reject(
-                    i,
-                    h,
-                    "address outside the vGPU's slices",
-                ))?;
-                words[i + s] = lo | low_bits;
-                words[i + s + 1] = hi;
-            }
-            i += len;
-        }
-        write_dwords(backend, self.shadow, &words);
-        Submission::new(req.engine(), range(self.shadow, 4096), 0, span)
-            .map_err(|_| reject(0, 0, "shadow too small"))
-    }
+/// The real scanner gate, its shadows mapped at the bottom of the monitor's
+/// hidden slice of the default layout (as the kernel places them).
+pub fn scan_gate(b: &mut dyn Backend) -> Box<ScanGate> {
+    let hidden = PartitionAllocator::new(GmLayout::DEFAULT, PartitionAllocator::GVT_MONITOR_SHARE)
+        .unwrap()
+        .monitor()
+        .hidden;
+    let bytes = SHADOW_BYTES_PER_ENGINE * Engine::COUNT as u64;
+    map(b, hidden.base().raw(), SHADOW_FRAMES, bytes / 4096);
+    let mut gate = Box::new(ScanGate::new());
+    assert!(gate.place(HostGmRange::new(hidden.base(), bytes).unwrap()));
+    gate
 }

@@ -1014,17 +1014,15 @@ mod tests {
     use crate::testutil::*;
     use proptest::prelude::*;
 
-    /// Monitor shadow ring lives at host GM 0 (monitor aperture slice).
-    const SHADOW: u64 = 0;
-
     struct World {
         gpu: SimGpu<SparseMem>,
+        gate: Box<crate::mediate::ScanGate>,
         parts: Vec<Partition>,
     }
 
     fn world() -> World {
         let mut gpu = sim();
-        map(&mut gpu, SHADOW, 0x10, 1);
+        let gate = scan_gate(&mut gpu);
         let mut a =
             PartitionAllocator::new(GmLayout::DEFAULT, PartitionAllocator::GVT_MONITOR_SHARE)
                 .unwrap();
@@ -1032,7 +1030,7 @@ mod tests {
             a.allocate(VgpuType::Small).unwrap(),
             a.allocate(VgpuType::Small).unwrap(),
         ];
-        World { gpu, parts }
+        World { gpu, gate, parts }
     }
 
     fn ggtt_offset(guest_gm: u64) -> u32 {
@@ -1096,7 +1094,7 @@ mod tests {
             u64::from(tail),
         )? {
             MmioEffect::Submit(req) => {
-                let id = v.submit(&mut w.gpu, &mut RemapGate { shadow: SHADOW }, req)?;
+                let id = v.submit(&mut w.gpu, &mut *w.gate, req)?;
                 v.poll(&mut w.gpu);
                 Ok(id)
             }
@@ -1457,7 +1455,7 @@ mod tests {
                     if let Ok(MmioEffect::Submit(req)) = v.mmio_write(&mut w.gpu, &mem, offset, size, value) {
                         prop_assert!(v.translation().host_aperture().contains_range(req.ring().host())
                             || v.translation().host_hidden().contains_range(req.ring().host()));
-                        let _ = v.submit(&mut w.gpu, &mut RemapGate { shadow: SHADOW }, req);
+                        let _ = v.submit(&mut w.gpu, &mut *w.gate, req);
                         v.poll(&mut w.gpu);
                     }
                 } else {
