@@ -7,7 +7,21 @@
 //! | `precopy` | QEMU iterative pre-copy; GPU writes are invisible to a dirty log, so every GPU page counts dirty each round; stop when the remaining bytes fit the downtime budget at the measured bandwidth, or at the round cap |
 //! | `gmig-oneshot` | gMig VEE'18: bulk round sends every page once with a 256-bit XOR-fold tag; later rounds send CPU-dirty pages only; at stop, CPU-dirty pages are sent and every other page is re-tagged first (a whole verification pass) and the changed ones sent after it |
 //! | `gmig-tpds` | gMig TPDS'20: as `gmig-oneshot`, plus the sampling pre-filter (bytes 512, 1536, 2560, 3584) and verification interleaved with transmission (a state machine, no threads) |
-//! | `informed` | ours: xxh3-64 tags; only pages the scanner reported as write targets or the kernel as CPU-dirty are candidates; iterative rounds over candidates; zero pages elided; changed pages delta-encoded against a cache of the last-sent content |
+//! | `informed` | ours: xxh3-64 tags; after the bulk round only pages the scanner reported as write targets or the kernel as CPU-dirty are candidates (read and hashed; unchanged rewrites cost a hash, not a send); rounds repeat until they stop shrinking (2% better than the best round, patience two rounds), each round visiting pages never re-sent first and re-sent (hot) pages last; zero pages elided; changed pages delta-encoded against a two-way cache of re-sent pages; at stop only candidates are verified, interleaved with sending |
+//!
+//! # Where `informed`'s downtime goes, and its floor
+//! After the bulk round, each round re-sends what changed during the one
+//! before, so round length converges to the point where the link just keeps
+//! up with the hot set. The downtime is then the wire time of the pages
+//! changed during the last round, plus the send-buffer backlog and the
+//! device and CPU state; the CPU work at stop (hashing candidates only) is
+//! small and overlaps the link. When a link cannot re-send the hot set
+//! faster than it is rewritten, no policy escapes a floor: with `B` full
+//! pages per second on the link and full rewrites at `lambda` per hot page
+//! per second, at most `B / lambda` hot pages are clean on average (Little's
+//! law), so at least `H - B / lambda` of the `H` hot pages wait for the
+//! stop. `migrate-sim` prints this floor next to each result
+//! (`downtime_floor_ms`).
 
 use core::fmt;
 

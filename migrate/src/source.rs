@@ -27,7 +27,7 @@ use crate::link::{Link, LinkError};
 use crate::page::{GuestPage, MemoryError, PageBuf, PageSource, PAGE_SIZE};
 use crate::policy::Policy;
 use crate::tracker::{
-    DirtyTracker, Slot, TrackerError, TrackerStats, Verdict, CPU_DIRTY, PENDING, WRITE_TARGET,
+    DirtyTracker, Slot, TrackerError, TrackerStats, Verdict, CPU_DIRTY, HOT, PENDING, WRITE_TARGET,
 };
 use crate::wire::{
     emit_delta_in_place, HeaderRepr, Record, RecordRepr, RejectReason, WireError, DELTA_PREFIX,
@@ -364,13 +364,25 @@ impl<'a> Source<'a> {
                     };
                 }
                 Phase::Round { cursor } => {
-                    if cursor >= src.page_count() {
-                        self.end_round(now_ns, src.page_count());
+                    let n = src.page_count();
+                    // `informed` walks its later rounds twice: first the
+                    // pages it never had to re-send, then the hot ones (see
+                    // `HOT`), so the round, and with it pre-copy, ends on
+                    // the pages most likely to be dirtied again.
+                    let passes = if self.hot_last() { 2 } else { 1 };
+                    if cursor >= n * passes {
+                        self.end_round(now_ns, n);
                         continue;
                     }
                     work += 1;
                     self.phase = Phase::Round { cursor: cursor + 1 };
-                    self.round_page(src.page_at(cursor), src)?;
+                    let page = src.page_at(cursor % n);
+                    if passes == 2 && (self.tracker.flags(page) & HOT != 0) != (cursor >= n) {
+                        // Not this pass's page: one flag lookup.
+                        self.stats.skipped += 1;
+                        continue;
+                    }
+                    self.round_page(page, src)?;
                 }
                 Phase::WaitStop => return Ok(SourceStatus::StopGuest),
                 Phase::EndMark => {
@@ -513,6 +525,11 @@ impl<'a> Source<'a> {
         }
         self.round_bytes = 0;
         self.round_new_evidence = 0;
+    }
+
+    /// Whether this round walks cold pages first and hot pages last.
+    fn hot_last(&self) -> bool {
+        self.cfg.policy == Policy::Informed && self.stats.rounds >= 2 && !self.untracked
     }
 
     fn read<S: PageSource>(&mut self, page: GuestPage, src: &mut S) -> Result<(), SourceError> {
@@ -660,6 +677,7 @@ impl<'a> Source<'a> {
         // evict the hot set.
         if self.stats.rounds >= 2 || self.stats.stopped_at_ns.is_some() {
             self.cache.put(page, &self.page);
+            self.tracker.set_flags(page, HOT)?;
         }
         self.tracker.record_sent(page, tag, &self.page)?;
         Ok(())

@@ -29,6 +29,10 @@ pub const CPU_DIRTY: u8 = 1 << 1;
 pub const WRITE_TARGET: u8 = 1 << 2;
 /// Verification found the page dirty; it waits to be sent.
 pub const PENDING: u8 = 1 << 3;
+/// The page was sent again after the bulk round (rewritten during
+/// pre-copy): the `informed` policy visits such pages last in each round.
+/// Sending keeps it; only [`DirtyTracker::forget_all`] clears it.
+pub const HOT: u8 = 1 << 4;
 
 /// One slot of the table. Opaque; create storage with [`Slot::EMPTY`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

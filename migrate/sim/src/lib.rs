@@ -21,7 +21,8 @@ pub mod trace;
 pub mod workload;
 
 pub use bench::{
-    hash_bench, run_bench, write_markdown, write_svg, BenchOptions, BenchReport, HashBench,
+    downtime_floor_ms, hash_bench, run_bench, summary, write_markdown, write_svg, BenchOptions,
+    BenchReport, HashBench,
 };
 pub use net::LinkSetting;
 pub use run::{simulate, CostModel, RunResult, SimError};

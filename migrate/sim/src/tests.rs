@@ -26,6 +26,19 @@ fn gmig_qualitative_results_hold_and_every_run_is_identical() {
     for g in &report.goals {
         assert!(g.oneshot_beats_baselines, "{g:?}");
         assert!(g.oneshot_downtime_page_reduction >= 0.8, "{g:?}");
+        // Ours beats gMig everywhere, and no run beats the analytic floor
+        // (it is a lower bound, so a run below it means a broken model,
+        // cost accounting or floor).
+        assert_eq!(g.best_policy, "informed", "{g:?}");
+        assert!(g.best_vs_gmig_oneshot < 1.0, "{g:?}");
+        let floor = g.floor_ms.expect("presets have a floor");
+        let best = report
+            .runs
+            .iter()
+            .filter(|r| r.workload == g.workload && r.link == g.link)
+            .map(|r| r.downtime_ms)
+            .fold(f64::INFINITY, f64::min);
+        assert!(best >= floor, "{g:?}: best {best} ms below the floor");
     }
     let dir = std::env::temp_dir().join(format!("migrate-sim-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
