@@ -32,6 +32,14 @@ pub trait Link {
     fn send(&mut self, data: &[u8]) -> Result<usize, LinkError>;
     /// Take received bytes into `buf`; returns how many (0: nothing yet).
     fn recv(&mut self, buf: &mut [u8]) -> Result<usize, LinkError>;
+    /// Bytes taken by [`Link::send`] that have not left this machine yet
+    /// (the transport's send-buffer fill; smoltcp's `TcpSocket::send_queue`),
+    /// or `None` when the transport cannot tell. The `informed` policy
+    /// stops the guest only once this reaches 0, so its downtime does not
+    /// start with draining pre-copy data; `None` stops at once.
+    fn unsent(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl<L: Link + ?Sized> Link for &mut L {
@@ -40,6 +48,9 @@ impl<L: Link + ?Sized> Link for &mut L {
     }
     fn recv(&mut self, buf: &mut [u8]) -> Result<usize, LinkError> {
         (**self).recv(buf)
+    }
+    fn unsent(&self) -> Option<usize> {
+        (**self).unsent()
     }
 }
 
@@ -271,6 +282,9 @@ impl<L: Link> Link for FaultInjector<L> {
     }
     fn recv(&mut self, buf: &mut [u8]) -> Result<usize, LinkError> {
         self.inner.recv(buf)
+    }
+    fn unsent(&self) -> Option<usize> {
+        self.inner.unsent()
     }
 }
 

@@ -164,6 +164,7 @@ pub struct SourceStats {
 enum Phase {
     Header,
     Round { cursor: usize },
+    Drain { since_ns: u64 },
     WaitStop,
     EndMark,
     Verify { cursor: usize },
@@ -306,7 +307,7 @@ impl<'a> Source<'a> {
 
     fn status(&self) -> SourceStatus {
         match self.phase {
-            Phase::Header | Phase::Round { .. } => SourceStatus::Precopy,
+            Phase::Header | Phase::Round { .. } | Phase::Drain { .. } => SourceStatus::Precopy,
             Phase::WaitStop => SourceStatus::StopGuest,
             Phase::AwaitConfirm => SourceStatus::AwaitingConfirm,
             Phase::Completed => SourceStatus::Completed,
@@ -383,6 +384,19 @@ impl<'a> Source<'a> {
                         continue;
                     }
                     self.round_page(page, src)?;
+                }
+                Phase::Drain { since_ns } => {
+                    // Stop with an empty send buffer: draining pre-copy
+                    // bytes after the stop would count as downtime. The
+                    // guest keeps running meanwhile, and what it dirties is
+                    // picked up at the stop. Bounded by the downtime budget
+                    // in case the transport never reports empty.
+                    let waited = now_ns.saturating_sub(since_ns);
+                    if link.unsent().is_some_and(|n| n > 0) && waited < self.cfg.downtime_budget_ns
+                    {
+                        return Ok(SourceStatus::Precopy);
+                    }
+                    self.phase = Phase::WaitStop;
                 }
                 Phase::WaitStop => return Ok(SourceStatus::StopGuest),
                 Phase::EndMark => {
@@ -518,7 +532,11 @@ impl<'a> Source<'a> {
             false
         };
         if (fits && !shrinking) || self.stats.rounds >= self.cfg.max_rounds {
-            self.phase = Phase::WaitStop;
+            self.phase = if self.cfg.policy == Policy::Informed {
+                Phase::Drain { since_ns: now_ns }
+            } else {
+                Phase::WaitStop
+            };
         } else {
             self.stats.rounds += 1;
             self.phase = Phase::Round { cursor: 0 };

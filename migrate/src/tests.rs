@@ -537,3 +537,63 @@ fn fuzz_seed_is_a_valid_stream() {
     assert_eq!(sink.pages.len(), 2);
     assert_eq!(sink.device, (0u8..16).collect::<Vec<_>>());
 }
+
+/// A link that reports a fixed send-buffer fill.
+struct Reporting<L> {
+    inner: L,
+    unsent: Option<usize>,
+}
+
+impl<L: Link> Link for Reporting<L> {
+    fn send(&mut self, data: &[u8]) -> Result<usize, LinkError> {
+        self.inner.send(data)
+    }
+    fn recv(&mut self, buf: &mut [u8]) -> Result<usize, LinkError> {
+        self.inner.recv(buf)
+    }
+    fn unsent(&self) -> Option<usize> {
+        self.unsent
+    }
+}
+
+/// Time (ms) of the first StopGuest of an `informed` migration of a static
+/// set over a link that reports `unsent`, with a 50 ms downtime budget.
+fn informed_stop_ms(unsent: Option<usize>) -> u64 {
+    let mut rng = Rng(9);
+    let mut src = initial(16, &mut rng);
+    let mut slots = vec![Slot::EMPTY; 64];
+    let mut cfg = SourceConfig::new(Policy::Informed);
+    cfg.downtime_budget_ns = 50_000_000;
+    let storage = SourceStorage {
+        slots: &mut slots,
+        cache_pages: &mut [],
+        cache_owners: &mut [],
+    };
+    let mut s = Source::new(cfg, storage).unwrap();
+    let pipe = Pipe::<{ 3 * MAX_RECORD }>::new();
+    let (a, mut b) = pipe.ends();
+    let mut a = Reporting { inner: a, unsent };
+    let mut rx = Receiver::new(0);
+    let mut sink = MemSink::default();
+    for ms in 1..1000u64 {
+        if s.poll(ms * 1_000_000, &mut src, &mut a).unwrap() == SourceStatus::StopGuest {
+            return ms;
+        }
+        rx.poll(&mut sink, &mut b, 64).unwrap();
+    }
+    panic!("no stop request");
+}
+
+#[test]
+fn informed_stops_only_with_an_empty_send_buffer() {
+    let unknown = informed_stop_ms(None);
+    let empty = informed_stop_ms(Some(0));
+    let never_empty = informed_stop_ms(Some(4096));
+    assert!(unknown < 50, "{unknown}");
+    assert_eq!(empty, unknown);
+    // Waits while bytes are unsent, but no longer than the downtime budget.
+    assert!(
+        (unknown + 50..unknown + 55).contains(&never_empty),
+        "{unknown} {never_empty}"
+    );
+}

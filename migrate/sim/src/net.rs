@@ -127,6 +127,10 @@ impl Link for SimEnd {
         Ok(n)
     }
 
+    fn unsent(&self) -> Option<usize> {
+        Some(self.backlog() as usize)
+    }
+
     fn recv(&mut self, buf: &mut [u8]) -> Result<usize, LinkError> {
         let now = self.shared.now.get();
         let mut d = self.shared.dirs[1 - self.tx].borrow_mut();
