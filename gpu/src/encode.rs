@@ -10,7 +10,7 @@ pub const USER_INTERRUPT: u32 = 0x02 << 23;
 /// MI_BATCH_BUFFER_END.
 pub const BB_END: u32 = 0x0a << 23;
 /// MI_STORE_DATA_IMM of one dword to GGTT address `addr`.
-pub fn sdi(addr: u64, v: u32) -> [u32; 4] {
+pub const fn sdi(addr: u64, v: u32) -> [u32; 4] {
     [
         (0x20 << 23) | (1 << 22) | 2,
         addr as u32,
@@ -19,7 +19,7 @@ pub fn sdi(addr: u64, v: u32) -> [u32; 4] {
     ]
 }
 /// MI_STORE_DATA_IMM of one qword to GGTT address `addr`.
-pub fn sdi_qword(addr: u64, v: u64) -> [u32; 5] {
+pub const fn sdi_qword(addr: u64, v: u64) -> [u32; 5] {
     [
         (0x20 << 23) | (1 << 22) | (1 << 21) | 3,
         addr as u32,
@@ -29,11 +29,11 @@ pub fn sdi_qword(addr: u64, v: u64) -> [u32; 5] {
     ]
 }
 /// MI_LOAD_REGISTER_IMM of one register.
-pub fn lri(reg: u32, v: u32) -> [u32; 3] {
+pub const fn lri(reg: u32, v: u32) -> [u32; 3] {
     [(0x22 << 23) | 1, reg, v]
 }
 /// MI_STORE_REGISTER_MEM of `reg` to GGTT address `addr`.
-pub fn srm(reg: u32, addr: u64) -> [u32; 4] {
+pub const fn srm(reg: u32, addr: u64) -> [u32; 4] {
     [
         (0x24 << 23) | (1 << 22) | 2,
         reg,
@@ -42,7 +42,7 @@ pub fn srm(reg: u32, addr: u64) -> [u32; 4] {
     ]
 }
 /// MI_FLUSH_DW with a post-sync dword write to GGTT address `addr`.
-pub fn flush_dw_imm(addr: u64, v: u32) -> [u32; 4] {
+pub const fn flush_dw_imm(addr: u64, v: u32) -> [u32; 4] {
     [
         (0x26 << 23) | (1 << 14) | 2,
         addr as u32 | 4,
@@ -51,7 +51,7 @@ pub fn flush_dw_imm(addr: u64, v: u32) -> [u32; 4] {
     ]
 }
 /// PIPE_CONTROL with a post-sync qword write to GGTT address `addr`.
-pub fn pipe_control_imm(addr: u64, v: u64) -> [u32; 6] {
+pub const fn pipe_control_imm(addr: u64, v: u64) -> [u32; 6] {
     [
         0x7a00_0004,
         (1 << 24) | (1 << 14),
@@ -62,15 +62,23 @@ pub fn pipe_control_imm(addr: u64, v: u64) -> [u32; 6] {
     ]
 }
 /// MI_BATCH_BUFFER_START of a GGTT batch (first or second level).
-pub fn bb_start(addr: u64, second_level: bool) -> [u32; 3] {
+pub const fn bb_start(addr: u64, second_level: bool) -> [u32; 3] {
     [
-        (0x31 << 23) | (u32::from(second_level) << 22) | 1,
+        (0x31 << 23) | ((second_level as u32) << 22) | 1,
         addr as u32,
         (addr >> 32) as u32,
     ]
 }
 /// XY_COLOR_BLT, 32 bpp.
-pub fn color_blt(dst: u64, pitch: u32, x1: u32, y1: u32, x2: u32, y2: u32, color: u32) -> [u32; 7] {
+pub const fn color_blt(
+    dst: u64,
+    pitch: u32,
+    x1: u32,
+    y1: u32,
+    x2: u32,
+    y2: u32,
+    color: u32,
+) -> [u32; 7] {
     [
         (2 << 29) | (0x50 << 22) | (3 << 20) | 5,
         (3 << 24) | (0xf0 << 16) | pitch,
@@ -83,7 +91,7 @@ pub fn color_blt(dst: u64, pitch: u32, x1: u32, y1: u32, x2: u32, y2: u32, color
 }
 /// XY_SRC_COPY_BLT, 32 bpp.
 #[allow(clippy::too_many_arguments)] // reason: mirrors the command's fields one to one
-pub fn copy_blt(
+pub const fn copy_blt(
     dst: u64,
     dpitch: u32,
     x1: u32,

@@ -25,8 +25,12 @@ use crate::scan::scanner::{
 };
 use crate::vgpu::{GateRejection, RingSubmission, SubmissionGate};
 
-/// Bytes of the shadow ring's and of each shadow batch's GM area.
-pub const SHADOW_RING_BYTES: u64 = RING_DWORDS as u64 * 4;
+/// Room before the shadow ring's commands for the monitor's prologue (one
+/// page keeps the ring page aligned and the tail below the ring's end even
+/// when a submission fills the whole shadow ring).
+const PROLOGUE_BYTES: u64 = 4096;
+/// Bytes of the shadow ring's GM area: prologue room, then the commands.
+pub const SHADOW_RING_BYTES: u64 = PROLOGUE_BYTES + RING_DWORDS as u64 * 4;
 /// Bytes of one shadow batch's GM area.
 pub const SHADOW_BATCH_BYTES: u64 = BATCH_DWORDS as u64 * 4;
 /// GM bytes one engine's shadow needs (ring, then the batch pool).
@@ -77,6 +81,28 @@ impl GmSpace for GuestSpace<'_> {
             .into_iter()
             .find(|slice| slice.contains(at))
             .ok_or(GmFault::OutOfSlices)
+    }
+}
+
+/// CS_DEBUG_MODE2 (RCS + 0xd8, Gen9+; a masked register), bit 4 "Constant
+/// Buffer Address Offset Disable" (Mesa `CSDBG2_CONSTANT_BUFFER_ADDRESS_OFFSET_DISABLE`).
+const CS_DEBUG_MODE2: u32 = 0x20d8;
+const CONSTANT_BUFFER_ADDRESS_OFFSET_DISABLE: u32 = 1 << 4;
+
+/// What the monitor runs before a guest's commands on each engine. On
+/// render: constant buffer 0 pointers are graphics addresses, which is how
+/// the scanner audits and remaps them; the register is context state, and
+/// guests may not write it (it is off the whitelist), so setting it at the
+/// head of every submission makes the audit hold whatever context runs.
+fn prologue(engine: Engine) -> &'static [u32] {
+    const LRI: [u32; 3] = crate::encode::lri(
+        CS_DEBUG_MODE2,
+        (CONSTANT_BUFFER_ADDRESS_OFFSET_DISABLE << 16) | CONSTANT_BUFFER_ADDRESS_OFFSET_DISABLE,
+    );
+    const RENDER: [u32; 4] = [LRI[0], LRI[1], LRI[2], crate::encode::NOOP];
+    match engine {
+        Engine::Render => &RENDER,
+        _ => &[],
     }
 }
 
@@ -273,17 +299,19 @@ impl SubmissionGate for ScanGate {
             write_dwords(backend, host, &batch.words[..batch.len])
                 .map_err(|()| monitor_fault("shadow batch not mapped (monitor bug)"))?;
         }
-        write_dwords(
-            backend,
-            shadow.ring_host,
-            &shadow.ring[..scanned.ring_dwords],
-        )
-        .map_err(|()| monitor_fault("shadow ring not mapped (monitor bug)"))?;
+        let prologue = prologue(engine);
+        let commands_at = shadow
+            .ring_host
+            .checked_add(prologue.len() as u64 * 4)
+            .ok_or(monitor_fault("shadow ring outside GM (monitor bug)"))?;
+        write_dwords(backend, shadow.ring_host, prologue)
+            .and_then(|()| write_dwords(backend, commands_at, &shadow.ring[..scanned.ring_dwords]))
+            .map_err(|()| monitor_fault("shadow ring not mapped (monitor bug)"))?;
         let ring_range = HostGmRange::new(shadow.ring_host, SHADOW_RING_BYTES)
             .map_err(|_| monitor_fault("shadow ring outside GM (monitor bug)"))?;
-        let submission =
-            Submission::new(engine, ring_range, 0, (scanned.ring_dwords * 4) as u32)
-                .map_err(|_| monitor_fault("shadow ring not a valid ring (monitor bug)"))?;
+        let tail = (prologue.len() + scanned.ring_dwords) * 4;
+        let submission = Submission::new(engine, ring_range, 0, tail as u32)
+            .map_err(|_| monitor_fault("shadow ring not a valid ring (monitor bug)"))?;
         self.accepted += 1;
         self.last_writes = Some(scanned.writes);
         Ok(submission)
