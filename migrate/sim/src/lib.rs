@@ -11,8 +11,18 @@
 //! while it runs; downtime runs from the stop request until the destination
 //! has applied the done record.
 //!
+//! Each result also says where its downtime went: the send-buffer backlog
+//! at the stop, the wire time of what was sent after it, and the CPU time
+//! the source spent after it; and each workload x link gets an analytic
+//! floor ([`downtime_floor_ms`]) that no policy sending rewritten pages
+//! uncompressed beats on average, so a missed goal can be told apart from a
+//! weak policy. Model parameters and their sources: [`workload`] (dirtying),
+//! [`net`] (links), [`run`] (delta cache budget), [`mod@bench`] (round caps,
+//! measured costs).
+//!
 //! Entry points for `cargo xtask bench`: [`run_bench`], [`write_markdown`],
-//! [`write_svg`]; the report serializes with serde.
+//! [`write_svg`], [`summary`]; the report serializes with serde. The
+//! `bench` example wraps them (`--out DIR [--quick]`).
 
 pub mod bench;
 pub mod net;

@@ -1,5 +1,14 @@
 //! Link model: bandwidth, one-way latency and a send buffer, on a virtual
 //! clock the simulator advances.
+//!
+//! Parameters and their basis: `qemu-32MiB/s` is QEMU 2.3's default
+//! migration bandwidth limit and 300 ms downtime target, the setting gMig
+//! ran with (GMIG_FACTS.md); `1GbE` is gigabit Ethernet's TCP payload rate
+//! (about 117 MiB/s after Ethernet, IP and TCP framing) with the same
+//! target. The 100 us one-way latency is an assumption for one switch hop;
+//! the 256 KiB send buffer (set in [`crate::run`]) is an assumption of a
+//! typical TCP send buffer, and its fill at the stop shows up in the
+//! downtime breakdown (`backlog_at_stop_bytes`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
