@@ -319,7 +319,7 @@ impl SubmissionGate for ScanGate {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::addr::GuestPage;
     use crate::backend::PhysMem;
@@ -334,17 +334,29 @@ mod tests {
 
     /// Host frames of the guest memories.
     const GUEST_FRAMES: [u64; 2] = [0x4000, 0x5000];
-    const GUEST_PAGES: u64 = 16;
+    pub(crate) const GUEST_PAGES: u64 = 16;
 
-    struct World {
-        gpu: SimGpu<SparseMem>,
-        gate: Box<ScanGate>,
-        vgpus: Vec<(Vgpu, FrameRuns<4>)>,
+    pub(crate) struct World {
+        pub(crate) gpu: SimGpu<SparseMem>,
+        pub(crate) gate: Box<ScanGate>,
+        pub(crate) vgpus: Vec<(Vgpu, FrameRuns<4>)>,
     }
 
     /// Two small vGPUs, each with 16 guest pages mapped at the bottom of its
     /// aperture and a one-page render ring in its first page.
-    fn world() -> World {
+    /// Guest page (and aperture page) of each engine's ring.
+    pub(crate) fn ring_page(engine: Engine) -> u64 {
+        match engine {
+            Engine::Render => 0,
+            Engine::Blitter => 4,
+            _ => 5,
+        }
+    }
+
+    /// Guest page mapped at the last page of the aperture slice.
+    pub(crate) const EDGE_PAGE: u64 = GUEST_PAGES - 1;
+
+    pub(crate) fn world() -> World {
         let mut gpu = sim();
         let mut alloc =
             PartitionAllocator::new(GmLayout::DEFAULT, PartitionAllocator::GVT_MONITOR_SHARE)
@@ -355,28 +367,37 @@ mod tests {
             let partition: Partition = alloc.allocate(VgpuType::Small).unwrap();
             let mut v = Vgpu::new(&partition);
             let mem = guest_mem(0, frame, GUEST_PAGES);
-            let ap = v.translation().guest_view().aperture.base().raw();
+            let view = v.translation().guest_view().aperture;
+            let ap = view.base().raw();
             for i in 0..GUEST_PAGES {
+                let gm = if i == EDGE_PAGE {
+                    view.end_raw() - 4096
+                } else {
+                    ap + i * 4096
+                };
                 let pte = GuestPte::map(GuestPage::new(i).unwrap(), PteFlags::NONE);
-                let offset = GGTT_BAR0_OFFSET + ((ap >> 12) + i) as u32 * 8;
+                let offset = GGTT_BAR0_OFFSET + (gm >> 12) as u32 * 8;
                 let e = v
                     .mmio_write(&mut gpu, &mem, offset, AccessSize::Qword, pte.raw())
                     .unwrap();
                 assert_eq!(e, MmioEffect::Done);
             }
-            let base = Engine::Render.mmio_base();
-            let _ = v
-                .mmio_write(&mut gpu, &mem, base + ring::START, AccessSize::Dword, ap)
-                .unwrap();
-            let _ = v
-                .mmio_write(&mut gpu, &mem, base + ring::CTL, AccessSize::Dword, 1)
-                .unwrap();
+            for engine in [Engine::Render, Engine::Blitter, Engine::Video] {
+                let base = engine.mmio_base();
+                let start = ap + ring_page(engine) * 4096;
+                let _ = v
+                    .mmio_write(&mut gpu, &mem, base + ring::START, AccessSize::Dword, start)
+                    .unwrap();
+                let _ = v
+                    .mmio_write(&mut gpu, &mem, base + ring::CTL, AccessSize::Dword, 1)
+                    .unwrap();
+            }
             vgpus.push((v, mem));
         }
         World { gpu, gate, vgpus }
     }
 
-    fn aperture(w: &World, which: usize) -> u64 {
+    pub(crate) fn aperture(w: &World, which: usize) -> u64 {
         w.vgpus[which]
             .0
             .translation()
@@ -386,25 +407,34 @@ mod tests {
             .raw()
     }
 
-    /// Guest CPU writes `cmds` into its ring page at the current TAIL.
-    fn write_ring(w: &mut World, which: usize, cmds: &[u32]) -> u32 {
-        let (v, mem) = &w.vgpus[which];
-        let head = v.ring(Engine::Render).tail;
-        let frame = mem.frame_of(GuestPage::new(0).unwrap()).unwrap();
-        for (i, d) in cmds.iter().enumerate() {
-            let off = (u64::from(head) + 4 * i as u64) % 4096;
-            w.gpu
-                .mem_mut()
-                .write(frame.at(off), &d.to_le_bytes())
-                .unwrap();
+    /// Guest CPU writes `words` into its own page `page` at `offset`.
+    pub(crate) fn write_guest(w: &mut World, which: usize, page: u64, offset: u64, words: &[u32]) {
+        let frame = w.vgpus[which]
+            .1
+            .frame_of(GuestPage::new(page).unwrap())
+            .unwrap();
+        for (i, d) in words.iter().enumerate() {
+            let at = frame.at((offset + 4 * i as u64) % 4096);
+            w.gpu.mem_mut().write(at, &d.to_le_bytes()).unwrap();
         }
+    }
+
+    /// Guest CPU writes `cmds` into `engine`'s ring at the current TAIL.
+    fn write_ring(w: &mut World, which: usize, engine: Engine, cmds: &[u32]) -> u32 {
+        let head = w.vgpus[which].0.ring(engine).tail;
+        write_guest(w, which, ring_page(engine), u64::from(head), cmds);
         (head + 4 * cmds.len() as u32) % 4096
     }
 
-    fn submit(w: &mut World, which: usize, cmds: &[u32]) -> Result<(), VgpuError> {
-        let tail = write_ring(w, which, cmds);
+    pub(crate) fn submit_on(
+        w: &mut World,
+        which: usize,
+        engine: Engine,
+        cmds: &[u32],
+    ) -> Result<(), VgpuError> {
+        let tail = write_ring(w, which, engine, cmds);
         let (v, mem) = &mut w.vgpus[which];
-        let tail_reg = Engine::Render.mmio_base() + ring::TAIL;
+        let tail_reg = engine.mmio_base() + ring::TAIL;
         match v.mmio_write(
             &mut w.gpu,
             &*mem,
@@ -421,7 +451,11 @@ mod tests {
         }
     }
 
-    fn guest_u32(w: &World, which: usize, page: u64, offset: u64) -> u32 {
+    pub(crate) fn submit(w: &mut World, which: usize, cmds: &[u32]) -> Result<(), VgpuError> {
+        submit_on(w, which, Engine::Render, cmds)
+    }
+
+    pub(crate) fn guest_u32(w: &World, which: usize, page: u64, offset: u64) -> u32 {
         let frame = w.vgpus[which]
             .1
             .frame_of(GuestPage::new(page).unwrap())
@@ -472,7 +506,7 @@ mod tests {
     fn rewriting_the_guest_ring_after_the_scan_changes_nothing() {
         let mut w = world();
         let target = aperture(&w, 0) + 3 * 4096;
-        let tail = write_ring(&mut w, 0, &sdi(target, 0x600d));
+        let tail = write_ring(&mut w, 0, Engine::Render, &sdi(target, 0x600d));
         let (v, mem) = &mut w.vgpus[0];
         let tail_reg = Engine::Render.mmio_base() + ring::TAIL;
         let MmioEffect::Submit(req) = v
@@ -506,5 +540,174 @@ mod tests {
         let err = submit(&mut w, 0, &sdi(target, 1)).unwrap_err();
         assert!(matches!(err, VgpuError::Rejected(r) if r.reason.contains("not placed")));
         assert_eq!(guest_u32(&w, 0, 1, 0), 0);
+    }
+}
+
+/// One test per attack class of issue 4, through the whole path (trapped
+/// TAIL write, vGPU, scanner gate, software GPU): the submission is
+/// rejected, the attacking vGPU is stopped, nothing it aimed at changed,
+/// and a second vGPU keeps working.
+#[cfg(test)]
+mod attacks {
+    use super::tests::*;
+    use crate::encode::*;
+    use crate::engine::Engine;
+    use crate::vgpu::{VgpuError, VgpuState};
+
+    /// Header of MI_SEMAPHORE_WAIT (Gen8+: GGTT, 4 DWords).
+    const SEMAPHORE_WAIT: u32 = (0x1c << 23) | (1 << 22) | 2;
+
+    /// Runs `attack` as vGPU 0 (it may stage batches first) and checks the
+    /// outcome; `victim` is a guest page of vGPU 1 that must stay zero.
+    fn contained(name: &str, engine: Engine, stage: impl FnOnce(&mut World) -> Vec<u32>) {
+        let mut w = world();
+        let cmds = stage(&mut w);
+        let err = submit_on(&mut w, 0, engine, &cmds).expect_err(name);
+        assert!(matches!(err, VgpuError::Rejected(_)), "{name}: {err}");
+        assert!(
+            matches!(w.vgpus[0].0.state(), VgpuState::Failed(_)),
+            "{name}: attacker still running"
+        );
+        for page in 0..GUEST_PAGES {
+            if page != ring_page(Engine::Render) {
+                assert_eq!(
+                    guest_u32(&w, 1, page, 0),
+                    0,
+                    "{name}: victim page {page} changed"
+                );
+            }
+        }
+        let own = aperture(&w, 1) + 2 * 4096;
+        submit(&mut w, 1, &sdi(own, 0x5afe))
+            .unwrap_or_else(|e| panic!("{name}: victim stopped: {e}"));
+        assert_eq!(guest_u32(&w, 1, 2, 0), 0x5afe, "{name}");
+    }
+
+    fn pad(mut v: Vec<u32>) -> Vec<u32> {
+        if v.len() % 2 == 1 {
+            v.push(NOOP);
+        }
+        v
+    }
+
+    #[test]
+    fn out_of_slice_store() {
+        contained("store", Engine::Render, |w| sdi(aperture(w, 1), 1).to_vec());
+    }
+
+    #[test]
+    fn out_of_slice_post_sync_writes() {
+        contained("pipe control", Engine::Render, |w| {
+            pipe_control_imm(aperture(w, 1), 1).to_vec()
+        });
+        contained("flush dw", Engine::Blitter, |w| {
+            flush_dw_imm(aperture(w, 1), 1).to_vec()
+        });
+    }
+
+    #[test]
+    fn blit_running_past_the_slice_end() {
+        // Starts in the attacker's last aperture page, its second row lands
+        // in the next slice (the victim's aperture).
+        contained("blit", Engine::Blitter, |w| {
+            let edge = aperture(w, 0) + 64 * 1024 * 1024 - 4096;
+            pad(color_blt(edge, 4096, 0, 0, 16, 2, 0xffff_ffff).to_vec())
+        });
+    }
+
+    #[test]
+    fn out_of_slice_semaphore() {
+        contained("semaphore", Engine::Video, |w| {
+            let victim = aperture(w, 1);
+            vec![SEMAPHORE_WAIT, 0, victim as u32, (victim >> 32) as u32]
+        });
+    }
+
+    #[test]
+    fn register_loads_outside_the_whitelist() {
+        // A fence, the GGTT window, another engine's register, interrupts.
+        for reg in [0x10_0000u32, 0x80_0000, 0x2_2030, 0x4_4000] {
+            contained("lri", Engine::Render, |_| pad(lri(reg, 0).to_vec()));
+        }
+        contained("srm to other vgpu", Engine::Render, |w| {
+            srm(0x2600, aperture(w, 1)).to_vec()
+        });
+    }
+
+    #[test]
+    fn privileged_batch_start_bits() {
+        for bit in [8, 10] {
+            // PPGTT address space, resource streamer.
+            contained("privileged batch", Engine::Render, |w| {
+                let batch = aperture(w, 0) + 6 * 4096;
+                write_guest(w, 0, 6, 0, &[BB_END, NOOP]);
+                let mut start = bb_start(batch, false);
+                start[0] |= 1 << bit;
+                pad(start.to_vec())
+            });
+        }
+    }
+
+    #[test]
+    fn batch_chaining_to_itself_and_cycles() {
+        contained("self chain", Engine::Render, |w| {
+            let a = aperture(w, 0) + 6 * 4096;
+            let mut batch = vec![NOOP];
+            batch.extend(bb_start(a, false));
+            write_guest(w, 0, 6, 0, &batch);
+            pad(bb_start(a, false).to_vec())
+        });
+        contained("cycle", Engine::Render, |w| {
+            let (a, b) = (aperture(w, 0) + 6 * 4096, aperture(w, 0) + 7 * 4096);
+            write_guest(w, 0, 6, 0, &bb_start(a + 4096, false));
+            write_guest(w, 0, 7, 0, &bb_start(b - 4096, false));
+            pad(bb_start(a, false).to_vec())
+        });
+    }
+
+    #[test]
+    fn nesting_beyond_the_limit() {
+        contained("depth", Engine::Render, |w| {
+            let base = aperture(w, 0);
+            let (a, b, c) = (base + 6 * 4096, base + 7 * 4096, base + 8 * 4096);
+            let mut call_b = bb_start(b, true).to_vec();
+            call_b.push(BB_END);
+            let mut call_c = bb_start(c, true).to_vec();
+            call_c.push(BB_END);
+            write_guest(w, 0, 6, 0, &call_b);
+            write_guest(w, 0, 7, 0, &call_c);
+            write_guest(w, 0, 8, 0, &[BB_END]);
+            pad(bb_start(a, false).to_vec())
+        });
+    }
+
+    #[test]
+    fn batch_outside_the_slices() {
+        contained("foreign batch", Engine::Render, |w| {
+            pad(bb_start(aperture(w, 1) + 6 * 4096, false).to_vec())
+        });
+    }
+
+    #[test]
+    fn unknown_opcode() {
+        contained("unknown opcode", Engine::Render, |_| vec![0x3f << 23, NOOP]);
+        // A blit on the render engine is a valid command on the wrong engine.
+        contained("wrong engine", Engine::Render, |w| {
+            pad(color_blt(aperture(w, 0), 64, 0, 0, 1, 1, 0).to_vec())
+        });
+    }
+
+    #[test]
+    fn lengths_running_past_the_ring_or_the_batch() {
+        // MI_STORE_DATA_IMM needs 4 DWords; TAIL leaves 2.
+        contained("past tail", Engine::Render, |w| {
+            sdi(aperture(w, 0) + 4096, 1)[..2].to_vec()
+        });
+        // A batch in the last aperture page that never ends runs off the slice.
+        contained("past batch", Engine::Render, |w| {
+            let edge = aperture(w, 0) + 64 * 1024 * 1024 - 4096;
+            write_guest(w, 0, EDGE_PAGE, 0, &[NOOP; 1024]);
+            pad(bb_start(edge, false).to_vec())
+        });
     }
 }
