@@ -5,8 +5,11 @@
 //! audit, remap, batch following): 3D draws with state in chained batches,
 //! blits in the ring, media objects with inline data, video (MFX) state,
 //! and a mixed stream of second-level calls and chained batches. Each is
-//! timed after a warm-up as the best of N runs; memcpy copies the same
-//! number of bytes between two buffers of that size, best of N too.
+//! timed after a warm-up as the best of N runs. The reference is a memcpy
+//! of the same bytes in the same run: exactly the guest DWords the scan
+//! consumed (ring and every batch segment), from the same guest memory into
+//! the same shadow buffers, with the same warm-up and best of N — the floor
+//! of a scanner that must copy before it checks.
 //!
 //! `cargo run -p gpu --release --example scan_bench -- [--quick] [--out DIR]`
 //! writes `DIR/scan.json`:
@@ -20,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use gpu::engine::Engine;
 use gpu::scan::scanner::BATCH_DWORDS;
-use gpu::scan::{RingState, Shadow};
+use gpu::scan::{GmSpace, RingState, Shadow};
 use scan_support::*;
 
 struct Stream {
@@ -196,19 +199,48 @@ fn measure(s: &Stream, shadow: &mut Shadow, quick: bool) -> Row {
         scan_once(shadow);
     }
     let t_scan = best(runs, || scan_once(shadow));
-    let src = vec![0x5a5a_5a5au32; (bytes / 4) as usize];
-    let mut dst = vec![0u32; src.len()];
-    let mut copy_once = || {
+    // The reference: memcpy of exactly the bytes the scan consumed, from
+    // where the guest keeps them into the shadow buffers the scan fills
+    // (ring, then each batch segment), through the same `read_guest`.
+    let mut plan = vec![(
+        s.ring.start.raw() + u64::from(s.ring.head),
+        sub.ring_dwords,
+        None,
+    )];
+    for (i, b) in shadow.batches[..sub.batches].iter().enumerate() {
+        plan.push((b.guest.raw(), b.len, Some(i)));
+    }
+    let copied: usize = plan.iter().map(|p| p.1).sum();
+    assert_eq!(
+        4 * copied as u64,
+        bytes,
+        "reference copies the scanned bytes"
+    );
+    let copy_once = |sh: &mut Shadow| {
         for _ in 0..iters {
-            dst.copy_from_slice(black_box(&src));
-            black_box(&mut dst);
+            for &(at, n, slot) in &plan {
+                let dst = match slot {
+                    None => &mut sh.ring[..n],
+                    Some(i) => &mut sh.batches[i].words[..n],
+                };
+                black_box(&s.gm)
+                    .read_guest(gg(at), dst)
+                    .expect("scanned bytes are readable");
+            }
+            black_box(&mut *sh);
         }
     };
     for _ in 0..warm {
-        copy_once();
+        copy_once(shadow);
     }
-    let t_copy = best(runs, copy_once);
+    let t_copy = best(runs, || copy_once(shadow));
     let total = (bytes * iters as u64) as f64;
+    eprintln!(
+        "{}: {} commands, {:.1} ns/command",
+        s.name,
+        sub.commands,
+        t_scan.as_secs_f64() * 1e9 / (iters as f64 * f64::from(sub.commands))
+    );
     Row {
         name: s.name,
         bytes,
@@ -220,11 +252,13 @@ fn measure(s: &Stream, shadow: &mut Shadow, quick: bool) -> Row {
 fn main() {
     let mut quick = false;
     let mut out = None;
+    let mut only: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => quick = true,
             "--out" => out = Some(args.next().expect("--out DIR")),
+            "--only" => only = Some(args.next().expect("--only STREAM")),
             "--bench" => {} // passed by `cargo bench`
             other => panic!("unknown argument {other}"),
         }
@@ -233,6 +267,7 @@ fn main() {
     let mut shadow = shadow(Engine::Render);
     let rows: Vec<Row> = streams
         .iter()
+        .filter(|s| only.as_deref().is_none_or(|o| o == s.name))
         .map(|s| measure(s, &mut shadow, quick))
         .collect();
     let ratio_min = rows

@@ -96,7 +96,7 @@ fn check_buffer(engine: Engine, buf: &[u32]) {
                     }
                 }
                 Ok(CommandRepr::StateBaseAddress(sba)) => {
-                    for b in sba.bases.iter().filter(|b| b.modify) {
+                    for b in sba.bases().bases.iter().filter(|b| b.modify) {
                         assert!(inside(b.mem.addr), "{}: {}", c.name(), b.name);
                     }
                 }

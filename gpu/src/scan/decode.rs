@@ -8,7 +8,7 @@
 
 use core::fmt;
 
-use super::table::{lookup, lookup_any, CmdSpec, Len, Opcode};
+use super::table::{lookup_any, lookup_len, CmdSpec, Opcode};
 use crate::engine::Engine;
 
 /// Why a command could not be decoded.
@@ -93,6 +93,12 @@ pub struct Command<'a> {
 }
 
 impl<'a> Command<'a> {
+    /// The view of `words`, already decoded as `spec` (by [`head`]) and cut
+    /// to the length `head` gave.
+    #[inline]
+    pub(crate) fn from_parts(words: &'a [u32], spec: &'static CmdSpec) -> Self {
+        Command { words, spec }
+    }
     /// The command's table row.
     pub fn spec(&self) -> &'static CmdSpec {
         self.spec
@@ -126,30 +132,27 @@ impl<'a> Command<'a> {
     }
 }
 
-/// The length of the command whose header is `header`, per `len`.
+/// Looks up the command whose header is `header` on `engine` and computes
+/// its length in DWords: the one table walk per command that both
+/// [`decode`] and the scanner's hot loop use.
 #[inline]
-fn length_of(len: Len, header: u32) -> Result<usize, DecodeErrorKind> {
-    match len {
-        Len::Fixed(n) => Ok(usize::from(n)),
-        Len::Field {
-            bits,
-            bias,
-            min,
-            max,
-        } => {
-            let field = header & ((1u32 << bits) - 1);
-            // `field` < 2^16 and `bias` < 2^8: no overflow.
-            let total = field as usize + usize::from(bias);
-            if (total as u64) < u64::from(min) || (total as u64) > u64::from(max) {
-                Err(DecodeErrorKind::BadLength {
-                    len: total,
-                    min,
-                    max,
-                })
-            } else {
-                Ok(total)
-            }
-        }
+pub fn head(engine: Engine, header: u32) -> Result<(&'static CmdSpec, usize), DecodeErrorKind> {
+    match lookup_len(engine, header) {
+        Some((spec, Ok(len))) => Ok((spec, len)),
+        Some((_, Err((len, min, max)))) => Err(DecodeErrorKind::BadLength { len, min, max }),
+        None => Err(not_found(header)),
+    }
+}
+
+/// Why `header` has no row on the engine it was decoded for.
+#[cold]
+fn not_found(header: u32) -> DecodeErrorKind {
+    if Opcode::of(header).is_none() {
+        DecodeErrorKind::ReservedType
+    } else if let Some(other) = lookup_any(header) {
+        DecodeErrorKind::WrongEngine { name: other.name }
+    } else {
+        DecodeErrorKind::UnknownOpcode
     }
 }
 
@@ -176,20 +179,7 @@ pub fn decode(engine: Engine, buf: &[u32], offset: usize) -> Result<Command<'_>,
         header,
         kind,
     };
-    let spec = match lookup(engine, header) {
-        Some(s) => s,
-        None => {
-            let kind = if Opcode::of(header).is_none() {
-                DecodeErrorKind::ReservedType
-            } else if let Some(other) = lookup_any(header) {
-                DecodeErrorKind::WrongEngine { name: other.name }
-            } else {
-                DecodeErrorKind::UnknownOpcode
-            };
-            return Err(err(kind));
-        }
-    };
-    let len = length_of(spec.len, header).map_err(err)?;
+    let (spec, len) = head(engine, header).map_err(err)?;
     match rest.get(..len) {
         Some(words) => Ok(Command { words, spec }),
         None => Err(err(DecodeErrorKind::Truncated {

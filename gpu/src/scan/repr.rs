@@ -180,8 +180,9 @@ pub enum CommandRepr<'a> {
         /// The polled memory.
         mem: MemOperand,
     },
-    /// STATE_BASE_ADDRESS: base/size pairs.
-    StateBaseAddress(StateBaseAddress),
+    /// STATE_BASE_ADDRESS: base/size pairs, parsed on demand
+    /// ([`SbaView::bases`]) so that the common variants stay small.
+    StateBaseAddress(SbaView<'a>),
     /// XY_COLOR_BLT / XY_SRC_COPY_BLT / XY_FAST_COPY_BLT surfaces.
     Blit {
         /// Destination surface (pitch x height from its top row).
@@ -217,6 +218,48 @@ pub struct StateBaseAddress {
     pub bases: [BaseRange; 6],
 }
 
+/// A STATE_BASE_ADDRESS of at least 19 DWords.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SbaView<'a> {
+    c: Command<'a>,
+}
+
+impl SbaView<'_> {
+    /// The bases the command sets, with their sizes.
+    pub fn bases(&self) -> StateBaseAddress {
+        let c = &self.c;
+        let bit = |w: u32, b: u32| (w >> b) & 1 == 1;
+        // Sizes: 4 KiB pages in bits 31:12 with a modify enable in bit 0
+        // (DWords 12-15); the bindless heap: (n + 1) surface states of 64
+        // bytes in DWord 18 bits 31:12, set with its base (genxml, Mesa
+        // anv).
+        let pages = |dw: usize| u64::from(c.dw(dw) >> 12) * 4096;
+        let base = |name, lo: usize, size_dw: Option<usize>| {
+            let modify = bit(c.dw(lo), 0);
+            BaseRange {
+                name,
+                modify,
+                mem: mem(c, lo, 12, 0, true, true),
+                size_modify: size_dw.is_some_and(|d| bit(c.dw(d), 0)),
+                bytes: size_dw.map(pages),
+            }
+        };
+        let mut bindless = base("Bindless Surface State Base Address", 16, None);
+        bindless.size_modify = bindless.modify;
+        bindless.bytes = Some((u64::from(c.dw(18) >> 12) + 1) * 64);
+        StateBaseAddress {
+            bases: [
+                base("General State Base Address", 1, Some(12)),
+                base("Surface State Base Address", 4, None),
+                base("Dynamic State Base Address", 6, Some(13)),
+                base("Indirect Object Base Address", 8, Some(14)),
+                base("Instruction Base Address", 10, Some(15)),
+                bindless,
+            ],
+        }
+    }
+}
+
 /// Address in DWord `lo` (bits 31:`align`) and `lo + 1` (bits 31:0).
 fn addr(c: &Command<'_>, lo: usize, align: u32) -> u64 {
     let low = c.dw(lo) & !((1u32 << align) - 1);
@@ -244,6 +287,7 @@ fn surface_bytes(pitch: u32, y2: u32) -> u64 {
 
 impl<'a> CommandRepr<'a> {
     /// Parses the operands of a decoded command.
+    #[inline]
     pub fn parse(c: &Command<'a>) -> Result<CommandRepr<'a>, ReprError> {
         let spec = c.spec();
         let h = c.header();
@@ -363,34 +407,7 @@ impl<'a> CommandRepr<'a> {
             }
             Op::StateBaseAddress => {
                 need(19)?;
-                // Sizes: 4 KiB pages in bits 31:12 with a modify enable in
-                // bit 0 (DWords 12-15); the bindless heap: (n + 1) surface
-                // states of 64 bytes in DWord 18 bits 31:12, set with its
-                // base (genxml, Mesa anv).
-                let pages = |dw: usize| u64::from(c.dw(dw) >> 12) * 4096;
-                let base = |name, lo: usize, size_dw: Option<usize>| {
-                    let modify = bit(c.dw(lo), 0);
-                    BaseRange {
-                        name,
-                        modify,
-                        mem: mem(c, lo, 12, 0, true, true),
-                        size_modify: size_dw.is_some_and(|d| bit(c.dw(d), 0)),
-                        bytes: size_dw.map(pages),
-                    }
-                };
-                let mut bindless = base("Bindless Surface State Base Address", 16, None);
-                bindless.size_modify = bindless.modify;
-                bindless.bytes = Some((u64::from(c.dw(18) >> 12) + 1) * 64);
-                CommandRepr::StateBaseAddress(StateBaseAddress {
-                    bases: [
-                        base("General State Base Address", 1, Some(12)),
-                        base("Surface State Base Address", 4, None),
-                        base("Dynamic State Base Address", 6, Some(13)),
-                        base("Indirect Object Base Address", 8, Some(14)),
-                        base("Instruction Base Address", 10, Some(15)),
-                        bindless,
-                    ],
-                })
+                CommandRepr::StateBaseAddress(SbaView { c: *c })
             }
             Op::XyColorBlt => {
                 need(7)?;

@@ -29,11 +29,11 @@
 
 use core::fmt;
 
-use super::decode::{decode, Command, DecodeError, DecodeErrorKind};
+use super::decode::{head, Command, DecodeErrorKind};
 use super::operands::{Access, AddrField, Extent, High, Layout, When};
 use super::regs::{allowed, RegAccess};
-use super::repr::{CommandRepr, MemOperand, PostSync, ReprError, StateBaseAddress};
-use super::table::Op;
+use super::repr::{CommandRepr, PostSync, ReprError, StateBaseAddress};
+use super::table::{CmdSpec, Op};
 use crate::addr::{GuestGm, GuestGmRange, HostGm};
 use crate::engine::Engine;
 
@@ -256,13 +256,22 @@ impl WriteSet {
         self.pages.get(..self.len).unwrap_or(&[])
     }
     fn add_range(&mut self, range: GuestGmRange) {
+        self.add_raw(range.base().raw(), range.end_raw());
+    }
+    /// Records guest bytes `addr .. end` (`end > addr`).
+    #[inline]
+    fn add_raw(&mut self, addr: u64, end: u64) {
         if self.overflow {
             return;
         }
-        let first = range.base().raw() / PAGE;
-        let last = (range.end_raw() - 1) / PAGE;
+        let first = addr / PAGE;
+        let last = (end - 1) / PAGE;
         if last - first >= MAX_WRITE_PAGES as u64 {
             self.overflow = true;
+            return;
+        }
+        // The same page written again (a fence or counter): nothing new.
+        if first == last && self.len > 0 && self.pages.get(self.len - 1) == Some(&first) {
             return;
         }
         for p in first..=last {
@@ -358,6 +367,7 @@ impl Shadow {
             sba: Sba::UNKNOWN,
             sba_seen: false,
             writes: WriteSet::EMPTY,
+            linear: [None; 2],
         };
         let ring_err = |reason| ScanError {
             engine: self.engine,
@@ -371,7 +381,21 @@ impl Shadow {
         let mut off = 0;
         while off < n {
             let ring = self.ring.get_mut(..n).unwrap_or(&mut []);
-            let (len, follow) = st.command(gm, ring, off, Location::Ring, 0)?;
+            let header = ring.get(off).copied().unwrap_or(0);
+            let (spec, len) = match head(st.engine, header) {
+                Ok((spec, len)) if len <= n - off => (spec, len),
+                Ok((_, len)) => {
+                    let kind = DecodeErrorKind::Truncated {
+                        len,
+                        available: n - off,
+                    };
+                    return Err(st.fail(Location::Ring, off, header, None, Reason::Decode(kind)));
+                }
+                Err(k) => {
+                    return Err(st.fail(Location::Ring, off, header, None, Reason::Decode(k)))
+                }
+            };
+            let follow = st.command(gm, ring, off, spec, len, Location::Ring, 0)?;
             if let Some(target) = follow {
                 let slot = self.follow(gm, &mut st, target, 1, Location::Ring, off)?;
                 let host = self.batch_host_of(slot);
@@ -437,20 +461,20 @@ impl Shadow {
                     .ok_or(err(off, 0, Reason::PoolExhausted))?;
                 b.guest = start;
                 // Copy at least the header, then the whole command; decode
-                // only the copy.
+                // only the copy, once.
                 copy_more(gm, start, &mut b.words, &mut copied, off + 1)
                     .map_err(|r| err(off, 0, r))?;
                 let header = b.words.get(off).copied().unwrap_or(0);
-                let len = match command_len(engine, header) {
-                    Ok(l) => l,
+                let (spec, len) = match head(engine, header) {
+                    Ok(x) => x,
                     Err(k) => return Err(err(off, header, Reason::Decode(k))),
                 };
                 copy_more(gm, start, &mut b.words, &mut copied, off + len)
                     .map_err(|r| err(off, header, r))?;
                 b.len = off + len;
                 let words = b.words.get_mut(..off + len).unwrap_or(&mut []);
-                let (len, follow) = st.command(gm, words, off, loc, level)?;
-                if lookup_op(engine, header) == Some(Op::BatchEnd) {
+                let follow = st.command(gm, words, off, spec, len, loc, level)?;
+                if matches!(spec.op, Op::BatchEnd) {
                     break None;
                 }
                 if let Some(t) = follow {
@@ -505,24 +529,9 @@ const HOST_ZERO: HostGm = match HostGm::new(0) {
     Err(_) => panic!("0 is a GM address"),
 };
 
-fn lookup_op(engine: Engine, header: u32) -> Option<Op> {
-    super::table::lookup(engine, header).map(|s| s.op)
-}
-
-/// Length of the command whose header is `header`, without the buffer.
-fn command_len(engine: Engine, header: u32) -> Result<usize, DecodeErrorKind> {
-    match decode(engine, &[header], 0) {
-        Ok(c) => Ok(c.len()),
-        Err(DecodeError {
-            kind: DecodeErrorKind::Truncated { len, .. },
-            ..
-        }) => Ok(len),
-        Err(e) => Err(e.kind),
-    }
-}
-
 /// Grows the copy of the guest batch at `start` to at least `need` DWords
 /// (by [`CHUNK`]s while the slice allows, else exactly).
+#[inline]
 fn copy_more(
     gm: &dyn GmSpace,
     start: GuestGm,
@@ -533,6 +542,16 @@ fn copy_more(
     if need <= *copied {
         return Ok(());
     }
+    copy_chunk(gm, start, words, copied, need)
+}
+
+fn copy_chunk(
+    gm: &dyn GmSpace,
+    start: GuestGm,
+    words: &mut [u32; BATCH_DWORDS],
+    copied: &mut usize,
+    need: usize,
+) -> Result<(), Reason> {
     if need > BATCH_DWORDS {
         return Err(Reason::BatchTooLarge);
     }
@@ -561,6 +580,7 @@ fn copy_more(
 /// Writes `host` into the address at DWord `i` of `buf` whose address bits
 /// start at bit `shift`, keeping the flag bits below and, for a 48-bit
 /// address, the other fields of the high DWord.
+#[inline]
 fn patch(buf: &mut [u32], i: usize, shift: u32, high: High, host: u64) {
     let keep = (1u32 << shift) - 1;
     if let Some(lo) = buf.get_mut(i) {
@@ -659,6 +679,20 @@ struct State {
     /// A STATE_BASE_ADDRESS was scanned (since the flag was last cleared).
     sba_seen: bool,
     writes: WriteSet,
+    /// Slices translated in this scan (aperture, hidden).
+    linear: [Option<Linear>; 2],
+}
+
+/// A guest slice `[base, end)` that [`GmSpace::g2h`] translated as a whole
+/// to `host` in this scan. A range translation yields one host base, so the
+/// translation is linear over any range it accepts: every range inside the
+/// slice translates to `host + (addr - base)`. Cached per scan only, so a
+/// vGPU moved to new slices between submissions is translated afresh.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Linear {
+    base: u64,
+    end: u64,
+    host: u64,
 }
 
 /// Result of an operand check.
@@ -711,78 +745,175 @@ impl State {
 
     /// Audits the guest range `addr .. addr + size` (size >= 1) and returns
     /// its host address; records it as a write target if `write`.
+    ///
+    /// A range inside a slice already translated in this scan is translated
+    /// from the cached slice (see [`Linear`]); anything else goes through
+    /// [`GmSpace::g2h`] itself, which gives the answer and the fault.
+    #[inline]
     fn audit(&mut self, gm: &dyn GmSpace, addr: u64, size: u64, write: bool) -> Check<u64> {
+        let end = addr.wrapping_add(size);
+        for l in self.linear.iter().flatten() {
+            if addr >= l.base && end <= l.end && end > addr {
+                if write {
+                    self.writes.add_raw(addr, end);
+                }
+                return Ok(l.host + (addr - l.base));
+            }
+        }
+        self.audit_slow(gm, addr, size, write)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn audit_slow(&mut self, gm: &dyn GmSpace, addr: u64, size: u64, write: bool) -> Check<u64> {
         let fault = memory_fault(addr, size);
         let base = GuestGm::new(addr).map_err(|_| fault(GmFault::OutOfSlices))?;
         let range = GuestGmRange::new(base, size).map_err(|_| fault(GmFault::OutOfSlices))?;
         let host = gm.g2h(range).map_err(&fault)?;
+        self.learn(gm, base);
         if write {
             self.writes.add_range(range);
         }
         Ok(host.raw())
     }
 
+    /// Caches the translation of the slice holding `at`, when the whole
+    /// slice translates (so every range inside it does, linearly).
+    fn learn(&mut self, gm: &dyn GmSpace, at: GuestGm) {
+        let Ok(slice) = gm.slice_of(at) else { return };
+        let Ok(host) = gm.g2h(slice) else { return };
+        let l = Linear {
+            base: slice.base().raw(),
+            end: slice.end_raw(),
+            host: host.raw(),
+        };
+        if self.linear.contains(&Some(l)) {
+            return;
+        }
+        if let Some(free) = self.linear.iter_mut().find(|s| s.is_none()) {
+            *free = Some(l);
+        }
+    }
+
     /// Bytes from `addr` to the end of the slice holding it.
-    fn to_slice_end(gm: &dyn GmSpace, addr: u64) -> Check<u64> {
+    #[inline]
+    fn rest_of_slice(&mut self, gm: &dyn GmSpace, addr: u64) -> Check<u64> {
+        for l in self.linear.iter().flatten() {
+            if addr >= l.base && addr < l.end {
+                return Ok(l.end - addr);
+            }
+        }
         let fault = memory_fault(addr, 1);
         let at = GuestGm::new(addr).map_err(|_| fault(GmFault::OutOfSlices))?;
         let slice = gm.slice_of(at).map_err(&fault)?;
+        self.learn(gm, at);
         Ok(slice.end_raw().saturating_sub(addr))
     }
 
-    /// Decodes, audits and remaps the command at `off` of `buf` (already a
-    /// shadow copy). Returns its length and, for a batch start, its audited
-    /// guest target.
-    fn command(
-        &mut self,
-        gm: &dyn GmSpace,
-        buf: &mut [u32],
-        off: usize,
+    /// A rejection at DWord `off` of the buffer at `loc` (built only on the
+    /// error path).
+    #[cold]
+    fn fail(
+        &self,
         loc: Location,
-        level: u8,
-    ) -> Result<(usize, Option<GuestGm>), ScanError> {
-        let engine = self.engine;
-        let header = buf.get(off).copied().unwrap_or(0);
-        let fail = |name: Option<&'static str>, reason| ScanError {
-            engine,
+        off: usize,
+        header: u32,
+        name: Option<&'static str>,
+        reason: Reason,
+    ) -> ScanError {
+        ScanError {
+            engine: self.engine,
             location: loc,
             offset: off,
             header,
             name,
             reason,
-        };
-        let c: Command<'_> =
-            decode(engine, buf, off).map_err(|e| fail(None, Reason::Decode(e.kind)))?;
-        let spec = c.spec();
-        let name = Some(spec.name);
-        let len = c.len();
+        }
+    }
+
+    /// Counts a decoded command of `len` DWords against the budget.
+    #[inline(always)]
+    fn count(&mut self, len: usize) -> bool {
         self.commands += 1;
         self.dwords = self.dwords.saturating_add(len as u32);
-        if self.commands > MAX_COMMANDS || self.dwords > MAX_DWORDS {
-            return Err(fail(name, Reason::BudgetExceeded));
+        self.commands <= MAX_COMMANDS && self.dwords <= MAX_DWORDS
+    }
+
+    /// Counts, audits and remaps the command at `off` of `buf` (already a
+    /// shadow copy), decoded by [`head`] as `spec` of `len` DWords (inside
+    /// `buf`). Returns, for a batch start, its audited guest target.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)] // reason: the hot loop's state, passed in registers
+    fn command(
+        &mut self,
+        gm: &dyn GmSpace,
+        buf: &mut [u32],
+        off: usize,
+        spec: &'static CmdSpec,
+        len: usize,
+        loc: Location,
+        level: u8,
+    ) -> Result<Option<GuestGm>, ScanError> {
+        if !self.count(len) {
+            let header = buf.get(off).copied().unwrap_or(0);
+            return Err(self.fail(loc, off, header, Some(spec.name), Reason::BudgetExceeded));
         }
-        // Fast paths: most of a 3D stream is state without addresses.
+        // Fast path: most of a 3D stream is state without addresses.
         match spec.op {
-            Op::Noop | Op::Plain | Op::BatchEnd => return Ok((len, None)),
+            Op::Noop | Op::Plain | Op::BatchEnd => Ok(None),
+            _ => self.audited(gm, buf, off, spec, len, loc, level),
+        }
+    }
+
+    /// [`Self::command`] for a command with operands.
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)] // reason: as `command`
+    fn audited(
+        &mut self,
+        gm: &dyn GmSpace,
+        buf: &mut [u32],
+        off: usize,
+        spec: &'static CmdSpec,
+        len: usize,
+        loc: Location,
+        level: u8,
+    ) -> Result<Option<GuestGm>, ScanError> {
+        let r = match spec.op {
             Op::Gm(layout) => {
                 let words = buf.get_mut(off..off + len).unwrap_or(&mut []);
-                self.layout(gm, layout, words).map_err(|r| fail(name, r))?;
-                return Ok((len, None));
+                self.layout(gm, layout, words).map(|()| None)
             }
-            Op::PakInsert => {
-                // DWord 1 bit 31: Indirect Payload Enable.
-                if c.dw(1) >> 31 & 1 == 1 {
-                    return Err(fail(name, Reason::Unaudited));
-                }
-                return Ok((len, None));
+            _ => self.check_operands(gm, buf, off, spec, len, loc, level),
+        };
+        r.map_err(|r| {
+            let header = buf.get(off).copied().unwrap_or(0);
+            self.fail(loc, off, header, Some(spec.name), r)
+        })
+    }
+
+    /// The commands with operands other than a [`Layout`]: parsed into
+    /// their [`CommandRepr`], checked, audited and remapped.
+    #[allow(clippy::too_many_arguments)] // reason: as `command`
+    fn check_operands(
+        &mut self,
+        gm: &dyn GmSpace,
+        buf: &mut [u32],
+        off: usize,
+        spec: &'static CmdSpec,
+        len: usize,
+        loc: Location,
+        level: u8,
+    ) -> Check<Option<GuestGm>> {
+        let engine = self.engine;
+        let c = Command::from_parts(buf.get(off..off + len).unwrap_or(&[]), spec);
+        if matches!(spec.op, Op::PakInsert) {
+            // DWord 1 bit 31: Indirect Payload Enable.
+            if c.dw(1) >> 31 & 1 == 1 {
+                return Err(Reason::Unaudited);
             }
-            _ => {}
+            return Ok(None);
         }
-        let repr = CommandRepr::parse(&c).map_err(|r| fail(name, Reason::Repr(r)))?;
-        // Memory operands to remap (at most two; STATE_BASE_ADDRESS is
-        // handled on its own).
-        let mut mems: [Option<MemOperand>; 2] = [None; 2];
-        let mut follow = None;
+        let repr = CommandRepr::parse(&c).map_err(Reason::Repr)?;
         let reg = |offset: u32, access| {
             if allowed(engine, offset, access) {
                 Ok(())
@@ -790,130 +921,129 @@ impl State {
                 Err(Reason::Register { offset, access })
             }
         };
-        let check: Result<(), Reason> = (|| {
-            match repr {
-                CommandRepr::Plain | CommandRepr::BatchEnd => {}
-                CommandRepr::BatchStart {
-                    target,
-                    second_level,
-                    resource_streamer,
-                    add_offset,
-                    ..
-                } => {
-                    if resource_streamer {
-                        return Err(Reason::Privileged("resource streamer batch"));
-                    }
-                    if add_offset {
-                        return Err(Reason::Privileged("batch start with add-offset"));
-                    }
-                    if !target.ggtt {
-                        return Err(Reason::Ppgtt);
-                    }
-                    if second_level && loc == Location::Ring {
-                        return Err(Reason::Privileged("second-level batch from the ring"));
-                    }
-                    if level >= MAX_DEPTH && second_level {
-                        return Err(Reason::DepthExceeded);
-                    }
-                    let fault = memory_fault(target.addr, 4);
-                    let t = GuestGm::new(target.addr).map_err(|_| fault(GmFault::OutOfSlices))?;
-                    let r = GuestGmRange::new(t, 4).map_err(|_| fault(GmFault::OutOfSlices))?;
-                    gm.g2h(r).map_err(fault)?;
-                    follow = Some(t);
+        // Memory operands to remap (at most two; STATE_BASE_ADDRESS is
+        // handled on its own).
+        let (a, b) = match repr {
+            CommandRepr::Plain | CommandRepr::BatchEnd => return Ok(None),
+            CommandRepr::BatchStart {
+                target,
+                second_level,
+                resource_streamer,
+                add_offset,
+                ..
+            } => {
+                if resource_streamer {
+                    return Err(Reason::Privileged("resource streamer batch"));
                 }
-                CommandRepr::CondBatchEnd { mem }
-                | CommandRepr::StoreDataImm { mem }
-                | CommandRepr::Atomic { mem } => mems[0] = Some(mem),
-                CommandRepr::CopyMemMem { dst, src } => {
-                    mems[0] = Some(dst);
-                    mems[1] = Some(src);
+                if add_offset {
+                    return Err(Reason::Privileged("batch start with add-offset"));
                 }
-                CommandRepr::StoreRegMem { reg: r, mem } => {
-                    reg(r, RegAccess::Read)?;
-                    mems[0] = Some(mem);
+                if !target.ggtt {
+                    return Err(Reason::Ppgtt);
                 }
-                CommandRepr::LoadRegMem { reg: r, mem } => {
-                    reg(r, RegAccess::Write)?;
-                    mems[0] = Some(mem);
+                if second_level && loc == Location::Ring {
+                    return Err(Reason::Privileged("second-level batch from the ring"));
                 }
-                CommandRepr::LoadRegImm { pairs } => {
-                    for p in pairs.chunks_exact(2) {
-                        reg(p[0] & 0x007f_fffc, RegAccess::Write)?;
-                    }
+                if level >= MAX_DEPTH && second_level {
+                    return Err(Reason::DepthExceeded);
                 }
-                CommandRepr::LoadRegReg { src, dst } => {
-                    reg(src, RegAccess::Read)?;
-                    reg(dst, RegAccess::Write)?;
-                }
-                CommandRepr::FlushDw {
-                    post_sync,
-                    store_index,
-                    mem,
-                } => {
-                    if post_sync != PostSync::None {
-                        if store_index {
-                            return Err(Reason::Privileged("hardware status page write"));
-                        }
-                        mems[0] = Some(mem);
-                    }
-                }
-                CommandRepr::PipeControl {
-                    post_sync,
-                    store_index,
-                    lri_post_sync,
-                    mem,
-                } => {
-                    if lri_post_sync {
-                        return Err(Reason::Privileged("PIPE_CONTROL register post-sync"));
-                    }
-                    if post_sync != PostSync::None {
-                        if store_index {
-                            return Err(Reason::Privileged("hardware status page write"));
-                        }
-                        mems[0] = Some(mem);
-                    }
-                }
-                CommandRepr::SemaphoreWait { register_poll, mem } => {
-                    if register_poll {
-                        return Err(Reason::Privileged("semaphore register poll"));
-                    }
-                    mems[0] = Some(mem);
-                }
-                CommandRepr::StateBaseAddress(_) => {}
-                CommandRepr::Blit { dst, src } => {
-                    mems[0] = Some(dst);
-                    mems[1] = src;
-                }
-                CommandRepr::Other(Op::Privileged) => {
-                    return Err(Reason::Privileged("command reserved to the monitor"))
-                }
-                CommandRepr::Other(Op::SemaphoreSignal) => {
-                    return Err(Reason::Privileged("cross-engine semaphore signal"))
-                }
-                CommandRepr::Other(_) => return Err(Reason::Unaudited),
+                // The target must translate; it is rewritten to a shadow
+                // batch by the caller, and the batch is read through
+                // `read_guest`, which checks every chunk.
+                self.audit(gm, target.addr, 4, false)?;
+                let fault = memory_fault(target.addr, 4);
+                let t = GuestGm::new(target.addr).map_err(|_| fault(GmFault::OutOfSlices))?;
+                return Ok(Some(t));
             }
-            Ok(())
-        })();
-        check.map_err(|r| fail(name, r))?;
-        if let CommandRepr::StateBaseAddress(sba) = repr {
-            self.sba_seen = true;
-            let words = buf.get_mut(off..off + len).unwrap_or(&mut []);
-            return self
-                .state_base_address(gm, &sba, words)
-                .map(|()| (len, None))
-                .map_err(|r| fail(name, r));
-        }
-        for m in mems.iter().flatten() {
-            if !m.ggtt {
-                return Err(fail(name, Reason::Ppgtt));
+            CommandRepr::CondBatchEnd { mem }
+            | CommandRepr::StoreDataImm { mem }
+            | CommandRepr::Atomic { mem } => (mem, None),
+            CommandRepr::CopyMemMem { dst, src } => (dst, Some(src)),
+            CommandRepr::StoreRegMem { reg: r, mem } => {
+                reg(r, RegAccess::Read)?;
+                (mem, None)
             }
-            let size = m.size.max(1);
-            let host = self
-                .audit(gm, m.addr, size, m.write)
-                .map_err(|r| fail(name, r))?;
-            patch(buf, off + m.dword, m.shift, High::Bits32, host);
+            CommandRepr::LoadRegMem { reg: r, mem } => {
+                reg(r, RegAccess::Write)?;
+                (mem, None)
+            }
+            CommandRepr::LoadRegImm { pairs } => {
+                for p in pairs.chunks_exact(2) {
+                    reg(p[0] & 0x007f_fffc, RegAccess::Write)?;
+                }
+                return Ok(None);
+            }
+            CommandRepr::LoadRegReg { src, dst } => {
+                reg(src, RegAccess::Read)?;
+                reg(dst, RegAccess::Write)?;
+                return Ok(None);
+            }
+            CommandRepr::FlushDw {
+                post_sync,
+                store_index,
+                mem,
+            } => {
+                if post_sync == PostSync::None {
+                    return Ok(None);
+                }
+                if store_index {
+                    return Err(Reason::Privileged("hardware status page write"));
+                }
+                (mem, None)
+            }
+            CommandRepr::PipeControl {
+                post_sync,
+                store_index,
+                lri_post_sync,
+                mem,
+            } => {
+                if lri_post_sync {
+                    return Err(Reason::Privileged("PIPE_CONTROL register post-sync"));
+                }
+                if post_sync == PostSync::None {
+                    return Ok(None);
+                }
+                if store_index {
+                    return Err(Reason::Privileged("hardware status page write"));
+                }
+                (mem, None)
+            }
+            CommandRepr::SemaphoreWait { register_poll, mem } => {
+                if register_poll {
+                    return Err(Reason::Privileged("semaphore register poll"));
+                }
+                (mem, None)
+            }
+            CommandRepr::StateBaseAddress(view) => {
+                let sba = view.bases();
+                self.sba_seen = true;
+                let words = buf.get_mut(off..off + len).unwrap_or(&mut []);
+                self.state_base_address(gm, &sba, words)?;
+                return Ok(None);
+            }
+            CommandRepr::Blit { dst, src } => (dst, src),
+            CommandRepr::Other(Op::Privileged) => {
+                return Err(Reason::Privileged("command reserved to the monitor"))
+            }
+            CommandRepr::Other(Op::SemaphoreSignal) => {
+                return Err(Reason::Privileged("cross-engine semaphore signal"))
+            }
+            CommandRepr::Other(_) => return Err(Reason::Unaudited),
+        };
+        // Both operands are checked before either is rewritten.
+        if !a.ggtt || b.is_some_and(|m| !m.ggtt) {
+            return Err(Reason::Ppgtt);
         }
-        Ok((len, follow))
+        let ha = self.audit(gm, a.addr, a.size.max(1), a.write)?;
+        let hb = match b {
+            Some(m) => Some(self.audit(gm, m.addr, m.size.max(1), m.write)?),
+            None => None,
+        };
+        patch(buf, off + a.dword, a.shift, High::Bits32, ha);
+        if let (Some(m), Some(h)) = (b, hb) {
+            patch(buf, off + m.dword, m.shift, High::Bits32, h);
+        }
+        Ok(None)
     }
 
     /// STATE_BASE_ADDRESS: every base the command modifies is remapped (it
@@ -955,7 +1085,7 @@ impl State {
                 ))?;
             let size = match b.bytes {
                 // No size field: the hardware does not bound the base.
-                None => Self::to_slice_end(gm, base.raw())?,
+                None => self.rest_of_slice(gm, base.raw())?,
                 Some(_) => self
                     .sba
                     .size
@@ -1004,34 +1134,38 @@ impl State {
 
     /// One field at element base `eb` (0 for fixed fields). Fields past
     /// the command's end are absent.
+    #[inline(always)]
     fn field(&mut self, gm: &dyn GmSpace, fld: &AddrField, w: &mut [u32], eb: usize) -> Check<()> {
-        let dw = |i: u8| w.get(eb + usize::from(i)).copied().unwrap_or(0);
-        let lo_at = eb + usize::from(fld.dword);
+        let Some(e) = w.get_mut(eb..) else {
+            return Ok(());
+        };
+        let lo_at = usize::from(fld.dword);
         let hi_len = usize::from(fld.high != High::None);
-        if lo_at + hi_len >= w.len() {
+        if lo_at + hi_len >= e.len() {
             return Ok(());
         }
-        let bit = |d: u8, b: u8| dw(d) >> b & 1 == 1;
+        let dw = |e: &[u32], i: u8| e.get(usize::from(i)).copied().unwrap_or(0);
+        let bit = |e: &[u32], d: u8, b: u8| dw(e, d) >> b & 1 == 1;
         let used = match fld.when {
             When::Always => true,
-            When::Set(d, b) => bit(d, b),
-            When::Clear(d, b) => !bit(d, b),
-            When::NotNullSurface(d) => dw(d) >> 29 != 7,
+            When::Set(d, b) => bit(e, d, b),
+            When::Clear(d, b) => !bit(e, d, b),
+            When::NotNullSurface(d) => dw(e, d) >> 29 != 7,
         };
         if !used {
             return Ok(());
         }
         if let Some((d, b)) = fld.must {
-            if !bit(d, b) {
+            if !bit(e, d, b) {
                 return Err(Reason::UnseenState(fld.name));
             }
         }
         let shift = u32::from(fld.shift);
-        let lo = u64::from(dw(fld.dword) & !((1u32 << shift) - 1));
+        let lo = u64::from(dw(e, fld.dword) & !((1u32 << shift) - 1));
         let hi = match fld.high {
             High::None => 0,
-            High::Bits16 => u64::from(dw(fld.dword + 1) & 0xffff),
-            High::Bits32 => u64::from(dw(fld.dword + 1)),
+            High::Bits16 => u64::from(dw(e, fld.dword + 1) & 0xffff),
+            High::Bits32 => u64::from(dw(e, fld.dword + 1)),
         };
         let addr = hi << 32 | lo;
         let size = match fld.extent {
@@ -1048,36 +1182,35 @@ impl State {
                 } else {
                     (1 << bits) - 1
                 };
-                let v = u64::from(dw(dword) >> shift & mask);
+                let v = u64::from(dw(e, dword) >> shift & mask);
                 (v + u64::from(plus)) * u64::from(unit)
             }
-            Extent::PagesOrSlice { dword } => match u64::from(dw(dword) >> 12) {
-                0 => Self::to_slice_end(gm, addr)?,
+            Extent::PagesOrSlice { dword } => match u64::from(dw(e, dword) >> 12) {
+                0 => self.rest_of_slice(gm, addr)?,
                 pages => pages * PAGE,
             },
             Extent::UpperBound { dword } => {
-                let bound = u64::from(dw(dword + 1)) << 32 | u64::from(dw(dword));
+                let bound = u64::from(dw(e, dword + 1)) << 32 | u64::from(dw(e, dword));
                 if bound == 0 {
-                    Self::to_slice_end(gm, addr)?
+                    self.rest_of_slice(gm, addr)?
                 } else if bound <= addr {
                     return Err(Reason::BadBound { base: addr, bound });
                 } else {
                     bound - addr
                 }
             }
-            Extent::Slice => Self::to_slice_end(gm, addr)?,
+            Extent::Slice => self.rest_of_slice(gm, addr)?,
         };
         if size == 0 {
             // Not accessed (zero read length, empty buffer).
             return Ok(());
         }
         let host = self.audit(gm, addr, size, fld.access == Access::Write)?;
-        patch(w, lo_at, shift, fld.high, host);
+        patch(e, lo_at, shift, fld.high, host);
         if let Extent::UpperBound { dword } = fld.extent {
-            if w.get(eb + usize::from(dword)).is_some_and(|&b| b != 0)
-                || w.get(eb + usize::from(dword) + 1).is_some_and(|&b| b != 0)
-            {
-                patch(w, eb + usize::from(dword), 0, High::Bits32, host + size);
+            let b = usize::from(dword);
+            if e.get(b).is_some_and(|&v| v != 0) || e.get(b + 1).is_some_and(|&v| v != 0) {
+                patch(e, b, 0, High::Bits32, host + size);
             }
         }
         Ok(())

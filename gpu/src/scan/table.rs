@@ -2107,13 +2107,90 @@ static INDEX: Index = build_index();
 /// apart).
 #[inline]
 pub fn lookup(engine: Engine, header: u32) -> Option<&'static CmdSpec> {
+    TABLE.get(row(engine, header)?)
+}
+
+/// The row of `header` on `engine`: one index load.
+#[inline(always)]
+fn row(engine: Engine, header: u32) -> Option<usize> {
     let e = engine.index();
-    let i = match Opcode::of(header)? {
-        Opcode::Mi(op) => INDEX.mi[e][op as usize],
-        Opcode::Blt(op) => INDEX.blt[e][op as usize],
-        Opcode::Gfx(key) => INDEX.gfx[e][key as usize],
+    let i = match header >> 29 {
+        0 => INDEX.mi.get(e)?.get((header >> 23 & 0x3f) as usize),
+        2 => INDEX.blt.get(e)?.get((header >> 22 & 0x7f) as usize),
+        3 => INDEX.gfx.get(e)?.get((header >> 16 & 0x1fff) as usize),
+        _ => None,
     };
-    TABLE.get(usize::from(i))
+    match i {
+        Some(&i) if i != NONE => Some(usize::from(i)),
+        _ => None,
+    }
+}
+
+/// A row's length rule, precomputed for the decoder's hot loop: length =
+/// `(header & mask) + add`, accepted when `min <= length <= max` (a fixed
+/// length has `mask` 0 and `min == max == add`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LenRule {
+    mask: u32,
+    add: u32,
+    min: u32,
+    max: u32,
+}
+
+const fn build_rules() -> [LenRule; N_COMMANDS] {
+    let mut r = [LenRule {
+        mask: 0,
+        add: 0,
+        min: 0,
+        max: 0,
+    }; N_COMMANDS];
+    let mut i = 0;
+    while i < N_COMMANDS {
+        r[i] = match TABLE[i].len {
+            Len::Fixed(n) => LenRule {
+                mask: 0,
+                add: n as u32,
+                min: n as u32,
+                max: n as u32,
+            },
+            Len::Field {
+                bits,
+                bias,
+                min,
+                max,
+            } => LenRule {
+                mask: (1u32 << bits) - 1,
+                add: bias as u32,
+                min,
+                max,
+            },
+        };
+        i += 1;
+    }
+    r
+}
+
+static RULES: [LenRule; N_COMMANDS] = build_rules();
+
+/// A length in DWords, or `(length, min, max)` when outside its bounds.
+pub(crate) type LenCheck = Result<usize, (usize, u32, u32)>;
+
+/// Looks up `header` on `engine` and applies the row's length rule: the
+/// row and the length in DWords, or (row, length) with `Err` when the
+/// length is outside the row's bounds.
+#[inline(always)]
+pub(crate) fn lookup_len(engine: Engine, header: u32) -> Option<(&'static CmdSpec, LenCheck)> {
+    let i = row(engine, header)?;
+    let (spec, r) = (TABLE.get(i)?, RULES.get(i)?);
+    let len = (header & r.mask) + r.add;
+    Some((
+        spec,
+        if len < r.min || len > r.max {
+            Err((len as usize, r.min, r.max))
+        } else {
+            Ok(len as usize)
+        },
+    ))
 }
 
 /// Looks up `header` on any engine (for error messages: "valid on another
