@@ -10,13 +10,14 @@
 //! passes in round-robin order over the same pages; memcpy copies the same
 //! bytes into a second set. Measured on this project's 2-core AVX-512 machine
 //! with `RUSTFLAGS="-C target-cpu=native"` (as `cargo xtask bench` builds it),
-//! two runs on 2026-11-25: xxh3 22.5 / 19.0 GB/s, XOR fold 22.1 / 19.2 GB/s,
-//! memcpy 11.4 / 9.5 GB/s, so xxh3 runs at 1.98-1.99x memcpy (goal >= 1.8)
-//! and 0.99-1.02x the fold (goal >= 0.9): it costs one read of the page,
-//! which a 256 MiB set streams from DRAM. Built for baseline x86-64 (SSE2)
-//! the figures are close (xxh3 ~21-23 GB/s, fold ~22-25 GB/s); an earlier
-//! bench that timed back-to-back passes without warm-up and ran the fold as
-//! four `u64` words reported xxh3 at 1.77x memcpy and 0.89x the fold.
+//! three runs on 2026-11-25: xxh3 22.5 / 19.0 / 22.5 GB/s, XOR fold
+//! 22.1 / 19.2 / 21.4 GB/s, memcpy 11.4 / 9.5 / 11.3 GB/s, so xxh3 runs at
+//! 1.98-1.99x memcpy (goal >= 1.8) and 0.99-1.05x the fold (goal >= 0.9): it
+//! costs one read of the page, which a 256 MiB set streams from DRAM. Built
+//! for baseline x86-64 (SSE2) the same bench gave xxh3 19.9 GB/s, fold
+//! 20.1 GB/s, memcpy 10.6 GB/s (1.88x and 0.99x). An earlier bench that
+//! timed back-to-back passes without warm-up and ran the fold as four `u64`
+//! words reported xxh3 at 1.77x memcpy and 0.89x the fold.
 //!
 //! # Collision argument
 //! A stale page at the destination needs `digest(new) == digest(old)` for an

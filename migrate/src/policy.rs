@@ -22,6 +22,32 @@
 //! law), so at least `H - B / lambda` of the `H` hot pages wait for the
 //! stop. `migrate-sim` prints this floor next to each result
 //! (`downtime_floor_ms`).
+//!
+//! Measured with `migrate-sim` (2026-11-25, `target-cpu=native`, measured
+//! CPU costs; downtime in ms, floor as a ratio to gmig-oneshot; workload and
+//! link parameters and their sources are in `migrate-sim`'s docs):
+//!
+//! | workload | link | gmig-oneshot | gmig-tpds | informed | informed / one-shot | floor / one-shot |
+//! |---|---|---:|---:|---:|---:|---:|
+//! | 3d-game | 32 MiB/s | 321.7 | 321.6 | 98.4 | 0.306 | 0.196 |
+//! | 2d-desktop | 32 MiB/s | 107.4 | 107.4 | 3.4 | 0.031 | 0.019 |
+//! | video | 32 MiB/s | 190.8 | 190.8 | 75.8 | 0.397 | 0.284 |
+//! | qemu-anchor | 32 MiB/s | 403.1 | 402.0 | 2.9 | 0.007 | 0.005 |
+//! | 3d-game | 1GbE | 84.8 | 82.8 | 1.5 | 0.018 | 0.007 |
+//! | 2d-desktop | 1GbE | 16.5 | 16.5 | 0.8 | 0.046 | 0.034 |
+//! | video | 1GbE | 73.6 | 72.6 | 1.3 | 0.017 | 0.008 |
+//! | qemu-anchor | 1GbE | 43.4 | 41.3 | 0.9 | 0.021 | 0.013 |
+//!
+//! The goal (<= 0.25x one-shot) is missed on 3d-game and video at 32 MiB/s.
+//! There the link re-sends about 8,100 pages/s while the ~2,000-page hot set
+//! takes 5.5 (game) or 5.3 (video) full rewrites per page per second, so
+//! about 500 (game) or 420 (video) hot pages are dirty at any moment
+//! whatever the policy; cold writes add ~570 (game) page sends per second on
+//! top, which puts a perfect policy at about 0.26x on the game. Video's
+//! floor alone is 0.28x. Only sending rewritten pages in fewer bytes than a
+//! page would help, and the models' full rewrites are random bytes (no
+//! source tells us how compressible real render targets and decoded frames
+//! are, so the models do not assume it).
 
 use core::fmt;
 
