@@ -243,3 +243,53 @@ fn media_object_indirect_data_is_relative() {
     // An offset from Indirect Object Base: nothing to rewrite.
     assert_eq!(&s.ring[..sub.ring_dwords], &cmds[..]);
 }
+
+/// The blit extent counts the rectangle's x end, bytes per pixel and
+/// tiling, not only pitch x rows (found by the cargo-fuzz target: a copy
+/// whose source x1 lay far beyond its pitch read the next vGPU's memory).
+#[test]
+fn blit_extent_counts_x_bpp_and_tiling() {
+    let end = HIDDEN + HIDDEN_SIZE;
+    let ok = |g: &mut FakeGm, cmds: &[u32]| {
+        let rs = ring(g, cmds);
+        shadow(Engine::Blitter)
+            .scan(g, rs)
+            .unwrap_or_else(|e| panic!("{e}"));
+    };
+    // One row of 32-bpp pixels, pitch 256, 4 KiB before the slice end: x2
+    // = 64 (256 bytes) fits.
+    let mut g = FakeGm::new();
+    let mut blt = copy_blt(HIDDEN, end - 0x1000, 256, 1);
+    blt[3] = 1 << 16 | 64;
+    ok(&mut g, &blt);
+    // x2 = 0x800 pixels = 8 KiB: the row runs past the slice.
+    let mut wide = blt;
+    wide[3] = 1 << 16 | 0x800;
+    assert!(oos(reject(Engine::Blitter, &mut g, &wide)));
+    // The source origin far right of its pitch: same.
+    let mut far = blt;
+    far[6] = 0x7f0;
+    assert!(oos(reject(Engine::Blitter, &mut g, &far)));
+    // Negative destination pitch.
+    let mut neg = color_blt(HIDDEN, 256, 4);
+    neg[1] |= 0x8000;
+    assert_eq!(
+        reject(Engine::Blitter, &mut g, &neg),
+        Reason::Repr(ReprError::NegativePitch)
+    );
+    // Tiled destination (header bit 11, pitch in DWords): whole tile rows
+    // are addressed, and the rectangle must fit the pitch.
+    let mut tiled = color_blt(end - 64 * 32, 16, 1);
+    tiled[0] |= 1 << 11;
+    tiled[3] = 1 << 16 | 16; // 64 bytes of a 64-byte pitch
+    ok(&mut g, &tiled);
+    let mut low = tiled;
+    low[4] = (end - 64 * 31) as u32; // 31 rows of 64 bytes before the end
+    assert!(oos(reject(Engine::Blitter, &mut g, &low)));
+    let mut over = tiled;
+    over[3] = 1 << 16 | 17;
+    assert_eq!(
+        reject(Engine::Blitter, &mut g, &over),
+        Reason::Repr(ReprError::TiledOverrun)
+    );
+}

@@ -25,6 +25,11 @@ pub enum ReprError {
     BadAtomicLength,
     /// A repeated structure (e.g. VERTEX_BUFFER_STATE) cut short.
     PartialGroup,
+    /// A blit with a negative pitch (its surface would extend below the
+    /// audited base address).
+    NegativePitch,
+    /// A tiled blit whose rectangle is wider than the surface pitch.
+    TiledOverrun,
 }
 
 impl fmt::Display for ReprError {
@@ -36,6 +41,8 @@ impl fmt::Display for ReprError {
             }
             ReprError::BadAtomicLength => f.write_str("MI_ATOMIC length must be 3 or 11"),
             ReprError::PartialGroup => f.write_str("repeated structure cut short"),
+            ReprError::NegativePitch => f.write_str("blit with a negative pitch"),
+            ReprError::TiledOverrun => f.write_str("tiled blit wider than its pitch"),
         }
     }
 }
@@ -277,13 +284,95 @@ fn mem(c: &Command<'_>, lo: usize, align: u32, size: u64, ggtt: bool, write: boo
     }
 }
 
-/// Blit surface bytes: `pitch` bytes per row over rows `y1..y2`, starting at
-/// row 0 of the surface (the addressed surface spans from its base to the
-/// end of the last row touched). Pitch and rows are 16-bit fields, so the
-/// product fits easily in u64.
-fn surface_bytes(pitch: u32, y2: u32) -> u64 {
-    u64::from(pitch) * u64::from(y2)
+/// One blit surface as the blitter walks it (PRM vol 2a, XY_* commands):
+/// rows `0 .. rows` from the base, `pitch` apart, each touched up to byte
+/// `x_end` of the row.
+#[derive(Clone, Copy)]
+struct BlitSurface {
+    /// The 16-bit pitch field (bit 15: negative pitch).
+    pitch: u32,
+    /// Tiled (pitch in DWords; rows grouped in tiles).
+    tiled: bool,
+    /// Rows from the base to the last row touched, exclusive.
+    rows: u32,
+    /// Bytes from the start of a row to the end of the last pixel touched.
+    x_end: u64,
 }
+
+/// Rows of the tallest Gen9 tile (Y tile: 32 rows of 128 bytes); a tiled
+/// surface is addressed in whole tile rows.
+const TILE_ROWS: u32 = 32;
+
+impl BlitSurface {
+    /// Bytes from the base the blit may touch: the rows above the last
+    /// touched one in full, and the last to the end of its rectangle (or
+    /// its pitch, whichever is further). A negative pitch would walk below
+    /// the base and is rejected; so is a tiled rectangle wider than its
+    /// pitch (tiles would wrap into other rows of tiles).
+    fn bytes(self) -> Result<u64, ReprError> {
+        if self.pitch & 0x8000 != 0 {
+            return Err(ReprError::NegativePitch);
+        }
+        if self.rows == 0 || self.x_end == 0 {
+            // Empty rectangle: nothing is accessed.
+            return Ok(0);
+        }
+        let (pitch, rows) = if self.tiled {
+            let pitch = u64::from(self.pitch) * 4;
+            if self.x_end > pitch {
+                return Err(ReprError::TiledOverrun);
+            }
+            (pitch, self.rows.div_ceil(TILE_ROWS) * TILE_ROWS)
+        } else {
+            (u64::from(self.pitch), self.rows)
+        };
+        // 16-bit fields and at most 128 bytes per pixel: no overflow.
+        Ok(u64::from(rows - 1) * pitch + self.x_end.max(pitch))
+    }
+}
+
+/// Bytes per pixel of an XY_COLOR_BLT / XY_SRC_COPY_BLT (BR13 bits 25:24:
+/// 8, 16 (565), 16 (1555) or 32 bits per pixel).
+fn xy_bpp(br13: u32) -> u64 {
+    match (br13 >> 24) & 3 {
+        0 => 1,
+        1 | 2 => 2,
+        _ => 4,
+    }
+}
+
+/// Bytes per pixel assumed for XY_FAST_COPY_BLT: its colour depth field
+/// goes up to 128 bits per pixel; the largest is taken.
+const FAST_COPY_BPP: u64 = 16;
+
+/// The destination and (for copies) source surfaces of an XY blit whose
+/// destination rectangle is DW2 (y1:x1) .. DW3 (y2:x2) exclusive, pitch in
+/// DW1 15:0, source origin DW6 (y:x), source pitch DW7 15:0.
+fn xy_surfaces(c: &Command<'_>, bpp: u64, dst_tiled: bool, src_tiled: bool) -> BlitPair {
+    let (x1, y1) = (c.dw(2) & 0xffff, c.dw(2) >> 16);
+    let (x2, y2) = (c.dw(3) & 0xffff, c.dw(3) >> 16);
+    let empty = x2 <= x1 || y2 <= y1;
+    let dst = BlitSurface {
+        pitch: c.dw(1) & 0xffff,
+        tiled: dst_tiled,
+        rows: if empty { 0 } else { y2 },
+        x_end: if empty { 0 } else { u64::from(x2) * bpp },
+    };
+    let (sx, sy) = (c.dw(6) & 0xffff, c.dw(6) >> 16);
+    let src = BlitSurface {
+        pitch: c.dw(7) & 0xffff,
+        tiled: src_tiled,
+        rows: if empty { 0 } else { sy + (y2 - y1) },
+        x_end: if empty {
+            0
+        } else {
+            u64::from(sx + (x2 - x1)) * bpp
+        },
+    };
+    (dst, src)
+}
+
+type BlitPair = (BlitSurface, BlitSurface);
 
 impl<'a> CommandRepr<'a> {
     /// Parses the operands of a decoded command.
@@ -411,24 +500,27 @@ impl<'a> CommandRepr<'a> {
             }
             Op::XyColorBlt => {
                 need(7)?;
-                // DW1 bits 15:0 destination pitch (bytes), DW3 bits 31:16 y2.
-                let bytes = surface_bytes(c.dw(1) & 0xffff, c.dw(3) >> 16);
+                // Header bit 11: destination tiled.
+                let (dst, _) = xy_surfaces(c, xy_bpp(c.dw(1)), bit(h, 11), false);
                 CommandRepr::Blit {
-                    dst: mem(c, 4, 0, bytes, true, true),
+                    dst: mem(c, 4, 0, dst.bytes()?, true, true),
                     src: None,
                 }
             }
             Op::XySrcCopyBlt | Op::XyFastCopyBlt => {
                 need(10)?;
-                // DW1 15:0 destination pitch, DW3 31:16 destination y2,
-                // DW6 31:16 source y1, DW7 15:0 source pitch. The source rows
-                // are y1 .. y1 + (dst y2 - dst y1) at most; take y1 + dst y2.
-                let dst_bytes = surface_bytes(c.dw(1) & 0xffff, c.dw(3) >> 16);
-                let src_rows = (c.dw(6) >> 16) + (c.dw(3) >> 16);
-                let src_bytes = surface_bytes(c.dw(7) & 0xffff, src_rows);
+                // XY_SRC_COPY_BLT: header bit 11 destination tiled, bit 15
+                // source tiled. XY_FAST_COPY_BLT: tiling in header bits
+                // 14:13 (destination) and 21:20 (source).
+                let (bpp, dt, st) = if spec.op == Op::XySrcCopyBlt {
+                    (xy_bpp(c.dw(1)), bit(h, 11), bit(h, 15))
+                } else {
+                    (FAST_COPY_BPP, h >> 13 & 3 != 0, h >> 20 & 3 != 0)
+                };
+                let (dst, src) = xy_surfaces(c, bpp, dt, st);
                 CommandRepr::Blit {
-                    dst: mem(c, 4, 0, dst_bytes, true, true),
-                    src: Some(mem(c, 8, 0, src_bytes, true, false)),
+                    dst: mem(c, 4, 0, dst.bytes()?, true, true),
+                    src: Some(mem(c, 8, 0, src.bytes()?, true, false)),
                 }
             }
             other => CommandRepr::Other(other),

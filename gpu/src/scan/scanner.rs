@@ -81,7 +81,11 @@ pub trait GmSpace {
     /// Copies `out.len()` DWords from guest GM `at` (the guest's view).
     fn read_guest(&self, at: GuestGm, out: &mut [u32]) -> Result<(), GmFault>;
     /// Translates `range`, which must lie wholly inside one of the vGPU's
-    /// slices, to the host GM address of its first byte.
+    /// slices, to the host GM address of its first byte. The engine then
+    /// touches the host bytes from that address on, so the translation must
+    /// be linear over any range it accepts; the scanner relies on this to
+    /// translate a whole slice once per scan and every operand inside it by
+    /// offset.
     fn g2h(&self, range: GuestGmRange) -> Result<HostGm, GmFault>;
     /// The guest slice (aperture or hidden) holding `at`: bounds operands
     /// whose extent the command does not state.

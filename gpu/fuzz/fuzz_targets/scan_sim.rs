@@ -1,0 +1,338 @@
+//! Scanner + SimGpu under an access checker.
+//!
+//! Each input is a command stream for one engine, either random (raw
+//! DWords for the ring and for a batch the ring may jump to) or one of the
+//! valid seed streams of `tests/scan_support` mutated by the input (bit
+//! flips and word stores). The stream goes through the real scanner
+//! ([`Shadow::scan`]) against the two-slice guest memory of
+//! `tests/scan_support` (with a fixture of chained and second-level
+//! batches). For every input:
+//!
+//! - no panic anywhere (scanner, checks, executor);
+//! - an accepted submission stayed within the scan budget (commands and
+//!   DWords) and its scan took bounded time;
+//! - every address the scanner rewrote lies in the vGPU's host slices, and
+//!   every batch start points at a shadow batch (`check_buffer`);
+//! - the accepted shadow is then executed by [`SimGpu`] over physical memory
+//!   that checks every access the GPU makes: writes only to the frames
+//!   backing the vGPU's slices, reads only from those, the shadow buffers
+//!   and the GGTT table. A neighbour vGPU's slice is mapped right next to
+//!   them as a canary; any touch of it, or of anything else, is a failure.
+
+#![no_main]
+
+#[path = "../../tests/scan_support/mod.rs"]
+mod scan_support;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use gpu::addr::{HostGgttIndex, HostGm, HostGmRange, PhysAddr, PhysFrame};
+use gpu::backend::{Backend, EngineStatus, PhysMem, PhysMemError, Submission};
+use gpu::engine::Engine;
+use gpu::ggtt::{HostPte, PteFlags};
+use gpu::scan::scanner::{BATCH_POOL, MAX_COMMANDS, MAX_DWORDS};
+use gpu::scan::Shadow;
+use gpu::sim::{SimGpu, GGTT_TABLE_BYTES};
+use libfuzzer_sys::fuzz_target;
+use scan_support::*;
+
+const GGTT_TABLE: u64 = 16 << 30;
+/// Host GM of the shadow buffers (scan_support's layout) and its size.
+const SHADOW_GM: u64 = SHADOW_RING_HOST;
+const SHADOW_GM_SIZE: u64 = SHADOW_BATCH_HOST + SHADOW_BATCH_STRIDE * BATCH_POOL as u64 - SHADOW_GM;
+/// A neighbour vGPU's slice, mapped but never to be touched.
+const NEIGHBOUR_GM: u64 = HIDDEN_HOST + HIDDEN_SIZE;
+const NEIGHBOUR_SIZE: u64 = 0x10_0000;
+/// Where the random mode's batch goes (clear of the fixture batches).
+const FUZZ_BATCH: u64 = HIDDEN + 0x32_0000;
+/// Upper bound on one scan's wall time (the budget bounds the work; this
+/// only catches a runaway loop, generously for sanitizer builds).
+const SCAN_TIME: Duration = Duration::from_millis(250);
+
+/// Physical frame ranges, as (first frame, count).
+const APERTURE_FRAMES: (u64, u64) = (0x1_0000, APERTURE_SIZE / 4096);
+const HIDDEN_FRAMES: (u64, u64) = (0x1_1000, HIDDEN_SIZE / 4096);
+const SHADOW_FRAMES: (u64, u64) = (0x2_0000, SHADOW_GM_SIZE / 4096);
+const NEIGHBOUR_FRAMES: (u64, u64) = (0x3_0000, NEIGHBOUR_SIZE / 4096);
+
+fn in_frames(addr: u64, len: u64, (first, count): (u64, u64)) -> bool {
+    let (lo, hi) = (first * 4096, (first + count) * 4096);
+    addr >= lo && addr + len <= hi
+}
+
+/// Sparse physical memory that classifies every access.
+struct Checked {
+    pages: HashMap<u64, Box<[u8; 4096]>>,
+    /// The monitor (not the GPU) is accessing: setup, shadow upload.
+    monitor: bool,
+    /// First access the GPU must not have made.
+    violation: Option<(&'static str, u64, usize)>,
+}
+
+impl Checked {
+    fn gpu_may(&self, write: bool, addr: u64, len: usize) -> bool {
+        let len = len as u64;
+        let vgpu = in_frames(addr, len, APERTURE_FRAMES) || in_frames(addr, len, HIDDEN_FRAMES);
+        if write {
+            return vgpu;
+        }
+        vgpu || in_frames(addr, len, SHADOW_FRAMES)
+            || (addr >= GGTT_TABLE && addr + len <= GGTT_TABLE + GGTT_TABLE_BYTES)
+    }
+    fn note(&mut self, write: bool, addr: u64, len: usize) {
+        if !self.monitor && self.violation.is_none() && !self.gpu_may(write, addr, len) {
+            self.violation = Some((if write { "write" } else { "read" }, addr, len));
+        }
+    }
+}
+
+impl PhysMem for Checked {
+    fn read(&self, addr: PhysAddr, buf: &mut [u8]) -> Result<(), PhysMemError> {
+        if !self.monitor && !self.gpu_may(false, addr.raw(), buf.len()) {
+            // `read` takes &self: record through the interior cell below.
+            VIOLATION.with(|v| {
+                v.borrow_mut()
+                    .get_or_insert(("read", addr.raw(), buf.len()));
+            });
+        }
+        let mut done = 0;
+        while done < buf.len() {
+            let a = addr.raw() + done as u64;
+            let off = (a & 0xfff) as usize;
+            let n = (4096 - off).min(buf.len() - done);
+            match self.pages.get(&(a >> 12)) {
+                Some(p) => buf[done..done + n].copy_from_slice(&p[off..off + n]),
+                None => buf[done..done + n].fill(0),
+            }
+            done += n;
+        }
+        Ok(())
+    }
+    fn write(&mut self, addr: PhysAddr, data: &[u8]) -> Result<(), PhysMemError> {
+        self.note(true, addr.raw(), data.len());
+        let mut done = 0;
+        while done < data.len() {
+            let a = addr.raw() + done as u64;
+            let off = (a & 0xfff) as usize;
+            let n = (4096 - off).min(data.len() - done);
+            let p = self
+                .pages
+                .entry(a >> 12)
+                .or_insert_with(|| Box::new([0u8; 4096]));
+            p[off..off + n].copy_from_slice(&data[done..done + n]);
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+thread_local! {
+    static VIOLATION: RefCell<Option<(&'static str, u64, usize)>> = const { RefCell::new(None) };
+    static WORLD: RefCell<Option<World>> = const { RefCell::new(None) };
+}
+
+struct World {
+    sim: SimGpu<Checked>,
+    shadow: Box<Shadow>,
+    /// Guest memory with the fixture batches, restored before each input.
+    pristine: FakeGm,
+    gm: FakeGm,
+    /// Inputs, accepted submissions, executed without an engine fault.
+    stats: [u64; 3],
+}
+
+fn map(b: &mut dyn Backend, gm_base: u64, (frame, pages): (u64, u64)) {
+    for i in 0..pages {
+        let idx = HostGgttIndex::new((gm_base >> 12) + i).unwrap();
+        let f = b.write_pte(
+            idx,
+            HostPte::map(PhysFrame::new(frame + i).unwrap(), PteFlags::NONE),
+        );
+        b.flush_ggtt(f);
+    }
+}
+
+impl World {
+    fn new() -> World {
+        let mem = Checked {
+            pages: HashMap::new(),
+            monitor: true,
+            violation: None,
+        };
+        let mut sim = SimGpu::new(mem, PhysAddr::new(GGTT_TABLE).unwrap()).unwrap();
+        map(&mut sim, APERTURE_HOST, APERTURE_FRAMES);
+        map(&mut sim, HIDDEN_HOST, HIDDEN_FRAMES);
+        map(&mut sim, SHADOW_GM, SHADOW_FRAMES);
+        map(&mut sim, NEIGHBOUR_GM, NEIGHBOUR_FRAMES);
+        let pristine = fixture();
+        let gm = FakeGm {
+            aperture: pristine.aperture.clone(),
+            hidden: pristine.hidden.clone(),
+        };
+        let mut w = World {
+            sim,
+            shadow: shadow(Engine::Render),
+            pristine,
+            gm,
+            stats: [0; 3],
+        };
+        w.self_test();
+        w
+    }
+
+    /// The checker is not vacuous: a store to the neighbour that bypasses
+    /// the scanner is caught, and a scanned store lands in the vGPU.
+    fn self_test(&mut self) {
+        let sim = &mut self.sim;
+        sim.mem_mut().monitor = true;
+        let mut bad = sdi(NEIGHBOUR_GM + 0x40, 0xbad).to_vec();
+        bad.extend([NOOP, NOOP, NOOP, NOOP]);
+        upload(sim, SHADOW_RING_HOST, &bad);
+        sim.mem_mut().monitor = false;
+        let ring_range =
+            HostGmRange::new(HostGm::new(SHADOW_RING_HOST).unwrap(), 0x1_0000).unwrap();
+        let s = Submission::new(Engine::Render, ring_range, 0, 4 * bad.len() as u32).unwrap();
+        let _ = sim.submit(&s);
+        assert!(
+            sim.mem().violation.is_some(),
+            "checker missed an unscanned store to the neighbour"
+        );
+        sim.mem_mut().violation = None;
+        sim.mem_mut().monitor = true;
+        // A scanned store (random mode, render engine, 4 ring DWords) is
+        // accepted, executed, and lands in the vGPU's hidden slice.
+        let mut data = vec![0u8, 4];
+        for w in sdi(HIDDEN + 0x1_0000, 7) {
+            data.extend(w.to_le_bytes());
+        }
+        one(self, &data);
+        let mut v = [0u8; 4];
+        self.sim
+            .read_gm(HostGm::new(HIDDEN_HOST + 0x1_0000).unwrap(), &mut v)
+            .unwrap();
+        assert_eq!(u32::from_le_bytes(v), 7, "scanned store did not land");
+    }
+
+    /// Restores the guest memory the previous input may have changed.
+    fn reset(&mut self) {
+        let ring = (RING_SIZE / 4) as usize;
+        self.gm.aperture[..ring].copy_from_slice(&self.pristine.aperture[..ring]);
+        let from = ((HIDDEN_SIZE - 0x10_0000) / 4) as usize;
+        self.gm.hidden[from..].copy_from_slice(&self.pristine.hidden[from..]);
+    }
+}
+
+/// Builds (engine, ring words) from the input; may write a batch.
+fn stream(data: &[u8], gm: &mut FakeGm) -> Option<(Engine, Vec<u32>)> {
+    let (&mode, rest) = data.split_first()?;
+    if mode & 0x80 == 0 {
+        // Random: rest[0] = ring DWords, then the ring, then a batch.
+        let (&k, rest) = rest.split_first()?;
+        let words: Vec<u32> = rest
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let k = usize::from(k).min(words.len());
+        let (ring, batch) = words.split_at(k);
+        let batch = &batch[..batch.len().min(0x1_0000 / 4)];
+        gm.write(FUZZ_BATCH, batch);
+        return Some((Engine::ALL[usize::from(mode) % 4], ring.to_vec()));
+    }
+    let mut seeds = seeds();
+    let (engine, mut cmds) = seeds.swap_remove(usize::from(mode & 0x7f) % seeds.len());
+    for r in rest.chunks_exact(6) {
+        let at = usize::from(u16::from_le_bytes([r[0], r[1]]));
+        let v = u32::from_le_bytes([r[2], r[3], r[4], r[5]]);
+        let n = cmds.len();
+        let i = (at & 0x7fff) % n;
+        if at & 0x8000 != 0 {
+            cmds[i] = v;
+        } else {
+            cmds[i] ^= 1 << (v & 31);
+        }
+    }
+    Some((engine, cmds))
+}
+
+fn one(w: &mut World, data: &[u8]) {
+    w.stats[0] += 1;
+    if w.stats[0].is_power_of_two() {
+        let [n, a, e] = w.stats;
+        eprintln!("scan_sim: {n} inputs, {a} accepted, {e} executed without a fault");
+    }
+    w.reset();
+    let Some((engine, cmds)) = stream(data, &mut w.gm) else {
+        return;
+    };
+    if cmds.len() >= (RING_SIZE / 4) as usize {
+        return;
+    }
+    let rs = ring(&mut w.gm, &cmds);
+    w.shadow.engine = engine;
+    let t = Instant::now();
+    let result = w.shadow.scan(&w.gm, rs);
+    assert!(t.elapsed() < SCAN_TIME, "scan took {:?}", t.elapsed());
+    let Ok(sub) = result else {
+        return;
+    };
+    assert!(sub.commands <= MAX_COMMANDS && sub.dwords <= MAX_DWORDS);
+    check_buffer(engine, &w.shadow.ring[..sub.ring_dwords]);
+    for b in &w.shadow.batches[..sub.batches] {
+        check_buffer(engine, &b.words[..b.len]);
+    }
+
+    // Upload the shadow (the monitor's writes), then let the GPU run it.
+    let sim = &mut w.sim;
+    sim.mem_mut().monitor = true;
+    let mut ring_words = w.shadow.ring[..sub.ring_dwords].to_vec();
+    if ring_words.len() % 2 == 1 {
+        ring_words.push(NOOP); // the tail is QWord aligned
+    }
+    upload(sim, SHADOW_RING_HOST, &ring_words);
+    for (i, b) in w.shadow.batches[..sub.batches].iter().enumerate() {
+        upload(
+            sim,
+            SHADOW_BATCH_HOST + SHADOW_BATCH_STRIDE * i as u64,
+            &b.words[..b.len],
+        );
+    }
+    sim.reset_engine(engine);
+    sim.mem_mut().monitor = false;
+    sim.mem_mut().violation = None;
+    VIOLATION.with(|v| *v.borrow_mut() = None);
+    let ring_range = HostGmRange::new(HostGm::new(SHADOW_RING_HOST).unwrap(), 0x1_0000).unwrap();
+    let tail = 4 * ring_words.len() as u32;
+    let s = Submission::new(engine, ring_range, 0, tail).expect("shadow ring submission");
+    let _ = sim.submit(&s);
+    w.stats[1] += 1;
+    if matches!(sim.poll(engine), EngineStatus::Idle { .. }) {
+        w.stats[2] += 1;
+    }
+    let v = sim
+        .mem()
+        .violation
+        .or_else(|| VIOLATION.with(|v| *v.borrow()));
+    assert!(
+        v.is_none(),
+        "{engine}: GPU {:?} outside the vGPU (stream {:08x?})",
+        v,
+        cmds
+    );
+    sim.mem_mut().monitor = true;
+}
+
+fn upload(sim: &mut SimGpu<Checked>, at: u64, words: &[u32]) {
+    let bytes: Vec<u8> = words.iter().flat_map(|d| d.to_le_bytes()).collect();
+    sim.write_gm(HostGm::new(at).unwrap(), &bytes)
+        .expect("shadow area is mapped");
+}
+
+fuzz_target!(|data: &[u8]| {
+    WORLD.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let w = slot.get_or_insert_with(World::new);
+        one(w, data);
+    });
+});
