@@ -7,6 +7,7 @@
 use core::fmt;
 
 use gpu::partition::{VgpuType, MAX_VGPUS};
+use migrate::policy::Policy;
 
 /// What the monitor runs after bring-up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +36,8 @@ pub struct Options {
     pub vgpus: u8,
     /// `vgpu_type=`: their size.
     pub vgpu_type: VgpuType,
+    /// `policy=`: the migration policy.
+    pub policy: Policy,
 }
 
 impl Default for Options {
@@ -43,6 +46,7 @@ impl Default for Options {
             mode: Mode::Run,
             vgpus: crate::vgpus::DEFAULT_VGPUS,
             vgpu_type: crate::vgpus::DEFAULT_TYPE,
+            policy: Policy::Informed,
         }
     }
 }
@@ -54,6 +58,10 @@ pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
         "all | <test name>  run the in-kernel self-tests instead of the monitor",
     ),
     ("vgpus", "0..8  how many vGPUs to create (default 2)"),
+    (
+        "policy",
+        "stop-and-copy | precopy | gmig-oneshot | gmig-tpds | informed  migration policy (default informed)",
+    ),
     (
         "vgpu_type",
         "small | medium | large | huge  GVT-g sizes: 64+384, 128+512, 256+1024, 512+2048 MiB (default small)",
@@ -150,6 +158,11 @@ pub fn parse(line: &'static [u8], truncated: bool) -> Result<Options, CmdlineErr
                     .ok()
                     .filter(|n| usize::from(*n) <= MAX_VGPUS)
                     .ok_or(bad("a number from 0 to 8"))?;
+            }
+            "policy" => {
+                options.policy = Policy::from_name(value).map_err(|_| {
+                    bad("stop-and-copy, precopy, gmig-oneshot, gmig-tpds or informed")
+                })?;
             }
             "vgpu_type" => {
                 options.vgpu_type =

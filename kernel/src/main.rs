@@ -18,6 +18,7 @@ mod exit;
 mod gpu_mem;
 mod log;
 mod mem;
+mod migration;
 mod panic;
 mod pci;
 mod platform;
@@ -124,10 +125,79 @@ fn run(platform: &mut platform::Platform) -> ! {
                     ""
                 }
             );
-            exit(ExitCode::Success)
         }
         Err(e) => {
             println!("error: workload failed: {e}");
+            exit(ExitCode::Failure)
+        }
+    }
+    if platform.vgpus.vgpus.is_empty() {
+        exit(ExitCode::Success);
+    }
+    // Live-migrate guest 0's vGPU onto new slices and frames while it works.
+    let outcome = workload::GuestDriver::resume(&mut platform.vgpus, 0)
+        .map_err(migration::MigrationError::Guest)
+        .and_then(|guest| {
+            migration::migrate_local(
+                &mut platform.vgpus,
+                &mut platform.memory.frames,
+                0,
+                guest,
+                platform.options.policy,
+            )
+        })
+        .and_then(|(report, guest)| {
+            guest
+                .smoke(&mut platform.vgpus)
+                .map(|_| report)
+                .map_err(migration::MigrationError::Guest)
+        });
+    match outcome {
+        Ok(r) => {
+            defmt::info!(
+                "migration: vgpu{=u8} -> vgpu{=u8} with {=str}: {=u32} rounds, pre-copy {=u64} pages / {=u64} bytes, stop-and-copy {=u64} pages / {=u64} bytes, {=u32} guest submissions during pre-copy",
+                r.source,
+                r.destination,
+                r.policy.name(),
+                r.rounds,
+                r.precopy_pages,
+                r.precopy_bytes,
+                r.stop_pages,
+                r.stop_bytes,
+                r.guest_submissions
+            );
+            defmt::info!(
+                "report migration_policy={=str} migration_downtime_us={=u64} migration_total_us={=u64} migration_stop_pages={=u64} migration_precopy_pages={=u64} migration_verified=true",
+                r.policy.name(),
+                r.downtime_us,
+                r.total_us,
+                r.stop_pages,
+                r.precopy_pages
+            );
+            println!(
+                "gmig-rs: guest 0 live-migrated to new slices with {} ({} pages in stop-and-copy, downtime {} us under TCG); memory identical, guest runs on",
+                r.policy.name(),
+                r.stop_pages,
+                r.downtime_us
+            );
+            exit(ExitCode::Success)
+        }
+        Err(migration::MigrationError::Setup(e)) => {
+            // All partitions in use: nowhere to migrate to on this machine.
+            println!("gmig-rs: live migration skipped: no room for a destination vGPU ({e})");
+            exit(ExitCode::Success)
+        }
+        Err(e) => {
+            println!("error: migration failed: {e}");
+            // Nothing is lost: the guest goes on where it was.
+            let source_runs = workload::GuestDriver::resume(&mut platform.vgpus, 0)
+                .and_then(|guest| guest.smoke(&mut platform.vgpus));
+            match source_runs {
+                Ok(_) => {
+                    println!("gmig-rs: guest 0 goes on on the source vGPU, its workload verified")
+                }
+                Err(e) => println!("error: guest 0 does not run on the source either: {e}"),
+            }
             exit(ExitCode::Failure)
         }
     }

@@ -67,10 +67,14 @@ const SUITE: &[Test] = &[
         name: "gpu-memory-fenced",
         run: gpu_memory_fenced,
     },
-    // Last: it leaves one vGPU stopped on purpose.
+    // Leaves one vGPU stopped on purpose.
     Test {
         name: "vgpu-workloads",
         run: vgpu_workloads,
+    },
+    Test {
+        name: "local-migration",
+        run: local_migration,
     },
 ];
 
@@ -281,6 +285,21 @@ fn cmdline_cases(_: &mut Platform) -> TestResult {
         matches!(ok(b"vgpus=1 vgpus=2"), Err(CmdlineError::Repeated { .. })),
         "repeated vgpus",
     )?;
+    for name in migrate::policy::POLICY_NAMES {
+        let line: &'static [u8] = match name {
+            "stop-and-copy" => b"policy=stop-and-copy",
+            "precopy" => b"policy=precopy",
+            "gmig-oneshot" => b"policy=gmig-oneshot",
+            "gmig-tpds" => b"policy=gmig-tpds",
+            "informed" => b"policy=informed",
+            _ => return Err("a policy name the command line test does not know"),
+        };
+        check(ok(line).map(|o| o.policy.name()) == Ok(name), "policy name")?;
+    }
+    check(
+        matches!(ok(b"policy=fastest"), Err(CmdlineError::BadValue { .. })),
+        "bad policy",
+    )?;
     check(
         matches!(cmdline::parse(b"", true), Err(CmdlineError::Truncated)),
         "truncated",
@@ -359,6 +378,49 @@ fn vgpu_workloads(p: &mut Platform) -> TestResult {
     check(
         accepted == u64::from(report.submissions),
         "every accepted submission went through the scanner",
+    )
+}
+
+fn local_migration(p: &mut Platform) -> TestResult {
+    use crate::workload::GuestDriver;
+    let guest = GuestDriver::resume(&mut p.vgpus, 0).map_err(|_| "guest 0 not booted")?;
+    let before = p.vgpus.vgpus[0].partition;
+    let (report, guest) = crate::migration::migrate_local(
+        &mut p.vgpus,
+        &mut p.memory.frames,
+        0,
+        guest,
+        p.options.policy,
+    )
+    .map_err(|e| {
+        defmt::error!("migration: {}", defmt::Display2Format(&e));
+        "local migration failed"
+    })?;
+    let after = p.vgpus.vgpus[0].partition;
+    check(
+        before.aperture() != after.aperture(),
+        "destination on the same aperture slice",
+    )?;
+    check(
+        before.hidden() != after.hidden(),
+        "destination on the same hidden slice",
+    )?;
+    check(
+        report.guest_submissions > 0,
+        "the guest did no work during pre-copy",
+    )?;
+    check(report.precopy_pages > 0, "nothing sent during pre-copy")?;
+    guest.smoke(&mut p.vgpus).map_err(|e| {
+        defmt::error!("after migration: {}", defmt::Display2Format(&e));
+        "guest workload failed on the destination"
+    })?;
+    // The source's slices are free again.
+    check(
+        p.vgpus
+            .partitions
+            .partitions()
+            .all(|q| q.aperture() != before.aperture()),
+        "source slices not freed",
     )
 }
 

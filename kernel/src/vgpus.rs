@@ -22,6 +22,7 @@ use gpu::vgpu::{FrameRun, FrameRuns, Vgpu};
 
 use crate::gpu_mem::{GpuMemory, GpuMemoryError};
 use crate::mem::paging::MapError;
+use crate::mem::FrameAllocator;
 use crate::pci::{Bar, PciBus};
 use crate::platform::Memory;
 
@@ -212,10 +213,14 @@ fn memory_bar(bar: Bar) -> Option<(u64, u64)> {
     }
 }
 
-/// Gives `count` frames to the GPU and describes them as guest pages.
-fn guest_memory(gpu_mem: &mut GpuMemory, memory: &mut Memory) -> Result<FrameRuns<4>, SetupError> {
+/// Gives a guest's memory (fresh frames) to the GPU and describes it as
+/// guest pages.
+pub fn guest_memory(
+    gpu_mem: &mut GpuMemory,
+    frames: &mut FrameAllocator,
+) -> Result<FrameRuns<4>, SetupError> {
     let base = gpu_mem
-        .allocate(&mut memory.frames, GUEST_MEMORY_PAGES, 1)
+        .allocate(frames, GUEST_MEMORY_PAGES, 1)
         .map_err(SetupError::Memory)?;
     let mut runs = FrameRuns::new();
     let run = FrameRun {
@@ -239,7 +244,7 @@ impl VgpuManager {
         let mut gpu_mem = GpuMemory::default();
         let mut guest_memories: heapless::Vec<FrameRuns<4>, MAX_VGPUS> = heapless::Vec::new();
         for _ in 0..count {
-            let runs = guest_memory(&mut gpu_mem, memory)?;
+            let runs = guest_memory(&mut gpu_mem, &mut memory.frames)?;
             // `count` is at most MAX_VGPUS (checked by the command line).
             let _ = guest_memories.push(runs);
         }

@@ -18,7 +18,7 @@ use gpu::vgpu::{AccessSize, GuestMemoryMap, MmioEffect, VgpuError, VgpuState};
 use crate::vgpus::{VgpuManager, GUEST_MEMORY_FIRST_PAGE, GUEST_MEMORY_PAGES};
 
 /// Where each ring lives: aperture page index (one page per ring).
-fn ring_page(engine: Engine) -> u64 {
+pub fn ring_page(engine: Engine) -> u64 {
     engine.index() as u64
 }
 /// Aperture page the workload's results land in.
@@ -125,6 +125,48 @@ impl GuestDriver {
             )?;
         }
         Ok(driver)
+    }
+
+    /// Takes over driving vGPU `index` after it was restored from a
+    /// migration: the guest keeps its view (PVINFO shows the source's slices)
+    /// and its GGTT entries and rings; nothing is set up again.
+    pub fn resume(m: &mut VgpuManager, index: usize) -> Result<Self, DriverError> {
+        let mut driver = GuestDriver {
+            index,
+            aperture_base: 0,
+        };
+        let magic = driver.read(m, pvinfo::PAGE + pvinfo::MAGIC_OFFSET, AccessSize::Qword)?;
+        if magic != pvinfo::MAGIC {
+            return Err(DriverError::NoPvinfo);
+        }
+        driver.aperture_base =
+            driver.read(m, pvinfo::PAGE + pvinfo::APERTURE_BASE, AccessSize::Dword)?;
+        Ok(driver)
+    }
+
+    /// Work that keeps changing memory while a migration runs: stores and a
+    /// post-sync write on render, a fill on the blitter. `tag` varies what
+    /// is written and where.
+    pub fn churn(&self, tag: u32) -> [(Engine, [u32; 12]); 2] {
+        let slot = u64::from(tag % 64) * 4;
+        let mut render = [encode::NOOP; 12];
+        render[..4].copy_from_slice(&encode::sdi(self.gm(RESULT_PAGE + 1, slot), tag));
+        render[4..10].copy_from_slice(&encode::pipe_control_imm(
+            self.gm(RESULT_PAGE + 2, slot * 2),
+            u64::from(tag),
+        ));
+        let mut blit = [encode::NOOP; 12];
+        let row = tag % SURFACE_ROWS;
+        blit[..7].copy_from_slice(&encode::color_blt(
+            self.gm(SURFACE_PAGE, 0),
+            SURFACE_PITCH,
+            0,
+            row,
+            64,
+            row + 1,
+            tag,
+        ));
+        [(Engine::Render, render), (Engine::Blitter, blit)]
     }
 
     /// Guest GM of `offset` in aperture page `page`.

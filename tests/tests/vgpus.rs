@@ -64,3 +64,37 @@ fn bad_vgpu_options_are_rejected() {
     expect_outcome(&result, Outcome::BadCommandLine);
     expect_console(&result, "expected small, medium, large or huge");
 }
+
+#[test]
+fn default_run_live_migrates_guest_zero_to_new_slices() {
+    let result = boot("", 128);
+    expect_outcome(&result, Outcome::Success);
+    expect_console(&result, "guest 0 live-migrated to new slices with informed");
+    let report = xtask::report::build(&result, 128);
+    assert_eq!(report.migration.policy.as_deref(), Some("informed"));
+    assert_eq!(report.migration.verified, Some(true));
+    // Pre-copy carried the bulk; the stop sent only what changed.
+    let (pre, stop) = (
+        report.migration.precopy_pages.unwrap(),
+        report.migration.stop_pages.unwrap(),
+    );
+    assert!(pre >= 256, "pre-copy sent {pre} pages");
+    assert!(stop < 64, "stop-and-copy sent {stop} pages");
+}
+
+#[test]
+fn stop_and_copy_policy_sends_everything_at_the_stop() {
+    let result = boot("policy=stop-and-copy", 128);
+    expect_outcome(&result, Outcome::Success);
+    let report = xtask::report::build(&result, 128);
+    assert_eq!(report.migration.policy.as_deref(), Some("stop-and-copy"));
+    assert_eq!(report.migration.stop_pages, Some(256));
+    assert_eq!(report.migration.precopy_pages, Some(0));
+}
+
+#[test]
+fn unknown_policy_is_rejected() {
+    let result = boot("policy=fastest", 128);
+    expect_outcome(&result, Outcome::BadCommandLine);
+    expect_console(&result, "option `policy` cannot be `fastest`");
+}

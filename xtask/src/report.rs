@@ -16,6 +16,7 @@ pub struct RunReport {
     pub memory: MemoryReport,
     pub pci: Vec<PciReport>,
     pub gpu: GpuReport,
+    pub migration: MigrationReport,
     /// Log frames the host could not decode (should be 0).
     pub malformed_log_frames: usize,
     /// The exact QEMU command.
@@ -82,6 +83,23 @@ pub struct GpuReport {
     pub submissions_verified: Option<u64>,
     /// Whether a hostile submission was rejected with the others unharmed.
     pub isolation_shown: Option<bool>,
+}
+
+/// The local live migration `run` performs (guest 0 to new slices).
+#[derive(Debug, Serialize)]
+pub struct MigrationReport {
+    /// Policy name (`policy=`).
+    pub policy: Option<String>,
+    /// Whether the destination's memory equalled the source's at the stop
+    /// and the guest went on there.
+    pub verified: Option<bool>,
+    /// Pages sent during pre-copy and during stop-and-copy.
+    pub precopy_pages: Option<u64>,
+    pub stop_pages: Option<u64>,
+    /// Guest stop to destination restored, and whole migration, in µs
+    /// (under TCG: the monitor's work, emulated).
+    pub downtime_us: Option<u64>,
+    pub total_us: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -227,6 +245,14 @@ pub fn build(result: &RunResult, memory_mib: u32) -> RunReport {
             workloads_verified: num("workload_guests_ok"),
             submissions_verified: num("workload_submissions"),
             isolation_shown: report_value(result, "isolation_shown").and_then(|v| v.parse().ok()),
+        },
+        migration: MigrationReport {
+            policy: report_value(result, "migration_policy"),
+            verified: report_value(result, "migration_verified").and_then(|v| v.parse().ok()),
+            precopy_pages: num("migration_precopy_pages"),
+            stop_pages: num("migration_stop_pages"),
+            downtime_us: num("migration_downtime_us"),
+            total_us: num("migration_total_us"),
         },
         malformed_log_frames: result.malformed_frames,
         qemu_command: result.command.clone(),

@@ -60,6 +60,13 @@ pub fn main(opts: &RunOptions) -> Result<i32> {
             report.gpu.isolation_shown.unwrap_or(false)
         );
     }
+    if let (Some(policy), Some(true)) = (&report.migration.policy, report.migration.verified) {
+        println!(
+            "migration: guest 0 moved to new slices with {policy}: {} pages in pre-copy, {} in stop-and-copy, memory identical",
+            report.migration.precopy_pages.unwrap_or(0),
+            report.migration.stop_pages.unwrap_or(0)
+        );
+    }
     println!(
         "pci: {} functions; report: {}",
         report.pci.len(),

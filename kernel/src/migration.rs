@@ -1,0 +1,499 @@
+//! Migration roles (DESIGN.md "What the monitor does" 4, "Data path").
+//!
+//! Until the network lands, the monitor migrates a running vGPU to a new
+//! vGPU of its own: the `local` role. Everything but the wire is the real
+//! thing: the `migrate` crate's source state machine with the policy from
+//! `policy=`, its stream encoder and decoder, the dirty tracker fed with the
+//! scanner's write targets and the guest's CPU writes, the vGPU's saved
+//! device state, and a restore onto different slices and different frames
+//! (Dynamic Graphics Address Remapping). The link is an in-memory pipe.
+//!
+//! The guest keeps submitting work while pre-copy runs; at the stop, the
+//! destination's memory must equal the source's byte for byte, and the
+//! guest must go on working on the destination.
+
+use gpu::addr::GuestGgttIndex;
+use gpu::partition::Partition;
+use gpu::vgpu::{FrameRuns, GuestMemoryMap, Vgpu};
+use migrate::dest::{ReceiveError, Receiver};
+use migrate::link::Pipe;
+use migrate::page::{GuestPage, MemoryError, PageBuf, PageSink, PageSource, PAGE_SIZE};
+use migrate::policy::Policy;
+use migrate::source::{Source, SourceConfig, SourceError, SourceStatus, SourceStorage};
+use migrate::tracker::Slot;
+use migrate::wire::MAX_RECORD;
+
+use gpu::backend::PhysMem;
+
+use crate::gpu_mem::GpuMemory;
+use crate::mem::FrameAllocator;
+use crate::vgpus::{
+    HostedVgpu, SetupError, VgpuManager, GUEST_MEMORY_FIRST_PAGE, GUEST_MEMORY_PAGES,
+};
+use crate::workload::{DriverError, GuestDriver};
+
+/// Dirty-table slots: a power of two comfortably above the page count.
+const SLOTS: usize = 512;
+/// Delta cache: 1/8 of the guest's pages (the simulator's sizing).
+const CACHE_PAGES: usize = GUEST_MEMORY_PAGES as usize / 8;
+/// Device-state blob room on each side. A blob holds ~60 bytes per engine
+/// and 12 bytes per present guest GGTT entry; 2 MiB covers every entry of a
+/// `small` vGPU. A guest that maps more makes the save fail with a typed
+/// error, and the source keeps running.
+const BLOB_BYTES: usize = 2 << 20;
+/// Bytes the in-memory link buffers each way.
+const PIPE_BYTES: usize = 16 * MAX_RECORD;
+/// Upper bound on main-loop iterations of one migration.
+const MAX_POLLS: u32 = 200_000;
+/// The guest submits more work every this many polls during pre-copy.
+const WORK_EVERY: u32 = 4;
+
+struct Storage {
+    slots: [Slot; SLOTS],
+    cache_pages: [PageBuf; CACHE_PAGES],
+    cache_owners: [u64; CACHE_PAGES],
+    source_blob: [u8; BLOB_BYTES],
+    dest_blob: [u8; BLOB_BYTES],
+    pipe: Pipe<PIPE_BYTES>,
+}
+
+/// Too big for any stack; one migration at a time.
+static STORAGE: spin::Mutex<Storage> = spin::Mutex::new(Storage {
+    slots: [Slot::EMPTY; SLOTS],
+    cache_pages: [[0; PAGE_SIZE]; CACHE_PAGES],
+    cache_owners: [0; CACHE_PAGES],
+    source_blob: [0; BLOB_BYTES],
+    dest_blob: [0; BLOB_BYTES],
+    pipe: Pipe::new(),
+});
+
+/// What a migration showed.
+#[derive(Debug, Clone, Copy)]
+pub struct MigrationReport {
+    pub policy: Policy,
+    /// Partition (slot) ids of the source and destination vGPUs.
+    pub source: u8,
+    pub destination: u8,
+    pub rounds: u32,
+    pub precopy_pages: u64,
+    pub precopy_bytes: u64,
+    pub stop_pages: u64,
+    pub stop_bytes: u64,
+    pub guest_submissions: u32,
+    /// From stopping the guest to the destination's vGPU restored.
+    pub downtime_us: u64,
+    pub total_us: u64,
+}
+
+/// Why a migration failed. In every case the source vGPU is intact and
+/// its guest goes on there.
+#[derive(Debug)]
+pub enum MigrationError {
+    /// No room for the destination vGPU.
+    Setup(SetupError),
+    /// The source state machine failed (or the destination rejected).
+    Source(SourceError),
+    /// The destination refused the stream.
+    Destination(ReceiveError),
+    /// Saving or restoring the device state failed.
+    DeviceState(&'static str),
+    /// The guest's own work failed.
+    Guest(DriverError),
+    /// The migration did not finish in its poll budget.
+    Stalled,
+    /// The destination's memory differs from the source's at the stop.
+    /// `weak_digest`: the policy verified pages with gMig's XOR fold.
+    Mismatch { page: u64, weak_digest: bool },
+    /// Another migration holds the buffers.
+    Busy,
+}
+
+impl core::fmt::Display for MigrationError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            MigrationError::Setup(e) => write!(f, "destination vGPU: {e}"),
+            MigrationError::Source(e) => write!(f, "source: {e}"),
+            MigrationError::Destination(e) => write!(f, "destination: {e}"),
+            MigrationError::DeviceState(what) => write!(f, "device state: {what}"),
+            MigrationError::Guest(e) => write!(f, "guest: {e}"),
+            MigrationError::Stalled => f.write_str("did not complete within its poll budget"),
+            MigrationError::Mismatch { page, weak_digest } => {
+                write!(
+                    f,
+                    "guest page {page:#x} differs after migration; the source goes on"
+                )?;
+                if *weak_digest {
+                    f.write_str(
+                        " (the policy's XOR-fold tags miss edits that cancel over 32-byte lanes, \
+                         such as filling an even number of lanes with one value: gMig's known weakness)",
+                    )?;
+                }
+                Ok(())
+            }
+            MigrationError::Busy => f.write_str("another migration is running"),
+        }
+    }
+}
+
+/// The `migrate` name of guest page `n`. Guest page numbers here are small
+/// (`GUEST_MEMORY_FIRST_PAGE..+GUEST_MEMORY_PAGES`), so `new` never refuses.
+fn guest_page(n: u64) -> GuestPage {
+    const LAST: GuestPage = match GuestPage::new(GuestPage::MAX) {
+        Some(p) => p,
+        None => panic!("MAX is a valid page"),
+    };
+    GuestPage::new(n).unwrap_or(LAST)
+}
+
+/// The source vGPU's pages and, once stopped, its device state.
+struct SourcePages<'a> {
+    memory: &'a GpuMemory,
+    map: &'a FrameRuns<4>,
+    blob: &'a [u8],
+}
+
+fn frame_address(map: &FrameRuns<4>, page: GuestPage) -> Result<gpu::addr::PhysAddr, MemoryError> {
+    let gpu_page =
+        gpu::addr::GuestPage::new(page.get()).map_err(|_| MemoryError::NotMapped(page))?;
+    map.frame_of(gpu_page)
+        .map(|f| f.start())
+        .ok_or(MemoryError::NotMapped(page))
+}
+
+fn blob_chunk(blob: &[u8], offset: usize, len: usize) -> Result<&[u8], MemoryError> {
+    offset
+        .checked_add(len)
+        .and_then(|end| blob.get(offset..end))
+        .ok_or(MemoryError::StateOutOfRange { offset, len })
+}
+
+impl PageSource for SourcePages<'_> {
+    fn page_count(&self) -> usize {
+        GUEST_MEMORY_PAGES as usize
+    }
+    fn page_at(&self, index: usize) -> GuestPage {
+        guest_page(GUEST_MEMORY_FIRST_PAGE + index as u64)
+    }
+    fn read_page(&mut self, page: GuestPage, out: &mut PageBuf) -> Result<(), MemoryError> {
+        let at = frame_address(self.map, page)?;
+        self.memory
+            .read(at, out)
+            .map_err(|_| MemoryError::NotMapped(page))
+    }
+    fn device_state_len(&self) -> usize {
+        self.blob.len()
+    }
+    fn read_device_state(&mut self, offset: usize, out: &mut [u8]) -> Result<(), MemoryError> {
+        out.copy_from_slice(blob_chunk(self.blob, offset, out.len())?);
+        Ok(())
+    }
+    // The guests are the monitor's own stand-ins: no CPU register state yet.
+    fn cpu_state_len(&self) -> usize {
+        0
+    }
+    fn read_cpu_state(&mut self, offset: usize, out: &mut [u8]) -> Result<(), MemoryError> {
+        out.copy_from_slice(blob_chunk(&[], offset, out.len())?);
+        Ok(())
+    }
+}
+
+/// The destination's fresh frames and its device-state buffer.
+struct DestPages<'a> {
+    memory: &'a mut GpuMemory,
+    map: &'a FrameRuns<4>,
+    blob: &'a mut [u8],
+    blob_len: &'a mut usize,
+}
+
+impl PageSink for DestPages<'_> {
+    fn write_page(&mut self, page: GuestPage, data: &PageBuf) -> Result<(), MemoryError> {
+        let at = frame_address(self.map, page).map_err(|_| MemoryError::Refused(page))?;
+        self.memory
+            .write(at, data)
+            .map_err(|_| MemoryError::Refused(page))
+    }
+    fn read_page(&mut self, page: GuestPage, out: &mut PageBuf) -> Result<(), MemoryError> {
+        let at = frame_address(self.map, page)?;
+        self.memory
+            .read(at, out)
+            .map_err(|_| MemoryError::NotMapped(page))
+    }
+    fn write_device_state(
+        &mut self,
+        offset: usize,
+        total: usize,
+        data: &[u8],
+    ) -> Result<(), MemoryError> {
+        let end = offset
+            .checked_add(data.len())
+            .filter(|end| *end <= total && total <= self.blob.len());
+        let Some(end) = end else {
+            return Err(MemoryError::StateOutOfRange {
+                offset,
+                len: data.len(),
+            });
+        };
+        self.blob[offset..end].copy_from_slice(data);
+        *self.blob_len = total;
+        Ok(())
+    }
+    // The stand-in guests have no CPU state: only an empty blob fits.
+    fn write_cpu_state(
+        &mut self,
+        offset: usize,
+        total: usize,
+        data: &[u8],
+    ) -> Result<(), MemoryError> {
+        if total == 0 && data.is_empty() {
+            Ok(())
+        } else {
+            Err(MemoryError::StateOutOfRange {
+                offset,
+                len: data.len(),
+            })
+        }
+    }
+}
+
+/// Tells the source which guest pages the last accepted submission may
+/// have written (the scanner's write targets, guest GM pages translated to
+/// guest pages through the guest's own GGTT entries).
+fn report_write_targets(
+    m: &mut VgpuManager,
+    index: usize,
+    source: &mut Source<'_>,
+) -> Result<(), SourceError> {
+    let Some(writes) = m.gate.last_writes().copied() else {
+        return Ok(());
+    };
+    if writes.overflow {
+        source.report_untracked_writes();
+        return Ok(());
+    }
+    let hosted = &m.vgpus[index];
+    for &gm_page in writes.pages() {
+        let page = GuestGgttIndex::new(gm_page)
+            .ok()
+            .and_then(|i| {
+                hosted
+                    .vgpu
+                    .guest_pte(m.device.backend(), &hosted.memory, i)
+                    .ok()
+            })
+            .and_then(|pte| pte.page());
+        match page {
+            Some(p) => source.report_write_target(guest_page(p.number()))?,
+            // A write the monitor cannot attribute: trust nothing.
+            None => source.report_untracked_writes(),
+        }
+    }
+    Ok(())
+}
+
+/// What the transfer hands over: the restored vGPU and the figures.
+struct Transfer {
+    vgpu: Vgpu,
+    stats: migrate::source::SourceStats,
+    submissions: u32,
+    downtime_us: u64,
+}
+
+/// Migrates vGPU `index` (whose guest is `guest`) to a new vGPU on other
+/// slices and frames, with `policy`, while the guest keeps working. On
+/// success the new vGPU takes the guest's slot and the old one is torn
+/// down; on failure the old one goes on untouched and the new one is torn
+/// down (its frames stay with the GPU memory for the next attempt).
+pub fn migrate_local(
+    m: &mut VgpuManager,
+    frames: &mut FrameAllocator,
+    index: usize,
+    guest: GuestDriver,
+    policy: Policy,
+) -> Result<(MigrationReport, GuestDriver), MigrationError> {
+    let mut storage = STORAGE.try_lock().ok_or(MigrationError::Busy)?;
+    let vgpu_type = m.vgpus[index].partition.vgpu_type();
+    let source_id = m.vgpus[index].partition.id().raw();
+    let partition: Partition = m
+        .partitions
+        .allocate(vgpu_type)
+        .map_err(|e| MigrationError::Setup(SetupError::Partition(e)))?;
+    let start_us = crate::time::micros_since_boot();
+    let transfer = crate::vgpus::guest_memory(m.device.memory_mut(), frames)
+        .map_err(MigrationError::Setup)
+        .and_then(|dest_map| {
+            transfer(m, &mut storage, index, guest, policy, &partition, &dest_map)
+                .map(|t| (t, dest_map))
+        });
+    let (t, dest_map) = match transfer {
+        Ok(done) => done,
+        Err(e) => {
+            let _ = m.partitions.free(partition.id());
+            return Err(e);
+        }
+    };
+    // The destination takes over the guest's slot; the source vGPU goes
+    // away (its GGTT entries cleared, its slices free for reuse).
+    let mut old = core::mem::replace(
+        &mut m.vgpus[index],
+        HostedVgpu {
+            vgpu: t.vgpu,
+            partition,
+            memory: dest_map,
+        },
+    );
+    old.vgpu.reset(m.device.backend());
+    let _ = m.partitions.free(old.partition.id());
+    let report = MigrationReport {
+        policy,
+        source: source_id,
+        destination: partition.id().raw(),
+        rounds: t.stats.rounds,
+        precopy_pages: t.stats.precopy_pages,
+        precopy_bytes: t.stats.precopy_bytes,
+        stop_pages: t.stats.stop_pages,
+        stop_bytes: t.stats.stop_bytes,
+        guest_submissions: t.submissions,
+        downtime_us: t.downtime_us,
+        total_us: crate::time::micros_since_boot() - start_us,
+    };
+    let resumed = GuestDriver::resume(m, index).map_err(MigrationError::Guest)?;
+    Ok((report, resumed))
+}
+
+/// Pre-copy while the guest works, stop, stop-and-copy, restore onto
+/// `partition` and `dest_map`, and check the destination's memory.
+fn transfer(
+    m: &mut VgpuManager,
+    storage: &mut Storage,
+    index: usize,
+    guest: GuestDriver,
+    policy: Policy,
+    partition: &Partition,
+    dest_map: &FrameRuns<4>,
+) -> Result<Transfer, MigrationError> {
+    let Storage {
+        slots,
+        cache_pages,
+        cache_owners,
+        source_blob,
+        dest_blob,
+        pipe,
+    } = storage;
+    // A failed migration may have left bytes in flight.
+    *pipe = Pipe::new();
+    let mut cfg = SourceConfig::new(policy);
+    cfg.vgpu_type = u16::from(m.vgpus[index].partition.vgpu_type().code());
+    cfg.work_per_poll = 16;
+    let mut source = Source::new(
+        cfg,
+        SourceStorage {
+            slots,
+            cache_pages,
+            cache_owners,
+        },
+    )
+    .map_err(MigrationError::Source)?;
+    let (mut source_end, mut dest_end) = pipe.ends();
+    let mut receiver = Receiver::new(cfg.vgpu_type);
+    let mut dest_blob_len = 0usize;
+    let mut blob_len = 0usize;
+    let mut stopped_us = None;
+    let mut submissions = 0u32;
+    let mut round_tag = 0u32;
+
+    for poll in 0..MAX_POLLS {
+        let now_ns = crate::time::micros_since_boot() * 1000;
+        if stopped_us.is_none() && poll % WORK_EVERY == 0 {
+            round_tag += 1;
+            for (engine, cmds) in guest.churn(round_tag) {
+                guest
+                    .submit(m, engine, &cmds)
+                    .map_err(MigrationError::Guest)?;
+                // What the GPU may have written, and the ring the CPU wrote.
+                report_write_targets(m, index, &mut source).map_err(MigrationError::Source)?;
+                let ring = GUEST_MEMORY_FIRST_PAGE + crate::workload::ring_page(engine);
+                source
+                    .report_cpu_dirty(guest_page(ring))
+                    .map_err(MigrationError::Source)?;
+                submissions += 1;
+            }
+        }
+        let status = {
+            let hosted = &m.vgpus[index];
+            let mut pages = SourcePages {
+                memory: m.device.memory(),
+                map: &hosted.memory,
+                blob: &source_blob[..blob_len],
+            };
+            source
+                .poll(now_ns, &mut pages, &mut source_end)
+                .map_err(MigrationError::Source)?
+        };
+        match status {
+            SourceStatus::StopGuest => {
+                // The guest submits nothing from here on; its vGPU is idle
+                // (the software GPU completes work synchronously).
+                stopped_us = Some(crate::time::micros_since_boot());
+                let hosted = &m.vgpus[index];
+                blob_len = hosted
+                    .vgpu
+                    .save(m.device.backend(), &hosted.memory, source_blob)
+                    .map_err(|_| MigrationError::DeviceState("save failed"))?;
+                source
+                    .guest_stopped(now_ns)
+                    .map_err(MigrationError::Source)?;
+            }
+            SourceStatus::Completed => break,
+            _ => {}
+        }
+        let mut sink = DestPages {
+            memory: m.device.memory_mut(),
+            map: dest_map,
+            blob: dest_blob,
+            blob_len: &mut dest_blob_len,
+        };
+        receiver
+            .poll(&mut sink, &mut dest_end, 64)
+            .map_err(MigrationError::Destination)?;
+        if poll + 1 == MAX_POLLS {
+            return Err(MigrationError::Stalled);
+        }
+    }
+    let stopped_us = stopped_us.ok_or(MigrationError::Stalled)?;
+    let mut vgpu = Vgpu::restore(
+        &dest_blob[..dest_blob_len],
+        partition,
+        m.device.backend(),
+        dest_map,
+    )
+    .map_err(|_| MigrationError::DeviceState("restore failed"))?;
+    let downtime_us = crate::time::micros_since_boot() - stopped_us;
+
+    // Byte-identical at the stop, or the destination does not take over.
+    let memory = m.device.memory();
+    for n in 0..GUEST_MEMORY_PAGES {
+        let page = guest_page(GUEST_MEMORY_FIRST_PAGE + n);
+        let read = |map: &FrameRuns<4>, buf: &mut PageBuf| {
+            frame_address(map, page)
+                .ok()
+                .and_then(|at| memory.read(at, buf).ok())
+        };
+        let (mut a, mut b) = ([0u8; PAGE_SIZE], [0u8; PAGE_SIZE]);
+        if read(&m.vgpus[index].memory, &mut a).is_none()
+            || read(dest_map, &mut b).is_none()
+            || a != b
+        {
+            vgpu.reset(m.device.backend());
+            return Err(MigrationError::Mismatch {
+                page: page.get(),
+                weak_digest: policy.digest() == migrate::digest::DigestKind::XorFold,
+            });
+        }
+    }
+    Ok(Transfer {
+        vgpu,
+        stats: *source.stats(),
+        submissions,
+        downtime_us,
+    })
+}
