@@ -96,16 +96,7 @@ impl GuestDriver {
     /// Boots the guest side: reads PVINFO, maps all guest pages at the bottom
     /// of the aperture, and enables a one-page ring on every engine.
     pub fn boot(m: &mut VgpuManager, index: usize) -> Result<Self, DriverError> {
-        let mut driver = GuestDriver {
-            index,
-            aperture_base: 0,
-        };
-        let magic = driver.read(m, pvinfo::PAGE + pvinfo::MAGIC_OFFSET, AccessSize::Qword)?;
-        if magic != pvinfo::MAGIC {
-            return Err(DriverError::NoPvinfo);
-        }
-        driver.aperture_base =
-            driver.read(m, pvinfo::PAGE + pvinfo::APERTURE_BASE, AccessSize::Dword)?;
+        let driver = Self::resume(m, index)?;
         for i in 0..GUEST_MEMORY_PAGES {
             let page =
                 GuestPage::new(GUEST_MEMORY_FIRST_PAGE + i).map_err(|_| DriverError::Memory)?;
@@ -127,9 +118,10 @@ impl GuestDriver {
         Ok(driver)
     }
 
-    /// Takes over driving vGPU `index` after it was restored from a
-    /// migration: the guest keeps its view (PVINFO shows the source's slices)
-    /// and its GGTT entries and rings; nothing is set up again.
+    /// Takes over driving vGPU `index` whose guest side is already set up
+    /// (after [`GuestDriver::boot`], or after a migration restored it: the
+    /// guest keeps its view, PVINFO showing the source's slices, and its GGTT
+    /// entries and rings). Only reads PVINFO.
     pub fn resume(m: &mut VgpuManager, index: usize) -> Result<Self, DriverError> {
         let mut driver = GuestDriver {
             index,
