@@ -313,3 +313,36 @@ proptest! {
         }
     }
 }
+
+/// The blitter commands whose operands are described have their Gen8+
+/// (64-bit address) lengths, exactly: the 32-bit forms are malformed, so a
+/// DWord can never be read at the wrong position (PRM vol 2a BCS).
+#[test]
+fn described_blitter_commands_have_gen8_lengths() {
+    for (name, op, len) in [
+        ("XY_SETUP_BLT", 0x01u32, 10usize),
+        ("XY_SETUP_MONO_PATTERN_SL_BLT", 0x11, 10),
+        ("XY_PIXEL_BLT", 0x24, 2),
+        ("XY_SCANLINES_BLT", 0x25, 3),
+        ("XY_PAT_BLT", 0x51, 8),
+        ("XY_MONO_PAT_BLT", 0x52, 10),
+        ("XY_COLOR_BLT", 0x50, 7),
+        ("XY_SRC_COPY_BLT", 0x53, 10),
+    ] {
+        let h = |n: usize| (2 << 29) | (op << 22) | (n as u32 - 2);
+        let words = vec![0u32; 16];
+        let mut b = words.clone();
+        b[0] = h(len);
+        let c = decode(Engine::Blitter, &b, 0).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!((c.name(), c.len()), (name, len));
+        for bad in [len - 1, len + 1].into_iter().filter(|&n| n >= 2) {
+            let mut b = words.clone();
+            b[0] = h(bad);
+            let e = decode(Engine::Blitter, &b, 0).unwrap_err();
+            assert!(
+                matches!(e.kind, DecodeErrorKind::BadLength { .. }),
+                "{name} with {bad} DWords"
+            );
+        }
+    }
+}

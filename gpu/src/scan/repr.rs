@@ -7,7 +7,7 @@
 use core::fmt;
 
 use super::decode::Command;
-use super::table::Op;
+use super::table::{Op, Opcode};
 
 /// Why a command's operands are malformed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,6 +197,28 @@ pub enum CommandRepr<'a> {
         /// Source surface, for copies.
         src: Option<MemOperand>,
     },
+    /// XY_SETUP_BLT / XY_SETUP_MONO_PATTERN_SL_BLT: destination surface of
+    /// the setup-relative blits that follow, and the pattern they read.
+    BltSetup {
+        /// Destination base (DW4-5); its extent comes from each blit.
+        dst: MemOperand,
+        /// The destination pitch field (DW1 15:0).
+        pitch: u32,
+        /// Header bit 11: destination tiled.
+        tiled: bool,
+        /// Bytes per pixel (DW1 25:24).
+        bpp: u64,
+        /// XY_SETUP_BLT's 8x8 colour pattern (DW8-9), when the raster
+        /// operation reads a pattern.
+        pattern: Option<MemOperand>,
+    },
+    /// XY_PIXEL_BLT / XY_SCANLINES_BLT / XY_TEXT_IMMEDIATE_BLT: the
+    /// rectangle `x1..x2, y1..y2` (exclusive) drawn into the setup's
+    /// destination.
+    BltSetupDraw {
+        /// Left, top, right, bottom.
+        rect: [u32; 4],
+    },
     /// Any other class: the auditor decides from [`Op`] alone.
     Other(Op),
 }
@@ -341,6 +363,18 @@ fn xy_bpp(br13: u32) -> u64 {
     }
 }
 
+/// Whether a ternary raster operation reads the pattern: its result,
+/// indexed by (pattern, source, destination) bits, differs between P = 0
+/// (low nibble) and P = 1 (high nibble).
+pub fn rop_uses_pattern(rop: u32) -> bool {
+    (rop >> 4) & 0xf != rop & 0xf
+}
+
+/// Bytes of an 8x8 colour pattern at `bpp` bytes per pixel.
+fn pattern_bytes(bpp: u64) -> u64 {
+    64 * bpp
+}
+
 /// Bytes per pixel assumed for XY_FAST_COPY_BLT: its colour depth field
 /// goes up to 128 bits per pixel; the largest is taken.
 const FAST_COPY_BPP: u64 = 16;
@@ -373,6 +407,25 @@ fn xy_surfaces(c: &Command<'_>, bpp: u64, dst_tiled: bool, src_tiled: bool) -> B
 }
 
 type BlitPair = (BlitSurface, BlitSurface);
+
+/// Bytes from a blitter setup's destination base that a setup-relative
+/// blit of `rect` (left, top, right, bottom; exclusive) touches.
+pub(crate) fn setup_draw_bytes(
+    pitch: u32,
+    tiled: bool,
+    bpp: u64,
+    rect: [u32; 4],
+) -> Result<u64, ReprError> {
+    let [x1, y1, x2, y2] = rect;
+    let empty = x2 <= x1 || y2 <= y1;
+    BlitSurface {
+        pitch,
+        tiled,
+        rows: if empty { 0 } else { y2 },
+        x_end: if empty { 0 } else { u64::from(x2) * bpp },
+    }
+    .bytes()
+}
 
 impl<'a> CommandRepr<'a> {
     /// Parses the operands of a decoded command.
@@ -521,6 +574,55 @@ impl<'a> CommandRepr<'a> {
                 CommandRepr::Blit {
                     dst: mem(c, 4, 0, dst.bytes()?, true, true),
                     src: Some(mem(c, 8, 0, src.bytes()?, true, false)),
+                }
+            }
+            Op::BltSetup => {
+                need(10)?;
+                // Gen8+ layout (64-bit addresses): DW1 BR13, DW2-3 clip
+                // rectangle, DW4-5 destination, DW6-7 colours, DW8-9 the
+                // pattern (XY_SETUP_BLT) or the inline mono pattern
+                // (XY_SETUP_MONO_PATTERN_SL_BLT).
+                let br13 = c.dw(1);
+                let bpp = xy_bpp(br13);
+                let pitch = br13 & 0xffff;
+                if pitch & 0x8000 != 0 {
+                    return Err(ReprError::NegativePitch);
+                }
+                let colour_pattern = Opcode::of(h) == Some(Opcode::Blt(0x01));
+                CommandRepr::BltSetup {
+                    dst: mem(c, 4, 0, 0, true, true),
+                    pitch,
+                    tiled: bit(h, 11),
+                    bpp,
+                    pattern: (colour_pattern && rop_uses_pattern(br13 >> 16 & 0xff))
+                        .then(|| mem(c, 8, 0, pattern_bytes(bpp), true, false)),
+                }
+            }
+            Op::BltSetupDraw => {
+                need(2)?;
+                let (x1, y1) = (c.dw(1) & 0xffff, c.dw(1) >> 16);
+                // XY_PIXEL_BLT (2 DWords) draws one pixel; the others give
+                // the bottom-right corner in DW2.
+                let (x2, y2) = if c.len() == 2 {
+                    (x1 + 1, y1 + 1)
+                } else {
+                    (c.dw(2) & 0xffff, c.dw(2) >> 16)
+                };
+                CommandRepr::BltSetupDraw {
+                    rect: [x1, y1, x2, y2],
+                }
+            }
+            Op::XyPatBlt | Op::XyMonoPatBlt => {
+                // XY_PAT_BLT (8 DWords): DW1 BR13, DW2-3 rectangle, DW4-5
+                // destination, DW6-7 pattern. XY_MONO_PAT_BLT (10 DWords):
+                // the same up to DW5, then colours and the inline pattern.
+                need(if spec.op == Op::XyPatBlt { 8 } else { 10 })?;
+                let bpp = xy_bpp(c.dw(1));
+                let (dst, _) = xy_surfaces(c, bpp, bit(h, 11), false);
+                let pattern = spec.op == Op::XyPatBlt && rop_uses_pattern(c.dw(1) >> 16 & 0xff);
+                CommandRepr::Blit {
+                    dst: mem(c, 4, 0, dst.bytes()?, true, true),
+                    src: pattern.then(|| mem(c, 6, 0, pattern_bytes(bpp), true, false)),
                 }
             }
             other => CommandRepr::Other(other),

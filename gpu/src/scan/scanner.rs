@@ -26,13 +26,31 @@
 //! - Batches are copied into the shadow in chunks as decoding needs them;
 //!   only the copy is decoded, audited and run.
 //! - Operand extents of GFXPIPE and video commands: see [`super::operands`].
+//! - Blitter surfaces (PRM vol 2a BCS commands, Gen8+ 64-bit layouts, exact
+//!   lengths): a surface spans its rows above the last one touched in full
+//!   and the last one up to the rectangle's right edge times the bytes per
+//!   pixel (or the pitch, if further); tiled surfaces count whole 32-row
+//!   tile rows and must not be wider than their pitch; negative pitches
+//!   are rejected. XY_SETUP_BLT and XY_SETUP_MONO_PATTERN_SL_BLT set a
+//!   per-submission destination; XY_PIXEL_BLT, XY_SCANLINES_BLT and
+//!   XY_TEXT_IMMEDIATE_BLT are audited against it, and rejected (unseen
+//!   state) when no setup precedes them in the submission. A pattern
+//!   address (XY_SETUP_BLT, XY_PAT_BLT: 8x8 pixels) is audited only when
+//!   the raster operation reads the pattern; else it is left alone.
+//! - Still rejected, fail closed: COLOR_BLT and SRC_COPY_BLT (pre-Gen8
+//!   forms; i915 GVT-g lists them for pre-Broadwell parts only),
+//!   XY_TEXT_BLT and the mono-source blits (XY_MONO_SRC_COPY*,
+//!   XY_FULL_MONO_*: the extent of a packed 1-bpp source is not modelled),
+//!   XY_FULL_BLT and the chroma / immediate-pattern variants, the VEBOX
+//!   state and surface commands, and HCP_PAK_INSERT_OBJECT with an
+//!   indirect payload.
 
 use core::fmt;
 
 use super::decode::{head, Command, DecodeErrorKind};
 use super::operands::{Access, AddrField, Extent, High, Layout, When};
 use super::regs::{allowed, RegAccess};
-use super::repr::{CommandRepr, PostSync, ReprError, StateBaseAddress};
+use super::repr::{setup_draw_bytes, CommandRepr, PostSync, ReprError, StateBaseAddress};
 use super::table::{CmdSpec, Op};
 use crate::addr::{GuestGm, GuestGmRange, HostGm};
 use crate::engine::Engine;
@@ -372,6 +390,7 @@ impl Shadow {
             sba_seen: false,
             writes: WriteSet::EMPTY,
             linear: [None; 2],
+            blt: None,
         };
         let ring_err = |reason| ScanError {
             engine: self.engine,
@@ -680,11 +699,28 @@ struct State {
     used: usize,
     calls: [Option<Call>; BATCH_POOL],
     sba: Sba,
-    /// A STATE_BASE_ADDRESS was scanned (since the flag was last cleared).
+    /// Context state was set or used: a STATE_BASE_ADDRESS or a blitter
+    /// setup, or a blit drawn relative to one (since the flag was last
+    /// cleared). A second-level batch that did so is not reused.
     sba_seen: bool,
+    /// The last blitter setup of this submission.
+    blt: Option<BltSetup>,
     writes: WriteSet,
     /// Slices translated in this scan (aperture, hidden).
     linear: [Option<Linear>; 2],
+}
+
+/// The destination an XY_SETUP_BLT set for the blits that follow.
+#[derive(Clone, Copy, Debug)]
+struct BltSetup {
+    /// Guest GM of the destination base.
+    base: u64,
+    /// Pitch field.
+    pitch: u32,
+    /// Tiled destination.
+    tiled: bool,
+    /// Bytes per pixel.
+    bpp: u64,
 }
 
 /// A guest slice `[base, end)` that [`GmSpace::g2h`] translated as a whole
@@ -1026,6 +1062,45 @@ impl State {
                 return Ok(None);
             }
             CommandRepr::Blit { dst, src } => (dst, src),
+            CommandRepr::BltSetup {
+                dst,
+                pitch,
+                tiled,
+                bpp,
+                pattern,
+            } => {
+                // The destination's extent comes from each blit that uses
+                // it; here it must translate (one byte) to be remapped.
+                let host = self.audit(gm, dst.addr, 1, false)?;
+                let pat = match pattern {
+                    Some(p) => Some((p, self.audit(gm, p.addr, p.size, false)?)),
+                    None => None,
+                };
+                patch(buf, off + dst.dword, 0, High::Bits32, host);
+                if let Some((p, h)) = pat {
+                    patch(buf, off + p.dword, 0, High::Bits32, h);
+                }
+                self.blt = Some(BltSetup {
+                    base: dst.addr,
+                    pitch,
+                    tiled,
+                    bpp,
+                });
+                self.sba_seen = true;
+                return Ok(None);
+            }
+            CommandRepr::BltSetupDraw { rect } => {
+                let s = self
+                    .blt
+                    .ok_or(Reason::UnseenState("blitter setup (XY_SETUP_BLT)"))?;
+                self.sba_seen = true;
+                let bytes =
+                    setup_draw_bytes(s.pitch, s.tiled, s.bpp, rect).map_err(Reason::Repr)?;
+                if bytes > 0 {
+                    self.audit(gm, s.base, bytes, true)?;
+                }
+                return Ok(None);
+            }
             CommandRepr::Other(Op::Privileged) => {
                 return Err(Reason::Privileged("command reserved to the monitor"))
             }

@@ -214,6 +214,16 @@ pub enum Op {
     XySrcCopyBlt,
     /// XY_FAST_COPY_BLT (source and destination surfaces).
     XyFastCopyBlt,
+    /// XY_SETUP_BLT / XY_SETUP_MONO_PATTERN_SL_BLT: the destination (and
+    /// pattern) of the XY_PIXEL/SCANLINES/TEXT_IMMEDIATE blits that follow.
+    BltSetup,
+    /// XY_PIXEL_BLT, XY_SCANLINES_BLT, XY_TEXT_IMMEDIATE_BLT: a rectangle
+    /// drawn into the destination of the last blitter setup.
+    BltSetupDraw,
+    /// XY_PAT_BLT (destination and 8x8 pattern surfaces).
+    XyPatBlt,
+    /// XY_MONO_PAT_BLT (destination; the mono pattern is inline).
+    XyMonoPatBlt,
     /// A blitter command whose surface operands the auditor does not
     /// model: rejected (fail closed).
     BltUnaudited,
@@ -1839,9 +1849,9 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "XY_SETUP_BLT",
         blt(0x01),
-        blt_len(3, 257),
+        blt_len(10, 10),
         BCS,
-        Op::BltUnaudited,
+        Op::BltSetup,
     ),
     spec(
         "XY_SETUP_CLIP_BLT",
@@ -1853,23 +1863,23 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "XY_SETUP_MONO_PATTERN_SL_BLT",
         blt(0x11),
-        blt_len(3, 257),
+        blt_len(10, 10),
         BCS,
-        Op::BltUnaudited,
+        Op::BltSetup,
     ),
     spec(
         "XY_PIXEL_BLT",
         blt(0x24),
-        blt_len(3, 257),
+        blt_len(2, 2),
         BCS,
-        Op::BltUnaudited,
+        Op::BltSetupDraw,
     ),
     spec(
         "XY_SCANLINES_BLT",
         blt(0x25),
-        blt_len(3, 257),
+        blt_len(3, 3),
         BCS,
-        Op::BltUnaudited,
+        Op::BltSetupDraw,
     ),
     spec(
         "XY_TEXT_BLT",
@@ -1883,7 +1893,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         blt(0x31),
         blt_len(3, 257),
         BCS,
-        Op::BltUnaudited,
+        Op::BltSetupDraw,
     ),
     spec(
         "COLOR_BLT",
@@ -1913,19 +1923,13 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         BCS,
         Op::XyColorBlt,
     ),
-    spec(
-        "XY_PAT_BLT",
-        blt(0x51),
-        blt_len(3, 257),
-        BCS,
-        Op::BltUnaudited,
-    ),
+    spec("XY_PAT_BLT", blt(0x51), blt_len(8, 8), BCS, Op::XyPatBlt),
     spec(
         "XY_MONO_PAT_BLT",
         blt(0x52),
-        blt_len(3, 257),
+        blt_len(10, 10),
         BCS,
-        Op::BltUnaudited,
+        Op::XyMonoPatBlt,
     ),
     spec(
         "XY_SRC_COPY_BLT",

@@ -392,6 +392,12 @@ pub fn check_buffer(engine: Engine, buf: &[u32]) {
                         assert!(inside(s.addr), "{}", c.name());
                     }
                 }
+                Ok(CommandRepr::BltSetup { dst, pattern, .. }) => {
+                    assert!(inside(dst.addr), "{}", c.name());
+                    if let Some(p) = pattern {
+                        assert!(FakeGm::host_inside(p.addr, p.size), "{}", c.name());
+                    }
+                }
                 Ok(CommandRepr::StateBaseAddress(sba)) => {
                     for b in sba.bases().bases.iter().filter(|b| b.modify) {
                         assert!(inside(b.mem.addr), "{}: {}", c.name(), b.name);
