@@ -420,11 +420,40 @@ pub fn seeds() -> Vec<(Engine, Vec<u32>)> {
     video.extend(mfx_bsp([b, b, b]));
     let mut call = bb_start(HIDDEN + 0x30_0000, false).to_vec();
     call.extend(sdi(b, 7));
+    // Blitter setup (PATCOPY, 32 bpp, pitch 1 KiB, pattern), scanlines,
+    // a pixel, then a pattern blit.
+    let blt = 2 << 29;
+    let p = b + 0x8000;
+    let mut setup = vec![
+        blt | (0x01 << 22) | 8,
+        (3 << 24) | (0xf0 << 16) | 1024,
+        0,
+        0,
+        lo(b),
+        hi(b),
+        0,
+        !0,
+        lo(p),
+        hi(p),
+    ];
+    setup.extend([blt | (0x25 << 22) | 1, 0, 8 << 16 | 64]);
+    setup.extend([blt | (0x24 << 22), 2 << 16 | 3]);
+    setup.extend([
+        blt | (0x51 << 22) | 6,
+        (3 << 24) | (0xf0 << 16) | 256,
+        0,
+        4 << 16 | 64,
+        lo(b),
+        hi(b),
+        lo(p),
+        hi(p),
+    ]);
     vec![
         (Engine::Render, draw_batch(2, false)),
         (Engine::Blitter, blit),
         (Engine::Video, video),
         (Engine::Render, call),
+        (Engine::Blitter, setup),
     ]
 }
 
