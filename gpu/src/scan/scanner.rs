@@ -494,6 +494,15 @@ impl Shadow {
                 };
                 copy_more(gm, start, &mut b.words, &mut copied, off + len)
                     .map_err(|r| err(off, header, r))?;
+                if matches!(spec.op, Op::Noop | Op::Plain) {
+                    // Nothing to audit: count it and move on.
+                    if !st.count(len) {
+                        let r = Reason::BudgetExceeded;
+                        return Err(st.fail(loc, off, header, Some(spec.name), r));
+                    }
+                    off += len;
+                    continue;
+                }
                 b.len = off + len;
                 let words = b.words.get_mut(..off + len).unwrap_or(&mut []);
                 let follow = st.command(gm, words, off, spec, len, loc, level)?;
