@@ -121,9 +121,10 @@ fn write_dwords(backend: &mut dyn Backend, at: HostGm, words: &[u32]) -> Result<
     Ok(())
 }
 
-/// An engine's shadow before [`ScanGate::place`] gives it GM: a literal
-/// (not `Shadow::new`) so that it can be built at compile time.
-const fn unplaced(engine: Engine) -> Shadow {
+/// A shadow before [`ScanGate::place`] gives it an engine and GM: a
+/// literal (not `Shadow::new`) so that it can be built at compile time, and
+/// all zeros so that a static gate lands in `.bss`, not in the image.
+const fn unplaced() -> Shadow {
     const ZERO_GUEST: GuestGm = match GuestGm::new(0) {
         Ok(gm) => gm,
         Err(_) => panic!("GM address 0 is valid"),
@@ -138,7 +139,7 @@ const fn unplaced(engine: Engine) -> Shadow {
         words: [0; BATCH_DWORDS],
     };
     Shadow {
-        engine,
+        engine: Engine::Render,
         ring_host: ZERO_HOST,
         batch_host: [ZERO_HOST; BATCH_POOL],
         ring: [0; RING_DWORDS],
@@ -186,12 +187,7 @@ impl ScanGate {
     /// the kernel can keep the gate (about 1.3 MiB) in a static.
     pub const fn new() -> Self {
         ScanGate {
-            shadows: [
-                unplaced(Engine::Render),
-                unplaced(Engine::Blitter),
-                unplaced(Engine::Video),
-                unplaced(Engine::VideoEnhance),
-            ],
+            shadows: [unplaced(), unplaced(), unplaced(), unplaced()],
             placed: false,
             last_writes: None,
             last_rejection: None,
@@ -208,6 +204,7 @@ impl ScanGate {
             return false;
         }
         for (e, shadow) in self.shadows.iter_mut().enumerate() {
+            shadow.engine = Engine::ALL[e];
             let base = e as u64 * SHADOW_BYTES_PER_ENGINE;
             let Some(ring) = area.at(base) else {
                 return false;

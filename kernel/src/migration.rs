@@ -52,19 +52,28 @@ struct Storage {
     slots: [Slot; SLOTS],
     cache_pages: [PageBuf; CACHE_PAGES],
     cache_owners: [u64; CACHE_PAGES],
-    source_blob: [u8; BLOB_BYTES],
-    dest_blob: [u8; BLOB_BYTES],
     pipe: Pipe<PIPE_BYTES>,
 }
 
-/// Too big for any stack; one migration at a time.
+/// The source's and the destination's device-state blobs.
+struct Blobs {
+    source: [u8; BLOB_BYTES],
+    dest: [u8; BLOB_BYTES],
+}
+
+/// Too big for any stack; one migration at a time. (The dirty table's
+/// empty marker is not zero, so it sits in `.data`: 24 KiB.)
 static STORAGE: spin::Mutex<Storage> = spin::Mutex::new(Storage {
     slots: [Slot::EMPTY; SLOTS],
     cache_pages: [[0; PAGE_SIZE]; CACHE_PAGES],
     cache_owners: [0; CACHE_PAGES],
-    source_blob: [0; BLOB_BYTES],
-    dest_blob: [0; BLOB_BYTES],
     pipe: Pipe::new(),
+});
+
+/// All zeros, so in `.bss`: 4 MiB that the image does not carry.
+static BLOBS: spin::Mutex<Blobs> = spin::Mutex::new(Blobs {
+    source: [0; BLOB_BYTES],
+    dest: [0; BLOB_BYTES],
 });
 
 /// What a migration showed.
@@ -311,6 +320,7 @@ pub fn migrate_local(
     policy: Policy,
 ) -> Result<(MigrationReport, GuestDriver), MigrationError> {
     let mut storage = STORAGE.try_lock().ok_or(MigrationError::Busy)?;
+    let mut blobs = BLOBS.try_lock().ok_or(MigrationError::Busy)?;
     let vgpu_type = m.vgpus[index].partition.vgpu_type();
     let source_id = m.vgpus[index].partition.id().raw();
     let partition: Partition = m
@@ -321,8 +331,15 @@ pub fn migrate_local(
     let transfer = crate::vgpus::guest_memory(m.device.memory_mut(), frames)
         .map_err(MigrationError::Setup)
         .and_then(|dest_map| {
-            transfer(m, &mut storage, index, guest, policy, &partition, &dest_map)
-                .map(|t| (t, dest_map))
+            transfer(
+                m,
+                (&mut storage, &mut blobs),
+                index,
+                guest,
+                policy,
+                (&partition, &dest_map),
+            )
+            .map(|t| (t, dest_map))
         });
     let (t, dest_map) = match transfer {
         Ok(done) => done,
@@ -364,21 +381,22 @@ pub fn migrate_local(
 /// `partition` and `dest_map`, and check the destination's memory.
 fn transfer(
     m: &mut VgpuManager,
-    storage: &mut Storage,
+    (storage, blobs): (&mut Storage, &mut Blobs),
     index: usize,
     guest: GuestDriver,
     policy: Policy,
-    partition: &Partition,
-    dest_map: &FrameRuns<4>,
+    (partition, dest_map): (&Partition, &FrameRuns<4>),
 ) -> Result<Transfer, MigrationError> {
     let Storage {
         slots,
         cache_pages,
         cache_owners,
-        source_blob,
-        dest_blob,
         pipe,
     } = storage;
+    let Blobs {
+        source: source_blob,
+        dest: dest_blob,
+    } = blobs;
     // A failed migration may have left bytes in flight.
     *pipe = Pipe::new();
     let mut cfg = SourceConfig::new(policy);

@@ -16,12 +16,18 @@ pub const MACHINE_CHECK_IST: u16 = 2;
 
 const IST_STACK_SIZE: usize = 16 * 1024;
 
+/// An exception stack. Only the CPU writes it (on exception entry); Rust
+/// code never touches its contents, only takes its address.
 #[repr(C, align(16))]
-struct Stack([u8; IST_STACK_SIZE]);
+struct Stack(core::cell::UnsafeCell<[u8; IST_STACK_SIZE]>);
 
-static DOUBLE_FAULT_STACK: Stack = Stack([0; IST_STACK_SIZE]);
-static NMI_STACK: Stack = Stack([0; IST_STACK_SIZE]);
-static MACHINE_CHECK_STACK: Stack = Stack([0; IST_STACK_SIZE]);
+// SAFETY: Rust never reads or writes the contents; the CPU uses each stack
+// for one exception vector on the one CPU the monitor runs on.
+unsafe impl Sync for Stack {}
+
+static DOUBLE_FAULT_STACK: Stack = Stack(core::cell::UnsafeCell::new([0; IST_STACK_SIZE]));
+static NMI_STACK: Stack = Stack(core::cell::UnsafeCell::new([0; IST_STACK_SIZE]));
+static MACHINE_CHECK_STACK: Stack = Stack(core::cell::UnsafeCell::new([0; IST_STACK_SIZE]));
 
 /// Selectors of the loaded GDT.
 #[derive(Clone, Copy, Debug)]
@@ -35,9 +41,8 @@ pub struct Selectors {
 }
 
 fn stack_top(stack: &'static Stack) -> VirtAddr {
-    // The IST stacks are only ever written by the CPU on exception entry;
-    // `static` (not `static mut`) is fine because Rust never reads them.
-    VirtAddr::from_ptr(stack.0.as_ptr_range().end)
+    // Stacks grow down: the top is one past the last byte.
+    VirtAddr::from_ptr(stack.0.get().wrapping_add(1))
 }
 
 static TSS: spin::Once<TaskStateSegment> = spin::Once::new();
