@@ -51,7 +51,7 @@ use super::decode::{head, Command, DecodeErrorKind};
 use super::operands::{Access, AddrField, Extent, High, Layout, When};
 use super::regs::{allowed, RegAccess};
 use super::repr::{setup_draw_bytes, CommandRepr, PostSync, ReprError, StateBaseAddress};
-use super::table::{CmdSpec, Op};
+use super::table::{fast_entry, fast_len, fast_len_ok, CmdSpec, Op};
 use crate::addr::{GuestGm, GuestGmRange, HostGm};
 use crate::engine::Engine;
 
@@ -403,6 +403,10 @@ impl Shadow {
         let n = copy_ring(gm, rs, &mut self.ring).map_err(ring_err)?;
         let mut off = 0;
         while off < n {
+            off = st.plain_run(self.ring.get(..n).unwrap_or(&[]), off);
+            if off >= n {
+                break;
+            }
             let ring = self.ring.get_mut(..n).unwrap_or(&mut []);
             let header = ring.get(off).copied().unwrap_or(0);
             let (spec, len) = match head(st.engine, header) {
@@ -483,6 +487,9 @@ impl Shadow {
                     .get_mut(slot)
                     .ok_or(err(off, 0, Reason::PoolExhausted))?;
                 b.guest = start;
+                // Plain commands already copied: length, budget, advance.
+                let avail = b.words.get(..copied).unwrap_or(&[]);
+                off = st.plain_run(avail, off);
                 // Copy at least the header, then the whole command; decode
                 // only the copy, once.
                 copy_more(gm, start, &mut b.words, &mut copied, off + 1)
@@ -880,6 +887,65 @@ impl State {
         }
     }
 
+    /// Skips the plain commands (no operands, always-valid length rule; see
+    /// [`fast_entry`]) of `buf` from DWord `off` that lie wholly inside
+    /// `buf` and fit the budget, counting them; returns the offset of the
+    /// first command it leaves to the full path (which decodes, counts and
+    /// reports it as before).
+    #[inline(always)]
+    fn plain_run(&mut self, buf: &[u32], mut off: usize) -> usize {
+        let e = self.engine.index();
+        let (mut commands, mut dwords) = (self.commands, self.dwords);
+        'run: loop {
+            // Most commands encode their length as an 8-bit (or wider,
+            // with the upper bits clear) DWord Length with bias 2: their
+            // length is known from the header alone, before the table load,
+            // which keeps that load off the loop's dependency chain (the
+            // table still decides whether the command is plain and its
+            // length valid). The others take the table's length.
+            let len = loop {
+                let Some(&h) = buf.get(off) else {
+                    break 'run;
+                };
+                let entry = fast_entry(e, h);
+                if entry == 0 {
+                    break 'run;
+                }
+                let width = entry >> 8 & 0x1f;
+                let mask = (1u32 << width) - 1;
+                if entry & 0xff != 2 || width < 8 || h & mask > 0xff {
+                    let Some(len) = fast_len(entry, h) else {
+                        break 'run;
+                    };
+                    break len;
+                }
+                let guess = (h & 0xff) as usize + 2;
+                if !fast_len_ok(entry, guess)
+                    || guess > buf.len() - off
+                    || commands >= MAX_COMMANDS
+                    || dwords + guess as u32 > MAX_DWORDS
+                {
+                    break 'run;
+                }
+                commands += 1;
+                dwords += guess as u32;
+                off += guess;
+            };
+            if len > buf.len() - off
+                || commands >= MAX_COMMANDS
+                || dwords.saturating_add(len as u32) > MAX_DWORDS
+            {
+                break 'run;
+            }
+            commands += 1;
+            dwords += len as u32;
+            off += len;
+        }
+        self.commands = commands;
+        self.dwords = dwords;
+        off
+    }
+
     /// Counts a decoded command of `len` DWords against the budget.
     #[inline(always)]
     fn count(&mut self, len: usize) -> bool {
@@ -930,7 +996,7 @@ impl State {
         let r = match spec.op {
             Op::Gm(layout) => {
                 let words = buf.get_mut(off..off + len).unwrap_or(&mut []);
-                self.layout(gm, layout, words).map(|()| None)
+                self.layout_dispatch(gm, layout, words).map(|()| None)
             }
             _ => self.check_operands(gm, buf, off, spec, len, loc, level),
         };
@@ -1194,7 +1260,42 @@ impl State {
         Ok(())
     }
 
+    /// [`Self::layout`], with the most frequent layouts inlined against
+    /// their static descriptions (so their field rules fold into straight
+    /// code); the others go through the generic walk.
+    #[inline(always)]
+    fn layout_dispatch(
+        &mut self,
+        gm: &dyn GmSpace,
+        layout: &'static Layout,
+        w: &mut [u32],
+    ) -> Check<()> {
+        use super::operands as o;
+        macro_rules! hot {
+            ($($l:ident),*) => {
+                $(if core::ptr::eq(layout, &o::$l) {
+                    return self.layout(gm, &o::$l, w);
+                })*
+            };
+        }
+        hot!(
+            VERTEX_BUFFERS,
+            INDEX_BUFFER,
+            CONSTANT,
+            DEPTH_BUFFER,
+            MFX_IND_OBJ_BASE_ADDR,
+            MFX_BSP_BUF_BASE_ADDR
+        );
+        self.layout_generic(gm, layout, w)
+    }
+
+    #[inline(never)]
+    fn layout_generic(&mut self, gm: &dyn GmSpace, layout: &Layout, w: &mut [u32]) -> Check<()> {
+        self.layout(gm, layout, w)
+    }
+
     /// Audits and remaps the fields of `layout` in the command `w`.
+    #[inline(always)]
     fn layout(&mut self, gm: &dyn GmSpace, layout: &Layout, w: &mut [u32]) -> Check<()> {
         for fld in layout.fields {
             self.field(gm, fld, w, 0)?;

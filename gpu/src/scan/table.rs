@@ -2202,3 +2202,143 @@ pub(crate) fn lookup_len(engine: Engine, header: u32) -> Option<(&'static CmdSpe
 pub fn lookup_any(header: u32) -> Option<&'static CmdSpec> {
     Engine::ALL.iter().find_map(|&e| lookup(e, header))
 }
+
+/// Slots of one engine's flat dispatch table: MI keys at 0, blitter keys
+/// at 64, GFXPIPE keys at 192.
+const FAST_SLOTS: usize = 64 + 128 + 8192;
+
+/// A packed dispatch entry of [`fast_entry`]: set only for a command that
+/// needs nothing but its length (MI_NOOP, the [`Op::Plain`] rows and the
+/// [`Op::Gm`] rows whose layout has no address field).
+/// Layout: bits 7:0 the bias (or fixed length), bits 12:8 the DWord Length
+/// field width (0: fixed length), bits 35:16 the smallest and bits 59:40
+/// the largest accepted length, bit 63 set.
+pub(crate) const FAST_PLAIN: u64 = 1 << 63;
+
+const fn build_fast() -> [[u64; FAST_SLOTS]; Engine::COUNT] {
+    let mut t = [[0u64; FAST_SLOTS]; Engine::COUNT];
+    let mut i = 0;
+    while i < N_COMMANDS {
+        let s = &TABLE[i];
+        // A layout with no address field (only offsets relative to an
+        // audited base) has nothing to audit either.
+        let plain = match s.op {
+            Op::Noop | Op::Plain => true,
+            Op::Gm(l) => l.fields.is_empty() && l.group.is_none(),
+            _ => false,
+        };
+        let (bits, bias, min, max) = match s.len {
+            Len::Fixed(n) => (0, n, n as u32, n as u32),
+            Len::Field {
+                bits,
+                bias,
+                min,
+                max,
+            } => (bits, bias, min, max),
+        };
+        assert!(bits <= 16 && max < 1 << 20);
+        let packed =
+            FAST_PLAIN | (bits as u64) << 8 | bias as u64 | (min as u64) << 16 | (max as u64) << 40;
+        if plain {
+            let slot = match s.opcode {
+                Opcode::Mi(op) => op as usize,
+                Opcode::Blt(op) => 64 + op as usize,
+                Opcode::Gfx(key) => 192 + key as usize,
+            };
+            let mut e = 0;
+            while e < Engine::COUNT {
+                if s.engines.bits() & (1 << e) != 0 {
+                    t[e][slot] = packed;
+                }
+                e += 1;
+            }
+        }
+        i += 1;
+    }
+    t
+}
+
+static FAST: [[u64; FAST_SLOTS]; Engine::COUNT] = build_fast();
+
+/// The packed entry of `header` on the engine with index `e`: 0 unless
+/// the command is plain (then [`fast_len`] gives its length). Agrees with
+/// [`lookup_len`] on every header it accepts.
+#[inline(always)]
+pub(crate) fn fast_entry(e: usize, header: u32) -> u64 {
+    let slot = match header >> 29 {
+        0 => (header >> 23 & 0x3f) as usize,
+        2 => 64 + (header >> 22 & 0x7f) as usize,
+        3 => 192 + (header >> 16 & 0x1fff) as usize,
+        _ => return 0,
+    };
+    match FAST.get(e) {
+        Some(t) => t.get(slot).copied().unwrap_or(0),
+        None => 0,
+    }
+}
+
+/// Length in DWords of the command `header` whose packed entry is `entry`,
+/// or `None` when its length rule rejects it (left to the full decoder).
+#[inline(always)]
+pub(crate) fn fast_len(entry: u64, header: u32) -> Option<usize> {
+    let mask = (1u32 << (entry >> 8 & 0x1f)) - 1;
+    let len = (header & mask) as usize + (entry & 0xff) as usize;
+    if fast_len_ok(entry, len) {
+        Some(len)
+    } else {
+        None
+    }
+}
+
+/// Whether `len` is inside the length bounds of the packed entry `entry`.
+#[inline(always)]
+pub(crate) fn fast_len_ok(entry: u64, len: usize) -> bool {
+    let len = len as u64;
+    len >= (entry >> 16 & 0xf_ffff) && len <= (entry >> 40 & 0xf_ffff)
+}
+
+#[cfg(test)]
+mod fast_tests {
+    use super::*;
+
+    /// The packed dispatch table agrees with the full lookup: an entry
+    /// exists only for rows with nothing to audit, and its length (and
+    /// acceptance) is the full decoder's, for every key on every engine
+    /// and every value of the low 16 header bits.
+    #[test]
+    fn fast_entries_agree_with_lookup() {
+        let keys = (0u32..64)
+            .map(|op| op << 23)
+            .chain((0u32..128).map(|op| 2 << 29 | op << 22))
+            .chain((0u32..8192).map(|k| 3 << 29 | k << 16));
+        let keys: Vec<u32> = keys.collect();
+        for &engine in Engine::ALL.iter() {
+            for &key in &keys {
+                let full = lookup_len(engine, key);
+                let entry = fast_entry(engine.index(), key);
+                if entry == 0 {
+                    continue;
+                }
+                let (spec, _) = full.expect("fast entry for an unknown command");
+                assert!(
+                    matches!(spec.op, Op::Noop | Op::Plain | Op::Gm(_)),
+                    "{}",
+                    spec.name
+                );
+                if let Op::Gm(l) = spec.op {
+                    assert!(l.fields.is_empty() && l.group.is_none(), "{}", spec.name);
+                }
+                let low_bits = (0u32..0x1_0000)
+                    .filter(|v| *v < 0x200 || v.is_multiple_of(0x101) || v.count_ones() == 1);
+                for low in low_bits {
+                    let h = key | low;
+                    let want = match lookup_len(engine, h) {
+                        Some((_, Ok(len))) => Some(len),
+                        _ => None,
+                    };
+                    assert_eq!(fast_len(entry, h), want, "{} {h:#x}", spec.name);
+                }
+            }
+        }
+    }
+}
