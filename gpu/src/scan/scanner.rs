@@ -51,7 +51,7 @@ use super::decode::{head, Command, DecodeErrorKind};
 use super::operands::{Access, AddrField, Extent, High, Layout, When};
 use super::regs::{allowed, RegAccess};
 use super::repr::{setup_draw_bytes, CommandRepr, PostSync, ReprError, StateBaseAddress};
-use super::table::{fast_entry, fast_len, fast_len_ok, CmdSpec, Op};
+use super::table::{fast_entry, fast_len, fast_len_ok, fast_spec, CmdSpec, Op, FAST_AUDIT};
 use crate::addr::{GuestGm, GuestGmRange, HostGm};
 use crate::engine::Engine;
 
@@ -403,7 +403,8 @@ impl Shadow {
         let n = copy_ring(gm, rs, &mut self.ring).map_err(ring_err)?;
         let mut off = 0;
         while off < n {
-            off = st.plain_run(self.ring.get(..n).unwrap_or(&[]), off);
+            let ring = self.ring.get_mut(..n).unwrap_or(&mut []);
+            off = st.fast_run(gm, ring, off, Location::Ring, 0)?;
             if off >= n {
                 break;
             }
@@ -488,8 +489,8 @@ impl Shadow {
                     .ok_or(err(off, 0, Reason::PoolExhausted))?;
                 b.guest = start;
                 // Plain commands already copied: length, budget, advance.
-                let avail = b.words.get(..copied).unwrap_or(&[]);
-                off = st.plain_run(avail, off);
+                let avail = b.words.get_mut(..copied).unwrap_or(&mut []);
+                off = st.fast_run(gm, avail, off, loc, level)?;
                 // Copy at least the header, then the whole command; decode
                 // only the copy, once.
                 copy_more(gm, start, &mut b.words, &mut copied, off + 1)
@@ -614,6 +615,55 @@ fn copy_chunk(
         *copied = want;
     }
     Ok(())
+}
+
+/// The plain commands of `buf` from `*off` whose length the header
+/// alone gives (see [`State::fast_run`]), counted into `commands` and
+/// `dwords` while they fit the budget. Returns at the first other command:
+/// its length and packed entry, or entry 0 when the fast loop must leave
+/// it to the full path (buffer end, unknown to the fast table, invalid
+/// length, past the buffer or the budget).
+#[inline(always)]
+fn plain_run(
+    e: usize,
+    buf: &[u32],
+    off: &mut usize,
+    commands: &mut u32,
+    dwords: &mut u32,
+) -> (usize, u64) {
+    let (mut c, mut d, mut o) = (*commands, *dwords, *off);
+    let r = loop {
+        let Some(&h) = buf.get(o) else {
+            break (0, 0);
+        };
+        let entry = fast_entry(e, h);
+        if entry == 0 {
+            break (0, 0);
+        }
+        let width = entry >> 8 & 0x1f;
+        let mask = (1u32 << width) - 1;
+        if entry & FAST_AUDIT != 0 || entry & 0xff != 2 || width < 8 || h & mask > 0xff {
+            match fast_len(entry, h) {
+                Some(len) => break (len, entry),
+                None => break (0, 0),
+            }
+        }
+        let guess = (h & 0xff) as usize + 2;
+        if !fast_len_ok(entry, guess)
+            || guess > buf.len() - o
+            || c >= MAX_COMMANDS
+            || d + guess as u32 > MAX_DWORDS
+        {
+            break (0, 0);
+        }
+        c += 1;
+        d += guess as u32;
+        o += guess;
+    };
+    *commands = c;
+    *dwords = d;
+    *off = o;
+    r
 }
 
 /// Writes `host` into the address at DWord `i` of `buf` whose address bits
@@ -887,63 +937,50 @@ impl State {
         }
     }
 
-    /// Skips the plain commands (no operands, always-valid length rule; see
-    /// [`fast_entry`]) of `buf` from DWord `off` that lie wholly inside
-    /// `buf` and fit the budget, counting them; returns the offset of the
-    /// first command it leaves to the full path (which decodes, counts and
-    /// reports it as before).
+    /// The fast loop over the commands of `buf` (a shadow copy) from DWord
+    /// `off`: counts the plain ones (see [`fast_entry`]) and counts, audits
+    /// and remaps in place the ones with operands other than the batch
+    /// commands, exactly as [`Self::command`] does, for every command that
+    /// lies wholly inside `buf` and fits the budget. Returns the offset of
+    /// the first command it leaves to the full path (which decodes, counts
+    /// and reports it as before), or the error of a rejected command.
     #[inline(always)]
-    fn plain_run(&mut self, buf: &[u32], mut off: usize) -> usize {
+    fn fast_run(
+        &mut self,
+        gm: &dyn GmSpace,
+        buf: &mut [u32],
+        mut off: usize,
+        loc: Location,
+        level: u8,
+    ) -> Result<usize, ScanError> {
         let e = self.engine.index();
-        let (mut commands, mut dwords) = (self.commands, self.dwords);
-        'run: loop {
-            // Most commands encode their length as an 8-bit (or wider,
-            // with the upper bits clear) DWord Length with bias 2: their
-            // length is known from the header alone, before the table load,
-            // which keeps that load off the loop's dependency chain (the
-            // table still decides whether the command is plain and its
-            // length valid). The others take the table's length.
-            let len = loop {
-                let Some(&h) = buf.get(off) else {
-                    break 'run;
-                };
-                let entry = fast_entry(e, h);
-                if entry == 0 {
-                    break 'run;
-                }
-                let width = entry >> 8 & 0x1f;
-                let mask = (1u32 << width) - 1;
-                if entry & 0xff != 2 || width < 8 || h & mask > 0xff {
-                    let Some(len) = fast_len(entry, h) else {
-                        break 'run;
-                    };
-                    break len;
-                }
-                let guess = (h & 0xff) as usize + 2;
-                if !fast_len_ok(entry, guess)
-                    || guess > buf.len() - off
-                    || commands >= MAX_COMMANDS
-                    || dwords + guess as u32 > MAX_DWORDS
-                {
-                    break 'run;
-                }
-                commands += 1;
-                dwords += guess as u32;
-                off += guess;
-            };
-            if len > buf.len() - off
-                || commands >= MAX_COMMANDS
-                || dwords.saturating_add(len as u32) > MAX_DWORDS
-            {
-                break 'run;
+        loop {
+            // Most plain commands encode their length as an 8-bit (or
+            // wider, with the upper bits clear) DWord Length with bias 2:
+            // their length is known from the header alone, before the
+            // table load, which keeps that load off the loop's dependency
+            // chain (the table still decides whether the command is plain
+            // and its length valid). The others take the table's length.
+            let (len, entry) = plain_run(e, buf, &mut off, &mut self.commands, &mut self.dwords);
+            if entry == 0 {
+                return Ok(off);
             }
-            commands += 1;
-            dwords += len as u32;
+            if len > buf.len() - off
+                || self.commands >= MAX_COMMANDS
+                || self.dwords.saturating_add(len as u32) > MAX_DWORDS
+            {
+                return Ok(off);
+            }
+            self.commands += 1;
+            self.dwords += len as u32;
+            if entry & FAST_AUDIT != 0 {
+                let Some(spec) = fast_spec(entry) else {
+                    return Ok(off);
+                };
+                self.audited(gm, buf, off, spec, len, loc, level)?;
+            }
             off += len;
         }
-        self.commands = commands;
-        self.dwords = dwords;
-        off
     }
 
     /// Counts a decoded command of `len` DWords against the budget.

@@ -2207,13 +2207,19 @@ pub fn lookup_any(header: u32) -> Option<&'static CmdSpec> {
 /// at 64, GFXPIPE keys at 192.
 const FAST_SLOTS: usize = 64 + 128 + 8192;
 
-/// A packed dispatch entry of [`fast_entry`]: set only for a command that
-/// needs nothing but its length (MI_NOOP, the [`Op::Plain`] rows and the
-/// [`Op::Gm`] rows whose layout has no address field).
+/// A packed dispatch entry of [`fast_entry`], set for every command the
+/// scanner's fast loop may take: those with nothing to audit ([`FAST_PLAIN`]:
+/// MI_NOOP, the [`Op::Plain`] rows and the [`Op::Gm`] rows whose layout has
+/// no address field) and those audited in place ([`FAST_AUDIT`]: every
+/// class with operands except the batch commands, which the full path
+/// follows, and the classes that are always rejected).
 /// Layout: bits 7:0 the bias (or fixed length), bits 12:8 the DWord Length
-/// field width (0: fixed length), bits 35:16 the smallest and bits 59:40
-/// the largest accepted length, bit 63 set.
+/// field width (0: fixed length), bits 29:13 the smallest and bits 46:30
+/// the largest accepted length, bits 56:47 the row in [`COMMANDS`], bit 62
+/// [`FAST_AUDIT`], bit 63 set.
 pub(crate) const FAST_PLAIN: u64 = 1 << 63;
+/// See [`FAST_PLAIN`].
+pub(crate) const FAST_AUDIT: u64 = 1 << 62;
 
 const fn build_fast() -> [[u64; FAST_SLOTS]; Engine::COUNT] {
     let mut t = [[0u64; FAST_SLOTS]; Engine::COUNT];
@@ -2222,10 +2228,17 @@ const fn build_fast() -> [[u64; FAST_SLOTS]; Engine::COUNT] {
         let s = &TABLE[i];
         // A layout with no address field (only offsets relative to an
         // audited base) has nothing to audit either.
-        let plain = match s.op {
-            Op::Noop | Op::Plain => true,
-            Op::Gm(l) => l.fields.is_empty() && l.group.is_none(),
-            _ => false,
+        let kind = match s.op {
+            Op::Noop | Op::Plain => FAST_PLAIN,
+            Op::Gm(l) if l.fields.is_empty() && l.group.is_none() => FAST_PLAIN,
+            Op::BatchStart
+            | Op::BatchEnd
+            | Op::GmOperands
+            | Op::Privileged
+            | Op::SemaphoreSignal
+            | Op::BltUnaudited
+            | Op::VeboxUnaudited => 0,
+            _ => FAST_PLAIN | FAST_AUDIT,
         };
         let (bits, bias, min, max) = match s.len {
             Len::Fixed(n) => (0, n, n as u32, n as u32),
@@ -2236,10 +2249,14 @@ const fn build_fast() -> [[u64; FAST_SLOTS]; Engine::COUNT] {
                 max,
             } => (bits, bias, min, max),
         };
-        assert!(bits <= 16 && max < 1 << 20);
-        let packed =
-            FAST_PLAIN | (bits as u64) << 8 | bias as u64 | (min as u64) << 16 | (max as u64) << 40;
-        if plain {
+        assert!(bits <= 16 && max < 1 << 17 && N_COMMANDS <= 1 << 10);
+        let packed = kind
+            | (bits as u64) << 8
+            | bias as u64
+            | (min as u64) << 13
+            | (max as u64) << 30
+            | (i as u64) << 47;
+        if kind != 0 {
             let slot = match s.opcode {
                 Opcode::Mi(op) => op as usize,
                 Opcode::Blt(op) => 64 + op as usize,
@@ -2260,8 +2277,8 @@ const fn build_fast() -> [[u64; FAST_SLOTS]; Engine::COUNT] {
 
 static FAST: [[u64; FAST_SLOTS]; Engine::COUNT] = build_fast();
 
-/// The packed entry of `header` on the engine with index `e`: 0 unless
-/// the command is plain (then [`fast_len`] gives its length). Agrees with
+/// The packed entry of `header` on the engine with index `e` (0: the full
+/// path decodes it); [`fast_len`] gives its length. Agrees with
 /// [`lookup_len`] on every header it accepts.
 #[inline(always)]
 pub(crate) fn fast_entry(e: usize, header: u32) -> u64 {
@@ -2294,7 +2311,13 @@ pub(crate) fn fast_len(entry: u64, header: u32) -> Option<usize> {
 #[inline(always)]
 pub(crate) fn fast_len_ok(entry: u64, len: usize) -> bool {
     let len = len as u64;
-    len >= (entry >> 16 & 0xf_ffff) && len <= (entry >> 40 & 0xf_ffff)
+    len >= (entry >> 13 & 0x1_ffff) && len <= (entry >> 30 & 0x1_ffff)
+}
+
+/// The table row of the packed entry `entry`.
+#[inline(always)]
+pub(crate) fn fast_spec(entry: u64) -> Option<&'static CmdSpec> {
+    TABLE.get((entry >> 47 & 0x3ff) as usize)
 }
 
 #[cfg(test)]
@@ -2320,13 +2343,21 @@ mod fast_tests {
                     continue;
                 }
                 let (spec, _) = full.expect("fast entry for an unknown command");
+                assert_eq!(fast_spec(entry), Some(spec));
                 assert!(
-                    matches!(spec.op, Op::Noop | Op::Plain | Op::Gm(_)),
+                    !matches!(spec.op, Op::BatchStart | Op::BatchEnd),
                     "{}",
                     spec.name
                 );
-                if let Op::Gm(l) = spec.op {
-                    assert!(l.fields.is_empty() && l.group.is_none(), "{}", spec.name);
+                if entry & FAST_AUDIT == 0 {
+                    assert!(
+                        matches!(spec.op, Op::Noop | Op::Plain | Op::Gm(_)),
+                        "{}",
+                        spec.name
+                    );
+                    if let Op::Gm(l) = spec.op {
+                        assert!(l.fields.is_empty() && l.group.is_none(), "{}", spec.name);
+                    }
                 }
                 let low_bits = (0u32..0x1_0000)
                     .filter(|v| *v < 0x200 || v.is_multiple_of(0x101) || v.count_ones() == 1);
