@@ -281,19 +281,24 @@ impl WriteSet {
         self.add_raw(range.base().raw(), range.end_raw());
     }
     /// Records guest bytes `addr .. end` (`end > addr`).
-    #[inline]
+    #[inline(always)]
     fn add_raw(&mut self, addr: u64, end: u64) {
         if self.overflow {
             return;
         }
         let first = addr / PAGE;
         let last = (end - 1) / PAGE;
-        if last - first >= MAX_WRITE_PAGES as u64 {
-            self.overflow = true;
-            return;
-        }
         // The same page written again (a fence or counter): nothing new.
         if first == last && self.len > 0 && self.pages.get(self.len - 1) == Some(&first) {
+            return;
+        }
+        self.add_pages(first, last);
+    }
+
+    #[inline(never)]
+    fn add_pages(&mut self, first: u64, last: u64) {
+        if last - first >= MAX_WRITE_PAGES as u64 {
+            self.overflow = true;
             return;
         }
         for p in first..=last {
@@ -855,18 +860,31 @@ impl State {
     /// A range inside a slice already translated in this scan is translated
     /// from the cached slice (see [`Linear`]); anything else goes through
     /// [`GmSpace::g2h`] itself, which gives the answer and the fault.
-    #[inline]
+    #[inline(always)]
     fn audit(&mut self, gm: &dyn GmSpace, addr: u64, size: u64, write: bool) -> Check<u64> {
+        match self.cached(addr, size) {
+            Some(host) => {
+                if write {
+                    self.writes.add_raw(addr, addr + size);
+                }
+                Ok(host)
+            }
+            None => self.audit_slow(gm, addr, size, write),
+        }
+    }
+
+    /// The host address of `addr .. addr + size` when a slice translated
+    /// in this scan holds it wholly (see [`Linear`]); `None` otherwise
+    /// (then [`GmSpace::g2h`] decides).
+    #[inline(always)]
+    fn cached(&self, addr: u64, size: u64) -> Option<u64> {
         let end = addr.wrapping_add(size);
         for l in self.linear.iter().flatten() {
             if addr >= l.base && end <= l.end && end > addr {
-                if write {
-                    self.writes.add_raw(addr, end);
-                }
-                return Ok(l.host + (addr - l.base));
+                return Some(l.host + (addr - l.base));
             }
         }
-        self.audit_slow(gm, addr, size, write)
+        None
     }
 
     #[cold]
@@ -977,10 +995,87 @@ impl State {
                 let Some(spec) = fast_spec(entry) else {
                     return Ok(off);
                 };
-                self.audited(gm, buf, off, spec, len, loc, level)?;
+                let done = match buf.get_mut(off..off + len) {
+                    Some(w) => self.fast_audit(spec.op, w),
+                    None => false,
+                };
+                if !done {
+                    self.audited(gm, buf, off, spec, len, loc, level)?;
+                }
             }
             off += len;
         }
+    }
+
+    /// The audit and remap of the most frequent commands with operands, in
+    /// straight code, for the case where every operand is accepted by the
+    /// slices already translated in this scan. Returns whether it did the
+    /// whole job, with the same effect as [`Self::audited`]: when it
+    /// returns `false` it has changed nothing, and the command goes to
+    /// [`Self::audited`], which accepts or rejects it in full.
+    #[inline(always)]
+    fn fast_audit(&mut self, op: Op, w: &mut [u32]) -> bool {
+        let h = w.first().copied().unwrap_or(0);
+        let bit = |v: u32, b: u32| v >> b & 1 == 1;
+        match op {
+            Op::PipeControl => {
+                // See repr: DW1 post-sync (15:14), store index (21), LRI
+                // post-sync (23), GGTT (24); address DW2-3 bits 47:3.
+                let d1 = w.get(1).copied().unwrap_or(0);
+                if w.len() < 6 || bit(d1, 23) {
+                    return false;
+                }
+                if d1 >> 14 & 3 == 0 {
+                    return true;
+                }
+                if bit(d1, 21) || !bit(d1, 24) {
+                    return false;
+                }
+                self.fast_write(w, 2, 3, 8)
+            }
+            Op::StoreDataImm => {
+                // Header GGTT (22), Store Qword (21); address DW1-2 bits 47:2.
+                if w.len() < 4 || !bit(h, 22) {
+                    return false;
+                }
+                let size = if bit(h, 21) || w.len() >= 5 { 8 } else { 4 };
+                self.fast_write(w, 1, 2, size)
+            }
+            Op::FlushDw => {
+                // Header post-sync (15:14), store index (21); DW1 bit 2
+                // GGTT; address DW1-2 bits 47:3.
+                if w.len() < 4 {
+                    return false;
+                }
+                if h >> 14 & 3 == 0 {
+                    return true;
+                }
+                let d1 = w.get(1).copied().unwrap_or(0);
+                if bit(h, 21) || !bit(d1, 2) {
+                    return false;
+                }
+                let size = if w.len() >= 5 { 8 } else { 4 };
+                self.fast_write(w, 1, 3, size)
+            }
+            _ => false,
+        }
+    }
+
+    /// The write operand at DWords `lo`, `lo + 1` of `w` (address bits from
+    /// `shift`) of `size` bytes, when a cached slice holds it: recorded,
+    /// remapped, `true`. Else nothing changes and it returns `false`.
+    #[inline(always)]
+    fn fast_write(&mut self, w: &mut [u32], lo: usize, shift: u32, size: u64) -> bool {
+        let (Some(&a), Some(&b)) = (w.get(lo), w.get(lo + 1)) else {
+            return false;
+        };
+        let addr = u64::from(b) << 32 | u64::from(a & !((1u32 << shift) - 1));
+        let Some(host) = self.cached(addr, size) else {
+            return false;
+        };
+        self.writes.add_raw(addr, addr + size);
+        patch(w, lo, shift, High::Bits32, host);
+        true
     }
 
     /// Counts a decoded command of `len` DWords against the budget.
