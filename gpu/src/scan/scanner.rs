@@ -995,12 +995,19 @@ impl State {
                 let Some(spec) = fast_spec(entry) else {
                     return Ok(off);
                 };
-                let done = match buf.get_mut(off..off + len) {
-                    Some(w) => self.fast_audit(spec.op, w),
-                    None => false,
+                let fast = match buf.get_mut(off..off + len) {
+                    Some(w) => self.fast_audit(gm, spec.op, w),
+                    None => None,
                 };
-                if !done {
-                    self.audited(gm, buf, off, spec, len, loc, level)?;
+                match fast {
+                    Some(Ok(())) => {}
+                    Some(Err(r)) => {
+                        let header = buf.get(off).copied().unwrap_or(0);
+                        return Err(self.fail(loc, off, header, Some(spec.name), r));
+                    }
+                    None => {
+                        self.audited(gm, buf, off, spec, len, loc, level)?;
+                    }
                 }
             }
             off += len;
@@ -1008,56 +1015,98 @@ impl State {
     }
 
     /// The audit and remap of the most frequent commands with operands, in
-    /// straight code, for the case where every operand is accepted by the
-    /// slices already translated in this scan. Returns whether it did the
-    /// whole job, with the same effect as [`Self::audited`]: when it
-    /// returns `false` it has changed nothing, and the command goes to
-    /// [`Self::audited`], which accepts or rejects it in full.
+    /// straight code. `None`: not done, nothing changed, and the command
+    /// goes to [`Self::audited`]. `Some(result)`: done, with the same
+    /// effect and result as [`Self::audited`] (whose error the caller
+    /// wraps the same way). The single-operand MI commands and
+    /// PIPE_CONTROL take this path only when their operand lies in a slice
+    /// already translated in this scan; the hot layouts run
+    /// [`Self::layout`] itself, inlined against their static description.
     #[inline(always)]
-    fn fast_audit(&mut self, op: Op, w: &mut [u32]) -> bool {
+    fn fast_audit(&mut self, gm: &dyn GmSpace, op: Op, w: &mut [u32]) -> Option<Check<()>> {
         let h = w.first().copied().unwrap_or(0);
         let bit = |v: u32, b: u32| v >> b & 1 == 1;
+        let done = |ok: bool| ok.then_some(Ok(()));
         match op {
             Op::PipeControl => {
                 // See repr: DW1 post-sync (15:14), store index (21), LRI
                 // post-sync (23), GGTT (24); address DW2-3 bits 47:3.
                 let d1 = w.get(1).copied().unwrap_or(0);
                 if w.len() < 6 || bit(d1, 23) {
-                    return false;
+                    return None;
                 }
                 if d1 >> 14 & 3 == 0 {
-                    return true;
+                    return Some(Ok(()));
                 }
                 if bit(d1, 21) || !bit(d1, 24) {
-                    return false;
+                    return None;
                 }
-                self.fast_write(w, 2, 3, 8)
+                done(self.fast_write(w, 2, 3, 8))
             }
             Op::StoreDataImm => {
                 // Header GGTT (22), Store Qword (21); address DW1-2 bits 47:2.
                 if w.len() < 4 || !bit(h, 22) {
-                    return false;
+                    return None;
                 }
                 let size = if bit(h, 21) || w.len() >= 5 { 8 } else { 4 };
-                self.fast_write(w, 1, 2, size)
+                done(self.fast_write(w, 1, 2, size))
             }
             Op::FlushDw => {
                 // Header post-sync (15:14), store index (21); DW1 bit 2
                 // GGTT; address DW1-2 bits 47:3.
                 if w.len() < 4 {
-                    return false;
+                    return None;
                 }
                 if h >> 14 & 3 == 0 {
-                    return true;
+                    return Some(Ok(()));
                 }
                 let d1 = w.get(1).copied().unwrap_or(0);
                 if bit(h, 21) || !bit(d1, 2) {
-                    return false;
+                    return None;
                 }
                 let size = if w.len() >= 5 { 8 } else { 4 };
-                self.fast_write(w, 1, 3, size)
+                done(self.fast_write(w, 1, 3, size))
             }
-            _ => false,
+            Op::Gm(layout) => {
+                use super::operands as o;
+                macro_rules! hot {
+                    ($($l:ident),*) => {
+                        $(if core::ptr::eq(layout, &o::$l) {
+                            return Some(self.layout(gm, &o::$l, w));
+                        })*
+                    };
+                }
+                // Layouts of fixed fields only, unrolled field by field
+                // (the same calls in the same order as `layout`).
+                macro_rules! fixed {
+                    ($($l:ident: [$($k:literal),*]),*) => {
+                        $(if core::ptr::eq(layout, &o::$l)
+                            && o::$l.group.is_none()
+                            && o::$l.fields.len() == [$($k),*].len()
+                        {
+                            let r: Check<()> = 'fields: {
+                                $(if let Some(f) = o::$l.fields.get($k) {
+                                    if let Err(e) = self.field(gm, f, w, 0) {
+                                        break 'fields Err(e);
+                                    }
+                                })*
+                                Ok(())
+                            };
+                            return Some(r);
+                        })*
+                    };
+                }
+                fixed!(
+                    INDEX_BUFFER: [0],
+                    CONSTANT: [0, 1, 2, 3],
+                    DEPTH_BUFFER: [0],
+                    MFX_IND_OBJ_BASE_ADDR: [0, 1, 2, 3, 4],
+                    MFX_BSP_BUF_BASE_ADDR: [0, 1, 2]
+                );
+                hot!(VERTEX_BUFFERS);
+                None
+            }
+            _ => None,
         }
     }
 
