@@ -409,7 +409,7 @@ impl Shadow {
         let mut off = 0;
         while off < n {
             let ring = self.ring.get_mut(..n).unwrap_or(&mut []);
-            off = st.fast_run(gm, ring, off, Location::Ring, 0)?;
+            off = st.fast_run(gm, ring, off, Location::Ring, 0, &self.batch_host)?;
             if off >= n {
                 break;
             }
@@ -495,7 +495,7 @@ impl Shadow {
                 b.guest = start;
                 // Plain commands already copied: length, budget, advance.
                 let avail = b.words.get_mut(..copied).unwrap_or(&mut []);
-                off = st.fast_run(gm, avail, off, loc, level)?;
+                off = st.fast_run(gm, avail, off, loc, level, &self.batch_host)?;
                 // Copy at least the header, then the whole command; decode
                 // only the copy, once.
                 copy_more(gm, start, &mut b.words, &mut copied, off + 1)
@@ -970,6 +970,7 @@ impl State {
         mut off: usize,
         loc: Location,
         level: u8,
+        batch_host: &[HostGm; BATCH_POOL],
     ) -> Result<usize, ScanError> {
         let e = self.engine.index();
         loop {
@@ -989,12 +990,29 @@ impl State {
             {
                 return Ok(off);
             }
+            let Some(spec) = fast_spec(entry) else {
+                return Ok(off);
+            };
+            if spec.op == Op::BatchStart {
+                // Only a reused second-level call; anything else is the
+                // full path's (before it is counted).
+                let host = match buf.get(off..off + len) {
+                    Some(w) => self.reused_call(w, loc, level),
+                    None => None,
+                };
+                let Some(slot) = host else {
+                    return Ok(off);
+                };
+                self.commands += 1;
+                self.dwords += len as u32;
+                let host = batch_host.get(slot).copied().unwrap_or(HOST_ZERO);
+                patch(buf, off + 1, 2, High::Bits32, host.raw());
+                off += len;
+                continue;
+            }
             self.commands += 1;
             self.dwords += len as u32;
             if entry & FAST_AUDIT != 0 {
-                let Some(spec) = fast_spec(entry) else {
-                    return Ok(off);
-                };
                 let fast = match buf.get_mut(off..off + len) {
                     Some(w) => self.fast_audit(gm, spec.op, w),
                     None => None,
@@ -1108,6 +1126,32 @@ impl State {
             }
             _ => None,
         }
+    }
+
+    /// For the MI_BATCH_BUFFER_START `w` in a batch at `loc`, `level`: the
+    /// shadow slot of its target when it is a plain GGTT second-level call
+    /// (no resource streamer, no add-offset) allowed at this level, whose
+    /// target lies in a cached slice and is a second-level batch already
+    /// scanned in this submission and reusable. Then the full path would
+    /// accept it and point it at that slot, and nothing else; `None`
+    /// leaves it to the full path. Changes nothing.
+    #[inline(always)]
+    fn reused_call(&self, w: &[u32], loc: Location, level: u8) -> Option<usize> {
+        let &[h, a, b] = w else { return None };
+        let bit = |v: u32, b: u32| v >> b & 1 == 1;
+        if loc == Location::Ring
+            || !bit(h, 22)
+            || bit(h, 10)
+            || bit(h, 16)
+            || bit(h, 8)
+            || level >= MAX_DEPTH
+        {
+            return None;
+        }
+        let addr = u64::from(b) << 32 | u64::from(a & !3);
+        self.cached(addr, 4)?;
+        let t = GuestGm::new(addr).ok()?;
+        self.reusable(t)
     }
 
     /// The write operand at DWords `lo`, `lo + 1` of `w` (address bits from

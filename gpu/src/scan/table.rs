@@ -2211,8 +2211,9 @@ const FAST_SLOTS: usize = 64 + 128 + 8192;
 /// scanner's fast loop may take: those with nothing to audit ([`FAST_PLAIN`]:
 /// MI_NOOP, the [`Op::Plain`] rows and the [`Op::Gm`] rows whose layout has
 /// no address field) and those audited in place ([`FAST_AUDIT`]: every
-/// class with operands except the batch commands, which the full path
-/// follows, and the classes that are always rejected).
+/// class with operands except MI_BATCH_BUFFER_END and the classes that are
+/// always rejected; of MI_BATCH_BUFFER_START the fast loop takes only calls
+/// of a second-level batch whose shadow is reused).
 /// Layout: bits 7:0 the bias (or fixed length), bits 12:8 the DWord Length
 /// field width (0: fixed length), bits 29:13 the smallest and bits 46:30
 /// the largest accepted length, bits 56:47 the row in [`COMMANDS`], bit 62
@@ -2231,8 +2232,7 @@ const fn build_fast() -> [[u64; FAST_SLOTS]; Engine::COUNT] {
         let kind = match s.op {
             Op::Noop | Op::Plain => FAST_PLAIN,
             Op::Gm(l) if l.fields.is_empty() && l.group.is_none() => FAST_PLAIN,
-            Op::BatchStart
-            | Op::BatchEnd
+            Op::BatchEnd
             | Op::GmOperands
             | Op::Privileged
             | Op::SemaphoreSignal
@@ -2344,11 +2344,7 @@ mod fast_tests {
                 }
                 let (spec, _) = full.expect("fast entry for an unknown command");
                 assert_eq!(fast_spec(entry), Some(spec));
-                assert!(
-                    !matches!(spec.op, Op::BatchStart | Op::BatchEnd),
-                    "{}",
-                    spec.name
-                );
+                assert!(!matches!(spec.op, Op::BatchEnd), "{}", spec.name);
                 if entry & FAST_AUDIT == 0 {
                     assert!(
                         matches!(spec.op, Op::Noop | Op::Plain | Op::Gm(_)),
