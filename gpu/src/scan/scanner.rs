@@ -51,7 +51,7 @@ use super::decode::{head, Command, DecodeErrorKind};
 use super::operands::{Access, AddrField, Extent, High, Layout, When};
 use super::regs::{allowed, RegAccess};
 use super::repr::{setup_draw_bytes, CommandRepr, PostSync, ReprError, StateBaseAddress};
-use super::table::{fast_entry, fast_len, fast_len_ok, fast_spec, CmdSpec, Op, FAST_AUDIT};
+use super::table::{fast_entry, fast_len, fast_spec, CmdSpec, Op, FAST_AUDIT, FAST_GUESS};
 use crate::addr::{GuestGm, GuestGmRange, HostGm};
 use crate::engine::Engine;
 
@@ -623,11 +623,11 @@ fn copy_chunk(
 }
 
 /// The plain commands of `buf` from `*off` whose length the header
-/// alone gives (see [`State::fast_run`]), counted into `commands` and
-/// `dwords` while they fit the budget. Returns at the first other command:
-/// its length and packed entry, or entry 0 when the fast loop must leave
-/// it to the full path (buffer end, unknown to the fast table, invalid
-/// length, past the buffer or the budget).
+/// alone gives ([`FAST_GUESS`] entries, see [`State::fast_run`]), counted
+/// into `commands` and `dwords` while they fit the budget. Returns at the
+/// first other command: its length and packed entry, or entry 0 when the
+/// fast loop must leave it to the full path (buffer end, unknown to the
+/// fast table, invalid length, past the buffer or the budget).
 #[inline(always)]
 fn plain_run(
     e: usize,
@@ -636,39 +636,46 @@ fn plain_run(
     commands: &mut u32,
     dwords: &mut u32,
 ) -> (usize, u64) {
-    let (mut c, mut d, mut o) = (*commands, *dwords, *off);
+    let (mut c, o0) = (*commands, *off);
+    let mut o = o0;
+    // The DWord budget as a bound on the offset: every DWord the run
+    // passes is one counted.
+    let room = MAX_DWORDS.saturating_sub(*dwords) as usize;
+    let end = buf.len().min(o0.saturating_add(room));
+    let bounded = buf.get(..end).unwrap_or(&[]);
     let r = loop {
-        let Some(&h) = buf.get(o) else {
-            break (0, 0);
+        let Some(&h) = bounded.get(o) else {
+            break None;
         };
         let entry = fast_entry(e, h);
-        if entry == 0 {
-            break (0, 0);
+        if entry & FAST_GUESS == 0 {
+            break Some(entry);
         }
-        let width = entry >> 8 & 0x1f;
-        let mask = (1u32 << width) - 1;
-        if entry & FAST_AUDIT != 0 || entry & 0xff != 2 || width < 8 || h & mask > 0xff {
-            match fast_len(entry, h) {
-                Some(len) => break (len, entry),
-                None => break (0, 0),
-            }
-        }
-        let guess = (h & 0xff) as usize + 2;
-        if !fast_len_ok(entry, guess)
-            || guess > buf.len() - o
+        // The length from the header alone: the table load only checks
+        // it, which keeps that load off the loop's dependency chain.
+        let low = (h & 0xff) as usize;
+        let len = low + 2;
+        if u64::from(h) & entry & 0xffff != 0
+            || (low as u64) < (entry >> 16 & 0xff)
+            || (low as u64) > (entry >> 24 & 0xff)
+            || len > end - o
             || c >= MAX_COMMANDS
-            || d + guess as u32 > MAX_DWORDS
         {
-            break (0, 0);
+            break None;
         }
         c += 1;
-        d += guess as u32;
-        o += guess;
+        o += len;
     };
     *commands = c;
-    *dwords = d;
+    *dwords += (o - o0) as u32;
     *off = o;
-    r
+    match r {
+        Some(entry) if entry != 0 => match fast_len(entry, buf.get(o).copied().unwrap_or(0)) {
+            Some(len) => (len, entry),
+            None => (0, 0),
+        },
+        _ => (0, 0),
+    }
 }
 
 /// Writes `host` into the address at DWord `i` of `buf` whose address bits
