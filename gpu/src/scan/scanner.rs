@@ -927,13 +927,19 @@ impl State {
     }
 
     /// Bytes from `addr` to the end of the slice holding it.
-    #[inline]
+    #[inline(always)]
     fn rest_of_slice(&mut self, gm: &dyn GmSpace, addr: u64) -> Check<u64> {
         for l in self.linear.iter().flatten() {
             if addr >= l.base && addr < l.end {
                 return Ok(l.end - addr);
             }
         }
+        self.rest_of_slice_slow(gm, addr)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn rest_of_slice_slow(&mut self, gm: &dyn GmSpace, addr: u64) -> Check<u64> {
         let fault = memory_fault(addr, 1);
         let at = GuestGm::new(addr).map_err(|_| fault(GmFault::OutOfSlices))?;
         let slice = gm.slice_of(at).map_err(&fault)?;
