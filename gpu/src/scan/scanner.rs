@@ -622,62 +622,6 @@ fn copy_chunk(
     Ok(())
 }
 
-/// The plain commands of `buf` from `*off` whose length the header
-/// alone gives ([`FAST_GUESS`] entries, see [`State::fast_run`]), counted
-/// into `commands` and `dwords` while they fit the budget. Returns at the
-/// first other command: its length and packed entry, or entry 0 when the
-/// fast loop must leave it to the full path (buffer end, unknown to the
-/// fast table, invalid length, past the buffer or the budget).
-#[inline(always)]
-fn plain_run(
-    e: usize,
-    buf: &[u32],
-    off: &mut usize,
-    commands: &mut u32,
-    dwords: &mut u32,
-) -> (usize, u64) {
-    let (mut c, o0) = (*commands, *off);
-    let mut o = o0;
-    // The DWord budget as a bound on the offset: every DWord the run
-    // passes is one counted.
-    let room = MAX_DWORDS.saturating_sub(*dwords) as usize;
-    let end = buf.len().min(o0.saturating_add(room));
-    let bounded = buf.get(..end).unwrap_or(&[]);
-    let r = loop {
-        let Some(&h) = bounded.get(o) else {
-            break None;
-        };
-        let entry = fast_entry(e, h);
-        if entry & FAST_GUESS == 0 {
-            break Some(entry);
-        }
-        // The length from the header alone: the table load only checks
-        // it, which keeps that load off the loop's dependency chain.
-        let low = (h & 0xff) as usize;
-        let len = low + 2;
-        if u64::from(h) & entry & 0xffff != 0
-            || (low as u64) < (entry >> 16 & 0xff)
-            || (low as u64) > (entry >> 24 & 0xff)
-            || len > end - o
-            || c >= MAX_COMMANDS
-        {
-            break None;
-        }
-        c += 1;
-        o += len;
-    };
-    *commands = c;
-    *dwords += (o - o0) as u32;
-    *off = o;
-    match r {
-        Some(entry) if entry != 0 => match fast_len(entry, buf.get(o).copied().unwrap_or(0)) {
-            Some(len) => (len, entry),
-            None => (0, 0),
-        },
-        _ => (0, 0),
-    }
-}
-
 /// Writes `host` into the address at DWord `i` of `buf` whose address bits
 /// start at bit `shift`, keeping the flag bits below and, for a 48-bit
 /// address, the other fields of the high DWord.
@@ -980,69 +924,96 @@ impl State {
         &mut self,
         gm: &dyn GmSpace,
         buf: &mut [u32],
-        mut off: usize,
+        off: usize,
         loc: Location,
         level: u8,
         batch_host: &[HostGm; BATCH_POOL],
     ) -> Result<usize, ScanError> {
         let e = self.engine.index();
-        loop {
-            // Most plain commands encode their length as an 8-bit (or
-            // wider, with the upper bits clear) DWord Length with bias 2:
-            // their length is known from the header alone, before the
-            // table load, which keeps that load off the loop's dependency
-            // chain (the table still decides whether the command is plain
-            // and its length valid). The others take the table's length.
-            let (len, entry) = plain_run(e, buf, &mut off, &mut self.commands, &mut self.dwords);
-            if entry == 0 {
-                return Ok(off);
+        // Every command the run takes is counted with its whole length and
+        // the run is contiguous, so the DWord budget is a bound on the
+        // offset: DWords counted in this run = `o - off`.
+        let room = MAX_DWORDS.saturating_sub(self.dwords) as usize;
+        let end = buf.len().min(off.saturating_add(room));
+        let mut c = self.commands;
+        let mut o = off;
+        let r = loop {
+            let Some(&h) = buf.get(..end).and_then(|b| b.get(o)) else {
+                break Ok(());
+            };
+            let entry = fast_entry(e, h);
+            if entry & FAST_GUESS != 0 {
+                // Most plain commands encode their length as an 8-bit (or
+                // wider, with the upper bits clear) DWord Length with bias
+                // 2: their length is known from the header alone, before
+                // the table load, which keeps that load off the loop's
+                // dependency chain (the table entry only checks it).
+                let low = (h & 0xff) as usize;
+                let len = low + 2;
+                if u64::from(h) & entry & 0xffff != 0
+                    || (low as u64) < (entry >> 16 & 0xff)
+                    || (low as u64) > (entry >> 24 & 0xff)
+                    || len > end - o
+                    || c >= MAX_COMMANDS
+                {
+                    break Ok(());
+                }
+                c += 1;
+                o += len;
+                continue;
             }
-            if len > buf.len() - off
-                || self.commands >= MAX_COMMANDS
-                || self.dwords.saturating_add(len as u32) > MAX_DWORDS
-            {
-                return Ok(off);
+            if entry == 0 {
+                break Ok(());
+            }
+            let Some(len) = fast_len(entry, h) else {
+                break Ok(());
+            };
+            if len > end - o || c >= MAX_COMMANDS {
+                break Ok(());
             }
             let Some(spec) = fast_spec(entry) else {
-                return Ok(off);
+                break Ok(());
             };
             if spec.op == Op::BatchStart {
                 // Only a reused second-level call; anything else is the
                 // full path's (before it is counted).
-                let host = match buf.get(off..off + len) {
+                let slot = match buf.get(o..o + len) {
                     Some(w) => self.reused_call(w, loc, level),
                     None => None,
                 };
-                let Some(slot) = host else {
-                    return Ok(off);
+                let Some(slot) = slot else {
+                    break Ok(());
                 };
-                self.commands += 1;
-                self.dwords += len as u32;
+                c += 1;
                 let host = batch_host.get(slot).copied().unwrap_or(HOST_ZERO);
-                patch(buf, off + 1, 2, High::Bits32, host.raw());
-                off += len;
+                patch(buf, o + 1, 2, High::Bits32, host.raw());
+                o += len;
                 continue;
             }
-            self.commands += 1;
-            self.dwords += len as u32;
+            c += 1;
             if entry & FAST_AUDIT != 0 {
-                let fast = match buf.get_mut(off..off + len) {
+                let fast = match buf.get_mut(o..o + len) {
                     Some(w) => self.fast_audit(gm, spec.op, w),
                     None => None,
                 };
                 match fast {
                     Some(Ok(())) => {}
                     Some(Err(r)) => {
-                        let header = buf.get(off).copied().unwrap_or(0);
-                        return Err(self.fail(loc, off, header, Some(spec.name), r));
+                        let header = buf.get(o).copied().unwrap_or(0);
+                        break Err(self.fail(loc, o, header, Some(spec.name), r));
                     }
                     None => {
-                        self.audited(gm, buf, off, spec, len, loc, level)?;
+                        if let Err(err) = self.audited(gm, buf, o, spec, len, loc, level) {
+                            break Err(err);
+                        }
                     }
                 }
             }
-            off += len;
-        }
+            o += len;
+        };
+        self.commands = c;
+        self.dwords += (o - off) as u32;
+        r.map(|()| o)
     }
 
     /// The audit and remap of the most frequent commands with operands, in
