@@ -26,6 +26,19 @@
 //! - Batches are copied into the shadow in chunks as decoding needs them;
 //!   only the copy is decoded, audited and run.
 //! - Operand extents of GFXPIPE and video commands: see [`super::operands`].
+//! - Hot path: a fast loop (`State::fast_run`) walks the copied commands
+//!   through a flat per-engine table of packed entries
+//!   ([`super::table`]'s fast entries: length rule, row, plain/audit
+//!   class). Plain commands cost a header load, a table load and a bounds
+//!   check; commands with operands are audited in place by the same audit
+//!   code (straight-code forms for PIPE_CONTROL, MI_STORE_DATA_IMM and
+//!   MI_FLUSH_DW that fall back, unchanged, when an operand is outside the
+//!   slices already translated in this scan; the hot layouts inlined
+//!   against their static descriptions); a second-level call to a reused
+//!   shadow is rewritten in place. Everything else (batch ends and chains,
+//!   first calls, rejected classes, commands crossing the copied part,
+//!   the budget's edge) goes to the full decode path, which counts,
+//!   reports and follows exactly as before.
 //! - Blitter surfaces (PRM vol 2a BCS commands, Gen8+ 64-bit layouts, exact
 //!   lengths): a surface spans its rows above the last one touched in full
 //!   and the last one up to the rectangle's right edge times the bytes per
