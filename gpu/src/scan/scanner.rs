@@ -955,34 +955,36 @@ impl State {
                 break Ok(());
             };
             let entry = fast_entry(e, h);
-            if entry & FAST_GUESS != 0 {
-                // Most plain commands encode their length as an 8-bit (or
-                // wider, with the upper bits clear) DWord Length with bias
-                // 2: their length is known from the header alone, before
-                // the table load, which keeps that load off the loop's
-                // dependency chain (the table entry only checks it).
+            let len = if entry & FAST_GUESS != 0 {
+                // Most commands encode their length as an 8-bit (or wider,
+                // with the upper bits clear) DWord Length with bias 2: the
+                // length comes from the header alone, before the table
+                // load, which keeps that load off the loop's dependency
+                // chain (the table entry only checks it).
                 let low = (h & 0xff) as usize;
-                let len = low + 2;
                 if u64::from(h) & entry & 0xffff != 0
                     || (low as u64) < (entry >> 16 & 0xff)
                     || (low as u64) > (entry >> 24 & 0xff)
-                    || len > end - o
-                    || c >= MAX_COMMANDS
                 {
                     break Ok(());
                 }
-                c += 1;
-                o += len;
-                continue;
-            }
-            if entry == 0 {
-                break Ok(());
-            }
-            let Some(len) = fast_len(entry, h) else {
-                break Ok(());
+                low + 2
+            } else {
+                if entry == 0 {
+                    break Ok(());
+                }
+                match fast_len(entry, h) {
+                    Some(len) => len,
+                    None => break Ok(()),
+                }
             };
             if len > end - o || c >= MAX_COMMANDS {
                 break Ok(());
+            }
+            if entry & FAST_AUDIT == 0 {
+                c += 1;
+                o += len;
+                continue;
             }
             let Some(spec) = fast_spec(entry) else {
                 break Ok(());
@@ -1004,21 +1006,19 @@ impl State {
                 continue;
             }
             c += 1;
-            if entry & FAST_AUDIT != 0 {
-                let fast = match buf.get_mut(o..o + len) {
-                    Some(w) => self.fast_audit(gm, spec.op, w),
-                    None => None,
-                };
-                match fast {
-                    Some(Ok(())) => {}
-                    Some(Err(r)) => {
-                        let header = buf.get(o).copied().unwrap_or(0);
-                        break Err(self.fail(loc, o, header, Some(spec.name), r));
-                    }
-                    None => {
-                        if let Err(err) = self.audited(gm, buf, o, spec, len, loc, level) {
-                            break Err(err);
-                        }
+            let fast = match buf.get_mut(o..o + len) {
+                Some(w) => self.fast_audit(gm, spec.op, w),
+                None => None,
+            };
+            match fast {
+                Some(Ok(())) => {}
+                Some(Err(r)) => {
+                    let header = buf.get(o).copied().unwrap_or(0);
+                    break Err(self.fail(loc, o, header, Some(spec.name), r));
+                }
+                None => {
+                    if let Err(err) = self.audited(gm, buf, o, spec, len, loc, level) {
+                        break Err(err);
                     }
                 }
             }

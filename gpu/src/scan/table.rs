@@ -2219,8 +2219,9 @@ const FAST_SLOTS: usize = 64 + 128 + 8192;
 /// the largest accepted length, bits 56:47 the row in [`COMMANDS`], bit 62
 /// [`FAST_AUDIT`], bit 63 set.
 pub(crate) const FAST_PLAIN: u64 = 1 << 63;
-/// Set, with [`FAST_PLAIN`], for a plain command whose DWord Length field
-/// has bias 2 and at least 8 bits: its length is `(header & 0xff) + 2`
+/// Set, with [`FAST_PLAIN`] (and [`FAST_AUDIT`] if audited), for a command
+/// whose DWord Length field has bias 2 and at least 8 bits: its length is
+/// `(header & 0xff) + 2`
 /// whenever the field's bits above bit 7 are clear. Such an entry has its
 /// own layout (the generic fields are not kept): bits 15:0 the field's
 /// bits above bit 7 (header bits that must be clear), bits 23:16 the
@@ -2264,12 +2265,11 @@ const fn build_fast() -> [[u64; FAST_SLOTS]; Engine::COUNT] {
             | (min as u64) << 13
             | (max as u64) << 30
             | (i as u64) << 47;
-        let packed = if kind == FAST_PLAIN && bias == 2 && bits >= 8 && min >= 2 {
+        let packed = if kind != 0 && bias == 2 && bits >= 8 && min >= 2 {
             let upper = ((1u64 << bits) - 1) & !0xff;
             let hi = if max - 2 > 255 { 255 } else { max - 2 };
             if min - 2 <= 255 {
-                FAST_PLAIN
-                    | FAST_GUESS
+                kind | FAST_GUESS
                     | upper
                     | ((min - 2) as u64) << 16
                     | (hi as u64) << 24
