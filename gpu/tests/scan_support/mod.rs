@@ -135,9 +135,11 @@ pub fn ring(g: &mut FakeGm, cmds: &[u32]) -> RingState {
 }
 
 // ---- encoders ----
+// The plain MI encoders are the crate's own; the rest build the realistic
+// streams below.
 
-pub const NOOP: u32 = 0;
-pub const BB_END: u32 = 0x0a << 23;
+#[allow(unused_imports)] // reason: each user takes the parts it needs
+pub use gpu::encode::{bb_start, sdi, BB_END, NOOP};
 
 pub fn lo(a: u64) -> u32 {
     a as u32
@@ -149,21 +151,13 @@ pub fn hi(a: u64) -> u32 {
 pub fn gfx(key: u32, len: usize) -> u32 {
     (3 << 29) | (key << 16) | (len as u32 - 2)
 }
-pub fn bb_start(target: u64, second_level: bool) -> [u32; 3] {
-    [
-        (0x31 << 23) | (u32::from(second_level) << 22) | 1,
-        lo(target),
-        hi(target),
-    ]
-}
-pub fn sdi(addr: u64, v: u32) -> [u32; 4] {
-    [(0x20 << 23) | (1 << 22) | 2, lo(addr), hi(addr), v]
-}
+/// PIPE_CONTROL writing the qword 1 at `addr` after the pipeline drains.
 pub fn pipe_control(addr: u64) -> [u32; 6] {
-    [0x7a00_0004, (1 << 24) | (1 << 14), lo(addr), hi(addr), 1, 0]
+    gpu::encode::pipe_control_imm(addr, 1)
 }
+/// MI_FLUSH_DW writing the dword 0 at `addr`.
 pub fn flush_dw(addr: u64) -> [u32; 4] {
-    [(0x26 << 23) | (1 << 14) | 2, lo(addr) | 4, hi(addr), 0]
+    gpu::encode::flush_dw_imm(addr, 0)
 }
 /// STATE_BASE_ADDRESS with every base at `base` + i * `step` and every
 /// size `size` bytes (modify enables set).
