@@ -633,7 +633,10 @@ pub fn write_svg(report: &BenchReport, dir: &Path) -> Result<PathBuf, Box<dyn st
         .iter()
         .map(|r| r.downtime_ms)
         .fold(1.0, f64::max)
-        * 2.0;
+        // Headroom above the tallest bar for the legend (log scale).
+        * 1000.0;
+    // Bars rise from BASE; the band below it holds the workload names.
+    const BASE: f64 = 0.05;
     let nw = workloads.len().max(1) as f64;
     for (panel, link) in panels.iter().zip(&links) {
         let mut chart = ChartBuilder::on(panel)
@@ -644,19 +647,22 @@ pub fn write_svg(report: &BenchReport, dir: &Path) -> Result<PathBuf, Box<dyn st
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(60)
-            .build_cartesian_2d(0f64..nw, (0.1f64..max).log_scale())?;
+            .build_cartesian_2d(0f64..nw, (0.01f64..max).log_scale())?;
         chart
             .configure_mesh()
             .disable_x_mesh()
-            .x_labels(workloads.len())
-            .x_label_formatter(&|x| {
-                workloads
-                    .get(x.floor() as usize)
-                    .map(|s| s.to_string())
-                    .unwrap_or_default()
-            })
+            // Workload names go under their bar groups (below), not at
+            // the axis' own tick positions.
+            .x_labels(0)
             .y_desc("downtime (ms, log)")
             .draw()?;
+        chart.draw_series(workloads.iter().enumerate().map(|(wi, w)| {
+            Text::new(
+                w.to_string(),
+                (wi as f64 + 0.1, 0.02),
+                ("sans-serif", 13).into_font(),
+            )
+        }))?;
         let np = Policy::ALL.len() as f64;
         for (pi, policy) in Policy::ALL.iter().enumerate() {
             let color = colors[pi % colors.len()];
@@ -669,7 +675,7 @@ pub fn write_svg(report: &BenchReport, dir: &Path) -> Result<PathBuf, Box<dyn st
                     })?;
                     let x0 = wi as f64 + 0.1 + 0.8 * pi as f64 / np;
                     Some(Rectangle::new(
-                        [(x0, 0.1), (x0 + 0.8 / np, r.downtime_ms.max(0.1))],
+                        [(x0, BASE), (x0 + 0.8 / np, r.downtime_ms.max(BASE))],
                         color.filled(),
                     ))
                 })
@@ -683,6 +689,7 @@ pub fn write_svg(report: &BenchReport, dir: &Path) -> Result<PathBuf, Box<dyn st
         }
         chart
             .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
             .border_style(BLACK)
             .background_style(WHITE.mix(0.8))
             .draw()?;
