@@ -382,19 +382,20 @@ const FAST_COPY_BPP: u64 = 16;
 /// The destination and (for copies) source surfaces of an XY blit whose
 /// destination rectangle is DW2 (y1:x1) .. DW3 (y2:x2) exclusive, pitch in
 /// DW1 15:0, source origin DW6 (y:x), source pitch DW7 15:0.
-fn xy_surfaces(c: &Command<'_>, bpp: u64, dst_tiled: bool, src_tiled: bool) -> BlitPair {
-    let (x1, y1) = (c.dw(2) & 0xffff, c.dw(2) >> 16);
-    let (x2, y2) = (c.dw(3) & 0xffff, c.dw(3) >> 16);
+#[inline(always)]
+fn xy_surfaces(dw: impl Fn(usize) -> u32, bpp: u64, dst_tiled: bool, src_tiled: bool) -> BlitPair {
+    let (x1, y1) = (dw(2) & 0xffff, dw(2) >> 16);
+    let (x2, y2) = (dw(3) & 0xffff, dw(3) >> 16);
     let empty = x2 <= x1 || y2 <= y1;
     let dst = BlitSurface {
-        pitch: c.dw(1) & 0xffff,
+        pitch: dw(1) & 0xffff,
         tiled: dst_tiled,
         rows: if empty { 0 } else { y2 },
         x_end: if empty { 0 } else { u64::from(x2) * bpp },
     };
-    let (sx, sy) = (c.dw(6) & 0xffff, c.dw(6) >> 16);
+    let (sx, sy) = (dw(6) & 0xffff, dw(6) >> 16);
     let src = BlitSurface {
-        pitch: c.dw(7) & 0xffff,
+        pitch: dw(7) & 0xffff,
         tiled: src_tiled,
         rows: if empty { 0 } else { sy + (y2 - y1) },
         x_end: if empty {
@@ -407,6 +408,38 @@ fn xy_surfaces(c: &Command<'_>, bpp: u64, dst_tiled: bool, src_tiled: bool) -> B
 }
 
 type BlitPair = (BlitSurface, BlitSurface);
+
+/// Bytes touched from the destination and (0 for XY_COLOR_BLT) source
+/// base by the XY_COLOR_BLT, XY_SRC_COPY_BLT or XY_FAST_COPY_BLT (`op`)
+/// whose DWord `i` is `dw(i)`: the extents [`CommandRepr::parse`] gives
+/// its operands, and its errors. `None` for any other `op`.
+#[inline(always)]
+pub(crate) fn xy_blit_bytes(
+    op: Op,
+    dw: impl Fn(usize) -> u32,
+) -> Option<Result<(u64, u64), ReprError>> {
+    let h = dw(0);
+    let bit = |w: u32, b: u32| (w >> b) & 1 == 1;
+    // XY_COLOR_BLT: header bit 11 destination tiled. XY_SRC_COPY_BLT:
+    // header bit 11 destination tiled, bit 15 source tiled.
+    // XY_FAST_COPY_BLT: tiling in header bits 14:13 (destination) and
+    // 21:20 (source).
+    let (bpp, dt, st) = match op {
+        Op::XyColorBlt => (xy_bpp(dw(1)), bit(h, 11), false),
+        Op::XySrcCopyBlt => (xy_bpp(dw(1)), bit(h, 11), bit(h, 15)),
+        Op::XyFastCopyBlt => (FAST_COPY_BPP, h >> 13 & 3 != 0, h >> 20 & 3 != 0),
+        _ => return None,
+    };
+    let (dst, src) = xy_surfaces(&dw, bpp, dt, st);
+    let d = match dst.bytes() {
+        Ok(d) => d,
+        Err(e) => return Some(Err(e)),
+    };
+    if op == Op::XyColorBlt {
+        return Some(Ok((d, 0)));
+    }
+    Some(src.bytes().map(|s| (d, s)))
+}
 
 /// Bytes from a blitter setup's destination base that a setup-relative
 /// blit of `rect` (left, top, right, bottom; exclusive) touches.
@@ -553,27 +586,18 @@ impl<'a> CommandRepr<'a> {
             }
             Op::XyColorBlt => {
                 need(7)?;
-                // Header bit 11: destination tiled.
-                let (dst, _) = xy_surfaces(c, xy_bpp(c.dw(1)), bit(h, 11), false);
+                let (d, _) = xy_blit_bytes(spec.op, |i| c.dw(i)).unwrap_or(Ok((0, 0)))?;
                 CommandRepr::Blit {
-                    dst: mem(c, 4, 0, dst.bytes()?, true, true),
+                    dst: mem(c, 4, 0, d, true, true),
                     src: None,
                 }
             }
             Op::XySrcCopyBlt | Op::XyFastCopyBlt => {
                 need(10)?;
-                // XY_SRC_COPY_BLT: header bit 11 destination tiled, bit 15
-                // source tiled. XY_FAST_COPY_BLT: tiling in header bits
-                // 14:13 (destination) and 21:20 (source).
-                let (bpp, dt, st) = if spec.op == Op::XySrcCopyBlt {
-                    (xy_bpp(c.dw(1)), bit(h, 11), bit(h, 15))
-                } else {
-                    (FAST_COPY_BPP, h >> 13 & 3 != 0, h >> 20 & 3 != 0)
-                };
-                let (dst, src) = xy_surfaces(c, bpp, dt, st);
+                let (d, s) = xy_blit_bytes(spec.op, |i| c.dw(i)).unwrap_or(Ok((0, 0)))?;
                 CommandRepr::Blit {
-                    dst: mem(c, 4, 0, dst.bytes()?, true, true),
-                    src: Some(mem(c, 8, 0, src.bytes()?, true, false)),
+                    dst: mem(c, 4, 0, d, true, true),
+                    src: Some(mem(c, 8, 0, s, true, false)),
                 }
             }
             Op::BltSetup => {
@@ -618,7 +642,7 @@ impl<'a> CommandRepr<'a> {
                 // the same up to DW5, then colours and the inline pattern.
                 need(if spec.op == Op::XyPatBlt { 8 } else { 10 })?;
                 let bpp = xy_bpp(c.dw(1));
-                let (dst, _) = xy_surfaces(c, bpp, bit(h, 11), false);
+                let (dst, _) = xy_surfaces(|i| c.dw(i), bpp, bit(h, 11), false);
                 let pattern = spec.op == Op::XyPatBlt && rop_uses_pattern(c.dw(1) >> 16 & 0xff);
                 CommandRepr::Blit {
                     dst: mem(c, 4, 0, dst.bytes()?, true, true),

@@ -31,9 +31,11 @@
 //!   ([`super::table`]'s fast entries: length rule, row, plain/audit
 //!   class). Plain commands cost a header load, a table load and a bounds
 //!   check; commands with operands are audited in place by the same audit
-//!   code (straight-code forms for PIPE_CONTROL, MI_STORE_DATA_IMM and
-//!   MI_FLUSH_DW that fall back, unchanged, when an operand is outside the
-//!   slices already translated in this scan; the hot layouts inlined
+//!   code (straight-code forms for PIPE_CONTROL, MI_STORE_DATA_IMM,
+//!   MI_FLUSH_DW and the XY_COLOR/SRC_COPY/FAST_COPY blits, whose surface
+//!   extents come from the full parse's own `xy_blit_bytes`, that fall
+//!   back, unchanged, when an operand is outside the slices already
+//!   translated in this scan or an extent is rejected; the hot layouts inlined
 //!   against their static descriptions); a second-level call to a reused
 //!   shadow is rewritten in place. Everything else (batch ends and chains,
 //!   first calls, rejected classes, commands crossing the copied part,
@@ -63,7 +65,9 @@ use core::fmt;
 use super::decode::{head, Command, DecodeErrorKind};
 use super::operands::{Access, AddrField, Extent, High, Layout, When};
 use super::regs::{allowed, RegAccess};
-use super::repr::{setup_draw_bytes, CommandRepr, PostSync, ReprError, StateBaseAddress};
+use super::repr::{
+    setup_draw_bytes, xy_blit_bytes, CommandRepr, PostSync, ReprError, StateBaseAddress,
+};
 use super::table::{fast_entry, fast_len, fast_spec, CmdSpec, Op, FAST_AUDIT, FAST_GUESS};
 use crate::addr::{GuestGm, GuestGmRange, HostGm};
 use crate::engine::Engine;
@@ -1082,6 +1086,7 @@ impl State {
                 let size = if w.len() >= 5 { 8 } else { 4 };
                 done(self.fast_write(w, 1, 3, size))
             }
+            Op::XyColorBlt | Op::XySrcCopyBlt | Op::XyFastCopyBlt => self.fast_blit(op, w),
             Op::Gm(layout) => {
                 use super::operands as o;
                 macro_rules! hot {
@@ -1123,6 +1128,39 @@ impl State {
             }
             _ => None,
         }
+    }
+
+    /// XY_COLOR_BLT, XY_SRC_COPY_BLT and XY_FAST_COPY_BLT (`op`, exact
+    /// lengths) in straight code: the surface extents from the same
+    /// [`xy_blit_bytes`] the full parse uses, audited and remapped as
+    /// [`Self::check_operands`] does (destination written, at least one
+    /// byte each, both checked before either is rewritten) when a slice
+    /// already translated in this scan holds each surface. Anything else
+    /// (a rejected extent, a surface outside the cached slices, a short
+    /// command) is `None`: nothing changed, the full path decides.
+    #[inline(always)]
+    fn fast_blit(&mut self, op: Op, w: &mut [u32]) -> Option<Check<()>> {
+        let copy = op != Op::XyColorBlt;
+        if w.len() < if copy { 10 } else { 7 } {
+            return None;
+        }
+        let dw = |i: usize| w.get(i).copied().unwrap_or(0);
+        let (d, s) = xy_blit_bytes(op, dw)?.ok()?;
+        let at = |lo: usize| u64::from(dw(lo + 1)) << 32 | u64::from(dw(lo));
+        let (dst, src) = (at(4), at(8));
+        let (d, s) = (d.max(1), s.max(1));
+        let dst_host = self.cached(dst, d)?;
+        let src_host = if copy {
+            Some(self.cached(src, s)?)
+        } else {
+            None
+        };
+        self.writes.add_raw(dst, dst + d);
+        patch(w, 4, 0, High::Bits32, dst_host);
+        if let Some(h) = src_host {
+            patch(w, 8, 0, High::Bits32, h);
+        }
+        Some(Ok(()))
     }
 
     /// For the MI_BATCH_BUFFER_START `w` in a batch at `loc`, `level`: the
@@ -1625,5 +1663,174 @@ impl State {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod fast_blit_tests {
+    use super::*;
+    use crate::scan::table::lookup;
+
+    /// Two guest slices, each translated linearly to its own host base.
+    struct Slices;
+
+    const SLICES: [(u64, u64, u64); 2] = [
+        (0x0100_0000, 0x0040_0000, 0x2000_0000),
+        (0x8000_0000, 0x0100_0000, 0x3100_0000),
+    ];
+
+    impl GmSpace for Slices {
+        fn read_guest(&self, _at: GuestGm, _out: &mut [u32]) -> Result<(), GmFault> {
+            Err(GmFault::Unmapped)
+        }
+        fn g2h(&self, range: GuestGmRange) -> Result<HostGm, GmFault> {
+            let (a, e) = (range.base().raw(), range.end_raw());
+            for (base, len, host) in SLICES {
+                if a >= base && e <= base + len {
+                    return HostGm::new(host + (a - base)).map_err(|_| GmFault::Unmapped);
+                }
+            }
+            Err(GmFault::OutOfSlices)
+        }
+        fn slice_of(&self, at: GuestGm) -> Result<GuestGmRange, GmFault> {
+            for (base, len, _) in SLICES {
+                if at.raw() >= base && at.raw() < base + len {
+                    let b = GuestGm::new(base).map_err(|_| GmFault::OutOfSlices)?;
+                    return GuestGmRange::new(b, len).map_err(|_| GmFault::OutOfSlices);
+                }
+            }
+            Err(GmFault::OutOfSlices)
+        }
+    }
+
+    fn state(gm: &Slices, learned: bool) -> State {
+        let mut st = State {
+            engine: Engine::Blitter,
+            commands: 0,
+            dwords: 0,
+            used: 0,
+            calls: [None; BATCH_POOL],
+            sba: Sba::UNKNOWN,
+            sba_seen: false,
+            writes: WriteSet::EMPTY,
+            linear: [None; 2],
+            blt: None,
+        };
+        if learned {
+            for (base, _, _) in SLICES {
+                if let Ok(b) = GuestGm::new(base) {
+                    st.learn(gm, b);
+                }
+            }
+        }
+        st
+    }
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            // xorshift64*
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+        /// A 16-bit coordinate or pitch, mostly small.
+        fn small(&mut self) -> u32 {
+            match self.below(4) {
+                0 => self.below(0x1_0000) as u32,
+                1 => self.below(64) as u32,
+                _ => self.below(2048) as u32,
+            }
+        }
+        /// A guest address near, inside or outside a slice.
+        fn addr(&mut self) -> u64 {
+            let (base, len, _) = SLICES[self.below(2) as usize];
+            match self.below(8) {
+                0 => self.next(),
+                1 => self.next() & 0xffff_ffff,
+                2 => base + len - self.below(0x1_0000),
+                3 => base.wrapping_sub(self.below(64)),
+                _ => base + self.below(len),
+            }
+        }
+    }
+
+    /// The fast blit and the full path agree on random XY_COLOR_BLT,
+    /// XY_SRC_COPY_BLT and XY_FAST_COPY_BLT: whenever the fast path
+    /// decides, it accepts or rejects as the full path does, rewrites the
+    /// same words and records the same write pages; when it does not,
+    /// it changes nothing.
+    #[test]
+    fn fast_blit_agrees_with_full_path() {
+        let gm = Slices;
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let (mut taken, mut accepted, mut rejected) = (0u32, 0u32, 0u32);
+        for n in 0..200_000u32 {
+            let (opcode, len) = match n % 3 {
+                0 => (0x50u32, 7usize),
+                1 => (0x53, 10),
+                _ => (0x42, 10),
+            };
+            let mut w = [0u32; 10];
+            let flags = (rng.next() as u32) & 0x003f_f800;
+            w[0] = 2 << 29 | opcode << 22 | flags | (len as u32 - 2);
+            let rop = rng.below(256) as u32;
+            let depth = rng.below(4) as u32;
+            let pitch = rng.small() | if rng.below(16) == 0 { 0x8000 } else { 0 };
+            w[1] = depth << 24 | rop << 16 | (pitch & 0xffff);
+            w[2] = rng.small() << 16 | rng.small();
+            w[3] = rng.small() << 16 | rng.small();
+            if rng.below(3) != 0 {
+                // Mostly a proper rectangle.
+                let (x1, y1) = (rng.below(512) as u32, rng.below(512) as u32);
+                w[2] = y1 << 16 | x1;
+                w[3] = (y1 + rng.below(300) as u32) << 16 | (x1 + rng.below(300) as u32);
+            }
+            let d = rng.addr();
+            w[4] = d as u32;
+            w[5] = (d >> 32) as u32;
+            if len == 10 {
+                w[6] = rng.small() << 16 | rng.small();
+                w[7] = rng.small() | if rng.below(16) == 0 { 0x8000 } else { 0 };
+                let s = rng.addr();
+                w[8] = s as u32;
+                w[9] = (s >> 32) as u32;
+            }
+            let spec = lookup(Engine::Blitter, w[0]).expect("a blit");
+            let learned = rng.below(8) != 0;
+            let mut fast_st = state(&gm, learned);
+            let mut full_st = state(&gm, learned);
+            let mut fw = w;
+            let mut sw = w;
+            let fast = fast_st.fast_audit(&gm, spec.op, &mut fw[..len]);
+            let full = full_st.audited(&gm, &mut sw[..len], 0, spec, len, Location::Ring, 0);
+            match fast {
+                None => assert_eq!(fw, w, "fast path changed an undecided blit {w:08x?}"),
+                Some(r) => {
+                    taken += 1;
+                    assert_eq!(r.is_ok(), full.is_ok(), "{w:08x?}: {r:?} vs {full:?}");
+                    if let (Err(a), Err(b)) = (&r, &full) {
+                        assert_eq!(a, &b.reason, "{w:08x?}");
+                    }
+                    assert_eq!(fw, sw, "rewritten words differ for {w:08x?}");
+                    assert_eq!(fast_st.writes.pages(), full_st.writes.pages(), "{w:08x?}");
+                }
+            }
+            match full {
+                Ok(_) => accepted += 1,
+                Err(_) => rejected += 1,
+            }
+        }
+        // The sample exercises both paths and both outcomes.
+        assert!(taken > 20_000, "fast path taken {taken} times");
+        assert!(
+            accepted > 20_000 && rejected > 20_000,
+            "{accepted} / {rejected}"
+        );
     }
 }
