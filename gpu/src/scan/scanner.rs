@@ -68,7 +68,9 @@ use super::regs::{allowed, RegAccess};
 use super::repr::{
     setup_draw_bytes, xy_blit_bytes, CommandRepr, PostSync, ReprError, StateBaseAddress,
 };
-use super::table::{fast_entry, fast_len, fast_spec, CmdSpec, Op, FAST_AUDIT, FAST_GUESS};
+use super::table::{
+    fast_entry, fast_kind, fast_len, fast_spec, CmdSpec, Op, FAST_AUDIT, FAST_GUESS,
+};
 use crate::addr::{GuestGm, GuestGmRange, HostGm};
 use crate::engine::Engine;
 
@@ -989,6 +991,21 @@ impl State {
                 c += 1;
                 o += len;
                 continue;
+            }
+            if let Some(op) = fast_kind(entry) {
+                // A hot class named by the entry itself: audited in
+                // straight code without the row load. Anything the
+                // straight code leaves (it then changed nothing) or
+                // rejects goes on below as any other audited command.
+                let done = match buf.get_mut(o..o + len) {
+                    Some(w) => matches!(self.fast_audit(gm, op, w), Some(Ok(()))),
+                    None => false,
+                };
+                if done {
+                    c += 1;
+                    o += len;
+                    continue;
+                }
             }
             let Some(spec) = fast_spec(entry) else {
                 break Ok(());

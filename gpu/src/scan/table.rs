@@ -2230,6 +2230,39 @@ pub(crate) const FAST_PLAIN: u64 = 1 << 63;
 pub(crate) const FAST_GUESS: u64 = 1 << 61;
 /// See [`FAST_PLAIN`].
 pub(crate) const FAST_AUDIT: u64 = 1 << 62;
+/// Bits 60:57 of an audited entry: the hot classes the fast loop audits
+/// without loading the row (0: any other; see [`fast_kind`]).
+const FAST_KIND_SHIFT: u32 = 57;
+
+/// The class of the packed entry `entry` when it is one of the hot
+/// audited classes (PIPE_CONTROL, MI_STORE_DATA_IMM, MI_FLUSH_DW and the
+/// XY_COLOR/SRC_COPY/FAST_COPY blits), read from the entry alone; `None`
+/// for any other (the row's [`CmdSpec::op`] then tells).
+#[inline(always)]
+pub(crate) fn fast_kind(entry: u64) -> Option<Op> {
+    match entry >> FAST_KIND_SHIFT & 0xf {
+        1 => Some(Op::PipeControl),
+        2 => Some(Op::StoreDataImm),
+        3 => Some(Op::FlushDw),
+        4 => Some(Op::XyColorBlt),
+        5 => Some(Op::XySrcCopyBlt),
+        6 => Some(Op::XyFastCopyBlt),
+        _ => None,
+    }
+}
+
+const fn kind_bits(op: Op) -> u64 {
+    let k: u64 = match op {
+        Op::PipeControl => 1,
+        Op::StoreDataImm => 2,
+        Op::FlushDw => 3,
+        Op::XyColorBlt => 4,
+        Op::XySrcCopyBlt => 5,
+        Op::XyFastCopyBlt => 6,
+        _ => 0,
+    };
+    k << FAST_KIND_SHIFT
+}
 
 const fn build_fast() -> [[u64; FAST_SLOTS]; Engine::COUNT] {
     let mut t = [[0u64; FAST_SLOTS]; Engine::COUNT];
@@ -2247,7 +2280,7 @@ const fn build_fast() -> [[u64; FAST_SLOTS]; Engine::COUNT] {
             | Op::SemaphoreSignal
             | Op::BltUnaudited
             | Op::VeboxUnaudited => 0,
-            _ => FAST_PLAIN | FAST_AUDIT,
+            _ => FAST_PLAIN | FAST_AUDIT | kind_bits(s.op),
         };
         let (bits, bias, min, max) = match s.len {
             Len::Fixed(n) => (0, n, n as u32, n as u32),
@@ -2359,6 +2392,33 @@ mod fast_tests {
     /// exists only for rows with nothing to audit, and its length (and
     /// acceptance) is the full decoder's, for every key on every engine
     /// and every value of the low 16 header bits.
+    /// The class packed in an entry is its row's, and every hot audited
+    /// row carries its class.
+    #[test]
+    fn fast_kinds_agree_with_rows() {
+        let mut seen = 0;
+        for t in FAST.iter() {
+            for &entry in t.iter().filter(|&&e| e != 0) {
+                let spec = fast_spec(entry).expect("row");
+                let hot = matches!(
+                    spec.op,
+                    Op::PipeControl
+                        | Op::StoreDataImm
+                        | Op::FlushDw
+                        | Op::XyColorBlt
+                        | Op::XySrcCopyBlt
+                        | Op::XyFastCopyBlt
+                );
+                assert_eq!(entry & FAST_AUDIT != 0 && hot, fast_kind(entry).is_some());
+                if let Some(op) = fast_kind(entry) {
+                    assert_eq!(op, spec.op, "{}", spec.name);
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen >= 6, "{seen}");
+    }
+
     #[test]
     fn fast_entries_agree_with_lookup() {
         let keys = (0u32..64)
