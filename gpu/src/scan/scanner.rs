@@ -69,7 +69,7 @@ use super::repr::{
     setup_draw_bytes, xy_blit_bytes, CommandRepr, PostSync, ReprError, StateBaseAddress,
 };
 use super::table::{
-    fast_entry, fast_kind, fast_len, fast_spec, CmdSpec, Op, FAST_AUDIT, FAST_GUESS,
+    fast_entry, fast_kind_code, fast_len, fast_spec, CmdSpec, Op, FAST_AUDIT, FAST_GUESS,
 };
 use crate::addr::{GuestGm, GuestGmRange, HostGm};
 use crate::engine::Engine;
@@ -992,19 +992,30 @@ impl State {
                 o += len;
                 continue;
             }
-            if let Some(op) = fast_kind(entry) {
+            let kind = fast_kind_code(entry);
+            if kind != 0 {
                 // A hot class named by the entry itself: audited in
-                // straight code without the row load. Anything the
-                // straight code leaves (it then changed nothing) or
-                // rejects goes on below as any other audited command.
-                let done = match buf.get_mut(o..o + len) {
-                    Some(w) => matches!(self.fast_audit(gm, op, w), Some(Ok(()))),
-                    None => false,
+                // straight code without the row load (the row only names
+                // a rejected command). What the straight code leaves (it
+                // then changed nothing) goes on below as any other
+                // audited command.
+                let fast = match buf.get_mut(o..o + len) {
+                    Some(w) => self.fast_kind_audit(gm, kind, w),
+                    None => None,
                 };
-                if done {
-                    c += 1;
-                    o += len;
-                    continue;
+                match fast {
+                    Some(Ok(())) => {
+                        c += 1;
+                        o += len;
+                        continue;
+                    }
+                    Some(Err(r)) => {
+                        c += 1;
+                        let header = buf.get(o).copied().unwrap_or(0);
+                        let name = fast_spec(entry).map(|s| s.name);
+                        break Err(self.fail(loc, o, header, name, r));
+                    }
+                    None => {}
                 }
             }
             let Some(spec) = fast_spec(entry) else {
@@ -1143,6 +1154,29 @@ impl State {
                 hot!(VERTEX_BUFFERS);
                 None
             }
+            _ => None,
+        }
+    }
+
+    /// [`Self::fast_audit`] of the hot class with code `kind` (see
+    /// [`fast_kind_code`]; the same classes as `fast_kind`), each arm
+    /// specialised to its class.
+    #[inline(always)]
+    fn fast_kind_audit(&mut self, gm: &dyn GmSpace, kind: u32, w: &mut [u32]) -> Option<Check<()>> {
+        use super::operands as o;
+        match kind {
+            1 => self.fast_audit(gm, Op::PipeControl, w),
+            2 => self.fast_audit(gm, Op::StoreDataImm, w),
+            3 => self.fast_audit(gm, Op::FlushDw, w),
+            4 => self.fast_blit(Op::XyColorBlt, w),
+            5 => self.fast_blit(Op::XySrcCopyBlt, w),
+            6 => self.fast_blit(Op::XyFastCopyBlt, w),
+            7 => self.fast_audit(gm, Op::Gm(&o::INDEX_BUFFER), w),
+            8 => self.fast_audit(gm, Op::Gm(&o::CONSTANT), w),
+            9 => self.fast_audit(gm, Op::Gm(&o::DEPTH_BUFFER), w),
+            10 => self.fast_audit(gm, Op::Gm(&o::VERTEX_BUFFERS), w),
+            11 => self.fast_audit(gm, Op::Gm(&o::MFX_IND_OBJ_BASE_ADDR), w),
+            12 => self.fast_audit(gm, Op::Gm(&o::MFX_BSP_BUF_BASE_ADDR), w),
             _ => None,
         }
     }

@@ -2231,34 +2231,90 @@ pub(crate) const FAST_GUESS: u64 = 1 << 61;
 /// See [`FAST_PLAIN`].
 pub(crate) const FAST_AUDIT: u64 = 1 << 62;
 /// Bits 60:57 of an audited entry: the hot classes the fast loop audits
-/// without loading the row (0: any other; see [`fast_kind`]).
+/// without loading the row (0: any other; see [`fast_kind_code`]).
 const FAST_KIND_SHIFT: u32 = 57;
 
 /// The class of the packed entry `entry` when it is one of the hot
-/// audited classes (PIPE_CONTROL, MI_STORE_DATA_IMM, MI_FLUSH_DW and the
-/// XY_COLOR/SRC_COPY/FAST_COPY blits), read from the entry alone; `None`
-/// for any other (the row's [`CmdSpec::op`] then tells).
-#[inline(always)]
+/// audited classes, read from the entry alone (see [`fast_kind_code`]);
+/// `None` for any other (the row's [`CmdSpec::op`] then tells).
+#[cfg(test)]
 pub(crate) fn fast_kind(entry: u64) -> Option<Op> {
-    match entry >> FAST_KIND_SHIFT & 0xf {
-        1 => Some(Op::PipeControl),
-        2 => Some(Op::StoreDataImm),
-        3 => Some(Op::FlushDw),
-        4 => Some(Op::XyColorBlt),
-        5 => Some(Op::XySrcCopyBlt),
-        6 => Some(Op::XyFastCopyBlt),
-        _ => None,
-    }
+    use super::operands as o;
+    Some(match fast_kind_code(entry) {
+        1 => Op::PipeControl,
+        2 => Op::StoreDataImm,
+        3 => Op::FlushDw,
+        4 => Op::XyColorBlt,
+        5 => Op::XySrcCopyBlt,
+        6 => Op::XyFastCopyBlt,
+        7 => Op::Gm(&o::INDEX_BUFFER),
+        8 => Op::Gm(&o::CONSTANT),
+        9 => Op::Gm(&o::DEPTH_BUFFER),
+        10 => Op::Gm(&o::VERTEX_BUFFERS),
+        11 => Op::Gm(&o::MFX_IND_OBJ_BASE_ADDR),
+        12 => Op::Gm(&o::MFX_BSP_BUF_BASE_ADDR),
+        _ => return None,
+    })
 }
 
-const fn kind_bits(op: Op) -> u64 {
-    let k: u64 = match op {
+/// The hot class code in bits 60:57 of an audited entry (0: none): 1
+/// PIPE_CONTROL, 2 MI_STORE_DATA_IMM, 3 MI_FLUSH_DW, 4 XY_COLOR_BLT, 5
+/// XY_SRC_COPY_BLT, 6 XY_FAST_COPY_BLT, 7-12 the layouts of
+/// 3DSTATE_INDEX_BUFFER, 3DSTATE_CONSTANT_*, 3DSTATE_DEPTH_BUFFER,
+/// 3DSTATE_VERTEX_BUFFERS, MFX_IND_OBJ_BASE_ADDR_STATE and
+/// MFX_BSP_BUF_BASE_ADDR_STATE (`fast_kind` names them; a test checks
+/// each against its row).
+#[inline(always)]
+pub(crate) fn fast_kind_code(entry: u64) -> u32 {
+    (entry >> FAST_KIND_SHIFT & 0xf) as u32
+}
+
+const fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+const fn kind_bits(s: &CmdSpec) -> u64 {
+    let k: u64 = match s.op {
         Op::PipeControl => 1,
         Op::StoreDataImm => 2,
         Op::FlushDw => 3,
         Op::XyColorBlt => 4,
         Op::XySrcCopyBlt => 5,
         Op::XyFastCopyBlt => 6,
+        Op::Gm(_) => {
+            const HOT: [(&str, u64); 10] = [
+                ("3DSTATE_INDEX_BUFFER", 7),
+                ("3DSTATE_CONSTANT_VS", 8),
+                ("3DSTATE_CONSTANT_GS", 8),
+                ("3DSTATE_CONSTANT_PS", 8),
+                ("3DSTATE_CONSTANT_HS", 8),
+                ("3DSTATE_CONSTANT_DS", 8),
+                ("3DSTATE_DEPTH_BUFFER", 9),
+                ("3DSTATE_VERTEX_BUFFERS", 10),
+                ("MFX_IND_OBJ_BASE_ADDR_STATE", 11),
+                ("MFX_BSP_BUF_BASE_ADDR_STATE", 12),
+            ];
+            let mut k = 0;
+            let mut i = 0;
+            while i < HOT.len() {
+                if same_name(s.name, HOT[i].0) {
+                    k = HOT[i].1;
+                }
+                i += 1;
+            }
+            k
+        }
         _ => 0,
     };
     k << FAST_KIND_SHIFT
@@ -2280,7 +2336,7 @@ const fn build_fast() -> [[u64; FAST_SLOTS]; Engine::COUNT] {
             | Op::SemaphoreSignal
             | Op::BltUnaudited
             | Op::VeboxUnaudited => 0,
-            _ => FAST_PLAIN | FAST_AUDIT | kind_bits(s.op),
+            _ => FAST_PLAIN | FAST_AUDIT | kind_bits(s),
         };
         let (bits, bias, min, max) = match s.len {
             Len::Fixed(n) => (0, n, n as u32, n as u32),
@@ -2409,14 +2465,22 @@ mod fast_tests {
                         | Op::XySrcCopyBlt
                         | Op::XyFastCopyBlt
                 );
-                assert_eq!(entry & FAST_AUDIT != 0 && hot, fast_kind(entry).is_some());
+                if hot {
+                    assert!(entry & FAST_AUDIT != 0 && fast_kind(entry).is_some());
+                }
+                assert!(fast_kind(entry).is_none() || entry & FAST_AUDIT != 0);
                 if let Some(op) = fast_kind(entry) {
-                    assert_eq!(op, spec.op, "{}", spec.name);
+                    match (op, spec.op) {
+                        (Op::Gm(a), Op::Gm(b)) => {
+                            assert!(core::ptr::eq(a, b), "{}", spec.name)
+                        }
+                        _ => assert_eq!(op, spec.op, "{}", spec.name),
+                    }
                     seen += 1;
                 }
             }
         }
-        assert!(seen >= 6, "{seen}");
+        assert!(seen >= 15, "{seen}");
     }
 
     #[test]
