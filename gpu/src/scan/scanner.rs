@@ -413,7 +413,7 @@ impl Shadow {
             sba: Sba::UNKNOWN,
             sba_seen: false,
             writes: WriteSet::EMPTY,
-            linear: [None; 2],
+            linear: [Linear::NONE; 2],
             blt: None,
         };
         let ring_err = |reason| ScanError {
@@ -747,8 +747,9 @@ struct State {
     /// The last blitter setup of this submission.
     blt: Option<BltSetup>,
     writes: WriteSet,
-    /// Slices translated in this scan (aperture, hidden).
-    linear: [Option<Linear>; 2],
+    /// Slices translated in this scan (aperture, hidden); unused slots
+    /// are [`Linear::NONE`].
+    linear: [Linear; 2],
 }
 
 /// The destination an XY_SETUP_BLT set for the blits that follow.
@@ -774,6 +775,16 @@ struct Linear {
     base: u64,
     end: u64,
     host: u64,
+}
+
+impl Linear {
+    /// An unused slot: holds no address (`base > end`; a translated
+    /// slice has `end > base`).
+    const NONE: Linear = Linear {
+        base: u64::MAX,
+        end: 0,
+        host: 0,
+    };
 }
 
 /// Result of an operand check.
@@ -849,7 +860,7 @@ impl State {
     #[inline(always)]
     fn cached(&self, addr: u64, size: u64) -> Option<u64> {
         let end = addr.wrapping_add(size);
-        for l in self.linear.iter().flatten() {
+        for l in &self.linear {
             if addr >= l.base && end <= l.end && end > addr {
                 return Some(l.host + (addr - l.base));
             }
@@ -881,18 +892,18 @@ impl State {
             end: slice.end_raw(),
             host: host.raw(),
         };
-        if self.linear.contains(&Some(l)) {
+        if l.end <= l.base || self.linear.contains(&l) {
             return;
         }
-        if let Some(free) = self.linear.iter_mut().find(|s| s.is_none()) {
-            *free = Some(l);
+        if let Some(free) = self.linear.iter_mut().find(|s| **s == Linear::NONE) {
+            *free = l;
         }
     }
 
     /// Bytes from `addr` to the end of the slice holding it.
     #[inline(always)]
     fn rest_of_slice(&mut self, gm: &dyn GmSpace, addr: u64) -> Check<u64> {
-        for l in self.linear.iter().flatten() {
+        for l in &self.linear {
             if addr >= l.base && addr < l.end {
                 return Ok(l.end - addr);
             }
@@ -1764,7 +1775,7 @@ mod fast_blit_tests {
             sba: Sba::UNKNOWN,
             sba_seen: false,
             writes: WriteSet::EMPTY,
-            linear: [None; 2],
+            linear: [Linear::NONE; 2],
             blt: None,
         };
         if learned {
