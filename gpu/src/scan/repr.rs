@@ -331,6 +331,7 @@ impl BlitSurface {
     /// its pitch, whichever is further). A negative pitch would walk below
     /// the base and is rejected; so is a tiled rectangle wider than its
     /// pitch (tiles would wrap into other rows of tiles).
+    #[inline(always)]
     fn bytes(self) -> Result<u64, ReprError> {
         if self.pitch & 0x8000 != 0 {
             return Err(ReprError::NegativePitch);
@@ -355,6 +356,7 @@ impl BlitSurface {
 
 /// Bytes per pixel of an XY_COLOR_BLT / XY_SRC_COPY_BLT (BR13 bits 25:24:
 /// 8, 16 (565), 16 (1555) or 32 bits per pixel).
+#[inline(always)]
 fn xy_bpp(br13: u32) -> u64 {
     match (br13 >> 24) & 3 {
         0 => 1,
