@@ -307,9 +307,14 @@ impl WriteSet {
         }
         let first = addr / PAGE;
         let last = (end - 1) / PAGE;
-        // The same page written again (a fence or counter): nothing new.
-        if first == last && self.len > 0 && self.pages.get(self.len - 1) == Some(&first) {
-            return;
+        // The same page as one of the last two recorded written again (a
+        // fence or counter, often two of them alternating): nothing new.
+        if first == last {
+            let n = self.len;
+            let at = |i: usize| n.checked_sub(i).and_then(|k| self.pages.get(k));
+            if at(1) == Some(&first) || at(2) == Some(&first) {
+                return;
+            }
         }
         self.add_pages(first, last);
     }
