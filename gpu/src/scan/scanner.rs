@@ -29,14 +29,20 @@
 //! - Hot path: a fast loop (`State::fast_run`) walks the copied commands
 //!   through a flat per-engine table of packed entries
 //!   ([`super::table`]'s fast entries: length rule, row, plain/audit
-//!   class). Plain commands cost a header load, a table load and a bounds
-//!   check; commands with operands are audited in place by the same audit
-//!   code (straight-code forms for PIPE_CONTROL, MI_STORE_DATA_IMM,
-//!   MI_FLUSH_DW and the XY_COLOR/SRC_COPY/FAST_COPY blits, whose surface
-//!   extents come from the full parse's own `xy_blit_bytes`, that fall
-//!   back, unchanged, when an operand is outside the slices already
-//!   translated in this scan or an extent is rejected; the hot layouts inlined
-//!   against their static descriptions); a second-level call to a reused
+//!   class, and for the hottest audited classes a "fast kind" code).
+//!   Plain commands cost a header load, a table load and a bounds check;
+//!   a command whose entry has a fast kind (PIPE_CONTROL,
+//!   MI_STORE_DATA_IMM, MI_FLUSH_DW, the XY_COLOR/SRC_COPY/FAST_COPY
+//!   blits, the index/vertex/depth buffer, constant and MFX base-address
+//!   layouts) is audited by the straight-code arm of its kind without
+//!   loading its row (the row is read only to name a rejection); other
+//!   commands with operands are audited in place by the same audit code.
+//!   The straight-code forms of PIPE_CONTROL, MI_STORE_DATA_IMM,
+//!   MI_FLUSH_DW and the blits (whose surface extents come from the full
+//!   parse's own `xy_blit_bytes`) fall back, unchanged, when an operand
+//!   is outside the slices already translated in this scan or an extent
+//!   is rejected; the hot layouts run the generic field audit inlined
+//!   against their static descriptions. A second-level call to a reused
 //!   shadow is rewritten in place. Everything else (batch ends and chains,
 //!   first calls, rejected classes, commands crossing the copied part,
 //!   the budget's edge) goes to the full decode path, which counts,
