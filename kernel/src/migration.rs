@@ -17,7 +17,9 @@ use gpu::partition::Partition;
 use gpu::vgpu::{FrameRuns, GuestMemoryMap, Vgpu};
 use migrate::dest::{ReceiveError, Receiver};
 use migrate::link::Pipe;
-use migrate::page::{GuestPage, MemoryError, PageBuf, PageSink, PageSource, PAGE_SIZE};
+use migrate::page::{
+    read_state_chunk, GuestPage, MemoryError, PageBuf, PageSink, PageSource, PAGE_SIZE,
+};
 use migrate::policy::Policy;
 use migrate::source::{Source, SourceConfig, SourceError, SourceStatus, SourceStorage};
 use migrate::tracker::Slot;
@@ -169,13 +171,6 @@ fn frame_address(map: &FrameRuns<4>, page: GuestPage) -> Result<gpu::addr::PhysA
         .ok_or(MemoryError::NotMapped(page))
 }
 
-fn blob_chunk(blob: &[u8], offset: usize, len: usize) -> Result<&[u8], MemoryError> {
-    offset
-        .checked_add(len)
-        .and_then(|end| blob.get(offset..end))
-        .ok_or(MemoryError::StateOutOfRange { offset, len })
-}
-
 impl PageSource for SourcePages<'_> {
     fn page_count(&self) -> usize {
         GUEST_MEMORY_PAGES as usize
@@ -193,16 +188,14 @@ impl PageSource for SourcePages<'_> {
         self.blob.len()
     }
     fn read_device_state(&mut self, offset: usize, out: &mut [u8]) -> Result<(), MemoryError> {
-        out.copy_from_slice(blob_chunk(self.blob, offset, out.len())?);
-        Ok(())
+        read_state_chunk(self.blob, offset, out)
     }
     // The guests are the monitor's own stand-ins: no CPU register state yet.
     fn cpu_state_len(&self) -> usize {
         0
     }
     fn read_cpu_state(&mut self, offset: usize, out: &mut [u8]) -> Result<(), MemoryError> {
-        out.copy_from_slice(blob_chunk(&[], offset, out.len())?);
-        Ok(())
+        read_state_chunk(&[], offset, out)
     }
 }
 

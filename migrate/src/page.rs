@@ -72,6 +72,20 @@ impl fmt::Display for MemoryError {
     }
 }
 
+/// Copies `out.len()` bytes of a state blob starting at `offset`: the
+/// bounds-checked read every [`PageSource`] over an in-memory blob needs.
+pub fn read_state_chunk(blob: &[u8], offset: usize, out: &mut [u8]) -> Result<(), MemoryError> {
+    let chunk = offset
+        .checked_add(out.len())
+        .and_then(|end| blob.get(offset..end))
+        .ok_or(MemoryError::StateOutOfRange {
+            offset,
+            len: out.len(),
+        })?;
+    out.copy_from_slice(chunk);
+    Ok(())
+}
+
 /// The source side's view of the vGPU being migrated.
 ///
 /// The kernel implements it over GPU memory reached through the host GGTT

@@ -36,15 +36,13 @@ impl PageSource for MemSource {
         self.device.len()
     }
     fn read_device_state(&mut self, offset: usize, out: &mut [u8]) -> Result<(), MemoryError> {
-        out.copy_from_slice(&self.device[offset..offset + out.len()]);
-        Ok(())
+        crate::page::read_state_chunk(&self.device, offset, out)
     }
     fn cpu_state_len(&self) -> usize {
         self.cpu.len()
     }
     fn read_cpu_state(&mut self, offset: usize, out: &mut [u8]) -> Result<(), MemoryError> {
-        out.copy_from_slice(&self.cpu[offset..offset + out.len()]);
-        Ok(())
+        crate::page::read_state_chunk(&self.cpu, offset, out)
     }
 }
 

@@ -338,12 +338,7 @@ impl migrate::PageSource for SimMemory {
         offset: usize,
         out: &mut [u8],
     ) -> Result<(), migrate::MemoryError> {
-        let src = self.device.get(offset..offset + out.len());
-        out.copy_from_slice(src.ok_or(migrate::MemoryError::StateOutOfRange {
-            offset,
-            len: out.len(),
-        })?);
-        Ok(())
+        migrate::page::read_state_chunk(&self.device, offset, out)
     }
     fn cpu_state_len(&self) -> usize {
         self.cpu.len()
@@ -353,12 +348,7 @@ impl migrate::PageSource for SimMemory {
         offset: usize,
         out: &mut [u8],
     ) -> Result<(), migrate::MemoryError> {
-        let src = self.cpu.get(offset..offset + out.len());
-        out.copy_from_slice(src.ok_or(migrate::MemoryError::StateOutOfRange {
-            offset,
-            len: out.len(),
-        })?);
-        Ok(())
+        migrate::page::read_state_chunk(&self.cpu, offset, out)
     }
 }
 
