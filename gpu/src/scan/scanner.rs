@@ -415,18 +415,7 @@ impl Shadow {
     /// On success the shadow ring (`ring[..ring_dwords]`) and the used
     /// shadow batches are ready to submit; nothing else may be.
     pub fn scan(&mut self, gm: &dyn GmSpace, rs: RingState) -> Result<Submission, ScanError> {
-        let mut st = State {
-            engine: self.engine,
-            commands: 0,
-            dwords: 0,
-            used: 0,
-            calls: [None; BATCH_POOL],
-            sba: Sba::UNKNOWN,
-            sba_seen: false,
-            writes: WriteSet::EMPTY,
-            linear: [Linear::NONE; 2],
-            blt: None,
-        };
+        let mut st = State::new(self.engine);
         let ring_err = |reason| ScanError {
             engine: self.engine,
             location: Location::Ring,
@@ -806,6 +795,22 @@ fn memory_fault(addr: u64, size: u64) -> impl Fn(GmFault) -> Reason {
 }
 
 impl State {
+    /// A fresh submission's state: nothing counted, no state commands seen.
+    fn new(engine: Engine) -> Self {
+        State {
+            engine,
+            commands: 0,
+            dwords: 0,
+            used: 0,
+            calls: [None; BATCH_POOL],
+            sba: Sba::UNKNOWN,
+            sba_seen: false,
+            writes: WriteSet::EMPTY,
+            linear: [Linear::NONE; 2],
+            blt: None,
+        }
+    }
+
     fn batch_err(&self, loc: Location, off: usize, reason: Reason) -> ScanError {
         ScanError {
             engine: self.engine,
@@ -1777,18 +1782,7 @@ mod fast_blit_tests {
     }
 
     fn state(gm: &Slices, learned: bool) -> State {
-        let mut st = State {
-            engine: Engine::Blitter,
-            commands: 0,
-            dwords: 0,
-            used: 0,
-            calls: [None; BATCH_POOL],
-            sba: Sba::UNKNOWN,
-            sba_seen: false,
-            writes: WriteSet::EMPTY,
-            linear: [Linear::NONE; 2],
-            blt: None,
-        };
+        let mut st = State::new(Engine::Blitter);
         if learned {
             for (base, _, _) in SLICES {
                 if let Ok(b) = GuestGm::new(base) {
