@@ -166,6 +166,7 @@ fn reason_summary(reason: &Reason) -> &'static str {
         Reason::Repr(_) => "malformed operands",
         Reason::Privileged(what) => what,
         Reason::Unaudited => "command with unaudited memory operands",
+        Reason::Unsupported(why) => why,
         Reason::Ppgtt => "per-process GTT address",
         Reason::Memory { .. } => "memory operand outside the vGPU's slices",
         Reason::BadBound { .. } => "upper bound below base",

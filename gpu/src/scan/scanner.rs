@@ -72,7 +72,8 @@ use super::decode::{head, Command, DecodeErrorKind};
 use super::operands::{Access, AddrField, Extent, High, Layout, When};
 use super::regs::{allowed, RegAccess};
 use super::repr::{
-    setup_draw_bytes, xy_blit_bytes, CommandRepr, PostSync, ReprError, StateBaseAddress,
+    pak_insert_descriptors, pak_payload_bytes, setup_draw_bytes, xy_blit_bytes, CommandRepr,
+    PostSync, ReprError, StateBaseAddress, PAK_DESCRIPTOR, PAK_PAYLOAD,
 };
 use super::table::{
     fast_entry, fast_kind_code, fast_len, fast_spec, CmdSpec, Op, FAST_AUDIT, FAST_GUESS,
@@ -173,6 +174,10 @@ pub enum Reason {
     Privileged(&'static str),
     /// A command whose operands the scanner does not audit (fail closed).
     Unaudited,
+    /// A command the scanner refuses, and why: not a Gen9 form, or an
+    /// operand whose extent cannot be bounded from the submission (see the
+    /// table's [`Op::Unsupported`] rows).
+    Unsupported(&'static str),
     /// A memory operand with a per-process GTT address (not mediated).
     Ppgtt,
     /// A memory operand outside the vGPU's slices or unmapped. `addr` is
@@ -226,6 +231,7 @@ impl fmt::Display for Reason {
             Reason::Repr(r) => write!(f, "{r}"),
             Reason::Privileged(what) => write!(f, "privileged: {what}"),
             Reason::Unaudited => f.write_str("graphics-memory operands not audited"),
+            Reason::Unsupported(why) => write!(f, "not accepted: {why}"),
             Reason::Ppgtt => f.write_str("per-process GTT address not mediated"),
             Reason::Memory { addr, size, fault } => {
                 write!(f, "memory {addr:#x}+{size:#x} {fault}")
@@ -1360,10 +1366,8 @@ impl State {
         let engine = self.engine;
         let c = Command::from_parts(buf.get(off..off + len).unwrap_or(&[]), spec);
         if matches!(spec.op, Op::PakInsert) {
-            // DWord 1 bit 31: Indirect Payload Enable.
-            if c.dw(1) >> 31 & 1 == 1 {
-                return Err(Reason::Unaudited);
-            }
+            let n = pak_insert_descriptors(c.len(), c.dw(1)).map_err(Reason::Repr)?;
+            self.pak_insert(gm, buf.get_mut(off..off + len).unwrap_or(&mut []), n)?;
             return Ok(None);
         }
         let repr = CommandRepr::parse(&c).map_err(Reason::Repr)?;
@@ -1514,6 +1518,40 @@ impl State {
                 }
                 return Ok(None);
             }
+            CommandRepr::ShapedBlit {
+                dst,
+                rect,
+                src,
+                pattern,
+            } => {
+                // Every operand is checked before any is rewritten.
+                let dst_host = match dst {
+                    Some(d) => Some((d, self.audit(gm, d.addr, d.size.max(1), true)?)),
+                    None => {
+                        let s = self
+                            .blt
+                            .ok_or(Reason::UnseenState("blitter setup (XY_SETUP_BLT)"))?;
+                        self.sba_seen = true;
+                        let bytes = setup_draw_bytes(s.pitch, s.tiled, s.bpp, rect)
+                            .map_err(Reason::Repr)?;
+                        if bytes > 0 {
+                            self.audit(gm, s.base, bytes, true)?;
+                        }
+                        None
+                    }
+                };
+                let mut reads = [None; 2];
+                for (slot, m) in reads.iter_mut().zip([src, pattern]) {
+                    if let Some(m) = m {
+                        *slot = Some((m, self.audit(gm, m.addr, m.size.max(1), false)?));
+                    }
+                }
+                for (m, host) in dst_host.into_iter().chain(reads.into_iter().flatten()) {
+                    patch(buf, off + m.dword, m.shift, High::Bits32, host);
+                }
+                return Ok(None);
+            }
+            CommandRepr::Other(Op::Unsupported(why)) => return Err(Reason::Unsupported(why)),
             CommandRepr::Other(Op::Privileged) => {
                 return Err(Reason::Privileged("command reserved to the monitor"))
             }
@@ -1536,6 +1574,26 @@ impl State {
             patch(buf, off + m.dword, m.shift, High::Bits32, h);
         }
         Ok(None)
+    }
+
+    /// HCP_PAK_INSERT_OBJECT `w` with `n` indirect payload descriptors
+    /// (see [`pak_insert_descriptors`]): each base address (descriptor
+    /// DW1-2) is audited over the payload's size in bytes (descriptor DW0
+    /// counts bits) as a read and remapped; a zero-size payload is not
+    /// read and left alone.
+    fn pak_insert(&mut self, gm: &dyn GmSpace, w: &mut [u32], n: usize) -> Check<()> {
+        for i in 0..n {
+            let at = PAK_PAYLOAD + i * PAK_DESCRIPTOR;
+            let dw = |k: usize| w.get(at + k).copied().unwrap_or(0);
+            let size = pak_payload_bytes(dw(0));
+            if size == 0 {
+                continue;
+            }
+            let addr = u64::from(dw(2)) << 32 | u64::from(dw(1));
+            let host = self.audit(gm, addr, size, false)?;
+            patch(w, at + 1, 0, High::Bits32, host);
+        }
+        Ok(())
     }
 
     /// STATE_BASE_ADDRESS: every base the command modifies is remapped (it

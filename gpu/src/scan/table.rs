@@ -20,6 +20,7 @@
 //! a duplicate key on one engine is a compile error.
 
 use super::operands::{self, Layout};
+use super::repr::{self as r, BlitShape};
 use crate::engine::Engine;
 
 /// A set of engines, as a bit mask over [`Engine::index`].
@@ -172,8 +173,9 @@ pub enum Op {
     /// Graphics-address operands declared by a [`Layout`]: each used field
     /// is audited against the slices and remapped.
     Gm(&'static Layout),
-    /// HCP_PAK_INSERT_OBJECT: inline payload passes; the indirect-payload
-    /// form (DWord 1 bit 31) is rejected (its address is not modelled).
+    /// HCP_PAK_INSERT_OBJECT: an inline payload passes; with Indirect
+    /// Payload Enable (DWord 1 bit 31) every indirect payload descriptor's
+    /// base is audited over its stated size and remapped.
     PakInsert,
     /// Only a privileged batch or the kernel driver may issue it (display,
     /// context switch, power, HWSP, resource streamer, SIP...): rejected.
@@ -224,12 +226,22 @@ pub enum Op {
     XyPatBlt,
     /// XY_MONO_PAT_BLT (destination; the mono pattern is inline).
     XyMonoPatBlt,
-    /// A blitter command whose surface operands the auditor does not
-    /// model: rejected (fail closed).
-    BltUnaudited,
-    /// A VEBOX command (surfaces not modelled): rejected (fail closed).
-    VeboxUnaudited,
+    /// One of the other XY blits, its operands declared by a
+    /// [`BlitShape`]: destination (own or the setup's), colour or packed
+    /// 1-bpp source, colour pattern.
+    XyBlit(&'static BlitShape),
+    /// A command the scanner does not accept, with the reason (fail
+    /// closed): the form is not a Gen9 one, or the extent of an operand
+    /// cannot be bounded from the submission.
+    Unsupported(&'static str),
 }
+
+/// Why COLOR_BLT and SRC_COPY_BLT are refused.
+const PRE_GEN8_BLT: &str = "pre-Gen8 blitter command (32-bit address form; neither \
+     i915 GVT-g's Gen8+ table nor i915's Gen9 blitter parser accepts it): use the XY_ form";
+/// Why the VEBOX commands are refused.
+const VEBOX: &str = "VEBOX command: its surfaces' extents come from VEBOX_SURFACE_STATE \
+     and VEBOX_STATE layouts the scanner does not model";
 
 /// One row of the opcode table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1884,9 +1896,9 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "XY_TEXT_BLT",
         blt(0x26),
-        blt_len(3, 257),
+        blt_len(5, 5),
         BCS,
-        Op::BltUnaudited,
+        Op::XyBlit(&r::XY_TEXT),
     ),
     spec(
         "XY_TEXT_IMMEDIATE_BLT",
@@ -1900,7 +1912,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         blt(0x40),
         blt_len(3, 257),
         BCS,
-        Op::BltUnaudited,
+        Op::Unsupported(PRE_GEN8_BLT),
     ),
     spec(
         "XY_FAST_COPY_BLT",
@@ -1914,7 +1926,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         blt(0x43),
         blt_len(3, 257),
         BCS,
-        Op::BltUnaudited,
+        Op::Unsupported(PRE_GEN8_BLT),
     ),
     spec(
         "XY_COLOR_BLT",
@@ -1941,93 +1953,93 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "XY_MONO_SRC_COPY_BLT",
         blt(0x54),
-        blt_len(3, 257),
+        blt_len(10, 10),
         BCS,
-        Op::BltUnaudited,
+        Op::XyBlit(&r::XY_MONO_SRC_COPY),
     ),
     spec(
         "XY_FULL_BLT",
         blt(0x55),
-        blt_len(3, 257),
+        blt_len(12, 12),
         BCS,
-        Op::BltUnaudited,
+        Op::XyBlit(&r::XY_FULL),
     ),
     spec(
         "XY_FULL_MONO_SRC_BLT",
         blt(0x56),
-        blt_len(3, 257),
+        blt_len(12, 12),
         BCS,
-        Op::BltUnaudited,
+        Op::XyBlit(&r::XY_FULL_MONO_SRC),
     ),
     spec(
         "XY_FULL_MONO_PATTERN_BLT",
         blt(0x57),
-        blt_len(3, 257),
+        blt_len(14, 14),
         BCS,
-        Op::BltUnaudited,
+        Op::XyBlit(&r::XY_FULL_MONO_PATTERN),
     ),
     spec(
         "XY_FULL_MONO_PATTERN_MONO_SRC_BLT",
         blt(0x58),
-        blt_len(3, 257),
+        blt_len(14, 14),
         BCS,
-        Op::BltUnaudited,
+        Op::XyBlit(&r::XY_FULL_MONO_PATTERN_MONO_SRC),
     ),
     spec(
         "XY_MONO_PAT_FIXED_BLT",
         blt(0x59),
-        blt_len(3, 257),
+        blt_len(8, 8),
         BCS,
-        Op::BltUnaudited,
+        Op::XyBlit(&r::XY_MONO_PAT_FIXED),
     ),
     spec(
         "XY_MONO_SRC_COPY_IMMEDIATE_BLT",
         blt(0x71),
-        blt_len(3, 257),
+        blt_len(8, 257),
         BCS,
-        Op::BltUnaudited,
+        Op::XyBlit(&r::XY_MONO_SRC_COPY_IMMEDIATE),
     ),
     spec(
         "XY_PAT_BLT_IMMEDIATE",
         blt(0x72),
-        blt_len(3, 257),
+        blt_len(6, 257),
         BCS,
-        Op::BltUnaudited,
+        Op::XyBlit(&r::XY_PAT_IMMEDIATE),
     ),
     spec(
         "XY_SRC_COPY_CHROMA_BLT",
         blt(0x73),
-        blt_len(3, 257),
+        blt_len(12, 12),
         BCS,
-        Op::BltUnaudited,
+        Op::XyBlit(&r::XY_SRC_COPY_CHROMA),
     ),
     spec(
         "XY_FULL_IMMEDIATE_PATTERN_BLT",
         blt(0x74),
-        blt_len(3, 257),
+        blt_len(10, 257),
         BCS,
-        Op::BltUnaudited,
+        Op::XyBlit(&r::XY_FULL_IMMEDIATE_PATTERN),
     ),
     spec(
         "XY_FULL_MONO_SRC_IMMEDIATE_PATTERN_BLT",
         blt(0x75),
-        blt_len(3, 257),
+        blt_len(10, 257),
         BCS,
-        Op::BltUnaudited,
+        Op::XyBlit(&r::XY_FULL_MONO_SRC_IMMEDIATE_PATTERN),
     ),
     spec(
         "XY_PAT_CHROMA_BLT",
         blt(0x76),
-        blt_len(3, 257),
+        blt_len(10, 10),
         BCS,
-        Op::BltUnaudited,
+        Op::XyBlit(&r::XY_PAT_CHROMA),
     ),
     spec(
         "XY_PAT_CHROMA_BLT_IMMEDIATE",
         blt(0x77),
-        blt_len(3, 257),
+        blt_len(8, 257),
         BCS,
-        Op::BltUnaudited,
+        Op::XyBlit(&r::XY_PAT_CHROMA_IMMEDIATE),
     ),
     // ---- VEBOX (VECS) commands, PRM vol 2a / i915 GVT-g; pipeline 2, opcode 4 ----
     spec(
@@ -2035,21 +2047,21 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1400),
         Len::field(12, 2, 2, 4097),
         VECS,
-        Op::VeboxUnaudited,
+        Op::Unsupported(VEBOX),
     ),
     spec(
         "VEBOX_STATE",
         gfx(0x1402),
         Len::field(12, 2, 2, 4097),
         VECS,
-        Op::VeboxUnaudited,
+        Op::Unsupported(VEBOX),
     ),
     spec(
         "VEB_DI_IECP",
         gfx(0x1403),
         Len::field(12, 2, 2, 4097),
         VECS,
-        Op::VeboxUnaudited,
+        Op::Unsupported(VEBOX),
     ),
 ];
 
@@ -2334,8 +2346,7 @@ const fn build_fast() -> [[u64; FAST_SLOTS]; Engine::COUNT] {
             | Op::GmOperands
             | Op::Privileged
             | Op::SemaphoreSignal
-            | Op::BltUnaudited
-            | Op::VeboxUnaudited => 0,
+            | Op::Unsupported(_) => 0,
             _ => FAST_PLAIN | FAST_AUDIT | kind_bits(s),
         };
         let (bits, bias, min, max) = match s.len {
