@@ -707,7 +707,7 @@ pub fn pak_insert_descriptors(len: usize, dw1: u32) -> Result<usize, ReprError> 
         return Ok(0);
     }
     let body = len.saturating_sub(PAK_PAYLOAD);
-    if body == 0 || body % PAK_DESCRIPTOR != 0 {
+    if body == 0 || !body.is_multiple_of(PAK_DESCRIPTOR) {
         return Err(ReprError::PartialPayload);
     }
     Ok(body / PAK_DESCRIPTOR)

@@ -1551,7 +1551,7 @@ impl State {
                 }
                 return Ok(None);
             }
-            CommandRepr::Other(Op::Unsupported(why)) => return Err(Reason::Unsupported(why)),
+            CommandRepr::Other(Op::Unsupported(r)) => return Err(Reason::Unsupported(r.why())),
             CommandRepr::Other(Op::Privileged) => {
                 return Err(Reason::Privileged("command reserved to the monitor"))
             }

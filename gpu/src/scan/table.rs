@@ -230,18 +230,36 @@ pub enum Op {
     /// [`BlitShape`]: destination (own or the setup's), colour or packed
     /// 1-bpp source, colour pattern.
     XyBlit(&'static BlitShape),
-    /// A command the scanner does not accept, with the reason (fail
-    /// closed): the form is not a Gen9 one, or the extent of an operand
-    /// cannot be bounded from the submission.
-    Unsupported(&'static str),
+    /// A command the scanner does not accept (fail closed), with the
+    /// reason.
+    Unsupported(Refusal),
 }
 
-/// Why COLOR_BLT and SRC_COPY_BLT are refused.
-const PRE_GEN8_BLT: &str = "pre-Gen8 blitter command (32-bit address form; neither \
-     i915 GVT-g's Gen8+ table nor i915's Gen9 blitter parser accepts it): use the XY_ form";
-/// Why the VEBOX commands are refused.
-const VEBOX: &str = "VEBOX command: its surfaces' extents come from VEBOX_SURFACE_STATE \
-     and VEBOX_STATE layouts the scanner does not model";
+/// Why an [`Op::Unsupported`] command is refused (a one-byte code, so the
+/// table rows stay small).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// COLOR_BLT, SRC_COPY_BLT: not a Gen9 command form.
+    PreGen8Blit,
+    /// VEBOX_STATE, VEBOX_SURFACE_STATE, VEB_DI_IECP: extents not modelled.
+    Vebox,
+}
+
+impl Refusal {
+    /// The reason, for logs and rejections.
+    pub const fn why(self) -> &'static str {
+        match self {
+            Refusal::PreGen8Blit => {
+                "pre-Gen8 blitter command (32-bit address form; neither i915 GVT-g's Gen8+ \
+                 table nor i915's Gen9 blitter parser lists it): use its XY_ form"
+            }
+            Refusal::Vebox => {
+                "VEBOX command: its surfaces' extents depend on VEBOX_SURFACE_STATE and \
+                 VEBOX_STATE layouts the scanner does not model"
+            }
+        }
+    }
+}
 
 /// One row of the opcode table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1912,7 +1930,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         blt(0x40),
         blt_len(3, 257),
         BCS,
-        Op::Unsupported(PRE_GEN8_BLT),
+        Op::Unsupported(Refusal::PreGen8Blit),
     ),
     spec(
         "XY_FAST_COPY_BLT",
@@ -1926,7 +1944,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         blt(0x43),
         blt_len(3, 257),
         BCS,
-        Op::Unsupported(PRE_GEN8_BLT),
+        Op::Unsupported(Refusal::PreGen8Blit),
     ),
     spec(
         "XY_COLOR_BLT",
@@ -2047,21 +2065,21 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1400),
         Len::field(12, 2, 2, 4097),
         VECS,
-        Op::Unsupported(VEBOX),
+        Op::Unsupported(Refusal::Vebox),
     ),
     spec(
         "VEBOX_STATE",
         gfx(0x1402),
         Len::field(12, 2, 2, 4097),
         VECS,
-        Op::Unsupported(VEBOX),
+        Op::Unsupported(Refusal::Vebox),
     ),
     spec(
         "VEB_DI_IECP",
         gfx(0x1403),
         Len::field(12, 2, 2, 4097),
         VECS,
-        Op::Unsupported(VEBOX),
+        Op::Unsupported(Refusal::Vebox),
     ),
 ];
 
