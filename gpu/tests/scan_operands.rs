@@ -431,3 +431,246 @@ fn pattern_blits() {
         &mono(end - 256 * 3, 4)
     )));
 }
+
+/// The 64-bit address at DWords `i`, `i + 1` of `w`.
+fn addr_at(w: &[u32], i: usize) -> u64 {
+    u64::from(w[i + 1]) << 32 | u64::from(w[i])
+}
+
+/// Every shaped blit of the table, built from its row: accepted with
+/// in-slice operands, each address remapped, the destination's rows
+/// recorded as write targets; inline data untouched.
+#[test]
+fn shaped_blits_are_remapped_and_record_writes() {
+    use gpu::scan::repr::{BlitDst, BlitSrc};
+    use gpu::scan::Op;
+    let mut g = FakeGm::new();
+    let o = BlitOps {
+        dst: HIDDEN + 0x10_0000,
+        src: APERTURE + 0x2_0000,
+        pat: HIDDEN + 0x20_0000,
+        pitch: 1024,
+        width: 64,
+        rows: 16,
+    };
+    let rows: Vec<_> = shaped_rows().collect();
+    assert_eq!(rows.len(), 14, "shaped blit rows");
+    for spec in rows {
+        let Op::XyBlit(shape) = spec.op else {
+            unreachable!()
+        };
+        let mut cmds = patcopy_setup(o.dst, o.pitch, o.pat).to_vec();
+        let blit = shaped_blit(spec, o);
+        cmds.extend(&blit);
+        let rs = ring(&mut g, &cmds);
+        let mut s = shadow(Engine::Blitter);
+        let sub = s
+            .scan(&g, rs)
+            .unwrap_or_else(|e| panic!("{}: {e}", spec.name));
+        let out = &s.ring[10..10 + blit.len()];
+        if shape.dst == BlitDst::Rect {
+            assert_eq!(addr_at(out, 4), h(o.dst), "{}", spec.name);
+        }
+        match shape.src {
+            BlitSrc::None => {}
+            BlitSrc::Color(d) | BlitSrc::Mono(d) | BlitSrc::Text(d) => {
+                assert_eq!(addr_at(out, usize::from(d)), h(o.src), "{}", spec.name)
+            }
+        }
+        if let Some(p) = shape.pattern {
+            assert_eq!(addr_at(out, usize::from(p)), h(o.pat), "{}", spec.name);
+        }
+        // Inline data and colours are not addresses.
+        for (i, (&a, &b)) in blit.iter().zip(out).enumerate() {
+            if a == 0x5a5a_5a5a {
+                assert_eq!(b, a, "{} DWord {i}", spec.name);
+            }
+        }
+        // 16 rows of 1 KiB from the destination: its first and last page.
+        let pages = sub.writes.pages();
+        assert!(pages.contains(&(o.dst / 4096)), "{}", spec.name);
+        assert!(
+            pages.contains(&((o.dst + 15 * 1024) / 4096)),
+            "{}",
+            spec.name
+        );
+        // Sources are only read.
+        assert!(!pages.contains(&(o.src / 4096)), "{}", spec.name);
+    }
+}
+
+/// Every shaped blit with one operand outside the slices, or an extent
+/// running past a slice's end, is rejected.
+#[test]
+fn shaped_blits_out_of_slice_are_rejected() {
+    use gpu::scan::repr::{BlitDst, BlitSrc};
+    use gpu::scan::Op;
+    let mut g = FakeGm::new();
+    let ok = BlitOps {
+        dst: HIDDEN + 0x10_0000,
+        src: APERTURE + 0x2_0000,
+        pat: HIDDEN + 0x20_0000,
+        pitch: 1024,
+        width: 64,
+        rows: 16,
+    };
+    let end = HIDDEN + HIDDEN_SIZE;
+    for spec in shaped_rows() {
+        let Op::XyBlit(shape) = spec.op else {
+            unreachable!()
+        };
+        let run = |g: &mut FakeGm, o: BlitOps| {
+            let mut cmds = patcopy_setup(o.dst, o.pitch, ok.pat).to_vec();
+            cmds.extend(shaped_blit(spec, o));
+            reject(Engine::Blitter, g, &cmds)
+        };
+        // Destination rows past the slice end (the setup's for XY_TEXT_BLT).
+        let r = run(
+            &mut g,
+            BlitOps {
+                dst: end - 15 * 1024,
+                ..ok
+            },
+        );
+        assert!(oos(r), "{}: {r:?}", spec.name);
+        if shape.dst == BlitDst::Rect {
+            // In the other guest's memory (below the aperture).
+            let r = run(&mut g, BlitOps { dst: 0x1000, ..ok });
+            assert!(oos(r), "{}: {r:?}", spec.name);
+        }
+        match shape.src {
+            BlitSrc::None => {}
+            BlitSrc::Color(_) | BlitSrc::Mono(_) | BlitSrc::Text(_) => {
+                let r = run(&mut g, BlitOps { src: 0x1000, ..ok });
+                assert!(oos(r), "{}: {r:?}", spec.name);
+                // The source's last bytes run past the slice end.
+                let r = run(
+                    &mut g,
+                    BlitOps {
+                        src: end - 16,
+                        ..ok
+                    },
+                );
+                assert!(oos(r), "{}: {r:?}", spec.name);
+            }
+        }
+        if shape.pattern.is_some() {
+            let r = run(&mut g, BlitOps { pat: 0x1000, ..ok });
+            assert!(oos(r), "{}: {r:?}", spec.name);
+        }
+    }
+}
+
+/// A packed 1-bpp source is read row by row without a pitch: its extent
+/// is exactly the PRM's rows of word-aligned bytes, rounded to a
+/// quadword, so a source ending at the slice end fits and one more row
+/// does not.
+#[test]
+fn mono_source_extent_at_the_slice_end() {
+    let mut g = FakeGm::new();
+    let end = APERTURE + APERTURE_SIZE;
+    let mono = gpu::scan::COMMANDS
+        .iter()
+        .find(|s| s.name == "XY_MONO_SRC_COPY_BLT")
+        .unwrap();
+    // 100 pixels wide: ceil(107 / 8) = 14 bytes a row (already a word);
+    // 8 rows = 112 bytes (already a quadword).
+    let o = |rows: u32| BlitOps {
+        dst: HIDDEN,
+        src: end - 112,
+        pat: 0,
+        pitch: 512,
+        width: 100,
+        rows,
+    };
+    let rs = ring(&mut g, &shaped_blit(mono, o(8)));
+    shadow(Engine::Blitter)
+        .scan(&g, rs)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(oos(reject(
+        Engine::Blitter,
+        &mut g,
+        &shaped_blit(mono, o(9))
+    )));
+    // An empty rectangle reads nothing; its source must still translate.
+    let rs = ring(&mut g, &shaped_blit(mono, o(0)));
+    shadow(Engine::Blitter)
+        .scan(&g, rs)
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// COLOR_BLT / SRC_COPY_BLT (pre-Gen8) and the VEBOX commands are refused
+/// with their typed reason.
+#[test]
+fn unsupported_commands_say_why() {
+    let mut g = FakeGm::new();
+    for (engine, header) in [
+        (Engine::Blitter, (2 << 29) | (0x40 << 22) | 3),
+        (Engine::Blitter, (2 << 29) | (0x43 << 22) | 4),
+        (Engine::VideoEnhance, gfx(0x1402, 4)),
+        (Engine::VideoEnhance, gfx(0x1400, 4)),
+        (Engine::VideoEnhance, gfx(0x1403, 4)),
+    ] {
+        let len = (header & 0xff) as usize + 2;
+        let mut cmds = vec![header];
+        cmds.resize(len, 0);
+        match reject(engine, &mut g, &cmds) {
+            Reason::Unsupported(why) => assert!(!why.is_empty()),
+            r => panic!("{header:#x}: {r:?}"),
+        }
+    }
+}
+
+/// HCP_PAK_INSERT_OBJECT: each indirect payload is audited over its size
+/// (bits rounded up to bytes), remapped, and not a write target; an
+/// inline payload is left alone; a cut descriptor is malformed.
+#[test]
+fn pak_insert_indirect_payloads() {
+    let mut g = FakeGm::new();
+    let a = HIDDEN + 0x1_0000;
+    let b = APERTURE + 0x3_0000;
+    let cmds = pak_insert(&[(8 * 64, a), (9, b), (0, 0)]);
+    let rs = ring(&mut g, &cmds);
+    let mut s = shadow(Engine::Video);
+    let sub = s.scan(&g, rs).unwrap_or_else(|e| panic!("{e}"));
+    let r = &s.ring;
+    assert_eq!(addr_at(r, 3), h(a));
+    assert_eq!(addr_at(r, 7), h(b));
+    // A zero-size payload is not read: its address is left alone.
+    assert_eq!(addr_at(r, 11), 0);
+    // Sizes and attributes are untouched.
+    assert_eq!((r[2], r[6], r[5], r[9]), (8 * 64, 9, 0, 0));
+    assert!(sub.writes.pages().is_empty());
+
+    // The payload's last byte past the slice end: 9 bits are 2 bytes.
+    let end = HIDDEN + HIDDEN_SIZE;
+    let rs = ring(&mut g, &pak_insert(&[(9, end - 2)]));
+    shadow(Engine::Video)
+        .scan(&g, rs)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(oos(reject(
+        Engine::Video,
+        &mut g,
+        &pak_insert(&[(9, end - 1)])
+    )));
+    // Another guest's memory.
+    assert!(oos(reject(
+        Engine::Video,
+        &mut g,
+        &pak_insert(&[(8, a), (8, 0x1000)])
+    )));
+    // Indirect enabled without a whole descriptor.
+    let mut cut = pak_insert(&[(8, a)]);
+    cut.pop();
+    cut[0] -= 1;
+    assert!(matches!(
+        reject(Engine::Video, &mut g, &cut),
+        Reason::Repr(ReprError::PartialPayload)
+    ));
+    // Inline payload: DWords are data, untouched.
+    let inline = [gfx(0x13a2, 4), 0, 0x1000, 0x2000];
+    let rs = ring(&mut g, &inline);
+    let mut s = shadow(Engine::Video);
+    s.scan(&g, rs).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(&s.ring[..4], &inline);
+}

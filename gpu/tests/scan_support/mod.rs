@@ -6,8 +6,9 @@
 use gpu::addr::{GuestGm, GuestGmRange, HostGm};
 use gpu::engine::Engine;
 use gpu::scan::operands::{Extent, High, When};
+use gpu::scan::repr::{pak_insert_descriptors, pak_payload_bytes, BlitDst, BlitSrc};
 use gpu::scan::scanner::BATCH_POOL;
-use gpu::scan::{decode, CommandRepr, GmFault, GmSpace, Op, RingState, Shadow};
+use gpu::scan::{decode, CmdSpec, CommandRepr, GmFault, GmSpace, Len, Op, RingState, Shadow};
 
 /// Guest aperture slice and where it is on the host.
 pub const APERTURE: u64 = 0x0100_0000;
@@ -241,6 +242,111 @@ pub fn copy_blt(dst: u64, src: u64, pitch: u32, rows: u32) -> [u32; 10] {
         hi(src),
     ]
 }
+/// Where the operands of a shaped blit ([`gpu::scan::repr::BlitShape`])
+/// point, and its rectangle.
+#[derive(Clone, Copy, Debug)]
+pub struct BlitOps {
+    pub dst: u64,
+    pub src: u64,
+    pub pat: u64,
+    /// Destination (and colour source) pitch in bytes.
+    pub pitch: u32,
+    pub width: u32,
+    pub rows: u32,
+}
+
+/// The command of table row `spec` (an [`Op::XyBlit`] row) at its
+/// smallest length, 32 bpp, raster operation PATCOPY (so a pattern in
+/// memory is read), rectangle `0,0 .. width,rows`, operands from `o`;
+/// inline data DWords are 0x5a5a_5a5a. A setup-relative blit (XY_TEXT_BLT)
+/// draws into the last XY_SETUP_BLT's destination. Built from the table,
+/// so every modelled blit row gets one.
+pub fn shaped_blit(spec: &CmdSpec, o: BlitOps) -> Vec<u32> {
+    let Op::XyBlit(shape) = spec.op else {
+        panic!("{} is not a shaped blit", spec.name)
+    };
+    let len = match spec.len {
+        Len::Field { min, .. } => min as usize,
+        Len::Fixed(n) => usize::from(n),
+    };
+    let mut w = vec![0x5a5a_5a5a; len];
+    w[0] = spec.opcode.header_bits() | (len as u32 - 2);
+    fn put(w: &mut [u32], d: usize, a: u64) {
+        w[d] = lo(a);
+        w[d + 1] = hi(a);
+    }
+    let rect = o.rows << 16 | o.width;
+    match shape.dst {
+        BlitDst::Rect => {
+            put(&mut w, 4, o.dst);
+            w[1] = (3 << 24) | (0xf0 << 16) | o.pitch;
+            w[2] = 0;
+            w[3] = rect;
+        }
+        BlitDst::Setup => {
+            w[1] = 0;
+            w[2] = rect;
+        }
+    }
+    match shape.src {
+        BlitSrc::None => {}
+        BlitSrc::Color(d) => {
+            w[6] = 0;
+            w[7] = o.pitch;
+            put(&mut w, usize::from(d), o.src);
+        }
+        BlitSrc::Mono(d) | BlitSrc::Text(d) => put(&mut w, usize::from(d), o.src),
+    }
+    if let Some(p) = shape.pattern {
+        put(&mut w, usize::from(p), o.pat);
+    }
+    w
+}
+
+/// XY_SETUP_BLT (10 DWords), 32 bpp, PATCOPY: destination `dst` of
+/// `pitch` bytes, 8x8 pattern at `pat`.
+pub fn patcopy_setup(dst: u64, pitch: u32, pat: u64) -> [u32; 10] {
+    [
+        (2 << 29) | (0x01 << 22) | 8,
+        (3 << 24) | (0xf0 << 16) | pitch,
+        0,
+        0,
+        lo(dst),
+        hi(dst),
+        0,
+        !0,
+        lo(pat),
+        hi(pat),
+    ]
+}
+
+/// The table's shaped blit rows ([`Op::XyBlit`]).
+pub fn shaped_rows() -> impl Iterator<Item = &'static CmdSpec> {
+    gpu::scan::COMMANDS
+        .iter()
+        .filter(|s| matches!(s.op, Op::XyBlit(_)))
+}
+
+/// Every shaped blit of the table, each with in-slice operands, after a
+/// blitter setup (for the setup-relative ones).
+pub fn shaped_blits(o: BlitOps) -> Vec<u32> {
+    let mut w = patcopy_setup(o.dst, o.pitch, o.pat).to_vec();
+    for spec in shaped_rows() {
+        w.extend(shaped_blit(spec, o));
+    }
+    w
+}
+
+/// HCP_PAK_INSERT_OBJECT with an indirect payload: one descriptor per
+/// (bits, address) pair.
+pub fn pak_insert(payloads: &[(u32, u64)]) -> Vec<u32> {
+    let mut w = vec![gfx(0x13a2, 2 + 4 * payloads.len()), 1 << 31];
+    for &(bits, a) in payloads {
+        w.extend([bits, lo(a), hi(a), 0]);
+    }
+    w
+}
+
 /// MEDIA_OBJECT with `inline` DWords of inline data (indirect data
 /// relative to Indirect Object Base).
 pub fn media_object(inline: usize) -> Vec<u32> {
@@ -364,6 +470,17 @@ pub fn check_buffer(engine: Engine, buf: &[u32]) {
                     }
                 }
             }
+            Op::PakInsert => {
+                let n = pak_insert_descriptors(w.len(), w[1]).expect("accepted");
+                for i in 0..n {
+                    let d = &w[2 + 4 * i..6 + 4 * i];
+                    let size = pak_payload_bytes(d[0]);
+                    let addr = u64::from(d[2]) << 32 | u64::from(d[1]);
+                    if size > 0 {
+                        assert!(FakeGm::host_inside(addr, size), "{}", c.name());
+                    }
+                }
+            }
             _ => match CommandRepr::parse(&c) {
                 Ok(CommandRepr::BatchStart { target, .. }) => {
                     assert!(
@@ -384,6 +501,13 @@ pub fn check_buffer(engine: Engine, buf: &[u32]) {
                     assert!(inside(dst.addr), "{}", c.name());
                     if let Some(s) = src {
                         assert!(inside(s.addr), "{}", c.name());
+                    }
+                }
+                Ok(CommandRepr::ShapedBlit {
+                    dst, src, pattern, ..
+                }) => {
+                    for m in [dst, src, pattern].into_iter().flatten() {
+                        assert!(FakeGm::host_inside(m.addr, m.size.max(1)), "{}", c.name());
                     }
                 }
                 Ok(CommandRepr::BltSetup { dst, pattern, .. }) => {
@@ -442,12 +566,26 @@ pub fn seeds() -> Vec<(Engine, Vec<u32>)> {
         lo(p),
         hi(p),
     ]);
+    // Every shaped blit of the table (mono sources, text, chroma, full
+    // and immediate forms).
+    let shaped = shaped_blits(BlitOps {
+        dst: b,
+        src: b + 0x4000,
+        pat: p,
+        pitch: 256,
+        width: 64,
+        rows: 8,
+    });
+    let mut pak = pak_insert(&[(8 * 100, b), (13, b + 0x100)]);
+    pak.extend(mfx_bsp([b, b, b]));
     vec![
         (Engine::Render, draw_batch(2, false)),
         (Engine::Blitter, blit),
         (Engine::Video, video),
         (Engine::Render, call),
         (Engine::Blitter, setup),
+        (Engine::Blitter, shaped),
+        (Engine::Video, pak),
     ]
 }
 
