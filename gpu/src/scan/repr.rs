@@ -915,3 +915,174 @@ impl<'a> CommandRepr<'a> {
         })
     }
 }
+
+#[cfg(test)]
+mod shaped_tests {
+    use super::*;
+    use crate::engine::Engine;
+    use crate::scan::decode::decode;
+
+    /// Packed 1-bpp sources, by hand from the PRM rule (rows of
+    /// `ceil((w + 7) / 8)` bytes up to a 16-bit word, total up to a
+    /// quadword).
+    #[test]
+    fn mono_source_bytes() {
+        // 13 px: 20 bits -> 3 bytes -> 4 (word); 5 rows = 20 -> 24.
+        assert_eq!(mono_bytes(13, 5), 24);
+        // 16 px: 23 bits -> 3 -> 4; 1 row = 4 -> 8.
+        assert_eq!(mono_bytes(16, 1), 8);
+        // 64 px: 71 bits -> 9 -> 10; 8 rows = 80 (a quadword multiple).
+        assert_eq!(mono_bytes(64, 8), 80);
+        // 1 px: 1 byte -> 2; 1 row -> 8.
+        assert_eq!(mono_bytes(1, 1), 8);
+        // 65535 x 65535: 65542 bits -> 8193 bytes -> 8194; no overflow.
+        assert_eq!(
+            mono_bytes(0xffff, 0xffff),
+            (8194 * 0xffff_u64).next_multiple_of(8)
+        );
+        assert_eq!(mono_bytes(0, 5), 0);
+        assert_eq!(mono_bytes(5, 0), 0);
+    }
+
+    /// Text data: byte-packed rows of `ceil(w / 8)` bytes, up to a
+    /// quadword.
+    #[test]
+    fn text_source_bytes() {
+        assert_eq!(text_bytes(8, 8), 8);
+        // 9 px: 2 bytes a row; 3 rows = 6 -> 8.
+        assert_eq!(text_bytes(9, 3), 8);
+        // 100 px: 13 bytes a row; 10 rows = 130 -> 136.
+        assert_eq!(text_bytes(100, 10), 136);
+        assert_eq!(text_bytes(0, 10), 0);
+    }
+
+    /// HCP_PAK_INSERT_OBJECT descriptors (genxml: 4 DWords from DW2) and
+    /// payload sizes (bits rounded up to bytes).
+    #[test]
+    fn pak_insert_payloads() {
+        assert_eq!(pak_insert_descriptors(2, 0), Ok(0));
+        assert_eq!(pak_insert_descriptors(7, 0x7fff_ffff), Ok(0));
+        assert_eq!(pak_insert_descriptors(6, 1 << 31), Ok(1));
+        assert_eq!(pak_insert_descriptors(10, 1 << 31), Ok(2));
+        for len in [2, 3, 5, 7, 9] {
+            assert_eq!(
+                pak_insert_descriptors(len, 1 << 31),
+                Err(ReprError::PartialPayload)
+            );
+        }
+        assert_eq!(pak_payload_bytes(0), 0);
+        assert_eq!(pak_payload_bytes(1), 1);
+        assert_eq!(pak_payload_bytes(8), 1);
+        assert_eq!(pak_payload_bytes(9), 2);
+        assert_eq!(pak_payload_bytes(u32::MAX), 0x2000_0000);
+    }
+
+    fn parse_blt(words: &[u32]) -> Result<CommandRepr<'_>, ReprError> {
+        let c = decode(Engine::Blitter, words, 0).expect("decodes");
+        CommandRepr::parse(&c)
+    }
+
+    /// XY_MONO_SRC_COPY_BLT, 32 bpp, pitch 1 KiB, rectangle (8,2)-(72,10):
+    /// the destination spans rows 0..10 (9 whole rows and the last to the
+    /// pitch), the source 8 rows of 64 px (10 bytes each).
+    #[test]
+    fn mono_source_copy_extents() {
+        let w = [
+            (2 << 29) | (0x54 << 22) | (7 << 17) | 8,
+            (3 << 24) | (0xcc << 16) | 1024,
+            2 << 16 | 8,
+            10 << 16 | 72,
+            0x1000,
+            0,
+            0x8000,
+            0,
+            0,
+            !0,
+        ];
+        let Ok(CommandRepr::ShapedBlit {
+            dst: Some(d),
+            src: Some(s),
+            pattern: None,
+            ..
+        }) = parse_blt(&w)
+        else {
+            panic!("{:?}", parse_blt(&w))
+        };
+        assert_eq!(
+            (d.dword, d.addr, d.size, d.write),
+            (4, 0x1000, 10 * 1024, true)
+        );
+        assert_eq!((s.dword, s.addr, s.size, s.write), (6, 0x8000, 80, false));
+        // A negative destination pitch is malformed.
+        let mut neg = w;
+        neg[1] |= 0x8000;
+        assert_eq!(parse_blt(&neg), Err(ReprError::NegativePitch));
+    }
+
+    /// XY_FULL_BLT (12 DWords), 16 bpp: colour source as XY_SRC_COPY_BLT's,
+    /// pattern 8x8 x 2 bytes, read only when the raster operation uses it.
+    #[test]
+    fn full_blit_extents() {
+        let w = |rop: u32| {
+            [
+                (2 << 29) | (0x55 << 22) | 10,
+                (1 << 24) | (rop << 16) | 256,
+                0,
+                4 << 16 | 16,
+                0x1000,
+                0,
+                1 << 16 | 2, // source origin (2, 1)
+                512,
+                0x9000,
+                0,
+                0x7000,
+                0,
+            ]
+        };
+        let words = w(0xf0);
+        let Ok(CommandRepr::ShapedBlit {
+            dst: Some(d),
+            src: Some(s),
+            pattern: Some(p),
+            ..
+        }) = parse_blt(&words)
+        else {
+            panic!()
+        };
+        // Destination: 3 rows of 256 + max(16 * 2, 256).
+        assert_eq!(d.size, 3 * 256 + 256);
+        // Source rows 0..5 of pitch 512, last to (2 + 16) * 2 = 36 bytes
+        // (less than the pitch): 4 * 512 + 512.
+        assert_eq!((s.dword, s.size), (8, 4 * 512 + 512));
+        assert_eq!((p.dword, p.addr, p.size), (10, 0x7000, 64 * 2));
+        let words = w(0xcc);
+        let Ok(CommandRepr::ShapedBlit { pattern: None, .. }) = parse_blt(&words) else {
+            panic!()
+        };
+    }
+
+    /// XY_TEXT_BLT (5 DWords): rectangle in DW1-2, text data in DW3-4,
+    /// destination from the setup.
+    #[test]
+    fn text_blit_extents() {
+        let w = [
+            (2 << 29) | (0x26 << 22) | 3,
+            1 << 16 | 4,
+            11 << 16 | 104,
+            0x3000,
+            0,
+        ];
+        let Ok(CommandRepr::ShapedBlit {
+            dst: None,
+            rect,
+            src: Some(s),
+            pattern: None,
+        }) = parse_blt(&w)
+        else {
+            panic!()
+        };
+        assert_eq!(rect, [4, 1, 104, 11]);
+        // 100 x 10 px: 136 bytes (see text_source_bytes).
+        assert_eq!((s.dword, s.addr, s.size), (3, 0x3000, 136));
+    }
+}
