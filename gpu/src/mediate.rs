@@ -550,6 +550,7 @@ mod attacks {
     use super::tests::*;
     use crate::encode::*;
     use crate::engine::Engine;
+    use crate::scan::scanner::{GmFault, Reason};
     use crate::vgpu::{VgpuError, VgpuState};
 
     /// Header of MI_SEMAPHORE_WAIT (Gen8+: GGTT, 4 DWords).
@@ -558,6 +559,17 @@ mod attacks {
     /// Runs `attack` as vGPU 0 (it may stage batches first) and checks the
     /// outcome; `victim` is a guest page of vGPU 1 that must stay zero.
     fn contained(name: &str, engine: Engine, stage: impl FnOnce(&mut World) -> Vec<u32>) {
+        contained_because(name, engine, stage, |_, _| true);
+    }
+
+    /// [`contained`], and the gate's full rejection reason must satisfy
+    /// `why` (given the world, to name the attacked addresses).
+    fn contained_because(
+        name: &str,
+        engine: Engine,
+        stage: impl FnOnce(&mut World) -> Vec<u32>,
+        why: impl FnOnce(&World, &Reason) -> bool,
+    ) {
         let mut w = world();
         let cmds = stage(&mut w);
         let err = submit_on(&mut w, 0, engine, &cmds).expect_err(name);
@@ -566,6 +578,8 @@ mod attacks {
             matches!(w.vgpus[0].0.state(), VgpuState::Failed(_)),
             "{name}: attacker still running"
         );
+        let reason = w.gate.last_rejection().expect("a rejection").reason;
+        assert!(why(&w, &reason), "{name}: rejected for {reason}");
         for page in 0..GUEST_PAGES {
             if page != ring_page(Engine::Render) {
                 assert_eq!(
@@ -707,5 +721,163 @@ mod attacks {
             write_guest(w, 0, EDGE_PAGE, 0, &[NOOP; 1024]);
             pad(bb_start(edge, false).to_vec())
         });
+    }
+
+    /// Rejected because the operand at guest `addr` (or its extent) lies
+    /// outside the attacker's slices.
+    fn outside(addr: u64) -> impl FnOnce(&World, &Reason) -> bool {
+        move |_, r| matches!(r, Reason::Memory { addr: a, fault: GmFault::OutOfSlices, .. } if *a == addr)
+    }
+
+    const BLT: u32 = 2 << 29;
+    const fn lo(a: u64) -> u32 {
+        a as u32
+    }
+    const fn hi(a: u64) -> u32 {
+        (a >> 32) as u32
+    }
+
+    #[test]
+    fn mono_source_running_past_the_slice_end() {
+        // XY_MONO_SRC_COPY_BLT, 8 bpp: 8000 x 5 pixels drawn into the
+        // attacker's own pages; its packed source starts in the attacker's
+        // last aperture page and needs 5 rows of 1002 bytes, so its end
+        // lies in the next slice (the victim's aperture).
+        contained_because(
+            "mono source",
+            Engine::Blitter,
+            |w| {
+                let dst = aperture(w, 0) + 2 * 4096;
+                let src = aperture(w, 0) + 64 * 1024 * 1024 - 4096;
+                vec![
+                    BLT | (0x54 << 22) | 8,
+                    (0xcc << 16) | 8000,
+                    0,
+                    5 << 16 | 8000,
+                    lo(dst),
+                    hi(dst),
+                    lo(src),
+                    hi(src),
+                    0,
+                    0xff,
+                ]
+            },
+            |w, r| {
+                let src = aperture(w, 0) + 64 * 1024 * 1024 - 4096;
+                outside(src)(w, r)
+            },
+        );
+    }
+
+    #[test]
+    fn text_blit_reading_the_other_vgpu() {
+        // A setup in the attacker's memory, then XY_TEXT_BLT whose text
+        // data is the victim's first aperture page.
+        contained_because(
+            "text source",
+            Engine::Blitter,
+            |w| {
+                let dst = aperture(w, 0) + 2 * 4096;
+                let victim = aperture(w, 1);
+                let mut v = vec![
+                    BLT | (0x01 << 22) | 8,
+                    (3 << 24) | (0xcc << 16) | 1024,
+                    0,
+                    0,
+                    lo(dst),
+                    hi(dst),
+                    0,
+                    !0,
+                    0,
+                    0,
+                ];
+                v.extend([
+                    BLT | (0x26 << 22) | 3,
+                    0,
+                    8 << 16 | 64,
+                    lo(victim),
+                    hi(victim),
+                ]);
+                pad(v)
+            },
+            |w, r| outside(aperture(w, 1))(w, r),
+        );
+    }
+
+    #[test]
+    fn full_blit_pattern_in_the_other_vgpu() {
+        // XY_FULL_BLT with PATCOPY: destination and source are the
+        // attacker's, the 8x8 pattern is the victim's.
+        contained_because(
+            "full blit pattern",
+            Engine::Blitter,
+            |w| {
+                let own = aperture(w, 0) + 2 * 4096;
+                let victim = aperture(w, 1) + 4096;
+                vec![
+                    BLT | (0x55 << 22) | 10,
+                    (3 << 24) | (0xf0 << 16) | 256,
+                    0,
+                    4 << 16 | 16,
+                    lo(own),
+                    hi(own),
+                    0,
+                    256,
+                    lo(own + 4096),
+                    hi(own + 4096),
+                    lo(victim),
+                    hi(victim),
+                ]
+            },
+            |w, r| outside(aperture(w, 1) + 4096)(w, r),
+        );
+    }
+
+    #[test]
+    fn pak_insert_payload_in_the_other_vgpu() {
+        // HCP_PAK_INSERT_OBJECT with an indirect payload: the first
+        // descriptor is the attacker's, the second reads the victim.
+        contained_because(
+            "pak insert payload",
+            Engine::Video,
+            |w| {
+                let own = aperture(w, 0) + 2 * 4096;
+                let victim = aperture(w, 1) + 2 * 4096;
+                pad(vec![
+                    (3 << 29) | (0x13a2 << 16) | 8,
+                    1 << 31,
+                    64,
+                    lo(own),
+                    hi(own),
+                    0,
+                    64,
+                    lo(victim),
+                    hi(victim),
+                    0,
+                ])
+            },
+            |w, r| outside(aperture(w, 1) + 2 * 4096)(w, r),
+        );
+    }
+
+    #[test]
+    fn pre_gen8_blit_is_refused() {
+        // COLOR_BLT (32-bit form) aimed at the victim: refused as a
+        // command, before any address is read.
+        contained_because(
+            "COLOR_BLT",
+            Engine::Blitter,
+            |w| {
+                let victim = aperture(w, 1);
+                pad(vec![
+                    BLT | (0x40 << 22) | 3,
+                    (3 << 24) | (0xf0 << 16) | 256,
+                    4 << 16 | 256,
+                    lo(victim),
+                    0,
+                ])
+            },
+            |_, r| matches!(r, Reason::Unsupported(_)),
+        );
     }
 }
