@@ -30,6 +30,17 @@ pub enum ReprError {
     NegativePitch,
     /// A tiled blit whose rectangle is wider than the surface pitch.
     TiledOverrun,
+    /// A blit whose inline colour pattern is not exactly 8x8 pixels of its
+    /// colour depth (the engine would take the rest as commands, or the
+    /// next commands as pattern).
+    InlineLength {
+        /// Name of the command.
+        name: &'static str,
+        /// DWords present.
+        len: usize,
+        /// DWords its pattern needs.
+        want: usize,
+    },
     /// HCP_PAK_INSERT_OBJECT with Indirect Payload Enable whose payload is
     /// not a whole number (at least one) of 4-DWord indirect payload
     /// descriptors.
@@ -47,6 +58,9 @@ impl fmt::Display for ReprError {
             ReprError::PartialGroup => f.write_str("repeated structure cut short"),
             ReprError::NegativePitch => f.write_str("blit with a negative pitch"),
             ReprError::TiledOverrun => f.write_str("tiled blit wider than its pitch"),
+            ReprError::InlineLength { name, len, want } => {
+                write!(f, "{name}: {len} DWords, its inline pattern needs {want}")
+            }
             ReprError::PartialPayload => {
                 f.write_str("indirect payload not whole 4-DWord descriptors")
             }
@@ -237,8 +251,7 @@ pub enum CommandRepr<'a> {
         rect: [u32; 4],
         /// The source (colour or packed 1 bpp), when the blit has one.
         src: Option<MemOperand>,
-        /// The 8x8 colour pattern, when the blit has one in memory and the
-        /// raster operation reads it.
+        /// The 8x8 colour pattern, when the blit has one in memory.
         pattern: Option<MemOperand>,
     },
     /// Any other class: the auditor decides from [`Op`] alone.
@@ -518,16 +531,21 @@ pub enum BlitSrc {
 }
 
 /// The operands of one blitter command the auditor models beyond the
-/// three basic blits: where it draws, what it reads, and the DWord of its
-/// 8x8 colour pattern in memory (read only when the raster operation uses
-/// the pattern, as for XY_PAT_BLT).
+/// basic blits: where it draws, what it reads, the DWord of its 8x8 colour
+/// pattern in memory, and where an inline colour pattern starts.
 ///
 /// Layouts: the pre-Gen8 operand DWords i915 GVT-g lists for these
 /// commands (`cmd_parser.c`, `ADDR_FIX_*`), each address widened to the
 /// two DWords (bits 31:0, 47:32) every Gen8+ blitter address takes (the
 /// rule the XY_COLOR/SRC_COPY/PAT/SETUP rows already follow, PRM vol 2a);
 /// a command of fixed format has its exact length pinned in the table so
-/// the scanner and the engine agree on where the next command starts.
+/// the scanner and the engine agree on where the next command starts, and
+/// a command with an inline colour pattern must carry exactly the 8x8
+/// pixels of its colour depth.
+///
+/// Unlike XY_PAT_BLT's, a pattern in memory is audited whatever the raster
+/// operation: the PRM has the engine fetch the whole pattern when the blit
+/// starts, and these commands exist to use it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct BlitShape {
     /// Where it draws.
@@ -536,6 +554,10 @@ pub struct BlitShape {
     pub src: BlitSrc,
     /// DWord of the 64-bit colour pattern base, if it has one.
     pub pattern: Option<u8>,
+    /// First DWord of an inline 8x8 colour pattern, if it has one: the
+    /// command is then exactly that DWord plus 16 DWords per byte of
+    /// colour depth long.
+    pub inline_pattern: Option<u8>,
 }
 
 impl BlitShape {
@@ -557,12 +579,29 @@ impl BlitShape {
                 n = p as usize + 2;
             }
         }
+        if let Some(p) = self.inline_pattern {
+            if p as usize > n {
+                n = p as usize;
+            }
+        }
         n
     }
 }
 
 const fn shape(dst: BlitDst, src: BlitSrc, pattern: Option<u8>) -> BlitShape {
-    BlitShape { dst, src, pattern }
+    BlitShape {
+        dst,
+        src,
+        pattern,
+        inline_pattern: None,
+    }
+}
+
+const fn with_inline_pattern(s: BlitShape, from: u8) -> BlitShape {
+    BlitShape {
+        inline_pattern: Some(from),
+        ..s
+    }
 }
 
 /// XY_TEXT_BLT (5 DWords): rectangle DW1-2 in the setup's destination,
@@ -572,7 +611,7 @@ pub static XY_TEXT: BlitShape = shape(BlitDst::Setup, BlitSrc::Text(3), None);
 /// DW6-7, background and foreground colours DW8-9.
 pub static XY_MONO_SRC_COPY: BlitShape = shape(BlitDst::Rect, BlitSrc::Mono(6), None);
 /// XY_MONO_SRC_COPY_IMMEDIATE_BLT: destination DW4-5, colours DW6-7, the
-/// source inline from DW8.
+/// packed source inline from DW8.
 pub static XY_MONO_SRC_COPY_IMMEDIATE: BlitShape = shape(BlitDst::Rect, BlitSrc::None, None);
 /// XY_FULL_BLT (12 DWords): destination DW4-5, colour source (origin DW6,
 /// pitch DW7, base DW8-9), pattern DW10-11.
@@ -593,23 +632,26 @@ pub static XY_FULL_MONO_PATTERN_MONO_SRC: BlitShape = shape(BlitDst::Rect, BlitS
 pub static XY_MONO_PAT_FIXED: BlitShape = shape(BlitDst::Rect, BlitSrc::None, None);
 /// XY_PAT_BLT_IMMEDIATE: destination DW4-5, the colour pattern inline from
 /// DW6.
-pub static XY_PAT_IMMEDIATE: BlitShape = shape(BlitDst::Rect, BlitSrc::None, None);
+pub static XY_PAT_IMMEDIATE: BlitShape =
+    with_inline_pattern(shape(BlitDst::Rect, BlitSrc::None, None), 6);
 /// XY_SRC_COPY_CHROMA_BLT (12 DWords): XY_SRC_COPY_BLT's operands, then
 /// the chroma key range DW10-11.
 pub static XY_SRC_COPY_CHROMA: BlitShape = shape(BlitDst::Rect, BlitSrc::Color(8), None);
 /// XY_FULL_IMMEDIATE_PATTERN_BLT: XY_SRC_COPY_BLT's operands, then the
 /// colour pattern inline from DW10.
-pub static XY_FULL_IMMEDIATE_PATTERN: BlitShape = shape(BlitDst::Rect, BlitSrc::Color(8), None);
+pub static XY_FULL_IMMEDIATE_PATTERN: BlitShape =
+    with_inline_pattern(shape(BlitDst::Rect, BlitSrc::Color(8), None), 10);
 /// XY_FULL_MONO_SRC_IMMEDIATE_PATTERN_BLT: destination DW4-5, packed
 /// source DW6-7, colours DW8-9, the colour pattern inline from DW10.
 pub static XY_FULL_MONO_SRC_IMMEDIATE_PATTERN: BlitShape =
-    shape(BlitDst::Rect, BlitSrc::Mono(6), None);
+    with_inline_pattern(shape(BlitDst::Rect, BlitSrc::Mono(6), None), 10);
 /// XY_PAT_CHROMA_BLT (10 DWords): destination DW4-5, pattern DW6-7, the
 /// chroma key range DW8-9.
 pub static XY_PAT_CHROMA: BlitShape = shape(BlitDst::Rect, BlitSrc::None, Some(6));
 /// XY_PAT_CHROMA_BLT_IMMEDIATE: destination DW4-5, chroma key range
 /// DW6-7, the colour pattern inline from DW8.
-pub static XY_PAT_CHROMA_IMMEDIATE: BlitShape = shape(BlitDst::Rect, BlitSrc::None, None);
+pub static XY_PAT_CHROMA_IMMEDIATE: BlitShape =
+    with_inline_pattern(shape(BlitDst::Rect, BlitSrc::None, None), 8);
 
 /// Bytes the blitter may read from a packed 1-bpp source of `rows` rows of
 /// `width` pixels: each row starts on a 16-bit word (PRM: non-text
@@ -674,12 +716,20 @@ fn shaped_blit<'a>(c: &Command<'_>, s: &BlitShape) -> Result<CommandRepr<'a>, Re
         BlitSrc::Mono(d) => Some(mem(c, usize::from(d), 0, mono_bytes(w, rows), true, false)),
         BlitSrc::Text(d) => Some(mem(c, usize::from(d), 0, text_bytes(w, rows), true, false)),
     };
-    let pattern = match s.pattern {
-        Some(p) if s.dst == BlitDst::Rect && rop_uses_pattern(dw(1) >> 16 & 0xff) => {
-            Some(mem(c, usize::from(p), 0, pattern_bytes(bpp), true, false))
+    let pattern = s
+        .pattern
+        .map(|p| mem(c, usize::from(p), 0, pattern_bytes(bpp), true, false));
+    if let Some(from) = s.inline_pattern {
+        // 8x8 pixels of `bpp` bytes: 16 DWords per byte of depth.
+        let want = usize::from(from) + 16 * bpp as usize;
+        if c.len() != want {
+            return Err(ReprError::InlineLength {
+                name: c.spec().name,
+                len: c.len(),
+                want,
+            });
         }
-        _ => None,
-    };
+    }
     Ok(CommandRepr::ShapedBlit {
         dst,
         rect: [x1, y1, x2, y2],
@@ -1020,7 +1070,7 @@ mod shaped_tests {
     }
 
     /// XY_FULL_BLT (12 DWords), 16 bpp: colour source as XY_SRC_COPY_BLT's,
-    /// pattern 8x8 x 2 bytes, read only when the raster operation uses it.
+    /// pattern 8x8 x 2 bytes.
     #[test]
     fn full_blit_extents() {
         let w = |rop: u32| {
@@ -1055,10 +1105,15 @@ mod shaped_tests {
         // (less than the pitch): 4 * 512 + 512.
         assert_eq!((s.dword, s.size), (8, 4 * 512 + 512));
         assert_eq!((p.dword, p.addr, p.size), (10, 0x7000, 64 * 2));
+        // Audited whatever the raster operation.
         let words = w(0xcc);
-        let Ok(CommandRepr::ShapedBlit { pattern: None, .. }) = parse_blt(&words) else {
+        let Ok(CommandRepr::ShapedBlit {
+            pattern: Some(p), ..
+        }) = parse_blt(&words)
+        else {
             panic!()
         };
+        assert_eq!(p.size, 128);
     }
 
     /// XY_TEXT_BLT (5 DWords): rectangle in DW1-2, text data in DW3-4,
@@ -1084,5 +1139,30 @@ mod shaped_tests {
         assert_eq!(rect, [4, 1, 104, 11]);
         // 100 x 10 px: 136 bytes (see text_source_bytes).
         assert_eq!((s.dword, s.addr, s.size), (3, 0x3000, 136));
+    }
+
+    /// XY_PAT_BLT_IMMEDIATE carries exactly 8x8 pixels: 16 DWords at
+    /// 8 bpp, 64 at 32 bpp, after its 6 DWords of operands.
+    #[test]
+    fn inline_pattern_lengths() {
+        let blit = |depth: u32, len: usize| {
+            let mut w = vec![0u32; len];
+            w[0] = (2 << 29) | (0x72 << 22) | (len as u32 - 2);
+            w[1] = depth << 24 | 0xf0 << 16 | 64;
+            w[3] = 1 << 16 | 1;
+            w
+        };
+        assert!(parse_blt(&blit(0, 22)).is_ok());
+        assert!(parse_blt(&blit(1, 38)).is_ok());
+        assert!(parse_blt(&blit(3, 70)).is_ok());
+        for (depth, len) in [(0, 38), (3, 22), (3, 69)] {
+            assert!(
+                matches!(
+                    parse_blt(&blit(depth, len)),
+                    Err(ReprError::InlineLength { .. })
+                ),
+                "{depth} {len}"
+            );
+        }
     }
 }

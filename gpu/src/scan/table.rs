@@ -2020,7 +2020,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "XY_PAT_BLT_IMMEDIATE",
         blt(0x72),
-        blt_len(6, 257),
+        blt_len(22, 70),
         BCS,
         Op::XyBlit(&r::XY_PAT_IMMEDIATE),
     ),
@@ -2034,14 +2034,14 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "XY_FULL_IMMEDIATE_PATTERN_BLT",
         blt(0x74),
-        blt_len(10, 257),
+        blt_len(26, 74),
         BCS,
         Op::XyBlit(&r::XY_FULL_IMMEDIATE_PATTERN),
     ),
     spec(
         "XY_FULL_MONO_SRC_IMMEDIATE_PATTERN_BLT",
         blt(0x75),
-        blt_len(10, 257),
+        blt_len(26, 74),
         BCS,
         Op::XyBlit(&r::XY_FULL_MONO_SRC_IMMEDIATE_PATTERN),
     ),
@@ -2055,7 +2055,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "XY_PAT_CHROMA_BLT_IMMEDIATE",
         blt(0x77),
-        blt_len(8, 257),
+        blt_len(24, 72),
         BCS,
         Op::XyBlit(&r::XY_PAT_CHROMA_IMMEDIATE),
     ),

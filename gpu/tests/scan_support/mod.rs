@@ -256,7 +256,7 @@ pub struct BlitOps {
 }
 
 /// The command of table row `spec` (an [`Op::XyBlit`] row) at its
-/// smallest length, 32 bpp, raster operation PATCOPY (so a pattern in
+/// smallest length (with an inline pattern: that of 32 bpp), 32 bpp, raster operation PATCOPY (so a pattern in
 /// memory is read), rectangle `0,0 .. width,rows`, operands from `o`;
 /// inline data DWords are 0x5a5a_5a5a. A setup-relative blit (XY_TEXT_BLT)
 /// draws into the last XY_SETUP_BLT's destination. Built from the table,
@@ -265,9 +265,11 @@ pub fn shaped_blit(spec: &CmdSpec, o: BlitOps) -> Vec<u32> {
     let Op::XyBlit(shape) = spec.op else {
         panic!("{} is not a shaped blit", spec.name)
     };
-    let len = match spec.len {
-        Len::Field { min, .. } => min as usize,
-        Len::Fixed(n) => usize::from(n),
+    let len = match (shape.inline_pattern, spec.len) {
+        // An inline 8x8 pattern of 4-byte pixels.
+        (Some(from), _) => usize::from(from) + 64,
+        (None, Len::Field { min, .. }) => min as usize,
+        (None, Len::Fixed(n)) => usize::from(n),
     };
     let mut w = vec![0x5a5a_5a5a; len];
     w[0] = spec.opcode.header_bits() | (len as u32 - 2);
