@@ -2,7 +2,9 @@
 //! inspects (smoltcp `Repr` style): each variant holds the decoded operand
 //! values, with the bit layouts declared once here.
 //!
-//! Field positions: PRM vol 2a and genxml `gen9.xml` (DWord n, bits hi:lo).
+//! Field positions: PRM vol 2a and genxml `gen9.xml` (DWord n, bits hi:lo);
+//! the operand DWords of the blits genxml lacks: i915 GVT-g
+//! (`cmd_parser.c`) widened to Gen8+ 64-bit addresses ([`BlitShape`]).
 
 use core::fmt;
 

@@ -58,13 +58,40 @@
 //!   state) when no setup precedes them in the submission. A pattern
 //!   address (XY_SETUP_BLT, XY_PAT_BLT: 8x8 pixels) is audited only when
 //!   the raster operation reads the pattern; else it is left alone.
-//! - Still rejected, fail closed: COLOR_BLT and SRC_COPY_BLT (pre-Gen8
-//!   forms; i915 GVT-g lists them for pre-Broadwell parts only),
-//!   XY_TEXT_BLT and the mono-source blits (XY_MONO_SRC_COPY*,
-//!   XY_FULL_MONO_*: the extent of a packed 1-bpp source is not modelled),
-//!   XY_FULL_BLT and the chroma / immediate-pattern variants, the VEBOX
-//!   state and surface commands, and HCP_PAK_INSERT_OBJECT with an
-//!   indirect payload.
+//! - The other XY blits are audited by shape ([`super::repr::BlitShape`],
+//!   one static per command, built from i915 GVT-g's operand DWords with
+//!   every Gen8+ address widened to two DWords): the destination as
+//!   XY_COLOR_BLT's (or, for XY_TEXT_BLT, the setup's, as
+//!   XY_TEXT_IMMEDIATE_BLT's) and written; a colour source as
+//!   XY_SRC_COPY_BLT's; a packed 1-bpp source (XY_MONO_SRC_COPY_BLT,
+//!   XY_FULL_MONO_SRC_BLT, XY_FULL_MONO_PATTERN_MONO_SRC_BLT,
+//!   XY_FULL_MONO_SRC_IMMEDIATE_PATTERN_BLT) as one row per destination
+//!   row of `ceil((width + 7) / 8)` bytes rounded to a 16-bit word, the
+//!   total to a quadword; XY_TEXT_BLT's text data as byte-packed rows of
+//!   `ceil(width / 8)` bytes, the total to a quadword; a colour pattern
+//!   in memory (XY_FULL_BLT, XY_FULL_MONO_SRC_BLT, XY_PAT_CHROMA_BLT) as
+//!   8x8 pixels, whatever the raster operation. Fixed-format commands
+//!   have exact lengths; inline 8x8 colour patterns must be exactly their
+//!   depth's size. Inline data (immediate sources, mono patterns, colours,
+//!   chroma keys) is left alone. Each operand is audited (at least one
+//!   byte) before any is rewritten; the destination's extent is recorded
+//!   as written.
+//! - HCP_PAK_INSERT_OBJECT with Indirect Payload Enable: its payload is a
+//!   whole number of 4-DWord descriptors (genxml
+//!   HCP_PAK_INSERT_OBJECT_INDIRECT_PAYLOAD: size in bits, 64-bit base,
+//!   attributes); each base is audited over `ceil(bits / 8)` bytes as a
+//!   read and remapped (a zero size is not read and is left alone).
+//! - Still rejected, fail closed, with [`Reason::Unsupported`]:
+//!   COLOR_BLT and SRC_COPY_BLT (pre-Gen8 32-bit-address forms: i915
+//!   GVT-g's Gen8+ blitter table lists only the XY_ forms and i915's Gen9
+//!   blitter parser does not list them either, while its Gen7 table
+//!   does; a guest driver uses XY_COLOR_BLT / XY_SRC_COPY_BLT), and the
+//!   VEBOX commands (VEBOX_STATE, VEBOX_SURFACE_STATE, VEB_DI_IECP; Gen9
+//!   has no VEBOX_TILING_CONVERT): their frame, STMM, statistics and
+//!   state-table extents follow from VEBOX_SURFACE_STATE and VEBOX_STATE
+//!   layouts that neither genxml nor i915 describe and whose PRM tables
+//!   the scanner does not model yet; VEB_DI_IECP also depends on surface
+//!   state that may come from an earlier submission.
 
 use core::fmt;
 

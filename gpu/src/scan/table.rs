@@ -11,6 +11,13 @@
 //! (`gpu/tests/scan_conformance.rs`) re-reads genxml and checks every row it
 //! can against it, so hand edits cannot drift silently.
 //!
+//! The blitter rows beyond XY_COLOR/SRC_COPY/FAST_COPY/PAT/MONO_PAT and
+//! the setup family are [`Op::XyBlit`] rows: their operand positions come
+//! from i915 GVT-g's pre-Gen8 table widened to Gen8+ 64-bit addresses (see
+//! [`BlitShape`]); their lengths are exact where the format is fixed.
+//! [`Op::Unsupported`] rows (COLOR_BLT, SRC_COPY_BLT, the VEBOX commands)
+//! are refused with a [`Refusal`] the rejection names.
+//!
 //! Per-engine deviations from genxml's `engine` attribute, on purpose:
 //! - `MI_FLUSH_DW` is listed for the video engine only in genxml; the PRM
 //!   defines it for every non-render streamer (BCS, VCS, VECS).
