@@ -667,6 +667,13 @@ fn pak_insert_indirect_payloads() {
         reject(Engine::Video, &mut g, &cut),
         Reason::Repr(ReprError::PartialPayload)
     ));
+    // A compressed payload is not a linear run of bytes.
+    let mut compressed = pak_insert(&[(8, a)]);
+    compressed[5] = 1 << 9;
+    assert!(matches!(
+        reject(Engine::Video, &mut g, &compressed),
+        Reason::Repr(ReprError::PayloadNotLinear)
+    ));
     // Inline payload: DWords are data, untouched.
     let inline = [gfx(0x13a2, 4), 0, 0x1000, 0x2000];
     let rs = ring(&mut g, &inline);

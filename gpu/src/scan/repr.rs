@@ -43,6 +43,10 @@ pub enum ReprError {
         /// DWords its pattern needs.
         want: usize,
     },
+    /// An HCP_PAK_INSERT_OBJECT indirect payload whose memory attributes
+    /// ask for compression or a tiled-resource mode: then it is not the
+    /// linear run of bytes its size describes.
+    PayloadNotLinear,
     /// HCP_PAK_INSERT_OBJECT with Indirect Payload Enable whose payload is
     /// not a whole number (at least one) of 4-DWord indirect payload
     /// descriptors.
@@ -62,6 +66,9 @@ impl fmt::Display for ReprError {
             ReprError::TiledOverrun => f.write_str("tiled blit wider than its pitch"),
             ReprError::InlineLength { name, len, want } => {
                 write!(f, "{name}: {len} DWords, its inline pattern needs {want}")
+            }
+            ReprError::PayloadNotLinear => {
+                f.write_str("indirect payload compressed or in a tiled-resource mode")
             }
             ReprError::PartialPayload => {
                 f.write_str("indirect payload not whole 4-DWord descriptors")
@@ -770,6 +777,17 @@ pub fn pak_payload_bytes(bits: u32) -> u64 {
     u64::from(bits).div_ceil(8)
 }
 
+/// Checks a descriptor's MEMORYADDRESSATTRIBUTES DWord (genxml: bit 9
+/// Memory Compression Enable, bits 14:13 Tiled Resource Mode): the payload
+/// must be plain linear memory for `[base, base + size)` to be what the
+/// engine reads.
+pub fn pak_payload_linear(attributes: u32) -> Result<(), ReprError> {
+    if attributes >> 9 & 1 != 0 || attributes >> 13 & 3 != 0 {
+        return Err(ReprError::PayloadNotLinear);
+    }
+    Ok(())
+}
+
 impl<'a> CommandRepr<'a> {
     /// Parses the operands of a decoded command.
     #[inline]
@@ -1027,6 +1045,11 @@ mod shaped_tests {
         assert_eq!(pak_payload_bytes(8), 1);
         assert_eq!(pak_payload_bytes(9), 2);
         assert_eq!(pak_payload_bytes(u32::MAX), 0x2000_0000);
+        // MOCS and arbitration bits are fine; compression, Yf/Ys are not.
+        assert_eq!(pak_payload_linear(0x1ff & !(1 << 9)), Ok(()));
+        for a in [1 << 9, 1 << 13, 2 << 13] {
+            assert_eq!(pak_payload_linear(a), Err(ReprError::PayloadNotLinear));
+        }
     }
 
     fn parse_blt(words: &[u32]) -> Result<CommandRepr<'_>, ReprError> {

@@ -80,7 +80,8 @@
 //!   whole number of 4-DWord descriptors (genxml
 //!   HCP_PAK_INSERT_OBJECT_INDIRECT_PAYLOAD: size in bits, 64-bit base,
 //!   attributes); each base is audited over `ceil(bits / 8)` bytes as a
-//!   read and remapped (a zero size is not read and is left alone).
+//!   read and remapped (a zero size is not read and is left alone); a
+//!   compressed or tiled-resource payload is refused as not linear.
 //! - Still rejected, fail closed, with [`Reason::Unsupported`]:
 //!   COLOR_BLT and SRC_COPY_BLT (pre-Gen8 32-bit-address forms: i915
 //!   GVT-g's Gen8+ blitter table lists only the XY_ forms and i915's Gen9
@@ -99,8 +100,8 @@ use super::decode::{head, Command, DecodeErrorKind};
 use super::operands::{Access, AddrField, Extent, High, Layout, When};
 use super::regs::{allowed, RegAccess};
 use super::repr::{
-    pak_insert_descriptors, pak_payload_bytes, setup_draw_bytes, xy_blit_bytes, CommandRepr,
-    PostSync, ReprError, StateBaseAddress, PAK_DESCRIPTOR, PAK_PAYLOAD,
+    pak_insert_descriptors, pak_payload_bytes, pak_payload_linear, setup_draw_bytes, xy_blit_bytes,
+    CommandRepr, PostSync, ReprError, StateBaseAddress, PAK_DESCRIPTOR, PAK_PAYLOAD,
 };
 use super::table::{
     fast_entry, fast_kind_code, fast_len, fast_spec, CmdSpec, Op, FAST_AUDIT, FAST_GUESS,
@@ -1606,8 +1607,9 @@ impl State {
     /// HCP_PAK_INSERT_OBJECT `w` with `n` indirect payload descriptors
     /// (see [`pak_insert_descriptors`]): each base address (descriptor
     /// DW1-2) is audited over the payload's size in bytes (descriptor DW0
-    /// counts bits) as a read and remapped; a zero-size payload is not
-    /// read and left alone.
+    /// counts bits) as a read and remapped, and must be linear (descriptor
+    /// DW3: no compression, no tiled-resource mode); a zero-size payload is
+    /// not read and left alone.
     fn pak_insert(&mut self, gm: &dyn GmSpace, w: &mut [u32], n: usize) -> Check<()> {
         for i in 0..n {
             let at = PAK_PAYLOAD + i * PAK_DESCRIPTOR;
@@ -1616,6 +1618,7 @@ impl State {
             if size == 0 {
                 continue;
             }
+            pak_payload_linear(dw(3)).map_err(Reason::Repr)?;
             let addr = u64::from(dw(2)) << 32 | u64::from(dw(1));
             let host = self.audit(gm, addr, size, false)?;
             patch(w, at + 1, 0, High::Bits32, host);
