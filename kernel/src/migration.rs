@@ -268,7 +268,7 @@ fn report_write_targets(
     let Some(writes) = m.gate.last_writes().copied() else {
         return Ok(());
     };
-    if writes.overflow {
+    if writes.untracked {
         source.report_untracked_writes();
         return Ok(());
     }
