@@ -74,6 +74,10 @@ impl<const N: usize> FrameRuns<N> {
     pub fn push(&mut self, run: FrameRun) -> Result<(), FrameRun> {
         self.runs.push(run)
     }
+    /// The runs, in the order they were added.
+    pub fn runs(&self) -> &[FrameRun] {
+        &self.runs
+    }
 }
 
 impl<const N: usize> GuestMemoryMap for FrameRuns<N> {
