@@ -320,6 +320,9 @@ pub fn migrate_local(
         .partitions
         .allocate(vgpu_type)
         .map_err(|e| MigrationError::Setup(SetupError::Partition(e)))?;
+    // Before the pre-copy, not in the downtime: restore writes only the
+    // entries the guest mapped.
+    gpu::vgpu::scrub_partition(m.device.backend(), &partition);
     let start_us = crate::time::micros_since_boot();
     let dest_map = match crate::vgpus::guest_memory(m.device.memory_mut(), frames) {
         Ok(map) => map,
