@@ -11,9 +11,17 @@
 //! the same shadow buffers, with the same warm-up and best of N — the floor
 //! of a scanner that must copy before it checks.
 //!
+//! A second reference, the sequential floor, adds to that copy the bare
+//! walk over the copied commands ([`chase`]: load a header, add its length,
+//! load the next; no table, no checks, no audit). Each command's place
+//! depends on the previous command's length, so every scanner that decodes
+//! one command after another pays this chain of a load and an add per
+//! command; where `floor_ratio` is below a goal, no such scanner reaches
+//! that goal on this machine, whatever its audits cost.
+//!
 //! `cargo run -p gpu --release --example scan_bench -- [--quick] [--out DIR]`
 //! writes `DIR/scan.json`:
-//! `{"streams":[{"name","bytes","scan_gbps","memcpy_gbps","ratio"}],"ratio_min":..}`.
+//! `{"streams":[{"name","bytes","scan_gbps","memcpy_gbps","ratio","floor_gbps","floor_ratio"}],"ratio_min":..,"floor_ratio_min":..}`.
 
 #[path = "../tests/scan_support/mod.rs"]
 mod scan_support;
@@ -181,6 +189,32 @@ struct Row {
     bytes: u64,
     scan: f64,
     memcpy: f64,
+    /// GB/s of the copy plus the bare length chase (see [`chase`]).
+    floor: f64,
+}
+
+/// Walks `buf` command by command with nothing but the length rule of the
+/// streams' command types (MI: opcodes below 0x10 are one DWord, else a
+/// 6-bit length; blitter 8-bit; 3D 8-bit; media and video 12-bit; all with
+/// bias 2), and returns the commands seen. No table, no checks, no audit:
+/// the dependency chain (load a header, add its length, load the next) that
+/// any scanner decoding one command after another pays. Copy plus this chase
+/// bounds from above what a sequential scanner can reach on this machine.
+#[inline(never)]
+fn chase(buf: &[u32]) -> u32 {
+    let mut o = 0;
+    let mut n = 0;
+    while let Some(&h) = buf.get(o) {
+        let len = match h >> 29 {
+            0 if (h >> 23) & 0x3f < 0x10 => 1,
+            0 => (h & 0x3f) as usize + 2,
+            3 if (h >> 27) & 3 == 2 => (h & 0xfff) as usize + 2,
+            _ => (h & 0xff) as usize + 2,
+        };
+        o += len;
+        n += 1;
+    }
+    n
 }
 
 fn measure(s: &Stream, shadow: &mut Shadow, quick: bool) -> Row {
@@ -234,6 +268,35 @@ fn measure(s: &Stream, shadow: &mut Shadow, quick: bool) -> Row {
         copy_once(shadow);
     }
     let t_copy = best(runs, || copy_once(shadow));
+    // The floor: the same copy, then the bare chase over each copied piece.
+    let chase_once = |sh: &mut Shadow| -> u32 {
+        let mut seen = 0;
+        for _ in 0..iters {
+            seen = 0;
+            for &(at, n, slot) in &plan {
+                let dst = match slot {
+                    None => &mut sh.ring[..n],
+                    Some(i) => &mut sh.batches[i].words[..n],
+                };
+                black_box(&s.gm)
+                    .read_guest(gg(at), dst)
+                    .expect("scanned bytes are readable");
+                seen += chase(black_box(&*dst));
+            }
+        }
+        seen
+    };
+    assert_eq!(
+        chase_once(shadow),
+        sub.commands,
+        "the bare chase walks the commands the scan counted"
+    );
+    for _ in 0..warm {
+        chase_once(shadow);
+    }
+    let t_floor = best(runs, || {
+        black_box(chase_once(shadow));
+    });
     let total = (bytes * iters as u64) as f64;
     eprintln!(
         "{}: {} commands, {:.1} ns/command",
@@ -246,6 +309,7 @@ fn measure(s: &Stream, shadow: &mut Shadow, quick: bool) -> Row {
         bytes,
         scan: total / t_scan.as_secs_f64() / 1e9,
         memcpy: total / t_copy.as_secs_f64() / 1e9,
+        floor: total / t_floor.as_secs_f64() / 1e9,
     }
 }
 
@@ -275,17 +339,18 @@ fn main() {
         .map(|r| r.scan / r.memcpy)
         .fold(f64::INFINITY, f64::min);
     println!(
-        "{:<16} {:>10} {:>10} {:>12} {:>7}",
-        "stream", "bytes", "scan GB/s", "memcpy GB/s", "ratio"
+        "{:<16} {:>10} {:>10} {:>12} {:>7} {:>12}",
+        "stream", "bytes", "scan GB/s", "memcpy GB/s", "ratio", "floor ratio"
     );
     for r in &rows {
         println!(
-            "{:<16} {:>10} {:>10.2} {:>12.2} {:>7.3}",
+            "{:<16} {:>10} {:>10.2} {:>12.2} {:>7.3} {:>12.3}",
             r.name,
             r.bytes,
             r.scan,
             r.memcpy,
-            r.scan / r.memcpy
+            r.scan / r.memcpy,
+            r.floor / r.memcpy
         );
     }
     println!("ratio_min {ratio_min:.3}");
@@ -294,19 +359,26 @@ fn main() {
             .iter()
             .map(|r| {
                 format!(
-                    "{{\"name\":\"{}\",\"bytes\":{},\"scan_gbps\":{:.4},\"memcpy_gbps\":{:.4},\"ratio\":{:.4}}}",
+                    "{{\"name\":\"{}\",\"bytes\":{},\"scan_gbps\":{:.4},\"memcpy_gbps\":{:.4},\"ratio\":{:.4},\"floor_gbps\":{:.4},\"floor_ratio\":{:.4}}}",
                     r.name,
                     r.bytes,
                     r.scan,
                     r.memcpy,
-                    r.scan / r.memcpy
+                    r.scan / r.memcpy,
+                    r.floor,
+                    r.floor / r.memcpy
                 )
             })
             .collect();
+        let floor_min = rows
+            .iter()
+            .map(|r| r.floor / r.memcpy)
+            .fold(f64::INFINITY, f64::min);
         let json = format!(
-            "{{\"streams\":[{}],\"ratio_min\":{:.4}}}\n",
+            "{{\"streams\":[{}],\"ratio_min\":{:.4},\"floor_ratio_min\":{:.4}}}\n",
             streams.join(","),
-            ratio_min
+            ratio_min,
+            floor_min
         );
         std::fs::create_dir_all(&dir).expect("create --out DIR");
         let path = std::path::Path::new(&dir).join("scan.json");

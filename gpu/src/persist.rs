@@ -312,6 +312,28 @@ impl Vgpu {
         }
         let mut v = Vgpu::with_translation(partition, translation);
         v.vgt_id = vgt_id;
+        // A blob that fails part-way (its checksum holds but a field does
+        // not) may have written fences and GGTT entries of the partition
+        // already: take them back, so nothing of it stays reachable.
+        match v.restore_body(&mut r, view, backend, mem) {
+            Ok(()) if r.at == body.len() => Ok(v),
+            result => {
+                v.reset(backend);
+                Err(result.err().unwrap_or(RestoreError::TrailingBytes))
+            }
+        }
+    }
+
+    /// The rings, fences, forcewake, emulated registers and GGTT entries
+    /// of a blob, replayed onto `self` (see [`Vgpu::restore`]).
+    fn restore_body(
+        &mut self,
+        r: &mut Reader<'_>,
+        view: GuestView,
+        backend: &mut dyn Backend,
+        mem: &dyn GuestMemoryMap,
+    ) -> Result<(), RestoreError> {
+        let v = self;
         for i in 0..Engine::COUNT {
             let ring = RingState {
                 start: r.u32()?,
@@ -348,10 +370,7 @@ impl Vgpu {
             v.replay_pte(backend, mem, index, pte)
                 .map_err(RestoreError::Replay)?;
         }
-        if r.at != body.len() {
-            return Err(RestoreError::TrailingBytes);
-        }
-        Ok(v)
+        Ok(())
     }
 }
 
@@ -660,6 +679,28 @@ mod tests {
             v.save(&mut gpu, &mem, &mut buf[..10]),
             Err(SaveError::BufferTooSmall)
         );
+        // A blob that fails after replaying some GGTT entries (its guest
+        // pages 4..8 are missing on this destination) leaves none behind.
+        let mut src = Vgpu::new(&p);
+        for i in 0..8u64 {
+            let gm = p.aperture().base().raw() + i * 4096;
+            let pte = GuestPte::map(GuestPage::new(i).unwrap(), PteFlags::NONE);
+            let off = GGTT_BAR0_OFFSET + (gm >> 12) as u32 * 8;
+            let done = src.mmio_write(&mut gpu, &mem, off, AccessSize::Qword, pte.raw());
+            assert!(matches!(done, Ok(MmioEffect::Done)));
+        }
+        let mapped = src.save(&mut gpu, &mem, &mut buf).unwrap();
+        let dp = a.allocate(VgpuType::Small).unwrap();
+        let short = guest_mem(0, 0x3000, 4);
+        assert!(matches!(
+            Vgpu::restore(&buf[..mapped], &dp, &mut gpu, &short),
+            Err(RestoreError::Replay(_))
+        ));
+        let first = u64::from(dp.aperture().base().ggtt_index().raw());
+        for i in 0..8 {
+            let entry = crate::addr::HostGgttIndex::new(first + i).unwrap();
+            assert_eq!(gpu.read_pte(entry).frame(), None, "entry {i}");
+        }
         // Every truncation and every single-byte flip is an error, not a panic.
         for cut in 0..n {
             assert!(Vgpu::restore(&good[..cut], &p, &mut gpu, &mem).is_err());

@@ -74,6 +74,10 @@ impl<const N: usize> FrameRuns<N> {
     pub fn push(&mut self, run: FrameRun) -> Result<(), FrameRun> {
         self.runs.push(run)
     }
+    /// The runs, in the order they were added.
+    pub fn runs(&self) -> &[FrameRun] {
+        &self.runs
+    }
 }
 
 impl<const N: usize> GuestMemoryMap for FrameRuns<N> {
@@ -958,23 +962,14 @@ impl Vgpu {
     /// Back to power-on state: rings, fences, emulated registers and the
     /// guest's GGTT entries cleared, failure state lifted.
     pub fn reset(&mut self, backend: &mut dyn Backend) {
-        for index in self.translation.guest_indices() {
-            if let Ok(host) = self.translation.g2h_index(index) {
-                let flush = backend.write_pte(host, HostPte::INVALID);
-                flush.ignore();
-            }
-        }
-        let flush = backend.write_pte(
-            self.translation.host_aperture().base().ggtt_index(),
-            HostPte::INVALID,
+        clear_host_state(
+            backend,
+            [
+                self.translation.host_aperture(),
+                self.translation.host_hidden(),
+            ],
+            self.host_fences,
         );
-        backend.flush_ggtt(flush);
-        for i in 0..self.host_fences.count() {
-            if let Some(h) = self.host_fences.host_fence(i) {
-                backend.write_reg(fence::lo(h), 0);
-                backend.write_reg(fence::hi(h), 0);
-            }
-        }
         self.rings = [RingState::default(); Engine::COUNT];
         self.queued = [0; Engine::COUNT];
         self.in_flight = [None; Engine::COUNT];
@@ -1003,6 +998,44 @@ impl Vgpu {
         raw: u64,
     ) -> Result<(), VgpuError> {
         self.write_guest_pte(backend, mem, index, raw)
+    }
+}
+
+/// Invalidates every host GGTT entry of `partition`'s slices and zeroes
+/// its host fences, before a vGPU is created or restored on it: whatever
+/// an earlier owner (firmware, a vGPU torn down without reset) left there
+/// must not be reachable by the new guest. It writes one entry per page of
+/// the slices, so the kernel runs it when it allocates a partition, never
+/// on a migration's stop path.
+pub fn scrub_partition(backend: &mut dyn Backend, partition: &Partition) {
+    clear_host_state(
+        backend,
+        [partition.aperture(), partition.hidden()],
+        partition.fences(),
+    );
+}
+
+fn clear_host_state(
+    backend: &mut dyn Backend,
+    slices: [crate::addr::HostGmRange; 2],
+    fences: crate::partition::FenceRange,
+) {
+    for slice in slices {
+        let first = u64::from(slice.base().ggtt_index().raw());
+        for i in first..first + slice.len() / 4096 {
+            if let Ok(index) = crate::addr::HostGgttIndex::new(i) {
+                backend.write_pte(index, HostPte::INVALID).ignore();
+            }
+        }
+    }
+    // One flush covers the writes above (the backend orders them).
+    let flush = backend.write_pte(slices[0].base().ggtt_index(), HostPte::INVALID);
+    backend.flush_ggtt(flush);
+    for i in 0..fences.count() {
+        if let Some(h) = fences.host_fence(i) {
+            backend.write_reg(fence::lo(h), 0);
+            backend.write_reg(fence::hi(h), 0);
+        }
     }
 }
 
@@ -1107,6 +1140,52 @@ mod tests {
         let mut b = [0u8; 4];
         crate::backend::PhysMem::read(w.gpu.mem(), frame.at(off), &mut b).unwrap();
         u32::from_le_bytes(b)
+    }
+
+    /// Stale entries an earlier owner left in a partition's slices are
+    /// gone after the scrub, so a guest created there cannot reach their
+    /// frames (or read them back as its own); the neighbours keep theirs.
+    #[test]
+    fn scrub_clears_stale_entries_of_the_partition_only() {
+        let mut w = world();
+        let stale = HostPte::map(PhysFrame::new(0x7777).unwrap(), crate::ggtt::PteFlags::NONE);
+        let index = |gm: crate::addr::HostGm| gm.ggtt_index();
+        let p = w.parts[0];
+        let ours = [
+            index(p.aperture().base()),
+            index(p.hidden().base()),
+            crate::addr::HostGgttIndex::new(
+                u64::from(index(p.hidden().base()).raw()) + p.hidden().len() / 4096 - 1,
+            )
+            .unwrap(),
+        ];
+        let theirs = index(w.parts[1].aperture().base());
+        for i in ours.into_iter().chain([theirs]) {
+            w.gpu.write_pte(i, stale).ignore();
+        }
+        let h = p.fences().host_fence(0).unwrap();
+        w.gpu.write_reg(fence::lo(h), 0x1001);
+        // Before the scrub a guest on the partition would see a page it
+        // does not own.
+        let mem = guest_mem(0, 0x1000, 8);
+        let v = Vgpu::new(&p);
+        let first = GuestGgttIndex::new(u64::from(
+            v.translation()
+                .guest_view()
+                .aperture
+                .base()
+                .ggtt_index()
+                .raw(),
+        ))
+        .unwrap();
+        assert!(v.guest_pte(&mut w.gpu, &mem, first).is_err());
+        scrub_partition(&mut w.gpu, &p);
+        for i in ours {
+            assert_eq!(w.gpu.read_pte(i).frame(), None);
+        }
+        assert_eq!(w.gpu.read_reg(fence::lo(h)), 0);
+        assert_eq!(w.gpu.read_pte(theirs), stale);
+        assert_eq!(v.guest_pte(&mut w.gpu, &mem, first), Ok(GuestPte::INVALID));
     }
 
     #[test]

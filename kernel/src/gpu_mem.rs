@@ -8,6 +8,7 @@
 
 use gpu::addr::PhysAddr;
 use gpu::backend::{PhysMem, PhysMemError};
+use gpu::vgpu::FrameRuns;
 
 use crate::mem::frames::{Frame, FrameAllocator, FrameError};
 use crate::mem::FRAME_SIZE;
@@ -35,6 +36,8 @@ pub enum GpuMemoryError {
     Frames(FrameError),
     /// More separate runs than [`MAX_RUNS`].
     TooManyRuns,
+    /// A run to release is not one the GPU owns.
+    NotOwned,
 }
 
 impl core::fmt::Display for GpuMemoryError {
@@ -44,6 +47,7 @@ impl core::fmt::Display for GpuMemoryError {
             GpuMemoryError::TooManyRuns => {
                 write!(f, "more than {MAX_RUNS} separate GPU memory runs")
             }
+            GpuMemoryError::NotOwned => f.write_str("frames to release are not GPU memory"),
         }
     }
 }
@@ -72,6 +76,41 @@ impl GpuMemory {
         let _ = self.runs.push(Run { start, end });
         // Frames come from RAM below the 39-bit limit of a GGTT PTE.
         PhysAddr::new(start).map_err(|_| GpuMemoryError::Frames(FrameError::OutOfFrames))
+    }
+
+    /// Takes back from the GPU the frames of a guest's memory `map` (each
+    /// run exactly as [`Self::allocate`] gave it), zeroes them so no guest
+    /// data outlives the guest, and returns them to `frames`. The caller
+    /// has already removed every GGTT entry that maps them. Runs the GPU
+    /// does not own as given are left alone and reported.
+    pub fn release<const N: usize>(
+        &mut self,
+        frames: &mut FrameAllocator,
+        map: &FrameRuns<N>,
+    ) -> Result<(), GpuMemoryError> {
+        let mut result = Ok(());
+        for run in map.runs() {
+            let start = run.first_frame.start().raw();
+            let end = start + run.count * FRAME_SIZE;
+            let Some(i) = self
+                .runs
+                .iter()
+                .position(|r| r.start == start && r.end == end)
+            else {
+                result = Err(GpuMemoryError::NotOwned);
+                continue;
+            };
+            self.runs.swap_remove(i);
+            // SAFETY: the run was allocated for the GPU by `allocate` (found
+            // above, now removed, so no other `GpuMemory` access reaches
+            // it), is identity-mapped RAM, and no GGTT entry maps it.
+            unsafe { core::ptr::write_bytes(start as *mut u8, 0, (end - start) as usize) };
+            let freed = frames.free(Frame::containing(start), run.count);
+            if let Err(e) = freed {
+                result = Err(GpuMemoryError::Frames(e));
+            }
+        }
+        result
     }
 
     /// Bytes the GPU owns.

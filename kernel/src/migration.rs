@@ -268,7 +268,7 @@ fn report_write_targets(
     let Some(writes) = m.gate.last_writes().copied() else {
         return Ok(());
     };
-    if writes.overflow {
+    if writes.untracked {
         source.report_untracked_writes();
         return Ok(());
     }
@@ -304,7 +304,7 @@ struct Transfer {
 /// slices and frames, with `policy`, while the guest keeps working. On
 /// success the new vGPU takes the guest's slot and the old one is torn
 /// down; on failure the old one goes on untouched and the new one is torn
-/// down (its frames stay with the GPU memory for the next attempt).
+/// down; the frames of whichever side goes away return to the allocator.
 pub fn migrate_local(
     m: &mut VgpuManager,
     frames: &mut FrameAllocator,
@@ -320,24 +320,34 @@ pub fn migrate_local(
         .partitions
         .allocate(vgpu_type)
         .map_err(|e| MigrationError::Setup(SetupError::Partition(e)))?;
+    // Before the pre-copy, not in the downtime: restore writes only the
+    // entries the guest mapped.
+    gpu::vgpu::scrub_partition(m.device.backend(), &partition);
     let start_us = crate::time::micros_since_boot();
-    let transfer = crate::vgpus::guest_memory(m.device.memory_mut(), frames)
-        .map_err(MigrationError::Setup)
-        .and_then(|dest_map| {
-            transfer(
-                m,
-                (&mut storage, &mut blobs),
-                index,
-                guest,
-                policy,
-                (&partition, &dest_map),
-            )
-            .map(|t| (t, dest_map))
-        });
-    let (t, dest_map) = match transfer {
-        Ok(done) => done,
+    let dest_map = match crate::vgpus::guest_memory(m.device.memory_mut(), frames) {
+        Ok(map) => map,
         Err(e) => {
             let _ = m.partitions.free(partition.id());
+            return Err(MigrationError::Setup(e));
+        }
+    };
+    let transfer = transfer(
+        m,
+        (&mut storage, &mut blobs),
+        index,
+        guest,
+        policy,
+        (&partition, &dest_map),
+    );
+    let t = match transfer {
+        Ok(t) => t,
+        Err(e) => {
+            // Nothing maps the destination any more (a failed restore or
+            // check took its GGTT entries back): its slices and frames go.
+            let _ = m.partitions.free(partition.id());
+            if let Err(r) = m.device.memory_mut().release(frames, &dest_map) {
+                defmt::warn!("destination frames: {}", defmt::Display2Format(&r));
+            }
             return Err(e);
         }
     };
@@ -353,6 +363,10 @@ pub fn migrate_local(
     );
     old.vgpu.reset(m.device.backend());
     let _ = m.partitions.free(old.partition.id());
+    // With its GGTT entries gone the GPU cannot reach the old frames.
+    if let Err(r) = m.device.memory_mut().release(frames, &old.memory) {
+        defmt::warn!("source frames: {}", defmt::Display2Format(&r));
+    }
     let report = MigrationReport {
         policy,
         source: source_id,

@@ -385,6 +385,8 @@ fn local_migration(p: &mut Platform) -> TestResult {
     use crate::workload::GuestDriver;
     let guest = GuestDriver::resume(&mut p.vgpus, 0).map_err(|_| "guest 0 not booted")?;
     let before = p.vgpus.vgpus[0].partition;
+    let free_before = p.memory.frames.free_frames();
+    let gpu_before = p.vgpus.device.memory().bytes();
     let (report, guest) = crate::migration::migrate_local(
         &mut p.vgpus,
         &mut p.memory.frames,
@@ -414,13 +416,18 @@ fn local_migration(p: &mut Platform) -> TestResult {
         defmt::error!("after migration: {}", defmt::Display2Format(&e));
         "guest workload failed on the destination"
     })?;
-    // The source's slices are free again.
+    // The source's slices and frames are free again.
     check(
         p.vgpus
             .partitions
             .partitions()
             .all(|q| q.aperture() != before.aperture()),
         "source slices not freed",
+    )?;
+    check(
+        p.memory.frames.free_frames() == free_before
+            && p.vgpus.device.memory().bytes() == gpu_before,
+        "the source's guest frames were not returned",
     )
 }
 

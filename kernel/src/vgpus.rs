@@ -252,7 +252,7 @@ impl VgpuManager {
             .devices
             .iter()
             .find_map(|d| gpu::device::supported(d.vendor, d.class, d.device).map(|s| (d, s)));
-        let (device, layout) = match intel {
+        let (mut device, layout) = match intel {
             Some((dev, supported)) => {
                 let (bar0, bar0_size) = memory_bar(dev.bars[0]).ok_or(SetupError::BadBars)?;
                 let (_, aperture) = memory_bar(dev.bars[2]).ok_or(SetupError::BadBars)?;
@@ -322,6 +322,8 @@ impl VgpuManager {
             let partition = partitions
                 .allocate(vgpu_type)
                 .map_err(SetupError::Partition)?;
+            // Firmware may have left mappings there (a boot framebuffer).
+            gpu::vgpu::scrub_partition(device.backend(), &partition);
             let hosted = HostedVgpu {
                 vgpu: Vgpu::new(&partition),
                 partition,

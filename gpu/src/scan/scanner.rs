@@ -25,6 +25,16 @@
 //!   a modified base must still translate so it can be remapped.
 //! - Batches are copied into the shadow in chunks as decoding needs them;
 //!   only the copy is decoded, audited and run.
+//! - Write targets: every audited operand the hardware may write (post-sync
+//!   and store addresses, blit destinations, stream-out and other written
+//!   buffers) is recorded as guest pages in the submission's [`WriteSet`].
+//!   What a command writes through memory-resident state (render targets
+//!   and UAVs of a draw or dispatch, the pictures of a video or VEBOX
+//!   object, set up by state that may come from an earlier submission) is
+//!   not in its operands; such a command marks the set untracked (see
+//!   [`super::table::STATE_WRITERS`]), and so does an extent that runs to
+//!   the end of its slice or more pages than the set holds. Migration then
+//!   treats all of the vGPU's memory as possibly written by it.
 //! - Operand extents of GFXPIPE and video commands: see [`super::operands`].
 //! - Hot path: a fast loop (`State::fast_run`) walks the copied commands
 //!   through a flat per-engine table of packed entries
@@ -315,22 +325,26 @@ impl fmt::Display for ScanError {
     }
 }
 
-/// Guest pages a submission may write (fixed capacity; `overflow` means
-/// more were touched than recorded, so a consumer must treat the vGPU's
-/// whole memory as possibly written).
+/// Guest pages a submission may write (fixed capacity). `untracked` means
+/// the submission may also write pages the set does not list, so a
+/// consumer must treat the vGPU's whole memory as possibly written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WriteSet {
     pages: [u64; MAX_WRITE_PAGES],
     len: usize,
-    /// More pages than [`MAX_WRITE_PAGES`] were written.
-    pub overflow: bool,
+    /// It may write pages not listed: more than [`MAX_WRITE_PAGES`], a
+    /// surface whose extent runs to the end of its slice, or a command
+    /// that writes through memory-resident state the scanner does not
+    /// parse ([`crate::scan::CmdSpec::writes_through_state`]: draws,
+    /// dispatches, video and VEBOX objects).
+    pub untracked: bool,
 }
 
 impl WriteSet {
     const EMPTY: WriteSet = WriteSet {
         pages: [0; MAX_WRITE_PAGES],
         len: 0,
-        overflow: false,
+        untracked: false,
     };
     /// Guest page numbers (guest GM / 4096), in first-seen order.
     pub fn pages(&self) -> &[u64] {
@@ -342,7 +356,7 @@ impl WriteSet {
     /// Records guest bytes `addr .. end` (`end > addr`).
     #[inline(always)]
     fn add_raw(&mut self, addr: u64, end: u64) {
-        if self.overflow {
+        if self.untracked {
             return;
         }
         let first = addr / PAGE;
@@ -362,7 +376,7 @@ impl WriteSet {
     #[inline(never)]
     fn add_pages(&mut self, first: u64, last: u64) {
         if last - first >= MAX_WRITE_PAGES as u64 {
-            self.overflow = true;
+            self.untracked = true;
             return;
         }
         for p in first..=last {
@@ -374,7 +388,7 @@ impl WriteSet {
                     *slot = p;
                     self.len += 1;
                 }
-                None => self.overflow = true,
+                None => self.untracked = true,
             }
         }
     }
@@ -560,7 +574,7 @@ impl Shadow {
                 };
                 copy_more(gm, start, &mut b.words, &mut copied, off + len)
                     .map_err(|r| err(off, header, r))?;
-                if matches!(spec.op, Op::Noop | Op::Plain) {
+                if matches!(spec.op, Op::Noop | Op::Plain) && !spec.writes_through_state {
                     // Nothing to audit: count it and move on.
                     if !st.count(len) {
                         let r = Reason::BudgetExceeded;
@@ -1238,6 +1252,11 @@ impl State {
             10 => self.fast_audit(gm, Op::Gm(&o::VERTEX_BUFFERS), w),
             11 => self.fast_audit(gm, Op::Gm(&o::MFX_IND_OBJ_BASE_ADDR), w),
             12 => self.fast_audit(gm, Op::Gm(&o::MFX_BSP_BUF_BASE_ADDR), w),
+            13 => {
+                // Nothing to audit; its writes go where state says.
+                self.writes.untracked = true;
+                Some(Ok(()))
+            }
             _ => None,
         }
     }
@@ -1345,6 +1364,9 @@ impl State {
             let header = buf.get(off).copied().unwrap_or(0);
             return Err(self.fail(loc, off, header, Some(spec.name), Reason::BudgetExceeded));
         }
+        if spec.writes_through_state {
+            self.writes.untracked = true;
+        }
         // Fast path: most of a 3D stream is state without addresses.
         match spec.op {
             Op::Noop | Op::Plain | Op::BatchEnd => Ok(None),
@@ -1365,6 +1387,9 @@ impl State {
         loc: Location,
         level: u8,
     ) -> Result<Option<GuestGm>, ScanError> {
+        if spec.writes_through_state {
+            self.writes.untracked = true;
+        }
         let r = match spec.op {
             Op::Gm(layout) => {
                 let words = buf.get_mut(off..off + len).unwrap_or(&mut []);

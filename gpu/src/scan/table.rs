@@ -281,6 +281,60 @@ pub struct CmdSpec {
     pub engines: Engines,
     /// Semantic class.
     pub op: Op,
+    /// It makes the engine write memory that the context's memory-resident
+    /// state names rather than its own operands (see [`STATE_WRITERS`]).
+    pub writes_through_state: bool,
+}
+
+/// Commands that start work which writes memory named by state the
+/// scanner does not parse: shader threads writing render targets and
+/// other surfaces through binding tables and surface states (3DPRIMITIVE,
+/// the GPGPU and media dispatches), depth/HiZ operations on the depth
+/// buffer set earlier (3DSTATE_WM_HZ_OP), and the video, VEBOX and SFC
+/// objects that decode, encode or process into pictures set up by state
+/// commands, possibly of an earlier submission. The targets of such a
+/// command are not in its operands, so a submission with one has untracked
+/// writes ([`crate::scan::WriteSet::untracked`]).
+pub const STATE_WRITERS: [&str; 28] = [
+    "3DPRIMITIVE",
+    "3DSTATE_WM_HZ_OP",
+    "GPGPU_WALKER",
+    "MEDIA_OBJECT",
+    "MEDIA_OBJECT_GRPID",
+    "MEDIA_OBJECT_PRT",
+    "MEDIA_OBJECT_WALKER",
+    "HCP_BSD_OBJECT",
+    "HCP_PAK_OBJECT",
+    "HCP_PAK_INSERT_OBJECT",
+    "HUC_START",
+    "HUC_STREAM_OBJECT",
+    "MFC_AVC_PAK_OBJECT",
+    "MFC_JPEG_SCAN_OBJECT",
+    "MFC_MPEG2_PAK_OBJECT",
+    "MFD_AVC_BSD_OBJECT",
+    "MFD_IT_OBJECT",
+    "MFD_JPEG_BSD_OBJECT",
+    "MFD_MPEG2_BSD_OBJECT",
+    "MFD_VC1_BSD_OBJECT",
+    "MFD_VP8_BSD_OBJECT",
+    "MFX_DBK_OBJECT",
+    "MFX_PAK_INSERT_OBJECT",
+    "MFX_STITCH_OBJECT",
+    "MFX_VP8_PAK_OBJECT",
+    "VDENC_WALKER_STATE",
+    "SFC_FRAME_START",
+    "VEB_DI_IECP",
+];
+
+const fn writes_through_state(name: &str) -> bool {
+    let mut i = 0;
+    while i < STATE_WRITERS.len() {
+        if same_name(name, STATE_WRITERS[i]) {
+            return true;
+        }
+        i += 1;
+    }
+    false
 }
 
 const fn spec(name: &'static str, opcode: Opcode, len: Len, engines: Engines, op: Op) -> CmdSpec {
@@ -290,6 +344,7 @@ const fn spec(name: &'static str, opcode: Opcode, len: Len, engines: Engines, op
         len,
         engines,
         op,
+        writes_through_state: writes_through_state(name),
     }
 }
 const fn mi(op: u8) -> Opcode {
@@ -2267,6 +2322,9 @@ pub(crate) const FAST_PLAIN: u64 = 1 << 63;
 pub(crate) const FAST_GUESS: u64 = 1 << 61;
 /// See [`FAST_PLAIN`].
 pub(crate) const FAST_AUDIT: u64 = 1 << 62;
+/// The fast class of a command with nothing to audit that writes through
+/// memory-resident state ([`CmdSpec::writes_through_state`]).
+pub(crate) const STATE_WRITER_KIND: u64 = 13;
 /// Bits 60:57 of an audited entry: the hot classes the fast loop audits
 /// without loading the row (0: any other; see [`fast_kind_code`]).
 const FAST_KIND_SHIFT: u32 = 57;
@@ -2365,6 +2423,14 @@ const fn build_fast() -> [[u64; FAST_SLOTS]; Engine::COUNT] {
         // A layout with no address field (only offsets relative to an
         // audited base) has nothing to audit either.
         let kind = match s.op {
+            // Nothing to audit but untracked writes to note: the fast
+            // loop's class 13.
+            Op::Plain if s.writes_through_state => {
+                FAST_PLAIN | FAST_AUDIT | STATE_WRITER_KIND << FAST_KIND_SHIFT
+            }
+            Op::Gm(l) if l.fields.is_empty() && l.group.is_none() && s.writes_through_state => {
+                FAST_PLAIN | FAST_AUDIT | STATE_WRITER_KIND << FAST_KIND_SHIFT
+            }
             Op::Noop | Op::Plain => FAST_PLAIN,
             Op::Gm(l) if l.fields.is_empty() && l.group.is_none() => FAST_PLAIN,
             Op::BatchEnd
@@ -2486,6 +2552,31 @@ mod fast_tests {
     /// and every value of the low 16 header bits.
     /// The class packed in an entry is its row's, and every hot audited
     /// row carries its class.
+    /// Every name in [`STATE_WRITERS`] is a row, and the fast loop notes
+    /// the untracked writes of each: a plain-like one through its class,
+    /// any other through the full path ([`FAST_AUDIT`] or no entry).
+    #[test]
+    fn state_writers_are_rows_and_never_plain() {
+        for name in STATE_WRITERS {
+            let rows: Vec<_> = COMMANDS.iter().filter(|c| c.name == name).collect();
+            assert!(!rows.is_empty(), "{name} is not in the table");
+            assert!(rows.iter().all(|c| c.writes_through_state), "{name}");
+        }
+        let flagged = COMMANDS.iter().filter(|c| c.writes_through_state).count();
+        assert!(flagged >= STATE_WRITERS.len(), "{flagged}");
+        for t in FAST.iter() {
+            for &entry in t.iter().filter(|&&e| e != 0) {
+                let spec = fast_spec(entry).expect("row");
+                if spec.writes_through_state {
+                    assert!(entry & FAST_AUDIT != 0, "{} taken as plain", spec.name);
+                }
+                if u64::from(fast_kind_code(entry)) == STATE_WRITER_KIND {
+                    assert!(spec.writes_through_state, "{}", spec.name);
+                }
+            }
+        }
+    }
+
     #[test]
     fn fast_kinds_agree_with_rows() {
         let mut seen = 0;

@@ -26,6 +26,10 @@ impl Frame {
     pub const fn number(self) -> u64 {
         self.0
     }
+    /// The frame holding physical byte `address`.
+    pub const fn containing(address: u64) -> Frame {
+        Frame(address / FRAME_SIZE)
+    }
 }
 
 /// Why the allocator could not be built or a request failed.
