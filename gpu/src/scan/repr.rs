@@ -1190,4 +1190,26 @@ mod shaped_tests {
             );
         }
     }
+
+    /// Every shaped blit row of the table can hold its operands, and a row
+    /// with an inline colour pattern admits exactly the 8, 16 and 32 bpp
+    /// pattern sizes.
+    #[test]
+    fn table_rows_fit_their_shapes() {
+        use crate::scan::table::{Len, COMMANDS};
+        let mut n = 0;
+        for s in COMMANDS {
+            let Op::XyBlit(shape) = s.op else { continue };
+            let Len::Field { min, max, .. } = s.len else {
+                panic!("{}", s.name)
+            };
+            assert!(min as usize >= shape.min_len(), "{}", s.name);
+            if let Some(from) = shape.inline_pattern {
+                let from = u32::from(from);
+                assert_eq!((min, max), (from + 16, from + 64), "{}", s.name);
+            }
+            n += 1;
+        }
+        assert_eq!(n, 14);
+    }
 }
