@@ -502,3 +502,54 @@ fn layout_fields_sit_on_genxml_addresses() {
         }
     }
 }
+
+/// The HCP_PAK_INSERT_OBJECT indirect payload the scanner audits is
+/// genxml's: the payload group starts at DWord `PAK_PAYLOAD` with elements
+/// of `PAK_DESCRIPTOR` DWords, and the descriptor struct has the size in
+/// bits at DWord 0, the 64-bit address at DWord 1 and the memory
+/// attributes at DWord 3 (whose compression and tiled-resource fields the
+/// scanner refuses).
+#[test]
+fn pak_insert_payload_matches_genxml() {
+    use gpu::scan::repr::{PAK_DESCRIPTOR, PAK_PAYLOAD};
+    let t = tags(GEN9);
+    let at = |name: &str| {
+        t.iter()
+            .position(|x| x.get("name") == Some(name) && !x.end)
+            .unwrap_or_else(|| panic!("{name} not in genxml"))
+    };
+    // The instruction's payload group.
+    let i = at("HCP_PAK_INSERT_OBJECT");
+    let group = t[i..]
+        .iter()
+        .find(|x| x.name == "group" && !x.end)
+        .expect("payload group");
+    assert_eq!(group.get("start"), Some(&*(32 * PAK_PAYLOAD).to_string()));
+    assert_eq!(group.get("size"), Some(&*(32 * PAK_DESCRIPTOR).to_string()));
+    assert_eq!(group.get("count"), Some("0"));
+    // The descriptor struct's fields.
+    let s = at("HCP_PAK_INSERT_OBJECT_INDIRECT_PAYLOAD");
+    assert_eq!(
+        t[s].get("length"),
+        Some(&*PAK_DESCRIPTOR.to_string()),
+        "descriptor DWords"
+    );
+    let fields: Vec<_> = t[s + 1..]
+        .iter()
+        .take_while(|x| x.name == "field")
+        .map(|x| (x.get("start"), x.get("end"), x.get("type")))
+        .collect();
+    assert!(fields.contains(&(Some("0"), Some("31"), Some("uint"))));
+    assert!(fields.contains(&(Some("32"), Some("95"), Some("address"))));
+    assert!(fields.contains(&(Some("96"), Some("127"), Some("MEMORYADDRESSATTRIBUTES"))));
+    // Compression enable bit 9, tiled resource mode bits 14:13.
+    let m = at("MEMORYADDRESSATTRIBUTES");
+    let attr: Vec<_> = t[m + 1..]
+        .iter()
+        .filter(|x| x.name == "field" && !x.end)
+        .map(|x| (x.get("name"), x.get("start"), x.get("end")))
+        .take(6)
+        .collect();
+    assert!(attr.contains(&(Some("Memory Compression Enable"), Some("9"), Some("9"))));
+    assert!(attr.contains(&(Some("Tiled Resource Mode"), Some("13"), Some("14"))));
+}
