@@ -633,8 +633,8 @@ mod tests {
         for (i, gm) in gms.into_iter().enumerate() {
             let pte = GuestPte::map(GuestPage::new(i as u64).unwrap(), PteFlags::NONE);
             let off = GGTT_BAR0_OFFSET + (gm >> 12) as u32 * 8;
-            v.mmio_write(&mut d, &mem, off, AccessSize::Qword, pte.raw())
-                .unwrap();
+            let done = v.mmio_write(&mut d, &mem, off, AccessSize::Qword, pte.raw());
+            assert_eq!(done, Ok(crate::vgpu::MmioEffect::Done));
         }
         d.mmio.log.clear();
         let mut blob = vec![0u8; 1 << 16];
