@@ -241,7 +241,7 @@ impl Vgpu {
         let count_at = w.at;
         w.u32(0)?;
         let mut count = 0u32;
-        for index in self.translation().guest_indices() {
+        for index in self.written_indices() {
             let pte = self
                 .guest_pte(backend, mem, index)
                 .map_err(SaveError::Vgpu)?;

@@ -444,6 +444,40 @@ pub struct Vgpu {
     notifications: u32,
     /// vgt_id shown in PVINFO (kept across migration).
     pub(crate) vgt_id: u32,
+    /// GGTT blocks the guest has written an entry of (see [`GgttBlocks`]).
+    ggtt_written: GgttBlocks,
+}
+
+/// One bit per block of [`GgttBlocks::ENTRIES`] guest GGTT entries: set
+/// once the guest writes any entry of the block. The partition's entries
+/// start invalid ([`scrub_partition`]) and only the guest's writes (or a
+/// restore's replay of them) change them, so a clear block holds no
+/// mapping and save need not read it: over real MMIO each read is a bus
+/// round trip, and a large vGPU has up to 640 Ki entries, almost all of
+/// them never written. 256 bytes cover the 4 GiB GM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct GgttBlocks([u64; GgttBlocks::WORDS]);
+
+impl GgttBlocks {
+    /// Entries per block (2 MiB of GM).
+    const ENTRIES: u64 = 512;
+    const WORDS: usize = (crate::addr::GM_SIZE / 4096 / Self::ENTRIES / 64) as usize;
+    const NONE: GgttBlocks = GgttBlocks([0; Self::WORDS]);
+
+    fn mark(&mut self, index: GuestGgttIndex) {
+        let block = u64::from(index.raw()) / Self::ENTRIES;
+        if let Some(w) = self.0.get_mut((block / 64) as usize) {
+            *w |= 1 << (block % 64);
+        }
+    }
+
+    /// Whether the block holding `index` may hold a mapping.
+    pub(crate) fn written(&self, index: GuestGgttIndex) -> bool {
+        let block = u64::from(index.raw()) / Self::ENTRIES;
+        self.0
+            .get((block / 64) as usize)
+            .is_some_and(|w| w >> (block % 64) & 1 == 1)
+    }
 }
 
 fn domain_index(d: forcewake::Domain) -> usize {
@@ -476,6 +510,7 @@ impl Vgpu {
             state: VgpuState::Running,
             notifications: 0,
             vgt_id: u32::from(partition.id().raw()),
+            ggtt_written: GgttBlocks::NONE,
         }
     }
 
@@ -756,6 +791,7 @@ impl Vgpu {
         };
         let flush = backend.write_pte(host, host_pte);
         backend.flush_ggtt(flush);
+        self.ggtt_written.mark(index);
         Ok(())
     }
 
@@ -976,6 +1012,7 @@ impl Vgpu {
         self.fences = [(0, 0); MAX_GUEST_FENCES];
         self.forcewake = [0; 3];
         self.emulated.clear();
+        self.ggtt_written = GgttBlocks::NONE;
         self.state = VgpuState::Running;
     }
 
@@ -990,6 +1027,14 @@ impl Vgpu {
     }
 
     /// Replays one guest GGTT entry (restore uses it).
+    /// Guest GGTT indices of the vGPU's view whose block the guest has
+    /// written (every index that may hold a mapping).
+    pub(crate) fn written_indices(&self) -> impl Iterator<Item = GuestGgttIndex> + '_ {
+        self.translation
+            .guest_indices()
+            .filter(|&i| self.ggtt_written.written(i))
+    }
+
     pub(crate) fn replay_pte(
         &mut self,
         backend: &mut dyn Backend,

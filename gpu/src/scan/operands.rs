@@ -61,7 +61,7 @@
 //! bases and sizes that STATE_BASE_ADDRESS sets and the scanner audits; the
 //! absolute addresses inside RENDER_SURFACE_STATE are not, and contain a
 //! residual risk until surface states are parsed or each vGPU runs under its
-//! own PPGTT (see the crate README's open items).
+//! own PPGTT (see README.md, "Known limits").
 
 /// Bits of the address held in the DWord after the low one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
