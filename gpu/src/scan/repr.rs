@@ -546,7 +546,11 @@ pub enum BlitSrc {
 /// Layouts: the pre-Gen8 operand DWords i915 GVT-g lists for these
 /// commands (`cmd_parser.c`, `ADDR_FIX_*`), each address widened to the
 /// two DWords (bits 31:0, 47:32) every Gen8+ blitter address takes (the
-/// rule the XY_COLOR/SRC_COPY/PAT/SETUP rows already follow, PRM vol 2a);
+/// rule the XY_COLOR/SRC_COPY/PAT/SETUP rows already follow, PRM vol 2a).
+/// The X.org SNA driver's Gen8+ paths emit three of them with exactly
+/// these layouts and lengths (XY_MONO_SRC_COPY_BLT: 10 DWords, addresses
+/// at DW4 and DW6; XY_FULL_MONO_PATTERN_MONO_SRC_BLT: 14, at DW4 and DW6;
+/// XY_MONO_SRC_COPY_IMMEDIATE_BLT: destination at DW4, data from DW8);
 /// a command of fixed format has its exact length pinned in the table so
 /// the scanner and the engine agree on where the next command starts, and
 /// a command with an inline colour pattern must carry exactly the 8x8
