@@ -473,7 +473,10 @@ pub(crate) mod tests {
         assert_eq!(guest_u32(&w, 0, 2, 0x40), 0xfeed_beef);
         assert_eq!(guest_u32(&w, 0, 2, 0x48), 0x1234);
         let page = target >> 12;
-        assert_eq!(w.gate.last_writes().unwrap().pages(), &[page]);
+        assert_eq!(
+            w.gate.last_writes().unwrap().pages().collect::<Vec<_>>(),
+            [page]
+        );
         assert_eq!(w.gate.counts(), (1, 0));
         // The other vGPU's memory is untouched.
         assert_eq!(guest_u32(&w, 1, 2, 0x40), 0);

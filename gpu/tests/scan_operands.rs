@@ -339,8 +339,8 @@ fn blitter_setup_and_setup_relative_blits() {
     assert_eq!(u64::from(r[5]) << 32 | u64::from(r[4]), h(dst));
     assert_eq!(u64::from(r[9]) << 32 | u64::from(r[8]), h(pat));
     // The drawn rows are write targets (16 rows of 1 KiB from `dst`).
-    assert!(sub.writes.pages().contains(&(dst / 4096)));
-    assert!(sub.writes.pages().contains(&((dst + 15 * 1024) / 4096)));
+    assert!(sub.writes.contains(dst / 4096));
+    assert!(sub.writes.contains((dst + 15 * 1024) / 4096));
 
     // A raster operation without the pattern leaves an unused (zero)
     // pattern address alone.
@@ -487,15 +487,11 @@ fn shaped_blits_are_remapped_and_record_writes() {
             }
         }
         // 16 rows of 1 KiB from the destination: its first and last page.
-        let pages = sub.writes.pages();
-        assert!(pages.contains(&(o.dst / 4096)), "{}", spec.name);
-        assert!(
-            pages.contains(&((o.dst + 15 * 1024) / 4096)),
-            "{}",
-            spec.name
-        );
+        let pages = &sub.writes;
+        assert!(pages.contains(o.dst / 4096), "{}", spec.name);
+        assert!(pages.contains((o.dst + 15 * 1024) / 4096), "{}", spec.name);
         // Sources are only read.
-        assert!(!pages.contains(&(o.src / 4096)), "{}", spec.name);
+        assert!(!pages.contains(o.src / 4096), "{}", spec.name);
     }
 }
 
@@ -642,7 +638,7 @@ fn pak_insert_indirect_payloads() {
     assert_eq!((r[2], r[6], r[5], r[9]), (8 * 64, 9, 0, 0));
     // Not written by the payload read; the PAK's own output is named by
     // HCP_IND_OBJ_BASE_ADDR_STATE, so the writes are untracked.
-    assert!(sub.writes.pages().is_empty() && sub.writes.untracked);
+    assert!(sub.writes.runs().is_empty() && sub.writes.untracked);
 
     // The payload's last byte past the slice end: 9 bits are 2 bytes.
     let end = HIDDEN + HIDDEN_SIZE;

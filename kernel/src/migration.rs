@@ -273,7 +273,7 @@ fn report_write_targets(
         return Ok(());
     }
     let hosted = &m.vgpus[index];
-    for &gm_page in writes.pages() {
+    for gm_page in writes.pages() {
         let page = GuestGgttIndex::new(gm_page)
             .ok()
             .and_then(|i| {

@@ -24,5 +24,5 @@ pub mod regs;
 pub mod scanner;
 
 pub use scanner::{
-    GmFault, GmSpace, Location, Reason, RingState, ScanError, Shadow, Submission, WriteSet,
+    GmFault, GmSpace, Location, PageRun, Reason, RingState, ScanError, Shadow, Submission, WriteSet,
 };

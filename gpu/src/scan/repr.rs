@@ -481,7 +481,7 @@ pub(crate) fn xy_blit_bytes(
         Ok(d) => d,
         Err(e) => return Some(Err(e)),
     };
-    if op == Op::XyColorBlt {
+    if matches!(op, Op::XyColorBlt) {
         return Some(Ok((d, 0)));
     }
     Some(src.bytes().map(|s| (d, s)))
@@ -972,10 +972,15 @@ impl<'a> CommandRepr<'a> {
                 // XY_PAT_BLT (8 DWords): DW1 BR13, DW2-3 rectangle, DW4-5
                 // destination, DW6-7 pattern. XY_MONO_PAT_BLT (10 DWords):
                 // the same up to DW5, then colours and the inline pattern.
-                need(if spec.op == Op::XyPatBlt { 8 } else { 10 })?;
+                need(if matches!(spec.op, Op::XyPatBlt) {
+                    8
+                } else {
+                    10
+                })?;
                 let bpp = xy_bpp(c.dw(1));
                 let (dst, _) = xy_surfaces(|i| c.dw(i), bpp, bit(h, 11), false);
-                let pattern = spec.op == Op::XyPatBlt && rop_uses_pattern(c.dw(1) >> 16 & 0xff);
+                let pattern =
+                    matches!(spec.op, Op::XyPatBlt) && rop_uses_pattern(c.dw(1) >> 16 & 0xff);
                 CommandRepr::Blit {
                     dst: mem(c, 4, 0, dst.bytes()?, true, true),
                     src: pattern.then(|| mem(c, 6, 0, pattern_bytes(bpp), true, false)),

@@ -127,8 +127,11 @@ pub const BATCH_POOL: usize = 8;
 pub const BATCH_DWORDS: usize = 8 * 1024;
 /// Batch nesting limit: 1 = first level, 2 = second level.
 pub const MAX_DEPTH: u8 = 2;
-/// Guest pages recorded as write targets per submission.
-pub const MAX_WRITE_PAGES: usize = 32;
+/// Runs of guest pages recorded as write targets per submission.
+pub const MAX_WRITE_RANGES: usize = 32;
+/// Guest pages those runs may cover in all (16 MiB: a 1080p framebuffer
+/// and more); a submission that writes more is untracked.
+pub const MAX_WRITE_PAGES: u64 = 4096;
 /// Per-submission budget: commands decoded.
 pub const MAX_COMMANDS: u32 = 64 * 1024;
 /// Per-submission budget: DWords decoded (ring + batches).
@@ -325,30 +328,77 @@ impl fmt::Display for ScanError {
     }
 }
 
-/// Guest pages a submission may write (fixed capacity). `untracked` means
-/// the submission may also write pages the set does not list, so a
+/// Guest pages a submission may write, as up to [`MAX_WRITE_RANGES`]
+/// runs of at most [`MAX_WRITE_PAGES`] pages in all: a blit into a
+/// framebuffer is one run, however many pages it covers. It never misses
+/// a written page; it may list a few unwritten ones ([`RUN_JOIN_GAP`]). `untracked`
+/// means the submission may also write pages the set does not list, so a
 /// consumer must treat the vGPU's whole memory as possibly written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WriteSet {
-    pages: [u64; MAX_WRITE_PAGES],
+    runs: [PageRun; MAX_WRITE_RANGES],
     len: usize,
-    /// It may write pages not listed: more than [`MAX_WRITE_PAGES`], a
-    /// surface whose extent runs to the end of its slice, or a command
-    /// that writes through memory-resident state the scanner does not
-    /// parse ([`crate::scan::CmdSpec::writes_through_state`]: draws,
+    pages: u64,
+    /// It may write pages not listed: more runs or pages than the set
+    /// holds, a surface whose extent runs to the end of its slice, or a
+    /// command that writes through memory-resident state the scanner does
+    /// not parse ([`crate::scan::CmdSpec::writes_through_state`]: draws,
     /// dispatches, video and VEBOX objects).
     pub untracked: bool,
 }
 
+/// Runs less than this many pages apart are joined, gap included: the set
+/// may then list up to this many unwritten pages between two written ones
+/// (migration hashes them and finds them clean), and a submission that
+/// writes many nearby surfaces (blits into tiles of one framebuffer) keeps
+/// one run that the next write finds at once.
+pub const RUN_JOIN_GAP: u64 = 16;
+
+/// Guest GM pages `first..=last` (page numbers: guest GM / 4096).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageRun {
+    /// First page.
+    pub first: u64,
+    /// Last page (inclusive).
+    pub last: u64,
+}
+
+impl PageRun {
+    const EMPTY: PageRun = PageRun { first: 1, last: 0 };
+    /// Pages in the run.
+    pub const fn pages(self) -> u64 {
+        self.last + 1 - self.first
+    }
+    /// Overlaps `other` or lies within [`RUN_JOIN_GAP`] pages of it: the
+    /// two are kept as one run.
+    const fn joins(self, other: PageRun) -> bool {
+        let reach = RUN_JOIN_GAP + 1;
+        self.first <= other.last.saturating_add(reach)
+            && other.first <= self.last.saturating_add(reach)
+    }
+}
+
 impl WriteSet {
     const EMPTY: WriteSet = WriteSet {
-        pages: [0; MAX_WRITE_PAGES],
+        runs: [PageRun::EMPTY; MAX_WRITE_RANGES],
         len: 0,
+        pages: 0,
         untracked: false,
     };
-    /// Guest page numbers (guest GM / 4096), in first-seen order.
-    pub fn pages(&self) -> &[u64] {
-        self.pages.get(..self.len).unwrap_or(&[])
+    /// The runs, disjoint and more than [`RUN_JOIN_GAP`] pages apart, in no
+    /// particular order.
+    pub fn runs(&self) -> &[PageRun] {
+        self.runs.get(..self.len).unwrap_or(&[])
+    }
+    /// Every listed guest page number (guest GM / 4096), run by run.
+    pub fn pages(&self) -> impl Iterator<Item = u64> + '_ {
+        self.runs().iter().flat_map(|r| r.first..=r.last)
+    }
+    /// Whether the set lists guest page `page`.
+    pub fn contains(&self, page: u64) -> bool {
+        self.runs()
+            .iter()
+            .any(|r| r.first <= page && page <= r.last)
     }
     fn add_range(&mut self, range: GuestGmRange) {
         self.add_raw(range.base().raw(), range.end_raw());
@@ -359,37 +409,55 @@ impl WriteSet {
         if self.untracked {
             return;
         }
-        let first = addr / PAGE;
-        let last = (end - 1) / PAGE;
-        // The same page as one of the last two recorded written again (a
-        // fence or counter, often two of them alternating): nothing new.
-        if first == last {
-            let n = self.len;
-            let at = |i: usize| n.checked_sub(i).and_then(|k| self.pages.get(k));
-            if at(1) == Some(&first) || at(2) == Some(&first) {
-                return;
-            }
+        let run = PageRun {
+            first: addr / PAGE,
+            last: (end - 1) / PAGE,
+        };
+        // Inside a run already (a fence or counter written again, another
+        // blit into the same framebuffer): nothing new. Few runs, usually.
+        if self.holds(run) {
+            return;
         }
-        self.add_pages(first, last);
+        self.add_run(run);
+    }
+
+    /// Whether a run already holds all of `run` (then nothing changes).
+    #[inline(always)]
+    fn holds(&self, run: PageRun) -> bool {
+        self.runs()
+            .iter()
+            .any(|r| r.first <= run.first && run.last <= r.last)
     }
 
     #[inline(never)]
-    fn add_pages(&mut self, first: u64, last: u64) {
-        if last - first >= MAX_WRITE_PAGES as u64 {
-            self.untracked = true;
-            return;
-        }
-        for p in first..=last {
-            if self.pages().contains(&p) {
-                continue;
-            }
-            match self.pages.get_mut(self.len) {
-                Some(slot) => {
-                    *slot = p;
-                    self.len += 1;
+    fn add_run(&mut self, mut run: PageRun) {
+        // Absorb every run it joins (each absorbed run is taken out, so
+        // the runs stay disjoint), then keep the union at the end, where
+        // the next write to it looks first.
+        let mut i = 0;
+        while i < self.len {
+            match self.runs.get(i).copied() {
+                Some(r) if r.joins(run) => {
+                    run.first = run.first.min(r.first);
+                    run.last = run.last.max(r.last);
+                    self.pages -= r.pages();
+                    self.len -= 1;
+                    let last = self.runs.get(self.len).copied().unwrap_or(PageRun::EMPTY);
+                    if let Some(slot) = self.runs.get_mut(i) {
+                        *slot = last;
+                    }
                 }
-                None => self.untracked = true,
+                _ => i += 1,
             }
+        }
+        let pages = self.pages + run.pages();
+        match self.runs.get_mut(self.len) {
+            Some(slot) if pages <= MAX_WRITE_PAGES => {
+                *slot = run;
+                self.len += 1;
+                self.pages = pages;
+            }
+            _ => self.untracked = true,
         }
     }
 }
@@ -1096,7 +1164,7 @@ impl State {
             let Some(spec) = fast_spec(entry) else {
                 break Ok(());
             };
-            if spec.op == Op::BatchStart {
+            if matches!(spec.op, Op::BatchStart) {
                 // Only a reused second-level call; anything else is the
                 // full path's (before it is counted).
                 let slot = match buf.get(o..o + len) {
@@ -1271,7 +1339,7 @@ impl State {
     /// command) is `None`: nothing changed, the full path decides.
     #[inline(always)]
     fn fast_blit(&mut self, op: Op, w: &mut [u32]) -> Option<Check<()>> {
-        let copy = op != Op::XyColorBlt;
+        let copy = !matches!(op, Op::XyColorBlt);
         if w.len() < if copy { 10 } else { 7 } {
             return None;
         }
@@ -1998,7 +2066,7 @@ mod fast_blit_tests {
                         assert_eq!(a, &b.reason, "{w:08x?}");
                     }
                     assert_eq!(fw, sw, "rewritten words differ for {w:08x?}");
-                    assert_eq!(fast_st.writes.pages(), full_st.writes.pages(), "{w:08x?}");
+                    assert_eq!(fast_st.writes, full_st.writes, "{w:08x?}");
                 }
             }
             match full {
@@ -2012,5 +2080,100 @@ mod fast_blit_tests {
             accepted > 20_000 && rejected > 20_000,
             "{accepted} / {rejected}"
         );
+    }
+}
+
+#[cfg(test)]
+mod write_set_tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    proptest! {
+        /// Against a plain set of pages: a tracked set lists exactly the
+        /// pages written, as disjoint, non-touching runs within capacity;
+        /// whatever it cannot hold makes it untracked, never lost.
+        #[test]
+        fn lists_exactly_what_was_written_or_is_untracked(
+            writes in prop::collection::vec((0u64..400, 1u64..40), 0..60),
+            scale in prop::sample::select(vec![1u64, 8]),
+        ) {
+            let mut set = WriteSet::EMPTY;
+            let mut model = BTreeSet::new();
+            let mut most_runs = 0;
+            for (page, len) in writes {
+                let (page, len) = (page * scale, len * scale);
+                // Byte ranges starting and ending mid-page.
+                set.add_raw(page * PAGE + 8, (page + len) * PAGE - 8);
+                model.extend(page..page + len);
+                let runs = model
+                    .iter()
+                    .zip(model.iter().skip(1))
+                    .filter(|(a, b)| **b > **a + 1 + RUN_JOIN_GAP)
+                    .count()
+                    + 1;
+                most_runs = most_runs.max(runs);
+            }
+            if set.untracked {
+                // Only when the pages or runs really did not fit.
+                prop_assert!(
+                    model.len() as u64 + RUN_JOIN_GAP * MAX_WRITE_RANGES as u64 > MAX_WRITE_PAGES
+                        || most_runs > MAX_WRITE_RANGES
+                );
+                return Ok(());
+            }
+            let listed: BTreeSet<u64> = set.pages().collect();
+            prop_assert!(listed.is_superset(&model));
+            // What it adds are gaps of at most RUN_JOIN_GAP pages between
+            // written pages.
+            let mut gap = 0;
+            for p in set.pages() {
+                if model.contains(&p) {
+                    gap = 0;
+                } else {
+                    gap += 1;
+                    prop_assert!(gap <= RUN_JOIN_GAP, "gap at {}", p);
+                    prop_assert!(model.range(p..).next().is_some_and(|&n| n <= p + RUN_JOIN_GAP));
+                }
+            }
+            prop_assert_eq!(set.pages, listed.len() as u64);
+            prop_assert!(set.pages <= MAX_WRITE_PAGES);
+            let runs = set.runs();
+            for (i, a) in runs.iter().enumerate() {
+                prop_assert!(a.first <= a.last);
+                for b in &runs[i + 1..] {
+                    prop_assert!(!a.joins(*b), "{:?} {:?}", a, b);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_framebuffer_blit_is_one_run_and_too_much_is_untracked() {
+        let mut set = WriteSet::EMPTY;
+        // 1920 x 1080 x 4 bytes: 2025 pages, one run.
+        set.add_raw(0x10_0000, 0x10_0000 + 1920 * 1080 * 4);
+        assert_eq!(set.runs().len(), 1);
+        assert!(!set.untracked);
+        // A fence written again and again: one more run, once.
+        for _ in 0..3 {
+            set.add_raw(0x4000_0000, 0x4000_0008);
+        }
+        assert_eq!(set.runs().len(), 2);
+        // Two more framebuffers: past MAX_WRITE_PAGES, so untracked.
+        set.add_raw(0x2000_0000, 0x2000_0000 + 2 * 1920 * 1080 * 4);
+        assert!(set.untracked);
+        // Pages a few apart are one run; thirty-three far apart do not fit
+        // 32 runs.
+        let mut set = WriteSet::EMPTY;
+        for i in 0..4 {
+            set.add_raw(i * 8 * PAGE, i * 8 * PAGE + 4);
+        }
+        assert_eq!(set.runs(), [PageRun { first: 0, last: 24 }]);
+        let mut set = WriteSet::EMPTY;
+        for i in 0..MAX_WRITE_RANGES as u64 + 1 {
+            set.add_raw(i * 64 * PAGE, i * 64 * PAGE + 4);
+        }
+        assert!(set.untracked);
     }
 }
