@@ -463,6 +463,81 @@ pub(crate) mod tests {
         u32::from_le_bytes(b)
     }
 
+    /// One random command of `engine` writing into vGPU 0's pages 1..=3
+    /// or 6..=13 (not a ring page nor the edge page), from `r`; blits may
+    /// span two pages.
+    fn writer(engine: Engine, ap: u64, r: [u32; 4]) -> Vec<u32> {
+        use crate::encode::*;
+        let page = [1u64, 2, 3, 6, 7, 8, 9, 10, 11, 12, 13][r[0] as usize % 11];
+        let at = ap + page * 4096 + u64::from(r[1] % 4000) / 8 * 8;
+        let (pitch, rows) = (4 * (1 + r[2] % 256), 1 + r[3] % 16);
+        match (engine, r[0] / 11 % 3) {
+            (_, 0) => sdi(at, r[3]).to_vec(),
+            (Engine::Render, _) => pipe_control_imm(at, u64::from(r[2])).to_vec(),
+            (_, 1) => flush_dw_imm(at, r[3]).to_vec(),
+            _ => {
+                // Up to 8 KiB from a page whose next page is the guest's too.
+                let page = [1u64, 2, 6, 7, 8, 9, 10, 11, 12][r[0] as usize % 9];
+                let dst = ap + page * 4096;
+                let rows = rows.min(8192 / pitch).max(1);
+                if r[1] % 2 == 0 {
+                    color_blt(dst, pitch, 0, 0, pitch / 4, rows, r[3]).to_vec()
+                } else {
+                    let src = ap + 14 * 4096;
+                    copy_blt(dst, pitch, 0, 0, pitch / 4, rows, src, pitch, 0, 0).to_vec()
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 96, ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// Migration trusts the write set: every guest page the GPU wrote
+        /// while running an accepted, tracked submission is listed in it.
+        #[test]
+        fn the_write_set_lists_every_page_the_gpu_wrote(
+            blitter in proptest::prelude::any::<bool>(),
+            cmds in proptest::collection::vec(proptest::prelude::any::<[u32; 4]>(), 1..8),
+        ) {
+            let engine = if blitter { Engine::Blitter } else { Engine::Render };
+            let mut w = world();
+            let ap = aperture(&w, 0);
+            let mut stream: Vec<u32> = cmds.into_iter().flat_map(|r| writer(engine, ap, r)).collect();
+            if stream.len() % 2 == 1 {
+                stream.push(crate::encode::NOOP); // TAIL is QWord aligned
+            }
+            let tail = write_ring(&mut w, 0, engine, &stream);
+            w.gpu.mem_mut().written = Some(Vec::new());
+            let (v, mem) = &mut w.vgpus[0];
+            let reg = engine.mmio_base() + ring::TAIL;
+            let r = v.mmio_write(&mut w.gpu, &*mem, reg, AccessSize::Dword, u64::from(tail));
+            let Ok(MmioEffect::Submit(req)) = r else {
+                panic!("a TAIL write must submit: {r:?} (tail {tail:#x})");
+            };
+            proptest::prop_assert!(v.submit(&mut w.gpu, &mut *w.gate, req).is_ok());
+            v.poll(&mut w.gpu);
+            let writes = *w.gate.last_writes().unwrap();
+            proptest::prop_assert!(!writes.untracked);
+            let log = w.gpu.mem_mut().written.take().unwrap();
+            let mut seen = 0;
+            for frame in log {
+                let frame = crate::addr::PhysFrame::new(frame).unwrap();
+                // Guest memory only (the monitor writes its shadow too).
+                let Some(page) = w.vgpus[0].1.page_of(frame) else { continue };
+                let gm_page = ap / 4096 + page.number();
+                proptest::prop_assert!(
+                    writes.contains(gm_page),
+                    "page {:#x} written, set {:?}", gm_page, writes.runs()
+                );
+                seen += 1;
+            }
+            proptest::prop_assert!(seen > 0, "the stream wrote nothing");
+        }
+    }
+
     #[test]
     fn accepted_submission_runs_remapped_and_records_writes() {
         let mut w = world();

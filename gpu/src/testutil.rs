@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 pub struct SparseMem {
     pages: BTreeMap<u64, Box<[u8; 4096]>>,
     pub limit: u64,
+    /// When set, the frame of every byte written is appended.
+    pub written: Option<Vec<u64>>,
 }
 
 impl SparseMem {
@@ -18,6 +20,7 @@ impl SparseMem {
         SparseMem {
             pages: BTreeMap::new(),
             limit,
+            written: None,
         }
     }
 }
@@ -43,6 +46,9 @@ impl PhysMem for SparseMem {
     fn write(&mut self, addr: PhysAddr, data: &[u8]) -> Result<(), PhysMemError> {
         if addr.raw() + data.len() as u64 > self.limit {
             return Err(PhysMemError { addr });
+        }
+        if let (Some(log), Some(last)) = (&mut self.written, data.len().checked_sub(1)) {
+            log.extend(addr.raw() >> 12..=(addr.raw() + last as u64) >> 12);
         }
         let mut done = 0;
         while done < data.len() {

@@ -17,7 +17,9 @@
 //!   that checks every access the GPU makes: writes only to the frames
 //!   backing the vGPU's slices, reads only from those, the shadow buffers
 //!   and the GGTT table. A neighbour vGPU's slice is mapped right next to
-//!   them as a canary; any touch of it, or of anything else, is a failure.
+//!   them as a canary; any touch of it, or of anything else, is a failure;
+//! - unless the submission's write set is untracked, every guest page the
+//!   GPU wrote is in it (migration relies on that).
 
 #![no_main]
 
@@ -69,6 +71,8 @@ struct Checked {
     monitor: bool,
     /// First access the GPU must not have made.
     violation: Option<(&'static str, u64, usize)>,
+    /// Frames the GPU wrote since the last submission.
+    written: Vec<u64>,
 }
 
 impl Checked {
@@ -84,6 +88,9 @@ impl Checked {
     fn note(&mut self, write: bool, addr: u64, len: usize) {
         if !self.monitor && self.violation.is_none() && !self.gpu_may(write, addr, len) {
             self.violation = Some((if write { "write" } else { "read" }, addr, len));
+        }
+        if write && !self.monitor && len > 0 {
+            self.written.extend(addr >> 12..=(addr + len as u64 - 1) >> 12);
         }
     }
 }
@@ -160,6 +167,7 @@ impl World {
             pages: HashMap::new(),
             monitor: true,
             violation: None,
+            written: Vec::new(),
         };
         let mut sim = SimGpu::new(mem, PhysAddr::new(GGTT_TABLE).unwrap()).unwrap();
         map(&mut sim, APERTURE_HOST, APERTURE_FRAMES);
@@ -301,6 +309,7 @@ fn one(w: &mut World, data: &[u8]) {
     sim.reset_engine(engine);
     sim.mem_mut().monitor = false;
     sim.mem_mut().violation = None;
+    sim.mem_mut().written.clear();
     VIOLATION.with(|v| *v.borrow_mut() = None);
     let ring_range = HostGmRange::new(HostGm::new(SHADOW_RING_HOST).unwrap(), 0x1_0000).unwrap();
     let tail = 4 * ring_words.len() as u32;
@@ -320,6 +329,23 @@ fn one(w: &mut World, data: &[u8]) {
         v,
         cmds
     );
+    // Migration trusts the write set: every page the GPU wrote is listed
+    // unless the set says it is untracked.
+    if !sub.writes.untracked {
+        for &frame in &sim.mem().written {
+            let guest = [(APERTURE_FRAMES, APERTURE), (HIDDEN_FRAMES, HIDDEN)]
+                .into_iter()
+                .find(|&((first, count), _)| frame >= first && frame < first + count)
+                .map(|((first, _), gm)| (gm >> 12) + frame - first);
+            let page = guest.expect("GPU writes land in the vGPU's frames");
+            assert!(
+                sub.writes.contains(page),
+                "{engine}: GPU wrote guest page {page:#x}, not in the write set {:?} (stream {:08x?})",
+                sub.writes.runs(),
+                cmds
+            );
+        }
+    }
     sim.mem_mut().monitor = true;
 }
 
