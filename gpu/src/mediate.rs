@@ -506,7 +506,7 @@ pub(crate) mod tests {
             let mut w = world();
             let ap = aperture(&w, 0);
             let mut stream: Vec<u32> = cmds.into_iter().flat_map(|r| writer(engine, ap, r)).collect();
-            if stream.len() % 2 == 1 {
+            if !stream.len().is_multiple_of(2) {
                 stream.push(crate::encode::NOOP); // TAIL is QWord aligned
             }
             let tail = write_ring(&mut w, 0, engine, &stream);
