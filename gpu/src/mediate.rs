@@ -480,7 +480,7 @@ pub(crate) mod tests {
                 let page = [1u64, 2, 6, 7, 8, 9, 10, 11, 12][r[0] as usize % 9];
                 let dst = ap + page * 4096;
                 let rows = rows.min(8192 / pitch).max(1);
-                if r[1] % 2 == 0 {
+                if r[1].is_multiple_of(2) {
                     color_blt(dst, pitch, 0, 0, pitch / 4, rows, r[3]).to_vec()
                 } else {
                     let src = ap + 14 * 4096;
