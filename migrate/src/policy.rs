@@ -54,12 +54,13 @@ use core::fmt;
 use crate::digest::DigestKind;
 
 /// Names accepted by [`Policy::from_name`], in [`Policy::ALL`] order.
-pub const POLICY_NAMES: [&str; 5] = [
+pub const POLICY_NAMES: [&str; 6] = [
     "stop-and-copy",
     "precopy",
     "gmig-oneshot",
     "gmig-tpds",
     "informed",
+    "informed-throttle",
 ];
 
 /// A migration policy.
@@ -75,6 +76,9 @@ pub enum Policy {
     GmigTpds,
     /// Command-informed candidates, zero elision, delta encoding.
     Informed,
+    /// `informed` plus the convergence throttle: slows the guest's GPU
+    /// work when rounds stop shrinking above the throttle's target.
+    InformedThrottle,
 }
 
 /// A `policy=` value that names no policy (the operator's mistake).
@@ -100,12 +104,13 @@ impl fmt::Display for UnknownPolicy {
 
 impl Policy {
     /// Every policy, in [`POLICY_NAMES`] order.
-    pub const ALL: [Policy; 5] = [
+    pub const ALL: [Policy; 6] = [
         Self::StopAndCopy,
         Self::Precopy,
         Self::GmigOneShot,
         Self::GmigTpds,
         Self::Informed,
+        Self::InformedThrottle,
     ];
 
     /// The policy's name.
@@ -142,7 +147,22 @@ impl Policy {
 
     /// Whether it sends only pages verified dirty at stop.
     pub fn verifies(self) -> bool {
-        matches!(self, Self::GmigOneShot | Self::GmigTpds | Self::Informed)
+        matches!(
+            self,
+            Self::GmigOneShot | Self::GmigTpds | Self::Informed | Self::InformedThrottle
+        )
+    }
+
+    /// Whether it is `informed` or builds on it (same candidates, rounds,
+    /// zero elision and delta cache).
+    pub fn is_informed(self) -> bool {
+        matches!(self, Self::Informed | Self::InformedThrottle)
+    }
+
+    /// Whether it may slow the guest down (the convergence throttle,
+    /// [`crate::throttle`]).
+    pub fn throttles(self) -> bool {
+        self == Self::InformedThrottle
     }
 }
 
