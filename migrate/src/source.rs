@@ -7,9 +7,12 @@
 //!    [`Source::report_write_target`], [`Source::report_untracked_writes`]);
 //! 2. calls [`Source::poll`] with the current time; each call does a bounded
 //!    amount of work ([`SourceConfig::work_per_poll`] pages) and returns;
-//! 3. on [`SourceStatus::StopGuest`] stops the vGPU and calls
+//! 3. lets only [`Source::submission_share`] of the guest's submissions
+//!    through while pre-copy runs (full unless the policy throttles, see
+//!    [`crate::throttle`]);
+//! 4. on [`SourceStatus::StopGuest`] stops the vGPU and calls
 //!    [`Source::guest_stopped`];
-//! 4. on [`SourceStatus::Completed`] the destination has confirmed: the
+//! 5. on [`SourceStatus::Completed`] the destination has confirmed: the
 //!    source vGPU may be destroyed. On any error the vGPU is still intact on
 //!    the source and the kernel resumes it; a retry starts a new `Source`.
 //!
