@@ -582,6 +582,11 @@ impl<'a> Source<'a> {
                 ThrottleAdvice::Stop => stop = true,
             }
             self.stats.throttle = self.throttle.stats();
+        } else if self.untracked {
+            // Once the scanner cannot bound the guest's writes, rounds no
+            // longer tell whether pre-copy converges: no evidence, no
+            // throttle.
+            self.throttle.release();
         }
         if stop {
             self.phase = if self.cfg.policy.is_informed() {

@@ -752,3 +752,47 @@ fn throttle_released_when_the_migration_fails() {
     assert!(failed);
     assert_eq!(s.submission_share(), Share::FULL);
 }
+
+#[test]
+fn throttle_released_when_writes_are_untracked() {
+    let mut rng = Rng(8);
+    let mut src = initial(32, &mut rng);
+    let mut slots = vec![Slot::EMPTY; 64];
+    let mut cfg = SourceConfig::new(Policy::InformedThrottle);
+    cfg.work_per_poll = 4;
+    cfg.max_rounds = 24;
+    cfg.throttle.target_ns = 0;
+    let storage = SourceStorage {
+        slots: &mut slots,
+        cache_pages: &mut [],
+        cache_owners: &mut [],
+    };
+    let mut s = Source::new(cfg, storage).unwrap();
+    let pipe = Pipe::<{ 3 * MAX_RECORD }>::new();
+    let (mut a, mut b) = pipe.ends();
+    let mut rx = Receiver::new(0);
+    let mut sink = MemSink::default();
+    let mut engaged = false;
+    let mut released = false;
+    for step in 1..100_000u64 {
+        for k in 0..6 {
+            let i = (step as usize * 7 + k * 5) % 32;
+            src.pages[i][k] ^= 0x55;
+            s.report_write_target(src.page_at(i)).unwrap();
+        }
+        if !engaged && !s.submission_share().is_full() {
+            engaged = true;
+            s.report_untracked_writes();
+        }
+        if engaged && s.submission_share().is_full() {
+            released = true;
+            break;
+        }
+        assert_eq!(
+            s.poll(step * 10_000, &mut src, &mut a).unwrap(),
+            SourceStatus::Precopy
+        );
+        rx.poll(&mut sink, &mut b, 64).unwrap();
+    }
+    assert!(engaged && released);
+}

@@ -37,9 +37,11 @@
 //!   stalled, as without the throttle).
 //!
 //! The share goes back to full at the stop ([`Throttle::release`]; the
-//! guest is paused anyway, and runs at full speed on the destination) and
+//! guest is paused anyway, and runs at full speed on the destination),
 //! whenever a migration fails (the source's `submission_share` reports full
-//! after an error).
+//! after an error), and when the scanner reports writes it cannot bound
+//! (rounds then no longer measure convergence, so the throttle has no
+//! evidence to act on).
 
 use core::fmt;
 
