@@ -398,7 +398,7 @@ impl<'a> Source<'a> {
                     // the pages most likely to be dirtied again.
                     let passes = if self.hot_last() { 2 } else { 1 };
                     if cursor >= n * passes {
-                        self.end_round(now_ns, n);
+                        self.end_round(now_ns, n, link.unsent().unwrap_or(0));
                         continue;
                     }
                     work += 1;
@@ -527,7 +527,9 @@ impl<'a> Source<'a> {
         (u128::from(self.bytes_sent) * 1_000_000_000 / u128::from(elapsed)) as u64
     }
 
-    fn end_round(&mut self, now_ns: u64, page_count: usize) {
+    /// A round ended; `unsent`: bytes the link still holds in its send
+    /// buffer.
+    fn end_round(&mut self, now_ns: u64, page_count: usize, unsent: usize) {
         let tracked = self.cfg.policy.is_informed() && self.stats.rounds >= 2 && !self.untracked;
         let pending = match self.cfg.policy {
             Policy::StopAndCopy | Policy::Precopy => (page_count * PAGE_SIZE) as u64,
@@ -564,10 +566,18 @@ impl<'a> Source<'a> {
         // than the throttle's target, slow the guest and go on (see
         // `crate::throttle`). The round cap still bounds pre-copy.
         if self.cfg.policy.throttles() && tracked && self.stats.rounds < self.cfg.max_rounds {
+            // What the stop would send: what this round re-sent (what the
+            // guest dirtied during the round before), plus what it dirties
+            // while the send buffer drains before the stop (see
+            // `Phase::Drain`). A round's bytes went out at about the link's
+            // rate, so the guest dirtied about that many bytes in the
+            // time the link takes for them; over the drain, at the same
+            // rate, about as many bytes as the buffer holds.
+            let bytes = self.round_bytes.saturating_add(unsent as u64);
             let cost_ns = if bandwidth == 0 {
                 u64::MAX
             } else {
-                let ns = u128::from(self.round_bytes) * 1_000_000_000 / u128::from(bandwidth);
+                let ns = u128::from(bytes) * 1_000_000_000 / u128::from(bandwidth);
                 u64::try_from(ns).unwrap_or(u64::MAX)
             };
             match self.throttle.round_end(!shrinking, cost_ns) {
