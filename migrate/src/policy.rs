@@ -8,7 +8,7 @@
 //! | `gmig-oneshot` | gMig VEE'18: bulk round sends every page once with a 256-bit XOR-fold tag; later rounds send CPU-dirty pages only; at stop, CPU-dirty pages are sent and every other page is re-tagged first (a whole verification pass) and the changed ones sent after it |
 //! | `gmig-tpds` | gMig TPDS'20: as `gmig-oneshot`, plus the sampling pre-filter (bytes 512, 1536, 2560, 3584) and verification interleaved with transmission (a state machine, no threads) |
 //! | `informed` | ours: xxh3-64 tags; after the bulk round only pages the scanner reported as write targets or the kernel as CPU-dirty are candidates (read and hashed; unchanged rewrites cost a hash, not a send); rounds repeat until they stop shrinking (2% better than the best round, patience two rounds), each round visiting pages never re-sent first and re-sent (hot) pages last; zero pages elided; changed pages delta-encoded against a two-way cache of re-sent pages; at stop only candidates are verified, interleaved with sending |
-//! | `informed-throttle` | `informed`, plus the convergence throttle ([`crate::throttle`]): where `informed` would stop because its rounds stopped shrinking while the pages they re-send would take longer than the throttle's target (30 ms) on the link, it lowers the vGPU's share of GPU time (80%, then 10% less per further stall, never below 25%) and goes on; once the round fits the target it stops, and the guest gets its full share back. It costs the guest time: the simulator reports how long and at what share |
+//! | `informed-throttle` | `informed`, plus the convergence throttle ([`crate::throttle`]): where `informed` would stop because its rounds stopped shrinking while the stop would still take longer than the throttle's target (30 ms) on the link (the round's bytes plus the send-buffer backlog: what the guest dirties while it drains), it lowers the vGPU's share of GPU time (80%, then 10% less per further stall, never below 25%) and goes on; once the round fits the target it stops, and the guest gets its full share back. It costs the guest time: the simulator reports how long and at what share |
 //!
 //! `informed-throttle` is a policy of its own rather than `informed`'s
 //! behaviour because it changes what the guest gets: an operator who picks
@@ -40,18 +40,18 @@
 //!
 //! | workload | link | gmig-oneshot | gmig-tpds | informed | informed / one-shot | floor / one-shot | informed-throttle | its ratio | throttle cost |
 //! |---|---|---:|---:|---:|---:|---:|---:|---:|---|
-//! | 3d-game | 32 MiB/s | 321.9 | 321.8 | 98.5 | 0.306 | 0.196 | 24.5 | 0.076 | 1063 ms / 0.77 / 248 ms |
-//! | 2d-desktop | 32 MiB/s | 107.3 | 107.3 | 3.4 | 0.032 | 0.019 | 3.4 | 0.032 | none |
-//! | video | 32 MiB/s | 190.8 | 190.7 | 75.5 | 0.396 | 0.284 | 19.7 | 0.103 | 761 ms / 0.79 / 159 ms |
-//! | qemu-anchor | 32 MiB/s | 403.1 | 402.0 | 2.9 | 0.007 | 0.005 | 2.9 | 0.007 | none |
-//! | 3d-game | 1GbE | 84.8 | 82.8 | 1.5 | 0.018 | 0.007 | 1.5 | 0.018 | none |
-//! | 2d-desktop | 1GbE | 16.5 | 16.5 | 0.8 | 0.047 | 0.034 | 0.8 | 0.047 | none |
-//! | video | 1GbE | 73.6 | 72.6 | 1.3 | 0.017 | 0.008 | 1.3 | 0.017 | none |
-//! | qemu-anchor | 1GbE | 43.4 | 41.3 | 0.9 | 0.021 | 0.013 | 0.9 | 0.021 | none |
+//! | 3d-game | 32 MiB/s | 321.8 | 321.9 | 98.3 | 0.305 | 0.196 | 18.7 | 0.058 | 1131 ms / 0.76 / 268 ms |
+//! | 2d-desktop | 32 MiB/s | 107.4 | 107.3 | 3.4 | 0.031 | 0.019 | 3.4 | 0.031 | none |
+//! | video | 32 MiB/s | 190.7 | 190.6 | 75.5 | 0.396 | 0.284 | 18.0 | 0.095 | 786 ms / 0.79 / 166 ms |
+//! | qemu-anchor | 32 MiB/s | 403.2 | 401.8 | 2.9 | 0.007 | 0.005 | 2.9 | 0.007 | none |
+//! | 3d-game | 1GbE | 84.9 | 82.8 | 1.2 | 0.014 | 0.007 | 1.2 | 0.014 | none |
+//! | 2d-desktop | 1GbE | 16.5 | 16.5 | 0.8 | 0.050 | 0.034 | 0.8 | 0.050 | none |
+//! | video | 1GbE | 73.6 | 72.6 | 1.1 | 0.014 | 0.008 | 1.1 | 0.014 | none |
+//! | qemu-anchor | 1GbE | 43.6 | 41.3 | 1.1 | 0.025 | 0.013 | 1.1 | 0.025 | none |
 //!
 //! Without throttling, the goal (<= 0.25x one-shot) is missed on 3d-game
-//! and video at 32 MiB/s; `informed-throttle` meets it there (0.076x and
-//! 0.103x) by slowing the guest, and is never throttled elsewhere.
+//! and video at 32 MiB/s; `informed-throttle` meets it there (0.058x and
+//! 0.095x) by slowing the guest, and is never throttled elsewhere.
 //! There the link re-sends about 8,100 pages/s while the ~2,000-page hot set
 //! takes 5.5 (game) or 5.3 (video) full rewrites per page per second, so
 //! about 500 (game) or 420 (video) hot pages are dirty at any moment

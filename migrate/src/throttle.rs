@@ -23,9 +23,11 @@
 //!
 //! # The rule ([`Throttle::round_end`])
 //! At the end of each pre-copy round the policy reports whether its own
-//! convergence test failed (rounds stopped shrinking) and what the pages
-//! dirty now would cost at the stop (the round's bytes at the measured
-//! bandwidth). The throttle
+//! convergence test failed (rounds stopped shrinking) and what the stop
+//! would cost on the link: the round's bytes (what the guest dirtied during
+//! the round before) plus the send buffer's backlog (what it dirties, at
+//! the same rate, while the buffer drains before the stop), at the
+//! measured bandwidth. The throttle
 //! - stays out of the way while that cost fits [`ThrottleConfig::target_ns`]
 //!   or rounds still shrink: a converging migration is never throttled;
 //! - otherwise cuts the share, first by [`ThrottleConfig::first_cut`], then
