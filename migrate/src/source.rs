@@ -29,7 +29,9 @@ use crate::digest::{is_zero, zero_page_xxh3, Tag};
 use crate::link::{Link, LinkError};
 use crate::page::{GuestPage, MemoryError, PageBuf, PageSource, PAGE_SIZE};
 use crate::policy::Policy;
-use crate::throttle::{Share, Throttle, ThrottleAdvice, ThrottleConfig, ThrottleStats};
+use crate::throttle::{
+    RoundWindow, Share, Throttle, ThrottleAdvice, ThrottleConfig, ThrottleStats,
+};
 use crate::tracker::{
     DirtyTracker, Slot, TrackerError, TrackerStats, Verdict, CPU_DIRTY, HOT, PENDING, WRITE_TARGET,
 };
@@ -220,6 +222,8 @@ pub struct Source<'a> {
     best_round_bytes: u64,
     stale_rounds: u32,
     round_new_evidence: u64,
+    round_started_ns: Option<u64>,
+    recent_rounds: RoundWindow,
     throttle: Throttle,
     stats: SourceStats,
 }
@@ -254,6 +258,8 @@ impl<'a> Source<'a> {
             best_round_bytes: u64::MAX,
             stale_rounds: 0,
             round_new_evidence: 0,
+            round_started_ns: None,
+            recent_rounds: RoundWindow::new(),
             throttle: Throttle::new(cfg.throttle),
             stats: SourceStats::default(),
         })
@@ -538,6 +544,8 @@ impl<'a> Source<'a> {
             Policy::Informed | Policy::InformedThrottle => u64::MAX,
         };
         let bandwidth = self.bandwidth(now_ns);
+        let round_ns = now_ns.saturating_sub(self.round_started_ns.unwrap_or(now_ns));
+        self.round_started_ns = Some(now_ns);
         let fits = u128::from(pending) * 1_000_000_000
             <= u128::from(bandwidth) * u128::from(self.cfg.downtime_budget_ns);
         // `informed` keeps iterating until its rounds stop shrinking. A
@@ -566,18 +574,26 @@ impl<'a> Source<'a> {
         // than the throttle's target, slow the guest and go on (see
         // `crate::throttle`). The round cap still bounds pre-copy.
         if self.cfg.policy.throttles() && tracked && self.stats.rounds < self.cfg.max_rounds {
-            // What the stop would send: what this round re-sent (what the
-            // guest dirtied during the round before), plus what it dirties
-            // while the send buffer drains before the stop (see
-            // `Phase::Drain`). A round's bytes went out at about the link's
-            // rate, so the guest dirtied about that many bytes in the
-            // time the link takes for them; over the drain, at the same
-            // rate, about as many bytes as the buffer holds.
-            let bytes = self.round_bytes.saturating_add(unsent as u64);
+            // What the stop would send: what the guest dirties from the
+            // start of this round (the hot pages, visited last, were last
+            // sent at the end of the round before) until the stop, which
+            // waits for the send buffer to drain (see `Phase::Drain`), at
+            // the rate recent rounds show. Where the link paces the rounds,
+            // that is about this round's bytes plus the buffer's fill.
+            self.recent_rounds.push(self.round_bytes, round_ns);
             let cost_ns = if bandwidth == 0 {
                 u64::MAX
             } else {
-                let ns = u128::from(bytes) * 1_000_000_000 / u128::from(bandwidth);
+                let bw = u128::from(bandwidth);
+                let drain_ns = u128::from(unsent as u64) * 1_000_000_000 / bw;
+                let horizon = u64::try_from(drain_ns)
+                    .unwrap_or(u64::MAX)
+                    .saturating_add(round_ns);
+                let bytes = self
+                    .recent_rounds
+                    .bytes_over(horizon)
+                    .unwrap_or(self.round_bytes.saturating_add(unsent as u64));
+                let ns = u128::from(bytes) * 1_000_000_000 / bw;
                 u64::try_from(ns).unwrap_or(u64::MAX)
             };
             match self.throttle.round_end(!shrinking, cost_ns) {

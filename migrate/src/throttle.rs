@@ -24,10 +24,11 @@
 //! # The rule ([`Throttle::round_end`])
 //! At the end of each pre-copy round the policy reports whether its own
 //! convergence test failed (rounds stopped shrinking) and what the stop
-//! would cost on the link: the round's bytes (what the guest dirtied during
-//! the round before) plus the send buffer's backlog (what it dirties, at
-//! the same rate, while the buffer drains before the stop), at the
-//! measured bandwidth. The throttle
+//! would cost on the link: what the guest dirties from the start of the
+//! round until the stop, which waits for the send buffer to drain, at the
+//! rate recent rounds show ([`RoundWindow`]), at the measured bandwidth.
+//! Where the link paces the rounds, that is about the round's bytes plus
+//! the buffer's fill. The throttle
 //! - stays out of the way while that cost fits [`ThrottleConfig::target_ns`]
 //!   or rounds still shrink: a converging migration is never throttled;
 //! - otherwise cuts the share, first by [`ThrottleConfig::first_cut`], then
@@ -231,6 +232,62 @@ impl Throttle {
     }
 }
 
+/// Rounds remembered by [`RoundWindow`].
+const WINDOW: usize = 8;
+
+/// The last few pre-copy rounds (bytes re-sent, duration), to estimate how
+/// many bytes the guest dirties over a stretch of time ahead: a round
+/// re-sends what was dirtied in about a round's time (the hot pages, visited
+/// last, were last sent at the end of the round before), so bytes over
+/// time across recent rounds is the rate at which pages turn dirty. One
+/// short round says little (a round that took no time re-sends nothing), so
+/// the estimate takes as many recent rounds as it needs to cover the
+/// stretch it predicts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoundWindow {
+    rounds: [(u64, u64); WINDOW],
+    next: usize,
+    len: usize,
+}
+
+impl RoundWindow {
+    /// Empty.
+    pub const fn new() -> Self {
+        Self {
+            rounds: [(0, 0); WINDOW],
+            next: 0,
+            len: 0,
+        }
+    }
+
+    /// A round re-sent `bytes` in `ns`.
+    pub fn push(&mut self, bytes: u64, ns: u64) {
+        self.rounds[self.next] = (bytes, ns);
+        self.next = (self.next + 1) % WINDOW;
+        self.len = (self.len + 1).min(WINDOW);
+    }
+
+    /// Bytes the guest dirties over the next `horizon_ns` at the rate of the
+    /// most recent rounds that together last at least `horizon_ns` (or of
+    /// all remembered ones); `None` while they add up to no time at all.
+    pub fn bytes_over(&self, horizon_ns: u64) -> Option<u64> {
+        let (mut bytes, mut ns) = (0u128, 0u128);
+        for k in 1..=self.len {
+            let (b, t) = self.rounds[(self.next + WINDOW - k) % WINDOW];
+            bytes += u128::from(b);
+            ns += u128::from(t);
+            if ns >= u128::from(horizon_ns) && ns > 0 {
+                break;
+            }
+        }
+        if ns == 0 {
+            return None;
+        }
+        let est = bytes.saturating_mul(u128::from(horizon_ns)) / ns;
+        Some(u64::try_from(est).unwrap_or(u64::MAX))
+    }
+}
+
 /// Lets a [`Share`] of a guest's submission steps through, evenly spaced:
 /// each step adds the share to a credit, and a step goes through when a
 /// whole step's worth of credit has built up. At full share every step
@@ -316,6 +373,29 @@ mod tests {
         assert_eq!(t.share(), Share::FULL);
         assert!(!t.engaged());
         assert_eq!(t.stats().min_share, cfg.floor);
+    }
+
+    #[test]
+    fn round_window_covers_the_horizon() {
+        let mut w = RoundWindow::new();
+        assert_eq!(w.bytes_over(100), None);
+        // 1000 bytes in 100 ns, then a round that took no time.
+        w.push(1000, 100);
+        w.push(0, 0);
+        assert_eq!(w.bytes_over(0), Some(0));
+        assert_eq!(w.bytes_over(100), Some(1000));
+        assert_eq!(w.bytes_over(250), Some(2500));
+        // A recent, faster round counts alone when it covers the horizon.
+        w.push(3000, 100);
+        assert_eq!(w.bytes_over(100), Some(3000));
+        assert_eq!(w.bytes_over(200), Some(4000));
+        // Old rounds fall out of the window.
+        for _ in 0..WINDOW {
+            w.push(10, 10);
+        }
+        assert_eq!(w.bytes_over(1_000_000), Some(1_000_000));
+        w.push(u64::MAX, 1);
+        assert_eq!(w.bytes_over(u64::MAX), Some(u64::MAX));
     }
 
     #[test]

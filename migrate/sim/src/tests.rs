@@ -74,14 +74,17 @@ fn gmig_qualitative_results_hold_and_every_run_is_identical() {
         .iter()
         .filter(|r| r.policy == "informed-throttle" && r.throttled_ms > 0.0)
     {
-        // Where it slowed the guest, it bought a shorter pause than
-        // `informed`'s, and the cost shows.
+        // Where it slowed the guest, its pause is no longer than
+        // `informed`'s (shorter where `informed` misses the goal), and the
+        // cost shows. (The quick scale's send buffer drains in 34-125 ms,
+        // which is what its estimate of the stop counts, so it also
+        // engages on workloads that converge in the full-size bench.)
         let plain = report
             .runs
             .iter()
             .find(|p| p.policy == "informed" && p.workload == r.workload && p.link == r.link)
             .unwrap();
-        assert!(r.downtime_ms < plain.downtime_ms, "{}", r.workload);
+        assert!(r.downtime_ms <= plain.downtime_ms, "{}", r.workload);
         assert!(r.guest_work_lost_ms > 0.0 && r.throttle_steps > 0, "{r:?}");
     }
     for r in report
