@@ -170,12 +170,14 @@ fn run(platform: &mut platform::Platform) -> ! {
                 r.min_share_permille
             );
             defmt::info!(
-                "report migration_policy={=str} migration_downtime_us={=u64} migration_total_us={=u64} migration_stop_pages={=u64} migration_precopy_pages={=u64} migration_verified=true",
+                "report migration_policy={=str} migration_downtime_us={=u64} migration_total_us={=u64} migration_stop_pages={=u64} migration_precopy_pages={=u64} migration_throttled_steps={=u32} migration_min_share_permille={=u16} migration_verified=true",
                 r.policy.name(),
                 r.downtime_us,
                 r.total_us,
                 r.stop_pages,
-                r.precopy_pages
+                r.precopy_pages,
+                r.throttled_steps,
+                r.min_share_permille
             );
             println!(
                 "gmig-rs: guest 0 live-migrated to new slices with {} ({} pages in stop-and-copy, downtime {} us under TCG); memory identical, guest runs on",
