@@ -17,9 +17,11 @@
 //! measure it when it matters: once the hot set is rewritten faster than
 //! the link carries it, a page rewritten twice before it is re-sent counts
 //! once, so the observed rate saturates at the link's rate whatever the
-//! guest does. Steps need only the signal the policy already has (rounds
-//! stopped shrinking), and each step is checked against the next rounds
-//! before the next one is taken.
+//! guest does. (That saturated rate is still the right one for what the
+//! stop will carry, which is how the rule below uses it; it just cannot say
+//! how far to slow the guest.) Steps need only the signal the policy
+//! already has (rounds stopped shrinking), and each step is checked against
+//! the next rounds before the next one is taken.
 //!
 //! # The rule ([`Throttle::round_end`])
 //! At the end of each pre-copy round the policy reports whether its own
@@ -30,7 +32,8 @@
 //! Where the link paces the rounds, that is about the round's bytes plus
 //! the buffer's fill. The throttle
 //! - stays out of the way while that cost fits [`ThrottleConfig::target_ns`]
-//!   or rounds still shrink: a converging migration is never throttled;
+//!   or rounds still shrink: a migration whose rounds shrink, or whose stop
+//!   already fits the target, is never throttled;
 //! - otherwise cuts the share, first by [`ThrottleConfig::first_cut`], then
 //!   by [`ThrottleConfig::step_cut`] per further stall, never below
 //!   [`ThrottleConfig::floor`], and asks for more rounds;
