@@ -60,7 +60,7 @@ pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
     ("vgpus", "0..8  how many vGPUs to create (default 2)"),
     (
         "policy",
-        "stop-and-copy | precopy | gmig-oneshot | gmig-tpds | informed  migration policy (default informed)",
+        "stop-and-copy | precopy | gmig-oneshot | gmig-tpds | informed | informed-throttle  migration policy (default informed)",
     ),
     (
         "vgpu_type",

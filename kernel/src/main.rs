@@ -144,6 +144,7 @@ fn run(platform: &mut platform::Platform) -> ! {
                 0,
                 guest,
                 platform.options.policy,
+                migrate::ThrottleConfig::new(),
             )
         })
         .and_then(|(report, guest)| {
@@ -155,7 +156,7 @@ fn run(platform: &mut platform::Platform) -> ! {
     match outcome {
         Ok(r) => {
             defmt::info!(
-                "migration: vgpu{=u8} -> vgpu{=u8} with {=str}: {=u32} rounds, pre-copy {=u64} pages / {=u64} bytes, stop-and-copy {=u64} pages / {=u64} bytes, {=u32} guest submissions during pre-copy",
+                "migration: vgpu{=u8} -> vgpu{=u8} with {=str}: {=u32} rounds, pre-copy {=u64} pages / {=u64} bytes, stop-and-copy {=u64} pages / {=u64} bytes, {=u32} guest submissions during pre-copy, {=u32} submission steps deferred by the throttle (lowest share {=u16} per mille)",
                 r.source,
                 r.destination,
                 r.policy.name(),
@@ -164,15 +165,19 @@ fn run(platform: &mut platform::Platform) -> ! {
                 r.precopy_bytes,
                 r.stop_pages,
                 r.stop_bytes,
-                r.guest_submissions
+                r.guest_submissions,
+                r.throttled_steps,
+                r.min_share_permille
             );
             defmt::info!(
-                "report migration_policy={=str} migration_downtime_us={=u64} migration_total_us={=u64} migration_stop_pages={=u64} migration_precopy_pages={=u64} migration_verified=true",
+                "report migration_policy={=str} migration_downtime_us={=u64} migration_total_us={=u64} migration_stop_pages={=u64} migration_precopy_pages={=u64} migration_throttled_steps={=u32} migration_min_share_permille={=u16} migration_verified=true",
                 r.policy.name(),
                 r.downtime_us,
                 r.total_us,
                 r.stop_pages,
-                r.precopy_pages
+                r.precopy_pages,
+                r.throttled_steps,
+                r.min_share_permille
             );
             println!(
                 "gmig-rs: guest 0 live-migrated to new slices with {} ({} pages in stop-and-copy, downtime {} us under TCG); memory identical, guest runs on",

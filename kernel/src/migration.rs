@@ -11,6 +11,15 @@
 //! The guest keeps submitting work while pre-copy runs; at the stop, the
 //! destination's memory must equal the source's byte for byte, and the
 //! guest must go on working on the destination.
+//!
+//! The monitor decides when a guest's submissions reach the GPU, so it
+//! honours the convergence throttle of a policy that has one
+//! (`informed-throttle`, see `migrate::throttle`): before each of the
+//! guest's submission steps it asks the source for the vGPU's share of GPU
+//! time and lets that share of the steps through ([`migrate::Pacer`]); the
+//! others are deferred, so the guest's work goes on more slowly, unchanged.
+//! The share is full again from the stop on and whenever the migration
+//! fails.
 
 use gpu::addr::GuestGgttIndex;
 use gpu::partition::Partition;
@@ -22,6 +31,7 @@ use migrate::page::{
 };
 use migrate::policy::Policy;
 use migrate::source::{Source, SourceConfig, SourceError, SourceStatus, SourceStorage};
+use migrate::throttle::{Pacer, ThrottleConfig};
 use migrate::tracker::Slot;
 use migrate::wire::MAX_RECORD;
 
@@ -91,6 +101,12 @@ pub struct MigrationReport {
     pub stop_pages: u64,
     pub stop_bytes: u64,
     pub guest_submissions: u32,
+    /// Guest submission steps the convergence throttle deferred during
+    /// pre-copy (0 unless the policy throttles and pre-copy did not
+    /// converge by itself).
+    pub throttled_steps: u32,
+    /// Lowest share of GPU time the throttle granted, in thousandths.
+    pub min_share_permille: u16,
     /// From stopping the guest to the destination's vGPU restored.
     pub downtime_us: u64,
     pub total_us: u64,
@@ -297,11 +313,13 @@ struct Transfer {
     vgpu: Vgpu,
     stats: migrate::source::SourceStats,
     submissions: u32,
+    throttled_steps: u32,
     downtime_us: u64,
 }
 
 /// Migrates vGPU `index` (whose guest is `guest`) to a new vGPU on other
-/// slices and frames, with `policy`, while the guest keeps working. On
+/// slices and frames, with `policy` (and `throttle`, if the policy
+/// throttles), while the guest keeps working. On
 /// success the new vGPU takes the guest's slot and the old one is torn
 /// down; on failure the old one goes on untouched and the new one is torn
 /// down; the frames of whichever side goes away return to the allocator.
@@ -311,6 +329,7 @@ pub fn migrate_local(
     index: usize,
     guest: GuestDriver,
     policy: Policy,
+    throttle: ThrottleConfig,
 ) -> Result<(MigrationReport, GuestDriver), MigrationError> {
     let mut storage = STORAGE.try_lock().ok_or(MigrationError::Busy)?;
     let mut blobs = BLOBS.try_lock().ok_or(MigrationError::Busy)?;
@@ -336,7 +355,7 @@ pub fn migrate_local(
         (&mut storage, &mut blobs),
         index,
         guest,
-        policy,
+        (policy, throttle),
         (&partition, &dest_map),
     );
     let t = match transfer {
@@ -377,6 +396,8 @@ pub fn migrate_local(
         stop_pages: t.stats.stop_pages,
         stop_bytes: t.stats.stop_bytes,
         guest_submissions: t.submissions,
+        throttled_steps: t.throttled_steps,
+        min_share_permille: t.stats.throttle.min_share.permille(),
         downtime_us: t.downtime_us,
         total_us: crate::time::micros_since_boot() - start_us,
     };
@@ -391,7 +412,7 @@ fn transfer(
     (storage, blobs): (&mut Storage, &mut Blobs),
     index: usize,
     guest: GuestDriver,
-    policy: Policy,
+    (policy, throttle): (Policy, ThrottleConfig),
     (partition, dest_map): (&Partition, &FrameRuns<4>),
 ) -> Result<Transfer, MigrationError> {
     let Storage {
@@ -409,6 +430,7 @@ fn transfer(
     let mut cfg = SourceConfig::new(policy);
     cfg.vgpu_type = u16::from(m.vgpus[index].partition.vgpu_type().code());
     cfg.work_per_poll = 16;
+    cfg.throttle = throttle;
     let mut source = Source::new(
         cfg,
         SourceStorage {
@@ -425,10 +447,18 @@ fn transfer(
     let mut stopped_us = None;
     let mut submissions = 0u32;
     let mut round_tag = 0u32;
+    let mut pacer = Pacer::new();
+    let mut throttled_steps = 0u32;
 
     for poll in 0..MAX_POLLS {
         let now_ns = crate::time::micros_since_boot() * 1000;
-        if stopped_us.is_none() && poll % WORK_EVERY == 0 {
+        let step_due = stopped_us.is_none() && poll % WORK_EVERY == 0;
+        // Only the throttle's share of the guest's steps goes through.
+        let admitted = step_due && pacer.admit(source.submission_share());
+        if step_due && !admitted {
+            throttled_steps += 1;
+        }
+        if admitted {
             round_tag += 1;
             for (engine, cmds) in guest.churn(round_tag) {
                 guest
@@ -519,6 +549,7 @@ fn transfer(
         vgpu,
         stats: *source.stats(),
         submissions,
+        throttled_steps,
         downtime_us,
     })
 }

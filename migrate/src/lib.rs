@@ -14,6 +14,8 @@
 //! - [`wire`]: stream header and records (view + repr), order rules;
 //! - [`link`]: the [`Link`] trait, an in-memory pipe, a fault injector;
 //! - [`policy`]: the policies and their names;
+//! - [`throttle`]: the convergence throttle (the vGPU's share of GPU time
+//!   while pre-copy cannot converge) and the pacer the kernel applies it with;
 //! - [`source`]: the source state machine; [`dest`]: the receiver.
 //!
 //! Host-only pieces (simulator, benches) live in `migrate-sim`.
@@ -47,6 +49,7 @@ pub mod link;
 pub mod page;
 pub mod policy;
 pub mod source;
+pub mod throttle;
 pub mod tracker;
 pub mod wire;
 
@@ -55,6 +58,7 @@ pub use link::{FaultConfig, FaultInjector, Link, LinkError, Pipe, PipeEnd, Slice
 pub use page::{GuestPage, MemoryError, PageBuf, PageSink, PageSource, PAGE_SIZE};
 pub use policy::{Policy, UnknownPolicy, POLICY_NAMES};
 pub use source::{Source, SourceConfig, SourceError, SourceStats, SourceStatus, SourceStorage};
+pub use throttle::{Pacer, Share, ThrottleConfig};
 pub use tracker::{DirtyTracker, Slot, TrackerError};
 pub use wire::{RejectReason, WireError};
 

@@ -7,9 +7,12 @@
 //!    [`Source::report_write_target`], [`Source::report_untracked_writes`]);
 //! 2. calls [`Source::poll`] with the current time; each call does a bounded
 //!    amount of work ([`SourceConfig::work_per_poll`] pages) and returns;
-//! 3. on [`SourceStatus::StopGuest`] stops the vGPU and calls
+//! 3. lets only [`Source::submission_share`] of the guest's submissions
+//!    through while pre-copy runs (full unless the policy throttles, see
+//!    [`crate::throttle`]);
+//! 4. on [`SourceStatus::StopGuest`] stops the vGPU and calls
 //!    [`Source::guest_stopped`];
-//! 4. on [`SourceStatus::Completed`] the destination has confirmed: the
+//! 5. on [`SourceStatus::Completed`] the destination has confirmed: the
 //!    source vGPU may be destroyed. On any error the vGPU is still intact on
 //!    the source and the kernel resumes it; a retry starts a new `Source`.
 //!
@@ -26,6 +29,9 @@ use crate::digest::{is_zero, zero_page_xxh3, Tag};
 use crate::link::{Link, LinkError};
 use crate::page::{GuestPage, MemoryError, PageBuf, PageSource, PAGE_SIZE};
 use crate::policy::Policy;
+use crate::throttle::{
+    RoundWindow, Share, Throttle, ThrottleAdvice, ThrottleConfig, ThrottleStats,
+};
 use crate::tracker::{
     DirtyTracker, Slot, TrackerError, TrackerStats, Verdict, CPU_DIRTY, HOT, PENDING, WRITE_TARGET,
 };
@@ -50,6 +56,8 @@ pub struct SourceConfig {
     pub max_rounds: u32,
     /// Pages processed per [`Source::poll`] at most.
     pub work_per_poll: u32,
+    /// The convergence throttle (policies that [`Policy::throttles`]).
+    pub throttle: ThrottleConfig,
 }
 
 impl SourceConfig {
@@ -61,6 +69,7 @@ impl SourceConfig {
             downtime_budget_ns: 300_000_000,
             max_rounds: 10,
             work_per_poll: 64,
+            throttle: ThrottleConfig::new(),
         }
     }
 }
@@ -158,6 +167,8 @@ pub struct SourceStats {
     pub skipped: u64,
     /// Time of the stop, when it happened.
     pub stopped_at_ns: Option<u64>,
+    /// The convergence throttle's steps and lowest share.
+    pub throttle: ThrottleStats,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,6 +222,9 @@ pub struct Source<'a> {
     best_round_bytes: u64,
     stale_rounds: u32,
     round_new_evidence: u64,
+    round_started_ns: Option<u64>,
+    recent_rounds: RoundWindow,
+    throttle: Throttle,
     stats: SourceStats,
 }
 
@@ -218,7 +232,7 @@ impl<'a> Source<'a> {
     /// A migration with `cfg` over lent `storage`.
     pub fn new(cfg: SourceConfig, storage: SourceStorage<'a>) -> Result<Self, SourceError> {
         let tracker = DirtyTracker::new(storage.slots, cfg.policy.digest())?;
-        let cache = if cfg.policy == Policy::Informed {
+        let cache = if cfg.policy.is_informed() {
             DeltaCache::new(storage.cache_pages, storage.cache_owners)
         } else {
             DeltaCache::new(&mut [], &mut [])
@@ -244,6 +258,9 @@ impl<'a> Source<'a> {
             best_round_bytes: u64::MAX,
             stale_rounds: 0,
             round_new_evidence: 0,
+            round_started_ns: None,
+            recent_rounds: RoundWindow::new(),
+            throttle: Throttle::new(cfg.throttle),
             stats: SourceStats::default(),
         })
     }
@@ -293,6 +310,20 @@ impl<'a> Source<'a> {
         self.untracked = true;
     }
 
+    /// The share of GPU time the kernel should grant the guest's vGPU now:
+    /// let only this share of its submissions through (see
+    /// [`crate::throttle::Pacer`]). Full unless a throttling policy is in
+    /// pre-copy and rounds stopped converging; full again from the stop on
+    /// and after any failure.
+    pub fn submission_share(&self) -> Share {
+        match self.phase {
+            Phase::Header | Phase::Round { .. } | Phase::Drain { .. } | Phase::WaitStop => {
+                self.throttle.share()
+            }
+            _ => Share::FULL,
+        }
+    }
+
     /// The kernel stopped the vGPU after [`SourceStatus::StopGuest`].
     pub fn guest_stopped(&mut self, now_ns: u64) -> Result<(), SourceError> {
         if self.phase != Phase::WaitStop {
@@ -301,6 +332,7 @@ impl<'a> Source<'a> {
             ));
         }
         self.stats.stopped_at_ns = Some(now_ns);
+        self.throttle.release();
         self.phase = Phase::EndMark;
         Ok(())
     }
@@ -372,7 +404,7 @@ impl<'a> Source<'a> {
                     // the pages most likely to be dirtied again.
                     let passes = if self.hot_last() { 2 } else { 1 };
                     if cursor >= n * passes {
-                        self.end_round(now_ns, n);
+                        self.end_round(now_ns, n, link.unsent().unwrap_or(0));
                         continue;
                     }
                     work += 1;
@@ -501,15 +533,21 @@ impl<'a> Source<'a> {
         (u128::from(self.bytes_sent) * 1_000_000_000 / u128::from(elapsed)) as u64
     }
 
-    fn end_round(&mut self, now_ns: u64, page_count: usize) {
+    /// A round ended; `unsent`: bytes the link still holds in its send
+    /// buffer.
+    fn end_round(&mut self, now_ns: u64, page_count: usize, unsent: usize) {
+        let tracked = self.cfg.policy.is_informed() && self.stats.rounds >= 2 && !self.untracked;
         let pending = match self.cfg.policy {
             Policy::StopAndCopy | Policy::Precopy => (page_count * PAGE_SIZE) as u64,
             Policy::GmigOneShot | Policy::GmigTpds => self.round_new_evidence * PAGE_SIZE as u64,
-            Policy::Informed if self.stats.rounds >= 2 && !self.untracked => self.round_bytes,
-            Policy::Informed => u64::MAX,
+            Policy::Informed | Policy::InformedThrottle if tracked => self.round_bytes,
+            Policy::Informed | Policy::InformedThrottle => u64::MAX,
         };
+        let bandwidth = self.bandwidth(now_ns);
+        let round_ns = now_ns.saturating_sub(self.round_started_ns.unwrap_or(now_ns));
+        self.round_started_ns = Some(now_ns);
         let fits = u128::from(pending) * 1_000_000_000
-            <= u128::from(self.bandwidth(now_ns)) * u128::from(self.cfg.downtime_budget_ns);
+            <= u128::from(bandwidth) * u128::from(self.cfg.downtime_budget_ns);
         // `informed` keeps iterating until its rounds stop shrinking. A
         // round re-sends what was dirtied during the one before, so round
         // length converges to a fixed point where the link just keeps up
@@ -520,7 +558,7 @@ impl<'a> Source<'a> {
         // about 0.6-0.8 of the previous one's excess on the presets), so
         // a round counts as progress when it beats the best so far by 2%,
         // and the policy stops after two rounds without progress.
-        let shrinking = if self.cfg.policy == Policy::Informed && self.stats.rounds >= 2 {
+        let shrinking = if self.cfg.policy.is_informed() && self.stats.rounds >= 2 {
             if u128::from(self.round_bytes) * 50 < u128::from(self.best_round_bytes) * 49 {
                 self.best_round_bytes = self.round_bytes;
                 self.stale_rounds = 0;
@@ -531,8 +569,53 @@ impl<'a> Source<'a> {
         } else {
             false
         };
-        if (fits && !shrinking) || self.stats.rounds >= self.cfg.max_rounds {
-            self.phase = if self.cfg.policy == Policy::Informed {
+        let mut stop = (fits && !shrinking) || self.stats.rounds >= self.cfg.max_rounds;
+        // `informed-throttle`: where `informed` would stop with more dirty
+        // than the throttle's target, slow the guest and go on (see
+        // `crate::throttle`). The round cap still bounds pre-copy.
+        if self.cfg.policy.throttles() && tracked && self.stats.rounds < self.cfg.max_rounds {
+            // What the stop would send: what the guest dirties from the
+            // start of this round (the hot pages, visited last, were last
+            // sent at the end of the round before) until the stop, which
+            // waits for the send buffer to drain (see `Phase::Drain`), at
+            // the rate recent rounds show. Where the link paces the rounds,
+            // that is about this round's bytes plus the buffer's fill.
+            self.recent_rounds.push(self.round_bytes, round_ns);
+            let cost_ns = if bandwidth == 0 {
+                u64::MAX
+            } else {
+                let bw = u128::from(bandwidth);
+                let drain_ns = u128::from(unsent as u64) * 1_000_000_000 / bw;
+                let horizon = u64::try_from(drain_ns)
+                    .unwrap_or(u64::MAX)
+                    .saturating_add(round_ns);
+                let bytes = self
+                    .recent_rounds
+                    .bytes_over(horizon)
+                    .unwrap_or(self.round_bytes.saturating_add(unsent as u64));
+                let ns = u128::from(bytes) * 1_000_000_000 / bw;
+                u64::try_from(ns).unwrap_or(u64::MAX)
+            };
+            match self.throttle.round_end(!shrinking, cost_ns) {
+                ThrottleAdvice::Defer => {}
+                ThrottleAdvice::Hold => stop = false,
+                ThrottleAdvice::Lowered => {
+                    // Judge the new share by the rounds that follow.
+                    stop = false;
+                    self.best_round_bytes = self.round_bytes;
+                    self.stale_rounds = 0;
+                }
+                ThrottleAdvice::Stop => stop = true,
+            }
+            self.stats.throttle = self.throttle.stats();
+        } else if self.untracked {
+            // Once the scanner cannot bound the guest's writes, rounds no
+            // longer tell whether pre-copy converges: no evidence, no
+            // throttle.
+            self.throttle.release();
+        }
+        if stop {
+            self.phase = if self.cfg.policy.is_informed() {
                 Phase::Drain { since_ns: now_ns }
             } else {
                 Phase::WaitStop
@@ -547,7 +630,7 @@ impl<'a> Source<'a> {
 
     /// Whether this round walks cold pages first and hot pages last.
     fn hot_last(&self) -> bool {
-        self.cfg.policy == Policy::Informed && self.stats.rounds >= 2 && !self.untracked
+        self.cfg.policy.is_informed() && self.stats.rounds >= 2 && !self.untracked
     }
 
     fn read<S: PageSource>(&mut self, page: GuestPage, src: &mut S) -> Result<(), SourceError> {
@@ -581,7 +664,7 @@ impl<'a> Source<'a> {
                     self.stats.skipped += 1;
                 }
             }
-            Policy::Informed => {
+            Policy::Informed | Policy::InformedThrottle => {
                 if first {
                     self.read(page, src)?;
                     let tag = self.tracker.tag_of(&self.page);
@@ -636,7 +719,7 @@ impl<'a> Source<'a> {
                     self.send_full(page);
                 }
             }
-            Policy::Informed => self.recheck_informed(page, src)?,
+            Policy::Informed | Policy::InformedThrottle => self.recheck_informed(page, src)?,
         }
         Ok(())
     }

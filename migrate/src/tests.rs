@@ -135,16 +135,30 @@ fn mutate(src: &mut MemSource, s: &mut Source<'_>, rng: &mut Rng) {
     }
 }
 
+/// Settings of [`migrate_with`]: four rounds at most; the throttling policy
+/// gets room to step and a target nothing meets, so its throttle engages.
+fn test_config(policy: Policy) -> SourceConfig {
+    let mut cfg = SourceConfig::new(policy);
+    cfg.vgpu_type = 3;
+    cfg.work_per_poll = 4;
+    cfg.max_rounds = 4;
+    if policy.throttles() {
+        cfg.max_rounds = 24;
+        cfg.throttle.target_ns = 0;
+    }
+    cfg
+}
+
+/// Migrates 96 pages that the guest keeps changing while it runs; the
+/// guest's steps go through the source's [`Source::submission_share`] as
+/// the kernel's do.
 fn migrate_with(policy: Policy, seed: u64) -> (MemSource, MemSink, SourceStats) {
     let mut rng = Rng(seed | 1);
     let mut src = initial(96, &mut rng);
     let mut slots = vec![Slot::EMPTY; 256];
     let mut cache_pages = vec![[0u8; PAGE_SIZE]; 128];
     let mut cache_owners = vec![0u64; 128];
-    let mut cfg = SourceConfig::new(policy);
-    cfg.vgpu_type = 3;
-    cfg.work_per_poll = 4;
-    cfg.max_rounds = 4;
+    let cfg = test_config(policy);
     let storage = SourceStorage {
         slots: &mut slots,
         cache_pages: &mut cache_pages,
@@ -157,15 +171,22 @@ fn migrate_with(policy: Policy, seed: u64) -> (MemSource, MemSink, SourceStats) 
     let mut sink = MemSink::default();
     let mut stopped = false;
     let mut now = 0u64;
+    let mut pacer = Pacer::new();
     for _ in 0..200_000 {
         now += 10_000;
-        if !stopped {
+        let share = s.submission_share();
+        assert!(share >= cfg.throttle.floor, "{policy}: {share}");
+        if !policy.throttles() || stopped {
+            assert_eq!(share, Share::FULL, "{policy}");
+        }
+        if !stopped && pacer.admit(share) {
             mutate(&mut src, &mut s, &mut rng);
         }
         match s.poll(now, &mut src, &mut a).unwrap() {
             SourceStatus::StopGuest => {
                 stopped = true;
                 s.guest_stopped(now).unwrap();
+                assert_eq!(s.submission_share(), Share::FULL, "released at the stop");
             }
             SourceStatus::Completed => {
                 assert_eq!(
@@ -195,8 +216,17 @@ fn every_policy_ends_byte_identical() {
             }
             assert_eq!(sink.device, src.device);
             assert_eq!(sink.cpu, src.cpu);
-            if policy == Policy::Informed {
+            if policy.is_informed() {
                 assert!(stats.zero_pages > 0 && stats.delta_pages > 0, "{stats:?}");
+            }
+            // The throttling policy was throttled (down to its floor) on
+            // the way, and still ends byte-identical.
+            if policy.throttles() {
+                assert!(stats.throttle.steps > 0, "{stats:?}");
+                assert!(!stats.throttle.min_share.is_full(), "{stats:?}");
+                assert!(stats.throttle.min_share >= ThrottleConfig::new().floor);
+            } else {
+                assert_eq!(stats.throttle.steps, 0, "{policy}");
             }
         }
     }
@@ -343,7 +373,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
     #[test]
-    fn truncated_streams_fail(cut in 0.0f64..1.0, p in 0usize..5) {
+    fn truncated_streams_fail(cut in 0.0f64..1.0, p in 0usize..Policy::ALL.len()) {
         let (stream, _) = full_migration_bytes(Policy::ALL[p]);
         let at = ((stream.len() as f64) * cut) as usize;
         let e = stream_err(&stream[..at]);
@@ -351,7 +381,7 @@ proptest! {
     }
 
     #[test]
-    fn bit_flips_fail(pos in any::<prop::sample::Index>(), bit in 0u8..8, p in 0usize..5) {
+    fn bit_flips_fail(pos in any::<prop::sample::Index>(), bit in 0u8..8, p in 0usize..Policy::ALL.len()) {
         let (mut stream, _) = full_migration_bytes(Policy::ALL[p]);
         let i = pos.index(stream.len());
         stream[i] ^= 1 << bit;
@@ -360,7 +390,7 @@ proptest! {
     }
 
     #[test]
-    fn reordered_or_duplicated_records_fail(a in any::<prop::sample::Index>(), b in any::<prop::sample::Index>(), dup in any::<bool>(), p in 0usize..5) {
+    fn reordered_or_duplicated_records_fail(a in any::<prop::sample::Index>(), b in any::<prop::sample::Index>(), dup in any::<bool>(), p in 0usize..Policy::ALL.len()) {
         let (stream, _) = full_migration_bytes(Policy::ALL[p]);
         let recs = records(&stream);
         let (i, j) = (a.index(recs.len()), b.index(recs.len()));
@@ -594,4 +624,175 @@ fn informed_stops_only_with_an_empty_send_buffer() {
         (unknown + 50..unknown + 55).contains(&never_empty),
         "{unknown} {never_empty}"
     );
+}
+
+/// An `informed-throttle` migration of 32 pages; `dirty` pages change per
+/// guest step. Returns the shares the source asked for, in poll order, and
+/// the final stats.
+fn throttle_run(dirty: usize, target_ns: u64) -> (Vec<Share>, SourceStats) {
+    let mut rng = Rng(21);
+    let mut src = initial(32, &mut rng);
+    let mut slots = vec![Slot::EMPTY; 64];
+    let mut cache_pages = vec![[0u8; PAGE_SIZE]; 8];
+    let mut cache_owners = vec![0u64; 8];
+    let mut cfg = SourceConfig::new(Policy::InformedThrottle);
+    cfg.work_per_poll = 4;
+    cfg.max_rounds = 24;
+    cfg.throttle.target_ns = target_ns;
+    let storage = SourceStorage {
+        slots: &mut slots,
+        cache_pages: &mut cache_pages,
+        cache_owners: &mut cache_owners,
+    };
+    let mut s = Source::new(cfg, storage).unwrap();
+    let pipe = Pipe::<{ 3 * MAX_RECORD }>::new();
+    let (mut a, mut b) = pipe.ends();
+    let mut rx = Receiver::new(0);
+    let mut sink = MemSink::default();
+    let mut shares = Vec::new();
+    let mut pacer = Pacer::new();
+    let mut stopped = false;
+    for step in 1..100_000u64 {
+        let share = s.submission_share();
+        shares.push(share);
+        if !stopped && pacer.admit(share) {
+            for k in 0..dirty {
+                let i = (step as usize * 7 + k * 5) % 32;
+                src.pages[i][k] = src.pages[i][k].wrapping_add(1);
+                s.report_write_target(src.page_at(i)).unwrap();
+            }
+        }
+        match s.poll(step * 10_000, &mut src, &mut a).unwrap() {
+            SourceStatus::StopGuest => {
+                stopped = true;
+                s.guest_stopped(step * 10_000).unwrap();
+            }
+            SourceStatus::Completed => {
+                for (i, p) in src.pages.iter().enumerate() {
+                    assert!(sink.pages[&src.page_at(i)] == *p, "page {i}");
+                }
+                return (shares, *s.stats());
+            }
+            _ => {}
+        }
+        rx.poll(&mut sink, &mut b, 64).unwrap();
+    }
+    panic!("no completion");
+}
+
+#[test]
+fn throttle_stays_off_while_pre_copy_converges() {
+    // Nothing changes: round 2 sends nothing, the policy stops unthrottled.
+    let (shares, stats) = throttle_run(0, 0);
+    assert!(shares.iter().all(|s| s.is_full()));
+    assert_eq!(stats.throttle.steps, 0);
+    // Changes whose re-send fits the (default, 30 ms) target: no throttle.
+    let (shares, stats) = throttle_run(2, ThrottleConfig::new().target_ns);
+    assert!(shares.iter().all(|s| s.is_full()));
+    assert_eq!(stats.throttle.steps, 0);
+}
+
+#[test]
+fn throttle_engages_when_not_converging_and_releases_at_the_stop() {
+    let (shares, stats) = throttle_run(6, 0);
+    let floor = ThrottleConfig::new().floor;
+    assert!(stats.throttle.steps > 0, "{stats:?}");
+    assert!(shares.iter().all(|s| *s >= floor));
+    assert!(shares.iter().any(|s| !s.is_full()));
+    // Full again from the stop on.
+    let last_throttled = shares.iter().rposition(|s| !s.is_full()).unwrap();
+    assert!(shares[last_throttled + 1..].iter().all(|s| s.is_full()));
+    assert!(shares[last_throttled + 1..].len() > 1);
+}
+
+#[test]
+fn throttle_released_when_the_migration_fails() {
+    let mut rng = Rng(4);
+    let mut src = initial(32, &mut rng);
+    let mut slots = vec![Slot::EMPTY; 64];
+    let mut cfg = SourceConfig::new(Policy::InformedThrottle);
+    cfg.work_per_poll = 4;
+    cfg.max_rounds = 24;
+    cfg.throttle.target_ns = 0;
+    let storage = SourceStorage {
+        slots: &mut slots,
+        cache_pages: &mut [],
+        cache_owners: &mut [],
+    };
+    let mut s = Source::new(cfg, storage).unwrap();
+    let pipe = Pipe::<{ 3 * MAX_RECORD }>::new();
+    let (mut a, mut b) = pipe.ends();
+    let mut rx = Receiver::new(0);
+    let mut sink = MemSink::default();
+    let mut step = 0u64;
+    while s.submission_share().is_full() {
+        step += 1;
+        assert!(step < 100_000, "throttle never engaged");
+        for k in 0..6 {
+            let i = (step as usize * 7 + k * 5) % 32;
+            src.pages[i][k] ^= 0x55;
+            s.report_write_target(src.page_at(i)).unwrap();
+        }
+        assert_eq!(
+            s.poll(step * 10_000, &mut src, &mut a).unwrap(),
+            SourceStatus::Precopy
+        );
+        rx.poll(&mut sink, &mut b, 64).unwrap();
+    }
+    // The destination goes away mid pre-copy: the source fails, and the
+    // guest it keeps gets its full rate back.
+    b.close();
+    let mut failed = false;
+    for k in 1..1000 {
+        if s.poll((step + k) * 10_000, &mut src, &mut a).is_err() {
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed);
+    assert_eq!(s.submission_share(), Share::FULL);
+}
+
+#[test]
+fn throttle_released_when_writes_are_untracked() {
+    let mut rng = Rng(8);
+    let mut src = initial(32, &mut rng);
+    let mut slots = vec![Slot::EMPTY; 64];
+    let mut cfg = SourceConfig::new(Policy::InformedThrottle);
+    cfg.work_per_poll = 4;
+    cfg.max_rounds = 24;
+    cfg.throttle.target_ns = 0;
+    let storage = SourceStorage {
+        slots: &mut slots,
+        cache_pages: &mut [],
+        cache_owners: &mut [],
+    };
+    let mut s = Source::new(cfg, storage).unwrap();
+    let pipe = Pipe::<{ 3 * MAX_RECORD }>::new();
+    let (mut a, mut b) = pipe.ends();
+    let mut rx = Receiver::new(0);
+    let mut sink = MemSink::default();
+    let mut engaged = false;
+    let mut released = false;
+    for step in 1..100_000u64 {
+        for k in 0..6 {
+            let i = (step as usize * 7 + k * 5) % 32;
+            src.pages[i][k] ^= 0x55;
+            s.report_write_target(src.page_at(i)).unwrap();
+        }
+        if !engaged && !s.submission_share().is_full() {
+            engaged = true;
+            s.report_untracked_writes();
+        }
+        if engaged && s.submission_share().is_full() {
+            released = true;
+            break;
+        }
+        assert_eq!(
+            s.poll(step * 10_000, &mut src, &mut a).unwrap(),
+            SourceStatus::Precopy
+        );
+        rx.poll(&mut sink, &mut b, 64).unwrap();
+    }
+    assert!(engaged && released);
 }

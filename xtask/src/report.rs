@@ -100,6 +100,11 @@ pub struct MigrationReport {
     /// (under TCG: the monitor's work, emulated).
     pub downtime_us: Option<u64>,
     pub total_us: Option<u64>,
+    /// Guest submission steps the convergence throttle deferred during
+    /// pre-copy, and the lowest share of GPU time it granted (thousandths;
+    /// 1000 when the policy did not throttle).
+    pub throttled_steps: Option<u64>,
+    pub min_share_permille: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -253,6 +258,8 @@ pub fn build(result: &RunResult, memory_mib: u32) -> RunReport {
             stop_pages: num("migration_stop_pages"),
             downtime_us: num("migration_downtime_us"),
             total_us: num("migration_total_us"),
+            throttled_steps: num("migration_throttled_steps"),
+            min_share_permille: num("migration_min_share_permille"),
         },
         malformed_log_frames: result.malformed_frames,
         qemu_command: result.command.clone(),

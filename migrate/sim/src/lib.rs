@@ -15,8 +15,16 @@
 //! at the stop, the wire time of what was sent after it, and the CPU time
 //! the source spent after it; and each workload x link gets an analytic
 //! floor ([`downtime_floor_ms`]) that no policy sending rewritten pages
-//! uncompressed beats on average, so a missed goal can be told apart from a
-//! weak policy. Model parameters and their sources: [`workload`] (dirtying),
+//! uncompressed, and leaving the guest its write rate, beats on average, so
+//! a missed goal can be told apart from a weak policy.
+//!
+//! The guest has its own clock, which runs at the share of GPU time the
+//! source grants ([`migrate::Source::submission_share`]): a throttled guest
+//! makes the same writes (the model's, or the trace's), later. Each result
+//! reports what the throttle cost the guest: how long it ran throttled, the
+//! mean share it got meanwhile, and the work it was held back by, in ms of
+//! full-speed work (`throttled_ms`, `throttle_mean_share`,
+//! `guest_work_lost_ms`). Model parameters and their sources: [`workload`] (dirtying),
 //! [`net`] (links), [`run`] (delta cache budget), [`mod@bench`] (round caps,
 //! measured costs).
 //!

@@ -87,6 +87,20 @@ pub struct RunResult {
     /// Where the downtime went: wire time of the bytes sent after the stop
     /// plus the send-buffer backlog, at the link's bandwidth.
     pub stop_link_ms: f64,
+    /// The throttle's cost: time the guest ran below its full share of GPU
+    /// time (0 for policies that do not throttle, and when pre-copy
+    /// converged without it).
+    pub throttled_ms: f64,
+    /// Mean share of GPU time granted while throttled (1.0 if never).
+    pub throttle_mean_share: f64,
+    /// Lowest share granted (1.0 if never throttled).
+    pub throttle_min_share: f64,
+    /// Guest GPU work the throttle held back, in ms of full-speed work:
+    /// `throttled_ms x (1 - throttle_mean_share)`. The guest is that much
+    /// behind where it would be unthrottled (for a game: frames not drawn).
+    pub guest_work_lost_ms: f64,
+    /// Times the throttle lowered the share.
+    pub throttle_steps: u32,
 }
 
 /// Simulation errors (a bug in the simulated monitor or the model).
@@ -134,7 +148,7 @@ pub fn simulate(
     // game preset: enough for its ~8 MiB hot set in two ways), capped at
     // QEMU's default XBZRLE cache of 64 MiB (16384 slots), the budget QEMU
     // users already accept for the same purpose.
-    let cache_n = if policy == Policy::Informed {
+    let cache_n = if policy.is_informed() {
         (pages / 8).clamp(16, 16384)
     } else {
         0
@@ -161,6 +175,11 @@ pub fn simulate(
     let idle_ns = ((migrate::wire::MAX_RECORD as f64 * 1e9 / link.bandwidth) as u64).max(1000);
     let mut now = 0u64;
     let mut last_writes = 0u64;
+    // The guest's own clock: it advances at the share of GPU time the
+    // source grants, so a throttled guest issues its writes (the model's
+    // rate, or the trace's timeline) more slowly, with the same content.
+    let (mut guest_ns, mut guest_rem) = (0u64, 0u64);
+    let (mut throttled_ns, mut granted_ns) = (0u64, 0u64);
     let mut stopped_at: Option<u64> = None;
     let mut backlog_at_stop = 0u64;
     let mut stop_cpu_ns = 0f64;
@@ -168,8 +187,19 @@ pub fn simulate(
     let (mut prev_stats, mut prev_tr, mut prev_bytes) = (*src.stats(), src.tracker_stats(), 0u64);
     while now < 600_000_000_000 {
         if stopped_at.is_none() && now > last_writes {
+            // The share set at the last poll held over (last_writes, now].
+            let share = u64::from(src.submission_share().permille());
+            let dt = now - last_writes;
+            guest_rem += dt * share;
+            let guest_from = guest_ns;
+            guest_ns += guest_rem / 1000;
+            guest_rem %= 1000;
+            if share < 1000 {
+                throttled_ns += dt;
+                granted_ns += dt * share / 1000;
+            }
             writes.clear();
-            dirtier.writes(last_writes, now, &mut writes);
+            dirtier.writes(guest_from, guest_ns, &mut writes);
             for w in &writes {
                 mem.apply(*w);
                 let page = SimMemory::gfn(w.index);
@@ -218,6 +248,11 @@ pub fn simulate(
             }
             let stop = stopped_at.unwrap_or(0);
             let s = src.stats();
+            let mean_share = if throttled_ns > 0 {
+                granted_ns as f64 / throttled_ns as f64
+            } else {
+                1.0
+            };
             return Ok(RunResult {
                 workload: workload_name.into(),
                 policy: policy.name().into(),
@@ -236,6 +271,11 @@ pub fn simulate(
                 backlog_at_stop_bytes: backlog_at_stop,
                 stop_cpu_ms: stop_cpu_ns / 1e6,
                 stop_link_ms: (s.stop_bytes + backlog_at_stop) as f64 * 1e3 / link.bandwidth,
+                throttled_ms: throttled_ns as f64 / 1e6,
+                throttle_mean_share: mean_share,
+                throttle_min_share: s.throttle.min_share.as_f64(),
+                guest_work_lost_ms: (throttled_ns - granted_ns) as f64 / 1e6,
+                throttle_steps: s.throttle.steps,
             });
         }
         now += if spent > 0.0 { spent as u64 } else { idle_ns };

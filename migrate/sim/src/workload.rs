@@ -185,7 +185,10 @@ pub enum Dirtier {
 }
 
 impl Dirtier {
-    /// Writes happening in `(from_ns, to_ns]`, appended to `out`.
+    /// Writes happening in `(from_ns, to_ns]` of the guest's own time,
+    /// appended to `out`. The simulator's guest clock runs at the share of
+    /// GPU time the guest is granted, so a throttled guest issues the same
+    /// writes, later.
     pub fn writes(&mut self, from_ns: u64, to_ns: u64, out: &mut Vec<Write>) {
         match self {
             Self::Model { model, rng, carry } => {
