@@ -386,9 +386,20 @@ fn vgpu_workloads(p: &mut Platform) -> TestResult {
     )
 }
 
-fn local_migration(p: &mut Platform) -> TestResult {
+/// Guest 0's driver: resumed if an earlier self-test booted it (rings set
+/// up), else booted here, so each migration test also runs on its own.
+fn guest_zero(p: &mut Platform) -> Result<crate::workload::GuestDriver, &'static str> {
     use crate::workload::GuestDriver;
-    let guest = GuestDriver::resume(&mut p.vgpus, 0).map_err(|_| "guest 0 not booted")?;
+    let ring = p.vgpus.vgpus[0].vgpu.ring(gpu::engine::Engine::Render);
+    if ring.ctl & 1 == 1 {
+        GuestDriver::resume(&mut p.vgpus, 0).map_err(|_| "guest 0 has no PVINFO")
+    } else {
+        GuestDriver::boot(&mut p.vgpus, 0).map_err(|_| "guest 0 does not boot")
+    }
+}
+
+fn local_migration(p: &mut Platform) -> TestResult {
+    let guest = guest_zero(p)?;
     let before = p.vgpus.vgpus[0].partition;
     let free_before = p.memory.frames.free_frames();
     let gpu_before = p.vgpus.device.memory().bytes();
@@ -443,8 +454,7 @@ fn local_migration(p: &mut Platform) -> TestResult {
 /// still ends byte-identical (checked inside `migrate_local`) with the guest
 /// working on the destination.
 fn local_migration_throttled(p: &mut Platform) -> TestResult {
-    use crate::workload::GuestDriver;
-    let guest = GuestDriver::resume(&mut p.vgpus, 0).map_err(|_| "guest 0 not booted")?;
+    let guest = guest_zero(p)?;
     let mut throttle = migrate::ThrottleConfig::new();
     throttle.target_ns = 0;
     let (report, guest) = crate::migration::migrate_local(
