@@ -14,6 +14,7 @@ mod acpi;
 mod arch;
 mod cmdline;
 mod console;
+mod digest;
 mod exit;
 mod gpu_mem;
 mod log;

@@ -38,6 +38,8 @@ pub struct Platform {
     pub acpi: AcpiInfo,
     pub pci: PciBus,
     pub vgpus: VgpuManager,
+    /// Which code hashes pages (SSE2 or portable), chosen at bring-up.
+    pub digest: crate::digest::DigestChoice,
 }
 
 /// Why bring-up stopped.
@@ -58,7 +60,7 @@ impl core::fmt::Display for BringUpError {
     }
 }
 
-/// Sets up memory, ACPI and PCI.
+/// Sets up memory, ACPI, PCI, the vGPUs and the page digest.
 pub fn bring_up(
     boot: &'static BootInfo,
     options: Options,
@@ -100,6 +102,7 @@ pub fn bring_up(
     let pci = pci::enumerate(access);
     let vgpus = VgpuManager::bring_up(&mut memory, &pci, options.vgpus, options.vgpu_type)
         .map_err(BringUpError::Gpu)?;
+    let digest = crate::digest::choose();
     Ok(Platform {
         boot,
         options,
@@ -108,6 +111,7 @@ pub fn bring_up(
         acpi,
         pci,
         vgpus,
+        digest,
     })
 }
 

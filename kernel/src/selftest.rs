@@ -52,6 +52,10 @@ const SUITE: &[Test] = &[
         run: tsc,
     },
     Test {
+        name: "digest-sse2",
+        run: digest_sse2,
+    },
+    Test {
         name: "cmdline",
         run: cmdline_cases,
     },
@@ -231,6 +235,31 @@ fn tsc(p: &mut Platform) -> TestResult {
     crate::time::delay_us(200);
     let b = crate::time::micros_since_boot();
     check(b > a, "time did not advance across a delay")
+}
+
+/// Both page digest paths give the same digests in the monitor (the SSE2
+/// one with SSE enabled at bring-up), and the digest uses the path
+/// bring-up measured as faster.
+fn digest_sse2(p: &mut Platform) -> TestResult {
+    use migrate::digest::{xxh3, xxh3_portable};
+    for page in crate::digest::sample_pages().iter() {
+        // SAFETY: bring-up enabled SSE on the only CPU.
+        let sse2 = unsafe { migrate::xxh3_sse2::xxh3_page(page) };
+        check(
+            sse2 == xxh3_portable(page),
+            "SSE2 and portable digests differ",
+        )?;
+        check(xxh3(page) == sse2, "the digest differs from both paths")?;
+    }
+    let d = p.digest;
+    check(
+        migrate::xxh3_sse2::enabled() == d.sse2,
+        "the digest does not use the path bring-up chose",
+    )?;
+    check(
+        d.sse2 == (d.sse2_cycles < d.portable_cycles),
+        "bring-up did not choose the faster path",
+    )
 }
 
 fn cmdline_cases(_: &mut Platform) -> TestResult {

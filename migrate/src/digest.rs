@@ -37,14 +37,18 @@
 //! # SIMD in the kernel
 //! On the host xxh3 uses SSE2 (the x86-64 baseline) or AVX2 when the build
 //! enables it (`target-cpu=native`; `xxhash-rust` selects the path at compile
-//! time). The kernel target `x86_64-unknown-none` disables SSE (soft-float
-//! ABI, no vector registers saved on traps), so in the monitor the same code
-//! runs its scalar path, about 2-3x slower per byte, and so does the XOR
-//! fold; the digest values are identical either way, so a stream is portable
-//! between the two. Enabling SSE/AVX for the hashing loop in the kernel
-//! (saving the vector state around it) is the kernel's decision; until then
-//! the monitor hashes at scalar speed, which the `informed` policy mostly
-//! avoids by hashing only write targets and CPU-dirty pages.
+//! time). The kernel target `x86_64-unknown-none` is built without SSE
+//! (soft-float ABI), so there `xxhash-rust` compiles to scalar code. The
+//! monitor enables SSE at boot (CR0.EM clear, CR4.OSFXSR set) for
+//! [`crate::xxh3_sse2`], the same function with its stripe loop in an SSE2
+//! `asm!` block that saves and restores the XMM registers it uses; it times
+//! both paths on in-cache pages and keeps the faster (SSE2 on hardware;
+//! under QEMU TCG, which emulates SSE slowly, the scalar code), and reports
+//! the choice and both timings (`run-report.json`, `migration.digest_*`).
+//! AVX2 would need XSAVE state enabled as well and is not used. The digests
+//! are identical on every path (tested bit for bit on the host and in the
+//! monitor's self-test), so tags are portable between monitor and host
+//! tools. The gMig XOR fold stays scalar in the monitor.
 
 use crate::page::{PageBuf, PAGE_SIZE};
 
@@ -79,8 +83,20 @@ impl DigestKind {
     }
 }
 
-/// xxh3-64 of a page (seed 0).
+/// xxh3-64 of a page (seed 0): on SSE2 in the monitor once it enabled
+/// SSE ([`crate::xxh3_sse2`]), else `xxhash-rust`'s code for the target.
 pub fn xxh3(page: &PageBuf) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(h) = crate::xxh3_sse2::if_enabled(page) {
+        return h;
+    }
+    xxh3_portable(page)
+}
+
+/// xxh3-64 of a page by `xxhash-rust` (SIMD only where the build enables
+/// it; scalar in the monitor): the reference the SSE2 path is checked
+/// against.
+pub fn xxh3_portable(page: &PageBuf) -> u64 {
     xxhash_rust::xxh3::xxh3_64(page)
 }
 

@@ -2,13 +2,15 @@
 //! does" 3-4): software dirty tracking by page digest, pre-copy policies as
 //! polled state machines, the versioned stream format, and the `Link` trait
 //! the network implements. It knows pages and an opaque device-state blob,
-//! never GPU internals, and never the NIC. It must never allocate, block,
-//! spawn or use `unsafe`: every table lives in storage the kernel lends, and
-//! every long operation is a state machine the main loop polls.
+//! never GPU internals, and never the NIC. It must never allocate, block or
+//! spawn: every table lives in storage the kernel lends, and every long
+//! operation is a state machine the main loop polls. `unsafe` is denied
+//! everywhere but [`xxh3_sse2`], whose SSE2 intrinsics need it.
 //!
 //! Modules:
 //! - [`page`]: guest page numbers, [`PageSource`] / [`PageSink`] traits;
 //! - [`digest`]: xxh3-64 (chosen), FNV-1a, gMig's XOR fold, sampling;
+//! - [`xxh3_sse2`]: the same xxh3-64 of a page on SSE2, for the monitor;
 //! - [`tracker`]: the per-vGPU dirty table and CPU / scanner evidence;
 //! - [`delta`]: XBZRLE-like delta encoding and the last-sent cache;
 //! - [`wire`]: stream header and records (view + repr), order rules;
@@ -39,7 +41,7 @@
 //! corpus/decode_stream seeds -- -runs=2000000 -max_len=16384
 //! -use_value_profile=1`.
 #![cfg_attr(not(test), no_std)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod delta;
@@ -52,6 +54,8 @@ pub mod source;
 pub mod throttle;
 pub mod tracker;
 pub mod wire;
+#[cfg(target_arch = "x86_64")]
+pub mod xxh3_sse2;
 
 pub use dest::{decode_stream, ReceiveError, Receiver, ReceiverStatus};
 pub use link::{FaultConfig, FaultInjector, Link, LinkError, Pipe, PipeEnd, SliceLink};

@@ -105,6 +105,11 @@ pub struct MigrationReport {
     /// 1000 when the policy did not throttle).
     pub throttled_steps: Option<u64>,
     pub min_share_permille: Option<u64>,
+    /// Which code hashes pages in the monitor ("sse2" or "portable": the
+    /// faster at bring-up), and each one's TSC cycles per 4 KiB page.
+    pub digest_path: Option<String>,
+    pub digest_sse2_cycles_per_page: Option<u64>,
+    pub digest_portable_cycles_per_page: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -260,6 +265,9 @@ pub fn build(result: &RunResult, memory_mib: u32) -> RunReport {
             total_us: num("migration_total_us"),
             throttled_steps: num("migration_throttled_steps"),
             min_share_permille: num("migration_min_share_permille"),
+            digest_path: report_value(result, "digest_path"),
+            digest_sse2_cycles_per_page: num("digest_sse2_cycles_per_page"),
+            digest_portable_cycles_per_page: num("digest_portable_cycles_per_page"),
         },
         malformed_log_frames: result.malformed_frames,
         qemu_command: result.command.clone(),

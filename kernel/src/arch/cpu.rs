@@ -47,6 +47,25 @@ pub fn brand_string(buf: &mut [u8; 48]) -> &str {
     s.trim_matches(|c: char| c == '\0' || c == ' ')
 }
 
+/// Enables SSE on this CPU (CR0.EM clear, CR0.MP set, CR4.OSFXSR and
+/// OSXMMEXCPT set) for the page digest's SSE2 path
+/// ([`migrate::xxh3_sse2`]). The monitor is built soft-float: that path's
+/// `asm!` block, which saves and restores the XMM registers it uses, is the
+/// only code that executes SSE instructions, so there is no vector state
+/// to save on traps.
+pub fn enable_sse() {
+    use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
+    let cr0 = (Cr0::read() - Cr0Flags::EMULATE_COPROCESSOR) | Cr0Flags::MONITOR_COPROCESSOR;
+    let cr4 = Cr4::read() | Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE;
+    // SAFETY: SSE is architectural on x86_64; these bits only allow SSE
+    // instructions to run (no memory or paging effect), and the monitor's
+    // compiled code never executes them.
+    unsafe {
+        Cr0::write(cr0);
+        Cr4::write(cr4);
+    }
+}
+
 /// Stops this CPU for good.
 pub fn halt_forever() -> ! {
     loop {
