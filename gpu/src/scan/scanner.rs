@@ -1432,12 +1432,13 @@ impl State {
             let header = buf.get(off).copied().unwrap_or(0);
             return Err(self.fail(loc, off, header, Some(spec.name), Reason::BudgetExceeded));
         }
-        if spec.writes_through_state {
-            self.writes.untracked = true;
-        }
         // Fast path: most of a 3D stream is state without addresses.
         match spec.op {
-            Op::Noop | Op::Plain | Op::BatchEnd => Ok(None),
+            Op::Noop | Op::Plain | Op::BatchEnd => {
+                // A draw or dispatch: its targets are in memory-resident state.
+                self.writes.untracked |= spec.writes_through_state;
+                Ok(None)
+            }
             _ => self.audited(gm, buf, off, spec, len, loc, level),
         }
     }
@@ -1455,9 +1456,7 @@ impl State {
         loc: Location,
         level: u8,
     ) -> Result<Option<GuestGm>, ScanError> {
-        if spec.writes_through_state {
-            self.writes.untracked = true;
-        }
+        self.writes.untracked |= spec.writes_through_state;
         let r = match spec.op {
             Op::Gm(layout) => {
                 let words = buf.get_mut(off..off + len).unwrap_or(&mut []);
