@@ -710,10 +710,7 @@ fn throttle_released_when_the_migration_fails() {
     let mut rng = Rng(4);
     let mut src = initial(32, &mut rng);
     let mut slots = vec![Slot::EMPTY; 64];
-    let mut cfg = SourceConfig::new(Policy::InformedThrottle);
-    cfg.work_per_poll = 4;
-    cfg.max_rounds = 24;
-    cfg.throttle.target_ns = 0;
+    let cfg = test_config(Policy::InformedThrottle);
     let storage = SourceStorage {
         slots: &mut slots,
         cache_pages: &mut [],
@@ -722,7 +719,7 @@ fn throttle_released_when_the_migration_fails() {
     let mut s = Source::new(cfg, storage).unwrap();
     let pipe = Pipe::<{ 3 * MAX_RECORD }>::new();
     let (mut a, mut b) = pipe.ends();
-    let mut rx = Receiver::new(0);
+    let mut rx = Receiver::new(cfg.vgpu_type);
     let mut sink = MemSink::default();
     let mut step = 0u64;
     while s.submission_share().is_full() {
@@ -758,10 +755,7 @@ fn throttle_released_when_writes_are_untracked() {
     let mut rng = Rng(8);
     let mut src = initial(32, &mut rng);
     let mut slots = vec![Slot::EMPTY; 64];
-    let mut cfg = SourceConfig::new(Policy::InformedThrottle);
-    cfg.work_per_poll = 4;
-    cfg.max_rounds = 24;
-    cfg.throttle.target_ns = 0;
+    let cfg = test_config(Policy::InformedThrottle);
     let storage = SourceStorage {
         slots: &mut slots,
         cache_pages: &mut [],
@@ -770,7 +764,7 @@ fn throttle_released_when_writes_are_untracked() {
     let mut s = Source::new(cfg, storage).unwrap();
     let pipe = Pipe::<{ 3 * MAX_RECORD }>::new();
     let (mut a, mut b) = pipe.ends();
-    let mut rx = Receiver::new(0);
+    let mut rx = Receiver::new(cfg.vgpu_type);
     let mut sink = MemSink::default();
     let mut engaged = false;
     let mut released = false;
