@@ -26,16 +26,12 @@ const PAGES: usize = 16;
 const ROUNDS: u64 = 4;
 
 /// Pages to time the two paths on (and for the self-test to compare them).
-static mut SAMPLE: [PageBuf; PAGES] = [[0; PAGE_SIZE]; PAGES];
+static SAMPLE: spin::Mutex<[PageBuf; PAGES]> = spin::Mutex::new([[0; PAGE_SIZE]; PAGES]);
 
-/// Fills the sample pages with a fixed pseudo-random pattern (page 0 all
-/// zero) and returns them.
-pub fn sample_pages() -> &'static [PageBuf; PAGES] {
-    // SAFETY: the monitor runs on one CPU without preemption; the only
-    // mutable use of `SAMPLE` is this fill, which ends before the shared
-    // reference is handed out, and no shared reference outlives the next
-    // call's fill in a way that observes it (the contents are the same).
-    let pages = unsafe { &mut *core::ptr::addr_of_mut!(SAMPLE) };
+/// Runs `f` on the sample pages: a fixed pseudo-random pattern, page 0 all
+/// zero.
+pub fn with_sample_pages<R>(f: impl FnOnce(&[PageBuf; PAGES]) -> R) -> R {
+    let mut pages = SAMPLE.lock();
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     for page in pages.iter_mut().skip(1) {
         for b in page.iter_mut() {
@@ -45,7 +41,7 @@ pub fn sample_pages() -> &'static [PageBuf; PAGES] {
             *b = x as u8;
         }
     }
-    pages
+    f(&pages)
 }
 
 fn cycles_per_page(pages: &[PageBuf; PAGES], hash: impl Fn(&PageBuf) -> u64) -> u64 {
@@ -63,22 +59,23 @@ fn cycles_per_page(pages: &[PageBuf; PAGES], hash: impl Fn(&PageBuf) -> u64) -> 
 /// Enables SSE, times both paths and makes the faster the digest's.
 pub fn choose() -> DigestChoice {
     crate::arch::cpu::enable_sse();
-    let pages = sample_pages();
     // SAFETY: SSE was enabled just above on the monitor's only CPU.
     let sse2 = |p: &PageBuf| unsafe { migrate::xxh3_sse2::xxh3_page(p) };
-    // Warm both up, then time them.
-    let _ = (
-        cycles_per_page(pages, sse2),
-        cycles_per_page(pages, xxh3_portable),
-    );
+    let (sse2_cycles, portable_cycles) = with_sample_pages(|pages| {
+        // Warm both up, then time them.
+        let _ = (
+            cycles_per_page(pages, sse2),
+            cycles_per_page(pages, xxh3_portable),
+        );
+        (
+            cycles_per_page(pages, sse2),
+            cycles_per_page(pages, xxh3_portable),
+        )
+    });
     let choice = DigestChoice {
-        sse2_cycles: cycles_per_page(pages, sse2),
-        portable_cycles: cycles_per_page(pages, xxh3_portable),
-        sse2: false,
-    };
-    let choice = DigestChoice {
-        sse2: choice.sse2_cycles < choice.portable_cycles,
-        ..choice
+        sse2: sse2_cycles < portable_cycles,
+        sse2_cycles,
+        portable_cycles,
     };
     if choice.sse2 {
         // SAFETY: SSE is enabled on the only CPU and the monitor keeps

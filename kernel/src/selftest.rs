@@ -242,15 +242,17 @@ fn tsc(p: &mut Platform) -> TestResult {
 /// bring-up measured as faster.
 fn digest_sse2(p: &mut Platform) -> TestResult {
     use migrate::digest::{xxh3, xxh3_portable};
-    for page in crate::digest::sample_pages().iter() {
-        // SAFETY: bring-up enabled SSE on the only CPU.
-        let sse2 = unsafe { migrate::xxh3_sse2::xxh3_page(page) };
-        check(
-            sse2 == xxh3_portable(page),
-            "SSE2 and portable digests differ",
-        )?;
-        check(xxh3(page) == sse2, "the digest differs from both paths")?;
-    }
+    crate::digest::with_sample_pages(|pages| {
+        pages.iter().try_for_each(|page| {
+            // SAFETY: bring-up enabled SSE on the only CPU.
+            let sse2 = unsafe { migrate::xxh3_sse2::xxh3_page(page) };
+            check(
+                sse2 == xxh3_portable(page),
+                "SSE2 and portable digests differ",
+            )?;
+            check(xxh3(page) == sse2, "the digest differs from both paths")
+        })
+    })?;
     let d = p.digest;
     check(
         migrate::xxh3_sse2::enabled() == d.sse2,
