@@ -14,7 +14,7 @@ pub fn init() {
     CONSOLE.lock().init();
 }
 
-/// Prints formatted text; use [`print!`]/[`println!`].
+/// Prints formatted text; use `print!` / `println!`.
 pub fn print_fmt(args: core::fmt::Arguments<'_>) {
     x86_64::instructions::interrupts::without_interrupts(|| {
         // A console write cannot fail: the UART drops bytes rather than error.

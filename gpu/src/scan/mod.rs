@@ -4,7 +4,7 @@
 //! Layers, smoltcp-style (STYLE.md 4):
 //! - [`table`]: the scanner's own static opcode table of every Gen9 command
 //!   family, with per-engine validity and length rules;
-//! - [`decode`]: a zero-copy view ([`Command`]) over a DWord slice, checked
+//! - [`decode`](mod@decode): a zero-copy view ([`Command`]) over a DWord slice, checked
 //!   against the table, and an iterator over a command stream;
 //! - [`repr`]: validated representations of the commands whose operands the
 //!   auditor inspects.
