@@ -221,7 +221,7 @@ pub struct Source<'a> {
     round_bytes: u64,
     best_round_bytes: u64,
     stale_rounds: u32,
-    round_new_evidence: u64,
+    round_new_cpu_dirty: u64,
     round_started_ns: Option<u64>,
     recent_rounds: RoundWindow,
     throttle: Throttle,
@@ -257,7 +257,7 @@ impl<'a> Source<'a> {
             round_bytes: 0,
             best_round_bytes: u64::MAX,
             stale_rounds: 0,
-            round_new_evidence: 0,
+            round_new_cpu_dirty: 0,
             round_started_ns: None,
             recent_rounds: RoundWindow::new(),
             throttle: Throttle::new(cfg.throttle),
@@ -287,8 +287,10 @@ impl<'a> Source<'a> {
 
     fn note(&mut self, page: GuestPage, flag: u8) -> Result<(), SourceError> {
         let before = self.tracker.flags(page);
-        if before & (CPU_DIRTY | WRITE_TARGET) == 0 {
-            self.round_new_evidence += 1;
+        // gMig sees only the CPU's dirty log (GMIG_FACTS.md): its rounds
+        // count nothing else.
+        if flag == CPU_DIRTY && before & CPU_DIRTY == 0 {
+            self.round_new_cpu_dirty += 1;
         }
         self.tracker.set_flags(page, flag)?;
         Ok(())
@@ -536,11 +538,15 @@ impl<'a> Source<'a> {
     /// A round ended; `unsent`: bytes the link still holds in its send
     /// buffer.
     fn end_round(&mut self, now_ns: u64, page_count: usize, unsent: usize) {
-        let tracked = self.cfg.policy.is_informed() && self.stats.rounds >= 2 && !self.untracked;
+        // Past the bulk round an `informed` round sends what changed since
+        // the round before: the candidates it hashed are every page the
+        // guest may have written (all pages once writes are untracked), so
+        // its bytes measure the dirty rate either way.
+        let measured = self.cfg.policy.is_informed() && self.stats.rounds >= 2;
         let pending = match self.cfg.policy {
             Policy::StopAndCopy | Policy::Precopy => (page_count * PAGE_SIZE) as u64,
-            Policy::GmigOneShot | Policy::GmigTpds => self.round_new_evidence * PAGE_SIZE as u64,
-            Policy::Informed | Policy::InformedThrottle if tracked => self.round_bytes,
+            Policy::GmigOneShot | Policy::GmigTpds => self.round_new_cpu_dirty * PAGE_SIZE as u64,
+            Policy::Informed | Policy::InformedThrottle if measured => self.round_bytes,
             Policy::Informed | Policy::InformedThrottle => u64::MAX,
         };
         let bandwidth = self.bandwidth(now_ns);
@@ -573,7 +579,7 @@ impl<'a> Source<'a> {
         // `informed-throttle`: where `informed` would stop with more dirty
         // than the throttle's target, slow the guest and go on (see
         // `crate::throttle`). The round cap still bounds pre-copy.
-        if self.cfg.policy.throttles() && tracked && self.stats.rounds < self.cfg.max_rounds {
+        if self.cfg.policy.throttles() && measured && self.stats.rounds < self.cfg.max_rounds {
             // What the stop would send: what the guest dirties from the
             // start of this round (the hot pages, visited last, were last
             // sent at the end of the round before) until the stop, which
@@ -608,11 +614,6 @@ impl<'a> Source<'a> {
                 ThrottleAdvice::Stop => stop = true,
             }
             self.stats.throttle = self.throttle.stats();
-        } else if self.untracked {
-            // Once the scanner cannot bound the guest's writes, rounds no
-            // longer tell whether pre-copy converges: no evidence, no
-            // throttle.
-            self.throttle.release();
         }
         if stop {
             self.phase = if self.cfg.policy.is_informed() {
@@ -625,12 +626,12 @@ impl<'a> Source<'a> {
             self.phase = Phase::Round { cursor: 0 };
         }
         self.round_bytes = 0;
-        self.round_new_evidence = 0;
+        self.round_new_cpu_dirty = 0;
     }
 
     /// Whether this round walks cold pages first and hot pages last.
     fn hot_last(&self) -> bool {
-        self.cfg.policy.is_informed() && self.stats.rounds >= 2 && !self.untracked
+        self.cfg.policy.is_informed() && self.stats.rounds >= 2
     }
 
     fn read<S: PageSource>(&mut self, page: GuestPage, src: &mut S) -> Result<(), SourceError> {

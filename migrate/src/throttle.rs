@@ -44,10 +44,10 @@
 //!
 //! The share goes back to full at the stop ([`Throttle::release`]; the
 //! guest is paused anyway, and runs at full speed on the destination),
-//! whenever a migration fails (the source's `submission_share` reports full
-//! after an error), and when the scanner reports writes it cannot bound
-//! (rounds then no longer measure convergence, so the throttle has no
-//! evidence to act on).
+//! and whenever a migration fails (the source's `submission_share` reports
+//! full after an error). Writes the scanner cannot bound change nothing
+//! here: every page is then a candidate, and a round, which hashes them
+//! all, still measures what changed.
 
 use core::fmt;
 

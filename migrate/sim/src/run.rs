@@ -139,6 +139,7 @@ pub fn simulate(
     max_rounds: u32,
 ) -> Result<RunResult, SimError> {
     let pages = dirtier.pages();
+    let untracked = dirtier.gpu_writes_untracked();
     let mut mem = SimMemory::new(pages, zero_fraction, 0x5eed);
     let mut sink = SimSink::new(pages);
     let slots_n = (pages * 8 / 7 + 1).next_power_of_two();
@@ -205,6 +206,9 @@ pub fn simulate(
                 let page = SimMemory::gfn(w.index);
                 let r = if w.kind == crate::trace::WriteKind::Cpu {
                     src.report_cpu_dirty(page)
+                } else if untracked {
+                    src.report_untracked_writes();
+                    Ok(())
                 } else {
                     src.report_write_target(page)
                 };

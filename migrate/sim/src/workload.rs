@@ -19,6 +19,7 @@
 //! | small-edit fraction | 0.15 | 0.3 | 0.02 | 0 | assumption: cursor, text and widget updates on a desktop, HUD counters in a game |
 //! | CPU fraction | 0.05 | 0.3 | 0.1 | 0 | assumption: uploads through the aperture; the anchor's writes are modelled as GPU writes the scanner reports, so gMig must hash them as it hashes any GPU page |
 //! | zero fraction | 0.3 | 0.5 | 0.2 | 0 | assumption: freshly allocated, cleared buffers; anchor: unknown, so no zero pages (no elision benefit) |
+//! | GPU writes untracked | yes | no | yes | no | the scanner: draws write render targets, and video objects decode into pictures, through state it does not parse, so their submissions' write sets are untracked (`gpu::scan::table::STATE_WRITERS`) and command-informed policies must hash every page; a desktop's blits name their destinations; the anchor's writes are modelled as reported ones |
 //!
 //! A full rewrite fills the page with fresh random bytes: the conservative
 //! choice, since it makes a rewritten page incompressible and useless as a
@@ -51,6 +52,10 @@ pub struct WorkloadModel {
     pub cpu_fraction: f64,
     /// Fraction of pages that start all-zero.
     pub zero_fraction: f64,
+    /// The GPU writes through state the scanner does not parse (draws into
+    /// render targets, video decode into pictures), so the monitor reports
+    /// its submissions' writes as untracked, not as write targets.
+    pub gpu_writes_untracked: bool,
 }
 
 impl WorkloadModel {
@@ -67,6 +72,7 @@ impl WorkloadModel {
             small_edit_fraction: 0.15,
             cpu_fraction: 0.05,
             zero_fraction: 0.3,
+            gpu_writes_untracked: true,
         }
     }
     /// A 2D desktop: 64 MiB, small damage regions, mostly small edits.
@@ -81,6 +87,7 @@ impl WorkloadModel {
             small_edit_fraction: 0.3,
             cpu_fraction: 0.3,
             zero_fraction: 0.5,
+            gpu_writes_untracked: false,
         }
     }
     /// Video playback: 96 MiB, a ring of decoded frames fully rewritten.
@@ -95,6 +102,7 @@ impl WorkloadModel {
             small_edit_fraction: 0.02,
             cpu_fraction: 0.1,
             zero_fraction: 0.2,
+            gpu_writes_untracked: true,
         }
     }
     /// The measured anchor (GMIG_FACTS.md, "QEMU's own migration"): a
@@ -113,6 +121,7 @@ impl WorkloadModel {
             small_edit_fraction: 0.0,
             cpu_fraction: 0.0,
             zero_fraction: 0.0,
+            gpu_writes_untracked: false,
         }
     }
     /// The three GPU presets and the measured anchor.
@@ -235,6 +244,16 @@ impl Dirtier {
                     *next += 1;
                 }
             }
+        }
+    }
+
+    /// Whether the monitor reports this workload's GPU writes as untracked
+    /// (see [`WorkloadModel::gpu_writes_untracked`]; a trace records write
+    /// targets).
+    pub fn gpu_writes_untracked(&self) -> bool {
+        match self {
+            Self::Model { model, .. } => model.gpu_writes_untracked,
+            Self::Replay { .. } => false,
         }
     }
 
