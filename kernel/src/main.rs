@@ -136,6 +136,15 @@ fn run(platform: &mut platform::Platform) -> ! {
         exit(ExitCode::Success);
     }
     // Live-migrate guest 0's vGPU onto new slices and frames while it works.
+    if platform.options.policy.digest() == migrate::digest::DigestKind::XorFold {
+        // Only this local migration can compare memory afterwards.
+        println!(
+            "warning: policy={} verifies pages with gMig's XOR fold, which misses edits that \
+             cancel over 32-byte lanes; the monitor checks memory after this local migration, \
+             a migration to another machine could not",
+            platform.options.policy.name()
+        );
+    }
     let outcome = workload::GuestDriver::resume(&mut platform.vgpus, 0)
         .map_err(migration::MigrationError::Guest)
         .and_then(|guest| {
