@@ -144,6 +144,7 @@ const fn unplaced() -> Shadow {
         batch_host: [ZERO_HOST; BATCH_POOL],
         ring: [0; RING_DWORDS],
         batches: [EMPTY_BATCH; BATCH_POOL],
+        deny_shaders: false,
     }
 }
 
@@ -167,6 +168,7 @@ fn reason_summary(reason: &Reason) -> &'static str {
         Reason::Privileged(what) => what,
         Reason::Unaudited => "command with unaudited memory operands",
         Reason::Unsupported(why) => why,
+        Reason::ShadersDenied => "shader dispatch refused",
         Reason::Ppgtt => "per-process GTT address",
         Reason::Memory { .. } => "memory operand outside the vGPU's slices",
         Reason::BadBound { .. } => "upper bound below base",
@@ -194,6 +196,14 @@ impl ScanGate {
             last_rejection: None,
             accepted: 0,
             rejected: 0,
+        }
+    }
+
+    /// Refuses (or allows again) every shader dispatch on every engine
+    /// ([`Shadow::deny_shaders`]).
+    pub fn deny_shaders(&mut self, deny: bool) {
+        for shadow in &mut self.shadows {
+            shadow.deny_shaders = deny;
         }
     }
 

@@ -733,3 +733,63 @@ fn state_writers_make_writes_untracked() {
     let sub = shadow(Engine::Render).scan(&g, rs).unwrap();
     assert!(sub.writes.untracked);
 }
+
+/// With shaders denied, every shader dispatch is refused, in the ring and
+/// in a batch, fast path or not, on every engine that takes it; the same
+/// streams pass when shaders are allowed, and video objects (which write
+/// only where audited state commands point) pass either way.
+#[test]
+fn denied_shader_dispatches_are_refused() {
+    use gpu::scan::{Len, COMMANDS};
+    let header_of = |c: &gpu::scan::CmdSpec| -> Vec<u32> {
+        let len = match c.len {
+            Len::Fixed(n) => usize::from(n),
+            Len::Field { bias, min, .. } => (min as usize).max(usize::from(bias)),
+        };
+        let field = len.saturating_sub(match c.len {
+            Len::Fixed(_) => 0,
+            Len::Field { bias, .. } => usize::from(bias),
+        });
+        let mut cmd = vec![0u32; len];
+        cmd[0] = c.opcode.header_bits() | field as u32;
+        cmd
+    };
+    let mut refused = 0;
+    for c in COMMANDS.iter().filter(|c| c.dispatches_shaders) {
+        let mut cmd = plain_state().to_vec();
+        cmd.extend(header_of(c));
+        for e in Engine::ALL.into_iter().filter(|&e| c.engines.contains(e)) {
+            for in_batch in [false, true] {
+                let mut g = FakeGm::new();
+                let rs = if in_batch {
+                    let mut body = cmd.clone();
+                    body.push(BB_END);
+                    g.write(HIDDEN + 0x30_0000, &body);
+                    ring(&mut g, &bb_start(HIDDEN + 0x30_0000, false))
+                } else {
+                    ring(&mut g, &cmd)
+                };
+                let mut s = shadow(e);
+                let allowed = s.scan(&g, rs).is_ok();
+                s.deny_shaders = true;
+                let err = s.scan(&g, rs).unwrap_err();
+                if allowed {
+                    assert_eq!(err.reason, Reason::ShadersDenied, "{} on {e:?}", c.name);
+                    assert_eq!(err.name, Some(c.name));
+                    refused += 1;
+                }
+            }
+        }
+    }
+    assert!(refused >= 10, "{refused}");
+    // Video objects are not shader dispatches.
+    let mut g = FakeGm::new();
+    let mfd = COMMANDS
+        .iter()
+        .find(|c| c.name == "MFD_AVC_BSD_OBJECT")
+        .unwrap();
+    let rs = ring(&mut g, &header_of(mfd));
+    let mut s = shadow(Engine::Video);
+    s.deny_shaders = true;
+    assert!(s.scan(&g, rs).is_ok());
+}

@@ -38,6 +38,8 @@ pub struct Options {
     pub vgpu_type: VgpuType,
     /// `policy=`: the migration policy.
     pub policy: Policy,
+    /// `shaders=deny`: the scanner refuses every shader dispatch.
+    pub deny_shaders: bool,
 }
 
 impl Default for Options {
@@ -47,6 +49,7 @@ impl Default for Options {
             vgpus: crate::vgpus::DEFAULT_VGPUS,
             vgpu_type: crate::vgpus::DEFAULT_TYPE,
             policy: Policy::Informed,
+            deny_shaders: false,
         }
     }
 }
@@ -65,6 +68,10 @@ pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
     (
         "vgpu_type",
         "small | medium | large | huge  GVT-g sizes: 64+384, 128+512, 256+1024, 512+2048 MiB (default small)",
+    ),
+    (
+        "shaders",
+        "allow | deny  deny: refuse draws and GPGPU/media dispatches, whose surfaces the scanner cannot audit (default allow)",
     ),
 ];
 
@@ -161,12 +168,19 @@ pub fn parse(line: &'static [u8], truncated: bool) -> Result<Options, CmdlineErr
             }
             "policy" => {
                 options.policy = Policy::from_name(value).map_err(|_| {
-                    bad("stop-and-copy, precopy, gmig-oneshot, gmig-tpds or informed")
+                    bad("stop-and-copy, precopy, gmig-oneshot, gmig-tpds, informed or informed-throttle")
                 })?;
             }
             "vgpu_type" => {
                 options.vgpu_type =
                     VgpuType::from_name(value).ok_or(bad("small, medium, large or huge"))?;
+            }
+            "shaders" => {
+                options.deny_shaders = match value {
+                    "allow" => false,
+                    "deny" => true,
+                    _ => return Err(bad("allow or deny")),
+                };
             }
             // Every name in KNOWN_OPTIONS has an arm above.
             _ => return Err(CmdlineError::Unknown { key }),

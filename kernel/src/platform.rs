@@ -100,8 +100,17 @@ pub fn bring_up(
         None => ConfigAccess::Legacy,
     };
     let pci = pci::enumerate(access);
-    let vgpus = VgpuManager::bring_up(&mut memory, &pci, options.vgpus, options.vgpu_type)
+    let mut vgpus = VgpuManager::bring_up(&mut memory, &pci, options.vgpus, options.vgpu_type)
         .map_err(BringUpError::Gpu)?;
+    vgpus.gate.deny_shaders(options.deny_shaders);
+    defmt::info!(
+        "report shaders={=str}",
+        if options.deny_shaders {
+            "deny"
+        } else {
+            "allow"
+        }
+    );
     let digest = crate::digest::choose();
     Ok(Platform {
         boot,

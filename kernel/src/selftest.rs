@@ -320,6 +320,16 @@ fn cmdline_cases(_: &mut Platform) -> TestResult {
         matches!(ok(b"vgpus=1 vgpus=2"), Err(CmdlineError::Repeated { .. })),
         "repeated vgpus",
     )?;
+    check(
+        ok(b"").map(|o| o.deny_shaders) == Ok(false)
+            && ok(b"shaders=deny").map(|o| o.deny_shaders) == Ok(true)
+            && ok(b"shaders=allow").map(|o| o.deny_shaders) == Ok(false),
+        "shaders=",
+    )?;
+    check(
+        matches!(ok(b"shaders=maybe"), Err(CmdlineError::BadValue { .. })),
+        "shaders=maybe",
+    )?;
     for name in migrate::policy::POLICY_NAMES {
         let line: &'static [u8] = match name {
             "stop-and-copy" => b"policy=stop-and-copy",

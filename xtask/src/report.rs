@@ -83,6 +83,8 @@ pub struct GpuReport {
     pub submissions_verified: Option<u64>,
     /// Whether a hostile submission was rejected with the others unharmed.
     pub isolation_shown: Option<bool>,
+    /// "deny" when the scanner refuses shader dispatches (`shaders=deny`).
+    pub shaders: Option<String>,
 }
 
 /// The local live migration `run` performs (guest 0 to new slices).
@@ -255,6 +257,7 @@ pub fn build(result: &RunResult, memory_mib: u32) -> RunReport {
             workloads_verified: num("workload_guests_ok"),
             submissions_verified: num("workload_submissions"),
             isolation_shown: report_value(result, "isolation_shown").and_then(|v| v.parse().ok()),
+            shaders: report_value(result, "shaders"),
         },
         migration: MigrationReport {
             policy: report_value(result, "migration_policy"),

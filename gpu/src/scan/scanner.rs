@@ -219,6 +219,9 @@ pub enum Reason {
     /// operand whose extent cannot be bounded from the submission (see the
     /// table's [`Op::Unsupported`] rows).
     Unsupported(&'static str),
+    /// A shader dispatch while the shadow denies them
+    /// ([`Shadow::deny_shaders`]).
+    ShadersDenied,
     /// A memory operand with a per-process GTT address (not mediated).
     Ppgtt,
     /// A memory operand outside the vGPU's slices or unmapped. `addr` is
@@ -273,6 +276,9 @@ impl fmt::Display for Reason {
             Reason::Privileged(what) => write!(f, "privileged: {what}"),
             Reason::Unaudited => f.write_str("graphics-memory operands not audited"),
             Reason::Unsupported(why) => write!(f, "not accepted: {why}"),
+            Reason::ShadersDenied => f.write_str(
+                "shader dispatch refused (shaders=deny: the surfaces it reaches are not audited)",
+            ),
             Reason::Ppgtt => f.write_str("per-process GTT address not mediated"),
             Reason::Memory { addr, size, fault } => {
                 write!(f, "memory {addr:#x}+{size:#x} {fault}")
@@ -504,6 +510,12 @@ pub struct Shadow {
     pub ring: [u32; RING_DWORDS],
     /// Shadow batch pool.
     pub batches: [ShadowBatch; BATCH_POOL],
+    /// Refuse every command that starts shader threads
+    /// ([`super::table::SHADER_DISPATCHES`]): their surfaces come from
+    /// memory-resident state the scanner cannot audit; refusing them leaves
+    /// guests that blit, run video and MI work reaching memory only through
+    /// addresses the scanner audits.
+    pub deny_shaders: bool,
 }
 
 /// DWords copied from a guest batch at a time (the copy grows on demand,
@@ -524,6 +536,7 @@ impl Shadow {
             batch_host,
             ring: [0; RING_DWORDS],
             batches: [B; BATCH_POOL],
+            deny_shaders: false,
         }
     }
 
@@ -531,7 +544,7 @@ impl Shadow {
     /// On success the shadow ring (`ring[..ring_dwords]`) and the used
     /// shadow batches are ready to submit; nothing else may be.
     pub fn scan(&mut self, gm: &dyn GmSpace, rs: RingState) -> Result<Submission, ScanError> {
-        let mut st = State::new(self.engine);
+        let mut st = State::new(self.engine, self.deny_shaders);
         let ring_err = |reason| ScanError {
             engine: self.engine,
             location: Location::Ring,
@@ -851,6 +864,8 @@ struct Call {
 /// Per-submission scan state.
 struct State {
     engine: Engine,
+    /// See [`Shadow::deny_shaders`].
+    deny_shaders: bool,
     commands: u32,
     dwords: u32,
     used: usize,
@@ -912,9 +927,10 @@ fn memory_fault(addr: u64, size: u64) -> impl Fn(GmFault) -> Reason {
 
 impl State {
     /// A fresh submission's state: nothing counted, no state commands seen.
-    fn new(engine: Engine) -> Self {
+    fn new(engine: Engine, deny_shaders: bool) -> Self {
         State {
             engine,
+            deny_shaders,
             commands: 0,
             dwords: 0,
             used: 0,
@@ -1320,8 +1336,10 @@ impl State {
             10 => self.fast_audit(gm, Op::Gm(&o::VERTEX_BUFFERS), w),
             11 => self.fast_audit(gm, Op::Gm(&o::MFX_IND_OBJ_BASE_ADDR), w),
             12 => self.fast_audit(gm, Op::Gm(&o::MFX_BSP_BUF_BASE_ADDR), w),
+            // Nothing to audit; its writes go where state says. A shader
+            // dispatch that may be refused goes to the full path.
+            13 if self.deny_shaders => None,
             13 => {
-                // Nothing to audit; its writes go where state says.
                 self.writes.untracked = true;
                 Some(Ok(()))
             }
@@ -1435,12 +1453,29 @@ impl State {
         // Fast path: most of a 3D stream is state without addresses.
         match spec.op {
             Op::Noop | Op::Plain | Op::BatchEnd => {
+                self.shaders_allowed(buf, off, spec, loc)?;
                 // A draw or dispatch: its targets are in memory-resident state.
                 self.writes.untracked |= spec.writes_through_state;
                 Ok(None)
             }
             _ => self.audited(gm, buf, off, spec, len, loc, level),
         }
+    }
+
+    /// Refuses a shader dispatch when the shadow denies them.
+    #[inline(always)]
+    fn shaders_allowed(
+        &self,
+        buf: &[u32],
+        off: usize,
+        spec: &'static CmdSpec,
+        loc: Location,
+    ) -> Result<(), ScanError> {
+        if spec.dispatches_shaders && self.deny_shaders {
+            let header = buf.get(off).copied().unwrap_or(0);
+            return Err(self.fail(loc, off, header, Some(spec.name), Reason::ShadersDenied));
+        }
+        Ok(())
     }
 
     /// [`Self::command`] for a command with operands.
@@ -1456,6 +1491,7 @@ impl State {
         loc: Location,
         level: u8,
     ) -> Result<Option<GuestGm>, ScanError> {
+        self.shaders_allowed(buf, off, spec, loc)?;
         self.writes.untracked |= spec.writes_through_state;
         let r = match spec.op {
             Op::Gm(layout) => {
@@ -1962,7 +1998,7 @@ mod fast_blit_tests {
     }
 
     fn state(gm: &Slices, learned: bool) -> State {
-        let mut st = State::new(Engine::Blitter);
+        let mut st = State::new(Engine::Blitter, false);
         if learned {
             for (base, _, _) in SLICES {
                 if let Ok(b) = GuestGm::new(base) {

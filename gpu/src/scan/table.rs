@@ -284,6 +284,10 @@ pub struct CmdSpec {
     /// It makes the engine write memory that the context's memory-resident
     /// state names rather than its own operands (see [`STATE_WRITERS`]).
     pub writes_through_state: bool,
+    /// It starts shader threads, which reach memory through binding tables
+    /// and surface states the scanner does not parse (see
+    /// [`SHADER_DISPATCHES`]).
+    pub dispatches_shaders: bool,
 }
 
 /// Commands that start work which writes memory named by state the
@@ -326,10 +330,24 @@ pub const STATE_WRITERS: [&str; 28] = [
     "VEB_DI_IECP",
 ];
 
-const fn writes_through_state(name: &str) -> bool {
+/// Commands that start shader threads: the render pipeline's draws and the
+/// GPGPU and media dispatches. Their shaders read and write whatever
+/// surfaces the binding tables and surface states in memory name, which
+/// the scanner cannot audit, so a monitor that must contain hostile guests
+/// completely can refuse them ([`crate::scan::Shadow::deny_shaders`]).
+pub const SHADER_DISPATCHES: [&str; 6] = [
+    "3DPRIMITIVE",
+    "GPGPU_WALKER",
+    "MEDIA_OBJECT",
+    "MEDIA_OBJECT_GRPID",
+    "MEDIA_OBJECT_PRT",
+    "MEDIA_OBJECT_WALKER",
+];
+
+const fn listed(name: &str, list: &[&str]) -> bool {
     let mut i = 0;
-    while i < STATE_WRITERS.len() {
-        if same_name(name, STATE_WRITERS[i]) {
+    while i < list.len() {
+        if same_name(name, list[i]) {
             return true;
         }
         i += 1;
@@ -344,7 +362,8 @@ const fn spec(name: &'static str, opcode: Opcode, len: Len, engines: Engines, op
         len,
         engines,
         op,
-        writes_through_state: writes_through_state(name),
+        writes_through_state: listed(name, &STATE_WRITERS),
+        dispatches_shaders: listed(name, &SHADER_DISPATCHES),
     }
 }
 const fn mi(op: u8) -> Opcode {
@@ -2555,6 +2574,21 @@ mod fast_tests {
     /// Every name in [`STATE_WRITERS`] is a row, and the fast loop notes
     /// the untracked writes of each: a plain-like one through its class,
     /// any other through the full path ([`FAST_AUDIT`] or no entry).
+    /// Every shader dispatch is a row and a state writer (so the fast loop
+    /// never takes it as plain, and the deny check sees it).
+    #[test]
+    fn shader_dispatches_are_state_writer_rows() {
+        for name in SHADER_DISPATCHES {
+            let rows: Vec<_> = COMMANDS.iter().filter(|c| c.name == name).collect();
+            assert!(!rows.is_empty(), "{name} is not in the table");
+            assert!(
+                rows.iter()
+                    .all(|c| c.dispatches_shaders && c.writes_through_state),
+                "{name}"
+            );
+        }
+    }
+
     #[test]
     fn state_writers_are_rows_and_never_plain() {
         for name in STATE_WRITERS {
