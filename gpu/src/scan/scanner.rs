@@ -438,8 +438,7 @@ impl WriteSet {
     #[inline(never)]
     fn add_run(&mut self, mut run: PageRun) {
         // Absorb every run it joins (each absorbed run is taken out, so
-        // the runs stay disjoint), then keep the union at the end, where
-        // the next write to it looks first.
+        // the runs stay disjoint and apart), then append the union.
         let mut i = 0;
         while i < self.len {
             match self.runs.get(i).copied() {
