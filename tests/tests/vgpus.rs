@@ -20,15 +20,20 @@ fn default_run_verifies_workloads_and_contains_a_hostile_guest() {
     assert_eq!(report.gpu.vgpus.len(), 2);
     assert_eq!(report.gpu.workloads_verified, Some(2));
     assert_eq!(report.gpu.isolation_shown, Some(true));
+    assert_eq!(report.gpu.shaders.as_deref(), Some("allow"));
     // Slices never overlap: distinct apertures.
     assert_ne!(report.gpu.vgpus[0].aperture, report.gpu.vgpus[1].aperture);
 }
 
 #[test]
 fn command_line_sizes_the_vgpus() {
-    let result = boot("vgpus=3 vgpu_type=medium", 128);
+    // With shader dispatches refused too: the built-in guests blit and
+    // store only, so every workload still runs.
+    let result = boot("vgpus=3 vgpu_type=medium shaders=deny", 128);
     expect_outcome(&result, Outcome::Success);
     let report = xtask::report::build(&result, 128);
+    assert_eq!(report.gpu.shaders.as_deref(), Some("deny"));
+    assert_eq!(report.gpu.workloads_verified, Some(3));
     assert_eq!(report.gpu.vgpus.len(), 3);
     assert!(report.gpu.vgpus.iter().all(|v| v.vgpu_type == "medium"));
     assert!(report
