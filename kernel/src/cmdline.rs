@@ -40,6 +40,8 @@ pub struct Options {
     pub policy: Policy,
     /// `shaders=deny`: the scanner refuses every shader dispatch.
     pub deny_shaders: bool,
+    /// `trace=on`: record the migration's dirty trace on the log.
+    pub trace: bool,
 }
 
 impl Default for Options {
@@ -50,6 +52,7 @@ impl Default for Options {
             vgpu_type: crate::vgpus::DEFAULT_TYPE,
             policy: Policy::Informed,
             deny_shaders: false,
+            trace: false,
         }
     }
 }
@@ -68,6 +71,10 @@ pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
     (
         "vgpu_type",
         "small | medium | large | huge  GVT-g sizes: 64+384, 128+512, 256+1024, 512+2048 MiB (default small)",
+    ),
+    (
+        "trace",
+        "on | off  record the live migration's dirty trace (target/xtask/trace.txt; default off)",
     ),
     (
         "shaders",
@@ -174,6 +181,13 @@ pub fn parse(line: &'static [u8], truncated: bool) -> Result<Options, CmdlineErr
             "vgpu_type" => {
                 options.vgpu_type =
                     VgpuType::from_name(value).ok_or(bad("small, medium, large or huge"))?;
+            }
+            "trace" => {
+                options.trace = match value {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(bad("on or off")),
+                };
             }
             "shaders" => {
                 options.deny_shaders = match value {

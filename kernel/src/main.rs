@@ -15,6 +15,7 @@ mod arch;
 mod cmdline;
 mod console;
 mod digest;
+mod dirty_trace;
 mod exit;
 mod gpu_mem;
 mod log;
@@ -155,6 +156,7 @@ fn run(platform: &mut platform::Platform) -> ! {
                 guest,
                 platform.options.policy,
                 migrate::ThrottleConfig::new(),
+                platform.options.trace,
             )
         })
         .and_then(|(report, guest)| {

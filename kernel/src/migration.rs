@@ -32,6 +32,8 @@ use migrate::page::{
 use migrate::policy::Policy;
 use migrate::source::{Source, SourceConfig, SourceError, SourceStatus, SourceStorage};
 use migrate::throttle::{Pacer, ThrottleConfig};
+
+use crate::dirty_trace::{mark, DirtyTrace, PageSet};
 use migrate::tracker::Slot;
 use migrate::wire::MAX_RECORD;
 
@@ -110,6 +112,8 @@ pub struct MigrationReport {
     /// From stopping the guest to the destination's vGPU restored.
     pub downtime_us: u64,
     pub total_us: u64,
+    /// Writes the dirty trace recorded (`trace=on`; 0 without).
+    pub trace_events: u32,
 }
 
 /// Why a migration failed. In every case the source vGPU is intact and
@@ -280,6 +284,7 @@ fn report_write_targets(
     m: &mut VgpuManager,
     index: usize,
     source: &mut Source<'_>,
+    targets: &mut PageSet,
 ) -> Result<(), SourceError> {
     let Some(writes) = m.gate.last_writes().copied() else {
         return Ok(());
@@ -300,7 +305,10 @@ fn report_write_targets(
             })
             .and_then(|pte| pte.page());
         match page {
-            Some(p) => source.report_write_target(guest_page(p.number()))?,
+            Some(p) => {
+                mark(targets, p.number().wrapping_sub(GUEST_MEMORY_FIRST_PAGE));
+                source.report_write_target(guest_page(p.number()))?
+            }
             // A write the monitor cannot attribute: trust nothing.
             None => source.report_untracked_writes(),
         }
@@ -315,6 +323,7 @@ struct Transfer {
     submissions: u32,
     throttled_steps: u32,
     downtime_us: u64,
+    trace_events: u32,
 }
 
 /// Migrates vGPU `index` (whose guest is `guest`) to a new vGPU on other
@@ -330,6 +339,7 @@ pub fn migrate_local(
     guest: GuestDriver,
     policy: Policy,
     throttle: ThrottleConfig,
+    trace: bool,
 ) -> Result<(MigrationReport, GuestDriver), MigrationError> {
     let mut storage = STORAGE.try_lock().ok_or(MigrationError::Busy)?;
     let mut blobs = BLOBS.try_lock().ok_or(MigrationError::Busy)?;
@@ -355,7 +365,7 @@ pub fn migrate_local(
         (&mut storage, &mut blobs),
         index,
         guest,
-        (policy, throttle),
+        (policy, throttle, trace),
         (&partition, &dest_map),
     );
     let t = match transfer {
@@ -400,6 +410,7 @@ pub fn migrate_local(
         min_share_permille: t.stats.throttle.min_share.permille(),
         downtime_us: t.downtime_us,
         total_us: crate::time::micros_since_boot() - start_us,
+        trace_events: t.trace_events,
     };
     let resumed = GuestDriver::resume(m, index).map_err(MigrationError::Guest)?;
     Ok((report, resumed))
@@ -412,7 +423,7 @@ fn transfer(
     (storage, blobs): (&mut Storage, &mut Blobs),
     index: usize,
     guest: GuestDriver,
-    (policy, throttle): (Policy, ThrottleConfig),
+    (policy, throttle, trace): (Policy, ThrottleConfig, bool),
     (partition, dest_map): (&Partition, &FrameRuns<4>),
 ) -> Result<Transfer, MigrationError> {
     let Storage {
@@ -449,6 +460,7 @@ fn transfer(
     let mut round_tag = 0u32;
     let mut pacer = Pacer::new();
     let mut throttled_steps = 0u32;
+    let mut recorder = trace.then(|| DirtyTrace::start(m.device.memory(), &m.vgpus[index].memory));
 
     for poll in 0..MAX_POLLS {
         let now_ns = crate::time::micros_since_boot() * 1000;
@@ -460,17 +472,23 @@ fn transfer(
         }
         if admitted {
             round_tag += 1;
+            let (mut targets, mut cpu): (PageSet, PageSet) = Default::default();
             for (engine, cmds) in guest.churn(round_tag) {
                 guest
                     .submit(m, engine, &cmds)
                     .map_err(MigrationError::Guest)?;
                 // What the GPU may have written, and the ring the CPU wrote.
-                report_write_targets(m, index, &mut source).map_err(MigrationError::Source)?;
-                let ring = GUEST_MEMORY_FIRST_PAGE + crate::workload::ring_page(engine);
+                report_write_targets(m, index, &mut source, &mut targets)
+                    .map_err(MigrationError::Source)?;
+                let ring = crate::workload::ring_page(engine);
+                mark(&mut cpu, ring);
                 source
-                    .report_cpu_dirty(guest_page(ring))
+                    .report_cpu_dirty(guest_page(GUEST_MEMORY_FIRST_PAGE + ring))
                     .map_err(MigrationError::Source)?;
                 submissions += 1;
+            }
+            if let Some(r) = recorder.as_mut() {
+                r.step(m.device.memory(), &m.vgpus[index].memory, &targets, &cpu);
             }
         }
         let status = {
@@ -514,6 +532,9 @@ fn transfer(
             return Err(MigrationError::Stalled);
         }
     }
+    if let Some(r) = &recorder {
+        defmt::info!("trace-end events={=u32}", r.events());
+    }
     let stopped_us = stopped_us.ok_or(MigrationError::Stalled)?;
     let mut vgpu = Vgpu::restore(
         &dest_blob[..dest_blob_len],
@@ -551,5 +572,6 @@ fn transfer(
         submissions,
         throttled_steps,
         downtime_us,
+        trace_events: recorder.as_ref().map_or(0, DirtyTrace::events),
     })
 }

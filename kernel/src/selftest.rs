@@ -330,6 +330,10 @@ fn cmdline_cases(_: &mut Platform) -> TestResult {
         matches!(ok(b"shaders=maybe"), Err(CmdlineError::BadValue { .. })),
         "shaders=maybe",
     )?;
+    check(
+        ok(b"trace=on").map(|o| o.trace) == Ok(true) && ok(b"").map(|o| o.trace) == Ok(false),
+        "trace=",
+    )?;
     for name in migrate::policy::POLICY_NAMES {
         let line: &'static [u8] = match name {
             "stop-and-copy" => b"policy=stop-and-copy",
@@ -451,6 +455,7 @@ fn local_migration(p: &mut Platform) -> TestResult {
         guest,
         p.options.policy,
         migrate::ThrottleConfig::new(),
+        true,
     )
     .map_err(|e| {
         defmt::error!("migration: {}", defmt::Display2Format(&e));
@@ -470,6 +475,7 @@ fn local_migration(p: &mut Platform) -> TestResult {
         "the guest did no work during pre-copy",
     )?;
     check(report.precopy_pages > 0, "nothing sent during pre-copy")?;
+    check(report.trace_events > 0, "the dirty trace recorded no write")?;
     guest.smoke(&mut p.vgpus).map_err(|e| {
         defmt::error!("after migration: {}", defmt::Display2Format(&e));
         "guest workload failed on the destination"
@@ -505,6 +511,7 @@ fn local_migration_throttled(p: &mut Platform) -> TestResult {
         guest,
         migrate::Policy::InformedThrottle,
         throttle,
+        false,
     )
     .map_err(|e| {
         defmt::error!("throttled migration: {}", defmt::Display2Format(&e));

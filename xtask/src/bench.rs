@@ -21,7 +21,13 @@ use serde_json::{json, Value};
 
 use crate::{cmd, paths};
 
-fn run_example(package: &str, example: &str, out: &Path, quick: bool) -> Result<()> {
+fn run_example(
+    package: &str,
+    example: &str,
+    out: &Path,
+    quick: bool,
+    extra: &[&Path],
+) -> Result<()> {
     let mut c = cmd::cargo();
     c.args([
         "run",
@@ -36,6 +42,9 @@ fn run_example(package: &str, example: &str, out: &Path, quick: bool) -> Result<
     c.arg("--out").arg(out);
     if quick {
         c.arg("--quick");
+    }
+    for trace in extra {
+        c.arg("--trace").arg(trace);
     }
     c.env("RUSTFLAGS", "-C target-cpu=native");
     c.env("CARGO_TARGET_DIR", paths::target_dir().join("bench"));
@@ -136,8 +145,16 @@ pub fn goals(scan: &Value, migration: &Value) -> Vec<Value> {
 pub fn main(quick: bool) -> Result<()> {
     let out = paths::xtask_dir();
     std::fs::create_dir_all(&out)?;
-    run_example("gpu", "scan_bench", &out, quick)?;
-    run_example("migrate-sim", "bench", &out, quick)?;
+    run_example("gpu", "scan_bench", &out, quick, &[])?;
+    // A dirty trace the monitor recorded (`cargo xtask run --append
+    // trace=on`) is replayed beside the workload models.
+    let trace = out.join("trace.txt");
+    let traces: Vec<&Path> = if trace.is_file() {
+        vec![trace.as_path()]
+    } else {
+        Vec::new()
+    };
+    run_example("migrate-sim", "bench", &out, quick, &traces)?;
     let scan = read_json(&out.join("scan.json"))?;
     let migration = read_json(&out.join("migration.json"))?;
     let goals = goals(&scan, &migration);

@@ -286,7 +286,8 @@ impl Qemu {
                     if let Ok(bytes) = std::fs::read(&log_file) {
                         if bytes.len() > offset {
                             for line in stream.feed(&bytes[offset..]) {
-                                if echo {
+                                // Dirty-trace records go to a file, not the screen.
+                                if echo && !line.message.starts_with("trace ") {
                                     println!("{line}");
                                 }
                                 lines.push(line);

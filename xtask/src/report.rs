@@ -227,6 +227,23 @@ fn pci_devices(result: &RunResult) -> Vec<PciReport> {
     devices
 }
 
+/// The dirty trace a `trace=on` run recorded, in `migrate-sim`'s format
+/// (`gmig-trace 1`, `pages N`, then `<ns> <page> <kind>` lines); `None`
+/// when the run recorded none.
+pub fn dirty_trace(result: &RunResult) -> Option<String> {
+    let pages = result
+        .messages()
+        .find_map(|m| m.strip_prefix("trace-start pages="))?;
+    let mut text = format!("gmig-trace 1\n# recorded by the monitor (trace=on)\npages {pages}\n");
+    for m in result.messages() {
+        if let Some(event) = m.strip_prefix("trace ") {
+            text.push_str(event);
+            text.push('\n');
+        }
+    }
+    Some(text)
+}
+
 /// Builds the report of a run.
 pub fn build(result: &RunResult, memory_mib: u32) -> RunReport {
     let num = |key: &str| report_value(result, key).and_then(|v| v.parse::<u64>().ok());
@@ -338,6 +355,22 @@ mod tests {
         assert_eq!(r.gpu.vgpus[0].aperture, "0x8000000+0x4000000");
         assert_eq!(r.gpu.submissions_verified, Some(2));
         assert_eq!(r.gpu.isolation_shown, Some(false));
+    }
+
+    #[test]
+    fn a_recorded_dirty_trace_becomes_the_simulators_format() {
+        let r = result(&[
+            "report tsc_hz=1",
+            "trace-start pages=256",
+            "trace 1000 3 g",
+            "trace 2000 0 c",
+            "trace-end events=2",
+        ]);
+        assert_eq!(
+            dirty_trace(&r).as_deref(),
+            Some("gmig-trace 1\n# recorded by the monitor (trace=on)\npages 256\n1000 3 g\n2000 0 c\n")
+        );
+        assert_eq!(dirty_trace(&result(&["report tsc_hz=1"])), None);
     }
 
     #[test]

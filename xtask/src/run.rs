@@ -44,8 +44,20 @@ pub fn main(opts: &RunOptions) -> Result<i32> {
     std::fs::create_dir_all(paths::xtask_dir())?;
     let path = paths::xtask_dir().join("run-report.json");
     std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")?;
+    let trace = report::dirty_trace(&result).map(|text| {
+        let at = paths::xtask_dir().join("trace.txt");
+        (
+            std::fs::write(&at, &text),
+            at,
+            text.lines().count().saturating_sub(3),
+        )
+    });
     println!();
     println!("outcome: {}", report.outcome);
+    if let Some((written, at, events)) = trace {
+        written?;
+        println!("dirty trace: {events} writes in {}", at.display());
+    }
     if let Some(ms) = report.boot.host_ms_to_banner {
         println!("boot: {ms:.0} ms from QEMU start to the monitor's banner (host clock)");
     }
