@@ -680,6 +680,19 @@ fn pak_insert_indirect_payloads() {
     assert_eq!(&s.ring[..4], &inline);
 }
 
+/// The shortest form of `c`: its header with the smallest accepted length,
+/// every other DWord zero.
+fn shortest(c: &gpu::scan::CmdSpec) -> Vec<u32> {
+    use gpu::scan::Len;
+    let (len, bias) = match c.len {
+        Len::Fixed(n) => (usize::from(n), usize::from(n)),
+        Len::Field { bias, min, .. } => ((min as usize).max(usize::from(bias)), usize::from(bias)),
+    };
+    let mut cmd = vec![0u32; len];
+    cmd[0] = c.opcode.header_bits() | (len - bias) as u32;
+    cmd
+}
+
 /// A command that writes through memory-resident state (a draw, a
 /// dispatch, a video or VEBOX object) makes its submission's writes
 /// untracked, in the ring and in a batch, on every engine that takes it:
@@ -687,23 +700,14 @@ fn pak_insert_indirect_payloads() {
 /// listed pages alone. Address-free state alone leaves the set tracked.
 #[test]
 fn state_writers_make_writes_untracked() {
-    use gpu::scan::{Len, COMMANDS};
+    use gpu::scan::COMMANDS;
     let mut g = FakeGm::new();
     let rs = ring(&mut g, &plain_state());
     let sub = shadow(Engine::Render).scan(&g, rs).unwrap();
     assert!(!sub.writes.untracked);
     let mut checked = 0;
     for c in COMMANDS.iter().filter(|c| c.writes_through_state) {
-        let len = match c.len {
-            Len::Fixed(n) => usize::from(n),
-            Len::Field { bias, min, .. } => (min as usize).max(usize::from(bias)),
-        };
-        let field = len.saturating_sub(match c.len {
-            Len::Fixed(_) => 0,
-            Len::Field { bias, .. } => usize::from(bias),
-        });
-        let mut cmd = vec![0u32; len];
-        cmd[0] = c.opcode.header_bits() | field as u32;
+        let cmd = shortest(c);
         for e in Engine::ALL.into_iter().filter(|&e| c.engines.contains(e)) {
             let mut g = FakeGm::new();
             let rs = ring(&mut g, &cmd);
@@ -740,24 +744,11 @@ fn state_writers_make_writes_untracked() {
 /// only where audited state commands point) pass either way.
 #[test]
 fn denied_shader_dispatches_are_refused() {
-    use gpu::scan::{Len, COMMANDS};
-    let header_of = |c: &gpu::scan::CmdSpec| -> Vec<u32> {
-        let len = match c.len {
-            Len::Fixed(n) => usize::from(n),
-            Len::Field { bias, min, .. } => (min as usize).max(usize::from(bias)),
-        };
-        let field = len.saturating_sub(match c.len {
-            Len::Fixed(_) => 0,
-            Len::Field { bias, .. } => usize::from(bias),
-        });
-        let mut cmd = vec![0u32; len];
-        cmd[0] = c.opcode.header_bits() | field as u32;
-        cmd
-    };
+    use gpu::scan::COMMANDS;
     let mut refused = 0;
     for c in COMMANDS.iter().filter(|c| c.dispatches_shaders) {
         let mut cmd = plain_state().to_vec();
-        cmd.extend(header_of(c));
+        cmd.extend(shortest(c));
         for e in Engine::ALL.into_iter().filter(|&e| c.engines.contains(e)) {
             for in_batch in [false, true] {
                 let mut g = FakeGm::new();
@@ -788,7 +779,7 @@ fn denied_shader_dispatches_are_refused() {
         .iter()
         .find(|c| c.name == "MFD_AVC_BSD_OBJECT")
         .unwrap();
-    let rs = ring(&mut g, &header_of(mfd));
+    let rs = ring(&mut g, &shortest(mfd));
     let mut s = shadow(Engine::Video);
     s.deny_shaders = true;
     assert!(s.scan(&g, rs).is_ok());
