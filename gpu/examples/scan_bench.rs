@@ -250,26 +250,9 @@ fn measure(s: &Stream, shadow: &mut Shadow, quick: bool) -> Row {
         bytes,
         "reference copies the scanned bytes"
     );
-    let copy_once = |sh: &mut Shadow| {
-        for _ in 0..iters {
-            for &(at, n, slot) in &plan {
-                let dst = match slot {
-                    None => &mut sh.ring[..n],
-                    Some(i) => &mut sh.batches[i].words[..n],
-                };
-                black_box(&s.gm)
-                    .read_guest(gg(at), dst)
-                    .expect("scanned bytes are readable");
-            }
-            black_box(&mut *sh);
-        }
-    };
-    for _ in 0..warm {
-        copy_once(shadow);
-    }
-    let t_copy = best(runs, || copy_once(shadow));
-    // The floor: the same copy, then the bare chase over each copied piece.
-    let chase_once = |sh: &mut Shadow| -> u32 {
+    // One pass: copy each piece into its shadow buffer, then `walk` it;
+    // returns the commands walked in the last iteration.
+    let pass = |sh: &mut Shadow, walk: fn(&[u32]) -> u32| -> u32 {
         let mut seen = 0;
         for _ in 0..iters {
             seen = 0;
@@ -281,21 +264,29 @@ fn measure(s: &Stream, shadow: &mut Shadow, quick: bool) -> Row {
                 black_box(&s.gm)
                     .read_guest(gg(at), dst)
                     .expect("scanned bytes are readable");
-                seen += chase(black_box(&*dst));
+                seen += walk(black_box(&*dst));
             }
         }
         seen
     };
+    let copy_only: fn(&[u32]) -> u32 = |_| 0;
+    for _ in 0..warm {
+        pass(shadow, copy_only);
+    }
+    let t_copy = best(runs, || {
+        black_box(pass(shadow, copy_only));
+    });
+    // The floor: the same copy, then the bare chase over each copied piece.
     assert_eq!(
-        chase_once(shadow),
+        pass(shadow, chase),
         sub.commands,
         "the bare chase walks the commands the scan counted"
     );
     for _ in 0..warm {
-        chase_once(shadow);
+        pass(shadow, chase);
     }
     let t_floor = best(runs, || {
-        black_box(chase_once(shadow));
+        black_box(pass(shadow, chase));
     });
     let total = (bytes * iters as u64) as f64;
     eprintln!(

@@ -1452,19 +1452,20 @@ impl State {
         // Fast path: most of a 3D stream is state without addresses.
         match spec.op {
             Op::Noop | Op::Plain | Op::BatchEnd => {
-                self.shaders_allowed(buf, off, spec, loc)?;
-                // A draw or dispatch: its targets are in memory-resident state.
-                self.writes.untracked |= spec.writes_through_state;
+                self.state_writer(buf, off, spec, loc)?;
                 Ok(None)
             }
             _ => self.audited(gm, buf, off, spec, len, loc, level),
         }
     }
 
-    /// Refuses a shader dispatch when the shadow denies them.
+    /// What a command writing through memory-resident state does to the
+    /// scan: a shader dispatch is refused when the shadow denies them; any
+    /// such command leaves the write set untracked (its targets are in
+    /// state the scanner does not parse).
     #[inline(always)]
-    fn shaders_allowed(
-        &self,
+    fn state_writer(
+        &mut self,
         buf: &[u32],
         off: usize,
         spec: &'static CmdSpec,
@@ -1474,6 +1475,7 @@ impl State {
             let header = buf.get(off).copied().unwrap_or(0);
             return Err(self.fail(loc, off, header, Some(spec.name), Reason::ShadersDenied));
         }
+        self.writes.untracked |= spec.writes_through_state;
         Ok(())
     }
 
@@ -1490,8 +1492,7 @@ impl State {
         loc: Location,
         level: u8,
     ) -> Result<Option<GuestGm>, ScanError> {
-        self.shaders_allowed(buf, off, spec, loc)?;
-        self.writes.untracked |= spec.writes_through_state;
+        self.state_writer(buf, off, spec, loc)?;
         let r = match spec.op {
             Op::Gm(layout) => {
                 let words = buf.get_mut(off..off + len).unwrap_or(&mut []);

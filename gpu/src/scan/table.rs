@@ -2441,17 +2441,18 @@ const fn build_fast() -> [[u64; FAST_SLOTS]; Engine::COUNT] {
         let s = &TABLE[i];
         // A layout with no address field (only offsets relative to an
         // audited base) has nothing to audit either.
+        let no_operands = match s.op {
+            Op::Noop | Op::Plain => true,
+            Op::Gm(l) => l.fields.is_empty() && l.group.is_none(),
+            _ => false,
+        };
         let kind = match s.op {
-            // Nothing to audit but untracked writes to note: the fast
-            // loop's class 13.
-            Op::Plain if s.writes_through_state => {
+            // Nothing to audit but untracked writes to note (and maybe a
+            // shader dispatch to refuse): the fast loop's class 13.
+            _ if no_operands && s.writes_through_state => {
                 FAST_PLAIN | FAST_AUDIT | STATE_WRITER_KIND << FAST_KIND_SHIFT
             }
-            Op::Gm(l) if l.fields.is_empty() && l.group.is_none() && s.writes_through_state => {
-                FAST_PLAIN | FAST_AUDIT | STATE_WRITER_KIND << FAST_KIND_SHIFT
-            }
-            Op::Noop | Op::Plain => FAST_PLAIN,
-            Op::Gm(l) if l.fields.is_empty() && l.group.is_none() => FAST_PLAIN,
+            _ if no_operands => FAST_PLAIN,
             Op::BatchEnd
             | Op::GmOperands
             | Op::Privileged
