@@ -12,11 +12,7 @@
 //! `target/xtask/trace.txt` instead of showing.
 
 use migrate::digest::xxh3;
-use migrate::page::{PageBuf, PAGE_SIZE};
-
-use crate::gpu_mem::GpuMemory;
-use gpu::backend::PhysMem;
-use gpu::vgpu::{FrameRuns, GuestMemoryMap};
+use migrate::page::{PageBuf, PageSource, PAGE_SIZE};
 
 /// Guest pages a recorder follows (a built-in guest's memory).
 pub const PAGES: usize = crate::vgpus::GUEST_MEMORY_PAGES as usize;
@@ -44,9 +40,9 @@ pub struct DirtyTrace {
 }
 
 impl DirtyTrace {
-    /// Starts a trace of the guest memory `map`: announces it and takes
-    /// every page's digest.
-    pub fn start(memory: &GpuMemory, map: &FrameRuns<4>) -> Self {
+    /// Starts a trace of the guest's pages (`src`, the migration's view of
+    /// them): announces it and takes every page's digest.
+    pub fn start(src: &mut impl PageSource) -> Self {
         defmt::info!("trace-start pages={=usize}", PAGES);
         let mut t = DirtyTrace {
             digests: [0; PAGES],
@@ -54,7 +50,7 @@ impl DirtyTrace {
             events: 0,
         };
         for i in 0..PAGES {
-            if let Some(d) = digest(memory, map, i) {
+            if let Some(d) = digest(src, i) {
                 t.digests[i] = d;
             }
         }
@@ -63,16 +59,10 @@ impl DirtyTrace {
 
     /// Logs what one guest step wrote: `targets` are the pages the scanner
     /// named, `cpu` the pages the guest's CPU wrote.
-    pub fn step(
-        &mut self,
-        memory: &GpuMemory,
-        map: &FrameRuns<4>,
-        targets: &PageSet,
-        cpu: &PageSet,
-    ) {
+    pub fn step(&mut self, src: &mut impl PageSource, targets: &PageSet, cpu: &PageSet) {
         let t_ns = (crate::time::micros_since_boot() - self.start_us) * 1000;
         for i in 0..PAGES {
-            let Some(d) = digest(memory, map, i) else {
+            let Some(d) = digest(src, i) else {
                 continue;
             };
             let kind = if d != self.digests[i] {
@@ -98,12 +88,12 @@ impl DirtyTrace {
     }
 }
 
-/// The digest of guest page `index` (from the guest's first page).
-fn digest(memory: &GpuMemory, map: &FrameRuns<4>, index: usize) -> Option<u64> {
-    let page =
-        gpu::addr::GuestPage::new(crate::vgpus::GUEST_MEMORY_FIRST_PAGE + index as u64).ok()?;
-    let frame = map.frame_of(page)?;
+/// The digest of the guest's `index`-th page.
+fn digest(src: &mut impl PageSource, index: usize) -> Option<u64> {
+    if index >= src.page_count() {
+        return None;
+    }
     let mut buf: PageBuf = [0; PAGE_SIZE];
-    memory.read(frame.start(), &mut buf).ok()?;
+    src.read_page(src.page_at(index), &mut buf).ok()?;
     Some(xxh3(&buf))
 }

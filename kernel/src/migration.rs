@@ -183,6 +183,17 @@ struct SourcePages<'a> {
     blob: &'a [u8],
 }
 
+impl<'a> SourcePages<'a> {
+    /// The pages of vGPU `index`'s guest, with `blob` as its device state.
+    fn of(m: &'a VgpuManager, index: usize, blob: &'a [u8]) -> Self {
+        SourcePages {
+            memory: m.device.memory(),
+            map: &m.vgpus[index].memory,
+            blob,
+        }
+    }
+}
+
 fn frame_address(map: &FrameRuns<4>, page: GuestPage) -> Result<gpu::addr::PhysAddr, MemoryError> {
     let gpu_page =
         gpu::addr::GuestPage::new(page.get()).map_err(|_| MemoryError::NotMapped(page))?;
@@ -460,7 +471,7 @@ fn transfer(
     let mut round_tag = 0u32;
     let mut pacer = Pacer::new();
     let mut throttled_steps = 0u32;
-    let mut recorder = trace.then(|| DirtyTrace::start(m.device.memory(), &m.vgpus[index].memory));
+    let mut recorder = trace.then(|| DirtyTrace::start(&mut SourcePages::of(m, index, &[])));
 
     for poll in 0..MAX_POLLS {
         let now_ns = crate::time::micros_since_boot() * 1000;
@@ -488,16 +499,11 @@ fn transfer(
                 submissions += 1;
             }
             if let Some(r) = recorder.as_mut() {
-                r.step(m.device.memory(), &m.vgpus[index].memory, &targets, &cpu);
+                r.step(&mut SourcePages::of(m, index, &[]), &targets, &cpu);
             }
         }
         let status = {
-            let hosted = &m.vgpus[index];
-            let mut pages = SourcePages {
-                memory: m.device.memory(),
-                map: &hosted.memory,
-                blob: &source_blob[..blob_len],
-            };
+            let mut pages = SourcePages::of(m, index, &source_blob[..blob_len]);
             source
                 .poll(now_ns, &mut pages, &mut source_end)
                 .map_err(MigrationError::Source)?
