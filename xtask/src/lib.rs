@@ -11,6 +11,7 @@ pub mod deps;
 pub mod image;
 pub mod paths;
 pub mod qemu;
+pub mod qmp;
 pub mod report;
 pub mod run;
 pub mod test;
