@@ -17,6 +17,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
 /// A QMP session.
+#[derive(Debug)]
 pub struct Qmp {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
