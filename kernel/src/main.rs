@@ -18,6 +18,7 @@ mod digest;
 mod dirty_trace;
 mod exit;
 mod gpu_mem;
+mod guests;
 mod log;
 mod mem;
 mod migration;

@@ -364,13 +364,14 @@ pub fn migrate_local(
     // entries the guest mapped.
     gpu::vgpu::scrub_partition(m.device.backend(), &partition);
     let start_us = crate::time::micros_since_boot();
-    let dest_map = match crate::vgpus::guest_memory(m.device.memory_mut(), frames) {
-        Ok(map) => map,
-        Err(e) => {
-            let _ = m.partitions.free(partition.id());
-            return Err(MigrationError::Setup(e));
-        }
-    };
+    let dest_map =
+        match crate::vgpus::guest_memory(m.device.memory_mut(), frames, GUEST_MEMORY_PAGES) {
+            Ok(map) => map,
+            Err(e) => {
+                let _ = m.partitions.free(partition.id());
+                return Err(MigrationError::Setup(e));
+            }
+        };
     let transfer = transfer(
         m,
         (&mut storage, &mut blobs),

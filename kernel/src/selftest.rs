@@ -77,6 +77,10 @@ const SUITE: &[Test] = &[
         run: vgpu_workloads,
     },
     Test {
+        name: "guest-workloads",
+        run: guest_workloads,
+    },
+    Test {
         name: "local-migration",
         run: local_migration,
     },
@@ -429,6 +433,69 @@ fn vgpu_workloads(p: &mut Platform) -> TestResult {
         accepted == u64::from(report.submissions),
         "every accepted submission went through the scanner",
     )
+}
+
+/// Each `guest` crate workload on a vGPU of its own (16 MiB of RAM, so
+/// its working set spans many pages of the aperture): boots, runs frames
+/// that check themselves, passes a whole check of every data page, and
+/// the vGPU's frames all return when it is torn down.
+fn guest_workloads(p: &mut Platform) -> TestResult {
+    use crate::guests::{CpuDirty, StandIn, WriteLog};
+    const PAGES: u64 = 4096;
+    for kind in guest::Kind::ALL {
+        let free = p.memory.frames.free_frames();
+        let index = p
+            .vgpus
+            .add_vgpu(&mut p.memory.frames, gpu::partition::VgpuType::Small, PAGES)
+            .map_err(|_| "no room for a workload vGPU")?;
+        let (mut cpu, mut writes) = (CpuDirty::new(PAGES), WriteLog::default());
+        let result = {
+            let mut machine = StandIn {
+                m: &mut p.vgpus,
+                index,
+                cpu: &mut cpu,
+                writes: &mut writes,
+            };
+            guest::Driver::probe(&mut machine, crate::vgpus::GUEST_MEMORY_FIRST_PAGE, PAGES)
+                .map_err(guest::WorkloadError::Driver)
+                .and_then(|d| guest::Workload::boot(&mut machine, d, kind, 0x5e1f))
+                .and_then(|mut w| {
+                    for _ in 0..10 {
+                        w.step(&mut machine)?;
+                    }
+                    w.check_all(&mut machine).map(|n| (n, w.checksum()))
+                })
+        };
+        p.vgpus.remove_vgpu(&mut p.memory.frames, index);
+        match result {
+            Ok((checked, checksum)) => defmt::info!(
+                "guest workload {=str}: 10 frames, {=u64} pages checked, checksum {=u64:#x}",
+                kind.name(),
+                checked,
+                checksum
+            ),
+            Err(e) => {
+                defmt::error!(
+                    "guest workload {=str}: {}",
+                    kind.name(),
+                    defmt::Display2Format(&e)
+                );
+                return Err("a guest workload failed");
+            }
+        }
+        let mut dirty = 0u32;
+        cpu.take(|_| dirty += 1);
+        check(dirty > 0, "the guest's CPU writes were not seen")?;
+        check(
+            writes.drain().count() > 0,
+            "the guest's submissions left no write sets",
+        )?;
+        check(
+            p.memory.frames.free_frames() == free,
+            "a workload vGPU's frames did not all return",
+        )?;
+    }
+    Ok(())
 }
 
 /// Guest 0's driver: resumed if an earlier self-test booted it (rings set

@@ -213,20 +213,21 @@ fn memory_bar(bar: Bar) -> Option<(u64, u64)> {
     }
 }
 
-/// Gives a guest's memory (fresh frames) to the GPU and describes it as
-/// guest pages.
+/// Gives a guest's memory (`pages` fresh frames) to the GPU and describes
+/// it as guest pages from [`GUEST_MEMORY_FIRST_PAGE`].
 pub fn guest_memory(
     gpu_mem: &mut GpuMemory,
     frames: &mut FrameAllocator,
+    pages: u64,
 ) -> Result<FrameRuns<4>, SetupError> {
     let base = gpu_mem
-        .allocate(frames, GUEST_MEMORY_PAGES, 1)
+        .allocate(frames, pages, 1)
         .map_err(SetupError::Memory)?;
     let mut runs = FrameRuns::new();
     let run = FrameRun {
         first_page: GuestPage::new(GUEST_MEMORY_FIRST_PAGE).map_err(|_| SetupError::BadBars)?,
         first_frame: base.frame(),
-        count: GUEST_MEMORY_PAGES,
+        count: pages,
     };
     // A fresh table has room for one run.
     let _ = runs.push(run);
@@ -244,7 +245,7 @@ impl VgpuManager {
         let mut gpu_mem = GpuMemory::default();
         let mut guest_memories: heapless::Vec<FrameRuns<4>, MAX_VGPUS> = heapless::Vec::new();
         for _ in 0..count {
-            let runs = guest_memory(&mut gpu_mem, &mut memory.frames)?;
+            let runs = guest_memory(&mut gpu_mem, &mut memory.frames, GUEST_MEMORY_PAGES)?;
             // `count` is at most MAX_VGPUS (checked by the command line).
             let _ = guest_memories.push(runs);
         }
@@ -373,6 +374,55 @@ impl VgpuManager {
         map_pages(self.device.backend(), gm, phys, pages)?;
         self.monitor_next += pages * PAGE_SIZE;
         Ok((gm, phys))
+    }
+
+    /// A new vGPU of `vgpu_type` with `pages` pages of fresh guest memory,
+    /// on a partition of its own (scrubbed first); returns its index.
+    pub fn add_vgpu(
+        &mut self,
+        frames: &mut FrameAllocator,
+        vgpu_type: VgpuType,
+        pages: u64,
+    ) -> Result<usize, SetupError> {
+        if self.vgpus.is_full() {
+            return Err(SetupError::Partition(PartitionError::NoFreeSlot));
+        }
+        let partition = self
+            .partitions
+            .allocate(vgpu_type)
+            .map_err(SetupError::Partition)?;
+        gpu::vgpu::scrub_partition(self.device.backend(), &partition);
+        let memory = match guest_memory(self.device.memory_mut(), frames, pages) {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = self.partitions.free(partition.id());
+                return Err(e);
+            }
+        };
+        let hosted = HostedVgpu {
+            vgpu: Vgpu::new(&partition),
+            partition,
+            memory,
+        };
+        // Not full: checked above.
+        let _ = self.vgpus.push(hosted);
+        Ok(self.vgpus.len() - 1)
+    }
+
+    /// Tears vGPU `index` down: its GGTT entries and fences cleared, its
+    /// partition free, its frames zeroed and returned. The vGPUs after it
+    /// move down one index.
+    pub fn remove_vgpu(&mut self, frames: &mut FrameAllocator, index: usize) {
+        if index >= self.vgpus.len() {
+            return;
+        }
+        let mut gone = self.vgpus.remove(index);
+        gone.vgpu.reset(self.device.backend());
+        let _ = self.partitions.free(gone.partition.id());
+        // With its GGTT entries gone the GPU cannot reach the frames.
+        if let Err(e) = self.device.memory_mut().release(frames, &gone.memory) {
+            defmt::warn!("vgpu frames: {}", defmt::Display2Format(&e));
+        }
     }
 
     /// Logs the backend and the partition map.
