@@ -2,12 +2,29 @@
 //! (DESIGN.md "Hardware and emulation"). The embedded default backend.
 //!
 //! What it models:
-//! * A register file: each engine's ring/execlist block (`base..base+0x800`,
-//!   which includes CS_GPR) and up to [`GLOBAL_REGS`] other registers
-//!   (fences, forcewake, fault records...). Writes to further distinct global
-//!   registers are dropped and read back as 0, as for unimplemented offsets.
-//!   Masked registers (forcewake requests, MI_MODE, GFX_MODE, CSB pointer)
-//!   apply the mask; a forcewake ack mirrors its request.
+//! * Registers, in three homes, by one rule ([`home_of`]): each engine's
+//!   ring / execlist control registers (the `regs::ring::BLOCK` table
+//!   without CS_GPR: head, tail, CSB, ELSP, fault and error records...),
+//!   the few GT-wide registers the monitor programs (forcewake, fences,
+//!   the fault records, the GGTT flush), and *everything else*, which is
+//!   context-saved: kept per engine context ([`ContextId`] × engine), so
+//!   what one vGPU loads is never what another reads. That covers the
+//!   GPRs, the predicate registers, the indirect draw / dispatch
+//!   parameters and every register a guest may load, whatever the
+//!   scanner's whitelist grows to. A context register outside every
+//!   engine's block (L3CNTLREG, CACHE_MODE_*, SO_*) belongs to the engine
+//!   that accesses it (the render engine for the monitor's MMIO). A
+//!   context holds at most [`CONTEXT_REGS`] such registers besides the
+//!   GPRs; a command that would store one more stops the engine
+//!   ([`FaultKind::Unmodeled`]) instead of dropping it. Masked registers
+//!   (forcewake requests, MI_MODE, GFX_MODE, CSB pointer, and the masked
+//!   context registers of [`MASKED_CONTEXT_REGISTERS`]) apply the mask and
+//!   read back their low half; a forcewake ack mirrors its request. The
+//!   monitor's MMIO reads and writes of a context register reach the
+//!   context the engine ran last, as on hardware.
+//! * Contexts: a submission switches its engine to the submission's
+//!   context; [`Backend::release_context`] puts one back to power-on
+//!   state (all registers 0).
 //! * The GGTT: 1 Mi 8-byte PTEs kept in [`PhysMem`] at a table address the
 //!   kernel gives (like the real GGTT in stolen memory).
 //! * Submission: [`Backend::submit`] runs the ring span to its end (or to a
@@ -34,20 +51,29 @@
 
 use crate::addr::{HostGgttIndex, HostGm, PhysAddr, GGTT_ENTRIES, GM_SIZE};
 use crate::backend::{
-    for_each_gm_page, Backend, BackendError, EngineStatus, FaultKind, GmAccessError, GpuFault,
-    PhysMem, PhysMemError, Submission, SubmissionId,
+    for_each_gm_page, Backend, BackendError, ContextId, EngineStatus, FaultKind, GmAccessError,
+    GpuFault, PhysMem, PhysMemError, Submission, SubmissionId,
 };
 use crate::engine::Engine;
 use crate::ggtt::{GgttFlush, HostPte};
-use crate::regs::{forcewake, gt, ring, MmioOffset};
+use crate::regs::{fence, forcewake, gt, ring, MmioOffset};
 use core::fmt;
 
 /// Commands one submission may execute.
 pub const COMMAND_BUDGET: u32 = 1 << 20;
 /// Bytes one submission's blits may write.
 pub const BLIT_BYTE_BUDGET: u64 = 64 << 20;
-/// Distinct non-engine registers the model stores.
+/// Distinct GT-wide registers the model stores (forcewake, fences, fault
+/// records).
 pub const GLOBAL_REGS: usize = 128;
+/// Context-saved registers one context holds per engine, besides its 16
+/// GPRs.
+pub const CONTEXT_REGS: usize = 64;
+/// Context registers with a write mask in bits 31:16 (absolute offsets;
+/// i915 writes them with `_MASKED_BIT_ENABLE` / `wa_masked_*`, Mesa with
+/// its `REG_MASK`): CS_DEBUG_MODE2, CS_CHICKEN1, CACHE_MODE_0, CACHE_MODE_1,
+/// BCS_SWCTRL.
+pub const MASKED_CONTEXT_REGISTERS: [u32; 5] = [0x20d8, 0x2580, 0x7000, 0x7004, 0x2_2200];
 /// Bytes of PhysMem the GGTT table occupies.
 pub const GGTT_TABLE_BYTES: u64 = GGTT_ENTRIES as u64 * 8;
 
@@ -110,7 +136,10 @@ impl fmt::Display for SimError {
 
 #[derive(Clone, Debug)]
 struct SimEngine {
+    /// The ring / execlist control registers (only those: see [`home_of`]).
     regs: [u32; ENGINE_BLOCK_DWORDS],
+    /// The context loaded last (the monitor's until a submission runs).
+    current: ContextId,
     last_completed: Option<SubmissionId>,
     fault: Option<GpuFault>,
     user_interrupts: u64,
@@ -121,6 +150,7 @@ impl SimEngine {
     const fn new() -> Self {
         SimEngine {
             regs: [0; ENGINE_BLOCK_DWORDS],
+            current: ContextId::MONITOR,
             last_completed: None,
             fault: None,
             user_interrupts: 0,
@@ -131,12 +161,89 @@ impl SimEngine {
     }
 }
 
+/// What one engine saves and restores with one context: its context
+/// registers (all 0 at power-on and after a release).
+#[derive(Clone, Debug)]
+struct ContextImage {
+    /// CS_GPR0..15 of the engine, 64 bits each.
+    gpr: [u64; 16],
+    /// Every other context-saved register, by absolute offset.
+    regs: heapless::LinearMap<u32, u32, CONTEXT_REGS>,
+}
+
+impl ContextImage {
+    const fn new() -> Self {
+        ContextImage {
+            gpr: [0; 16],
+            regs: heapless::LinearMap::new(),
+        }
+    }
+}
+
+/// Where the model keeps a register ([`home_of`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Home {
+    /// A ring / execlist control register of an engine (offset in its block).
+    Control(Engine, u32),
+    /// A GT-wide register the model keeps once.
+    Global,
+    /// Context-saved state of whatever context runs on the engine.
+    Context(Engine),
+}
+
+/// The one rule: a register is an engine's control register if the ring
+/// block table declares it (CS_GPR aside; the CSB entries and the upper
+/// half of the timestamp with their first dword), GT-wide if it is a
+/// forcewake, fence, fault-record or GGTT-flush register, and otherwise
+/// context-saved, of its block's engine, or of `accessing` outside every
+/// engine block.
+fn home_of(abs: u32, accessing: Engine) -> Home {
+    if let Some((engine, rel)) = crate::regs::ring_register_of(MmioOffset::reg(abs & 0x1f_fffc))
+        .filter(|_| abs < crate::regs::MMIO_REGISTER_SPACE)
+    {
+        let csb = ring::CSB_BASE..ring::CSB_BASE + 8 * ring::CSB_ENTRIES;
+        let control = csb.contains(&rel)
+            || rel == ring::TIMESTAMP + 4
+            || ring::BLOCK
+                .iter()
+                .any(|r| r.offset == rel && r.offset != ring::GPR_BASE);
+        return if control {
+            Home::Control(engine, rel)
+        } else {
+            Home::Context(engine)
+        };
+    }
+    let global = forcewake::BLOCK.iter().any(|r| r.offset == abs)
+        || fence::decode(abs).is_some()
+        || [
+            gt::RING_FAULT,
+            gt::FAULT_TLB_DATA0,
+            gt::FAULT_TLB_DATA1,
+            gt::GFX_FLSH_CNTL,
+        ]
+        .iter()
+        .any(|r| r.raw() == abs);
+    if global {
+        Home::Global
+    } else {
+        Home::Context(accessing)
+    }
+}
+
+/// The GPR (and which half) a context register offset names.
+fn gpr_of(engine: Engine, abs: u32) -> Option<(usize, bool)> {
+    let rel = abs.checked_sub(engine.mmio_base() + ring::GPR_BASE)?;
+    (rel < 16 * 8).then_some(((rel / 8) as usize, rel % 8 == 4))
+}
+
 /// The software Gen9 GPU over memory `M`.
 #[derive(Debug)]
 pub struct SimGpu<M: PhysMem> {
     mem: M,
     ggtt_table: PhysAddr,
     engines: [SimEngine; Engine::COUNT],
+    /// Per context and engine, what the engine saves with the context.
+    contexts: [[ContextImage; Engine::COUNT]; ContextId::COUNT],
     globals: heapless::LinearMap<u32, u32, GLOBAL_REGS>,
     next_submission: u64,
     timestamp: u64,
@@ -191,18 +298,6 @@ fn gm_of(lo: u32, hi: u32) -> Result<HostGm, Stop> {
     })
 }
 
-fn is_masked(engine_rel: Option<u32>, abs: u32) -> bool {
-    match engine_rel {
-        Some(rel) => matches!(
-            rel,
-            ring::MI_MODE | ring::MODE | ring::CSB_PTR | ring::CONTEXT_CONTROL
-        ),
-        None => forcewake::Domain::ALL
-            .iter()
-            .any(|d| d.request().raw() == abs),
-    }
-}
-
 impl<M: PhysMem> SimGpu<M> {
     /// A model whose memory is `mem` and whose GGTT table lives at
     /// `ggtt_table` (8 MiB of `mem`, page aligned). All PTEs start not
@@ -225,6 +320,7 @@ impl<M: PhysMem> SimGpu<M> {
             mem,
             ggtt_table,
             engines: core::array::from_fn(|_| SimEngine::new()),
+            contexts: core::array::from_fn(|_| core::array::from_fn(|_| ContextImage::new())),
             globals: heapless::LinearMap::new(),
             next_submission: 1,
             timestamp: 0,
@@ -296,48 +392,142 @@ impl<M: PhysMem> SimGpu<M> {
         Ok(())
     }
 
-    fn reg_read(&self, abs: u32) -> u32 {
-        let block = crate::regs::ring_register_of(MmioOffset::reg(abs & 0x1f_fffc))
-            .filter(|_| abs < 0x20_0000);
-        if let Some((engine, rel)) = block {
-            if rel == ring::TIMESTAMP {
-                return self.timestamp as u32;
+    /// Reads a register as `engine` running `context` sees it (a command
+    /// of that context, or the monitor's MMIO for the engine's current
+    /// context).
+    fn reg_read(&self, engine: Engine, context: ContextId, abs: u32) -> u32 {
+        let abs = abs & 0x7f_fffc;
+        match home_of(abs, engine) {
+            Home::Control(e, rel) => {
+                if rel == ring::TIMESTAMP {
+                    return self.timestamp as u32;
+                }
+                if rel == ring::TIMESTAMP + 4 {
+                    return (self.timestamp >> 32) as u32;
+                }
+                self.engines[e.index()].regs[(rel / 4) as usize]
             }
-            return self.engines[engine.index()].regs[(rel / 4) as usize];
+            Home::Global => {
+                if let Some(d) = forcewake::Domain::ALL.iter().find(|d| d.ack().raw() == abs) {
+                    return self.globals.get(&d.request().raw()).copied().unwrap_or(0) & 0xffff;
+                }
+                self.globals.get(&abs).copied().unwrap_or(0)
+            }
+            Home::Context(e) => {
+                // A command of `context` reaching another engine's block
+                // sees that engine's current context, as the hardware's
+                // registers hold whatever context runs there.
+                let ctx = if e == engine {
+                    context
+                } else {
+                    self.engines[e.index()].current
+                };
+                let image = &self.contexts[ctx.index()][e.index()];
+                let value = match gpr_of(e, abs) {
+                    Some((n, high)) => (image.gpr[n] >> if high { 32 } else { 0 }) as u32,
+                    None => image.regs.get(&abs).copied().unwrap_or(0),
+                };
+                if MASKED_CONTEXT_REGISTERS.contains(&abs) {
+                    value & 0xffff
+                } else {
+                    value
+                }
+            }
         }
-        if let Some(d) = forcewake::Domain::ALL.iter().find(|d| d.ack().raw() == abs) {
-            return self.globals.get(&d.request().raw()).copied().unwrap_or(0) & 0xffff;
-        }
-        self.globals.get(&abs).copied().unwrap_or(0)
     }
 
-    fn reg_write(&mut self, abs: u32, value: u32) {
+    /// Writes a register as `engine` running `context` does; `Err` when
+    /// the context's register file is full (the caller decides whether
+    /// that stops the engine).
+    fn reg_write(
+        &mut self,
+        engine: Engine,
+        context: ContextId,
+        abs: u32,
+        value: u32,
+    ) -> Result<(), Stop> {
         let abs = abs & 0x7f_fffc;
-        let slot = crate::regs::ring_register_of(MmioOffset::reg(abs & 0x1f_fffc))
-            .filter(|_| abs < 0x20_0000);
-        let old = self.reg_read(abs);
-        let value = if is_masked(slot.map(|(_, r)| r), abs) {
+        let home = home_of(abs, engine);
+        let masked = match home {
+            Home::Control(_, rel) => matches!(
+                rel,
+                ring::MI_MODE | ring::MODE | ring::CSB_PTR | ring::CONTEXT_CONTROL
+            ),
+            Home::Global => forcewake::Domain::ALL
+                .iter()
+                .any(|d| d.request().raw() == abs),
+            Home::Context(_) => MASKED_CONTEXT_REGISTERS.contains(&abs),
+        };
+        let value = if masked {
+            let old = match home {
+                // Unmasked storage: a masked context register keeps its low
+                // half only.
+                Home::Global => self.globals.get(&abs).copied().unwrap_or(0),
+                _ => self.reg_read(engine, context, abs),
+            };
             let mask = value >> 16;
             (old & !mask) | (value & mask)
         } else {
             value
         };
-        match slot {
-            Some((engine, rel)) => self.engines[engine.index()].regs[(rel / 4) as usize] = value,
-            None => {
+        match home {
+            Home::Control(e, rel) => self.engines[e.index()].regs[(rel / 4) as usize] = value,
+            Home::Global => {
                 // A full map drops the write: an unimplemented offset.
                 let _ = self.globals.insert(abs, value);
             }
+            Home::Context(e) => {
+                let ctx = if e == engine {
+                    context
+                } else {
+                    self.engines[e.index()].current
+                };
+                let image = &mut self.contexts[ctx.index()][e.index()];
+                match gpr_of(e, abs) {
+                    Some((n, high)) => {
+                        let shift = if high { 32 } else { 0 };
+                        image.gpr[n] =
+                            (image.gpr[n] & !(0xffff_ffff << shift)) | (u64::from(value) << shift);
+                    }
+                    None => {
+                        image.regs.insert(abs, value).map_err(|_| {
+                            Stop::kind(FaultKind::Unmodeled(
+                                "a context register beyond the model's register file",
+                            ))
+                        })?;
+                    }
+                }
+            }
         }
+        Ok(())
+    }
+
+    /// The monitor's MMIO view: a context register of `reg`'s engine (the
+    /// render engine outside every block) in that engine's current context.
+    fn mmio_engine(&self, abs: u32) -> (Engine, ContextId) {
+        let engine = match home_of(abs & 0x7f_fffc, Engine::Render) {
+            Home::Context(e) | Home::Control(e, _) => e,
+            Home::Global => Engine::Render,
+        };
+        (engine, self.engines[engine.index()].current)
     }
 
     fn engine_reg(&mut self, engine: Engine, rel: u32) -> &mut u32 {
         &mut self.engines[engine.index()].regs[(rel / 4) as usize]
     }
 
-    fn record_fault(&mut self, engine: Engine, id: SubmissionId, header: u32, at: u64, stop: Stop) {
+    fn record_fault(
+        &mut self,
+        sub: &Submission,
+        id: SubmissionId,
+        header: u32,
+        at: u64,
+        stop: Stop,
+    ) {
+        let engine = sub.engine();
         let fault = GpuFault {
             engine,
+            context: sub.context(),
             submission: id,
             kind: stop.kind,
             address: stop.address,
@@ -385,6 +575,7 @@ impl<M: PhysMem> SimGpu<M> {
     /// stop) on failure.
     fn execute(&mut self, sub: &Submission) -> Result<(), (u32, u64, Stop)> {
         let engine = sub.engine();
+        let context = sub.context();
         let ring = sub.ring();
         let ring_len = ring.len() as u32;
         let mut ring_pos = sub.head();
@@ -485,7 +676,7 @@ impl<M: PhysMem> SimGpu<M> {
                     }
                     continue;
                 }
-                TYPE_MI => self.execute_mi(engine, op, c).map_err(fail)?,
+                TYPE_MI => self.execute_mi(engine, context, op, c).map_err(fail)?,
                 TYPE_BLT => {
                     self.execute_blit(header, c, &mut blit_bytes)
                         .map_err(fail)?;
@@ -499,7 +690,13 @@ impl<M: PhysMem> SimGpu<M> {
         }
     }
 
-    fn execute_mi(&mut self, engine: Engine, op: u32, c: &[u32]) -> Result<(), Stop> {
+    fn execute_mi(
+        &mut self,
+        engine: Engine,
+        context: ContextId,
+        op: u32,
+        c: &[u32],
+    ) -> Result<(), Stop> {
         let header = c[0];
         match op {
             MI_NOOP => Ok(()),
@@ -529,7 +726,7 @@ impl<M: PhysMem> SimGpu<M> {
                     return Err(Stop::kind(FaultKind::InvalidCommand));
                 }
                 for pair in c[1..].chunks_exact(2) {
-                    self.reg_write(pair[0] & 0x7f_fffc, pair[1]);
+                    self.reg_write(engine, context, pair[0], pair[1])?;
                 }
                 Ok(())
             }
@@ -540,7 +737,7 @@ impl<M: PhysMem> SimGpu<M> {
                 if header & MI_USE_GGTT == 0 {
                     return Err(Stop::kind(FaultKind::Ppgtt));
                 }
-                let value = self.reg_read(c[1] & 0x7f_fffc);
+                let value = self.reg_read(engine, context, c[1]);
                 let addr = gm_of(c[2] & !3, c[3])?;
                 Ok(self.gm_write(addr, &value.to_le_bytes())?)
             }
@@ -695,11 +892,15 @@ fn command_dwords(header: u32) -> Option<usize> {
 
 impl<M: PhysMem> Backend for SimGpu<M> {
     fn read_reg(&mut self, reg: MmioOffset) -> u32 {
-        self.reg_read(reg.raw())
+        let (engine, context) = self.mmio_engine(reg.raw());
+        self.reg_read(engine, context, reg.raw())
     }
 
     fn write_reg(&mut self, reg: MmioOffset, value: u32) {
-        self.reg_write(reg.raw(), value);
+        let (engine, context) = self.mmio_engine(reg.raw());
+        // A full register file drops the monitor's write, as for an
+        // unimplemented offset.
+        let _ = self.reg_write(engine, context, reg.raw(), value);
     }
 
     fn read_pte(&mut self, index: HostGgttIndex) -> HostPte {
@@ -734,11 +935,12 @@ impl<M: PhysMem> Backend for SimGpu<M> {
         }
         let id = SubmissionId(self.next_submission);
         self.next_submission += 1;
+        self.engines[engine.index()].current = submission.context();
         *self.engine_reg(engine, ring::START) = submission.ring().base().raw() as u32;
         *self.engine_reg(engine, ring::HEAD) = submission.head();
         match self.execute(submission) {
             Ok(()) => self.complete(engine, id, submission.tail()),
-            Err((header, at, stop)) => self.record_fault(engine, id, header, at, stop),
+            Err((header, at, stop)) => self.record_fault(submission, id, header, at, stop),
         }
         Ok(id)
     }
@@ -758,6 +960,20 @@ impl<M: PhysMem> Backend for SimGpu<M> {
         e.fault = None;
         e.regs[(ring::EIR / 4) as usize] = 0;
         let _ = self.globals.remove(&gt::RING_FAULT.raw());
+    }
+
+    fn release_context(&mut self, context: ContextId) {
+        for engine in Engine::ALL {
+            // Submissions complete before `submit` returns: only a fault
+            // the context left can still hold the engine.
+            let faulted = self.engines[engine.index()]
+                .fault
+                .is_some_and(|f| f.context == context);
+            if faulted {
+                self.reset_engine(engine);
+            }
+            self.contexts[context.index()][engine.index()] = ContextImage::new();
+        }
     }
 }
 
@@ -779,12 +995,22 @@ mod tests {
     }
 
     fn run(g: &mut SimGpu<SparseMem>, engine: Engine, cmds: &[u32]) -> EngineStatus {
+        run_on(g, engine, ContextId::MONITOR, cmds)
+    }
+
+    fn run_on(
+        g: &mut SimGpu<SparseMem>,
+        engine: Engine,
+        context: ContextId,
+        cmds: &[u32],
+    ) -> EngineStatus {
         let mut v = cmds.to_vec();
         if v.len() % 2 == 1 {
             v.push(NOOP);
         }
         write_dwords(g, RING, &v);
-        let sub = Submission::new(engine, range(RING, 4096), 0, (v.len() * 4) as u32).unwrap();
+        let sub =
+            Submission::new(engine, context, range(RING, 4096), 0, (v.len() * 4) as u32).unwrap();
         let id = g.submit(&sub).unwrap();
         let st = g.poll(engine);
         if let EngineStatus::Idle { last_completed } = st {
@@ -960,7 +1186,8 @@ mod tests {
         assert_eq!(g.read_reg(gt::RING_FAULT) & gt::RING_FAULT_VALID, 1);
         assert_eq!(g.read_reg(gt::FAULT_TLB_DATA0), (hole >> 12) as u32);
         // Faulted engine refuses work until reset; other engines go on.
-        let sub = Submission::new(Engine::Render, range(RING, 4096), 0, 8).unwrap();
+        let sub =
+            Submission::new(Engine::Render, ContextId::MONITOR, range(RING, 4096), 0, 8).unwrap();
         assert_eq!(
             g.submit(&sub),
             Err(BackendError::EngineNotIdle(Engine::Render))
@@ -995,10 +1222,136 @@ mod tests {
         // Place the 4 dwords across the ring end: head at 4096 - 8.
         write_dwords(&mut g, RING + 4088, &cmd[..2]);
         write_dwords(&mut g, RING, &cmd[2..]);
-        let sub = Submission::new(Engine::Render, range(RING, 4096), 4088, 8).unwrap();
+        let sub = Submission::new(
+            Engine::Render,
+            ContextId::MONITOR,
+            range(RING, 4096),
+            4088,
+            8,
+        )
+        .unwrap();
         g.submit(&sub).unwrap();
         idle(g.poll(Engine::Render));
         assert_eq!(read_u32(&mut g, DATA), 0x77);
+    }
+
+    fn vgpu_context(slot: u8) -> ContextId {
+        ContextId::of_vgpu(crate::partition::VgpuId::new(slot).unwrap())
+    }
+
+    /// Loads `value` into `reg` on context `load`, then stores `reg` from
+    /// context `store` into DATA + `at`; returns what was stored.
+    fn load_then_store(
+        g: &mut SimGpu<SparseMem>,
+        engine: Engine,
+        (load, store): (ContextId, ContextId),
+        reg: u32,
+        value: u32,
+        at: u64,
+    ) -> u32 {
+        idle(run_on(g, engine, load, &lri(reg, value)));
+        idle(run_on(g, engine, store, &srm(reg, DATA + at)));
+        read_u32(g, DATA + at)
+    }
+
+    #[test]
+    fn a_gpr_one_context_loads_is_not_what_another_reads() {
+        let mut g = setup();
+        let (a, b) = (vgpu_context(0), vgpu_context(1));
+        for engine in Engine::ALL {
+            let gpr0_hi = engine.mmio_base() + ring::GPR_BASE + 4;
+            let at = 0x100 + 8 * engine.index() as u64;
+            assert_eq!(
+                load_then_store(&mut g, engine, (a, b), gpr0_hi, 0x5eed, at),
+                0,
+                "{engine}"
+            );
+            // The loading context still has its own value.
+            idle(run_on(&mut g, engine, a, &srm(gpr0_hi, DATA + at + 4)));
+            assert_eq!(read_u32(&mut g, DATA + at + 4), 0x5eed, "{engine}");
+        }
+    }
+
+    #[test]
+    fn predicate_and_other_context_registers_are_per_context() {
+        let mut g = setup();
+        let (a, b) = (vgpu_context(0), vgpu_context(1));
+        // MI_PREDICATE_SRC0, MI_PREDICATE_RESULT (render block), the
+        // indirect draw count, and L3CNTLREG, outside every engine block.
+        for (i, reg) in [0x2400, 0x2418, 0x2434, 0x7034].into_iter().enumerate() {
+            let at = 0x200 + 4 * i as u64;
+            assert_eq!(
+                load_then_store(&mut g, Engine::Render, (a, b), reg, 0xabc0 + i as u32, at),
+                0,
+                "{reg:#x}"
+            );
+            idle(run_on(&mut g, Engine::Render, a, &srm(reg, DATA + at)));
+            assert_eq!(read_u32(&mut g, DATA + at), 0xabc0 + i as u32, "{reg:#x}");
+        }
+    }
+
+    #[test]
+    fn release_puts_a_context_back_to_power_on_state() {
+        let mut g = setup();
+        let a = vgpu_context(3);
+        let gpr5 = Engine::Video.mmio_base() + ring::GPR_BASE + 5 * 8;
+        idle(run_on(&mut g, Engine::Video, a, &lri(gpr5, 77)));
+        idle(run_on(&mut g, Engine::Render, a, &lri(0x2408, 78)));
+        g.release_context(a);
+        idle(run_on(&mut g, Engine::Video, a, &srm(gpr5, DATA)));
+        idle(run_on(&mut g, Engine::Render, a, &srm(0x2408, DATA + 4)));
+        assert_eq!(read_u32(&mut g, DATA), 0);
+        assert_eq!(read_u32(&mut g, DATA + 4), 0);
+    }
+
+    #[test]
+    fn release_resets_an_engine_the_context_left_faulted() {
+        let mut g = setup();
+        let a = vgpu_context(0);
+        let st = run_on(&mut g, Engine::Blitter, a, &sdi(0x4000_0000, 1));
+        assert!(matches!(st, EngineStatus::Faulted(f) if f.context == a));
+        // Another context's release leaves the fault for its owner.
+        g.release_context(vgpu_context(1));
+        assert!(matches!(g.poll(Engine::Blitter), EngineStatus::Faulted(_)));
+        g.release_context(a);
+        idle(run_on(&mut g, Engine::Blitter, a, &sdi(DATA, 2)));
+        assert_eq!(read_u32(&mut g, DATA), 2);
+    }
+
+    #[test]
+    fn mmio_reads_the_context_an_engine_ran_last() {
+        let mut g = setup();
+        let (a, b) = (vgpu_context(0), vgpu_context(1));
+        let gpr1 = Engine::Render.mmio_base() + ring::GPR_BASE + 8;
+        idle(run_on(&mut g, Engine::Render, a, &lri(gpr1, 11)));
+        assert_eq!(g.read_reg(MmioOffset::reg(gpr1)), 11);
+        idle(run_on(&mut g, Engine::Render, b, &[NOOP, NOOP]));
+        assert_eq!(g.read_reg(MmioOffset::reg(gpr1)), 0);
+    }
+
+    #[test]
+    fn masked_context_registers_apply_their_mask() {
+        let mut g = setup();
+        let cache_mode_1 = 0x7004;
+        let mut s = lri(cache_mode_1, crate::regs::masked(0x0101, 0x0101)).to_vec();
+        s.extend(lri(cache_mode_1, crate::regs::masked(0x0001, 0)));
+        s.extend(srm(cache_mode_1, DATA));
+        idle(run(&mut g, Engine::Render, &s));
+        assert_eq!(read_u32(&mut g, DATA), 0x0100);
+    }
+
+    #[test]
+    fn a_full_context_register_file_stops_the_engine_loudly() {
+        let mut g = setup();
+        let mut s = Vec::new();
+        for i in 0..=CONTEXT_REGS as u32 {
+            s.extend(lri(0x5200 + 4 * i, i));
+        }
+        let st = run(&mut g, Engine::Render, &s);
+        assert!(
+            matches!(st, EngineStatus::Faulted(f) if matches!(f.kind, FaultKind::Unmodeled(_))),
+            "{st:?}"
+        );
     }
 
     #[test]

@@ -31,9 +31,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use gpu::addr::{HostGgttIndex, HostGm, HostGmRange, PhysAddr, PhysFrame};
-use gpu::backend::{Backend, EngineStatus, PhysMem, PhysMemError, Submission};
+use gpu::backend::{Backend, ContextId, EngineStatus, PhysMem, PhysMemError, Submission};
 use gpu::engine::Engine;
 use gpu::ggtt::{HostPte, PteFlags};
+use gpu::partition::VgpuId;
 use gpu::scan::scanner::{BATCH_POOL, MAX_COMMANDS, MAX_DWORDS};
 use gpu::scan::Shadow;
 use gpu::sim::{SimGpu, GGTT_TABLE_BYTES};
@@ -52,6 +53,12 @@ const FUZZ_BATCH: u64 = HIDDEN + 0x32_0000;
 /// Upper bound on one scan's wall time (the budget bounds the work; this
 /// only catches a runaway loop, generously for sanitizer builds).
 const SCAN_TIME: Duration = Duration::from_millis(250);
+
+/// The engine context the vGPU's submissions run on (slot 0's).
+const VGPU_CONTEXT: ContextId = match VgpuId::new(0) {
+    Some(slot) => ContextId::of_vgpu(slot),
+    None => panic!("slot 0 exists"),
+};
 
 /// Physical frame ranges, as (first frame, count).
 const APERTURE_FRAMES: (u64, u64) = (0x1_0000, APERTURE_SIZE / 4096);
@@ -201,7 +208,14 @@ impl World {
         sim.mem_mut().monitor = false;
         let ring_range =
             HostGmRange::new(HostGm::new(SHADOW_RING_HOST).unwrap(), 0x1_0000).unwrap();
-        let s = Submission::new(Engine::Render, ring_range, 0, 4 * bad.len() as u32).unwrap();
+        let s = Submission::new(
+            Engine::Render,
+            ContextId::MONITOR,
+            ring_range,
+            0,
+            4 * bad.len() as u32,
+        )
+        .unwrap();
         let _ = sim.submit(&s);
         assert!(
             sim.mem().violation.is_some(),
@@ -313,7 +327,8 @@ fn one(w: &mut World, data: &[u8]) {
     VIOLATION.with(|v| *v.borrow_mut() = None);
     let ring_range = HostGmRange::new(HostGm::new(SHADOW_RING_HOST).unwrap(), 0x1_0000).unwrap();
     let tail = 4 * ring_words.len() as u32;
-    let s = Submission::new(engine, ring_range, 0, tail).expect("shadow ring submission");
+    let s = Submission::new(engine, VGPU_CONTEXT, ring_range, 0, tail)
+        .expect("shadow ring submission");
     let _ = sim.submit(&s);
     w.stats[1] += 1;
     if matches!(sim.poll(engine), EngineStatus::Idle { .. }) {
