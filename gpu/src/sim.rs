@@ -2,7 +2,7 @@
 //! (DESIGN.md "Hardware and emulation"). The embedded default backend.
 //!
 //! What it models:
-//! * Registers, in three homes, by one rule ([`home_of`]): each engine's
+//! * Registers, in three homes, by one rule (`home_of`): each engine's
 //!   ring / execlist control registers (the `regs::ring::BLOCK` table
 //!   without CS_GPR: head, tail, CSB, ELSP, fault and error records...),
 //!   the few GT-wide registers the monitor programs (forcewake, fences,
@@ -31,25 +31,24 @@
 //!   fault) before returning, then writes a context-status-buffer entry
 //!   (COMPLETE | ACTIVE_IDLE) and updates RING_HEAD, as an execlist engine
 //!   reports a completed context.
-//! * The executor handles: MI_NOOP, MI_USER_INTERRUPT, MI_BATCH_BUFFER_START
-//!   (first level from the ring, chained, second level) and _END,
-//!   MI_STORE_DATA_IMM (dword, two dwords or qword), MI_STORE_REGISTER_MEM,
-//!   MI_LOAD_REGISTER_IMM, MI_FLUSH_DW and PIPE_CONTROL post-sync writes
-//!   (immediate; timestamp; PS depth count writes 0), XY_COLOR_BLT (ROP 0xF0)
-//!   and XY_SRC_COPY_BLT (ROP 0xCC), linear surfaces, 8/16/32 bpp. Encodings
-//!   from Mesa genxml gen9.xml (MI, PIPE_CONTROL) and the PRM Vol 2a
-//!   "BLT Engine" / i915 `intel_gpu_commands.h` (blits: opcodes 0x50, 0x53,
-//!   Gen8 lengths 7 and 10 dwords).
+//! * The command streamer (module `exec`): every command the scanner
+//!   accepts that moves data or control is executed (flow, predication,
+//!   register and memory commands, atomics, waits, the ALU, the modelled
+//!   blits) and every state command recorded in the context; what the model
+//!   does not execute stops the engine with [`FaultKind::Unmodeled`] naming
+//!   it, never a silent no-op. Commands are decoded with the scanner's own
+//!   table, so the model and the scanner agree on every command's length.
 //!
 //! Every memory access goes through the GGTT. A not-present PTE, an address
-//! past 4 GiB, a PPGTT access (the model has none), an unknown command, a
-//! third batch level or a spent budget stops the engine with a [`GpuFault`],
+//! past 4 GiB, a PPGTT access (the model has none), an unknown command, an
+//! unmodelled one, a third batch level or a spent budget stops the engine
+//! with a [`GpuFault`],
 //! fills RING_FAULT_REG / FAULT_TLB_DATA0/1 (memory faults) or EIR / IPEHR
 //! (command errors), and leaves the engine faulted until reset. Each
 //! submission may run at most [`COMMAND_BUDGET`] commands and write at most
 //! [`BLIT_BYTE_BUDGET`] bytes by blits, so a looping batch ends.
 
-use crate::addr::{HostGgttIndex, HostGm, PhysAddr, GGTT_ENTRIES, GM_SIZE};
+use crate::addr::{HostGgttIndex, HostGm, PhysAddr, GGTT_ENTRIES};
 use crate::backend::{
     for_each_gm_page, Backend, BackendError, ContextId, EngineStatus, FaultKind, GmAccessError,
     GpuFault, PhysMem, PhysMemError, Submission, SubmissionId,
@@ -59,10 +58,13 @@ use crate::ggtt::{GgttFlush, HostPte};
 use crate::regs::{fence, forcewake, gt, ring, MmioOffset};
 use core::fmt;
 
-/// Commands one submission may execute.
+mod exec;
+
+pub use exec::BLIT_BYTE_BUDGET;
+
+/// Commands one submission may execute (a register poll counts one per
+/// read).
 pub const COMMAND_BUDGET: u32 = 1 << 20;
-/// Bytes one submission's blits may write.
-pub const BLIT_BYTE_BUDGET: u64 = 64 << 20;
 /// Distinct GT-wide registers the model stores (forcewake, fences, fault
 /// records).
 pub const GLOBAL_REGS: usize = 128;
@@ -78,41 +80,6 @@ pub const MASKED_CONTEXT_REGISTERS: [u32; 5] = [0x20d8, 0x2580, 0x7000, 0x7004, 
 pub const GGTT_TABLE_BYTES: u64 = GGTT_ENTRIES as u64 * 8;
 
 const ENGINE_BLOCK_DWORDS: usize = 0x800 / 4;
-
-// Command encodings (bits 31:29 command type; MI opcode 28:23).
-const TYPE_MI: u32 = 0;
-const TYPE_BLT: u32 = 2;
-const TYPE_GFX: u32 = 3;
-const MI_NOOP: u32 = 0x00;
-const MI_USER_INTERRUPT: u32 = 0x02;
-const MI_BATCH_BUFFER_END: u32 = 0x0a;
-const MI_STORE_DATA_IMM: u32 = 0x20;
-const MI_LOAD_REGISTER_IMM: u32 = 0x22;
-const MI_STORE_REGISTER_MEM: u32 = 0x24;
-const MI_FLUSH_DW: u32 = 0x26;
-const MI_BATCH_BUFFER_START: u32 = 0x31;
-/// "Use Global GTT" of MI_STORE_DATA_IMM / MI_STORE_REGISTER_MEM.
-const MI_USE_GGTT: u32 = 1 << 22;
-/// MI_STORE_DATA_IMM "Store Qword".
-const SDI_STORE_QWORD: u32 = 1 << 21;
-/// MI_BATCH_BUFFER_START "Second Level Batch Buffer".
-const BBS_SECOND_LEVEL: u32 = 1 << 22;
-/// MI_BATCH_BUFFER_START "Address Space Indicator" (1 = PPGTT).
-const BBS_PPGTT: u32 = 1 << 8;
-/// MI_FLUSH_DW dword 1 "Destination Address Type" (1 = GGTT).
-const FLUSH_DW_GGTT: u32 = 1 << 2;
-/// PIPE_CONTROL dword 1 "Destination Address Type" (bit 56 overall).
-const PIPE_CONTROL_GGTT: u32 = 1 << 24;
-/// PIPE_CONTROL header: type 3, subtype 3, opcode 2, sub-opcode 0.
-const PIPE_CONTROL_HEADER: u32 = 0x7a00_0000;
-const BLT_XY_COLOR: u32 = 0x50;
-const BLT_XY_SRC_COPY: u32 = 0x53;
-/// Blit header "Dest Tiling Enable" (bit 11) and "Src Tiling Enable" (bit 15).
-const BLT_TILED: u32 = (1 << 11) | (1 << 15);
-const ROP_PATCOPY: u32 = 0xf0;
-const ROP_SRCCOPY: u32 = 0xcc;
-/// Longest command the executor buffers (LRI with 127 pairs + header).
-const MAX_COMMAND_DWORDS: usize = 256;
 
 /// Errors building a [`SimGpu`] (monitor configuration).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,6 +136,13 @@ struct ContextImage {
     gpr: [u64; 16],
     /// Every other context-saved register, by absolute offset.
     regs: heapless::LinearMap<u32, u32, CONTEXT_REGS>,
+    /// The command streamer ALU's sources, accumulator and flags.
+    alu: exec::Alu,
+    /// MI_SET_PREDICATE's Predicate Enable (kept in MI_MODE, which the
+    /// hardware saves with the context).
+    set_predicate: u8,
+    /// What the state commands set.
+    pipeline: exec::PipelineState,
 }
 
 impl ContextImage {
@@ -176,6 +150,9 @@ impl ContextImage {
         ContextImage {
             gpr: [0; 16],
             regs: heapless::LinearMap::new(),
+            alu: exec::Alu::ZERO,
+            set_predicate: 0,
+            pipeline: exec::PipelineState::new(),
         }
     }
 }
@@ -249,14 +226,6 @@ pub struct SimGpu<M: PhysMem> {
     timestamp: u64,
 }
 
-/// Where a command is read from.
-#[derive(Clone, Copy, Debug)]
-enum Level {
-    Ring,
-    First,
-    Second,
-}
-
 struct Stop {
     kind: FaultKind,
     address: Option<u64>,
@@ -288,14 +257,6 @@ impl From<GmAccessError> for Stop {
             },
         }
     }
-}
-
-fn gm_of(lo: u32, hi: u32) -> Result<HostGm, Stop> {
-    let raw = u64::from(lo) | (u64::from(hi & 0xffff) << 32);
-    HostGm::new(raw).map_err(|_| Stop {
-        kind: FaultKind::OutsideGgtt,
-        address: Some(raw),
-    })
 }
 
 impl<M: PhysMem> SimGpu<M> {
@@ -570,324 +531,6 @@ impl<M: PhysMem> SimGpu<M> {
         e.regs[(ring::HEAD / 4) as usize] = tail;
         e.regs[(ring::TAIL / 4) as usize] = tail;
     }
-
-    /// Runs one submission; returns the faulting (header, address-of-command,
-    /// stop) on failure.
-    fn execute(&mut self, sub: &Submission) -> Result<(), (u32, u64, Stop)> {
-        let engine = sub.engine();
-        let context = sub.context();
-        let ring = sub.ring();
-        let ring_len = ring.len() as u32;
-        let mut ring_pos = sub.head();
-        let mut level = Level::Ring;
-        let mut first_pos: u64 = 0;
-        let mut batch_pos: u64 = 0;
-        let mut commands = 0u32;
-        let mut blit_bytes = 0u64;
-        let mut cmd = [0u32; MAX_COMMAND_DWORDS];
-        loop {
-            if matches!(level, Level::Ring) && ring_pos == sub.tail() {
-                return Ok(());
-            }
-            let at = match level {
-                Level::Ring => ring.base().raw() + u64::from(ring_pos),
-                Level::First | Level::Second => batch_pos,
-            };
-            commands += 1;
-            if commands > COMMAND_BUDGET {
-                return Err((0, at, Stop::kind(FaultKind::Hang)));
-            }
-            self.timestamp += 1;
-            // Fetch the header, then the rest.
-            let read_dword = |gpu: &Self, index: u32| -> Result<u32, Stop> {
-                let addr = match level {
-                    Level::Ring => {
-                        let off = (ring_pos + 4 * index) % ring_len;
-                        ring.base().raw() + u64::from(off)
-                    }
-                    _ => batch_pos + 4 * u64::from(index),
-                };
-                let gm = HostGm::new(addr).map_err(|_| Stop {
-                    kind: FaultKind::OutsideGgtt,
-                    address: Some(addr),
-                })?;
-                let mut b = [0u8; 4];
-                gpu.gm_read(gm, &mut b)?;
-                Ok(u32::from_le_bytes(b))
-            };
-            let header = read_dword(self, 0).map_err(|s| (0, at, s))?;
-            let len = command_dwords(header).ok_or((
-                header,
-                at,
-                Stop::kind(FaultKind::InvalidCommand),
-            ))?;
-            if let Level::Ring = level {
-                // The whole command must lie before the tail.
-                let avail = (sub.tail() + ring_len - ring_pos) % ring_len;
-                if (len as u32) * 4 > avail {
-                    return Err((header, at, Stop::kind(FaultKind::RingOverrun)));
-                }
-            }
-            cmd[0] = header;
-            for (i, slot) in cmd.iter_mut().enumerate().take(len).skip(1) {
-                *slot = read_dword(self, i as u32).map_err(|s| (header, at, s))?;
-            }
-            let advance = |level: Level, ring_pos: &mut u32, batch_pos: &mut u64| match level {
-                Level::Ring => *ring_pos = (*ring_pos + 4 * len as u32) % ring_len,
-                _ => *batch_pos += 4 * len as u64,
-            };
-            let c = &cmd[..len];
-            let op = (header >> 23) & 0x3f;
-            let fail = |s: Stop| (header, at, s);
-            match header >> 29 {
-                TYPE_MI if op == MI_BATCH_BUFFER_START => {
-                    if header & BBS_PPGTT != 0 {
-                        return Err(fail(Stop::kind(FaultKind::Ppgtt)));
-                    }
-                    let target = gm_of(c[1] & !3, c[2]).map_err(fail)?.raw();
-                    match level {
-                        Level::Ring => {
-                            advance(level, &mut ring_pos, &mut batch_pos);
-                            level = Level::First;
-                        }
-                        Level::First if header & BBS_SECOND_LEVEL != 0 => {
-                            first_pos = batch_pos + 4 * len as u64;
-                            level = Level::Second;
-                        }
-                        Level::First => {}
-                        Level::Second if header & BBS_SECOND_LEVEL != 0 => {
-                            return Err(fail(Stop::kind(FaultKind::BatchNesting)));
-                        }
-                        Level::Second => {}
-                    }
-                    batch_pos = target;
-                    continue;
-                }
-                TYPE_MI if op == MI_BATCH_BUFFER_END => {
-                    match level {
-                        // In the ring itself it is a no-op.
-                        Level::Ring => advance(level, &mut ring_pos, &mut batch_pos),
-                        // Back to the ring, which was advanced past the start.
-                        Level::First => level = Level::Ring,
-                        Level::Second => {
-                            level = Level::First;
-                            batch_pos = first_pos;
-                        }
-                    }
-                    continue;
-                }
-                TYPE_MI => self.execute_mi(engine, context, op, c).map_err(fail)?,
-                TYPE_BLT => {
-                    self.execute_blit(header, c, &mut blit_bytes)
-                        .map_err(fail)?;
-                }
-                TYPE_GFX if header & 0xffff_0000 == PIPE_CONTROL_HEADER => {
-                    self.execute_pipe_control(c).map_err(fail)?;
-                }
-                _ => return Err(fail(Stop::kind(FaultKind::InvalidCommand))),
-            }
-            advance(level, &mut ring_pos, &mut batch_pos);
-        }
-    }
-
-    fn execute_mi(
-        &mut self,
-        engine: Engine,
-        context: ContextId,
-        op: u32,
-        c: &[u32],
-    ) -> Result<(), Stop> {
-        let header = c[0];
-        match op {
-            MI_NOOP => Ok(()),
-            MI_USER_INTERRUPT => {
-                self.engines[engine.index()].user_interrupts += 1;
-                Ok(())
-            }
-            MI_STORE_DATA_IMM => {
-                if header & MI_USE_GGTT == 0 {
-                    return Err(Stop::kind(FaultKind::Ppgtt));
-                }
-                let addr = gm_of(c[1] & !3, c[2])?;
-                let bytes: usize = match (c.len(), header & SDI_STORE_QWORD != 0) {
-                    (4, false) => 4,
-                    (5, _) => 8,
-                    _ => return Err(Stop::kind(FaultKind::InvalidCommand)),
-                };
-                let mut data = [0u8; 8];
-                data[..4].copy_from_slice(&c[3].to_le_bytes());
-                if bytes == 8 {
-                    data[4..].copy_from_slice(&c[4].to_le_bytes());
-                }
-                Ok(self.gm_write(addr, &data[..bytes])?)
-            }
-            MI_LOAD_REGISTER_IMM => {
-                if c.len().is_multiple_of(2) {
-                    return Err(Stop::kind(FaultKind::InvalidCommand));
-                }
-                for pair in c[1..].chunks_exact(2) {
-                    self.reg_write(engine, context, pair[0], pair[1])?;
-                }
-                Ok(())
-            }
-            MI_STORE_REGISTER_MEM => {
-                if c.len() != 4 {
-                    return Err(Stop::kind(FaultKind::InvalidCommand));
-                }
-                if header & MI_USE_GGTT == 0 {
-                    return Err(Stop::kind(FaultKind::Ppgtt));
-                }
-                let value = self.reg_read(engine, context, c[1]);
-                let addr = gm_of(c[2] & !3, c[3])?;
-                Ok(self.gm_write(addr, &value.to_le_bytes())?)
-            }
-            MI_FLUSH_DW => {
-                if c.len() != 4 && c.len() != 5 {
-                    return Err(Stop::kind(FaultKind::InvalidCommand));
-                }
-                let post_sync = (header >> 14) & 3;
-                if post_sync == 0 {
-                    return Ok(());
-                }
-                if c[1] & FLUSH_DW_GGTT == 0 {
-                    return Err(Stop::kind(FaultKind::Ppgtt));
-                }
-                let addr = gm_of(c[1] & !7, c[2])?;
-                match post_sync {
-                    1 if c.len() == 4 => Ok(self.gm_write(addr, &c[3].to_le_bytes())?),
-                    1 => {
-                        let v = u64::from(c[3]) | (u64::from(c[4]) << 32);
-                        Ok(self.gm_write(addr, &v.to_le_bytes())?)
-                    }
-                    3 => {
-                        let ts = self.timestamp;
-                        Ok(self.gm_write(addr, &ts.to_le_bytes())?)
-                    }
-                    _ => Err(Stop::kind(FaultKind::InvalidCommand)),
-                }
-            }
-            _ => Err(Stop::kind(FaultKind::InvalidCommand)),
-        }
-    }
-
-    fn execute_pipe_control(&mut self, c: &[u32]) -> Result<(), Stop> {
-        if c.len() != 6 {
-            return Err(Stop::kind(FaultKind::InvalidCommand));
-        }
-        let post_sync = (c[1] >> 14) & 3;
-        if post_sync == 0 {
-            return Ok(());
-        }
-        if c[1] & PIPE_CONTROL_GGTT == 0 {
-            return Err(Stop::kind(FaultKind::Ppgtt));
-        }
-        let addr = gm_of(c[2] & !7, c[3])?;
-        let value = match post_sync {
-            1 => u64::from(c[4]) | (u64::from(c[5]) << 32),
-            2 => 0, // PS depth count: no pixels in this model.
-            _ => self.timestamp,
-        };
-        Ok(self.gm_write(addr, &value.to_le_bytes())?)
-    }
-
-    fn execute_blit(&mut self, header: u32, c: &[u32], budget: &mut u64) -> Result<(), Stop> {
-        let op = (header >> 22) & 0x7f;
-        if header & BLT_TILED != 0 {
-            return Err(Stop::kind(FaultKind::InvalidCommand));
-        }
-        let br13 = c.get(1).copied().unwrap_or(0);
-        let bpp: u64 = match (br13 >> 24) & 3 {
-            0 => 1,
-            1 | 2 => 2,
-            _ => 4,
-        };
-        let rop = (br13 >> 16) & 0xff;
-        let dst_pitch = u64::from(br13 & 0xffff);
-        let (op_ok, want_len) = match op {
-            BLT_XY_COLOR => (rop == ROP_PATCOPY, 7),
-            BLT_XY_SRC_COPY => (rop == ROP_SRCCOPY, 10),
-            _ => (false, 0),
-        };
-        if !op_ok || c.len() != want_len || br13 & 0x8000 != 0 {
-            return Err(Stop::kind(FaultKind::InvalidCommand));
-        }
-        let (x1, y1) = (u64::from(c[2] & 0xffff), u64::from(c[2] >> 16));
-        let (x2, y2) = (u64::from(c[3] & 0xffff), u64::from(c[3] >> 16));
-        if x2 <= x1 || y2 <= y1 {
-            return Ok(());
-        }
-        let row_bytes = (x2 - x1) * bpp;
-        *budget += row_bytes * (y2 - y1);
-        if *budget > BLIT_BYTE_BUDGET {
-            return Err(Stop::kind(FaultKind::Hang));
-        }
-        let dst = gm_of(c[4], c[5])?.raw();
-        let mut chunk = [0u8; 256];
-        if op == BLT_XY_COLOR {
-            let color = c[6].to_le_bytes();
-            for (i, b) in chunk.iter_mut().enumerate() {
-                *b = color[i % bpp as usize];
-            }
-        }
-        let (src, src_pitch, sx, sy) = if op == BLT_XY_SRC_COPY {
-            if c[7] & 0x8000 != 0 {
-                return Err(Stop::kind(FaultKind::InvalidCommand));
-            }
-            (
-                gm_of(c[8], c[9])?.raw(),
-                u64::from(c[7] & 0xffff),
-                u64::from(c[6] & 0xffff),
-                u64::from(c[6] >> 16),
-            )
-        } else {
-            (0, 0, 0, 0)
-        };
-        for row in 0..(y2 - y1) {
-            let drow = dst + (y1 + row) * dst_pitch + x1 * bpp;
-            let srow = src + (sy + row) * src_pitch + sx * bpp;
-            let mut done = 0;
-            while done < row_bytes {
-                let n = (row_bytes - done).min(chunk.len() as u64);
-                let buf = &mut chunk[..n as usize];
-                if op == BLT_XY_SRC_COPY {
-                    let s = gm_in_range(srow + done)?;
-                    self.gm_read(s, buf)?;
-                }
-                let d = gm_in_range(drow + done)?;
-                self.gm_write(d, buf)?;
-                done += n;
-            }
-        }
-        Ok(())
-    }
-}
-
-fn gm_in_range(raw: u64) -> Result<HostGm, Stop> {
-    if raw >= GM_SIZE {
-        return Err(Stop {
-            kind: FaultKind::OutsideGgtt,
-            address: Some(raw),
-        });
-    }
-    HostGm::new(raw).map_err(|_| Stop::kind(FaultKind::OutsideGgtt))
-}
-
-/// Length in dwords of the command with this header, if the model knows it.
-fn command_dwords(header: u32) -> Option<usize> {
-    let op = (header >> 23) & 0x3f;
-    let len = match header >> 29 {
-        TYPE_MI => match op {
-            MI_NOOP | MI_USER_INTERRUPT | MI_BATCH_BUFFER_END => 1,
-            MI_STORE_DATA_IMM => (header & 0x3ff) as usize + 2,
-            MI_LOAD_REGISTER_IMM | MI_STORE_REGISTER_MEM | MI_FLUSH_DW | MI_BATCH_BUFFER_START => {
-                (header & 0xff) as usize + 2
-            }
-            _ => return None,
-        },
-        TYPE_BLT | TYPE_GFX => (header & 0xff) as usize + 2,
-        _ => return None,
-    };
-    (len <= MAX_COMMAND_DWORDS).then_some(len)
 }
 
 impl<M: PhysMem> Backend for SimGpu<M> {
@@ -978,15 +621,15 @@ impl<M: PhysMem> Backend for SimGpu<M> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::testutil::*;
 
-    const RING: u64 = 0x10_0000;
-    const BATCH: u64 = 0x20_0000;
-    const DATA: u64 = 0x30_0000;
+    pub(super) const RING: u64 = 0x10_0000;
+    pub(super) const BATCH: u64 = 0x20_0000;
+    pub(super) const DATA: u64 = 0x30_0000;
 
-    fn setup() -> SimGpu<SparseMem> {
+    pub(super) fn setup() -> SimGpu<SparseMem> {
         let mut g = sim();
         map(&mut g, RING, 0x100, 1);
         map(&mut g, BATCH, 0x200, 4);
@@ -994,11 +637,11 @@ mod tests {
         g
     }
 
-    fn run(g: &mut SimGpu<SparseMem>, engine: Engine, cmds: &[u32]) -> EngineStatus {
+    pub(super) fn run(g: &mut SimGpu<SparseMem>, engine: Engine, cmds: &[u32]) -> EngineStatus {
         run_on(g, engine, ContextId::MONITOR, cmds)
     }
 
-    fn run_on(
+    pub(super) fn run_on(
         g: &mut SimGpu<SparseMem>,
         engine: Engine,
         context: ContextId,
@@ -1019,7 +662,7 @@ mod tests {
         st
     }
 
-    fn idle(st: EngineStatus) {
+    pub(super) fn idle(st: EngineStatus) {
         assert!(matches!(st, EngineStatus::Idle { .. }), "{st:?}");
     }
 
@@ -1055,9 +698,12 @@ mod tests {
     #[test]
     fn post_sync_writes_of_flush_dw_and_pipe_control() {
         let mut g = setup();
-        let mut s = flush_dw_imm(DATA + 0x80, 7).to_vec();
-        s.extend(pipe_control_imm(DATA + 0x88, 0x1111_2222_3333_4444));
-        idle(run(&mut g, Engine::Render, &s));
+        idle(run(&mut g, Engine::Blitter, &flush_dw_imm(DATA + 0x80, 7)));
+        let pc = pipe_control_imm(DATA + 0x88, 0x1111_2222_3333_4444);
+        idle(run(&mut g, Engine::Render, &pc));
+        // MI_FLUSH_DW is not a render command.
+        let st = run(&mut g, Engine::Render, &flush_dw_imm(DATA + 0x90, 7));
+        assert!(matches!(st, EngineStatus::Faulted(f) if f.kind == FaultKind::InvalidCommand));
         assert_eq!(read_u32(&mut g, DATA + 0x80), 7);
         assert_eq!(read_u32(&mut g, DATA + 0x84), 0);
         assert_eq!(read_u64(&mut g, DATA + 0x88), 0x1111_2222_3333_4444);
@@ -1235,7 +881,7 @@ mod tests {
         assert_eq!(read_u32(&mut g, DATA), 0x77);
     }
 
-    fn vgpu_context(slot: u8) -> ContextId {
+    pub(super) fn vgpu_context(slot: u8) -> ContextId {
         ContextId::of_vgpu(crate::partition::VgpuId::new(slot).unwrap())
     }
 
