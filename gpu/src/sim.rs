@@ -146,6 +146,14 @@ struct ContextImage {
 }
 
 impl ContextImage {
+    fn is_fresh(&self) -> bool {
+        self.gpr == [0; 16]
+            && self.regs.is_empty()
+            && self.alu == exec::Alu::ZERO
+            && self.set_predicate == 0
+            && self.pipeline == exec::PipelineState::new()
+    }
+
     const fn new() -> Self {
         ContextImage {
             gpr: [0; 16],
@@ -299,6 +307,15 @@ impl<M: PhysMem> SimGpu<M> {
     /// MI_USER_INTERRUPTs an engine has executed.
     pub fn user_interrupts(&self, engine: Engine) -> u64 {
         self.engines[engine.index()].user_interrupts
+    }
+    /// Whether `context` holds only power-on state on every engine: no
+    /// register, ALU, predicate or pipeline state was set in it since its
+    /// last release. The fuzz harness checks with it that no other
+    /// context's work reached a context.
+    pub fn context_is_fresh(&self, context: ContextId) -> bool {
+        self.contexts[context.index()]
+            .iter()
+            .all(ContextImage::is_fresh)
     }
 
     fn pte(&self, index: HostGgttIndex) -> HostPte {
@@ -943,7 +960,10 @@ pub(super) mod tests {
         let gpr5 = Engine::Video.mmio_base() + ring::GPR_BASE + 5 * 8;
         idle(run_on(&mut g, Engine::Video, a, &lri(gpr5, 77)));
         idle(run_on(&mut g, Engine::Render, a, &lri(0x2408, 78)));
+        assert!(!g.context_is_fresh(a));
+        assert!(g.context_is_fresh(vgpu_context(2)));
         g.release_context(a);
+        assert!(g.context_is_fresh(a));
         idle(run_on(&mut g, Engine::Video, a, &srm(gpr5, DATA)));
         idle(run_on(&mut g, Engine::Render, a, &srm(0x2408, DATA + 4)));
         assert_eq!(read_u32(&mut g, DATA), 0);
