@@ -1419,6 +1419,53 @@ mod tests {
         }
     }
 
+    /// A gate that hands back work on another context is a monitor bug:
+    /// the submission never reaches the backend.
+    #[test]
+    fn work_for_another_context_is_refused_as_a_monitor_fault() {
+        struct OtherContext(Box<crate::mediate::ScanGate>);
+        impl SubmissionGate for OtherContext {
+            fn admit(
+                &mut self,
+                translation: &GmTranslation,
+                request: &RingSubmission,
+                backend: &mut dyn Backend,
+            ) -> Result<Submission, GateRejection> {
+                let s = self.0.admit(translation, request, backend)?;
+                Ok(
+                    Submission::new(s.engine(), ContextId::MONITOR, s.ring(), s.head(), s.tail())
+                        .unwrap(),
+                )
+            }
+        }
+        let mut w = world();
+        let mem = guest_mem(0, 0x1000, 8);
+        let mut v = Vgpu::new(&w.parts[0]);
+        let ap = boot_guest(&mut w, &mut v, &mem, 2);
+        let frame = mem.frame_of(GuestPage::new(0).unwrap()).unwrap();
+        for (i, d) in sdi(ap + 4096, 5).iter().enumerate() {
+            crate::backend::PhysMem::write(
+                w.gpu.mem_mut(),
+                frame.at(4 * i as u64),
+                &d.to_le_bytes(),
+            )
+            .unwrap();
+        }
+        let tail = Engine::Render.mmio_base() + ring::TAIL;
+        let MmioEffect::Submit(req) = v
+            .mmio_write(&mut w.gpu, &mem, tail, AccessSize::Dword, 16)
+            .unwrap()
+        else {
+            panic!("no submission")
+        };
+        assert_eq!(req.context(), v.context());
+        let mut gate = OtherContext(crate::testutil::scan_gate(&mut w.gpu));
+        let err = v.submit(&mut w.gpu, &mut gate, req).unwrap_err();
+        assert_eq!(err, VgpuError::Monitor(MonitorFault::GateMismatch));
+        assert!(!err.is_guest_fault());
+        assert_eq!(read_page_u32(&w, &mem, 1, 0), 0);
+    }
+
     /// A reset vGPU (or a new one in the same slot) starts from a fresh
     /// context: nothing the slot's earlier work loaded is left.
     #[test]
