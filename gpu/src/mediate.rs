@@ -318,7 +318,7 @@ impl SubmissionGate for ScanGate {
         let ring_range = HostGmRange::new(shadow.ring_host, SHADOW_RING_BYTES)
             .map_err(|_| monitor_fault("shadow ring outside GM (monitor bug)"))?;
         let tail = (prologue.len() + scanned.ring_dwords) * 4;
-        let submission = Submission::new(engine, ring_range, 0, tail as u32)
+        let submission = Submission::new(engine, request.context(), ring_range, 0, tail as u32)
             .map_err(|_| monitor_fault("shadow ring not a valid ring (monitor bug)"))?;
         self.accepted += 1;
         self.last_writes = Some(scanned.writes);
