@@ -39,9 +39,9 @@
 //!
 //! 3DSTATE_CONSTANT_* buffer 0 is absolute only while CS_DEBUG_MODE2
 //! "Constant Buffer Address Offset Disable" is set (else it is an offset
-//! from Dynamic State Base). The register is not on the guest whitelist;
-//! engine initialisation must set the bit, and the scanner treats all four
-//! buffers as absolute addresses.
+//! from Dynamic State Base). Guests may write the register only keeping
+//! the bit set ([`super::regs`]); the monitor's render prologue sets it,
+//! and the scanner treats all four buffers as absolute addresses.
 //!
 //! # Disabled operands and zero
 //!

@@ -170,6 +170,9 @@ pub enum CommandRepr<'a> {
     LoadRegImm {
         /// The pairs, flattened.
         pairs: &'a [u32],
+        /// Byte Write Disables (header bits 11:8): a set bit keeps that
+        /// byte of every register written unchanged.
+        byte_disables: u32,
     },
     /// MI_LOAD_REGISTER_REG (DWord 1 source, DWord 2 destination register).
     LoadRegReg {
@@ -857,7 +860,10 @@ impl<'a> CommandRepr<'a> {
                 if pairs.is_empty() || pairs.len() % 2 != 0 {
                     return Err(ReprError::OddRegisterList);
                 }
-                CommandRepr::LoadRegImm { pairs }
+                CommandRepr::LoadRegImm {
+                    pairs,
+                    byte_disables: h >> 8 & 0xf,
+                }
             }
             Op::LoadRegReg => {
                 need(3)?;

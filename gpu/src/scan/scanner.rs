@@ -108,7 +108,7 @@ use core::fmt;
 
 use super::decode::{head, Command, DecodeErrorKind};
 use super::operands::{Access, AddrField, Extent, High, Layout, When};
-use super::regs::{allowed, RegAccess};
+use super::regs::{check_read, check_write, RegAccess, RegRefusal};
 use super::repr::{
     pak_insert_descriptors, pak_payload_bytes, pak_payload_linear, setup_draw_bytes, xy_blit_bytes,
     CommandRepr, PostSync, ReprError, StateBaseAddress, PAK_DESCRIPTOR, PAK_PAYLOAD,
@@ -245,12 +245,15 @@ pub enum Reason {
     /// in this submission (e.g. a STATE_BASE_ADDRESS base whose size was
     /// set earlier, a vertex buffer without Address Modify Enable).
     UnseenState(&'static str),
-    /// A register outside the engine's whitelist.
+    /// A register access the engine's register list ([`super::regs`])
+    /// does not allow.
     Register {
         /// Register offset.
         offset: u32,
         /// The access.
         access: RegAccess,
+        /// Why it is refused.
+        refusal: RegRefusal,
     },
     /// RING_HEAD/TAIL/size inconsistent, or the ring outside the slices.
     BadRing,
@@ -287,8 +290,12 @@ impl fmt::Display for Reason {
                 write!(f, "upper bound {bound:#x} below base {base:#x}")
             }
             Reason::UnseenState(what) => write!(f, "depends on unseen state: {what}"),
-            Reason::Register { offset, access } => {
-                write!(f, "register {offset:#x} not whitelisted for {access:?}")
+            Reason::Register {
+                offset,
+                access,
+                refusal,
+            } => {
+                write!(f, "register {offset:#x} {access}: {refusal}")
             }
             Reason::BadRing => f.write_str("inconsistent ring registers"),
             Reason::RingTooLarge => f.write_str("submission larger than the shadow ring"),
@@ -874,6 +881,12 @@ struct State {
     /// setup, or a blit drawn relative to one (since the flag was last
     /// cleared). A second-level batch that did so is not reused.
     sba_seen: bool,
+    /// A command that starts work on the engine itself (a draw, dispatch,
+    /// codec or VEBOX object: [`CmdSpec::writes_through_state`]) was
+    /// scanned: status registers now report this submission's work
+    /// ([`super::regs::Reads::AfterOwnWork`]). Never cleared within a
+    /// submission, so a reused second-level batch's audit still holds.
+    own_work: bool,
     /// The last blitter setup of this submission.
     blt: Option<BltSetup>,
     writes: WriteSet,
@@ -936,6 +949,7 @@ impl State {
             calls: [None; BATCH_POOL],
             sba: Sba::UNKNOWN,
             sba_seen: false,
+            own_work: false,
             writes: WriteSet::EMPTY,
             linear: [Linear::NONE; 2],
             blt: None,
@@ -1340,6 +1354,7 @@ impl State {
             13 if self.deny_shaders => None,
             13 => {
                 self.writes.untracked = true;
+                self.own_work = true;
                 Some(Ok(()))
             }
             _ => None,
@@ -1476,6 +1491,7 @@ impl State {
             return Err(self.fail(loc, off, header, Some(spec.name), Reason::ShadersDenied));
         }
         self.writes.untracked |= spec.writes_through_state;
+        self.own_work |= spec.writes_through_state;
         Ok(())
     }
 
@@ -1527,12 +1543,20 @@ impl State {
             return Ok(None);
         }
         let repr = CommandRepr::parse(&c).map_err(Reason::Repr)?;
-        let reg = |offset: u32, access| {
-            if allowed(engine, offset, access) {
-                Ok(())
-            } else {
-                Err(Reason::Register { offset, access })
-            }
+        let own_work = self.own_work;
+        let read = |offset: u32| {
+            check_read(engine, offset, own_work).map_err(|refusal| Reason::Register {
+                offset,
+                access: RegAccess::Read,
+                refusal,
+            })
+        };
+        let write = |offset: u32, value: Option<u32>, byte_disables: bool| {
+            check_write(engine, offset, value, byte_disables).map_err(|refusal| Reason::Register {
+                offset,
+                access: RegAccess::Write,
+                refusal,
+            })
         };
         // Memory operands to remap (at most two; STATE_BASE_ADDRESS is
         // handled on its own).
@@ -1572,23 +1596,27 @@ impl State {
             | CommandRepr::StoreDataImm { mem }
             | CommandRepr::Atomic { mem } => (mem, None),
             CommandRepr::CopyMemMem { dst, src } => (dst, Some(src)),
-            CommandRepr::StoreRegMem { reg: r, mem } => {
-                reg(r, RegAccess::Read)?;
+            CommandRepr::StoreRegMem { reg, mem } => {
+                read(reg)?;
                 (mem, None)
             }
-            CommandRepr::LoadRegMem { reg: r, mem } => {
-                reg(r, RegAccess::Write)?;
+            CommandRepr::LoadRegMem { reg, mem } => {
+                // The value comes from memory: unknown here.
+                write(reg, None, false)?;
                 (mem, None)
             }
-            CommandRepr::LoadRegImm { pairs } => {
+            CommandRepr::LoadRegImm {
+                pairs,
+                byte_disables,
+            } => {
                 for p in pairs.chunks_exact(2) {
-                    reg(p[0] & 0x007f_fffc, RegAccess::Write)?;
+                    write(p[0] & 0x007f_fffc, Some(p[1]), byte_disables != 0)?;
                 }
                 return Ok(None);
             }
             CommandRepr::LoadRegReg { src, dst } => {
-                reg(src, RegAccess::Read)?;
-                reg(dst, RegAccess::Write)?;
+                read(src)?;
+                write(dst, None, false)?;
                 return Ok(None);
             }
             CommandRepr::FlushDw {
