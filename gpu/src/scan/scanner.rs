@@ -1922,6 +1922,7 @@ impl State {
             When::Set(d, b) => bit(e, d, b),
             When::Clear(d, b) => !bit(e, d, b),
             When::NotNullSurface(d) => dw(e, d) >> 29 != 7,
+            When::AnySet(d, mask) => dw(e, d) & mask != 0,
         };
         if !used {
             return Ok(());

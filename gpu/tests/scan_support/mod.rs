@@ -447,6 +447,7 @@ pub fn check_buffer(engine: Engine, buf: &[u32]) {
                         When::Set(d, b) => bit(d, b),
                         When::Clear(d, b) => !bit(d, b),
                         When::NotNullSurface(d) => at(d).unwrap_or(0) >> 29 != 7,
+                        When::AnySet(d, mask) => at(d).unwrap_or(0) & mask != 0,
                     };
                     let addr = hi << 32 | u64::from(lo & !((1u32 << f.shift) - 1));
                     // A zero-length operand is not accessed and left alone.
