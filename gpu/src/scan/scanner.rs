@@ -60,9 +60,12 @@
 //! - Blitter surfaces (PRM vol 2a BCS commands, Gen8+ 64-bit layouts, exact
 //!   lengths): a surface spans its rows above the last one touched in full
 //!   and the last one up to the rectangle's right edge times the bytes per
-//!   pixel (or the pitch, if further); tiled surfaces count whole 32-row
-//!   tile rows and must not be wider than their pitch; negative pitches
-//!   are rejected. XY_SETUP_BLT and XY_SETUP_MONO_PATTERN_SL_BLT set a
+//!   pixel (or the pitch, if further); tiled surfaces count whole rows of
+//!   tiles of their tiling's geometry ([`super::repr::Tiling`]: X, Y, and
+//!   for XY_FAST_COPY_BLT Yf and Ys by its colour depth; the legacy XY_
+//!   blits' "tiled" bit the worse of X and Y, as BCS_SWCTRL may pick
+//!   either) and must not be wider than their pitch; negative pitches are
+//!   rejected. XY_SETUP_BLT and XY_SETUP_MONO_PATTERN_SL_BLT set a
 //!   per-submission destination; XY_PIXEL_BLT, XY_SCANLINES_BLT and
 //!   XY_TEXT_IMMEDIATE_BLT are audited against it, and rejected (unseen
 //!   state) when no setup precedes them in the submission. A pattern
