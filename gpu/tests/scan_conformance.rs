@@ -259,6 +259,7 @@ const LENGTH_DEVIATIONS: &[(&str, u32, u32, &str)] = &[
     ("MFX_VP8_ENCODER_CFG", 30, 30, "genxml's 2 is the header alone; fields and media-driver: 30 (refused: see its row)"),
     ("MFX_VP8_PIC_STATE", 38, 38, "genxml's 2 is the header alone; fields and media-driver: 38"),
     ("SFC_STATE", 32, 34, "media-driver emits 34 on Gen9 (DW32-33 reserved)"),
+    ("STATE_BASE_ADDRESS", 18, 19, "igt rendercopy_gen9.c emits 18 DWords (no bindless size, WaBindlessSurfaceStateModifyEnable:skl,bxt); a bindless base it sets then needs a size set earlier in the submission"),
     ("VDENC_CONST_QPT_STATE", 61, 62, "media-driver emits 61; genxml's fields end before DW61"),
     ("VDENC_IMG_STATE", 35, 36, "media-driver emits 35; genxml's fields end at DW34"),
     ("VDENC_PIPE_BUF_ADDR_STATE", 37, 38, "media-driver emits 37; genxml's fields end at DW36"),

@@ -287,14 +287,15 @@ pub struct BaseRange {
     pub bytes: Option<u64>,
 }
 
-/// The bases STATE_BASE_ADDRESS (19 DWords on Gen9) sets.
+/// The bases STATE_BASE_ADDRESS (19 DWords on Gen9, or 18 without the
+/// bindless surface state size) sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StateBaseAddress {
     /// General, surface, dynamic, indirect object, instruction, bindless.
     pub bases: [BaseRange; 6],
 }
 
-/// A STATE_BASE_ADDRESS of at least 19 DWords.
+/// A STATE_BASE_ADDRESS of at least 18 DWords.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SbaView<'a> {
     c: Command<'a>,
@@ -320,8 +321,11 @@ impl SbaView<'_> {
                 bytes: size_dw.map(pages),
             }
         };
+        // The 18-DWord form (igt rendercopy_gen9.c, for
+        // WaBindlessSurfaceStateModifyEnable:skl,bxt) has no size DWord:
+        // a bindless base it sets keeps the size set earlier.
         let mut bindless = base("Bindless Surface State Base Address", 16, None);
-        bindless.size_modify = bindless.modify;
+        bindless.size_modify = bindless.modify && c.len() >= 19;
         bindless.bytes = Some((u64::from(c.dw(18) >> 12) + 1) * 64);
         StateBaseAddress {
             bases: [
@@ -1023,7 +1027,7 @@ impl<'a> CommandRepr<'a> {
                 }
             }
             Op::StateBaseAddress => {
-                need(19)?;
+                need(18)?;
                 CommandRepr::StateBaseAddress(SbaView { c: *c })
             }
             Op::XyColorBlt => {

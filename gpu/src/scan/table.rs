@@ -661,7 +661,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "STATE_BASE_ADDRESS",
         gfx(0x0101),
-        Len::field(8, 2, 19, 19),
+        Len::field(8, 2, 18, 19),
         RCS,
         Op::StateBaseAddress,
     ),
