@@ -441,6 +441,14 @@ impl BlitSurface {
             // 16-bit fields and at most 16 bytes per pixel: no overflow.
             return Ok(u64::from(self.rows - 1) * pitch + self.x_end.max(pitch));
         }
+        self.tiled_bytes()
+    }
+
+    /// [`Self::bytes`] of a tiled surface with a non-empty rectangle: out
+    /// of line, so that the scanner's hot loop keeps only the linear case.
+    #[cold]
+    #[inline(never)]
+    fn tiled_bytes(self) -> Result<u64, ReprError> {
         let pitch = u64::from(self.pitch) * 4;
         if self.x_end > pitch {
             return Err(ReprError::TiledOverrun);

@@ -875,6 +875,12 @@ struct State {
     engine: Engine,
     /// See [`Shadow::deny_shaders`].
     deny_shaders: bool,
+    /// A command that starts work on the engine itself (a draw, dispatch,
+    /// codec or VEBOX object: [`CmdSpec::writes_through_state`]) was
+    /// scanned: status registers now report this submission's work
+    /// ([`super::regs::Reads::AfterOwnWork`]). Never cleared within a
+    /// submission, so a reused second-level batch's audit still holds.
+    own_work: bool,
     commands: u32,
     dwords: u32,
     used: usize,
@@ -884,12 +890,6 @@ struct State {
     /// setup, or a blit drawn relative to one (since the flag was last
     /// cleared). A second-level batch that did so is not reused.
     sba_seen: bool,
-    /// A command that starts work on the engine itself (a draw, dispatch,
-    /// codec or VEBOX object: [`CmdSpec::writes_through_state`]) was
-    /// scanned: status registers now report this submission's work
-    /// ([`super::regs::Reads::AfterOwnWork`]). Never cleared within a
-    /// submission, so a reused second-level batch's audit still holds.
-    own_work: bool,
     /// The last blitter setup of this submission.
     blt: Option<BltSetup>,
     writes: WriteSet,
@@ -1356,6 +1356,10 @@ impl State {
             // dispatch that may be refused goes to the full path.
             13 if self.deny_shaders => None,
             13 => {
+                self.writes.untracked = true;
+                Some(Ok(()))
+            }
+            14 => {
                 self.writes.untracked = true;
                 self.own_work = true;
                 Some(Ok(()))

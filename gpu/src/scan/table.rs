@@ -2371,6 +2371,12 @@ pub(crate) const FAST_AUDIT: u64 = 1 << 62;
 /// The fast class of a command with nothing to audit that writes through
 /// memory-resident state ([`CmdSpec::writes_through_state`]).
 pub(crate) const STATE_WRITER_KIND: u64 = 13;
+/// [`STATE_WRITER_KIND`] on the video engine, whose codec status
+/// registers a guest may read once its own work started
+/// ([`super::regs::Reads::AfterOwnWork`]): the fast loop also notes that.
+/// Only the video engine needs it, so the other engines' loops do not pay
+/// for the note.
+pub(crate) const OWN_WORK_WRITER_KIND: u64 = 14;
 /// Bits 60:57 of an audited entry: the hot classes the fast loop audits
 /// without loading the row (0: any other; see [`fast_kind_code`]).
 const FAST_KIND_SHIFT: u32 = 57;
@@ -2404,7 +2410,8 @@ pub(crate) fn fast_kind(entry: u64) -> Option<Op> {
 /// 3DSTATE_INDEX_BUFFER, 3DSTATE_CONSTANT_*, 3DSTATE_DEPTH_BUFFER,
 /// 3DSTATE_VERTEX_BUFFERS, MFX_IND_OBJ_BASE_ADDR_STATE and
 /// MFX_BSP_BUF_BASE_ADDR_STATE (`fast_kind` names them; a test checks
-/// each against its row).
+/// each against its row); 13 and 14 the state writers with nothing to
+/// audit ([`STATE_WRITER_KIND`], [`OWN_WORK_WRITER_KIND`]).
 #[inline(always)]
 pub(crate) fn fast_kind_code(entry: u64) -> u32 {
     (entry >> FAST_KIND_SHIFT & 0xf) as u32
@@ -2527,7 +2534,12 @@ const fn build_fast() -> [[u64; FAST_SLOTS]; Engine::COUNT] {
             let mut e = 0;
             while e < Engine::COUNT {
                 if s.engines.bits() & (1 << e) != 0 {
-                    t[e][slot] = packed;
+                    let state_writer = packed >> FAST_KIND_SHIFT & 0xf == STATE_WRITER_KIND;
+                    t[e][slot] = if state_writer && e == Engine::Video.index() {
+                        packed & !(0xf << FAST_KIND_SHIFT) | OWN_WORK_WRITER_KIND << FAST_KIND_SHIFT
+                    } else {
+                        packed
+                    };
                 }
                 e += 1;
             }
@@ -2632,7 +2644,8 @@ mod fast_tests {
                 if spec.writes_through_state {
                     assert!(entry & FAST_AUDIT != 0, "{} taken as plain", spec.name);
                 }
-                if u64::from(fast_kind_code(entry)) == STATE_WRITER_KIND {
+                let code = u64::from(fast_kind_code(entry));
+                if code == STATE_WRITER_KIND || code == OWN_WORK_WRITER_KIND {
                     assert!(spec.writes_through_state, "{}", spec.name);
                 }
             }
