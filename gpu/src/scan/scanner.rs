@@ -105,7 +105,15 @@
 //!   state-table extents follow from VEBOX_SURFACE_STATE and VEBOX_STATE
 //!   layouts that neither genxml nor i915 describe and whose PRM tables
 //!   the scanner does not model yet; VEB_DI_IECP also depends on surface
-//!   state that may come from an earlier submission.
+//!   state that may come from an earlier submission; HCP_TILE_CODING (not
+//!   a Gen9 command; genxml's length rule for it disagrees with every
+//!   other GFXPIPE command's) and MFX_VP8_ENCODER_CFG (its frame-header
+//!   update pointers are offsets nothing bounds).
+//! - Register accesses (MI_LOAD_REGISTER_IMM/MEM/REG,
+//!   MI_STORE_REGISTER_MEM) follow the one register table of
+//!   [`super::regs`], with its value rules; a codec status register is
+//!   read only after this submission's own work on the engine
+//!   (`State::own_work`).
 
 use core::fmt;
 

@@ -15,8 +15,9 @@
 //! the setup family are [`Op::XyBlit`] rows: their operand positions come
 //! from i915 GVT-g's pre-Gen8 table widened to Gen8+ 64-bit addresses (see
 //! [`BlitShape`]); their lengths are exact where the format is fixed.
-//! [`Op::Unsupported`] rows (COLOR_BLT, SRC_COPY_BLT, the VEBOX commands)
-//! are refused with a [`Refusal`] the rejection names.
+//! [`Op::Unsupported`] rows (COLOR_BLT, SRC_COPY_BLT, the VEBOX commands,
+//! HCP_TILE_CODING, MFX_VP8_ENCODER_CFG) are refused with a [`Refusal`]
+//! the rejection names.
 //!
 //! Lengths: genxml's `length` attribute is wrong for many video commands
 //! (the header alone, or another command's size) and Skylake and Kaby Lake
