@@ -4,7 +4,8 @@
 //! (`lib/rendercopy_gen9.c`, `lib/gpgpu_fill.c`, `lib/media_fill.c`,
 //! `lib/gpu_cmds.c`, `lib/intel_batchbuffer.c`), Mesa (iris
 //! `iris_init_render_context`, anv `init_render_queue_state`, i965
-//! `brw_upload_invariant_state`, the query and indirect-draw code), the
+//! `brw_upload_invariant_state`, blorp's HiZ clear, the query and
+//! indirect-draw code), the
 //! i915 context workarounds (`gt/intel_workarounds.c`) and the intel
 //! media-driver's Gen9 picture set-up (`mhw_vdbox_*_g9_X.h`, the
 //! `*_hwcmd_g9_skl.h` / `_kbl.h` command sizes).
@@ -297,6 +298,48 @@ fn mesa_gen9_queries_and_indirect_work() {
     walker[0] |= 1 << 10;
     c.extend(walker);
     accept(e, &c);
+}
+
+/// Mesa blorp `blorp_emit_gfx8_hiz_op` (`blorp_genX_exec.h`): a depth fast
+/// clear of a 256 x 256 D32_FLOAT Y-tiled depth buffer with HiZ (isl:
+/// pitch 1 KiB, HiZ pitch 128 bytes) and no stencil: multisample state, PS
+/// and WM off, the depth/stencil/HiZ configuration
+/// (`isl_emit_depth_stencil_hiz_s`), 3DSTATE_WM_HZ_OP with the clear
+/// rectangle, the post-sync PIPE_CONTROL to blorp's workaround address,
+/// and the closing all-zero 3DSTATE_WM_HZ_OP.
+#[test]
+fn blorp_gen9_hiz_depth_clear() {
+    let e = Engine::Render;
+    let (depth, hiz, wa) = (BUF + 0x4_0000, BUF + 0x18_0000, BUF + 0x2f_f000);
+    let mut w = cmd(e, "3DSTATE_MULTISAMPLE", 2);
+    w.extend(cmd(e, "3DSTATE_PS", 12));
+    w.extend(cmd(e, "3DSTATE_PS_EXTRA", 2));
+    w.extend(cmd(e, "3DSTATE_WM", 2));
+    // 3DSTATE_DEPTH_BUFFER: 2D, depth write, HiZ, D32_FLOAT (1), pitch.
+    w.extend([
+        gfx(0x1805, 8),
+        1 << 29 | 1 << 28 | 1 << 22 | 1 << 18 | (1024 - 1),
+        lo(depth),
+        hi(depth),
+        (256 - 1) << 18 | (256 - 1) << 4,
+        0,
+        0,
+        256 / 4,
+    ]);
+    w.extend([gfx(0x1807, 5), 128 - 1, lo(hiz), hi(hiz), 256 / 4]);
+    w.extend(cmd(e, "3DSTATE_STENCIL_BUFFER", 5));
+    w.extend([gfx(0x1804, 3), 0x3f80_0000, 1]);
+    // WM_HZ_OP: depth clear, full surface, 1 sample, rectangle 256 x 256.
+    w.extend([
+        gfx(0x1852, 5),
+        1 << 30 | 1 << 25,
+        0,
+        256 << 16 | 256,
+        0xffff,
+    ]);
+    w.extend([gfx(0x1a00, 6), 1 << 24 | 1 << 14, lo(wa), hi(wa), 0, 0]);
+    w.extend(cmd(e, "3DSTATE_WM_HZ_OP", 5));
+    accept(e, &w);
 }
 
 // ---- i915 ----
