@@ -92,8 +92,9 @@ const CONSTANT_BUFFER_ADDRESS_OFFSET_DISABLE: u32 = 1 << 4;
 /// What the monitor runs before a guest's commands on each engine. On
 /// render: constant buffer 0 pointers are graphics addresses, which is how
 /// the scanner audits and remaps them; the register is context state, and
-/// guests may not write it (it is off the whitelist), so setting it at the
-/// head of every submission makes the audit hold whatever context runs.
+/// guests may write it only in ways that keep the bit set (the register
+/// list's rule, [`crate::scan::regs`]), so setting it at the head of every
+/// submission makes the audit hold whatever context runs.
 fn prologue(engine: Engine) -> &'static [u32] {
     const LRI: [u32; 3] = crate::encode::lri(
         CS_DEBUG_MODE2,

@@ -39,9 +39,9 @@
 //!
 //! 3DSTATE_CONSTANT_* buffer 0 is absolute only while CS_DEBUG_MODE2
 //! "Constant Buffer Address Offset Disable" is set (else it is an offset
-//! from Dynamic State Base). The register is not on the guest whitelist;
-//! engine initialisation must set the bit, and the scanner treats all four
-//! buffers as absolute addresses.
+//! from Dynamic State Base). Guests may write the register only keeping
+//! the bit set ([`super::regs`]); the monitor's render prologue sets it,
+//! and the scanner treats all four buffers as absolute addresses.
 //!
 //! # Disabled operands and zero
 //!
@@ -132,6 +132,8 @@ pub enum When {
     Clear(u8, u8),
     /// When the surface type (bits 31:29 of DWord `.0`) is not SURFTYPE_NULL.
     NotNullSurface(u8),
+    /// When any bit of mask `.1` in DWord `.0` is set.
+    AnySet(u8, u32),
 }
 
 /// One absolute graphics-address field.
@@ -584,6 +586,33 @@ pub static MFX_VP8_BSP_BUF_BASE_ADDR: Layout = layout(&[
     surf("Coeff Probs Stream-In Surface - Address", 23, Read),
     surf("Token Statistics Surface - Address", 26, Write),
     surf("MPC Row Store Surface - Address", 29, Write),
+]);
+
+/// MFX_VP8_PIC_STATE (38 DWords on Gen9, media-driver and genxml's fields;
+/// genxml types both addresses `uint`): the coefficient probability table
+/// it reads (4 x 8 x 3 x 11 bytes, media-driver
+/// `m_codechalDecodeVp8CoeffprobTableSize`) and the segmentation ID stream
+/// it reads or writes (DW2 bits 7:6 enable stream-in / stream-out).
+pub static MFX_VP8_PIC_STATE: Layout = layout(&[
+    f(
+        "CoeffProbability Stream-In - Address",
+        16,
+        6,
+        Bits16,
+        Extent::Bytes(4 * 8 * 3 * 11),
+        Read,
+    ),
+    when(
+        f(
+            "Segmentation ID Stream - Address",
+            35,
+            0,
+            Bits16,
+            Slice,
+            Write,
+        ),
+        When::AnySet(2, 3 << 6),
+    ),
 ]);
 
 // ---- video: VDENC, HCP, HUC ----

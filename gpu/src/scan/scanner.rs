@@ -60,9 +60,12 @@
 //! - Blitter surfaces (PRM vol 2a BCS commands, Gen8+ 64-bit layouts, exact
 //!   lengths): a surface spans its rows above the last one touched in full
 //!   and the last one up to the rectangle's right edge times the bytes per
-//!   pixel (or the pitch, if further); tiled surfaces count whole 32-row
-//!   tile rows and must not be wider than their pitch; negative pitches
-//!   are rejected. XY_SETUP_BLT and XY_SETUP_MONO_PATTERN_SL_BLT set a
+//!   pixel (or the pitch, if further); tiled surfaces count whole rows of
+//!   tiles of their tiling's geometry ([`super::repr::Tiling`]: X, Y, and
+//!   for XY_FAST_COPY_BLT Yf and Ys by its colour depth; the legacy XY_
+//!   blits' "tiled" bit the worse of X and Y, as BCS_SWCTRL may pick
+//!   either) and must not be wider than their pitch; negative pitches are
+//!   rejected. XY_SETUP_BLT and XY_SETUP_MONO_PATTERN_SL_BLT set a
 //!   per-submission destination; XY_PIXEL_BLT, XY_SCANLINES_BLT and
 //!   XY_TEXT_IMMEDIATE_BLT are audited against it, and rejected (unseen
 //!   state) when no setup precedes them in the submission. A pattern
@@ -102,13 +105,21 @@
 //!   state-table extents follow from VEBOX_SURFACE_STATE and VEBOX_STATE
 //!   layouts that neither genxml nor i915 describe and whose PRM tables
 //!   the scanner does not model yet; VEB_DI_IECP also depends on surface
-//!   state that may come from an earlier submission.
+//!   state that may come from an earlier submission; HCP_TILE_CODING (not
+//!   a Gen9 command; genxml's length rule for it disagrees with every
+//!   other GFXPIPE command's) and MFX_VP8_ENCODER_CFG (its frame-header
+//!   update pointers are offsets nothing bounds).
+//! - Register accesses (MI_LOAD_REGISTER_IMM/MEM/REG,
+//!   MI_STORE_REGISTER_MEM) follow the one register table of
+//!   [`super::regs`], with its value rules; a codec status register is
+//!   read only after this submission's own work on the engine
+//!   (`State::own_work`).
 
 use core::fmt;
 
 use super::decode::{head, Command, DecodeErrorKind};
 use super::operands::{Access, AddrField, Extent, High, Layout, When};
-use super::regs::{allowed, RegAccess};
+use super::regs::{check_read, check_write, RegAccess, RegRefusal};
 use super::repr::{
     pak_insert_descriptors, pak_payload_bytes, pak_payload_linear, setup_draw_bytes, xy_blit_bytes,
     CommandRepr, PostSync, ReprError, StateBaseAddress, PAK_DESCRIPTOR, PAK_PAYLOAD,
@@ -245,12 +256,15 @@ pub enum Reason {
     /// in this submission (e.g. a STATE_BASE_ADDRESS base whose size was
     /// set earlier, a vertex buffer without Address Modify Enable).
     UnseenState(&'static str),
-    /// A register outside the engine's whitelist.
+    /// A register access the engine's register list ([`super::regs`])
+    /// does not allow.
     Register {
         /// Register offset.
         offset: u32,
         /// The access.
         access: RegAccess,
+        /// Why it is refused.
+        refusal: RegRefusal,
     },
     /// RING_HEAD/TAIL/size inconsistent, or the ring outside the slices.
     BadRing,
@@ -287,8 +301,12 @@ impl fmt::Display for Reason {
                 write!(f, "upper bound {bound:#x} below base {base:#x}")
             }
             Reason::UnseenState(what) => write!(f, "depends on unseen state: {what}"),
-            Reason::Register { offset, access } => {
-                write!(f, "register {offset:#x} not whitelisted for {access:?}")
+            Reason::Register {
+                offset,
+                access,
+                refusal,
+            } => {
+                write!(f, "register {offset:#x} {access}: {refusal}")
             }
             Reason::BadRing => f.write_str("inconsistent ring registers"),
             Reason::RingTooLarge => f.write_str("submission larger than the shadow ring"),
@@ -865,6 +883,12 @@ struct State {
     engine: Engine,
     /// See [`Shadow::deny_shaders`].
     deny_shaders: bool,
+    /// A command that starts work on the engine itself (a draw, dispatch,
+    /// codec or VEBOX object: [`CmdSpec::writes_through_state`]) was
+    /// scanned: status registers now report this submission's work
+    /// ([`super::regs::Reads::AfterOwnWork`]). Never cleared within a
+    /// submission, so a reused second-level batch's audit still holds.
+    own_work: bool,
     commands: u32,
     dwords: u32,
     used: usize,
@@ -936,6 +960,7 @@ impl State {
             calls: [None; BATCH_POOL],
             sba: Sba::UNKNOWN,
             sba_seen: false,
+            own_work: false,
             writes: WriteSet::EMPTY,
             linear: [Linear::NONE; 2],
             blt: None,
@@ -1342,6 +1367,11 @@ impl State {
                 self.writes.untracked = true;
                 Some(Ok(()))
             }
+            14 => {
+                self.writes.untracked = true;
+                self.own_work = true;
+                Some(Ok(()))
+            }
             _ => None,
         }
     }
@@ -1476,6 +1506,7 @@ impl State {
             return Err(self.fail(loc, off, header, Some(spec.name), Reason::ShadersDenied));
         }
         self.writes.untracked |= spec.writes_through_state;
+        self.own_work |= spec.writes_through_state;
         Ok(())
     }
 
@@ -1527,12 +1558,20 @@ impl State {
             return Ok(None);
         }
         let repr = CommandRepr::parse(&c).map_err(Reason::Repr)?;
-        let reg = |offset: u32, access| {
-            if allowed(engine, offset, access) {
-                Ok(())
-            } else {
-                Err(Reason::Register { offset, access })
-            }
+        let own_work = self.own_work;
+        let read = |offset: u32| {
+            check_read(engine, offset, own_work).map_err(|refusal| Reason::Register {
+                offset,
+                access: RegAccess::Read,
+                refusal,
+            })
+        };
+        let write = |offset: u32, value: Option<u32>, byte_disables: bool| {
+            check_write(engine, offset, value, byte_disables).map_err(|refusal| Reason::Register {
+                offset,
+                access: RegAccess::Write,
+                refusal,
+            })
         };
         // Memory operands to remap (at most two; STATE_BASE_ADDRESS is
         // handled on its own).
@@ -1572,23 +1611,27 @@ impl State {
             | CommandRepr::StoreDataImm { mem }
             | CommandRepr::Atomic { mem } => (mem, None),
             CommandRepr::CopyMemMem { dst, src } => (dst, Some(src)),
-            CommandRepr::StoreRegMem { reg: r, mem } => {
-                reg(r, RegAccess::Read)?;
+            CommandRepr::StoreRegMem { reg, mem } => {
+                read(reg)?;
                 (mem, None)
             }
-            CommandRepr::LoadRegMem { reg: r, mem } => {
-                reg(r, RegAccess::Write)?;
+            CommandRepr::LoadRegMem { reg, mem } => {
+                // The value comes from memory: unknown here.
+                write(reg, None, false)?;
                 (mem, None)
             }
-            CommandRepr::LoadRegImm { pairs } => {
+            CommandRepr::LoadRegImm {
+                pairs,
+                byte_disables,
+            } => {
                 for p in pairs.chunks_exact(2) {
-                    reg(p[0] & 0x007f_fffc, RegAccess::Write)?;
+                    write(p[0] & 0x007f_fffc, Some(p[1]), byte_disables != 0)?;
                 }
                 return Ok(None);
             }
             CommandRepr::LoadRegReg { src, dst } => {
-                reg(src, RegAccess::Read)?;
-                reg(dst, RegAccess::Write)?;
+                read(src)?;
+                write(dst, None, false)?;
                 return Ok(None);
             }
             CommandRepr::FlushDw {
@@ -1894,6 +1937,7 @@ impl State {
             When::Set(d, b) => bit(e, d, b),
             When::Clear(d, b) => !bit(e, d, b),
             When::NotNullSurface(d) => dw(e, d) >> 29 != 7,
+            When::AnySet(d, mask) => dw(e, d) & mask != 0,
         };
         if !used {
             return Ok(());

@@ -15,8 +15,22 @@
 //! the setup family are [`Op::XyBlit`] rows: their operand positions come
 //! from i915 GVT-g's pre-Gen8 table widened to Gen8+ 64-bit addresses (see
 //! [`BlitShape`]); their lengths are exact where the format is fixed.
-//! [`Op::Unsupported`] rows (COLOR_BLT, SRC_COPY_BLT, the VEBOX commands)
-//! are refused with a [`Refusal`] the rejection names.
+//! [`Op::Unsupported`] rows (COLOR_BLT, SRC_COPY_BLT, the VEBOX commands,
+//! HCP_TILE_CODING, MFX_VP8_ENCODER_CFG) are refused with a [`Refusal`]
+//! the rejection names.
+//!
+//! Lengths: genxml's `length` attribute is wrong for many video commands
+//! (the header alone, or another command's size) and Skylake and Kaby Lake
+//! differ; the rows take the fields', the PRM's and the media-driver's
+//! lengths and accept both platforms' forms. The conformance test lists
+//! each deviation from genxml with its reason (`LENGTH_DEVIATIONS`) and
+//! checks that the longest accepted form holds every field genxml declares.
+//!
+//! STATE_SIP is accepted: its System Instruction Pointer is an offset from
+//! Instruction Base Address (genxml: `offset`), bounded like every kernel
+//! start pointer by the instruction heap STATE_BASE_ADDRESS sets and the
+//! scanner audits, and it is render context state; i965 and crocus emit it
+//! in every context, NEO for mid-thread preemption.
 //!
 //! Per-engine deviations from genxml's `engine` attribute, on purpose:
 //! - `MI_FLUSH_DW` is listed for the video engine only in genxml; the PRM
@@ -185,7 +199,7 @@ pub enum Op {
     /// base is audited over its stated size and remapped.
     PakInsert,
     /// Only a privileged batch or the kernel driver may issue it (display,
-    /// context switch, power, HWSP, resource streamer, SIP...): rejected.
+    /// context switch, power, HWSP, resource streamer...): rejected.
     Privileged,
     /// MI_BATCH_BUFFER_START.
     BatchStart,
@@ -250,6 +264,12 @@ pub enum Refusal {
     PreGen8Blit,
     /// VEBOX_STATE, VEBOX_SURFACE_STATE, VEB_DI_IECP: extents not modelled.
     Vebox,
+    /// HCP_TILE_CODING: genxml lists it for Gen9 with a length rule (bias
+    /// 1) no other GFXPIPE command has; no Gen9 driver emits it.
+    NotGen9,
+    /// MFX_VP8_ENCODER_CFG: its frame-header update pointers (DW25-28) are
+    /// offsets into the frame header buffer that nothing bounds.
+    UnboundedOffsets,
 }
 
 impl Refusal {
@@ -263,6 +283,14 @@ impl Refusal {
             Refusal::Vebox => {
                 "VEBOX command: its surfaces' extents depend on VEBOX_SURFACE_STATE and \
                  VEBOX_STATE layouts the scanner does not model"
+            }
+            Refusal::NotGen9 => {
+                "not a Gen9 command (media-driver has it from Gen10), and genxml's length \
+                 rule for it (bias 1) disagrees with every other GFXPIPE command's"
+            }
+            Refusal::UnboundedOffsets => {
+                "its frame-header update pointers are offsets into the frame header buffer \
+                 that no field bounds, so the PAK's writes through them cannot be audited"
             }
         }
     }
@@ -634,7 +662,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "STATE_BASE_ADDRESS",
         gfx(0x0101),
-        Len::field(8, 2, 19, 19),
+        Len::field(8, 2, 18, 19),
         RCS,
         Op::StateBaseAddress,
     ),
@@ -643,7 +671,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x0102),
         Len::field(8, 2, 3, 3),
         RCS,
-        Op::Privileged,
+        Op::Plain,
     ),
     spec(
         "GPGPU_CSR_BASE_ADDRESS",
@@ -711,7 +739,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "MFX_PIPE_BUF_ADDR_STATE",
         gfx(0x1002),
-        Len::field(12, 2, 65, 65),
+        Len::field(12, 2, 65, 68),
         VCS,
         Op::Gm(&operands::MFX_PIPE_BUF_ADDR),
     ),
@@ -746,7 +774,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "MFX_QM_STATE",
         gfx(0x1007),
-        Len::field(12, 2, 34, 34),
+        Len::field(12, 2, 18, 18),
         VCS,
         Op::Plain,
     ),
@@ -788,7 +816,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "MFX_MPEG_TS_CONTROL",
         gfx(0x104b),
-        Len::field(12, 2, 5, 5),
+        Len::field(12, 2, 5, 6),
         VCS,
         Op::Plain,
     ),
@@ -823,28 +851,28 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "VDENC_PIPE_BUF_ADDR_STATE",
         gfx(0x1084),
-        Len::field(12, 2, 38, 38),
+        Len::field(12, 2, 37, 38),
         VCS,
         Op::Gm(&operands::VDENC_PIPE_BUF_ADDR),
     ),
     spec(
         "VDENC_IMG_STATE",
         gfx(0x1085),
-        Len::field(12, 2, 36, 36),
+        Len::field(12, 2, 35, 36),
         VCS,
         Op::Plain,
     ),
     spec(
         "VDENC_CONST_QPT_STATE",
         gfx(0x1086),
-        Len::field(12, 2, 62, 62),
+        Len::field(12, 2, 61, 62),
         VCS,
         Op::Plain,
     ),
     spec(
         "VDENC_WALKER_STATE",
         gfx(0x1087),
-        Len::field(12, 2, 2, 2),
+        Len::field(12, 2, 2, 4),
         VCS,
         Op::Plain,
     ),
@@ -886,7 +914,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "MFX_AVC_SLICE_STATE",
         gfx(0x1103),
-        Len::field(12, 2, 10, 10),
+        Len::field(12, 2, 11, 11),
         VCS,
         Op::Plain,
     ),
@@ -935,21 +963,21 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "MFD_AVC_SLICEADDR",
         gfx(0x1127),
-        Len::field(12, 2, 3, 3),
+        Len::field(12, 2, 3, 4),
         VCS,
         Op::Plain,
     ),
     spec(
         "MFD_AVC_BSD_OBJECT",
         gfx(0x1128),
-        Len::field(12, 2, 6, 6),
+        Len::field(12, 2, 6, 7),
         VCS,
         Op::Plain,
     ),
     spec(
         "MFC_AVC_PAK_OBJECT",
         gfx(0x1149),
-        Len::field(12, 2, 12, 12),
+        Len::field(12, 2, 12, 24),
         VCS,
         Op::Plain,
     ),
@@ -991,7 +1019,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "MFX_MPEG2_PIC_STATE",
         gfx(0x1300),
-        Len::field(12, 2, 2, 2),
+        Len::field(12, 2, 12, 13),
         VCS,
         Op::Plain,
     ),
@@ -1019,7 +1047,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "HCP_PIPE_MODE_SELECT",
         gfx(0x1380),
-        Len::field(12, 2, 6, 6),
+        Len::field(12, 2, 4, 6),
         VCS,
         Op::Plain,
     ),
@@ -1033,7 +1061,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "HCP_PIPE_BUF_ADDR_STATE",
         gfx(0x1382),
-        Len::field(12, 2, 104, 104),
+        Len::field(12, 2, 95, 104),
         VCS,
         Op::Gm(&operands::HCP_PIPE_BUF_ADDR),
     ),
@@ -1061,14 +1089,14 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "HEVC_VP9_RDOQ_STATE",
         gfx(0x1388),
-        Len::field(12, 2, 62, 62),
+        Len::field(12, 2, 130, 130),
         VCS,
         Op::Plain,
     ),
     spec(
         "HCP_PIC_STATE",
         gfx(0x1390),
-        Len::field(12, 2, 32, 32),
+        Len::field(12, 2, 19, 32),
         VCS,
         Op::Plain,
     ),
@@ -1096,7 +1124,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "HCP_SLICE_STATE",
         gfx(0x1394),
-        Len::field(12, 2, 11, 11),
+        Len::field(12, 2, 9, 11),
         VCS,
         Op::Plain,
     ),
@@ -1105,7 +1133,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1395),
         Len::field(12, 1, 1, 1),
         VCS,
-        Op::Plain,
+        Op::Unsupported(Refusal::NotGen9),
     ),
     spec(
         "HCP_BSD_OBJECT",
@@ -1117,7 +1145,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "HCP_PAK_OBJECT",
         gfx(0x13a1),
-        Len::field(12, 2, 2, 2),
+        Len::field(12, 2, 3, 3),
         VCS,
         Op::Plain,
     ),
@@ -1131,23 +1159,23 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "HCP_VP9_PIC_STATE",
         gfx(0x13b0),
-        Len::field(12, 2, 2, 2),
+        Len::field(12, 2, 19, 19),
         VCS,
         Op::Plain,
     ),
     spec(
         "HCP_VP9_SEGMENT_STATE",
         gfx(0x13b2),
-        Len::field(12, 2, 8, 8),
+        Len::field(12, 2, 7, 8),
         VCS,
         Op::Plain,
     ),
     spec(
         "MFX_VP8_PIC_STATE",
         gfx(0x1400),
-        Len::field(12, 2, 2, 2),
+        Len::field(12, 2, 38, 38),
         VCS,
-        Op::Plain,
+        Op::Gm(&operands::MFX_VP8_PIC_STATE),
     ),
     spec(
         "MFD_VP8_BSD_OBJECT",
@@ -1159,14 +1187,14 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "MFX_VP8_ENCODER_CFG",
         gfx(0x1441),
-        Len::field(12, 2, 2, 2),
+        Len::field(12, 2, 30, 30),
         VCS,
-        Op::Plain,
+        Op::Unsupported(Refusal::UnboundedOffsets),
     ),
     spec(
         "MFX_VP8_BSP_BUF_BASE_ADDR_STATE",
         gfx(0x1443),
-        Len::field(12, 2, 2, 2),
+        Len::field(12, 2, 32, 32),
         VCS,
         Op::Gm(&operands::MFX_VP8_BSP_BUF_BASE_ADDR),
     ),
@@ -1187,7 +1215,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "SFC_STATE",
         gfx(0x1501),
-        Len::field(12, 2, 32, 32),
+        Len::field(12, 2, 32, 34),
         VCS.union(VECS),
         Op::Plain,
     ),
@@ -1292,7 +1320,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "MFX_JPEG_HUFF_TABLE_STATE",
         gfx(0x1702),
-        Len::field(12, 2, 831, 831),
+        Len::field(12, 2, 53, 53),
         VCS,
         Op::Plain,
     ),
@@ -2344,6 +2372,12 @@ pub(crate) const FAST_AUDIT: u64 = 1 << 62;
 /// The fast class of a command with nothing to audit that writes through
 /// memory-resident state ([`CmdSpec::writes_through_state`]).
 pub(crate) const STATE_WRITER_KIND: u64 = 13;
+/// [`STATE_WRITER_KIND`] on the video engine, whose codec status
+/// registers a guest may read once its own work started
+/// ([`super::regs::Reads::AfterOwnWork`]): the fast loop also notes that.
+/// Only the video engine needs it, so the other engines' loops do not pay
+/// for the note.
+pub(crate) const OWN_WORK_WRITER_KIND: u64 = 14;
 /// Bits 60:57 of an audited entry: the hot classes the fast loop audits
 /// without loading the row (0: any other; see [`fast_kind_code`]).
 const FAST_KIND_SHIFT: u32 = 57;
@@ -2377,7 +2411,8 @@ pub(crate) fn fast_kind(entry: u64) -> Option<Op> {
 /// 3DSTATE_INDEX_BUFFER, 3DSTATE_CONSTANT_*, 3DSTATE_DEPTH_BUFFER,
 /// 3DSTATE_VERTEX_BUFFERS, MFX_IND_OBJ_BASE_ADDR_STATE and
 /// MFX_BSP_BUF_BASE_ADDR_STATE (`fast_kind` names them; a test checks
-/// each against its row).
+/// each against its row); 13 and 14 the state writers with nothing to
+/// audit ([`STATE_WRITER_KIND`], [`OWN_WORK_WRITER_KIND`]).
 #[inline(always)]
 pub(crate) fn fast_kind_code(entry: u64) -> u32 {
     (entry >> FAST_KIND_SHIFT & 0xf) as u32
@@ -2500,7 +2535,12 @@ const fn build_fast() -> [[u64; FAST_SLOTS]; Engine::COUNT] {
             let mut e = 0;
             while e < Engine::COUNT {
                 if s.engines.bits() & (1 << e) != 0 {
-                    t[e][slot] = packed;
+                    let state_writer = packed >> FAST_KIND_SHIFT & 0xf == STATE_WRITER_KIND;
+                    t[e][slot] = if state_writer && e == Engine::Video.index() {
+                        packed & !(0xf << FAST_KIND_SHIFT) | OWN_WORK_WRITER_KIND << FAST_KIND_SHIFT
+                    } else {
+                        packed
+                    };
                 }
                 e += 1;
             }
@@ -2605,7 +2645,8 @@ mod fast_tests {
                 if spec.writes_through_state {
                     assert!(entry & FAST_AUDIT != 0, "{} taken as plain", spec.name);
                 }
-                if u64::from(fast_kind_code(entry)) == STATE_WRITER_KIND {
+                let code = u64::from(fast_kind_code(entry));
+                if code == STATE_WRITER_KIND || code == OWN_WORK_WRITER_KIND {
                     assert!(spec.writes_through_state, "{}", spec.name);
                 }
             }

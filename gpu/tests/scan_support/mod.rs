@@ -447,6 +447,7 @@ pub fn check_buffer(engine: Engine, buf: &[u32]) {
                         When::Set(d, b) => bit(d, b),
                         When::Clear(d, b) => !bit(d, b),
                         When::NotNullSurface(d) => at(d).unwrap_or(0) >> 29 != 7,
+                        When::AnySet(d, mask) => at(d).unwrap_or(0) & mask != 0,
                     };
                     let addr = hi << 32 | u64::from(lo & !((1u32 << f.shift) - 1));
                     // A zero-length operand is not accessed and left alone.
@@ -580,6 +581,37 @@ pub fn seeds() -> Vec<(Engine, Vec<u32>)> {
     });
     let mut pak = pak_insert(&[(8 * 100, b), (13, b + 0x100)]);
     pak.extend(mfx_bsp([b, b, b]));
+    // Register writes with value rules (Mesa's Gen9 context set-up) and
+    // STATE_SIP; the blitter's Y-tiling register around a Ys fast copy;
+    // a codec status read after a decode object.
+    let mut regs = vec![
+        (0x22 << 23) | 7,
+        0x7034,
+        0xc000_0040,
+        0x20d8,
+        0x0010_0010,
+        0x7004,
+        0x0212_0212,
+        0x2580,
+        0x0001_0001,
+    ];
+    regs.extend([gfx(0x0102, 3), 0, 0]);
+    let mut tiled = vec![(0x22 << 23) | 1, 0x2_2200, 0x0003_0003];
+    tiled.extend([
+        blt | (0x42 << 22) | (3 << 13) | 8,
+        (4 << 24) | 256,
+        0,
+        1 << 16 | 16,
+        lo(b),
+        hi(b),
+        0,
+        1024,
+        lo(b + 0x2_0000),
+        hi(b + 0x2_0000),
+    ]);
+    tiled.extend([(0x22 << 23) | 1, 0x2_2200, 0x0003_0000]);
+    let mut status = vec![gfx(0x1128, 6), 0, 0, 0, 0, 0];
+    status.extend(gpu::encode::srm(0x1_2800, b));
     vec![
         (Engine::Render, draw_batch(2, false)),
         (Engine::Blitter, blit),
@@ -588,6 +620,9 @@ pub fn seeds() -> Vec<(Engine, Vec<u32>)> {
         (Engine::Blitter, setup),
         (Engine::Blitter, shaped),
         (Engine::Video, pak),
+        (Engine::Render, regs),
+        (Engine::Blitter, tiled),
+        (Engine::Video, status),
     ]
 }
 
