@@ -21,6 +21,7 @@ mod gpu_mem;
 mod log;
 mod mem;
 mod migration;
+mod net;
 mod panic;
 mod pci;
 mod platform;
@@ -93,6 +94,7 @@ fn kernel_main(info: &'static BootInfo) -> ! {
     match platform.options.mode {
         Mode::SelfTest(selection) => selftest::run(&mut platform, selection),
         Mode::Run => run(&mut platform),
+        Mode::NetBench { mib } => net::bench::run(&mut platform, mib),
     }
 }
 

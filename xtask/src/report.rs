@@ -129,7 +129,7 @@ pub struct VgpuReport {
 }
 
 /// The `key=value` pairs of every `report <kind> ...` line, in order.
-fn report_records<'a>(
+pub fn report_records<'a>(
     result: &'a RunResult,
     kind: &'a str,
 ) -> impl Iterator<Item = Vec<(&'a str, &'a str)>> + 'a {

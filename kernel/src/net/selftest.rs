@@ -1,0 +1,200 @@
+//! In-kernel self-tests of the network's pure logic (the kernel has no host
+//! tests): the e1000e register values and MAC decoding, the descriptor
+//! ring arithmetic and write-back classification, and the benchmark's
+//! pattern checker. `selftest.rs` lists them in its suite.
+
+use super::bench::{fill_pattern, first_mismatch};
+use super::e1000e::regs::{self, ctrl, rctl, tctl};
+use super::e1000e::ring::{self, RxSlot};
+use crate::platform::Platform;
+
+type TestResult = Result<(), &'static str>;
+
+fn check(cond: bool, msg: &'static str) -> TestResult {
+    if cond {
+        Ok(())
+    } else {
+        Err(msg)
+    }
+}
+
+/// The register values the e1000e driver programs, and MAC decoding.
+pub fn e1000e_registers(_: &mut Platform) -> TestResult {
+    let r = regs::rctl_value();
+    check(r & rctl::EN != 0, "RCTL: receiver not enabled")?;
+    check(r & rctl::BAM != 0, "RCTL: broadcast (ARP) not accepted")?;
+    check(r & rctl::SECRC != 0, "RCTL: CRC not stripped")?;
+    check(
+        r & (rctl::UPE | rctl::MPE) == 0,
+        "RCTL: promiscuous reception on",
+    )?;
+    check(r & rctl::LPE == 0, "RCTL: long packets on (MTU is 1500)")?;
+    check(r & rctl::LBM_MASK == 0, "RCTL: loopback mode")?;
+    check(r & rctl::DTYP_MASK == 0, "RCTL: not legacy descriptors")?;
+    check(
+        r & (rctl::BSIZE_MASK | rctl::BSEX) == 0 && regs::RX_BUFFER_BYTES == 2048,
+        "RCTL: buffer size is not the 2048 bytes the ring allocates",
+    )?;
+    let t = regs::tctl_value();
+    check(
+        t & tctl::EN != 0 && t & tctl::PSP != 0,
+        "TCTL: EN or PSP clear",
+    )?;
+    check(
+        (t >> tctl::CT_SHIFT) & 0xff == 0x0f,
+        "TCTL: collision threshold",
+    )?;
+    check(
+        (t >> tctl::COLD_SHIFT) & 0x3ff == 0x3f,
+        "TCTL: collision distance",
+    )?;
+    let holds_down =
+        ctrl::LRST | ctrl::PHY_RST | ctrl::ILOS | ctrl::FRCSPD | ctrl::FRCDPX | ctrl::VME;
+    let up = regs::ctrl_link_up(u32::MAX);
+    check(
+        up & holds_down == 0,
+        "CTRL: a bit holding the link down stays",
+    )?;
+    check(
+        regs::ctrl_link_up(0) == ctrl::SLU | ctrl::ASDE,
+        "CTRL: link up is not SLU|ASDE",
+    )?;
+    check(
+        regs::ctrl_link_up(ctrl::RST) & ctrl::RST != 0,
+        "CTRL: unrelated bits not kept",
+    )?;
+    check(
+        regs::eerd_request(2) == (2 << 2) | 1,
+        "EERD: request encoding",
+    )?;
+    check(
+        regs::eerd_result(0xbeef_0002) == Some(0xbeef) && regs::eerd_result(0xbeef_0000).is_none(),
+        "EERD: result decoding",
+    )?;
+    let mac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+    check(
+        regs::mac_from_nvm([0x5452, 0x1200, 0x5634]) == mac,
+        "MAC from EEPROM words",
+    )?;
+    let (ral, rah) = regs::receive_address(mac);
+    check(rah & regs::RAH_AV != 0, "RAH: address-valid clear")?;
+    check(
+        regs::mac_from_receive_address(ral, rah) == Some(mac),
+        "RAL/RAH round trip",
+    )?;
+    check(
+        regs::mac_from_receive_address(ral, rah & !regs::RAH_AV).is_none(),
+        "RAL/RAH without AV taken as valid",
+    )?;
+    check(regs::is_station_address(mac), "a unicast MAC refused")?;
+    check(
+        !regs::is_station_address([0x01, 0, 0x5e, 0, 0, 1]),
+        "a multicast MAC accepted",
+    )?;
+    check(!regs::is_station_address([0; 6]), "the zero MAC accepted")
+}
+
+/// Ring index arithmetic and receive write-back classification.
+pub fn e1000e_rings(_: &mut Platform) -> TestResult {
+    check(
+        ring::next(7, 8) == 0 && ring::next(0, 8) == 1,
+        "next does not wrap",
+    )?;
+    check(
+        ring::previous(0, 8) == 7 && ring::previous(5, 8) == 4,
+        "previous does not wrap",
+    )?;
+    check(ring::in_flight(3, 3, 8) == 0, "empty ring not empty")?;
+    check(ring::in_flight(2, 6, 8) == 4, "wrapped in-flight count")?;
+    check(ring::tx_has_room(6, 0, 8), "room with 6 of 8 in flight")?;
+    check(
+        !ring::tx_has_room(7, 0, 8) && !ring::tx_has_room(2, 3, 8),
+        "a full ring (len - 1 in flight) reports room",
+    )?;
+    // Walk a ring of 8 through two laps: fill to full, reclaim, refill.
+    let (len, mut tail, mut clean, mut sent) = (8u16, 0u16, 0u16, 0u32);
+    for _ in 0..2 * len {
+        while ring::tx_has_room(tail, clean, len) {
+            tail = ring::next(tail, len);
+            sent += 1;
+        }
+        check(
+            ring::in_flight(tail, clean, len) == len - 1,
+            "full ring holds len - 1",
+        )?;
+        clean = ring::next(ring::next(clean, len), len);
+    }
+    check(sent == 7 + 2 * 15, "descriptors filled over two laps")?;
+    check(
+        ring::ring_bytes(256).is_multiple_of(128),
+        "RDLEN not a multiple of 128",
+    )?;
+    let buf = 2048;
+    check(
+        ring::classify_rx(0, 0, 60, buf) == RxSlot::Pending,
+        "DD clear is not pending",
+    )?;
+    check(
+        ring::classify_rx(ring::RX_DD | ring::RX_EOP, 0, 60, buf) == RxSlot::Frame(60),
+        "a good frame not delivered",
+    )?;
+    check(
+        ring::classify_rx(ring::RX_DD, 0, 2048, buf) == RxSlot::Drop { last: false },
+        "a frame without EOP delivered",
+    )?;
+    check(
+        ring::classify_rx(ring::RX_DD | ring::RX_EOP, 0x01, 60, buf) == RxSlot::Drop { last: true },
+        "a CRC error delivered",
+    )?;
+    check(
+        ring::classify_rx(ring::RX_DD | ring::RX_EOP, 0x20, 60, buf) == RxSlot::Frame(60),
+        "a checksum-offload error bit dropped a frame",
+    )?;
+    check(
+        ring::classify_rx(ring::RX_DD | ring::RX_EOP, 0, 4096, buf) == RxSlot::Drop { last: true },
+        "a length beyond the buffer delivered",
+    )?;
+    check(
+        ring::classify_rx(ring::RX_DD | ring::RX_EOP, 0, 0, buf) == RxSlot::Drop { last: true },
+        "an empty frame delivered",
+    )
+}
+
+/// The benchmark's pattern: any chunking gives the same bytes, and the
+/// checker finds a changed byte at its exact position.
+pub fn bench_pattern(_: &mut Platform) -> TestResult {
+    let mut whole = [0u8; 1024];
+    fill_pattern(&mut whole, 0);
+    check(whole[..8] != whole[8..16], "pattern repeats word to word")?;
+    for start in [0usize, 1, 7, 8, 13, 1000] {
+        let mut part = [0u8; 24];
+        fill_pattern(&mut part, start as u64);
+        let n = part.len().min(whole.len() - start);
+        check(
+            part[..n] == whole[start..start + n],
+            "a chunk at an offset differs from the whole",
+        )?;
+        check(
+            first_mismatch(&whole[start..], start as u64).is_none(),
+            "correct data reported corrupt",
+        )?;
+    }
+    for flip in [0usize, 3, 8, 500, 1021, 1023] {
+        for start in [0usize, 5] {
+            let mut data = whole;
+            data[flip] ^= 0x40;
+            if flip < start {
+                continue;
+            }
+            check(
+                first_mismatch(&data[start..], start as u64) == Some(flip - start),
+                "a flipped byte not found where it is",
+            )?;
+        }
+    }
+    // A byte lost from the stream shifts everything after it.
+    check(
+        first_mismatch(&whole[1..], 0) == Some(0),
+        "a lost byte not noticed",
+    )
+}

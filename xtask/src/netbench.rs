@@ -1,0 +1,90 @@
+//! `cargo xtask netbench`: two monitors linked by QEMU socket networking
+//! ([`crate::pair`]) move N MiB over raw TCP (`net_bench=`): the connector
+//! sends a known pattern, the listener checks every byte. Prints both
+//! sides' throughput; exits 0 when both verified the transfer.
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use crate::pair::{Nic, Pair, PairResult};
+use crate::qemu::{Outcome, RunResult};
+use crate::{build, deps, report};
+
+/// Options of `cargo xtask netbench`.
+#[derive(Debug, Clone)]
+pub struct NetBenchOptions {
+    pub nic: Nic,
+    pub mib: u32,
+    pub memory_mib: u32,
+    pub timeout: Duration,
+    pub echo: bool,
+}
+
+/// One side's `report net_bench` figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchFigures {
+    /// "send" or "receive".
+    pub role: String,
+    pub nic: String,
+    pub bytes: u64,
+    pub micros: u64,
+    /// 10^6 bits per second.
+    pub mbps: f64,
+    pub verified: bool,
+}
+
+/// The `report net_bench ...` line of a run, if it printed one.
+pub fn figures(result: &RunResult) -> Option<BenchFigures> {
+    let fields = report::report_records(result, "net_bench").next()?;
+    let get = |key: &str| fields.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+    Some(BenchFigures {
+        role: get("role")?.to_string(),
+        nic: get("nic")?.to_string(),
+        bytes: get("bytes")?.parse().ok()?,
+        micros: get("micros")?.parse().ok()?,
+        mbps: get("mbps")?.parse().ok()?,
+        verified: get("verified")? == "true",
+    })
+}
+
+/// Runs the transfer on a fresh pair; the figures of (sender, receiver).
+pub fn measure(opts: &NetBenchOptions) -> Result<(PairResult, BenchFigures, BenchFigures)> {
+    deps::ensure(deps::QEMU)?;
+    let elf = build::kernel()?;
+    let bench = format!("net_bench={}", opts.mib);
+    let mut pair = Pair::new(elf, opts.nic, &bench, &bench);
+    for q in [&mut pair.listener, &mut pair.connector] {
+        q.memory_mib = opts.memory_mib;
+        q.timeout = opts.timeout;
+        q.echo = opts.echo;
+    }
+    let result = pair.run()?;
+    let both_ok =
+        result.listener.outcome == Outcome::Success && result.connector.outcome == Outcome::Success;
+    match (
+        both_ok,
+        figures(&result.connector),
+        figures(&result.listener),
+    ) {
+        (true, Some(send), Some(receive)) if send.verified && receive.verified => {
+            Ok((result, send, receive))
+        }
+        _ => bail!("the network benchmark failed\n{}", result.transcript()),
+    }
+}
+
+/// Runs and returns the process exit code.
+pub fn main(opts: &NetBenchOptions) -> Result<i32> {
+    let (_, send, receive) = measure(opts)?;
+    println!();
+    println!(
+        "netbench over {}: {} MiB; sender {:.1} Mbit/s end to end ({} ms), receiver {:.1} Mbit/s, every byte verified",
+        send.nic,
+        send.bytes >> 20,
+        send.mbps,
+        send.micros / 1000,
+        receive.mbps
+    );
+    Ok(0)
+}
