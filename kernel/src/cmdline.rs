@@ -105,6 +105,10 @@ pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
     ),
     ("listen", "PORT  accept one connection on this TCP port"),
     (
+        "tcp_buffer_kib",
+        "4..65536  KiB of each TCP socket buffer; the receive buffer is the window the peer sees (default 1024)",
+    ),
+    (
         "net_bench",
         "1..4096  raw TCP transfer of this many MiB: send to peer= or receive on listen=, print the throughput, exit",
     ),
@@ -262,6 +266,13 @@ pub fn parse(line: &'static [u8], truncated: bool) -> Result<Options, CmdlineErr
                 options.net.listen =
                     Some(netcfg::parse_port(value).ok_or(bad("a TCP port from 1 to 65535"))?);
             }
+            "tcp_buffer_kib" => {
+                options.net.tcp_buffer_kib = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|k| crate::net::stack::SOCKET_BUFFER_KIB_RANGE.contains(k))
+                    .ok_or(bad("a number of KiB from 4 to 65536"))?;
+            }
             "net_bench" => {
                 let mib = value
                     .parse::<u32>()
@@ -295,7 +306,7 @@ fn check_combinations<'a>(
     peer_word: &'a str,
 ) -> Result<(), CmdlineError<'a>> {
     let net = &options.net;
-    for key in ["nic", "peer", "listen", "net_bench"] {
+    for key in ["nic", "peer", "listen", "tcp_buffer_kib", "net_bench"] {
         if given(seen, key) && net.ip.is_none() {
             return Err(CmdlineError::Needs {
                 key,

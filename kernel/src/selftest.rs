@@ -402,6 +402,8 @@ fn network_options() -> TestResult {
         b"listen=65536",
         b"net_bench=0",
         b"net_bench=4097",
+        b"tcp_buffer_kib=3",
+        b"tcp_buffer_kib=65537",
     ] {
         // Values are checked before the rules that span options.
         let line: &'static [u8] = line;

@@ -50,6 +50,9 @@ enum Command {
         /// MiB to send.
         #[arg(long, default_value_t = 64)]
         mib: u32,
+        /// KiB of each TCP socket buffer in both monitors (tcp_buffer_kib=).
+        #[arg(long)]
+        tcp_buffer_kib: Option<u32>,
         /// Guest RAM of each QEMU, in MiB.
         #[arg(long, default_value_t = 128)]
         memory: u32,
@@ -93,11 +96,13 @@ fn main() -> ExitCode {
         Command::Netbench {
             nic,
             mib,
+            tcp_buffer_kib,
             memory,
             timeout,
         } => xtask::netbench::main(&xtask::netbench::NetBenchOptions {
             nic,
             mib,
+            tcp_buffer_kib,
             memory_mib: memory,
             timeout: Duration::from_secs(timeout),
             echo: true,

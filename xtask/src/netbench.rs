@@ -16,6 +16,8 @@ use crate::{build, deps, report};
 pub struct NetBenchOptions {
     pub nic: Nic,
     pub mib: u32,
+    /// `tcp_buffer_kib=` for both monitors (the monitor's default if None).
+    pub tcp_buffer_kib: Option<u32>,
     pub memory_mib: u32,
     pub timeout: Duration,
     pub echo: bool,
@@ -52,7 +54,10 @@ pub fn figures(result: &RunResult) -> Option<BenchFigures> {
 pub fn measure(opts: &NetBenchOptions) -> Result<(PairResult, BenchFigures, BenchFigures)> {
     deps::ensure(deps::QEMU)?;
     let elf = build::kernel()?;
-    let bench = format!("net_bench={}", opts.mib);
+    let mut bench = format!("net_bench={}", opts.mib);
+    if let Some(kib) = opts.tcp_buffer_kib {
+        bench.push_str(&format!(" tcp_buffer_kib={kib}"));
+    }
     let mut pair = Pair::new(elf, opts.nic, &bench, &bench);
     for q in [&mut pair.listener, &mut pair.connector] {
         q.memory_mib = opts.memory_mib;

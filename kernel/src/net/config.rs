@@ -87,6 +87,8 @@ pub struct NetConfig {
     pub peer: Option<SocketAddrV4>,
     /// `listen=`: the port this one accepts one connection on.
     pub listen: Option<u16>,
+    /// `tcp_buffer_kib=`: each TCP socket buffer (receive, send).
+    pub tcp_buffer_kib: u32,
 }
 
 impl Default for NetConfig {
@@ -96,6 +98,7 @@ impl Default for NetConfig {
             ip: None,
             peer: None,
             listen: None,
+            tcp_buffer_kib: super::stack::DEFAULT_SOCKET_BUFFER_KIB,
         }
     }
 }

@@ -30,7 +30,7 @@
 //!
 //! | socket buffers | virtio-net | e1000e |
 //! |---|---|---|
-//! | see [`stack::SOCKET_BUFFER_BYTES`] | measured below | |
+//! | see [`stack::DEFAULT_SOCKET_BUFFER_KIB`] | measured below | |
 //!
 //! (The table is filled in by the measurement commit.)
 

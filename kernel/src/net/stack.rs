@@ -27,10 +27,14 @@ use crate::platform::Memory;
 use crate::time;
 use migrate::link::LinkError;
 
-/// Bytes of each socket buffer (receive and send). 1 MiB keeps a transfer
-/// over QEMU's socket link from being window-limited (module docs of
-/// `net`); the window scale follows (shift 5).
-pub const SOCKET_BUFFER_BYTES: usize = 1 << 20;
+/// KiB of each socket buffer (receive and send) unless `tcp_buffer_kib=`
+/// says otherwise. 1 MiB keeps a transfer over QEMU's socket link from
+/// being window-limited (measurements in `net`'s module docs); the window
+/// scale follows from it (shift 5).
+pub const DEFAULT_SOCKET_BUFFER_KIB: u32 = 1024;
+/// Bounds of `tcp_buffer_kib=`: smoltcp's largest window scale (14) covers
+/// 1 GiB; 64 MiB is more than any link here needs.
+pub const SOCKET_BUFFER_KIB_RANGE: core::ops::RangeInclusive<u32> = 4..=65536;
 /// A connection with no acknowledged progress for this long is reset.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Probes an idle connection this often, so a dead peer is noticed.
@@ -127,16 +131,16 @@ impl fmt::Debug for Net {
     }
 }
 
-/// `SOCKET_BUFFER_BYTES` of zeroed frames, the monitor's from now on.
-fn socket_buffer(memory: &mut Memory) -> Result<&'static mut [u8], FrameError> {
-    let frames = (SOCKET_BUFFER_BYTES as u64).div_ceil(FRAME_SIZE);
+/// `bytes` of zeroed frames, the monitor's from now on.
+fn socket_buffer(memory: &mut Memory, bytes: usize) -> Result<&'static mut [u8], FrameError> {
+    let frames = (bytes as u64).div_ceil(FRAME_SIZE);
     let first = memory.frames.allocate_contiguous(frames, 1)?;
-    // SAFETY: the frames were just allocated, are identity-mapped RAM,
-    // and are never freed: the slice is theirs only user for good.
+    // SAFETY: the frames were just allocated, are identity-mapped RAM, and
+    // are never freed: the slice is their only user for good.
     Ok(unsafe {
         let ptr = first.address() as *mut u8;
-        core::ptr::write_bytes(ptr, 0, SOCKET_BUFFER_BYTES);
-        core::slice::from_raw_parts_mut(ptr, SOCKET_BUFFER_BYTES)
+        core::ptr::write_bytes(ptr, 0, bytes);
+        core::slice::from_raw_parts_mut(ptr, bytes)
     })
 }
 
@@ -160,8 +164,9 @@ impl Net {
                 let _ = addrs.push(IpCidr::new(ip.address.into(), ip.prefix));
             });
         }
-        let rx = socket_buffer(memory).map_err(NetError::Buffers)?;
-        let tx = socket_buffer(memory).map_err(NetError::Buffers)?;
+        let bytes = config.tcp_buffer_kib as usize * 1024;
+        let rx = socket_buffer(memory, bytes).map_err(NetError::Buffers)?;
+        let tx = socket_buffer(memory, bytes).map_err(NetError::Buffers)?;
         let mut socket = tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx));
         Self::tune(&mut socket);
         let storage: &'static mut [SocketStorage<'static>] =
