@@ -93,3 +93,43 @@ pub fn main(opts: &NetBenchOptions) -> Result<i32> {
     );
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::defmt_log::LogLine;
+
+    #[test]
+    fn the_report_line_becomes_figures() {
+        let result = RunResult {
+            outcome: Outcome::Success,
+            console: String::new(),
+            log: ["report net nic=virtio bdf=00:02.0 mac=52:54:00:67:6d:01 ip=169.254.0.1/16",
+                "report net_bench role=send nic=virtio bytes=67108864 micros=1300000 mbps=412.95856 verified=true"]
+                .iter()
+                .map(|m| LogLine {
+                    micros: Some(1),
+                    level: "INFO".into(),
+                    message: m.to_string(),
+                })
+                .collect(),
+            malformed_frames: 0,
+            qemu_stderr: String::new(),
+            wall: Duration::from_secs(1),
+            to_banner: None,
+            command: String::new(),
+        };
+        let f = figures(&result).expect("figures");
+        assert_eq!(f.role, "send");
+        assert_eq!(f.nic, "virtio");
+        assert_eq!(f.bytes, 64 << 20);
+        assert_eq!(f.micros, 1_300_000);
+        assert!((f.mbps - 412.95856).abs() < 1e-6);
+        assert!(f.verified);
+        let mut none = result.clone();
+        none.log.pop();
+        assert_eq!(figures(&none), None);
+    }
+}

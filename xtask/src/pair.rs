@@ -248,3 +248,56 @@ impl RunningPair {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shown(qemu: &Qemu) -> String {
+        crate::cmd::display(&qemu.command(std::path::Path::new("com2.bin")))
+    }
+
+    #[test]
+    fn each_side_gets_its_address_nic_role_and_link() {
+        let pair = Pair::new(PathBuf::from("gmig"), Nic::E1000e, "net_bench=8", "");
+        let listener = shown(&pair.with_link(
+            &pair.listener,
+            "socket,id=n0,listen=127.0.0.1:4000".into(),
+            LISTENER_MAC,
+        ));
+        assert!(
+            listener.contains("-append 'net_bench=8 ip=169.254.0.1/16 nic=e1000e listen=7000'"),
+            "{listener}"
+        );
+        assert!(
+            listener.contains("-netdev socket,id=n0,listen=127.0.0.1:4000 -device e1000e,netdev=n0,mac=52:54:00:67:6d:01"),
+            "{listener}"
+        );
+        // The explicit NIC replaces q35's default one.
+        assert!(listener.contains("-nic none"), "{listener}");
+        let connector = shown(&pair.with_link(
+            &pair.connector,
+            "socket,id=n0,connect=127.0.0.1:4000".into(),
+            CONNECTOR_MAC,
+        ));
+        assert!(
+            connector.contains("-append 'ip=169.254.0.2/16 nic=e1000e peer=169.254.0.1:7000'"),
+            "{connector}"
+        );
+        assert!(connector.contains("connect=127.0.0.1:4000"), "{connector}");
+        let virtio = Pair::new(PathBuf::from("gmig"), Nic::Virtio, "", "");
+        let line = shown(&virtio.with_link(&virtio.listener, "x".into(), LISTENER_MAC));
+        assert!(
+            line.contains("virtio-net-pci,netdev=n0,disable-legacy=on,mac=52:54:00:67:6d:01"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn nic_names_round_trip() {
+        for nic in [Nic::Virtio, Nic::E1000e] {
+            assert_eq!(Nic::from_name(nic.name()), Some(nic));
+        }
+        assert_eq!(Nic::from_name("rtl8139"), None);
+    }
+}

@@ -351,9 +351,9 @@ impl VirtioNet {
         let raw_mut = raw.get_mut();
         if tx.free.is_empty() {
             Self::reclaim(raw_mut, tx);
-            if tx.free.is_empty() {
-                return None;
-            }
+        }
+        if tx.free.is_empty() {
+            return None;
         }
         let token = raw_mut.poll_receive()?;
         let slot = rx.slot_of[usize::from(token) % QUEUE];
@@ -372,6 +372,8 @@ impl VirtioNet {
             }
         };
         let raw: &RefCell<Raw> = raw;
+        // Cannot fail: a buffer was free above.
+        let tx_slot = tx.free.pop()?;
         Some((
             RxToken {
                 raw,
@@ -380,7 +382,12 @@ impl VirtioNet {
                 offset,
                 len,
             },
-            TxToken { raw, tx, counters },
+            TxToken {
+                raw,
+                tx,
+                counters,
+                slot: Some(tx_slot),
+            },
         ))
     }
 
@@ -391,11 +398,14 @@ impl VirtioNet {
         } = self;
         if tx.free.is_empty() {
             Self::reclaim(raw.get_mut(), tx);
-            if tx.free.is_empty() {
-                return None;
-            }
         }
-        Some(TxToken { raw, tx, counters })
+        let slot = tx.free.pop()?;
+        Some(TxToken {
+            raw,
+            tx,
+            counters,
+            slot: Some(slot),
+        })
     }
 }
 
@@ -443,26 +453,30 @@ impl Drop for RxToken<'_> {
     }
 }
 
-/// A free transmit buffer.
+/// A free transmit buffer, taken off the free list while the token lives;
+/// dropped unused, it goes back.
 pub struct TxToken<'a> {
     raw: &'a RefCell<Raw>,
     tx: &'a mut Buffers,
     counters: &'a mut NicCounters,
+    /// The buffer; `None` once lent to the device.
+    slot: Option<u16>,
 }
 
 impl TxToken<'_> {
     /// Lets `f` build a frame of `len` bytes after the virtio-net header
     /// and lends the buffer to the device.
-    pub fn consume<R>(self, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
-        // Cannot be empty: the token exists because a buffer was free.
-        let slot = self.tx.free.pop().unwrap_or(0);
-        // SAFETY: the buffer is free (not lent), and this is its only slice.
+    pub fn consume<R>(mut self, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        // Always set here: only a consume that lent the buffer clears it.
+        let slot = self.slot.unwrap_or(0);
+        // SAFETY: the buffer was taken off the free list for this token, so
+        // the device does not own it and this is its only slice.
         let buffer = unsafe { self.tx.slice(slot, BUFFER_BYTES) };
         let Ok(mut raw) = self.raw.try_borrow_mut() else {
+            // Unreachable under smoltcp's sequencing (see RxToken's drop):
+            // the frame is built and dropped, the buffer goes back.
             self.counters.tx_dropped += 1;
-            let _ = self.tx.free.push(slot);
-            let mut scratch = [0u8; super::nic::MAX_FRAME];
-            return f(&mut scratch[..len.min(super::nic::MAX_FRAME)]);
+            return f(&mut buffer[..len.min(BUFFER_BYTES)]);
         };
         let header = raw.fill_buffer_header(buffer).unwrap_or(0);
         let len = len.min(BUFFER_BYTES - header);
@@ -475,12 +489,20 @@ impl TxToken<'_> {
                 self.tx.slot_of[usize::from(token) % QUEUE] = slot;
                 self.tx.lent[usize::from(slot)] = total as u16;
                 self.counters.tx_frames += 1;
+                self.slot = None;
             }
-            Err(_) => {
-                self.counters.tx_dropped += 1;
-                let _ = self.tx.free.push(slot);
-            }
+            // Still in `slot`: the drop puts the buffer back.
+            Err(_) => self.counters.tx_dropped += 1,
         }
         result
+    }
+}
+
+impl Drop for TxToken<'_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            // Cannot fail: at most QUEUE buffers exist.
+            let _ = self.tx.free.push(slot);
+        }
     }
 }

@@ -341,7 +341,7 @@ impl E1000e {
 
         regs.write(reg::CTRL, regs::ctrl_link_up(regs.read(reg::CTRL)));
         step(
-            "link up",
+            "bring the link up",
             regs.wait(reg::STATUS, LINK_TIMEOUT_MS, |s| s & status::LU != 0),
         )?;
         regs.write(reg::CTRL_EXT, regs.read(reg::CTRL_EXT) | ctrl_ext::DRV_LOAD);
