@@ -22,17 +22,29 @@
 //! ## Buffers and throughput
 //!
 //! smoltcp scales its receive window from the socket buffer (RFC 7323), so
-//! the receive buffer is the window the sender may fill. Measured with
-//! `net_bench=64` between two QEMU 7.2 TCG instances linked by
-//! `-netdev socket` on 127.0.0.1 (this project's 2-core machine, each
-//! QEMU one vCPU; sender's end-to-end rate, Mbit/s), the socket buffers
-//! both sides use:
+//! the receive buffer is the window the sender may fill, and it sends a
+//! window update only once the window has doubled: with small buffers the
+//! sender stops and goes. Measured 2026-12-01 with `cargo xtask netbench
+//! --mib 64 --tcp-buffer-kib K` (two QEMU 7.2 TCG instances linked by
+//! `-netdev socket` on 127.0.0.1, one vCPU each, on this project's 2-core
+//! machine while other builds ran on it: load 4-5), the sender's
+//! end-to-end rate in Mbit/s, median of three runs (range):
 //!
 //! | socket buffers | virtio-net | e1000e |
 //! |---|---|---|
-//! | see [`stack::DEFAULT_SOCKET_BUFFER_KIB`] | measured below | |
+//! | 64 KiB | 28 (21-32) | 59 (54-194) |
+//! | 256 KiB | 97 (60-105) | 123 (74-177) |
+//! | 1 MiB (default) | 183 (168-258) | 386 (162-622) |
+//! | 4 MiB | 180 (129-313) | 336 (254-409) |
+//! | 16 MiB | 195 (152-264) | 354 (215-493) |
 //!
-//! (The table is filled in by the measurement commit.)
+//! From 1 MiB up the window no longer limits the transfer: the rate is the
+//! CPU's (TCG emulating both guests, smoltcp's checksums and copies, and
+//! QEMU's own threads on two shared cores), and the spread is the
+//! machine's load. virtio-net's transmit path runs in QEMU's main thread
+//! (another thread competing for the cores), the e1000e's in the vCPU's
+//! own register write. Hence [`stack::DEFAULT_SOCKET_BUFFER_KIB`] = 1024;
+//! `tcp_buffer_kib=` changes it.
 
 pub mod bench;
 pub mod config;
