@@ -50,6 +50,16 @@ fn check_transfer(nic: Nic) {
     expect_log(&result.listener, xtask::pair::LISTENER_MAC);
     expect_log(&result.connector, xtask::pair::CONNECTOR_MAC);
     expect_console(&result.listener, "every byte verified");
+    // The stream ended in order: the receiver saw the sender's FIN as the
+    // link's `Closed`, and neither side's close timed out.
+    expect_log(&result.listener, "net: the peer closed the connection");
+    for run in [&result.listener, &result.connector] {
+        assert!(
+            !run.log_contains("closing the connection"),
+            "{}",
+            result.transcript()
+        );
+    }
 }
 
 #[test]
@@ -60,6 +70,40 @@ fn raw_tcp_transfer_over_virtio_net_arrives_intact() {
 #[test]
 fn raw_tcp_transfer_over_e1000e_arrives_intact() {
     check_transfer(Nic::E1000e);
+}
+
+#[test]
+fn a_receiver_killed_mid_transfer_resets_the_senders_link() {
+    // Far more than moves before the kill.
+    let bench = "net_bench=4096";
+    let mut pair = Pair::new(tests::kernel(), Nic::Virtio, bench, bench);
+    for q in [&mut pair.listener, &mut pair.connector] {
+        q.timeout = Duration::from_secs(120);
+    }
+    let mut running = pair.spawn().expect("starting two QEMUs");
+    let start = std::time::Instant::now();
+    while !running.listener.log_contains("net: accepted a connection") {
+        assert!(
+            start.elapsed() < Duration::from_secs(90) && !running.listener.finished().unwrap(),
+            "the listener never accepted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    running.listener.kill();
+    let result = running.wait().expect("collecting both runs");
+    assert_eq!(
+        result.listener.outcome,
+        Outcome::Killed,
+        "{}",
+        result.transcript()
+    );
+    expect_outcome(&result.connector, Outcome::Failure);
+    // smoltcp gives up after 10 s without an acknowledgement: a reset.
+    expect_console(
+        &result.connector,
+        "error: network benchmark (send) failed: migration link reset after",
+    );
 }
 
 /// One QEMU with both NICs on a hub of their own (nothing leaves QEMU).

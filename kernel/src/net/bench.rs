@@ -311,6 +311,23 @@ pub fn receive(net: &mut Net, bytes: u64) -> Result<BenchReport, BenchError> {
     })
 }
 
+/// Reads until the peer's FIN ([`LinkError::Closed`]); anything else the
+/// peer sends, or a reset, is an error.
+fn await_peer_close(net: &mut Net) -> Result<(), BenchError> {
+    let mut link = TcpLink::new(net);
+    let mut byte = [0u8; 1];
+    let start = time::micros_since_boot();
+    loop {
+        match link.recv(&mut byte) {
+            Err(LinkError::Closed) => return Ok(()),
+            Err(error) => return Err(BenchError::Link { error, done: 0 }),
+            Ok(0) if time::micros_since_boot() - start < CLOSE_TIMEOUT_MS * 1000 => {}
+            Ok(0) => return Err(BenchError::Stalled { done: 0 }),
+            Ok(_) => return Err(BenchError::BadHeader),
+        }
+    }
+}
+
 /// `net_bench=MIB`: connect and send (with `peer=`) or accept and receive
 /// (with `listen=`), print the figures, and end the monitor.
 pub fn run(platform: &mut Platform, mib: u32) -> ! {
@@ -341,6 +358,17 @@ pub fn run(platform: &mut Platform, mib: u32) -> ! {
     };
     match outcome {
         Ok(report) => {
+            // The receiver waits for the sender's FIN after its answer, so
+            // that both ends see the stream end in order.
+            if role == "receive" {
+                match await_peer_close(net) {
+                    Ok(()) => defmt::info!("net: the peer closed the connection"),
+                    Err(e) => defmt::warn!(
+                        "net: waiting for the peer to close: {}",
+                        defmt::Display2Format(&e)
+                    ),
+                }
+            }
             let closed = net.close(CLOSE_TIMEOUT_MS);
             let counters = net.counters();
             defmt::info!(

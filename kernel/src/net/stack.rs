@@ -39,6 +39,8 @@ pub const SOCKET_BUFFER_KIB_RANGE: core::ops::RangeInclusive<u32> = 4..=65536;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Probes an idle connection this often, so a dead peer is noticed.
 const KEEP_ALIVE: Duration = Duration::from_secs(1);
+/// How long [`Net::close`] keeps polling after the stream ended.
+const LINGER_MS: u64 = 20;
 /// Pause between connection attempts while the peer is not listening.
 const CONNECT_RETRY_MS: u64 = 100;
 /// First local port for outgoing connections (IANA's dynamic range).
@@ -98,6 +100,36 @@ impl fmt::Display for ConnectError {
                 write!(f, "nobody connected to port {port} within {waited_ms} ms")
             }
             ConnectError::Busy => f.write_str("the TCP socket is already in use"),
+        }
+    }
+}
+
+/// Why a connection did not end in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseError {
+    /// It was reset (or smoltcp gave up on the peer) while closing.
+    Reset,
+    /// The time ran out.
+    TimedOut {
+        /// Bytes (the FIN counts one) the peer had not acknowledged.
+        unacknowledged: usize,
+        /// Whether the peer's FIN had arrived.
+        peer_closed: bool,
+    },
+}
+
+impl fmt::Display for CloseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseError::Reset => f.write_str("the connection was reset while closing"),
+            CloseError::TimedOut {
+                unacknowledged,
+                peer_closed,
+            } => write!(
+                f,
+                "the connection did not close in time ({unacknowledged} bytes unacknowledged, the peer {} closed its side)",
+                if *peer_closed { "had" } else { "had not" }
+            ),
         }
     }
 }
@@ -377,27 +409,42 @@ impl Net {
     }
 
     /// Closes this side (FIN after everything queued) and waits up to
-    /// `timeout_ms` for the peer to acknowledge it all; `Err(Reset)` if the
-    /// connection broke instead, `Err(Closed)` if the time ran out.
-    pub fn close(&mut self, timeout_ms: u64) -> Result<(), LinkError> {
+    /// `timeout_ms` for the stream to end in order: everything this side
+    /// sent, its FIN included, acknowledged, and the peer's FIN received.
+    pub fn close(&mut self, timeout_ms: u64) -> Result<(), CloseError> {
         self.history.closed_by_us = true;
         self.socket_mut().close();
         let start = time::micros_since_boot();
+        let mut last = self.socket().state();
         loop {
             self.poll();
-            match self.socket().state() {
-                // Our FIN is acknowledged (and theirs came, or will).
-                State::FinWait2 | State::TimeWait | State::Closed => {
-                    if self.socket().send_queue() == 0 {
-                        return Ok(());
-                    }
-                    return Err(LinkError::Reset);
+            let state = self.socket().state();
+            match (last, state) {
+                // Both FINs are through (TIME-WAIT), or the peer closed
+                // first and acknowledged ours (LAST-ACK -> CLOSED).
+                (_, State::TimeWait) | (State::LastAck, State::Closed) => {
+                    self.linger();
+                    return Ok(());
                 }
+                (_, State::Closed) => return Err(CloseError::Reset),
                 _ => {}
             }
+            last = state;
             if time::micros_since_boot() - start > timeout_ms * 1000 {
-                return Err(LinkError::Closed);
+                return Err(CloseError::TimedOut {
+                    unacknowledged: self.socket().send_queue(),
+                    peer_closed: matches!(state, State::Closing | State::LastAck),
+                });
             }
+        }
+    }
+
+    /// Keeps polling for a moment, so that the last ACK leaves the NIC
+    /// before the caller may stop the machine.
+    fn linger(&mut self) {
+        let until = time::micros_since_boot() + LINGER_MS * 1000;
+        while time::micros_since_boot() < until {
+            self.poll();
         }
     }
 
