@@ -80,6 +80,10 @@ const SUITE: &[Test] = &[
         run: crate::net::selftest::e1000e_rings,
     },
     Test {
+        name: "net-tcp-checksums",
+        run: crate::net::selftest::tcp_checksums,
+    },
+    Test {
         name: "net-bench-pattern",
         run: crate::net::selftest::bench_pattern,
     },

@@ -317,6 +317,8 @@ impl Device for Nic {
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
         caps.max_transmission_unit = MAX_FRAME;
+        // The drivers compute and check TCP checksums (`net::checksum`).
+        caps.checksum.tcp = phy::Checksum::None;
         // The receive ring is what a burst from the peer must fit in.
         caps.max_burst_size = Some(match self {
             Nic::Virtio(_) => virtio::RX_BURST,

@@ -4,6 +4,7 @@
 //! pattern checker. `selftest.rs` lists them in its suite.
 
 use super::bench::{fill_pattern, first_mismatch};
+use super::checksum::{self, Frame};
 use super::e1000e::regs::{self, ctrl, rctl, tctl};
 use super::e1000e::ring::{self, RxSlot};
 use crate::platform::Platform;
@@ -129,14 +130,59 @@ pub fn e1000e_rings(_: &mut Platform) -> TestResult {
         ring::ring_bytes(256).is_multiple_of(128),
         "RDLEN not a multiple of 128",
     )?;
+    let ctx = ring::tcp_ipv4_context();
+    check(
+        ctx.tucss == 34 && ctx.tucso == 50 && ctx.tucse == 0,
+        "TCP checksum context is not Ethernet + 20-byte IPv4",
+    )?;
+    check(
+        ctx.cmd_and_length & (1 << 29) != 0 && (ctx.cmd_and_length >> 20) & 0xf == 0,
+        "context descriptor is not DEXT with type 0",
+    )?;
+    let data = ring::tx_data(0x1000, 60, true);
+    let command = ring::TX_DEXT | ring::TX_EOP | ring::TX_RS;
+    check(
+        data.dtyp >> 4 == 1 && data.dcmd & command == command && data.popts == ring::TX_POPTS_TXSM,
+        "data descriptor type, command or TXSM",
+    )?;
+    check(
+        ring::tx_data(0x1000, 60, false).popts == 0,
+        "TXSM set for a frame without a TCP segment",
+    )?;
     let buf = 2048;
     check(
         ring::classify_rx(0, 0, 60, buf) == RxSlot::Pending,
         "DD clear is not pending",
     )?;
+    let frame = |checked| RxSlot::Frame {
+        len: 60,
+        checksum_checked: checked,
+    };
     check(
-        ring::classify_rx(ring::RX_DD | ring::RX_EOP, 0, 60, buf) == RxSlot::Frame(60),
+        ring::classify_rx(ring::RX_DD | ring::RX_EOP, 0, 60, buf) == frame(false),
         "a good frame not delivered",
+    )?;
+    check(
+        ring::classify_rx(ring::RX_DD | ring::RX_EOP | ring::RX_TCPCS, 0, 60, buf) == frame(true),
+        "a device-checked frame not marked checked",
+    )?;
+    check(
+        ring::classify_rx(
+            ring::RX_DD | ring::RX_EOP | ring::RX_TCPCS,
+            ring::RX_TCPE,
+            60,
+            buf,
+        ) == RxSlot::Drop { last: true },
+        "a frame with a wrong TCP checksum delivered",
+    )?;
+    check(
+        ring::classify_rx(
+            ring::RX_DD | ring::RX_EOP | ring::RX_TCPCS | ring::RX_IXSM,
+            0,
+            60,
+            buf,
+        ) == frame(false),
+        "IXSM not honoured",
     )?;
     check(
         ring::classify_rx(ring::RX_DD, 0, 2048, buf) == RxSlot::Drop { last: false },
@@ -147,8 +193,8 @@ pub fn e1000e_rings(_: &mut Platform) -> TestResult {
         "a CRC error delivered",
     )?;
     check(
-        ring::classify_rx(ring::RX_DD | ring::RX_EOP, 0x20, 60, buf) == RxSlot::Frame(60),
-        "a checksum-offload error bit dropped a frame",
+        ring::classify_rx(ring::RX_DD | ring::RX_EOP, ring::RX_TCPE, 60, buf) == frame(false),
+        "a checksum error bit without TCPCS dropped a frame",
     )?;
     check(
         ring::classify_rx(ring::RX_DD | ring::RX_EOP, 0, 4096, buf) == RxSlot::Drop { last: true },
@@ -157,6 +203,111 @@ pub fn e1000e_rings(_: &mut Platform) -> TestResult {
     check(
         ring::classify_rx(ring::RX_DD | ring::RX_EOP, 0, 0, buf) == RxSlot::Drop { last: true },
         "an empty frame delivered",
+    )
+}
+
+/// An IPv4 TCP frame: Ethernet, a 20-byte IP header, a 20-byte TCP
+/// header, `payload` bytes of data (the TCP checksum field left zero).
+fn tcp_frame(buf: &mut [u8; 1600], payload: usize) -> usize {
+    let len = 14 + 20 + 20 + payload;
+    buf.fill(0);
+    buf[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ip = &mut buf[14..34];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&((20 + 20 + payload) as u16).to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 6;
+    ip[12..16].copy_from_slice(&[169, 254, 0, 2]);
+    ip[16..20].copy_from_slice(&[169, 254, 0, 1]);
+    buf[34..36].copy_from_slice(&49152u16.to_be_bytes());
+    buf[36..38].copy_from_slice(&7000u16.to_be_bytes());
+    buf[46] = 5 << 4; // data offset: 20 bytes
+    for (i, b) in buf[54..len].iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(37).wrapping_add(11);
+    }
+    len
+}
+
+/// The NIC layer's TCP checksums agree with smoltcp's own code (the
+/// oracle), catch a changed byte, and a seeded field completed the way a
+/// device does gives the same checksum.
+pub fn tcp_checksums(_: &mut Platform) -> TestResult {
+    use smoltcp::wire::{checksum as reference, IpAddress, TcpPacket};
+    let mut data = [0u8; 1600];
+    for (i, b) in data.iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(101) ^ (i >> 3) as u8;
+    }
+    for start in 0..9 {
+        for len in (0..80).chain([1459, 1460, 1461, 1591 - start]) {
+            let d = &data[start..start + len];
+            check(
+                checksum::sum(d).swap_bytes() == reference::data(d),
+                "64-bit-word sum differs from smoltcp's",
+            )?;
+        }
+    }
+    check(
+        checksum::sum(&[0xff; 64]) == 0xffff && checksum::sum(&[]) == 0,
+        "sum of all ones or of nothing",
+    )?;
+    let (src, dst) = (IpAddress::v4(169, 254, 0, 2), IpAddress::v4(169, 254, 0, 1));
+    for payload in [0usize, 1, 7, 1460] {
+        let mut frame = [0u8; 1600];
+        let len = tcp_frame(&mut frame, payload);
+        let Frame::Tcp(segment) = checksum::classify(&frame[..len]) else {
+            return Err("an IPv4 TCP frame not recognised");
+        };
+        check(
+            segment.start == 34 && segment.len == 20 + payload,
+            "TCP segment bounds",
+        )?;
+        segment.fill(&mut frame[..len]);
+        let tcp = TcpPacket::new_checked(&frame[34..len]).map_err(|_| "TCP header")?;
+        check(
+            tcp.verify_checksum(&src, &dst),
+            "smoltcp rejects the checksum",
+        )?;
+        check(
+            checksum::incoming_ok(&frame[..len]),
+            "own checksum rejected",
+        )?;
+        let filled = [frame[50], frame[51]];
+        // What a device does with the seed: sum from the TCP header to the
+        // end (the seeded field included), complement, store.
+        segment.seed(&mut frame[..len]);
+        let device = !checksum::sum(&frame[34..len]).swap_bytes();
+        check(
+            device.to_be_bytes() == filled,
+            "a seeded checksum completed by the device differs",
+        )?;
+        frame[50..52].copy_from_slice(&filled);
+        frame[len - 1] ^= 0x04;
+        check(
+            !checksum::incoming_ok(&frame[..len]),
+            "a changed byte passes the checksum",
+        )?;
+    }
+    let mut frame = [0u8; 1600];
+    let len = tcp_frame(&mut frame, 100);
+    frame[20] = 0x20; // more fragments
+    check(
+        checksum::classify(&frame[..len]) == Frame::Malformed,
+        "a fragment taken for a whole segment",
+    )?;
+    frame[20] = 0;
+    check(
+        checksum::classify(&frame[..len - 1]) == Frame::Malformed,
+        "a truncated segment taken for a whole one",
+    )?;
+    frame[23] = 17; // UDP
+    check(
+        checksum::classify(&frame[..len]) == Frame::Other,
+        "UDP taken for TCP",
+    )?;
+    frame[12..14].copy_from_slice(&[0x08, 0x06]); // ARP
+    check(
+        checksum::classify(&frame[..len]) == Frame::Other && checksum::incoming_ok(&frame[..len]),
+        "ARP not passed through",
     )
 }
 

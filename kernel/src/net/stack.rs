@@ -35,8 +35,10 @@ pub const DEFAULT_SOCKET_BUFFER_KIB: u32 = 1024;
 /// Bounds of `tcp_buffer_kib=`: smoltcp's largest window scale (14) covers
 /// 1 GiB; 64 MiB is more than any link here needs.
 pub const SOCKET_BUFFER_KIB_RANGE: core::ops::RangeInclusive<u32> = 4..=65536;
-/// A connection with no acknowledged progress for this long is reset.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection with no acknowledged progress for this long is reset
+/// (smoltcp aborts it; the link then reports `Reset`): how long a side
+/// takes to notice that its peer died.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Probes an idle connection this often, so a dead peer is noticed.
 const KEEP_ALIVE: Duration = Duration::from_secs(1);
 /// How long [`Net::close`] keeps polling after the stream ended.

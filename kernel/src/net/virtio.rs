@@ -4,7 +4,9 @@
 //! module owns the packet buffers (one 2 KiB buffer per queue entry in
 //! monitor frames) and lends them to the device, so nothing is allocated
 //! after bring-up. Frames are handed to smoltcp in place behind the
-//! virtio-net header and built in place after it.
+//! virtio-net header and built in place after it. TCP checksums are
+//! computed and checked here ([`super::checksum`]): virtio-drivers
+//! negotiates no checksum offload.
 //!
 //! [`MonitorHal`] is the crate's view of the machine: queue memory from a
 //! pool of monitor frames reserved at bring-up, physical = virtual (the
@@ -20,6 +22,7 @@ use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, P
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
 
+use super::checksum;
 use super::dma::DmaRegion;
 use super::nic::{NicCounters, NicFault, StepError};
 use crate::mem::frames::FrameAllocator;
@@ -355,20 +358,33 @@ impl VirtioNet {
         if tx.free.is_empty() {
             return None;
         }
-        let token = raw_mut.poll_receive()?;
-        let slot = rx.slot_of[usize::from(token) % QUEUE];
-        // SAFETY: the token is complete: the device is done with the buffer
-        // lent under it, which is passed back whole.
-        let frame = unsafe { raw_mut.receive_complete(token, rx.slice(slot, BUFFER_BYTES)) };
-        let (offset, len) = match frame {
-            Ok((header, len)) if header + len <= BUFFER_BYTES => {
-                counters.rx_frames += 1;
-                (header, len)
+        let (slot, offset, len) = loop {
+            let token = raw_mut.poll_receive()?;
+            let slot = rx.slot_of[usize::from(token) % QUEUE];
+            // SAFETY: the token is complete: the device is done with the
+            // buffer lent under it, which is passed back whole.
+            let frame = unsafe { raw_mut.receive_complete(token, rx.slice(slot, BUFFER_BYTES)) };
+            if let Ok((header, len)) = frame {
+                // SAFETY: the buffer is back from the device (above).
+                let buffer = unsafe { rx.slice(slot, BUFFER_BYTES) };
+                // smoltcp leaves TCP checksums to the NIC layer.
+                if header + len <= BUFFER_BYTES
+                    && checksum::incoming_ok(&buffer[header..header + len])
+                {
+                    counters.rx_frames += 1;
+                    break (slot, header, len);
+                }
             }
-            // An empty frame, which smoltcp drops; the buffer goes back.
-            _ => {
-                counters.rx_dropped += 1;
-                (0, 0)
+            counters.rx_dropped += 1;
+            // SAFETY: the buffer is ours again; the device owns it until
+            // its token comes back.
+            match unsafe { raw_mut.receive_begin(rx.slice(slot, BUFFER_BYTES)) } {
+                Ok(token) => rx.slot_of[usize::from(token) % QUEUE] = slot,
+                Err(e) => defmt::error!(
+                    "virtio: receive buffer {=u16} not returned: {}",
+                    slot,
+                    defmt::Display2Format(&e)
+                ),
             }
         };
         let raw: &RefCell<Raw> = raw;
@@ -481,6 +497,9 @@ impl TxToken<'_> {
         let header = raw.fill_buffer_header(buffer).unwrap_or(0);
         let len = len.min(BUFFER_BYTES - header);
         let result = f(&mut buffer[header..header + len]);
+        // smoltcp leaves the TCP checksum to the NIC layer, and this
+        // device was given no checksum offload.
+        checksum::fill_outgoing(&mut buffer[header..header + len]);
         let total = header + len;
         // SAFETY: the buffer stays untouched until its token completes
         // (`reclaim`), which passes the same buffer and length back.

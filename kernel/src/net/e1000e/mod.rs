@@ -2,10 +2,13 @@
 //! many real Intel GbE parts), polled: interrupts stay masked, the main
 //! loop's stack asks for frames and the driver looks at its rings.
 //!
-//! One receive and one transmit queue of legacy descriptors, each with a
-//! 2 KiB buffer per descriptor in monitor frames ([`super::dma`]); frames
-//! are handed to smoltcp in place and built in place (no copy in the
-//! driver, no allocation after bring-up). Doorbells (tail writes, each an
+//! One receive queue of legacy descriptors and one transmit queue of
+//! extended ones (one context descriptor, then a data descriptor per
+//! frame), each with a 2 KiB buffer per descriptor in monitor frames
+//! ([`super::dma`]); frames are handed to smoltcp in place and built in
+//! place (no copy in the driver, no allocation after bring-up). The device
+//! inserts TCP checksums on transmit and checks them on receive
+//! ([`super::checksum`]). Doorbells (tail writes, each an
 //! MMIO exit) are coalesced: the receive tail moves every [`RX_BATCH`]
 //! frames or when the ring is found empty, the transmit tail at
 //! [`super::nic::Nic::flush`] after each poll or every [`TX_BATCH`] frames.
@@ -22,7 +25,8 @@ pub mod ring;
 use core::sync::atomic::{fence, Ordering};
 
 use self::regs::{ctrl, ctrl_ext, reg, status, RX_BUFFER_BYTES};
-use self::ring::{RxDesc, RxSlot, TxDesc};
+use self::ring::{RxDesc, RxSlot, TxContextDesc, TxDataDesc};
+use super::checksum::{self, Frame};
 use super::dma::DmaRegion;
 use super::nic::{NicCounters, NicFault, StepError};
 use crate::pci::{Device as PciDevice, PciBus};
@@ -209,7 +213,8 @@ impl RxRing {
     }
 
     /// Skips descriptors that carry no deliverable frame; the length of
-    /// the next good frame, if one is there.
+    /// the next good frame, if one is there. A TCP checksum the device did
+    /// not check is checked here (smoltcp leaves TCP checksums to the NIC).
     fn next_frame(&mut self, regs: Regs) -> Option<usize> {
         loop {
             match self.peek() {
@@ -219,8 +224,25 @@ impl RxRing {
                     self.return_buffers(regs);
                     return None;
                 }
-                RxSlot::Frame(len) if !self.discarding => return Some(len),
-                RxSlot::Frame(_) => {
+                RxSlot::Frame {
+                    len,
+                    checksum_checked,
+                } if !self.discarding => {
+                    // SAFETY: DD is set: the device is done with the buffer
+                    // until `recycle` re-arms it; `len` fits the buffer.
+                    let frame = unsafe { core::slice::from_raw_parts(self.buffer(self.next), len) };
+                    let usable = match checksum::classify(frame) {
+                        Frame::Other => true,
+                        Frame::Tcp(segment) => checksum_checked || segment.verify(frame),
+                        Frame::Malformed => false,
+                    };
+                    if usable {
+                        return Some(len);
+                    }
+                    self.counters.rx_dropped += 1;
+                    self.recycle(regs, false);
+                }
+                RxSlot::Frame { .. } => {
                     // The last descriptor of a frame that was dropped.
                     self.discarding = false;
                     self.counters.rx_dropped += 1;
@@ -241,11 +263,11 @@ impl RxRing {
 }
 
 impl TxRing {
-    fn desc(&self, index: u16) -> *mut TxDesc {
+    fn desc(&self, index: u16) -> *mut TxDataDesc {
         debug_assert!(index < TX_LEN);
         self.descs
             .ptr()
-            .cast::<TxDesc>()
+            .cast::<TxDataDesc>()
             .wrapping_add(usize::from(index))
     }
 
@@ -457,14 +479,25 @@ impl E1000e {
         regs.write(reg::TDT, 0);
         regs.write(reg::TARC0, regs.read(reg::TARC0) | regs::TARC_ENABLE);
         regs.write(reg::TCTL, regs::tctl_value());
-        Ok(TxRing {
+        // The first descriptor sets the checksum context every data
+        // descriptor after it uses.
+        // SAFETY: descriptor 0 is in the fresh ring, not yet the device's.
+        unsafe {
+            core::ptr::write_volatile(
+                descs.ptr().cast::<TxContextDesc>(),
+                ring::tcp_ipv4_context(),
+            )
+        };
+        let mut tx = TxRing {
             descs,
             buffers,
-            tail: 0,
+            tail: 1,
             clean: 0,
-            unannounced: 0,
+            unannounced: 1,
             frames: 0,
-        })
+        };
+        tx.announce(regs);
+        Ok(tx)
     }
 
     /// The station address.
@@ -565,12 +598,22 @@ impl TxToken<'_> {
             core::slice::from_raw_parts_mut(self.ring.buffers.ptr().wrapping_add(offset), len)
         };
         let result = f(buffer);
-        let desc = TxDesc {
-            buffer: self.ring.buffers.phys_at(offset),
-            length: len as u16,
-            cmd: ring::TX_EOP | ring::TX_IFCS | ring::TX_RS,
-            ..TxDesc::default()
+        // smoltcp leaves the TCP checksum to the NIC: seed the field with
+        // the pseudo-header's sum for the device to complete, when the
+        // frame fits the context (a 20-byte IPv4 header); compute it here
+        // otherwise.
+        let insert = match checksum::classify(buffer) {
+            Frame::Tcp(segment) if segment.start == usize::from(ring::tcp_ipv4_context().tucss) => {
+                segment.seed(buffer);
+                true
+            }
+            Frame::Tcp(segment) => {
+                segment.fill(buffer);
+                false
+            }
+            Frame::Other | Frame::Malformed => false,
         };
+        let desc = ring::tx_data(self.ring.buffers.phys_at(offset), len as u16, insert);
         // SAFETY: the descriptor is in the ring's DMA region and not the
         // device's until the tail moves past it.
         unsafe { core::ptr::write_volatile(self.ring.desc(index), desc) };

@@ -23,44 +23,124 @@ pub struct RxDesc {
     pub special: u16,
 }
 
-/// Legacy transmit descriptor, 16 bytes.
+/// Transmit data descriptor, extended form (datasheet 7.2.10.3), 16
+/// bytes: the driver uses it for every frame, so that the TCP checksum can
+/// be inserted (the legacy form's checksum fields are not modelled by
+/// QEMU).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
-pub struct TxDesc {
+pub struct TxDataDesc {
     pub buffer: u64,
+    /// Length bits 15:0.
     pub length: u16,
-    pub cso: u8,
-    pub cmd: u8,
+    /// Length bits 19:16 (0 here) and the descriptor type (bits 23:20).
+    pub dtyp: u8,
+    pub dcmd: u8,
+    /// Written back: DD in bit 0. At the same offset in every descriptor
+    /// form, which is what reclaiming reads.
     pub status: u8,
-    pub css: u8,
+    pub popts: u8,
     pub special: u16,
 }
 
+/// Transmit context descriptor (datasheet 7.2.10.2): where the IP and TCP
+/// headers and their checksums are, for the data descriptors after it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TxContextDesc {
+    /// IP checksum start, offset and end (inclusive).
+    pub ipcss: u8,
+    pub ipcso: u8,
+    pub ipcse: u16,
+    /// TCP checksum start, offset, end (0: to the end of the frame).
+    pub tucss: u8,
+    pub tucso: u8,
+    pub tucse: u16,
+    /// Payload length bits 19:0 (TSO only), type 23:20 (0), command 31:24.
+    pub cmd_and_length: u32,
+    pub status: u8,
+    pub hdr_len: u8,
+    pub mss: u16,
+}
+
 const _: () = assert!(core::mem::size_of::<RxDesc>() == 16);
-const _: () = assert!(core::mem::size_of::<TxDesc>() == 16);
+const _: () = assert!(core::mem::size_of::<TxDataDesc>() == 16);
+const _: () = assert!(core::mem::size_of::<TxContextDesc>() == 16);
 
 /// Receive status: descriptor done, end of packet.
 pub const RX_DD: u8 = 1 << 0;
 pub const RX_EOP: u8 = 1 << 1;
+/// Receive status: the device checked the TCP/UDP checksum (TCPCS), and
+/// asks that checksum indications be ignored (IXSM).
+pub const RX_TCPCS: u8 = 1 << 5;
+pub const RX_IXSM: u8 = 1 << 2;
 /// Receive errors that make a frame unusable: CRC, symbol, sequence,
-/// carrier extension, data error (the checksum-error bits only report on
-/// offloads the driver does not use).
+/// carrier extension, data error. (IPE, the IP header checksum, is left to
+/// smoltcp, which checks the header itself.)
 pub const RX_FRAME_ERRORS: u8 = 0x01 | 0x02 | 0x04 | 0x10 | 0x80;
+/// Receive error: the TCP/UDP checksum the device checked is wrong.
+pub const RX_TCPE: u8 = 0x20;
 
-/// Transmit command: end of packet, insert the CRC, report status (DD).
+/// Data descriptor command: end of packet, insert the CRC, report status
+/// (DD), extended descriptor.
 pub const TX_EOP: u8 = 1 << 0;
 pub const TX_IFCS: u8 = 1 << 1;
 pub const TX_RS: u8 = 1 << 3;
+pub const TX_DEXT: u8 = 1 << 5;
+/// Descriptor type in `dtyp` bits 7:4: data (0001b); context is 0000b.
+pub const TX_DTYP_DATA: u8 = 1 << 4;
+/// Packet options: insert the TCP/UDP checksum.
+pub const TX_POPTS_TXSM: u8 = 1 << 1;
+/// Context command (bits 31:24 of `cmd_and_length`): TCP, IPv4, report
+/// status, extended.
+pub const TX_CONTEXT_CMD: u32 = (1 << 24) | (1 << 25) | (1 << 27) | (1 << 29);
 /// Transmit status: descriptor done.
 pub const TX_DD: u8 = 1 << 0;
+
+/// The one context the driver uses: an Ethernet frame with a 20-byte IPv4
+/// header (smoltcp sends no IP options) and TCP after it, the TCP checksum
+/// from the TCP header to the end of the frame.
+pub const fn tcp_ipv4_context() -> TxContextDesc {
+    TxContextDesc {
+        ipcss: 14,
+        ipcso: 14 + 10,
+        ipcse: 14 + 20 - 1,
+        tucss: 14 + 20,
+        tucso: 14 + 20 + 16,
+        tucse: 0,
+        cmd_and_length: TX_CONTEXT_CMD,
+        status: 0,
+        hdr_len: 0,
+        mss: 0,
+    }
+}
+
+/// The data descriptor for a frame of `len` bytes at `buffer`, with the
+/// TCP checksum inserted by the device when `insert_tcp_checksum`.
+pub const fn tx_data(buffer: u64, len: u16, insert_tcp_checksum: bool) -> TxDataDesc {
+    TxDataDesc {
+        buffer,
+        length: len,
+        dtyp: TX_DTYP_DATA,
+        dcmd: TX_EOP | TX_IFCS | TX_RS | TX_DEXT,
+        status: 0,
+        popts: if insert_tcp_checksum {
+            TX_POPTS_TXSM
+        } else {
+            0
+        },
+        special: 0,
+    }
+}
 
 /// What a receive descriptor holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RxSlot {
     /// Still the device's.
     Pending,
-    /// A whole, good frame of this many bytes.
-    Frame(usize),
+    /// A whole, good frame of `len` bytes; `checksum_checked` when the
+    /// device verified its TCP/UDP checksum (a wrong one is a `Drop`).
+    Frame { len: usize, checksum_checked: bool },
     /// Part of a frame longer than one buffer, or a bad frame: dropped.
     /// `last` is set on the frame's final descriptor.
     Drop { last: bool },
@@ -68,17 +148,23 @@ pub enum RxSlot {
 
 /// Classifies a written-back receive descriptor whose buffer holds
 /// `buffer_bytes`. A frame is delivered only from a single descriptor
-/// with end-of-packet, no frame error and a length that fits.
+/// with end-of-packet, no frame error, no checksum error the device found,
+/// and a length that fits.
 pub const fn classify_rx(status: u8, errors: u8, length: u16, buffer_bytes: usize) -> RxSlot {
     if status & RX_DD == 0 {
         return RxSlot::Pending;
     }
     let last = status & RX_EOP != 0;
     let len = length as usize;
-    if !last || errors & RX_FRAME_ERRORS != 0 || len == 0 || len > buffer_bytes {
+    let checked = status & RX_TCPCS != 0 && status & RX_IXSM == 0;
+    let bad_checksum = checked && errors & RX_TCPE != 0;
+    if !last || errors & RX_FRAME_ERRORS != 0 || bad_checksum || len == 0 || len > buffer_bytes {
         return RxSlot::Drop { last };
     }
-    RxSlot::Frame(len)
+    RxSlot::Frame {
+        len,
+        checksum_checked: checked,
+    }
 }
 
 /// The descriptor after `index` in a ring of `len`.
