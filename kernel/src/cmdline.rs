@@ -105,6 +105,10 @@ pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
     ),
     ("listen", "PORT  accept one connection on this TCP port"),
     (
+        "mtu",
+        "576..8000  the largest IP packet; above 1500 (jumbo frames) only where every hop takes them (default 1500)",
+    ),
+    (
         "tcp_buffer_kib",
         "4..65536  KiB of each TCP socket buffer; the receive buffer is the window the peer sees (default 1024)",
     ),
@@ -266,6 +270,13 @@ pub fn parse(line: &'static [u8], truncated: bool) -> Result<Options, CmdlineErr
                 options.net.listen =
                     Some(netcfg::parse_port(value).ok_or(bad("a TCP port from 1 to 65535"))?);
             }
+            "mtu" => {
+                options.net.mtu = value
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|m| netcfg::MTU_RANGE.contains(m))
+                    .ok_or(bad("a number of bytes from 576 to 8000"))?;
+            }
             "tcp_buffer_kib" => {
                 options.net.tcp_buffer_kib = value
                     .parse::<u32>()
@@ -306,7 +317,14 @@ fn check_combinations<'a>(
     peer_word: &'a str,
 ) -> Result<(), CmdlineError<'a>> {
     let net = &options.net;
-    for key in ["nic", "peer", "listen", "tcp_buffer_kib", "net_bench"] {
+    for key in [
+        "nic",
+        "peer",
+        "listen",
+        "mtu",
+        "tcp_buffer_kib",
+        "net_bench",
+    ] {
         if given(seen, key) && net.ip.is_none() {
             return Err(CmdlineError::Needs {
                 key,

@@ -407,6 +407,8 @@ fn network_options() -> TestResult {
         b"net_bench=0",
         b"net_bench=4097",
         b"tcp_buffer_kib=3",
+        b"mtu=575",
+        b"mtu=8001",
         b"tcp_buffer_kib=65537",
     ] {
         // Values are checked before the rules that span options.

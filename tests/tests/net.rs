@@ -11,9 +11,10 @@ use xtask::qemu::{Outcome, Qemu};
 
 const MIB: u64 = 16;
 
-fn transfer(nic: Nic) -> (PairResult, BenchFigures, BenchFigures) {
+fn transfer(nic: Nic, mtu: u16) -> (PairResult, BenchFigures, BenchFigures) {
     let bench = format!("net_bench={MIB}");
     let mut pair = Pair::new(tests::kernel(), nic, &bench, &bench);
+    pair.mtu = mtu;
     for q in [&mut pair.listener, &mut pair.connector] {
         q.timeout = Duration::from_secs(180);
     }
@@ -36,8 +37,8 @@ fn transfer(nic: Nic) -> (PairResult, BenchFigures, BenchFigures) {
     (result, send, receive)
 }
 
-fn check_transfer(nic: Nic) {
-    let (result, send, receive) = transfer(nic);
+fn check_transfer(nic: Nic, mtu: u16) {
+    let (result, send, receive) = transfer(nic, mtu);
     for (figures, role) in [(&send, "send"), (&receive, "receive")] {
         assert_eq!(figures.role, role, "{}", result.transcript());
         assert_eq!(figures.nic, nic.name(), "{}", result.transcript());
@@ -64,12 +65,18 @@ fn check_transfer(nic: Nic) {
 
 #[test]
 fn raw_tcp_transfer_over_virtio_net_arrives_intact() {
-    check_transfer(Nic::Virtio);
+    check_transfer(Nic::Virtio, xtask::pair::LINK_MTU);
 }
 
 #[test]
 fn raw_tcp_transfer_over_e1000e_arrives_intact() {
-    check_transfer(Nic::E1000e);
+    check_transfer(Nic::E1000e, xtask::pair::LINK_MTU);
+}
+
+#[test]
+fn raw_tcp_transfer_with_standard_frames_arrives_intact() {
+    check_transfer(Nic::Virtio, 1500);
+    check_transfer(Nic::E1000e, 1500);
 }
 
 #[test]

@@ -53,6 +53,9 @@ enum Command {
         /// KiB of each TCP socket buffer in both monitors (tcp_buffer_kib=).
         #[arg(long)]
         tcp_buffer_kib: Option<u32>,
+        /// IP MTU of both monitors (mtu=; default 8000, jumbo frames).
+        #[arg(long)]
+        mtu: Option<u16>,
         /// Guest RAM of each QEMU, in MiB.
         #[arg(long, default_value_t = 128)]
         memory: u32,
@@ -97,12 +100,14 @@ fn main() -> ExitCode {
             nic,
             mib,
             tcp_buffer_kib,
+            mtu,
             memory,
             timeout,
         } => xtask::netbench::main(&xtask::netbench::NetBenchOptions {
             nic,
             mib,
             tcp_buffer_kib,
+            mtu,
             memory_mib: memory,
             timeout: Duration::from_secs(timeout),
             echo: true,

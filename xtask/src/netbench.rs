@@ -18,6 +18,8 @@ pub struct NetBenchOptions {
     pub mib: u32,
     /// `tcp_buffer_kib=` for both monitors (the monitor's default if None).
     pub tcp_buffer_kib: Option<u32>,
+    /// `mtu=` for both monitors ([`crate::pair::LINK_MTU`] if None).
+    pub mtu: Option<u16>,
     pub memory_mib: u32,
     pub timeout: Duration,
     pub echo: bool,
@@ -59,6 +61,9 @@ pub fn measure(opts: &NetBenchOptions) -> Result<(PairResult, BenchFigures, Benc
         bench.push_str(&format!(" tcp_buffer_kib={kib}"));
     }
     let mut pair = Pair::new(elf, opts.nic, &bench, &bench);
+    if let Some(mtu) = opts.mtu {
+        pair.mtu = mtu;
+    }
     for q in [&mut pair.listener, &mut pair.connector] {
         q.memory_mib = opts.memory_mib;
         q.timeout = opts.timeout;

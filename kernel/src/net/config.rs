@@ -89,7 +89,15 @@ pub struct NetConfig {
     pub listen: Option<u16>,
     /// `tcp_buffer_kib=`: each TCP socket buffer (receive, send).
     pub tcp_buffer_kib: u32,
+    /// `mtu=`: the largest IP packet, in bytes.
+    pub mtu: u16,
 }
+
+/// The IP MTU without `mtu=`: what every Ethernet carries.
+pub const DEFAULT_MTU: u16 = 1500;
+/// Bounds of `mtu=`: IPv4's minimum, and jumbo frames that fit the
+/// drivers' 8 KiB buffers (the e1000e's are 2, 4, 8 or 16 KiB).
+pub const MTU_RANGE: core::ops::RangeInclusive<u16> = 576..=8000;
 
 impl Default for NetConfig {
     fn default() -> Self {
@@ -99,6 +107,7 @@ impl Default for NetConfig {
             peer: None,
             listen: None,
             tcp_buffer_kib: super::stack::DEFAULT_SOCKET_BUFFER_KIB,
+            mtu: DEFAULT_MTU,
         }
     }
 }

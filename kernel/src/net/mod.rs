@@ -91,7 +91,7 @@ pub fn bring_up(
         ip.prefix
     );
     defmt::info!(
-        "report net nic={=str} bdf={} mac={=u8:02x}:{=u8:02x}:{=u8:02x}:{=u8:02x}:{=u8:02x}:{=u8:02x} ip={}/{=u8}",
+        "report net nic={=str} bdf={} mac={=u8:02x}:{=u8:02x}:{=u8:02x}:{=u8:02x}:{=u8:02x}:{=u8:02x} ip={}/{=u8} mtu={=u16}",
         id.kind.name(),
         defmt::Display2Format(&id.bdf),
         mac[0],
@@ -101,7 +101,8 @@ pub fn bring_up(
         mac[4],
         mac[5],
         defmt::Display2Format(&ip.address),
-        ip.prefix
+        ip.prefix,
+        config.mtu
     );
     Ok(Some(net))
 }

@@ -90,6 +90,8 @@ pub enum NicFault {
         /// The register that was polled, as read at the end.
         register: u32,
     },
+    /// `mtu=` asks for frames longer than the device's buffers take.
+    FrameTooLong { max_frame: usize },
     /// The device reports no usable station (MAC) address.
     NoMacAddress { mac: [u8; 6] },
     /// virtio-drivers refused the PCI transport.
@@ -102,6 +104,9 @@ impl fmt::Display for NicFault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NicFault::MissingBar { index } => write!(f, "BAR{index} is not an assigned memory BAR"),
+            NicFault::FrameTooLong { max_frame } => {
+                write!(f, "frames of {max_frame} bytes do not fit its buffers")
+            }
             NicFault::Map(e) => write!(f, "{e}"),
             NicFault::Frames(e) => write!(f, "{e}"),
             NicFault::Timeout {
@@ -199,7 +204,9 @@ pub fn bring_up(
     pci: &PciBus,
     memory: &mut Memory,
     choice: NicChoice,
+    mtu: u16,
 ) -> Result<(Nic, NicId), NicError> {
+    let max_frame = usize::from(mtu) + ETHERNET_HEADER;
     let (device, kind) = pci
         .devices
         .iter()
@@ -216,9 +223,11 @@ pub fn bring_up(
         device: device.device,
     };
     let nic = match kind {
-        NicKind::Virtio => virtio::VirtioNet::bring_up(device, pci, memory)
+        NicKind::Virtio => virtio::VirtioNet::bring_up(device, pci, memory, max_frame)
             .map(|n| Nic::Virtio(alloc::boxed::Box::new(n))),
-        NicKind::E1000e => e1000e::E1000e::bring_up(device, pci, memory).map(Nic::E1000e),
+        NicKind::E1000e => {
+            e1000e::E1000e::bring_up(device, pci, memory, max_frame).map(Nic::E1000e)
+        }
     }
     .map_err(|error| NicError::BringUp { nic: id, error })?;
     Ok((nic, id))
@@ -252,9 +261,8 @@ impl Nic {
     }
 }
 
-/// Ethernet frame size smoltcp may build (1500-byte MTU plus the header;
-/// both drivers' buffers hold it).
-pub const MAX_FRAME: usize = 1514;
+/// Ethernet header bytes before the IP packet (no VLAN tag).
+pub const ETHERNET_HEADER: usize = 14;
 
 /// Received frame, still in the driver's buffer.
 pub enum NicRxToken<'a> {
@@ -316,7 +324,11 @@ impl Device for Nic {
 
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
-        caps.max_transmission_unit = MAX_FRAME;
+        // smoltcp's Ethernet MTU counts the header, not the CRC.
+        caps.max_transmission_unit = match self {
+            Nic::Virtio(n) => n.max_frame(),
+            Nic::E1000e(n) => n.max_frame(),
+        };
         // The drivers compute and check TCP checksums (`net::checksum`).
         caps.checksum.tcp = phy::Checksum::None;
         // The receive ring is what a burst from the peer must fit in.

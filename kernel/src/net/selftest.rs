@@ -21,7 +21,10 @@ fn check(cond: bool, msg: &'static str) -> TestResult {
 
 /// The register values the e1000e driver programs, and MAC decoding.
 pub fn e1000e_registers(_: &mut Platform) -> TestResult {
-    let r = regs::rctl_value();
+    let Some(standard) = regs::rx_buffer_for(1514) else {
+        return Err("no buffer for a 1514-byte frame");
+    };
+    let r = regs::rctl_value(standard, 1514);
     check(r & rctl::EN != 0, "RCTL: receiver not enabled")?;
     check(r & rctl::BAM != 0, "RCTL: broadcast (ARP) not accepted")?;
     check(r & rctl::SECRC != 0, "RCTL: CRC not stripped")?;
@@ -33,8 +36,28 @@ pub fn e1000e_registers(_: &mut Platform) -> TestResult {
     check(r & rctl::LBM_MASK == 0, "RCTL: loopback mode")?;
     check(r & rctl::DTYP_MASK == 0, "RCTL: not legacy descriptors")?;
     check(
-        r & (rctl::BSIZE_MASK | rctl::BSEX) == 0 && regs::RX_BUFFER_BYTES == 2048,
-        "RCTL: buffer size is not the 2048 bytes the ring allocates",
+        r & (rctl::BSIZE_MASK | rctl::BSEX) == 0 && standard.bytes == 2048,
+        "RCTL: a 1500-byte MTU does not get 2048-byte buffers",
+    )?;
+    // Jumbo frames: the next size up that holds the frame, and LPE.
+    for (frame, bytes, bsize) in [
+        (2048, 2048, 0),
+        (2049, 4096, 3),
+        (8014, 8192, 2),
+        (16384, 16384, 1),
+    ] {
+        let buffer = regs::rx_buffer_for(frame).ok_or("no buffer for a jumbo frame")?;
+        let r = regs::rctl_value(buffer, frame);
+        check(buffer.bytes == bytes, "jumbo frame: buffer size")?;
+        check(
+            (r & rctl::BSIZE_MASK) >> 16 == bsize && (r & rctl::BSEX != 0) == (bytes > 2048),
+            "jumbo frame: BSIZE/BSEX encoding",
+        )?;
+        check(r & rctl::LPE != 0, "jumbo frame: long packets not accepted")?;
+    }
+    check(
+        regs::rx_buffer_for(16385).is_none(),
+        "a frame above 16 KiB accepted",
     )?;
     let t = regs::tctl_value();
     check(

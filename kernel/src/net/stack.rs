@@ -186,7 +186,8 @@ impl Net {
     /// Brings up the NIC `config.nic` asks for and the interface on it.
     /// Only called when `ip=` is given (`config.ip` is `Some`).
     pub fn bring_up(memory: &mut Memory, pci: &PciBus, config: NetConfig) -> Result<Net, NetError> {
-        let (mut nic, id) = nic::bring_up(pci, memory, config.nic).map_err(NetError::Nic)?;
+        let (mut nic, id) =
+            nic::bring_up(pci, memory, config.nic, config.mtu).map_err(NetError::Nic)?;
         let mac = nic.mac();
         let mut iface_config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         // ISNs and ports differ from boot to boot.

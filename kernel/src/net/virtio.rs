@@ -1,8 +1,8 @@
 //! virtio-net over modern PCI through the `virtio-drivers` crate, polled.
 //!
 //! The crate's raw driver (`VirtIONetRaw`) owns the two virtqueues; this
-//! module owns the packet buffers (one 2 KiB buffer per queue entry in
-//! monitor frames) and lends them to the device, so nothing is allocated
+//! module owns the packet buffers (one per queue entry in monitor frames,
+//! the virtio-net header plus the largest frame the MTU allows) and lends them to the device, so nothing is allocated
 //! after bring-up. Frames are handed to smoltcp in place behind the
 //! virtio-net header and built in place after it. TCP checksums are
 //! computed and checked here ([`super::checksum`]): virtio-drivers
@@ -34,9 +34,8 @@ pub const PCI_ID: (u16, u16) = (0x1af4, 0x1041);
 
 /// Entries per virtqueue (QEMU's default queue size).
 const QUEUE: usize = 256;
-/// Bytes per packet buffer: the 12-byte virtio-net header plus a 1514-byte
-/// frame fit.
-const BUFFER_BYTES: usize = 2048;
+/// Bytes of the virtio-net header (VIRTIO_F_VERSION_1) before each frame.
+const HEADER_BYTES: usize = 12;
 /// Frames the peer can send before the driver has handed buffers back.
 pub const RX_BURST: usize = QUEUE - 1;
 /// Frames of queue memory for virtio-drivers: two split queues of 256
@@ -157,6 +156,8 @@ impl ConfigurationAccess for PciConfig {
 #[derive(Debug)]
 struct Buffers {
     region: DmaRegion,
+    /// Bytes per buffer: the header and the largest frame.
+    buffer_bytes: usize,
     /// Buffer index per virtqueue token.
     slot_of: [u16; QUEUE],
     /// Bytes lent per buffer (transmit: the frame's length with header).
@@ -166,10 +167,11 @@ struct Buffers {
 }
 
 impl Buffers {
-    fn new(frames: &mut FrameAllocator) -> Result<Self, NicFault> {
-        let region = DmaRegion::allocate(frames, QUEUE * BUFFER_BYTES).map_err(NicFault::Frames)?;
+    fn new(frames: &mut FrameAllocator, buffer_bytes: usize) -> Result<Self, NicFault> {
+        let region = DmaRegion::allocate(frames, QUEUE * buffer_bytes).map_err(NicFault::Frames)?;
         Ok(Buffers {
             region,
+            buffer_bytes,
             slot_of: [0; QUEUE],
             lent: [0; QUEUE],
             free: heapless::Vec::new(),
@@ -183,13 +185,13 @@ impl Buffers {
     /// other slice of it may exist.
     #[allow(clippy::mut_from_ref)] // reason: DMA memory the caller owns, not `self`'s fields
     unsafe fn slice(&self, slot: u16, len: usize) -> &mut [u8] {
-        let start = usize::from(slot) * BUFFER_BYTES;
+        let start = usize::from(slot) * self.buffer_bytes;
         // SAFETY: the buffer lies inside the region (slot < QUEUE, len <=
         // BUFFER_BYTES by the callers); exclusivity is the caller's.
         unsafe {
             core::slice::from_raw_parts_mut(
                 self.region.ptr().wrapping_add(start),
-                len.min(BUFFER_BYTES),
+                len.min(self.buffer_bytes),
             )
         }
     }
@@ -197,6 +199,8 @@ impl Buffers {
 
 /// A virtio-net device after bring-up.
 pub struct VirtioNet {
+    /// Largest frame, from the MTU.
+    max_frame: usize,
     /// The crate's driver; in a cell because a receive token and a
     /// transmit token are out at the same time and each touches it briefly.
     raw: RefCell<Raw>,
@@ -226,7 +230,10 @@ impl VirtioNet {
         device: &PciDevice,
         pci: &PciBus,
         memory: &mut Memory,
+        max_frame: usize,
     ) -> Result<Self, StepError> {
+        // Whole cache lines per buffer; at least what virtio-drivers asks.
+        let buffer_bytes = (HEADER_BYTES + max_frame).max(1526).next_multiple_of(64);
         for (index, bar) in device.bars.iter().enumerate() {
             if let Some((base, size)) = bar.memory() {
                 step(
@@ -279,8 +286,11 @@ impl VirtioNet {
                 NicFault::NoMacAddress { mac },
             ));
         }
-        let mut rx = step("receive buffers", Buffers::new(&mut memory.frames))?;
-        let mut tx = match Buffers::new(&mut memory.frames) {
+        let mut rx = step(
+            "receive buffers",
+            Buffers::new(&mut memory.frames, buffer_bytes),
+        )?;
+        let mut tx = match Buffers::new(&mut memory.frames, buffer_bytes) {
             Ok(tx) => tx,
             Err(e) => {
                 drop(raw); // unsets the queues before their buffers go
@@ -295,13 +305,14 @@ impl VirtioNet {
         for slot in 0..QUEUE as u16 {
             // SAFETY: the buffer is ours and not lent yet; the device owns
             // it until its token comes back through the used ring.
-            let token = unsafe { raw.receive_begin(rx.slice(slot, BUFFER_BYTES)) };
+            let token = unsafe { raw.receive_begin(rx.slice(slot, buffer_bytes)) };
             match token {
                 Ok(token) => rx.slot_of[usize::from(token) % QUEUE] = slot,
                 Err(e) => return Err(StepError::at("lend receive buffers")(NicFault::Virtio(e))),
             }
         }
         Ok(VirtioNet {
+            max_frame,
             raw: RefCell::new(raw),
             mac,
             rx,
@@ -318,6 +329,11 @@ impl VirtioNet {
     /// Frame counters.
     pub fn counters(&self) -> NicCounters {
         self.counters
+    }
+
+    /// Largest frame the driver sends and receives.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
     }
 
     /// Takes back every buffer the device has sent.
@@ -363,12 +379,12 @@ impl VirtioNet {
             let slot = rx.slot_of[usize::from(token) % QUEUE];
             // SAFETY: the token is complete: the device is done with the
             // buffer lent under it, which is passed back whole.
-            let frame = unsafe { raw_mut.receive_complete(token, rx.slice(slot, BUFFER_BYTES)) };
+            let frame = unsafe { raw_mut.receive_complete(token, rx.slice(slot, rx.buffer_bytes)) };
             if let Ok((header, len)) = frame {
                 // SAFETY: the buffer is back from the device (above).
-                let buffer = unsafe { rx.slice(slot, BUFFER_BYTES) };
+                let buffer = unsafe { rx.slice(slot, rx.buffer_bytes) };
                 // smoltcp leaves TCP checksums to the NIC layer.
-                if header + len <= BUFFER_BYTES
+                if header + len <= rx.buffer_bytes
                     && checksum::incoming_ok(&buffer[header..header + len])
                 {
                     counters.rx_frames += 1;
@@ -378,7 +394,7 @@ impl VirtioNet {
             counters.rx_dropped += 1;
             // SAFETY: the buffer is ours again; the device owns it until
             // its token comes back.
-            match unsafe { raw_mut.receive_begin(rx.slice(slot, BUFFER_BYTES)) } {
+            match unsafe { raw_mut.receive_begin(rx.slice(slot, rx.buffer_bytes)) } {
                 Ok(token) => rx.slot_of[usize::from(token) % QUEUE] = slot,
                 Err(e) => defmt::error!(
                     "virtio: receive buffer {=u16} not returned: {}",
@@ -440,7 +456,7 @@ impl RxToken<'_> {
     pub fn consume<R>(self, f: impl FnOnce(&[u8]) -> R) -> R {
         // SAFETY: the buffer came back from the device in `receive` and is
         // lent again only when this token drops.
-        let buffer = unsafe { self.rx.slice(self.slot, BUFFER_BYTES) };
+        let buffer = unsafe { self.rx.slice(self.slot, self.rx.buffer_bytes) };
         f(&buffer[self.offset..self.offset + self.len])
     }
 }
@@ -458,7 +474,7 @@ impl Drop for RxToken<'_> {
         };
         // SAFETY: nothing else refers to the buffer; the device owns it
         // until its token comes back.
-        match unsafe { raw.receive_begin(self.rx.slice(self.slot, BUFFER_BYTES)) } {
+        match unsafe { raw.receive_begin(self.rx.slice(self.slot, self.rx.buffer_bytes)) } {
             Ok(token) => self.rx.slot_of[usize::from(token) % QUEUE] = self.slot,
             Err(e) => defmt::error!(
                 "virtio: receive buffer {=u16} not returned: {}",
@@ -487,15 +503,15 @@ impl TxToken<'_> {
         let slot = self.slot.unwrap_or(0);
         // SAFETY: the buffer was taken off the free list for this token, so
         // the device does not own it and this is its only slice.
-        let buffer = unsafe { self.tx.slice(slot, BUFFER_BYTES) };
+        let buffer = unsafe { self.tx.slice(slot, self.tx.buffer_bytes) };
         let Ok(mut raw) = self.raw.try_borrow_mut() else {
             // Unreachable under smoltcp's sequencing (see RxToken's drop):
             // the frame is built and dropped, the buffer goes back.
             self.counters.tx_dropped += 1;
-            return f(&mut buffer[..len.min(BUFFER_BYTES)]);
+            return f(&mut buffer[..len.min(self.tx.buffer_bytes)]);
         };
         let header = raw.fill_buffer_header(buffer).unwrap_or(0);
-        let len = len.min(BUFFER_BYTES - header);
+        let len = len.min(self.tx.buffer_bytes - header);
         let result = f(&mut buffer[header..header + len]);
         // smoltcp leaves the TCP checksum to the NIC layer, and this
         // device was given no checksum offload.

@@ -4,7 +4,8 @@
 //!
 //! One receive queue of legacy descriptors and one transmit queue of
 //! extended ones (one context descriptor, then a data descriptor per
-//! frame), each with a 2 KiB buffer per descriptor in monitor frames
+//! frame), each with a buffer per descriptor in monitor frames (2 KiB for
+//! a 1500-byte MTU, up to 16 KiB for jumbo frames)
 //! ([`super::dma`]); frames are handed to smoltcp in place and built in
 //! place (no copy in the driver, no allocation after bring-up). The device
 //! inserts TCP checksums on transmit and checks them on receive
@@ -24,7 +25,7 @@ pub mod ring;
 
 use core::sync::atomic::{fence, Ordering};
 
-use self::regs::{ctrl, ctrl_ext, reg, status, RX_BUFFER_BYTES};
+use self::regs::{ctrl, ctrl_ext, reg, status, RxBufferSize};
 use self::ring::{RxDesc, RxSlot, TxContextDesc, TxDataDesc};
 use super::checksum::{self, Frame};
 use super::dma::DmaRegion;
@@ -40,8 +41,6 @@ pub const PCI_ID: (u16, u16) = (0x8086, 0x10d3);
 const RX_LEN: u16 = 256;
 /// Transmit descriptors.
 const TX_LEN: u16 = 256;
-/// Transmit buffer per descriptor: one whole frame.
-const TX_BUFFER_BYTES: usize = 2048;
 /// Frames the peer can send before the driver hands buffers back.
 pub const RX_BURST: usize = RX_LEN as usize - 1 - RX_BATCH as usize;
 /// Receive buffers returned to the device per tail write.
@@ -107,6 +106,8 @@ impl Regs {
 struct RxRing {
     descs: DmaRegion,
     buffers: DmaRegion,
+    /// Bytes per buffer (one per descriptor).
+    buffer_bytes: usize,
     /// Next descriptor the driver looks at.
     next: u16,
     /// Descriptors processed since the tail last moved.
@@ -121,6 +122,8 @@ struct RxRing {
 struct TxRing {
     descs: DmaRegion,
     buffers: DmaRegion,
+    /// Bytes per buffer: one whole frame.
+    buffer_bytes: usize,
     /// Next descriptor to fill.
     tail: u16,
     /// Oldest descriptor the device may still own.
@@ -135,6 +138,8 @@ struct TxRing {
 pub struct E1000e {
     regs: Regs,
     mac: [u8; 6],
+    /// Largest frame (without CRC), from the MTU.
+    max_frame: usize,
     rx: RxRing,
     tx: TxRing,
 }
@@ -151,13 +156,13 @@ impl RxRing {
     fn buffer(&self, index: u16) -> *mut u8 {
         self.buffers
             .ptr()
-            .wrapping_add(usize::from(index) * RX_BUFFER_BYTES)
+            .wrapping_add(usize::from(index) * self.buffer_bytes)
     }
 
     /// Gives descriptor `index` a fresh buffer (its own, rewritten).
     fn arm(&self, index: u16) {
         let desc = RxDesc {
-            buffer: self.buffers.phys_at(usize::from(index) * RX_BUFFER_BYTES),
+            buffer: self.buffers.phys_at(usize::from(index) * self.buffer_bytes),
             ..RxDesc::default()
         };
         // SAFETY: `index` < RX_LEN, the descriptor is in the ring's DMA
@@ -184,7 +189,7 @@ impl RxRing {
                 core::ptr::read_volatile(core::ptr::addr_of!((*desc).length)),
             )
         };
-        ring::classify_rx(status, errors, length, RX_BUFFER_BYTES)
+        ring::classify_rx(status, errors, length, self.buffer_bytes)
     }
 
     /// Done with the next descriptor: re-arm it, move on, and move the
@@ -312,7 +317,12 @@ impl E1000e {
         device: &PciDevice,
         pci: &PciBus,
         memory: &mut Memory,
+        max_frame: usize,
     ) -> Result<Self, StepError> {
+        let buffer = step(
+            "size the buffers",
+            regs::rx_buffer_for(max_frame).ok_or(NicFault::FrameTooLong { max_frame }),
+        )?;
         let (base, size) = step(
             "find BAR0",
             device.bars[0]
@@ -368,8 +378,11 @@ impl E1000e {
         )?;
         regs.write(reg::CTRL_EXT, regs.read(reg::CTRL_EXT) | ctrl_ext::DRV_LOAD);
 
-        let rx = step("receive ring", Self::receive_ring(regs, memory))?;
-        let tx = match Self::transmit_ring(regs, memory) {
+        let rx = step(
+            "receive ring",
+            Self::receive_ring(regs, memory, buffer, max_frame),
+        )?;
+        let tx = match Self::transmit_ring(regs, memory, buffer.bytes) {
             Ok(tx) => tx,
             Err(fault) => {
                 regs.write(reg::RCTL, 0);
@@ -378,7 +391,13 @@ impl E1000e {
                 return Err(StepError::at("transmit ring")(fault));
             }
         };
-        Ok(E1000e { regs, mac, rx, tx })
+        Ok(E1000e {
+            regs,
+            mac,
+            max_frame,
+            rx,
+            tx,
+        })
     }
 
     /// The MAC from EEPROM words 0..2, checked against RAL0/RAH0 (which
@@ -424,11 +443,16 @@ impl E1000e {
         }
     }
 
-    fn receive_ring(regs: Regs, memory: &mut Memory) -> Result<RxRing, NicFault> {
+    fn receive_ring(
+        regs: Regs,
+        memory: &mut Memory,
+        buffer: RxBufferSize,
+        max_frame: usize,
+    ) -> Result<RxRing, NicFault> {
         let descs = DmaRegion::allocate(&mut memory.frames, usize::from(RX_LEN) * 16)
             .map_err(NicFault::Frames)?;
         let buffers =
-            match DmaRegion::allocate(&mut memory.frames, usize::from(RX_LEN) * RX_BUFFER_BYTES) {
+            match DmaRegion::allocate(&mut memory.frames, usize::from(RX_LEN) * buffer.bytes) {
                 Ok(b) => b,
                 Err(e) => {
                     descs.free(&mut memory.frames);
@@ -438,6 +462,7 @@ impl E1000e {
         let rx = RxRing {
             descs,
             buffers,
+            buffer_bytes: buffer.bytes,
             next: 0,
             unreturned: 0,
             discarding: false,
@@ -456,15 +481,19 @@ impl E1000e {
         fence(Ordering::Release);
         // Every descriptor but the gap belongs to the device.
         regs.write(reg::RDT, ring::tail_register(RX_LEN - 1));
-        regs.write(reg::RCTL, regs::rctl_value());
+        regs.write(reg::RCTL, regs::rctl_value(buffer, max_frame));
         Ok(rx)
     }
 
-    fn transmit_ring(regs: Regs, memory: &mut Memory) -> Result<TxRing, NicFault> {
+    fn transmit_ring(
+        regs: Regs,
+        memory: &mut Memory,
+        buffer_bytes: usize,
+    ) -> Result<TxRing, NicFault> {
         let descs = DmaRegion::allocate(&mut memory.frames, usize::from(TX_LEN) * 16)
             .map_err(NicFault::Frames)?;
         let buffers =
-            match DmaRegion::allocate(&mut memory.frames, usize::from(TX_LEN) * TX_BUFFER_BYTES) {
+            match DmaRegion::allocate(&mut memory.frames, usize::from(TX_LEN) * buffer_bytes) {
                 Ok(b) => b,
                 Err(e) => {
                     descs.free(&mut memory.frames);
@@ -491,6 +520,7 @@ impl E1000e {
         let mut tx = TxRing {
             descs,
             buffers,
+            buffer_bytes,
             tail: 1,
             clean: 0,
             unannounced: 1,
@@ -503,6 +533,11 @@ impl E1000e {
     /// The station address.
     pub fn mac(&self) -> [u8; 6] {
         self.mac
+    }
+
+    /// Largest frame the driver sends and receives (without CRC).
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
     }
 
     /// Announces queued transmit descriptors.
@@ -569,7 +604,7 @@ impl RxToken<'_> {
     pub fn consume<R>(self, f: impl FnOnce(&[u8]) -> R) -> R {
         // SAFETY: the descriptor at `next` is done (DD set, checked by
         // `next_frame`), so the device no longer writes its buffer until
-        // `recycle` re-arms it below; `len` <= RX_BUFFER_BYTES.
+        // `recycle` re-arms it below; `len` fits the buffer.
         let frame =
             unsafe { core::slice::from_raw_parts(self.ring.buffer(self.ring.next), self.len) };
         let result = f(frame);
@@ -589,11 +624,11 @@ impl TxToken<'_> {
     /// Lets `f` build a frame of `len` bytes in place and queues it.
     pub fn consume<R>(self, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
         let index = self.ring.tail;
-        let len = len.min(TX_BUFFER_BYTES);
-        let offset = usize::from(index) * TX_BUFFER_BYTES;
+        let len = len.min(self.ring.buffer_bytes);
+        let offset = usize::from(index) * self.ring.buffer_bytes;
         // SAFETY: `has_room` showed the descriptor at `tail` is not in
         // flight, so the device does not read its buffer; the buffer is
-        // TX_BUFFER_BYTES long inside the ring's DMA region.
+        // `buffer_bytes` long inside the ring's DMA region.
         let buffer = unsafe {
             core::slice::from_raw_parts_mut(self.ring.buffers.ptr().wrapping_add(offset), len)
         };

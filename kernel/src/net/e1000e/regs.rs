@@ -145,15 +145,42 @@ pub mod eerd {
     pub const DATA_SHIFT: u32 = 16;
 }
 
-/// Receive buffer size the driver programs: 2048 bytes holds any frame of
-/// a 1500-byte MTU (1514 bytes; the CRC is stripped).
-pub const RX_BUFFER_BYTES: usize = 2048;
+/// A receive buffer size the device offers and its RCTL encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RxBufferSize {
+    pub bytes: usize,
+    /// BSIZE (bits 17:16) and BSEX.
+    pub rctl_bits: u32,
+}
 
-/// RCTL for normal reception: enabled, our unicast address and
-/// broadcast only, legacy descriptors, 2048-byte buffers, CRC stripped.
-pub const fn rctl_value() -> u32 {
-    // BSIZE 00 with BSEX clear is 2048 bytes; LBM, DTYP, UPE, MPE, LPE 0.
-    rctl::EN | rctl::BAM | rctl::SECRC
+/// Largest frame (without CRC) the device takes with RCTL.LPE clear.
+const LONG_FRAME: usize = 1518;
+
+/// The smallest receive buffer that holds a frame of `frame` bytes (the
+/// CRC is stripped): 2048 (BSIZE 00), or with BSEX 4096 (11), 8192 (10),
+/// 16384 (01).
+pub const fn rx_buffer_for(frame: usize) -> Option<RxBufferSize> {
+    let (bytes, rctl_bits) = if frame <= 2048 {
+        (2048, 0)
+    } else if frame <= 4096 {
+        (4096, rctl::BSEX | (3 << 16))
+    } else if frame <= 8192 {
+        (8192, rctl::BSEX | (2 << 16))
+    } else if frame <= 16384 {
+        (16384, rctl::BSEX | (1 << 16))
+    } else {
+        return None;
+    };
+    Some(RxBufferSize { bytes, rctl_bits })
+}
+
+/// RCTL for normal reception: enabled, our unicast address and broadcast
+/// only, legacy descriptors, `buffer`-sized buffers, CRC stripped, long
+/// packets accepted when frames of `frame` bytes need them.
+pub const fn rctl_value(buffer: RxBufferSize, frame: usize) -> u32 {
+    // LBM, DTYP, UPE, MPE 0.
+    let long = if frame > LONG_FRAME { rctl::LPE } else { 0 };
+    rctl::EN | rctl::BAM | rctl::SECRC | buffer.rctl_bits | long
 }
 
 /// TCTL for normal transmission: enabled, short packets padded, the
