@@ -84,12 +84,23 @@ pub fn measure(opts: &NetBenchOptions) -> Result<(PairResult, BenchFigures, Benc
     }
 }
 
+/// MiB moved per second of CPU time of both QEMUs together (boot
+/// included): how much work a byte costs, which the host's other load
+/// does not change the way it changes the wall-clock rate.
+pub fn mib_per_cpu_second(result: &PairResult, bytes: u64) -> Option<f64> {
+    let cpu = result.listener.cpu? + result.connector.cpu?;
+    (!cpu.is_zero()).then(|| (bytes as f64 / f64::from(1 << 20)) / cpu.as_secs_f64())
+}
+
 /// Runs and returns the process exit code.
 pub fn main(opts: &NetBenchOptions) -> Result<i32> {
-    let (_, send, receive) = measure(opts)?;
+    let (result, send, receive) = measure(opts)?;
     println!();
+    let per_cpu = mib_per_cpu_second(&result, send.bytes)
+        .map(|r| format!(", {r:.1} MiB per CPU second of both QEMUs"))
+        .unwrap_or_default();
     println!(
-        "netbench over {}: {} MiB; sender {:.1} Mbit/s end to end ({} ms), receiver {:.1} Mbit/s, every byte verified",
+        "netbench over {}: {} MiB; sender {:.1} Mbit/s end to end ({} ms), receiver {:.1} Mbit/s{per_cpu}, every byte verified",
         send.nic,
         send.bytes >> 20,
         send.mbps,
@@ -124,6 +135,7 @@ mod tests {
             qemu_stderr: String::new(),
             wall: Duration::from_secs(1),
             to_banner: None,
+            cpu: None,
             command: String::new(),
         };
         let f = figures(&result).expect("figures");

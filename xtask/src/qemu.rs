@@ -124,6 +124,11 @@ pub struct RunResult {
     pub wall: Duration,
     /// From spawning QEMU to the monitor's first console line.
     pub to_banner: Option<Duration>,
+    /// CPU time QEMU used (user + system, all its threads), as last read
+    /// from /proc before it exited (within 10 ms of the end); `None` where
+    /// /proc is not there. Unlike `wall`, it does not grow when the host
+    /// is busy with other work.
+    pub cpu: Option<Duration>,
     /// The QEMU command line.
     pub command: String,
 }
@@ -328,6 +333,7 @@ impl Qemu {
             shared,
             threads: Some((console_reader, stderr_reader, log_tail)),
             status: None,
+            cpu: None,
         })
     }
 }
@@ -360,6 +366,20 @@ pub struct Running {
     threads: Option<Threads>,
     /// Set once QEMU is gone: its exit status, or `None` if it was killed.
     status: Option<(Option<ExitStatus>, Outcome)>,
+    /// QEMU's CPU time at the last look.
+    cpu: Option<Duration>,
+}
+
+/// User + system CPU time of process `pid` (Linux /proc; clock ticks of
+/// 10 ms, the kernel's USER_HZ on every architecture xtask runs on).
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; the fields after it do not.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((user + system) * 10))
 }
 
 impl Running {
@@ -385,6 +405,9 @@ impl Running {
     pub fn finished(&mut self) -> Result<bool> {
         if self.status.is_some() {
             return Ok(true);
+        }
+        if let Some(cpu) = cpu_time(self.child.id()) {
+            self.cpu = Some(cpu);
         }
         if let Some(status) = self.child.try_wait()? {
             self.status = Some((Some(status), Outcome::from_status(status.code())));
@@ -444,6 +467,7 @@ impl Running {
             qemu_stderr,
             wall,
             to_banner: *lock(&self.shared.banner),
+            cpu: self.cpu,
             command: std::mem::take(&mut self.command),
         })
     }

@@ -318,6 +318,7 @@ mod tests {
             qemu_stderr: String::new(),
             wall: Duration::from_millis(250),
             to_banner: Some(Duration::from_millis(100)),
+            cpu: None,
             command: "qemu".into(),
         }
     }
