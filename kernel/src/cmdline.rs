@@ -110,7 +110,7 @@ pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
     ),
     (
         "tcp_buffer_kib",
-        "4..65536  KiB of each TCP socket buffer; the receive buffer is the window the peer sees (default 1024)",
+        "4..65536  KiB of each TCP socket buffer; the receive buffer is the window the peer sees (default 4096)",
     ),
     (
         "net_bench",

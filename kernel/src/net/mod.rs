@@ -27,26 +27,34 @@
 //! the receive buffer is the window the sender may fill, and it sends a
 //! window update only once the window has doubled: with small buffers the
 //! sender stops and goes. Measured 2026-12-01 with `cargo xtask netbench
-//! --mib 64 --tcp-buffer-kib K` (two QEMU 7.2 TCG instances linked by
-//! `-netdev socket` on 127.0.0.1, one vCPU each, on this project's 2-core
-//! machine while other builds ran on it: load 4-5), the sender's
-//! end-to-end rate in Mbit/s, median of three runs (range):
+//! --mib 256 --tcp-buffer-kib K [--mtu M]`: two QEMU 7.2 TCG instances
+//! linked by `-netdev socket` on 127.0.0.1, one vCPU each, on this
+//! project's 2-core machine while other builds ran on it (load 4 to 8).
+//! The first figure is MiB moved per second of CPU time of both QEMUs
+//! together (boot included): both monitors poll without pause, so this is
+//! what a byte costs, and the host's load does not change it; in brackets
+//! the sender's end-to-end rate in Mbit/s, which the load does change, by
+//! up to 3x. One entry per run:
 //!
-//! | socket buffers | virtio-net | e1000e |
+//! | socket buffers, MTU | virtio-net | e1000e |
 //! |---|---|---|
-//! | 64 KiB | 28 (21-32) | 59 (54-194) |
-//! | 256 KiB | 97 (60-105) | 123 (74-177) |
-//! | 1 MiB (default) | 183 (168-258) | 386 (162-622) |
-//! | 4 MiB | 180 (129-313) | 336 (254-409) |
-//! | 16 MiB | 195 (152-264) | 354 (215-493) |
+//! | 64 KiB, 8000 | 9.3, 8.9 (99, 85) | 19.7, 16.6 (219, 186) |
+//! | 256 KiB, 8000 | 17.9, 18.2 (161, 149) | 24.2, 34.2 (213, 286) |
+//! | 1 MiB, 1500 | 24.4, 21.9 (354, 194) | 26.1, 36.9 (328, 620) |
+//! | 1 MiB, 8000 | 43.2, 40.5 (460, 347) | 54.4, 53.2 (936, 744) |
+//! | 4 MiB (default), 8000 | 66.7, 70.9, 65.8, 71.3 (1170, 1016, 1286, 1041) | 66.3, 84.8, 74.0, 91.1 (746, 545, 1025, 941) |
+//! | 16 MiB, 8000 | 85.0, 78.5 (1086, 1255) | 73.1, 74.0 (1229, 1140) |
 //!
-//! From 1 MiB up the window no longer limits the transfer: the rate is the
-//! CPU's (TCG emulating both guests, smoltcp's checksums and copies, and
-//! QEMU's own threads on two shared cores), and the spread is the
-//! machine's load. virtio-net's transmit path runs in QEMU's main thread
-//! (another thread competing for the cores), the e1000e's in the vCPU's
-//! own register write. Hence [`stack::DEFAULT_SOCKET_BUFFER_KIB`] = 1024;
-//! `tcp_buffer_kib=` changes it.
+//! Up to 4 MiB the window limits the transfer; from there on the rate is
+//! the CPU's (TCG emulating both guests: smoltcp, the copies, virtio-net's
+//! software checksum) and QEMU's. Hence
+//! [`stack::DEFAULT_SOCKET_BUFFER_KIB`] = 4096 (`tcp_buffer_kib=` changes
+//! it). Jumbo frames (`mtu=8000`, which xtask's QEMU link uses) give 1.5
+//! to 2 times the rate of standard ones: under TCG the cost is mostly per
+//! frame, not per byte. Of the per-byte work, smoltcp's TCP checksums were
+//! half: with them switched off altogether the e1000e's rate doubled in
+//! paired runs (about 200 to 400 Mbit/s, standard frames), which is why
+//! the NIC layer does them now ([`checksum`]).
 //!
 //! In QEMU a full receive ring holds frames back (the device model stops
 //! reading its backend), so nothing is lost however late the monitor

@@ -28,10 +28,10 @@ use crate::time;
 use migrate::link::LinkError;
 
 /// KiB of each socket buffer (receive and send) unless `tcp_buffer_kib=`
-/// says otherwise. 1 MiB keeps a transfer over QEMU's socket link from
+/// says otherwise. 4 MiB keeps a transfer over QEMU's socket link from
 /// being window-limited (measurements in `net`'s module docs); the window
-/// scale follows from it (shift 5).
-pub const DEFAULT_SOCKET_BUFFER_KIB: u32 = 1024;
+/// scale follows from it (shift 6).
+pub const DEFAULT_SOCKET_BUFFER_KIB: u32 = 4096;
 /// Bounds of `tcp_buffer_kib=`: smoltcp's largest window scale (14) covers
 /// 1 GiB; 64 MiB is more than any link here needs.
 pub const SOCKET_BUFFER_KIB_RANGE: core::ops::RangeInclusive<u32> = 4..=65536;
