@@ -23,7 +23,7 @@ use gpu::vgpu::{FrameRun, FrameRuns, Vgpu};
 use crate::gpu_mem::{GpuMemory, GpuMemoryError};
 use crate::mem::paging::MapError;
 use crate::mem::FrameAllocator;
-use crate::pci::PciBus;
+use crate::pci::{Bar, PciBus};
 use crate::platform::Memory;
 
 /// vGPUs created when the command line does not say (`vgpus=`).
@@ -206,6 +206,13 @@ impl fmt::Display for SetupError {
     }
 }
 
+fn memory_bar(bar: Bar) -> Option<(u64, u64)> {
+    match bar {
+        Bar::Memory { address, size, .. } if address != 0 => Some((address, size)),
+        _ => None,
+    }
+}
+
 /// Gives a guest's memory (fresh frames) to the GPU and describes it as
 /// guest pages.
 pub fn guest_memory(
@@ -247,8 +254,8 @@ impl VgpuManager {
             .find_map(|d| gpu::device::supported(d.vendor, d.class, d.device).map(|s| (d, s)));
         let (mut device, layout) = match intel {
             Some((dev, supported)) => {
-                let (bar0, bar0_size) = dev.bars[0].memory().ok_or(SetupError::BadBars)?;
-                let (_, aperture) = dev.bars[2].memory().ok_or(SetupError::BadBars)?;
+                let (bar0, bar0_size) = memory_bar(dev.bars[0]).ok_or(SetupError::BadBars)?;
+                let (_, aperture) = memory_bar(dev.bars[2]).ok_or(SetupError::BadBars)?;
                 let layout = GmLayout::new(aperture).map_err(SetupError::Partition)?;
                 memory
                     .space
