@@ -84,6 +84,10 @@ const SUITE: &[Test] = &[
         run: crate::net::selftest::tcp_checksums,
     },
     Test {
+        name: "net-virtio-hal-pool",
+        run: crate::net::selftest::virtio_hal_pool,
+    },
+    Test {
         name: "net-bench-pattern",
         run: crate::net::selftest::bench_pattern,
     },

@@ -334,6 +334,44 @@ pub fn tcp_checksums(_: &mut Platform) -> TestResult {
     )
 }
 
+/// The virtio HAL's queue-memory pool hands out disjoint runs, takes
+/// back only what it handed out, and refuses what does not fit.
+pub fn virtio_hal_pool(_: &mut Platform) -> TestResult {
+    use super::virtio::{HalPool, HAL_POOL_FRAMES};
+    const PAGE: u64 = 4096;
+    let base = 0x10_0000;
+    let mut pool = HalPool::new(base);
+    let a = pool.take(3).ok_or("3 pages of an empty pool")?;
+    let b = pool.take(2).ok_or("2 more pages")?;
+    check(a == base && b == base + 3 * PAGE, "runs not first fit")?;
+    check(pool.take(0).is_none(), "0 pages handed out")?;
+    check(
+        pool.take(HAL_POOL_FRAMES).is_none(),
+        "more pages than are free handed out",
+    )?;
+    check(
+        !pool.give(a + PAGE / 2, 1),
+        "an unaligned address taken back",
+    )?;
+    check(!pool.give(b, 3), "a longer run than handed out taken back")?;
+    check(pool.give(a, 3), "a run handed out not taken back")?;
+    check(!pool.give(a, 3), "a run taken back twice")?;
+    check(pool.take(3) == Some(a), "a freed run not reused")?;
+    check(
+        !pool.give(base - PAGE, 1),
+        "an address below the pool taken",
+    )?;
+    let mut whole = HalPool::new(base);
+    check(
+        whole.take(HAL_POOL_FRAMES) == Some(base) && whole.take(1).is_none(),
+        "the whole pool, then nothing",
+    )?;
+    check(
+        HalPool::new(base).take(HAL_POOL_FRAMES + 1).is_none(),
+        "a run longer than the pool",
+    )
+}
+
 /// The benchmark's pattern: any chunking gives the same bytes, and the
 /// checker finds a changed byte at its exact position.
 pub fn bench_pattern(_: &mut Platform) -> TestResult {

@@ -40,15 +40,55 @@ const HEADER_BYTES: usize = 12;
 pub const RX_BURST: usize = QUEUE - 1;
 /// Frames of queue memory for virtio-drivers: two split queues of 256
 /// entries take 3 pages each; the rest is slack.
-const HAL_POOL_FRAMES: usize = 16;
+pub const HAL_POOL_FRAMES: usize = 16;
 
 type Raw = VirtIONetRaw<MonitorHal, PciTransport, QUEUE>;
 
 /// Queue memory for virtio-drivers: a run of frames reserved at bring-up,
 /// handed out by a one-bit-per-frame map.
-struct HalPool {
+#[derive(Debug)]
+pub struct HalPool {
     base: u64,
     used: u64,
+}
+
+const _: () = assert!(HAL_POOL_FRAMES <= 64, "the pool's map is one u64");
+
+impl HalPool {
+    /// A pool of [`HAL_POOL_FRAMES`] frames from `base`, all free.
+    pub const fn new(base: u64) -> Self {
+        HalPool { base, used: 0 }
+    }
+
+    /// The address of `pages` free contiguous frames, now taken.
+    pub fn take(&mut self, pages: usize) -> Option<u64> {
+        if pages == 0 || pages > HAL_POOL_FRAMES {
+            return None;
+        }
+        let want = u64::MAX >> (64 - pages);
+        let first = (0..=HAL_POOL_FRAMES - pages).find(|&i| self.used & (want << i) == 0)?;
+        self.used |= want << first;
+        Some(self.base + (first * PAGE_SIZE) as u64)
+    }
+
+    /// Gives back `pages` frames at `address`; false if they are not a
+    /// run this pool handed out (a bug in the caller).
+    pub fn give(&mut self, address: u64, pages: usize) -> bool {
+        let Some(offset) = address.checked_sub(self.base) else {
+            return false;
+        };
+        let first = (offset as usize) / PAGE_SIZE;
+        let aligned = (offset as usize).is_multiple_of(PAGE_SIZE);
+        if !aligned || pages == 0 || first + pages > HAL_POOL_FRAMES {
+            return false;
+        }
+        let mask = (u64::MAX >> (64 - pages)) << first;
+        if self.used & mask != mask {
+            return false;
+        }
+        self.used &= !mask;
+        true
+    }
 }
 
 /// The pool (virtio-drivers calls the HAL without a context).
@@ -66,24 +106,13 @@ pub struct MonitorHal;
 // identity addresses of BARs mapped uncached before the transport exists.
 unsafe impl Hal for MonitorHal {
     fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
-        let mut pool = HAL_POOL.lock();
-        let Some(pool) = pool.as_mut() else {
-            return (0, NonNull::dangling());
-        };
-        let want = (1u64 << pages.min(63)) - 1;
-        let start = (0..=HAL_POOL_FRAMES.saturating_sub(pages))
-            .find(|&i| pages > 0 && pool.used & (want << i) == 0);
-        match start {
-            Some(i) => {
-                pool.used |= want << i;
-                let phys = pool.base + (i * PAGE_SIZE) as u64;
+        let taken = HAL_POOL.lock().as_mut().and_then(|pool| pool.take(pages));
+        match taken.and_then(|phys| NonNull::new(phys as *mut u8).map(|ptr| (phys, ptr))) {
+            Some((phys, ptr)) => {
                 // SAFETY: the frames are the pool's, identity mapped, and
                 // now this caller's alone.
-                unsafe { core::ptr::write_bytes(phys as *mut u8, 0, pages * PAGE_SIZE) };
-                match NonNull::new(phys as *mut u8) {
-                    Some(ptr) => (phys, ptr),
-                    None => (0, NonNull::dangling()),
-                }
+                unsafe { core::ptr::write_bytes(ptr.as_ptr(), 0, pages * PAGE_SIZE) };
+                (phys, ptr)
             }
             // virtio-drivers reports a physical address of 0 as DmaError.
             None => (0, NonNull::dangling()),
@@ -91,23 +120,15 @@ unsafe impl Hal for MonitorHal {
     }
 
     unsafe fn dma_dealloc(paddr: PhysAddr, _vaddr: NonNull<u8>, pages: usize) -> i32 {
-        let mut pool = HAL_POOL.lock();
-        let Some(pool) = pool.as_mut() else {
-            return -1;
-        };
-        let Some(offset) = paddr.checked_sub(pool.base) else {
-            return -1;
-        };
-        let first = (offset as usize) / PAGE_SIZE;
-        if first + pages > HAL_POOL_FRAMES {
-            return -1;
+        let given = HAL_POOL
+            .lock()
+            .as_mut()
+            .is_some_and(|pool| pool.give(paddr, pages));
+        if given {
+            0
+        } else {
+            -1
         }
-        let mask = ((1u64 << pages) - 1) << first;
-        if pool.used & mask != mask {
-            return -1;
-        }
-        pool.used &= !mask;
-        0
     }
 
     unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _size: usize) -> NonNull<u8> {
@@ -258,10 +279,7 @@ impl VirtioNet {
                         .map_err(NicFault::Frames),
                 )?;
                 // Never freed: the pool lives as long as the monitor.
-                *pool = Some(HalPool {
-                    base: region.phys(),
-                    used: 0,
-                });
+                *pool = Some(HalPool::new(region.phys()));
             }
         }
         let mut root = PciRoot::new(PciConfig(pci.access));
