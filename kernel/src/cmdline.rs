@@ -9,6 +9,8 @@ use core::fmt;
 use gpu::partition::{VgpuType, MAX_VGPUS};
 use migrate::policy::Policy;
 
+use crate::net::config::{self as netcfg, Ipv4Cidr, NetConfig, NicChoice};
+
 /// What the monitor runs after bring-up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -16,6 +18,9 @@ pub enum Mode {
     Run,
     /// In-kernel self-tests: all of them, or the one named.
     SelfTest(TestSelection),
+    /// `net_bench=MIB`: a raw TCP transfer of MIB MiB to (`peer=`) or from
+    /// (`listen=`) another monitor, then exit.
+    NetBench { mib: u32 },
 }
 
 /// Which self-tests run.
@@ -42,6 +47,8 @@ pub struct Options {
     pub deny_shaders: bool,
     /// `trace=on`: record the migration's dirty trace on the log.
     pub trace: bool,
+    /// `nic=`, `ip=`, `peer=`, `listen=`.
+    pub net: NetConfig,
 }
 
 impl Default for Options {
@@ -53,9 +60,13 @@ impl Default for Options {
             policy: Policy::Informed,
             deny_shaders: false,
             trace: false,
+            net: NetConfig::default(),
         }
     }
 }
+
+/// Largest `net_bench=` transfer, in MiB.
+pub const MAX_NET_BENCH_MIB: u32 = 4096;
 
 /// Known options and what they take, printed with every error.
 pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
@@ -80,6 +91,31 @@ pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
         "shaders",
         "allow | deny  deny: refuse draws and GPGPU/media dispatches, whose surfaces the scanner cannot audit (default allow)",
     ),
+    (
+        "ip",
+        "A.B.C.D/N  this machine's IPv4 address and prefix; brings the NIC and TCP/IP up (default: no network)",
+    ),
+    (
+        "nic",
+        "auto | virtio | e1000e  which NIC to drive (default auto: the first supported on PCI)",
+    ),
+    (
+        "peer",
+        "A.B.C.D:PORT  the machine to connect to, on ip's subnet",
+    ),
+    ("listen", "PORT  accept one connection on this TCP port"),
+    (
+        "mtu",
+        "576..8000  the largest IP packet; above 1500 (jumbo frames) only where every hop takes them (default 1500)",
+    ),
+    (
+        "tcp_buffer_kib",
+        "4..65536  KiB of each TCP socket buffer; the receive buffer is the window the peer sees (default 4096)",
+    ),
+    (
+        "net_bench",
+        "1..4096  raw TCP transfer of this many MiB: send to peer= or receive on listen=, print the throughput, exit",
+    ),
 ];
 
 /// A rejected command line.
@@ -101,6 +137,12 @@ pub enum CmdlineError<'a> {
     },
     /// The same option twice.
     Repeated { key: &'a str },
+    /// An option that only works with another one.
+    Needs { key: &'a str, needs: &'static str },
+    /// Two options that cannot be given together.
+    Conflict { key: &'a str, with: &'static str },
+    /// `peer=` outside `ip=`'s subnet (the monitor has no router).
+    NotOnSubnet { peer: &'a str, ip: &'a str },
 }
 
 impl fmt::Display for CmdlineError<'_> {
@@ -124,6 +166,16 @@ impl fmt::Display for CmdlineError<'_> {
                 write!(f, "option `{key}` cannot be `{value}`: expected {expected}")
             }
             CmdlineError::Repeated { key } => write!(f, "option `{key}` is given twice"),
+            CmdlineError::Needs { key, needs } => {
+                write!(f, "option `{key}` needs {needs}")
+            }
+            CmdlineError::Conflict { key, with } => {
+                write!(f, "option `{key}` cannot be given with `{with}`")
+            }
+            CmdlineError::NotOnSubnet { peer, ip } => write!(
+                f,
+                "peer `{peer}` is not on the subnet of ip `{ip}` (the monitor has no router)"
+            ),
         }
     }
 }
@@ -142,6 +194,8 @@ pub fn parse(line: &'static [u8], truncated: bool) -> Result<Options, CmdlineErr
     let text = core::str::from_utf8(line).map_err(|_| CmdlineError::NotUtf8)?;
     let mut options = Options::default();
     let mut seen = [false; KNOWN_OPTIONS.len()];
+    // The words of the options that are checked against each other.
+    let (mut ip_word, mut peer_word) = ("", "");
     for word in text.split_ascii_whitespace() {
         let (key, value) = word
             .split_once('=')
@@ -196,9 +250,124 @@ pub fn parse(line: &'static [u8], truncated: bool) -> Result<Options, CmdlineErr
                     _ => return Err(bad("allow or deny")),
                 };
             }
+            "ip" => {
+                options.net.ip = Some(Ipv4Cidr::parse(value).ok_or(bad(
+                    "A.B.C.D/N: a host address (not the subnet's network or broadcast address) and a prefix length from 1 to 32",
+                ))?);
+                ip_word = value;
+            }
+            "nic" => {
+                options.net.nic =
+                    NicChoice::from_name(value).ok_or(bad("auto, virtio or e1000e"))?;
+            }
+            "peer" => {
+                options.net.peer = Some(netcfg::parse_endpoint(value).ok_or(bad(
+                    "A.B.C.D:PORT with a unicast address and a port from 1 to 65535",
+                ))?);
+                peer_word = value;
+            }
+            "listen" => {
+                options.net.listen =
+                    Some(netcfg::parse_port(value).ok_or(bad("a TCP port from 1 to 65535"))?);
+            }
+            "mtu" => {
+                options.net.mtu = value
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|m| netcfg::MTU_RANGE.contains(m))
+                    .ok_or(bad("a number of bytes from 576 to 8000"))?;
+            }
+            "tcp_buffer_kib" => {
+                options.net.tcp_buffer_kib = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|k| crate::net::stack::SOCKET_BUFFER_KIB_RANGE.contains(k))
+                    .ok_or(bad("a number of KiB from 4 to 65536"))?;
+            }
+            "net_bench" => {
+                let mib = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|m| (1..=MAX_NET_BENCH_MIB).contains(m))
+                    .ok_or(bad("a number of MiB from 1 to 4096"))?;
+                options.mode = Mode::NetBench { mib };
+            }
             // Every name in KNOWN_OPTIONS has an arm above.
             _ => return Err(CmdlineError::Unknown { key }),
         }
     }
+    check_combinations(&options, &seen, ip_word, peer_word)?;
     Ok(options)
+}
+
+/// Whether option `name` was given.
+fn given(seen: &[bool; KNOWN_OPTIONS.len()], name: &str) -> bool {
+    KNOWN_OPTIONS
+        .iter()
+        .position(|(n, _)| *n == name)
+        .is_some_and(|i| seen[i])
+}
+
+/// The rules that span options: the network options need `ip=`, `peer=`
+/// must be on its subnet, and a benchmark needs exactly one direction.
+fn check_combinations<'a>(
+    options: &Options,
+    seen: &[bool; KNOWN_OPTIONS.len()],
+    ip_word: &'a str,
+    peer_word: &'a str,
+) -> Result<(), CmdlineError<'a>> {
+    let net = &options.net;
+    for key in [
+        "nic",
+        "peer",
+        "listen",
+        "mtu",
+        "tcp_buffer_kib",
+        "net_bench",
+    ] {
+        if given(seen, key) && net.ip.is_none() {
+            return Err(CmdlineError::Needs {
+                key,
+                needs: "`ip=A.B.C.D/N`",
+            });
+        }
+    }
+    if let (Some(ip), Some(peer)) = (net.ip, net.peer) {
+        if !ip.contains(*peer.ip()) {
+            return Err(CmdlineError::NotOnSubnet {
+                peer: peer_word,
+                ip: ip_word,
+            });
+        }
+        if ip.address == *peer.ip() {
+            return Err(CmdlineError::Conflict {
+                key: "peer",
+                with: "ip (the peer is this machine)",
+            });
+        }
+    }
+    if given(seen, "net_bench") && given(seen, "selftest") {
+        return Err(CmdlineError::Conflict {
+            key: "net_bench",
+            with: "selftest",
+        });
+    }
+    if let Mode::NetBench { .. } = options.mode {
+        match (net.peer, net.listen) {
+            (Some(_), Some(_)) => {
+                return Err(CmdlineError::Conflict {
+                    key: "net_bench",
+                    with: "both peer and listen (send or receive, not both)",
+                })
+            }
+            (None, None) => {
+                return Err(CmdlineError::Needs {
+                    key: "net_bench",
+                    needs: "`peer=` (to send) or `listen=` (to receive)",
+                })
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }

@@ -22,6 +22,7 @@ mod guests;
 mod log;
 mod mem;
 mod migration;
+mod net;
 mod panic;
 mod pci;
 mod platform;
@@ -94,6 +95,7 @@ fn kernel_main(info: &'static BootInfo) -> ! {
     match platform.options.mode {
         Mode::SelfTest(selection) => selftest::run(&mut platform, selection),
         Mode::Run => run(&mut platform),
+        Mode::NetBench { mib } => net::bench::run(&mut platform, mib),
     }
 }
 

@@ -71,6 +71,26 @@ const SUITE: &[Test] = &[
         name: "gpu-memory-fenced",
         run: gpu_memory_fenced,
     },
+    Test {
+        name: "net-e1000e-registers",
+        run: crate::net::selftest::e1000e_registers,
+    },
+    Test {
+        name: "net-e1000e-rings",
+        run: crate::net::selftest::e1000e_rings,
+    },
+    Test {
+        name: "net-tcp-checksums",
+        run: crate::net::selftest::tcp_checksums,
+    },
+    Test {
+        name: "net-virtio-hal-pool",
+        run: crate::net::selftest::virtio_hal_pool,
+    },
+    Test {
+        name: "net-bench-pattern",
+        run: crate::net::selftest::bench_pattern,
+    },
     // Leaves one vGPU stopped on purpose.
     Test {
         name: "vgpu-workloads",
@@ -357,6 +377,112 @@ fn cmdline_cases(_: &mut Platform) -> TestResult {
     check(
         matches!(cmdline::parse(b"", true), Err(CmdlineError::Truncated)),
         "truncated",
+    )?;
+    network_options()
+}
+
+/// `ip=`, `nic=`, `peer=`, `listen=`, `net_bench=` and their rules.
+fn network_options() -> TestResult {
+    use crate::net::config::NicChoice;
+    let ok = |line: &'static [u8]| cmdline::parse(line, false);
+    let bad = |line: &'static [u8]| matches!(ok(line), Err(CmdlineError::BadValue { .. }));
+    let o = ok(b"ip=169.254.0.1/16 nic=e1000e peer=169.254.0.2:7000")
+        .map_err(|_| "a full network line")?;
+    let ip = o.net.ip.ok_or("ip= not kept")?;
+    check(
+        ip.address.octets() == [169, 254, 0, 1] && ip.prefix == 16,
+        "ip= address or prefix",
+    )?;
+    check(o.net.nic == NicChoice::E1000e, "nic=e1000e")?;
+    check(o.net.peer.map(|p| p.port()) == Some(7000), "peer= port")?;
+    check(
+        ok(b"").map(|o| o.net.ip.is_none() && o.net.nic == NicChoice::Auto) == Ok(true),
+        "no network by default",
+    )?;
+    check(ok(b"ip=169.254.0.0/31").is_ok(), "a /31 host refused")?;
+    for line in [
+        &b"ip=169.254.0.0/16"[..],
+        b"ip=169.254.255.255/16",
+        b"ip=1.2.3.4/33",
+        b"ip=1.2.3.4/0",
+        b"ip=1.2.3.4",
+        b"ip=224.0.0.1/8",
+        b"ip=0.0.0.0/8",
+        b"ip=1.2.3/24",
+        b"nic=rtl8139",
+        b"listen=0",
+        b"listen=65536",
+        b"net_bench=0",
+        b"net_bench=4097",
+        b"tcp_buffer_kib=3",
+        b"mtu=575",
+        b"mtu=8001",
+        b"tcp_buffer_kib=65537",
+    ] {
+        // Values are checked before the rules that span options.
+        let line: &'static [u8] = line;
+        check(bad(line), "a bad network value accepted")?;
+    }
+    check(
+        bad(b"ip=10.0.0.1/8 peer=10.0.0.2:0") && bad(b"ip=10.0.0.1/8 peer=10.0.0.2"),
+        "a peer without a port accepted",
+    )?;
+    check(
+        matches!(
+            ok(b"peer=10.0.0.2:7000"),
+            Err(CmdlineError::Needs { key: "peer", .. })
+        ),
+        "peer= without ip= accepted",
+    )?;
+    check(
+        matches!(
+            ok(b"nic=virtio"),
+            Err(CmdlineError::Needs { key: "nic", .. })
+        ),
+        "nic= without ip= accepted",
+    )?;
+    check(
+        matches!(
+            ok(b"ip=10.0.0.1/24 peer=10.0.1.2:7000"),
+            Err(CmdlineError::NotOnSubnet { .. })
+        ),
+        "a peer off the subnet accepted",
+    )?;
+    check(
+        matches!(
+            ok(b"ip=10.0.0.1/24 peer=10.0.0.1:7000"),
+            Err(CmdlineError::Conflict { key: "peer", .. })
+        ),
+        "this machine as its own peer accepted",
+    )?;
+    check(
+        ok(b"ip=10.0.0.1/24 listen=7000 net_bench=8").map(|o| o.mode)
+            == Ok(Mode::NetBench { mib: 8 }),
+        "net_bench=8 with listen=",
+    )?;
+    check(
+        matches!(
+            ok(b"ip=10.0.0.1/24 net_bench=8"),
+            Err(CmdlineError::Needs {
+                key: "net_bench",
+                ..
+            })
+        ),
+        "net_bench= without a direction accepted",
+    )?;
+    check(
+        matches!(
+            ok(b"ip=10.0.0.1/24 listen=7000 peer=10.0.0.2:7000 net_bench=8"),
+            Err(CmdlineError::Conflict { .. })
+        ),
+        "net_bench= with both directions accepted",
+    )?;
+    check(
+        matches!(
+            ok(b"net_bench=8 selftest=all ip=10.0.0.1/24 listen=7000"),
+            Err(CmdlineError::Conflict { .. })
+        ),
+        "net_bench= with selftest= accepted",
     )
 }
 

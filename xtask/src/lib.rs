@@ -9,6 +9,8 @@ pub mod cmd;
 pub mod defmt_log;
 pub mod deps;
 pub mod image;
+pub mod netbench;
+pub mod pair;
 pub mod paths;
 pub mod qemu;
 pub mod qmp;
