@@ -20,8 +20,8 @@ use crate::backend::{Backend, Submission};
 use crate::engine::Engine;
 use crate::partition::GmTranslation;
 use crate::scan::scanner::{
-    GmFault, GmSpace, Reason, RingState, ScanError, Shadow, ShadowBatch, WriteSet, BATCH_DWORDS,
-    BATCH_POOL, RING_DWORDS,
+    GmFault, GmSpace, Reason, RingState, ScanError, Shadow, WriteSet, BATCH_DWORDS, BATCH_POOL,
+    RING_DWORDS,
 };
 use crate::vgpu::{GateRejection, RingSubmission, SubmissionGate};
 
@@ -121,22 +121,15 @@ fn write_dwords(backend: &mut dyn Backend, at: HostGm, words: &[u32]) -> Result<
     Ok(())
 }
 
-/// A shadow before [`ScanGate::place`] gives it an engine and GM: a
-/// literal (not `Shadow::new`) so that it can be built at compile time, and
-/// all zeros so that a static gate lands in `.bss`, not in the image.
+/// A shadow before [`ScanGate::place`] gives it an engine and GM: built
+/// at compile time, and all zeros so that a static gate lands in `.bss`,
+/// not in the image.
 const fn unplaced() -> Shadow {
     const ZERO_HOST: HostGm = match HostGm::new(0) {
         Ok(gm) => gm,
         Err(_) => panic!("GM address 0 is valid"),
     };
-    Shadow {
-        engine: Engine::Render,
-        ring_host: ZERO_HOST,
-        batch_host: [ZERO_HOST; BATCH_POOL],
-        ring: [0; RING_DWORDS],
-        batches: [ShadowBatch::EMPTY; BATCH_POOL],
-        deny_shaders: false,
-    }
+    Shadow::new(Engine::Render, ZERO_HOST, [ZERO_HOST; BATCH_POOL])
 }
 
 /// One shadow per engine, plus what the last submissions produced.

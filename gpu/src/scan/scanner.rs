@@ -612,9 +612,6 @@ pub struct ShadowBatch {
     pub len: usize,
     /// The copy (audited and remapped), then the terminator.
     pub words: [u32; BATCH_DWORDS],
-    /// Words from this index on are zero (everything copied into the slot,
-    /// by any scan, lies below it).
-    filled: usize,
 }
 
 impl ShadowBatch {
@@ -623,7 +620,6 @@ impl ShadowBatch {
         guest: GUEST_ZERO,
         len: 0,
         words: [0; BATCH_DWORDS],
-        filled: 0,
     };
 
     /// The words the engine may execute: the scanned commands and the
@@ -634,16 +630,19 @@ impl ShadowBatch {
 
     /// Ends the slot at its scanned length: MI_BATCH_BUFFER_END right
     /// after the scanned words (there is room: at most
-    /// [`BATCH_SCAN_DWORDS`] are scanned), zeros after it.
-    fn terminate(&mut self) {
+    /// [`BATCH_SCAN_DWORDS`] are scanned), zeros after it up to what this
+    /// scan `copied` or `filled` says (the slot's words from there on
+    /// were zero), and `filled` then says where its zeros start.
+    #[inline(never)]
+    fn terminate(&mut self, filled: &mut usize, copied: usize) {
         let end = self.len + 1;
         if let Some(t) = self.words.get_mut(self.len) {
             *t = BATCH_END;
         }
-        if let Some(rest) = self.words.get_mut(end..self.filled.max(end)) {
+        if let Some(rest) = self.words.get_mut(end..(*filled).max(copied).max(end)) {
             rest.fill(0);
         }
-        self.filled = end;
+        *filled = end;
     }
 }
 
@@ -670,6 +669,9 @@ pub struct Shadow {
     /// guests that blit, run video and MI work reaching memory only through
     /// addresses the scanner audits.
     pub deny_shaders: bool,
+    /// Per shadow batch: its words from this index on are zero (after a
+    /// rejected scan, which may have copied anywhere: the whole slot).
+    filled: [usize; BATCH_POOL],
 }
 
 /// DWords copied from a guest batch at a time (the copy grows on demand,
@@ -678,7 +680,7 @@ const CHUNK: usize = 512;
 
 impl Shadow {
     /// Empty shadow buffers at the given host GM addresses.
-    pub fn new(engine: Engine, ring_host: HostGm, batch_host: [HostGm; BATCH_POOL]) -> Self {
+    pub const fn new(engine: Engine, ring_host: HostGm, batch_host: [HostGm; BATCH_POOL]) -> Self {
         Shadow {
             engine,
             ring_host,
@@ -686,6 +688,7 @@ impl Shadow {
             ring: [0; RING_DWORDS],
             batches: [ShadowBatch::EMPTY; BATCH_POOL],
             deny_shaders: false,
+            filled: [0; BATCH_POOL],
         }
     }
 
@@ -693,6 +696,15 @@ impl Shadow {
     /// On success the shadow ring (`ring[..ring_dwords]`) and the used
     /// shadow batches are ready to submit; nothing else may be.
     pub fn scan(&mut self, gm: &dyn GmSpace, rs: RingState) -> Result<Submission, ScanError> {
+        let r = self.scan_all(gm, rs);
+        if r.is_err() {
+            // Guest words may have been copied anywhere in any slot.
+            self.filled = [BATCH_DWORDS; BATCH_POOL];
+        }
+        r
+    }
+
+    fn scan_all(&mut self, gm: &dyn GmSpace, rs: RingState) -> Result<Submission, ScanError> {
         let mut st = State::new(self.engine, self.deny_shaders);
         let ring_err = |reason| ScanError {
             engine: self.engine,
@@ -796,13 +808,15 @@ impl Shadow {
                 off = st.fast_run(gm, avail, off, loc, level, &self.batch_host)?;
                 // Copy at least the header, then the whole command; decode
                 // only the copy, once.
-                copy_more(gm, start, b, &mut copied, off + 1).map_err(|r| err(off, 0, r))?;
+                copy_more(gm, start, &mut b.words, &mut copied, off + 1)
+                    .map_err(|r| err(off, 0, r))?;
                 let header = b.words.get(off).copied().unwrap_or(0);
                 let (spec, len) = match head(engine, header) {
                     Ok(x) => x,
                     Err(k) => return Err(err(off, header, Reason::Decode(k))),
                 };
-                copy_more(gm, start, b, &mut copied, off + len).map_err(|r| err(off, header, r))?;
+                copy_more(gm, start, &mut b.words, &mut copied, off + len)
+                    .map_err(|r| err(off, header, r))?;
                 if matches!(spec.op, Op::Noop | Op::Plain) && !spec.writes_through_state {
                     // Nothing to audit: count it and move on.
                     if !st.count(len) {
@@ -825,20 +839,7 @@ impl Shadow {
                         if level >= MAX_DEPTH {
                             return Err(err(off, header, Reason::DepthExceeded));
                         }
-                        let callee = match st.reusable(t) {
-                            Some(call) => {
-                                st.call_reused(call, level + 1);
-                                call.slot
-                            }
-                            None => {
-                                let before = core::mem::take(&mut st.effects);
-                                let s = self.follow(gm, st, t, level + 1, loc, off)?;
-                                st.returned(level + 1);
-                                st.remember(t, s, st.effects);
-                                st.effects = st.effects | before;
-                                s
-                            }
-                        };
+                        let callee = self.call(gm, st, t, level + 1, loc, off)?;
                         let host = self.batch_host_of(callee);
                         if let Some(b) = self.batches.get_mut(slot) {
                             patch(&mut b.words[..], off + 1, 2, High::Bits32, host.raw());
@@ -850,8 +851,9 @@ impl Shadow {
                 off += len;
             };
             // The segment ends here: nothing unscanned stays after it.
-            if let Some(b) = self.batches.get_mut(slot) {
-                b.terminate();
+            if let (Some(b), Some(filled)) = (self.batches.get_mut(slot), self.filled.get_mut(slot))
+            {
+                b.terminate(filled, copied);
             }
             let Some((t, at)) = chained else {
                 return Ok(first);
@@ -868,6 +870,34 @@ impl Shadow {
     }
 }
 
+impl Shadow {
+    /// A second-level call of `target` (a batch at `level`) from the
+    /// batch at `from`, `from_off`: the slot of its shadow, scanned now or
+    /// reused (see [`Call`]); the state after the call is joined with the
+    /// callee's early exits that continue there.
+    #[inline(never)]
+    fn call(
+        &mut self,
+        gm: &dyn GmSpace,
+        st: &mut State,
+        target: GuestGm,
+        level: u8,
+        from: Location,
+        from_off: usize,
+    ) -> Result<usize, ScanError> {
+        if let Some(call) = st.reusable(target) {
+            st.call_reused(call, level);
+            return Ok(call.slot);
+        }
+        let before = core::mem::take(&mut st.effects);
+        let slot = self.follow(gm, st, target, level, from, from_off)?;
+        st.returned(level);
+        st.remember(target, slot, st.effects);
+        st.effects = st.effects | before;
+        Ok(slot)
+    }
+}
+
 const GUEST_ZERO: GuestGm = match GuestGm::new(0) {
     Ok(g) => g,
     Err(_) => panic!("0 is a GM address"),
@@ -877,27 +907,27 @@ const HOST_ZERO: HostGm = match HostGm::new(0) {
     Err(_) => panic!("0 is a GM address"),
 };
 
-/// Grows the copy of the guest batch at `start` in `b` to at least `need`
-/// DWords (by [`CHUNK`]s while the slice allows, else exactly), never past
-/// [`BATCH_SCAN_DWORDS`].
+/// Grows the copy of the guest batch at `start` in `words` to at least
+/// `need` DWords (by [`CHUNK`]s while the slice allows, else exactly),
+/// never past [`BATCH_SCAN_DWORDS`].
 #[inline]
 fn copy_more(
     gm: &dyn GmSpace,
     start: GuestGm,
-    b: &mut ShadowBatch,
+    words: &mut [u32; BATCH_DWORDS],
     copied: &mut usize,
     need: usize,
 ) -> Result<(), Reason> {
     if need <= *copied {
         return Ok(());
     }
-    copy_chunk(gm, start, b, copied, need)
+    copy_chunk(gm, start, words, copied, need)
 }
 
 fn copy_chunk(
     gm: &dyn GmSpace,
     start: GuestGm,
-    b: &mut ShadowBatch,
+    words: &mut [u32; BATCH_DWORDS],
     copied: &mut usize,
     need: usize,
 ) -> Result<(), Reason> {
@@ -911,9 +941,6 @@ fn copy_chunk(
         fault: GmFault::OutOfSlices,
     })?;
     let want = need.max(from + CHUNK).min(BATCH_SCAN_DWORDS);
-    // Whatever happens below, guest words may land up to `want`.
-    b.filled = b.filled.max(want);
-    let words = &mut b.words;
     let big = words.get_mut(from..want).unwrap_or(&mut []);
     if gm.read_guest(at, big).is_err() {
         let exact = words.get_mut(from..need).unwrap_or(&mut []);
@@ -1269,6 +1296,7 @@ impl State {
     /// An MI_CONDITIONAL_BATCH_BUFFER_END in a batch at `level`: the
     /// current state may continue after the start of every level up to
     /// it (see [`Exits`]).
+    #[inline(never)]
     fn exit_early(&mut self, level: u8) {
         let here = self.tracked;
         for e in self.exits.at.iter_mut().take(usize::from(level)) {
@@ -1283,6 +1311,7 @@ impl State {
     /// The batch entered at `level` returned to the command after its
     /// start: the state there is the join of the state at its end and at
     /// every early exit that continues there.
+    #[inline(never)]
     fn returned(&mut self, level: u8) {
         let exit = usize::from(level)
             .checked_sub(1)
@@ -1297,6 +1326,7 @@ impl State {
     /// of `call`: the callee touches no tracked state, so every state in
     /// it is the entry state; when it may exit early, that is the state at
     /// its exits.
+    #[inline(never)]
     fn call_reused(&mut self, call: Call, level: u8) {
         if call.effects.exits_early {
             self.exit_early(level);
@@ -1768,8 +1798,10 @@ impl State {
         let addr = u64::from(b) << 32 | u64::from(a & !3);
         self.cached(addr, 4)?;
         let t = GuestGm::new(addr).ok()?;
-        self.reusable(t)
-            .filter(|c| !c.effects.exits_early)
+        self.calls
+            .iter()
+            .flatten()
+            .find(|c| c.target == t && c.reusable() && !c.effects.exits_early)
             .map(|c| c.slot)
     }
 
@@ -2377,7 +2409,7 @@ mod tracked_state_tests {
 
     /// A state from small choices, so that random pairs often agree.
     fn state(bases: [u8; 6], sizes: [u8; 6], blt: u8) -> TrackedState {
-        let pick = |v: u8| (v % 3 != 0).then_some(u64::from(v % 3) * 0x1000);
+        let pick = |v: u8| (!v.is_multiple_of(3)).then_some(u64::from(v % 3) * 0x1000);
         let mut t = TrackedState::UNKNOWN;
         for i in 0..6 {
             t.sba.base[i] = pick(bases[i]).map(|a| GuestGm::new(a).unwrap());
