@@ -868,9 +868,7 @@ impl Shadow {
             slot = next;
         }
     }
-}
 
-impl Shadow {
     /// A second-level call of `target` (a batch at `level`) from the
     /// batch at `from`, `from_off`: the slot of its shadow, scanned now or
     /// reused (see [`Call`]); the state after the call is joined with the
