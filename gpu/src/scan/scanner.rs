@@ -737,6 +737,11 @@ impl Shadow {
                     return Err(st.fail(Location::Ring, off, header, None, Reason::Decode(k)))
                 }
             };
+            if matches!(spec.op, Op::BatchEnd) {
+                // It ends no batch here (see `ControlFlow::BatchEndInRing`).
+                let r = Reason::ControlFlow(ControlFlow::BatchEndInRing);
+                return Err(st.fail(Location::Ring, off, header, Some(spec.name), r));
+            }
             let follow = st.command(gm, ring, off, spec, len, Location::Ring, 0)?;
             if let Some(target) = follow {
                 let slot = self.follow(gm, &mut st, target, 1, Location::Ring, off)?;
@@ -1849,11 +1854,6 @@ impl State {
         }
         // Fast path: most of a 3D stream is state without addresses.
         match spec.op {
-            Op::BatchEnd if loc == Location::Ring => {
-                let header = buf.get(off).copied().unwrap_or(0);
-                let r = Reason::ControlFlow(ControlFlow::BatchEndInRing);
-                Err(self.fail(loc, off, header, Some(spec.name), r))
-            }
             Op::Noop | Op::Plain | Op::BatchEnd => {
                 self.state_writer(buf, off, spec, loc)?;
                 Ok(None)
