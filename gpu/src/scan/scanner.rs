@@ -1801,10 +1801,17 @@ impl State {
         let addr = u64::from(b) << 32 | u64::from(a & !3);
         self.cached(addr, 4)?;
         let t = GuestGm::new(addr).ok()?;
+        self.reusable_without_exits(t)
+    }
+
+    /// The slot of the reusable shadow of the second-level batch at
+    /// `target`, when it has no early exits.
+    #[inline(never)]
+    fn reusable_without_exits(&self, target: GuestGm) -> Option<usize> {
         self.calls
             .iter()
             .flatten()
-            .find(|c| c.target == t && c.reusable() && !c.effects.exits_early)
+            .find(|c| c.target == target && c.reusable() && !c.effects.exits_early)
             .map(|c| c.slot)
     }
 
