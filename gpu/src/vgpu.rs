@@ -964,6 +964,14 @@ impl Vgpu {
         if let VgpuState::Failed(r) = self.state {
             return Err(VgpuError::Stopped(r));
         }
+        // The gate rewrites the engine's shadow ring and batches, which a
+        // busy engine may still be running (any vGPU's earlier submission,
+        // or one preempted at an arbitration point): not while it is busy.
+        let engine = request.engine();
+        if let EngineStatus::Busy { .. } = backend.poll(engine) {
+            let busy = BackendError::EngineNotIdle(engine);
+            return Err(VgpuError::Monitor(MonitorFault::Backend(busy)));
+        }
         let submission = match gate.admit(&self.translation, &request, backend) {
             Ok(s) => s,
             Err(rejection) => {

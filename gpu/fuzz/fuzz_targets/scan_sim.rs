@@ -345,7 +345,7 @@ fn one(w: &mut World, data: &[u8]) {
         upload(
             sim,
             SHADOW_BATCH_HOST + SHADOW_BATCH_STRIDE * i as u64,
-            &b.words[..b.len],
+            b.image(),
         );
     }
     sim.reset_engine(engine);

@@ -142,10 +142,16 @@ pub enum CommandRepr<'a> {
     },
     /// MI_BATCH_BUFFER_END.
     BatchEnd,
-    /// MI_CONDITIONAL_BATCH_BUFFER_END (reads 4 bytes, DWord 2-3).
+    /// MI_CONDITIONAL_BATCH_BUFFER_END (DWord 2-3; reads a DWord, or with
+    /// Compare Mask Mode, bit 19, a QWord: mask and data).
     CondBatchEnd {
         /// The compared memory.
         mem: MemOperand,
+    },
+    /// MI_SET_PREDICATE.
+    SetPredicate {
+        /// PREDICATE ENABLE (bits 3:0; 0: NOOP Never).
+        enable: u8,
     },
     /// MI_STORE_DATA_IMM (DWord 1-2 address; bit 21 store qword).
     StoreDataImm {
@@ -945,10 +951,16 @@ impl<'a> CommandRepr<'a> {
             Op::BatchEnd => CommandRepr::BatchEnd,
             Op::CondBatchEnd => {
                 need(4)?;
+                // Compare Mask Mode: a QWord, mask then data (PRM; Intel's
+                // media driver's Gen9 layout).
+                let size = if bit(h, 19) { 8 } else { 4 };
                 CommandRepr::CondBatchEnd {
-                    mem: mem(c, 2, 3, 4, bit(h, 22), false),
+                    mem: mem(c, 2, 3, size, bit(h, 22), false),
                 }
             }
+            Op::SetPredicate => CommandRepr::SetPredicate {
+                enable: (h & 0xf) as u8,
+            },
             Op::StoreDataImm => {
                 need(4)?;
                 // Store Qword (bit 21) or a 5-DWord form writes 8 bytes.

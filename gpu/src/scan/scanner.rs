@@ -15,16 +15,69 @@
 //! Decisions:
 //! - Cycles are per chain: a chained MI_BATCH_BUFFER_START back to a segment
 //!   of the same chain is rejected. A second-level batch called again is
-//!   not a cycle: its shadow is reused when it holds no STATE_BASE_ADDRESS
-//!   (its audit then does not depend on the state it is entered with),
-//!   else it is scanned again into a new shadow. The pool, the depth limit
-//!   and the command/DWord budget bound the work either way.
-//! - STATE_BASE_ADDRESS is tracked per submission: each base/size pair is
-//!   audited whenever either half changes; a half set by an earlier
-//!   submission is unseen state and rejected. Size 0 allows no access, but
-//!   a modified base must still translate so it can be remapped.
+//!   not a cycle: its shadow is reused when its scan neither set nor read
+//!   tracked state (its audit then does not depend on the state it is
+//!   entered with, and the state after it is the state before it), else
+//!   it is scanned again into a new shadow. The pool, the depth limit and
+//!   the command/DWord budget bound the work either way.
+//! - Tracked state: the context state later commands are audited against
+//!   (STATE_BASE_ADDRESS bases and sizes, the last blitter setup) is one
+//!   per-submission value (`TrackedState`), unknown at the start of every
+//!   submission. STATE_BASE_ADDRESS: each base/size pair is audited
+//!   whenever either half changes; a half set by an earlier submission is
+//!   unseen state and rejected. Size 0 allows no access, but a modified
+//!   base must still translate so it can be remapped.
+//! - Control flow and predication. Rule: for every command that decides
+//!   which commands run, each path the engine may take is audited with
+//!   the tracked state as it stands on that path, or the command is
+//!   refused ([`Reason::ControlFlow`]).
+//!   - MI_BATCH_BUFFER_END continues after the batch's start (the ring,
+//!     or the first-level batch after a second-level call), where the scan
+//!     goes on with the state at the end. In the ring it is refused.
+//!   - MI_CONDITIONAL_BATCH_BUFFER_END may end the batch, whatever its
+//!     compare fields say. On Gen9 the end takes every level with it and
+//!     the engine continues in the ring after the first-level start (PRM
+//!     vol 2a, as Intel's media driver transcribes it); the reading in
+//!     which it ends only a second-level batch is allowed for as well.
+//!     The state after a batch start is the join (field-wise meet) of the
+//!     state at the batch's end and at every exit that may continue there:
+//!     what differs between them becomes unknown, and a command that
+//!     depends on it is refused as [`Reason::UnseenState`]. A reused
+//!     second-level shadow that may exit early adds its entry state to the
+//!     exits at every call. With Compare Mask Mode it reads a QWord. In
+//!     the ring it is refused.
+//!   - MI_BATCH_BUFFER_START with Predication Enable is refused (skipped,
+//!     it falls through; no Gen9 driver sets the bit), as are a chain from
+//!     a second-level batch (the PRM has chaining replace the first-level
+//!     address, so its return is not defined), a second-level start from
+//!     the ring, add-offset and resource-streamer forms.
+//!   - MI_SET_PREDICATE is accepted only as NOOP Never: other values skip
+//!     later state commands and LRIs by a result the scanner does not know,
+//!     and stay set past the batch (MI_MODE is context state).
+//!   - MI_PREDICATE (and the MI_PREDICATE_RESULT registers LRI/LRM may
+//!     load) decides only whether commands with a Predicate Enable bit run:
+//!     3DPRIMITIVE, GPGPU_WALKER and MI_STORE_REGISTER_MEM (genxml; a test
+//!     checks the list); MI_TOPOLOGY_FILTER only whether 3DPRIMITIVEs run.
+//!     None of them changes tracked state ([`sets_tracked_state`]), so
+//!     auditing them covers the path that skips them too; a skipped write
+//!     leaves a listed write page unwritten, which a write set allows.
+//!   - Registers that steer the command streamer (ring and batch address
+//!     and state registers, MI_MODE, MI_PREDICATE_RESULT_2, context
+//!     control, execlist ports) stay off the register whitelist
+//!     ([`super::regs`]; a test keeps them off).
+//!   - MI_ARB_CHECK and the other preemption points change when the
+//!     engine runs the rest, not what: a context resumes the same shadow
+//!     words, so those must not change under a submission that may still
+//!     run: the vGPU hands the gate (which rewrites the shadow) a
+//!     submission only while its engine is not busy.
 //! - Batches are copied into the shadow in chunks as decoding needs them;
-//!   only the copy is decoded, audited and run.
+//!   only the copy is decoded, audited and run. A shadow batch ends at its
+//!   scanned length: MI_BATCH_BUFFER_END right after the scanned words
+//!   (room for it is reserved: [`BATCH_SCAN_DWORDS`]) and zeros after it,
+//!   and the monitor writes that whole image ([`ShadowBatch::image`]) to
+//!   GM, so no path can run into unscanned guest words or into the stale
+//!   words of an earlier, longer batch the slot's GM still holds. The ring
+//!   ends at TAIL.
 //! - Write targets: every audited operand the hardware may write (post-sync
 //!   and store addresses, blit destinations, stream-out and other written
 //!   buffers) is recorded as guest pages in the submission's [`WriteSet`].
@@ -122,7 +175,7 @@ use super::operands::{Access, AddrField, Extent, High, Layout, When};
 use super::regs::{check_read, check_write, RegAccess, RegRefusal};
 use super::repr::{
     pak_insert_descriptors, pak_payload_bytes, pak_payload_linear, setup_draw_bytes, xy_blit_bytes,
-    CommandRepr, PostSync, ReprError, StateBaseAddress, PAK_DESCRIPTOR, PAK_PAYLOAD,
+    CommandRepr, MemOperand, PostSync, ReprError, StateBaseAddress, PAK_DESCRIPTOR, PAK_PAYLOAD,
 };
 use super::table::{
     fast_entry, fast_kind_code, fast_len, fast_spec, CmdSpec, Op, FAST_AUDIT, FAST_GUESS,
@@ -136,6 +189,10 @@ pub const RING_DWORDS: usize = 16 * 1024;
 pub const BATCH_POOL: usize = 8;
 /// Capacity of one shadow batch in DWords (32 KiB).
 pub const BATCH_DWORDS: usize = 8 * 1024;
+/// DWords of one guest batch (or chained segment) a shadow batch holds:
+/// its capacity less the MI_BATCH_BUFFER_END the scanner puts right after
+/// the scanned words ([`ShadowBatch::image`]).
+pub const BATCH_SCAN_DWORDS: usize = BATCH_DWORDS - 1;
 /// Batch nesting limit: 1 = first level, 2 = second level.
 pub const MAX_DEPTH: u8 = 2;
 /// Runs of guest pages recorded as write targets per submission.
@@ -280,6 +337,59 @@ pub enum Reason {
     BatchCycle,
     /// More commands or DWords than the per-submission budget.
     BudgetExceeded,
+    /// A control-flow or predication form whose paths the scanner does
+    /// not follow (see [`ControlFlow`]).
+    ControlFlow(ControlFlow),
+}
+
+/// The control-flow and predication forms the scanner refuses, because
+/// the engine may take a path through them that the scanner cannot audit
+/// (the rule: every path audited, with the state on it, or refused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControlFlow {
+    /// MI_BATCH_BUFFER_START with Predication Enable (DWord 0 bit 15): when
+    /// the predicate skips it the engine falls through past it, into words
+    /// the scanner did not scan. No Gen9 driver sets it (Mesa predicates
+    /// a batch start only in its Gfx12.5+ `mi_goto`; the media driver's
+    /// Gen9 command layout has no such bit).
+    PredicatedBatchStart,
+    /// MI_SET_PREDICATE other than NOOP Never: it makes the engine skip
+    /// later commands (state and LRI among them) by a result the scanner
+    /// does not know, and its enable outlives the batch into the ring and
+    /// the next submission (MI_MODE is context state). Gen9 drivers emit
+    /// it only in the media driver's null-hardware debug mode.
+    SetPredicate,
+    /// MI_BATCH_BUFFER_END in the ring: it ends no batch, and where the
+    /// engine goes next is not defined (i915 GVT-g returns to the last
+    /// ring address a batch start left); no driver puts one there.
+    BatchEndInRing,
+    /// MI_CONDITIONAL_BATCH_BUFFER_END in the ring: as above, with a
+    /// condition.
+    CondBatchEndInRing,
+    /// A chaining MI_BATCH_BUFFER_START inside a second-level batch: the
+    /// PRM has chaining update the first-level batch address, so where the
+    /// chained batch returns to is not the second-level return; i915
+    /// GVT-g refuses any batch start in a second-level batch.
+    ChainInSecondLevel,
+}
+
+impl ControlFlow {
+    /// The reason, for logs and rejections.
+    pub const fn why(self) -> &'static str {
+        match self {
+            ControlFlow::PredicatedBatchStart => {
+                "predicated MI_BATCH_BUFFER_START (the engine may fall through past it)"
+            }
+            ControlFlow::SetPredicate => {
+                "MI_SET_PREDICATE other than NOOP Never (later commands may be skipped)"
+            }
+            ControlFlow::BatchEndInRing => "MI_BATCH_BUFFER_END in the ring",
+            ControlFlow::CondBatchEndInRing => "MI_CONDITIONAL_BATCH_BUFFER_END in the ring",
+            ControlFlow::ChainInSecondLevel => {
+                "chained MI_BATCH_BUFFER_START in a second-level batch (return path undefined)"
+            }
+        }
+    }
 }
 
 impl fmt::Display for Reason {
@@ -315,6 +425,7 @@ impl fmt::Display for Reason {
             Reason::DepthExceeded => f.write_str("batch nesting too deep"),
             Reason::BatchCycle => f.write_str("batch chains to itself or a visited segment"),
             Reason::BudgetExceeded => f.write_str("scan budget exceeded"),
+            Reason::ControlFlow(c) => write!(f, "control flow not followed: {}", c.why()),
         }
     }
 }
@@ -501,17 +612,60 @@ pub struct Submission {
 }
 
 /// One shadow batch buffer.
+///
+/// After an accepted scan, `words[..len]` are the scanned, audited and
+/// remapped commands (ending in MI_BATCH_BUFFER_END or a chaining
+/// MI_BATCH_BUFFER_START), `words[len]` is an MI_BATCH_BUFFER_END the
+/// scanner put there, and every word after it is zero: no guest word that
+/// was copied but not scanned stays in the slot. [`ShadowBatch::image`]
+/// is what the engine may run; the monitor writes all of it to GM, so a
+/// path that ran past the scanned words (none is accepted) would end at
+/// the terminator, not in the stale words of an earlier, longer batch
+/// that the slot's GM still holds beyond it.
 #[derive(Clone, Debug)]
 pub struct ShadowBatch {
     /// Guest GM the batch was copied from.
     pub guest: GuestGm,
-    /// DWords scanned (the copy may hold a few more, never executed:
-    /// the scanned part ends in MI_BATCH_BUFFER_END or a chaining
-    /// MI_BATCH_BUFFER_START).
+    /// DWords scanned (at most [`BATCH_SCAN_DWORDS`]).
     pub len: usize,
-    /// The copy (audited and remapped).
+    /// The copy (audited and remapped), then the terminator.
     pub words: [u32; BATCH_DWORDS],
 }
+
+impl ShadowBatch {
+    /// An unused slot.
+    pub const EMPTY: ShadowBatch = ShadowBatch {
+        guest: GUEST_ZERO,
+        len: 0,
+        words: [0; BATCH_DWORDS],
+    };
+
+    /// The words the engine may execute: the scanned commands and the
+    /// terminating MI_BATCH_BUFFER_END after them.
+    pub fn image(&self) -> &[u32] {
+        self.words.get(..self.len + 1).unwrap_or(&self.words)
+    }
+
+    /// Ends the slot at its scanned length: MI_BATCH_BUFFER_END right
+    /// after the scanned words (there is room: at most
+    /// [`BATCH_SCAN_DWORDS`] are scanned), zeros after it up to what this
+    /// scan `copied` or `filled` says (the slot's words from there on
+    /// were zero), and `filled` then says where its zeros start.
+    #[inline(never)]
+    fn terminate(&mut self, filled: &mut usize, copied: usize) {
+        let end = self.len + 1;
+        if let Some(t) = self.words.get_mut(self.len) {
+            *t = BATCH_END;
+        }
+        if let Some(rest) = self.words.get_mut(end..(*filled).max(copied).max(end)) {
+            rest.fill(0);
+        }
+        *filled = end;
+    }
+}
+
+/// MI_BATCH_BUFFER_END (PRM vol 2a; the crate's one encoding).
+const BATCH_END: u32 = crate::encode::BB_END;
 
 /// The monitor-owned buffers of one engine, and their host GM addresses
 /// (the kernel maps them into the monitor's GGTT slice).
@@ -533,6 +687,9 @@ pub struct Shadow {
     /// guests that blit, run video and MI work reaching memory only through
     /// addresses the scanner audits.
     pub deny_shaders: bool,
+    /// Per shadow batch: its words from this index on are zero (after a
+    /// rejected scan, which may have copied anywhere: the whole slot).
+    filled: [usize; BATCH_POOL],
 }
 
 /// DWords copied from a guest batch at a time (the copy grows on demand,
@@ -541,19 +698,15 @@ const CHUNK: usize = 512;
 
 impl Shadow {
     /// Empty shadow buffers at the given host GM addresses.
-    pub fn new(engine: Engine, ring_host: HostGm, batch_host: [HostGm; BATCH_POOL]) -> Self {
-        const B: ShadowBatch = ShadowBatch {
-            guest: GUEST_ZERO,
-            len: 0,
-            words: [0; BATCH_DWORDS],
-        };
+    pub const fn new(engine: Engine, ring_host: HostGm, batch_host: [HostGm; BATCH_POOL]) -> Self {
         Shadow {
             engine,
             ring_host,
             batch_host,
             ring: [0; RING_DWORDS],
-            batches: [B; BATCH_POOL],
+            batches: [ShadowBatch::EMPTY; BATCH_POOL],
             deny_shaders: false,
+            filled: [0; BATCH_POOL],
         }
     }
 
@@ -561,6 +714,15 @@ impl Shadow {
     /// On success the shadow ring (`ring[..ring_dwords]`) and the used
     /// shadow batches are ready to submit; nothing else may be.
     pub fn scan(&mut self, gm: &dyn GmSpace, rs: RingState) -> Result<Submission, ScanError> {
+        let r = self.scan_all(gm, rs);
+        if r.is_err() {
+            // Guest words may have been copied anywhere in any slot.
+            self.filled = [BATCH_DWORDS; BATCH_POOL];
+        }
+        r
+    }
+
+    fn scan_all(&mut self, gm: &dyn GmSpace, rs: RingState) -> Result<Submission, ScanError> {
         let mut st = State::new(self.engine, self.deny_shaders);
         let ring_err = |reason| ScanError {
             engine: self.engine,
@@ -593,9 +755,15 @@ impl Shadow {
                     return Err(st.fail(Location::Ring, off, header, None, Reason::Decode(k)))
                 }
             };
+            if matches!(spec.op, Op::BatchEnd) {
+                // It ends no batch here (see `ControlFlow::BatchEndInRing`).
+                let r = Reason::ControlFlow(ControlFlow::BatchEndInRing);
+                return Err(st.fail(Location::Ring, off, header, Some(spec.name), r));
+            }
             let follow = st.command(gm, ring, off, spec, len, Location::Ring, 0)?;
             if let Some(target) = follow {
                 let slot = self.follow(gm, &mut st, target, 1, Location::Ring, off)?;
+                st.returned(1);
                 let host = self.batch_host_of(slot);
                 patch(&mut self.ring[..], off + 1, 2, High::Bits32, host.raw());
             }
@@ -694,17 +862,7 @@ impl Shadow {
                         if level >= MAX_DEPTH {
                             return Err(err(off, header, Reason::DepthExceeded));
                         }
-                        let callee = match st.reusable(t) {
-                            Some(s) => s,
-                            None => {
-                                let sba_before = st.sba_seen;
-                                st.sba_seen = false;
-                                let s = self.follow(gm, st, t, level + 1, loc, off)?;
-                                st.remember(t, s, !st.sba_seen);
-                                st.sba_seen |= sba_before;
-                                s
-                            }
-                        };
+                        let callee = self.call(gm, st, t, level + 1, loc, off)?;
                         let host = self.batch_host_of(callee);
                         if let Some(b) = self.batches.get_mut(slot) {
                             patch(&mut b.words[..], off + 1, 2, High::Bits32, host.raw());
@@ -715,6 +873,11 @@ impl Shadow {
                 }
                 off += len;
             };
+            // The segment ends here: nothing unscanned stays after it.
+            if let (Some(b), Some(filled)) = (self.batches.get_mut(slot), self.filled.get_mut(slot))
+            {
+                b.terminate(filled, copied);
+            }
             let Some((t, at)) = chained else {
                 return Ok(first);
             };
@@ -728,6 +891,32 @@ impl Shadow {
             slot = next;
         }
     }
+
+    /// A second-level call of `target` (a batch at `level`) from the
+    /// batch at `from`, `from_off`: the slot of its shadow, scanned now or
+    /// reused (see [`Call`]); the state after the call is joined with the
+    /// callee's early exits that continue there.
+    #[inline(never)]
+    fn call(
+        &mut self,
+        gm: &dyn GmSpace,
+        st: &mut State,
+        target: GuestGm,
+        level: u8,
+        from: Location,
+        from_off: usize,
+    ) -> Result<usize, ScanError> {
+        if let Some(call) = st.reusable(target) {
+            st.call_reused(call, level);
+            return Ok(call.slot);
+        }
+        let before = core::mem::take(&mut st.effects);
+        let slot = self.follow(gm, st, target, level, from, from_off)?;
+        st.returned(level);
+        st.remember(target, slot, st.effects);
+        st.effects = st.effects | before;
+        Ok(slot)
+    }
 }
 
 const GUEST_ZERO: GuestGm = match GuestGm::new(0) {
@@ -739,8 +928,9 @@ const HOST_ZERO: HostGm = match HostGm::new(0) {
     Err(_) => panic!("0 is a GM address"),
 };
 
-/// Grows the copy of the guest batch at `start` to at least `need` DWords
-/// (by [`CHUNK`]s while the slice allows, else exactly).
+/// Grows the copy of the guest batch at `start` in `words` to at least
+/// `need` DWords (by [`CHUNK`]s while the slice allows, else exactly),
+/// never past [`BATCH_SCAN_DWORDS`].
 #[inline]
 fn copy_more(
     gm: &dyn GmSpace,
@@ -762,7 +952,7 @@ fn copy_chunk(
     copied: &mut usize,
     need: usize,
 ) -> Result<(), Reason> {
-    if need > BATCH_DWORDS {
+    if need > BATCH_SCAN_DWORDS {
         return Err(Reason::BatchTooLarge);
     }
     let from = *copied;
@@ -771,7 +961,7 @@ fn copy_chunk(
         size: 4,
         fault: GmFault::OutOfSlices,
     })?;
-    let want = need.max(from + CHUNK).min(BATCH_DWORDS);
+    let want = need.max(from + CHUNK).min(BATCH_SCAN_DWORDS);
     let big = words.get_mut(from..want).unwrap_or(&mut []);
     if gm.read_guest(at, big).is_err() {
         let exact = words.get_mut(from..need).unwrap_or(&mut []);
@@ -853,9 +1043,41 @@ fn copy_ring(gm: &dyn GmSpace, rs: RingState, out: &mut [u32]) -> Result<usize, 
     Ok(n)
 }
 
+/// The meet of two values of one piece of tracked state: what is known on
+/// both paths that reach a point. Equal values stay known; values that
+/// differ become unknown (`None`), and a command that depends on unknown
+/// state is refused ([`Reason::UnseenState`]), as one that depends on
+/// state not set in the submission is.
+trait Meet: Copy {
+    #[must_use]
+    fn meet(self, other: Self) -> Self;
+}
+
+impl<T: Copy + PartialEq> Meet for Option<T> {
+    #[inline]
+    fn meet(self, other: Self) -> Self {
+        if self == other {
+            self
+        } else {
+            None
+        }
+    }
+}
+
+impl<T: Meet, const N: usize> Meet for [T; N] {
+    #[inline]
+    fn meet(mut self, other: Self) -> Self {
+        for (a, b) in self.iter_mut().zip(other) {
+            *a = a.meet(b);
+        }
+        self
+    }
+}
+
 /// STATE_BASE_ADDRESS state as this submission has set it: per base, the
-/// guest base and the size in bytes (`None`: not set in this submission).
-#[derive(Clone, Copy, Debug)]
+/// guest base and the size in bytes (`None`: not set in this submission,
+/// or not the same on every path here).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Sba {
     base: [Option<GuestGm>; 6],
     size: [Option<u64>; 6],
@@ -868,14 +1090,133 @@ impl Sba {
     };
 }
 
+impl Meet for Sba {
+    fn meet(self, other: Self) -> Self {
+        // A base and its size meet apart: each half is audited with the
+        // other whenever either changes, so a known half is the same on
+        // every path whatever the other is.
+        Sba {
+            base: self.base.meet(other.base),
+            size: self.size.meet(other.size),
+        }
+    }
+}
+
+/// The context state this submission has set that later commands are
+/// audited against, as it stands at one point of the scan. `None` in a
+/// field means unknown: not set in this submission, or set differently on
+/// the paths that reach the point. It starts unknown in every submission
+/// (what earlier submissions left in the context is never trusted).
+///
+/// Where paths meet (after a batch that may have ended early at an
+/// MI_CONDITIONAL_BATCH_BUFFER_END: see [`Exits`]), the state is the
+/// [`TrackedState::join`] of the states on all of them. A new piece of
+/// state is a field here, read and written through [`State::state`] and
+/// [`State::state_mut`] (so that a second-level batch that depends on it
+/// is not reused) and met in `join`, whose exhaustive destructuring makes
+/// the compiler ask for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct TrackedState {
+    /// STATE_BASE_ADDRESS bases and sizes.
+    sba: Sba,
+    /// The last blitter setup (XY_SETUP_BLT, XY_SETUP_MONO_PATTERN_SL_BLT).
+    blt: Option<BltSetup>,
+}
+
+impl TrackedState {
+    /// Nothing known (the start of a submission).
+    const UNKNOWN: TrackedState = TrackedState {
+        sba: Sba::UNKNOWN,
+        blt: None,
+    };
+
+    /// The state at a point that both `self`'s and `other`'s paths reach:
+    /// field by field, what both know alike.
+    #[must_use]
+    fn join(&self, other: &TrackedState) -> TrackedState {
+        let TrackedState { sba, blt } = *self;
+        TrackedState {
+            sba: sba.meet(other.sba),
+            blt: blt.meet(other.blt),
+        }
+    }
+}
+
+/// Whether commands of class `op` may change the state later commands are
+/// audited against (`TrackedState`): STATE_BASE_ADDRESS and the blitter
+/// setups. The predication rule rests on it: a command the engine may
+/// skip (one with a Predicate Enable bit, under MI_PREDICATE's result)
+/// either changes no tracked state, so that auditing it covers both the
+/// path that runs it and the one that skips it, or is refused when
+/// predicated (MI_BATCH_BUFFER_START). A class that comes to set tracked
+/// state is listed here; debug builds check every audited command
+/// against the list.
+pub fn sets_tracked_state(op: Op) -> bool {
+    matches!(op, Op::StateBaseAddress | Op::BltSetup)
+}
+
+/// The early exits of the batches being scanned: `at[i]` is the join of
+/// the tracked states at every MI_CONDITIONAL_BATCH_BUFFER_END, seen since
+/// the batch start that entered level `i + 1`, that may continue right
+/// after that start (`None`: none yet). When that batch returns, the state
+/// after its start is joined with it.
+///
+/// Where an early exit continues (PRM vol 2a MI_CONDITIONAL_BATCH_BUFFER_END,
+/// as Intel's media driver transcribes it for Gen9: "Termination of second
+/// level batch buffer due to this command will also terminate the
+/// parent/first level batch buffer"): after the ring's batch start, from
+/// any level. An exit from a second-level batch is also taken to continue
+/// after the second-level call (the other reading, in case the hardware
+/// ends one level only), so both continuations are joined with it.
+#[derive(Clone, Copy, Debug)]
+struct Exits {
+    at: [Option<TrackedState>; MAX_DEPTH as usize],
+}
+
+impl Exits {
+    const NONE: Exits = Exits {
+        at: [None; MAX_DEPTH as usize],
+    };
+}
+
+/// What a stretch of the scan did that decides whether a second-level
+/// batch's shadow may be run again for another call.
+#[derive(Clone, Copy, Debug, Default)]
+struct Effects {
+    /// Tracked state was set or read: its audit depends on the state it
+    /// was entered with, or it changes the state after it.
+    touched_state: bool,
+    /// It may end early (an MI_CONDITIONAL_BATCH_BUFFER_END).
+    exits_early: bool,
+}
+
+impl core::ops::BitOr for Effects {
+    type Output = Effects;
+    fn bitor(self, other: Effects) -> Effects {
+        Effects {
+            touched_state: self.touched_state | other.touched_state,
+            exits_early: self.exits_early | other.exits_early,
+        }
+    }
+}
+
 /// A second-level batch already scanned in this submission.
 #[derive(Clone, Copy, Debug)]
 struct Call {
     target: GuestGm,
     slot: usize,
-    /// It holds no STATE_BASE_ADDRESS, so its audit does not depend on
-    /// the state it is entered with and its shadow may be run again.
-    reusable: bool,
+    /// What its scan did: its shadow is run again for another call only
+    /// when it did not touch tracked state (so its audit holds whatever
+    /// state it is entered with, and the state after it is the state
+    /// before it); if it may exit early, each further call adds its entry
+    /// state to the exits ([`State::call_reused`]).
+    effects: Effects,
+}
+
+impl Call {
+    fn reusable(&self) -> bool {
+        !self.effects.touched_state
+    }
 }
 
 /// Per-submission scan state.
@@ -893,13 +1234,12 @@ struct State {
     dwords: u32,
     used: usize,
     calls: [Option<Call>; BATCH_POOL],
-    sba: Sba,
-    /// Context state was set or used: a STATE_BASE_ADDRESS or a blitter
-    /// setup, or a blit drawn relative to one (since the flag was last
-    /// cleared). A second-level batch that did so is not reused.
-    sba_seen: bool,
-    /// The last blitter setup of this submission.
-    blt: Option<BltSetup>,
+    /// The tracked state at the command being scanned.
+    tracked: TrackedState,
+    /// Early exits of the batches being scanned.
+    exits: Exits,
+    /// What the scan did since [`Self::effects`] was last cleared.
+    effects: Effects,
     writes: WriteSet,
     /// Slices translated in this scan (aperture, hidden); unused slots
     /// are [`Linear::NONE`].
@@ -907,7 +1247,7 @@ struct State {
 }
 
 /// The destination an XY_SETUP_BLT set for the blits that follow.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct BltSetup {
     /// Guest GM of the destination base.
     base: u64,
@@ -958,12 +1298,67 @@ impl State {
             dwords: 0,
             used: 0,
             calls: [None; BATCH_POOL],
-            sba: Sba::UNKNOWN,
-            sba_seen: false,
+            tracked: TrackedState::UNKNOWN,
+            exits: Exits::NONE,
+            effects: Effects::default(),
             own_work: false,
             writes: WriteSet::EMPTY,
             linear: [Linear::NONE; 2],
-            blt: None,
+        }
+    }
+
+    /// The tracked state, for a command audited against it.
+    #[inline]
+    fn state(&mut self) -> &TrackedState {
+        self.effects.touched_state = true;
+        &self.tracked
+    }
+
+    /// The tracked state, for a command that sets it.
+    #[inline]
+    fn state_mut(&mut self) -> &mut TrackedState {
+        self.effects.touched_state = true;
+        &mut self.tracked
+    }
+
+    /// An MI_CONDITIONAL_BATCH_BUFFER_END in a batch at `level`: the
+    /// current state may continue after the start of every level up to
+    /// it (see [`Exits`]).
+    #[inline(never)]
+    fn exit_early(&mut self, level: u8) {
+        let here = self.tracked;
+        for e in self.exits.at.iter_mut().take(usize::from(level)) {
+            *e = Some(match e {
+                Some(s) => s.join(&here),
+                None => here,
+            });
+        }
+        self.effects.exits_early = true;
+    }
+
+    /// The batch entered at `level` returned to the command after its
+    /// start: the state there is the join of the state at its end and at
+    /// every early exit that continues there.
+    #[inline(never)]
+    fn returned(&mut self, level: u8) {
+        let exit = usize::from(level)
+            .checked_sub(1)
+            .and_then(|i| self.exits.at.get_mut(i))
+            .and_then(Option::take);
+        if let Some(e) = exit {
+            self.tracked = self.tracked.join(&e);
+        }
+    }
+
+    /// A second-level call at `level` (the callee's) of the reused shadow
+    /// of `call`: the callee touches no tracked state, so every state in
+    /// it is the entry state; when it may exit early, that is the state at
+    /// its exits.
+    #[inline(never)]
+    fn call_reused(&mut self, call: Call, level: u8) {
+        if call.effects.exits_early {
+            self.exit_early(level);
+            self.returned(level);
         }
     }
 
@@ -989,20 +1384,22 @@ impl State {
         Ok(self.used - 1)
     }
 
-    fn reusable(&self, target: GuestGm) -> Option<usize> {
+    /// The second-level batch at `target` scanned earlier in this
+    /// submission, when its shadow may be run again.
+    fn reusable(&self, target: GuestGm) -> Option<Call> {
         self.calls
             .iter()
             .flatten()
-            .find(|c| c.target == target && c.reusable)
-            .map(|c| c.slot)
+            .find(|c| c.target == target && c.reusable())
+            .copied()
     }
 
-    fn remember(&mut self, target: GuestGm, slot: usize, reusable: bool) {
+    fn remember(&mut self, target: GuestGm, slot: usize, effects: Effects) {
         if let Some(free) = self.calls.iter_mut().find(|c| c.is_none()) {
             *free = Some(Call {
                 target,
                 slot,
-                reusable,
+                effects,
             });
         }
     }
@@ -1411,11 +1808,12 @@ impl State {
 
     /// For the MI_BATCH_BUFFER_START `w` in a batch at `loc`, `level`: the
     /// shadow slot of its target when it is a plain GGTT second-level call
-    /// (no resource streamer, no add-offset) allowed at this level, whose
-    /// target lies in a cached slice and is a second-level batch already
-    /// scanned in this submission and reusable. Then the full path would
-    /// accept it and point it at that slot, and nothing else; `None`
-    /// leaves it to the full path. Changes nothing.
+    /// (no resource streamer, no add-offset, not predicated) allowed at
+    /// this level, whose target lies in a cached slice and is a
+    /// second-level batch already scanned in this submission, reusable,
+    /// and without early exits. Then the full path would accept it and
+    /// point it at that slot, and nothing else; `None` leaves it to the
+    /// full path. Changes nothing.
     #[inline(always)]
     fn reused_call(&self, w: &[u32], loc: Location, level: u8) -> Option<usize> {
         let &[h, a, b] = w else { return None };
@@ -1423,6 +1821,7 @@ impl State {
         if loc == Location::Ring
             || !bit(h, 22)
             || bit(h, 10)
+            || bit(h, 15)
             || bit(h, 16)
             || bit(h, 8)
             || level >= MAX_DEPTH
@@ -1432,7 +1831,18 @@ impl State {
         let addr = u64::from(b) << 32 | u64::from(a & !3);
         self.cached(addr, 4)?;
         let t = GuestGm::new(addr).ok()?;
-        self.reusable(t)
+        self.reusable_without_exits(t)
+    }
+
+    /// The slot of the reusable shadow of the second-level batch at
+    /// `target`, when it has no early exits.
+    #[inline(never)]
+    fn reusable_without_exits(&self, target: GuestGm) -> Option<usize> {
+        self.calls
+            .iter()
+            .flatten()
+            .find(|c| c.target == target && c.reusable() && !c.effects.exits_early)
+            .map(|c| c.slot)
     }
 
     /// The write operand at DWords `lo`, `lo + 1` of `w` (address bits from
@@ -1524,6 +1934,8 @@ impl State {
         level: u8,
     ) -> Result<Option<GuestGm>, ScanError> {
         self.state_writer(buf, off, spec, loc)?;
+        #[cfg(debug_assertions)]
+        let before = self.tracked;
         let r = match spec.op {
             Op::Gm(layout) => {
                 let words = buf.get_mut(off..off + len).unwrap_or(&mut []);
@@ -1531,6 +1943,12 @@ impl State {
             }
             _ => self.check_operands(gm, buf, off, spec, len, loc, level),
         };
+        #[cfg(debug_assertions)]
+        debug_assert!(
+            self.tracked == before || sets_tracked_state(spec.op) || r.is_err(),
+            "{} changed the tracked state but `sets_tracked_state` does not list it",
+            spec.name
+        );
         r.map_err(|r| {
             let header = buf.get(off).copied().unwrap_or(0);
             self.fail(loc, off, header, Some(spec.name), r)
@@ -1581,9 +1999,15 @@ impl State {
                 target,
                 second_level,
                 resource_streamer,
+                predicated,
                 add_offset,
-                ..
             } => {
+                if predicated {
+                    return Err(Reason::ControlFlow(ControlFlow::PredicatedBatchStart));
+                }
+                if !second_level && level >= 2 {
+                    return Err(Reason::ControlFlow(ControlFlow::ChainInSecondLevel));
+                }
                 if resource_streamer {
                     return Err(Reason::Privileged("resource streamer batch"));
                 }
@@ -1607,9 +2031,26 @@ impl State {
                 let t = GuestGm::new(target.addr).map_err(|_| fault(GmFault::OutOfSlices))?;
                 return Ok(Some(t));
             }
-            CommandRepr::CondBatchEnd { mem }
-            | CommandRepr::StoreDataImm { mem }
-            | CommandRepr::Atomic { mem } => (mem, None),
+            CommandRepr::CondBatchEnd { mem } => {
+                if loc == Location::Ring {
+                    return Err(Reason::ControlFlow(ControlFlow::CondBatchEndInRing));
+                }
+                // Whatever it compares, the batch may end here (see
+                // `Exits`); the operand is audited below, and the exit is
+                // recorded only once the command is accepted.
+                let r = self.mem_operands(gm, buf, off, mem, None);
+                if r.is_ok() {
+                    self.exit_early(level);
+                }
+                return r.map(|()| None);
+            }
+            CommandRepr::SetPredicate { enable } => {
+                if enable != 0 {
+                    return Err(Reason::ControlFlow(ControlFlow::SetPredicate));
+                }
+                return Ok(None);
+            }
+            CommandRepr::StoreDataImm { mem } | CommandRepr::Atomic { mem } => (mem, None),
             CommandRepr::CopyMemMem { dst, src } => (dst, Some(src)),
             CommandRepr::StoreRegMem { reg, mem } => {
                 read(reg)?;
@@ -1672,7 +2113,6 @@ impl State {
             }
             CommandRepr::StateBaseAddress(view) => {
                 let sba = view.bases();
-                self.sba_seen = true;
                 let words = buf.get_mut(off..off + len).unwrap_or(&mut []);
                 self.state_base_address(gm, &sba, words)?;
                 return Ok(None);
@@ -1696,20 +2136,19 @@ impl State {
                 if let Some((p, h)) = pat {
                     patch(buf, off + p.dword, 0, High::Bits32, h);
                 }
-                self.blt = Some(BltSetup {
+                self.state_mut().blt = Some(BltSetup {
                     base: dst.addr,
                     pitch,
                     tiled,
                     bpp,
                 });
-                self.sba_seen = true;
                 return Ok(None);
             }
             CommandRepr::BltSetupDraw { rect } => {
                 let s = self
+                    .state()
                     .blt
                     .ok_or(Reason::UnseenState("blitter setup (XY_SETUP_BLT)"))?;
-                self.sba_seen = true;
                 let bytes =
                     setup_draw_bytes(s.pitch, s.tiled, s.bpp, rect).map_err(Reason::Repr)?;
                 if bytes > 0 {
@@ -1728,9 +2167,9 @@ impl State {
                     Some(d) => Some((d, self.audit(gm, d.addr, d.size.max(1), true)?)),
                     None => {
                         let s = self
+                            .state()
                             .blt
                             .ok_or(Reason::UnseenState("blitter setup (XY_SETUP_BLT)"))?;
-                        self.sba_seen = true;
                         let bytes = setup_draw_bytes(s.pitch, s.tiled, s.bpp, rect)
                             .map_err(Reason::Repr)?;
                         if bytes > 0 {
@@ -1759,7 +2198,19 @@ impl State {
             }
             CommandRepr::Other(_) => return Err(Reason::Unaudited),
         };
-        // Both operands are checked before either is rewritten.
+        self.mem_operands(gm, buf, off, a, b).map(|()| None)
+    }
+
+    /// Audits and remaps the memory operands `a` and `b` of the command at
+    /// `off` of `buf`: GGTT only, both checked before either is rewritten.
+    fn mem_operands(
+        &mut self,
+        gm: &dyn GmSpace,
+        buf: &mut [u32],
+        off: usize,
+        a: MemOperand,
+        b: Option<MemOperand>,
+    ) -> Check<()> {
         if !a.ggtt || b.is_some_and(|m| !m.ggtt) {
             return Err(Reason::Ppgtt);
         }
@@ -1772,7 +2223,7 @@ impl State {
         if let (Some(m), Some(h)) = (b, hb) {
             patch(buf, off + m.dword, m.shift, High::Bits32, h);
         }
-        Ok(None)
+        Ok(())
     }
 
     /// HCP_PAK_INSERT_OBJECT `w` with `n` indirect payload descriptors
@@ -1813,40 +2264,36 @@ impl State {
             if b.modify {
                 let fault = memory_fault(b.mem.addr, 1);
                 let base = GuestGm::new(b.mem.addr).map_err(|_| fault(GmFault::OutOfSlices))?;
-                if let Some(slot) = self.sba.base.get_mut(i) {
+                if let Some(slot) = self.state_mut().sba.base.get_mut(i) {
                     *slot = Some(base);
                 }
             }
             if b.size_modify {
-                if let Some(slot) = self.sba.size.get_mut(i) {
+                if let Some(slot) = self.state_mut().sba.size.get_mut(i) {
                     *slot = b.bytes;
                 }
             }
             if !b.modify && !b.size_modify {
                 continue;
             }
-            let base = self
-                .sba
-                .base
-                .get(i)
-                .copied()
-                .flatten()
-                .ok_or(Reason::UnseenState(
-                    "STATE_BASE_ADDRESS size without its base",
-                ))?;
-            let size = match b.bytes {
-                // No size field: the hardware does not bound the base.
-                None => self.rest_of_slice(gm, base.raw())?,
-                Some(_) => self
+            let base =
+                self.state()
                     .sba
-                    .size
+                    .base
                     .get(i)
                     .copied()
                     .flatten()
                     .ok_or(Reason::UnseenState(
-                        "STATE_BASE_ADDRESS base without its size",
-                    ))?,
-            };
+                        "STATE_BASE_ADDRESS size without its base",
+                    ))?;
+            let size =
+                match b.bytes {
+                    // No size field: the hardware does not bound the base.
+                    None => self.rest_of_slice(gm, base.raw())?,
+                    Some(_) => self.state().sba.size.get(i).copied().flatten().ok_or(
+                        Reason::UnseenState("STATE_BASE_ADDRESS base without its size"),
+                    )?,
+                };
             // Size 0: no access is in bounds; the base still has to
             // translate (1 byte).
             let host = self.audit(gm, base.raw(), size.max(1), b.mem.write && size > 0)?;
@@ -2001,6 +2448,152 @@ impl State {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tracked_state_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A state from small choices, so that random pairs often agree.
+    fn state(bases: [u8; 6], sizes: [u8; 6], blt: u8) -> TrackedState {
+        let pick = |v: u8| (!v.is_multiple_of(3)).then_some(u64::from(v % 3) * 0x1000);
+        let mut t = TrackedState::UNKNOWN;
+        for i in 0..6 {
+            t.sba.base[i] = pick(bases[i]).map(|a| GuestGm::new(a).unwrap());
+            t.sba.size[i] = pick(sizes[i]);
+        }
+        t.blt = pick(blt).map(|base| BltSetup {
+            base,
+            pitch: 64,
+            tiled: false,
+            bpp: 4,
+        });
+        t
+    }
+
+    fn any_state() -> impl Strategy<Value = TrackedState> {
+        (any::<[u8; 6]>(), any::<[u8; 6]>(), any::<u8>()).prop_map(|(b, s, t)| state(b, s, t))
+    }
+
+    /// Every field known in `low` is known, and the same, in `high`.
+    fn below(low: &TrackedState, high: &TrackedState) -> bool {
+        let le = |a: Option<u64>, b: Option<u64>| a.is_none() || a == b;
+        let gm = |a: Option<GuestGm>| a.map(GuestGm::raw);
+        (0..6).all(|i| {
+            le(gm(low.sba.base[i]), gm(high.sba.base[i])) && le(low.sba.size[i], high.sba.size[i])
+        }) && (low.blt.is_none() || low.blt == high.blt)
+    }
+
+    proptest! {
+        /// `join` is a meet: idempotent, commutative, associative, below
+        /// both sides and the greatest such state (what both know alike
+        /// stays known); UNKNOWN absorbs.
+        #[test]
+        fn join_is_the_meet(a in any_state(), b in any_state(), c in any_state()) {
+            prop_assert_eq!(a.join(&a), a);
+            prop_assert_eq!(a.join(&b), b.join(&a));
+            prop_assert_eq!(a.join(&b).join(&c), a.join(&b.join(&c)));
+            let m = a.join(&b);
+            prop_assert!(below(&m, &a) && below(&m, &b));
+            if below(&c, &a) && below(&c, &b) {
+                prop_assert!(below(&c, &m));
+            }
+            prop_assert_eq!(a.join(&TrackedState::UNKNOWN), TrackedState::UNKNOWN);
+        }
+    }
+
+    #[test]
+    fn a_base_and_its_size_meet_apart() {
+        let mut a = TrackedState::UNKNOWN;
+        a.sba.base[2] = Some(GuestGm::new(0x1000).unwrap());
+        a.sba.size[2] = Some(0x4000);
+        let mut b = a;
+        b.sba.base[2] = Some(GuestGm::new(0x9000).unwrap());
+        let m = a.join(&b);
+        assert_eq!(m.sba.base[2], None);
+        assert_eq!(m.sba.size[2], Some(0x4000));
+    }
+
+    /// The exits: a second-level exit reaches both continuations, a
+    /// first-level one only the ring's; each is joined in once, when its
+    /// batch returns.
+    #[test]
+    fn exits_join_where_they_continue() {
+        let mut st = State::new(Engine::Blitter, false);
+        let setup = |base| {
+            Some(BltSetup {
+                base,
+                pitch: 64,
+                tiled: false,
+                bpp: 4,
+            })
+        };
+        st.tracked.blt = setup(0x1000);
+        st.exit_early(2);
+        assert!(st.effects.exits_early);
+        assert_eq!(st.exits.at[0].map(|s| s.blt), Some(setup(0x1000)));
+        assert_eq!(st.exits.at[1].map(|s| s.blt), Some(setup(0x1000)));
+        // The callee then sets another destination and returns: unknown.
+        st.tracked.blt = setup(0x2000);
+        st.returned(2);
+        assert_eq!(st.tracked.blt, None);
+        assert!(st.exits.at[1].is_none());
+        // Level 1 sets it again; the ring's continuation still meets the
+        // second-level exit.
+        st.tracked.blt = setup(0x3000);
+        st.returned(1);
+        assert_eq!(st.tracked.blt, None);
+        // A first-level exit with the state that then holds at the end
+        // changes nothing.
+        st.tracked.blt = setup(0x3000);
+        st.exit_early(1);
+        assert!(st.exits.at[1].is_none());
+        st.returned(1);
+        assert_eq!(st.tracked.blt, setup(0x3000));
+        // No exit: nothing to join.
+        st.returned(1);
+        assert_eq!(st.tracked.blt, setup(0x3000));
+    }
+
+    /// A reused callee that may exit early adds its entry state (the state
+    /// at its call) to the ring's continuation at every call.
+    #[test]
+    fn a_reused_callee_exits_with_its_entry_state() {
+        let mut st = State::new(Engine::Blitter, false);
+        let call = Call {
+            target: GUEST_ZERO,
+            slot: 1,
+            effects: Effects {
+                touched_state: false,
+                exits_early: true,
+            },
+        };
+        let setup = |base| {
+            Some(BltSetup {
+                base,
+                pitch: 64,
+                tiled: false,
+                bpp: 4,
+            })
+        };
+        st.tracked.blt = setup(0x1000);
+        st.call_reused(call, 2);
+        assert_eq!(st.tracked.blt, setup(0x1000));
+        st.tracked.blt = setup(0x2000);
+        st.returned(1);
+        assert_eq!(st.tracked.blt, None);
+        // Without exits a reused call changes nothing.
+        st.tracked.blt = setup(0x1000);
+        let quiet = Call {
+            effects: Effects::default(),
+            ..call
+        };
+        st.call_reused(quiet, 2);
+        st.tracked.blt = setup(0x2000);
+        st.returned(1);
+        assert_eq!(st.tracked.blt, setup(0x2000));
     }
 }
 

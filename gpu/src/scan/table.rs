@@ -207,6 +207,8 @@ pub enum Op {
     BatchEnd,
     /// MI_CONDITIONAL_BATCH_BUFFER_END.
     CondBatchEnd,
+    /// MI_SET_PREDICATE (only NOOP Never is accepted).
+    SetPredicate,
     /// MI_STORE_DATA_IMM.
     StoreDataImm,
     /// MI_STORE_REGISTER_MEM.
@@ -417,7 +419,13 @@ pub const N_COMMANDS: usize = 259;
 const TABLE: [CmdSpec; N_COMMANDS] = [
     // ---- rows transcribed from genxml gen9.xml (MI, 3D, media, video) ----
     spec("MI_NOOP", mi(0x00), Len::Fixed(1), ALL, Op::Noop),
-    spec("MI_SET_PREDICATE", mi(0x01), Len::Fixed(1), ALL, Op::Plain),
+    spec(
+        "MI_SET_PREDICATE",
+        mi(0x01),
+        Len::Fixed(1),
+        ALL,
+        Op::SetPredicate,
+    ),
     spec("MI_USER_INTERRUPT", mi(0x02), Len::Fixed(1), ALL, Op::Plain),
     spec(
         "MI_WAIT_FOR_EVENT",

@@ -707,11 +707,13 @@ impl<M: PhysMem> SimGpu<M> {
             | Op::XyPatBlt
             | Op::XyMonoPatBlt
             | Op::XyBlit(_) => return Err(unmodeled(spec.name)),
-            Op::Plain | Op::Gm(_) | Op::PakInsert | Op::StateBaseAddress => match spec.opcode {
-                Opcode::Mi(op) => self.plain_mi(on, op, spec.name, c)?,
-                Opcode::Gfx(_) => self.gfx(on, spec, c)?,
-                Opcode::Blt(_) => return Err(unmodeled(spec.name)),
-            },
+            Op::Plain | Op::SetPredicate | Op::Gm(_) | Op::PakInsert | Op::StateBaseAddress => {
+                match spec.opcode {
+                    Opcode::Mi(op) => self.plain_mi(on, op, spec.name, c)?,
+                    Opcode::Gfx(_) => self.gfx(on, spec, c)?,
+                    Opcode::Blt(_) => return Err(unmodeled(spec.name)),
+                }
+            }
         }
         Ok(Flow::Next)
     }
