@@ -8,6 +8,7 @@ use core::fmt;
 
 use gpu::partition::{VgpuType, MAX_VGPUS};
 use migrate::policy::Policy;
+use migrate::MigrationKey;
 
 /// What the monitor runs after bring-up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +43,11 @@ pub struct Options {
     pub deny_shaders: bool,
     /// `trace=on`: record the migration's dirty trace on the log.
     pub trace: bool,
+    /// `migrate_key=`: the pre-shared key that authenticates the migration
+    /// stream (hex).
+    pub migrate_key: Option<MigrationKey>,
+    /// `migrate_encrypt=on`: encrypt the migration stream too.
+    pub migrate_encrypt: bool,
 }
 
 impl Default for Options {
@@ -53,6 +59,8 @@ impl Default for Options {
             policy: Policy::Informed,
             deny_shaders: false,
             trace: false,
+            migrate_key: None,
+            migrate_encrypt: false,
         }
     }
 }
@@ -79,6 +87,14 @@ pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
     (
         "shaders",
         "allow | deny  deny: refuse draws and GPGPU/media dispatches, whose surfaces the scanner cannot audit (default allow)",
+    ),
+    (
+        "migrate_key",
+        "32 to 128 hex digits  pre-shared key that authenticates the migration stream (both sides; a destination refuses to listen without one)",
+    ),
+    (
+        "migrate_encrypt",
+        "on | off  also encrypt the migration stream (default off: authenticated only)",
     ),
 ];
 
@@ -194,6 +210,24 @@ pub fn parse(line: &'static [u8], truncated: bool) -> Result<Options, CmdlineErr
                     "allow" => false,
                     "deny" => true,
                     _ => return Err(bad("allow or deny")),
+                };
+            }
+            "migrate_key" => {
+                // A malformed key may still be most of a secret: not echoed.
+                options.migrate_key =
+                    Some(
+                        MigrationKey::from_hex(value).map_err(|_| CmdlineError::BadValue {
+                            key,
+                            value: "(not shown)",
+                            expected: "an even number of hex digits, 32 to 128",
+                        })?,
+                    );
+            }
+            "migrate_encrypt" => {
+                options.migrate_encrypt = match value {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(bad("on or off")),
                 };
             }
             // Every name in KNOWN_OPTIONS has an arm above.

@@ -13,7 +13,12 @@
 //! - [`xxh3_sse2`]: the same xxh3-64 of a page on SSE2, for the monitor;
 //! - [`tracker`]: the per-vGPU dirty table and CPU / scanner evidence;
 //! - [`delta`]: XBZRLE-like delta encoding and the last-sent cache;
-//! - [`wire`]: stream header and records (view + repr), order rules;
+//! - [`wire`]: handshake messages and records (view + repr), the stream's
+//!   order and content rules;
+//! - [`auth`]: the migration key, the handshake's proofs and keys, record
+//!   sealing (authentication, optionally encryption);
+//! - [`handover`]: who owns the guest when, and what each side does when a
+//!   message is lost;
 //! - [`link`]: the [`Link`] trait, an in-memory pipe, a fault injector;
 //! - [`policy`]: the policies and their names;
 //! - [`throttle`]: the convergence throttle (the vGPU's share of GPU time
@@ -44,9 +49,11 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod delta;
 pub mod dest;
 pub mod digest;
+pub mod handover;
 pub mod link;
 pub mod page;
 pub mod policy;
@@ -57,14 +64,18 @@ pub mod wire;
 #[cfg(target_arch = "x86_64")]
 pub mod xxh3_sse2;
 
-pub use dest::{decode_stream, ReceiveError, Receiver, ReceiverStatus};
+pub use auth::{DeterministicEntropy, Entropy, EntropyPool, KeyError, MigrationKey};
+pub use dest::{
+    decode_stream, reseal_stream, ReceiveError, Receiver, ReceiverConfig, ReceiverStatus,
+};
+pub use handover::Wait;
 pub use link::{FaultConfig, FaultInjector, Link, LinkError, Pipe, PipeEnd, SliceLink};
-pub use page::{GuestPage, MemoryError, PageBuf, PageSink, PageSource, PAGE_SIZE};
+pub use page::{GuestPage, MemoryError, PageBuf, PageRange, PageSink, PageSource, PAGE_SIZE};
 pub use policy::{Policy, UnknownPolicy, POLICY_NAMES};
 pub use source::{Source, SourceConfig, SourceError, SourceStats, SourceStatus, SourceStorage};
 pub use throttle::{Pacer, Share, ThrottleConfig};
 pub use tracker::{DirtyTracker, Slot, TrackerError};
-pub use wire::{RejectReason, WireError};
+pub use wire::{Refusal, RejectReason, WireError};
 
 #[cfg(test)]
 mod tests;
