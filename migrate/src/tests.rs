@@ -23,9 +23,11 @@ const FIRST_PAGE: u64 = 0x1000;
 /// recorded stream was sealed against).
 const DEST_SEED: u64 = 1000;
 
+/// The tests' key (the fuzz target uses it too).
+const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
 fn key() -> MigrationKey {
-    MigrationKey::from_hex("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
-        .unwrap()
+    MigrationKey::from_hex(KEY_HEX).unwrap()
 }
 
 fn other_key() -> MigrationKey {
@@ -787,6 +789,26 @@ fn fuzz_seeds_are_current_streams() {
             &mut MemSink::default(),
         )
         .unwrap();
+        // The fuzzer's re-signing reproduces a valid stream exactly: it
+        // seals as the source does.
+        let mut again = stream.clone();
+        reseal_stream(
+            &mut again,
+            &rx_config(0, 2),
+            &key(),
+            &mut DeterministicEntropy(DEST_SEED),
+        );
+        assert!(again == *stream, "{name}: re-signing changed a valid stream");
+    }
+    // The fuzz target decodes as this test's destination.
+    let target = include_str!("../fuzz/fuzz_targets/decode_stream.rs");
+    for line in [
+        format!("const KEY_HEX: &str = \"{KEY_HEX}\";"),
+        format!("const DEST_SEED: u64 = {DEST_SEED};"),
+        format!("const FIRST_PAGE: u64 = {FIRST_PAGE:#x};"),
+        "const PAGES: u64 = 2;".to_string(),
+    ] {
+        assert!(target.contains(&line), "fuzz target lacks `{line}`");
     }
 }
 
