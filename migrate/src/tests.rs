@@ -798,7 +798,10 @@ fn fuzz_seeds_are_current_streams() {
             &key(),
             &mut DeterministicEntropy(DEST_SEED),
         );
-        assert!(again == *stream, "{name}: re-signing changed a valid stream");
+        assert!(
+            again == *stream,
+            "{name}: re-signing changed a valid stream"
+        );
     }
     // The fuzz target decodes as this test's destination.
     let target = include_str!("../fuzz/fuzz_targets/decode_stream.rs");
