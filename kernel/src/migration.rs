@@ -554,7 +554,10 @@ fn transfer(
     let mut dest_runs = false;
     let mut recorder = trace.then(|| DirtyTrace::start(&mut SourcePages::of(m, index, &[])));
 
-    for poll in 0u32.. {
+    // Every wait in the two state machines has a timeout: this ends.
+    let mut poll = 0u32;
+    loop {
+        poll = poll.wrapping_add(1);
         let now_ns = crate::time::micros_since_boot() * 1000;
         let step_due = stopped_us.is_none() && poll % WORK_EVERY == 0;
         // Only the throttle's share of the guest's steps goes through.
