@@ -144,6 +144,25 @@ impl fmt::Display for CmdlineError<'_> {
     }
 }
 
+/// The command line as the log may show it: the migration key's value is
+/// replaced (the log leaves the machine on a serial line).
+pub struct Redacted<'a>(pub &'a str);
+
+impl fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, word) in self.0.split_ascii_whitespace().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            match word.split_once('=') {
+                Some(("migrate_key", _)) => f.write_str("migrate_key=(hidden)")?,
+                _ => f.write_str(word)?,
+            }
+        }
+        Ok(())
+    }
+}
+
 fn is_test_name(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()

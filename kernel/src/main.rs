@@ -68,7 +68,10 @@ fn kernel_main(info: &'static BootInfo) -> ! {
     );
 
     let cmdline = core::str::from_utf8(info.cmdline()).unwrap_or("<not UTF-8>");
-    defmt::info!("command line: {=str}", cmdline);
+    defmt::info!(
+        "command line: {}",
+        defmt::Display2Format(&cmdline::Redacted(cmdline))
+    );
     let options = match cmdline::parse(info.cmdline(), info.cmdline_truncated) {
         Ok(options) => options,
         Err(e) => {

@@ -559,7 +559,7 @@ fn transfer(
     loop {
         poll = poll.wrapping_add(1);
         let now_ns = crate::time::micros_since_boot() * 1000;
-        let step_due = stopped_us.is_none() && poll % WORK_EVERY == 0;
+        let step_due = stopped_us.is_none() && poll.is_multiple_of(WORK_EVERY);
         // Only the throttle's share of the guest's steps goes through.
         let admitted = step_due && pacer.admit(source.submission_share());
         if step_due && !admitted {
