@@ -557,7 +557,6 @@ fn transfer(
     // Every wait in the two state machines has a timeout: this ends.
     let mut poll = 0u32;
     loop {
-        poll = poll.wrapping_add(1);
         let now_ns = crate::time::micros_since_boot() * 1000;
         let step_due = stopped_us.is_none() && poll.is_multiple_of(WORK_EVERY);
         // Only the throttle's share of the guest's steps goes through.
@@ -662,6 +661,7 @@ fn transfer(
             }
             _ => {}
         }
+        poll = poll.wrapping_add(1);
     }
     if let Some(r) = &recorder {
         defmt::info!("trace-end events={=u32}", r.events());
