@@ -73,7 +73,10 @@ pub use dest::{
     decode_stream, reseal_stream, ReceiveError, Receiver, ReceiverConfig, ReceiverStatus,
 };
 pub use handover::Wait;
-pub use link::{FaultConfig, FaultInjector, Link, LinkError, Pipe, PipeEnd, SliceLink};
+pub use link::{
+    FaultConfig, FaultInjector, Link, LinkError, Pipe, PipeEnd, RecordAction, RecordFault,
+    SliceLink,
+};
 pub use page::{GuestPage, MemoryError, PageBuf, PageRange, PageSink, PageSource, PAGE_SIZE};
 pub use policy::{Policy, UnknownPolicy, POLICY_NAMES};
 pub use source::{Source, SourceConfig, SourceError, SourceStats, SourceStatus, SourceStorage};

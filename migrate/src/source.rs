@@ -57,7 +57,7 @@ pub const DELTA_LIMIT: usize = PAGE_SIZE / 2;
 pub struct SourceConfig {
     /// Policy.
     pub policy: Policy,
-    /// vGPU type index written into the stream header.
+    /// vGPU type index written into the hello.
     pub vgpu_type: u16,
     /// Downtime budget (QEMU default 300 ms).
     pub downtime_budget_ns: u64,
