@@ -8,6 +8,7 @@ use core::fmt;
 
 use gpu::partition::{VgpuType, MAX_VGPUS};
 use migrate::policy::Policy;
+use migrate::MigrationKey;
 
 use crate::net::config::{self as netcfg, Ipv4Cidr, NetConfig, NicChoice};
 
@@ -49,6 +50,11 @@ pub struct Options {
     pub trace: bool,
     /// `nic=`, `ip=`, `peer=`, `listen=`.
     pub net: NetConfig,
+    /// `migrate_key=`: the pre-shared key that authenticates the migration
+    /// stream (hex).
+    pub migrate_key: Option<MigrationKey>,
+    /// `migrate_encrypt=on`: encrypt the migration stream too.
+    pub migrate_encrypt: bool,
 }
 
 impl Default for Options {
@@ -61,6 +67,8 @@ impl Default for Options {
             deny_shaders: false,
             trace: false,
             net: NetConfig::default(),
+            migrate_key: None,
+            migrate_encrypt: false,
         }
     }
 }
@@ -115,6 +123,14 @@ pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
     (
         "net_bench",
         "1..4096  raw TCP transfer of this many MiB: send to peer= or receive on listen=, print the throughput, exit",
+    ),
+    (
+        "migrate_key",
+        "32 to 128 hex digits  pre-shared key that authenticates the migration stream (both sides; a destination refuses to listen without one)",
+    ),
+    (
+        "migrate_encrypt",
+        "on | off  also encrypt the migration stream (default off: authenticated only)",
     ),
 ];
 
@@ -177,6 +193,25 @@ impl fmt::Display for CmdlineError<'_> {
                 "peer `{peer}` is not on the subnet of ip `{ip}` (the monitor has no router)"
             ),
         }
+    }
+}
+
+/// The command line as the log may show it: the migration key's value is
+/// replaced (the log leaves the machine on a serial line).
+pub struct Redacted<'a>(pub &'a str);
+
+impl fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, word) in self.0.split_ascii_whitespace().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            match word.split_once('=') {
+                Some(("migrate_key", _)) => f.write_str("migrate_key=(hidden)")?,
+                _ => f.write_str(word)?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -291,6 +326,24 @@ pub fn parse(line: &'static [u8], truncated: bool) -> Result<Options, CmdlineErr
                     .filter(|m| (1..=MAX_NET_BENCH_MIB).contains(m))
                     .ok_or(bad("a number of MiB from 1 to 4096"))?;
                 options.mode = Mode::NetBench { mib };
+            }
+            "migrate_key" => {
+                // A malformed key may still be most of a secret: not echoed.
+                options.migrate_key =
+                    Some(
+                        MigrationKey::from_hex(value).map_err(|_| CmdlineError::BadValue {
+                            key,
+                            value: "(not shown)",
+                            expected: "an even number of hex digits, 32 to 128",
+                        })?,
+                    );
+            }
+            "migrate_encrypt" => {
+                options.migrate_encrypt = match value {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(bad("on or off")),
+                };
             }
             // Every name in KNOWN_OPTIONS has an arm above.
             _ => return Err(CmdlineError::Unknown { key }),

@@ -374,6 +374,22 @@ fn cmdline_cases(_: &mut Platform) -> TestResult {
         matches!(ok(b"policy=fastest"), Err(CmdlineError::BadValue { .. })),
         "bad policy",
     )?;
+    let key = ok(b"migrate_key=00112233445566778899AABBCCDDEEFF migrate_encrypt=on");
+    check(
+        key.map(|o| (o.migrate_key.is_some(), o.migrate_encrypt)) == Ok((true, true))
+            && ok(b"").map(|o| (o.migrate_key.is_none(), o.migrate_encrypt)) == Ok((true, false)),
+        "migrate_key= and migrate_encrypt=",
+    )?;
+    check(
+        matches!(
+            ok(b"migrate_key=0011223344556677889900aabbccddeeffzz"),
+            Err(CmdlineError::BadValue {
+                value: "(not shown)",
+                ..
+            })
+        ),
+        "a malformed migrate_key= is refused, not echoed",
+    )?;
     check(
         matches!(cmdline::parse(b"", true), Err(CmdlineError::Truncated)),
         "truncated",
@@ -646,9 +662,12 @@ fn local_migration(p: &mut Platform) -> TestResult {
         &mut p.memory.frames,
         0,
         guest,
-        p.options.policy,
-        migrate::ThrottleConfig::new(),
-        true,
+        crate::migration::MigrationSettings {
+            policy: p.options.policy,
+            throttle: migrate::ThrottleConfig::new(),
+            trace: true,
+            security: crate::migration::StreamSecurity::local(&p.options),
+        },
     )
     .map_err(|e| {
         defmt::error!("migration: {}", defmt::Display2Format(&e));
@@ -702,9 +721,12 @@ fn local_migration_throttled(p: &mut Platform) -> TestResult {
         &mut p.memory.frames,
         0,
         guest,
-        migrate::Policy::InformedThrottle,
-        throttle,
-        false,
+        crate::migration::MigrationSettings {
+            policy: migrate::Policy::InformedThrottle,
+            throttle,
+            trace: false,
+            security: crate::migration::StreamSecurity::local(&p.options),
+        },
     )
     .map_err(|e| {
         defmt::error!("throttled migration: {}", defmt::Display2Format(&e));
