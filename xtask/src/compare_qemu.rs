@@ -162,7 +162,7 @@ pub fn run(opts: &CompareOptions) -> Vec<QemuMigrationReport> {
         .collect()
 }
 
-fn empty(opts: &CompareOptions, mode: &str, xbzrle: Option<u64>) -> QemuMigrationReport {
+pub(crate) fn empty(opts: &CompareOptions, mode: &str, xbzrle: Option<u64>) -> QemuMigrationReport {
     QemuMigrationReport {
         mode: mode.into(),
         status: String::new(),

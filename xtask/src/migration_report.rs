@@ -1047,4 +1047,154 @@ pub(crate) mod tests {
         );
         assert!(figures[1].starts_with("throughput: stop-and-copy 400 Mbit/s"));
     }
+
+    /// Every field path of a JSON value that is not an object itself:
+    /// `a.b`, arrays as `a[]` (their first element's fields below).
+    fn paths(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    if !v.is_object() {
+                        out.push(path.clone());
+                    }
+                    paths(v, &path, out);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                let path = format!("{prefix}[]");
+                if let Some(first) = items.first() {
+                    if let Some(last) = out.last_mut().filter(|l| **l == prefix) {
+                        *last = path.clone();
+                    }
+                    paths(first, &path, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A path is documented when the README's report section names it in
+    /// backticks, whole or without leading parts (`source.boot.protocol`
+    /// as `boot.protocol`), or names its last part (`` `x` `` or
+    /// `` `.x` ``) on a line that names its parent.
+    fn documented(section: &str, path: &str) -> bool {
+        let parts: Vec<&str> = path.split('.').collect();
+        (0..parts.len().saturating_sub(1))
+            .any(|i| section.contains(&format!("`{}`", parts[i..].join("."))))
+            || match parts.as_slice() {
+                [leaf] => section.contains(&format!("`{leaf}`")),
+                [.., parent, leaf] => section.lines().any(|line| {
+                    { line.contains(&format!("`{parent}")) || line.contains(&format!(".{parent}")) }
+                        .then_some(line)
+                        .is_some_and(|line| {
+                            line.contains(&format!("`{leaf}`"))
+                                || line.contains(&format!("`.{leaf}`"))
+                                || line.contains(&format!(", .{leaf}"))
+                                || line.contains(&format!("{parent}.{leaf}`"))
+                        })
+                }),
+                [] => false,
+            }
+    }
+
+    fn readme_report_section() -> String {
+        let readme = std::fs::read_to_string(crate::paths::root().join("README.md")).unwrap();
+        let start = readme
+            .find("### `target/xtask/run-report.json`")
+            .expect("the README's report section");
+        let rest = &readme[start..];
+        let end = rest[4..].find("\n## ").map_or(rest.len(), |e| e + 4);
+        rest[..end].to_string()
+    }
+
+    /// Fields the README documents once for two places: each of
+    /// `migrations[]` is a `migration` object, and QEMU's destination
+    /// guests are `guests[]` entries.
+    const ALIASES: [(&str, &str); 2] = [
+        ("migrations[].", "migration."),
+        ("destination_guests[].", "guests[]."),
+    ];
+
+    fn undocumented(value: &serde_json::Value) -> Vec<String> {
+        let section = readme_report_section();
+        let mut all = Vec::new();
+        paths(value, "", &mut all);
+        assert!(all.len() > 20, "{all:?}");
+        all.into_iter()
+            .filter(|p| {
+                let aliased = ALIASES
+                    .iter()
+                    .fold(p.clone(), |p, (from, to)| p.replace(from, to));
+                !documented(&section, &aliased)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_field_of_both_reports_is_documented_in_the_readme() {
+        let source = run(
+            Outcome::Success,
+            "gmig-rs 0.1.0 monitor: booted via pvh\n",
+            SOURCE_OK,
+        );
+        let dest = run(Outcome::Success, "", DEST_OK);
+        let mut r = MigrationRunReport::build(&expected(), &source, &dest, 448);
+        let opts = crate::compare_qemu::CompareOptions {
+            elf: "gmig".into(),
+            memory_mib: 448,
+            workload: None,
+            guest_mib: None,
+            bandwidth_mibps: None,
+            append: String::new(),
+            status: None,
+            verbose: false,
+        };
+        let mut q = crate::compare_qemu::empty(&opts, "xbzrle", Some(1 << 26));
+        q.destination_guests = r.destination.guests.clone();
+        r.qemu_migration.push(q);
+        let pair = serde_json::to_value(&r).unwrap();
+        assert_eq!(undocumented(&pair), Vec::<String>::new());
+        let local = crate::report::build(
+            &run(
+                Outcome::Success,
+                "",
+                &[
+                    "pci 00:01.0 [1234:1111] class 03.00.00 VGA controller (QEMU)",
+                    "pci 00:01.0   bar0 mem32 0xfd000000 size 0x1000000",
+                    "report vgpu id=0 type=small aperture=0x8000000+0x4000000 hidden=0x38000000+0x18000000 fences=4+4 guest_pages=0x100+0x100",
+                ],
+            ),
+            128,
+        );
+        assert_eq!(
+            undocumented(&serde_json::to_value(&local).unwrap()),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn an_undocumented_field_is_found() {
+        let value = serde_json::json!({"migration": {"status": "x", "frobs": 1}, "source": {"guests": [{"kind": "3d", "zork": 2}]}});
+        assert_eq!(
+            undocumented_in(&value),
+            vec![
+                "migration.frobs".to_string(),
+                "source.guests[].zork".to_string()
+            ]
+        );
+    }
+
+    fn undocumented_in(value: &serde_json::Value) -> Vec<String> {
+        let section = readme_report_section();
+        let mut all = Vec::new();
+        paths(value, "", &mut all);
+        all.into_iter()
+            .filter(|p| !documented(&section, p))
+            .collect()
+    }
 }
