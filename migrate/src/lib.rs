@@ -74,7 +74,7 @@ pub use dest::{
 };
 pub use handover::Wait;
 pub use link::{
-    FaultConfig, FaultInjector, Link, LinkError, Pipe, PipeEnd, RecordAction, RecordFault,
+    Capped, FaultConfig, FaultInjector, Link, LinkError, Pipe, PipeEnd, RecordAction, RecordFault,
     SliceLink,
 };
 pub use page::{GuestPage, MemoryError, PageBuf, PageRange, PageSink, PageSource, PAGE_SIZE};
