@@ -24,6 +24,86 @@ pub enum Mode {
     NetBench { mib: u32 },
 }
 
+/// Which side of a migration this monitor plays (`role=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Guests and a live migration between two vGPUs of this monitor.
+    Local,
+    /// Runs its guests and migrates guest 0 to `peer=`.
+    Source,
+    /// Listens on `listen=` and takes migrated guests in.
+    Dest,
+    /// Runs its guests only, for `run_ms=` (QEMU's own migration of the
+    /// whole machine is the reference then).
+    Guests,
+}
+
+/// A deliberate failure of the migration stream (`migrate_fault=`), for
+/// the failure-atomicity tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MigrateFault {
+    /// No fault.
+    None,
+    /// Source: invert the stream byte at this offset.
+    Flip(u64),
+    /// Source: the link closes after this many stream bytes.
+    Truncate(u64),
+    /// Source: the hello names another stream version.
+    Version,
+    /// Source: the link dies right after the commit record.
+    LoseCommit,
+    /// Destination: the link dies before the resumed record.
+    LoseResumed,
+}
+
+/// What the migration roles run with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoleOptions {
+    /// `role=`.
+    pub role: Role,
+    /// `workload=`: guest 0's workload.
+    pub workload: guest::Kind,
+    /// `guest_mib=`: guest 0's RAM.
+    pub guest_mib: u32,
+    /// `guests=`: guests on the source (guest 0 and desktops).
+    pub guests: u8,
+    /// `migrate_after_frames=`.
+    pub migrate_after_frames: u32,
+    /// `migrate_mbps=`: MiB/s cap on the stream (0: none).
+    pub migrate_mbps: u32,
+    /// `policy=all`: one migration per policy.
+    pub all_policies: bool,
+    /// `migrations=`: streams a destination takes.
+    pub migrations: u32,
+    /// `frames_after=`.
+    pub frames_after: u32,
+    /// `raw_tcp_mib=`.
+    pub raw_tcp_mib: u32,
+    /// `run_ms=`.
+    pub run_ms: u32,
+    /// `migrate_fault=`.
+    pub fault: MigrateFault,
+}
+
+impl Default for RoleOptions {
+    fn default() -> Self {
+        RoleOptions {
+            role: Role::Local,
+            workload: guest::Kind::Game3d,
+            guest_mib: 64,
+            guests: 2,
+            migrate_after_frames: 10,
+            migrate_mbps: 0,
+            all_policies: false,
+            migrations: 1,
+            frames_after: 20,
+            raw_tcp_mib: 16,
+            run_ms: 10_000,
+            fault: MigrateFault::None,
+        }
+    }
+}
+
 /// Which self-tests run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TestSelection {
@@ -55,6 +135,8 @@ pub struct Options {
     pub migrate_key: Option<MigrationKey>,
     /// `migrate_encrypt=on`: encrypt the migration stream too.
     pub migrate_encrypt: bool,
+    /// `role=` and what the roles run with.
+    pub roles: RoleOptions,
 }
 
 impl Default for Options {
@@ -69,6 +151,7 @@ impl Default for Options {
             net: NetConfig::default(),
             migrate_key: None,
             migrate_encrypt: false,
+            roles: RoleOptions::default(),
         }
     }
 }
@@ -85,7 +168,7 @@ pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
     ("vgpus", "0..8  how many vGPUs to create (default 2)"),
     (
         "policy",
-        "stop-and-copy | precopy | gmig-oneshot | gmig-tpds | informed | informed-throttle  migration policy (default informed)",
+        "stop-and-copy | precopy | gmig-oneshot | gmig-tpds | informed | informed-throttle | all  migration policy (default informed; all: one migration per policy, source only)",
     ),
     (
         "vgpu_type",
@@ -131,6 +214,44 @@ pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
     (
         "migrate_encrypt",
         "on | off  also encrypt the migration stream (default off: authenticated only)",
+    ),
+    (
+        "role",
+        "local | source | dest | guests  local: migrate within this monitor; source: migrate guest 0 to peer=; dest: take guests in on listen=; guests: run the guests only (default local)",
+    ),
+    ("workload", "3d | desktop | video  guest 0's workload (default 3d)"),
+    (
+        "guest_mib",
+        "4..256  guest 0's RAM, all of it its GPU working set (default 64)",
+    ),
+    (
+        "guests",
+        "1..4  guests on the source: guest 0 and 8 MiB desktops (default 2)",
+    ),
+    (
+        "migrate_after_frames",
+        "N  source: migrate once guest 0 completed N frames (default 10)",
+    ),
+    (
+        "migrate_mbps",
+        "N  source: cap the migration stream at N MiB/s, as QEMU's max-bandwidth (default 0: no cap)",
+    ),
+    (
+        "migrations",
+        "1..16  dest: migrations to take in, one after another (default 1)",
+    ),
+    (
+        "frames_after",
+        "1..100000  frames a migrated guest runs on the destination, and the source's other guests after the last migration (default 20)",
+    ),
+    (
+        "raw_tcp_mib",
+        "0..1024  raw TCP transfer before the first migration, for the link's rate (default 16)",
+    ),
+    ("run_ms", "ms  role=guests: how long the guests run (default 10000)"),
+    (
+        "migrate_fault",
+        "flip@N | truncate@N | version | lose-commit | lose-resumed  a deliberate stream failure, for tests",
     ),
 ];
 
@@ -215,6 +336,14 @@ impl fmt::Display for Redacted<'_> {
     }
 }
 
+/// `value` as a number in `min..=max`.
+fn number(value: &str, min: u32, max: u32) -> Option<u32> {
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+}
+
 fn is_test_name(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
@@ -262,9 +391,10 @@ pub fn parse(line: &'static [u8], truncated: bool) -> Result<Options, CmdlineErr
                     .filter(|n| usize::from(*n) <= MAX_VGPUS)
                     .ok_or(bad("a number from 0 to 8"))?;
             }
+            "policy" if value == "all" => options.roles.all_policies = true,
             "policy" => {
                 options.policy = Policy::from_name(value).map_err(|_| {
-                    bad("stop-and-copy, precopy, gmig-oneshot, gmig-tpds, informed or informed-throttle")
+                    bad("stop-and-copy, precopy, gmig-oneshot, gmig-tpds, informed, informed-throttle or all")
                 })?;
             }
             "vgpu_type" => {
@@ -345,6 +475,56 @@ pub fn parse(line: &'static [u8], truncated: bool) -> Result<Options, CmdlineErr
                     _ => return Err(bad("on or off")),
                 };
             }
+            "role" => {
+                options.roles.role = match value {
+                    "local" => Role::Local,
+                    "source" => Role::Source,
+                    "dest" => Role::Dest,
+                    "guests" => Role::Guests,
+                    _ => return Err(bad("local, source, dest or guests")),
+                };
+            }
+            "workload" => {
+                options.roles.workload =
+                    guest::Kind::from_name(value).ok_or(bad("3d, desktop or video"))?;
+            }
+            "guest_mib" => {
+                options.roles.guest_mib = number(value, 4, 256).ok_or(bad("4 to 256"))?
+            }
+            "guests" => {
+                options.roles.guests = number(value, 1, 4).ok_or(bad("1 to 4"))? as u8;
+            }
+            "migrate_after_frames" => {
+                options.roles.migrate_after_frames =
+                    number(value, 0, 1_000_000).ok_or(bad("0 to 1000000"))?;
+            }
+            "migrate_mbps" => {
+                options.roles.migrate_mbps = number(value, 0, 100_000).ok_or(bad("0 to 100000"))?;
+            }
+            "migrations" => {
+                options.roles.migrations = number(value, 1, 16).ok_or(bad("1 to 16"))?
+            }
+            "frames_after" => {
+                options.roles.frames_after = number(value, 1, 100_000).ok_or(bad("1 to 100000"))?;
+            }
+            "raw_tcp_mib" => {
+                options.roles.raw_tcp_mib = number(value, 0, 1024).ok_or(bad("0 to 1024"))?
+            }
+            "run_ms" => {
+                options.roles.run_ms = number(value, 1, 3_600_000).ok_or(bad("1 to 3600000"))?;
+            }
+            "migrate_fault" => {
+                let expected = "flip@N, truncate@N, version, lose-commit or lose-resumed";
+                let at = |v: &str| v.parse::<u64>().ok();
+                options.roles.fault = match value.split_once('@') {
+                    Some(("flip", n)) => MigrateFault::Flip(at(n).ok_or(bad(expected))?),
+                    Some(("truncate", n)) => MigrateFault::Truncate(at(n).ok_or(bad(expected))?),
+                    None if value == "version" => MigrateFault::Version,
+                    None if value == "lose-commit" => MigrateFault::LoseCommit,
+                    None if value == "lose-resumed" => MigrateFault::LoseResumed,
+                    _ => return Err(bad(expected)),
+                };
+            }
             // Every name in KNOWN_OPTIONS has an arm above.
             _ => return Err(CmdlineError::Unknown { key }),
         }
@@ -398,6 +578,43 @@ fn check_combinations<'a>(
                 with: "ip (the peer is this machine)",
             });
         }
+    }
+    match options.roles.role {
+        Role::Source => {
+            if net.peer.is_none() {
+                return Err(CmdlineError::Needs {
+                    key: "role",
+                    needs: "`peer=A.B.C.D:PORT` (role=source migrates to it)",
+                });
+            }
+            if options.migrate_key.is_none() {
+                return Err(CmdlineError::Needs {
+                    key: "role",
+                    needs: "`migrate_key=` (role=source proves it to the destination)",
+                });
+            }
+        }
+        Role::Dest => {
+            if net.listen.is_none() {
+                return Err(CmdlineError::Needs {
+                    key: "role",
+                    needs: "`listen=PORT` (role=dest takes guests in there)",
+                });
+            }
+            if options.migrate_key.is_none() {
+                return Err(CmdlineError::Needs {
+                    key: "role",
+                    needs: "`migrate_key=`: a destination without a key refuses to listen",
+                });
+            }
+        }
+        Role::Local | Role::Guests => {}
+    }
+    if options.roles.all_policies && options.roles.role != Role::Source {
+        return Err(CmdlineError::Conflict {
+            key: "policy",
+            with: "a role other than source (policy=all runs one migration per policy)",
+        });
     }
     if given(seen, "net_bench") && given(seen, "selftest") {
         return Err(CmdlineError::Conflict {

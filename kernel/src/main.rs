@@ -27,6 +27,7 @@ mod net;
 mod panic;
 mod pci;
 mod platform;
+mod roles;
 mod selftest;
 mod serial;
 mod time;
@@ -98,6 +99,9 @@ fn kernel_main(info: &'static BootInfo) -> ! {
 
     match platform.options.mode {
         Mode::SelfTest(selection) => selftest::run(&mut platform, selection),
+        Mode::Run if platform.options.roles.role != cmdline::Role::Local => {
+            roles::run(&mut platform)
+        }
         Mode::Run => run(&mut platform),
         Mode::NetBench { mib } => net::bench::run(&mut platform, mib),
     }

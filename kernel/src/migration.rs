@@ -210,7 +210,7 @@ impl core::fmt::Display for MigrationError {
 
 /// The `migrate` name of guest page `n`. Guest page numbers here are small
 /// (`GUEST_MEMORY_FIRST_PAGE..+GUEST_MEMORY_PAGES`), so `new` never refuses.
-fn guest_page(n: u64) -> GuestPage {
+pub(crate) fn guest_page(n: u64) -> GuestPage {
     const LAST: GuestPage = match GuestPage::new(GuestPage::MAX) {
         Some(p) => p,
         None => panic!("MAX is a valid page"),
@@ -236,7 +236,10 @@ impl<'a> SourcePages<'a> {
     }
 }
 
-fn frame_address(map: &FrameRuns<4>, page: GuestPage) -> Result<gpu::addr::PhysAddr, MemoryError> {
+pub(crate) fn frame_address(
+    map: &FrameRuns<4>,
+    page: GuestPage,
+) -> Result<gpu::addr::PhysAddr, MemoryError> {
     let gpu_page =
         gpu::addr::GuestPage::new(page.get()).map_err(|_| MemoryError::NotMapped(page))?;
     map.frame_of(gpu_page)
@@ -330,6 +333,30 @@ impl PageSink for DestPages<'_> {
     }
 }
 
+/// Calls `f` with the guest page number behind each guest GM page that
+/// `writes` lists (translated through the guest's own GGTT entries), or
+/// with `None` for one the monitor cannot attribute.
+pub(crate) fn each_written_page(
+    m: &mut VgpuManager,
+    index: usize,
+    writes: &gpu::scan::WriteSet,
+    mut f: impl FnMut(Option<u64>),
+) {
+    let hosted = &m.vgpus[index];
+    for gm_page in writes.pages() {
+        let page = GuestGgttIndex::new(gm_page)
+            .ok()
+            .and_then(|i| {
+                hosted
+                    .vgpu
+                    .guest_pte(m.device.backend(), &hosted.memory, i)
+                    .ok()
+            })
+            .and_then(|pte| pte.page());
+        f(page.map(|p| p.number()));
+    }
+}
+
 /// Tells the source which guest pages the last accepted submission may
 /// have written (the scanner's write targets, guest GM pages translated to
 /// guest pages through the guest's own GGTT entries).
@@ -346,27 +373,18 @@ fn report_write_targets(
         source.report_untracked_writes();
         return Ok(());
     }
-    let hosted = &m.vgpus[index];
-    for gm_page in writes.pages() {
-        let page = GuestGgttIndex::new(gm_page)
-            .ok()
-            .and_then(|i| {
-                hosted
-                    .vgpu
-                    .guest_pte(m.device.backend(), &hosted.memory, i)
-                    .ok()
-            })
-            .and_then(|pte| pte.page());
-        match page {
-            Some(p) => {
-                mark(targets, p.number().wrapping_sub(GUEST_MEMORY_FIRST_PAGE));
-                source.report_write_target(guest_page(p.number()))?
+    let mut result = Ok(());
+    each_written_page(m, index, &writes, |page| match page {
+        Some(p) => {
+            mark(targets, p.wrapping_sub(GUEST_MEMORY_FIRST_PAGE));
+            if result.is_ok() {
+                result = source.report_write_target(guest_page(p));
             }
-            // A write the monitor cannot attribute: trust nothing.
-            None => source.report_untracked_writes(),
         }
-    }
-    Ok(())
+        // A write the monitor cannot attribute: trust nothing.
+        None => source.report_untracked_writes(),
+    });
+    result
 }
 
 /// What the transfer hands over: the restored vGPU and the figures.

@@ -104,7 +104,12 @@ pub fn bring_up(
         None => ConfigAccess::Legacy,
     };
     let pci = pci::enumerate(access);
-    let mut vgpus = VgpuManager::bring_up(&mut memory, &pci, options.vgpus, options.vgpu_type)
+    // The migration roles make their guests' vGPUs themselves.
+    let count = match options.roles.role {
+        crate::cmdline::Role::Local => options.vgpus,
+        _ => 0,
+    };
+    let mut vgpus = VgpuManager::bring_up(&mut memory, &pci, count, options.vgpu_type)
         .map_err(BringUpError::Gpu)?;
     vgpus.gate.deny_shaders(options.deny_shaders);
     defmt::info!(

@@ -74,12 +74,14 @@ pub use dest::{
 };
 pub use handover::Wait;
 pub use link::{
-    FaultConfig, FaultInjector, Link, LinkError, Pipe, PipeEnd, RecordAction, RecordFault,
+    Capped, FaultConfig, FaultInjector, Link, LinkError, Pipe, PipeEnd, RecordAction, RecordFault,
     SliceLink,
 };
 pub use page::{GuestPage, MemoryError, PageBuf, PageRange, PageSink, PageSource, PAGE_SIZE};
 pub use policy::{Policy, UnknownPolicy, POLICY_NAMES};
-pub use source::{Source, SourceConfig, SourceError, SourceStats, SourceStatus, SourceStorage};
+pub use source::{
+    Progress, Source, SourceConfig, SourceError, SourceStats, SourceStatus, SourceStorage,
+};
 pub use throttle::{Pacer, Share, ThrottleConfig};
 pub use tracker::{DirtyTracker, Slot, TrackerError};
 pub use wire::{Refusal, RejectReason, WireError};

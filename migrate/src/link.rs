@@ -448,6 +448,78 @@ impl<L: Link> Link for FaultInjector<L> {
     }
 }
 
+/// Caps what a link sends at `bytes_per_sec` (QEMU's `max-bandwidth`
+/// meaning: stream bytes a second, from the first send on), by taking no
+/// more than the budget the time since then allows. The caller tells it
+/// the time ([`Capped::set_now`]) before it polls: the link holds no clock.
+/// A burst of at most [`CAP_BURST`] bytes may run ahead of the budget,
+/// so a record is never held back for its last bytes.
+#[derive(Debug)]
+pub struct Capped<L> {
+    inner: L,
+    bytes_per_sec: u64,
+    start_ns: Option<u64>,
+    now_ns: u64,
+    sent: u64,
+}
+
+/// Bytes a [`Capped`] link lets run ahead of the elapsed time's budget.
+pub const CAP_BURST: u64 = 64 * 1024;
+
+impl<L: Link> Capped<L> {
+    /// `inner`, capped at `bytes_per_sec` (0: no cap).
+    pub fn new(inner: L, bytes_per_sec: u64) -> Self {
+        Self {
+            inner,
+            bytes_per_sec,
+            start_ns: None,
+            now_ns: 0,
+            sent: 0,
+        }
+    }
+    /// The time, in the caller's clock.
+    pub fn set_now(&mut self, now_ns: u64) {
+        self.now_ns = now_ns;
+    }
+    /// The wrapped link.
+    pub fn inner_mut(&mut self) -> &mut L {
+        &mut self.inner
+    }
+    /// Bytes the budget allows now.
+    fn allowance(&mut self) -> u64 {
+        if self.bytes_per_sec == 0 {
+            return u64::MAX;
+        }
+        let start = *self.start_ns.get_or_insert(self.now_ns);
+        let elapsed = u128::from(self.now_ns.saturating_sub(start));
+        let budget = elapsed * u128::from(self.bytes_per_sec) / 1_000_000_000;
+        let budget = u64::try_from(budget).unwrap_or(u64::MAX);
+        budget.saturating_add(CAP_BURST).saturating_sub(self.sent)
+    }
+}
+
+impl<L: Link> Link for Capped<L> {
+    fn send(&mut self, data: &[u8]) -> Result<usize, LinkError> {
+        let allowed = usize::try_from(self.allowance()).unwrap_or(usize::MAX);
+        let take = data.len().min(allowed);
+        if take == 0 {
+            return Ok(0);
+        }
+        let n = self.inner.send(&data[..take])?;
+        self.sent += n as u64;
+        Ok(n)
+    }
+    fn recv(&mut self, buf: &mut [u8]) -> Result<usize, LinkError> {
+        self.inner.recv(buf)
+    }
+    fn unsent(&self) -> Option<usize> {
+        self.inner.unsent()
+    }
+    fn close(&mut self) {
+        self.inner.close()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -552,5 +624,27 @@ mod tests {
         assert_eq!(n, stream.len() - EMPTY_RECORD_LEN);
         assert_eq!(out[..n], stream[..n]);
         assert_eq!(f.injected, 1);
+    }
+
+    #[test]
+    fn a_capped_link_sends_at_most_its_rate_plus_a_burst() {
+        let pipe = Pipe::<{ 1 << 20 }>::new();
+        let (a, mut b) = pipe.ends();
+        // 1 MiB/s.
+        let mut link = Capped::new(a, 1 << 20);
+        let data = vec![7u8; 512 * 1024];
+        let mut sent = 0usize;
+        let mut out = vec![0u8; 1 << 20];
+        for ms in 0..=250u64 {
+            link.set_now(1_000_000_000 + ms * 1_000_000);
+            sent += link.send(&data[..]).unwrap();
+            let allowed = (ms << 20) / 1000 + CAP_BURST;
+            assert!(sent as u64 <= allowed, "{sent} > {allowed} at {ms} ms");
+            let _ = b.recv(&mut out).unwrap();
+        }
+        // 250 ms at 1 MiB/s: a quarter MiB, and the burst.
+        assert!(sent as u64 >= (1 << 18), "{sent}");
+        let mut free = Capped::new(pipe.ends().0, 0);
+        assert_eq!(free.send(&data[..1000]).unwrap(), 1000);
     }
 }

@@ -217,6 +217,25 @@ pub struct SourceStats {
     pub throttle: ThrottleStats,
 }
 
+/// Where a migration stands ([`Source::progress`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// `handshake`, `precopy`, `stopcopy`, `handover`, `completed`,
+    /// `unconfirmed` or `failed`.
+    pub phase: &'static str,
+    /// Pre-copy rounds run.
+    pub round: u32,
+    /// Page records sent.
+    pub pages_sent: u64,
+    /// Pages the current pass has yet to visit.
+    pub pages_left: u64,
+    /// Stream bytes sent.
+    pub bytes: u64,
+    /// What the last round said the stop would take at the link's rate so
+    /// far (none before a round that measured it).
+    pub expected_stop_ns: Option<u64>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Hello,
@@ -250,7 +269,6 @@ pub struct SourceStorage<'a> {
     pub cache_owners: &'a mut [u64],
 }
 
-/// The source side of one migration.
 /// The source side of one migration.
 #[derive(Debug)]
 pub struct Source<'a> {
@@ -287,6 +305,8 @@ pub struct Source<'a> {
     recent_rounds: RoundWindow,
     throttle: Throttle,
     stats: SourceStats,
+    /// What the last round said the stop would take on the link.
+    expected_stop_ns: Option<u64>,
 }
 
 impl<'a> Source<'a> {
@@ -338,6 +358,7 @@ impl<'a> Source<'a> {
             recent_rounds: RoundWindow::new(),
             throttle: Throttle::new(cfg.throttle),
             stats: SourceStats::default(),
+            expected_stop_ns: None,
         })
     }
 
@@ -445,6 +466,42 @@ impl<'a> Source<'a> {
             Phase::Completed => SourceStatus::Completed,
             Phase::Unconfirmed(e) => SourceStatus::Unconfirmed(e),
             _ => SourceStatus::StopCopy,
+        }
+    }
+
+    /// Where the migration stands, for a progress line: `page_count` is
+    /// the [`PageSource`]'s.
+    pub fn progress(&self, page_count: usize) -> Progress {
+        let n = page_count as u64;
+        let passes = if self.hot_last() { 2 } else { 1 };
+        let (phase, left) = match self.phase {
+            Phase::Hello | Phase::AwaitChallenge { .. } => ("handshake", n),
+            Phase::Round { cursor } => (
+                "precopy",
+                (n * passes).saturating_sub(cursor as u64) / passes,
+            ),
+            Phase::Drain { .. } | Phase::WaitStop => ("precopy", 0),
+            Phase::Verify { cursor } | Phase::Final { cursor } => {
+                ("stopcopy", n.saturating_sub(cursor as u64))
+            }
+            Phase::EndMark | Phase::Device { .. } | Phase::Cpu { .. } | Phase::Done => {
+                ("stopcopy", 0)
+            }
+            Phase::AwaitReady { .. }
+            | Phase::Commit
+            | Phase::Committing
+            | Phase::AwaitResumed { .. } => ("handover", 0),
+            Phase::Completed => ("completed", 0),
+            Phase::Unconfirmed(_) => ("unconfirmed", 0),
+            Phase::Failed => ("failed", 0),
+        };
+        Progress {
+            phase,
+            round: self.stats.rounds,
+            pages_sent: self.stats.precopy_pages + self.stats.stop_pages,
+            pages_left: left,
+            bytes: self.bytes_sent,
+            expected_stop_ns: self.expected_stop_ns,
         }
     }
 
@@ -726,6 +783,10 @@ impl<'a> Source<'a> {
         self.round_started_ns = Some(now_ns);
         let fits = u128::from(pending) * 1_000_000_000
             <= u128::from(bandwidth) * u128::from(self.cfg.downtime_budget_ns);
+        self.expected_stop_ns = (pending != u64::MAX && bandwidth > 0).then(|| {
+            let ns = u128::from(pending) * 1_000_000_000 / u128::from(bandwidth);
+            u64::try_from(ns).unwrap_or(u64::MAX)
+        });
         // `informed` keeps iterating until its rounds stop shrinking. A
         // round re-sends what was dirtied during the one before, so round
         // length converges to a fixed point where the link just keeps up

@@ -255,13 +255,19 @@ fn migrate_with(policy: Policy, seed: u64, encrypt: bool) -> (MemSource, MemSink
         if !stopped && pacer.admit(share) {
             mutate(&mut src, &mut s, &mut rng);
         }
+        let before = s.progress(96);
         match s.poll(now, &mut src, &mut a).unwrap() {
             SourceStatus::StopGuest => {
+                assert!(matches!(before.phase, "precopy" | "handshake"), "{policy}");
                 stopped = true;
                 s.guest_stopped(now).unwrap();
                 assert_eq!(s.submission_share(), Share::FULL, "released at the stop");
             }
             SourceStatus::Completed => {
+                let p = s.progress(96);
+                assert_eq!(p.phase, "completed");
+                assert_eq!(p.pages_sent, s.stats().precopy_pages + s.stats().stop_pages);
+                assert!(p.bytes >= p.pages_sent, "{policy}");
                 assert_eq!(
                     dest.step(now, &mut b, 8).unwrap(),
                     ReceiverStatus::Completed
