@@ -24,7 +24,7 @@ use crate::qmp::{self, QemuMigration, Qmp};
 use crate::status_line::StatusLine;
 
 /// The `role=guests` monitor's line once its guests run.
-pub const GUESTS_RUNNING: &str = "report role=guests";
+pub const GUESTS_RUNNING: &str = "guests running";
 
 /// One of QEMU's migrations, as `run-report.json`'s `qemu_migration[]`
 /// holds it.

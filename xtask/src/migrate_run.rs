@@ -214,13 +214,15 @@ impl MigrationOptions {
         if let Some(w) = self.workload {
             source.push(format!("workload={}", w.name()));
         }
+        // The destination sets up for the incoming guest's size.
+        let mut dest = vec!["role=dest".to_string()];
         if let Some(mib) = self.guest_mib {
             source.push(format!("guest_mib={mib}"));
+            dest.push(format!("guest_mib={mib}"));
         }
         if let Some(cap) = self.bandwidth_mibps {
             source.push(format!("migrate_mbps={cap}"));
         }
-        let mut dest = vec!["role=dest".to_string()];
         if let PolicyChoice::All = self.policy {
             dest.push(format!("migrations={}", migrate::POLICY_NAMES.len()));
         }
@@ -417,7 +419,7 @@ mod tests {
         );
         assert_eq!(
             dest,
-            "role=dest migrations=6 migrate_key=00ff migrate_encrypt=on frames_after=5"
+            "role=dest guest_mib=8 migrations=6 migrate_key=00ff migrate_encrypt=on frames_after=5"
         );
         assert_eq!(opts.memory_mib(), 256 + 24);
         let (source, dest) = MigrationOptions::default().command_lines("k");

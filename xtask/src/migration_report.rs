@@ -90,6 +90,9 @@ pub struct DestMigration {
     pub digest: Option<String>,
     /// Frames the guest completed on the destination.
     pub guest_continued: Option<u64>,
+    /// The migrated guest's own check of every page it predicts, after
+    /// its frames on the destination.
+    pub checked: Option<bool>,
     pub failure: Option<String>,
 }
 
@@ -129,6 +132,7 @@ impl DestMigration {
             pages_received: f.num("pages_received"),
             digest: f.text("digest"),
             guest_continued: f.num("guest_continued"),
+            checked: f.flag("checked"),
             failure: None,
         }
     }
@@ -196,7 +200,7 @@ pub struct GuestReport {
     pub frames: Option<u64>,
     /// `0x...`: the guest's own running checksum of its frames.
     pub checksum: Option<String>,
-    /// `running`, `migrated`, `failed` (source) or `destination`.
+    /// `running`, `migrated`, `failed`, `held` (source) or `destination`.
     pub ended: Option<String>,
 }
 
@@ -361,7 +365,8 @@ pub fn pair_migrations(
             let mut verified = false;
             if let (Some(s), Some(d)) = (s, d) {
                 let both_completed = s.status == "completed" && d.status == "completed";
-                let same_policy = s.policy == d.policy;
+                // The destination learns the policy only if it says so.
+                let same_policy = d.policy.is_none() || s.policy == d.policy;
                 if !same_policy {
                     reasons.push(format!(
                         "the destination's migration {} is policy {}, the source's {}",
@@ -379,7 +384,14 @@ pub fn pair_migrations(
                         digests.1.unwrap_or("none")
                     ));
                 }
-                verified = both_completed && same_policy && same;
+                let checked = d.checked != Some(false);
+                if both_completed && !checked {
+                    reasons.push(
+                        "the migrated guest's check of its pages on the destination failed"
+                            .to_string(),
+                    );
+                }
+                verified = both_completed && same_policy && same && checked;
             }
             MigrationFields {
                 status: s.map_or_else(|| "failed".to_string(), |s| s.status.clone()),
@@ -539,7 +551,7 @@ impl fmt::Display for Progress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} {} round {}: {} pages sent, {} left, {:.1} MiB, {:.0} Mbit/s, expected downtime {:.1} ms",
+            "{} {} round {}: {} pages sent, {} left, {:.1} MiB, {:.0} Mbit/s, expected downtime ",
             self.policy,
             self.phase,
             self.round,
@@ -547,8 +559,13 @@ impl fmt::Display for Progress {
             self.left_pages,
             self.bytes as f64 / MIB,
             self.rate_mbps,
-            self.expected_downtime_ms
-        )
+        )?;
+        // The monitor says -1 before it has measured the link.
+        if self.expected_downtime_ms >= 0.0 {
+            write!(f, "{:.1} ms", self.expected_downtime_ms)
+        } else {
+            f.write_str("?")
+        }
     }
 }
 
@@ -774,7 +791,7 @@ pub(crate) mod tests {
     ];
     const DEST_OK: &[&str] = &[
         "report role=dest nic=virtio",
-        "report migration_dest status=completed policy=informed authenticated=true encrypted=false pages_received=16696 digest=0xAB12 guest_continued=20",
+        "report migration_dest status=completed authenticated=true encrypted=false pages_received=16696 digest=0xAB12 guest_continued=20 checked=true",
         "report guest id=0 kind=3d mib=64 frames=30 checksum=0x5678 ended=destination",
     ];
 
@@ -849,6 +866,28 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_guest_whose_own_check_failed_on_the_destination_is_not_verified() {
+        let source = run(Outcome::Success, "", SOURCE_OK);
+        let dest_lines: Vec<String> = DEST_OK
+            .iter()
+            .map(|l| l.replace("checked=true", "checked=false"))
+            .collect();
+        let dest_lines: Vec<&str> = dest_lines.iter().map(String::as_str).collect();
+        let r = MigrationRunReport::build(
+            &expected(),
+            &source,
+            &run(Outcome::Failure, "", &dest_lines),
+            448,
+        );
+        let m = r.migration.expect("one migration");
+        assert!(!m.verified);
+        assert_eq!(
+            m.failure.as_deref(),
+            Some("the migrated guest's check of its pages on the destination failed")
+        );
+    }
+
+    #[test]
     fn failure_lines_belong_to_the_migration_before_them() {
         let source = run(
             Outcome::Failure,
@@ -865,7 +904,7 @@ pub(crate) mod tests {
             "",
             &[
                 "report role=dest nic=e1000e",
-                "report migration_dest status=failed policy=precopy authenticated=false encrypted=false pages_received=0 digest=0x0 guest_continued=0",
+                "report migration_dest status=failed authenticated=false encrypted=false pages_received=0 digest=0x0 guest_continued=0 checked=false",
                 "migration failure: the source's handshake proof is wrong (wrong key?)",
             ],
         );
@@ -927,8 +966,8 @@ pub(crate) mod tests {
         format!("report migration status=completed transport=tcp nic=virtio policy={policy} authenticated=true encrypted=true total_ms=900 downtime_ms=5 setup_ms=2 rounds=3 pages_total=2048 pages_precopy=2048 pages_downtime={downtime_pages} pages_zero=0 pages_delta=0 bytes=9000000 throughput_mbps=400 digest={digest}")
     }
 
-    fn dest_line(policy: &str, digest: &str) -> String {
-        format!("report migration_dest status=completed policy={policy} authenticated=true encrypted=true pages_received=2100 digest={digest} guest_continued=20")
+    fn dest_line(digest: &str) -> String {
+        format!("report migration_dest status=completed authenticated=true encrypted=true pages_received=2100 digest={digest} guest_continued=20 checked=true")
     }
 
     #[test]
@@ -938,10 +977,10 @@ pub(crate) mod tests {
         let mut dest_lines = Vec::new();
         for (i, p) in policies.iter().take(2).enumerate() {
             source_lines.push(source_line(p, &format!("0x{i}f"), [2048, 40][i]));
-            dest_lines.push(dest_line(p, &format!("0x{i}f")));
+            dest_lines.push(dest_line(&format!("0x{i}f")));
         }
         // The second pair disagrees on the digest.
-        dest_lines[1] = dest_line("precopy", "0x2f");
+        dest_lines[1] = dest_line("0x2f");
         let s: Vec<&str> = source_lines.iter().map(String::as_str).collect();
         let d: Vec<&str> = dest_lines.iter().map(String::as_str).collect();
         let exp = Expected {
@@ -973,7 +1012,7 @@ pub(crate) mod tests {
     #[test]
     fn a_destination_out_of_step_is_not_verified() {
         let s = source_line("precopy", "0x1", 5);
-        let d = dest_line("informed", "0x1");
+        let d = dest_line("0x1").replace("status=completed", "status=completed policy=informed");
         let exp = Expected {
             policies: &["precopy"],
             nic: "virtio",
@@ -1004,6 +1043,11 @@ pub(crate) mod tests {
             p.to_string(),
             "informed precopy round 1: 1000 pages sent, 15384 left, 3.9 MiB, 400 Mbit/s, expected downtime 310.2 ms"
         );
+        let unknown = SOURCE_OK[3].replace("expected_downtime_ms=310.2", "expected_downtime_ms=-1");
+        assert!(Progress::parse(&unknown)
+            .unwrap()
+            .to_string()
+            .ends_with("expected downtime ?"));
         assert_eq!(Progress::parse("migration progress policy=informed"), None);
         assert_eq!(Progress::parse(SOURCE_OK[4]), None);
     }
@@ -1015,10 +1059,7 @@ pub(crate) mod tests {
             source_line("stop-and-copy", "0x1", 2048),
             source_line("informed", "0x2", 20),
         ];
-        let dest = [
-            dest_line("stop-and-copy", "0x1"),
-            dest_line("informed", "0x2"),
-        ];
+        let dest = [dest_line("0x1"), dest_line("0x2")];
         let s: Vec<&str> = lines.iter().map(String::as_str).collect();
         let d: Vec<&str> = dest.iter().map(String::as_str).collect();
         let exp = Expected {
