@@ -691,14 +691,23 @@ fn format_table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// The migration table: our migrations, then QEMU's.
+/// The migration table: our migrations, then QEMU's; a column with
+/// nothing in any row is left out.
 pub fn table(migrations: &[MigrationFields], qemu: &[QemuMigrationReport]) -> String {
     let rows: Vec<Vec<String>> = migrations
         .iter()
         .map(row_of)
         .chain(qemu.iter().map(qemu_row))
         .collect();
-    format_table(&COLUMNS, &rows)
+    let keep: Vec<usize> = (0..COLUMNS.len())
+        .filter(|&c| c == 0 || rows.iter().any(|r| r[c] != "-"))
+        .collect();
+    let headers: Vec<&str> = keep.iter().map(|&c| COLUMNS[c]).collect();
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|r| keep.iter().map(|&c| r[c].clone()).collect())
+        .collect();
+    format_table(&headers, &rows)
 }
 
 /// The figures the issue asks to see (reported, never asserted): the best
@@ -724,15 +733,21 @@ pub fn figures(migrations: &[MigrationFields], qemu: &[QemuMigrationReport]) -> 
             ));
         }
     }
-    for m in &done {
-        if let (Some(t), Some(raw)) = (m.throughput_mbps, m.raw_tcp_mbps) {
-            if raw > 0.0 {
-                out.push(format!(
-                    "throughput: {} {t:.0} Mbit/s, raw TCP on the same link {raw:.0} Mbit/s ({:.2}x)",
-                    m.policy.as_deref().unwrap_or("?"),
-                    t / raw
-                ));
-            }
+    let name = |m: &MigrationFields| m.policy.clone().unwrap_or_else(|| "?".into());
+    let raw = done
+        .iter()
+        .find_map(|m| m.raw_tcp_mbps)
+        .filter(|r| *r > 0.0);
+    if let Some(raw) = raw {
+        let ratios: Vec<String> = done
+            .iter()
+            .filter_map(|m| Some(format!("{} {:.2}x", name(m), m.throughput_mbps? / raw)))
+            .collect();
+        if !ratios.is_empty() {
+            out.push(format!(
+                "throughput against raw TCP on the same link ({raw:.0} Mbit/s): {}",
+                ratios.join(", ")
+            ));
         }
     }
     let xbzrle = qemu
@@ -740,13 +755,15 @@ pub fn figures(migrations: &[MigrationFields], qemu: &[QemuMigrationReport]) -> 
         .find(|q| q.mode == "xbzrle" && q.status == "completed")
         .and_then(|q| q.downtime_ms);
     if let Some(qemu_ms) = xbzrle {
-        for m in &done {
-            if let Some(ours) = m.downtime_ms {
-                out.push(format!(
-                    "downtime: {} {ours:.1} ms (our guest 0 only), QEMU+XBZRLE {qemu_ms} ms (the whole VM)",
-                    m.policy.as_deref().unwrap_or("?")
-                ));
-            }
+        let ours: Vec<String> = done
+            .iter()
+            .filter_map(|m| Some(format!("{} {:.1} ms", name(m), m.downtime_ms?)))
+            .collect();
+        if !ours.is_empty() {
+            out.push(format!(
+                "downtime: QEMU+XBZRLE {qemu_ms} ms (the whole VM stopped); ours (guest 0 stopped): {}",
+                ours.join(", ")
+            ));
         }
     }
     out
@@ -1086,7 +1103,44 @@ pub(crate) mod tests {
             figures[0],
             "pages in downtime: informed 20, stop-and-copy 2048 (0.010x)"
         );
-        assert!(figures[1].starts_with("throughput: stop-and-copy 400 Mbit/s"));
+        assert_eq!(
+            figures[1],
+            "throughput against raw TCP on the same link (500 Mbit/s): stop-and-copy 0.80x, informed 0.80x"
+        );
+        let mut q = crate::compare_qemu::empty(&compare_options(), "xbzrle", Some(1 << 26));
+        q.status = "completed".into();
+        q.downtime_ms = Some(4);
+        q.downtime_bytes = Some(600_000);
+        let with_qemu = super::figures(&r.migrations, &[q.clone()]);
+        assert_eq!(
+            with_qemu[2],
+            "downtime: QEMU+XBZRLE 4 ms (the whole VM stopped); ours (guest 0 stopped): stop-and-copy 5.0 ms, informed 5.0 ms"
+        );
+        // QEMU's rows join the table; columns with nothing in them go.
+        let text = table(&r.migrations, &[]);
+        assert!(!text.contains("downtime MiB"), "{text}");
+        let text = table(&r.migrations, &[q]);
+        assert!(text.contains("downtime MiB"), "{text}");
+        assert!(
+            text.lines()
+                .nth(4)
+                .unwrap()
+                .starts_with("QEMU xbzrle    completed"),
+            "{text}"
+        );
+    }
+
+    fn compare_options() -> crate::compare_qemu::CompareOptions {
+        crate::compare_qemu::CompareOptions {
+            elf: "gmig".into(),
+            memory_mib: 448,
+            workload: None,
+            guest_mib: None,
+            bandwidth_mibps: None,
+            append: String::new(),
+            status: None,
+            verbose: false,
+        }
     }
 
     /// Every field path of a JSON value that is not an object itself:
@@ -1185,17 +1239,7 @@ pub(crate) mod tests {
         );
         let dest = run(Outcome::Success, "", DEST_OK);
         let mut r = MigrationRunReport::build(&expected(), &source, &dest, 448);
-        let opts = crate::compare_qemu::CompareOptions {
-            elf: "gmig".into(),
-            memory_mib: 448,
-            workload: None,
-            guest_mib: None,
-            bandwidth_mibps: None,
-            append: String::new(),
-            status: None,
-            verbose: false,
-        };
-        let mut q = crate::compare_qemu::empty(&opts, "xbzrle", Some(1 << 26));
+        let mut q = crate::compare_qemu::empty(&compare_options(), "xbzrle", Some(1 << 26));
         q.destination_guests = r.destination.guests.clone();
         r.qemu_migration.push(q);
         let pair = serde_json::to_value(&r).unwrap();
