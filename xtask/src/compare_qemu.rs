@@ -18,7 +18,7 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 use crate::migrate_run::Workload;
-use crate::migration_report::{guests, GuestReport};
+use crate::migration_report::{guests, GuestReport, SideEnd};
 use crate::qemu::{Outcome, Qemu, RunResult, Running};
 use crate::qmp::{self, QemuMigration, Qmp};
 use crate::status_line::StatusLine;
@@ -209,12 +209,17 @@ fn row(
         Some(format!(
             "QEMU's migration ended {} (the source QEMU: {})",
             m.status,
-            source.outcome.name()
+            SideEnd::of(source).describe()
         ))
     } else if !continued {
         Some(format!(
-            "the destination's monitor logged nothing after the migration (it ended with {})",
-            dest.outcome.name()
+            "the destination's monitor logged nothing after the migration ({})",
+            SideEnd::of(dest).describe()
+        ))
+    } else if dest.outcome != Outcome::Success {
+        Some(format!(
+            "the destination's monitor went on, then {}",
+            SideEnd::of(dest).describe()
         ))
     } else {
         None
@@ -385,17 +390,7 @@ fn one(opts: &CompareOptions, mode: &str, xbzrle: Option<u64>) -> Result<QemuMig
         }
     }
     let (s, d) = finish(source_run, dest_run)?;
-    let report = row(opts, mode, xbzrle, &m, continued, &s, &d);
-    if d.outcome != Outcome::Success && report.failure.is_none() {
-        return Ok(QemuMigrationReport {
-            failure: Some(format!(
-                "the destination's monitor went on but ended with {}",
-                d.outcome.name()
-            )),
-            ..report
-        });
-    }
-    Ok(report)
+    Ok(row(opts, mode, xbzrle, &m, continued, &s, &d))
 }
 
 #[cfg(test)]
@@ -437,8 +432,19 @@ mod tests {
         assert_eq!(row.status, "failed");
         assert_eq!(
             row.failure.as_deref(),
-            Some("QEMU's migration ended failed (the source QEMU: killed)")
+            Some("QEMU's migration ended failed (the source QEMU: it ended with killed)")
         );
         assert!(!row.guest_continued);
+        let m = QemuMigration::parse(&serde_json::json!({"status": "completed"})).unwrap();
+        let crashed = crate::migration_report::tests::run(
+            Outcome::CpuException,
+            "gmig-rs\n\n*** FATAL CPU EXCEPTION: vector 14 #PF\n",
+            &["guest 0 frame"],
+        );
+        let row = super::row(&o, "plain", None, &m, true, &r, &crashed);
+        assert_eq!(
+            row.failure.as_deref(),
+            Some("the destination's monitor went on, then it ended with cpu-exception (*** FATAL CPU EXCEPTION: vector 14 #PF)")
+        );
     }
 }

@@ -267,7 +267,8 @@ impl MigrationFields {
 #[derive(Debug, Clone)]
 pub struct SideEnd {
     pub outcome: Outcome,
-    /// The first `error:` line of its console, if any.
+    /// The first line of its console that says what went wrong (`error:
+    /// ...`, or the `*** ...` head of a fault report or panic), if any.
     pub error: Option<String>,
 }
 
@@ -278,12 +279,14 @@ impl SideEnd {
             error: result
                 .console
                 .lines()
-                .find(|l| l.trim_start().starts_with("error:"))
-                .map(|l| l.trim().to_string()),
+                .map(str::trim)
+                .find(|l| l.starts_with("error:") || l.starts_with("*** "))
+                .map(str::to_string),
         }
     }
 
-    fn describe(&self) -> String {
+    /// "it ended with <outcome> (<console line>)".
+    pub fn describe(&self) -> String {
         match &self.error {
             Some(e) => format!("it ended with {} ({e})", self.outcome.name()),
             None => format!("it ended with {}", self.outcome.name()),
@@ -962,7 +965,7 @@ pub(crate) mod tests {
         );
         let source = run(
             Outcome::Panic,
-            "gmig-rs\nerror: panicked at kernel/src/roles/source.rs:10: boom\n",
+            "gmig-rs\n\n*** MONITOR PANIC: boom\n",
             &["report role=source nic=virtio guests=2"],
         );
         let dest = run(Outcome::Failure, "", DEST_OK);
@@ -975,7 +978,7 @@ pub(crate) mod tests {
         assert_eq!(m.total_ms, None);
         assert_eq!(
             m.failure.as_deref(),
-            Some("the source reported no migration with informed: it ended with panic (error: panicked at kernel/src/roles/source.rs:10: boom)")
+            Some("the source reported no migration with informed: it ended with panic (*** MONITOR PANIC: boom)")
         );
     }
 
