@@ -598,6 +598,29 @@ impl Responder {
     }
 }
 
+/// Both ends' record protection after a handshake run in memory with
+/// `key` (fixed nonces), in `encrypt` mode: for measuring what sealing and
+/// opening cost (the simulator's bench, the monitor's self-test), never for
+/// a migration.
+pub fn loopback_sessions(key: &MigrationKey, encrypt: bool) -> Option<(Session, Session)> {
+    let hello = crate::wire::HelloRepr {
+        vgpu_type: 0,
+        encrypt,
+        page_count: 1,
+        nonce: [1; NONCE_LEN],
+    };
+    let init = Initiator::new(key, &hello);
+    let expect = Expectation {
+        vgpu_type: 0,
+        page_count: 1,
+        encrypt,
+    };
+    let answer = Responder::new(key, [2; NONCE_LEN], expect).answer(init.hello());
+    let est = init.finish(&answer.challenge).ok()?;
+    let dest = answer.outcome.ok()?.check(&est.proof).ok()?;
+    Some((est.session, dest))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

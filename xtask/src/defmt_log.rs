@@ -116,6 +116,25 @@ impl LogStream<'_> {
     }
 }
 
+/// Prints the log in `file` (raw COM2 bytes), decoded with the table of
+/// `elf` (default: the monitor `cargo xtask build` makes, built if needed).
+pub fn print_file(file: &Path, elf: Option<&Path>) -> Result<()> {
+    let elf = match elf {
+        Some(e) => e.to_path_buf(),
+        None => crate::build::kernel()?,
+    };
+    let table = LogTable::load(&elf)?;
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut stream = table.stream();
+    for line in stream.feed(&bytes) {
+        println!("{line}");
+    }
+    if stream.malformed > 0 {
+        eprintln!("{} frames could not be decoded", stream.malformed);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_micros;

@@ -79,6 +79,16 @@ enum Command {
         quick: bool,
     },
     /// Raw TCP throughput between two monitors on a QEMU socket link.
+    /// Decode a captured COM2 log (defmt frames) with the monitor image
+    /// that wrote it (default: the one `cargo xtask build` makes).
+    Log {
+        /// The captured bytes (e.g. `cat /dev/ttyUSB1 > log.bin` on the
+        /// machine's second serial port).
+        file: std::path::PathBuf,
+        /// The monitor ELF that produced it.
+        #[arg(long)]
+        elf: Option<std::path::PathBuf>,
+    },
     Netbench {
         /// NIC both monitors drive: virtio or e1000e.
         #[arg(long, default_value = "virtio", value_parser = parse_nic)]
@@ -162,6 +172,9 @@ fn main() -> ExitCode {
             verbose,
         }),
         Command::Test => xtask::test::main().map(|()| 0),
+        Command::Log { file, elf } => {
+            xtask::defmt_log::print_file(&file, elf.as_deref()).map(|()| 0)
+        }
         Command::Bench { quick } => xtask::bench::main(quick).map(|()| 0),
         Command::Image { append } => xtask::image::main(&append).map(|()| 0),
         Command::Netbench {

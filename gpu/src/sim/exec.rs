@@ -1145,10 +1145,13 @@ impl<M: PhysMem> SimGpu<M> {
             return Err(Stop::kind(FaultKind::Hang));
         }
         let dst = gm_of(c[4], c[5])?.raw();
-        let mut chunk = [0u8; 256];
+        // A page at a time: one GGTT lookup per page and side, as the
+        // engine's TLB would have it (the copy is the model's hot loop).
+        let mut chunk = [0u8; 4096];
+        let fill = (row_bytes as usize).min(chunk.len());
         if op == BLT_XY_COLOR {
             let color = c[6].to_le_bytes();
-            for (i, b) in chunk.iter_mut().enumerate() {
+            for (i, b) in chunk[..fill].iter_mut().enumerate() {
                 *b = color[i % bpp as usize];
             }
         }

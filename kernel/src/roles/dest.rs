@@ -20,7 +20,7 @@ use migrate::page::{GuestPage, PageRange};
 use migrate::wire::{Kind as RecordKind, RejectReason, BACK_PRELUDE_LEN};
 
 use super::pages::{DestBuffers, Digests, GuestSink};
-use super::{step_due, Hosted, CONNECT_MS, TIMEOUT_NS, VGPU_TYPE};
+use super::{step_due, Hosted, CONNECT_MS, MIN_SLICE_US, TIMEOUT_NS, VGPU_TYPE};
 use crate::cmdline::MigrateFault;
 use crate::entropy::MonitorEntropy;
 use crate::exit::{exit, ExitCode};
@@ -281,13 +281,14 @@ fn stream(
     let mut arrived: Option<Hosted> = None;
     let mut resumed = false;
     let mut digest = 0u64;
+    let mut last_status: Option<ReceiverStatus> = None;
     let result = loop {
-        let now_ns = crate::time::micros_since_boot() * 1000;
         // This monitor's guests run on meanwhile; the migrated one once the
         // source has committed.
+        let turn_us = crate::time::micros_since_boot();
         step_due(p, guests, None);
         if let Some(g) = arrived.as_mut().filter(|_| resumed) {
-            if g.due(now_ns / 1000) {
+            if g.due(turn_us) {
                 if let Err(e) = g.step(&mut p.vgpus) {
                     println!("error: the migrated guest: {e}");
                 }
@@ -296,14 +297,15 @@ fn stream(
         let Some(index) = p.vgpus.vgpus.iter().position(|h| h.partition.id() == vgpu) else {
             break Err(DestError::Restore("the incoming vGPU is gone"));
         };
-        let status = {
+        // The stream's turn, as long as the guests' (see the source).
+        let start_us = crate::time::micros_since_boot();
+        let slice_end = start_us + (start_us - turn_us).max(MIN_SLICE_US);
+        let (status, now_ns) = loop {
+            let now_ns = crate::time::micros_since_boot() * 1000;
             let vgpus = &mut p.vgpus;
             let map = &vgpus.vgpus[index].memory;
             let mut sink = GuestSink {
-                memory: match &mut vgpus.device {
-                    crate::vgpus::GpuDevice::Software(sim) => sim.mem_mut(),
-                    crate::vgpus::GpuDevice::Intel { gpu, .. } => gpu.mem_mut(),
-                },
+                memory: vgpus.device.memory_mut(),
                 map,
                 digests: &mut *digests,
                 device: &mut *blob,
@@ -311,8 +313,29 @@ fn stream(
                 cpu: &mut cpu_state,
                 cpu_len: &mut cpu_len,
             };
-            receiver.poll(now_ns, &mut sink, &mut link, 64)
+            let status = receiver.poll(now_ns, &mut sink, &mut link, 64);
+            let busy = matches!(
+                status,
+                Ok(ReceiverStatus::Handshake
+                    | ReceiverStatus::Precopy
+                    | ReceiverStatus::StopCopy
+                    | ReceiverStatus::AwaitingCommit
+                    | ReceiverStatus::Acknowledging)
+            );
+            if !busy || now_ns / 1000 >= slice_end {
+                break (status, now_ns);
+            }
         };
+        if let Ok(st) = status {
+            if Some(st) != last_status {
+                last_status = Some(st);
+                defmt::info!(
+                    "migration: {} at {=u64} us",
+                    defmt::Debug2Format(&st),
+                    now_ns / 1000
+                );
+            }
+        }
         match status {
             Ok(ReceiverStatus::Received) => {
                 digest = Digests::fold(digests.iter().copied());

@@ -39,6 +39,8 @@ const FRAME_US: u64 = 16_667;
 const CONNECT_MS: u64 = 60_000;
 /// Longest wait of the migration state machines for the peer.
 const TIMEOUT_NS: u64 = 10_000_000_000;
+/// The migration's shortest turn in a role's main loop (see `source`).
+const MIN_SLICE_US: u64 = 2_000;
 /// Progress lines at most this often.
 const PROGRESS_US: u64 = 200_000;
 

@@ -22,7 +22,7 @@ use migrate::throttle::{Pacer, ThrottleConfig};
 use migrate::wire::{Kind as RecordKind, FORWARD_PRELUDE_LEN};
 
 use super::pages::{Digests, GuestPages, SourceBuffers};
-use super::{step_due, Hosted, CONNECT_MS, PROGRESS_US, TIMEOUT_NS, VGPU_TYPE};
+use super::{step_due, Hosted, CONNECT_MS, MIN_SLICE_US, PROGRESS_US, TIMEOUT_NS, VGPU_TYPE};
 use crate::cmdline::MigrateFault;
 use crate::entropy::MonitorEntropy;
 use crate::exit::{exit, ExitCode};
@@ -335,11 +335,13 @@ fn stream(
     let mut setup_us: Option<u64> = None;
     let mut pacer = Pacer::new();
     let mut last_progress = 0u64;
+    let mut last_status: Option<SourceStatus> = None;
     let outcome: Result<Ended, SourceError> = loop {
-        let now_us = crate::time::micros_since_boot();
-        let now_ns = now_us * 1000;
-        link.inner_mut().set_now(now_ns);
-        if stopped_us.is_none() && guests[0].due(now_us) && pacer.admit(source.submission_share()) {
+        // The guests' turn: guest 0 (paced by the convergence throttle's
+        // share) until it stops, and the others.
+        let turn_us = crate::time::micros_since_boot();
+        if stopped_us.is_none() && guests[0].due(turn_us) && pacer.admit(source.submission_share())
+        {
             if let Err(e) = guests[0].step(&mut p.vgpus) {
                 println!("guest 0: {e}");
                 break Ok(Ended::Failed("guest 0 failed"));
@@ -352,7 +354,15 @@ fn stream(
         let Ok(index) = guests[0].index(&p.vgpus) else {
             break Ok(Ended::Failed("guest 0's vGPU is gone"));
         };
-        let status = {
+        // The migration's turn: as long as the guests' was (here the
+        // software GPU's work runs on the monitor's CPU too, so the two
+        // share it evenly), at least [`MIN_SLICE_US`], or until the
+        // migration has something for the loop to do.
+        let now_us = crate::time::micros_since_boot();
+        let slice_end = now_us + (now_us - turn_us).max(MIN_SLICE_US);
+        let status = loop {
+            let now_ns = crate::time::micros_since_boot() * 1000;
+            link.inner_mut().set_now(now_ns);
             let hosted = &p.vgpus.vgpus[index];
             let mut src = GuestPages {
                 memory: p.vgpus.device.memory(),
@@ -361,11 +371,34 @@ fn stream(
                 device: &blob[..blob_len],
                 cpu: &cpu_state[..cpu_len],
             };
-            source.poll(now_ns, &mut src, &mut link)
+            let status = source.poll(now_ns, &mut src, &mut link);
+            let busy = matches!(
+                status,
+                Ok(SourceStatus::Handshake
+                    | SourceStatus::Precopy
+                    | SourceStatus::StopCopy
+                    | SourceStatus::AwaitingReady
+                    | SourceStatus::Committed)
+            );
+            if !busy || now_ns / 1000 >= slice_end {
+                break status;
+            }
         };
+        let now_us = crate::time::micros_since_boot();
+        let now_ns = now_us * 1000;
         if now_us >= last_progress + PROGRESS_US {
             last_progress = now_us;
             progress(&source, policy, pages, now_us - start_us);
+        }
+        if let Ok(s) = status {
+            if Some(s) != last_status {
+                last_status = Some(s);
+                defmt::info!(
+                    "migration: {} at {=u64} us",
+                    defmt::Debug2Format(&s),
+                    now_us - start_us
+                );
+            }
         }
         if setup_us.is_none() && matches!(status, Ok(s) if s != SourceStatus::Handshake) {
             setup_us = Some(now_us - start_us);

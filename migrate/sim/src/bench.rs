@@ -202,28 +202,8 @@ pub struct AuthVsLink {
 
 /// Both ends' record protection after a handshake in `encrypt` mode.
 fn sessions(encrypt: bool) -> (migrate::auth::Session, migrate::auth::Session) {
-    use migrate::auth::{Expectation, Initiator, Responder};
     let key = migrate::MigrationKey::from_bytes(&[7; 32]).expect("32 bytes");
-    let hello = migrate::wire::HelloRepr {
-        vgpu_type: 0,
-        encrypt,
-        page_count: 1,
-        nonce: [1; 32],
-    };
-    let init = Initiator::new(&key, &hello);
-    let expect = Expectation {
-        vgpu_type: 0,
-        page_count: 1,
-        encrypt,
-    };
-    let answer = Responder::new(&key, [2; 32], expect).answer(init.hello());
-    let est = init.finish(&answer.challenge).expect("same key");
-    let dest = answer
-        .outcome
-        .expect("hello accepted")
-        .check(&est.proof)
-        .expect("same key");
-    (est.session, dest)
+    migrate::auth::loopback_sessions(&key, encrypt).expect("same key")
 }
 
 /// Measure record sealing and opening over `pages` page records.
