@@ -6,9 +6,12 @@
 pub mod bench;
 pub mod build;
 pub mod cmd;
+pub mod compare_qemu;
 pub mod defmt_log;
 pub mod deps;
 pub mod image;
+pub mod migrate_run;
+pub mod migration_report;
 pub mod netbench;
 pub mod pair;
 pub mod paths;
@@ -16,4 +19,5 @@ pub mod qemu;
 pub mod qmp;
 pub mod report;
 pub mod run;
+pub mod status_line;
 pub mod test;

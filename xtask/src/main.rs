@@ -19,19 +19,55 @@ struct Cli {
 enum Command {
     /// Build the monitor image (target/x86_64-unknown-none/release/gmig).
     Build,
-    /// Boot the monitor in QEMU (TCG, q35) and write target/xtask/run-report.json.
+    /// Live-migrate a guest between two monitors in two QEMUs (or, with
+    /// --local, boot one monitor) and write target/xtask/run-report.json.
     Run {
-        /// Guest RAM in MiB.
-        #[arg(long, default_value_t = 128)]
-        memory: u32,
-        /// Kernel command line (e.g. "selftest=all").
+        /// One QEMU on the embedded defaults (role=local: guests and a
+        /// migration inside one monitor), as before the network.
+        #[arg(long)]
+        local: bool,
+        /// NIC of both monitors: virtio or e1000e.
+        #[arg(long, default_value = "virtio", value_parser = parse_nic, conflicts_with = "local")]
+        nic: xtask::pair::Nic,
+        /// Migration policy (stop-and-copy, precopy, gmig-oneshot, gmig-tpds,
+        /// informed, informed-throttle), or `all`: one migration per policy
+        /// to the same destination. Default: the monitor's (informed).
+        #[arg(long, value_parser = parse_policy)]
+        policy: Option<xtask::migrate_run::PolicyChoice>,
+        /// Guest 0's workload: 3d, desktop or video (default 3d).
+        #[arg(long, value_parser = parse_workload)]
+        workload: Option<xtask::migrate_run::Workload>,
+        /// Guest 0's memory in MiB, all of it its GPU working set (4..256, default 64).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(4..=256))]
+        guest_mib: Option<u32>,
+        /// Cap on the migration stream, MiB/s (migrate_mbps=; QEMU's
+        /// max-bandwidth meaning). Default: no cap.
+        #[arg(long, value_name = "MIB/S", conflicts_with = "local")]
+        bandwidth: Option<u32>,
+        /// Encrypt the migration stream too (migrate_encrypt=on).
+        #[arg(long, conflicts_with = "local")]
+        encrypt: bool,
+        /// Then migrate the same guests with QEMU's own live migration
+        /// (plain and XBZRLE, same cap) and show both.
+        #[arg(long, conflicts_with = "local")]
+        compare_qemu: bool,
+        /// Show every log line of both monitors (default: warnings, errors,
+        /// report and migration lines).
+        #[arg(long)]
+        verbose: bool,
+        /// RAM of each QEMU in MiB (default: 128 with --local, else
+        /// 256 + 3 x guest MiB).
+        #[arg(long)]
+        memory: Option<u32>,
+        /// More kernel command line, for both monitors (e.g. "frames_after=40").
         #[arg(long, default_value = "")]
         append: String,
-        /// Give up after this many seconds.
-        #[arg(long, default_value_t = 120)]
-        timeout: u64,
-        /// Boot through GRUB from the ISO instead of QEMU's -kernel.
+        /// Give up after this many seconds (default: 120 with --local, 300,
+        /// or 1200 with --policy all).
         #[arg(long)]
+        timeout: Option<u64>,
+        /// Boot through GRUB from the ISO instead of QEMU's -kernel.
+        #[arg(long, requires = "local")]
         iso: bool,
     },
     /// Every test: fmt, clippy, kernel build, in-kernel self-tests, cargo test.
@@ -85,6 +121,20 @@ fn parse_nic(name: &str) -> Result<xtask::pair::Nic, String> {
     xtask::pair::Nic::from_name(name).ok_or_else(|| format!("`{name}`: expected virtio or e1000e"))
 }
 
+fn parse_policy(name: &str) -> Result<xtask::migrate_run::PolicyChoice, String> {
+    xtask::migrate_run::PolicyChoice::from_name(name).ok_or_else(|| {
+        format!(
+            "`{name}`: expected all or one of {}",
+            migrate::POLICY_NAMES.join(", ")
+        )
+    })
+}
+
+fn parse_workload(name: &str) -> Result<xtask::migrate_run::Workload, String> {
+    xtask::migrate_run::Workload::from_name(name)
+        .ok_or_else(|| format!("`{name}`: expected 3d, desktop or video"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -93,15 +143,33 @@ fn main() -> ExitCode {
             0
         }),
         Command::Run {
+            local,
+            nic,
+            policy,
+            workload,
+            guest_mib,
+            bandwidth,
+            encrypt,
+            compare_qemu,
+            verbose,
             memory,
             append,
             timeout,
             iso,
         } => xtask::run::main(&xtask::run::RunOptions {
+            local,
             memory_mib: memory,
             append,
-            timeout: Duration::from_secs(timeout),
+            timeout: timeout.map(Duration::from_secs),
             iso,
+            nic,
+            policy,
+            workload,
+            guest_mib,
+            bandwidth_mibps: bandwidth,
+            encrypt,
+            compare_qemu,
+            verbose,
         }),
         Command::Test => xtask::test::main().map(|()| 0),
         Command::Log { file, elf } => {

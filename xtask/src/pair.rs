@@ -117,7 +117,8 @@ pub struct RunningPair {
     pub port: u16,
 }
 
-fn free_port() -> Result<u16> {
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> Result<u16> {
     let socket = TcpListener::bind("127.0.0.1:0").context("finding a free port on 127.0.0.1")?;
     Ok(socket.local_addr()?.port())
 }

@@ -42,6 +42,57 @@ pub struct Qemu {
     pub extra_args: Vec<String>,
     /// Prefix for echoed lines (`[label] `), to tell two QEMUs apart.
     pub label: Option<String>,
+    /// Where echoed output goes instead of stdout/stderr (a runner that
+    /// filters it or keeps a status line under it); `None`: printed, each
+    /// line prefixed with the label.
+    pub sink: Option<EchoSink>,
+}
+
+/// One piece of a QEMU's live output.
+#[derive(Debug, Clone, Copy)]
+pub enum Echoed<'a> {
+    /// The QEMU command about to run.
+    Command(&'a str),
+    /// A COM1 line.
+    Console(&'a str),
+    /// A decoded COM2 line.
+    Log(&'a LogLine),
+}
+
+type EchoFn = dyn Fn(Option<&str>, Echoed<'_>) + Send + Sync;
+
+/// A receiver of echoed output, called with the QEMU's label and what it
+/// said, from the threads that collect it.
+#[derive(Clone)]
+pub struct EchoSink(Arc<EchoFn>);
+
+impl EchoSink {
+    pub fn new(f: impl Fn(Option<&str>, Echoed<'_>) + Send + Sync + 'static) -> EchoSink {
+        EchoSink(Arc::new(f))
+    }
+
+    /// The default: commands to stderr, console and log lines to stdout,
+    /// each prefixed with `[label] `.
+    fn print() -> EchoSink {
+        EchoSink::new(|label, echoed| {
+            let prefix = label.map(|l| format!("[{l}] ")).unwrap_or_default();
+            match echoed {
+                Echoed::Command(c) => eprintln!("{prefix}$ {c}"),
+                Echoed::Console(text) => println!("{prefix}{text}"),
+                Echoed::Log(line) => println!("{prefix}{line}"),
+            }
+        })
+    }
+
+    fn emit(&self, label: Option<&str>, echoed: Echoed<'_>) {
+        (self.0)(label, echoed)
+    }
+}
+
+impl std::fmt::Debug for EchoSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EchoSink(..)")
+    }
 }
 
 /// How a run ended. The monitor's codes are `kernel::exit::ExitCode`:
@@ -182,6 +233,7 @@ impl Qemu {
             echo: false,
             extra_args: Vec::new(),
             label: None,
+            sink: None,
         }
     }
 
@@ -246,12 +298,10 @@ impl Qemu {
         std::fs::write(&log_file, b"")?;
         let mut command = self.command(&log_file);
         let shown = cmd::display(&command);
-        let prefix = match &self.label {
-            Some(label) => format!("[{label}] "),
-            None => String::new(),
-        };
+        let label = self.label.clone();
+        let sink = self.sink.clone().unwrap_or_else(EchoSink::print);
         if self.echo {
-            eprintln!("{prefix}$ {shown}");
+            sink.emit(label.as_deref(), Echoed::Command(&shown));
         }
         command
             .stdin(Stdio::null())
@@ -267,7 +317,8 @@ impl Qemu {
         let echo = self.echo;
         let console_reader = {
             let shared = Arc::clone(&shared);
-            let prefix = prefix.clone();
+            let label = label.clone();
+            let sink = sink.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stdout).split(b'\n') {
                     let Ok(line) = line else { break };
@@ -280,7 +331,7 @@ impl Qemu {
                     }
                     drop(b);
                     if echo {
-                        println!("{prefix}{text}");
+                        sink.emit(label.as_deref(), Echoed::Console(&text));
                     }
                     let mut c = lock(&shared.console);
                     c.push_str(&text);
@@ -310,7 +361,7 @@ impl Qemu {
                             for line in &lines {
                                 // Dirty-trace records go to a file, not the screen.
                                 if echo && !line.message.starts_with("trace ") {
-                                    println!("{prefix}{line}");
+                                    sink.emit(label.as_deref(), Echoed::Log(line));
                                 }
                             }
                             lock(&shared.log).extend(lines);
@@ -393,6 +444,11 @@ impl Running {
         lock(&self.shared.log)
             .iter()
             .any(|l| l.message.contains(needle))
+    }
+
+    /// Decoded log lines so far.
+    pub fn log_len(&self) -> usize {
+        lock(&self.shared.log).len()
     }
 
     /// Since QEMU started.

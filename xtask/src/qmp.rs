@@ -123,6 +123,14 @@ pub struct QemuMigration {
     pub pages_delta: Option<u64>,
     /// Throughput QEMU reports, Mbit/s.
     pub throughput_mbps: Option<f64>,
+    /// Guest RAM, bytes (`ram.total`).
+    pub ram_total: Option<u64>,
+    /// RAM bytes still to send (`ram.remaining`).
+    pub ram_remaining: Option<u64>,
+    /// QEMU's target page size (`ram.page-size`).
+    pub page_size: Option<u64>,
+    /// QEMU's estimate of the stop while it is still active, ms.
+    pub expected_downtime_ms: Option<u64>,
 }
 
 impl QemuMigration {
@@ -155,6 +163,10 @@ impl QemuMigration {
                 .get("ram")
                 .and_then(|r| r.get("mbps"))
                 .and_then(Value::as_f64),
+            ram_total: num(&["ram", "total"]),
+            ram_remaining: num(&["ram", "remaining"]),
+            page_size: num(&["ram", "page-size"]),
+            expected_downtime_ms: num(&["expected-downtime"]),
         })
     }
 
@@ -174,6 +186,23 @@ pub fn migrate(
     xbzrle: Option<u64>,
     timeout: Duration,
 ) -> Result<QemuMigration> {
+    migrate_watching(qmp, uri, max_bandwidth, xbzrle, timeout, &mut |_| {})
+}
+
+/// A `max-bandwidth` that never limits (QEMU 7.2 takes up to SIZE_MAX;
+/// its own default is 128 MiB/s): 1 TiB/s.
+pub const UNLIMITED_BANDWIDTH: u64 = 1 << 40;
+
+/// [`migrate`], showing each `query-migrate` answer to `on_poll` while
+/// the migration runs (for a progress line).
+pub fn migrate_watching(
+    qmp: &mut Qmp,
+    uri: &str,
+    max_bandwidth: u64,
+    xbzrle: Option<u64>,
+    timeout: Duration,
+    on_poll: &mut dyn FnMut(&QemuMigration),
+) -> Result<QemuMigration> {
     qmp.execute(
         "migrate-set-capabilities",
         Some(json!({ "capabilities": [
@@ -192,6 +221,7 @@ pub fn migrate(
         if m.finished() {
             return Ok(m);
         }
+        on_poll(&m);
         if start.elapsed() > timeout {
             let _ = qmp.execute("migrate_cancel", None);
             return Ok(QemuMigration {
@@ -240,7 +270,8 @@ mod tests {
         let done = json!({"return": {
             "status": "completed", "total-time": 4012, "downtime": 3, "setup-time": 1,
             "ram": {"transferred": 12345, "dirty-sync-count": 7, "normal": 100,
-                    "duplicate": 50, "mbps": 268.4},
+                    "duplicate": 50, "mbps": 268.4, "total": 1 << 28, "remaining": 0,
+                    "page-size": 4096},
             "xbzrle-cache": {"pages": 42}
         }});
         let server = serve(
@@ -249,19 +280,26 @@ mod tests {
                 json!({"return": {}}),
                 json!({"return": {}}),
                 json!({"return": {}}),
-                json!({"return": {"status": "active"}}),
+                json!({"return": {"status": "active", "expected-downtime": 300,
+                                  "ram": {"remaining": 1000}}}),
                 done,
             ],
         );
         let mut qmp = Qmp::connect(&path, Duration::from_secs(5)).unwrap();
-        let m = migrate(
+        let mut polls = Vec::new();
+        let m = migrate_watching(
             &mut qmp,
             "tcp:127.0.0.1:1",
             32 << 20,
             Some(64 << 20),
             Duration::from_secs(10),
+            &mut |m| polls.push(m.clone()),
         )
         .unwrap();
+        // The active poll was shown, the final one returned.
+        assert_eq!(polls.len(), 1);
+        assert_eq!(polls[0].ram_remaining, Some(1000));
+        assert_eq!(polls[0].expected_downtime_ms, Some(300));
         drop(qmp);
         let got = server.join().unwrap();
         assert_eq!(got[0]["execute"], "qmp_capabilities");
@@ -274,6 +312,8 @@ mod tests {
         assert_eq!(m.bytes, Some(12345));
         assert_eq!(m.pages_delta, Some(42));
         assert_eq!(m.rounds, Some(7));
+        assert_eq!(m.ram_total, Some(1 << 28));
+        assert_eq!(m.page_size, Some(4096));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -23,7 +23,7 @@ pub struct RunReport {
     pub qemu_command: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BootReport {
     /// "pvh" or "multiboot2".
     pub protocol: Option<String>,
@@ -244,23 +244,30 @@ pub fn dirty_trace(result: &RunResult) -> Option<String> {
     Some(text)
 }
 
-/// Builds the report of a run.
-pub fn build(result: &RunResult, memory_mib: u32) -> RunReport {
+/// How a run booted: the console's protocol line, the monitor's boot
+/// timings, the host's clock.
+pub fn boot(result: &RunResult) -> BootReport {
     let num = |key: &str| report_value(result, key).and_then(|v| v.parse::<u64>().ok());
     let protocol = result
         .console
         .lines()
         .find_map(|l| l.split("booted via ").nth(1))
         .map(|p| p.trim().to_string());
+    BootReport {
+        protocol,
+        host_ms_to_banner: result.to_banner.map(|d| d.as_secs_f64() * 1e3),
+        guest_ms_to_kernel_main: num("boot_to_main_us").map(|us| us as f64 / 1e3),
+        host_ms_total: result.wall.as_secs_f64() * 1e3,
+        tsc_hz: num("tsc_hz"),
+    }
+}
+
+/// Builds the report of a run.
+pub fn build(result: &RunResult, memory_mib: u32) -> RunReport {
+    let num = |key: &str| report_value(result, key).and_then(|v| v.parse::<u64>().ok());
     RunReport {
         outcome: result.outcome.name().to_string(),
-        boot: BootReport {
-            protocol,
-            host_ms_to_banner: result.to_banner.map(|d| d.as_secs_f64() * 1e3),
-            guest_ms_to_kernel_main: num("boot_to_main_us").map(|us| us as f64 / 1e3),
-            host_ms_total: result.wall.as_secs_f64() * 1e3,
-            tsc_hz: num("tsc_hz"),
-        },
+        boot: boot(result),
         memory: MemoryReport {
             configured_mib: memory_mib,
             ram_bytes: num("memory_bytes"),

@@ -1,50 +1,215 @@
-//! `cargo xtask run`: boot the monitor in QEMU on the embedded defaults,
-//! show its console and decoded log live, write `run-report.json`, and exit
-//! with the monitor's status.
+//! `cargo xtask run`: by default a live migration between two monitors in
+//! two QEMUs ([`crate::migrate_run`]), with a progress line while it runs
+//! and a table like QEMU's `info migrate` at the end, optionally beside
+//! QEMU's own migration of the same guests ([`crate::compare_qemu`]);
+//! with `--local`, one monitor on the embedded defaults (its guests, and
+//! a migration inside it). Either way it writes `run-report.json` and
+//! exits with the outcome.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::qemu::{Boot, Qemu};
+use crate::compare_qemu::{self, CompareOptions};
+use crate::migrate_run::{self, MigrationOptions, Output, PolicyChoice, Workload};
+use crate::migration_report;
+use crate::pair::Nic;
+use crate::qemu::{Boot, Outcome, Qemu};
+use crate::status_line::StatusLine;
 use crate::{build, deps, paths, report};
 
 /// Options of `cargo xtask run`.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    pub memory_mib: u32,
+    /// One QEMU (`role=local`) instead of the two-QEMU migration.
+    pub local: bool,
+    /// RAM of each QEMU (default: 128 MiB with `local`, else
+    /// [`migrate_run::default_memory_mib`]).
+    pub memory_mib: Option<u32>,
+    /// Kernel options (for both monitors of the pair).
     pub append: String,
-    pub timeout: Duration,
-    /// Boot the GRUB ISO instead of `-kernel`.
+    /// Default: 120 s with `local`, 300 s for one migration, 1200 s for
+    /// `--policy all`.
+    pub timeout: Option<Duration>,
+    /// Boot the GRUB ISO instead of `-kernel` (`local` only).
     pub iso: bool,
+    pub nic: Nic,
+    /// `None`: the monitor's default.
+    pub policy: Option<PolicyChoice>,
+    pub workload: Option<Workload>,
+    pub guest_mib: Option<u32>,
+    pub bandwidth_mibps: Option<u32>,
+    pub encrypt: bool,
+    pub compare_qemu: bool,
+    pub verbose: bool,
 }
 
 /// Runs and returns the process exit code.
 pub fn main(opts: &RunOptions) -> Result<i32> {
     deps::ensure(deps::QEMU)?;
+    if opts.local {
+        local(opts)
+    } else {
+        two_qemus(opts)
+    }
+}
+
+fn write_report(value: &impl serde::Serialize) -> Result<std::path::PathBuf> {
+    std::fs::create_dir_all(paths::xtask_dir())?;
+    let path = paths::xtask_dir().join("run-report.json");
+    std::fs::write(&path, serde_json::to_string_pretty(value)? + "\n")?;
+    Ok(path)
+}
+
+/// The exit code of a pair: the first side that did not succeed (source
+/// first), else 1 when a migration failed, else 0.
+fn pair_exit_code(source: Outcome, destination: Outcome, all_verified: bool) -> i32 {
+    match (source, destination) {
+        (Outcome::Success, Outcome::Success) if all_verified => 0,
+        (Outcome::Success, Outcome::Success) => 1,
+        (Outcome::Success, d) => d.process_code(),
+        (s, _) => s.process_code(),
+    }
+}
+
+fn two_qemus(opts: &RunOptions) -> Result<i32> {
+    let elf = build::kernel()?;
+    let policy = opts
+        .policy
+        .clone()
+        .unwrap_or_else(|| PolicyChoice::One(PolicyChoice::DEFAULT.to_string()));
+    let timeout = opts.timeout.unwrap_or(match policy {
+        PolicyChoice::All => Duration::from_secs(1200),
+        PolicyChoice::One(_) => Duration::from_secs(300),
+    });
+    let output = if opts.verbose {
+        Output::Verbose
+    } else {
+        Output::Terminal
+    };
+    let mopts = MigrationOptions {
+        nic: opts.nic,
+        policy,
+        workload: opts.workload,
+        guest_mib: opts.guest_mib,
+        bandwidth_mibps: opts.bandwidth_mibps,
+        encrypt: opts.encrypt,
+        append: opts.append.clone(),
+        memory_mib: opts.memory_mib,
+        timeout,
+        output,
+        ..MigrationOptions::default()
+    };
+    let status = Arc::new(StatusLine::stdout());
+    let mut run = migrate_run::run(&elf, &mopts, Some(Arc::clone(&status)))?;
+    if opts.compare_qemu {
+        run.report.qemu_migration = compare_qemu::run(&CompareOptions {
+            elf: elf.clone(),
+            memory_mib: mopts.memory_mib(),
+            workload: opts.workload,
+            guest_mib: opts.guest_mib,
+            bandwidth_mibps: opts.bandwidth_mibps,
+            append: opts.append.clone(),
+            status: Some(Arc::clone(&status)),
+            verbose: opts.verbose,
+        });
+    }
+    let path = write_report(&run.report)?;
+    let report = &run.report;
+    println!();
+    println!(
+        "source: {}; destination: {}; {} over {} ({}), {} MiB of RAM each",
+        report.source.outcome,
+        report.destination.outcome,
+        if opts.encrypt {
+            "authenticated and encrypted stream"
+        } else {
+            "authenticated stream"
+        },
+        opts.nic.name(),
+        opts.bandwidth_mibps
+            .map_or_else(|| "no cap".to_string(), |c| format!("cap {c} MiB/s")),
+        mopts.memory_mib()
+    );
+    println!();
+    print!(
+        "{}",
+        migration_report::table(&report.migrations, &report.qemu_migration)
+    );
+    for m in report.migrations.iter().filter(|m| !m.succeeded()) {
+        println!(
+            "{}: {}",
+            m.policy.as_deref().unwrap_or("?"),
+            m.failure.as_deref().unwrap_or("not verified")
+        );
+    }
+    for q in &report.qemu_migration {
+        if let Some(f) = &q.failure {
+            println!("QEMU {}: {f}", q.mode);
+        }
+    }
+    let figures = migration_report::figures(&report.migrations, &report.qemu_migration);
+    if !figures.is_empty() {
+        println!();
+        for f in figures {
+            println!("{f}");
+        }
+    }
+    println!("report: {}", path.display());
+    for (side, result) in [("source", &run.source), ("destination", &run.destination)] {
+        if !result.qemu_stderr.trim().is_empty() {
+            eprintln!("{side} QEMU's stderr:\n{}", result.qemu_stderr);
+        }
+    }
+    let all_verified = report.migrations.iter().all(|m| m.succeeded());
+    Ok(pair_exit_code(
+        run.source.outcome,
+        run.destination.outcome,
+        all_verified,
+    ))
+}
+
+fn local(opts: &RunOptions) -> Result<i32> {
+    let mut append = opts.append.clone();
+    let mut add = |option: String| {
+        if !append.is_empty() {
+            append.push(' ');
+        }
+        append.push_str(&option);
+    };
+    if let Some(p) = &opts.policy {
+        add(format!("policy={}", p.name()));
+    }
+    if let Some(w) = opts.workload {
+        add(format!("workload={}", w.name()));
+    }
+    if let Some(mib) = opts.guest_mib {
+        add(format!("guest_mib={mib}"));
+    }
     let boot = if opts.iso {
-        let (iso, elf) = crate::image::build_iso(&paths::iso(), &opts.append)?;
+        let (iso, elf) = crate::image::build_iso(&paths::iso(), &append)?;
         Boot::Iso { iso, elf }
     } else {
         Boot::Kernel {
             elf: build::kernel()?,
-            append: opts.append.clone(),
+            append,
         }
     };
+    let memory_mib = opts.memory_mib.unwrap_or(128);
     let qemu = Qemu {
         boot,
         machine: "q35",
-        memory_mib: opts.memory_mib,
-        timeout: opts.timeout,
+        memory_mib,
+        timeout: opts.timeout.unwrap_or(Duration::from_secs(120)),
         echo: true,
         extra_args: Vec::new(),
         label: None,
+        sink: None,
     };
     let result = qemu.run()?;
-    let report = report::build(&result, opts.memory_mib);
-    std::fs::create_dir_all(paths::xtask_dir())?;
-    let path = paths::xtask_dir().join("run-report.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")?;
+    let report = report::build(&result, memory_mib);
+    let path = write_report(&report)?;
     let trace = report::dirty_trace(&result).map(|text| {
         let at = paths::xtask_dir().join("trace.txt");
         (
@@ -89,4 +254,17 @@ pub fn main(opts: &RunOptions) -> Result<i32> {
         eprintln!("qemu stderr:\n{}", result.qemu_stderr);
     }
     Ok(result.outcome.process_code())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exit_code_names_the_side_that_failed_first() {
+        assert_eq!(pair_exit_code(Outcome::Success, Outcome::Success, true), 0);
+        assert_eq!(pair_exit_code(Outcome::Success, Outcome::Success, false), 1);
+        assert_eq!(pair_exit_code(Outcome::Success, Outcome::Panic, true), 2);
+        assert_eq!(pair_exit_code(Outcome::Timeout, Outcome::Panic, false), 6);
+    }
 }

@@ -1,0 +1,107 @@
+//! Live migration between two monitors in two QEMUs, as `cargo xtask run`
+//! makes it: the destination verifies every page against the source's
+//! digest, the guest runs on there, and run-report.json says so in its
+//! documented field names.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use xtask::migrate_run::{self, MigrationOptions, MigrationRun};
+use xtask::pair::Nic;
+use xtask::qemu::Outcome;
+
+/// A small guest keeps the test short; raw_tcp_mib too.
+fn migrate(nic: Nic, encrypt: bool) -> (MigrationRun, Value) {
+    let opts = MigrationOptions {
+        nic,
+        guest_mib: Some(8),
+        encrypt,
+        append: "raw_tcp_mib=4".into(),
+        timeout: Duration::from_secs(180),
+        ..MigrationOptions::default()
+    };
+    let run = migrate_run::run(&tests::kernel(), &opts, None).expect("running two QEMUs");
+    let json = serde_json::to_value(&run.report).expect("the report serializes");
+    (run, json)
+}
+
+fn check_completed(run: &MigrationRun, json: &Value, nic: Nic, encrypted: bool) {
+    let t = || run.transcript();
+    for (side, outcome) in [
+        ("source", run.source.outcome),
+        ("destination", run.destination.outcome),
+    ] {
+        assert_eq!(outcome, Outcome::Success, "{side} failed\n{}", t());
+    }
+    let m = &json["migration"];
+    assert_eq!(json["outcome"], "success", "{m}\n{}", t());
+    assert_eq!(m["status"], "completed", "{m}\n{}", t());
+    assert_eq!(m["failure"], Value::Null, "{m}\n{}", t());
+    assert_eq!(m["verified"], true, "{m}\n{}", t());
+    assert!(
+        m["guest_continued"].as_u64().unwrap_or(0) > 0,
+        "{m}\n{}",
+        t()
+    );
+    assert_eq!(m["transport"], "tcp", "{m}");
+    assert_eq!(m["nic"], nic.name(), "{m}");
+    assert_eq!(m["policy"], "informed", "{m}");
+    assert_eq!(m["authenticated"], true, "{m}");
+    assert_eq!(m["encrypted"], encrypted, "{m}");
+    // 8 MiB of guest 0, every page of it moved at least once.
+    assert_eq!(m["pages_total"], 2048, "{m}");
+    let precopy = m["pages_precopy"].as_u64().expect("pages_precopy");
+    let downtime = m["pages_downtime"].as_u64().expect("pages_downtime");
+    assert!(precopy + downtime >= 2048, "{m}");
+    assert!(m["bytes"].as_u64().unwrap_or(0) > 2048 * 16, "{m}");
+    for key in ["total_ms", "setup_ms", "throughput_mbps", "raw_tcp_mbps"] {
+        assert!(m[key].as_f64().unwrap_or(0.0) > 0.0, "{key}: {m}");
+    }
+    assert!(m["downtime_ms"].as_f64().is_some(), "{m}");
+    assert!(m["rounds"].as_u64().is_some(), "{m}");
+    assert_eq!(json["migrations"].as_array().map(Vec::len), Some(1));
+    assert_eq!(json["migrations"][0], *m);
+    // Each side's guests: guest 0 left the source and ran on at the
+    // destination, counting its frames from the source.
+    let source_guests = json["source"]["guests"].as_array().expect("source guests");
+    let frames_at_source = source_guests
+        .iter()
+        .find(|g| g["id"] == 0)
+        .map(|g| {
+            assert_eq!(g["ended"], "migrated", "{g}");
+            g["frames"].as_u64().unwrap()
+        })
+        .expect("guest 0 on the source");
+    let arrived = json["destination"]["guests"]
+        .as_array()
+        .expect("destination guests")
+        .iter()
+        .find(|g| g["id"] == 0 && g["ended"] == "destination")
+        .unwrap_or_else(|| panic!("guest 0 on the destination\n{}", t()))
+        .clone();
+    // Its frame counter went on from where it stopped (the destination
+    // may run a frame or two between the resume and the completion that
+    // `guest_continued` starts counting from).
+    let frames_here = arrived["frames"].as_u64().expect("frames");
+    let continued = m["guest_continued"].as_u64().unwrap();
+    assert!(
+        frames_here >= frames_at_source + continued,
+        "{arrived}: {frames_at_source} frames on the source, {continued} continued"
+    );
+    assert_eq!(json["source"]["role"], "source");
+    assert_eq!(json["destination"]["role"], "dest");
+    assert_eq!(json["destination"]["nic"], nic.name());
+    assert_eq!(json["qemu_migration"], Value::Array(Vec::new()));
+}
+
+#[test]
+fn a_guest_migrates_live_between_two_qemus_verified() {
+    let (run, json) = migrate(Nic::Virtio, false);
+    check_completed(&run, &json, Nic::Virtio, false);
+}
+
+#[test]
+fn an_encrypted_migration_over_e1000e_is_verified() {
+    let (run, json) = migrate(Nic::E1000e, true);
+    check_completed(&run, &json, Nic::E1000e, true);
+}
