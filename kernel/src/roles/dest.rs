@@ -57,7 +57,7 @@ pub fn run(p: &mut Platform) -> ! {
     for n in 0..roles.migrations {
         if let Err(e) = net.accept(port, ACCEPT_MS) {
             println!("error: no source connected on port {port}: {e}");
-            report_failed(&e);
+            report_failed(&e, true);
             break;
         }
         if n == 0 && roles.raw_tcp_mib > 0 {
@@ -70,7 +70,7 @@ pub fn run(p: &mut Platform) -> ! {
                 ),
                 Err(e) => {
                     println!("error: raw TCP transfer failed: {e}");
-                    report_failed(&e);
+                    report_failed(&e, true);
                     break;
                 }
             }
@@ -107,6 +107,10 @@ struct Summary {
     encrypted: bool,
     records: u64,
     digest: u64,
+    /// The guest's frame count when it was handed over.
+    resumed_frame: u64,
+    /// Free frames before anything was allocated for the migration.
+    free_before: u64,
 }
 
 /// The migrated guest runs `frames_after` frames here, beside this
@@ -114,7 +118,7 @@ struct Summary {
 /// migration's report. Whether the guest came through whole.
 fn run_arrived(p: &mut Platform, guests: &mut Vec<Hosted>, g: Hosted, s: Summary) -> bool {
     let id = g.id;
-    let first = g.workload.frame();
+    let first = s.resumed_frame;
     let until = first + u64::from(p.options.roles.frames_after);
     guests.push(g);
     while guests
@@ -125,40 +129,46 @@ fn run_arrived(p: &mut Platform, guests: &mut Vec<Hosted>, g: Hosted, s: Summary
     }
     let Some(pos) = guests.iter().position(|g| g.id == id) else {
         // It failed here (step_due reported and removed it).
-        report_dest("completed", &s, 0, false);
+        let freed = p.memory.frames.free_frames() == s.free_before;
+        report_dest("completed", &s, 0, false, freed);
         return false;
     };
     let mut g = guests.remove(pos);
     let whole = check_whole(p, &mut g);
-    report_dest("completed", &s, g.workload.frame() - first, whole);
     g.report("destination");
     if let Ok(index) = g.index(&p.vgpus) {
         p.vgpus.remove_vgpu(&mut p.memory.frames, index);
     }
+    let freed = p.memory.frames.free_frames() == s.free_before;
+    report_dest("completed", &s, g.workload.frame() - first, whole, freed);
     whole
 }
 
-fn report_dest(status: &str, s: &Summary, continued: u64, checked: bool) {
+/// The migration's line; `freed`: every frame allocated for it is back.
+fn report_dest(status: &str, s: &Summary, continued: u64, checked: bool, freed: bool) {
     defmt::info!(
-        "report migration_dest status={=str} authenticated={=bool} encrypted={=bool} pages_received={=u64} digest={=u64:#x} guest_continued={=u64} checked={=bool}",
+        "report migration_dest status={=str} authenticated={=bool} encrypted={=bool} pages_received={=u64} digest={=u64:#x} guest_continued={=u64} checked={=bool} freed={=bool}",
         status,
         s.authenticated,
         s.encrypted,
         s.records,
         s.digest,
         continued,
-        checked
+        checked,
+        freed
     );
 }
 
-fn report_failed(why: &dyn core::fmt::Display) {
+fn report_failed(why: &dyn core::fmt::Display, freed: bool) {
     let none = Summary {
         authenticated: false,
         encrypted: false,
         records: 0,
         digest: 0,
+        resumed_frame: 0,
+        free_before: 0,
     };
-    report_dest("failed", &none, 0, false);
+    report_dest("failed", &none, 0, false, freed);
     defmt::info!("migration failure: {}", defmt::Display2Format(why));
 }
 
@@ -190,11 +200,12 @@ fn check_whole(p: &mut Platform, g: &mut Hosted) -> bool {
 /// the source committed.
 fn receive(p: &mut Platform, net: &mut Net, guests: &mut Vec<Hosted>) -> Option<(Hosted, Summary)> {
     let pages = u64::from(p.options.roles.guest_mib) * 256;
+    let free_before = p.memory.frames.free_frames();
     let index = match p.vgpus.add_vgpu(&mut p.memory.frames, VGPU_TYPE, pages) {
         Ok(i) => i,
         Err(e) => {
             println!("error: no vGPU for the incoming guest: {e}");
-            report_failed(&e);
+            report_failed(&e, p.memory.frames.free_frames() == free_before);
             return None;
         }
     };
@@ -203,21 +214,28 @@ fn receive(p: &mut Platform, net: &mut Net, guests: &mut Vec<Hosted>) -> Option<
         Ok(b) => b,
         Err(e) => {
             p.vgpus.remove_vgpu(&mut p.memory.frames, index);
-            report_failed(&e);
+            report_failed(&e, p.memory.frames.free_frames() == free_before);
             return None;
         }
     };
     let outcome = stream(p, net, guests, vgpu, pages, &mut buffers);
     buffers.free(&mut p.memory.frames);
     match outcome {
-        Ok(arrived) => Some(arrived),
+        Ok((g, mut summary)) => {
+            summary.free_before = free_before;
+            Some((g, summary))
+        }
         Err(e) => {
             // Never handed over: what was allocated for it goes.
             if let Some(i) = p.vgpus.vgpus.iter().position(|h| h.partition.id() == vgpu) {
                 p.vgpus.remove_vgpu(&mut p.memory.frames, i);
             }
-            println!("migration refused: {e}; what it allocated is freed");
-            report_failed(&e);
+            let freed = p.memory.frames.free_frames() == free_before;
+            println!(
+                "migration refused: {e}; what it allocated is {}",
+                if freed { "freed" } else { "NOT all freed" }
+            );
+            report_failed(&e, freed);
             None
         }
     }
@@ -280,6 +298,7 @@ fn stream(
     let (mut blob_len, mut cpu_len) = (0usize, 0usize);
     let mut arrived: Option<Hosted> = None;
     let mut resumed = false;
+    let mut resumed_frame = 0u64;
     let mut digest = 0u64;
     let mut last_status: Option<ReceiverStatus> = None;
     let result = loop {
@@ -357,6 +376,7 @@ fn stream(
                 resumed = true;
                 if let Some(g) = arrived.as_mut() {
                     g.next_frame_us = now_ns / 1000;
+                    resumed_frame = g.workload.frame();
                 }
                 if let Err(e) = receiver.resumed(&mut link) {
                     break Err(DestError::Stream(e));
@@ -373,6 +393,8 @@ fn stream(
         encrypted: receiver.encrypted(),
         records: stats.records,
         digest,
+        resumed_frame,
+        free_before: 0,
     };
     match (result, arrived) {
         // Once the source committed the guest runs here, whatever became
