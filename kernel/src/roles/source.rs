@@ -36,10 +36,11 @@ use crate::println;
 enum Ended {
     /// The destination resumed the guest; the source freed it.
     Completed,
-    /// Not committed: the guest runs on here.
+    /// Not committed, or the destination rejected after the commit (it
+    /// never resumes): the guest runs on here.
     Failed(&'static str),
-    /// Committed, not confirmed: the guest stays stopped here.
-    Unconfirmed,
+    /// Committed, not confirmed (why): the guest stays stopped here.
+    Unconfirmed(SourceError),
 }
 
 /// Figures of one migration for its report line.
@@ -135,25 +136,32 @@ pub fn run(p: &mut Platform) -> ! {
                     step
                 )
             }
-            Ended::Unconfirmed => {
+            Ended::Unconfirmed(_) => {
                 held = true;
                 break;
             }
         }
-        if let Err(e) = net.close(5_000) {
+        if let Err(e) = net.close(5_000, &mut || step_due(p, &mut guests, None)) {
             defmt::warn!(
                 "closing the migration connection: {}",
                 defmt::Display2Format(&e)
             );
         }
     }
-    // The other guests run on for a while after the last migration.
-    let until = guests.iter().map(|g| g.workload.frame()).max().unwrap_or(0)
-        + u64::from(roles.frames_after);
-    while guests
+    // Every guest here runs `frames_after` more frames after the last
+    // migration (each from its own count: one that stood still while a
+    // migration failed does not have to catch up with the others).
+    let until: Vec<(u8, u64)> = guests
         .iter()
-        .any(|g| g.workload.frame() < until && !(held && g.id == 0))
-    {
+        .map(|g| (g.id, g.workload.frame() + u64::from(roles.frames_after)))
+        .collect();
+    let behind = |g: &Hosted| {
+        !(held && g.id == 0)
+            && until
+                .iter()
+                .any(|&(id, end)| id == g.id && g.workload.frame() < end)
+    };
+    while guests.iter().any(behind) {
         step_due(p, &mut guests, held.then_some(0));
     }
     for g in &guests {
@@ -204,7 +212,9 @@ fn migrate_once(
         return Ended::Failed("no key");
     };
     let start_us = crate::time::micros_since_boot();
-    if let Err(e) = net.connect(peer, CONNECT_MS) {
+    let connect_ms = opts.roles.connect_ms.map_or(CONNECT_MS, u64::from);
+    // The guests run on while the destination is not there yet.
+    if let Err(e) = net.connect(peer, connect_ms, &mut || step_due(p, guests, None)) {
         println!("migration: cannot reach the destination {peer}: {e}; guest 0 runs on here");
         report_unstarted(policy, nic, &e);
         return Ended::Failed("connect");
@@ -259,7 +269,18 @@ fn migrate_once(
         f.digest
     );
     if let Some(e) = failure {
-        defmt::info!("migration failure: {}", defmt::Display2Format(&e));
+        // After the commit, the error only says why the confirmation
+        // never came; the report says what that means for the guest.
+        let unconfirmed = if f.status == "unconfirmed" {
+            "committed, but the destination's resumed never came (guest 0 is held stopped here): "
+        } else {
+            ""
+        };
+        defmt::info!(
+            "migration failure: {=str}{}",
+            unconfirmed,
+            defmt::Display2Format(&e)
+        );
         println!("migration with {} {}: {e}", f.policy.name(), f.status);
     } else {
         println!(
@@ -336,6 +357,9 @@ fn stream(
     let mut pacer = Pacer::new();
     let mut last_progress = 0u64;
     let mut last_status: Option<SourceStatus> = None;
+    // `Err` from the source means the guest is intact here and must run
+    // on, even after the commit (an authentic reject); only `Unconfirmed`
+    // keeps it stopped.
     let outcome: Result<Ended, SourceError> = loop {
         // The guests' turn: guest 0 (paced by the convergence throttle's
         // share) until it stops, and the others.
@@ -420,7 +444,7 @@ fn stream(
                 stopped_us = Some(now_us);
             }
             Ok(SourceStatus::Completed) => break Ok(Ended::Completed),
-            Ok(SourceStatus::Unconfirmed(e)) => break Err(e),
+            Ok(SourceStatus::Unconfirmed(e)) => break Ok(Ended::Unconfirmed(e)),
             Ok(_) => {}
             Err(e) => break Err(e),
         }
@@ -433,7 +457,6 @@ fn stream(
     figures.total_us = end_us - start_us;
     figures.setup_us = setup_us.unwrap_or(figures.total_us);
     figures.downtime_us = stopped_us.map_or(0, |s| end_us - s);
-    let committed = source.committed();
     progress(&source, policy, pages, end_us - start_us);
     drop(source);
     match outcome {
@@ -452,12 +475,12 @@ fn stream(
             }
             (Ended::Completed, figures, None)
         }
-        Err(e) if committed => {
+        Ok(Ended::Unconfirmed(e)) => {
             figures.status = "unconfirmed";
             println!(
                 "migration: committed but not confirmed ({e}); guest 0 is kept stopped here, not resumed and not freed"
             );
-            (Ended::Unconfirmed, figures, Some(e))
+            (Ended::Unconfirmed(e), figures, Some(e))
         }
         Err(e) => {
             resume(&mut guests[0]);
