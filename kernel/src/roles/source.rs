@@ -7,7 +7,8 @@
 //! scanner's write targets reported after every frame; at the stop its
 //! vGPU's device state and the guest's own state are saved; the source
 //! keeps the stopped guest until the destination's resumed arrives, then
-//! frees it. A migration that fails before the commit resumes guest 0
+//! frees it. A migration that fails before the commit, or that the
+//! destination rejects after it (it then never resumes), resumes guest 0
 //! here; one that cannot be confirmed after the commit keeps it stopped,
 //! neither resumed nor freed, and says so.
 
