@@ -33,6 +33,14 @@ use crate::net::Net;
 use crate::platform::Platform;
 use crate::println;
 
+/// How long a source whose wait for the resumed timed out listens on for
+/// a late answer before it reports the handover unconfirmed. The
+/// destination's wait for the commit began when it sent ready, before the
+/// commit went out here, so its deadline is at about ours and its reject
+/// (it gave up: the guest is this side's) arrives just after it; a late
+/// resumed completes the migration.
+const LATE_ANSWER_US: u64 = 3_000_000;
+
 /// How one migration ended.
 enum Ended {
     /// The destination resumed the guest; the source freed it.
@@ -361,6 +369,7 @@ fn stream(
     // `Err` from the source means the guest is intact here and must run
     // on, even after the commit (an authentic reject); only `Unconfirmed`
     // keeps it stopped.
+    let mut late_answer_until: Option<u64> = None;
     let outcome: Result<Ended, SourceError> = loop {
         // The guests' turn: guest 0 (paced by the convergence throttle's
         // share) until it stops, and the others.
@@ -445,7 +454,13 @@ fn stream(
                 stopped_us = Some(now_us);
             }
             Ok(SourceStatus::Completed) => break Ok(Ended::Completed),
-            Ok(SourceStatus::Unconfirmed(e)) => break Ok(Ended::Unconfirmed(e)),
+            Ok(SourceStatus::Unconfirmed(e)) => {
+                // Only a wait that timed out can still be answered.
+                let until = *late_answer_until.get_or_insert(now_us + LATE_ANSWER_US);
+                if !matches!(e, SourceError::Timeout(_)) || now_us >= until {
+                    break Ok(Ended::Unconfirmed(e));
+                }
+            }
             Ok(_) => {}
             Err(e) => break Err(e),
         }
