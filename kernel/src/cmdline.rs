@@ -81,6 +81,10 @@ pub struct RoleOptions {
     pub raw_tcp_mib: u32,
     /// `run_ms=`.
     pub run_ms: u32,
+    /// `connect_ms=`: how long the source tries to reach the destination,
+    /// and the destination waits for each source (the role's default if
+    /// None).
+    pub connect_ms: Option<u32>,
     /// `migrate_fault=`.
     pub fault: MigrateFault,
 }
@@ -99,6 +103,7 @@ impl Default for RoleOptions {
             frames_after: 20,
             raw_tcp_mib: 16,
             run_ms: 10_000,
+            connect_ms: None,
             fault: MigrateFault::None,
         }
     }
@@ -249,6 +254,10 @@ pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
         "0..1024  raw TCP transfer before the first migration, for the link's rate (default 16)",
     ),
     ("run_ms", "ms  role=guests: how long the guests run (default 10000)"),
+    (
+        "connect_ms",
+        "ms  source: how long it tries to reach peer= (default 60000); dest: how long it waits for each source (default 600000)",
+    ),
     (
         "migrate_fault",
         "flip@N | truncate@N | version | lose-commit | lose-resumed  a deliberate stream failure, for tests",
@@ -512,6 +521,10 @@ pub fn parse(line: &'static [u8], truncated: bool) -> Result<Options, CmdlineErr
             }
             "run_ms" => {
                 options.roles.run_ms = number(value, 1, 3_600_000).ok_or(bad("1 to 3600000"))?;
+            }
+            "connect_ms" => {
+                options.roles.connect_ms =
+                    Some(number(value, 1, 3_600_000).ok_or(bad("1 to 3600000"))?);
             }
             "migrate_fault" => {
                 let expected = "flip@N, truncate@N, version, lose-commit or lose-resumed";
