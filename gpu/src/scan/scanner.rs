@@ -107,15 +107,17 @@
 use core::fmt;
 
 use super::decode::{head, Command, DecodeErrorKind};
-use super::operands::{Access, AddrField, Extent, High, Layout, When};
+use super::operands::{Access, AddrField, Extent, High, Layout, Pictures, PipeSize, Surface, When};
 use super::regs::{allowed, RegAccess};
 use super::repr::{
     pak_insert_descriptors, pak_payload_bytes, pak_payload_linear, setup_draw_bytes, xy_blit_bytes,
     CommandRepr, PostSync, ReprError, StateBaseAddress, PAK_DESCRIPTOR, PAK_PAYLOAD,
 };
+use super::surface::{self as geom, Picture};
 use super::table::{
     fast_entry, fast_kind_code, fast_len, fast_spec, CmdSpec, Op, FAST_AUDIT, FAST_GUESS,
 };
+use super::tracked::{Consumer, Pipe, Tracked, TrackedState};
 use crate::addr::{GuestGm, GuestGmRange, HostGm};
 use crate::engine::Engine;
 
@@ -243,8 +245,13 @@ pub enum Reason {
     },
     /// An operand whose meaning depends on state the scanner has not seen
     /// in this submission (e.g. a STATE_BASE_ADDRESS base whose size was
-    /// set earlier, a vertex buffer without Address Modify Enable).
+    /// set earlier, a vertex buffer without Address Modify Enable, a video
+    /// object without its pipe's state: [`super::tracked::CONSUMERS`]).
     UnseenState(&'static str),
+    /// A memory operand that no state bounds (an indirect object without
+    /// an upper bound, a buffer whose size no state gives): the engine
+    /// might reach past the vGPU's slices.
+    Unbounded(&'static str),
     /// A register outside the engine's whitelist.
     Register {
         /// Register offset.
@@ -287,6 +294,7 @@ impl fmt::Display for Reason {
                 write!(f, "upper bound {bound:#x} below base {base:#x}")
             }
             Reason::UnseenState(what) => write!(f, "depends on unseen state: {what}"),
+            Reason::Unbounded(what) => write!(f, "no state bounds the extent of {what}"),
             Reason::Register { offset, access } => {
                 write!(f, "register {offset:#x} not whitelisted for {access:?}")
             }
@@ -583,6 +591,15 @@ impl Shadow {
             }
             off += len;
         }
+        if st.tracked.depth_open() {
+            // The engine would keep the half-set packet for the next
+            // submission's draws.
+            let r = Reason::UnseenState(
+                "3DSTATE_HIER_DEPTH_BUFFER and 3DSTATE_STENCIL_BUFFER after 3DSTATE_DEPTH_BUFFER \
+                 or 3DSTATE_MULTISAMPLE (the submission ends with the depth packet half set)",
+            );
+            return Err(st.fail(Location::Ring, n, 0, None, r));
+        }
         Ok(Submission {
             ring_dwords: n,
             batches: st.used,
@@ -654,8 +671,8 @@ impl Shadow {
                 };
                 copy_more(gm, start, &mut b.words, &mut copied, off + len)
                     .map_err(|r| err(off, header, r))?;
-                if matches!(spec.op, Op::Noop | Op::Plain) && !spec.writes_through_state {
-                    // Nothing to audit: count it and move on.
+                if spec.inert() {
+                    // Nothing to audit or track: count it and move on.
                     if !st.count(len) {
                         let r = Reason::BudgetExceeded;
                         return Err(st.fail(loc, off, header, Some(spec.name), r));
@@ -876,6 +893,9 @@ struct State {
     sba_seen: bool,
     /// The last blitter setup of this submission.
     blt: Option<BltSetup>,
+    /// State commands of this submission that later commands consume
+    /// ([`super::tracked`]).
+    tracked: TrackedState,
     writes: WriteSet,
     /// Slices translated in this scan (aperture, hidden); unused slots
     /// are [`Linear::NONE`].
@@ -939,6 +959,7 @@ impl State {
             writes: WriteSet::EMPTY,
             linear: [Linear::NONE; 2],
             blt: None,
+            tracked: TrackedState::EMPTY,
         }
     }
 
@@ -964,7 +985,14 @@ impl State {
         Ok(self.used - 1)
     }
 
+    /// The shadow slot of the second-level batch at `target` when it may be
+    /// run again unscanned: scanned already in this submission, setting
+    /// and consuming no context state other than draws' use of a settled
+    /// depth packet, and the packet is settled now as it was then.
     fn reusable(&self, target: GuestGm) -> Option<usize> {
+        if self.tracked.depth_open() {
+            return None;
+        }
         self.calls
             .iter()
             .flatten()
@@ -1302,13 +1330,7 @@ impl State {
                         })*
                     };
                 }
-                fixed!(
-                    INDEX_BUFFER: [0],
-                    CONSTANT: [0, 1, 2, 3],
-                    DEPTH_BUFFER: [0],
-                    MFX_IND_OBJ_BASE_ADDR: [0, 1, 2, 3, 4],
-                    MFX_BSP_BUF_BASE_ADDR: [0, 1, 2]
-                );
+                fixed!(INDEX_BUFFER: [0], CONSTANT: [0, 1, 2, 3]);
                 hot!(VERTEX_BUFFERS);
                 None
             }
@@ -1331,13 +1353,16 @@ impl State {
             6 => self.fast_blit(Op::XyFastCopyBlt, w),
             7 => self.fast_audit(gm, Op::Gm(&o::INDEX_BUFFER), w),
             8 => self.fast_audit(gm, Op::Gm(&o::CONSTANT), w),
-            9 => self.fast_audit(gm, Op::Gm(&o::DEPTH_BUFFER), w),
+            // Tracked state: kept, audited, the depth packet advanced, as
+            // the full path does.
+            9 => Some(self.tracked_layout(gm, Tracked::DepthBuffer, &o::DEPTH_BUFFER, w)),
             10 => self.fast_audit(gm, Op::Gm(&o::VERTEX_BUFFERS), w),
-            11 => self.fast_audit(gm, Op::Gm(&o::MFX_IND_OBJ_BASE_ADDR), w),
-            12 => self.fast_audit(gm, Op::Gm(&o::MFX_BSP_BUF_BASE_ADDR), w),
+            11 => Some(self.tracked_layout(gm, Tracked::MfxIndObj, &o::MFX_IND_OBJ_BASE_ADDR, w)),
+            12 => Some(self.tracked_layout(gm, Tracked::MfxBsp, &o::MFX_BSP_BUF_BASE_ADDR, w)),
             // Nothing to audit; its writes go where state says. A shader
-            // dispatch that may be refused goes to the full path.
-            13 if self.deny_shaders => None,
+            // dispatch that may be refused, or a draw while the depth
+            // packet is half set, goes to the full path.
+            13 if self.deny_shaders || self.tracked.depth_open() => None,
             13 => {
                 self.writes.untracked = true;
                 Some(Ok(()))
@@ -1451,7 +1476,9 @@ impl State {
         }
         // Fast path: most of a 3D stream is state without addresses.
         match spec.op {
-            Op::Noop | Op::Plain | Op::BatchEnd => {
+            Op::Noop | Op::Plain | Op::BatchEnd
+                if spec.tracks.is_none() && spec.consumer().is_none() =>
+            {
                 self.state_writer(buf, off, spec, loc)?;
                 Ok(None)
             }
@@ -1493,16 +1520,396 @@ impl State {
         level: u8,
     ) -> Result<Option<GuestGm>, ScanError> {
         self.state_writer(buf, off, spec, loc)?;
-        let r = match spec.op {
+        let r = self.with_effects(gm, buf, off, spec, len, loc, level);
+        r.map_err(|r| {
+            let header = buf.get(off).copied().unwrap_or(0);
+            self.fail(loc, off, header, Some(spec.name), r)
+        })
+    }
+
+    /// The operand audit of [`Self::audited`] with the command's effects on
+    /// the tracked state ([`super::tracked`]) around it: the guest DWords
+    /// of a state it sets are kept before they are remapped, and what it
+    /// consumes is audited after its own operands.
+    #[allow(clippy::too_many_arguments)] // reason: as `command`
+    fn with_effects(
+        &mut self,
+        gm: &dyn GmSpace,
+        buf: &mut [u32],
+        off: usize,
+        spec: &'static CmdSpec,
+        len: usize,
+        loc: Location,
+        level: u8,
+    ) -> Check<Option<GuestGm>> {
+        if let Some(t) = spec.tracks {
+            self.track_before(t, buf.get(off..off + len).unwrap_or(&[]))?;
+        }
+        let follow = match spec.op {
             Op::Gm(layout) => {
                 let words = buf.get_mut(off..off + len).unwrap_or(&mut []);
                 self.layout_dispatch(gm, layout, words).map(|()| None)
             }
             _ => self.check_operands(gm, buf, off, spec, len, loc, level),
+        }?;
+        if let Some(t) = spec.tracks {
+            self.track_after(gm, t)?;
+        }
+        if let Some(c) = spec.consumer() {
+            self.consume(gm, c, buf.get(off..off + len).unwrap_or(&[]))?;
+        }
+        Ok(follow)
+    }
+
+    /// A tracked state command with a [`Layout`] (the fast loop's depth
+    /// buffer and MFX base-address classes): as [`Self::with_effects`].
+    #[inline(always)]
+    fn tracked_layout(
+        &mut self,
+        gm: &dyn GmSpace,
+        t: Tracked,
+        layout: &'static Layout,
+        w: &mut [u32],
+    ) -> Check<()> {
+        self.track_before(t, w)?;
+        self.layout(gm, layout, w)?;
+        self.track_after(gm, t)
+    }
+
+    /// Before the operands of the command setting `t` (guest DWords `w`)
+    /// are audited and remapped: keeps its DWords. A HiZ or stencil buffer
+    /// takes its dimensions from the depth buffer before it.
+    #[inline(always)]
+    fn track_before(&mut self, t: Tracked, w: &[u32]) -> Check<()> {
+        if matches!(t, Tracked::HierDepth | Tracked::Stencil)
+            && !self.tracked.is_set(Tracked::DepthBuffer)
+        {
+            return Err(Reason::UnseenState(
+                "3DSTATE_DEPTH_BUFFER earlier in the submission (it gives the HiZ and stencil \
+                 buffers' dimensions)",
+            ));
+        }
+        self.tracked.record(t, w);
+        // Its audit depends on the state the batch is entered with: a
+        // second-level batch that sets it is scanned per call.
+        self.sba_seen = true;
+        Ok(())
+    }
+
+    /// After the command setting `t` was audited: the depth packet's
+    /// progress.
+    #[inline(always)]
+    fn track_after(&mut self, gm: &dyn GmSpace, t: Tracked) -> Check<()> {
+        match t {
+            Tracked::DepthBuffer => {
+                let samples = self.tracked.packet_samples();
+                self.tracked.open_packet(samples);
+            }
+            Tracked::HierDepth | Tracked::Stencil => self.tracked.close_packet(),
+            Tracked::Multisample => {
+                let samples = self.tracked.dw(Tracked::Multisample, 1) >> 1 & 7;
+                if self.tracked.is_set(Tracked::DepthBuffer) {
+                    if samples > self.tracked.depth_samples() {
+                        self.reaudit_depth_packet(gm, samples)?;
+                    }
+                } else if samples > 0 {
+                    // The context's packet may have been audited for
+                    // fewer samples: it must be set again.
+                    self.tracked.stale_packet();
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The 64-bit guest address at DWord `d` of tracked state `t`.
+    fn tracked_addr(&self, t: Tracked, d: usize) -> u64 {
+        u64::from(self.tracked.dw(t, d + 1)) << 32 | u64::from(self.tracked.dw(t, d))
+    }
+
+    /// Audits the submission's depth packet again at `samples` (log2):
+    /// the depth buffer and the HiZ and stencil buffers set after it, as
+    /// their layouts use them.
+    fn reaudit_depth_packet(&mut self, gm: &dyn GmSpace, samples: u32) -> Check<()> {
+        let Some(Ok(Some(d))) = self.tracked.depth() else {
+            self.tracked.packet_audited(samples);
+            return Ok(());
         };
-        r.map_err(|r| {
-            let header = buf.get(off).copied().unwrap_or(0);
-            self.fail(loc, off, header, Some(spec.name), r)
+        let mut ranges = [(0u64, 0u64); 3];
+        ranges[0] = (self.tracked_addr(Tracked::DepthBuffer, 2), d.bytes(samples));
+        if d.hiz {
+            if let Some(w) = self.tracked.get(Tracked::HierDepth) {
+                ranges[1] = (
+                    self.tracked_addr(Tracked::HierDepth, 2),
+                    d.hiz_bytes(w, samples),
+                );
+            }
+        }
+        if self.tracked.dw(Tracked::Stencil, 1) >> 31 == 1 {
+            if let Some(w) = self.tracked.get(Tracked::Stencil) {
+                let bytes = d.stencil_bytes(w, samples);
+                ranges[2] = (self.tracked_addr(Tracked::Stencil, 2), bytes);
+            }
+        }
+        for (addr, size) in ranges {
+            if size > 0 {
+                self.audit(gm, addr, size, true)?;
+            }
+        }
+        self.tracked.packet_audited(samples);
+        Ok(())
+    }
+
+    /// The command `w` consumes state set earlier ([`Consumer`]): accepted
+    /// only when that state was set in this submission (on every path: the
+    /// tracked state is joined), with a settled depth packet if it uses it,
+    /// bounded indirect objects, and every buffer of the state it consumes
+    /// inside the slices at the extent that state gives.
+    fn consume(&mut self, gm: &dyn GmSpace, c: &'static Consumer, w: &[u32]) -> Check<()> {
+        if c.settled_depth && self.tracked.depth_open() {
+            return Err(Reason::UnseenState(
+                "3DSTATE_HIER_DEPTH_BUFFER and 3DSTATE_STENCIL_BUFFER after 3DSTATE_DEPTH_BUFFER \
+                 or 3DSTATE_MULTISAMPLE (the depth packet is half set)",
+            ));
+        }
+        if let Some(state) = self.tracked.missing(c) {
+            return Err(Reason::UnseenState(state));
+        }
+        if c.needs.iter().any(|g| g.contains(&Tracked::DepthBuffer)) {
+            // 3DSTATE_WM_HZ_OP clears and resolves at its own sample count
+            // (DWord 1 bits 15:13).
+            let samples = w.get(1).copied().unwrap_or(0) >> 13 & 7;
+            if samples > self.tracked.depth_samples() {
+                self.reaudit_depth_packet(gm, samples)?;
+            }
+        }
+        if let Some((t, mask)) = c.bounded {
+            if !self.tracked.is_set(t) {
+                return Err(Reason::UnseenState(t.command()));
+            }
+            let Some(layout) = t.layout() else {
+                return Ok(());
+            };
+            for (i, f) in layout.fields.iter().enumerate() {
+                let Extent::UpperBound { dword } = f.extent else {
+                    continue;
+                };
+                if mask >> i & 1 == 1 && self.tracked_addr(t, usize::from(dword)) == 0 {
+                    return Err(Reason::Unbounded(f.name));
+                }
+            }
+        }
+        self.sba_seen |= !c.needs.is_empty() || c.bounded.is_some();
+        for group in c.needs {
+            for &t in group.iter() {
+                if self.tracked.is_set(t) {
+                    if let Some(layout) = t.layout() {
+                        self.consume_layout(gm, t, layout)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Audits the [`Extent::Pipe`] fields of tracked state `t` (its guest
+    /// DWords, with layout `layout`) at the extents its pipe's state gives.
+    fn consume_layout(&mut self, gm: &dyn GmSpace, t: Tracked, layout: &Layout) -> Check<()> {
+        let mut w = [0u32; 128];
+        let n = match self.tracked.get(t) {
+            Some(src) => {
+                let n = src.len().min(w.len());
+                if let (Some(d), Some(s)) = (w.get_mut(..n), src.get(..n)) {
+                    d.copy_from_slice(s);
+                }
+                n
+            }
+            None => return Ok(()),
+        };
+        let w = w.get(..n).unwrap_or(&[]);
+        let frame = self.frame(t.pipe());
+        let mode = match t.pipe() {
+            Pipe::Mfx => self.tracked.dw(Tracked::MfxPipeMode, 1),
+            Pipe::Hcp => self.tracked.dw(Tracked::HcpPipeMode, 1),
+            Pipe::Vdenc => self.tracked.dw(Tracked::VdencPipeMode, 1),
+            // No mode select: every mode-dependent field counts as used.
+            _ => u32::MAX,
+        };
+        let fields = layout.fields.iter().map(|f| (0usize, f));
+        let grouped = layout.group.into_iter().flat_map(|(g, fs)| {
+            let count = if g.count == 0 {
+                n.saturating_sub(usize::from(g.start)) / usize::from(g.stride).max(1)
+            } else {
+                usize::from(g.count)
+            };
+            (0..count).flat_map(move |e| {
+                fs.iter()
+                    .map(move |f| (usize::from(g.start) + e * usize::from(g.stride), f))
+            })
+        });
+        for (eb, fld) in fields.chain(grouped) {
+            let Extent::Pipe(size) = fld.extent else {
+                continue;
+            };
+            let e = w.get(eb..).unwrap_or(&[]);
+            let hi_len = usize::from(fld.high != High::None);
+            if usize::from(fld.dword) + hi_len >= e.len() {
+                continue;
+            }
+            let used = match fld.when {
+                When::PipeMode(b) => mode >> b & 1 == 1,
+                other => self.used(other, e),
+            };
+            if !used {
+                continue;
+            }
+            let bytes = match size {
+                PipeSize::Unknown => return Err(Reason::Unbounded(fld.name)),
+                PipeSize::Size(sz) => sz.bytes(frame.0, frame.1),
+                PipeSize::Picture(p) => self.picture_bytes(p, frame),
+            };
+            if bytes > 0 {
+                let addr = field_addr(fld, e);
+                self.audit(gm, addr, bytes, fld.access == Access::Write)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The frame size, in pixels, the `pipe`'s state of this submission
+    /// gives: the largest of its surface and picture states (every "minus
+    /// one" count plus one).
+    fn frame(&self, pipe: Pipe) -> (u64, u64) {
+        let tr = &self.tracked;
+        let mut f = (0u64, 0u64);
+        let mut grow = |w: u64, h: u64| f = (f.0.max(w), f.1.max(h));
+        let mbs = |d: u32| (u64::from(d & 0xff) + 1, u64::from(d >> 16 & 0xff) + 1);
+        // A "minus one" count present in the stored DWords.
+        let at = |t: Tracked, i: usize| tr.get(t).and_then(|w| w.get(i)).copied();
+        match pipe {
+            Pipe::Mfx | Pipe::Vdenc => {
+                for s in tr.instances(Tracked::MfxSurface) {
+                    let p = Picture::mfx(s.get(2).copied(), 0, 0, 0);
+                    grow(p.own.0, p.own.1);
+                }
+                for (t, d) in [
+                    (Tracked::MfxAvcImg, 2),
+                    (Tracked::MfxMpeg2Pic, 3),
+                    (Tracked::MfxVc1Pic, 1),
+                    (Tracked::MfxVp8Pic, 1),
+                ] {
+                    if let Some(v) = at(t, d) {
+                        let (w, h) = mbs(v);
+                        grow(16 * w, 16 * h);
+                    }
+                }
+                if let Some(v) = at(Tracked::MfxJpegPic, 2) {
+                    grow(
+                        8 * (u64::from(v & 0x1fff) + 1),
+                        8 * (u64::from(v >> 16 & 0x1fff) + 1),
+                    );
+                }
+                if pipe == Pipe::Vdenc {
+                    if let (Some(w), Some(h)) = (at(Tracked::VdencImg, 3), at(Tracked::VdencImg, 5))
+                    {
+                        grow(
+                            16 * (u64::from(w >> 16) + 1),
+                            16 * (u64::from(h & 0xffff) + 1),
+                        );
+                    }
+                }
+            }
+            Pipe::Hcp => {
+                if let (Some(d1), Some(d2)) = (at(Tracked::HcpPic, 1), at(Tracked::HcpPic, 2)) {
+                    let cb = 8u64 << (d2 & 3);
+                    grow(
+                        cb * (u64::from(d1 & 0x3ff) + 1),
+                        cb * (u64::from(d1 >> 16 & 0x3ff) + 1),
+                    );
+                }
+                for d in [1, 7, 8, 9] {
+                    if let Some(v) = at(Tracked::HcpVp9Pic, d) {
+                        grow(u64::from(v & 0x3fff) + 1, u64::from(v >> 16 & 0x3fff) + 1);
+                    }
+                }
+                // Whole 64-pixel coding tree blocks and superblocks.
+                f = (f.0.div_ceil(64) * 64, f.1.div_ceil(64) * 64);
+            }
+            _ => {}
+        }
+        f
+    }
+
+    /// Bytes of a picture of `frame` size described by the surface states
+    /// `p` names: the largest any of them gives.
+    fn picture_bytes(&self, p: Pictures, frame: (u64, u64)) -> u64 {
+        let tr = &self.tracked;
+        let mfx_style = |s: &[u32]| {
+            let dw = |i: usize| s.get(i).copied().unwrap_or(0);
+            Picture::mfx(Some(dw(2)), dw(3), dw(4), dw(5))
+        };
+        let (w, h) = frame;
+        match p {
+            Pictures::Pipe => {
+                let mfx = tr.instances(Tracked::MfxSurface).map(mfx_style);
+                let hcp = tr.instances(Tracked::HcpSurface).map(|s| {
+                    let dw = |i: usize| s.get(i).copied().unwrap_or(0);
+                    Picture::hcp(dw(1), dw(2))
+                });
+                mfx.chain(hcp).map(|p| p.bytes(w, h)).max().unwrap_or(0)
+            }
+            Pictures::VdencSource => tr
+                .get(Tracked::VdencSource)
+                .map_or(0, |s| mfx_style(s).bytes(w, h)),
+            Pictures::VdencReference => tr
+                .get(Tracked::VdencReference)
+                .map_or(0, |s| mfx_style(s).bytes(w, h)),
+            Pictures::VdencDownscaled => tr
+                .get(Tracked::VdencDownscaled)
+                .map_or(0, |s| mfx_style(s).bytes(w.div_ceil(4), h.div_ceil(4))),
+        }
+    }
+
+    /// Whether a field with condition `when` is used, for the condition
+    /// on the command's own DWords `e` (group-element relative) and the
+    /// depth packet; [`When::PipeMode`] fields count as used here (the
+    /// consumer decides).
+    #[inline(always)]
+    fn used(&self, when: When, e: &[u32]) -> bool {
+        let dw = |i: u8| e.get(usize::from(i)).copied().unwrap_or(0);
+        let bit = |d: u8, b: u8| dw(d) >> b & 1 == 1;
+        match when {
+            When::Always | When::PipeMode(_) => true,
+            When::Set(d, b) => bit(d, b),
+            When::Clear(d, b) => !bit(d, b),
+            When::NotNullSurface(d) => dw(d) >> 29 != 7,
+            When::HizEnabled => self.tracked.hiz_enabled(),
+        }
+    }
+
+    /// Bytes of the surface `s` whose address is in the command `e`
+    /// ([`Extent::Surface`]).
+    #[inline(always)]
+    fn surface_bytes(&self, s: Surface, e: &[u32]) -> Check<u64> {
+        let depth = || match self.tracked.depth() {
+            Some(Ok(Some(d))) => Ok(d),
+            Some(Ok(None)) => Err(Reason::Unsupported(
+                "stencil buffer enabled with a NULL depth buffer (no dimensions)",
+            )),
+            Some(Err(e)) => Err(Reason::Unsupported(e.why())),
+            None => Err(Reason::UnseenState("3DSTATE_DEPTH_BUFFER")),
+        };
+        Ok(match s {
+            Surface::Depth => match geom::depth(e) {
+                Ok(Some(d)) => d.bytes(self.tracked.packet_samples()),
+                Ok(None) => 0,
+                Err(err) => return Err(Reason::Unsupported(err.why())),
+            },
+            Surface::Hiz => depth()?.hiz_bytes(e, self.tracked.depth_samples()),
+            Surface::Stencil => depth()?.stencil_bytes(e, self.tracked.depth_samples()),
+            Surface::SfcOutput => geom::sfc_output_bytes(e),
+            Surface::SfcLine => geom::sfc_line_bytes(e),
         })
     }
 
@@ -1887,30 +2294,18 @@ impl State {
         if lo_at + hi_len >= e.len() {
             return Ok(());
         }
-        let dw = |e: &[u32], i: u8| e.get(usize::from(i)).copied().unwrap_or(0);
-        let bit = |e: &[u32], d: u8, b: u8| dw(e, d) >> b & 1 == 1;
-        let used = match fld.when {
-            When::Always => true,
-            When::Set(d, b) => bit(e, d, b),
-            When::Clear(d, b) => !bit(e, d, b),
-            When::NotNullSurface(d) => dw(e, d) >> 29 != 7,
-        };
-        if !used {
+        if !self.used(fld.when, e) {
             return Ok(());
         }
+        let dw = |e: &[u32], i: u8| e.get(usize::from(i)).copied().unwrap_or(0);
         if let Some((d, b)) = fld.must {
-            if !bit(e, d, b) {
+            if dw(e, d) >> b & 1 == 0 {
                 return Err(Reason::UnseenState(fld.name));
             }
         }
-        let shift = u32::from(fld.shift);
-        let lo = u64::from(dw(e, fld.dword) & !((1u32 << shift) - 1));
-        let hi = match fld.high {
-            High::None => 0,
-            High::Bits16 => u64::from(dw(e, fld.dword + 1) & 0xffff),
-            High::Bits32 => u64::from(dw(e, fld.dword + 1)),
-        };
-        let addr = hi << 32 | lo;
+        let addr = field_addr(fld, e);
+        // Whether the range audited here is what the engine may write.
+        let mut written = fld.access == Access::Write;
         let size = match fld.extent {
             Extent::Bytes(n) => u64::from(n),
             Extent::Field {
@@ -1935,21 +2330,35 @@ impl State {
             Extent::UpperBound { dword } => {
                 let bound = u64::from(dw(e, dword + 1)) << 32 | u64::from(dw(e, dword));
                 if bound == 0 {
-                    self.rest_of_slice(gm, addr)?
+                    // The hardware does not check: the base must translate,
+                    // and the commands that use the object refuse it.
+                    written = false;
+                    1
                 } else if bound <= addr {
                     return Err(Reason::BadBound { base: addr, bound });
                 } else {
                     bound - addr
                 }
             }
-            Extent::Slice => self.rest_of_slice(gm, addr)?,
+            Extent::Surface(s) => self.surface_bytes(s, e)?,
+            Extent::Pipe(_) => {
+                // Sized when consumed; here it must translate (one byte).
+                written = false;
+                1
+            }
         };
         if size == 0 {
             // Not accessed (zero read length, empty buffer).
             return Ok(());
         }
-        let host = self.audit(gm, addr, size, fld.access == Access::Write)?;
-        patch(e, lo_at, shift, fld.high, host);
+        let host = match self.audit(gm, addr, size, written) {
+            Ok(h) => h,
+            // Used only in a mode the consumer checks: left alone, and
+            // refused by it if the mode is on.
+            Err(_) if matches!(fld.when, When::PipeMode(_)) => return Ok(()),
+            Err(r) => return Err(r),
+        };
+        patch(e, lo_at, u32::from(fld.shift), fld.high, host);
         if let Extent::UpperBound { dword } = fld.extent {
             let b = usize::from(dword);
             if e.get(b).is_some_and(|&v| v != 0) || e.get(b + 1).is_some_and(|&v| v != 0) {
@@ -1958,6 +2367,20 @@ impl State {
         }
         Ok(())
     }
+}
+
+/// The guest address of field `fld` in the command (or group element) `e`.
+#[inline(always)]
+fn field_addr(fld: &AddrField, e: &[u32]) -> u64 {
+    let dw = |i: u8| e.get(usize::from(i)).copied().unwrap_or(0);
+    let shift = u32::from(fld.shift);
+    let lo = u64::from(dw(fld.dword) & !((1u32 << shift) - 1));
+    let hi = match fld.high {
+        High::None => 0,
+        High::Bits16 => u64::from(dw(fld.dword + 1) & 0xffff),
+        High::Bits32 => u64::from(dw(fld.dword + 1)),
+    };
+    hi << 32 | lo
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@
 
 use super::operands::{self, Layout};
 use super::repr::{self as r, BlitShape};
+use super::tracked::{consumer_of, Consumer, Tracked, CONSUMERS};
 use crate::engine::Engine;
 
 /// A set of engines, as a bit mask over [`Engine::index`].
@@ -250,6 +251,8 @@ pub enum Refusal {
     PreGen8Blit,
     /// VEBOX_STATE, VEBOX_SURFACE_STATE, VEB_DI_IECP: extents not modelled.
     Vebox,
+    /// MFX_STATE_POINTER: points at memory-resident state of unknown size.
+    StatePointer,
 }
 
 impl Refusal {
@@ -263,6 +266,10 @@ impl Refusal {
             Refusal::Vebox => {
                 "VEBOX command: its surfaces' extents depend on VEBOX_SURFACE_STATE and \
                  VEBOX_STATE layouts the scanner does not model"
+            }
+            Refusal::StatePointer => {
+                "MFX_STATE_POINTER: a graphics address (genxml types it uint) of memory-resident \
+                 state whose size no public source gives; no Gen9 driver emits it"
             }
         }
     }
@@ -288,6 +295,45 @@ pub struct CmdSpec {
     /// and surface states the scanner does not parse (see
     /// [`SHADER_DISPATCHES`]).
     pub dispatches_shaders: bool,
+    /// The state it sets that later commands consume
+    /// ([`super::tracked`]).
+    pub tracks: Option<Tracked>,
+    /// Its entry in [`CONSUMERS`]: the state it consumes.
+    consumes: Option<u8>,
+}
+
+impl CmdSpec {
+    /// The state this command consumes ([`CONSUMERS`]), if any.
+    pub fn consumer(&self) -> Option<&'static Consumer> {
+        CONSUMERS.get(usize::from(self.consumes?))
+    }
+
+    /// Nothing to do for it: no operand, no effect on the scan's state
+    /// (no tracked state set or consumed, no writes through state).
+    pub const fn inert(&self) -> bool {
+        let plain = match self.op {
+            Op::Noop | Op::Plain => true,
+            Op::Gm(l) => l.fields.is_empty() && l.group.is_none(),
+            _ => false,
+        };
+        plain && !self.writes_through_state && self.tracks.is_none() && self.consumes.is_none()
+    }
+
+    /// A command with nothing to audit that writes through memory-resident
+    /// state and consumes at most a settled depth packet: the fast loop's
+    /// class 13, which checks the packet itself.
+    const fn plain_state_writer(&self) -> bool {
+        let plain = match self.op {
+            Op::Noop | Op::Plain => true,
+            Op::Gm(l) => l.fields.is_empty() && l.group.is_none(),
+            _ => false,
+        };
+        let consumes_only_depth = match self.consumes {
+            None => true,
+            Some(i) => super::tracked::CONSUMER_LIST[i as usize].only_settled_depth(),
+        };
+        plain && self.writes_through_state && self.tracks.is_none() && consumes_only_depth
+    }
 }
 
 /// Commands that start work which writes memory named by state the
@@ -364,6 +410,8 @@ const fn spec(name: &'static str, opcode: Opcode, len: Len, engines: Engines, op
         op,
         writes_through_state: listed(name, &STATE_WRITERS),
         dispatches_shaders: listed(name, &SHADER_DISPATCHES),
+        tracks: Tracked::set_by(name),
+        consumes: consumer_of(name),
     }
 }
 const fn mi(op: u8) -> Opcode {
@@ -741,7 +789,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1006),
         Len::field(12, 2, 2, 2),
         VCS,
-        Op::Plain,
+        Op::Unsupported(Refusal::StatePointer),
     ),
     spec(
         "MFX_QM_STATE",
@@ -1147,7 +1195,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1400),
         Len::field(12, 2, 2, 2),
         VCS,
-        Op::Plain,
+        Op::Gm(&operands::MFX_VP8_PIC),
     ),
     spec(
         "MFD_VP8_BSD_OBJECT",
@@ -1189,7 +1237,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1501),
         Len::field(12, 2, 32, 32),
         VCS.union(VECS),
-        Op::Plain,
+        Op::Gm(&operands::SFC_STATE),
     ),
     spec(
         "SFC_AVS_STATE",
@@ -2439,20 +2487,16 @@ const fn build_fast() -> [[u64; FAST_SLOTS]; Engine::COUNT] {
     let mut i = 0;
     while i < N_COMMANDS {
         let s = &TABLE[i];
-        // A layout with no address field (only offsets relative to an
-        // audited base) has nothing to audit either.
-        let no_operands = match s.op {
-            Op::Noop | Op::Plain => true,
-            Op::Gm(l) => l.fields.is_empty() && l.group.is_none(),
-            _ => false,
-        };
         let kind = match s.op {
             // Nothing to audit but untracked writes to note (and maybe a
-            // shader dispatch to refuse): the fast loop's class 13.
-            _ if no_operands && s.writes_through_state => {
+            // shader dispatch to refuse, or a half-set depth packet): the
+            // fast loop's class 13.
+            _ if s.plain_state_writer() => {
                 FAST_PLAIN | FAST_AUDIT | STATE_WRITER_KIND << FAST_KIND_SHIFT
             }
-            _ if no_operands => FAST_PLAIN,
+            // Nothing to audit and nothing to track (a layout of offsets
+            // relative to audited bases only has nothing to audit either).
+            _ if s.inert() => FAST_PLAIN,
             Op::BatchEnd
             | Op::GmOperands
             | Op::Privileged
