@@ -738,7 +738,13 @@ pub fn tracked_command(t: Tracked) -> Vec<u32> {
 /// The state commands consumer `c` needs (the first member of each of
 /// its groups, and its indirect objects), each from [`tracked_command`].
 pub fn state_for(c: &Consumer) -> Vec<u32> {
-    let mut ts: Vec<Tracked> = c.needs.iter().map(|g| g[0]).collect();
+    // Not the consumer itself (MFX_DBK_OBJECT sets its own buffers).
+    let mut ts: Vec<Tracked> = c
+        .needs
+        .iter()
+        .map(|g| g[0])
+        .filter(|t| t.command() != c.command)
+        .collect();
     if let Some((t, _)) = c.bounded {
         if !ts.contains(&t) {
             ts.push(t);
