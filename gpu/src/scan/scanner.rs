@@ -1224,6 +1224,26 @@ impl State {
                 continue;
             }
             c += 1;
+            if let (Op::Plain, Some(t), false, None) = (
+                spec.op,
+                spec.tracks,
+                spec.writes_through_state,
+                spec.consumer(),
+            ) {
+                // A tracked state command without operands (a mode
+                // select, a surface or picture state): kept, as the full
+                // path does.
+                let w = buf.get(o..o + len).unwrap_or(&[]);
+                if let Err(r) = self
+                    .track_before(t, w)
+                    .and_then(|()| self.track_after(gm, t))
+                {
+                    let header = buf.get(o).copied().unwrap_or(0);
+                    break Err(self.fail(loc, o, header, Some(spec.name), r));
+                }
+                o += len;
+                continue;
+            }
             let fast = match buf.get_mut(o..o + len) {
                 Some(w) => self.fast_audit(gm, spec.op, w),
                 None => None,
@@ -1344,6 +1364,30 @@ impl State {
     #[inline(always)]
     fn fast_kind_audit(&mut self, gm: &dyn GmSpace, kind: u32, w: &mut [u32]) -> Option<Check<()>> {
         use super::operands as o;
+        // A tracked layout of fixed fields, unrolled field by field: the
+        // same calls in the same order as [`Self::with_effects`] makes.
+        macro_rules! tracked_fixed {
+            ($t:expr, $l:ident: [$($k:literal),*]) => {{
+                let r: Check<()> = 'fields: {
+                    if let Err(e) = self.track_before($t, w) {
+                        break 'fields Err(e);
+                    }
+                    if o::$l.group.is_some() || o::$l.fields.len() != [$($k),*].len() {
+                        if let Err(e) = self.layout(gm, &o::$l, w) {
+                            break 'fields Err(e);
+                        }
+                    } else {
+                        $(if let Some(f) = o::$l.fields.get($k) {
+                            if let Err(e) = self.field(gm, f, w, 0) {
+                                break 'fields Err(e);
+                            }
+                        })*
+                    }
+                    self.track_after(gm, $t)
+                };
+                Some(r)
+            }};
+        }
         match kind {
             1 => self.fast_audit(gm, Op::PipeControl, w),
             2 => self.fast_audit(gm, Op::StoreDataImm, w),
@@ -1355,10 +1399,10 @@ impl State {
             8 => self.fast_audit(gm, Op::Gm(&o::CONSTANT), w),
             // Tracked state: kept, audited, the depth packet advanced, as
             // the full path does.
-            9 => Some(self.tracked_layout(gm, Tracked::DepthBuffer, &o::DEPTH_BUFFER, w)),
+            9 => tracked_fixed!(Tracked::DepthBuffer, DEPTH_BUFFER: [0]),
             10 => self.fast_audit(gm, Op::Gm(&o::VERTEX_BUFFERS), w),
-            11 => Some(self.tracked_layout(gm, Tracked::MfxIndObj, &o::MFX_IND_OBJ_BASE_ADDR, w)),
-            12 => Some(self.tracked_layout(gm, Tracked::MfxBsp, &o::MFX_BSP_BUF_BASE_ADDR, w)),
+            11 => tracked_fixed!(Tracked::MfxIndObj, MFX_IND_OBJ_BASE_ADDR: [0, 1, 2, 3, 4]),
+            12 => tracked_fixed!(Tracked::MfxBsp, MFX_BSP_BUF_BASE_ADDR: [0, 1, 2]),
             // Nothing to audit; its writes go where state says. A shader
             // dispatch that may be refused, or a draw while the depth
             // packet is half set, goes to the full path.
@@ -1367,6 +1411,8 @@ impl State {
                 self.writes.untracked = true;
                 Some(Ok(()))
             }
+            14 => tracked_fixed!(Tracked::HierDepth, HIER_DEPTH_BUFFER: [0]),
+            15 => tracked_fixed!(Tracked::Stencil, STENCIL_BUFFER: [0]),
             _ => None,
         }
     }
@@ -1531,6 +1577,7 @@ impl State {
     /// the tracked state ([`super::tracked`]) around it: the guest DWords
     /// of a state it sets are kept before they are remapped, and what it
     /// consumes is audited after its own operands.
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)] // reason: as `command`
     fn with_effects(
         &mut self,
@@ -1546,12 +1593,13 @@ impl State {
             self.track_before(t, buf.get(off..off + len).unwrap_or(&[]))?;
         }
         let follow = match spec.op {
+            Op::Noop | Op::Plain => None,
             Op::Gm(layout) => {
                 let words = buf.get_mut(off..off + len).unwrap_or(&mut []);
-                self.layout_dispatch(gm, layout, words).map(|()| None)
+                self.layout_dispatch(gm, layout, words).map(|()| None)?
             }
-            _ => self.check_operands(gm, buf, off, spec, len, loc, level),
-        }?;
+            _ => self.check_operands(gm, buf, off, spec, len, loc, level)?,
+        };
         if let Some(t) = spec.tracks {
             self.track_after(gm, t)?;
         }
@@ -1559,21 +1607,6 @@ impl State {
             self.consume(gm, c, buf.get(off..off + len).unwrap_or(&[]))?;
         }
         Ok(follow)
-    }
-
-    /// A tracked state command with a [`Layout`] (the fast loop's depth
-    /// buffer and MFX base-address classes): as [`Self::with_effects`].
-    #[inline(always)]
-    fn tracked_layout(
-        &mut self,
-        gm: &dyn GmSpace,
-        t: Tracked,
-        layout: &'static Layout,
-        w: &mut [u32],
-    ) -> Check<()> {
-        self.track_before(t, w)?;
-        self.layout(gm, layout, w)?;
-        self.track_after(gm, t)
     }
 
     /// Before the operands of the command setting `t` (guest DWords `w`)
@@ -1631,6 +1664,7 @@ impl State {
     /// Audits the submission's depth packet again at `samples` (log2):
     /// the depth buffer and the HiZ and stencil buffers set after it, as
     /// their layouts use them.
+    #[inline(never)]
     fn reaudit_depth_packet(&mut self, gm: &dyn GmSpace, samples: u32) -> Check<()> {
         let Some(Ok(Some(d))) = self.tracked.depth() else {
             self.tracked.packet_audited(samples);
@@ -1666,6 +1700,7 @@ impl State {
     /// tracked state is joined), with a settled depth packet if it uses it,
     /// bounded indirect objects, and every buffer of the state it consumes
     /// inside the slices at the extent that state gives.
+    #[inline(never)]
     fn consume(&mut self, gm: &dyn GmSpace, c: &'static Consumer, w: &[u32]) -> Check<()> {
         if c.settled_depth && self.tracked.depth_open() {
             return Err(Reason::UnseenState(

@@ -2415,6 +2415,8 @@ pub(crate) fn fast_kind(entry: u64) -> Option<Op> {
         10 => Op::Gm(&o::VERTEX_BUFFERS),
         11 => Op::Gm(&o::MFX_IND_OBJ_BASE_ADDR),
         12 => Op::Gm(&o::MFX_BSP_BUF_BASE_ADDR),
+        14 => Op::Gm(&o::HIER_DEPTH_BUFFER),
+        15 => Op::Gm(&o::STENCIL_BUFFER),
         _ => return None,
     })
 }
@@ -2424,8 +2426,10 @@ pub(crate) fn fast_kind(entry: u64) -> Option<Op> {
 /// XY_SRC_COPY_BLT, 6 XY_FAST_COPY_BLT, 7-12 the layouts of
 /// 3DSTATE_INDEX_BUFFER, 3DSTATE_CONSTANT_*, 3DSTATE_DEPTH_BUFFER,
 /// 3DSTATE_VERTEX_BUFFERS, MFX_IND_OBJ_BASE_ADDR_STATE and
-/// MFX_BSP_BUF_BASE_ADDR_STATE (`fast_kind` names them; a test checks
-/// each against its row).
+/// MFX_BSP_BUF_BASE_ADDR_STATE, 13 the state writers with nothing to
+/// audit ([`STATE_WRITER_KIND`]), 14 and 15 the layouts of
+/// 3DSTATE_HIER_DEPTH_BUFFER and 3DSTATE_STENCIL_BUFFER (`fast_kind` names
+/// them; a test checks each against its row).
 #[inline(always)]
 pub(crate) fn fast_kind_code(entry: u64) -> u32 {
     (entry >> FAST_KIND_SHIFT & 0xf) as u32
@@ -2455,7 +2459,7 @@ const fn kind_bits(s: &CmdSpec) -> u64 {
         Op::XySrcCopyBlt => 5,
         Op::XyFastCopyBlt => 6,
         Op::Gm(_) => {
-            const HOT: [(&str, u64); 10] = [
+            const HOT: [(&str, u64); 12] = [
                 ("3DSTATE_INDEX_BUFFER", 7),
                 ("3DSTATE_CONSTANT_VS", 8),
                 ("3DSTATE_CONSTANT_GS", 8),
@@ -2466,6 +2470,8 @@ const fn kind_bits(s: &CmdSpec) -> u64 {
                 ("3DSTATE_VERTEX_BUFFERS", 10),
                 ("MFX_IND_OBJ_BASE_ADDR_STATE", 11),
                 ("MFX_BSP_BUF_BASE_ADDR_STATE", 12),
+                ("3DSTATE_HIER_DEPTH_BUFFER", 14),
+                ("3DSTATE_STENCIL_BUFFER", 15),
             ];
             let mut k = 0;
             let mut i = 0;

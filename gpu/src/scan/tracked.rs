@@ -195,20 +195,37 @@ impl Tracked {
     }
 
     /// First DWord of its storage in [`TrackedState`].
-    const fn offset(self) -> usize {
-        let mut at = 0;
-        let mut i = 0;
-        while i < Tracked::ALL.len() {
-            let t = Tracked::ALL[i];
-            if t as u8 == self as u8 {
-                return at;
-            }
-            at += t.words() * t.keys();
-            i += 1;
-        }
-        at
+    #[inline(always)]
+    fn offset(self) -> usize {
+        OFFSETS.get(self as usize).copied().unwrap_or(0)
     }
 }
+
+/// [`Tracked::offset`] of each tracked state, by discriminant.
+const OFFSETS: [usize; Tracked::ALL.len()] = {
+    let mut out = [0; Tracked::ALL.len()];
+    let mut at = 0;
+    let mut i = 0;
+    while i < Tracked::ALL.len() {
+        out[Tracked::ALL[i] as usize] = at;
+        at += Tracked::ALL[i].words() * Tracked::ALL[i].keys();
+        i += 1;
+    }
+    out
+};
+
+/// [`Tracked::slot`] of each tracked state, by discriminant.
+const SLOTS: [usize; Tracked::ALL.len()] = {
+    let mut out = [0; Tracked::ALL.len()];
+    let mut at = 0;
+    let mut i = 0;
+    while i < Tracked::ALL.len() {
+        out[Tracked::ALL[i] as usize] = at;
+        at += Tracked::ALL[i].keys();
+        i += 1;
+    }
+    out
+};
 
 const fn same(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
@@ -527,6 +544,8 @@ pub struct TrackedState {
     depth_open: bool,
     /// log2 of the sample count the packet was audited for.
     depth_samples: u8,
+    /// The depth buffer's geometry, parsed where it was set.
+    depth: Option<Result<Option<Depth>, SurfaceError>>,
 }
 
 /// Instances kept, all tracked states together.
@@ -542,18 +561,9 @@ const STORAGE_SLOTS: usize = {
 
 impl Tracked {
     /// First instance slot in [`TrackedState::len`].
-    const fn slot(self) -> usize {
-        let mut at = 0;
-        let mut i = 0;
-        while i < Tracked::ALL.len() {
-            let t = Tracked::ALL[i];
-            if t as u8 == self as u8 {
-                return at;
-            }
-            at += t.keys();
-            i += 1;
-        }
-        at
+    #[inline(always)]
+    fn slot(self) -> usize {
+        SLOTS.get(self as usize).copied().unwrap_or(0)
     }
 
     /// The instance of the command `w` (its surface ID for keyed states).
@@ -581,6 +591,7 @@ impl TrackedState {
         set: 0,
         depth_open: false,
         depth_samples: 0,
+        depth: None,
     };
 
     /// Whether `t` was set in this submission.
@@ -589,12 +600,25 @@ impl TrackedState {
     }
 
     /// Keeps the guest DWords `w` of the command setting `t`.
+    #[inline(always)]
     pub fn record(&mut self, t: Tracked, w: &[u32]) {
-        let key = t.key(w);
+        if t == Tracked::DepthBuffer {
+            self.depth = Some(surface::depth(w));
+        }
+        let key = if t.keys() > 1 { t.key(w) } else { 0 };
         let n = w.len().min(t.words());
         let at = t.offset() + key * t.words();
-        if let Some(dst) = self.words.get_mut(at..at + n) {
-            dst.copy_from_slice(w.get(..n).unwrap_or(&[]));
+        // The whole kept prefix when the command has it (a constant
+        // length where `t` is known: copied in line), else what it has.
+        let full = t.words();
+        match (self.words.get_mut(at..at + full), w.get(..full)) {
+            (Some(dst), Some(src)) => dst.copy_from_slice(src),
+            (Some(dst), None) => {
+                for (d, s) in dst.iter_mut().zip(w) {
+                    *d = *s;
+                }
+            }
+            _ => {}
         }
         if let Some(l) = self.len.get_mut(t.slot() + key) {
             *l = n as u8;
@@ -604,6 +628,9 @@ impl TrackedState {
 
     /// Forgets `t` (it must be set again before it is consumed).
     pub fn clear(&mut self, t: Tracked) {
+        if t == Tracked::DepthBuffer {
+            self.depth = None;
+        }
         self.set &= !t.bit();
         for k in 0..t.keys() {
             if let Some(l) = self.len.get_mut(t.slot() + k) {
@@ -670,8 +697,9 @@ impl TrackedState {
 
     /// The submission's depth buffer: `None` if not set, `Some(None)` if
     /// SURFTYPE_NULL.
+    #[inline(always)]
     pub fn depth(&self) -> Option<Result<Option<Depth>, SurfaceError>> {
-        self.get(Tracked::DepthBuffer).map(surface::depth)
+        self.depth
     }
 
     /// log2 of the sample count a newly set packet is audited for: the
