@@ -131,7 +131,10 @@ fn sfc_state_frames_are_audited_and_remapped() {
 /// fields.
 #[test]
 fn hcp_segment_id_buffer_is_audited() {
-    let f = field(&operands::HCP_PIPE_BUF_ADDR, "VP9 Segment ID Buffer - Address");
+    let f = field(
+        &operands::HCP_PIPE_BUF_ADDR,
+        "VP9 Segment ID Buffer - Address",
+    );
     let mut w = tracked_command(Tracked::HcpPipeBuf);
     let (_, r) = accepted(Engine::Video, &w);
     assert_eq!(addr(&r, usize::from(f.dword)), h(STATE_AT));
@@ -300,7 +303,12 @@ fn hiz_and_stencil_extents_follow_the_depth_buffer() {
     assert!(out_of_slices(refused(Engine::Render, &low)));
     // Stencil: W-tiled 8-bit, 256 rows = 4 tile rows of 32 x 512 bytes.
     let stencil_bytes = 4 * 32 * 512;
-    let s_ok = cat(&[&ms, &d, &hiz(HIDDEN + 0x10_0000, 512), &stencil(END - stencil_bytes, 512, true)]);
+    let s_ok = cat(&[
+        &ms,
+        &d,
+        &hiz(HIDDEN + 0x10_0000, 512),
+        &stencil(END - stencil_bytes, 512, true),
+    ]);
     accepted(Engine::Render, &s_ok);
     let s_low = cat(&[
         &ms,
@@ -310,7 +318,10 @@ fn hiz_and_stencil_extents_follow_the_depth_buffer() {
     ]);
     assert!(out_of_slices(refused(Engine::Render, &s_low)));
     // A disabled stencil buffer is not audited.
-    accepted(Engine::Render, &cat(&[&ms, &d, &hiz(HIDDEN, 512), &stencil(0x10, 1, false)]));
+    accepted(
+        Engine::Render,
+        &cat(&[&ms, &d, &hiz(HIDDEN, 512), &stencil(0x10, 1, false)]),
+    );
     // Without a depth buffer before them, their dimensions are unknown.
     for alone in [hiz(HIDDEN, 512), stencil(HIDDEN, 512, true)] {
         assert!(matches!(
@@ -384,7 +395,15 @@ fn a_raised_sample_count_reaudits_the_depth_packet() {
 /// held. Now it needs the packet, audited at its own sample count.
 #[test]
 fn wm_hz_op_needs_the_depth_packet() {
-    let hz = |samples: u32| [gfx(0x1852, 5), 1 << 30 | samples << 13, 0, 64 << 16 | 64, 0xffff];
+    let hz = |samples: u32| {
+        [
+            gfx(0x1852, 5),
+            1 << 30 | samples << 13,
+            0,
+            64 << 16 | 64,
+            0xffff,
+        ]
+    };
     assert!(matches!(
         refused(Engine::Render, &hz(0)),
         Reason::UnseenState("3DSTATE_DEPTH_BUFFER")
@@ -397,7 +416,10 @@ fn wm_hz_op_needs_the_depth_packet() {
         &hiz(0, 1),
     ]);
     accepted(Engine::Render, &cat(&[&packet, &hz(0)]));
-    assert!(out_of_slices(refused(Engine::Render, &cat(&[&packet, &hz(3)]))));
+    assert!(out_of_slices(refused(
+        Engine::Render,
+        &cat(&[&packet, &hz(3)])
+    )));
 }
 
 // ---- commands that consume state set earlier ----
@@ -470,7 +492,13 @@ fn consumed_state_does_not_outlive_its_submission() {
 /// bytes, chroma at row `cb`), post-deblocking output on, every buffer at
 /// STATE_AT but the decoded picture at `out`; then an AVC slice. Returns
 /// the stream and where each state command starts in it.
-fn avc_decode(out: u64, pitch: u32, width: u32, rows: u32, cb: u32) -> (Vec<u32>, Vec<(Tracked, usize)>) {
+fn avc_decode(
+    out: u64,
+    pitch: u32,
+    width: u32,
+    rows: u32,
+    cb: u32,
+) -> (Vec<u32>, Vec<(Tracked, usize)>) {
     let c = CONSUMERS
         .iter()
         .find(|c| c.command == "MFD_AVC_BSD_OBJECT")

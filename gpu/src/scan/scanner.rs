@@ -116,6 +116,7 @@ use super::repr::{
 use super::surface::{self as geom, Picture};
 use super::table::{
     fast_entry, fast_kind_code, fast_len, fast_spec, CmdSpec, Op, FAST_AUDIT, FAST_GUESS,
+    STATE_WRITER_KIND,
 };
 use super::tracked::{Consumer, Pipe, Tracked, TrackedState};
 use crate::addr::{GuestGm, GuestGmRange, HostGm};
@@ -877,29 +878,31 @@ struct Call {
     reusable: bool,
 }
 
-/// Per-submission scan state.
+/// Per-submission scan state. `repr(C)`: the fields the fast loop reads
+/// first, the tracked state's DWords last.
+#[repr(C)]
 struct State {
     engine: Engine,
     /// See [`Shadow::deny_shaders`].
     deny_shaders: bool,
-    commands: u32,
-    dwords: u32,
-    used: usize,
-    calls: [Option<Call>; BATCH_POOL],
-    sba: Sba,
     /// Context state was set or used: a STATE_BASE_ADDRESS or a blitter
     /// setup, or a blit drawn relative to one (since the flag was last
     /// cleared). A second-level batch that did so is not reused.
     sba_seen: bool,
+    commands: u32,
+    dwords: u32,
+    used: usize,
+    writes: WriteSet,
+    /// Slices translated in this scan (aperture, hidden); unused slots
+    /// are [`Linear::NONE`].
+    linear: [Linear; 2],
+    calls: [Option<Call>; BATCH_POOL],
+    sba: Sba,
     /// The last blitter setup of this submission.
     blt: Option<BltSetup>,
     /// State commands of this submission that later commands consume
     /// ([`super::tracked`]).
     tracked: TrackedState,
-    writes: WriteSet,
-    /// Slices translated in this scan (aperture, hidden); unused slots
-    /// are [`Linear::NONE`].
-    linear: [Linear; 2],
 }
 
 /// The destination an XY_SETUP_BLT set for the blits that follow.
@@ -939,6 +942,24 @@ impl Linear {
 
 /// Result of an operand check.
 type Check<T> = Result<T, Reason>;
+
+/// A tracked layout of fixed fields (`$l` of [`super::operands`], the
+/// fields at the listed indexes) in the fast loop, unrolled field by field:
+/// the same calls in the same order as `State::with_effects` makes.
+macro_rules! tracked_fixed {
+    ($st:ident, $gm:ident, $w:ident, $t:expr, $l:ident: [$($k:literal),*]) => {{
+        use super::operands as o;
+        $st.track_before($t, $w)?;
+        if o::$l.group.is_some() || o::$l.fields.len() != [$($k),*].len() {
+            $st.layout($gm, &o::$l, $w)?;
+        } else {
+            $(if let Some(f) = o::$l.fields.get($k) {
+                $st.field($gm, f, $w, 0)?;
+            })*
+        }
+        $st.track_after($gm, $t)
+    }};
+}
 
 fn memory_fault(addr: u64, size: u64) -> impl Fn(GmFault) -> Reason {
     move |fault| Reason::Memory { addr, size, fault }
@@ -1179,6 +1200,19 @@ impl State {
                 continue;
             }
             let kind = fast_kind_code(entry);
+            if u64::from(kind) == STATE_WRITER_KIND
+                && !self.deny_shaders
+                && !self.tracked.depth_open()
+            {
+                // The commonest audited class (draws, media objects):
+                // nothing to audit; its writes go where state says. Taken
+                // before the classes' dispatch. Refused shader dispatches
+                // and draws with a half-set depth packet go on below.
+                self.writes.untracked = true;
+                c += 1;
+                o += len;
+                continue;
+            }
             if kind != 0 {
                 // A hot class named by the entry itself: audited in
                 // straight code without the row load (the row only names
@@ -1234,10 +1268,7 @@ impl State {
                 // select, a surface or picture state): kept, as the full
                 // path does.
                 let w = buf.get(o..o + len).unwrap_or(&[]);
-                if let Err(r) = self
-                    .track_before(t, w)
-                    .and_then(|()| self.track_after(gm, t))
-                {
+                if let Err(r) = self.fast_tracked_plain(gm, t, w) {
                     let header = buf.get(o).copied().unwrap_or(0);
                     break Err(self.fail(loc, o, header, Some(spec.name), r));
                 }
@@ -1364,30 +1395,6 @@ impl State {
     #[inline(always)]
     fn fast_kind_audit(&mut self, gm: &dyn GmSpace, kind: u32, w: &mut [u32]) -> Option<Check<()>> {
         use super::operands as o;
-        // A tracked layout of fixed fields, unrolled field by field: the
-        // same calls in the same order as [`Self::with_effects`] makes.
-        macro_rules! tracked_fixed {
-            ($t:expr, $l:ident: [$($k:literal),*]) => {{
-                let r: Check<()> = 'fields: {
-                    if let Err(e) = self.track_before($t, w) {
-                        break 'fields Err(e);
-                    }
-                    if o::$l.group.is_some() || o::$l.fields.len() != [$($k),*].len() {
-                        if let Err(e) = self.layout(gm, &o::$l, w) {
-                            break 'fields Err(e);
-                        }
-                    } else {
-                        $(if let Some(f) = o::$l.fields.get($k) {
-                            if let Err(e) = self.field(gm, f, w, 0) {
-                                break 'fields Err(e);
-                            }
-                        })*
-                    }
-                    self.track_after(gm, $t)
-                };
-                Some(r)
-            }};
-        }
         match kind {
             1 => self.fast_audit(gm, Op::PipeControl, w),
             2 => self.fast_audit(gm, Op::StoreDataImm, w),
@@ -1397,13 +1404,9 @@ impl State {
             6 => self.fast_blit(Op::XyFastCopyBlt, w),
             7 => self.fast_audit(gm, Op::Gm(&o::INDEX_BUFFER), w),
             8 => self.fast_audit(gm, Op::Gm(&o::CONSTANT), w),
-            // Tracked state: kept, audited, the depth packet advanced, as
-            // the full path does.
-            9 => tracked_fixed!(Tracked::DepthBuffer, DEPTH_BUFFER: [0]),
             10 => self.fast_audit(gm, Op::Gm(&o::VERTEX_BUFFERS), w),
-            11 => tracked_fixed!(Tracked::MfxIndObj, MFX_IND_OBJ_BASE_ADDR: [0, 1, 2, 3, 4]),
-            12 => tracked_fixed!(Tracked::MfxBsp, MFX_BSP_BUF_BASE_ADDR: [0, 1, 2]),
-            // Nothing to audit; its writes go where state says. A shader
+            // A state writer with nothing to audit (taken by the fast loop
+            // before this dispatch when no check applies). A shader
             // dispatch that may be refused, or a draw while the depth
             // packet is half set, goes to the full path.
             13 if self.deny_shaders || self.tracked.depth_open() => None,
@@ -1411,10 +1414,59 @@ impl State {
                 self.writes.untracked = true;
                 Some(Ok(()))
             }
-            14 => tracked_fixed!(Tracked::HierDepth, HIER_DEPTH_BUFFER: [0]),
-            15 => tracked_fixed!(Tracked::Stencil, STENCIL_BUFFER: [0]),
+            // MFX base addresses, in line (the video streams' hot path).
+            11 => Some(self.tracked_fixed_mfx_ind(gm, w)),
+            12 => Some(self.tracked_fixed_mfx_bsp(gm, w)),
+            9 => Some(self.fast_depth(gm, w)),
+            14 | 15 => Some(self.fast_tracked(gm, kind, w)),
             _ => None,
         }
+    }
+
+    /// The depth packet's classes: kept, audited, the packet advanced, as
+    /// [`Self::with_effects`] does; out of the fast loop's line (a few per
+    /// draw at most), which stays as small as the classes without state
+    /// need.
+    #[inline(never)]
+    fn fast_tracked(&mut self, gm: &dyn GmSpace, kind: u32, w: &mut [u32]) -> Check<()> {
+        match kind {
+            9 => tracked_fixed!(self, gm, w, Tracked::DepthBuffer, DEPTH_BUFFER: [0]),
+            14 => tracked_fixed!(self, gm, w, Tracked::HierDepth, HIER_DEPTH_BUFFER: [0]),
+            _ => tracked_fixed!(self, gm, w, Tracked::Stencil, STENCIL_BUFFER: [0]),
+        }
+    }
+
+    /// 3DSTATE_DEPTH_BUFFER in the fast loop, as `with_effects`.
+    #[inline(always)]
+    fn fast_depth(&mut self, gm: &dyn GmSpace, w: &mut [u32]) -> Check<()> {
+        tracked_fixed!(self, gm, w, Tracked::DepthBuffer, DEPTH_BUFFER: [0])
+    }
+
+    /// MFX_IND_OBJ_BASE_ADDR_STATE in the fast loop, as `with_effects`.
+    #[inline(always)]
+    fn tracked_fixed_mfx_ind(&mut self, gm: &dyn GmSpace, w: &mut [u32]) -> Check<()> {
+        tracked_fixed!(self, gm, w, Tracked::MfxIndObj, MFX_IND_OBJ_BASE_ADDR: [0, 1, 2, 3, 4])
+    }
+
+    /// MFX_BSP_BUF_BASE_ADDR_STATE in the fast loop, as `with_effects`.
+    #[inline(always)]
+    fn tracked_fixed_mfx_bsp(&mut self, gm: &dyn GmSpace, w: &mut [u32]) -> Check<()> {
+        tracked_fixed!(self, gm, w, Tracked::MfxBsp, MFX_BSP_BUF_BASE_ADDR: [0, 1, 2])
+    }
+
+    /// A tracked state command without operands (a mode select, a surface
+    /// or picture state, the sample count) in the fast loop: kept, as
+    /// [`Self::with_effects`] does.
+    #[inline(always)]
+    fn fast_tracked_plain(&mut self, gm: &dyn GmSpace, t: Tracked, w: &[u32]) -> Check<()> {
+        if t.pipe() != Pipe::Render {
+            // Nothing to check or advance.
+            self.tracked.record_any(t, w);
+            self.sba_seen = true;
+            return Ok(());
+        }
+        self.track_before(t, w)?;
+        self.track_after(gm, t)
     }
 
     /// XY_COLOR_BLT, XY_SRC_COPY_BLT and XY_FAST_COPY_BLT (`op`, exact

@@ -103,6 +103,17 @@ macro_rules! tracked {
                 }
             }
         }
+
+        impl TrackedState {
+            /// [`TrackedState::record`] of a state known only at run
+            /// time: one arm per state, each with its sizes constant.
+            #[inline(always)]
+            pub fn record_any(&mut self, t: Tracked, w: &[u32]) {
+                match t {
+                    $(Tracked::$v => self.record(Tracked::$v, w),)*
+                }
+            }
+        }
     };
 }
 
@@ -209,6 +220,37 @@ const OFFSETS: [usize; Tracked::ALL.len()] = {
     while i < Tracked::ALL.len() {
         out[Tracked::ALL[i] as usize] = at;
         at += Tracked::ALL[i].words() * Tracked::ALL[i].keys();
+        i += 1;
+    }
+    out
+};
+
+/// Where each tracked state is kept, by discriminant: first DWord, first
+/// instance slot, DWords per instance, instances.
+#[derive(Clone, Copy)]
+struct Place {
+    offset: u16,
+    slot: u8,
+    words: u8,
+    keys: u8,
+}
+
+const PLACES: [Place; Tracked::ALL.len()] = {
+    let mut out = [Place {
+        offset: 0,
+        slot: 0,
+        words: 0,
+        keys: 0,
+    }; Tracked::ALL.len()];
+    let mut i = 0;
+    while i < Tracked::ALL.len() {
+        let t = Tracked::ALL[i];
+        out[t as usize] = Place {
+            offset: OFFSETS[t as usize] as u16,
+            slot: SLOTS[t as usize] as u8,
+            words: t.words() as u8,
+            keys: t.keys() as u8,
+        };
         i += 1;
     }
     out
@@ -532,12 +574,11 @@ pub const fn consumer_of(name: &str) -> Option<u8> {
 
 /// The guest DWords of every tracked state command of this submission, as
 /// it set them (before remapping), and the depth packet's progress.
+///
+/// `repr(C)`: the flags the fast loop reads first, the DWords last.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct TrackedState {
-    words: [u32; STORAGE],
-    /// DWords each instance holds (the command's length, at most
-    /// [`Tracked::words`]); 0: not set in this submission.
-    len: [u8; STORAGE_SLOTS],
     set: u64,
     /// The depth packet is half set, or a sample count above the one its
     /// buffers were audited for applies to it.
@@ -546,6 +587,10 @@ pub struct TrackedState {
     depth_samples: u8,
     /// The depth buffer's geometry, parsed where it was set.
     depth: Option<Result<Option<Depth>, SurfaceError>>,
+    /// DWords each instance holds (the command's length, at most
+    /// [`Tracked::words`]); 0: not set in this submission.
+    len: [u8; STORAGE_SLOTS],
+    words: [u32; STORAGE],
 }
 
 /// Instances kept, all tracked states together.
@@ -605,12 +650,15 @@ impl TrackedState {
         if t == Tracked::DepthBuffer {
             self.depth = Some(surface::depth(w));
         }
-        let key = if t.keys() > 1 { t.key(w) } else { 0 };
-        let n = w.len().min(t.words());
-        let at = t.offset() + key * t.words();
+        let Some(&p) = PLACES.get(t as usize) else {
+            return;
+        };
+        let full = usize::from(p.words);
+        let key = if p.keys > 1 { t.key(w) } else { 0 };
+        let n = w.len().min(full);
+        let at = usize::from(p.offset) + key * full;
         // The whole kept prefix when the command has it (a constant
         // length where `t` is known: copied in line), else what it has.
-        let full = t.words();
         match (self.words.get_mut(at..at + full), w.get(..full)) {
             (Some(dst), Some(src)) => dst.copy_from_slice(src),
             (Some(dst), None) => {
@@ -620,7 +668,7 @@ impl TrackedState {
             }
             _ => {}
         }
-        if let Some(l) = self.len.get_mut(t.slot() + key) {
+        if let Some(l) = self.len.get_mut(usize::from(p.slot) + key) {
             *l = n as u8;
         }
         self.set |= t.bit();
