@@ -23,7 +23,9 @@
 //!
 //! - **Stated sizes.** Where the command states a size (vertex/index buffer
 //!   size, stream-out surface size, constant buffer read length, pool size,
-//!   HuC DMEM length), the audited range is exactly that.
+//!   HuC DMEM length), the audited range is exactly that. A pool of size
+//!   zero holds "No Valid Data": nothing is accessed, but its base must
+//!   translate (it is remapped).
 //! - **Bounded objects.** Where the command pairs a base with an
 //!   upper-bound address (MFX/HCP/HUC indirect objects), the audited range
 //!   is `[base, bound)`, and the bound is remapped with the base. A zero
@@ -166,9 +168,10 @@ pub enum Extent {
         /// Added to the field before scaling (1 for "size minus one").
         plus: u8,
     },
-    /// A size in pages (bits 31:12 of DWord `dword`, command-relative),
-    /// where zero may mean "the largest size": bounded by the slice then.
-    PagesOrSlice {
+    /// A size in pages (bits 31:12 of DWord `dword`, command-relative).
+    /// Zero is "No Valid Data" (genxml): nothing is accessed, but the base
+    /// must translate (it is remapped).
+    Pages {
         /// DWord holding the size.
         dword: u8,
     },
@@ -609,15 +612,17 @@ pub static CONSTANT: Layout = layout(&[
 ]);
 
 /// 3DSTATE_BINDING_TABLE_POOL_ALLOC: base DWord 1-2 (bits 63:12), size in
-/// pages DWord 3 bits 31:12, enabled by DWord 1 bit 11.
+/// pages DWord 3 bits 31:12, enabled by DWord 1 bit 11. Written: the
+/// 3DSTATE_BINDING_TABLE_EDIT_* commands make the engine write binding
+/// tables into the pool.
 pub static BINDING_TABLE_POOL: Layout = layout(&[when(
     f(
         "Binding Table Pool Base Address",
         1,
         12,
         Bits32,
-        Extent::PagesOrSlice { dword: 3 },
-        Read,
+        Extent::Pages { dword: 3 },
+        Write,
     ),
     When::Set(1, 11),
 )]);
@@ -629,7 +634,7 @@ pub static GATHER_POOL: Layout = layout(&[when(
         1,
         12,
         Bits32,
-        Extent::PagesOrSlice { dword: 3 },
+        Extent::Pages { dword: 3 },
         Read,
     ),
     When::Set(1, 11),

@@ -36,6 +36,13 @@
 //!   the end of its slice or more pages than the set holds. Migration then
 //!   treats all of the vGPU's memory as possibly written by it.
 //! - Operand extents of GFXPIPE and video commands: see [`super::operands`].
+//! - State that later commands consume (the depth packet, the video pipes'
+//!   state, SFC_STATE) is kept per submission, as the guest set it, and a
+//!   command that consumes it is accepted only when it was set in the
+//!   same submission: see [`super::tracked`]. A submission may not end
+//!   with the depth packet half set. A second-level batch that sets or
+//!   consumes such state is scanned per call, and one of draws is reused
+//!   only while the depth packet is settled.
 //! - Hot path: a fast loop (`State::fast_run`) walks the copied commands
 //!   through a flat per-engine table of packed entries
 //!   ([`super::table`]'s fast entries: length rule, row, plain/audit
@@ -43,10 +50,12 @@
 //!   Plain commands cost a header load, a table load and a bounds check;
 //!   a command whose entry has a fast kind (PIPE_CONTROL,
 //!   MI_STORE_DATA_IMM, MI_FLUSH_DW, the XY_COLOR/SRC_COPY/FAST_COPY
-//!   blits, the index/vertex/depth buffer, constant and MFX base-address
-//!   layouts) is audited by the straight-code arm of its kind without
-//!   loading its row (the row is read only to name a rejection); other
-//!   commands with operands are audited in place by the same audit code.
+//!   blits, the index/vertex buffer, constant, depth packet and MFX
+//!   base-address layouts, the state writers with nothing to audit) is
+//!   audited by the straight-code arm of its kind without loading its row
+//!   (the row is read only to name a rejection); other commands with
+//!   operands, and tracked state commands without any, are audited or
+//!   kept in place by the same code as the full path.
 //!   The straight-code forms of PIPE_CONTROL, MI_STORE_DATA_IMM,
 //!   MI_FLUSH_DW and the blits (whose surface extents come from the full
 //!   parse's own `xy_blit_bytes`) fall back, unchanged, when an operand
@@ -2410,8 +2419,13 @@ impl State {
                 let v = u64::from(dw(e, dword) >> shift & mask);
                 (v + u64::from(plus)) * u64::from(unit)
             }
-            Extent::PagesOrSlice { dword } => match u64::from(dw(e, dword) >> 12) {
-                0 => self.rest_of_slice(gm, addr)?,
+            Extent::Pages { dword } => match u64::from(dw(e, dword) >> 12) {
+                0 => {
+                    // No valid data: nothing is accessed; the base must
+                    // translate so that it is remapped.
+                    written = false;
+                    1
+                }
                 pages => pages * PAGE,
             },
             Extent::UpperBound { dword } => {

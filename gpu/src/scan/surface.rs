@@ -90,7 +90,7 @@ pub const MAX_SAMPLES_LOG2: u32 = 4;
 /// Level alignment the scanner assumes for depth, stencil and HiZ mip
 /// trees, in samples: the largest Gen9 uses for any of them (depth 4 or 8
 /// by 4, stencil 8 by 8, HiZ 16 by 16; PRM vol 5 "Alignment Unit Size").
-const LEVEL_ALIGN: u64 = 16;
+pub const LEVEL_ALIGN: u64 = 16;
 
 /// The far corner (`x_end` samples, `y_end` rows) of mip level `lod` of a
 /// 2D miptree whose level 0 is `w` x `h` samples, in the Gen9 2D layout
