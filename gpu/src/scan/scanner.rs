@@ -125,7 +125,6 @@ use super::repr::{
 use super::surface::{self as geom, Picture};
 use super::table::{
     fast_entry, fast_kind_code, fast_len, fast_spec, CmdSpec, Op, FAST_AUDIT, FAST_GUESS,
-    STATE_WRITER_KIND,
 };
 use super::tracked::{Consumer, Pipe, Tracked, TrackedState};
 use crate::addr::{GuestGm, GuestGmRange, HostGm};
@@ -894,6 +893,11 @@ struct State {
     engine: Engine,
     /// See [`Shadow::deny_shaders`].
     deny_shaders: bool,
+    /// The fast loop leaves the state writers with nothing to audit to the
+    /// full path: shader dispatches are denied, or the depth packet is
+    /// half set (a draw is then refused). `deny_shaders ||
+    /// tracked.depth_open()`, kept in one flag beside `deny_shaders`.
+    writers_checked: bool,
     /// Context state was set or used: a STATE_BASE_ADDRESS or a blitter
     /// setup, or a blit drawn relative to one (since the flag was last
     /// cleared). A second-level batch that did so is not reused.
@@ -980,6 +984,7 @@ impl State {
         State {
             engine,
             deny_shaders,
+            writers_checked: deny_shaders,
             commands: 0,
             dwords: 0,
             used: 0,
@@ -1209,19 +1214,6 @@ impl State {
                 continue;
             }
             let kind = fast_kind_code(entry);
-            if u64::from(kind) == STATE_WRITER_KIND
-                && !self.deny_shaders
-                && !self.tracked.depth_open()
-            {
-                // The commonest audited class (draws, media objects):
-                // nothing to audit; its writes go where state says. Taken
-                // before the classes' dispatch. Refused shader dispatches
-                // and draws with a half-set depth packet go on below.
-                self.writes.untracked = true;
-                c += 1;
-                o += len;
-                continue;
-            }
             if kind != 0 {
                 // A hot class named by the entry itself: audited in
                 // straight code without the row load (the row only names
@@ -1414,16 +1406,16 @@ impl State {
             7 => self.fast_audit(gm, Op::Gm(&o::INDEX_BUFFER), w),
             8 => self.fast_audit(gm, Op::Gm(&o::CONSTANT), w),
             10 => self.fast_audit(gm, Op::Gm(&o::VERTEX_BUFFERS), w),
-            // A state writer with nothing to audit (taken by the fast loop
-            // before this dispatch when no check applies). A shader
-            // dispatch that may be refused, or a draw while the depth
-            // packet is half set, goes to the full path.
-            13 if self.deny_shaders || self.tracked.depth_open() => None,
+            // A state writer with nothing to audit. A shader dispatch that
+            // may be refused, or a draw while the depth packet is half
+            // set, goes to the full path.
+            13 if self.writers_checked => None,
             13 => {
                 self.writes.untracked = true;
                 Some(Ok(()))
             }
-            // MFX base addresses, in line (the video streams' hot path).
+            // Tracked state: the MFX base addresses and the depth buffer
+            // in line, HiZ and stencil out of line (which measured best).
             11 => Some(self.tracked_fixed_mfx_ind(gm, w)),
             12 => Some(self.tracked_fixed_mfx_bsp(gm, w)),
             9 => Some(self.fast_depth(gm, w)),
@@ -1432,14 +1424,12 @@ impl State {
         }
     }
 
-    /// The depth packet's classes: kept, audited, the packet advanced, as
-    /// [`Self::with_effects`] does; out of the fast loop's line (a few per
-    /// draw at most), which stays as small as the classes without state
-    /// need.
+    /// 3DSTATE_HIER_DEPTH_BUFFER (class 14) and 3DSTATE_STENCIL_BUFFER
+    /// (15): kept, audited, the packet advanced, as [`Self::with_effects`]
+    /// does; out of the fast loop's line.
     #[inline(never)]
     fn fast_tracked(&mut self, gm: &dyn GmSpace, kind: u32, w: &mut [u32]) -> Check<()> {
         match kind {
-            9 => tracked_fixed!(self, gm, w, Tracked::DepthBuffer, DEPTH_BUFFER: [0]),
             14 => tracked_fixed!(self, gm, w, Tracked::HierDepth, HIER_DEPTH_BUFFER: [0]),
             _ => tracked_fixed!(self, gm, w, Tracked::Stencil, STENCIL_BUFFER: [0]),
         }
@@ -1694,6 +1684,17 @@ impl State {
     /// progress.
     #[inline(always)]
     fn track_after(&mut self, gm: &dyn GmSpace, t: Tracked) -> Check<()> {
+        if t.pipe() != Pipe::Render {
+            return Ok(());
+        }
+        let r = self.advance_packet(gm, t);
+        self.writers_checked = self.deny_shaders || self.tracked.depth_open();
+        r
+    }
+
+    /// [`Self::track_after`]'s changes to the depth packet.
+    #[inline(always)]
+    fn advance_packet(&mut self, gm: &dyn GmSpace, t: Tracked) -> Check<()> {
         match t {
             Tracked::DepthBuffer => {
                 let samples = self.tracked.packet_samples();
