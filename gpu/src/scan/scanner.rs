@@ -896,7 +896,9 @@ struct State {
     /// The fast loop leaves the state writers with nothing to audit to the
     /// full path: shader dispatches are denied, or the depth packet is
     /// half set (a draw is then refused). `deny_shaders ||
-    /// tracked.depth_open()`, kept in one flag beside `deny_shaders`.
+    /// tracked.depth_open()`, kept in one flag beside `deny_shaders`:
+    /// [`State::refresh_writers_checked`] after anything changes `tracked`
+    /// other than [`State::track_after`] (a join of two paths' state).
     writers_checked: bool,
     /// Context state was set or used: a STATE_BASE_ADDRESS or a blitter
     /// setup, or a blit drawn relative to one (since the flag was last
@@ -1688,8 +1690,14 @@ impl State {
             return Ok(());
         }
         let r = self.advance_packet(gm, t);
-        self.writers_checked = self.deny_shaders || self.tracked.depth_open();
+        self.refresh_writers_checked();
         r
+    }
+
+    /// Recomputes [`State::writers_checked`] from the tracked state.
+    #[inline(always)]
+    fn refresh_writers_checked(&mut self) {
+        self.writers_checked = self.deny_shaders || self.tracked.depth_open();
     }
 
     /// [`Self::track_after`]'s changes to the depth packet.
