@@ -11,10 +11,24 @@
 //! * [`Backend::read_gm`] / [`Backend::write_gm`] are the CPU's view of GM
 //!   through the host GGTT: the scanner copies guest rings and batches with
 //!   them, tests read results with them.
+//! * Every submission names the engine context it runs on ([`ContextId`]):
+//!   the monitor's own, or one per vGPU slot. A backend keeps one context
+//!   per (context id, engine), switched on submission, so nothing one vGPU
+//!   loads into an engine (GPRs, predicates, pipeline state) is visible to
+//!   another: on `SimGpu` its own register file and pipeline state, on
+//!   `IntelGen9` its own logical ring context. [`Backend::release_context`]
+//!   puts a context back to its power-on state; the vGPU calls it on reset,
+//!   teardown and before a vGPU is created or restored in a slot
+//!   (`vgpu::scrub_partition`), so a new vGPU never sees the old one's
+//!   state. Submission stays one at a time per engine: the later
+//!   asynchronous completion (a cost per command, completion in
+//!   [`Backend::poll`]) and a scheduler that time-slices vGPUs on an engine
+//!   need no other change to this interface.
 
 use crate::addr::{HostGgttIndex, HostGm, HostGmRange, PhysAddr, PAGE_SIZE};
 use crate::engine::Engine;
 use crate::ggtt::{GgttFlush, HostPte};
+use crate::partition::{VgpuId, MAX_VGPUS};
 use crate::regs::MmioOffset;
 use core::fmt;
 
@@ -93,6 +107,56 @@ pub(crate) fn for_each_gm_page(
     Ok(())
 }
 
+/// Names an engine context: the monitor's own (index 0) or the one of a
+/// vGPU slot (index slot + 1). A backend keeps one context per id and
+/// engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ContextId(u8);
+
+impl ContextId {
+    /// Contexts a backend keeps per engine: the monitor's plus one per slot.
+    pub const COUNT: usize = MAX_VGPUS + 1;
+    /// The monitor's own context (self-tests, streams the monitor builds).
+    pub const MONITOR: ContextId = ContextId(0);
+
+    /// Checked constructor: below [`ContextId::COUNT`].
+    pub const fn new(raw: u8) -> Option<Self> {
+        if (raw as usize) < Self::COUNT {
+            Some(ContextId(raw))
+        } else {
+            None
+        }
+    }
+    /// The context of vGPU slot `id`.
+    pub const fn of_vgpu(id: VgpuId) -> Self {
+        ContextId(id.raw() + 1)
+    }
+    /// Dense index in `0..ContextId::COUNT`.
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+    /// The vGPU slot this context belongs to; `None` for the monitor's.
+    pub const fn vgpu(self) -> Option<VgpuId> {
+        match self.0.checked_sub(1) {
+            Some(slot) => VgpuId::new(slot),
+            None => None,
+        }
+    }
+    /// Every context id, in index order.
+    pub fn all() -> impl Iterator<Item = ContextId> {
+        (0..Self::COUNT as u8).map(ContextId)
+    }
+}
+
+impl fmt::Display for ContextId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.vgpu() {
+            Some(v) => write!(f, "context of {v}"),
+            None => f.write_str("monitor context"),
+        }
+    }
+}
+
 /// Identifies one submission to one backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SubmissionId(pub u64);
@@ -101,11 +165,13 @@ pub struct SubmissionId(pub u64);
 pub const MAX_RING_SIZE: u64 = 512 * PAGE_SIZE;
 
 /// Commands for an engine: the bytes `[head, tail)` (wrapping) of a ring
-/// buffer in host GM. Only the scanner (or monitor-built streams) make these:
-/// the guest's ring never reaches a backend.
+/// buffer in host GM, run on engine context `context`. Only the scanner (or
+/// monitor-built streams) make these: the guest's ring never reaches a
+/// backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Submission {
     engine: Engine,
+    context: ContextId,
     ring: HostGmRange,
     head: u32,
     tail: u32,
@@ -139,6 +205,7 @@ impl Submission {
     /// Checked constructor.
     pub fn new(
         engine: Engine,
+        context: ContextId,
         ring: HostGmRange,
         head: u32,
         tail: u32,
@@ -159,6 +226,7 @@ impl Submission {
         }
         Ok(Submission {
             engine,
+            context,
             ring,
             head,
             tail,
@@ -167,6 +235,10 @@ impl Submission {
     /// Target engine.
     pub const fn engine(&self) -> Engine {
         self.engine
+    }
+    /// The engine context it runs on.
+    pub const fn context(&self) -> ContextId {
+        self.context
     }
     /// The ring buffer.
     pub const fn ring(&self) -> HostGmRange {
@@ -201,6 +273,9 @@ pub enum FaultKind {
     RingOverrun,
     /// The submission exceeded its command or byte budget (hang detection).
     Hang,
+    /// The software model does not execute this command (or this form of
+    /// it): a loud stop instead of a silent no-op, naming what is missing.
+    Unmodeled(&'static str),
 }
 
 impl fmt::Display for FaultKind {
@@ -214,6 +289,7 @@ impl fmt::Display for FaultKind {
             FaultKind::BatchNesting => "batch buffers nested beyond the second level",
             FaultKind::RingOverrun => "command runs past the ring tail",
             FaultKind::Hang => "engine hang: submission exceeded its budget",
+            FaultKind::Unmodeled(what) => return write!(f, "not modelled: {what}"),
         })
     }
 }
@@ -223,6 +299,8 @@ impl fmt::Display for FaultKind {
 pub struct GpuFault {
     /// Engine that faulted.
     pub engine: Engine,
+    /// Context the submission ran on.
+    pub context: ContextId,
     /// Submission that was running.
     pub submission: SubmissionId,
     /// What happened.
@@ -237,8 +315,8 @@ impl fmt::Display for GpuFault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} fault in submission {} ({}), command {:#010x}",
-            self.engine, self.submission.0, self.kind, self.header
+            "{} fault in submission {} on the {} ({}), command {:#010x}",
+            self.engine, self.submission.0, self.context, self.kind, self.header
         )?;
         if let Some(a) = self.address {
             write!(f, " at GM {a:#x}")?;
@@ -297,10 +375,35 @@ pub trait Backend {
     fn read_gm(&mut self, addr: HostGm, buf: &mut [u8]) -> Result<(), GmAccessError>;
     /// CPU write of GM through the host GGTT.
     fn write_gm(&mut self, addr: HostGm, data: &[u8]) -> Result<(), GmAccessError>;
-    /// Starts executing `submission` on its engine.
+    /// Starts executing `submission` on its engine, in its context (the
+    /// engine switches to that context first).
     fn submit(&mut self, submission: &Submission) -> Result<SubmissionId, BackendError>;
     /// Reports an engine's state.
     fn poll(&mut self, engine: Engine) -> EngineStatus;
     /// Clears an engine's fault (engine reset) so others can use it again.
     fn reset_engine(&mut self, engine: Engine);
+    /// Puts `context` back to its power-on state on every engine: nothing
+    /// a submission on it loaded (registers, predicates, pipeline state)
+    /// survives. Work of that context still on an engine, or a fault it
+    /// left there, is abandoned first (that engine is reset), so the
+    /// release always completes.
+    fn release_context(&mut self, context: ContextId);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_ids_are_the_monitors_and_one_per_slot() {
+        assert_eq!(ContextId::MONITOR.vgpu(), None);
+        for slot in 0..MAX_VGPUS as u8 {
+            let id = VgpuId::new(slot).unwrap();
+            let c = ContextId::of_vgpu(id);
+            assert_eq!(c.vgpu(), Some(id));
+            assert_eq!(ContextId::new(c.index() as u8), Some(c));
+        }
+        assert_eq!(ContextId::new(ContextId::COUNT as u8), None);
+        assert_eq!(ContextId::all().count(), ContextId::COUNT);
+    }
 }

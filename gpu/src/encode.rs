@@ -116,3 +116,222 @@ pub const fn copy_blt(
         (src >> 32) as u32,
     ]
 }
+/// MI_BATCH_BUFFER_START of a GGTT first-level batch with Predication
+/// Enable (render only: ignored while MI_PREDICATE_RESULT_1 bit 0 is clear).
+pub const fn bb_start_predicated(addr: u64) -> [u32; 3] {
+    [
+        (0x31 << 23) | (1 << 15) | 1,
+        addr as u32,
+        (addr >> 32) as u32,
+    ]
+}
+/// MI_LOAD_REGISTER_MEM: `reg` from the dword at GGTT address `addr`.
+pub const fn lrm(reg: u32, addr: u64) -> [u32; 4] {
+    [
+        (0x29 << 23) | (1 << 22) | 2,
+        reg,
+        addr as u32,
+        (addr >> 32) as u32,
+    ]
+}
+/// MI_LOAD_REGISTER_REG: `dst` takes the value of `src`.
+pub const fn lrr(src: u32, dst: u32) -> [u32; 3] {
+    [(0x2a << 23) | 1, src, dst]
+}
+/// MI_COPY_MEM_MEM of one dword between GGTT addresses.
+pub const fn copy_mem_mem(dst: u64, src: u64) -> [u32; 5] {
+    [
+        (0x2e << 23) | (1 << 22) | (1 << 21) | 3,
+        dst as u32,
+        (dst >> 32) as u32,
+        src as u32,
+        (src >> 32) as u32,
+    ]
+}
+/// MI_PREDICATE fields (genxml `MI_PREDICATE`): load operation (bits 7:6),
+/// combine operation (4:3), compare operation (1:0).
+pub mod predicate {
+    /// Load: keep the predicate.
+    pub const LOAD_KEEP: u32 = 0;
+    /// Load: the predicate takes the combined result.
+    pub const LOAD_LOAD: u32 = 2;
+    /// Load: the predicate takes the inverted combined result.
+    pub const LOAD_LOADINV: u32 = 3;
+    /// Combine: the compare result alone.
+    pub const COMBINE_SET: u32 = 0;
+    /// Combine: AND with the current predicate.
+    pub const COMBINE_AND: u32 = 1;
+    /// Combine: OR with the current predicate.
+    pub const COMBINE_OR: u32 = 2;
+    /// Combine: XOR with the current predicate.
+    pub const COMBINE_XOR: u32 = 3;
+    /// Compare: true.
+    pub const COMPARE_TRUE: u32 = 0;
+    /// Compare: false.
+    pub const COMPARE_FALSE: u32 = 1;
+    /// Compare: MI_PREDICATE_SRC0 == MI_PREDICATE_SRC1.
+    pub const COMPARE_SRCS_EQUAL: u32 = 2;
+    /// Compare: SRC0 - SRC1 == MI_PREDICATE_DATA.
+    pub const COMPARE_DELTAS_EQUAL: u32 = 3;
+}
+/// MI_PREDICATE.
+pub const fn mi_predicate(load: u32, combine: u32, compare: u32) -> u32 {
+    (0x0c << 23) | ((load & 3) << 6) | ((combine & 3) << 3) | (compare & 3)
+}
+/// MI_SET_PREDICATE with Predicate Enable `enable` (bits 3:0).
+pub const fn set_predicate(enable: u32) -> u32 {
+    (0x01 << 23) | (enable & 0xf)
+}
+/// MI_CONDITIONAL_BATCH_BUFFER_END with Compare Semaphore set: the batch
+/// ends unless the dword at GGTT `addr` (masked by the dword before it in
+/// compare mask mode) is greater than `data`.
+pub const fn cond_bb_end(addr: u64, data: u32, mask_mode: bool) -> [u32; 4] {
+    [
+        (0x36 << 23) | (1 << 22) | (1 << 21) | ((mask_mode as u32) << 19) | 2,
+        data,
+        addr as u32,
+        (addr >> 32) as u32,
+    ]
+}
+/// MI_SEMAPHORE_WAIT on the dword at GGTT `addr` against `data` with
+/// compare operation `compare` (0 `>`, 1 `>=`, 2 `<`, 3 `<=`, 4 `==`,
+/// 5 `!=`), in polling or signal mode.
+pub const fn semaphore_wait(addr: u64, data: u32, compare: u32, poll: bool) -> [u32; 4] {
+    [
+        (0x1c << 23) | (1 << 22) | ((poll as u32) << 15) | ((compare & 7) << 12) | 2,
+        data,
+        addr as u32,
+        (addr >> 32) as u32,
+    ]
+}
+/// MI_SEMAPHORE_SIGNAL to context `context` of engine `target` (genxml
+/// Target Engine Select: 0 RCS, 1 VCS0, 2 BCS, 3 VECS).
+pub const fn semaphore_signal(target: u32, context: u32) -> [u32; 2] {
+    [(0x1b << 23) | ((target & 7) << 15), context]
+}
+/// MI_ATOMIC opcodes (genxml `Atomic_OPCODE`): the dword forms; the qword
+/// forms are these + [`atomic::QWORD`], and CMP_WR16B is the octword one.
+pub mod atomic {
+    /// AND.
+    pub const AND: u32 = 0x01;
+    /// OR.
+    pub const OR: u32 = 0x02;
+    /// XOR.
+    pub const XOR: u32 = 0x03;
+    /// MOVE (memory takes operand 1).
+    pub const MOVE: u32 = 0x04;
+    /// Increment.
+    pub const INC: u32 = 0x05;
+    /// Decrement.
+    pub const DEC: u32 = 0x06;
+    /// Add operand 1.
+    pub const ADD: u32 = 0x07;
+    /// Subtract operand 1.
+    pub const SUB: u32 = 0x08;
+    /// Operand 1 minus memory.
+    pub const RSUB: u32 = 0x09;
+    /// Signed maximum.
+    pub const IMAX: u32 = 0x0a;
+    /// Signed minimum.
+    pub const IMIN: u32 = 0x0b;
+    /// Unsigned maximum.
+    pub const UMAX: u32 = 0x0c;
+    /// Unsigned minimum.
+    pub const UMIN: u32 = 0x0d;
+    /// Compare with operand 1, write operand 2 if equal.
+    pub const CMP_WR: u32 = 0x0e;
+    /// Pre-decrement (returns the decremented value).
+    pub const PREDEC: u32 = 0x0f;
+    /// Added to a dword opcode: its qword form.
+    pub const QWORD: u32 = 0x20;
+    /// Compare-and-write of an octword.
+    pub const CMP_WR16B: u32 = 0x4e;
+}
+/// MI_ATOMIC of dword `opcode` on GGTT `addr` with inline operands;
+/// `return_data` puts the memory's old value in CS_GPR4.
+pub const fn atomic_dword(
+    addr: u64,
+    opcode: u32,
+    op1: u32,
+    op2: u32,
+    return_data: bool,
+) -> [u32; 5] {
+    [
+        (0x2f << 23) | (1 << 22) | (1 << 18) | ((return_data as u32) << 16) | (opcode << 8) | 3,
+        addr as u32,
+        (addr >> 32) as u32,
+        op1,
+        op2,
+    ]
+}
+/// MI_ATOMIC of qword `opcode` (a dword opcode; the qword form is used)
+/// on GGTT `addr` with inline operands.
+pub const fn atomic_qword(
+    addr: u64,
+    opcode: u32,
+    op1: u64,
+    op2: u64,
+    return_data: bool,
+) -> [u32; 7] {
+    [
+        (0x2f << 23)
+            | (1 << 22)
+            | (1 << 19)
+            | (1 << 18)
+            | ((return_data as u32) << 16)
+            | ((opcode | atomic::QWORD) << 8)
+            | 5,
+        addr as u32,
+        (addr >> 32) as u32,
+        op1 as u32,
+        op2 as u32,
+        (op1 >> 32) as u32,
+        (op2 >> 32) as u32,
+    ]
+}
+/// The command streamer ALU (genxml `MI_MATH_ALU_INSTRUCTION`): opcodes
+/// (bits 31:20) and operands (bits 19:10 and 9:0).
+pub mod alu {
+    /// No operation.
+    pub const NOOP: u32 = 0x000;
+    /// operand 1 (SRCA / SRCB) = operand 2.
+    pub const LOAD: u32 = 0x080;
+    /// operand 1 = !operand 2.
+    pub const LOADINV: u32 = 0x480;
+    /// operand 1 = 0.
+    pub const LOAD0: u32 = 0x081;
+    /// operand 1 = all ones.
+    pub const LOAD1: u32 = 0x481;
+    /// ACCU = SRCA + SRCB (CF: carry out).
+    pub const ADD: u32 = 0x100;
+    /// ACCU = SRCA - SRCB (CF: borrow).
+    pub const SUB: u32 = 0x101;
+    /// ACCU = SRCA & SRCB.
+    pub const AND: u32 = 0x102;
+    /// ACCU = SRCA | SRCB.
+    pub const OR: u32 = 0x103;
+    /// ACCU = SRCA ^ SRCB.
+    pub const XOR: u32 = 0x104;
+    /// operand 1 (a GPR) = operand 2.
+    pub const STORE: u32 = 0x180;
+    /// operand 1 (a GPR) = !operand 2.
+    pub const STOREINV: u32 = 0x580;
+    /// Operand: GPR `n` is `n` (0..=15).
+    pub const SRCA: u32 = 0x20;
+    /// Operand: the second source.
+    pub const SRCB: u32 = 0x21;
+    /// Operand: the accumulator.
+    pub const ACCU: u32 = 0x31;
+    /// Operand: the zero flag (all ones when set).
+    pub const ZF: u32 = 0x32;
+    /// Operand: the carry flag (all ones when set).
+    pub const CF: u32 = 0x33;
+    /// One ALU instruction.
+    pub const fn op(opcode: u32, operand1: u32, operand2: u32) -> u32 {
+        (opcode << 20) | ((operand1 & 0x3ff) << 10) | (operand2 & 0x3ff)
+    }
+}
+/// MI_MATH header for `instructions` ALU instructions (1..=256).
+pub const fn mi_math(instructions: u32) -> u32 {
+    (0x1a << 23) | (instructions - 1)
+}

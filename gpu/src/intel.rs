@@ -2,19 +2,32 @@
 //! and emulation").
 //!
 //! The kernel implements [`Mmio`] over the mapped BAR0 (its only `unsafe`
-//! lives there) and [`PhysMem`] over its frames, and gives each engine a
-//! context area ([`EngineContext`]): pages it owns, mapped in the monitor's
-//! GM slice. This module holds the decisions:
+//! lives there) and [`PhysMem`] over its frames, and gives every engine
+//! context a context area ([`EngineContext`], a [`ContextTable`]): pages it
+//! owns, [`context_pages`] per engine, mapped in the monitor's GM slice.
+//! One logical ring context per ([`ContextId`], engine): the monitor's own
+//! and one per vGPU slot, so what one vGPU's work leaves in an engine's
+//! context (GPRs, predicates, pipeline state, all saved by the hardware in
+//! that context's image) is restored only for that vGPU. This module holds
+//! the decisions:
 //! * init: forcewake every domain (masked request, poll the ack, bounded),
 //!   then per engine enable execlists (GFX_MODE run-list enable, masked) and
-//!   point RING_HWS_PGA at the context's per-process status page;
-//! * submit: write the ring registers into the context image's register
-//!   state page (i915 Gen8 layout: LRI of 11 registers at dword 1: context
-//!   control, head, tail, start, ctl, batch state), then write the context
-//!   descriptor to ELSP (element 1 high/low = 0, element 0 high, element 0
-//!   low; the last write starts the engine). Descriptor: valid (bit 0),
-//!   legacy 32-bit addressing (bits 4:3 = 1), privileged (bit 8), LRCA in
-//!   31:12, context id in the high dword (i915 `GEN8_CTX_*`);
+//!   point RING_HWS_PGA at the per-process status page of the monitor's
+//!   context of that engine;
+//! * context images: the monitor writes each image before its first use
+//!   and again before the first use after [`Backend::release_context`]:
+//!   every page zeroed (nothing the hardware saved for an earlier owner
+//!   survives), then the register state header. A release itself only
+//!   marks the images (and resets an engine still running the context), so
+//!   it costs nothing on a migration's stop path;
+//! * submit: write the ring registers into the register state page of the
+//!   submission's context on that engine (i915 Gen8 layout: LRI of 11
+//!   registers at dword 1: context control, head, tail, start, ctl, batch
+//!   state), then write that context's descriptor to ELSP (element 1
+//!   high/low = 0, element 0 high, element 0 low; the last write starts the
+//!   engine). Descriptor: valid (bit 0), legacy 32-bit addressing (bits 4:3
+//!   = 1), privileged (bit 8), LRCA in 31:12, context id in the high dword
+//!   (i915 `GEN8_CTX_*`);
 //! * completion: poll the context status buffer (CSB) from the read pointer
 //!   to the write pointer for COMPLETE / ACTIVE_IDLE of our context id, then
 //!   advance the read pointer (masked, bits 11:8); RING_FAULT_REG valid means
@@ -27,8 +40,8 @@
 
 use crate::addr::{HostGgttIndex, HostGm, PhysAddr};
 use crate::backend::{
-    for_each_gm_page, Backend, BackendError, EngineStatus, FaultKind, GmAccessError, GpuFault,
-    PhysMem, Submission, SubmissionId,
+    for_each_gm_page, Backend, BackendError, ContextId, EngineStatus, FaultKind, GmAccessError,
+    GpuFault, PhysMem, Submission, SubmissionId,
 };
 use crate::engine::Engine;
 use crate::ggtt::{GgttFlush, HostPte};
@@ -93,9 +106,22 @@ pub mod lrc {
     pub const LRI_FORCE_POSTED: u32 = 1 << 12;
 }
 
+/// Pages of one logical ring context of `engine`, physically contiguous
+/// and mapped contiguously in GM: the per-process status page plus the
+/// register state and the engine state the hardware saves (i915
+/// `GEN9_LR_CONTEXT_RENDER_SIZE` is 22 pages for render,
+/// `GEN8_LR_CONTEXT_OTHER_SIZE` 2 for the others; one more page for the
+/// status page, rounded up).
+pub const fn context_pages(engine: Engine) -> u64 {
+    match engine {
+        Engine::Render => 24,
+        _ => 4,
+    }
+}
+
 /// One engine's logical ring context: `lrca` is its GGTT address (page 0 is
 /// the per-process HW status page, page 1 the register state), `image` the
-/// CPU (physical) address of the same first page.
+/// CPU (physical) address of the same first page; [`context_pages`] pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EngineContext {
     /// GGTT address of the context (page aligned, in the monitor's slice).
@@ -104,9 +130,13 @@ pub struct EngineContext {
     pub image: PhysAddr,
 }
 
+/// The context areas of every context on every engine:
+/// `table[context.index()][engine.index()]`.
+pub type ContextTable = [[EngineContext; Engine::COUNT]; ContextId::COUNT];
+
 #[derive(Clone, Copy, Debug)]
 struct EngineState {
-    pending: Option<SubmissionId>,
+    pending: Option<(SubmissionId, ContextId)>,
     last_completed: Option<SubmissionId>,
     fault: Option<GpuFault>,
     csb_read: u32,
@@ -117,19 +147,24 @@ struct EngineState {
 pub struct IntelGen9<M: Mmio, P: PhysMem> {
     mmio: M,
     mem: P,
-    contexts: [EngineContext; Engine::COUNT],
+    contexts: ContextTable,
+    /// Whether the monitor has written the image since its last release
+    /// (`[context][engine]`); a submission writes it first if not.
+    image_ready: [[bool; Engine::COUNT]; ContextId::COUNT],
     engines: [EngineState; Engine::COUNT],
     initialised: bool,
     next_submission: u64,
 }
 
 impl<M: Mmio, P: PhysMem> IntelGen9<M, P> {
-    /// A backend over `mmio` and `mem`, with one context area per engine.
-    pub fn new(mmio: M, mem: P, contexts: [EngineContext; Engine::COUNT]) -> Self {
+    /// A backend over `mmio` and `mem`, with one context area per context
+    /// and engine.
+    pub fn new(mmio: M, mem: P, contexts: ContextTable) -> Self {
         IntelGen9 {
             mmio,
             mem,
             contexts,
+            image_ready: [[false; Engine::COUNT]; ContextId::COUNT],
             engines: [EngineState {
                 pending: None,
                 last_completed: None,
@@ -169,8 +204,7 @@ impl<M: Mmio, P: PhysMem> IntelGen9<M, P> {
             )?;
         }
         for engine in Engine::ALL {
-            let ctx = self.contexts[engine.index()];
-            self.write_context_header(engine)?;
+            let ctx = self.contexts[ContextId::MONITOR.index()][engine.index()];
             self.mmio.write32(
                 ring::reg(engine, ring::MODE),
                 masked(ring::MODE_RUN_LIST_ENABLE, ring::MODE_RUN_LIST_ENABLE),
@@ -199,24 +233,46 @@ impl<M: Mmio, P: PhysMem> IntelGen9<M, P> {
         Err(BackendError::Timeout { what })
     }
 
-    fn state_page(&self, engine: Engine, dword: usize) -> Option<PhysAddr> {
-        self.contexts[engine.index()]
-            .image
-            .checked_add(4096 + 4 * dword as u64)
+    fn area(&self, context: ContextId, engine: Engine) -> EngineContext {
+        self.contexts[context.index()][engine.index()]
     }
 
-    fn put(&mut self, engine: Engine, dword: usize, value: u32) -> Result<(), BackendError> {
+    fn put(
+        &mut self,
+        (context, engine): (ContextId, Engine),
+        dword: usize,
+        value: u32,
+    ) -> Result<(), BackendError> {
         let at = self
-            .state_page(engine, dword)
+            .area(context, engine)
+            .image
+            .checked_add(4096 + 4 * dword as u64)
             .ok_or(BackendError::NotInitialised)?;
         self.mem
             .write(at, &value.to_le_bytes())
             .map_err(|_| BackendError::NotInitialised)
     }
 
-    fn write_context_header(&mut self, engine: Engine) -> Result<(), BackendError> {
+    /// Writes the image of `context` on `engine` as a fresh context: every
+    /// page zeroed, then the register state header.
+    fn write_fresh_image(
+        &mut self,
+        context: ContextId,
+        engine: Engine,
+    ) -> Result<(), BackendError> {
+        let image = self.area(context, engine).image;
+        let zero = [0u8; 4096];
+        for page in 0..context_pages(engine) {
+            let at = image
+                .checked_add(page * 4096)
+                .ok_or(BackendError::NotInitialised)?;
+            self.mem
+                .write(at, &zero)
+                .map_err(|_| BackendError::NotInitialised)?;
+        }
+        let slot = (context, engine);
         let lri = (0x22 << 23) | lrc::LRI_FORCE_POSTED | (2 * lrc::REGS - 1);
-        self.put(engine, lrc::LRI_HEADER, lri)?;
+        self.put(slot, lrc::LRI_HEADER, lri)?;
         let regs = [
             ring::CONTEXT_CONTROL,
             ring::HEAD,
@@ -231,11 +287,11 @@ impl<M: Mmio, P: PhysMem> IntelGen9<M, P> {
             0x118, // RING_SBBSTATE
         ];
         for (i, rel) in regs.into_iter().enumerate() {
-            self.put(engine, 2 + 2 * i, ring::reg(engine, rel).raw())?;
-            self.put(engine, 3 + 2 * i, 0)?;
+            self.put(slot, 2 + 2 * i, ring::reg(engine, rel).raw())?;
+            self.put(slot, 3 + 2 * i, 0)?;
         }
         self.put(
-            engine,
+            slot,
             lrc::CONTEXT_CONTROL + 1,
             masked(
                 lrc::CTX_CTRL_INHIBIT_SYN_CTX_SWITCH,
@@ -298,18 +354,24 @@ impl<M: Mmio, P: PhysMem> Backend for IntelGen9<M, P> {
             return Err(BackendError::NotInitialised);
         }
         let engine = sub.engine();
+        let context = sub.context();
         let st = self.engines[engine.index()];
         if st.pending.is_some() || st.fault.is_some() {
             return Err(BackendError::EngineNotIdle(engine));
         }
+        if !self.image_ready[context.index()][engine.index()] {
+            self.write_fresh_image(context, engine)?;
+            self.image_ready[context.index()][engine.index()] = true;
+        }
         let id = SubmissionId(self.next_submission);
         self.next_submission += 1;
         let ring_ctl = (((sub.ring().len() / 4096 - 1) as u32) << 12) | ring::CTL_ENABLE;
-        self.put(engine, lrc::RING_HEAD + 1, sub.head())?;
-        self.put(engine, lrc::RING_TAIL + 1, sub.tail())?;
-        self.put(engine, lrc::RING_START + 1, sub.ring().base().raw() as u32)?;
-        self.put(engine, lrc::RING_CTL + 1, ring_ctl)?;
-        let lrca = self.contexts[engine.index()].lrca.raw() as u32;
+        let slot = (context, engine);
+        self.put(slot, lrc::RING_HEAD + 1, sub.head())?;
+        self.put(slot, lrc::RING_TAIL + 1, sub.tail())?;
+        self.put(slot, lrc::RING_START + 1, sub.ring().base().raw() as u32)?;
+        self.put(slot, lrc::RING_CTL + 1, ring_ctl)?;
+        let lrca = self.area(context, engine).lrca.raw() as u32;
         let lo = lrca | CTX_DESC_PRIVILEGE | CTX_DESC_LEGACY_32B | CTX_DESC_VALID;
         let hi = id.0 as u32;
         let elsp = ring::reg(engine, ring::ELSP);
@@ -317,7 +379,7 @@ impl<M: Mmio, P: PhysMem> Backend for IntelGen9<M, P> {
         self.mmio.write32(elsp, 0);
         self.mmio.write32(elsp, hi);
         self.mmio.write32(elsp, lo);
-        self.engines[engine.index()].pending = Some(id);
+        self.engines[engine.index()].pending = Some((id, context));
         Ok(id)
     }
     fn poll(&mut self, engine: Engine) -> EngineStatus {
@@ -325,7 +387,7 @@ impl<M: Mmio, P: PhysMem> Backend for IntelGen9<M, P> {
         if let Some(f) = st.fault {
             return EngineStatus::Faulted(f);
         }
-        let Some(pending) = st.pending else {
+        let Some((pending, context)) = st.pending else {
             return EngineStatus::Idle {
                 last_completed: st.last_completed,
             };
@@ -336,6 +398,7 @@ impl<M: Mmio, P: PhysMem> Backend for IntelGen9<M, P> {
             let hi = self.mmio.read32(gt::FAULT_TLB_DATA1);
             let f = GpuFault {
                 engine,
+                context,
                 submission: pending,
                 kind: FaultKind::InvalidPte,
                 address: Some((u64::from(lo) << 12) | (u64::from(hi & 0xf) << 44)),
@@ -391,6 +454,19 @@ impl<M: Mmio, P: PhysMem> Backend for IntelGen9<M, P> {
             e.pending = None;
             e.csb_read = ring::CSB_ENTRIES - 1;
             self.mmio.write32(gt::RING_FAULT, 0);
+        }
+    }
+    fn release_context(&mut self, context: ContextId) {
+        for engine in Engine::ALL {
+            let st = self.engines[engine.index()];
+            let running = st.pending.is_some_and(|(_, c)| c == context)
+                || st.fault.is_some_and(|f| f.context == context);
+            if running {
+                // The hardware must stop saving into the image before the
+                // monitor rewrites it.
+                self.reset_engine(engine);
+            }
+            self.image_ready[context.index()][engine.index()] = false;
         }
     }
 }
@@ -452,10 +528,23 @@ mod tests {
         }
     }
 
-    fn contexts() -> [EngineContext; 4] {
-        core::array::from_fn(|i| EngineContext {
-            lrca: HostGm::new(0x10_0000 + 0x1_0000 * i as u64).unwrap(),
-            image: PhysAddr::new(0x100_0000 + 0x1_0000 * i as u64).unwrap(),
+    /// GM address of the context of `c` on engine `e` (0x20000 apart per
+    /// engine, 1 MiB per context).
+    fn lrca(c: usize, e: usize) -> u64 {
+        0x10_0000 * (c as u64 + 1) + 0x2_0000 * e as u64
+    }
+
+    /// Physical address of its image (16 MiB up, same spacing).
+    fn image(c: usize, e: usize) -> u64 {
+        0x100_0000 + 0x10_0000 * c as u64 + 0x2_0000 * e as u64
+    }
+
+    fn contexts() -> ContextTable {
+        core::array::from_fn(|c| {
+            core::array::from_fn(|e| EngineContext {
+                lrca: HostGm::new(lrca(c, e)).unwrap(),
+                image: PhysAddr::new(image(c, e)).unwrap(),
+            })
         })
     }
 
@@ -474,10 +563,7 @@ mod tests {
         }
         for (i, e) in Engine::ALL.into_iter().enumerate() {
             want.push(Op::W32(e.mmio_base() + 0x29c, 0x8000_8000));
-            want.push(Op::W32(
-                e.mmio_base() + 0x80,
-                0x10_0000 + 0x1_0000 * i as u32,
-            ));
+            want.push(Op::W32(e.mmio_base() + 0x80, lrca(0, i) as u32));
             want.push(Op::R32(e.mmio_base() + 0x80));
         }
         assert_eq!(d.mmio().log, want);
@@ -505,6 +591,7 @@ mod tests {
         );
         let sub = Submission::new(
             Engine::Render,
+            ContextId::MONITOR,
             HostGmRange::new(HostGm::new(0).unwrap(), 4096).unwrap(),
             0,
             8,
@@ -522,10 +609,10 @@ mod tests {
         d.mmio.regs.insert(base + 0x3a0, 5);
         d.mmio.log.clear();
         let ring = HostGmRange::new(HostGm::new(0x20_0000).unwrap(), 2 * 4096).unwrap();
-        let sub = Submission::new(Engine::Blitter, ring, 0x10, 0x40).unwrap();
+        let sub = Submission::new(Engine::Blitter, ContextId::MONITOR, ring, 0x10, 0x40).unwrap();
         let id = d.submit(&sub).unwrap();
         let elsp = Engine::Blitter.mmio_base() + 0x230;
-        let lo = 0x11_0000 | (1 << 8) | (1 << 3) | 1;
+        let lo = lrca(0, 1) as u32 | (1 << 8) | (1 << 3) | 1;
         assert_eq!(
             d.mmio().log,
             vec![
@@ -535,7 +622,7 @@ mod tests {
                 Op::W32(elsp, lo)
             ]
         );
-        let state = 0x101_0000 + 4096;
+        let state = image(0, 1) + 4096;
         let dword = |i: u64| {
             let mut b = [0u8; 4];
             d.mem()
@@ -575,6 +662,130 @@ mod tests {
                 Op::W32(base + 0x3a0, 0x0f00_0000),
             ]
         );
+    }
+
+    fn vgpu_context(slot: u8) -> ContextId {
+        ContextId::of_vgpu(crate::partition::VgpuId::new(slot).unwrap())
+    }
+
+    fn image_dword(d: &IntelGen9<Recorder, SparseMem>, c: ContextId, e: Engine, at: u64) -> u32 {
+        let mut b = [0u8; 4];
+        d.mem()
+            .read(
+                PhysAddr::new(image(c.index(), e.index()) + at).unwrap(),
+                &mut b,
+            )
+            .unwrap();
+        u32::from_le_bytes(b)
+    }
+
+    /// Submits `[head, tail)` of a one-page ring on `context`.
+    fn submit_on(
+        d: &mut IntelGen9<Recorder, SparseMem>,
+        engine: Engine,
+        context: ContextId,
+        head: u32,
+        tail: u32,
+    ) -> SubmissionId {
+        let ring = HostGmRange::new(HostGm::new(0x20_0000).unwrap(), 4096).unwrap();
+        d.submit(&Submission::new(engine, context, ring, head, tail).unwrap())
+            .unwrap()
+    }
+
+    /// The hardware reports `id` complete in CSB entry `entry`.
+    fn complete(
+        d: &mut IntelGen9<Recorder, SparseMem>,
+        engine: Engine,
+        id: SubmissionId,
+        entry: u32,
+    ) {
+        let base = engine.mmio_base();
+        d.mmio
+            .regs
+            .insert(base + 0x370 + 8 * entry, ring::CSB_STATUS_COMPLETE);
+        d.mmio.regs.insert(base + 0x374 + 8 * entry, id.0 as u32);
+        d.mmio.regs.insert(base + 0x3a0, entry);
+        assert_eq!(
+            d.poll(engine),
+            EngineStatus::Idle {
+                last_completed: Some(id)
+            }
+        );
+    }
+
+    #[test]
+    fn each_context_runs_from_its_own_image_and_descriptor() {
+        let mut d = device();
+        d.init().unwrap();
+        let (a, b) = (vgpu_context(0), vgpu_context(1));
+        let render = Engine::Render;
+        let elsp = render.mmio_base() + 0x230;
+        let desc = |c: ContextId| lrca(c.index(), 0) as u32 | (1 << 8) | (1 << 3) | 1;
+        // RING_HEAD / RING_TAIL values of the register state page.
+        let (head, tail) = (4096 + 4 * 5, 4096 + 4 * 7);
+        d.mmio.log.clear();
+        let first = submit_on(&mut d, render, a, 0x10, 0x40);
+        assert_eq!(d.mmio().log.last(), Some(&Op::W32(elsp, desc(a))));
+        assert_eq!(image_dword(&d, a, render, head), 0x10);
+        assert_eq!(image_dword(&d, b, render, head), 0);
+        complete(&mut d, render, first, 0);
+        d.mmio.log.clear();
+        let second = submit_on(&mut d, render, b, 0x80, 0x100);
+        assert_eq!(d.mmio().log.last(), Some(&Op::W32(elsp, desc(b))));
+        assert_eq!(image_dword(&d, b, render, tail), 0x100);
+        // The first context's image keeps its own registers.
+        assert_eq!(image_dword(&d, a, render, tail), 0x40);
+        complete(&mut d, render, second, 1);
+    }
+
+    #[test]
+    fn a_released_context_is_rewritten_fresh_before_its_next_use() {
+        let mut d = device();
+        d.init().unwrap();
+        let a = vgpu_context(2);
+        let render = Engine::Render;
+        let id = submit_on(&mut d, render, a, 0, 0x20);
+        complete(&mut d, render, id, 0);
+        // What the hardware saved for the context: say, a GPR in the
+        // engine state pages.
+        let saved = 5 * 4096 + 0x40;
+        let at = PhysAddr::new(image(a.index(), 0) + saved).unwrap();
+        d.mem.write(at, &0xdead_u32.to_le_bytes()).unwrap();
+        d.mmio.log.clear();
+        d.release_context(a);
+        // Nothing was running it: no register access at all.
+        assert_eq!(d.mmio().log, vec![]);
+        assert_eq!(image_dword(&d, a, render, saved), 0xdead);
+        let id = submit_on(&mut d, render, a, 0x20, 0x28);
+        assert_eq!(image_dword(&d, a, render, saved), 0);
+        assert_eq!(
+            image_dword(&d, a, render, 4096 + 4),
+            (0x22 << 23) | (1 << 12) | 21
+        );
+        assert_eq!(image_dword(&d, a, render, 4096 + 4 * 5), 0x20);
+        complete(&mut d, render, id, 1);
+    }
+
+    #[test]
+    fn releasing_a_context_still_running_resets_its_engine_only() {
+        let mut d = device();
+        d.init().unwrap();
+        let (a, b) = (vgpu_context(0), vgpu_context(1));
+        submit_on(&mut d, Engine::Video, a, 0, 8);
+        submit_on(&mut d, Engine::Blitter, b, 0, 8);
+        d.mmio.log.clear();
+        d.release_context(a);
+        assert_eq!(
+            d.mmio().log.first(),
+            Some(&Op::W32(GDRST.raw(), gdrst_bit(Engine::Video)))
+        );
+        assert!(!d
+            .mmio()
+            .log
+            .contains(&Op::W32(GDRST.raw(), gdrst_bit(Engine::Blitter))));
+        // The video engine takes new work; the blitter still runs b's.
+        submit_on(&mut d, Engine::Video, b, 0, 8);
+        assert!(matches!(d.poll(Engine::Blitter), EngineStatus::Busy { .. }));
     }
 
     #[test]

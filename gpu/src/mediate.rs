@@ -20,8 +20,8 @@ use crate::backend::{Backend, Submission};
 use crate::engine::Engine;
 use crate::partition::GmTranslation;
 use crate::scan::scanner::{
-    GmFault, GmSpace, Reason, RingState, ScanError, Shadow, ShadowBatch, WriteSet, BATCH_DWORDS,
-    BATCH_POOL, RING_DWORDS,
+    GmFault, GmSpace, Reason, RingState, ScanError, Shadow, WriteSet, BATCH_DWORDS, BATCH_POOL,
+    RING_DWORDS,
 };
 use crate::vgpu::{GateRejection, RingSubmission, SubmissionGate};
 
@@ -92,8 +92,9 @@ const CONSTANT_BUFFER_ADDRESS_OFFSET_DISABLE: u32 = 1 << 4;
 /// What the monitor runs before a guest's commands on each engine. On
 /// render: constant buffer 0 pointers are graphics addresses, which is how
 /// the scanner audits and remaps them; the register is context state, and
-/// guests may not write it (it is off the whitelist), so setting it at the
-/// head of every submission makes the audit hold whatever context runs.
+/// guests may write it only in ways that keep the bit set (the register
+/// list's rule, [`crate::scan::regs`]), so setting it at the head of every
+/// submission makes the audit hold whatever context runs.
 fn prologue(engine: Engine) -> &'static [u32] {
     const LRI: [u32; 3] = crate::encode::lri(
         CS_DEBUG_MODE2,
@@ -121,31 +122,15 @@ fn write_dwords(backend: &mut dyn Backend, at: HostGm, words: &[u32]) -> Result<
     Ok(())
 }
 
-/// A shadow before [`ScanGate::place`] gives it an engine and GM: a
-/// literal (not `Shadow::new`) so that it can be built at compile time, and
-/// all zeros so that a static gate lands in `.bss`, not in the image.
+/// A shadow before [`ScanGate::place`] gives it an engine and GM: built
+/// at compile time, and all zeros so that a static gate lands in `.bss`,
+/// not in the image.
 const fn unplaced() -> Shadow {
-    const ZERO_GUEST: GuestGm = match GuestGm::new(0) {
-        Ok(gm) => gm,
-        Err(_) => panic!("GM address 0 is valid"),
-    };
     const ZERO_HOST: HostGm = match HostGm::new(0) {
         Ok(gm) => gm,
         Err(_) => panic!("GM address 0 is valid"),
     };
-    const EMPTY_BATCH: ShadowBatch = ShadowBatch {
-        guest: ZERO_GUEST,
-        len: 0,
-        words: [0; BATCH_DWORDS],
-    };
-    Shadow {
-        engine: Engine::Render,
-        ring_host: ZERO_HOST,
-        batch_host: [ZERO_HOST; BATCH_POOL],
-        ring: [0; RING_DWORDS],
-        batches: [EMPTY_BATCH; BATCH_POOL],
-        deny_shaders: false,
-    }
+    Shadow::new(Engine::Render, ZERO_HOST, [ZERO_HOST; BATCH_POOL])
 }
 
 /// One shadow per engine, plus what the last submissions produced.
@@ -182,6 +167,7 @@ fn reason_summary(reason: &Reason) -> &'static str {
         Reason::DepthExceeded => "batch nesting too deep",
         Reason::BatchCycle => "batch cycle",
         Reason::BudgetExceeded => "scan budget exceeded",
+        Reason::ControlFlow(c) => c.why(),
     }
 }
 
@@ -305,7 +291,8 @@ impl SubmissionGate for ScanGate {
             .iter()
             .zip(shadow.batch_host)
         {
-            write_dwords(backend, host, &batch.words[..batch.len])
+            // The scanned words and the terminator after them.
+            write_dwords(backend, host, batch.image())
                 .map_err(|()| monitor_fault("shadow batch not mapped (monitor bug)"))?;
         }
         let prologue = prologue(engine);
@@ -319,7 +306,7 @@ impl SubmissionGate for ScanGate {
         let ring_range = HostGmRange::new(shadow.ring_host, SHADOW_RING_BYTES)
             .map_err(|_| monitor_fault("shadow ring outside GM (monitor bug)"))?;
         let tail = (prologue.len() + scanned.ring_dwords) * 4;
-        let submission = Submission::new(engine, ring_range, 0, tail as u32)
+        let submission = Submission::new(engine, request.context(), ring_range, 0, tail as u32)
             .map_err(|_| monitor_fault("shadow ring not a valid ring (monitor bug)"))?;
         self.accepted += 1;
         self.last_writes = Some(scanned.writes);
@@ -619,6 +606,129 @@ pub(crate) mod tests {
         assert_eq!(guest_u32(&w, 0, 3, 0), 0x600d);
     }
 
+    /// The model, except that every engine reports busy.
+    struct BusyGpu<'a>(&'a mut SimGpu<SparseMem>);
+
+    impl Backend for BusyGpu<'_> {
+        fn read_reg(&mut self, reg: crate::regs::MmioOffset) -> u32 {
+            self.0.read_reg(reg)
+        }
+        fn write_reg(&mut self, reg: crate::regs::MmioOffset, value: u32) {
+            self.0.write_reg(reg, value)
+        }
+        fn read_pte(&mut self, index: crate::addr::HostGgttIndex) -> crate::ggtt::HostPte {
+            self.0.read_pte(index)
+        }
+        fn write_pte(
+            &mut self,
+            index: crate::addr::HostGgttIndex,
+            pte: crate::ggtt::HostPte,
+        ) -> crate::ggtt::GgttFlush {
+            self.0.write_pte(index, pte)
+        }
+        fn flush_ggtt(&mut self, flush: crate::ggtt::GgttFlush) {
+            self.0.flush_ggtt(flush)
+        }
+        fn read_gm(
+            &mut self,
+            addr: HostGm,
+            buf: &mut [u8],
+        ) -> Result<(), crate::backend::GmAccessError> {
+            self.0.read_gm(addr, buf)
+        }
+        fn write_gm(
+            &mut self,
+            addr: HostGm,
+            data: &[u8],
+        ) -> Result<(), crate::backend::GmAccessError> {
+            self.0.write_gm(addr, data)
+        }
+        fn submit(
+            &mut self,
+            submission: &Submission,
+        ) -> Result<crate::backend::SubmissionId, crate::backend::BackendError> {
+            self.0.submit(submission)
+        }
+        fn poll(&mut self, _engine: Engine) -> crate::backend::EngineStatus {
+            crate::backend::EngineStatus::Busy {
+                running: crate::backend::SubmissionId(0),
+            }
+        }
+        fn reset_engine(&mut self, engine: Engine) {
+            self.0.reset_engine(engine)
+        }
+        fn release_context(&mut self, context: crate::backend::ContextId) {
+            self.0.release_context(context)
+        }
+    }
+
+    /// A shadow is rewritten only for an idle engine: a busy one (running
+    /// an earlier submission, or holding one preempted at an MI_ARB_CHECK)
+    /// may still fetch the shadow's words, which must stay the ones it was
+    /// handed. The submission waits (a monitor error, not the guest's).
+    #[test]
+    fn a_busy_engine_keeps_its_shadow() {
+        let mut w = world();
+        let target = aperture(&w, 0) + 4096;
+        submit(&mut w, 0, &sdi(target, 1)).unwrap();
+        let ring_host = w.gate.shadows[Engine::Render.index()].ring_host;
+        let mut before = [0u8; 64];
+        w.gpu.read_gm(ring_host, &mut before).unwrap();
+        let tail = write_ring(&mut w, 0, Engine::Render, &sdi(target + 8, 2));
+        let (v, mem) = &mut w.vgpus[0];
+        let reg = Engine::Render.mmio_base() + ring::TAIL;
+        let MmioEffect::Submit(req) = v
+            .mmio_write(&mut w.gpu, &*mem, reg, AccessSize::Dword, u64::from(tail))
+            .unwrap()
+        else {
+            panic!("no submission")
+        };
+        let err = v
+            .submit(&mut BusyGpu(&mut w.gpu), &mut *w.gate, req)
+            .unwrap_err();
+        assert!(matches!(err, VgpuError::Monitor(_)), "{err}");
+        assert!(!matches!(v.state(), VgpuState::Failed(_)));
+        let mut after = [0u8; 64];
+        w.gpu.read_gm(ring_host, &mut after).unwrap();
+        assert_eq!(before, after, "the shadow ring changed under a busy engine");
+    }
+
+    /// What the gate writes to GM for a shadow batch ends in
+    /// MI_BATCH_BUFFER_END right after the scanned words, so a shorter
+    /// batch in a slot that held a longer one does not leave the longer
+    /// one's words reachable after it.
+    #[test]
+    fn a_shadow_batch_in_gm_ends_at_its_scanned_length() {
+        let mut w = world();
+        let ap = aperture(&w, 0);
+        let batch = ap + 6 * 4096;
+        let mut long = Vec::new();
+        for i in 0..64 {
+            long.extend(sdi(ap + 4096 + 8 * i, i as u32));
+        }
+        long.push(BB_END);
+        write_guest(&mut w, 0, 6, 0, &long);
+        let mut call = bb_start(batch, false).to_vec();
+        call.push(NOOP);
+        submit(&mut w, 0, &call).unwrap();
+        let short = [sdi(ap + 2 * 4096, 9).as_slice(), &[BB_END]].concat();
+        write_guest(&mut w, 0, 6, 0, &short);
+        submit(&mut w, 0, &call).unwrap();
+        let slot = w.gate.shadows[Engine::Render.index()].batch_host[0];
+        let mut gm = [0u8; 4 * 12];
+        w.gpu.read_gm(slot, &mut gm).unwrap();
+        let words: Vec<u32> = gm
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        // The SDI, the guest's end, the scanner's terminator; then the
+        // stale words of the longer batch, which nothing reaches.
+        assert_eq!(words[4], BB_END);
+        assert_eq!(words[5], BB_END);
+        assert_eq!(words[8] >> 23, 0x20, "stale words are past the terminator");
+        assert_eq!(guest_u32(&w, 0, 2, 0), 9);
+    }
+
     #[test]
     fn unplaced_gate_refuses_instead_of_writing_gm_zero() {
         let mut w = world();
@@ -639,7 +749,7 @@ mod attacks {
     use super::tests::*;
     use crate::encode::*;
     use crate::engine::Engine;
-    use crate::scan::scanner::{GmFault, Reason};
+    use crate::scan::scanner::{ControlFlow, GmFault, Reason};
     use crate::vgpu::{VgpuError, VgpuState};
 
     /// Header of MI_SEMAPHORE_WAIT (Gen8+: GGTT, 4 DWords).
@@ -967,6 +1077,79 @@ mod attacks {
                 ])
             },
             |_, r| matches!(r, Reason::Unsupported(_)),
+        );
+    }
+
+    /// MI_CONDITIONAL_BATCH_BUFFER_END (GGTT, compare semaphore) ending the
+    /// batch when the DWord at `at` is not above `data`.
+    fn cond_end(at: u64, data: u32) -> [u32; 4] {
+        [
+            (0x36 << 23) | (1 << 22) | (1 << 21) | 2,
+            data,
+            lo(at),
+            hi(at),
+        ]
+    }
+
+    /// XY_SETUP_BLT, 32 bpp, SRCCOPY (no pattern read): destination `dst`.
+    fn setup_blt(dst: u64, pitch: u32) -> [u32; 10] {
+        [
+            BLT | (0x01 << 22) | 8,
+            (3 << 24) | (0xcc << 16) | pitch,
+            0,
+            0,
+            lo(dst),
+            hi(dst),
+            0,
+            !0,
+            0,
+            0,
+        ]
+    }
+
+    #[test]
+    fn predicated_batch_start_that_may_fall_through() {
+        // If the predicate skips the chain, the engine runs on past it
+        // into whatever the shadow slot holds after the scanned words.
+        contained_because(
+            "predicated BB_START",
+            Engine::Render,
+            |w| {
+                let (a, b) = (aperture(w, 0) + 6 * 4096, aperture(w, 0) + 7 * 4096);
+                let mut chain = bb_start(b, false);
+                chain[0] |= 1 << 15;
+                write_guest(w, 0, 6, 0, &chain);
+                write_guest(w, 0, 7, 0, &[BB_END]);
+                pad(bb_start(a, false).to_vec())
+            },
+            |_, r| *r == Reason::ControlFlow(ControlFlow::PredicatedBatchStart),
+        );
+    }
+
+    #[test]
+    fn state_after_a_conditional_end_may_not_take_effect() {
+        // The batch sets up a destination at the edge of vGPU 0's slice,
+        // may end at the MI_CONDITIONAL_BATCH_BUFFER_END, and only then
+        // sets a harmless one; the ring's scanlines blit after the batch
+        // draws into whichever is in effect.
+        contained_because(
+            "conditional end",
+            Engine::Blitter,
+            |w| {
+                let ap = aperture(w, 0);
+                let edge = ap + EDGE_PAGE * 4096 + 4096 - 64;
+                let batch = ap + 6 * 4096;
+                let mut b = setup_blt(edge, 4096).to_vec();
+                b.extend(cond_end(ap + 2 * 4096, 0));
+                b.extend(setup_blt(ap + 8 * 4096, 64));
+                b.push(BB_END);
+                write_guest(w, 0, 6, 0, &b);
+                let mut ring = bb_start(batch, false).to_vec();
+                // XY_SCANLINES_BLT: 16 rows of 64 pixels.
+                ring.extend([BLT | (0x25 << 22) | 1, 0, 16 << 16 | 64]);
+                pad(ring)
+            },
+            |_, r| matches!(r, Reason::UnseenState(_)),
         );
     }
 }

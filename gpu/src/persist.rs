@@ -28,6 +28,16 @@
 //!
 //! Only an idle, running vGPU is saved: in-flight work must complete first,
 //! and a failed vGPU is not migrated.
+//!
+//! Engine contexts do not travel. What a guest's submissions left in its
+//! engine contexts (GPRs, predicate registers, 3D and video state) stays on
+//! the source and is released with the source vGPU; the destination vGPU
+//! runs on its own slot's contexts, fresh (the partition was scrubbed,
+//! which releases them), as after an engine reset. This is sound because a
+//! guest cannot depend on that state: the scanner refuses commands that
+//! consume engine state not set in the same submission, and a context image
+//! would hold host addresses of the source's slices (state base addresses,
+//! surface pointers) that mean nothing on the destination.
 
 use crate::addr::{GuestGgttIndex, GuestGm, GuestGmRange};
 use crate::backend::Backend;
@@ -266,6 +276,9 @@ impl Vgpu {
 
     /// Rebuilds a vGPU from `blob` on `partition`: same guest view, new host
     /// slices, host GGTT rebuilt from the saved guest PTEs through `mem`.
+    /// `partition` must have been scrubbed ([`crate::vgpu::scrub_partition`]),
+    /// which also leaves its slot's engine contexts fresh: the vGPU resumes
+    /// on a fresh context (see the module docs).
     pub fn restore(
         blob: &[u8],
         partition: &Partition,

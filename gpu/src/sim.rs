@@ -2,91 +2,84 @@
 //! (DESIGN.md "Hardware and emulation"). The embedded default backend.
 //!
 //! What it models:
-//! * A register file: each engine's ring/execlist block (`base..base+0x800`,
-//!   which includes CS_GPR) and up to [`GLOBAL_REGS`] other registers
-//!   (fences, forcewake, fault records...). Writes to further distinct global
-//!   registers are dropped and read back as 0, as for unimplemented offsets.
-//!   Masked registers (forcewake requests, MI_MODE, GFX_MODE, CSB pointer)
-//!   apply the mask; a forcewake ack mirrors its request.
+//! * Registers, in three homes, by one rule (`home_of`): each engine's
+//!   ring / execlist control registers (the `regs::ring::BLOCK` table
+//!   without CS_GPR: head, tail, CSB, ELSP, fault and error records...),
+//!   the few GT-wide registers the monitor programs (forcewake, fences,
+//!   the fault records, the GGTT flush), and *everything else*, which is
+//!   context-saved: kept per engine context ([`ContextId`] × engine), so
+//!   what one vGPU loads is never what another reads. That covers the
+//!   GPRs, the predicate registers, the indirect draw / dispatch
+//!   parameters and every register a guest may load, whatever the
+//!   scanner's whitelist grows to. A context register outside every
+//!   engine's block (L3CNTLREG, CACHE_MODE_*, SO_*) belongs to the engine
+//!   that accesses it (the render engine for the monitor's MMIO). A
+//!   context holds at most [`CONTEXT_REGS`] such registers besides the
+//!   GPRs; a command that would store one more stops the engine
+//!   ([`FaultKind::Unmodeled`]) instead of dropping it. Masked registers
+//!   (forcewake requests, MI_MODE, GFX_MODE, CSB pointer, and the masked
+//!   context registers of [`MASKED_CONTEXT_REGISTERS`]) apply the mask and
+//!   read back their low half; a forcewake ack mirrors its request. The
+//!   monitor's MMIO reads and writes of a context register reach the
+//!   context the engine ran last, as on hardware.
+//! * Contexts: a submission switches its engine to the submission's
+//!   context; [`Backend::release_context`] puts one back to power-on
+//!   state (all registers 0).
 //! * The GGTT: 1 Mi 8-byte PTEs kept in [`PhysMem`] at a table address the
 //!   kernel gives (like the real GGTT in stolen memory).
 //! * Submission: [`Backend::submit`] runs the ring span to its end (or to a
 //!   fault) before returning, then writes a context-status-buffer entry
 //!   (COMPLETE | ACTIVE_IDLE) and updates RING_HEAD, as an execlist engine
 //!   reports a completed context.
-//! * The executor handles: MI_NOOP, MI_USER_INTERRUPT, MI_BATCH_BUFFER_START
-//!   (first level from the ring, chained, second level) and _END,
-//!   MI_STORE_DATA_IMM (dword, two dwords or qword), MI_STORE_REGISTER_MEM,
-//!   MI_LOAD_REGISTER_IMM, MI_FLUSH_DW and PIPE_CONTROL post-sync writes
-//!   (immediate; timestamp; PS depth count writes 0), XY_COLOR_BLT (ROP 0xF0)
-//!   and XY_SRC_COPY_BLT (ROP 0xCC), linear surfaces, 8/16/32 bpp. Encodings
-//!   from Mesa genxml gen9.xml (MI, PIPE_CONTROL) and the PRM Vol 2a
-//!   "BLT Engine" / i915 `intel_gpu_commands.h` (blits: opcodes 0x50, 0x53,
-//!   Gen8 lengths 7 and 10 dwords).
+//! * The command streamer (module `exec`): every command the scanner
+//!   accepts that moves data or control is executed (flow, predication,
+//!   register and memory commands, atomics, waits, the ALU, the modelled
+//!   blits) and every state command recorded in the context; what the model
+//!   does not execute stops the engine with [`FaultKind::Unmodeled`] naming
+//!   it, never a silent no-op. Commands are decoded with the scanner's own
+//!   table, so the model and the scanner agree on every command's length.
 //!
 //! Every memory access goes through the GGTT. A not-present PTE, an address
-//! past 4 GiB, a PPGTT access (the model has none), an unknown command, a
-//! third batch level or a spent budget stops the engine with a [`GpuFault`],
+//! past 4 GiB, a PPGTT access (the model has none), an unknown command, an
+//! unmodelled one, a third batch level or a spent budget stops the engine
+//! with a [`GpuFault`],
 //! fills RING_FAULT_REG / FAULT_TLB_DATA0/1 (memory faults) or EIR / IPEHR
 //! (command errors), and leaves the engine faulted until reset. Each
 //! submission may run at most [`COMMAND_BUDGET`] commands and write at most
 //! [`BLIT_BYTE_BUDGET`] bytes by blits, so a looping batch ends.
 
-use crate::addr::{HostGgttIndex, HostGm, PhysAddr, GGTT_ENTRIES, GM_SIZE};
+use crate::addr::{HostGgttIndex, HostGm, PhysAddr, GGTT_ENTRIES};
 use crate::backend::{
-    for_each_gm_page, Backend, BackendError, EngineStatus, FaultKind, GmAccessError, GpuFault,
-    PhysMem, PhysMemError, Submission, SubmissionId,
+    for_each_gm_page, Backend, BackendError, ContextId, EngineStatus, FaultKind, GmAccessError,
+    GpuFault, PhysMem, PhysMemError, Submission, SubmissionId,
 };
 use crate::engine::Engine;
 use crate::ggtt::{GgttFlush, HostPte};
-use crate::regs::{forcewake, gt, ring, MmioOffset};
+use crate::regs::{fence, forcewake, gt, ring, MmioOffset};
 use core::fmt;
 
-/// Commands one submission may execute.
+mod exec;
+
+pub use exec::BLIT_BYTE_BUDGET;
+
+/// Commands one submission may execute (a register poll counts one per
+/// read).
 pub const COMMAND_BUDGET: u32 = 1 << 20;
-/// Bytes one submission's blits may write.
-pub const BLIT_BYTE_BUDGET: u64 = 64 << 20;
-/// Distinct non-engine registers the model stores.
+/// Distinct GT-wide registers the model stores (forcewake, fences, fault
+/// records).
 pub const GLOBAL_REGS: usize = 128;
+/// Context-saved registers one context holds per engine, besides its 16
+/// GPRs.
+pub const CONTEXT_REGS: usize = 64;
+/// Context registers with a write mask in bits 31:16 (absolute offsets;
+/// i915 writes them with `_MASKED_BIT_ENABLE` / `wa_masked_*`, Mesa with
+/// its `REG_MASK`): CS_DEBUG_MODE2, CS_CHICKEN1, CACHE_MODE_0, CACHE_MODE_1,
+/// BCS_SWCTRL.
+pub const MASKED_CONTEXT_REGISTERS: [u32; 5] = [0x20d8, 0x2580, 0x7000, 0x7004, 0x2_2200];
 /// Bytes of PhysMem the GGTT table occupies.
 pub const GGTT_TABLE_BYTES: u64 = GGTT_ENTRIES as u64 * 8;
 
 const ENGINE_BLOCK_DWORDS: usize = 0x800 / 4;
-
-// Command encodings (bits 31:29 command type; MI opcode 28:23).
-const TYPE_MI: u32 = 0;
-const TYPE_BLT: u32 = 2;
-const TYPE_GFX: u32 = 3;
-const MI_NOOP: u32 = 0x00;
-const MI_USER_INTERRUPT: u32 = 0x02;
-const MI_BATCH_BUFFER_END: u32 = 0x0a;
-const MI_STORE_DATA_IMM: u32 = 0x20;
-const MI_LOAD_REGISTER_IMM: u32 = 0x22;
-const MI_STORE_REGISTER_MEM: u32 = 0x24;
-const MI_FLUSH_DW: u32 = 0x26;
-const MI_BATCH_BUFFER_START: u32 = 0x31;
-/// "Use Global GTT" of MI_STORE_DATA_IMM / MI_STORE_REGISTER_MEM.
-const MI_USE_GGTT: u32 = 1 << 22;
-/// MI_STORE_DATA_IMM "Store Qword".
-const SDI_STORE_QWORD: u32 = 1 << 21;
-/// MI_BATCH_BUFFER_START "Second Level Batch Buffer".
-const BBS_SECOND_LEVEL: u32 = 1 << 22;
-/// MI_BATCH_BUFFER_START "Address Space Indicator" (1 = PPGTT).
-const BBS_PPGTT: u32 = 1 << 8;
-/// MI_FLUSH_DW dword 1 "Destination Address Type" (1 = GGTT).
-const FLUSH_DW_GGTT: u32 = 1 << 2;
-/// PIPE_CONTROL dword 1 "Destination Address Type" (bit 56 overall).
-const PIPE_CONTROL_GGTT: u32 = 1 << 24;
-/// PIPE_CONTROL header: type 3, subtype 3, opcode 2, sub-opcode 0.
-const PIPE_CONTROL_HEADER: u32 = 0x7a00_0000;
-const BLT_XY_COLOR: u32 = 0x50;
-const BLT_XY_SRC_COPY: u32 = 0x53;
-/// Blit header "Dest Tiling Enable" (bit 11) and "Src Tiling Enable" (bit 15).
-const BLT_TILED: u32 = (1 << 11) | (1 << 15);
-const ROP_PATCOPY: u32 = 0xf0;
-const ROP_SRCCOPY: u32 = 0xcc;
-/// Longest command the executor buffers (LRI with 127 pairs + header).
-const MAX_COMMAND_DWORDS: usize = 256;
 
 /// Errors building a [`SimGpu`] (monitor configuration).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,7 +103,10 @@ impl fmt::Display for SimError {
 
 #[derive(Clone, Debug)]
 struct SimEngine {
+    /// The ring / execlist control registers (only those: see [`home_of`]).
     regs: [u32; ENGINE_BLOCK_DWORDS],
+    /// The context loaded last (the monitor's until a submission runs).
+    current: ContextId,
     last_completed: Option<SubmissionId>,
     fault: Option<GpuFault>,
     user_interrupts: u64,
@@ -121,6 +117,7 @@ impl SimEngine {
     const fn new() -> Self {
         SimEngine {
             regs: [0; ENGINE_BLOCK_DWORDS],
+            current: ContextId::MONITOR,
             last_completed: None,
             fault: None,
             user_interrupts: 0,
@@ -131,23 +128,110 @@ impl SimEngine {
     }
 }
 
+/// What one engine saves and restores with one context: its context
+/// registers (all 0 at power-on and after a release).
+#[derive(Clone, Debug)]
+struct ContextImage {
+    /// CS_GPR0..15 of the engine, 64 bits each.
+    gpr: [u64; 16],
+    /// Every other context-saved register, by absolute offset.
+    regs: heapless::LinearMap<u32, u32, CONTEXT_REGS>,
+    /// The command streamer ALU's sources, accumulator and flags.
+    alu: exec::Alu,
+    /// MI_SET_PREDICATE's Predicate Enable (kept in MI_MODE, which the
+    /// hardware saves with the context).
+    set_predicate: u8,
+    /// What the state commands set.
+    pipeline: exec::PipelineState,
+}
+
+impl ContextImage {
+    fn is_fresh(&self) -> bool {
+        self.gpr == [0; 16]
+            && self.regs.is_empty()
+            && self.alu == exec::Alu::ZERO
+            && self.set_predicate == 0
+            && self.pipeline == exec::PipelineState::new()
+    }
+
+    const fn new() -> Self {
+        ContextImage {
+            gpr: [0; 16],
+            regs: heapless::LinearMap::new(),
+            alu: exec::Alu::ZERO,
+            set_predicate: 0,
+            pipeline: exec::PipelineState::new(),
+        }
+    }
+}
+
+/// Where the model keeps a register ([`home_of`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Home {
+    /// A ring / execlist control register of an engine (offset in its block).
+    Control(Engine, u32),
+    /// A GT-wide register the model keeps once.
+    Global,
+    /// Context-saved state of whatever context runs on the engine.
+    Context(Engine),
+}
+
+/// The one rule: a register is an engine's control register if the ring
+/// block table declares it (CS_GPR aside; the CSB entries and the upper
+/// half of the timestamp with their first dword), GT-wide if it is a
+/// forcewake, fence, fault-record or GGTT-flush register, and otherwise
+/// context-saved, of its block's engine, or of `accessing` outside every
+/// engine block.
+fn home_of(abs: u32, accessing: Engine) -> Home {
+    if let Some((engine, rel)) = crate::regs::ring_register_of(MmioOffset::reg(abs & 0x1f_fffc))
+        .filter(|_| abs < crate::regs::MMIO_REGISTER_SPACE)
+    {
+        let csb = ring::CSB_BASE..ring::CSB_BASE + 8 * ring::CSB_ENTRIES;
+        let control = csb.contains(&rel)
+            || rel == ring::TIMESTAMP + 4
+            || ring::BLOCK
+                .iter()
+                .any(|r| r.offset == rel && r.offset != ring::GPR_BASE);
+        return if control {
+            Home::Control(engine, rel)
+        } else {
+            Home::Context(engine)
+        };
+    }
+    let global = forcewake::BLOCK.iter().any(|r| r.offset == abs)
+        || fence::decode(abs).is_some()
+        || [
+            gt::RING_FAULT,
+            gt::FAULT_TLB_DATA0,
+            gt::FAULT_TLB_DATA1,
+            gt::GFX_FLSH_CNTL,
+        ]
+        .iter()
+        .any(|r| r.raw() == abs);
+    if global {
+        Home::Global
+    } else {
+        Home::Context(accessing)
+    }
+}
+
+/// The GPR (and which half) a context register offset names.
+fn gpr_of(engine: Engine, abs: u32) -> Option<(usize, bool)> {
+    let rel = abs.checked_sub(engine.mmio_base() + ring::GPR_BASE)?;
+    (rel < 16 * 8).then_some(((rel / 8) as usize, rel % 8 == 4))
+}
+
 /// The software Gen9 GPU over memory `M`.
 #[derive(Debug)]
 pub struct SimGpu<M: PhysMem> {
     mem: M,
     ggtt_table: PhysAddr,
     engines: [SimEngine; Engine::COUNT],
+    /// Per context and engine, what the engine saves with the context.
+    contexts: [[ContextImage; Engine::COUNT]; ContextId::COUNT],
     globals: heapless::LinearMap<u32, u32, GLOBAL_REGS>,
     next_submission: u64,
     timestamp: u64,
-}
-
-/// Where a command is read from.
-#[derive(Clone, Copy, Debug)]
-enum Level {
-    Ring,
-    First,
-    Second,
 }
 
 struct Stop {
@@ -183,26 +267,6 @@ impl From<GmAccessError> for Stop {
     }
 }
 
-fn gm_of(lo: u32, hi: u32) -> Result<HostGm, Stop> {
-    let raw = u64::from(lo) | (u64::from(hi & 0xffff) << 32);
-    HostGm::new(raw).map_err(|_| Stop {
-        kind: FaultKind::OutsideGgtt,
-        address: Some(raw),
-    })
-}
-
-fn is_masked(engine_rel: Option<u32>, abs: u32) -> bool {
-    match engine_rel {
-        Some(rel) => matches!(
-            rel,
-            ring::MI_MODE | ring::MODE | ring::CSB_PTR | ring::CONTEXT_CONTROL
-        ),
-        None => forcewake::Domain::ALL
-            .iter()
-            .any(|d| d.request().raw() == abs),
-    }
-}
-
 impl<M: PhysMem> SimGpu<M> {
     /// A model whose memory is `mem` and whose GGTT table lives at
     /// `ggtt_table` (8 MiB of `mem`, page aligned). All PTEs start not
@@ -225,6 +289,7 @@ impl<M: PhysMem> SimGpu<M> {
             mem,
             ggtt_table,
             engines: core::array::from_fn(|_| SimEngine::new()),
+            contexts: core::array::from_fn(|_| core::array::from_fn(|_| ContextImage::new())),
             globals: heapless::LinearMap::new(),
             next_submission: 1,
             timestamp: 0,
@@ -242,6 +307,15 @@ impl<M: PhysMem> SimGpu<M> {
     /// MI_USER_INTERRUPTs an engine has executed.
     pub fn user_interrupts(&self, engine: Engine) -> u64 {
         self.engines[engine.index()].user_interrupts
+    }
+    /// Whether `context` holds only power-on state on every engine: no
+    /// register, ALU, predicate or pipeline state was set in it since its
+    /// last release. The fuzz harness checks with it that no other
+    /// context's work reached a context.
+    pub fn context_is_fresh(&self, context: ContextId) -> bool {
+        self.contexts[context.index()]
+            .iter()
+            .all(ContextImage::is_fresh)
     }
 
     fn pte(&self, index: HostGgttIndex) -> HostPte {
@@ -296,48 +370,142 @@ impl<M: PhysMem> SimGpu<M> {
         Ok(())
     }
 
-    fn reg_read(&self, abs: u32) -> u32 {
-        let block = crate::regs::ring_register_of(MmioOffset::reg(abs & 0x1f_fffc))
-            .filter(|_| abs < 0x20_0000);
-        if let Some((engine, rel)) = block {
-            if rel == ring::TIMESTAMP {
-                return self.timestamp as u32;
+    /// Reads a register as `engine` running `context` sees it (a command
+    /// of that context, or the monitor's MMIO for the engine's current
+    /// context).
+    fn reg_read(&self, engine: Engine, context: ContextId, abs: u32) -> u32 {
+        let abs = abs & 0x7f_fffc;
+        match home_of(abs, engine) {
+            Home::Control(e, rel) => {
+                if rel == ring::TIMESTAMP {
+                    return self.timestamp as u32;
+                }
+                if rel == ring::TIMESTAMP + 4 {
+                    return (self.timestamp >> 32) as u32;
+                }
+                self.engines[e.index()].regs[(rel / 4) as usize]
             }
-            return self.engines[engine.index()].regs[(rel / 4) as usize];
+            Home::Global => {
+                if let Some(d) = forcewake::Domain::ALL.iter().find(|d| d.ack().raw() == abs) {
+                    return self.globals.get(&d.request().raw()).copied().unwrap_or(0) & 0xffff;
+                }
+                self.globals.get(&abs).copied().unwrap_or(0)
+            }
+            Home::Context(e) => {
+                // A command of `context` reaching another engine's block
+                // sees that engine's current context, as the hardware's
+                // registers hold whatever context runs there.
+                let ctx = if e == engine {
+                    context
+                } else {
+                    self.engines[e.index()].current
+                };
+                let image = &self.contexts[ctx.index()][e.index()];
+                let value = match gpr_of(e, abs) {
+                    Some((n, high)) => (image.gpr[n] >> if high { 32 } else { 0 }) as u32,
+                    None => image.regs.get(&abs).copied().unwrap_or(0),
+                };
+                if MASKED_CONTEXT_REGISTERS.contains(&abs) {
+                    value & 0xffff
+                } else {
+                    value
+                }
+            }
         }
-        if let Some(d) = forcewake::Domain::ALL.iter().find(|d| d.ack().raw() == abs) {
-            return self.globals.get(&d.request().raw()).copied().unwrap_or(0) & 0xffff;
-        }
-        self.globals.get(&abs).copied().unwrap_or(0)
     }
 
-    fn reg_write(&mut self, abs: u32, value: u32) {
+    /// Writes a register as `engine` running `context` does; `Err` when
+    /// the context's register file is full (the caller decides whether
+    /// that stops the engine).
+    fn reg_write(
+        &mut self,
+        engine: Engine,
+        context: ContextId,
+        abs: u32,
+        value: u32,
+    ) -> Result<(), Stop> {
         let abs = abs & 0x7f_fffc;
-        let slot = crate::regs::ring_register_of(MmioOffset::reg(abs & 0x1f_fffc))
-            .filter(|_| abs < 0x20_0000);
-        let old = self.reg_read(abs);
-        let value = if is_masked(slot.map(|(_, r)| r), abs) {
+        let home = home_of(abs, engine);
+        let masked = match home {
+            Home::Control(_, rel) => matches!(
+                rel,
+                ring::MI_MODE | ring::MODE | ring::CSB_PTR | ring::CONTEXT_CONTROL
+            ),
+            Home::Global => forcewake::Domain::ALL
+                .iter()
+                .any(|d| d.request().raw() == abs),
+            Home::Context(_) => MASKED_CONTEXT_REGISTERS.contains(&abs),
+        };
+        let value = if masked {
+            let old = match home {
+                // Unmasked storage: a masked context register keeps its low
+                // half only.
+                Home::Global => self.globals.get(&abs).copied().unwrap_or(0),
+                _ => self.reg_read(engine, context, abs),
+            };
             let mask = value >> 16;
             (old & !mask) | (value & mask)
         } else {
             value
         };
-        match slot {
-            Some((engine, rel)) => self.engines[engine.index()].regs[(rel / 4) as usize] = value,
-            None => {
+        match home {
+            Home::Control(e, rel) => self.engines[e.index()].regs[(rel / 4) as usize] = value,
+            Home::Global => {
                 // A full map drops the write: an unimplemented offset.
                 let _ = self.globals.insert(abs, value);
             }
+            Home::Context(e) => {
+                let ctx = if e == engine {
+                    context
+                } else {
+                    self.engines[e.index()].current
+                };
+                let image = &mut self.contexts[ctx.index()][e.index()];
+                match gpr_of(e, abs) {
+                    Some((n, high)) => {
+                        let shift = if high { 32 } else { 0 };
+                        image.gpr[n] =
+                            (image.gpr[n] & !(0xffff_ffff << shift)) | (u64::from(value) << shift);
+                    }
+                    None => {
+                        image.regs.insert(abs, value).map_err(|_| {
+                            Stop::kind(FaultKind::Unmodeled(
+                                "a context register beyond the model's register file",
+                            ))
+                        })?;
+                    }
+                }
+            }
         }
+        Ok(())
+    }
+
+    /// The monitor's MMIO view: a context register of `reg`'s engine (the
+    /// render engine outside every block) in that engine's current context.
+    fn mmio_engine(&self, abs: u32) -> (Engine, ContextId) {
+        let engine = match home_of(abs & 0x7f_fffc, Engine::Render) {
+            Home::Context(e) | Home::Control(e, _) => e,
+            Home::Global => Engine::Render,
+        };
+        (engine, self.engines[engine.index()].current)
     }
 
     fn engine_reg(&mut self, engine: Engine, rel: u32) -> &mut u32 {
         &mut self.engines[engine.index()].regs[(rel / 4) as usize]
     }
 
-    fn record_fault(&mut self, engine: Engine, id: SubmissionId, header: u32, at: u64, stop: Stop) {
+    fn record_fault(
+        &mut self,
+        sub: &Submission,
+        id: SubmissionId,
+        header: u32,
+        at: u64,
+        stop: Stop,
+    ) {
+        let engine = sub.engine();
         let fault = GpuFault {
             engine,
+            context: sub.context(),
             submission: id,
             kind: stop.kind,
             address: stop.address,
@@ -380,326 +548,19 @@ impl<M: PhysMem> SimGpu<M> {
         e.regs[(ring::HEAD / 4) as usize] = tail;
         e.regs[(ring::TAIL / 4) as usize] = tail;
     }
-
-    /// Runs one submission; returns the faulting (header, address-of-command,
-    /// stop) on failure.
-    fn execute(&mut self, sub: &Submission) -> Result<(), (u32, u64, Stop)> {
-        let engine = sub.engine();
-        let ring = sub.ring();
-        let ring_len = ring.len() as u32;
-        let mut ring_pos = sub.head();
-        let mut level = Level::Ring;
-        let mut first_pos: u64 = 0;
-        let mut batch_pos: u64 = 0;
-        let mut commands = 0u32;
-        let mut blit_bytes = 0u64;
-        let mut cmd = [0u32; MAX_COMMAND_DWORDS];
-        loop {
-            if matches!(level, Level::Ring) && ring_pos == sub.tail() {
-                return Ok(());
-            }
-            let at = match level {
-                Level::Ring => ring.base().raw() + u64::from(ring_pos),
-                Level::First | Level::Second => batch_pos,
-            };
-            commands += 1;
-            if commands > COMMAND_BUDGET {
-                return Err((0, at, Stop::kind(FaultKind::Hang)));
-            }
-            self.timestamp += 1;
-            // Fetch the header, then the rest.
-            let read_dword = |gpu: &Self, index: u32| -> Result<u32, Stop> {
-                let addr = match level {
-                    Level::Ring => {
-                        let off = (ring_pos + 4 * index) % ring_len;
-                        ring.base().raw() + u64::from(off)
-                    }
-                    _ => batch_pos + 4 * u64::from(index),
-                };
-                let gm = HostGm::new(addr).map_err(|_| Stop {
-                    kind: FaultKind::OutsideGgtt,
-                    address: Some(addr),
-                })?;
-                let mut b = [0u8; 4];
-                gpu.gm_read(gm, &mut b)?;
-                Ok(u32::from_le_bytes(b))
-            };
-            let header = read_dword(self, 0).map_err(|s| (0, at, s))?;
-            let len = command_dwords(header).ok_or((
-                header,
-                at,
-                Stop::kind(FaultKind::InvalidCommand),
-            ))?;
-            if let Level::Ring = level {
-                // The whole command must lie before the tail.
-                let avail = (sub.tail() + ring_len - ring_pos) % ring_len;
-                if (len as u32) * 4 > avail {
-                    return Err((header, at, Stop::kind(FaultKind::RingOverrun)));
-                }
-            }
-            cmd[0] = header;
-            for (i, slot) in cmd.iter_mut().enumerate().take(len).skip(1) {
-                *slot = read_dword(self, i as u32).map_err(|s| (header, at, s))?;
-            }
-            let advance = |level: Level, ring_pos: &mut u32, batch_pos: &mut u64| match level {
-                Level::Ring => *ring_pos = (*ring_pos + 4 * len as u32) % ring_len,
-                _ => *batch_pos += 4 * len as u64,
-            };
-            let c = &cmd[..len];
-            let op = (header >> 23) & 0x3f;
-            let fail = |s: Stop| (header, at, s);
-            match header >> 29 {
-                TYPE_MI if op == MI_BATCH_BUFFER_START => {
-                    if header & BBS_PPGTT != 0 {
-                        return Err(fail(Stop::kind(FaultKind::Ppgtt)));
-                    }
-                    let target = gm_of(c[1] & !3, c[2]).map_err(fail)?.raw();
-                    match level {
-                        Level::Ring => {
-                            advance(level, &mut ring_pos, &mut batch_pos);
-                            level = Level::First;
-                        }
-                        Level::First if header & BBS_SECOND_LEVEL != 0 => {
-                            first_pos = batch_pos + 4 * len as u64;
-                            level = Level::Second;
-                        }
-                        Level::First => {}
-                        Level::Second if header & BBS_SECOND_LEVEL != 0 => {
-                            return Err(fail(Stop::kind(FaultKind::BatchNesting)));
-                        }
-                        Level::Second => {}
-                    }
-                    batch_pos = target;
-                    continue;
-                }
-                TYPE_MI if op == MI_BATCH_BUFFER_END => {
-                    match level {
-                        // In the ring itself it is a no-op.
-                        Level::Ring => advance(level, &mut ring_pos, &mut batch_pos),
-                        // Back to the ring, which was advanced past the start.
-                        Level::First => level = Level::Ring,
-                        Level::Second => {
-                            level = Level::First;
-                            batch_pos = first_pos;
-                        }
-                    }
-                    continue;
-                }
-                TYPE_MI => self.execute_mi(engine, op, c).map_err(fail)?,
-                TYPE_BLT => {
-                    self.execute_blit(header, c, &mut blit_bytes)
-                        .map_err(fail)?;
-                }
-                TYPE_GFX if header & 0xffff_0000 == PIPE_CONTROL_HEADER => {
-                    self.execute_pipe_control(c).map_err(fail)?;
-                }
-                _ => return Err(fail(Stop::kind(FaultKind::InvalidCommand))),
-            }
-            advance(level, &mut ring_pos, &mut batch_pos);
-        }
-    }
-
-    fn execute_mi(&mut self, engine: Engine, op: u32, c: &[u32]) -> Result<(), Stop> {
-        let header = c[0];
-        match op {
-            MI_NOOP => Ok(()),
-            MI_USER_INTERRUPT => {
-                self.engines[engine.index()].user_interrupts += 1;
-                Ok(())
-            }
-            MI_STORE_DATA_IMM => {
-                if header & MI_USE_GGTT == 0 {
-                    return Err(Stop::kind(FaultKind::Ppgtt));
-                }
-                let addr = gm_of(c[1] & !3, c[2])?;
-                let bytes: usize = match (c.len(), header & SDI_STORE_QWORD != 0) {
-                    (4, false) => 4,
-                    (5, _) => 8,
-                    _ => return Err(Stop::kind(FaultKind::InvalidCommand)),
-                };
-                let mut data = [0u8; 8];
-                data[..4].copy_from_slice(&c[3].to_le_bytes());
-                if bytes == 8 {
-                    data[4..].copy_from_slice(&c[4].to_le_bytes());
-                }
-                Ok(self.gm_write(addr, &data[..bytes])?)
-            }
-            MI_LOAD_REGISTER_IMM => {
-                if c.len().is_multiple_of(2) {
-                    return Err(Stop::kind(FaultKind::InvalidCommand));
-                }
-                for pair in c[1..].chunks_exact(2) {
-                    self.reg_write(pair[0] & 0x7f_fffc, pair[1]);
-                }
-                Ok(())
-            }
-            MI_STORE_REGISTER_MEM => {
-                if c.len() != 4 {
-                    return Err(Stop::kind(FaultKind::InvalidCommand));
-                }
-                if header & MI_USE_GGTT == 0 {
-                    return Err(Stop::kind(FaultKind::Ppgtt));
-                }
-                let value = self.reg_read(c[1] & 0x7f_fffc);
-                let addr = gm_of(c[2] & !3, c[3])?;
-                Ok(self.gm_write(addr, &value.to_le_bytes())?)
-            }
-            MI_FLUSH_DW => {
-                if c.len() != 4 && c.len() != 5 {
-                    return Err(Stop::kind(FaultKind::InvalidCommand));
-                }
-                let post_sync = (header >> 14) & 3;
-                if post_sync == 0 {
-                    return Ok(());
-                }
-                if c[1] & FLUSH_DW_GGTT == 0 {
-                    return Err(Stop::kind(FaultKind::Ppgtt));
-                }
-                let addr = gm_of(c[1] & !7, c[2])?;
-                match post_sync {
-                    1 if c.len() == 4 => Ok(self.gm_write(addr, &c[3].to_le_bytes())?),
-                    1 => {
-                        let v = u64::from(c[3]) | (u64::from(c[4]) << 32);
-                        Ok(self.gm_write(addr, &v.to_le_bytes())?)
-                    }
-                    3 => {
-                        let ts = self.timestamp;
-                        Ok(self.gm_write(addr, &ts.to_le_bytes())?)
-                    }
-                    _ => Err(Stop::kind(FaultKind::InvalidCommand)),
-                }
-            }
-            _ => Err(Stop::kind(FaultKind::InvalidCommand)),
-        }
-    }
-
-    fn execute_pipe_control(&mut self, c: &[u32]) -> Result<(), Stop> {
-        if c.len() != 6 {
-            return Err(Stop::kind(FaultKind::InvalidCommand));
-        }
-        let post_sync = (c[1] >> 14) & 3;
-        if post_sync == 0 {
-            return Ok(());
-        }
-        if c[1] & PIPE_CONTROL_GGTT == 0 {
-            return Err(Stop::kind(FaultKind::Ppgtt));
-        }
-        let addr = gm_of(c[2] & !7, c[3])?;
-        let value = match post_sync {
-            1 => u64::from(c[4]) | (u64::from(c[5]) << 32),
-            2 => 0, // PS depth count: no pixels in this model.
-            _ => self.timestamp,
-        };
-        Ok(self.gm_write(addr, &value.to_le_bytes())?)
-    }
-
-    fn execute_blit(&mut self, header: u32, c: &[u32], budget: &mut u64) -> Result<(), Stop> {
-        let op = (header >> 22) & 0x7f;
-        if header & BLT_TILED != 0 {
-            return Err(Stop::kind(FaultKind::InvalidCommand));
-        }
-        let br13 = c.get(1).copied().unwrap_or(0);
-        let bpp: u64 = match (br13 >> 24) & 3 {
-            0 => 1,
-            1 | 2 => 2,
-            _ => 4,
-        };
-        let rop = (br13 >> 16) & 0xff;
-        let dst_pitch = u64::from(br13 & 0xffff);
-        let (op_ok, want_len) = match op {
-            BLT_XY_COLOR => (rop == ROP_PATCOPY, 7),
-            BLT_XY_SRC_COPY => (rop == ROP_SRCCOPY, 10),
-            _ => (false, 0),
-        };
-        if !op_ok || c.len() != want_len || br13 & 0x8000 != 0 {
-            return Err(Stop::kind(FaultKind::InvalidCommand));
-        }
-        let (x1, y1) = (u64::from(c[2] & 0xffff), u64::from(c[2] >> 16));
-        let (x2, y2) = (u64::from(c[3] & 0xffff), u64::from(c[3] >> 16));
-        if x2 <= x1 || y2 <= y1 {
-            return Ok(());
-        }
-        let row_bytes = (x2 - x1) * bpp;
-        *budget += row_bytes * (y2 - y1);
-        if *budget > BLIT_BYTE_BUDGET {
-            return Err(Stop::kind(FaultKind::Hang));
-        }
-        let dst = gm_of(c[4], c[5])?.raw();
-        let mut chunk = [0u8; 256];
-        if op == BLT_XY_COLOR {
-            let color = c[6].to_le_bytes();
-            for (i, b) in chunk.iter_mut().enumerate() {
-                *b = color[i % bpp as usize];
-            }
-        }
-        let (src, src_pitch, sx, sy) = if op == BLT_XY_SRC_COPY {
-            if c[7] & 0x8000 != 0 {
-                return Err(Stop::kind(FaultKind::InvalidCommand));
-            }
-            (
-                gm_of(c[8], c[9])?.raw(),
-                u64::from(c[7] & 0xffff),
-                u64::from(c[6] & 0xffff),
-                u64::from(c[6] >> 16),
-            )
-        } else {
-            (0, 0, 0, 0)
-        };
-        for row in 0..(y2 - y1) {
-            let drow = dst + (y1 + row) * dst_pitch + x1 * bpp;
-            let srow = src + (sy + row) * src_pitch + sx * bpp;
-            let mut done = 0;
-            while done < row_bytes {
-                let n = (row_bytes - done).min(chunk.len() as u64);
-                let buf = &mut chunk[..n as usize];
-                if op == BLT_XY_SRC_COPY {
-                    let s = gm_in_range(srow + done)?;
-                    self.gm_read(s, buf)?;
-                }
-                let d = gm_in_range(drow + done)?;
-                self.gm_write(d, buf)?;
-                done += n;
-            }
-        }
-        Ok(())
-    }
-}
-
-fn gm_in_range(raw: u64) -> Result<HostGm, Stop> {
-    if raw >= GM_SIZE {
-        return Err(Stop {
-            kind: FaultKind::OutsideGgtt,
-            address: Some(raw),
-        });
-    }
-    HostGm::new(raw).map_err(|_| Stop::kind(FaultKind::OutsideGgtt))
-}
-
-/// Length in dwords of the command with this header, if the model knows it.
-fn command_dwords(header: u32) -> Option<usize> {
-    let op = (header >> 23) & 0x3f;
-    let len = match header >> 29 {
-        TYPE_MI => match op {
-            MI_NOOP | MI_USER_INTERRUPT | MI_BATCH_BUFFER_END => 1,
-            MI_STORE_DATA_IMM => (header & 0x3ff) as usize + 2,
-            MI_LOAD_REGISTER_IMM | MI_STORE_REGISTER_MEM | MI_FLUSH_DW | MI_BATCH_BUFFER_START => {
-                (header & 0xff) as usize + 2
-            }
-            _ => return None,
-        },
-        TYPE_BLT | TYPE_GFX => (header & 0xff) as usize + 2,
-        _ => return None,
-    };
-    (len <= MAX_COMMAND_DWORDS).then_some(len)
 }
 
 impl<M: PhysMem> Backend for SimGpu<M> {
     fn read_reg(&mut self, reg: MmioOffset) -> u32 {
-        self.reg_read(reg.raw())
+        let (engine, context) = self.mmio_engine(reg.raw());
+        self.reg_read(engine, context, reg.raw())
     }
 
     fn write_reg(&mut self, reg: MmioOffset, value: u32) {
-        self.reg_write(reg.raw(), value);
+        let (engine, context) = self.mmio_engine(reg.raw());
+        // A full register file drops the monitor's write, as for an
+        // unimplemented offset.
+        let _ = self.reg_write(engine, context, reg.raw(), value);
     }
 
     fn read_pte(&mut self, index: HostGgttIndex) -> HostPte {
@@ -734,11 +595,12 @@ impl<M: PhysMem> Backend for SimGpu<M> {
         }
         let id = SubmissionId(self.next_submission);
         self.next_submission += 1;
+        self.engines[engine.index()].current = submission.context();
         *self.engine_reg(engine, ring::START) = submission.ring().base().raw() as u32;
         *self.engine_reg(engine, ring::HEAD) = submission.head();
         match self.execute(submission) {
             Ok(()) => self.complete(engine, id, submission.tail()),
-            Err((header, at, stop)) => self.record_fault(engine, id, header, at, stop),
+            Err((header, at, stop)) => self.record_fault(submission, id, header, at, stop),
         }
         Ok(id)
     }
@@ -759,18 +621,32 @@ impl<M: PhysMem> Backend for SimGpu<M> {
         e.regs[(ring::EIR / 4) as usize] = 0;
         let _ = self.globals.remove(&gt::RING_FAULT.raw());
     }
+
+    fn release_context(&mut self, context: ContextId) {
+        for engine in Engine::ALL {
+            // Submissions complete before `submit` returns: only a fault
+            // the context left can still hold the engine.
+            let faulted = self.engines[engine.index()]
+                .fault
+                .is_some_and(|f| f.context == context);
+            if faulted {
+                self.reset_engine(engine);
+            }
+            self.contexts[context.index()][engine.index()] = ContextImage::new();
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::testutil::*;
 
-    const RING: u64 = 0x10_0000;
-    const BATCH: u64 = 0x20_0000;
-    const DATA: u64 = 0x30_0000;
+    pub(super) const RING: u64 = 0x10_0000;
+    pub(super) const BATCH: u64 = 0x20_0000;
+    pub(super) const DATA: u64 = 0x30_0000;
 
-    fn setup() -> SimGpu<SparseMem> {
+    pub(super) fn setup() -> SimGpu<SparseMem> {
         let mut g = sim();
         map(&mut g, RING, 0x100, 1);
         map(&mut g, BATCH, 0x200, 4);
@@ -778,13 +654,23 @@ mod tests {
         g
     }
 
-    fn run(g: &mut SimGpu<SparseMem>, engine: Engine, cmds: &[u32]) -> EngineStatus {
+    pub(super) fn run(g: &mut SimGpu<SparseMem>, engine: Engine, cmds: &[u32]) -> EngineStatus {
+        run_on(g, engine, ContextId::MONITOR, cmds)
+    }
+
+    pub(super) fn run_on(
+        g: &mut SimGpu<SparseMem>,
+        engine: Engine,
+        context: ContextId,
+        cmds: &[u32],
+    ) -> EngineStatus {
         let mut v = cmds.to_vec();
         if v.len() % 2 == 1 {
             v.push(NOOP);
         }
         write_dwords(g, RING, &v);
-        let sub = Submission::new(engine, range(RING, 4096), 0, (v.len() * 4) as u32).unwrap();
+        let sub =
+            Submission::new(engine, context, range(RING, 4096), 0, (v.len() * 4) as u32).unwrap();
         let id = g.submit(&sub).unwrap();
         let st = g.poll(engine);
         if let EngineStatus::Idle { last_completed } = st {
@@ -793,7 +679,7 @@ mod tests {
         st
     }
 
-    fn idle(st: EngineStatus) {
+    pub(super) fn idle(st: EngineStatus) {
         assert!(matches!(st, EngineStatus::Idle { .. }), "{st:?}");
     }
 
@@ -829,9 +715,12 @@ mod tests {
     #[test]
     fn post_sync_writes_of_flush_dw_and_pipe_control() {
         let mut g = setup();
-        let mut s = flush_dw_imm(DATA + 0x80, 7).to_vec();
-        s.extend(pipe_control_imm(DATA + 0x88, 0x1111_2222_3333_4444));
-        idle(run(&mut g, Engine::Render, &s));
+        idle(run(&mut g, Engine::Blitter, &flush_dw_imm(DATA + 0x80, 7)));
+        let pc = pipe_control_imm(DATA + 0x88, 0x1111_2222_3333_4444);
+        idle(run(&mut g, Engine::Render, &pc));
+        // MI_FLUSH_DW is not a render command.
+        let st = run(&mut g, Engine::Render, &flush_dw_imm(DATA + 0x90, 7));
+        assert!(matches!(st, EngineStatus::Faulted(f) if f.kind == FaultKind::InvalidCommand));
         assert_eq!(read_u32(&mut g, DATA + 0x80), 7);
         assert_eq!(read_u32(&mut g, DATA + 0x84), 0);
         assert_eq!(read_u64(&mut g, DATA + 0x88), 0x1111_2222_3333_4444);
@@ -960,7 +849,8 @@ mod tests {
         assert_eq!(g.read_reg(gt::RING_FAULT) & gt::RING_FAULT_VALID, 1);
         assert_eq!(g.read_reg(gt::FAULT_TLB_DATA0), (hole >> 12) as u32);
         // Faulted engine refuses work until reset; other engines go on.
-        let sub = Submission::new(Engine::Render, range(RING, 4096), 0, 8).unwrap();
+        let sub =
+            Submission::new(Engine::Render, ContextId::MONITOR, range(RING, 4096), 0, 8).unwrap();
         assert_eq!(
             g.submit(&sub),
             Err(BackendError::EngineNotIdle(Engine::Render))
@@ -995,10 +885,139 @@ mod tests {
         // Place the 4 dwords across the ring end: head at 4096 - 8.
         write_dwords(&mut g, RING + 4088, &cmd[..2]);
         write_dwords(&mut g, RING, &cmd[2..]);
-        let sub = Submission::new(Engine::Render, range(RING, 4096), 4088, 8).unwrap();
+        let sub = Submission::new(
+            Engine::Render,
+            ContextId::MONITOR,
+            range(RING, 4096),
+            4088,
+            8,
+        )
+        .unwrap();
         g.submit(&sub).unwrap();
         idle(g.poll(Engine::Render));
         assert_eq!(read_u32(&mut g, DATA), 0x77);
+    }
+
+    pub(super) fn vgpu_context(slot: u8) -> ContextId {
+        ContextId::of_vgpu(crate::partition::VgpuId::new(slot).unwrap())
+    }
+
+    /// Loads `value` into `reg` on context `load`, then stores `reg` from
+    /// context `store` into DATA + `at`; returns what was stored.
+    fn load_then_store(
+        g: &mut SimGpu<SparseMem>,
+        engine: Engine,
+        (load, store): (ContextId, ContextId),
+        reg: u32,
+        value: u32,
+        at: u64,
+    ) -> u32 {
+        idle(run_on(g, engine, load, &lri(reg, value)));
+        idle(run_on(g, engine, store, &srm(reg, DATA + at)));
+        read_u32(g, DATA + at)
+    }
+
+    #[test]
+    fn a_gpr_one_context_loads_is_not_what_another_reads() {
+        let mut g = setup();
+        let (a, b) = (vgpu_context(0), vgpu_context(1));
+        for engine in Engine::ALL {
+            let gpr0_hi = engine.mmio_base() + ring::GPR_BASE + 4;
+            let at = 0x100 + 8 * engine.index() as u64;
+            assert_eq!(
+                load_then_store(&mut g, engine, (a, b), gpr0_hi, 0x5eed, at),
+                0,
+                "{engine}"
+            );
+            // The loading context still has its own value.
+            idle(run_on(&mut g, engine, a, &srm(gpr0_hi, DATA + at + 4)));
+            assert_eq!(read_u32(&mut g, DATA + at + 4), 0x5eed, "{engine}");
+        }
+    }
+
+    #[test]
+    fn predicate_and_other_context_registers_are_per_context() {
+        let mut g = setup();
+        let (a, b) = (vgpu_context(0), vgpu_context(1));
+        // MI_PREDICATE_SRC0, MI_PREDICATE_RESULT (render block), the
+        // indirect draw count, and L3CNTLREG, outside every engine block.
+        for (i, reg) in [0x2400, 0x2418, 0x2434, 0x7034].into_iter().enumerate() {
+            let at = 0x200 + 4 * i as u64;
+            assert_eq!(
+                load_then_store(&mut g, Engine::Render, (a, b), reg, 0xabc0 + i as u32, at),
+                0,
+                "{reg:#x}"
+            );
+            idle(run_on(&mut g, Engine::Render, a, &srm(reg, DATA + at)));
+            assert_eq!(read_u32(&mut g, DATA + at), 0xabc0 + i as u32, "{reg:#x}");
+        }
+    }
+
+    #[test]
+    fn release_puts_a_context_back_to_power_on_state() {
+        let mut g = setup();
+        let a = vgpu_context(3);
+        let gpr5 = Engine::Video.mmio_base() + ring::GPR_BASE + 5 * 8;
+        idle(run_on(&mut g, Engine::Video, a, &lri(gpr5, 77)));
+        idle(run_on(&mut g, Engine::Render, a, &lri(0x2408, 78)));
+        assert!(!g.context_is_fresh(a));
+        assert!(g.context_is_fresh(vgpu_context(2)));
+        g.release_context(a);
+        assert!(g.context_is_fresh(a));
+        idle(run_on(&mut g, Engine::Video, a, &srm(gpr5, DATA)));
+        idle(run_on(&mut g, Engine::Render, a, &srm(0x2408, DATA + 4)));
+        assert_eq!(read_u32(&mut g, DATA), 0);
+        assert_eq!(read_u32(&mut g, DATA + 4), 0);
+    }
+
+    #[test]
+    fn release_resets_an_engine_the_context_left_faulted() {
+        let mut g = setup();
+        let a = vgpu_context(0);
+        let st = run_on(&mut g, Engine::Blitter, a, &sdi(0x4000_0000, 1));
+        assert!(matches!(st, EngineStatus::Faulted(f) if f.context == a));
+        // Another context's release leaves the fault for its owner.
+        g.release_context(vgpu_context(1));
+        assert!(matches!(g.poll(Engine::Blitter), EngineStatus::Faulted(_)));
+        g.release_context(a);
+        idle(run_on(&mut g, Engine::Blitter, a, &sdi(DATA, 2)));
+        assert_eq!(read_u32(&mut g, DATA), 2);
+    }
+
+    #[test]
+    fn mmio_reads_the_context_an_engine_ran_last() {
+        let mut g = setup();
+        let (a, b) = (vgpu_context(0), vgpu_context(1));
+        let gpr1 = Engine::Render.mmio_base() + ring::GPR_BASE + 8;
+        idle(run_on(&mut g, Engine::Render, a, &lri(gpr1, 11)));
+        assert_eq!(g.read_reg(MmioOffset::reg(gpr1)), 11);
+        idle(run_on(&mut g, Engine::Render, b, &[NOOP, NOOP]));
+        assert_eq!(g.read_reg(MmioOffset::reg(gpr1)), 0);
+    }
+
+    #[test]
+    fn masked_context_registers_apply_their_mask() {
+        let mut g = setup();
+        let cache_mode_1 = 0x7004;
+        let mut s = lri(cache_mode_1, crate::regs::masked(0x0101, 0x0101)).to_vec();
+        s.extend(lri(cache_mode_1, crate::regs::masked(0x0001, 0)));
+        s.extend(srm(cache_mode_1, DATA));
+        idle(run(&mut g, Engine::Render, &s));
+        assert_eq!(read_u32(&mut g, DATA), 0x0100);
+    }
+
+    #[test]
+    fn a_full_context_register_file_stops_the_engine_loudly() {
+        let mut g = setup();
+        let mut s = Vec::new();
+        for i in 0..=CONTEXT_REGS as u32 {
+            s.extend(lri(0x5200 + 4 * i, i));
+        }
+        let st = run(&mut g, Engine::Render, &s);
+        assert!(
+            matches!(st, EngineStatus::Faulted(f) if matches!(f.kind, FaultKind::Unmodeled(_))),
+            "{st:?}"
+        );
     }
 
     #[test]

@@ -29,7 +29,9 @@
 //! a guest does panics: every path returns a [`VgpuError`].
 
 use crate::addr::{GuestGgttIndex, GuestPage, PhysFrame, PAGE_SHIFT, PAGE_SIZE};
-use crate::backend::{Backend, BackendError, EngineStatus, GpuFault, Submission, SubmissionId};
+use crate::backend::{
+    Backend, BackendError, ContextId, EngineStatus, GpuFault, Submission, SubmissionId,
+};
 use crate::engine::Engine;
 use crate::ggtt::{GuestPte, HostPte, PteError};
 use crate::partition::{ClaimedRange, GmTranslation, Partition, TranslateError, VgpuId, VgpuType};
@@ -276,8 +278,8 @@ impl fmt::Display for FailReason {
 pub enum MonitorFault {
     /// The backend refused.
     Backend(BackendError),
-    /// The gate returned a submission for another engine.
-    GateEngineMismatch,
+    /// The gate returned a submission for another engine or context.
+    GateMismatch,
     /// A host GGTT entry in the vGPU's slices names a frame the guest does
     /// not own.
     GgttInconsistent { index: u32 },
@@ -287,8 +289,8 @@ impl fmt::Display for MonitorFault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             MonitorFault::Backend(e) => write!(f, "backend: {e}"),
-            MonitorFault::GateEngineMismatch => {
-                f.write_str("submission gate returned work for another engine")
+            MonitorFault::GateMismatch => {
+                f.write_str("submission gate returned work for another engine or context")
             }
             MonitorFault::GgttInconsistent { index } => {
                 write!(
@@ -355,6 +357,7 @@ pub enum MmioEffect {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RingSubmission {
     engine: Engine,
+    context: ContextId,
     ring: ClaimedRange,
     head: u32,
     tail: u32,
@@ -364,6 +367,10 @@ impl RingSubmission {
     /// Engine.
     pub const fn engine(&self) -> Engine {
         self.engine
+    }
+    /// The vGPU's engine context, which the admitted submission must run on.
+    pub const fn context(&self) -> ContextId {
+        self.context
     }
     /// The guest ring buffer (guest and host range).
     pub const fn ring(&self) -> ClaimedRange {
@@ -517,6 +524,11 @@ impl Vgpu {
     /// Slot id (also PVINFO vgt_id).
     pub const fn id(&self) -> VgpuId {
         self.id
+    }
+    /// The engine context every submission of this vGPU runs on (one per
+    /// engine in the backend, the slot's own).
+    pub const fn context(&self) -> ContextId {
+        ContextId::of_vgpu(self.id)
     }
     /// The vGPU type.
     pub const fn vgpu_type(&self) -> VgpuType {
@@ -892,6 +904,7 @@ impl Vgpu {
         self.queued[engine.index()] = tail;
         Ok(MmioEffect::Submit(RingSubmission {
             engine,
+            context: self.context(),
             ring: claimed,
             head,
             tail,
@@ -951,6 +964,14 @@ impl Vgpu {
         if let VgpuState::Failed(r) = self.state {
             return Err(VgpuError::Stopped(r));
         }
+        // The gate rewrites the engine's shadow ring and batches, which a
+        // busy engine may still be running (any vGPU's earlier submission,
+        // or one preempted at an arbitration point): not while it is busy.
+        let engine = request.engine();
+        if let EngineStatus::Busy { .. } = backend.poll(engine) {
+            let busy = BackendError::EngineNotIdle(engine);
+            return Err(VgpuError::Monitor(MonitorFault::Backend(busy)));
+        }
         let submission = match gate.admit(&self.translation, &request, backend) {
             Ok(s) => s,
             Err(rejection) => {
@@ -958,8 +979,8 @@ impl Vgpu {
                 return Err(VgpuError::Rejected(rejection));
             }
         };
-        if submission.engine() != request.engine() {
-            return Err(VgpuError::Monitor(MonitorFault::GateEngineMismatch));
+        if submission.engine() != request.engine() || submission.context() != self.context() {
+            return Err(VgpuError::Monitor(MonitorFault::GateMismatch));
         }
         let id = backend
             .submit(&submission)
@@ -995,8 +1016,9 @@ impl Vgpu {
         }
     }
 
-    /// Back to power-on state: rings, fences, emulated registers and the
-    /// guest's GGTT entries cleared, failure state lifted.
+    /// Back to power-on state: rings, fences, emulated registers, the
+    /// guest's GGTT entries and the vGPU's engine contexts cleared (work
+    /// still in flight is abandoned), failure state lifted.
     pub fn reset(&mut self, backend: &mut dyn Backend) {
         clear_host_state(
             backend,
@@ -1005,6 +1027,7 @@ impl Vgpu {
                 self.translation.host_hidden(),
             ],
             self.host_fences,
+            self.context(),
         );
         self.rings = [RingState::default(); Engine::COUNT];
         self.queued = [0; Engine::COUNT];
@@ -1046,17 +1069,19 @@ impl Vgpu {
     }
 }
 
-/// Invalidates every host GGTT entry of `partition`'s slices and zeroes
-/// its host fences, before a vGPU is created or restored on it: whatever
-/// an earlier owner (firmware, a vGPU torn down without reset) left there
-/// must not be reachable by the new guest. It writes one entry per page of
-/// the slices, so the kernel runs it when it allocates a partition, never
-/// on a migration's stop path.
+/// Invalidates every host GGTT entry of `partition`'s slices, zeroes its
+/// host fences and releases its slot's engine contexts, before a vGPU is
+/// created or restored on it: whatever an earlier owner (firmware, a vGPU
+/// torn down without reset) left there, in memory or in an engine, must
+/// not be reachable by the new guest. It writes one entry per page of the
+/// slices, so the kernel runs it when it allocates a partition, never on a
+/// migration's stop path.
 pub fn scrub_partition(backend: &mut dyn Backend, partition: &Partition) {
     clear_host_state(
         backend,
         [partition.aperture(), partition.hidden()],
         partition.fences(),
+        ContextId::of_vgpu(partition.id()),
     );
 }
 
@@ -1064,7 +1089,11 @@ fn clear_host_state(
     backend: &mut dyn Backend,
     slices: [crate::addr::HostGmRange; 2],
     fences: crate::partition::FenceRange,
+    context: ContextId,
 ) {
+    // First: work of the context still running must not write into the
+    // slices after they are cleared.
+    backend.release_context(context);
     for slice in slices {
         let first = u64::from(slice.base().ggtt_index().raw());
         for i in first..first + slice.len() / 4096 {
@@ -1376,6 +1405,99 @@ mod tests {
             )
             .unwrap();
         assert_eq!(head, 16);
+    }
+
+    /// What one vGPU loads into an engine (a GPR, a predicate source) is
+    /// not what another vGPU reads back: each runs on its own context.
+    #[test]
+    fn engine_registers_one_vgpu_loads_are_invisible_to_another() {
+        let mut w = world();
+        let (mem0, mem1) = (guest_mem(0, 0x1000, 8), guest_mem(0, 0x2000, 8));
+        let mut v0 = Vgpu::new(&w.parts[0]);
+        let mut v1 = Vgpu::new(&w.parts[1]);
+        boot_guest(&mut w, &mut v0, &mem0, 2);
+        let ap1 = boot_guest(&mut w, &mut v1, &mem1, 2);
+        let gpr0 = Engine::Render.mmio_base() + ring::GPR_BASE;
+        let predicate_src0 = 0x2400;
+        for (i, reg) in [gpr0, predicate_src0].into_iter().enumerate() {
+            guest_submit(&mut w, &mut v0, &mem0, &lri(reg, 0x1eaf)).unwrap();
+            let at = ap1 + 4096 + 4 * i as u64;
+            guest_submit(&mut w, &mut v1, &mem1, &srm(reg, at)).unwrap();
+            assert_eq!(read_page_u32(&w, &mem1, 1, 4 * i as u64), 0, "{reg:#x}");
+        }
+    }
+
+    /// A gate that hands back work on another context is a monitor bug:
+    /// the submission never reaches the backend.
+    #[test]
+    fn work_for_another_context_is_refused_as_a_monitor_fault() {
+        struct OtherContext(Box<crate::mediate::ScanGate>);
+        impl SubmissionGate for OtherContext {
+            fn admit(
+                &mut self,
+                translation: &GmTranslation,
+                request: &RingSubmission,
+                backend: &mut dyn Backend,
+            ) -> Result<Submission, GateRejection> {
+                let s = self.0.admit(translation, request, backend)?;
+                Ok(
+                    Submission::new(s.engine(), ContextId::MONITOR, s.ring(), s.head(), s.tail())
+                        .unwrap(),
+                )
+            }
+        }
+        let mut w = world();
+        let mem = guest_mem(0, 0x1000, 8);
+        let mut v = Vgpu::new(&w.parts[0]);
+        let ap = boot_guest(&mut w, &mut v, &mem, 2);
+        let frame = mem.frame_of(GuestPage::new(0).unwrap()).unwrap();
+        for (i, d) in sdi(ap + 4096, 5).iter().enumerate() {
+            crate::backend::PhysMem::write(
+                w.gpu.mem_mut(),
+                frame.at(4 * i as u64),
+                &d.to_le_bytes(),
+            )
+            .unwrap();
+        }
+        let tail = Engine::Render.mmio_base() + ring::TAIL;
+        let MmioEffect::Submit(req) = v
+            .mmio_write(&mut w.gpu, &mem, tail, AccessSize::Dword, 16)
+            .unwrap()
+        else {
+            panic!("no submission")
+        };
+        assert_eq!(req.context(), v.context());
+        let mut gate = OtherContext(crate::testutil::scan_gate(&mut w.gpu));
+        let err = v.submit(&mut w.gpu, &mut gate, req).unwrap_err();
+        assert_eq!(err, VgpuError::Monitor(MonitorFault::GateMismatch));
+        assert!(!err.is_guest_fault());
+        assert_eq!(read_page_u32(&w, &mem, 1, 0), 0);
+    }
+
+    /// A reset vGPU (or a new one in the same slot) starts from a fresh
+    /// context: nothing the slot's earlier work loaded is left.
+    #[test]
+    fn reset_and_scrub_release_the_slots_engine_context() {
+        let mut w = world();
+        let mem = guest_mem(0, 0x1000, 8);
+        let gpr3 = Engine::Render.mmio_base() + ring::GPR_BASE + 3 * 8;
+        let load_reset_store = |w: &mut World, reset: &dyn Fn(&mut World, &mut Vgpu)| {
+            let mut v = Vgpu::new(&w.parts[0]);
+            boot_guest(w, &mut v, &mem, 2);
+            guest_submit(w, &mut v, &mem, &lri(gpr3, 9)).unwrap();
+            reset(w, &mut v);
+            let ap = boot_guest(w, &mut v, &mem, 2);
+            guest_submit(w, &mut v, &mem, &srm(gpr3, ap + 4096)).unwrap();
+            read_page_u32(w, &mem, 1, 0)
+        };
+        assert_eq!(load_reset_store(&mut w, &|_, _| {}), 9);
+        assert_eq!(load_reset_store(&mut w, &|w, v| v.reset(&mut w.gpu)), 0);
+        let scrub = |w: &mut World, v: &mut Vgpu| {
+            let p = w.parts[0];
+            scrub_partition(&mut w.gpu, &p);
+            *v = Vgpu::new(&p);
+        };
+        assert_eq!(load_reset_store(&mut w, &scrub), 0);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Scanner attack and acceptance tests over a fake guest GM space: one
 //! vGPU slice [0x10_0000, 0x20_0000) mapped at host GM + 0x4000_0000.
 
+mod scan_support;
+
 use std::cell::RefCell;
 
 use gpu::addr::{GuestGm, GuestGmRange, HostGm};
@@ -199,6 +201,52 @@ fn register_writes_outside_whitelist() {
     shadow(Engine::Render)
         .scan(&g, submit(&g, &[LRI, 0x2600, 7, NOOP]))
         .unwrap();
+}
+
+/// Listed registers with bit rules take only the values drivers write:
+/// CS_DEBUG_MODE2 bit 4 (which keeps constant buffer 0 an audited
+/// absolute address) may be set but never cleared, not even through an
+/// MI_LOAD_REGISTER_MEM whose value the scan cannot see; a video status
+/// register is only read after the submission's own codec work.
+#[test]
+fn register_values_and_status_reads() {
+    use gpu::scan::regs::RegRefusal;
+    let g = Fake::new();
+    let refusal = |engine, cmds: &[u32]| match reject(engine, &g, cmds) {
+        Reason::Register { refusal, .. } => refusal,
+        r => panic!("{r:?}"),
+    };
+    // Mesa's write is accepted...
+    shadow(Engine::Render)
+        .scan(&g, submit(&g, &[LRI, 0x20d8, 0x0010_0010, NOOP]))
+        .unwrap();
+    // ...clearing bit 4 is not, in any pair of the list.
+    assert_eq!(
+        refusal(
+            Engine::Render,
+            &[LRI + 2, 0x2600, 0, 0x20d8, 0x0010_0000, NOOP]
+        ),
+        RegRefusal::Value(0x0010_0000)
+    );
+    // MI_LOAD_REGISTER_MEM (4 DWords, GGTT) into it.
+    let lrm = (0x29 << 23) | (1 << 22) | 2;
+    assert_eq!(
+        refusal(Engine::Render, &[lrm, 0x20d8, 0x10_1000, 0]),
+        RegRefusal::UnknownValue
+    );
+    // MI_STORE_REGISTER_MEM of MFX_ERROR_FLAG before any decode object.
+    let srm = (0x24 << 23) | (1 << 22) | 2;
+    assert_eq!(
+        refusal(Engine::Video, &[srm, 0x1_2800, 0x10_1000, 0]),
+        RegRefusal::BeforeOwnWork
+    );
+    // After an MFD_AVC_BSD_OBJECT (6 DWords, with the state it decodes
+    // from) it is this vGPU's status.
+    let bsd = (3 << 29) | (0x1128 << 16) | 4;
+    let mut decode =
+        scan_support::state_for_at(scan_support::consumer("MFD_AVC_BSD_OBJECT"), 0x18_0000);
+    decode.extend([bsd, 0, 0, 0, 0, 0, srm, 0x1_2800, 0x10_1000, 0]);
+    shadow(Engine::Video).scan(&g, submit(&g, &decode)).unwrap();
 }
 
 #[test]

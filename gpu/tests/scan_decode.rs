@@ -270,7 +270,10 @@ fn load_register_imm_needs_pairs() {
     let c = decode(Engine::Render, &b, 0).unwrap();
     assert!(matches!(
         CommandRepr::parse(&c).unwrap(),
-        CommandRepr::LoadRegImm { pairs: [0x2094, 0] }
+        CommandRepr::LoadRegImm {
+            pairs: [0x2094, 0],
+            byte_disables: 0
+        }
     ));
     let b = [(0x22 << 23) | 2, 0x2094, 0, 0x2098];
     let c = decode(Engine::Render, &b, 0).unwrap();

@@ -5,7 +5,7 @@
 mod scan_support;
 
 use gpu::engine::Engine;
-use gpu::scan::{GmFault, Reason, ReprError};
+use gpu::scan::{ControlFlow, GmFault, Reason, ReprError};
 use scan_support::*;
 
 fn h(guest: u64) -> u64 {
@@ -194,9 +194,13 @@ fn second_level_batch_called_twice_is_not_a_cycle() {
     g.write(b, &stateful);
     let sub = s.scan(&g, rs).unwrap();
     assert_eq!(sub.batches, 3);
-    // A chain back to its own first segment is still a cycle.
+    // A chain inside a second-level batch (here back to itself) is
+    // refused: where it returns to is not defined.
     g.write(b, &[NOOP, bb_start(b, false)[0], lo(b), 0]);
-    assert_eq!(s.scan(&g, rs).unwrap_err().reason, Reason::BatchCycle);
+    assert_eq!(
+        s.scan(&g, rs).unwrap_err().reason,
+        Reason::ControlFlow(ControlFlow::ChainInSecondLevel)
+    );
 }
 
 #[test]
@@ -286,21 +290,96 @@ fn blit_extent_counts_x_bpp_and_tiling() {
         reject(Engine::Blitter, &mut g, &neg),
         Reason::Repr(ReprError::NegativePitch)
     );
-    // Tiled destination (header bit 11, pitch in DWords): whole tile rows
-    // are addressed, and the rectangle must fit the pitch.
-    let mut tiled = color_blt(end - 64 * 32, 16, 1);
+    // Tiled destination (header bit 11, pitch in DWords): X tiles, or Y
+    // tiles if BCS_SWCTRL says so, a register the guest may write. One
+    // row of 512 bytes at a 512-byte pitch spans one X tile (4 KiB) or a
+    // row of four Y tiles (16 KiB): the worst is audited.
+    let mut tiled = color_blt(end - 0x4000, 128, 1);
     tiled[0] |= 1 << 11;
-    tiled[3] = 1 << 16 | 16; // 64 bytes of a 64-byte pitch
+    tiled[3] = 1 << 16 | 128; // 512 bytes of a 512-byte pitch
     ok(&mut g, &tiled);
     let mut low = tiled;
-    low[4] = (end - 64 * 31) as u32; // 31 rows of 64 bytes before the end
+    low[4] = (end - 0x1000) as u32; // fits an X tile, not a row of Y tiles
     assert!(oos(reject(Engine::Blitter, &mut g, &low)));
     let mut over = tiled;
-    over[3] = 1 << 16 | 17;
+    over[3] = 1 << 16 | 129;
     assert_eq!(
         reject(Engine::Blitter, &mut g, &over),
         Reason::Repr(ReprError::TiledOverrun)
     );
+}
+
+/// XY_FAST_COPY_BLT (10 DWords): destination tiling `dt` and source
+/// tiling `st` (2-bit fields: linear, X, Y, Ys), DW1 `dw1` (colour depth,
+/// Yf bits, destination pitch), `width` x 1 pixels from (0, 0) to (0, 0).
+fn fast_copy(
+    dt: u32,
+    st: u32,
+    dw1: u32,
+    dst: u64,
+    src: u64,
+    src_pitch: u32,
+    width: u32,
+) -> Vec<u32> {
+    vec![
+        (2 << 29) | (0x42 << 22) | (st << 20) | (dt << 13) | 8,
+        dw1,
+        0,
+        1 << 16 | width,
+        lo(dst),
+        hi(dst),
+        0,
+        src_pitch,
+        lo(src),
+        hi(src),
+    ]
+}
+
+/// XY_FAST_COPY_BLT takes its bytes per pixel from the colour depth field
+/// (DW1 26:24) and each surface's tile geometry from its tiling fields:
+/// X 512 x 8, Y 128 x 32, Yf and Ys by bytes per pixel (Ys at 8 bytes a
+/// pixel: 1 KiB x 64 rows, one 64 KiB tile for a single row). Before, it
+/// assumed 16 bytes a pixel and 32-row tiles: an 8-bpp copy the size of
+/// its slice was refused, and a 64-bpp Ys copy 32 KiB before the slice end
+/// was accepted though its tile reaches 32 KiB into the next vGPU's
+/// memory.
+#[test]
+fn fast_copy_extent_follows_depth_and_tiling() {
+    let end = HIDDEN + HIDDEN_SIZE;
+    let src = HIDDEN;
+    let ok = |cmds: &[u32]| {
+        let mut g = FakeGm::new();
+        let rs = ring(&mut g, cmds);
+        shadow(Engine::Blitter)
+            .scan(&g, rs)
+            .unwrap_or_else(|e| panic!("{e}"));
+    };
+    let no = |cmds: &[u32]| oos(reject(Engine::Blitter, &mut FakeGm::new(), cmds));
+    // Linear, 8 bpp (depth 0): one row of 4096 pixels is 4 KiB.
+    ok(&fast_copy(0, 0, 4096, end - 0x1000, src, 4096, 4096));
+    assert!(no(&fast_copy(0, 0, 4096, end - 0xfff, src, 4096, 4096)));
+    // Ys, 64 bpp (depth 4), pitch 1 KiB (256 DWords): 16 pixels in one
+    // row touch one 64 KiB tile.
+    let ys64 = 4 << 24 | 256;
+    ok(&fast_copy(3, 0, ys64, end - 0x1_0000, src, 4096, 16));
+    assert!(no(&fast_copy(3, 0, ys64, end - 0x8000, src, 4096, 16)));
+    // The same as a source (Ys, pitch 256 DWords).
+    ok(&fast_copy(0, 3, ys64, src, end - 0x1_0000, 256, 16));
+    assert!(no(&fast_copy(0, 3, ys64, src, end - 0x8000, 256, 16)));
+    // Ys at 8 bpp: 256 x 256 tiles, 64 KiB for one row too.
+    let ys8 = 64; // depth 0, pitch 256 bytes
+    ok(&fast_copy(3, 0, ys8, end - 0x1_0000, src, 4096, 256));
+    assert!(no(&fast_copy(3, 0, ys8, end - 0xc000, src, 4096, 256)));
+    // Yf (Y field with DW1 bit 30), 16 bpp (depth 1): 128 x 32 tiles of
+    // 4 KiB; pitch 128 bytes (32 DWords).
+    let yf16 = 1 << 30 | 1 << 24 | 32;
+    ok(&fast_copy(2, 0, yf16, end - 0x1000, src, 4096, 64));
+    assert!(no(&fast_copy(2, 0, yf16, end - 0x800, src, 4096, 64)));
+    // X, 32 bpp (depth 3), pitch 512 bytes: one 4 KiB tile (before: 16
+    // bytes a pixel made 128 pixels wider than the pitch).
+    let x32 = 3 << 24 | 128;
+    ok(&fast_copy(1, 0, x32, end - 0x1000, src, 4096, 128));
+    assert!(no(&fast_copy(1, 0, x32, end - 0x800, src, 4096, 128)));
 }
 
 // ---- blitter setup, setup-relative blits, pattern blits (Gen8+ layouts,

@@ -8,6 +8,9 @@ use core::fmt;
 
 use gpu::partition::{VgpuType, MAX_VGPUS};
 use migrate::policy::Policy;
+use migrate::MigrationKey;
+
+use crate::net::config::{self as netcfg, Ipv4Cidr, NetConfig, NicChoice};
 
 /// What the monitor runs after bring-up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,6 +19,89 @@ pub enum Mode {
     Run,
     /// In-kernel self-tests: all of them, or the one named.
     SelfTest(TestSelection),
+    /// `net_bench=MIB`: a raw TCP transfer of MIB MiB to (`peer=`) or from
+    /// (`listen=`) another monitor, then exit.
+    NetBench { mib: u32 },
+}
+
+/// Which side of a migration this monitor plays (`role=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Guests and a live migration between two vGPUs of this monitor.
+    Local,
+    /// Runs its guests and migrates guest 0 to `peer=`.
+    Source,
+    /// Listens on `listen=` and takes migrated guests in.
+    Dest,
+    /// Runs its guests only, for `run_ms=` (QEMU's own migration of the
+    /// whole machine is the reference then).
+    Guests,
+}
+
+/// A deliberate failure of the migration stream (`migrate_fault=`), for
+/// the failure-atomicity tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MigrateFault {
+    /// No fault.
+    None,
+    /// Source: invert the stream byte at this offset.
+    Flip(u64),
+    /// Source: the link closes after this many stream bytes.
+    Truncate(u64),
+    /// Source: the hello names another stream version.
+    Version,
+    /// Source: the link dies right after the commit record.
+    LoseCommit,
+    /// Destination: the link dies before the resumed record.
+    LoseResumed,
+}
+
+/// What the migration roles run with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoleOptions {
+    /// `role=`.
+    pub role: Role,
+    /// `workload=`: guest 0's workload.
+    pub workload: guest::Kind,
+    /// `guest_mib=`: guest 0's RAM.
+    pub guest_mib: u32,
+    /// `guests=`: guests on the source (guest 0 and desktops).
+    pub guests: u8,
+    /// `migrate_after_frames=`.
+    pub migrate_after_frames: u32,
+    /// `migrate_mbps=`: MiB/s cap on the stream (0: none).
+    pub migrate_mbps: u32,
+    /// `policy=all`: one migration per policy.
+    pub all_policies: bool,
+    /// `migrations=`: streams a destination takes.
+    pub migrations: u32,
+    /// `frames_after=`.
+    pub frames_after: u32,
+    /// `raw_tcp_mib=`.
+    pub raw_tcp_mib: u32,
+    /// `run_ms=`.
+    pub run_ms: u32,
+    /// `migrate_fault=`.
+    pub fault: MigrateFault,
+}
+
+impl Default for RoleOptions {
+    fn default() -> Self {
+        RoleOptions {
+            role: Role::Local,
+            workload: guest::Kind::Game3d,
+            guest_mib: 64,
+            guests: 2,
+            migrate_after_frames: 10,
+            migrate_mbps: 0,
+            all_policies: false,
+            migrations: 1,
+            frames_after: 20,
+            raw_tcp_mib: 16,
+            run_ms: 10_000,
+            fault: MigrateFault::None,
+        }
+    }
 }
 
 /// Which self-tests run.
@@ -42,6 +128,15 @@ pub struct Options {
     pub deny_shaders: bool,
     /// `trace=on`: record the migration's dirty trace on the log.
     pub trace: bool,
+    /// `nic=`, `ip=`, `peer=`, `listen=`.
+    pub net: NetConfig,
+    /// `migrate_key=`: the pre-shared key that authenticates the migration
+    /// stream (hex).
+    pub migrate_key: Option<MigrationKey>,
+    /// `migrate_encrypt=on`: encrypt the migration stream too.
+    pub migrate_encrypt: bool,
+    /// `role=` and what the roles run with.
+    pub roles: RoleOptions,
 }
 
 impl Default for Options {
@@ -53,9 +148,16 @@ impl Default for Options {
             policy: Policy::Informed,
             deny_shaders: false,
             trace: false,
+            net: NetConfig::default(),
+            migrate_key: None,
+            migrate_encrypt: false,
+            roles: RoleOptions::default(),
         }
     }
 }
+
+/// Largest `net_bench=` transfer, in MiB.
+pub const MAX_NET_BENCH_MIB: u32 = 4096;
 
 /// Known options and what they take, printed with every error.
 pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
@@ -66,7 +168,7 @@ pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
     ("vgpus", "0..8  how many vGPUs to create (default 2)"),
     (
         "policy",
-        "stop-and-copy | precopy | gmig-oneshot | gmig-tpds | informed | informed-throttle  migration policy (default informed)",
+        "stop-and-copy | precopy | gmig-oneshot | gmig-tpds | informed | informed-throttle | all  migration policy (default informed; all: one migration per policy, source only)",
     ),
     (
         "vgpu_type",
@@ -79,6 +181,77 @@ pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
     (
         "shaders",
         "allow | deny  deny: refuse draws and GPGPU/media dispatches, whose surfaces the scanner cannot audit (default allow)",
+    ),
+    (
+        "ip",
+        "A.B.C.D/N  this machine's IPv4 address and prefix; brings the NIC and TCP/IP up (default: no network)",
+    ),
+    (
+        "nic",
+        "auto | virtio | e1000e  which NIC to drive (default auto: the first supported on PCI)",
+    ),
+    (
+        "peer",
+        "A.B.C.D:PORT  the machine to connect to, on ip's subnet",
+    ),
+    ("listen", "PORT  accept one connection on this TCP port"),
+    (
+        "mtu",
+        "576..8000  the largest IP packet; above 1500 (jumbo frames) only where every hop takes them (default 1500)",
+    ),
+    (
+        "tcp_buffer_kib",
+        "4..65536  KiB of each TCP socket buffer; the receive buffer is the window the peer sees (default 4096)",
+    ),
+    (
+        "net_bench",
+        "1..4096  raw TCP transfer of this many MiB: send to peer= or receive on listen=, print the throughput, exit",
+    ),
+    (
+        "migrate_key",
+        "32 to 128 hex digits  pre-shared key that authenticates the migration stream (both sides; a destination refuses to listen without one)",
+    ),
+    (
+        "migrate_encrypt",
+        "on | off  also encrypt the migration stream (default off: authenticated only)",
+    ),
+    (
+        "role",
+        "local | source | dest | guests  local: migrate within this monitor; source: migrate guest 0 to peer=; dest: take guests in on listen=; guests: run the guests only (default local)",
+    ),
+    ("workload", "3d | desktop | video  guest 0's workload (default 3d)"),
+    (
+        "guest_mib",
+        "4..256  guest 0's RAM, all of it its GPU working set (default 64)",
+    ),
+    (
+        "guests",
+        "1..4  guests on the source: guest 0 and 8 MiB desktops (default 2)",
+    ),
+    (
+        "migrate_after_frames",
+        "N  source: migrate once guest 0 completed N frames (default 10)",
+    ),
+    (
+        "migrate_mbps",
+        "N  source: cap the migration stream at N MiB/s, as QEMU's max-bandwidth (default 0: no cap)",
+    ),
+    (
+        "migrations",
+        "1..16  dest: migrations to take in, one after another (default 1)",
+    ),
+    (
+        "frames_after",
+        "1..100000  frames a migrated guest runs on the destination, and the source's other guests after the last migration (default 20)",
+    ),
+    (
+        "raw_tcp_mib",
+        "0..1024  raw TCP transfer before the first migration, for the link's rate (default 16)",
+    ),
+    ("run_ms", "ms  role=guests: how long the guests run (default 10000)"),
+    (
+        "migrate_fault",
+        "flip@N | truncate@N | version | lose-commit | lose-resumed  a deliberate stream failure, for tests",
     ),
 ];
 
@@ -101,6 +274,12 @@ pub enum CmdlineError<'a> {
     },
     /// The same option twice.
     Repeated { key: &'a str },
+    /// An option that only works with another one.
+    Needs { key: &'a str, needs: &'static str },
+    /// Two options that cannot be given together.
+    Conflict { key: &'a str, with: &'static str },
+    /// `peer=` outside `ip=`'s subnet (the monitor has no router).
+    NotOnSubnet { peer: &'a str, ip: &'a str },
 }
 
 impl fmt::Display for CmdlineError<'_> {
@@ -124,8 +303,45 @@ impl fmt::Display for CmdlineError<'_> {
                 write!(f, "option `{key}` cannot be `{value}`: expected {expected}")
             }
             CmdlineError::Repeated { key } => write!(f, "option `{key}` is given twice"),
+            CmdlineError::Needs { key, needs } => {
+                write!(f, "option `{key}` needs {needs}")
+            }
+            CmdlineError::Conflict { key, with } => {
+                write!(f, "option `{key}` cannot be given with `{with}`")
+            }
+            CmdlineError::NotOnSubnet { peer, ip } => write!(
+                f,
+                "peer `{peer}` is not on the subnet of ip `{ip}` (the monitor has no router)"
+            ),
         }
     }
+}
+
+/// The command line as the log may show it: the migration key's value is
+/// replaced (the log leaves the machine on a serial line).
+pub struct Redacted<'a>(pub &'a str);
+
+impl fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, word) in self.0.split_ascii_whitespace().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            match word.split_once('=') {
+                Some(("migrate_key", _)) => f.write_str("migrate_key=(hidden)")?,
+                _ => f.write_str(word)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `value` as a number in `min..=max`.
+fn number(value: &str, min: u32, max: u32) -> Option<u32> {
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
 }
 
 fn is_test_name(s: &str) -> bool {
@@ -142,6 +358,8 @@ pub fn parse(line: &'static [u8], truncated: bool) -> Result<Options, CmdlineErr
     let text = core::str::from_utf8(line).map_err(|_| CmdlineError::NotUtf8)?;
     let mut options = Options::default();
     let mut seen = [false; KNOWN_OPTIONS.len()];
+    // The words of the options that are checked against each other.
+    let (mut ip_word, mut peer_word) = ("", "");
     for word in text.split_ascii_whitespace() {
         let (key, value) = word
             .split_once('=')
@@ -173,9 +391,10 @@ pub fn parse(line: &'static [u8], truncated: bool) -> Result<Options, CmdlineErr
                     .filter(|n| usize::from(*n) <= MAX_VGPUS)
                     .ok_or(bad("a number from 0 to 8"))?;
             }
+            "policy" if value == "all" => options.roles.all_policies = true,
             "policy" => {
                 options.policy = Policy::from_name(value).map_err(|_| {
-                    bad("stop-and-copy, precopy, gmig-oneshot, gmig-tpds, informed or informed-throttle")
+                    bad("stop-and-copy, precopy, gmig-oneshot, gmig-tpds, informed, informed-throttle or all")
                 })?;
             }
             "vgpu_type" => {
@@ -196,9 +415,229 @@ pub fn parse(line: &'static [u8], truncated: bool) -> Result<Options, CmdlineErr
                     _ => return Err(bad("allow or deny")),
                 };
             }
+            "ip" => {
+                options.net.ip = Some(Ipv4Cidr::parse(value).ok_or(bad(
+                    "A.B.C.D/N: a host address (not the subnet's network or broadcast address) and a prefix length from 1 to 32",
+                ))?);
+                ip_word = value;
+            }
+            "nic" => {
+                options.net.nic =
+                    NicChoice::from_name(value).ok_or(bad("auto, virtio or e1000e"))?;
+            }
+            "peer" => {
+                options.net.peer = Some(netcfg::parse_endpoint(value).ok_or(bad(
+                    "A.B.C.D:PORT with a unicast address and a port from 1 to 65535",
+                ))?);
+                peer_word = value;
+            }
+            "listen" => {
+                options.net.listen =
+                    Some(netcfg::parse_port(value).ok_or(bad("a TCP port from 1 to 65535"))?);
+            }
+            "mtu" => {
+                options.net.mtu = value
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|m| netcfg::MTU_RANGE.contains(m))
+                    .ok_or(bad("a number of bytes from 576 to 8000"))?;
+            }
+            "tcp_buffer_kib" => {
+                options.net.tcp_buffer_kib = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|k| crate::net::stack::SOCKET_BUFFER_KIB_RANGE.contains(k))
+                    .ok_or(bad("a number of KiB from 4 to 65536"))?;
+            }
+            "net_bench" => {
+                let mib = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|m| (1..=MAX_NET_BENCH_MIB).contains(m))
+                    .ok_or(bad("a number of MiB from 1 to 4096"))?;
+                options.mode = Mode::NetBench { mib };
+            }
+            "migrate_key" => {
+                // A malformed key may still be most of a secret: not echoed.
+                options.migrate_key =
+                    Some(
+                        MigrationKey::from_hex(value).map_err(|_| CmdlineError::BadValue {
+                            key,
+                            value: "(not shown)",
+                            expected: "an even number of hex digits, 32 to 128",
+                        })?,
+                    );
+            }
+            "migrate_encrypt" => {
+                options.migrate_encrypt = match value {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(bad("on or off")),
+                };
+            }
+            "role" => {
+                options.roles.role = match value {
+                    "local" => Role::Local,
+                    "source" => Role::Source,
+                    "dest" => Role::Dest,
+                    "guests" => Role::Guests,
+                    _ => return Err(bad("local, source, dest or guests")),
+                };
+            }
+            "workload" => {
+                options.roles.workload =
+                    guest::Kind::from_name(value).ok_or(bad("3d, desktop or video"))?;
+            }
+            "guest_mib" => {
+                options.roles.guest_mib = number(value, 4, 256).ok_or(bad("4 to 256"))?
+            }
+            "guests" => {
+                options.roles.guests = number(value, 1, 4).ok_or(bad("1 to 4"))? as u8;
+            }
+            "migrate_after_frames" => {
+                options.roles.migrate_after_frames =
+                    number(value, 0, 1_000_000).ok_or(bad("0 to 1000000"))?;
+            }
+            "migrate_mbps" => {
+                options.roles.migrate_mbps = number(value, 0, 100_000).ok_or(bad("0 to 100000"))?;
+            }
+            "migrations" => {
+                options.roles.migrations = number(value, 1, 16).ok_or(bad("1 to 16"))?
+            }
+            "frames_after" => {
+                options.roles.frames_after = number(value, 1, 100_000).ok_or(bad("1 to 100000"))?;
+            }
+            "raw_tcp_mib" => {
+                options.roles.raw_tcp_mib = number(value, 0, 1024).ok_or(bad("0 to 1024"))?
+            }
+            "run_ms" => {
+                options.roles.run_ms = number(value, 1, 3_600_000).ok_or(bad("1 to 3600000"))?;
+            }
+            "migrate_fault" => {
+                let expected = "flip@N, truncate@N, version, lose-commit or lose-resumed";
+                let at = |v: &str| v.parse::<u64>().ok();
+                options.roles.fault = match value.split_once('@') {
+                    Some(("flip", n)) => MigrateFault::Flip(at(n).ok_or(bad(expected))?),
+                    Some(("truncate", n)) => MigrateFault::Truncate(at(n).ok_or(bad(expected))?),
+                    None if value == "version" => MigrateFault::Version,
+                    None if value == "lose-commit" => MigrateFault::LoseCommit,
+                    None if value == "lose-resumed" => MigrateFault::LoseResumed,
+                    _ => return Err(bad(expected)),
+                };
+            }
             // Every name in KNOWN_OPTIONS has an arm above.
             _ => return Err(CmdlineError::Unknown { key }),
         }
     }
+    check_combinations(&options, &seen, ip_word, peer_word)?;
     Ok(options)
+}
+
+/// Whether option `name` was given.
+fn given(seen: &[bool; KNOWN_OPTIONS.len()], name: &str) -> bool {
+    KNOWN_OPTIONS
+        .iter()
+        .position(|(n, _)| *n == name)
+        .is_some_and(|i| seen[i])
+}
+
+/// The rules that span options: the network options need `ip=`, `peer=`
+/// must be on its subnet, and a benchmark needs exactly one direction.
+fn check_combinations<'a>(
+    options: &Options,
+    seen: &[bool; KNOWN_OPTIONS.len()],
+    ip_word: &'a str,
+    peer_word: &'a str,
+) -> Result<(), CmdlineError<'a>> {
+    let net = &options.net;
+    for key in [
+        "nic",
+        "peer",
+        "listen",
+        "mtu",
+        "tcp_buffer_kib",
+        "net_bench",
+    ] {
+        if given(seen, key) && net.ip.is_none() {
+            return Err(CmdlineError::Needs {
+                key,
+                needs: "`ip=A.B.C.D/N`",
+            });
+        }
+    }
+    if let (Some(ip), Some(peer)) = (net.ip, net.peer) {
+        if !ip.contains(*peer.ip()) {
+            return Err(CmdlineError::NotOnSubnet {
+                peer: peer_word,
+                ip: ip_word,
+            });
+        }
+        if ip.address == *peer.ip() {
+            return Err(CmdlineError::Conflict {
+                key: "peer",
+                with: "ip (the peer is this machine)",
+            });
+        }
+    }
+    match options.roles.role {
+        Role::Source => {
+            if net.peer.is_none() {
+                return Err(CmdlineError::Needs {
+                    key: "role",
+                    needs: "`peer=A.B.C.D:PORT` (role=source migrates to it)",
+                });
+            }
+            if options.migrate_key.is_none() {
+                return Err(CmdlineError::Needs {
+                    key: "role",
+                    needs: "`migrate_key=` (role=source proves it to the destination)",
+                });
+            }
+        }
+        Role::Dest => {
+            if net.listen.is_none() {
+                return Err(CmdlineError::Needs {
+                    key: "role",
+                    needs: "`listen=PORT` (role=dest takes guests in there)",
+                });
+            }
+            if options.migrate_key.is_none() {
+                return Err(CmdlineError::Needs {
+                    key: "role",
+                    needs: "`migrate_key=`: a destination without a key refuses to listen",
+                });
+            }
+        }
+        Role::Local | Role::Guests => {}
+    }
+    if options.roles.all_policies && options.roles.role != Role::Source {
+        return Err(CmdlineError::Conflict {
+            key: "policy",
+            with: "a role other than source (policy=all runs one migration per policy)",
+        });
+    }
+    if given(seen, "net_bench") && given(seen, "selftest") {
+        return Err(CmdlineError::Conflict {
+            key: "net_bench",
+            with: "selftest",
+        });
+    }
+    if let Mode::NetBench { .. } = options.mode {
+        match (net.peer, net.listen) {
+            (Some(_), Some(_)) => {
+                return Err(CmdlineError::Conflict {
+                    key: "net_bench",
+                    with: "both peer and listen (send or receive, not both)",
+                })
+            }
+            (None, None) => {
+                return Err(CmdlineError::Needs {
+                    key: "net_bench",
+                    needs: "`peer=` (to send) or `listen=` (to receive)",
+                })
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }

@@ -16,14 +16,18 @@ mod cmdline;
 mod console;
 mod digest;
 mod dirty_trace;
+mod entropy;
 mod exit;
 mod gpu_mem;
+mod guests;
 mod log;
 mod mem;
 mod migration;
+mod net;
 mod panic;
 mod pci;
 mod platform;
+mod roles;
 mod selftest;
 mod serial;
 mod time;
@@ -67,7 +71,10 @@ fn kernel_main(info: &'static BootInfo) -> ! {
     );
 
     let cmdline = core::str::from_utf8(info.cmdline()).unwrap_or("<not UTF-8>");
-    defmt::info!("command line: {=str}", cmdline);
+    defmt::info!(
+        "command line: {}",
+        defmt::Display2Format(&cmdline::Redacted(cmdline))
+    );
     let options = match cmdline::parse(info.cmdline(), info.cmdline_truncated) {
         Ok(options) => options,
         Err(e) => {
@@ -92,7 +99,11 @@ fn kernel_main(info: &'static BootInfo) -> ! {
 
     match platform.options.mode {
         Mode::SelfTest(selection) => selftest::run(&mut platform, selection),
+        Mode::Run if platform.options.roles.role != cmdline::Role::Local => {
+            roles::run(&mut platform)
+        }
         Mode::Run => run(&mut platform),
+        Mode::NetBench { mib } => net::bench::run(&mut platform, mib),
     }
 }
 
@@ -154,9 +165,12 @@ fn run(platform: &mut platform::Platform) -> ! {
                 &mut platform.memory.frames,
                 0,
                 guest,
-                platform.options.policy,
-                migrate::ThrottleConfig::new(),
-                platform.options.trace,
+                migration::MigrationSettings {
+                    policy: platform.options.policy,
+                    throttle: migrate::ThrottleConfig::new(),
+                    trace: platform.options.trace,
+                    security: migration::StreamSecurity::local(&platform.options),
+                },
             )
         })
         .and_then(|(report, guest)| {
@@ -182,14 +196,15 @@ fn run(platform: &mut platform::Platform) -> ! {
                 r.min_share_permille
             );
             defmt::info!(
-                "report migration_policy={=str} migration_downtime_us={=u64} migration_total_us={=u64} migration_stop_pages={=u64} migration_precopy_pages={=u64} migration_throttled_steps={=u32} migration_min_share_permille={=u16} migration_verified=true",
+                "report migration_policy={=str} migration_downtime_us={=u64} migration_total_us={=u64} migration_stop_pages={=u64} migration_precopy_pages={=u64} migration_throttled_steps={=u32} migration_min_share_permille={=u16} migration_verified=true migration_authenticated=true migration_encrypted={=bool}",
                 r.policy.name(),
                 r.downtime_us,
                 r.total_us,
                 r.stop_pages,
                 r.precopy_pages,
                 r.throttled_steps,
-                r.min_share_permille
+                r.min_share_permille,
+                r.encrypted
             );
             println!(
                 "gmig-rs: guest 0 live-migrated to new slices with {} ({} pages in stop-and-copy, downtime {} us under TCG); memory identical, guest runs on",
@@ -203,6 +218,11 @@ fn run(platform: &mut platform::Platform) -> ! {
             // All partitions in use: nowhere to migrate to on this machine.
             println!("gmig-rs: live migration skipped: no room for a destination vGPU ({e})");
             exit(ExitCode::Success)
+        }
+        Err(e @ migration::MigrationError::Unconfirmed(_)) => {
+            // Committed: the guest may run elsewhere; it must not run here too.
+            println!("error: migration failed: {e}");
+            exit(ExitCode::Failure)
         }
         Err(e) => {
             println!("error: migration failed: {e}");

@@ -12,6 +12,15 @@
 //! destination's memory must equal the source's byte for byte, and the
 //! guest must go on working on the destination.
 //!
+//! The stream is the real one too: authenticated with the migration key
+//! (`migrate_key=`, or a key made up for this boot: both ends are this
+//! monitor), encrypted with `migrate_encrypt=on`, and ended by the
+//! handover (`migrate::handover`): the destination restores the vGPU and
+//! checks its memory before it says ready, runs it only on the source's
+//! commit, and the source frees its vGPU only on the destination's
+//! resumed. Every wait has a timeout ([`TIMEOUT_NS`]); a handover that
+//! cannot be confirmed leaves the source vGPU stopped, not resumed.
+//!
 //! The monitor decides when a guest's submissions reach the GPU, so it
 //! honours the convergence throttle of a policy that has one
 //! (`informed-throttle`, see `migrate::throttle`): before each of the
@@ -24,16 +33,19 @@
 use gpu::addr::GuestGgttIndex;
 use gpu::partition::Partition;
 use gpu::vgpu::{FrameRuns, GuestMemoryMap, Vgpu};
-use migrate::dest::{ReceiveError, Receiver};
+use migrate::dest::{ReceiveError, Receiver, ReceiverConfig, ReceiverStatus};
 use migrate::link::Pipe;
 use migrate::page::{
-    read_state_chunk, GuestPage, MemoryError, PageBuf, PageSink, PageSource, PAGE_SIZE,
+    read_state_chunk, GuestPage, MemoryError, PageBuf, PageRange, PageSink, PageSource, PAGE_SIZE,
 };
 use migrate::policy::Policy;
 use migrate::source::{Source, SourceConfig, SourceError, SourceStatus, SourceStorage};
 use migrate::throttle::{Pacer, ThrottleConfig};
+use migrate::wire::RejectReason;
+use migrate::MigrationKey;
 
 use crate::dirty_trace::{mark, DirtyTrace, PageSet};
+use crate::entropy::MonitorEntropy;
 use migrate::tracker::Slot;
 use migrate::wire::MAX_RECORD;
 
@@ -57,8 +69,9 @@ const CACHE_PAGES: usize = GUEST_MEMORY_PAGES as usize / 8;
 const BLOB_BYTES: usize = 2 << 20;
 /// Bytes the in-memory link buffers each way.
 const PIPE_BYTES: usize = 16 * MAX_RECORD;
-/// Upper bound on main-loop iterations of one migration.
-const MAX_POLLS: u32 = 200_000;
+/// Longest either side waits for the other without progress. Generous for
+/// TCG, where restoring and checking the destination takes a while.
+pub const TIMEOUT_NS: u64 = 10_000_000_000;
 /// The guest submits more work every this many polls during pre-copy.
 const WORK_EVERY: u32 = 4;
 
@@ -114,6 +127,31 @@ pub struct MigrationReport {
     pub total_us: u64,
     /// Writes the dirty trace recorded (`trace=on`; 0 without).
     pub trace_events: u32,
+    /// Whether the stream was encrypted (it is always authenticated).
+    pub encrypted: bool,
+}
+
+/// How the migration stream is protected.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamSecurity {
+    /// The pre-shared key.
+    pub key: MigrationKey,
+    /// Encrypt the records too.
+    pub encrypt: bool,
+}
+
+impl StreamSecurity {
+    /// For the local role: `migrate_key=` if given, else a key made up for
+    /// this boot (both ends are this monitor, so nothing else needs it).
+    pub fn local(options: &crate::cmdline::Options) -> Self {
+        let key = options
+            .migrate_key
+            .unwrap_or_else(|| MigrationKey::random(&mut MonitorEntropy::new()));
+        Self {
+            key,
+            encrypt: options.migrate_encrypt,
+        }
+    }
 }
 
 /// Why a migration failed. In every case the source vGPU is intact and
@@ -130,8 +168,9 @@ pub enum MigrationError {
     DeviceState(&'static str),
     /// The guest's own work failed.
     Guest(DriverError),
-    /// The migration did not finish in its poll budget.
-    Stalled,
+    /// The source committed the handover and then lost the destination:
+    /// the guest stays stopped on the source (not resumed, not freed).
+    Unconfirmed(SourceError),
     /// The destination's memory differs from the source's at the stop.
     /// `weak_digest`: the policy verified pages with gMig's XOR fold.
     Mismatch { page: u64, weak_digest: bool },
@@ -147,7 +186,10 @@ impl core::fmt::Display for MigrationError {
             MigrationError::Destination(e) => write!(f, "destination: {e}"),
             MigrationError::DeviceState(what) => write!(f, "device state: {what}"),
             MigrationError::Guest(e) => write!(f, "guest: {e}"),
-            MigrationError::Stalled => f.write_str("did not complete within its poll budget"),
+            MigrationError::Unconfirmed(e) => write!(
+                f,
+                "handover committed but not confirmed ({e}); the guest stays stopped on the source"
+            ),
             MigrationError::Mismatch { page, weak_digest } => {
                 write!(
                     f,
@@ -168,7 +210,7 @@ impl core::fmt::Display for MigrationError {
 
 /// The `migrate` name of guest page `n`. Guest page numbers here are small
 /// (`GUEST_MEMORY_FIRST_PAGE..+GUEST_MEMORY_PAGES`), so `new` never refuses.
-fn guest_page(n: u64) -> GuestPage {
+pub(crate) fn guest_page(n: u64) -> GuestPage {
     const LAST: GuestPage = match GuestPage::new(GuestPage::MAX) {
         Some(p) => p,
         None => panic!("MAX is a valid page"),
@@ -194,7 +236,10 @@ impl<'a> SourcePages<'a> {
     }
 }
 
-fn frame_address(map: &FrameRuns<4>, page: GuestPage) -> Result<gpu::addr::PhysAddr, MemoryError> {
+pub(crate) fn frame_address(
+    map: &FrameRuns<4>,
+    page: GuestPage,
+) -> Result<gpu::addr::PhysAddr, MemoryError> {
     let gpu_page =
         gpu::addr::GuestPage::new(page.get()).map_err(|_| MemoryError::NotMapped(page))?;
     map.frame_of(gpu_page)
@@ -288,6 +333,30 @@ impl PageSink for DestPages<'_> {
     }
 }
 
+/// Calls `f` with the guest page number behind each guest GM page that
+/// `writes` lists (translated through the guest's own GGTT entries), or
+/// with `None` for one the monitor cannot attribute.
+pub(crate) fn each_written_page(
+    m: &mut VgpuManager,
+    index: usize,
+    writes: &gpu::scan::WriteSet,
+    mut f: impl FnMut(Option<u64>),
+) {
+    let hosted = &m.vgpus[index];
+    for gm_page in writes.pages() {
+        let page = GuestGgttIndex::new(gm_page)
+            .ok()
+            .and_then(|i| {
+                hosted
+                    .vgpu
+                    .guest_pte(m.device.backend(), &hosted.memory, i)
+                    .ok()
+            })
+            .and_then(|pte| pte.page());
+        f(page.map(|p| p.number()));
+    }
+}
+
 /// Tells the source which guest pages the last accepted submission may
 /// have written (the scanner's write targets, guest GM pages translated to
 /// guest pages through the guest's own GGTT entries).
@@ -304,27 +373,18 @@ fn report_write_targets(
         source.report_untracked_writes();
         return Ok(());
     }
-    let hosted = &m.vgpus[index];
-    for gm_page in writes.pages() {
-        let page = GuestGgttIndex::new(gm_page)
-            .ok()
-            .and_then(|i| {
-                hosted
-                    .vgpu
-                    .guest_pte(m.device.backend(), &hosted.memory, i)
-                    .ok()
-            })
-            .and_then(|pte| pte.page());
-        match page {
-            Some(p) => {
-                mark(targets, p.number().wrapping_sub(GUEST_MEMORY_FIRST_PAGE));
-                source.report_write_target(guest_page(p.number()))?
+    let mut result = Ok(());
+    each_written_page(m, index, &writes, |page| match page {
+        Some(p) => {
+            mark(targets, p.wrapping_sub(GUEST_MEMORY_FIRST_PAGE));
+            if result.is_ok() {
+                result = source.report_write_target(guest_page(p));
             }
-            // A write the monitor cannot attribute: trust nothing.
-            None => source.report_untracked_writes(),
         }
-    }
-    Ok(())
+        // A write the monitor cannot attribute: trust nothing.
+        None => source.report_untracked_writes(),
+    });
+    result
 }
 
 /// What the transfer hands over: the restored vGPU and the figures.
@@ -335,23 +395,34 @@ struct Transfer {
     throttled_steps: u32,
     downtime_us: u64,
     trace_events: u32,
+    encrypted: bool,
+}
+
+/// What a local migration runs with.
+#[derive(Debug, Clone, Copy)]
+pub struct MigrationSettings {
+    pub policy: Policy,
+    /// The convergence throttle, if the policy throttles.
+    pub throttle: ThrottleConfig,
+    /// Record the dirty trace (`trace=on`).
+    pub trace: bool,
+    pub security: StreamSecurity,
 }
 
 /// Migrates vGPU `index` (whose guest is `guest`) to a new vGPU on other
-/// slices and frames, with `policy` (and `throttle`, if the policy
-/// throttles), while the guest keeps working. On
+/// slices and frames, with `settings`, while the guest keeps working. On
 /// success the new vGPU takes the guest's slot and the old one is torn
-/// down; on failure the old one goes on untouched and the new one is torn
+/// down; on failure the old one goes on untouched (stopped, not to be
+/// resumed, after [`MigrationError::Unconfirmed`]) and the new one is torn
 /// down; the frames of whichever side goes away return to the allocator.
 pub fn migrate_local(
     m: &mut VgpuManager,
     frames: &mut FrameAllocator,
     index: usize,
     guest: GuestDriver,
-    policy: Policy,
-    throttle: ThrottleConfig,
-    trace: bool,
+    settings: MigrationSettings,
 ) -> Result<(MigrationReport, GuestDriver), MigrationError> {
+    let policy = settings.policy;
     let mut storage = STORAGE.try_lock().ok_or(MigrationError::Busy)?;
     let mut blobs = BLOBS.try_lock().ok_or(MigrationError::Busy)?;
     let vgpu_type = m.vgpus[index].partition.vgpu_type();
@@ -364,19 +435,20 @@ pub fn migrate_local(
     // entries the guest mapped.
     gpu::vgpu::scrub_partition(m.device.backend(), &partition);
     let start_us = crate::time::micros_since_boot();
-    let dest_map = match crate::vgpus::guest_memory(m.device.memory_mut(), frames) {
-        Ok(map) => map,
-        Err(e) => {
-            let _ = m.partitions.free(partition.id());
-            return Err(MigrationError::Setup(e));
-        }
-    };
+    let dest_map =
+        match crate::vgpus::guest_memory(m.device.memory_mut(), frames, GUEST_MEMORY_PAGES) {
+            Ok(map) => map,
+            Err(e) => {
+                let _ = m.partitions.free(partition.id());
+                return Err(MigrationError::Setup(e));
+            }
+        };
     let transfer = transfer(
         m,
         (&mut storage, &mut blobs),
         index,
         guest,
-        (policy, throttle, trace),
+        settings,
         (&partition, &dest_map),
     );
     let t = match transfer {
@@ -422,19 +494,22 @@ pub fn migrate_local(
         downtime_us: t.downtime_us,
         total_us: crate::time::micros_since_boot() - start_us,
         trace_events: t.trace_events,
+        encrypted: t.encrypted,
     };
     let resumed = GuestDriver::resume(m, index).map_err(MigrationError::Guest)?;
     Ok((report, resumed))
 }
 
-/// Pre-copy while the guest works, stop, stop-and-copy, restore onto
-/// `partition` and `dest_map`, and check the destination's memory.
+/// Pre-copy while the guest works, stop, stop-and-copy, then the
+/// handover: the destination restores onto `partition` and `dest_map` and
+/// checks its memory before it says ready, and takes the guest on the
+/// source's commit.
 fn transfer(
     m: &mut VgpuManager,
     (storage, blobs): (&mut Storage, &mut Blobs),
     index: usize,
     guest: GuestDriver,
-    (policy, throttle, trace): (Policy, ThrottleConfig, bool),
+    settings: MigrationSettings,
     (partition, dest_map): (&Partition, &FrameRuns<4>),
 ) -> Result<Transfer, MigrationError> {
     let Storage {
@@ -447,12 +522,27 @@ fn transfer(
         source: source_blob,
         dest: dest_blob,
     } = blobs;
+    let MigrationSettings {
+        policy,
+        throttle,
+        trace,
+        security,
+    } = settings;
     // A failed migration may have left bytes in flight.
     *pipe = Pipe::new();
     let mut cfg = SourceConfig::new(policy);
     cfg.vgpu_type = u16::from(m.vgpus[index].partition.vgpu_type().code());
     cfg.work_per_poll = 16;
     cfg.throttle = throttle;
+    cfg.encrypt = security.encrypt;
+    cfg.timeout_ns = TIMEOUT_NS;
+    let mut entropy = MonitorEntropy::new();
+    defmt::info!(
+        "migration stream: authenticated with key {=u32:08x}, encrypted {=bool}, nonces from {=str}",
+        security.key.fingerprint(),
+        security.encrypt,
+        entropy.source().name()
+    );
     let mut source = Source::new(
         cfg,
         SourceStorage {
@@ -460,10 +550,18 @@ fn transfer(
             cache_pages,
             cache_owners,
         },
+        &security.key,
+        &mut entropy,
     )
     .map_err(MigrationError::Source)?;
     let (mut source_end, mut dest_end) = pipe.ends();
-    let mut receiver = Receiver::new(cfg.vgpu_type);
+    let mut rx_cfg = ReceiverConfig::new(cfg.vgpu_type, GUEST_PAGES);
+    rx_cfg.max_device_state = BLOB_BYTES as u32;
+    // The stand-in guests have no CPU state.
+    rx_cfg.max_cpu_state = 0;
+    rx_cfg.encrypt = security.encrypt;
+    rx_cfg.timeout_ns = TIMEOUT_NS;
+    let mut receiver = Receiver::new(rx_cfg, &security.key, &mut entropy);
     let mut dest_blob_len = 0usize;
     let mut blob_len = 0usize;
     let mut stopped_us = None;
@@ -471,11 +569,15 @@ fn transfer(
     let mut round_tag = 0u32;
     let mut pacer = Pacer::new();
     let mut throttled_steps = 0u32;
+    let mut restored: Option<Vgpu> = None;
+    let mut dest_runs = false;
     let mut recorder = trace.then(|| DirtyTrace::start(&mut SourcePages::of(m, index, &[])));
 
-    for poll in 0..MAX_POLLS {
+    // Every wait in the two state machines has a timeout: this ends.
+    let mut poll = 0u32;
+    loop {
         let now_ns = crate::time::micros_since_boot() * 1000;
-        let step_due = stopped_us.is_none() && poll % WORK_EVERY == 0;
+        let step_due = stopped_us.is_none() && poll.is_multiple_of(WORK_EVERY);
         // Only the throttle's share of the guest's steps goes through.
         let admitted = step_due && pacer.admit(source.submission_share());
         if step_due && !admitted {
@@ -504,12 +606,10 @@ fn transfer(
         }
         let status = {
             let mut pages = SourcePages::of(m, index, &source_blob[..blob_len]);
-            source
-                .poll(now_ns, &mut pages, &mut source_end)
-                .map_err(MigrationError::Source)?
+            source.poll(now_ns, &mut pages, &mut source_end)
         };
         match status {
-            SourceStatus::StopGuest => {
+            Ok(SourceStatus::StopGuest) => {
                 // The guest submits nothing from here on; its vGPU is idle
                 // (the software GPU completes work synchronously).
                 stopped_us = Some(crate::time::micros_since_boot());
@@ -522,36 +622,106 @@ fn transfer(
                     .guest_stopped(now_ns)
                     .map_err(MigrationError::Source)?;
             }
-            SourceStatus::Completed => break,
+            Ok(SourceStatus::Completed) => break,
+            // Both ends are here, so the destination's side settles it.
+            Ok(SourceStatus::Unconfirmed(_)) if dest_runs => break,
+            Ok(SourceStatus::Unconfirmed(e)) => return Err(MigrationError::Unconfirmed(e)),
+            Ok(_) => {}
+            Err(e) => {
+                // Not committed: the destination never runs the guest.
+                if let Some(mut v) = restored.take() {
+                    v.reset(m.device.backend());
+                }
+                return Err(MigrationError::Source(e));
+            }
+        }
+        let received = {
+            let mut sink = DestPages {
+                memory: m.device.memory_mut(),
+                map: dest_map,
+                blob: dest_blob,
+                blob_len: &mut dest_blob_len,
+            };
+            receiver
+                .poll(now_ns, &mut sink, &mut dest_end, 64)
+                .map_err(MigrationError::Destination)?
+        };
+        match received {
+            ReceiverStatus::Received => {
+                // Restore and check before saying ready; on failure the
+                // source learns it and resumes its guest.
+                match restore_and_check(
+                    m,
+                    index,
+                    &dest_blob[..dest_blob_len],
+                    partition,
+                    dest_map,
+                    policy,
+                ) {
+                    Ok(v) => {
+                        restored = Some(v);
+                        receiver
+                            .ready(now_ns, &mut dest_end)
+                            .map_err(MigrationError::Destination)?;
+                    }
+                    Err(e) => {
+                        let _ = receiver.abort(RejectReason::Restore, &mut dest_end);
+                        return Err(e);
+                    }
+                }
+            }
+            ReceiverStatus::Resume => {
+                // The source committed: the restored vGPU is the guest's now
+                // (it takes the slot once the transfer returns).
+                dest_runs = true;
+                receiver
+                    .resumed(&mut dest_end)
+                    .map_err(MigrationError::Destination)?;
+            }
             _ => {}
         }
-        let mut sink = DestPages {
-            memory: m.device.memory_mut(),
-            map: dest_map,
-            blob: dest_blob,
-            blob_len: &mut dest_blob_len,
-        };
-        receiver
-            .poll(&mut sink, &mut dest_end, 64)
-            .map_err(MigrationError::Destination)?;
-        if poll + 1 == MAX_POLLS {
-            return Err(MigrationError::Stalled);
-        }
+        poll = poll.wrapping_add(1);
     }
     if let Some(r) = &recorder {
         defmt::info!("trace-end events={=u32}", r.events());
     }
-    let stopped_us = stopped_us.ok_or(MigrationError::Stalled)?;
-    let mut vgpu = Vgpu::restore(
-        &dest_blob[..dest_blob_len],
-        partition,
-        m.device.backend(),
-        dest_map,
-    )
-    .map_err(|_| MigrationError::DeviceState("restore failed"))?;
+    let vgpu = restored.ok_or(MigrationError::DeviceState("completed without a restore"))?;
+    let stopped_us = stopped_us.ok_or(MigrationError::DeviceState("completed without a stop"))?;
+    // Stop to the destination's resume acknowledgement, as the source sees it.
     let downtime_us = crate::time::micros_since_boot() - stopped_us;
+    Ok(Transfer {
+        vgpu,
+        stats: *source.stats(),
+        submissions,
+        throttled_steps,
+        downtime_us,
+        trace_events: recorder.as_ref().map_or(0, DirtyTrace::events),
+        encrypted: source.encrypted(),
+    })
+}
 
-    // Byte-identical at the stop, or the destination does not take over.
+/// The guest's own pages, which every page record must name (checked at
+/// compile time).
+const GUEST_PAGES: PageRange = match GuestPage::new(GUEST_MEMORY_FIRST_PAGE) {
+    Some(first) => match PageRange::new(first, GUEST_MEMORY_PAGES) {
+        Some(r) => r,
+        None => panic!("the guest's pages are a small range"),
+    },
+    None => panic!("the guest's pages are a small range"),
+};
+
+/// The destination's restore onto `partition` and `dest_map`, and the local
+/// role's check that its memory equals the source's byte for byte.
+fn restore_and_check(
+    m: &mut VgpuManager,
+    index: usize,
+    blob: &[u8],
+    partition: &Partition,
+    dest_map: &FrameRuns<4>,
+    policy: Policy,
+) -> Result<Vgpu, MigrationError> {
+    let mut vgpu = Vgpu::restore(blob, partition, m.device.backend(), dest_map)
+        .map_err(|_| MigrationError::DeviceState("restore failed"))?;
     let memory = m.device.memory();
     for n in 0..GUEST_MEMORY_PAGES {
         let page = guest_page(GUEST_MEMORY_FIRST_PAGE + n);
@@ -572,12 +742,5 @@ fn transfer(
             });
         }
     }
-    Ok(Transfer {
-        vgpu,
-        stats: *source.stats(),
-        submissions,
-        throttled_steps,
-        downtime_us,
-        trace_events: recorder.as_ref().map_or(0, DirtyTrace::events),
-    })
+    Ok(vgpu)
 }

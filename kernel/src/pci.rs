@@ -152,6 +152,14 @@ impl Bar {
             Bar::Memory { size, .. } => size,
         }
     }
+
+    /// Base and size of a memory BAR the firmware assigned (address not 0).
+    pub fn memory(&self) -> Option<(u64, u64)> {
+        match *self {
+            Bar::Memory { address, size, .. } if address != 0 => Some((address, size)),
+            _ => None,
+        }
+    }
 }
 
 /// One PCI function.
@@ -216,7 +224,23 @@ pub struct PciBus {
 const COMMAND: u16 = 0x04;
 const COMMAND_IO: u32 = 1 << 0;
 const COMMAND_MEMORY: u32 = 1 << 1;
+const COMMAND_BUS_MASTER: u32 = 1 << 2;
+const COMMAND_INTX_DISABLE: u32 = 1 << 10;
 const BAR0: u16 = 0x10;
+
+impl ConfigAccess {
+    /// Lets a polled DMA device work: memory decoding and bus mastering
+    /// on, its legacy interrupt line off (the monitor polls, and an
+    /// unhandled level interrupt must not reach the CPU).
+    pub fn enable_polled_dma(&self, bdf: Bdf) {
+        let command = self.read32(bdf, COMMAND) & 0xffff;
+        self.write32(
+            bdf,
+            COMMAND,
+            command | COMMAND_MEMORY | COMMAND_BUS_MASTER | COMMAND_INTX_DISABLE,
+        );
+    }
+}
 
 /// Sizes the BARs of a type-0 function, with decoding off meanwhile so
 /// that the all-ones probe never claims addresses.

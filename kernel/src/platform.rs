@@ -40,6 +40,8 @@ pub struct Platform {
     pub vgpus: VgpuManager,
     /// Which code hashes pages (SSE2 or portable), chosen at bring-up.
     pub digest: crate::digest::DigestChoice,
+    /// The NIC and TCP/IP, when `ip=` asks for them.
+    pub net: Option<crate::net::Net>,
 }
 
 /// Why bring-up stopped.
@@ -48,6 +50,7 @@ pub enum BringUpError {
     Frames(crate::mem::frames::FrameError),
     Paging(MapError),
     Gpu(SetupError),
+    Net(crate::net::NetError),
 }
 
 impl core::fmt::Display for BringUpError {
@@ -56,11 +59,12 @@ impl core::fmt::Display for BringUpError {
             BringUpError::Frames(e) => write!(f, "frame allocator: {e}"),
             BringUpError::Paging(e) => write!(f, "page tables: {e}"),
             BringUpError::Gpu(e) => write!(f, "GPU: {e}"),
+            BringUpError::Net(e) => write!(f, "network: {e}"),
         }
     }
 }
 
-/// Sets up memory, ACPI, PCI, the vGPUs and the page digest.
+/// Sets up memory, ACPI, PCI, the vGPUs, the page digest and the network.
 pub fn bring_up(
     boot: &'static BootInfo,
     options: Options,
@@ -100,7 +104,12 @@ pub fn bring_up(
         None => ConfigAccess::Legacy,
     };
     let pci = pci::enumerate(access);
-    let mut vgpus = VgpuManager::bring_up(&mut memory, &pci, options.vgpus, options.vgpu_type)
+    // The migration roles make their guests' vGPUs themselves.
+    let count = match options.roles.role {
+        crate::cmdline::Role::Local => options.vgpus,
+        _ => 0,
+    };
+    let mut vgpus = VgpuManager::bring_up(&mut memory, &pci, count, options.vgpu_type)
         .map_err(BringUpError::Gpu)?;
     vgpus.gate.deny_shaders(options.deny_shaders);
     defmt::info!(
@@ -112,6 +121,7 @@ pub fn bring_up(
         }
     );
     let digest = crate::digest::choose();
+    let net = crate::net::bring_up(&mut memory, &pci, options.net).map_err(BringUpError::Net)?;
     Ok(Platform {
         boot,
         options,
@@ -121,6 +131,7 @@ pub fn bring_up(
         pci,
         vgpus,
         digest,
+        net,
     })
 }
 

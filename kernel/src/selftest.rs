@@ -71,10 +71,34 @@ const SUITE: &[Test] = &[
         name: "gpu-memory-fenced",
         run: gpu_memory_fenced,
     },
+    Test {
+        name: "net-e1000e-registers",
+        run: crate::net::selftest::e1000e_registers,
+    },
+    Test {
+        name: "net-e1000e-rings",
+        run: crate::net::selftest::e1000e_rings,
+    },
+    Test {
+        name: "net-tcp-checksums",
+        run: crate::net::selftest::tcp_checksums,
+    },
+    Test {
+        name: "net-virtio-hal-pool",
+        run: crate::net::selftest::virtio_hal_pool,
+    },
+    Test {
+        name: "net-bench-pattern",
+        run: crate::net::selftest::bench_pattern,
+    },
     // Leaves one vGPU stopped on purpose.
     Test {
         name: "vgpu-workloads",
         run: vgpu_workloads,
+    },
+    Test {
+        name: "guest-workloads",
+        run: guest_workloads,
     },
     Test {
         name: "local-migration",
@@ -350,9 +374,131 @@ fn cmdline_cases(_: &mut Platform) -> TestResult {
         matches!(ok(b"policy=fastest"), Err(CmdlineError::BadValue { .. })),
         "bad policy",
     )?;
+    let key = ok(b"migrate_key=00112233445566778899AABBCCDDEEFF migrate_encrypt=on");
+    check(
+        key.map(|o| (o.migrate_key.is_some(), o.migrate_encrypt)) == Ok((true, true))
+            && ok(b"").map(|o| (o.migrate_key.is_none(), o.migrate_encrypt)) == Ok((true, false)),
+        "migrate_key= and migrate_encrypt=",
+    )?;
+    check(
+        matches!(
+            ok(b"migrate_key=0011223344556677889900aabbccddeeffzz"),
+            Err(CmdlineError::BadValue {
+                value: "(not shown)",
+                ..
+            })
+        ),
+        "a malformed migrate_key= is refused, not echoed",
+    )?;
     check(
         matches!(cmdline::parse(b"", true), Err(CmdlineError::Truncated)),
         "truncated",
+    )?;
+    network_options()
+}
+
+/// `ip=`, `nic=`, `peer=`, `listen=`, `net_bench=` and their rules.
+fn network_options() -> TestResult {
+    use crate::net::config::NicChoice;
+    let ok = |line: &'static [u8]| cmdline::parse(line, false);
+    let bad = |line: &'static [u8]| matches!(ok(line), Err(CmdlineError::BadValue { .. }));
+    let o = ok(b"ip=169.254.0.1/16 nic=e1000e peer=169.254.0.2:7000")
+        .map_err(|_| "a full network line")?;
+    let ip = o.net.ip.ok_or("ip= not kept")?;
+    check(
+        ip.address.octets() == [169, 254, 0, 1] && ip.prefix == 16,
+        "ip= address or prefix",
+    )?;
+    check(o.net.nic == NicChoice::E1000e, "nic=e1000e")?;
+    check(o.net.peer.map(|p| p.port()) == Some(7000), "peer= port")?;
+    check(
+        ok(b"").map(|o| o.net.ip.is_none() && o.net.nic == NicChoice::Auto) == Ok(true),
+        "no network by default",
+    )?;
+    check(ok(b"ip=169.254.0.0/31").is_ok(), "a /31 host refused")?;
+    for line in [
+        &b"ip=169.254.0.0/16"[..],
+        b"ip=169.254.255.255/16",
+        b"ip=1.2.3.4/33",
+        b"ip=1.2.3.4/0",
+        b"ip=1.2.3.4",
+        b"ip=224.0.0.1/8",
+        b"ip=0.0.0.0/8",
+        b"ip=1.2.3/24",
+        b"nic=rtl8139",
+        b"listen=0",
+        b"listen=65536",
+        b"net_bench=0",
+        b"net_bench=4097",
+        b"tcp_buffer_kib=3",
+        b"mtu=575",
+        b"mtu=8001",
+        b"tcp_buffer_kib=65537",
+    ] {
+        // Values are checked before the rules that span options.
+        let line: &'static [u8] = line;
+        check(bad(line), "a bad network value accepted")?;
+    }
+    check(
+        bad(b"ip=10.0.0.1/8 peer=10.0.0.2:0") && bad(b"ip=10.0.0.1/8 peer=10.0.0.2"),
+        "a peer without a port accepted",
+    )?;
+    check(
+        matches!(
+            ok(b"peer=10.0.0.2:7000"),
+            Err(CmdlineError::Needs { key: "peer", .. })
+        ),
+        "peer= without ip= accepted",
+    )?;
+    check(
+        matches!(
+            ok(b"nic=virtio"),
+            Err(CmdlineError::Needs { key: "nic", .. })
+        ),
+        "nic= without ip= accepted",
+    )?;
+    check(
+        matches!(
+            ok(b"ip=10.0.0.1/24 peer=10.0.1.2:7000"),
+            Err(CmdlineError::NotOnSubnet { .. })
+        ),
+        "a peer off the subnet accepted",
+    )?;
+    check(
+        matches!(
+            ok(b"ip=10.0.0.1/24 peer=10.0.0.1:7000"),
+            Err(CmdlineError::Conflict { key: "peer", .. })
+        ),
+        "this machine as its own peer accepted",
+    )?;
+    check(
+        ok(b"ip=10.0.0.1/24 listen=7000 net_bench=8").map(|o| o.mode)
+            == Ok(Mode::NetBench { mib: 8 }),
+        "net_bench=8 with listen=",
+    )?;
+    check(
+        matches!(
+            ok(b"ip=10.0.0.1/24 net_bench=8"),
+            Err(CmdlineError::Needs {
+                key: "net_bench",
+                ..
+            })
+        ),
+        "net_bench= without a direction accepted",
+    )?;
+    check(
+        matches!(
+            ok(b"ip=10.0.0.1/24 listen=7000 peer=10.0.0.2:7000 net_bench=8"),
+            Err(CmdlineError::Conflict { .. })
+        ),
+        "net_bench= with both directions accepted",
+    )?;
+    check(
+        matches!(
+            ok(b"net_bench=8 selftest=all ip=10.0.0.1/24 listen=7000"),
+            Err(CmdlineError::Conflict { .. })
+        ),
+        "net_bench= with selftest= accepted",
     )
 }
 
@@ -431,6 +577,69 @@ fn vgpu_workloads(p: &mut Platform) -> TestResult {
     )
 }
 
+/// Each `guest` crate workload on a vGPU of its own (16 MiB of RAM, so
+/// its working set spans many pages of the aperture): boots, runs frames
+/// that check themselves, passes a whole check of every data page, and
+/// the vGPU's frames all return when it is torn down.
+fn guest_workloads(p: &mut Platform) -> TestResult {
+    use crate::guests::{CpuDirty, StandIn, WriteLog};
+    const PAGES: u64 = 4096;
+    for kind in guest::Kind::ALL {
+        let free = p.memory.frames.free_frames();
+        let index = p
+            .vgpus
+            .add_vgpu(&mut p.memory.frames, gpu::partition::VgpuType::Small, PAGES)
+            .map_err(|_| "no room for a workload vGPU")?;
+        let (mut cpu, mut writes) = (CpuDirty::new(PAGES), WriteLog::default());
+        let result = {
+            let mut machine = StandIn {
+                m: &mut p.vgpus,
+                index,
+                cpu: &mut cpu,
+                writes: &mut writes,
+            };
+            guest::Driver::probe(&mut machine, crate::vgpus::GUEST_MEMORY_FIRST_PAGE, PAGES)
+                .map_err(guest::WorkloadError::Driver)
+                .and_then(|d| guest::Workload::boot(&mut machine, d, kind, 0x5e1f))
+                .and_then(|mut w| {
+                    for _ in 0..10 {
+                        w.step(&mut machine)?;
+                    }
+                    w.check_all(&mut machine).map(|n| (n, w.checksum()))
+                })
+        };
+        p.vgpus.remove_vgpu(&mut p.memory.frames, index);
+        match result {
+            Ok((checked, checksum)) => defmt::info!(
+                "guest workload {=str}: 10 frames, {=u64} pages checked, checksum {=u64:#x}",
+                kind.name(),
+                checked,
+                checksum
+            ),
+            Err(e) => {
+                defmt::error!(
+                    "guest workload {=str}: {}",
+                    kind.name(),
+                    defmt::Display2Format(&e)
+                );
+                return Err("a guest workload failed");
+            }
+        }
+        let mut dirty = 0u32;
+        cpu.take(|_| dirty += 1);
+        check(dirty > 0, "the guest's CPU writes were not seen")?;
+        check(
+            writes.drain().count() > 0,
+            "the guest's submissions left no write sets",
+        )?;
+        check(
+            p.memory.frames.free_frames() == free,
+            "a workload vGPU's frames did not all return",
+        )?;
+    }
+    Ok(())
+}
+
 /// Guest 0's driver: resumed if an earlier self-test booted it (rings set
 /// up), else booted here, so each migration test also runs on its own.
 fn guest_zero(p: &mut Platform) -> Result<crate::workload::GuestDriver, &'static str> {
@@ -453,9 +662,12 @@ fn local_migration(p: &mut Platform) -> TestResult {
         &mut p.memory.frames,
         0,
         guest,
-        p.options.policy,
-        migrate::ThrottleConfig::new(),
-        true,
+        crate::migration::MigrationSettings {
+            policy: p.options.policy,
+            throttle: migrate::ThrottleConfig::new(),
+            trace: true,
+            security: crate::migration::StreamSecurity::local(&p.options),
+        },
     )
     .map_err(|e| {
         defmt::error!("migration: {}", defmt::Display2Format(&e));
@@ -509,9 +721,12 @@ fn local_migration_throttled(p: &mut Platform) -> TestResult {
         &mut p.memory.frames,
         0,
         guest,
-        migrate::Policy::InformedThrottle,
-        throttle,
-        false,
+        crate::migration::MigrationSettings {
+            policy: migrate::Policy::InformedThrottle,
+            throttle,
+            trace: false,
+            security: crate::migration::StreamSecurity::local(&p.options),
+        },
     )
     .map_err(|e| {
         defmt::error!("throttled migration: {}", defmt::Display2Format(&e));

@@ -5,13 +5,14 @@
 //! memory. All decisions about slices, registers and commands are the `gpu`
 //! crate's; this module only provides frames, BAR0 and the wiring.
 
+use alloc::boxed::Box;
 use core::fmt;
 
 use gpu::addr::{GuestPage, HostGgttIndex, HostGm, HostGmRange, PhysAddr, PhysFrame, PAGE_SIZE};
-use gpu::backend::{Backend, BackendError};
+use gpu::backend::{Backend, BackendError, ContextId};
 use gpu::engine::Engine;
 use gpu::ggtt::{GgttFlush, HostPte, PteFlags};
-use gpu::intel::{EngineContext, IntelGen9, Mmio};
+use gpu::intel::{context_pages, ContextTable, EngineContext, IntelGen9, Mmio};
 use gpu::mediate::{ScanGate, SHADOW_BYTES_PER_ENGINE};
 use gpu::partition::{
     GmLayout, Partition, PartitionAllocator, PartitionError, VgpuType, MAX_VGPUS,
@@ -37,15 +38,16 @@ pub const GUEST_MEMORY_PAGES: u64 = 256;
 pub const GUEST_MEMORY_FIRST_PAGE: u64 = 0x100;
 /// The software model's GGTT table: one 8-byte PTE per 4 KiB of 4 GiB.
 const GGTT_TABLE_PAGES: u64 = 2048;
-/// Context image pages per engine on real hardware: the per-process status
-/// page plus the register state (i915 `GEN9_LR_CONTEXT_RENDER_SIZE` is 22
-/// pages for render, `GEN8_LR_CONTEXT_OTHER_SIZE` 2 for the others; one
-/// more page for the status page, rounded up).
-const fn context_pages(engine: Engine) -> u64 {
-    match engine {
-        Engine::Render => 24,
-        _ => 4,
+/// GM (and frames) the real backend's logical ring contexts take: one per
+/// engine for the monitor and for every vGPU slot.
+const fn context_bytes() -> u64 {
+    let mut per_context = 0;
+    let mut i = 0;
+    while i < Engine::COUNT {
+        per_context += context_pages(Engine::ALL[i]);
+        i += 1;
     }
+    per_context * ContextId::COUNT as u64 * PAGE_SIZE
 }
 
 /// BAR0 of a real Gen9 GPU, mapped uncached: registers in the low 2 MiB,
@@ -102,8 +104,10 @@ impl Mmio for Bar0 {
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // reason: one instance for the monitor's life; boxing buys nothing
 pub enum GpuDevice {
-    /// The software Gen9 model (no supported Intel GPU found).
-    Software(SimGpu<GpuMemory>),
+    /// The software Gen9 model (no supported Intel GPU found). On the heap:
+    /// its per-context register files make it tens of KiB, too much to move
+    /// around the monitor's stack.
+    Software(Box<SimGpu<GpuMemory>>),
     /// A real Gen9 GT2 GPU.
     Intel {
         gpu: IntelGen9<Bar0, GpuMemory>,
@@ -116,7 +120,7 @@ impl GpuDevice {
     /// The backend every vGPU submits through.
     pub fn backend(&mut self) -> &mut dyn Backend {
         match self {
-            GpuDevice::Software(sim) => sim,
+            GpuDevice::Software(sim) => &mut **sim,
             GpuDevice::Intel { gpu, .. } => gpu,
         }
     }
@@ -213,20 +217,21 @@ fn memory_bar(bar: Bar) -> Option<(u64, u64)> {
     }
 }
 
-/// Gives a guest's memory (fresh frames) to the GPU and describes it as
-/// guest pages.
+/// Gives a guest's memory (`pages` fresh frames) to the GPU and describes
+/// it as guest pages from [`GUEST_MEMORY_FIRST_PAGE`].
 pub fn guest_memory(
     gpu_mem: &mut GpuMemory,
     frames: &mut FrameAllocator,
+    pages: u64,
 ) -> Result<FrameRuns<4>, SetupError> {
     let base = gpu_mem
-        .allocate(frames, GUEST_MEMORY_PAGES, 1)
+        .allocate(frames, pages, 1)
         .map_err(SetupError::Memory)?;
     let mut runs = FrameRuns::new();
     let run = FrameRun {
         first_page: GuestPage::new(GUEST_MEMORY_FIRST_PAGE).map_err(|_| SetupError::BadBars)?,
         first_frame: base.frame(),
-        count: GUEST_MEMORY_PAGES,
+        count: pages,
     };
     // A fresh table has room for one run.
     let _ = runs.push(run);
@@ -244,7 +249,7 @@ impl VgpuManager {
         let mut gpu_mem = GpuMemory::default();
         let mut guest_memories: heapless::Vec<FrameRuns<4>, MAX_VGPUS> = heapless::Vec::new();
         for _ in 0..count {
-            let runs = guest_memory(&mut gpu_mem, &mut memory.frames)?;
+            let runs = guest_memory(&mut gpu_mem, &mut memory.frames, GUEST_MEMORY_PAGES)?;
             // `count` is at most MAX_VGPUS (checked by the command line).
             let _ = guest_memories.push(runs);
         }
@@ -261,23 +266,27 @@ impl VgpuManager {
                     .space
                     .map_mmio(&mut memory.frames, bar0, bar0_size)
                     .map_err(SetupError::Map)?;
-                // Contexts go at the bottom of the monitor's hidden slice.
-                let mut contexts = [EngineContext {
+                // Contexts (the monitor's and one per vGPU slot, on every
+                // engine) go at the bottom of the monitor's hidden slice.
+                let unset = EngineContext {
                     lrca: layout.hidden().base(),
                     image: PhysAddr::new(0).map_err(|_| SetupError::BadBars)?,
-                }; Engine::COUNT];
+                };
+                let mut contexts: ContextTable = [[unset; Engine::COUNT]; ContextId::COUNT];
                 let mut offset = 0;
-                for engine in Engine::ALL {
-                    let pages = context_pages(engine);
-                    let image = gpu_mem
-                        .allocate(&mut memory.frames, pages, 1)
-                        .map_err(SetupError::Memory)?;
-                    let lrca = layout
-                        .hidden()
-                        .at(offset)
-                        .ok_or(SetupError::MonitorSliceFull)?;
-                    contexts[engine.index()] = EngineContext { lrca, image };
-                    offset += pages * PAGE_SIZE;
+                for context in ContextId::all() {
+                    for engine in Engine::ALL {
+                        let pages = context_pages(engine);
+                        let image = gpu_mem
+                            .allocate(&mut memory.frames, pages, 1)
+                            .map_err(SetupError::Memory)?;
+                        let lrca = layout
+                            .hidden()
+                            .at(offset)
+                            .ok_or(SetupError::MonitorSliceFull)?;
+                        contexts[context.index()][engine.index()] = EngineContext { lrca, image };
+                        offset += pages * PAGE_SIZE;
+                    }
                 }
                 let gpu = IntelGen9::new(
                     Bar0 {
@@ -292,9 +301,10 @@ impl VgpuManager {
                     family: supported.family,
                     device: supported.device,
                 };
-                for engine in Engine::ALL {
-                    let ctx = contexts[engine.index()];
-                    map_pages(device.backend(), ctx.lrca, ctx.image, context_pages(engine))?;
+                for row in &contexts {
+                    for (ctx, engine) in row.iter().zip(Engine::ALL) {
+                        map_pages(device.backend(), ctx.lrca, ctx.image, context_pages(engine))?;
+                    }
                 }
                 if let GpuDevice::Intel { gpu, .. } = &mut device {
                     gpu.init().map_err(SetupError::Backend)?;
@@ -306,13 +316,11 @@ impl VgpuManager {
                     .allocate(&mut memory.frames, GGTT_TABLE_PAGES, 1)
                     .map_err(SetupError::Memory)?;
                 let sim = SimGpu::new(gpu_mem, table).map_err(SetupError::Sim)?;
-                (GpuDevice::Software(sim), GmLayout::DEFAULT)
+                (GpuDevice::Software(Box::new(sim)), GmLayout::DEFAULT)
             }
         };
         let used_by_contexts = match &device {
-            GpuDevice::Intel { .. } => {
-                Engine::ALL.iter().map(|e| context_pages(*e)).sum::<u64>() * PAGE_SIZE
-            }
+            GpuDevice::Intel { .. } => context_bytes(),
             GpuDevice::Software(_) => 0,
         };
         let mut partitions = PartitionAllocator::new(layout, PartitionAllocator::GVT_MONITOR_SHARE)
@@ -373,6 +381,55 @@ impl VgpuManager {
         map_pages(self.device.backend(), gm, phys, pages)?;
         self.monitor_next += pages * PAGE_SIZE;
         Ok((gm, phys))
+    }
+
+    /// A new vGPU of `vgpu_type` with `pages` pages of fresh guest memory,
+    /// on a partition of its own (scrubbed first); returns its index.
+    pub fn add_vgpu(
+        &mut self,
+        frames: &mut FrameAllocator,
+        vgpu_type: VgpuType,
+        pages: u64,
+    ) -> Result<usize, SetupError> {
+        if self.vgpus.is_full() {
+            return Err(SetupError::Partition(PartitionError::NoFreeSlot));
+        }
+        let partition = self
+            .partitions
+            .allocate(vgpu_type)
+            .map_err(SetupError::Partition)?;
+        gpu::vgpu::scrub_partition(self.device.backend(), &partition);
+        let memory = match guest_memory(self.device.memory_mut(), frames, pages) {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = self.partitions.free(partition.id());
+                return Err(e);
+            }
+        };
+        let hosted = HostedVgpu {
+            vgpu: Vgpu::new(&partition),
+            partition,
+            memory,
+        };
+        // Not full: checked above.
+        let _ = self.vgpus.push(hosted);
+        Ok(self.vgpus.len() - 1)
+    }
+
+    /// Tears vGPU `index` down: its GGTT entries and fences cleared, its
+    /// partition free, its frames zeroed and returned. The vGPUs after it
+    /// move down one index.
+    pub fn remove_vgpu(&mut self, frames: &mut FrameAllocator, index: usize) {
+        if index >= self.vgpus.len() {
+            return;
+        }
+        let mut gone = self.vgpus.remove(index);
+        gone.vgpu.reset(self.device.backend());
+        let _ = self.partitions.free(gone.partition.id());
+        // With its GGTT entries gone the GPU cannot reach the frames.
+        if let Err(e) = self.device.memory_mut().release(frames, &gone.memory) {
+            defmt::warn!("vgpu frames: {}", defmt::Display2Format(&e));
+        }
     }
 
     /// Logs the backend and the partition map.

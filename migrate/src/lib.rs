@@ -13,7 +13,12 @@
 //! - [`xxh3_sse2`]: the same xxh3-64 of a page on SSE2, for the monitor;
 //! - [`tracker`]: the per-vGPU dirty table and CPU / scanner evidence;
 //! - [`delta`]: XBZRLE-like delta encoding and the last-sent cache;
-//! - [`wire`]: stream header and records (view + repr), order rules;
+//! - [`wire`]: handshake messages and records (view + repr), the stream's
+//!   order and content rules;
+//! - [`auth`]: the migration key, the handshake's proofs and keys, record
+//!   sealing (authentication, optionally encryption);
+//! - [`handover`]: who owns the guest when, and what each side does when a
+//!   message is lost;
 //! - [`link`]: the [`Link`] trait, an in-memory pipe, a fault injector;
 //! - [`policy`]: the policies and their names;
 //! - [`throttle`]: the convergence throttle (the vGPU's share of GPU time
@@ -24,16 +29,20 @@
 //!
 //! # Fuzzing the stream decoder
 //! `migrate/fuzz` (cargo-fuzz, outside the workspace, nightly toolchain)
-//! feeds arbitrary bytes to [`decode_stream`]: raw, and re-signed so that
-//! mutations get past the CRCs to the record parser, the order rules, the
-//! state-blob bookkeeping and the delta decoder (see the target's docs and
-//! `fuzz/seeds`). Runs on this project's 2-core machine, cargo-fuzz 0.13.2,
-//! rustc 1.97.0-nightly, `-max_len=16384 -use_value_profile=1`:
+//! feeds arbitrary bytes to [`decode_stream`] as a fixed destination (the
+//! tests' key, nonce and guest): raw, and re-signed with the key
+//! ([`reseal_stream`]) so that mutations get past the CRCs and the
+//! Poly1305 tags to the record parser, the stream rules, the state-blob
+//! digests and the delta decoder (see the target's docs and `fuzz/seeds`,
+//! which `tests.rs` regenerates and checks). Runs on this project's 2-core
+//! machine, cargo-fuzz 0.13.2, rustc 1.97.0-nightly, `-max_len=16384
+//! -use_value_profile=1`, of the version 1 format (CRC-only records, no
+//! handshake; the version 2 target has not been run yet):
 //!
 //! | date (UTC) | code | inputs | time | result |
 //! |---|---|---:|---:|---|
-//! | 2026-11-25 08:58-09:03 | re-sign mode + seeds, before `Link::unsent` | 3,000,000 | 265 s | no crash, hang or leak; 433 edges, corpus 1585 |
-//! | 2026-11-25 09:09-09:12 | same decoder, corpus carried over | 2,000,000 | 211 s | no crash; 440 edges, corpus 1462 |
+//! | 2026-11-25 08:58-09:03 | v1, re-sign mode + seeds, before `Link::unsent` | 3,000,000 | 265 s | no crash, hang or leak; 433 edges, corpus 1585 |
+//! | 2026-11-25 09:09-09:12 | v1, same decoder, corpus carried over | 2,000,000 | 211 s | no crash; 440 edges, corpus 1462 |
 //!
 //! An earlier raw-only run (1,500,000 inputs in 12 s) reached 127 edges: it
 //! never got past the header CRC, which is why the re-sign mode exists.
@@ -44,9 +53,11 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod delta;
 pub mod dest;
 pub mod digest;
+pub mod handover;
 pub mod link;
 pub mod page;
 pub mod policy;
@@ -57,14 +68,23 @@ pub mod wire;
 #[cfg(target_arch = "x86_64")]
 pub mod xxh3_sse2;
 
-pub use dest::{decode_stream, ReceiveError, Receiver, ReceiverStatus};
-pub use link::{FaultConfig, FaultInjector, Link, LinkError, Pipe, PipeEnd, SliceLink};
-pub use page::{GuestPage, MemoryError, PageBuf, PageSink, PageSource, PAGE_SIZE};
+pub use auth::{DeterministicEntropy, Entropy, EntropyPool, KeyError, MigrationKey};
+pub use dest::{
+    decode_stream, reseal_stream, ReceiveError, Receiver, ReceiverConfig, ReceiverStatus,
+};
+pub use handover::Wait;
+pub use link::{
+    Capped, FaultConfig, FaultInjector, Link, LinkError, Pipe, PipeEnd, RecordAction, RecordFault,
+    SliceLink,
+};
+pub use page::{GuestPage, MemoryError, PageBuf, PageRange, PageSink, PageSource, PAGE_SIZE};
 pub use policy::{Policy, UnknownPolicy, POLICY_NAMES};
-pub use source::{Source, SourceConfig, SourceError, SourceStats, SourceStatus, SourceStorage};
+pub use source::{
+    Progress, Source, SourceConfig, SourceError, SourceStats, SourceStatus, SourceStorage,
+};
 pub use throttle::{Pacer, Share, ThrottleConfig};
 pub use tracker::{DirtyTracker, Slot, TrackerError};
-pub use wire::{RejectReason, WireError};
+pub use wire::{Refusal, RejectReason, WireError};
 
 #[cfg(test)]
 mod tests;

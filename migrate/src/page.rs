@@ -42,6 +42,46 @@ impl fmt::Display for GuestPage {
     }
 }
 
+/// A contiguous run of guest pages: the migrated guest's own range, which
+/// the destination checks every page record against before its
+/// [`PageSink`] sees the page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageRange {
+    first: u64,
+    count: u64,
+}
+
+impl PageRange {
+    /// `count` pages from `first`, or `None` when the run would reach the
+    /// reserved page number (its end, one past the last page, is at most
+    /// `u64::MAX`).
+    pub const fn new(first: GuestPage, count: u64) -> Option<Self> {
+        match first.0.checked_add(count) {
+            Some(_) => Some(Self {
+                first: first.0,
+                count,
+            }),
+            None => None,
+        }
+    }
+
+    /// Number of pages.
+    pub const fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Whether `page` lies in the run.
+    pub const fn contains(&self, page: GuestPage) -> bool {
+        page.0 >= self.first && page.0 - self.first < self.count
+    }
+}
+
+impl fmt::Display for PageRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "gfn {:#x}+{:#x}", self.first, self.count)
+    }
+}
+
 /// Failure of the local memory provider (the kernel's GGTT mapping or the
 /// simulator's memory). Always a local fault, never the peer's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,6 +150,13 @@ pub trait PageSource {
 }
 
 /// The destination side's memory and state store.
+///
+/// The receiver checks the stream before it calls the sink: every page is
+/// in the guest's [`PageRange`], every state chunk continues its blob within
+/// the configured size. So an error from the sink is this side's own fault
+/// (out of memory, a mapping bug), never the peer's: `read_page` must
+/// succeed for every page in the range, written or not (a page never
+/// written reads as whatever the fresh frame holds).
 pub trait PageSink {
     /// Store the content of `page`.
     fn write_page(&mut self, page: GuestPage, data: &PageBuf) -> Result<(), MemoryError>;

@@ -6,15 +6,21 @@
 //! 1. reports evidence as it appears ([`Source::report_cpu_dirty`],
 //!    [`Source::report_write_target`], [`Source::report_untracked_writes`]);
 //! 2. calls [`Source::poll`] with the current time; each call does a bounded
-//!    amount of work ([`SourceConfig::work_per_poll`] pages) and returns;
+//!    amount of work ([`SourceConfig::work_per_poll`] pages) and returns.
+//!    The first polls run the handshake ([`crate::auth`]): nothing of the
+//!    guest leaves before the destination has proved it knows the key;
 //! 3. lets only [`Source::submission_share`] of the guest's submissions
 //!    through while pre-copy runs (full unless the policy throttles, see
 //!    [`crate::throttle`]);
 //! 4. on [`SourceStatus::StopGuest`] stops the vGPU and calls
 //!    [`Source::guest_stopped`];
-//! 5. on [`SourceStatus::Completed`] the destination has confirmed: the
-//!    source vGPU may be destroyed. On any error the vGPU is still intact on
-//!    the source and the kernel resumes it; a retry starts a new `Source`.
+//! 5. on [`SourceStatus::Completed`] the destination has resumed the guest:
+//!    the source vGPU may be destroyed. On any error the source has not
+//!    committed the handover ([`crate::handover`]): the vGPU is intact and
+//!    the kernel resumes it; a retry starts a new `Source`. On
+//!    [`SourceStatus::Unconfirmed`] it had committed and cannot know whether
+//!    the destination runs the guest: the kernel keeps the vGPU stopped
+//!    (neither resumed nor freed) and reports it.
 //!
 //! Overlap without threads: the link takes bytes into its own buffer and
 //! transmits them while the next poll hashes, so interleaving verification
@@ -24,8 +30,10 @@
 
 use core::fmt;
 
+use crate::auth::{fresh_nonce, Entropy, Initiator, InitiatorError, MigrationKey, Opener, Sealer};
 use crate::delta::{self, DeltaCache};
 use crate::digest::{is_zero, zero_page_xxh3, Tag};
+use crate::handover::{Wait, DEFAULT_TIMEOUT_NS};
 use crate::link::{Link, LinkError};
 use crate::page::{GuestPage, MemoryError, PageBuf, PageSource, PAGE_SIZE};
 use crate::policy::Policy;
@@ -36,8 +44,9 @@ use crate::tracker::{
     DirtyTracker, Slot, TrackerError, TrackerStats, Verdict, CPU_DIRTY, HOT, PENDING, WRITE_TARGET,
 };
 use crate::wire::{
-    emit_delta_in_place, HeaderRepr, Record, RecordRepr, RejectReason, WireError, DELTA_PREFIX,
-    HEADER_LEN, MAX_PAYLOAD, MAX_RECORD, RECORD_HEAD_LEN,
+    emit_delta_body_in_place, HelloRepr, Record, RecordRepr, Refusal, RejectReason, WireError,
+    CHALLENGE_LEN, DELTA_PREFIX, EMPTY_RECORD_LEN, HELLO_LEN, MAX_RECORD, MAX_STATE_CHUNK,
+    NONCE_LEN, PROOF_LEN, RECORD_HEAD_LEN,
 };
 
 /// Largest delta sent instead of a full page.
@@ -48,7 +57,7 @@ pub const DELTA_LIMIT: usize = PAGE_SIZE / 2;
 pub struct SourceConfig {
     /// Policy.
     pub policy: Policy,
-    /// vGPU type index written into the stream header.
+    /// vGPU type index written into the hello.
     pub vgpu_type: u16,
     /// Downtime budget (QEMU default 300 ms).
     pub downtime_budget_ns: u64,
@@ -58,10 +67,17 @@ pub struct SourceConfig {
     pub work_per_poll: u32,
     /// The convergence throttle (policies that [`Policy::throttles`]).
     pub throttle: ThrottleConfig,
+    /// Ask for encrypted records (`migrate_encrypt=on`); records are
+    /// authenticated either way.
+    pub encrypt: bool,
+    /// Longest wait for the destination without progress (a reply, or room
+    /// on the link), see [`crate::handover`].
+    pub timeout_ns: u64,
 }
 
 impl SourceConfig {
-    /// Defaults: 300 ms budget (QEMU's), 10 rounds, 64 pages per poll.
+    /// Defaults: 300 ms budget (QEMU's), 10 rounds, 64 pages per poll,
+    /// authenticated records, 5 s timeout.
     pub fn new(policy: Policy) -> Self {
         Self {
             policy,
@@ -70,26 +86,38 @@ impl SourceConfig {
             max_rounds: 10,
             work_per_poll: 64,
             throttle: ThrottleConfig::new(),
+            encrypt: false,
+            timeout_ns: DEFAULT_TIMEOUT_NS,
         }
     }
 }
 
-/// Why a migration failed on the source. After any of these the source vGPU
-/// is intact and must be resumed.
+/// Why a migration failed on the source. Returned as an error only before
+/// the source committed the handover (or after, when the destination said
+/// it never resumes): the source vGPU is intact and must be resumed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SourceError {
     /// The destination refused the stream.
     Rejected(RejectReason),
+    /// The destination refused the handshake.
+    Refused(Refusal),
+    /// The destination's handshake proof does not match: it does not know
+    /// the migration key (or the handshake was tampered with).
+    KeyMismatch,
     /// The destination's back channel is malformed (peer's fault).
     BadReply(WireError),
     /// The link broke.
     Link(LinkError),
+    /// The destination did not answer (or take bytes) in time.
+    Timeout(Wait),
     /// The local memory provider failed (kernel's fault).
     Memory(MemoryError),
     /// The dirty table is too small (kernel sizing).
     Tracker(TrackerError),
     /// A state blob is larger than the stream can describe (4 GiB).
     StateTooLarge(usize),
+    /// The stream used every record sequence number (4 Gi records).
+    StreamTooLong,
     /// The API was used out of order (kernel bug), e.g. polling after failure.
     Misuse(&'static str),
 }
@@ -98,14 +126,21 @@ impl fmt::Display for SourceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Rejected(r) => write!(f, "destination rejected the migration: {r}"),
+            Self::Refused(r) => write!(f, "destination refused the handshake: {r}"),
+            Self::KeyMismatch => f.write_str(
+                "peer does not know the migration key: the destination's handshake proof does not \
+                 match (a different migrate_key= on the two sides, or a tampered handshake)",
+            ),
             Self::BadReply(e) => write!(f, "destination's reply: {e}"),
             Self::Link(e) => write!(f, "{e}"),
+            Self::Timeout(w) => write!(f, "timed out waiting for {w}"),
             Self::Memory(e) => write!(f, "source: {e}"),
             Self::Tracker(e) => write!(f, "source: {e}"),
             Self::StateTooLarge(n) => write!(
                 f,
                 "source: state blob of {n} bytes exceeds the stream limit"
             ),
+            Self::StreamTooLong => f.write_str("source: the stream ran out of sequence numbers"),
             Self::Misuse(what) => write!(f, "source state machine misused (monitor bug): {what}"),
         }
     }
@@ -130,16 +165,27 @@ impl From<TrackerError> for SourceError {
 /// What the kernel should do after a poll.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SourceStatus {
+    /// The handshake runs; the guest keeps running.
+    Handshake,
     /// Pre-copy runs; the guest keeps running.
     Precopy,
     /// Stop the vGPU (and its guest), then call [`Source::guest_stopped`].
     StopGuest,
     /// Stop-and-copy runs; the guest stays stopped.
     StopCopy,
-    /// Everything sent; waiting for the destination's confirmation.
-    AwaitingConfirm,
-    /// The destination confirmed: the migration is complete.
+    /// Everything sent; waiting for the destination's ready (not committed:
+    /// a failure from here still resumes the guest).
+    AwaitingReady,
+    /// Committed: the guest stays stopped; waiting for the destination's
+    /// resumed.
+    Committed,
+    /// The destination resumed the guest: the migration is complete.
     Completed,
+    /// Committed, and then this went wrong: the destination may or may not
+    /// run the guest. Keep it stopped, neither resumed nor freed, and
+    /// report it. Polling on may still complete (a late resumed) or fail
+    /// (a late reject, and then the guest may be resumed).
+    Unconfirmed(SourceError),
 }
 
 /// Counters of one migration (the simulator's cost model reads them).
@@ -171,9 +217,29 @@ pub struct SourceStats {
     pub throttle: ThrottleStats,
 }
 
+/// Where a migration stands ([`Source::progress`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// `handshake`, `precopy`, `stopcopy`, `handover`, `completed`,
+    /// `unconfirmed` or `failed`.
+    pub phase: &'static str,
+    /// Pre-copy rounds run.
+    pub round: u32,
+    /// Page records sent.
+    pub pages_sent: u64,
+    /// Pages the current pass has yet to visit.
+    pub pages_left: u64,
+    /// Stream bytes sent.
+    pub bytes: u64,
+    /// What the last round said the stop would take at the link's rate so
+    /// far (none before a round that measured it).
+    pub expected_stop_ns: Option<u64>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
-    Header,
+    Hello,
+    AwaitChallenge { since_ns: u64 },
     Round { cursor: usize },
     Drain { since_ns: u64 },
     WaitStop,
@@ -183,8 +249,12 @@ enum Phase {
     Device { offset: usize },
     Cpu { offset: usize },
     Done,
-    AwaitConfirm,
+    AwaitReady { since_ns: Option<u64> },
+    Commit,
+    Committing,
+    AwaitResumed { since_ns: u64 },
     Completed,
+    Unconfirmed(SourceError),
     Failed,
 }
 
@@ -207,14 +277,23 @@ pub struct Source<'a> {
     cache: DeltaCache<'a>,
     phase: Phase,
     untracked: bool,
-    seq: u32,
+    key: MigrationKey,
+    nonce: [u8; NONCE_LEN],
+    handshake: Option<Initiator>,
+    tx: Option<Sealer>,
+    rx: Option<Opener>,
+    encrypted: bool,
+    committed: bool,
     page_records: u32,
     done_seq: u32,
+    commit_seq: u32,
     out: [u8; MAX_RECORD],
     out_len: usize,
     out_pos: usize,
+    stalled_since_ns: Option<u64>,
     page: PageBuf,
-    back: [u8; RECORD_HEAD_LEN + 4],
+    state_digest: blake3::Hasher,
+    back: [u8; CHALLENGE_LEN],
     back_fill: usize,
     started_ns: Option<u64>,
     bytes_sent: u64,
@@ -226,11 +305,19 @@ pub struct Source<'a> {
     recent_rounds: RoundWindow,
     throttle: Throttle,
     stats: SourceStats,
+    /// What the last round said the stop would take on the link.
+    expected_stop_ns: Option<u64>,
 }
 
 impl<'a> Source<'a> {
-    /// A migration with `cfg` over lent `storage`.
-    pub fn new(cfg: SourceConfig, storage: SourceStorage<'a>) -> Result<Self, SourceError> {
+    /// A migration with `cfg` over lent `storage`, authenticated with `key`;
+    /// `entropy` gives the handshake's nonce.
+    pub fn new(
+        cfg: SourceConfig,
+        storage: SourceStorage<'a>,
+        key: &MigrationKey,
+        entropy: &mut impl Entropy,
+    ) -> Result<Self, SourceError> {
         let tracker = DirtyTracker::new(storage.slots, cfg.policy.digest())?;
         let cache = if cfg.policy.is_informed() {
             DeltaCache::new(storage.cache_pages, storage.cache_owners)
@@ -241,16 +328,25 @@ impl<'a> Source<'a> {
             cfg,
             tracker,
             cache,
-            phase: Phase::Header,
+            phase: Phase::Hello,
             untracked: false,
-            seq: 0,
+            key: *key,
+            nonce: fresh_nonce(entropy),
+            handshake: None,
+            tx: None,
+            rx: None,
+            encrypted: false,
+            committed: false,
             page_records: 0,
             done_seq: 0,
+            commit_seq: 0,
             out: [0; MAX_RECORD],
             out_len: 0,
             out_pos: 0,
+            stalled_since_ns: None,
             page: [0; PAGE_SIZE],
-            back: [0; RECORD_HEAD_LEN + 4],
+            state_digest: blake3::Hasher::new(),
+            back: [0; CHALLENGE_LEN],
             back_fill: 0,
             started_ns: None,
             bytes_sent: 0,
@@ -262,6 +358,7 @@ impl<'a> Source<'a> {
             recent_rounds: RoundWindow::new(),
             throttle: Throttle::new(cfg.throttle),
             stats: SourceStats::default(),
+            expected_stop_ns: None,
         })
     }
 
@@ -319,11 +416,29 @@ impl<'a> Source<'a> {
     /// and after any failure.
     pub fn submission_share(&self) -> Share {
         match self.phase {
-            Phase::Header | Phase::Round { .. } | Phase::Drain { .. } | Phase::WaitStop => {
-                self.throttle.share()
-            }
+            Phase::Hello
+            | Phase::AwaitChallenge { .. }
+            | Phase::Round { .. }
+            | Phase::Drain { .. }
+            | Phase::WaitStop => self.throttle.share(),
             _ => Share::FULL,
         }
+    }
+
+    /// Whether the handshake succeeded (the destination knows the key).
+    pub fn authenticated(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Whether the session encrypts its records.
+    pub fn encrypted(&self) -> bool {
+        self.encrypted
+    }
+
+    /// Whether the source committed the handover: from then on the kernel
+    /// must never resume the guest on its own (see [`crate::handover`]).
+    pub fn committed(&self) -> bool {
+        self.committed
     }
 
     /// The kernel stopped the vGPU after [`SourceStatus::StopGuest`].
@@ -341,11 +456,52 @@ impl<'a> Source<'a> {
 
     fn status(&self) -> SourceStatus {
         match self.phase {
-            Phase::Header | Phase::Round { .. } | Phase::Drain { .. } => SourceStatus::Precopy,
+            Phase::Hello | Phase::AwaitChallenge { .. } => SourceStatus::Handshake,
+            Phase::Round { .. } | Phase::Drain { .. } => SourceStatus::Precopy,
             Phase::WaitStop => SourceStatus::StopGuest,
-            Phase::AwaitConfirm => SourceStatus::AwaitingConfirm,
+            Phase::AwaitReady { .. } | Phase::Commit | Phase::Committing => {
+                SourceStatus::AwaitingReady
+            }
+            Phase::AwaitResumed { .. } => SourceStatus::Committed,
             Phase::Completed => SourceStatus::Completed,
+            Phase::Unconfirmed(e) => SourceStatus::Unconfirmed(e),
             _ => SourceStatus::StopCopy,
+        }
+    }
+
+    /// Where the migration stands, for a progress line: `page_count` is
+    /// the [`PageSource`]'s.
+    pub fn progress(&self, page_count: usize) -> Progress {
+        let n = page_count as u64;
+        let passes = if self.hot_last() { 2 } else { 1 };
+        let (phase, left) = match self.phase {
+            Phase::Hello | Phase::AwaitChallenge { .. } => ("handshake", n),
+            Phase::Round { cursor } => (
+                "precopy",
+                (n * passes).saturating_sub(cursor as u64) / passes,
+            ),
+            Phase::Drain { .. } | Phase::WaitStop => ("precopy", 0),
+            Phase::Verify { cursor } | Phase::Final { cursor } => {
+                ("stopcopy", n.saturating_sub(cursor as u64))
+            }
+            Phase::EndMark | Phase::Device { .. } | Phase::Cpu { .. } | Phase::Done => {
+                ("stopcopy", 0)
+            }
+            Phase::AwaitReady { .. }
+            | Phase::Commit
+            | Phase::Committing
+            | Phase::AwaitResumed { .. } => ("handover", 0),
+            Phase::Completed => ("completed", 0),
+            Phase::Unconfirmed(_) => ("unconfirmed", 0),
+            Phase::Failed => ("failed", 0),
+        };
+        Progress {
+            phase,
+            round: self.stats.rounds,
+            pages_sent: self.stats.precopy_pages + self.stats.stop_pages,
+            pages_left: left,
+            bytes: self.bytes_sent,
+            expected_stop_ns: self.expected_stop_ns,
         }
     }
 
@@ -359,13 +515,43 @@ impl<'a> Source<'a> {
         match self.phase {
             Phase::Failed => return Err(SourceError::Misuse("poll after the migration failed")),
             Phase::Completed => return Ok(SourceStatus::Completed),
+            Phase::Unconfirmed(why) => return self.poll_unconfirmed(why, link),
             _ => {}
         }
         let r = self.poll_inner(now_ns, src, link);
-        if r.is_err() {
-            self.phase = Phase::Failed;
+        match r {
+            // After the commit only the destination's own word that it
+            // never resumes (a reject) lets the guest resume here.
+            Err(e) if self.committed && !matches!(e, SourceError::Rejected(_)) => {
+                self.phase = Phase::Unconfirmed(e);
+                Ok(SourceStatus::Unconfirmed(e))
+            }
+            Err(e) => {
+                self.phase = Phase::Failed;
+                Err(e)
+            }
+            ok => ok,
         }
-        r
+    }
+
+    /// A late resumed still completes an unconfirmed handover, a late
+    /// reject still fails it; other trouble changes nothing.
+    fn poll_unconfirmed<L: Link>(
+        &mut self,
+        why: SourceError,
+        link: &mut L,
+    ) -> Result<SourceStatus, SourceError> {
+        if let SourceError::Timeout(_) = why {
+            match self.read_back(link) {
+                Err(e @ SourceError::Rejected(_)) => {
+                    self.phase = Phase::Failed;
+                    return Err(e);
+                }
+                Err(e) => self.phase = Phase::Unconfirmed(e),
+                Ok(()) => {}
+            }
+        }
+        Ok(self.status())
     }
 
     fn poll_inner<S: PageSource, L: Link>(
@@ -378,25 +564,30 @@ impl<'a> Source<'a> {
         self.read_back(link)?;
         let mut work = 0u32;
         loop {
-            if !self.flush(link)? {
+            if !self.flush(now_ns, link)? {
                 return Ok(self.status());
             }
             if work >= self.cfg.work_per_poll {
                 return Ok(self.status());
             }
             match self.phase {
-                Phase::Header => {
-                    HeaderRepr {
-                        vgpu_type: self.cfg.vgpu_type,
-                    }
-                    .emit(&mut self.out);
-                    self.queue(HEADER_LEN);
-                    self.phase = if self.cfg.policy == Policy::StopAndCopy {
-                        Phase::WaitStop
-                    } else {
-                        self.stats.rounds = 1;
-                        Phase::Round { cursor: 0 }
-                    };
+                Phase::Hello => {
+                    let init = Initiator::new(
+                        &self.key,
+                        &HelloRepr {
+                            vgpu_type: self.cfg.vgpu_type,
+                            encrypt: self.cfg.encrypt,
+                            page_count: src.page_count() as u64,
+                            nonce: self.nonce,
+                        },
+                    );
+                    self.out[..HELLO_LEN].copy_from_slice(init.hello());
+                    self.handshake = Some(init);
+                    self.queue(HELLO_LEN);
+                    self.phase = Phase::AwaitChallenge { since_ns: now_ns };
+                }
+                Phase::AwaitChallenge { since_ns } => {
+                    return self.waiting(now_ns, since_ns, Wait::Challenge);
                 }
                 Phase::Round { cursor } => {
                     let n = src.page_count();
@@ -434,9 +625,9 @@ impl<'a> Source<'a> {
                 }
                 Phase::WaitStop => return Ok(SourceStatus::StopGuest),
                 Phase::EndMark => {
-                    self.emit(RecordRepr::EndOfPrecopy {
+                    self.emit(&RecordRepr::EndOfPrecopy {
                         rounds: self.stats.rounds,
-                    });
+                    })?;
                     self.phase = if self.cfg.policy == Policy::GmigOneShot {
                         Phase::Verify { cursor: 0 }
                     } else {
@@ -480,15 +671,47 @@ impl<'a> Source<'a> {
                     };
                 }
                 Phase::Done => {
-                    self.done_seq = self.seq;
-                    self.emit(RecordRepr::Done {
+                    self.done_seq = self.emit(&RecordRepr::Done {
                         page_records: self.page_records,
-                    });
-                    self.phase = Phase::AwaitConfirm;
+                    })?;
+                    self.phase = Phase::AwaitReady { since_ns: None };
                 }
-                Phase::AwaitConfirm | Phase::Completed | Phase::Failed => return Ok(self.status()),
+                Phase::AwaitReady { since_ns } => {
+                    // The wait starts once the whole stream is on the link.
+                    let since_ns = since_ns.unwrap_or(now_ns);
+                    self.phase = Phase::AwaitReady {
+                        since_ns: Some(since_ns),
+                    };
+                    return self.waiting(now_ns, since_ns, Wait::Ready);
+                }
+                Phase::Commit => {
+                    self.commit_seq = self.emit(&RecordRepr::Commit {
+                        done_seq: self.done_seq,
+                    })?;
+                    self.phase = Phase::Committing;
+                }
+                Phase::Committing => {
+                    // The commit's last byte is on the link: the commit
+                    // point (see `crate::handover`).
+                    self.committed = true;
+                    self.phase = Phase::AwaitResumed { since_ns: now_ns };
+                }
+                Phase::AwaitResumed { since_ns } => {
+                    return self.waiting(now_ns, since_ns, Wait::Resumed);
+                }
+                Phase::Completed | Phase::Unconfirmed(_) | Phase::Failed => {
+                    return Ok(self.status())
+                }
             }
         }
+    }
+
+    /// Still waiting since `since_ns` for `what`: the status, or a timeout.
+    fn waiting(&self, now_ns: u64, since_ns: u64, what: Wait) -> Result<SourceStatus, SourceError> {
+        if now_ns.saturating_sub(since_ns) > self.cfg.timeout_ns {
+            return Err(SourceError::Timeout(what));
+        }
+        Ok(self.status())
     }
 
     fn state_chunk<S: PageSource>(
@@ -499,32 +722,38 @@ impl<'a> Source<'a> {
         src: &mut S,
     ) -> Result<usize, SourceError> {
         let total32 = u32::try_from(total).map_err(|_| SourceError::StateTooLarge(total))?;
-        let n = (total - offset.min(total)).min(MAX_PAYLOAD);
+        let n = (total - offset.min(total)).min(MAX_STATE_CHUNK);
         let chunk = &mut self.page[..n];
         if device {
             src.read_device_state(offset, chunk)?;
         } else {
             src.read_cpu_state(offset, chunk)?;
         }
-        let data = &self.page[..n];
-        let offset = offset as u32;
+        if offset == 0 {
+            self.state_digest.reset();
+        }
+        self.state_digest.update(&self.page[..n]);
+        let digest = (offset + n == total).then(|| *self.state_digest.finalize().as_bytes());
+        let (data, offset32) = (&self.page[..n], offset as u32);
         let repr = if device {
             RecordRepr::DeviceState {
-                offset,
+                offset: offset32,
                 total: total32,
                 data,
+                digest: digest.as_ref(),
             }
         } else {
             RecordRepr::CpuState {
-                offset,
+                offset: offset32,
                 total: total32,
                 data,
+                digest: digest.as_ref(),
             }
         };
-        let len = repr.emit(self.seq, &mut self.out);
-        self.seq = self.seq.wrapping_add(1);
+        let body = repr.emit_body(&mut self.out);
+        let (_, len) = seal(&mut self.tx, &mut self.out, body)?;
         self.queue(len);
-        Ok(offset as usize + n)
+        Ok(offset + n)
     }
 
     /// Measured bandwidth in bytes/s (bytes handed to the link over time).
@@ -554,6 +783,10 @@ impl<'a> Source<'a> {
         self.round_started_ns = Some(now_ns);
         let fits = u128::from(pending) * 1_000_000_000
             <= u128::from(bandwidth) * u128::from(self.cfg.downtime_budget_ns);
+        self.expected_stop_ns = (pending != u64::MAX && bandwidth > 0).then(|| {
+            let ns = u128::from(pending) * 1_000_000_000 / u128::from(bandwidth);
+            u64::try_from(ns).unwrap_or(u64::MAX)
+        });
         // `informed` keeps iterating until its rounds stop shrinking. A
         // round re-sends what was dirtied during the one before, so round
         // length converges to a fixed point where the link just keeps up
@@ -653,13 +886,13 @@ impl<'a> Source<'a> {
         match self.cfg.policy {
             Policy::StopAndCopy | Policy::Precopy => {
                 self.read(page, src)?;
-                self.send_full(page);
+                self.send_full(page)?;
             }
             Policy::GmigOneShot | Policy::GmigTpds => {
                 if first || self.tracker.flags(page) & CPU_DIRTY != 0 {
                     self.read(page, src)?;
                     let tag = self.tracker.tag_of(&self.page);
-                    self.send_full(page);
+                    self.send_full(page)?;
                     self.tracker.record_sent(page, tag, &self.page)?;
                 } else {
                     self.stats.skipped += 1;
@@ -701,12 +934,12 @@ impl<'a> Source<'a> {
         match self.cfg.policy {
             Policy::StopAndCopy | Policy::Precopy => {
                 self.read(page, src)?;
-                self.send_full(page);
+                self.send_full(page)?;
             }
             Policy::GmigOneShot => {
                 if self.tracker.flags(page) & PENDING != 0 {
                     self.read(page, src)?;
-                    self.send_full(page);
+                    self.send_full(page)?;
                     self.tracker.clear_flags(page, PENDING | CPU_DIRTY);
                 } else {
                     self.stats.skipped += 1;
@@ -717,7 +950,7 @@ impl<'a> Source<'a> {
                 let dirty = self.tracker.flags(page) & CPU_DIRTY != 0
                     || self.tracker.verify(page, &self.page, true) != Verdict::Clean;
                 if dirty {
-                    self.send_full(page);
+                    self.send_full(page)?;
                 }
             }
             Policy::Informed | Policy::InformedThrottle => self.recheck_informed(page, src)?,
@@ -751,28 +984,28 @@ impl<'a> Source<'a> {
     }
 
     /// Send `self.page` as a zero, delta or full record (informed policy).
+    /// Send `self.page` as a zero, delta or full record (informed policy).
     fn send_informed(&mut self, page: GuestPage, tag: Tag) -> Result<(), SourceError> {
         let base = self.tracker.sent_tag(page);
         if tag[0] == zero_page_xxh3() && is_zero(&self.page) {
             self.stats.zero_pages += 1;
-            self.emit_page(RecordRepr::ZeroPage { page });
+            self.emit_page(&RecordRepr::ZeroPage { page })?;
         } else if let (Some(old), Some(base)) = (self.cache.get(page), base) {
             self.stats.delta_tries += 1;
             let at = RECORD_HEAD_LEN + DELTA_PREFIX;
             match delta::encode(old, &self.page, &mut self.out[at..at + DELTA_LIMIT]) {
                 Some(n) if n > 0 => {
                     self.stats.delta_pages += 1;
-                    let len =
-                        emit_delta_in_place(self.seq, page, base[0], tag[0], n, &mut self.out);
-                    self.seq = self.seq.wrapping_add(1);
+                    let body = emit_delta_body_in_place(page, base[0], tag[0], n, &mut self.out);
+                    let (_, len) = seal(&mut self.tx, &mut self.out, body)?;
                     self.page_records += 1;
                     self.count_page();
                     self.queue(len);
                 }
-                _ => self.send_full(page),
+                _ => self.send_full(page)?,
             }
         } else {
-            self.send_full(page);
+            self.send_full(page)?;
         }
         // Only pages sent again (rewritten since the bulk round, so likely
         // hot) enter the cache: caching the bulk round would let cold pages
@@ -785,22 +1018,24 @@ impl<'a> Source<'a> {
         Ok(())
     }
 
-    fn send_full(&mut self, page: GuestPage) {
-        let len = RecordRepr::Page {
+    fn send_full(&mut self, page: GuestPage) -> Result<(), SourceError> {
+        let body = RecordRepr::Page {
             page,
             data: &self.page,
         }
-        .emit(self.seq, &mut self.out);
-        self.seq = self.seq.wrapping_add(1);
+        .emit_body(&mut self.out);
+        let (_, len) = seal(&mut self.tx, &mut self.out, body)?;
         self.page_records += 1;
         self.count_page();
         self.queue(len);
+        Ok(())
     }
 
-    fn emit_page(&mut self, repr: RecordRepr<'_>) {
+    fn emit_page(&mut self, repr: &RecordRepr<'_>) -> Result<(), SourceError> {
         self.page_records += 1;
         self.count_page();
-        self.emit(repr);
+        self.emit(repr)?;
+        Ok(())
     }
 
     fn count_page(&mut self) {
@@ -811,10 +1046,12 @@ impl<'a> Source<'a> {
         }
     }
 
-    fn emit(&mut self, repr: RecordRepr<'_>) {
-        let len = repr.emit(self.seq, &mut self.out);
-        self.seq = self.seq.wrapping_add(1);
+    /// Seal and queue `repr`; returns its sequence number.
+    fn emit(&mut self, repr: &RecordRepr<'_>) -> Result<u32, SourceError> {
+        let body = repr.emit_body(&mut self.out);
+        let (seq, len) = seal(&mut self.tx, &mut self.out, body)?;
         self.queue(len);
+        Ok(seq)
     }
 
     fn queue(&mut self, len: usize) {
@@ -829,54 +1066,134 @@ impl<'a> Source<'a> {
         }
     }
 
-    /// Push the queued record; true when nothing is left queued.
-    fn flush<L: Link>(&mut self, link: &mut L) -> Result<bool, SourceError> {
+    /// Push the queued bytes; true when nothing is left queued. A link that
+    /// takes nothing for the timeout fails the migration.
+    fn flush<L: Link>(&mut self, now_ns: u64, link: &mut L) -> Result<bool, SourceError> {
         while self.out_pos < self.out_len {
             let n = link.send(&self.out[self.out_pos..self.out_len])?;
             if n == 0 {
+                let since = *self.stalled_since_ns.get_or_insert(now_ns);
+                if now_ns.saturating_sub(since) > self.cfg.timeout_ns {
+                    return Err(SourceError::Timeout(Wait::SendRoom));
+                }
                 return Ok(false);
             }
+            self.stalled_since_ns = None;
             self.out_pos += n;
             self.bytes_sent += n as u64;
         }
         Ok(true)
     }
 
-    /// Read the back channel: a confirm completes, a reject fails.
+    /// Read the back channel: the challenge during the handshake, then
+    /// records (ready, resumed, reject).
     fn read_back<L: Link>(&mut self, link: &mut L) -> Result<(), SourceError> {
-        while self.back_fill < self.back.len() {
-            match link.recv(&mut self.back[self.back_fill..]) {
-                Ok(0) => return Ok(()),
-                Ok(n) => self.back_fill += n,
-                Err(LinkError::Closed) if self.phase == Phase::Completed => return Ok(()),
-                Err(e) => return Err(e.into()),
+        loop {
+            let need = match self.phase {
+                Phase::Hello => return Ok(()),
+                Phase::AwaitChallenge { .. } => CHALLENGE_LEN,
+                _ => EMPTY_RECORD_LEN,
+            };
+            while self.back_fill < need {
+                match link.recv(&mut self.back[self.back_fill..need])? {
+                    0 => return Ok(()),
+                    n => self.back_fill += n,
+                }
+            }
+            self.back_fill = 0;
+            if need == CHALLENGE_LEN {
+                self.challenge(link)?;
+            } else {
+                self.back_record()?;
             }
         }
-        let view = Record::new_checked(&self.back[..]).map_err(SourceError::BadReply)?;
-        if view.total_len() != self.back.len() {
+    }
+
+    fn challenge<L: Link>(&mut self, link: &mut L) -> Result<(), SourceError> {
+        let init = self
+            .handshake
+            .as_ref()
+            .ok_or(SourceError::Misuse("challenge without a hello"))?;
+        if self.out_pos < self.out_len {
+            return Err(SourceError::BadReply(WireError::Order(
+                "challenge before the whole hello was sent",
+            )));
+        }
+        let (proof, result) = match init.finish(&self.back[..CHALLENGE_LEN]) {
+            Ok(est) => (est.proof, Ok(est.session)),
+            Err(InitiatorError::KeyMismatch { proof }) => (proof, Err(SourceError::KeyMismatch)),
+            Err(InitiatorError::Refused(r)) => return Err(SourceError::Refused(r)),
+            Err(InitiatorError::Wire(e)) => return Err(SourceError::BadReply(e)),
+        };
+        self.out[..PROOF_LEN].copy_from_slice(&proof);
+        self.queue(PROOF_LEN);
+        let session = match result {
+            Ok(s) => s,
+            Err(e) => {
+                // Our proof lets the destination find the mismatch itself.
+                let _ = link.send(&self.out[..PROOF_LEN]);
+                return Err(e);
+            }
+        };
+        self.tx = Some(session.tx);
+        self.rx = Some(session.rx);
+        self.encrypted = session.encrypt;
+        self.handshake = None;
+        self.phase = if self.cfg.policy == Policy::StopAndCopy {
+            Phase::WaitStop
+        } else {
+            self.stats.rounds = 1;
+            Phase::Round { cursor: 0 }
+        };
+        Ok(())
+    }
+
+    /// A back-channel record: a reject fails, a ready lets the source
+    /// commit, a resumed completes.
+    fn back_record(&mut self) -> Result<(), SourceError> {
+        let rx = self.rx.as_mut().ok_or(SourceError::Misuse(
+            "back-channel record before the handshake",
+        ))?;
+        let rec = &mut self.back[..EMPTY_RECORD_LEN];
+        let view = Record::new_checked(&rec[..]).map_err(SourceError::BadReply)?;
+        if view.total_len() != EMPTY_RECORD_LEN {
             return Err(SourceError::BadReply(WireError::BadLength {
                 kind: view.kind(),
                 len: view.payload_len(),
             }));
         }
-        let repr = RecordRepr::parse(&view).map_err(SourceError::BadReply)?;
-        if view.seq() != 0 {
-            return Err(SourceError::BadReply(WireError::Sequence {
-                expected: 0,
-                got: view.seq(),
-            }));
-        }
-        match repr {
-            RecordRepr::Reject { reason } => Err(SourceError::Rejected(reason)),
-            RecordRepr::Confirm { done_seq }
-                if self.phase == Phase::AwaitConfirm && done_seq == self.done_seq =>
+        rx.open(rec).map_err(SourceError::BadReply)?;
+        let repr =
+            RecordRepr::parse(&Record::new_unchecked(&rec[..])).map_err(SourceError::BadReply)?;
+        match (repr, self.phase) {
+            (RecordRepr::Reject { reason }, _) => Err(SourceError::Rejected(reason)),
+            (RecordRepr::Ready { done_seq }, Phase::AwaitReady { .. })
+                if done_seq == self.done_seq =>
             {
+                self.phase = Phase::Commit;
+                Ok(())
+            }
+            (
+                RecordRepr::Resumed { commit_seq },
+                Phase::AwaitResumed { .. } | Phase::Unconfirmed(_),
+            ) if commit_seq == self.commit_seq && self.committed => {
                 self.phase = Phase::Completed;
                 Ok(())
             }
             _ => Err(SourceError::BadReply(WireError::Order(
-                "confirm before the stream was complete",
+                "back-channel record out of turn",
             ))),
         }
     }
+}
+
+/// Seal the record body in `out[..body]` with the session's sealer; returns
+/// (sequence number, record length).
+fn seal(tx: &mut Option<Sealer>, out: &mut [u8], body: usize) -> Result<(u32, usize), SourceError> {
+    let tx = tx
+        .as_mut()
+        .ok_or(SourceError::Misuse("record before the handshake"))?;
+    let seq = tx.next_seq();
+    let len = tx.seal(out, body).map_err(|_| SourceError::StreamTooLong)?;
+    Ok((seq, len))
 }

@@ -4,9 +4,10 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -39,6 +40,8 @@ pub struct Qemu {
     pub echo: bool,
     /// Extra QEMU arguments (devices, netdevs).
     pub extra_args: Vec<String>,
+    /// Prefix for echoed lines (`[label] `), to tell two QEMUs apart.
+    pub label: Option<String>,
 }
 
 /// How a run ended. The monitor's codes are `kernel::exit::ExitCode`:
@@ -54,6 +57,8 @@ pub enum Outcome {
     TripleFault,
     /// Killed after the timeout.
     Timeout,
+    /// Killed on purpose by the harness ([`Running::kill`]).
+    Killed,
     /// Any other QEMU status (QEMU itself failed).
     QemuError(i32),
 }
@@ -82,6 +87,7 @@ impl Outcome {
             Outcome::BadCommandLine => "bad-command-line",
             Outcome::TripleFault => "triple-fault",
             Outcome::Timeout => "timeout",
+            Outcome::Killed => "killed",
             Outcome::QemuError(_) => "qemu-error",
         }
     }
@@ -97,6 +103,7 @@ impl Outcome {
             Outcome::TripleFault => 5,
             Outcome::Timeout => 6,
             Outcome::QemuError(_) => 7,
+            Outcome::Killed => 8,
         }
     }
 }
@@ -117,6 +124,11 @@ pub struct RunResult {
     pub wall: Duration,
     /// From spawning QEMU to the monitor's first console line.
     pub to_banner: Option<Duration>,
+    /// CPU time QEMU used (user + system, all its threads), as last read
+    /// from /proc before it exited (within 10 ms of the end); `None` where
+    /// /proc is not there. Unlike `wall`, it does not grow when the host
+    /// is busy with other work.
+    pub cpu: Option<Duration>,
     /// The QEMU command line.
     pub command: String,
 }
@@ -169,6 +181,7 @@ impl Qemu {
             timeout: Duration::from_secs(60),
             echo: false,
             extra_args: Vec::new(),
+            label: None,
         }
     }
 
@@ -208,11 +221,8 @@ impl Qemu {
             "isa-debug-exit,iobase=0xf4,iosize=0x04",
             "-no-reboot",
         ]);
-        if !self
-            .extra_args
-            .iter()
-            .any(|a| a.starts_with("-nic") || a.starts_with("-netdev"))
-        {
+        // No default NIC (q35 adds an e1000e): NICs come from extra_args.
+        if !self.extra_args.iter().any(|a| a.starts_with("-nic")) {
             c.args(["-nic", "none"]);
         }
         c.args(&self.extra_args);
@@ -221,6 +231,13 @@ impl Qemu {
 
     /// Boots, waits for the monitor to end (or the timeout), and collects.
     pub fn run(&self) -> Result<RunResult> {
+        self.spawn()?.wait()
+    }
+
+    /// Starts QEMU and the threads that collect its console and log; the
+    /// caller watches it with [`Running`] and collects with
+    /// [`Running::wait`].
+    pub fn spawn(&self) -> Result<Running> {
         let table = LogTable::load(self.elf())?;
         let dir = paths::xtask_dir().join("qemu");
         std::fs::create_dir_all(&dir)?;
@@ -229,8 +246,12 @@ impl Qemu {
         std::fs::write(&log_file, b"")?;
         let mut command = self.command(&log_file);
         let shown = cmd::display(&command);
+        let prefix = match &self.label {
+            Some(label) => format!("[{label}] "),
+            None => String::new(),
+        };
         if self.echo {
-            eprintln!("$ {shown}");
+            eprintln!("{prefix}$ {shown}");
         }
         command
             .stdin(Stdio::null())
@@ -241,27 +262,27 @@ impl Qemu {
             .spawn()
             .with_context(|| format!("cannot start QEMU: `{shown}`"))?;
 
-        let console = Arc::new(Mutex::new(String::new()));
-        let banner = Arc::new(Mutex::new(None));
+        let shared = Arc::new(Shared::default());
         let stdout = child.stdout.take().context("QEMU stdout")?;
         let echo = self.echo;
         let console_reader = {
-            let (console, banner) = (Arc::clone(&console), Arc::clone(&banner));
+            let shared = Arc::clone(&shared);
+            let prefix = prefix.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stdout).split(b'\n') {
                     let Ok(line) = line else { break };
                     let text = String::from_utf8_lossy(&line)
                         .trim_end_matches('\r')
                         .to_string();
-                    let mut b = banner.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut b = lock(&shared.banner);
                     if b.is_none() && text.contains("gmig-rs") {
                         *b = Some(start.elapsed());
                     }
                     drop(b);
                     if echo {
-                        println!("{text}");
+                        println!("{prefix}{text}");
                     }
-                    let mut c = console.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut c = lock(&shared.console);
                     c.push_str(&text);
                     c.push('\n');
                 }
@@ -273,71 +294,192 @@ impl Qemu {
             let _ = stderr.read_to_string(&mut s);
             s
         });
-
         // Tail COM2 while QEMU runs.
-        let done = AtomicBool::new(false);
-        let (log, malformed, status) = std::thread::scope(|scope| -> Result<_> {
-            let tail = scope.spawn(|| {
+        let log_tail = {
+            let shared = Arc::clone(&shared);
+            let log_file = log_file.clone();
+            std::thread::spawn(move || {
                 let mut stream = table.stream();
-                let mut lines = Vec::new();
                 let mut offset = 0usize;
                 loop {
-                    let finished = done.load(Ordering::Acquire);
+                    let finished = shared.done.load(Ordering::Acquire);
                     if let Ok(bytes) = std::fs::read(&log_file) {
                         if bytes.len() > offset {
-                            for line in stream.feed(&bytes[offset..]) {
+                            let lines = stream.feed(&bytes[offset..]);
+                            offset = bytes.len();
+                            for line in &lines {
                                 // Dirty-trace records go to a file, not the screen.
                                 if echo && !line.message.starts_with("trace ") {
-                                    println!("{line}");
+                                    println!("{prefix}{line}");
                                 }
-                                lines.push(line);
                             }
-                            offset = bytes.len();
+                            lock(&shared.log).extend(lines);
                         }
                     }
+                    shared.malformed.store(stream.malformed, Ordering::Relaxed);
                     if finished {
                         break;
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                (lines, stream.malformed)
-            });
-            let status = loop {
-                if let Some(status) = child.try_wait()? {
-                    break Some(status);
-                }
-                if start.elapsed() > self.timeout {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break None;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            };
-            done.store(true, Ordering::Release);
-            let (lines, malformed) = tail
-                .join()
-                .map_err(|_| anyhow::anyhow!("log thread panicked"))?;
-            Ok((lines, malformed, status))
-        })?;
-        let wall = start.elapsed();
+            })
+        };
+        Ok(Running {
+            child,
+            start,
+            timeout: self.timeout,
+            command: shown,
+            log_file,
+            shared,
+            threads: Some((console_reader, stderr_reader, log_tail)),
+            status: None,
+            cpu: None,
+        })
+    }
+}
+
+/// What the collecting threads share with [`Running`].
+#[derive(Debug, Default)]
+struct Shared {
+    console: Mutex<String>,
+    banner: Mutex<Option<Duration>>,
+    log: Mutex<Vec<LogLine>>,
+    malformed: AtomicUsize,
+    done: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+type Threads = (JoinHandle<()>, JoinHandle<String>, JoinHandle<()>);
+
+/// A QEMU that is running: watch what it says, kill it, or wait for it.
+#[derive(Debug)]
+pub struct Running {
+    child: Child,
+    start: Instant,
+    timeout: Duration,
+    command: String,
+    log_file: PathBuf,
+    shared: Arc<Shared>,
+    threads: Option<Threads>,
+    /// Set once QEMU is gone: its exit status, or `None` if it was killed.
+    status: Option<(Option<ExitStatus>, Outcome)>,
+    /// QEMU's CPU time at the last look.
+    cpu: Option<Duration>,
+}
+
+/// User + system CPU time of process `pid` (Linux /proc; clock ticks of
+/// 10 ms, the kernel's USER_HZ on every architecture xtask runs on).
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; the fields after it do not.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((user + system) * 10))
+}
+
+impl Running {
+    /// Whether the console (COM1) so far contains `needle`.
+    pub fn console_contains(&self, needle: &str) -> bool {
+        lock(&self.shared.console).contains(needle)
+    }
+
+    /// Whether a decoded log message so far contains `needle`.
+    pub fn log_contains(&self, needle: &str) -> bool {
+        lock(&self.shared.log)
+            .iter()
+            .any(|l| l.message.contains(needle))
+    }
+
+    /// Since QEMU started.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Whether QEMU has exited (or was killed); kills it once its timeout
+    /// has passed.
+    pub fn finished(&mut self) -> Result<bool> {
+        if self.status.is_some() {
+            return Ok(true);
+        }
+        if let Some(cpu) = cpu_time(self.child.id()) {
+            self.cpu = Some(cpu);
+        }
+        if let Some(status) = self.child.try_wait()? {
+            self.status = Some((Some(status), Outcome::from_status(status.code())));
+            return Ok(true);
+        }
+        if self.start.elapsed() > self.timeout {
+            self.stop(Outcome::Timeout);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Whether QEMU was killed for outliving its timeout.
+    pub fn timed_out(&self) -> bool {
+        matches!(self.status, Some((_, Outcome::Timeout)))
+    }
+
+    /// Kills QEMU now (a test that pulls the plug); the outcome is
+    /// [`Outcome::Killed`] unless it had exited already.
+    pub fn kill(&mut self) {
+        if self.status.is_none() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.status = Some((Some(status), Outcome::from_status(status.code())));
+            } else {
+                self.stop(Outcome::Killed);
+            }
+        }
+    }
+
+    fn stop(&mut self, outcome: Outcome) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.status = Some((None, outcome));
+    }
+
+    /// Waits for QEMU to exit (or its timeout) and collects everything.
+    pub fn wait(mut self) -> Result<RunResult> {
+        while !self.finished()? {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let wall = self.start.elapsed();
+        self.shared.done.store(true, Ordering::Release);
+        let (console_reader, stderr_reader, log_tail) =
+            self.threads.take().context("QEMU collected twice")?;
+        log_tail
+            .join()
+            .map_err(|_| anyhow::anyhow!("log thread panicked"))?;
         let _ = console_reader.join();
         let qemu_stderr = stderr_reader.join().unwrap_or_default();
-        let _ = std::fs::remove_file(&log_file);
-        let outcome = match status {
-            Some(s) => Outcome::from_status(s.code()),
-            None => Outcome::Timeout,
-        };
-        let console = std::mem::take(&mut *console.lock().unwrap_or_else(|e| e.into_inner()));
-        let to_banner = *banner.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = std::fs::remove_file(&self.log_file);
+        let outcome = self.status.map_or(Outcome::Timeout, |(_, o)| o);
         Ok(RunResult {
             outcome,
-            console,
-            log,
-            malformed_frames: malformed,
+            console: std::mem::take(&mut *lock(&self.shared.console)),
+            log: std::mem::take(&mut *lock(&self.shared.log)),
+            malformed_frames: self.shared.malformed.load(Ordering::Relaxed),
             qemu_stderr,
             wall,
-            to_banner,
-            command: shown,
+            to_banner: *lock(&self.shared.banner),
+            cpu: self.cpu,
+            command: std::mem::take(&mut self.command),
         })
+    }
+}
+
+impl Drop for Running {
+    /// A `Running` dropped without `wait` (a panicking test) takes its
+    /// QEMU with it.
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            self.stop(Outcome::Killed);
+        }
+        self.shared.done.store(true, Ordering::Release);
     }
 }

@@ -129,7 +129,7 @@ pub struct VgpuReport {
 }
 
 /// The `key=value` pairs of every `report <kind> ...` line, in order.
-fn report_records<'a>(
+pub fn report_records<'a>(
     result: &'a RunResult,
     kind: &'a str,
 ) -> impl Iterator<Item = Vec<(&'a str, &'a str)>> + 'a {
@@ -318,6 +318,7 @@ mod tests {
             qemu_stderr: String::new(),
             wall: Duration::from_millis(250),
             to_banner: Some(Duration::from_millis(100)),
+            cpu: None,
             command: "qemu".into(),
         }
     }

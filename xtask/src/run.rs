@@ -38,6 +38,7 @@ pub fn main(opts: &RunOptions) -> Result<i32> {
         timeout: opts.timeout,
         echo: true,
         extra_args: Vec::new(),
+        label: None,
     };
     let result = qemu.run()?;
     let report = report::build(&result, opts.memory_mib);

@@ -19,7 +19,20 @@
 //!   and the GGTT table. A neighbour vGPU's slice is mapped right next to
 //!   them as a canary; any touch of it, or of anything else, is a failure;
 //! - unless the submission's write set is untracked, every guest page the
-//!   GPU wrote is in it (migration relies on that).
+//!   GPU wrote is in it (migration relies on that);
+//! - nothing the submission did reached another context: every other
+//!   engine runs a neighbour vGPU's context while the input runs, and that
+//!   context must still hold only power-on state afterwards (a command of
+//!   one engine reaching another engine's registers would write it); and
+//!   no fence register changed.
+//!
+//! The executor runs every command the scanner accepts that moves data or
+//! control (predication, conditional batch ends, register loads, memory
+//! copies, atomics, semaphore waits, the ALU) and stops with
+//! `FaultKind::Unmodeled` on what it does not model, so the checker sees
+//! those commands' accesses too; the statistics count the inputs that
+//! stopped there. Beside `tests/scan_support`'s seeds, the seeds include
+//! streams of those MI commands.
 
 #![no_main]
 
@@ -31,9 +44,13 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use gpu::addr::{HostGgttIndex, HostGm, HostGmRange, PhysAddr, PhysFrame};
-use gpu::backend::{Backend, EngineStatus, PhysMem, PhysMemError, Submission};
+use gpu::backend::{
+    Backend, ContextId, EngineStatus, FaultKind, PhysMem, PhysMemError, Submission,
+};
 use gpu::engine::Engine;
 use gpu::ggtt::{HostPte, PteFlags};
+use gpu::partition::VgpuId;
+use gpu::regs::{fence, ring};
 use gpu::scan::scanner::{BATCH_POOL, MAX_COMMANDS, MAX_DWORDS};
 use gpu::scan::Shadow;
 use gpu::sim::{SimGpu, GGTT_TABLE_BYTES};
@@ -52,6 +69,17 @@ const FUZZ_BATCH: u64 = HIDDEN + 0x32_0000;
 /// Upper bound on one scan's wall time (the budget bounds the work; this
 /// only catches a runaway loop, generously for sanitizer builds).
 const SCAN_TIME: Duration = Duration::from_millis(250);
+
+/// The engine context the vGPU's submissions run on (slot 0's).
+const VGPU_CONTEXT: ContextId = match VgpuId::new(0) {
+    Some(slot) => ContextId::of_vgpu(slot),
+    None => panic!("slot 0 exists"),
+};
+/// The neighbour vGPU's context, loaded on every other engine.
+const NEIGHBOUR_CONTEXT: ContextId = match VgpuId::new(1) {
+    Some(slot) => ContextId::of_vgpu(slot),
+    None => panic!("slot 1 exists"),
+};
 
 /// Physical frame ranges, as (first frame, count).
 const APERTURE_FRAMES: (u64, u64) = (0x1_0000, APERTURE_SIZE / 4096);
@@ -146,8 +174,9 @@ struct World {
     /// Guest memory with the fixture batches, restored before each input.
     pristine: FakeGm,
     gm: FakeGm,
-    /// Inputs, accepted submissions, executed without an engine fault.
-    stats: [u64; 3],
+    /// Inputs, accepted submissions, executed without an engine fault,
+    /// stopped on a command the model does not execute.
+    stats: [u64; 4],
 }
 
 fn map(b: &mut dyn Backend, gm_base: u64, (frame, pages): (u64, u64)) {
@@ -184,7 +213,7 @@ impl World {
             shadow: shadow(Engine::Render),
             pristine,
             gm,
-            stats: [0; 3],
+            stats: [0; 4],
         };
         w.self_test();
         w
@@ -201,7 +230,14 @@ impl World {
         sim.mem_mut().monitor = false;
         let ring_range =
             HostGmRange::new(HostGm::new(SHADOW_RING_HOST).unwrap(), 0x1_0000).unwrap();
-        let s = Submission::new(Engine::Render, ring_range, 0, 4 * bad.len() as u32).unwrap();
+        let s = Submission::new(
+            Engine::Render,
+            ContextId::MONITOR,
+            ring_range,
+            0,
+            4 * bad.len() as u32,
+        )
+        .unwrap();
         let _ = sim.submit(&s);
         assert!(
             sim.mem().violation.is_some(),
@@ -249,6 +285,7 @@ fn stream(data: &[u8], gm: &mut FakeGm) -> Option<(Engine, Vec<u32>)> {
         return Some((Engine::ALL[usize::from(mode) % 4], ring.to_vec()));
     }
     let mut seeds = seeds();
+    seeds.extend(mi_seeds());
     let (engine, mut cmds) = seeds.swap_remove(usize::from(mode & 0x7f) % seeds.len());
     for r in rest.chunks_exact(6) {
         let at = usize::from(u16::from_le_bytes([r[0], r[1]]));
@@ -267,8 +304,11 @@ fn stream(data: &[u8], gm: &mut FakeGm) -> Option<(Engine, Vec<u32>)> {
 fn one(w: &mut World, data: &[u8]) {
     w.stats[0] += 1;
     if w.stats[0].is_power_of_two() {
-        let [n, a, e] = w.stats;
-        eprintln!("scan_sim: {n} inputs, {a} accepted, {e} executed without a fault");
+        let [n, a, e, u] = w.stats;
+        eprintln!(
+            "scan_sim: {n} inputs, {a} accepted, {e} executed without a fault, \
+             {u} stopped on an unmodelled command"
+        );
     }
     w.reset();
     let Some((engine, cmds)) = stream(data, &mut w.gm) else {
@@ -294,6 +334,8 @@ fn one(w: &mut World, data: &[u8]) {
     // Upload the shadow (the monitor's writes), then let the GPU run it.
     let sim = &mut w.sim;
     sim.mem_mut().monitor = true;
+    // Before the upload: its NOOPs sit where the shadow ring goes.
+    load_neighbour_context(sim, engine);
     let mut ring_words = w.shadow.ring[..sub.ring_dwords].to_vec();
     if ring_words.len() % 2 == 1 {
         ring_words.push(NOOP); // the tail is QWord aligned
@@ -303,7 +345,7 @@ fn one(w: &mut World, data: &[u8]) {
         upload(
             sim,
             SHADOW_BATCH_HOST + SHADOW_BATCH_STRIDE * i as u64,
-            &b.words[..b.len],
+            b.image(),
         );
     }
     sim.reset_engine(engine);
@@ -313,11 +355,24 @@ fn one(w: &mut World, data: &[u8]) {
     VIOLATION.with(|v| *v.borrow_mut() = None);
     let ring_range = HostGmRange::new(HostGm::new(SHADOW_RING_HOST).unwrap(), 0x1_0000).unwrap();
     let tail = 4 * ring_words.len() as u32;
-    let s = Submission::new(engine, ring_range, 0, tail).expect("shadow ring submission");
+    let s = Submission::new(engine, VGPU_CONTEXT, ring_range, 0, tail)
+        .expect("shadow ring submission");
     let _ = sim.submit(&s);
     w.stats[1] += 1;
-    if matches!(sim.poll(engine), EngineStatus::Idle { .. }) {
-        w.stats[2] += 1;
+    match sim.poll(engine) {
+        EngineStatus::Idle { .. } => w.stats[2] += 1,
+        EngineStatus::Faulted(f) if matches!(f.kind, FaultKind::Unmodeled(_)) => w.stats[3] += 1,
+        _ => {}
+    }
+    assert!(
+        sim.context_is_fresh(NEIGHBOUR_CONTEXT),
+        "{engine}: the submission reached another engine's context (stream {cmds:08x?})"
+    );
+    for i in 0..fence::COUNT {
+        assert!(
+            sim.read_reg(fence::lo(i)) == 0 && sim.read_reg(fence::hi(i)) == 0,
+            "{engine}: fence {i} changed (stream {cmds:08x?})"
+        );
     }
     let v = sim
         .mem()
@@ -347,6 +402,69 @@ fn one(w: &mut World, data: &[u8]) {
         }
     }
     sim.mem_mut().monitor = true;
+}
+
+/// Makes the neighbour vGPU's (fresh) context the one loaded on every
+/// engine but `engine`, by running two MI_NOOPs on it there (the monitor's
+/// accesses: the checker ignores them).
+fn load_neighbour_context(sim: &mut SimGpu<Checked>, engine: Engine) {
+    sim.release_context(NEIGHBOUR_CONTEXT);
+    upload(sim, SHADOW_RING_HOST, &[NOOP, NOOP]);
+    let ring_range = HostGmRange::new(HostGm::new(SHADOW_RING_HOST).unwrap(), 0x1000).unwrap();
+    for other in Engine::ALL.into_iter().filter(|&e| e != engine) {
+        sim.reset_engine(other);
+        let s = Submission::new(other, NEIGHBOUR_CONTEXT, ring_range, 0, 8).unwrap();
+        let _ = sim.submit(&s);
+        let head = sim.read_reg(ring::reg(other, ring::HEAD));
+        assert_eq!(head, 8, "{other}: the neighbour's NOOPs did not run");
+    }
+    assert!(sim.context_is_fresh(NEIGHBOUR_CONTEXT));
+}
+
+/// Streams of the MI commands that move data or control (register loads
+/// and stores, the ALU, memory copies, atomics, predication, waits), for
+/// the mutator to start from.
+fn mi_seeds() -> Vec<(Engine, Vec<u32>)> {
+    use gpu::encode::predicate::{COMBINE_SET, COMPARE_SRCS_EQUAL, LOAD_LOADINV};
+    use gpu::encode::{
+        alu, atomic, atomic_dword, atomic_qword, bb_start_predicated, cond_bb_end, copy_mem_mem,
+        lri, lrm, lrr, mi_math, mi_predicate, semaphore_wait, set_predicate, srm,
+    };
+    let b = HIDDEN + 0x1_0000;
+    let mut out = Vec::new();
+    for engine in Engine::ALL {
+        let gpr = |n: u32| engine.mmio_base() + ring::GPR_BASE + 8 * n;
+        let mut s = lri(gpr(0), 7).to_vec();
+        s.extend(lrm(gpr(1), b));
+        s.push(mi_math(4));
+        s.extend([
+            alu::op(alu::LOAD, alu::SRCA, 0),
+            alu::op(alu::LOAD, alu::SRCB, 1),
+            alu::op(alu::ADD, 0, 0),
+            alu::op(alu::STORE, 2, alu::ACCU),
+        ]);
+        s.extend(lrr(gpr(2), gpr(3)));
+        s.extend(srm(gpr(3), b + 0x10));
+        s.extend(copy_mem_mem(b + 0x20, b + 0x10));
+        s.extend(atomic_dword(b + 0x30, atomic::ADD, 1, 0, true));
+        s.extend(atomic_qword(b + 0x38, atomic::CMP_WR, 0, 5, false));
+        s.extend(semaphore_wait(b + 0x30, 0, 0, true));
+        out.push((engine, s));
+    }
+    let mut pred = lri(0x2400, 1).to_vec();
+    pred.extend(lri(0x2408, 1));
+    pred.push(mi_predicate(LOAD_LOADINV, COMBINE_SET, COMPARE_SRCS_EQUAL));
+    let mut store = srm(0x2418, b + 0x40);
+    store[0] |= 1 << 21;
+    pred.extend(store);
+    pred.extend(lri(0x241c, 1));
+    pred.extend(bb_start_predicated(HIDDEN + 0x30_0000));
+    pred.extend(cond_bb_end(b + 0x40, 0, false));
+    pred.push(set_predicate(3));
+    pred.extend(lri(0x2434, 1));
+    pred.push(set_predicate(0));
+    out.push((Engine::Render, pred));
+    out
 }
 
 fn upload(sim: &mut SimGpu<Checked>, at: u64, words: &[u32]) {

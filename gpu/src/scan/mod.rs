@@ -26,5 +26,6 @@ pub mod regs;
 pub mod scanner;
 
 pub use scanner::{
-    GmFault, GmSpace, Location, PageRun, Reason, RingState, ScanError, Shadow, Submission, WriteSet,
+    ControlFlow, GmFault, GmSpace, Location, PageRun, Reason, RingState, ScanError, Shadow,
+    Submission, WriteSet,
 };

@@ -112,9 +112,9 @@
 //!
 //! 3DSTATE_CONSTANT_* buffer 0 is absolute only while CS_DEBUG_MODE2
 //! "Constant Buffer Address Offset Disable" is set (else it is an offset
-//! from Dynamic State Base). The register is not on the guest whitelist;
-//! engine initialisation must set the bit, and the scanner treats all four
-//! buffers as absolute addresses.
+//! from Dynamic State Base). Guests may write the register only keeping
+//! the bit set ([`super::regs`]); the monitor's render prologue sets it,
+//! and the scanner treats all four buffers as absolute addresses.
 //!
 //! # Disabled operands and zero
 //!
@@ -267,6 +267,8 @@ pub enum When {
     Clear(u8, u8),
     /// When the surface type (bits 31:29 of DWord `.0`) is not SURFTYPE_NULL.
     NotNullSurface(u8),
+    /// When any bit of mask `.1` in DWord `.0` is set.
+    AnySet(u8, u32),
     /// When the submission's depth buffer is not NULL and enables HiZ.
     HizEnabled,
     /// When bit `.0` of DWord 1 of the pipe's mode-select command
@@ -868,21 +870,31 @@ pub static MFX_VP8_BSP_BUF_BASE_ADDR: Layout = layout(&[
     pipe("MPC Row Store Surface - Address", 29, MFX_ROW_STORE, Write),
 ]);
 
-/// MFX_VP8_PIC_STATE (fields present up to the command's length): the
-/// coefficient probabilities read (4 x 8 x 3 x 11 bytes) and the
-/// segmentation map (16 bytes a macroblock, at least 64).
+/// MFX_VP8_PIC_STATE (38 DWords on Gen9, media-driver and genxml's fields;
+/// genxml types both addresses `uint`): the coefficient probability table
+/// it reads (4 x 8 x 3 x 11 bytes, media-driver
+/// `m_codechalDecodeVp8CoeffprobTableSize`) and the segmentation ID stream
+/// it reads or writes when DW2 bits 7:6 enable stream-in or stream-out (16
+/// bytes a macroblock, at least 64).
 pub static MFX_VP8_PIC: Layout = layout(&[
-    pipe48(
+    f(
         "CoeffProbability Stream-In - Address",
         16,
-        size(1056, 0, 0, 0),
+        6,
+        Bits16,
+        Extent::Bytes(4 * 8 * 3 * 11),
         Read,
     ),
-    pipe(
-        "Segmentation ID Stream - Address",
-        35,
-        size(64, 0, 0, 16),
-        Write,
+    when(
+        f(
+            "Segmentation ID Stream - Address",
+            35,
+            0,
+            Bits16,
+            Extent::Pipe(size(64, 0, 0, 16)),
+            Write,
+        ),
+        When::AnySet(2, 3 << 6),
     ),
 ]);
 

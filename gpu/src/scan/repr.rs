@@ -142,10 +142,16 @@ pub enum CommandRepr<'a> {
     },
     /// MI_BATCH_BUFFER_END.
     BatchEnd,
-    /// MI_CONDITIONAL_BATCH_BUFFER_END (reads 4 bytes, DWord 2-3).
+    /// MI_CONDITIONAL_BATCH_BUFFER_END (DWord 2-3; reads a DWord, or with
+    /// Compare Mask Mode, bit 19, a QWord: mask and data).
     CondBatchEnd {
         /// The compared memory.
         mem: MemOperand,
+    },
+    /// MI_SET_PREDICATE.
+    SetPredicate {
+        /// PREDICATE ENABLE (bits 3:0; 0: NOOP Never).
+        enable: u8,
     },
     /// MI_STORE_DATA_IMM (DWord 1-2 address; bit 21 store qword).
     StoreDataImm {
@@ -170,6 +176,9 @@ pub enum CommandRepr<'a> {
     LoadRegImm {
         /// The pairs, flattened.
         pairs: &'a [u32],
+        /// Byte Write Disables (header bits 11:8): a set bit keeps that
+        /// byte of every register written unchanged.
+        byte_disables: u32,
     },
     /// MI_LOAD_REGISTER_REG (DWord 1 source, DWord 2 destination register).
     LoadRegReg {
@@ -284,14 +293,15 @@ pub struct BaseRange {
     pub bytes: Option<u64>,
 }
 
-/// The bases STATE_BASE_ADDRESS (19 DWords on Gen9) sets.
+/// The bases STATE_BASE_ADDRESS (19 DWords on Gen9, or 18 without the
+/// bindless surface state size) sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StateBaseAddress {
     /// General, surface, dynamic, indirect object, instruction, bindless.
     pub bases: [BaseRange; 6],
 }
 
-/// A STATE_BASE_ADDRESS of at least 19 DWords.
+/// A STATE_BASE_ADDRESS of at least 18 DWords.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SbaView<'a> {
     c: Command<'a>,
@@ -317,8 +327,11 @@ impl SbaView<'_> {
                 bytes: size_dw.map(pages),
             }
         };
+        // The 18-DWord form (igt rendercopy_gen9.c, for
+        // WaBindlessSurfaceStateModifyEnable:skl,bxt) has no size DWord:
+        // a bindless base it sets keeps the size set earlier.
         let mut bindless = base("Bindless Surface State Base Address", 16, None);
-        bindless.size_modify = bindless.modify;
+        bindless.size_modify = bindless.modify && c.len() >= 19;
         bindless.bytes = Some((u64::from(c.dw(18) >> 12) + 1) * 64);
         StateBaseAddress {
             bases: [
@@ -350,31 +363,76 @@ fn mem(c: &Command<'_>, lo: usize, align: u32, size: u64, ggtt: bool, write: boo
     }
 }
 
+/// How a blit surface is laid out in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tiling {
+    /// Rows `pitch` bytes apart.
+    Linear,
+    /// The legacy XY_ blits' "tiled" bit: X tiling, or Y where BCS_SWCTRL
+    /// (a register the guest may write) says so. Its extent is the larger
+    /// of the two.
+    Legacy,
+    /// X-major tiles of 512 bytes x 8 rows.
+    X,
+    /// Legacy Y-major tiles of 128 bytes x 32 rows.
+    Y,
+    /// Y-major 4 KiB tiles whose shape depends on the bytes per pixel.
+    Yf,
+    /// Y-major 64 KiB tiles whose shape depends on the bytes per pixel.
+    Ys,
+}
+
+impl Tiling {
+    /// Tile width in bytes and height in rows for `bpp` bytes per pixel
+    /// (PRM vol 5 "Memory Views", tiling formats; Mesa isl
+    /// `isl_tiling_get_info`): X 512 x 8, Y 128 x 32; Yf 64 x 64 at 1 byte
+    /// per pixel, 128 x 32 at 2 and 4, 256 x 16 at 8 and 16; Ys each of
+    /// those 4 times wider and taller (256 x 256, 512 x 128, 1024 x 64).
+    /// `None` for linear and legacy (not one geometry).
+    pub const fn tile(self, bpp: u64) -> Option<(u64, u32)> {
+        let yf = match bpp {
+            0 | 1 => (64, 64),
+            2..=4 => (128, 32),
+            _ => (256, 16),
+        };
+        match self {
+            Tiling::Linear | Tiling::Legacy => None,
+            Tiling::X => Some((512, 8)),
+            Tiling::Y => Some((128, 32)),
+            Tiling::Yf => Some(yf),
+            Tiling::Ys => Some((yf.0 * 4, yf.1 * 4)),
+        }
+    }
+}
+
 /// One blit surface as the blitter walks it (PRM vol 2a, XY_* commands):
 /// rows `0 .. rows` from the base, `pitch` apart, each touched up to byte
 /// `x_end` of the row.
 #[derive(Clone, Copy)]
 struct BlitSurface {
-    /// The 16-bit pitch field (bit 15: negative pitch).
+    /// The 16-bit pitch field (bit 15: negative pitch); in DWords when
+    /// tiled.
     pitch: u32,
-    /// Tiled (pitch in DWords; rows grouped in tiles).
-    tiled: bool,
+    /// Memory layout.
+    tiling: Tiling,
+    /// Bytes per pixel (the Yf/Ys tile shape depends on it).
+    bpp: u64,
     /// Rows from the base to the last row touched, exclusive.
     rows: u32,
     /// Bytes from the start of a row to the end of the last pixel touched.
     x_end: u64,
 }
 
-/// Rows of the tallest Gen9 tile (Y tile: 32 rows of 128 bytes); a tiled
-/// surface is addressed in whole tile rows.
-const TILE_ROWS: u32 = 32;
-
 impl BlitSurface {
-    /// Bytes from the base the blit may touch: the rows above the last
-    /// touched one in full, and the last to the end of its rectangle (or
-    /// its pitch, whichever is further). A negative pitch would walk below
-    /// the base and is rejected; so is a tiled rectangle wider than its
-    /// pitch (tiles would wrap into other rows of tiles).
+    /// Bytes from the base the blit may touch. Linear: the rows above the
+    /// last touched one in full, and the last to the end of its rectangle
+    /// (or its pitch, whichever is further). Tiled: whole rows of tiles,
+    /// each `ceil(pitch / tile width)` tiles long (so a pitch that is not
+    /// a multiple of the tile width is never under-counted), and in the
+    /// last one the tiles up to the rectangle's right edge. A negative
+    /// pitch would walk below the base and is rejected; so is a tiled
+    /// rectangle wider than its pitch (tiles would wrap into other rows of
+    /// tiles).
     #[inline(always)]
     fn bytes(self) -> Result<u64, ReprError> {
         if self.pitch & 0x8000 != 0 {
@@ -384,17 +442,36 @@ impl BlitSurface {
             // Empty rectangle: nothing is accessed.
             return Ok(0);
         }
-        let (pitch, rows) = if self.tiled {
-            let pitch = u64::from(self.pitch) * 4;
-            if self.x_end > pitch {
-                return Err(ReprError::TiledOverrun);
-            }
-            (pitch, self.rows.div_ceil(TILE_ROWS) * TILE_ROWS)
-        } else {
-            (u64::from(self.pitch), self.rows)
+        if self.tiling == Tiling::Linear {
+            let pitch = u64::from(self.pitch);
+            // 16-bit fields and at most 16 bytes per pixel: no overflow.
+            return Ok(u64::from(self.rows - 1) * pitch + self.x_end.max(pitch));
+        }
+        self.tiled_bytes()
+    }
+
+    /// [`Self::bytes`] of a tiled surface with a non-empty rectangle: out
+    /// of line, so that the scanner's hot loop keeps only the linear case.
+    #[cold]
+    #[inline(never)]
+    fn tiled_bytes(self) -> Result<u64, ReprError> {
+        let pitch = u64::from(self.pitch) * 4;
+        if self.x_end > pitch {
+            return Err(ReprError::TiledOverrun);
+        }
+        let tiled = |(width, height): (u64, u32)| {
+            let tile = width * u64::from(height);
+            let tile_rows = u64::from(self.rows.div_ceil(height));
+            (tile_rows - 1) * pitch.div_ceil(width) * tile + self.x_end.div_ceil(width) * tile
         };
-        // 16-bit fields and at most 128 bytes per pixel: no overflow.
-        Ok(u64::from(rows - 1) * pitch + self.x_end.max(pitch))
+        Ok(match self.tiling.tile(self.bpp) {
+            Some(geometry) => tiled(geometry),
+            None => {
+                let x = Tiling::X.tile(self.bpp).map_or(0, tiled);
+                let y = Tiling::Y.tile(self.bpp).map_or(0, tiled);
+                x.max(y)
+            }
+        })
     }
 }
 
@@ -421,28 +498,69 @@ fn pattern_bytes(bpp: u64) -> u64 {
     64 * bpp
 }
 
-/// Bytes per pixel assumed for XY_FAST_COPY_BLT: its colour depth field
-/// goes up to 128 bits per pixel; the largest is taken.
-const FAST_COPY_BPP: u64 = 16;
+/// Bytes per pixel of an XY_FAST_COPY_BLT (DW1 bits 26:24: 8, 16, 32, 64
+/// or 128 bits per pixel as 0, 1, 3, 4, 5; igt `lib/intel_reg.h`
+/// XY_FAST_COPY_COLOR_DEPTH_*). The reserved codes take the largest.
+#[inline(always)]
+fn fast_copy_bpp(dw1: u32) -> u64 {
+    match dw1 >> 24 & 7 {
+        0 => 1,
+        1 => 2,
+        3 => 4,
+        4 => 8,
+        _ => 16,
+    }
+}
+
+/// The tiling of one XY_FAST_COPY_BLT surface from its 2-bit field (DW0
+/// bits 14:13 destination, 21:20 source: linear, X, Y, Ys) and its "Tile Y
+/// type" bit (DW1 bit 30 destination, 31 source: Yf instead of legacy Y).
+#[inline(always)]
+fn fast_copy_tiling(field: u32, yf: bool) -> Tiling {
+    match field & 3 {
+        0 => Tiling::Linear,
+        1 => Tiling::X,
+        2 if yf => Tiling::Yf,
+        2 => Tiling::Y,
+        _ => Tiling::Ys,
+    }
+}
+
+/// The tiling of a legacy XY_ blit surface from its "tiled" bit.
+#[inline(always)]
+const fn legacy(tiled: bool) -> Tiling {
+    if tiled {
+        Tiling::Legacy
+    } else {
+        Tiling::Linear
+    }
+}
 
 /// The destination and (for copies) source surfaces of an XY blit whose
 /// destination rectangle is DW2 (y1:x1) .. DW3 (y2:x2) exclusive, pitch in
 /// DW1 15:0, source origin DW6 (y:x), source pitch DW7 15:0.
 #[inline(always)]
-fn xy_surfaces(dw: impl Fn(usize) -> u32, bpp: u64, dst_tiled: bool, src_tiled: bool) -> BlitPair {
+fn xy_surfaces(
+    dw: impl Fn(usize) -> u32,
+    bpp: u64,
+    dst_tiling: Tiling,
+    src_tiling: Tiling,
+) -> BlitPair {
     let (x1, y1) = (dw(2) & 0xffff, dw(2) >> 16);
     let (x2, y2) = (dw(3) & 0xffff, dw(3) >> 16);
     let empty = x2 <= x1 || y2 <= y1;
     let dst = BlitSurface {
         pitch: dw(1) & 0xffff,
-        tiled: dst_tiled,
+        tiling: dst_tiling,
+        bpp,
         rows: if empty { 0 } else { y2 },
         x_end: if empty { 0 } else { u64::from(x2) * bpp },
     };
     let (sx, sy) = (dw(6) & 0xffff, dw(6) >> 16);
     let src = BlitSurface {
         pitch: dw(7) & 0xffff,
-        tiled: src_tiled,
+        tiling: src_tiling,
+        bpp,
         rows: if empty { 0 } else { sy + (y2 - y1) },
         x_end: if empty {
             0
@@ -468,12 +586,18 @@ pub(crate) fn xy_blit_bytes(
     let bit = |w: u32, b: u32| (w >> b) & 1 == 1;
     // XY_COLOR_BLT: header bit 11 destination tiled. XY_SRC_COPY_BLT:
     // header bit 11 destination tiled, bit 15 source tiled.
-    // XY_FAST_COPY_BLT: tiling in header bits 14:13 (destination) and
-    // 21:20 (source).
+    // XY_FAST_COPY_BLT: see `fast_copy_tiling`.
     let (bpp, dt, st) = match op {
-        Op::XyColorBlt => (xy_bpp(dw(1)), bit(h, 11), false),
-        Op::XySrcCopyBlt => (xy_bpp(dw(1)), bit(h, 11), bit(h, 15)),
-        Op::XyFastCopyBlt => (FAST_COPY_BPP, h >> 13 & 3 != 0, h >> 20 & 3 != 0),
+        Op::XyColorBlt => (xy_bpp(dw(1)), legacy(bit(h, 11)), Tiling::Linear),
+        Op::XySrcCopyBlt => (xy_bpp(dw(1)), legacy(bit(h, 11)), legacy(bit(h, 15))),
+        Op::XyFastCopyBlt => {
+            let d1 = dw(1);
+            (
+                fast_copy_bpp(d1),
+                fast_copy_tiling(h >> 13, bit(d1, 30)),
+                fast_copy_tiling(h >> 20, bit(d1, 31)),
+            )
+        }
         _ => return None,
     };
     let (dst, src) = xy_surfaces(&dw, bpp, dt, st);
@@ -499,7 +623,8 @@ pub(crate) fn setup_draw_bytes(
     let empty = x2 <= x1 || y2 <= y1;
     BlitSurface {
         pitch,
-        tiled,
+        tiling: legacy(tiled),
+        bpp,
         rows: if empty { 0 } else { y2 },
         x_end: if empty { 0 } else { u64::from(x2) * bpp },
     }
@@ -712,7 +837,7 @@ fn shaped_blit<'a>(c: &Command<'_>, s: &BlitShape) -> Result<CommandRepr<'a>, Re
     let bpp = xy_bpp(dw(1));
     let (dst, color_src) = match s.dst {
         BlitDst::Rect => {
-            let (d, src) = xy_surfaces(dw, bpp, bit(h, 11), bit(h, 15));
+            let (d, src) = xy_surfaces(dw, bpp, legacy(bit(h, 11)), legacy(bit(h, 15)));
             (Some(mem(c, 4, 0, d.bytes()?, true, true)), Some(src))
         }
         BlitDst::Setup => (None, None),
@@ -826,10 +951,16 @@ impl<'a> CommandRepr<'a> {
             Op::BatchEnd => CommandRepr::BatchEnd,
             Op::CondBatchEnd => {
                 need(4)?;
+                // Compare Mask Mode: a QWord, mask then data (PRM; Intel's
+                // media driver's Gen9 layout).
+                let size = if bit(h, 19) { 8 } else { 4 };
                 CommandRepr::CondBatchEnd {
-                    mem: mem(c, 2, 3, 4, bit(h, 22), false),
+                    mem: mem(c, 2, 3, size, bit(h, 22), false),
                 }
             }
+            Op::SetPredicate => CommandRepr::SetPredicate {
+                enable: (h & 0xf) as u8,
+            },
             Op::StoreDataImm => {
                 need(4)?;
                 // Store Qword (bit 21) or a 5-DWord form writes 8 bytes.
@@ -857,7 +988,10 @@ impl<'a> CommandRepr<'a> {
                 if pairs.is_empty() || pairs.len() % 2 != 0 {
                     return Err(ReprError::OddRegisterList);
                 }
-                CommandRepr::LoadRegImm { pairs }
+                CommandRepr::LoadRegImm {
+                    pairs,
+                    byte_disables: h >> 8 & 0xf,
+                }
             }
             Op::LoadRegReg => {
                 need(3)?;
@@ -913,7 +1047,7 @@ impl<'a> CommandRepr<'a> {
                 }
             }
             Op::StateBaseAddress => {
-                need(19)?;
+                need(18)?;
                 CommandRepr::StateBaseAddress(SbaView { c: *c })
             }
             Op::XyColorBlt => {
@@ -978,7 +1112,7 @@ impl<'a> CommandRepr<'a> {
                     10
                 })?;
                 let bpp = xy_bpp(c.dw(1));
-                let (dst, _) = xy_surfaces(|i| c.dw(i), bpp, bit(h, 11), false);
+                let (dst, _) = xy_surfaces(|i| c.dw(i), bpp, legacy(bit(h, 11)), Tiling::Linear);
                 let pattern =
                     matches!(spec.op, Op::XyPatBlt) && rop_uses_pattern(c.dw(1) >> 16 & 0xff);
                 CommandRepr::Blit {
@@ -1000,6 +1134,71 @@ mod shaped_tests {
     use super::*;
     use crate::engine::Engine;
     use crate::scan::decode::decode;
+
+    /// Tile shapes by hand from the PRM's tables: every tile is 4 KiB
+    /// (X, Y, Yf) or 64 KiB (Ys).
+    #[test]
+    fn tile_geometry() {
+        assert_eq!(Tiling::X.tile(4), Some((512, 8)));
+        assert_eq!(Tiling::Y.tile(16), Some((128, 32)));
+        let yf = [
+            (1, 64, 64),
+            (2, 128, 32),
+            (4, 128, 32),
+            (8, 256, 16),
+            (16, 256, 16),
+        ];
+        for (bpp, w, h) in yf {
+            assert_eq!(Tiling::Yf.tile(bpp), Some((w, h)), "Yf {bpp}");
+            assert_eq!(Tiling::Ys.tile(bpp), Some((4 * w, 4 * h)), "Ys {bpp}");
+            assert_eq!(w * u64::from(h), 4096);
+        }
+        assert_eq!(Tiling::Linear.tile(4), None);
+        assert_eq!(Tiling::Legacy.tile(4), None);
+    }
+
+    /// Tiled extents: whole rows of tiles (pitch rounded up to whole
+    /// tiles), the last one to the tile holding the right edge.
+    #[test]
+    fn tiled_extents() {
+        let s = |tiling, bpp, pitch_dw, rows, x_end| BlitSurface {
+            pitch: pitch_dw,
+            tiling,
+            bpp,
+            rows,
+            x_end,
+        };
+        // X, pitch 1 KiB: 9 rows are 2 tile rows; the right edge in the
+        // first tile: 1 row of 8 KiB + 4 KiB.
+        assert_eq!(s(Tiling::X, 4, 256, 9, 100).bytes(), Ok(8192 + 4096));
+        // Y, same: 1 tile row, right edge at 300 bytes = 3 tiles.
+        assert_eq!(s(Tiling::Y, 4, 256, 9, 300).bytes(), Ok(3 * 4096));
+        // Legacy: the larger of the two.
+        assert_eq!(s(Tiling::Legacy, 4, 256, 9, 300).bytes(), Ok(8192 + 4096));
+        assert_eq!(s(Tiling::Legacy, 4, 256, 20, 1024).bytes(), Ok(8 * 4096));
+        // A pitch of 640 bytes counts two X tiles per row.
+        assert_eq!(
+            s(Tiling::X, 4, 160, 9, 640).bytes(),
+            Ok(2 * 4096 + 2 * 4096)
+        );
+        // Ys at 1 byte a pixel: 256-row tiles.
+        assert_eq!(s(Tiling::Ys, 1, 64, 257, 256).bytes(), Ok(2 * 65536));
+        // Wider than the pitch, or a negative pitch.
+        assert_eq!(
+            s(Tiling::Yf, 4, 32, 1, 129).bytes(),
+            Err(ReprError::TiledOverrun)
+        );
+        assert_eq!(
+            s(Tiling::Ys, 4, 0x8000, 1, 1).bytes(),
+            Err(ReprError::NegativePitch)
+        );
+        // Fast copy fields.
+        assert_eq!(fast_copy_bpp(4 << 24), 8);
+        assert_eq!(fast_copy_bpp(2 << 24), 16);
+        assert_eq!(fast_copy_tiling(2, true), Tiling::Yf);
+        assert_eq!(fast_copy_tiling(2, false), Tiling::Y);
+        assert_eq!(fast_copy_tiling(3, false), Tiling::Ys);
+    }
 
     /// Packed 1-bpp sources, by hand from the PRM rule (rows of
     /// `ceil((w + 7) / 8)` bytes up to a 16-bit word, total up to a

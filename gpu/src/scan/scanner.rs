@@ -15,16 +15,73 @@
 //! Decisions:
 //! - Cycles are per chain: a chained MI_BATCH_BUFFER_START back to a segment
 //!   of the same chain is rejected. A second-level batch called again is
-//!   not a cycle: its shadow is reused when it holds no STATE_BASE_ADDRESS
-//!   (its audit then does not depend on the state it is entered with),
+//!   not a cycle: its shadow is reused when its scan neither set nor read
+//!   tracked state (its audit then does not depend on the state it is
+//!   entered with, and the state after it is the state before it; its
+//!   draws need only a settled depth packet, which each reuse checks),
 //!   else it is scanned again into a new shadow. The pool, the depth limit
 //!   and the command/DWord budget bound the work either way.
-//! - STATE_BASE_ADDRESS is tracked per submission: each base/size pair is
-//!   audited whenever either half changes; a half set by an earlier
-//!   submission is unseen state and rejected. Size 0 allows no access, but
-//!   a modified base must still translate so it can be remapped.
+//! - Tracked state: the context state later commands are audited against
+//!   (STATE_BASE_ADDRESS bases and sizes, the last blitter setup, and the
+//!   state commands later commands consume: the depth packet, the video
+//!   pipes' state, SFC_STATE) is one per-submission value
+//!   ([`TrackedState`], in [`super::tracked`]), unknown at the start of
+//!   every submission, and met as a whole by its one `join` wherever paths
+//!   meet (below). STATE_BASE_ADDRESS: each base/size pair is audited
+//!   whenever either half changes; a half set by an earlier submission is
+//!   unseen state and rejected. Size 0 allows no access, but a modified
+//!   base must still translate so it can be remapped.
+//! - Control flow and predication. Rule: for every command that decides
+//!   which commands run, each path the engine may take is audited with
+//!   the tracked state as it stands on that path, or the command is
+//!   refused ([`Reason::ControlFlow`]).
+//!   - MI_BATCH_BUFFER_END continues after the batch's start (the ring,
+//!     or the first-level batch after a second-level call), where the scan
+//!     goes on with the state at the end. In the ring it is refused.
+//!   - MI_CONDITIONAL_BATCH_BUFFER_END may end the batch, whatever its
+//!     compare fields say. On Gen9 the end takes every level with it and
+//!     the engine continues in the ring after the first-level start (PRM
+//!     vol 2a, as Intel's media driver transcribes it); the reading in
+//!     which it ends only a second-level batch is allowed for as well.
+//!     The state after a batch start is the join (field-wise meet) of the
+//!     state at the batch's end and at every exit that may continue there:
+//!     what differs between them becomes unknown, and a command that
+//!     depends on it is refused as [`Reason::UnseenState`]. A reused
+//!     second-level shadow that may exit early adds its entry state to the
+//!     exits at every call. With Compare Mask Mode it reads a QWord. In
+//!     the ring it is refused.
+//!   - MI_BATCH_BUFFER_START with Predication Enable is refused (skipped,
+//!     it falls through; no Gen9 driver sets the bit), as are a chain from
+//!     a second-level batch (the PRM has chaining replace the first-level
+//!     address, so its return is not defined), a second-level start from
+//!     the ring, add-offset and resource-streamer forms.
+//!   - MI_SET_PREDICATE is accepted only as NOOP Never: other values skip
+//!     later state commands and LRIs by a result the scanner does not know,
+//!     and stay set past the batch (MI_MODE is context state).
+//!   - MI_PREDICATE (and the MI_PREDICATE_RESULT registers LRI/LRM may
+//!     load) decides only whether commands with a Predicate Enable bit run:
+//!     3DPRIMITIVE, GPGPU_WALKER and MI_STORE_REGISTER_MEM (genxml; a test
+//!     checks the list); MI_TOPOLOGY_FILTER only whether 3DPRIMITIVEs run.
+//!     None of them changes tracked state ([`sets_tracked_state`]), so
+//!     auditing them covers the path that skips them too; a skipped write
+//!     leaves a listed write page unwritten, which a write set allows.
+//!   - Registers that steer the command streamer (ring and batch address
+//!     and state registers, MI_MODE, MI_PREDICATE_RESULT_2, context
+//!     control, execlist ports) stay off the register whitelist
+//!     ([`super::regs`]; a test keeps them off).
+//!   - MI_ARB_CHECK and the other preemption points change when the
+//!     engine runs the rest, not what: a context resumes the same shadow
+//!     words, so those must not change under a submission that may still
+//!     run: the vGPU hands the gate (which rewrites the shadow) a
+//!     submission only while its engine is not busy.
 //! - Batches are copied into the shadow in chunks as decoding needs them;
-//!   only the copy is decoded, audited and run.
+//!   only the copy is decoded, audited and run. A shadow batch ends at its
+//!   scanned length: MI_BATCH_BUFFER_END right after the scanned words
+//!   (room for it is reserved: [`BATCH_SCAN_DWORDS`]) and zeros after it,
+//!   and the monitor writes that whole image ([`ShadowBatch::image`]) to
+//!   GM, so no path can run into unscanned guest words or into the stale
+//!   words of an earlier, longer batch the slot's GM still holds. The ring
+//!   ends at TAIL.
 //! - Write targets: every audited operand the hardware may write (post-sync
 //!   and store addresses, blit destinations, stream-out and other written
 //!   buffers) is recorded as guest pages in the submission's [`WriteSet`].
@@ -37,12 +94,13 @@
 //!   treats all of the vGPU's memory as possibly written by it.
 //! - Operand extents of GFXPIPE and video commands: see [`super::operands`].
 //! - State that later commands consume (the depth packet, the video pipes'
-//!   state, SFC_STATE) is kept per submission, as the guest set it, and a
-//!   command that consumes it is accepted only when it was set in the
-//!   same submission: see [`super::tracked`]. A submission may not end
-//!   with the depth packet half set. A second-level batch that sets or
-//!   consumes such state is scanned per call, and one of draws is reused
-//!   only while the depth packet is settled.
+//!   state, SFC_STATE) is kept in the tracked state as the guest set it,
+//!   and a command that consumes it is accepted only when it was set in
+//!   the same submission, alike on every path: see [`super::tracked`]. A
+//!   submission may not end with the depth packet half set (on any path:
+//!   a join keeps it half set if one side left it so). A second-level
+//!   batch that sets or consumes such state is scanned per call, and one
+//!   of draws is reused only while the depth packet is settled.
 //! - Hot path: a fast loop (`State::fast_run`) walks the copied commands
 //!   through a flat per-engine table of packed entries
 //!   ([`super::table`]'s fast entries: length rule, row, plain/audit
@@ -69,9 +127,12 @@
 //! - Blitter surfaces (PRM vol 2a BCS commands, Gen8+ 64-bit layouts, exact
 //!   lengths): a surface spans its rows above the last one touched in full
 //!   and the last one up to the rectangle's right edge times the bytes per
-//!   pixel (or the pitch, if further); tiled surfaces count whole 32-row
-//!   tile rows and must not be wider than their pitch; negative pitches
-//!   are rejected. XY_SETUP_BLT and XY_SETUP_MONO_PATTERN_SL_BLT set a
+//!   pixel (or the pitch, if further); tiled surfaces count whole rows of
+//!   tiles of their tiling's geometry ([`super::repr::Tiling`]: X, Y, and
+//!   for XY_FAST_COPY_BLT Yf and Ys by its colour depth; the legacy XY_
+//!   blits' "tiled" bit the worse of X and Y, as BCS_SWCTRL may pick
+//!   either) and must not be wider than their pitch; negative pitches are
+//!   rejected. XY_SETUP_BLT and XY_SETUP_MONO_PATTERN_SL_BLT set a
 //!   per-submission destination; XY_PIXEL_BLT, XY_SCANLINES_BLT and
 //!   XY_TEXT_IMMEDIATE_BLT are audited against it, and rejected (unseen
 //!   state) when no setup precedes them in the submission. A pattern
@@ -111,22 +172,30 @@
 //!   state-table extents follow from VEBOX_SURFACE_STATE and VEBOX_STATE
 //!   layouts that neither genxml nor i915 describe and whose PRM tables
 //!   the scanner does not model yet; VEB_DI_IECP also depends on surface
-//!   state that may come from an earlier submission.
+//!   state that may come from an earlier submission; HCP_TILE_CODING (not
+//!   a Gen9 command; genxml's length rule for it disagrees with every
+//!   other GFXPIPE command's) and MFX_VP8_ENCODER_CFG (its frame-header
+//!   update pointers are offsets nothing bounds).
+//! - Register accesses (MI_LOAD_REGISTER_IMM/MEM/REG,
+//!   MI_STORE_REGISTER_MEM) follow the one register table of
+//!   [`super::regs`], with its value rules; a codec status register is
+//!   read only after this submission's own work on the engine
+//!   (`State::own_work`).
 
 use core::fmt;
 
 use super::decode::{head, Command, DecodeErrorKind};
 use super::operands::{Access, AddrField, Extent, High, Layout, Pictures, PipeSize, Surface, When};
-use super::regs::{allowed, RegAccess};
+use super::regs::{check_read, check_write, RegAccess, RegRefusal};
 use super::repr::{
     pak_insert_descriptors, pak_payload_bytes, pak_payload_linear, setup_draw_bytes, xy_blit_bytes,
-    CommandRepr, PostSync, ReprError, StateBaseAddress, PAK_DESCRIPTOR, PAK_PAYLOAD,
+    CommandRepr, MemOperand, PostSync, ReprError, StateBaseAddress, PAK_DESCRIPTOR, PAK_PAYLOAD,
 };
 use super::surface::{self as geom, Picture};
 use super::table::{
     fast_entry, fast_kind_code, fast_len, fast_spec, CmdSpec, Op, FAST_AUDIT, FAST_GUESS,
 };
-use super::tracked::{Consumer, Pipe, Tracked, TrackedState};
+use super::tracked::{BltSetup, Consumer, Pipe, Tracked, TrackedState};
 use crate::addr::{GuestGm, GuestGmRange, HostGm};
 use crate::engine::Engine;
 
@@ -136,6 +205,10 @@ pub const RING_DWORDS: usize = 16 * 1024;
 pub const BATCH_POOL: usize = 8;
 /// Capacity of one shadow batch in DWords (32 KiB).
 pub const BATCH_DWORDS: usize = 8 * 1024;
+/// DWords of one guest batch (or chained segment) a shadow batch holds:
+/// its capacity less the MI_BATCH_BUFFER_END the scanner puts right after
+/// the scanned words ([`ShadowBatch::image`]).
+pub const BATCH_SCAN_DWORDS: usize = BATCH_DWORDS - 1;
 /// Batch nesting limit: 1 = first level, 2 = second level.
 pub const MAX_DEPTH: u8 = 2;
 /// Runs of guest pages recorded as write targets per submission.
@@ -253,20 +326,24 @@ pub enum Reason {
         bound: u64,
     },
     /// An operand whose meaning depends on state the scanner has not seen
-    /// in this submission (e.g. a STATE_BASE_ADDRESS base whose size was
-    /// set earlier, a vertex buffer without Address Modify Enable, a video
-    /// object without its pipe's state: [`super::tracked::CONSUMERS`]).
+    /// in this submission, or not alike on every path that reaches it
+    /// (e.g. a STATE_BASE_ADDRESS base whose size was set earlier, a
+    /// vertex buffer without Address Modify Enable, a video object without
+    /// its pipe's state: [`super::tracked::CONSUMERS`]).
     UnseenState(&'static str),
     /// A memory operand that no state bounds (an indirect object without
     /// an upper bound, a buffer whose size no state gives): the engine
     /// might reach past the vGPU's slices.
     Unbounded(&'static str),
-    /// A register outside the engine's whitelist.
+    /// A register access the engine's register list ([`super::regs`])
+    /// does not allow.
     Register {
         /// Register offset.
         offset: u32,
         /// The access.
         access: RegAccess,
+        /// Why it is refused.
+        refusal: RegRefusal,
     },
     /// RING_HEAD/TAIL/size inconsistent, or the ring outside the slices.
     BadRing,
@@ -282,6 +359,59 @@ pub enum Reason {
     BatchCycle,
     /// More commands or DWords than the per-submission budget.
     BudgetExceeded,
+    /// A control-flow or predication form whose paths the scanner does
+    /// not follow (see [`ControlFlow`]).
+    ControlFlow(ControlFlow),
+}
+
+/// The control-flow and predication forms the scanner refuses, because
+/// the engine may take a path through them that the scanner cannot audit
+/// (the rule: every path audited, with the state on it, or refused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControlFlow {
+    /// MI_BATCH_BUFFER_START with Predication Enable (DWord 0 bit 15): when
+    /// the predicate skips it the engine falls through past it, into words
+    /// the scanner did not scan. No Gen9 driver sets it (Mesa predicates
+    /// a batch start only in its Gfx12.5+ `mi_goto`; the media driver's
+    /// Gen9 command layout has no such bit).
+    PredicatedBatchStart,
+    /// MI_SET_PREDICATE other than NOOP Never: it makes the engine skip
+    /// later commands (state and LRI among them) by a result the scanner
+    /// does not know, and its enable outlives the batch into the ring and
+    /// the next submission (MI_MODE is context state). Gen9 drivers emit
+    /// it only in the media driver's null-hardware debug mode.
+    SetPredicate,
+    /// MI_BATCH_BUFFER_END in the ring: it ends no batch, and where the
+    /// engine goes next is not defined (i915 GVT-g returns to the last
+    /// ring address a batch start left); no driver puts one there.
+    BatchEndInRing,
+    /// MI_CONDITIONAL_BATCH_BUFFER_END in the ring: as above, with a
+    /// condition.
+    CondBatchEndInRing,
+    /// A chaining MI_BATCH_BUFFER_START inside a second-level batch: the
+    /// PRM has chaining update the first-level batch address, so where the
+    /// chained batch returns to is not the second-level return; i915
+    /// GVT-g refuses any batch start in a second-level batch.
+    ChainInSecondLevel,
+}
+
+impl ControlFlow {
+    /// The reason, for logs and rejections.
+    pub const fn why(self) -> &'static str {
+        match self {
+            ControlFlow::PredicatedBatchStart => {
+                "predicated MI_BATCH_BUFFER_START (the engine may fall through past it)"
+            }
+            ControlFlow::SetPredicate => {
+                "MI_SET_PREDICATE other than NOOP Never (later commands may be skipped)"
+            }
+            ControlFlow::BatchEndInRing => "MI_BATCH_BUFFER_END in the ring",
+            ControlFlow::CondBatchEndInRing => "MI_CONDITIONAL_BATCH_BUFFER_END in the ring",
+            ControlFlow::ChainInSecondLevel => {
+                "chained MI_BATCH_BUFFER_START in a second-level batch (return path undefined)"
+            }
+        }
+    }
 }
 
 impl fmt::Display for Reason {
@@ -304,8 +434,12 @@ impl fmt::Display for Reason {
             }
             Reason::UnseenState(what) => write!(f, "depends on unseen state: {what}"),
             Reason::Unbounded(what) => write!(f, "no state bounds the extent of {what}"),
-            Reason::Register { offset, access } => {
-                write!(f, "register {offset:#x} not whitelisted for {access:?}")
+            Reason::Register {
+                offset,
+                access,
+                refusal,
+            } => {
+                write!(f, "register {offset:#x} {access}: {refusal}")
             }
             Reason::BadRing => f.write_str("inconsistent ring registers"),
             Reason::RingTooLarge => f.write_str("submission larger than the shadow ring"),
@@ -314,6 +448,7 @@ impl fmt::Display for Reason {
             Reason::DepthExceeded => f.write_str("batch nesting too deep"),
             Reason::BatchCycle => f.write_str("batch chains to itself or a visited segment"),
             Reason::BudgetExceeded => f.write_str("scan budget exceeded"),
+            Reason::ControlFlow(c) => write!(f, "control flow not followed: {}", c.why()),
         }
     }
 }
@@ -500,17 +635,60 @@ pub struct Submission {
 }
 
 /// One shadow batch buffer.
+///
+/// After an accepted scan, `words[..len]` are the scanned, audited and
+/// remapped commands (ending in MI_BATCH_BUFFER_END or a chaining
+/// MI_BATCH_BUFFER_START), `words[len]` is an MI_BATCH_BUFFER_END the
+/// scanner put there, and every word after it is zero: no guest word that
+/// was copied but not scanned stays in the slot. [`ShadowBatch::image`]
+/// is what the engine may run; the monitor writes all of it to GM, so a
+/// path that ran past the scanned words (none is accepted) would end at
+/// the terminator, not in the stale words of an earlier, longer batch
+/// that the slot's GM still holds beyond it.
 #[derive(Clone, Debug)]
 pub struct ShadowBatch {
     /// Guest GM the batch was copied from.
     pub guest: GuestGm,
-    /// DWords scanned (the copy may hold a few more, never executed:
-    /// the scanned part ends in MI_BATCH_BUFFER_END or a chaining
-    /// MI_BATCH_BUFFER_START).
+    /// DWords scanned (at most [`BATCH_SCAN_DWORDS`]).
     pub len: usize,
-    /// The copy (audited and remapped).
+    /// The copy (audited and remapped), then the terminator.
     pub words: [u32; BATCH_DWORDS],
 }
+
+impl ShadowBatch {
+    /// An unused slot.
+    pub const EMPTY: ShadowBatch = ShadowBatch {
+        guest: GUEST_ZERO,
+        len: 0,
+        words: [0; BATCH_DWORDS],
+    };
+
+    /// The words the engine may execute: the scanned commands and the
+    /// terminating MI_BATCH_BUFFER_END after them.
+    pub fn image(&self) -> &[u32] {
+        self.words.get(..self.len + 1).unwrap_or(&self.words)
+    }
+
+    /// Ends the slot at its scanned length: MI_BATCH_BUFFER_END right
+    /// after the scanned words (there is room: at most
+    /// [`BATCH_SCAN_DWORDS`] are scanned), zeros after it up to what this
+    /// scan `copied` or `filled` says (the slot's words from there on
+    /// were zero), and `filled` then says where its zeros start.
+    #[inline(never)]
+    fn terminate(&mut self, filled: &mut usize, copied: usize) {
+        let end = self.len + 1;
+        if let Some(t) = self.words.get_mut(self.len) {
+            *t = BATCH_END;
+        }
+        if let Some(rest) = self.words.get_mut(end..(*filled).max(copied).max(end)) {
+            rest.fill(0);
+        }
+        *filled = end;
+    }
+}
+
+/// MI_BATCH_BUFFER_END (PRM vol 2a; the crate's one encoding).
+const BATCH_END: u32 = crate::encode::BB_END;
 
 /// The monitor-owned buffers of one engine, and their host GM addresses
 /// (the kernel maps them into the monitor's GGTT slice).
@@ -532,6 +710,9 @@ pub struct Shadow {
     /// guests that blit, run video and MI work reaching memory only through
     /// addresses the scanner audits.
     pub deny_shaders: bool,
+    /// Per shadow batch: its words from this index on are zero (after a
+    /// rejected scan, which may have copied anywhere: the whole slot).
+    filled: [usize; BATCH_POOL],
 }
 
 /// DWords copied from a guest batch at a time (the copy grows on demand,
@@ -540,19 +721,15 @@ const CHUNK: usize = 512;
 
 impl Shadow {
     /// Empty shadow buffers at the given host GM addresses.
-    pub fn new(engine: Engine, ring_host: HostGm, batch_host: [HostGm; BATCH_POOL]) -> Self {
-        const B: ShadowBatch = ShadowBatch {
-            guest: GUEST_ZERO,
-            len: 0,
-            words: [0; BATCH_DWORDS],
-        };
+    pub const fn new(engine: Engine, ring_host: HostGm, batch_host: [HostGm; BATCH_POOL]) -> Self {
         Shadow {
             engine,
             ring_host,
             batch_host,
             ring: [0; RING_DWORDS],
-            batches: [B; BATCH_POOL],
+            batches: [ShadowBatch::EMPTY; BATCH_POOL],
             deny_shaders: false,
+            filled: [0; BATCH_POOL],
         }
     }
 
@@ -560,6 +737,15 @@ impl Shadow {
     /// On success the shadow ring (`ring[..ring_dwords]`) and the used
     /// shadow batches are ready to submit; nothing else may be.
     pub fn scan(&mut self, gm: &dyn GmSpace, rs: RingState) -> Result<Submission, ScanError> {
+        let r = self.scan_all(gm, rs);
+        if r.is_err() {
+            // Guest words may have been copied anywhere in any slot.
+            self.filled = [BATCH_DWORDS; BATCH_POOL];
+        }
+        r
+    }
+
+    fn scan_all(&mut self, gm: &dyn GmSpace, rs: RingState) -> Result<Submission, ScanError> {
         let mut st = State::new(self.engine, self.deny_shaders);
         let ring_err = |reason| ScanError {
             engine: self.engine,
@@ -592,9 +778,15 @@ impl Shadow {
                     return Err(st.fail(Location::Ring, off, header, None, Reason::Decode(k)))
                 }
             };
+            if matches!(spec.op, Op::BatchEnd) {
+                // It ends no batch here (see `ControlFlow::BatchEndInRing`).
+                let r = Reason::ControlFlow(ControlFlow::BatchEndInRing);
+                return Err(st.fail(Location::Ring, off, header, Some(spec.name), r));
+            }
             let follow = st.command(gm, ring, off, spec, len, Location::Ring, 0)?;
             if let Some(target) = follow {
                 let slot = self.follow(gm, &mut st, target, 1, Location::Ring, off)?;
+                st.returned(1);
                 let host = self.batch_host_of(slot);
                 patch(&mut self.ring[..], off + 1, 2, High::Bits32, host.raw());
             }
@@ -702,17 +894,7 @@ impl Shadow {
                         if level >= MAX_DEPTH {
                             return Err(err(off, header, Reason::DepthExceeded));
                         }
-                        let callee = match st.reusable(t) {
-                            Some(s) => s,
-                            None => {
-                                let sba_before = st.sba_seen;
-                                st.sba_seen = false;
-                                let s = self.follow(gm, st, t, level + 1, loc, off)?;
-                                st.remember(t, s, !st.sba_seen);
-                                st.sba_seen |= sba_before;
-                                s
-                            }
-                        };
+                        let callee = self.call(gm, st, t, level + 1, loc, off)?;
                         let host = self.batch_host_of(callee);
                         if let Some(b) = self.batches.get_mut(slot) {
                             patch(&mut b.words[..], off + 1, 2, High::Bits32, host.raw());
@@ -723,6 +905,11 @@ impl Shadow {
                 }
                 off += len;
             };
+            // The segment ends here: nothing unscanned stays after it.
+            if let (Some(b), Some(filled)) = (self.batches.get_mut(slot), self.filled.get_mut(slot))
+            {
+                b.terminate(filled, copied);
+            }
             let Some((t, at)) = chained else {
                 return Ok(first);
             };
@@ -736,6 +923,32 @@ impl Shadow {
             slot = next;
         }
     }
+
+    /// A second-level call of `target` (a batch at `level`) from the
+    /// batch at `from`, `from_off`: the slot of its shadow, scanned now or
+    /// reused (see [`Call`]); the state after the call is joined with the
+    /// callee's early exits that continue there.
+    #[inline(never)]
+    fn call(
+        &mut self,
+        gm: &dyn GmSpace,
+        st: &mut State,
+        target: GuestGm,
+        level: u8,
+        from: Location,
+        from_off: usize,
+    ) -> Result<usize, ScanError> {
+        if let Some(call) = st.reusable(target) {
+            st.call_reused(call, level);
+            return Ok(call.slot);
+        }
+        let before = core::mem::take(&mut st.effects);
+        let slot = self.follow(gm, st, target, level, from, from_off)?;
+        st.returned(level);
+        st.remember(target, slot, st.effects);
+        st.effects = st.effects | before;
+        Ok(slot)
+    }
 }
 
 const GUEST_ZERO: GuestGm = match GuestGm::new(0) {
@@ -747,8 +960,9 @@ const HOST_ZERO: HostGm = match HostGm::new(0) {
     Err(_) => panic!("0 is a GM address"),
 };
 
-/// Grows the copy of the guest batch at `start` to at least `need` DWords
-/// (by [`CHUNK`]s while the slice allows, else exactly).
+/// Grows the copy of the guest batch at `start` in `words` to at least
+/// `need` DWords (by [`CHUNK`]s while the slice allows, else exactly),
+/// never past [`BATCH_SCAN_DWORDS`].
 #[inline]
 fn copy_more(
     gm: &dyn GmSpace,
@@ -770,7 +984,7 @@ fn copy_chunk(
     copied: &mut usize,
     need: usize,
 ) -> Result<(), Reason> {
-    if need > BATCH_DWORDS {
+    if need > BATCH_SCAN_DWORDS {
         return Err(Reason::BatchTooLarge);
     }
     let from = *copied;
@@ -779,7 +993,7 @@ fn copy_chunk(
         size: 4,
         fault: GmFault::OutOfSlices,
     })?;
-    let want = need.max(from + CHUNK).min(BATCH_DWORDS);
+    let want = need.max(from + CHUNK).min(BATCH_SCAN_DWORDS);
     let big = words.get_mut(from..want).unwrap_or(&mut []);
     if gm.read_guest(at, big).is_err() {
         let exact = words.get_mut(from..need).unwrap_or(&mut []);
@@ -861,19 +1075,66 @@ fn copy_ring(gm: &dyn GmSpace, rs: RingState, out: &mut [u32]) -> Result<usize, 
     Ok(n)
 }
 
-/// STATE_BASE_ADDRESS state as this submission has set it: per base, the
-/// guest base and the size in bytes (`None`: not set in this submission).
-#[derive(Clone, Copy, Debug)]
-struct Sba {
-    base: [Option<GuestGm>; 6],
-    size: [Option<u64>; 6],
+/// Whether the command `spec` may change the state later commands are
+/// audited against ([`TrackedState`]): STATE_BASE_ADDRESS, the blitter
+/// setups, the state commands of [`super::tracked`] ([`CmdSpec::tracks`])
+/// and the consumers that re-audit the depth packet at their own sample
+/// count ([`Consumer::reaudits_depth`]). The predication rule rests on it:
+/// a command the engine may skip (one with a Predicate Enable bit, under
+/// MI_PREDICATE's result) either changes no tracked state, so that
+/// auditing it covers both the path that runs it and the one that skips
+/// it, or is refused when predicated (MI_BATCH_BUFFER_START). A command
+/// that comes to set tracked state is listed here; debug builds check
+/// every audited command against the list.
+pub fn sets_tracked_state(spec: &CmdSpec) -> bool {
+    matches!(spec.op, Op::StateBaseAddress | Op::BltSetup)
+        || spec.tracks.is_some()
+        || spec.consumer().is_some_and(Consumer::reaudits_depth)
 }
 
-impl Sba {
-    const UNKNOWN: Sba = Sba {
-        base: [None; 6],
-        size: [None; 6],
+/// The early exits of the batches being scanned: `at[i]` is the join of
+/// the tracked states at every MI_CONDITIONAL_BATCH_BUFFER_END, seen since
+/// the batch start that entered level `i + 1`, that may continue right
+/// after that start (`None`: none yet). When that batch returns, the state
+/// after its start is joined with it.
+///
+/// Where an early exit continues (PRM vol 2a MI_CONDITIONAL_BATCH_BUFFER_END,
+/// as Intel's media driver transcribes it for Gen9: "Termination of second
+/// level batch buffer due to this command will also terminate the
+/// parent/first level batch buffer"): after the ring's batch start, from
+/// any level. An exit from a second-level batch is also taken to continue
+/// after the second-level call (the other reading, in case the hardware
+/// ends one level only), so both continuations are joined with it.
+#[derive(Clone, Debug)]
+struct Exits {
+    at: [Option<TrackedState>; MAX_DEPTH as usize],
+}
+
+impl Exits {
+    const NONE: Exits = Exits {
+        at: [const { None }; MAX_DEPTH as usize],
     };
+}
+
+/// What a stretch of the scan did that decides whether a second-level
+/// batch's shadow may be run again for another call.
+#[derive(Clone, Copy, Debug, Default)]
+struct Effects {
+    /// Tracked state was set or read: its audit depends on the state it
+    /// was entered with, or it changes the state after it.
+    touched_state: bool,
+    /// It may end early (an MI_CONDITIONAL_BATCH_BUFFER_END).
+    exits_early: bool,
+}
+
+impl core::ops::BitOr for Effects {
+    type Output = Effects;
+    fn bitor(self, other: Effects) -> Effects {
+        Effects {
+            touched_state: self.touched_state | other.touched_state,
+            exits_early: self.exits_early | other.exits_early,
+        }
+    }
 }
 
 /// A second-level batch already scanned in this submission.
@@ -881,13 +1142,22 @@ impl Sba {
 struct Call {
     target: GuestGm,
     slot: usize,
-    /// It holds no STATE_BASE_ADDRESS, so its audit does not depend on
-    /// the state it is entered with and its shadow may be run again.
-    reusable: bool,
+    /// What its scan did: its shadow is run again for another call only
+    /// when it did not touch tracked state (so its audit holds whatever
+    /// state it is entered with, and the state after it is the state
+    /// before it); if it may exit early, each further call adds its entry
+    /// state to the exits ([`State::call_reused`]).
+    effects: Effects,
+}
+
+impl Call {
+    fn reusable(&self) -> bool {
+        !self.effects.touched_state
+    }
 }
 
 /// Per-submission scan state. `repr(C)`: the fields the fast loop reads
-/// first, the tracked state's DWords last.
+/// first, the tracked state's DWords and the early exits last.
 #[repr(C)]
 struct State {
     engine: Engine,
@@ -900,10 +1170,14 @@ struct State {
     /// [`State::refresh_writers_checked`] after anything changes `tracked`
     /// other than [`State::track_after`] (a join of two paths' state).
     writers_checked: bool,
-    /// Context state was set or used: a STATE_BASE_ADDRESS or a blitter
-    /// setup, or a blit drawn relative to one (since the flag was last
-    /// cleared). A second-level batch that did so is not reused.
-    sba_seen: bool,
+    /// A command that starts work on the engine itself (a draw, dispatch,
+    /// codec or VEBOX object: [`CmdSpec::writes_through_state`]) was
+    /// scanned: status registers now report this submission's work
+    /// ([`super::regs::Reads::AfterOwnWork`]). Never cleared within a
+    /// submission, so a reused second-level batch's audit still holds.
+    own_work: bool,
+    /// What the scan did since [`Self::effects`] was last cleared.
+    effects: Effects,
     commands: u32,
     dwords: u32,
     used: usize,
@@ -912,25 +1186,10 @@ struct State {
     /// are [`Linear::NONE`].
     linear: [Linear; 2],
     calls: [Option<Call>; BATCH_POOL],
-    sba: Sba,
-    /// The last blitter setup of this submission.
-    blt: Option<BltSetup>,
-    /// State commands of this submission that later commands consume
-    /// ([`super::tracked`]).
+    /// The tracked state at the command being scanned.
     tracked: TrackedState,
-}
-
-/// The destination an XY_SETUP_BLT set for the blits that follow.
-#[derive(Clone, Copy, Debug)]
-struct BltSetup {
-    /// Guest GM of the destination base.
-    base: u64,
-    /// Pitch field.
-    pitch: u32,
-    /// Tiled destination.
-    tiled: bool,
-    /// Bytes per pixel.
-    bpp: u64,
+    /// Early exits of the batches being scanned.
+    exits: Exits,
 }
 
 /// A guest slice `[base, end)` that [`GmSpace::g2h`] translated as a whole
@@ -991,12 +1250,67 @@ impl State {
             dwords: 0,
             used: 0,
             calls: [None; BATCH_POOL],
-            sba: Sba::UNKNOWN,
-            sba_seen: false,
+            tracked: TrackedState::UNKNOWN,
+            exits: Exits::NONE,
+            effects: Effects::default(),
+            own_work: false,
             writes: WriteSet::EMPTY,
             linear: [Linear::NONE; 2],
-            blt: None,
-            tracked: TrackedState::EMPTY,
+        }
+    }
+
+    /// The tracked state, for a command audited against it.
+    #[inline]
+    fn state(&mut self) -> &TrackedState {
+        self.effects.touched_state = true;
+        &self.tracked
+    }
+
+    /// The tracked state, for a command that sets it.
+    #[inline]
+    fn state_mut(&mut self) -> &mut TrackedState {
+        self.effects.touched_state = true;
+        &mut self.tracked
+    }
+
+    /// An MI_CONDITIONAL_BATCH_BUFFER_END in a batch at `level`: the
+    /// current state may continue after the start of every level up to
+    /// it (see [`Exits`]).
+    #[inline(never)]
+    fn exit_early(&mut self, level: u8) {
+        for e in self.exits.at.iter_mut().take(usize::from(level)) {
+            *e = Some(match e {
+                Some(s) => s.join(&self.tracked),
+                None => self.tracked.clone(),
+            });
+        }
+        self.effects.exits_early = true;
+    }
+
+    /// The batch entered at `level` returned to the command after its
+    /// start: the state there is the join of the state at its end and at
+    /// every early exit that continues there.
+    #[inline(never)]
+    fn returned(&mut self, level: u8) {
+        let exit = usize::from(level)
+            .checked_sub(1)
+            .and_then(|i| self.exits.at.get_mut(i))
+            .and_then(Option::take);
+        if let Some(e) = exit {
+            self.tracked = self.tracked.join(&e);
+            self.refresh_writers_checked();
+        }
+    }
+
+    /// A second-level call at `level` (the callee's) of the reused shadow
+    /// of `call`: the callee touches no tracked state, so every state in
+    /// it is the entry state; when it may exit early, that is the state at
+    /// its exits.
+    #[inline(never)]
+    fn call_reused(&mut self, call: Call, level: u8) {
+        if call.effects.exits_early {
+            self.exit_early(level);
+            self.returned(level);
         }
     }
 
@@ -1022,27 +1336,27 @@ impl State {
         Ok(self.used - 1)
     }
 
-    /// The shadow slot of the second-level batch at `target` when it may be
-    /// run again unscanned: scanned already in this submission, setting
-    /// and consuming no context state other than draws' use of a settled
+    /// The second-level batch at `target` scanned earlier in this
+    /// submission, when its shadow may be run again: it set and read no
+    /// tracked state (see [`Call`]), other than draws' use of a settled
     /// depth packet, and the packet is settled now as it was then.
-    fn reusable(&self, target: GuestGm) -> Option<usize> {
+    fn reusable(&self, target: GuestGm) -> Option<Call> {
         if self.tracked.depth_open() {
             return None;
         }
         self.calls
             .iter()
             .flatten()
-            .find(|c| c.target == target && c.reusable)
-            .map(|c| c.slot)
+            .find(|c| c.target == target && c.reusable())
+            .copied()
     }
 
-    fn remember(&mut self, target: GuestGm, slot: usize, reusable: bool) {
+    fn remember(&mut self, target: GuestGm, slot: usize, effects: Effects) {
         if let Some(free) = self.calls.iter_mut().find(|c| c.is_none()) {
             *free = Some(Call {
                 target,
                 slot,
-                reusable,
+                effects,
             });
         }
     }
@@ -1416,23 +1730,28 @@ impl State {
                 self.writes.untracked = true;
                 Some(Ok(()))
             }
+            14 => {
+                self.writes.untracked = true;
+                self.own_work = true;
+                Some(Ok(()))
+            }
             // Tracked state: the MFX base addresses and the depth buffer
             // in line, HiZ and stencil out of line (which measured best).
             11 => Some(self.tracked_fixed_mfx_ind(gm, w)),
             12 => Some(self.tracked_fixed_mfx_bsp(gm, w)),
             9 => Some(self.fast_depth(gm, w)),
-            14 | 15 => Some(self.fast_tracked(gm, kind, w)),
+            15 | 16 => Some(self.fast_tracked(gm, kind, w)),
             _ => None,
         }
     }
 
-    /// 3DSTATE_HIER_DEPTH_BUFFER (class 14) and 3DSTATE_STENCIL_BUFFER
-    /// (15): kept, audited, the packet advanced, as [`Self::with_effects`]
+    /// 3DSTATE_HIER_DEPTH_BUFFER (class 15) and 3DSTATE_STENCIL_BUFFER
+    /// (16): kept, audited, the packet advanced, as [`Self::with_effects`]
     /// does; out of the fast loop's line.
     #[inline(never)]
     fn fast_tracked(&mut self, gm: &dyn GmSpace, kind: u32, w: &mut [u32]) -> Check<()> {
         match kind {
-            14 => tracked_fixed!(self, gm, w, Tracked::HierDepth, HIER_DEPTH_BUFFER: [0]),
+            15 => tracked_fixed!(self, gm, w, Tracked::HierDepth, HIER_DEPTH_BUFFER: [0]),
             _ => tracked_fixed!(self, gm, w, Tracked::Stencil, STENCIL_BUFFER: [0]),
         }
     }
@@ -1462,8 +1781,7 @@ impl State {
     fn fast_tracked_plain(&mut self, gm: &dyn GmSpace, t: Tracked, w: &[u32]) -> Check<()> {
         if t.pipe() != Pipe::Render {
             // Nothing to check or advance.
-            self.tracked.record_any(t, w);
-            self.sba_seen = true;
+            self.state_mut().record_any(t, w);
             return Ok(());
         }
         self.track_before(t, w)?;
@@ -1505,11 +1823,12 @@ impl State {
 
     /// For the MI_BATCH_BUFFER_START `w` in a batch at `loc`, `level`: the
     /// shadow slot of its target when it is a plain GGTT second-level call
-    /// (no resource streamer, no add-offset) allowed at this level, whose
-    /// target lies in a cached slice and is a second-level batch already
-    /// scanned in this submission and reusable. Then the full path would
-    /// accept it and point it at that slot, and nothing else; `None`
-    /// leaves it to the full path. Changes nothing.
+    /// (no resource streamer, no add-offset, not predicated) allowed at
+    /// this level, whose target lies in a cached slice and is a
+    /// second-level batch already scanned in this submission, reusable,
+    /// and without early exits. Then the full path would accept it and
+    /// point it at that slot, and nothing else; `None` leaves it to the
+    /// full path. Changes nothing.
     #[inline(always)]
     fn reused_call(&self, w: &[u32], loc: Location, level: u8) -> Option<usize> {
         let &[h, a, b] = w else { return None };
@@ -1517,6 +1836,7 @@ impl State {
         if loc == Location::Ring
             || !bit(h, 22)
             || bit(h, 10)
+            || bit(h, 15)
             || bit(h, 16)
             || bit(h, 8)
             || level >= MAX_DEPTH
@@ -1526,7 +1846,16 @@ impl State {
         let addr = u64::from(b) << 32 | u64::from(a & !3);
         self.cached(addr, 4)?;
         let t = GuestGm::new(addr).ok()?;
-        self.reusable(t)
+        self.reusable_without_exits(t)
+    }
+
+    /// The slot of the reusable shadow of the second-level batch at
+    /// `target` (see [`Self::reusable`]), when it has no early exits.
+    #[inline(never)]
+    fn reusable_without_exits(&self, target: GuestGm) -> Option<usize> {
+        self.reusable(target)
+            .filter(|c| !c.effects.exits_early)
+            .map(|c| c.slot)
     }
 
     /// The write operand at DWords `lo`, `lo + 1` of `w` (address bits from
@@ -1602,6 +1931,7 @@ impl State {
             return Err(self.fail(loc, off, header, Some(spec.name), Reason::ShadersDenied));
         }
         self.writes.untracked |= spec.writes_through_state;
+        self.own_work |= spec.writes_through_state;
         Ok(())
     }
 
@@ -1619,7 +1949,15 @@ impl State {
         level: u8,
     ) -> Result<Option<GuestGm>, ScanError> {
         self.state_writer(buf, off, spec, loc)?;
+        #[cfg(debug_assertions)]
+        let before = self.tracked.clone();
         let r = self.with_effects(gm, buf, off, spec, len, loc, level);
+        #[cfg(debug_assertions)]
+        debug_assert!(
+            self.tracked == before || sets_tracked_state(spec) || r.is_err(),
+            "{} changed the tracked state but `sets_tracked_state` does not list it",
+            spec.name
+        );
         r.map_err(|r| {
             let header = buf.get(off).copied().unwrap_or(0);
             self.fail(loc, off, header, Some(spec.name), r)
@@ -1675,10 +2013,9 @@ impl State {
                  buffers' dimensions)",
             ));
         }
-        self.tracked.record(t, w);
         // Its audit depends on the state the batch is entered with: a
         // second-level batch that sets it is scanned per call.
-        self.sba_seen = true;
+        self.state_mut().record(t, w);
         Ok(())
     }
 
@@ -1765,13 +2102,23 @@ impl State {
         Ok(())
     }
 
-    /// The command `w` consumes state set earlier ([`Consumer`]): accepted
-    /// only when that state was set in this submission (on every path: the
+    /// The command `w` consumes state set earlier ([`Consumer`]), when it
+    /// is active ([`Consumer::active`]): accepted only when that state was
+    /// set in this submission (on every path: the
     /// tracked state is joined), with a settled depth packet if it uses it,
     /// bounded indirect objects, and every buffer of the state it consumes
     /// inside the slices at the extent that state gives.
     #[inline(never)]
     fn consume(&mut self, gm: &dyn GmSpace, c: &'static Consumer, w: &[u32]) -> Check<()> {
+        if !self.used(c.active, w) {
+            return Ok(());
+        }
+        if !c.only_settled_depth() {
+            // Audited against the tracked state: a second-level batch
+            // holding it is scanned per call. A draw needs only a settled
+            // packet, which reuse checks at every call ([`Self::reusable`]).
+            self.effects.touched_state = true;
+        }
         if c.settled_depth && self.tracked.depth_open() {
             return Err(Reason::UnseenState(
                 "3DSTATE_HIER_DEPTH_BUFFER and 3DSTATE_STENCIL_BUFFER after 3DSTATE_DEPTH_BUFFER \
@@ -1781,7 +2128,7 @@ impl State {
         if let Some(state) = self.tracked.missing(c) {
             return Err(Reason::UnseenState(state));
         }
-        if c.needs.iter().any(|g| g.contains(&Tracked::DepthBuffer)) {
+        if c.reaudits_depth() {
             // 3DSTATE_WM_HZ_OP clears and resolves at its own sample count
             // (DWord 1 bits 15:13).
             let samples = w.get(1).copied().unwrap_or(0) >> 13 & 7;
@@ -1793,10 +2140,8 @@ impl State {
             if !self.tracked.is_set(t) {
                 return Err(Reason::UnseenState(t.command()));
             }
-            let Some(layout) = t.layout() else {
-                return Ok(());
-            };
-            for (i, f) in layout.fields.iter().enumerate() {
+            let fields = t.layout().map_or(&[][..], |l| l.fields);
+            for (i, f) in fields.iter().enumerate() {
                 let Extent::UpperBound { dword } = f.extent else {
                     continue;
                 };
@@ -1805,7 +2150,6 @@ impl State {
                 }
             }
         }
-        self.sba_seen |= !c.needs.is_empty() || c.bounded.is_some();
         for group in c.needs {
             for &t in group.iter() {
                 if self.tracked.is_set(t) {
@@ -1989,6 +2333,7 @@ impl State {
             When::Set(d, b) => bit(d, b),
             When::Clear(d, b) => !bit(d, b),
             When::NotNullSurface(d) => dw(d) >> 29 != 7,
+            When::AnySet(d, mask) => dw(d) & mask != 0,
             When::HizEnabled => self.tracked.hiz_enabled(),
         }
     }
@@ -2039,12 +2384,20 @@ impl State {
             return Ok(None);
         }
         let repr = CommandRepr::parse(&c).map_err(Reason::Repr)?;
-        let reg = |offset: u32, access| {
-            if allowed(engine, offset, access) {
-                Ok(())
-            } else {
-                Err(Reason::Register { offset, access })
-            }
+        let own_work = self.own_work;
+        let read = |offset: u32| {
+            check_read(engine, offset, own_work).map_err(|refusal| Reason::Register {
+                offset,
+                access: RegAccess::Read,
+                refusal,
+            })
+        };
+        let write = |offset: u32, value: Option<u32>, byte_disables: bool| {
+            check_write(engine, offset, value, byte_disables).map_err(|refusal| Reason::Register {
+                offset,
+                access: RegAccess::Write,
+                refusal,
+            })
         };
         // Memory operands to remap (at most two; STATE_BASE_ADDRESS is
         // handled on its own).
@@ -2054,9 +2407,15 @@ impl State {
                 target,
                 second_level,
                 resource_streamer,
+                predicated,
                 add_offset,
-                ..
             } => {
+                if predicated {
+                    return Err(Reason::ControlFlow(ControlFlow::PredicatedBatchStart));
+                }
+                if !second_level && level >= 2 {
+                    return Err(Reason::ControlFlow(ControlFlow::ChainInSecondLevel));
+                }
                 if resource_streamer {
                     return Err(Reason::Privileged("resource streamer batch"));
                 }
@@ -2080,27 +2439,48 @@ impl State {
                 let t = GuestGm::new(target.addr).map_err(|_| fault(GmFault::OutOfSlices))?;
                 return Ok(Some(t));
             }
-            CommandRepr::CondBatchEnd { mem }
-            | CommandRepr::StoreDataImm { mem }
-            | CommandRepr::Atomic { mem } => (mem, None),
+            CommandRepr::CondBatchEnd { mem } => {
+                if loc == Location::Ring {
+                    return Err(Reason::ControlFlow(ControlFlow::CondBatchEndInRing));
+                }
+                // Whatever it compares, the batch may end here (see
+                // `Exits`); the operand is audited below, and the exit is
+                // recorded only once the command is accepted.
+                let r = self.mem_operands(gm, buf, off, mem, None);
+                if r.is_ok() {
+                    self.exit_early(level);
+                }
+                return r.map(|()| None);
+            }
+            CommandRepr::SetPredicate { enable } => {
+                if enable != 0 {
+                    return Err(Reason::ControlFlow(ControlFlow::SetPredicate));
+                }
+                return Ok(None);
+            }
+            CommandRepr::StoreDataImm { mem } | CommandRepr::Atomic { mem } => (mem, None),
             CommandRepr::CopyMemMem { dst, src } => (dst, Some(src)),
-            CommandRepr::StoreRegMem { reg: r, mem } => {
-                reg(r, RegAccess::Read)?;
+            CommandRepr::StoreRegMem { reg, mem } => {
+                read(reg)?;
                 (mem, None)
             }
-            CommandRepr::LoadRegMem { reg: r, mem } => {
-                reg(r, RegAccess::Write)?;
+            CommandRepr::LoadRegMem { reg, mem } => {
+                // The value comes from memory: unknown here.
+                write(reg, None, false)?;
                 (mem, None)
             }
-            CommandRepr::LoadRegImm { pairs } => {
+            CommandRepr::LoadRegImm {
+                pairs,
+                byte_disables,
+            } => {
                 for p in pairs.chunks_exact(2) {
-                    reg(p[0] & 0x007f_fffc, RegAccess::Write)?;
+                    write(p[0] & 0x007f_fffc, Some(p[1]), byte_disables != 0)?;
                 }
                 return Ok(None);
             }
             CommandRepr::LoadRegReg { src, dst } => {
-                reg(src, RegAccess::Read)?;
-                reg(dst, RegAccess::Write)?;
+                read(src)?;
+                write(dst, None, false)?;
                 return Ok(None);
             }
             CommandRepr::FlushDw {
@@ -2141,7 +2521,6 @@ impl State {
             }
             CommandRepr::StateBaseAddress(view) => {
                 let sba = view.bases();
-                self.sba_seen = true;
                 let words = buf.get_mut(off..off + len).unwrap_or(&mut []);
                 self.state_base_address(gm, &sba, words)?;
                 return Ok(None);
@@ -2165,20 +2544,19 @@ impl State {
                 if let Some((p, h)) = pat {
                     patch(buf, off + p.dword, 0, High::Bits32, h);
                 }
-                self.blt = Some(BltSetup {
+                self.state_mut().blt = Some(BltSetup {
                     base: dst.addr,
                     pitch,
                     tiled,
                     bpp,
                 });
-                self.sba_seen = true;
                 return Ok(None);
             }
             CommandRepr::BltSetupDraw { rect } => {
                 let s = self
+                    .state()
                     .blt
                     .ok_or(Reason::UnseenState("blitter setup (XY_SETUP_BLT)"))?;
-                self.sba_seen = true;
                 let bytes =
                     setup_draw_bytes(s.pitch, s.tiled, s.bpp, rect).map_err(Reason::Repr)?;
                 if bytes > 0 {
@@ -2197,9 +2575,9 @@ impl State {
                     Some(d) => Some((d, self.audit(gm, d.addr, d.size.max(1), true)?)),
                     None => {
                         let s = self
+                            .state()
                             .blt
                             .ok_or(Reason::UnseenState("blitter setup (XY_SETUP_BLT)"))?;
-                        self.sba_seen = true;
                         let bytes = setup_draw_bytes(s.pitch, s.tiled, s.bpp, rect)
                             .map_err(Reason::Repr)?;
                         if bytes > 0 {
@@ -2228,7 +2606,19 @@ impl State {
             }
             CommandRepr::Other(_) => return Err(Reason::Unaudited),
         };
-        // Both operands are checked before either is rewritten.
+        self.mem_operands(gm, buf, off, a, b).map(|()| None)
+    }
+
+    /// Audits and remaps the memory operands `a` and `b` of the command at
+    /// `off` of `buf`: GGTT only, both checked before either is rewritten.
+    fn mem_operands(
+        &mut self,
+        gm: &dyn GmSpace,
+        buf: &mut [u32],
+        off: usize,
+        a: MemOperand,
+        b: Option<MemOperand>,
+    ) -> Check<()> {
         if !a.ggtt || b.is_some_and(|m| !m.ggtt) {
             return Err(Reason::Ppgtt);
         }
@@ -2241,7 +2631,7 @@ impl State {
         if let (Some(m), Some(h)) = (b, hb) {
             patch(buf, off + m.dword, m.shift, High::Bits32, h);
         }
-        Ok(None)
+        Ok(())
     }
 
     /// HCP_PAK_INSERT_OBJECT `w` with `n` indirect payload descriptors
@@ -2282,40 +2672,36 @@ impl State {
             if b.modify {
                 let fault = memory_fault(b.mem.addr, 1);
                 let base = GuestGm::new(b.mem.addr).map_err(|_| fault(GmFault::OutOfSlices))?;
-                if let Some(slot) = self.sba.base.get_mut(i) {
+                if let Some(slot) = self.state_mut().sba.base.get_mut(i) {
                     *slot = Some(base);
                 }
             }
             if b.size_modify {
-                if let Some(slot) = self.sba.size.get_mut(i) {
+                if let Some(slot) = self.state_mut().sba.size.get_mut(i) {
                     *slot = b.bytes;
                 }
             }
             if !b.modify && !b.size_modify {
                 continue;
             }
-            let base = self
-                .sba
-                .base
-                .get(i)
-                .copied()
-                .flatten()
-                .ok_or(Reason::UnseenState(
-                    "STATE_BASE_ADDRESS size without its base",
-                ))?;
-            let size = match b.bytes {
-                // No size field: the hardware does not bound the base.
-                None => self.rest_of_slice(gm, base.raw())?,
-                Some(_) => self
+            let base =
+                self.state()
                     .sba
-                    .size
+                    .base
                     .get(i)
                     .copied()
                     .flatten()
                     .ok_or(Reason::UnseenState(
-                        "STATE_BASE_ADDRESS base without its size",
-                    ))?,
-            };
+                        "STATE_BASE_ADDRESS size without its base",
+                    ))?;
+            let size =
+                match b.bytes {
+                    // No size field: the hardware does not bound the base.
+                    None => self.rest_of_slice(gm, base.raw())?,
+                    Some(_) => self.state().sba.size.get(i).copied().flatten().ok_or(
+                        Reason::UnseenState("STATE_BASE_ADDRESS base without its size"),
+                    )?,
+                };
             // Size 0: no access is in bounds; the base still has to
             // translate (1 byte).
             let host = self.audit(gm, base.raw(), size.max(1), b.mem.write && size > 0)?;
@@ -2491,6 +2877,109 @@ fn field_addr(fld: &AddrField, e: &[u32]) -> u64 {
         High::Bits32 => u64::from(dw(fld.dword + 1)),
     };
     hi << 32 | lo
+}
+
+#[cfg(test)]
+mod tracked_state_tests {
+    use super::*;
+
+    // `TrackedState::join` itself is tested in `super::super::tracked`.
+
+    /// The exits: a second-level exit reaches both continuations, a
+    /// first-level one only the ring's; each is joined in once, when its
+    /// batch returns.
+    #[test]
+    fn exits_join_where_they_continue() {
+        let mut st = State::new(Engine::Blitter, false);
+        let setup = |base| {
+            Some(BltSetup {
+                base,
+                pitch: 64,
+                tiled: false,
+                bpp: 4,
+            })
+        };
+        st.tracked.blt = setup(0x1000);
+        st.exit_early(2);
+        assert!(st.effects.exits_early);
+        assert_eq!(st.exits.at[0].as_ref().map(|s| s.blt), Some(setup(0x1000)));
+        assert_eq!(st.exits.at[1].as_ref().map(|s| s.blt), Some(setup(0x1000)));
+        // The callee then sets another destination and returns: unknown.
+        st.tracked.blt = setup(0x2000);
+        st.returned(2);
+        assert_eq!(st.tracked.blt, None);
+        assert!(st.exits.at[1].is_none());
+        // Level 1 sets it again; the ring's continuation still meets the
+        // second-level exit.
+        st.tracked.blt = setup(0x3000);
+        st.returned(1);
+        assert_eq!(st.tracked.blt, None);
+        // A first-level exit with the state that then holds at the end
+        // changes nothing.
+        st.tracked.blt = setup(0x3000);
+        st.exit_early(1);
+        assert!(st.exits.at[1].is_none());
+        st.returned(1);
+        assert_eq!(st.tracked.blt, setup(0x3000));
+        // No exit: nothing to join.
+        st.returned(1);
+        assert_eq!(st.tracked.blt, setup(0x3000));
+    }
+
+    /// A reused callee that may exit early adds its entry state (the state
+    /// at its call) to the ring's continuation at every call.
+    #[test]
+    fn a_reused_callee_exits_with_its_entry_state() {
+        let mut st = State::new(Engine::Blitter, false);
+        let call = Call {
+            target: GUEST_ZERO,
+            slot: 1,
+            effects: Effects {
+                touched_state: false,
+                exits_early: true,
+            },
+        };
+        let setup = |base| {
+            Some(BltSetup {
+                base,
+                pitch: 64,
+                tiled: false,
+                bpp: 4,
+            })
+        };
+        st.tracked.blt = setup(0x1000);
+        st.call_reused(call, 2);
+        assert_eq!(st.tracked.blt, setup(0x1000));
+        st.tracked.blt = setup(0x2000);
+        st.returned(1);
+        assert_eq!(st.tracked.blt, None);
+        // Without exits a reused call changes nothing.
+        st.tracked.blt = setup(0x1000);
+        let quiet = Call {
+            effects: Effects::default(),
+            ..call
+        };
+        st.call_reused(quiet, 2);
+        st.tracked.blt = setup(0x2000);
+        st.returned(1);
+        assert_eq!(st.tracked.blt, setup(0x2000));
+    }
+
+    /// A join that opens the depth packet (an exit with it half set) makes
+    /// the fast loop leave draws to the full path, which refuses them.
+    #[test]
+    fn a_join_that_opens_the_packet_checks_the_writers() {
+        let mut st = State::new(Engine::Render, false);
+        st.tracked.record(Tracked::DepthBuffer, &[0; 8]);
+        st.tracked.open_packet(0);
+        st.exit_early(1);
+        st.tracked = TrackedState::UNKNOWN;
+        st.refresh_writers_checked();
+        assert!(!st.writers_checked);
+        st.returned(1);
+        assert!(st.tracked.depth_open());
+        assert!(st.writers_checked);
+    }
 }
 
 #[cfg(test)]

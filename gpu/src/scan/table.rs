@@ -15,8 +15,22 @@
 //! the setup family are [`Op::XyBlit`] rows: their operand positions come
 //! from i915 GVT-g's pre-Gen8 table widened to Gen8+ 64-bit addresses (see
 //! [`BlitShape`]); their lengths are exact where the format is fixed.
-//! [`Op::Unsupported`] rows (COLOR_BLT, SRC_COPY_BLT, the VEBOX commands)
-//! are refused with a [`Refusal`] the rejection names.
+//! [`Op::Unsupported`] rows (COLOR_BLT, SRC_COPY_BLT, the VEBOX commands,
+//! HCP_TILE_CODING, MFX_VP8_ENCODER_CFG) are refused with a [`Refusal`]
+//! the rejection names.
+//!
+//! Lengths: genxml's `length` attribute is wrong for many video commands
+//! (the header alone, or another command's size) and Skylake and Kaby Lake
+//! differ; the rows take the fields', the PRM's and the media-driver's
+//! lengths and accept both platforms' forms. The conformance test lists
+//! each deviation from genxml with its reason (`LENGTH_DEVIATIONS`) and
+//! checks that the longest accepted form holds every field genxml declares.
+//!
+//! STATE_SIP is accepted: its System Instruction Pointer is an offset from
+//! Instruction Base Address (genxml: `offset`), bounded like every kernel
+//! start pointer by the instruction heap STATE_BASE_ADDRESS sets and the
+//! scanner audits, and it is render context state; i965 and crocus emit it
+//! in every context, NEO for mid-thread preemption.
 //!
 //! Per-engine deviations from genxml's `engine` attribute, on purpose:
 //! - `MI_FLUSH_DW` is listed for the video engine only in genxml; the PRM
@@ -186,7 +200,7 @@ pub enum Op {
     /// base is audited over its stated size and remapped.
     PakInsert,
     /// Only a privileged batch or the kernel driver may issue it (display,
-    /// context switch, power, HWSP, resource streamer, SIP...): rejected.
+    /// context switch, power, HWSP, resource streamer...): rejected.
     Privileged,
     /// MI_BATCH_BUFFER_START.
     BatchStart,
@@ -194,6 +208,8 @@ pub enum Op {
     BatchEnd,
     /// MI_CONDITIONAL_BATCH_BUFFER_END.
     CondBatchEnd,
+    /// MI_SET_PREDICATE (only NOOP Never is accepted).
+    SetPredicate,
     /// MI_STORE_DATA_IMM.
     StoreDataImm,
     /// MI_STORE_REGISTER_MEM.
@@ -253,6 +269,12 @@ pub enum Refusal {
     Vebox,
     /// MFX_STATE_POINTER: points at memory-resident state of unknown size.
     StatePointer,
+    /// HCP_TILE_CODING: genxml lists it for Gen9 with a length rule (bias
+    /// 1) no other GFXPIPE command has; no Gen9 driver emits it.
+    NotGen9,
+    /// MFX_VP8_ENCODER_CFG: its frame-header update pointers (DW25-28) are
+    /// offsets into the frame header buffer that nothing bounds.
+    UnboundedOffsets,
 }
 
 impl Refusal {
@@ -270,6 +292,14 @@ impl Refusal {
             Refusal::StatePointer => {
                 "MFX_STATE_POINTER: a graphics address (genxml types it uint) of memory-resident \
                  state whose size no public source gives; no Gen9 driver emits it"
+            }
+            Refusal::NotGen9 => {
+                "not a Gen9 command (media-driver has it from Gen10), and genxml's length \
+                 rule for it (bias 1) disagrees with every other GFXPIPE command's"
+            }
+            Refusal::UnboundedOffsets => {
+                "its frame-header update pointers are offsets into the frame header buffer \
+                 that no field bounds, so the PAK's writes through them cannot be audited"
             }
         }
     }
@@ -437,7 +467,13 @@ pub const N_COMMANDS: usize = 259;
 const TABLE: [CmdSpec; N_COMMANDS] = [
     // ---- rows transcribed from genxml gen9.xml (MI, 3D, media, video) ----
     spec("MI_NOOP", mi(0x00), Len::Fixed(1), ALL, Op::Noop),
-    spec("MI_SET_PREDICATE", mi(0x01), Len::Fixed(1), ALL, Op::Plain),
+    spec(
+        "MI_SET_PREDICATE",
+        mi(0x01),
+        Len::Fixed(1),
+        ALL,
+        Op::SetPredicate,
+    ),
     spec("MI_USER_INTERRUPT", mi(0x02), Len::Fixed(1), ALL, Op::Plain),
     spec(
         "MI_WAIT_FOR_EVENT",
@@ -682,7 +718,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "STATE_BASE_ADDRESS",
         gfx(0x0101),
-        Len::field(8, 2, 19, 19),
+        Len::field(8, 2, 18, 19),
         RCS,
         Op::StateBaseAddress,
     ),
@@ -691,7 +727,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x0102),
         Len::field(8, 2, 3, 3),
         RCS,
-        Op::Privileged,
+        Op::Plain,
     ),
     spec(
         "GPGPU_CSR_BASE_ADDRESS",
@@ -759,7 +795,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "MFX_PIPE_BUF_ADDR_STATE",
         gfx(0x1002),
-        Len::field(12, 2, 65, 65),
+        Len::field(12, 2, 65, 68),
         VCS,
         Op::Gm(&operands::MFX_PIPE_BUF_ADDR),
     ),
@@ -794,7 +830,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "MFX_QM_STATE",
         gfx(0x1007),
-        Len::field(12, 2, 34, 34),
+        Len::field(12, 2, 18, 18),
         VCS,
         Op::Plain,
     ),
@@ -836,7 +872,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "MFX_MPEG_TS_CONTROL",
         gfx(0x104b),
-        Len::field(12, 2, 5, 5),
+        Len::field(12, 2, 5, 6),
         VCS,
         Op::Plain,
     ),
@@ -871,28 +907,28 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "VDENC_PIPE_BUF_ADDR_STATE",
         gfx(0x1084),
-        Len::field(12, 2, 38, 38),
+        Len::field(12, 2, 37, 38),
         VCS,
         Op::Gm(&operands::VDENC_PIPE_BUF_ADDR),
     ),
     spec(
         "VDENC_IMG_STATE",
         gfx(0x1085),
-        Len::field(12, 2, 36, 36),
+        Len::field(12, 2, 35, 36),
         VCS,
         Op::Plain,
     ),
     spec(
         "VDENC_CONST_QPT_STATE",
         gfx(0x1086),
-        Len::field(12, 2, 62, 62),
+        Len::field(12, 2, 61, 62),
         VCS,
         Op::Plain,
     ),
     spec(
         "VDENC_WALKER_STATE",
         gfx(0x1087),
-        Len::field(12, 2, 2, 2),
+        Len::field(12, 2, 2, 4),
         VCS,
         Op::Plain,
     ),
@@ -934,7 +970,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "MFX_AVC_SLICE_STATE",
         gfx(0x1103),
-        Len::field(12, 2, 10, 10),
+        Len::field(12, 2, 11, 11),
         VCS,
         Op::Plain,
     ),
@@ -983,21 +1019,21 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "MFD_AVC_SLICEADDR",
         gfx(0x1127),
-        Len::field(12, 2, 3, 3),
+        Len::field(12, 2, 3, 4),
         VCS,
         Op::Plain,
     ),
     spec(
         "MFD_AVC_BSD_OBJECT",
         gfx(0x1128),
-        Len::field(12, 2, 6, 6),
+        Len::field(12, 2, 6, 7),
         VCS,
         Op::Plain,
     ),
     spec(
         "MFC_AVC_PAK_OBJECT",
         gfx(0x1149),
-        Len::field(12, 2, 12, 12),
+        Len::field(12, 2, 12, 24),
         VCS,
         Op::Plain,
     ),
@@ -1039,7 +1075,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "MFX_MPEG2_PIC_STATE",
         gfx(0x1300),
-        Len::field(12, 2, 2, 2),
+        Len::field(12, 2, 12, 13),
         VCS,
         Op::Plain,
     ),
@@ -1067,7 +1103,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "HCP_PIPE_MODE_SELECT",
         gfx(0x1380),
-        Len::field(12, 2, 6, 6),
+        Len::field(12, 2, 4, 6),
         VCS,
         Op::Plain,
     ),
@@ -1081,7 +1117,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "HCP_PIPE_BUF_ADDR_STATE",
         gfx(0x1382),
-        Len::field(12, 2, 104, 104),
+        Len::field(12, 2, 95, 104),
         VCS,
         Op::Gm(&operands::HCP_PIPE_BUF_ADDR),
     ),
@@ -1109,14 +1145,14 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "HEVC_VP9_RDOQ_STATE",
         gfx(0x1388),
-        Len::field(12, 2, 62, 62),
+        Len::field(12, 2, 130, 130),
         VCS,
         Op::Plain,
     ),
     spec(
         "HCP_PIC_STATE",
         gfx(0x1390),
-        Len::field(12, 2, 32, 32),
+        Len::field(12, 2, 19, 32),
         VCS,
         Op::Plain,
     ),
@@ -1144,7 +1180,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "HCP_SLICE_STATE",
         gfx(0x1394),
-        Len::field(12, 2, 11, 11),
+        Len::field(12, 2, 9, 11),
         VCS,
         Op::Plain,
     ),
@@ -1153,7 +1189,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1395),
         Len::field(12, 1, 1, 1),
         VCS,
-        Op::Plain,
+        Op::Unsupported(Refusal::NotGen9),
     ),
     spec(
         "HCP_BSD_OBJECT",
@@ -1165,7 +1201,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "HCP_PAK_OBJECT",
         gfx(0x13a1),
-        Len::field(12, 2, 2, 2),
+        Len::field(12, 2, 3, 3),
         VCS,
         Op::Plain,
     ),
@@ -1179,21 +1215,21 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "HCP_VP9_PIC_STATE",
         gfx(0x13b0),
-        Len::field(12, 2, 2, 2),
+        Len::field(12, 2, 19, 19),
         VCS,
         Op::Plain,
     ),
     spec(
         "HCP_VP9_SEGMENT_STATE",
         gfx(0x13b2),
-        Len::field(12, 2, 8, 8),
+        Len::field(12, 2, 7, 8),
         VCS,
         Op::Plain,
     ),
     spec(
         "MFX_VP8_PIC_STATE",
         gfx(0x1400),
-        Len::field(12, 2, 2, 2),
+        Len::field(12, 2, 38, 38),
         VCS,
         Op::Gm(&operands::MFX_VP8_PIC),
     ),
@@ -1207,14 +1243,14 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "MFX_VP8_ENCODER_CFG",
         gfx(0x1441),
-        Len::field(12, 2, 2, 2),
+        Len::field(12, 2, 30, 30),
         VCS,
-        Op::Plain,
+        Op::Unsupported(Refusal::UnboundedOffsets),
     ),
     spec(
         "MFX_VP8_BSP_BUF_BASE_ADDR_STATE",
         gfx(0x1443),
-        Len::field(12, 2, 2, 2),
+        Len::field(12, 2, 32, 32),
         VCS,
         Op::Gm(&operands::MFX_VP8_BSP_BUF_BASE_ADDR),
     ),
@@ -1235,7 +1271,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "SFC_STATE",
         gfx(0x1501),
-        Len::field(12, 2, 32, 32),
+        Len::field(12, 2, 32, 34),
         VCS.union(VECS),
         Op::Gm(&operands::SFC_STATE),
     ),
@@ -1340,7 +1376,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
     spec(
         "MFX_JPEG_HUFF_TABLE_STATE",
         gfx(0x1702),
-        Len::field(12, 2, 831, 831),
+        Len::field(12, 2, 53, 53),
         VCS,
         Op::Plain,
     ),
@@ -2375,7 +2411,7 @@ const FAST_SLOTS: usize = 64 + 128 + 8192;
 /// of a second-level batch whose shadow is reused).
 /// Layout: bits 7:0 the bias (or fixed length), bits 12:8 the DWord Length
 /// field width (0: fixed length), bits 29:13 the smallest and bits 46:30
-/// the largest accepted length, bits 56:47 the row in [`COMMANDS`], bit 62
+/// the largest accepted length, bits 55:47 the row in [`COMMANDS`], bit 62
 /// [`FAST_AUDIT`], bit 63 set.
 pub(crate) const FAST_PLAIN: u64 = 1 << 63;
 /// Set, with [`FAST_PLAIN`] (and [`FAST_AUDIT`] if audited), for a command
@@ -2385,16 +2421,26 @@ pub(crate) const FAST_PLAIN: u64 = 1 << 63;
 /// own layout (the generic fields are not kept): bits 15:0 the field's
 /// bits above bit 7 (header bits that must be clear), bits 23:16 the
 /// smallest and bits 31:24 the largest accepted length minus 2 (capped at
-/// 255), bits 56:47 the row.
+/// 255), bits 55:47 the row.
 pub(crate) const FAST_GUESS: u64 = 1 << 61;
 /// See [`FAST_PLAIN`].
 pub(crate) const FAST_AUDIT: u64 = 1 << 62;
 /// The fast class of a command with nothing to audit that writes through
 /// memory-resident state ([`CmdSpec::writes_through_state`]).
 pub(crate) const STATE_WRITER_KIND: u64 = 13;
-/// Bits 60:57 of an audited entry: the hot classes the fast loop audits
+/// [`STATE_WRITER_KIND`] on the video engine, whose codec status
+/// registers a guest may read once its own work started
+/// ([`super::regs::Reads::AfterOwnWork`]): the fast loop also notes that.
+/// Only the video engine needs it, so the other engines' loops do not pay
+/// for the note.
+pub(crate) const OWN_WORK_WRITER_KIND: u64 = 14;
+/// Bits 60:56 of an audited entry: the hot classes the fast loop audits
 /// without loading the row (0: any other; see [`fast_kind_code`]).
-const FAST_KIND_SHIFT: u32 = 57;
+const FAST_KIND_SHIFT: u32 = 56;
+/// The width of that field: [`fast_kind_code`]'s codes 1 to 16.
+const FAST_KIND_MASK: u64 = 0x1f;
+/// The row field (bits 55:47).
+const FAST_ROW_MASK: u64 = 0x1ff;
 
 /// The class of the packed entry `entry` when it is one of the hot
 /// audited classes, read from the entry alone (see [`fast_kind_code`]);
@@ -2415,24 +2461,24 @@ pub(crate) fn fast_kind(entry: u64) -> Option<Op> {
         10 => Op::Gm(&o::VERTEX_BUFFERS),
         11 => Op::Gm(&o::MFX_IND_OBJ_BASE_ADDR),
         12 => Op::Gm(&o::MFX_BSP_BUF_BASE_ADDR),
-        14 => Op::Gm(&o::HIER_DEPTH_BUFFER),
-        15 => Op::Gm(&o::STENCIL_BUFFER),
+        15 => Op::Gm(&o::HIER_DEPTH_BUFFER),
+        16 => Op::Gm(&o::STENCIL_BUFFER),
         _ => return None,
     })
 }
 
-/// The hot class code in bits 60:57 of an audited entry (0: none): 1
+/// The hot class code in bits 60:56 of an audited entry (0: none): 1
 /// PIPE_CONTROL, 2 MI_STORE_DATA_IMM, 3 MI_FLUSH_DW, 4 XY_COLOR_BLT, 5
 /// XY_SRC_COPY_BLT, 6 XY_FAST_COPY_BLT, 7-12 the layouts of
 /// 3DSTATE_INDEX_BUFFER, 3DSTATE_CONSTANT_*, 3DSTATE_DEPTH_BUFFER,
 /// 3DSTATE_VERTEX_BUFFERS, MFX_IND_OBJ_BASE_ADDR_STATE and
-/// MFX_BSP_BUF_BASE_ADDR_STATE, 13 the state writers with nothing to
-/// audit ([`STATE_WRITER_KIND`]), 14 and 15 the layouts of
-/// 3DSTATE_HIER_DEPTH_BUFFER and 3DSTATE_STENCIL_BUFFER (`fast_kind` names
-/// them; a test checks each against its row).
+/// MFX_BSP_BUF_BASE_ADDR_STATE, 13 and 14 the state writers with nothing
+/// to audit ([`STATE_WRITER_KIND`], [`OWN_WORK_WRITER_KIND`]), 15 and 16
+/// the layouts of 3DSTATE_HIER_DEPTH_BUFFER and 3DSTATE_STENCIL_BUFFER
+/// (`fast_kind` names them; a test checks each against its row).
 #[inline(always)]
 pub(crate) fn fast_kind_code(entry: u64) -> u32 {
-    (entry >> FAST_KIND_SHIFT & 0xf) as u32
+    (entry >> FAST_KIND_SHIFT & FAST_KIND_MASK) as u32
 }
 
 const fn same_name(a: &str, b: &str) -> bool {
@@ -2470,8 +2516,8 @@ const fn kind_bits(s: &CmdSpec) -> u64 {
                 ("3DSTATE_VERTEX_BUFFERS", 10),
                 ("MFX_IND_OBJ_BASE_ADDR_STATE", 11),
                 ("MFX_BSP_BUF_BASE_ADDR_STATE", 12),
-                ("3DSTATE_HIER_DEPTH_BUFFER", 14),
-                ("3DSTATE_STENCIL_BUFFER", 15),
+                ("3DSTATE_HIER_DEPTH_BUFFER", 15),
+                ("3DSTATE_STENCIL_BUFFER", 16),
             ];
             let mut k = 0;
             let mut i = 0;
@@ -2519,7 +2565,7 @@ const fn build_fast() -> [[u64; FAST_SLOTS]; Engine::COUNT] {
                 max,
             } => (bits, bias, min, max),
         };
-        assert!(bits <= 16 && max < 1 << 17 && N_COMMANDS <= 1 << 10);
+        assert!(bits <= 16 && max < 1 << 17 && N_COMMANDS as u64 <= FAST_ROW_MASK + 1);
         let packed = kind
             | (bits as u64) << 8
             | bias as u64
@@ -2550,7 +2596,14 @@ const fn build_fast() -> [[u64; FAST_SLOTS]; Engine::COUNT] {
             let mut e = 0;
             while e < Engine::COUNT {
                 if s.engines.bits() & (1 << e) != 0 {
-                    t[e][slot] = packed;
+                    let state_writer =
+                        packed >> FAST_KIND_SHIFT & FAST_KIND_MASK == STATE_WRITER_KIND;
+                    t[e][slot] = if state_writer && e == Engine::Video.index() {
+                        packed & !(FAST_KIND_MASK << FAST_KIND_SHIFT)
+                            | OWN_WORK_WRITER_KIND << FAST_KIND_SHIFT
+                    } else {
+                        packed
+                    };
                 }
                 e += 1;
             }
@@ -2609,7 +2662,7 @@ pub(crate) fn fast_len_ok(entry: u64, len: usize) -> bool {
 /// The table row of the packed entry `entry`.
 #[inline(always)]
 pub(crate) fn fast_spec(entry: u64) -> Option<&'static CmdSpec> {
-    TABLE.get((entry >> 47 & 0x3ff) as usize)
+    TABLE.get((entry >> 47 & FAST_ROW_MASK) as usize)
 }
 
 #[cfg(test)]
@@ -2655,7 +2708,8 @@ mod fast_tests {
                 if spec.writes_through_state {
                     assert!(entry & FAST_AUDIT != 0, "{} taken as plain", spec.name);
                 }
-                if u64::from(fast_kind_code(entry)) == STATE_WRITER_KIND {
+                let code = u64::from(fast_kind_code(entry));
+                if code == STATE_WRITER_KIND || code == OWN_WORK_WRITER_KIND {
                     assert!(spec.writes_through_state, "{}", spec.name);
                 }
             }

@@ -1,19 +1,21 @@
-//! State that later commands consume, tracked per submission, and the one
+//! The state later commands are audited against, tracked per submission
+//! ([`TrackedState`]: one value, joined where paths meet), and the one
 //! declaration of which command consumes which state ([`CONSUMERS`]).
 //!
-//! A state command ([`Tracked`]: the depth packet, 3DSTATE_MULTISAMPLE,
-//! the video pipes' mode, surface, buffer and picture states, SFC_STATE)
-//! leaves its DWords in the engine context; a later command (a depth/HiZ
-//! operation, a video object, HUC_START, SFC_FRAME_START) makes the
-//! engine read and write where they point, at sizes they give. The
-//! context may hold another vGPU's state or the host addresses of a vGPU
-//! before it migrated, so such a command is accepted only when every state
-//! it consumes was set, and audited, in the same submission on every path
-//! ([`super::Reason::UnseenState`] otherwise). The scanner keeps the guest
-//! DWords of each tracked command as it was set ([`TrackedState`]) and
-//! audits, when a command consumes them, the extents the operand layouts
-//! declare ([`super::operands::Extent::Pipe`]), sized from that state
-//! ([`super::surface`]).
+//! It holds STATE_BASE_ADDRESS's bases and sizes, the last blitter setup,
+//! and the DWords of every state command ([`Tracked`]: the depth packet,
+//! 3DSTATE_MULTISAMPLE, the video pipes' mode, surface, buffer and picture
+//! states, SFC_STATE) whose DWords a later command (a depth/HiZ operation,
+//! a video object, HUC_START, SFC_FRAME_START) makes the engine read and
+//! write through, at sizes they give. The context may hold another vGPU's
+//! state or the host addresses of a vGPU before it migrated, so the
+//! tracked state starts unknown in every submission, and such a command is
+//! accepted only when every state it consumes was set, and audited, in the
+//! same submission on every path ([`super::Reason::UnseenState`]
+//! otherwise). The scanner keeps the guest DWords of each tracked command
+//! as it was set and audits, when a command consumes them, the extents the
+//! operand layouts declare ([`super::operands::Extent::Pipe`]), sized from
+//! that state ([`super::surface`]).
 //!
 //! The depth packet (3DSTATE_DEPTH_BUFFER, 3DSTATE_HIER_DEPTH_BUFFER,
 //! 3DSTATE_STENCIL_BUFFER) is audited where it is set, because the depth
@@ -29,12 +31,18 @@
 //! resolves the packet's surfaces at its own sample count, needs the
 //! packet set in the submission and re-audits it at that count.
 //!
-//! Joining two paths ([`TrackedState::join`]) keeps a state only when both
-//! set it to the same DWords, and keeps the depth packet open when either
-//! left it open: a command after the join sees only what every path set.
+//! Where paths meet (after a batch that may have ended early at an
+//! MI_CONDITIONAL_BATCH_BUFFER_END, the scanner's `Exits`), the state is
+//! the [`TrackedState::join`] of the states on all of them, a field-wise
+//! meet: what differs becomes unknown. A state command's DWords stay only
+//! when both paths set them alike, and the depth packet's three commands
+//! only together (a re-audit needs all three); the packet is open if
+//! either path left it open, and audited for the fewer samples of the
+//! two. A command after the join sees only what every path set.
 
-use super::operands::{self as o, Layout};
+use super::operands::{self as o, Layout, When};
 use super::surface::{self, Depth, SurfaceError};
+use crate::addr::GuestGm;
 
 /// The pipe a tracked state belongs to: its mode-select command decides
 /// which of its fields are used ([`super::operands::When::PipeMode`]).
@@ -312,6 +320,11 @@ pub struct Consumer {
     /// It uses the depth packet the engine holds: refused while the
     /// packet is half set.
     pub settled_depth: bool,
+    /// When it consumes anything (DWords of the command itself): a
+    /// 3DSTATE_WM_HZ_OP with no clear or resolve enabled is the one Mesa
+    /// emits to end an operation (and at context start), and touches no
+    /// surface.
+    pub active: When,
 }
 
 impl Consumer {
@@ -319,6 +332,13 @@ impl Consumer {
     /// loop checks that itself.
     pub const fn only_settled_depth(&self) -> bool {
         self.needs.is_empty() && self.bounded.is_none()
+    }
+
+    /// It works on the depth packet at a sample count of its own
+    /// (3DSTATE_WM_HZ_OP): the packet is audited again at that count,
+    /// which changes the tracked state.
+    pub fn reaudits_depth(&self) -> bool {
+        self.needs.iter().any(|g| g.contains(&Tracked::DepthBuffer))
     }
 }
 
@@ -345,6 +365,12 @@ const BITSTREAM: u8 = 1;
 const MV: u8 = 1 << 1;
 const IT: u8 = 1 << 2 | 1 << 3;
 const PAK_BSE: u8 = 1 << 4;
+/// 3DSTATE_WM_HZ_OP DWord 1: Stencil Buffer Clear (31), Depth Buffer
+/// Clear (30), Depth Buffer Resolve (28) and Hierarchical Depth Buffer
+/// Resolve (27) Enable, the operations (genxml); with none set the command
+/// touches no surface (the scanner's consumer rule and the model's
+/// executor both read this).
+pub const HZ_OPERATIONS: u32 = 1 << 31 | 1 << 30 | 1 << 28 | 1 << 27;
 /// HCP_IND_OBJ_BASE_ADDR_STATE's bitstream and PAK-BSE objects.
 const HCP_BITSTREAM: u8 = 1;
 const HCP_PAK_BSE: u8 = 1 << 2;
@@ -359,6 +385,7 @@ const fn consumer(
         needs,
         bounded,
         settled_depth: false,
+        active: When::Always,
     }
 }
 
@@ -377,12 +404,14 @@ pub const CONSUMER_LIST: [Consumer; 23] = [
         needs: &[],
         bounded: None,
         settled_depth: true,
+        active: When::Always,
     },
     Consumer {
         command: "3DSTATE_WM_HZ_OP",
         needs: &[&[T::DepthBuffer], &[T::HierDepth], &[T::Stencil]],
         bounded: None,
         settled_depth: true,
+        active: When::AnySet(1, HZ_OPERATIONS),
     },
     mfx(
         "MFD_AVC_BSD_OBJECT",
@@ -572,13 +601,94 @@ pub const fn consumer_of(name: &str) -> Option<u8> {
     None
 }
 
-/// The guest DWords of every tracked state command of this submission, as
-/// it set them (before remapping), and the depth packet's progress.
+/// The meet of two values of one piece of tracked state: what is known on
+/// both paths that reach a point. Equal values stay known; values that
+/// differ become unknown (`None`), and a command that depends on unknown
+/// state is refused ([`super::Reason::UnseenState`]), as one that depends
+/// on state not set in the submission is.
+trait Meet: Copy {
+    #[must_use]
+    fn meet(self, other: Self) -> Self;
+}
+
+impl<T: Copy + PartialEq> Meet for Option<T> {
+    #[inline]
+    fn meet(self, other: Self) -> Self {
+        if self == other {
+            self
+        } else {
+            None
+        }
+    }
+}
+
+impl<T: Meet, const N: usize> Meet for [T; N] {
+    #[inline]
+    fn meet(mut self, other: Self) -> Self {
+        for (a, b) in self.iter_mut().zip(other) {
+            *a = a.meet(b);
+        }
+        self
+    }
+}
+
+/// STATE_BASE_ADDRESS state as this submission has set it: per base, the
+/// guest base and the size in bytes (`None`: not set in this submission,
+/// or not the same on every path here).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Sba {
+    pub(crate) base: [Option<GuestGm>; 6],
+    pub(crate) size: [Option<u64>; 6],
+}
+
+impl Sba {
+    const UNKNOWN: Sba = Sba {
+        base: [None; 6],
+        size: [None; 6],
+    };
+}
+
+impl Meet for Sba {
+    fn meet(self, other: Self) -> Self {
+        // A base and its size meet apart: each half is audited with the
+        // other whenever either changes, so a known half is the same on
+        // every path whatever the other is.
+        Sba {
+            base: self.base.meet(other.base),
+            size: self.size.meet(other.size),
+        }
+    }
+}
+
+/// The destination an XY_SETUP_BLT set for the blits that follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BltSetup {
+    /// Guest GM of the destination base.
+    pub(crate) base: u64,
+    /// Pitch field.
+    pub(crate) pitch: u32,
+    /// Tiled destination.
+    pub(crate) tiled: bool,
+    /// Bytes per pixel.
+    pub(crate) bpp: u64,
+}
+
+/// The context state this submission has set that later commands are
+/// audited against, as it stands at one point of the scan: unknown at the
+/// start of every submission (what earlier submissions left in the context
+/// is never trusted), and at a point several paths reach, their
+/// [`TrackedState::join`]. A new piece of state is a field here, met in
+/// `join` (whose exhaustive destructuring makes the compiler ask for it),
+/// and read and written through the scanner's `State::state` and
+/// `State::state_mut`, so that a second-level batch that depends on it is
+/// not reused.
 ///
 /// `repr(C)`: the flags the fast loop reads first, the DWords last.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 #[repr(C)]
 pub struct TrackedState {
+    /// Which [`Tracked`] states were set in this submission (bit per
+    /// discriminant).
     set: u64,
     /// The depth packet is half set, or a sample count above the one its
     /// buffers were audited for applies to it.
@@ -587,13 +697,18 @@ pub struct TrackedState {
     depth_samples: u8,
     /// The depth buffer's geometry, parsed where it was set.
     depth: Option<Result<Option<Depth>, SurfaceError>>,
+    /// STATE_BASE_ADDRESS bases and sizes.
+    pub(crate) sba: Sba,
+    /// The last blitter setup (XY_SETUP_BLT, XY_SETUP_MONO_PATTERN_SL_BLT).
+    pub(crate) blt: Option<BltSetup>,
     /// DWords each instance holds (the command's length, at most
     /// [`Tracked::words`]); 0: not set in this submission.
     len: [u8; STORAGE_SLOTS],
+    /// The guest DWords of every tracked state command of this submission,
+    /// as it set them (before remapping).
     words: [u32; STORAGE],
 }
 
-/// Instances kept, all tracked states together.
 const STORAGE_SLOTS: usize = {
     let mut n = 0;
     let mut i = 0;
@@ -622,21 +737,48 @@ impl Tracked {
     }
 }
 
+impl PartialEq for TrackedState {
+    /// The same state known: the DWords a forgotten state left behind in
+    /// its storage are not part of it.
+    fn eq(&self, other: &TrackedState) -> bool {
+        let TrackedState {
+            set: _,
+            depth_open,
+            depth_samples,
+            depth,
+            sba,
+            blt,
+            len: _,
+            words: _,
+        } = self;
+        *depth_open == other.depth_open
+            && *depth_samples == other.depth_samples
+            && *depth == other.depth
+            && *sba == other.sba
+            && *blt == other.blt
+            && Tracked::ALL.iter().all(|&t| self.alike(other, t))
+    }
+}
+
+impl Eq for TrackedState {}
+
 impl Default for TrackedState {
     fn default() -> Self {
-        Self::EMPTY
+        Self::UNKNOWN
     }
 }
 
 impl TrackedState {
-    /// Nothing set.
-    pub const EMPTY: TrackedState = TrackedState {
-        words: [0; STORAGE],
-        len: [0; STORAGE_SLOTS],
+    /// Nothing known (the start of a submission).
+    pub const UNKNOWN: TrackedState = TrackedState {
         set: 0,
         depth_open: false,
         depth_samples: 0,
         depth: None,
+        sba: Sba::UNKNOWN,
+        blt: None,
+        len: [0; STORAGE_SLOTS],
+        words: [0; STORAGE],
     };
 
     /// Whether `t` was set in this submission.
@@ -709,25 +851,52 @@ impl TrackedState {
         self.get(t).and_then(|w| w.get(i)).copied().unwrap_or(0)
     }
 
-    /// The two paths' state joined: a state set by both to the same
-    /// DWords, and the depth packet open if either left it open.
+    /// Whether `t` is set alike in `self` and `other`: in neither, or in
+    /// both with the same DWords in every instance.
+    fn alike(&self, other: &TrackedState, t: Tracked) -> bool {
+        self.is_set(t) == other.is_set(t)
+            && (0..t.keys()).all(|k| {
+                let s = t.slot() + k;
+                let at = t.offset() + k * t.words();
+                let n = usize::from(self.len.get(s).copied().unwrap_or(0));
+                self.len.get(s) == other.len.get(s)
+                    && self.words.get(at..at + n) == other.words.get(at..at + n)
+            })
+    }
+
+    /// The state at a point that both `self`'s and `other`'s paths reach:
+    /// field by field, what both know alike. A state command's DWords
+    /// stay when both set them alike, the depth packet's three commands
+    /// only together (re-auditing the packet at more samples needs all
+    /// three: a HiZ buffer forgotten while its depth buffer is kept would
+    /// go un-re-audited); the packet is open if either path left it open,
+    /// and audited for the fewer samples of the two.
+    #[must_use]
     pub fn join(&self, other: &TrackedState) -> TrackedState {
+        // Exhaustive: a new field must say how it meets.
+        let TrackedState {
+            set: _,
+            depth_open,
+            depth_samples,
+            depth: _,
+            sba,
+            blt,
+            len: _,
+            words: _,
+        } = self;
+        // `set`, `depth`, `len` and `words` meet per tracked state below.
         let mut out = self.clone();
+        out.depth_open = *depth_open || other.depth_open;
+        out.depth_samples = (*depth_samples).min(other.depth_samples);
+        out.sba = sba.meet(other.sba);
+        out.blt = blt.meet(other.blt);
+        let packet = [Tracked::DepthBuffer, Tracked::HierDepth, Tracked::Stencil];
+        let packet_alike = packet.iter().all(|&t| self.alike(other, t));
         for &t in Tracked::ALL {
-            let same = self.is_set(t) == other.is_set(t)
-                && (0..t.keys()).all(|k| {
-                    let s = t.slot() + k;
-                    let at = t.offset() + k * t.words();
-                    let n = usize::from(self.len.get(s).copied().unwrap_or(0));
-                    self.len.get(s) == other.len.get(s)
-                        && self.words.get(at..at + n) == other.words.get(at..at + n)
-                });
-            if !same {
+            if !self.alike(other, t) || (!packet_alike && packet.contains(&t)) {
                 out.clear(t);
             }
         }
-        out.depth_open = self.depth_open || other.depth_open;
-        out.depth_samples = self.depth_samples.max(other.depth_samples);
         out
     }
 
@@ -834,7 +1003,7 @@ mod tests {
 
     #[test]
     fn join_keeps_only_what_both_paths_set_alike() {
-        let mut a = TrackedState::EMPTY;
+        let mut a = TrackedState::UNKNOWN;
         a.record(Tracked::MfxPipeMode, &[0, 1]);
         a.record(Tracked::MfxSurface, &[0, 0, 5, 6, 7, 8]);
         let mut b = a.clone();
@@ -849,9 +1018,155 @@ mod tests {
         assert!(a.join(&b).depth_open() && b.join(&a).depth_open());
     }
 
+    /// The depth packet meets as one: a HiZ buffer that differs takes the
+    /// depth and stencil buffers with it (a re-audit at more samples could
+    /// not reach it), and the packet counts as audited for the fewer
+    /// samples of the two paths.
+    #[test]
+    fn the_depth_packet_meets_as_one() {
+        let mut a = TrackedState::UNKNOWN;
+        a.record(Tracked::DepthBuffer, &[0; 8]);
+        a.open_packet(1);
+        a.record(Tracked::HierDepth, &[0, 0, 0x1000, 0, 0]);
+        a.record(Tracked::Stencil, &[0, 0, 0x2000, 0, 0]);
+        a.close_packet();
+        let mut b = a.clone();
+        b.record(Tracked::HierDepth, &[0, 0, 0x3000, 0, 0]);
+        let j = a.join(&b);
+        for t in [Tracked::DepthBuffer, Tracked::HierDepth, Tracked::Stencil] {
+            assert!(!j.is_set(t), "{t:?}");
+        }
+        assert_eq!(j.depth(), None);
+        assert!(!j.depth_open());
+        let mut b = a.clone();
+        b.packet_audited(3);
+        let j = a.join(&b);
+        assert!(j.is_set(Tracked::HierDepth) && j.depth().is_some());
+        assert_eq!((j.depth_samples(), b.join(&a).depth_samples()), (1, 1));
+    }
+
+    #[test]
+    fn a_base_and_its_size_meet_apart() {
+        let mut a = TrackedState::UNKNOWN;
+        a.sba.base[2] = Some(GuestGm::new(0x1000).unwrap());
+        a.sba.size[2] = Some(0x4000);
+        let mut b = a.clone();
+        b.sba.base[2] = Some(GuestGm::new(0x9000).unwrap());
+        let m = a.join(&b);
+        assert_eq!(m.sba.base[2], None);
+        assert_eq!(m.sba.size[2], Some(0x4000));
+    }
+
+    mod lattice {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Tracked states the generated states set (keyed, the depth
+        /// packet, a sample count, a plain one).
+        const SOME: [Tracked; 6] = [
+            Tracked::DepthBuffer,
+            Tracked::HierDepth,
+            Tracked::Stencil,
+            Tracked::Multisample,
+            Tracked::MfxSurface,
+            Tracked::MfxPipeMode,
+        ];
+
+        /// A state from small choices, so that random pairs often agree.
+        fn state(
+            bases: [u8; 6],
+            sizes: [u8; 6],
+            blt: u8,
+            cmds: [u8; 6],
+            packet: u8,
+        ) -> TrackedState {
+            let pick = |v: u8| (!v.is_multiple_of(3)).then_some(u64::from(v % 3) * 0x1000);
+            let mut t = TrackedState::UNKNOWN;
+            for i in 0..6 {
+                t.sba.base[i] = pick(bases[i]).map(|a| GuestGm::new(a).unwrap());
+                t.sba.size[i] = pick(sizes[i]);
+            }
+            t.blt = pick(blt).map(|base| BltSetup {
+                base,
+                pitch: 64,
+                tiled: false,
+                bpp: 4,
+            });
+            for (&k, c) in SOME.iter().zip(cmds) {
+                if let Some(v) = pick(c) {
+                    // A value in the DWord the instance key is read from,
+                    // and one in a DWord that is only kept.
+                    let v = v as u32;
+                    let mut w = [0u32; 8];
+                    w[1] = v >> 12;
+                    w[2] = v;
+                    t.record(k, &w[..k.words().min(8)]);
+                }
+            }
+            t.depth_open = packet & 1 == 1;
+            t.depth_samples = packet >> 1 & 3;
+            t
+        }
+
+        fn any_state() -> impl Strategy<Value = TrackedState> {
+            (
+                any::<[u8; 6]>(),
+                any::<[u8; 6]>(),
+                any::<u8>(),
+                any::<[u8; 6]>(),
+                any::<u8>(),
+            )
+                .prop_map(|(b, s, t, c, p)| state(b, s, t, c, p))
+        }
+
+        /// Every field known in `low` is known, and the same, in `high`
+        /// (the depth packet's commands as one); `low`'s packet is open if
+        /// `high`'s is, and audited for no more samples.
+        fn below(low: &TrackedState, high: &TrackedState) -> bool {
+            let le = |a: Option<u64>, b: Option<u64>| a.is_none() || a == b;
+            let gm = |a: Option<GuestGm>| a.map(GuestGm::raw);
+            let packet = [Tracked::DepthBuffer, Tracked::HierDepth, Tracked::Stencil];
+            let cmds = Tracked::ALL
+                .iter()
+                .filter(|t| !packet.contains(t))
+                .all(|&t| !low.is_set(t) || low.alike(high, t));
+            let depth = packet.iter().all(|&t| !low.is_set(t))
+                || packet.iter().all(|&t| low.alike(high, t));
+            (0..6).all(|i| {
+                le(gm(low.sba.base[i]), gm(high.sba.base[i]))
+                    && le(low.sba.size[i], high.sba.size[i])
+            }) && (low.blt.is_none() || low.blt == high.blt)
+                && cmds
+                && depth
+                && (low.depth_open || !high.depth_open)
+                && low.depth_samples <= high.depth_samples
+        }
+
+        proptest! {
+            /// `join` is a meet over every field: idempotent, commutative,
+            /// associative, below both sides and the greatest such state
+            /// (what both know alike stays known); joined with the start
+            /// of a submission, nothing set stays known.
+            #[test]
+            fn join_is_the_meet(a in any_state(), b in any_state(), c in any_state()) {
+                prop_assert_eq!(a.join(&a), a.clone());
+                prop_assert_eq!(a.join(&b), b.join(&a));
+                prop_assert_eq!(a.join(&b).join(&c), a.join(&b.join(&c)));
+                let m = a.join(&b);
+                prop_assert!(below(&m, &a) && below(&m, &b));
+                if below(&c, &a) && below(&c, &b) {
+                    prop_assert!(below(&c, &m));
+                }
+                let u = a.join(&TrackedState::UNKNOWN);
+                prop_assert!(Tracked::ALL.iter().all(|&t| !u.is_set(t)));
+                prop_assert_eq!((u.sba, u.blt), (TrackedState::UNKNOWN.sba, None));
+            }
+        }
+    }
+
     #[test]
     fn surface_ids_are_kept_apart() {
-        let mut s = TrackedState::EMPTY;
+        let mut s = TrackedState::UNKNOWN;
         s.record(Tracked::MfxSurface, &[0, 0, 1, 0, 0, 0]);
         s.record(Tracked::MfxSurface, &[0, 4, 2, 0, 0, 0]);
         s.record(Tracked::MfxSurface, &[0, 0, 3, 0, 0, 0]);

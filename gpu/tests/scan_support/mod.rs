@@ -497,6 +497,7 @@ pub fn check_buffer(engine: Engine, buf: &[u32]) {
                         When::Set(d, b) => bit(d, b),
                         When::Clear(d, b) => !bit(d, b),
                         When::NotNullSurface(d) => at(d).unwrap_or(0) >> 29 != 7,
+                        When::AnySet(d, mask) => at(d).unwrap_or(0) & mask != 0,
                         // Decided by state outside the command (the depth
                         // buffer, the pipe's mode): left alone when unused,
                         // so not checked here.
@@ -636,6 +637,38 @@ pub fn seeds() -> Vec<(Engine, Vec<u32>)> {
     pak.extend(hcp_ind_obj((b, b + 0x1000), b, (b + 0x2000, b + 0x3000)));
     pak.extend(pak_insert(&[(8 * 100, b), (13, b + 0x100)]));
     pak.extend(mfx_bsp([b, b, b]));
+    // Register writes with value rules (Mesa's Gen9 context set-up) and
+    // STATE_SIP; the blitter's Y-tiling register around a Ys fast copy;
+    // a codec status read after a decode object.
+    let mut regs = vec![
+        (0x22 << 23) | 7,
+        0x7034,
+        0xc000_0040,
+        0x20d8,
+        0x0010_0010,
+        0x7004,
+        0x0212_0212,
+        0x2580,
+        0x0001_0001,
+    ];
+    regs.extend([gfx(0x0102, 3), 0, 0]);
+    let mut tiled = vec![(0x22 << 23) | 1, 0x2_2200, 0x0003_0003];
+    tiled.extend([
+        blt | (0x42 << 22) | (3 << 13) | 8,
+        (4 << 24) | 256,
+        0,
+        1 << 16 | 16,
+        lo(b),
+        hi(b),
+        0,
+        1024,
+        lo(b + 0x2_0000),
+        hi(b + 0x2_0000),
+    ]);
+    tiled.extend([(0x22 << 23) | 1, 0x2_2200, 0x0003_0000]);
+    let mut status = state_for(consumer("MFD_AVC_BSD_OBJECT"));
+    status.extend([gfx(0x1128, 6), 0, 0, 0, 0, 0]);
+    status.extend(gpu::encode::srm(0x1_2800, b));
     vec![
         (Engine::Render, draw_batch(2, false)),
         (Engine::Blitter, blit),
@@ -644,6 +677,9 @@ pub fn seeds() -> Vec<(Engine, Vec<u32>)> {
         (Engine::Blitter, setup),
         (Engine::Blitter, shaped),
         (Engine::Video, pak),
+        (Engine::Render, regs),
+        (Engine::Blitter, tiled),
+        (Engine::Video, status),
     ]
 }
 
@@ -696,13 +732,18 @@ pub fn put_field(w: &mut [u32], eb: usize, f: &AddrField, a: u64) {
 /// stream-out; the depth packet as a 1 x 1 depth buffer, HiZ off and a
 /// disabled stencil buffer.
 pub fn tracked_command(t: Tracked) -> Vec<u32> {
+    tracked_command_at(t, STATE_AT)
+}
+
+/// [`tracked_command`] with every buffer at guest GM `at` instead.
+pub fn tracked_command_at(t: Tracked, at: u64) -> Vec<u32> {
     let row = gpu::scan::COMMANDS
         .iter()
         .find(|s| s.name == t.command())
         .unwrap();
     match t {
-        Tracked::DepthBuffer => return depth_buffer(STATE_AT).to_vec(),
-        Tracked::HierDepth => return vec![gfx(0x1807, 5), 127, lo(STATE_AT), hi(STATE_AT), 0],
+        Tracked::DepthBuffer => return depth_buffer(at).to_vec(),
+        Tracked::HierDepth => return vec![gfx(0x1807, 5), 127, lo(at), hi(at), 0],
         Tracked::Stencil => return vec![gfx(0x1806, 5), 0, 0, 0, 0],
         _ => {}
     }
@@ -724,11 +765,11 @@ pub fn tracked_command(t: Tracked) -> Vec<u32> {
             if eb + usize::from(f.dword) + 1 >= w.len() {
                 continue;
             }
-            put_field(&mut w, eb, f, STATE_AT);
+            put_field(&mut w, eb, f, at);
             if let Extent::UpperBound { dword } = f.extent {
                 let b = eb + usize::from(dword);
-                w[b] = lo(STATE_AT + 0x1000);
-                w[b + 1] = hi(STATE_AT + 0x1000);
+                w[b] = lo(at + 0x1000);
+                w[b + 1] = hi(at + 0x1000);
             }
         }
     }
@@ -738,6 +779,11 @@ pub fn tracked_command(t: Tracked) -> Vec<u32> {
 /// The state commands consumer `c` needs (the first member of each of
 /// its groups, and its indirect objects), each from [`tracked_command`].
 pub fn state_for(c: &Consumer) -> Vec<u32> {
+    state_for_at(c, STATE_AT)
+}
+
+/// [`state_for`] with every buffer at guest GM `at` instead.
+pub fn state_for_at(c: &Consumer, at: u64) -> Vec<u32> {
     // Not the consumer itself (MFX_DBK_OBJECT sets its own buffers).
     let mut ts: Vec<Tracked> = c
         .needs
@@ -750,7 +796,16 @@ pub fn state_for(c: &Consumer) -> Vec<u32> {
             ts.push(t);
         }
     }
-    ts.into_iter().flat_map(tracked_command).collect()
+    ts.into_iter()
+        .flat_map(|t| tracked_command_at(t, at))
+        .collect()
+}
+
+/// The consumer row of command `name`.
+pub fn consumer(name: &str) -> &'static Consumer {
+    row(name)
+        .consumer()
+        .unwrap_or_else(|| panic!("{name} consumes nothing"))
 }
 
 /// The table row named `name`.

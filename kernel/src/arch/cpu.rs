@@ -1,6 +1,6 @@
 //! CPU identification and small privileged helpers.
 
-use core::arch::x86_64::{__cpuid, _rdtsc};
+use core::arch::x86_64::{__cpuid, __cpuid_count, _rdrand64_step, _rdseed64_step, _rdtsc};
 
 /// Reads the time-stamp counter.
 pub fn rdtsc() -> u64 {
@@ -64,6 +64,42 @@ pub fn enable_sse() {
         Cr0::write(cr0);
         Cr4::write(cr4);
     }
+}
+
+/// Whether the CPU has RDRAND (CPUID.01H:ECX bit 30).
+pub fn has_rdrand() -> bool {
+    __cpuid(1).ecx & (1 << 30) != 0
+}
+
+/// Whether the CPU has RDSEED (CPUID.(EAX=07H,ECX=0):EBX bit 18).
+pub fn has_rdseed() -> bool {
+    __cpuid(0).eax >= 7 && __cpuid_count(7, 0).ebx & (1 << 18) != 0
+}
+
+/// One RDSEED word, retried a few times (it fails while the conditioner
+/// refills); `None` without RDSEED or when it keeps failing.
+pub fn rdseed64() -> Option<u64> {
+    if !has_rdseed() {
+        return None;
+    }
+    let mut v = 0u64;
+    (0..32).find_map(|_| {
+        // SAFETY: CPUID says the CPU has RDSEED; it only writes `v`.
+        (unsafe { _rdseed64_step(&mut v) } == 1).then_some(v)
+    })
+}
+
+/// One RDRAND word, retried as Intel's DRNG guide advises (10 times);
+/// `None` without RDRAND or when it keeps failing.
+pub fn rdrand64() -> Option<u64> {
+    if !has_rdrand() {
+        return None;
+    }
+    let mut v = 0u64;
+    (0..10).find_map(|_| {
+        // SAFETY: CPUID says the CPU has RDRAND; it only writes `v`.
+        (unsafe { _rdrand64_step(&mut v) } == 1).then_some(v)
+    })
 }
 
 /// Stops this CPU for good.

@@ -4,5 +4,6 @@
 pub mod frames;
 pub mod heap;
 pub mod paging;
+pub mod region;
 
 pub use frames::{FrameAllocator, FRAME_SIZE};

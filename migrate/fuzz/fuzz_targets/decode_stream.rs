@@ -1,34 +1,47 @@
-//! Feed arbitrary bytes to the stream decoder: it must return an error or a
-//! summary, never panic. The sink is a small in-memory map.
+//! Feed arbitrary bytes to the stream decoder as a destination would see
+//! them: it must return an error or a summary, never panic. The sink is a
+//! small in-memory map.
+//!
+//! The destination is fixed: the key, entropy and guest below are the ones
+//! `migrate`'s tests record the seeds with (`fuzz_seeds_are_current_streams`
+//! in `migrate/src/tests.rs`), so a seed is a whole valid migration.
 //!
 //! The first input byte picks the mode. Odd: the rest is decoded as is, so
-//! checksums, magic and framing are attacked. Even: the rest is re-signed
-//! first (header CRC and every record's CRC recomputed along the announced
-//! lengths), because random mutations almost never keep a CRC32C valid and
-//! would otherwise never reach the record parser, the order rules, the
-//! state-blob bookkeeping or the delta decoder. Seeds: `seeds/` (see its
-//! README).
+//! the handshake, checksums, tags and framing are attacked. Even: the rest
+//! is re-signed first with the key (`migrate::reseal_stream`: the hello's
+//! CRC, the proof, and every record's sequence number, tag and CRC along
+//! the announced lengths), because random mutations almost never keep a
+//! CRC32C, let alone a Poly1305 tag, valid and would otherwise never reach
+//! the record parser, the stream rules, the state-blob digests or the delta
+//! decoder. Seeds: `seeds/` (see its README).
 #![no_main]
 
 use std::collections::HashMap;
 
 use libfuzzer_sys::fuzz_target;
-use migrate::wire::crc32c;
-use migrate::{decode_stream, GuestPage, MemoryError, PageBuf, PageSink};
+use migrate::{
+    decode_stream, reseal_stream, DeterministicEntropy, GuestPage, MemoryError, MigrationKey,
+    PageBuf, PageRange, PageSink, ReceiverConfig,
+};
+
+/// The tests' key (`migrate/src/tests.rs`, `key()`).
+const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+/// The tests' destination entropy seed (`DEST_SEED`).
+const DEST_SEED: u64 = 1000;
+/// The seeds' guest: 2 pages from gfn 0x1000, vGPU type 0.
+const FIRST_PAGE: u64 = 0x1000;
+const PAGES: u64 = 2;
 
 #[derive(Default)]
 struct Sink(HashMap<GuestPage, PageBuf>, Vec<u8>);
 
 impl PageSink for Sink {
     fn write_page(&mut self, page: GuestPage, data: &PageBuf) -> Result<(), MemoryError> {
-        if self.0.len() > 64 && !self.0.contains_key(&page) {
-            return Err(MemoryError::Refused(page));
-        }
         self.0.insert(page, *data);
         Ok(())
     }
     fn read_page(&mut self, page: GuestPage, out: &mut PageBuf) -> Result<(), MemoryError> {
-        *out = *self.0.get(&page).ok_or(MemoryError::NotMapped(page))?;
+        *out = self.0.get(&page).copied().unwrap_or([0; 4096]);
         Ok(())
     }
     fn write_device_state(
@@ -37,12 +50,6 @@ impl PageSink for Sink {
         total: usize,
         data: &[u8],
     ) -> Result<(), MemoryError> {
-        if total > 1 << 20 {
-            return Err(MemoryError::StateOutOfRange {
-                offset,
-                len: data.len(),
-            });
-        }
         self.1.resize(total, 0);
         self.1[offset..offset + data.len()].copy_from_slice(data);
         Ok(())
@@ -57,41 +64,30 @@ impl PageSink for Sink {
     }
 }
 
-/// Recompute the header CRC and each record's CRC in place, following the
-/// announced payload lengths until they run past the end.
-fn resign(buf: &mut [u8]) {
-    const HEADER: usize = 16;
-    const HEAD: usize = 20;
-    if buf.len() < HEADER {
-        return;
-    }
-    let c = crc32c(&buf[..12]);
-    buf[12..16].copy_from_slice(&c.to_le_bytes());
-    let mut pos = HEADER;
-    while pos + HEAD + 4 <= buf.len() {
-        let len = u32::from_le_bytes([buf[pos + 16], buf[pos + 17], buf[pos + 18], buf[pos + 19]]);
-        let Some(end) = usize::try_from(len)
-            .ok()
-            .and_then(|l| (pos + HEAD).checked_add(l))
-            .filter(|&e| e + 4 <= buf.len())
-        else {
-            return;
-        };
-        let c = crc32c(&buf[pos..end]);
-        buf[end..end + 4].copy_from_slice(&c.to_le_bytes());
-        pos = end + 4;
-    }
+fn config() -> ReceiverConfig {
+    let first = GuestPage::new(FIRST_PAGE).expect("small page number");
+    let mut cfg = ReceiverConfig::new(0, PageRange::new(first, PAGES).expect("small range"));
+    // Blobs the fuzzer may announce stay small in memory.
+    cfg.max_device_state = 1 << 20;
+    cfg.max_cpu_state = 1 << 20;
+    cfg
 }
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    if mode & 1 == 1 {
-        let _ = decode_stream(rest, 0, &mut Sink::default());
-    } else {
-        let mut buf = rest.to_vec();
-        resign(&mut buf);
-        let _ = decode_stream(&buf, 0, &mut Sink::default());
+    let key = MigrationKey::from_hex(KEY_HEX).expect("valid hex");
+    let cfg = config();
+    let mut buf = rest.to_vec();
+    if mode & 1 == 0 {
+        reseal_stream(&mut buf, &cfg, &key, &mut DeterministicEntropy(DEST_SEED));
     }
+    let _ = decode_stream(
+        &buf,
+        &cfg,
+        &key,
+        &mut DeterministicEntropy(DEST_SEED),
+        &mut Sink::default(),
+    );
 });

@@ -137,6 +137,8 @@ pub struct BenchReport {
     pub digest: String,
     /// Digest bandwidth.
     pub hash: HashBench,
+    /// What authenticating (and encrypting) records costs.
+    pub auth: AuthBench,
     /// CPU costs the simulator charged.
     pub cost_model: CostModel,
     /// Workload models.
@@ -147,6 +149,175 @@ pub struct BenchReport {
     pub runs: Vec<RunResult>,
     /// Goal ratios.
     pub goals: Vec<DowntimeGoal>,
+}
+
+/// What protecting records costs ([`migrate::auth`]): sealing and opening
+/// full page records, authenticated only (`migrate_encrypt=off`) and
+/// encrypted (`migrate_encrypt=on`), against a memcpy of the same pages and
+/// against the link rates. Measured on the host build (which may use the
+/// ciphers' SIMD code); the monitor builds their portable code.
+#[derive(Clone, Debug, Serialize)]
+pub struct AuthBench {
+    /// Page records per pass.
+    pub pages: u64,
+    /// Timed passes per function (best one kept), after one warm-up.
+    pub reps: u32,
+    /// Sealing page records, authentication only: GB/s of page data.
+    pub mac_seal_gbps: f64,
+    /// Opening (checking) them on the destination, GB/s.
+    pub mac_open_gbps: f64,
+    /// Sealing page records with encryption, GB/s.
+    pub aead_seal_gbps: f64,
+    /// Opening (checking and decrypting) them, GB/s.
+    pub aead_open_gbps: f64,
+    /// memcpy of the same pages, GB/s.
+    pub memcpy_gbps: f64,
+    /// The CRC32C alone over the same records, GB/s: part of every seal
+    /// and open (it tells damage from forgery), there before records had
+    /// tags.
+    pub crc_gbps: f64,
+    /// Sealing one page record, authentication only, ns.
+    pub mac_seal_ns_per_page: f64,
+    /// Sealing one page record with encryption, ns.
+    pub aead_seal_ns_per_page: f64,
+    /// Authentication-only sealing / memcpy.
+    pub mac_vs_memcpy: f64,
+    /// Encrypted sealing / memcpy.
+    pub aead_vs_memcpy: f64,
+    /// Per link setting: sealing throughput over the link's rate (above 1:
+    /// one core seals faster than the link carries).
+    pub vs_links: Vec<AuthVsLink>,
+}
+
+/// Record sealing throughput against one link.
+#[derive(Clone, Debug, Serialize)]
+pub struct AuthVsLink {
+    /// Link setting.
+    pub link: String,
+    /// Authentication-only sealing / link rate.
+    pub mac_vs_link: f64,
+    /// Encrypted sealing / link rate.
+    pub aead_vs_link: f64,
+}
+
+/// Both ends' record protection after a handshake in `encrypt` mode.
+fn sessions(encrypt: bool) -> (migrate::auth::Session, migrate::auth::Session) {
+    use migrate::auth::{Expectation, Initiator, Responder};
+    let key = migrate::MigrationKey::from_bytes(&[7; 32]).expect("32 bytes");
+    let hello = migrate::wire::HelloRepr {
+        vgpu_type: 0,
+        encrypt,
+        page_count: 1,
+        nonce: [1; 32],
+    };
+    let init = Initiator::new(&key, &hello);
+    let expect = Expectation {
+        vgpu_type: 0,
+        page_count: 1,
+        encrypt,
+    };
+    let answer = Responder::new(&key, [2; 32], expect).answer(init.hello());
+    let est = init.finish(&answer.challenge).expect("same key");
+    let dest = answer
+        .outcome
+        .expect("hello accepted")
+        .check(&est.proof)
+        .expect("same key");
+    (est.session, dest)
+}
+
+/// Measure record sealing and opening over `pages` page records.
+pub fn auth_bench(pages: usize, reps: usize, links: &[LinkSetting]) -> AuthBench {
+    use migrate::wire::{RecordRepr, MAX_RECORD};
+    let mut rng = Rng(0x5ea1);
+    let mut set = vec![[0u8; PAGE_SIZE]; pages];
+    for p in set.iter_mut() {
+        for w in p.chunks_exact_mut(8) {
+            w.copy_from_slice(&rng.next_u64().to_le_bytes());
+        }
+    }
+    let mut records = vec![[0u8; MAX_RECORD]; pages];
+    let mut bodies = vec![0usize; pages];
+    for (i, (r, p)) in records.iter_mut().zip(&set).enumerate() {
+        let page = migrate::GuestPage::new(i as u64).expect("small page number");
+        bodies[i] = RecordRepr::Page { page, data: p }.emit_body(r);
+    }
+    let mut copy = vec![[0u8; PAGE_SIZE]; pages];
+    let reps = reps.max(1);
+    // (seal, open) seconds per pass, best of `reps` after a warm-up.
+    let mut time = |encrypt: bool| {
+        let (source, dest) = sessions(encrypt);
+        let seal_pass = |records: &mut [[u8; MAX_RECORD]]| {
+            let mut tx = source.tx.clone();
+            for (r, &body) in records.iter_mut().zip(&bodies) {
+                black_box(tx.seal(black_box(r), body).expect("few records"));
+            }
+        };
+        let open_pass = |records: &mut [[u8; MAX_RECORD]]| {
+            let mut rx = dest.rx.clone();
+            for r in records.iter_mut() {
+                rx.open(black_box(r)).expect("sealed by its peer");
+            }
+        };
+        seal_pass(&mut records);
+        open_pass(&mut records);
+        let (mut t_seal, mut t_open) = (f64::INFINITY, f64::INFINITY);
+        for _ in 0..reps {
+            t_seal = t_seal.min(best_of(1, || seal_pass(&mut records)));
+            // Encrypted records decrypt in place: seal them again first.
+            if encrypt {
+                seal_pass(&mut records);
+            }
+            t_open = t_open.min(best_of(1, || open_pass(&mut records)));
+        }
+        (t_seal, t_open)
+    };
+    let (mac_seal, mac_open) = time(false);
+    let (aead_seal, aead_open) = time(true);
+    let copy_pass = |copy: &mut [PageBuf]| {
+        for (d, s) in copy.iter_mut().zip(&set) {
+            d.copy_from_slice(black_box(s));
+        }
+        black_box(&copy);
+    };
+    copy_pass(&mut copy);
+    let t_copy = (0..reps)
+        .map(|_| best_of(1, || copy_pass(&mut copy)))
+        .fold(f64::INFINITY, f64::min);
+    let crc_pass = || {
+        for r in &records {
+            black_box(migrate::wire::crc32c(black_box(&r[..PAGE_SIZE + 36])));
+        }
+    };
+    crc_pass();
+    let t_crc = (0..reps)
+        .map(|_| best_of(1, crc_pass))
+        .fold(f64::INFINITY, f64::min);
+    let bytes = pages * PAGE_SIZE;
+    let memcpy = gbps(bytes, t_copy);
+    let (mac, aead) = (gbps(bytes, mac_seal), gbps(bytes, aead_seal));
+    AuthBench {
+        pages: pages as u64,
+        reps: reps as u32,
+        mac_seal_gbps: mac,
+        mac_open_gbps: gbps(bytes, mac_open),
+        aead_seal_gbps: aead,
+        aead_open_gbps: gbps(bytes, aead_open),
+        memcpy_gbps: memcpy,
+        crc_gbps: gbps(bytes, t_crc),
+        mac_seal_ns_per_page: mac_seal * 1e9 / pages as f64,
+        aead_seal_ns_per_page: aead_seal * 1e9 / pages as f64,
+        mac_vs_memcpy: mac / memcpy,
+        aead_vs_memcpy: aead / memcpy,
+        vs_links: links
+            .iter()
+            .map(|l| AuthVsLink {
+                link: l.name.clone(),
+                mac_vs_link: mac * 1e9 / l.bandwidth,
+                aead_vs_link: aead * 1e9 / l.bandwidth,
+            })
+            .collect(),
+    }
 }
 
 fn gbps(bytes: usize, secs: f64) -> f64 {
@@ -356,6 +527,8 @@ pub fn measure_costs() -> CostModel {
         sample_ns: 5.0,
         delta_page_ns: per(delta, n / 8),
         crc_byte_ns: per(crc, n) / PAGE_SIZE as f64,
+        // Set from the record sealing bench by `run_bench`.
+        mac_byte_ns: 0.0,
     }
 }
 
@@ -383,10 +556,23 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport, SimError> {
     } else {
         hash_bench(256 << 20, 7)
     };
+    // Against the links at their real rates (not scaled down for quick runs).
+    let real_links = [LinkSetting::qemu_default(), LinkSetting::gigabit()];
+    // 2048 page records (8 MiB) stay in the last-level cache, as a record
+    // just copied out of GPU memory is.
+    let auth = if opts.quick {
+        auth_bench(256, 2, &real_links)
+    } else {
+        auth_bench(2048, 7, &real_links)
+    };
     let cost_model = if opts.quick {
         CostModel::nominal()
     } else {
-        measure_costs()
+        let mut c = measure_costs();
+        // The seal's tag, beyond the CRC it also computes.
+        c.mac_byte_ns =
+            (auth.mac_seal_ns_per_page / (PAGE_SIZE + 20) as f64 - c.crc_byte_ns).max(0.0);
+        c
     };
     let workloads: Vec<WorkloadModel> = WorkloadModel::presets()
         .into_iter()
@@ -454,6 +640,7 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport, SimError> {
         quick: opts.quick,
         digest: "xxh3-64".into(),
         hash,
+        auth,
         cost_model,
         workloads,
         links,
@@ -539,6 +726,25 @@ pub fn summary(report: &BenchReport) -> String {
         "  the monitor's xxh3 (SSE2 only): {:.2} GB/s = {:.2}x memcpy",
         h.monitor_sse2_gbps, h.monitor_sse2_vs_memcpy
     );
+    let a = &report.auth;
+    let _ = writeln!(
+        s,
+        "record sealing: authenticated {:.2} GB/s ({:.0} ns/page, {:.2}x memcpy), encrypted {:.2} GB/s ({:.0} ns/page, {:.2}x memcpy); CRC32C alone {:.2} GB/s",
+        a.mac_seal_gbps,
+        a.mac_seal_ns_per_page,
+        a.mac_vs_memcpy,
+        a.aead_seal_gbps,
+        a.aead_seal_ns_per_page,
+        a.aead_vs_memcpy,
+        a.crc_gbps
+    );
+    for l in &a.vs_links {
+        let _ = writeln!(
+            s,
+            "  vs link {}: authenticated {:.1}x, encrypted {:.1}x the link rate",
+            l.link, l.mac_vs_link, l.aead_vs_link
+        );
+    }
     for g in &report.goals {
         let one = report
             .runs
@@ -606,6 +812,43 @@ pub fn write_markdown(report: &BenchReport, dir: &Path) -> std::io::Result<PathB
         "\nxxh3 / memcpy = **{:.2}** (goal >= 1.8); xxh3 / XOR fold = **{:.2}** (goal >= 0.9)\n",
         h.xxh3_vs_memcpy, h.xxh3_vs_xor_fold
     );
+    let a = &report.auth;
+    let _ = writeln!(
+        s,
+        "## Record protection ({} page records, best of {} after a warm-up)\n",
+        a.pages, a.reps
+    );
+    let _ = writeln!(
+        s,
+        "| records | seal GB/s | open GB/s | seal ns/page | seal / memcpy |\n|---|---:|---:|---:|---:|"
+    );
+    let _ = writeln!(
+        s,
+        "| authenticated (`migrate_encrypt=off`) | {:.2} | {:.2} | {:.0} | {:.2} |",
+        a.mac_seal_gbps, a.mac_open_gbps, a.mac_seal_ns_per_page, a.mac_vs_memcpy
+    );
+    let _ = writeln!(
+        s,
+        "| encrypted (`migrate_encrypt=on`) | {:.2} | {:.2} | {:.0} | {:.2} |",
+        a.aead_seal_gbps, a.aead_open_gbps, a.aead_seal_ns_per_page, a.aead_vs_memcpy
+    );
+    let _ = writeln!(
+        s,
+        "\nmemcpy: {:.2} GB/s; the CRC32C alone (part of every seal and open): {:.2} GB/s\n",
+        a.memcpy_gbps, a.crc_gbps
+    );
+    let _ = writeln!(
+        s,
+        "| link | authenticated / link rate | encrypted / link rate |\n|---|---:|---:|"
+    );
+    for l in &a.vs_links {
+        let _ = writeln!(
+            s,
+            "| {} | {:.1} | {:.1} |",
+            l.link, l.mac_vs_link, l.aead_vs_link
+        );
+    }
+    let _ = writeln!(s);
     let _ = writeln!(s, "## Simulated migrations\n");
     let _ = writeln!(
         s,

@@ -9,7 +9,9 @@
 //! ([`bench::measure_costs`]) or fixed ([`CostModel::nominal`], tests), so
 //! results are deterministic for a given cost model. The guest writes only
 //! while it runs; downtime runs from the stop request until the destination
-//! has applied the done record.
+//! resumes the guest (the source's commit arrived, [`migrate::handover`]).
+//! Records are authenticated as on the wire (fixed key, deterministic
+//! nonces), and the tag's CPU cost is charged like the CRC's.
 //!
 //! Each result also says where its downtime went: the send-buffer backlog
 //! at the stop, the wire time of what was sent after it, and the CPU time
@@ -39,8 +41,8 @@ pub mod trace;
 pub mod workload;
 
 pub use bench::{
-    downtime_floor_ms, hash_bench, run_bench, summary, write_markdown, write_svg, BenchOptions,
-    BenchReport, HashBench,
+    auth_bench, downtime_floor_ms, hash_bench, run_bench, summary, write_markdown, write_svg,
+    AuthBench, BenchOptions, BenchReport, HashBench,
 };
 pub use net::LinkSetting;
 pub use run::{simulate, CostModel, RunResult, SimError};

@@ -3,7 +3,8 @@
 
 use migrate::source::SourceStorage;
 use migrate::{
-    Policy, Receiver, ReceiverStatus, Slot, Source, SourceConfig, SourceStatus, PAGE_SIZE,
+    DeterministicEntropy, MigrationKey, PageRange, Policy, Receiver, ReceiverConfig,
+    ReceiverStatus, Slot, Source, SourceConfig, SourceStatus, PAGE_SIZE,
 };
 use serde::Serialize;
 
@@ -25,6 +26,9 @@ pub struct CostModel {
     pub delta_page_ns: f64,
     /// CRC32C and framing, per byte sent.
     pub crc_byte_ns: f64,
+    /// Authenticating records (the ChaCha20-Poly1305 tag over header and
+    /// payload, `migrate_encrypt=off`), per byte sent.
+    pub mac_byte_ns: f64,
     /// Deciding that a page needs no work (one dirty-table lookup of its
     /// evidence flags). Charged per skipped page, so walking a large set
     /// that is mostly clean costs what the lookups cost, not a poll's idle
@@ -42,6 +46,7 @@ impl CostModel {
             sample_ns: 20.0,
             delta_page_ns: 1500.0,
             crc_byte_ns: 0.15,
+            mac_byte_ns: 0.5,
             skip_ns: 10.0,
         }
     }
@@ -165,9 +170,18 @@ pub fn simulate(
         cache_pages: &mut cache_pages,
         cache_owners: &mut cache_owners,
     };
-    let mut src = Source::new(cfg, storage).map_err(SimError::Source)?;
+    // Simulated runs repeat: a fixed key and deterministic nonces (the
+    // records are authenticated as on the wire, their CPU cost charged below).
+    let key = MigrationKey::from_bytes(b"migrate-sim fixed key, not secret").expect("32 bytes");
+    let mut src =
+        Source::new(cfg, storage, &key, &mut DeterministicEntropy(1)).map_err(SimError::Source)?;
     let (mut a, mut b) = sim_link(link.clone(), 256 * 1024);
-    let mut rx = Receiver::new(0);
+    let range = PageRange::new(SimMemory::gfn(0), pages as u64).expect("small page numbers");
+    let mut rx = Receiver::new(
+        ReceiverConfig::new(0, range),
+        &key,
+        &mut DeterministicEntropy(2),
+    );
     let digest_ns = if policy.digest() == migrate::digest::DigestKind::XorFold {
         cost.xor_page_ns
     } else {
@@ -228,19 +242,23 @@ pub fn simulate(
             + (tr.hashes - prev_tr.hashes) as f64 * digest_ns
             + (tr.sample_checks - prev_tr.sample_checks) as f64 * cost.sample_ns
             + (st.delta_tries - prev_stats.delta_tries) as f64 * cost.delta_page_ns
-            + (bytes - prev_bytes) as f64 * cost.crc_byte_ns
+            + (bytes - prev_bytes) as f64 * (cost.crc_byte_ns + cost.mac_byte_ns)
             + (st.skipped - prev_stats.skipped) as f64 * cost.skip_ns;
         if stopped_at.is_some() {
             stop_cpu_ns += spent;
         }
         (prev_stats, prev_tr, prev_bytes) = (st, tr, bytes);
-        if rx
-            .poll(&mut sink, &mut b, u32::MAX)
-            .map_err(SimError::Receive)?
-            == ReceiverStatus::Completed
-        {
-            // Let the confirm reach the source so its state machine completes too.
+        let received = rx
+            .poll(now, &mut sink, &mut b, u32::MAX)
+            .map_err(SimError::Receive)?;
+        if received == ReceiverStatus::Received {
+            rx.ready(now, &mut b).map_err(SimError::Receive)?;
+        }
+        if received == ReceiverStatus::Resume {
+            // The guest runs on the destination from here: its pause ends.
+            rx.resumed(&mut b).map_err(SimError::Receive)?;
             let done = now;
+            // Let the resumed reach the source so its state machine completes too.
             while src.poll(now, &mut mem, &mut a).map_err(SimError::Source)?
                 != SourceStatus::Completed
             {
@@ -249,6 +267,8 @@ pub fn simulate(
                 }
                 now += idle_ns;
                 a.set_now(now);
+                rx.poll(now, &mut sink, &mut b, u32::MAX)
+                    .map_err(SimError::Receive)?;
             }
             let stop = stopped_at.unwrap_or(0);
             let s = src.stats();

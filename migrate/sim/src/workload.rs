@@ -428,13 +428,13 @@ impl migrate::PageSink for SimSink {
         page: GuestPage,
         out: &mut [u8; PAGE_SIZE],
     ) -> Result<(), migrate::MemoryError> {
+        // A page never written reads as a fresh (zeroed) frame does.
         let i = page.get().wrapping_sub(BASE_GFN) as usize;
-        let b = self
+        let slot = self
             .pages
             .get(i)
-            .and_then(|p| p.as_deref())
             .ok_or(migrate::MemoryError::NotMapped(page))?;
-        *out = *b;
+        *out = slot.as_deref().copied().unwrap_or([0; PAGE_SIZE]);
         Ok(())
     }
     fn write_device_state(

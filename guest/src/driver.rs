@@ -1,0 +1,381 @@
+//! The guest's vGPU driver, as a GVT-g guest driver works: it reads PVINFO
+//! from its virtual BAR0 to learn its aperture and hidden slices
+//! (ballooning), maps its own RAM into them through the GGTT window at
+//! BAR0 + 8 MiB, runs one ring per engine it uses, and submits batch
+//! buffers from its RAM, each ending with a post-sync write of a fence
+//! value that it waits for.
+//!
+//! Layout of the guest RAM the driver keeps (page indices from the first
+//! RAM page): a one-page ring per engine, a fence page, then a batch area
+//! per engine of [`BATCH_PAGES`] pages (the scanner's shadow batch holds
+//! 32 KiB). The workload's data pages follow ([`DATA_FIRST`]). RAM page
+//! `i` is mapped at aperture page `i` while the aperture lasts, then at
+//! hidden page `i - aperture pages`.
+
+use core::fmt;
+
+use gpu::addr::GuestPage;
+use gpu::encode;
+use gpu::engine::Engine;
+use gpu::ggtt::{GuestPte, PteFlags};
+use gpu::regs::{pvinfo, ring, GGTT_BAR0_OFFSET};
+
+use crate::content::PAGE;
+use crate::platform::Platform;
+
+/// The engines the driver runs rings on: render (fences, counters) and the
+/// blitter (bulk copies and fills).
+pub const ENGINES: [Engine; 2] = [Engine::Render, Engine::Blitter];
+/// Pages of one engine's batch area.
+pub const BATCH_PAGES: u64 = 8;
+/// DWords a batch may hold for the workload (the rest: fence and end).
+pub const BATCH_CAPACITY: usize = BATCH_PAGES as usize * PAGE / 4 - 16;
+const FENCE_PAGE: u64 = ENGINES.len() as u64;
+const BATCH_FIRST: u64 = FENCE_PAGE + 1;
+/// First RAM page index the workload may use.
+pub const DATA_FIRST: u64 = BATCH_FIRST + ENGINES.len() as u64 * BATCH_PAGES;
+/// Bytes a ring advances per submission (MI_BATCH_BUFFER_START + MI_NOOP).
+const RING_STEP: u32 = 16;
+/// Pauses a wait for a fence may take before the driver gives up.
+pub const WAIT_LIMIT: u32 = 1_000_000;
+
+/// Why the driver stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DriverError<E> {
+    /// The platform refused an access (the vGPU stopped, say).
+    Platform(E),
+    /// PVINFO does not carry the GVT-g magic: not a vGPU.
+    NoPvinfo {
+        /// The magic read.
+        magic: u64,
+    },
+    /// The RAM to map does not fit the slices PVINFO grants.
+    TooLarge {
+        /// RAM pages asked for.
+        pages: u64,
+        /// Pages of the aperture and hidden slices.
+        room: u64,
+    },
+    /// A batch has no room for more commands.
+    BatchFull,
+    /// A fence never arrived: the GPU did not finish the batch.
+    Timeout {
+        /// The engine.
+        engine: Engine,
+        /// The fence value awaited.
+        fence: u32,
+    },
+    /// The saved driver state does not describe this guest.
+    BadState,
+}
+
+impl<E: fmt::Display> fmt::Display for DriverError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DriverError::Platform(e) => write!(f, "{e}"),
+            DriverError::NoPvinfo { magic } => {
+                write!(f, "no vGPU: PVINFO magic {magic:#018x}")
+            }
+            DriverError::TooLarge { pages, room } => write!(
+                f,
+                "{pages} RAM pages do not fit the {room} pages of the vGPU's slices"
+            ),
+            DriverError::BatchFull => f.write_str("batch buffer full"),
+            DriverError::Timeout { engine, fence } => {
+                write!(f, "{engine}: fence {fence} never arrived")
+            }
+            DriverError::BadState => f.write_str("saved driver state does not fit this guest"),
+        }
+    }
+}
+
+/// The driver of one vGPU. Plain data: it migrates as [`Driver::save`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Driver {
+    ram_first: u64,
+    ram_pages: u64,
+    aperture_gm: u64,
+    aperture_pages: u64,
+    hidden_gm: u64,
+    tail: [u32; ENGINES.len()],
+    fence: [u32; ENGINES.len()],
+}
+
+/// Bytes of [`Driver::save`].
+pub const DRIVER_STATE_BYTES: usize = 56;
+
+/// Commands being written into an engine's batch area.
+#[derive(Debug)]
+pub struct Batch {
+    engine: usize,
+    len: usize,
+    staged: [u32; 64],
+    staged_len: usize,
+}
+
+fn engine_slot(engine: Engine) -> usize {
+    match engine {
+        Engine::Blitter => 1,
+        _ => 0,
+    }
+}
+
+impl Batch {
+    /// DWords written so far.
+    pub fn len(&self) -> usize {
+        self.len + self.staged_len
+    }
+    /// Nothing written.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Whether `n` more DWords fit.
+    pub fn fits(&self, n: usize) -> bool {
+        self.len() + n <= BATCH_CAPACITY
+    }
+    /// Appends `words`.
+    pub fn push<P: Platform>(
+        &mut self,
+        p: &mut P,
+        d: &Driver,
+        words: &[u32],
+    ) -> Result<(), DriverError<P::Error>> {
+        if !self.fits(words.len()) {
+            return Err(DriverError::BatchFull);
+        }
+        self.push_unchecked(p, d, words)
+    }
+    fn push_unchecked<P: Platform>(
+        &mut self,
+        p: &mut P,
+        d: &Driver,
+        words: &[u32],
+    ) -> Result<(), DriverError<P::Error>> {
+        for &w in words {
+            if self.staged_len == self.staged.len() {
+                self.flush(p, d)?;
+            }
+            self.staged[self.staged_len] = w;
+            self.staged_len += 1;
+        }
+        Ok(())
+    }
+    fn flush<P: Platform>(&mut self, p: &mut P, d: &Driver) -> Result<(), DriverError<P::Error>> {
+        let mut bytes = [0u8; 256];
+        for (raw, w) in bytes
+            .chunks_exact_mut(4)
+            .zip(&self.staged[..self.staged_len])
+        {
+            raw.copy_from_slice(&w.to_le_bytes());
+        }
+        let mut done = 0;
+        let total = self.staged_len * 4;
+        while done < total {
+            let at = self.len * 4 + done;
+            let page = d.batch_page(self.engine) + (at / PAGE) as u64;
+            let in_page = (PAGE - at % PAGE).min(total - done);
+            p.ram_write(d.ram_first + page, at % PAGE, &bytes[done..done + in_page])
+                .map_err(DriverError::Platform)?;
+            done += in_page;
+        }
+        self.len += self.staged_len;
+        self.staged_len = 0;
+        Ok(())
+    }
+}
+
+impl Driver {
+    /// Finds the vGPU: PVINFO magic and the slices it grants. `ram_first`
+    /// and `ram_pages` are the guest RAM the driver will map.
+    pub fn probe<P: Platform>(
+        p: &mut P,
+        ram_first: u64,
+        ram_pages: u64,
+    ) -> Result<Driver, DriverError<P::Error>> {
+        let mut read = |rel: u32| {
+            p.mmio_read32(pvinfo::PAGE + rel)
+                .map_err(DriverError::Platform)
+        };
+        let magic = u64::from(read(pvinfo::MAGIC_OFFSET)?)
+            | u64::from(read(pvinfo::MAGIC_OFFSET + 4)?) << 32;
+        if magic != pvinfo::MAGIC {
+            return Err(DriverError::NoPvinfo { magic });
+        }
+        let aperture_gm = u64::from(read(pvinfo::APERTURE_BASE)?);
+        let aperture_size = u64::from(read(pvinfo::APERTURE_SIZE)?);
+        let hidden_gm = u64::from(read(pvinfo::HIDDEN_BASE)?);
+        let hidden_size = u64::from(read(pvinfo::HIDDEN_SIZE)?);
+        let aperture_pages = (aperture_size / PAGE as u64).min(ram_pages);
+        let room = aperture_size / PAGE as u64 + hidden_size / PAGE as u64;
+        if ram_pages > room || ram_pages <= DATA_FIRST {
+            return Err(DriverError::TooLarge {
+                pages: ram_pages,
+                room,
+            });
+        }
+        Ok(Driver {
+            ram_first,
+            ram_pages,
+            aperture_gm,
+            aperture_pages,
+            hidden_gm,
+            tail: [0; ENGINES.len()],
+            fence: [0; ENGINES.len()],
+        })
+    }
+
+    /// Maps every RAM page into the slices and enables the rings.
+    pub fn boot<P: Platform>(&mut self, p: &mut P) -> Result<(), DriverError<P::Error>> {
+        for i in 0..self.ram_pages {
+            let page = GuestPage::new(self.ram_first + i).map_err(|_| DriverError::BadState)?;
+            let index = self.gm(i) / PAGE as u64;
+            let slot = GGTT_BAR0_OFFSET as u64 + index * 8;
+            let slot = u32::try_from(slot).map_err(|_| DriverError::BadState)?;
+            p.mmio_write64(slot, GuestPte::map(page, PteFlags::NONE).raw())
+                .map_err(DriverError::Platform)?;
+        }
+        for (i, engine) in ENGINES.into_iter().enumerate() {
+            let base = engine.mmio_base();
+            let start = u32::try_from(self.gm(i as u64)).map_err(|_| DriverError::BadState)?;
+            let w = |p: &mut P, reg: u32, v: u32| {
+                p.mmio_write32(base + reg, v).map_err(DriverError::Platform)
+            };
+            w(p, ring::START, start)?;
+            w(p, ring::CTL, ring::CTL_ENABLE)?;
+            self.tail[i] = 0;
+        }
+        Ok(())
+    }
+
+    /// Guest GM of RAM page index `i`.
+    pub fn gm(&self, i: u64) -> u64 {
+        if i < self.aperture_pages {
+            self.aperture_gm + i * PAGE as u64
+        } else {
+            self.hidden_gm + (i - self.aperture_pages) * PAGE as u64
+        }
+    }
+    /// Guest page number of RAM page index `i`.
+    pub fn page(&self, i: u64) -> u64 {
+        self.ram_first + i
+    }
+    /// RAM pages the driver maps.
+    pub fn ram_pages(&self) -> u64 {
+        self.ram_pages
+    }
+    fn batch_page(&self, slot: usize) -> u64 {
+        BATCH_FIRST + slot as u64 * BATCH_PAGES
+    }
+
+    /// An empty batch for `engine` (one of [`ENGINES`]).
+    pub fn batch(&self, engine: Engine) -> Batch {
+        Batch {
+            engine: engine_slot(engine),
+            len: 0,
+            staged: [0; 64],
+            staged_len: 0,
+        }
+    }
+
+    /// Ends `batch` with a fence write and MI_BATCH_BUFFER_END, starts it
+    /// from the engine's ring and waits until its fence arrives.
+    pub fn run<P: Platform>(
+        &mut self,
+        p: &mut P,
+        mut batch: Batch,
+    ) -> Result<(), DriverError<P::Error>> {
+        let slot = batch.engine;
+        let engine = ENGINES[slot];
+        let fence = self.fence[slot].wrapping_add(1).max(1);
+        let fence_gm = self.gm(FENCE_PAGE) + 64 * slot as u64;
+        match engine {
+            Engine::Render => batch.push_unchecked(
+                p,
+                self,
+                &encode::pipe_control_imm(fence_gm, u64::from(fence)),
+            )?,
+            _ => batch.push_unchecked(p, self, &encode::flush_dw_imm(fence_gm, fence))?,
+        }
+        batch.push_unchecked(p, self, &[encode::BB_END])?;
+        batch.flush(p, self)?;
+        let start = encode::bb_start(self.gm(self.batch_page(slot)), false);
+        let cmds = [start[0], start[1], start[2], encode::NOOP];
+        let mut bytes = [0u8; RING_STEP as usize];
+        for (raw, w) in bytes.chunks_exact_mut(4).zip(cmds) {
+            raw.copy_from_slice(&w.to_le_bytes());
+        }
+        let tail = self.tail[slot];
+        p.ram_write(self.page(slot as u64), tail as usize, &bytes)
+            .map_err(DriverError::Platform)?;
+        let tail = (tail + RING_STEP) % PAGE as u32;
+        self.tail[slot] = tail;
+        self.fence[slot] = fence;
+        p.mmio_write32(engine.mmio_base() + ring::TAIL, tail)
+            .map_err(DriverError::Platform)?;
+        for _ in 0..WAIT_LIMIT {
+            let mut b = [0u8; 4];
+            p.ram_read(self.page(FENCE_PAGE), 64 * slot, &mut b)
+                .map_err(DriverError::Platform)?;
+            if u32::from_le_bytes(b) == fence {
+                return Ok(());
+            }
+            p.pause().map_err(DriverError::Platform)?;
+        }
+        Err(DriverError::Timeout { engine, fence })
+    }
+
+    /// The driver's state, for the guest's CPU-state blob.
+    pub fn save(&self) -> [u8; DRIVER_STATE_BYTES] {
+        let mut b = [0u8; DRIVER_STATE_BYTES];
+        let words = [
+            self.ram_first,
+            self.ram_pages,
+            self.aperture_gm,
+            self.aperture_pages,
+            self.hidden_gm,
+        ];
+        for (chunk, w) in b.chunks_exact_mut(8).zip(words) {
+            chunk.copy_from_slice(&w.to_le_bytes());
+        }
+        let small = [self.tail[0], self.tail[1], self.fence[0], self.fence[1]];
+        for (chunk, w) in b[40..].chunks_exact_mut(4).zip(small) {
+            chunk.copy_from_slice(&w.to_le_bytes());
+        }
+        b
+    }
+
+    /// The driver from [`Driver::save`]'s bytes. The guest keeps its view
+    /// of the vGPU across a migration (PVINFO still shows the source's
+    /// slices), so nothing is probed again.
+    pub fn restore<E>(b: &[u8]) -> Result<Driver, DriverError<E>> {
+        if b.len() != DRIVER_STATE_BYTES {
+            return Err(DriverError::BadState);
+        }
+        let q = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(w)
+        };
+        let d = |i: usize| {
+            let at = 40 + 4 * i;
+            u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+        };
+        let driver = Driver {
+            ram_first: q(0),
+            ram_pages: q(1),
+            aperture_gm: q(2),
+            aperture_pages: q(3),
+            hidden_gm: q(4),
+            tail: [d(0), d(1)],
+            fence: [d(2), d(3)],
+        };
+        let aligned = |t: u32| t.is_multiple_of(RING_STEP) && t < PAGE as u32;
+        if driver.ram_pages <= DATA_FIRST
+            || driver.aperture_pages > driver.ram_pages
+            || !driver.tail.iter().all(|&t| aligned(t))
+        {
+            return Err(DriverError::BadState);
+        }
+        Ok(driver)
+    }
+}

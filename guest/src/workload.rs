@@ -1,0 +1,628 @@
+//! Deterministic, self-checking GPU workloads with the write behaviour of
+//! the migration simulator's models (`migrate/sim/src/workload.rs`): a
+//! 3D-like renderer, a 2D desktop and video-like playback, over a working
+//! set of the guest's RAM mapped into its graphics memory.
+//!
+//! # Layout of the working set
+//! After the driver's pages ([`crate::driver::DATA_FIRST`]): bookkeeping
+//! (8 bytes per RAM page, [`crate::content::PageState`]), textures
+//! (contents written once by the CPU at boot), upload pages (rewritten by
+//! the CPU), the hot set (render targets / the frame ring), cold pages
+//! (written once at boot, rarely after) and pages that stay zero. Sizes
+//! follow the model's fractions.
+//!
+//! # A frame
+//! The model's page writes per frame (its writes per second at 60 frames
+//! a second, scaled to the working set), each on one page: the hot set
+//! with the model's hot share, else a cold page; by the model's fractions
+//! a rewrite that leaves the content unchanged (a blit of the page onto
+//! itself), a small edit (MI_STORE_DATA_IMM of 4 bytes), a CPU write (an
+//! upload page gets fresh content) or a full rewrite (a blit from a
+//! texture or an upload page). GPU writes go in blitter batches, in order;
+//! CPU writes come after the frame's batches have completed, so that a
+//! blit from an upload page copies what the bookkeeping says. A render
+//! submission stores the frame number. Then the guest checks pages it can
+//! predict exactly (the last page the frame wrote and two random data
+//! pages, whenever they were written) against their bookkeeping and folds
+//! them into its running checksum. A live migration must leave the frame
+//! counter and the checksum going on exactly as without it.
+//!
+//! GPU writes are blits and stores whose destinations the scanner sees
+//! (tracked write targets); draws that write through memory-resident
+//! state are the shader-capable guests' (issue 12).
+
+use core::fmt;
+use core::ops::Range;
+
+use gpu::encode;
+use gpu::engine::Engine;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+use crate::content::{self, PageState, PAGE, ZERO};
+use crate::driver::{Driver, DriverError, DATA_FIRST, DRIVER_STATE_BYTES};
+use crate::platform::Platform;
+
+/// The kinds of workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A 3D game: hot render targets rewritten every frame, half of the
+    /// rewrites leaving content unchanged.
+    Game3d,
+    /// A 2D desktop: small damage, many small edits, CPU uploads.
+    Desktop2d,
+    /// Video playback: a ring of frames fully rewritten.
+    Video,
+}
+
+/// The model's parameters, in thousandths (see the simulator's table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Profile {
+    /// Share of data pages in the hot set.
+    pub hot: u32,
+    /// Share of writes that hit the hot set.
+    pub hot_share: u32,
+    /// Page writes per frame per million data pages.
+    pub writes_per_mpage: u32,
+    /// Share of writes that leave the content unchanged.
+    pub unchanged: u32,
+    /// Share of writes that change 4 bytes.
+    pub small_edit: u32,
+    /// Share of writes done by the CPU.
+    pub cpu: u32,
+    /// Share of data pages that stay zero.
+    pub zero: u32,
+}
+
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 3] = [Kind::Game3d, Kind::Desktop2d, Kind::Video];
+
+    /// Its name on the command line and in reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Kind::Game3d => "3d",
+            Kind::Desktop2d => "desktop",
+            Kind::Video => "video",
+        }
+    }
+
+    /// The kind called `name`.
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Its model: the simulator's 3d-game, 2d-desktop and video presets
+    /// (writes per second / pages / 60 frames a second).
+    pub const fn profile(self) -> Profile {
+        match self {
+            Kind::Game3d => Profile {
+                hot: 60,
+                hot_share: 950,
+                writes_per_mpage: 15_259,
+                unchanged: 500,
+                small_edit: 150,
+                cpu: 50,
+                zero: 300,
+            },
+            Kind::Desktop2d => Profile {
+                hot: 40,
+                hot_share: 850,
+                writes_per_mpage: 2_035,
+                unchanged: 600,
+                small_edit: 300,
+                cpu: 300,
+                zero: 500,
+            },
+            Kind::Video => Profile {
+                hot: 80,
+                hot_share: 970,
+                writes_per_mpage: 8_138,
+                unchanged: 100,
+                small_edit: 20,
+                cpu: 100,
+                zero: 200,
+            },
+        }
+    }
+
+    const fn code(self) -> u8 {
+        match self {
+            Kind::Game3d => 1,
+            Kind::Desktop2d => 2,
+            Kind::Video => 3,
+        }
+    }
+    fn from_code(c: u8) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.code() == c)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a workload stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkloadError<E> {
+    /// The driver (or the platform under it) failed.
+    Driver(DriverError<E>),
+    /// The working set is too small for the model's regions.
+    TooSmall {
+        /// RAM pages of the working set.
+        pages: u64,
+    },
+    /// A page does not hold what the workload wrote there.
+    Corrupt {
+        /// Frame that found it.
+        frame: u64,
+        /// Guest page number.
+        page: u64,
+        /// First differing byte.
+        offset: usize,
+    },
+    /// The saved state is not a workload's.
+    BadState,
+}
+
+impl<E> From<DriverError<E>> for WorkloadError<E> {
+    fn from(e: DriverError<E>) -> Self {
+        WorkloadError::Driver(e)
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for WorkloadError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkloadError::Driver(e) => write!(f, "{e}"),
+            WorkloadError::TooSmall { pages } => {
+                write!(f, "a working set of {pages} pages is too small")
+            }
+            WorkloadError::Corrupt {
+                frame,
+                page,
+                offset,
+            } => write!(
+                f,
+                "frame {frame}: guest page {page:#x} differs from what was written at byte {offset}"
+            ),
+            WorkloadError::BadState => f.write_str("saved workload state is not valid"),
+        }
+    }
+}
+
+/// What one frame did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameReport {
+    /// The frame's number (from 0).
+    pub frame: u64,
+    /// The running checksum after it.
+    pub checksum: u64,
+    /// Page writes by the GPU (blits and stores).
+    pub gpu_writes: u32,
+    /// Of those, rewrites that left the content unchanged.
+    pub unchanged: u32,
+    /// Upload pages the CPU rewrote.
+    pub cpu_writes: u32,
+    /// Submissions.
+    pub submissions: u32,
+    /// Pages checked against their bookkeeping.
+    pub checked: u32,
+}
+
+/// Data regions, as RAM page indices.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Regions {
+    book: Range<u64>,
+    textures: Range<u64>,
+    uploads: Range<u64>,
+    hot: Range<u64>,
+    cold: Range<u64>,
+    zero: Range<u64>,
+}
+
+fn take(at: &mut u64, n: u64) -> Range<u64> {
+    let r = *at..*at + n;
+    *at += n;
+    r
+}
+
+impl Regions {
+    fn of(kind: Kind, ram_pages: u64) -> Option<Regions> {
+        let p = kind.profile();
+        let book_pages = (ram_pages * 8).div_ceil(PAGE as u64);
+        let data = ram_pages.checked_sub(DATA_FIRST + book_pages)?;
+        let textures = (data / 64).max(16);
+        let uploads = (data / 128).max(8);
+        let zero = data * u64::from(p.zero) / 1000;
+        let hot = (data * u64::from(p.hot) / 1000).max(16);
+        let cold = data.checked_sub(textures + uploads + zero + hot)?;
+        if cold < 16 {
+            return None;
+        }
+        let mut at = DATA_FIRST;
+        Some(Regions {
+            book: take(&mut at, book_pages),
+            textures: take(&mut at, textures),
+            uploads: take(&mut at, uploads),
+            hot: take(&mut at, hot),
+            cold: take(&mut at, cold),
+            zero: take(&mut at, zero),
+        })
+    }
+    /// Pages whose content the workload predicts.
+    fn data(&self) -> Range<u64> {
+        self.textures.start..self.zero.end
+    }
+}
+
+/// Bytes of a [`GuestState`].
+pub const GUEST_STATE_BYTES: usize = 128;
+const STATE_MAGIC: [u8; 4] = *b"GWL1";
+
+/// The guest's own state outside its RAM (what its CPU registers would
+/// hold): the driver's and the workload's, in a fixed little-endian form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestState(pub [u8; GUEST_STATE_BYTES]);
+
+/// A workload over a booted driver.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    kind: Kind,
+    seed: u64,
+    regions: Regions,
+    driver: Driver,
+    frame: u64,
+    rng: u64,
+    checksum: u64,
+    next_content: u32,
+    page: [u8; PAGE],
+    want: [u8; PAGE],
+}
+
+/// A surface of one page: 64 pixels of 4 bytes by 16 rows.
+const PITCH: u32 = 256;
+const WIDTH: u32 = 64;
+const ROWS: u32 = 16;
+/// Where frame numbers land (an offset in the driver's fence page, past
+/// its fences).
+const FRAME_SLOT: u64 = 256;
+/// Content ids of CPU uploads start here (textures count from 0).
+const UPLOAD_IDS: u32 = 0x4000_0000;
+
+fn chance(rng: &mut u64, permille: u32) -> bool {
+    content::splitmix(rng) % 1000 < u64::from(permille)
+}
+
+fn pick(rng: &mut u64, r: &Range<u64>) -> u64 {
+    r.start + content::splitmix(rng) % (r.end - r.start)
+}
+
+impl Workload {
+    /// Boots the driver and the workload: maps the working set, writes the
+    /// textures and uploads with the CPU, fills the hot and cold pages from
+    /// the textures with the GPU.
+    pub fn boot<P: Platform>(
+        p: &mut P,
+        mut driver: Driver,
+        kind: Kind,
+        seed: u64,
+    ) -> Result<Workload, WorkloadError<P::Error>> {
+        let regions = Regions::of(kind, driver.ram_pages()).ok_or(WorkloadError::TooSmall {
+            pages: driver.ram_pages(),
+        })?;
+        driver.boot(p)?;
+        let mut w = Workload {
+            kind,
+            seed,
+            regions,
+            driver,
+            frame: 0,
+            rng: seed ^ 0x6a09_e667_f3bc_c908,
+            checksum: seed,
+            next_content: UPLOAD_IDS,
+            page: [0; PAGE],
+            want: [0; PAGE],
+        };
+        let textures = w.regions.textures.clone();
+        for i in textures.clone() {
+            w.cpu_fill(p, i, (i - textures.start) as u32)?;
+        }
+        for i in w.regions.uploads.clone() {
+            let id = w.fresh_content();
+            w.cpu_fill(p, i, id)?;
+        }
+        let count = textures.end - textures.start;
+        let mut batch = w.driver.batch(Engine::Blitter);
+        for i in w.regions.hot.start..w.regions.cold.end {
+            let src = textures.start + i % count;
+            if !batch.fits(10) {
+                w.driver.run(p, batch)?;
+                batch = w.driver.batch(Engine::Blitter);
+            }
+            batch.push(p, &w.driver, &w.copy(i, src))?;
+            w.set_state(
+                p,
+                i,
+                PageState {
+                    content: (i % count) as u32,
+                    edit: 0,
+                },
+            )?;
+        }
+        w.driver.run(p, batch)?;
+        Ok(w)
+    }
+
+    /// The workload's kind.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+    /// Frames completed.
+    pub fn frame(&self) -> u64 {
+        self.frame
+    }
+    /// The running checksum.
+    pub fn checksum(&self) -> u64 {
+        self.checksum
+    }
+    /// The driver.
+    pub fn driver(&self) -> &Driver {
+        &self.driver
+    }
+    /// Page writes one frame makes.
+    pub fn writes_per_frame(&self) -> u64 {
+        let data = self.regions.data().end - self.regions.data().start;
+        (data * u64::from(self.kind.profile().writes_per_mpage) / 1_000_000).max(1)
+    }
+
+    fn fresh_content(&mut self) -> u32 {
+        let id = self.next_content;
+        self.next_content = self.next_content.wrapping_add(1).max(UPLOAD_IDS);
+        id
+    }
+
+    fn copy(&self, dst: u64, src: u64) -> [u32; 10] {
+        let (d, s) = (self.driver.gm(dst), self.driver.gm(src));
+        encode::copy_blt(d, PITCH, 0, 0, WIDTH, ROWS, s, PITCH, 0, 0)
+    }
+
+    fn cpu_fill<P: Platform>(
+        &mut self,
+        p: &mut P,
+        i: u64,
+        id: u32,
+    ) -> Result<(), WorkloadError<P::Error>> {
+        content::fill(self.seed, id, &mut self.page);
+        p.ram_write(self.driver.page(i), 0, &self.page)
+            .map_err(|e| WorkloadError::Driver(DriverError::Platform(e)))?;
+        self.set_state(
+            p,
+            i,
+            PageState {
+                content: id,
+                edit: 0,
+            },
+        )
+    }
+
+    fn book_slot(&self, i: u64) -> (u64, usize) {
+        let byte = i * 8;
+        (
+            self.driver
+                .page(self.regions.book.start + byte / PAGE as u64),
+            (byte % PAGE as u64) as usize,
+        )
+    }
+
+    /// Bookkeeping stores the content id plus one, so that the zero page
+    /// (id [`ZERO`]) is all-zero bookkeeping and needs no writes at boot.
+    fn set_state<P: Platform>(
+        &mut self,
+        p: &mut P,
+        i: u64,
+        s: PageState,
+    ) -> Result<(), WorkloadError<P::Error>> {
+        let (page, at) = self.book_slot(i);
+        let stored = PageState {
+            content: s.content.wrapping_add(1),
+            edit: s.edit,
+        };
+        p.ram_write(page, at, &stored.to_bytes())
+            .map_err(|e| WorkloadError::Driver(DriverError::Platform(e)))
+    }
+
+    fn state<P: Platform>(&self, p: &mut P, i: u64) -> Result<PageState, WorkloadError<P::Error>> {
+        let (page, at) = self.book_slot(i);
+        let mut b = [0u8; 8];
+        p.ram_read(page, at, &mut b)
+            .map_err(|e| WorkloadError::Driver(DriverError::Platform(e)))?;
+        let stored = PageState::from_bytes(b);
+        Ok(PageState {
+            content: stored.content.wrapping_sub(1),
+            edit: stored.edit,
+        })
+    }
+
+    /// One frame: the model's writes, then the checks.
+    pub fn step<P: Platform>(&mut self, p: &mut P) -> Result<FrameReport, WorkloadError<P::Error>> {
+        let profile = self.kind.profile();
+        let mut rng = self.rng;
+        let mut report = FrameReport {
+            frame: self.frame,
+            ..FrameReport::default()
+        };
+        let mut uploads: [u64; 64] = [0; 64];
+        let mut n_uploads = 0;
+        let mut last_written = None;
+        let mut batch = self.driver.batch(Engine::Blitter);
+        for _ in 0..self.writes_per_frame() {
+            let target = if chance(&mut rng, profile.hot_share) {
+                pick(&mut rng, &self.regions.hot)
+            } else {
+                pick(&mut rng, &self.regions.cold)
+            };
+            let roll = (content::splitmix(&mut rng) % 1000) as u32;
+            if roll < profile.cpu {
+                // After this frame's batches (see the module docs).
+                if n_uploads < uploads.len() {
+                    uploads[n_uploads] = pick(&mut rng, &self.regions.uploads);
+                    n_uploads += 1;
+                }
+                continue;
+            }
+            if !batch.fits(10) {
+                self.driver.run(p, batch)?;
+                report.submissions += 1;
+                batch = self.driver.batch(Engine::Blitter);
+            }
+            let before = self.state(p, target)?;
+            if roll < profile.cpu + profile.unchanged {
+                batch.push(p, &self.driver, &self.copy(target, target))?;
+                report.unchanged += 1;
+            } else if roll < profile.cpu + profile.unchanged + profile.small_edit {
+                let edit = (content::splitmix(&mut rng) as u32) | 1;
+                let at = self.driver.gm(target) + content::edit_offset(target as u32) as u64;
+                batch.push(p, &self.driver, &encode::sdi(at, edit))?;
+                self.set_state(p, target, PageState { edit, ..before })?;
+            } else {
+                let src = if chance(&mut rng, 250) {
+                    pick(&mut rng, &self.regions.uploads)
+                } else {
+                    pick(&mut rng, &self.regions.textures)
+                };
+                let content = self.state(p, src)?.content;
+                batch.push(p, &self.driver, &self.copy(target, src))?;
+                self.set_state(p, target, PageState { content, edit: 0 })?;
+            }
+            report.gpu_writes += 1;
+            last_written = Some(target);
+        }
+        if !batch.is_empty() {
+            self.driver.run(p, batch)?;
+            report.submissions += 1;
+        }
+        for &u in &uploads[..n_uploads] {
+            let id = self.fresh_content();
+            self.cpu_fill(p, u, id)?;
+            report.cpu_writes += 1;
+        }
+        let mut render = self.driver.batch(Engine::Render);
+        let frame_gm = self.frame_gm();
+        let low = self.frame as u32;
+        render.push(p, &self.driver, &encode::sdi(frame_gm, low))?;
+        self.driver.run(p, render)?;
+        report.submissions += 1;
+        let mut got = [0u8; 4];
+        p.ram_read(self.frame_page(), FRAME_SLOT as usize, &mut got)
+            .map_err(|e| WorkloadError::Driver(DriverError::Platform(e)))?;
+        if u32::from_le_bytes(got) != low {
+            return Err(WorkloadError::Corrupt {
+                frame: self.frame,
+                page: self.frame_page(),
+                offset: FRAME_SLOT as usize,
+            });
+        }
+        let data = self.regions.data();
+        let checks = [
+            last_written,
+            Some(pick(&mut rng, &data)),
+            Some(pick(&mut rng, &data)),
+        ];
+        for i in checks.into_iter().flatten() {
+            self.check(p, i)?;
+            report.checked += 1;
+        }
+        self.rng = rng;
+        self.frame += 1;
+        report.checksum = self.checksum;
+        Ok(report)
+    }
+
+    fn frame_page(&self) -> u64 {
+        // The driver's fence page: the one just before the batch areas.
+        self.driver.page(crate::driver::ENGINES.len() as u64)
+    }
+    fn frame_gm(&self) -> u64 {
+        self.driver.gm(crate::driver::ENGINES.len() as u64) + FRAME_SLOT
+    }
+
+    /// Checks data page `i` against its bookkeeping and folds it into the
+    /// checksum.
+    fn check<P: Platform>(&mut self, p: &mut P, i: u64) -> Result<(), WorkloadError<P::Error>> {
+        let s = self.state(p, i)?;
+        content::expected(self.seed, i as u32, s, &mut self.want);
+        p.ram_read(self.driver.page(i), 0, &mut self.page)
+            .map_err(|e| WorkloadError::Driver(DriverError::Platform(e)))?;
+        if let Some(offset) = self.page.iter().zip(&self.want).position(|(a, b)| a != b) {
+            return Err(WorkloadError::Corrupt {
+                frame: self.frame,
+                page: self.driver.page(i),
+                offset,
+            });
+        }
+        self.checksum =
+            xxh3_64_with_seed(&self.page, self.checksum ^ self.frame.rotate_left(32) ^ i);
+        Ok(())
+    }
+
+    /// Checks every data page (a slow, whole check, e.g. after a
+    /// migration); returns how many.
+    pub fn check_all<P: Platform>(&mut self, p: &mut P) -> Result<u64, WorkloadError<P::Error>> {
+        let saved = self.checksum;
+        let data = self.regions.data();
+        for i in data.clone() {
+            self.check(p, i)?;
+        }
+        self.checksum = saved;
+        Ok(data.end - data.start)
+    }
+
+    /// The guest's state outside its RAM, for a live migration.
+    pub fn save(&self) -> GuestState {
+        let mut b = [0u8; GUEST_STATE_BYTES];
+        b[..4].copy_from_slice(&STATE_MAGIC);
+        b[4] = self.kind.code();
+        let words = [self.seed, self.frame, self.rng, self.checksum];
+        for (chunk, w) in b[8..40].chunks_exact_mut(8).zip(words) {
+            chunk.copy_from_slice(&w.to_le_bytes());
+        }
+        b[40..44].copy_from_slice(&self.next_content.to_le_bytes());
+        b[48..48 + DRIVER_STATE_BYTES].copy_from_slice(&self.driver.save());
+        GuestState(b)
+    }
+
+    /// The workload from [`Workload::save`], going on where it stopped.
+    pub fn restore<E>(state: &GuestState) -> Result<Workload, WorkloadError<E>> {
+        let b = &state.0;
+        if b[..4] != STATE_MAGIC {
+            return Err(WorkloadError::BadState);
+        }
+        let kind = Kind::from_code(b[4]).ok_or(WorkloadError::BadState)?;
+        let q = |at: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[at..at + 8]);
+            u64::from_le_bytes(w)
+        };
+        let driver = Driver::restore(&b[48..48 + DRIVER_STATE_BYTES])
+            .map_err(|_: DriverError<E>| WorkloadError::BadState)?;
+        let regions = Regions::of(kind, driver.ram_pages()).ok_or(WorkloadError::BadState)?;
+        let next_content = u32::from_le_bytes([b[40], b[41], b[42], b[43]]);
+        if next_content < UPLOAD_IDS || next_content == ZERO {
+            return Err(WorkloadError::BadState);
+        }
+        Ok(Workload {
+            kind,
+            seed: q(8),
+            regions,
+            driver,
+            frame: q(16),
+            rng: q(24),
+            checksum: q(32),
+            next_content,
+            page: [0; PAGE],
+            want: [0; PAGE],
+        })
+    }
+}
