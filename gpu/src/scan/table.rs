@@ -2411,7 +2411,7 @@ const FAST_SLOTS: usize = 64 + 128 + 8192;
 /// of a second-level batch whose shadow is reused).
 /// Layout: bits 7:0 the bias (or fixed length), bits 12:8 the DWord Length
 /// field width (0: fixed length), bits 29:13 the smallest and bits 46:30
-/// the largest accepted length, bits 55:47 the row in [`COMMANDS`], bit 62
+/// the largest accepted length, bits 56:47 the row in [`COMMANDS`], bit 62
 /// [`FAST_AUDIT`], bit 63 set.
 pub(crate) const FAST_PLAIN: u64 = 1 << 63;
 /// Set, with [`FAST_PLAIN`] (and [`FAST_AUDIT`] if audited), for a command
@@ -2421,26 +2421,16 @@ pub(crate) const FAST_PLAIN: u64 = 1 << 63;
 /// own layout (the generic fields are not kept): bits 15:0 the field's
 /// bits above bit 7 (header bits that must be clear), bits 23:16 the
 /// smallest and bits 31:24 the largest accepted length minus 2 (capped at
-/// 255), bits 55:47 the row.
+/// 255), bits 56:47 the row.
 pub(crate) const FAST_GUESS: u64 = 1 << 61;
 /// See [`FAST_PLAIN`].
 pub(crate) const FAST_AUDIT: u64 = 1 << 62;
 /// The fast class of a command with nothing to audit that writes through
 /// memory-resident state ([`CmdSpec::writes_through_state`]).
 pub(crate) const STATE_WRITER_KIND: u64 = 13;
-/// [`STATE_WRITER_KIND`] on the video engine, whose codec status
-/// registers a guest may read once its own work started
-/// ([`super::regs::Reads::AfterOwnWork`]): the fast loop also notes that.
-/// Only the video engine needs it, so the other engines' loops do not pay
-/// for the note.
-pub(crate) const OWN_WORK_WRITER_KIND: u64 = 14;
-/// Bits 60:56 of an audited entry: the hot classes the fast loop audits
+/// Bits 60:57 of an audited entry: the hot classes the fast loop audits
 /// without loading the row (0: any other; see [`fast_kind_code`]).
-const FAST_KIND_SHIFT: u32 = 56;
-/// The width of that field: [`fast_kind_code`]'s codes 1 to 16.
-const FAST_KIND_MASK: u64 = 0x1f;
-/// The row field (bits 55:47).
-const FAST_ROW_MASK: u64 = 0x1ff;
+const FAST_KIND_SHIFT: u32 = 57;
 
 /// The class of the packed entry `entry` when it is one of the hot
 /// audited classes, read from the entry alone (see [`fast_kind_code`]);
@@ -2461,24 +2451,24 @@ pub(crate) fn fast_kind(entry: u64) -> Option<Op> {
         10 => Op::Gm(&o::VERTEX_BUFFERS),
         11 => Op::Gm(&o::MFX_IND_OBJ_BASE_ADDR),
         12 => Op::Gm(&o::MFX_BSP_BUF_BASE_ADDR),
-        15 => Op::Gm(&o::HIER_DEPTH_BUFFER),
-        16 => Op::Gm(&o::STENCIL_BUFFER),
+        14 => Op::Gm(&o::HIER_DEPTH_BUFFER),
+        15 => Op::Gm(&o::STENCIL_BUFFER),
         _ => return None,
     })
 }
 
-/// The hot class code in bits 60:56 of an audited entry (0: none): 1
+/// The hot class code in bits 60:57 of an audited entry (0: none): 1
 /// PIPE_CONTROL, 2 MI_STORE_DATA_IMM, 3 MI_FLUSH_DW, 4 XY_COLOR_BLT, 5
 /// XY_SRC_COPY_BLT, 6 XY_FAST_COPY_BLT, 7-12 the layouts of
 /// 3DSTATE_INDEX_BUFFER, 3DSTATE_CONSTANT_*, 3DSTATE_DEPTH_BUFFER,
 /// 3DSTATE_VERTEX_BUFFERS, MFX_IND_OBJ_BASE_ADDR_STATE and
-/// MFX_BSP_BUF_BASE_ADDR_STATE, 13 and 14 the state writers with nothing
-/// to audit ([`STATE_WRITER_KIND`], [`OWN_WORK_WRITER_KIND`]), 15 and 16
-/// the layouts of 3DSTATE_HIER_DEPTH_BUFFER and 3DSTATE_STENCIL_BUFFER
-/// (`fast_kind` names them; a test checks each against its row).
+/// MFX_BSP_BUF_BASE_ADDR_STATE, 13 the state writers with nothing to
+/// audit ([`STATE_WRITER_KIND`]), 14 and 15 the layouts of
+/// 3DSTATE_HIER_DEPTH_BUFFER and 3DSTATE_STENCIL_BUFFER (`fast_kind` names
+/// them; a test checks each against its row).
 #[inline(always)]
 pub(crate) fn fast_kind_code(entry: u64) -> u32 {
-    (entry >> FAST_KIND_SHIFT & FAST_KIND_MASK) as u32
+    (entry >> FAST_KIND_SHIFT & 0xf) as u32
 }
 
 const fn same_name(a: &str, b: &str) -> bool {
@@ -2516,8 +2506,8 @@ const fn kind_bits(s: &CmdSpec) -> u64 {
                 ("3DSTATE_VERTEX_BUFFERS", 10),
                 ("MFX_IND_OBJ_BASE_ADDR_STATE", 11),
                 ("MFX_BSP_BUF_BASE_ADDR_STATE", 12),
-                ("3DSTATE_HIER_DEPTH_BUFFER", 15),
-                ("3DSTATE_STENCIL_BUFFER", 16),
+                ("3DSTATE_HIER_DEPTH_BUFFER", 14),
+                ("3DSTATE_STENCIL_BUFFER", 15),
             ];
             let mut k = 0;
             let mut i = 0;
@@ -2565,7 +2555,7 @@ const fn build_fast() -> [[u64; FAST_SLOTS]; Engine::COUNT] {
                 max,
             } => (bits, bias, min, max),
         };
-        assert!(bits <= 16 && max < 1 << 17 && N_COMMANDS as u64 <= FAST_ROW_MASK + 1);
+        assert!(bits <= 16 && max < 1 << 17 && N_COMMANDS <= 1 << 10);
         let packed = kind
             | (bits as u64) << 8
             | bias as u64
@@ -2596,14 +2586,18 @@ const fn build_fast() -> [[u64; FAST_SLOTS]; Engine::COUNT] {
             let mut e = 0;
             while e < Engine::COUNT {
                 if s.engines.bits() & (1 << e) != 0 {
-                    let state_writer =
-                        packed >> FAST_KIND_SHIFT & FAST_KIND_MASK == STATE_WRITER_KIND;
-                    t[e][slot] = if state_writer && e == Engine::Video.index() {
-                        packed & !(FAST_KIND_MASK << FAST_KIND_SHIFT)
-                            | OWN_WORK_WRITER_KIND << FAST_KIND_SHIFT
-                    } else {
-                        packed
-                    };
+                    // A command that starts work on the video engine (a
+                    // codec object) consumes its pipe's state, so it takes
+                    // the full path, which notes this submission's own work
+                    // for the codec status reads
+                    // ([`super::regs::Reads::AfterOwnWork`]); the fast
+                    // loop's state writers (draws, dispatches) need not.
+                    assert!(
+                        !(packed >> FAST_KIND_SHIFT & 0xf == STATE_WRITER_KIND
+                            && e == Engine::Video.index()),
+                        "a video state writer in the fast loop would not note own work"
+                    );
+                    t[e][slot] = packed;
                 }
                 e += 1;
             }
@@ -2662,7 +2656,7 @@ pub(crate) fn fast_len_ok(entry: u64, len: usize) -> bool {
 /// The table row of the packed entry `entry`.
 #[inline(always)]
 pub(crate) fn fast_spec(entry: u64) -> Option<&'static CmdSpec> {
-    TABLE.get((entry >> 47 & FAST_ROW_MASK) as usize)
+    TABLE.get((entry >> 47 & 0x3ff) as usize)
 }
 
 #[cfg(test)]
@@ -2709,7 +2703,7 @@ mod fast_tests {
                     assert!(entry & FAST_AUDIT != 0, "{} taken as plain", spec.name);
                 }
                 let code = u64::from(fast_kind_code(entry));
-                if code == STATE_WRITER_KIND || code == OWN_WORK_WRITER_KIND {
+                if code == STATE_WRITER_KIND {
                     assert!(spec.writes_through_state, "{}", spec.name);
                 }
             }
