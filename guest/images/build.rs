@@ -7,7 +7,10 @@ mod layout;
 
 fn main() {
     let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
-    if flags.split('\x1f').any(|f| f.ends_with("relocation-model=static")) {
+    if flags
+        .split('\x1f')
+        .any(|f| f.ends_with("relocation-model=static"))
+    {
         panic!(
             "the guest images are position-independent code linked at a fixed user address; \
              build them with `cargo xtask build` (xtask/src/build.rs: GUEST_RUSTFLAGS), \

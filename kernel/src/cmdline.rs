@@ -564,7 +564,9 @@ pub fn parse(line: &'static [u8], truncated: bool) -> Result<Options, CmdlineErr
                 for (i, name) in value.split(',').enumerate() {
                     let g = match name {
                         "hostile" => Ring3Guest::Hostile,
-                        kind => Ring3Guest::Workload(guest::Kind::from_name(kind).ok_or(bad(expected))?),
+                        kind => {
+                            Ring3Guest::Workload(guest::Kind::from_name(kind).ok_or(bad(expected))?)
+                        }
                     };
                     *guests.get_mut(i).ok_or(bad(expected))? = Some(g);
                 }

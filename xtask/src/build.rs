@@ -2,6 +2,7 @@
 //! that embeds them, for `x86_64-unknown-none`.
 
 use std::path::PathBuf;
+use std::process::Command;
 
 use anyhow::Result;
 
@@ -17,24 +18,28 @@ use crate::{cmd, deps, paths};
 /// artifacts are not rebuilt back and forth.
 pub const GUEST_RUSTFLAGS: &str = "-C relocation-model=pic -C force-frame-pointers=yes";
 
+/// `cargo` set up for the guest images: their flags and target directory.
+pub fn guest_cargo() -> Command {
+    let mut cargo = cmd::cargo();
+    cargo
+        .env("RUSTFLAGS", GUEST_RUSTFLAGS)
+        .env("CARGO_TARGET_DIR", paths::guest_images_target());
+    cargo
+}
+
 /// Builds the guest images (`guest/images`: `gmig-guest-workload`,
 /// `gmig-guest-probe`) where the monitor's build script looks for them.
 pub fn guest_images() -> Result<PathBuf> {
     deps::ensure_kernel_target()?;
-    cmd::run(
-        cmd::cargo()
-            .env("RUSTFLAGS", GUEST_RUSTFLAGS)
-            .env("CARGO_TARGET_DIR", paths::guest_images_target())
-            .args([
-                "build",
-                "--quiet",
-                "--package",
-                "guest-images",
-                "--target",
-                "x86_64-unknown-none",
-                "--release",
-            ]),
-    )?;
+    cmd::run(guest_cargo().args([
+        "build",
+        "--quiet",
+        "--package",
+        "guest-images",
+        "--target",
+        "x86_64-unknown-none",
+        "--release",
+    ]))?;
     Ok(paths::guest_images_dir())
 }
 

@@ -49,4 +49,3 @@ pub const IMAGE_VA: u64 = ram_index_va(IMAGE_INDEX);
 pub const IMAGE_END_VA: u64 = ram_index_va(IMAGE_INDEX + IMAGE_PAGES);
 /// The stack's top (RSP at entry).
 pub const STACK_TOP_VA: u64 = ram_index_va(STACK_INDEX + STACK_PAGES);
-

@@ -458,10 +458,7 @@ impl BootBlock {
 
     /// The RAM the driver may use: its first guest page and page count.
     pub const fn driver_ram(&self) -> (u64, u64) {
-        (
-            RAM_FIRST_PAGE + DRIVER_INDEX,
-            self.ram_pages - DRIVER_INDEX,
-        )
+        (RAM_FIRST_PAGE + DRIVER_INDEX, self.ram_pages - DRIVER_INDEX)
     }
 }
 

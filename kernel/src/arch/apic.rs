@@ -109,11 +109,6 @@ impl Apic {
     }
 }
 
-/// The APIC once [`init`] ran.
-pub fn get() -> Option<&'static Apic> {
-    APIC.get()
-}
-
 /// Masks the PICs and sets the local APIC up in xAPIC mode with its timer
 /// calibrated against the TSC (`tsc_hz`). Runs once; later calls return
 /// the same APIC.

@@ -151,7 +151,10 @@ impl CpuState {
         let mut b = [0u8; SAVED_BYTES];
         let body = &mut b[HEADER_BYTES..];
         body[..4].copy_from_slice(&image_code(image).to_le_bytes());
-        for (chunk, r) in body[8..8 + 18 * 8].chunks_exact_mut(8).zip(self.registers()) {
+        for (chunk, r) in body[8..8 + 18 * 8]
+            .chunks_exact_mut(8)
+            .zip(self.registers())
+        {
             chunk.copy_from_slice(&r.to_le_bytes());
         }
         body[8 + 18 * 8..].copy_from_slice(&self.fpu.0);

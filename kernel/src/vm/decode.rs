@@ -191,6 +191,15 @@ pub fn write_register(frame: &mut TrapFrame, reg: Gpr, value: u64) {
     }
 }
 
+/// Builds the decoder's tables (iced-x86 makes them on first use, which
+/// under QEMU TCG takes tens of milliseconds), so that no guest's exit
+/// pays for it.
+pub fn warm_up() {
+    let mov = [0x8b, 0x07]; // mov eax, [rdi]
+    let insn = Decoder::with_ip(64, &mov, 0, DecoderOptions::NONE).decode();
+    debug_assert_eq!(insn.mnemonic(), Mnemonic::Mov);
+}
+
 /// Decodes the instruction in `bytes` (read from the guest at `frame.rip`;
 /// fewer than [`MAX_INSTRUCTION`] if the guest's code ends sooner) that
 /// faulted at `fault`.

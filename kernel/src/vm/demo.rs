@@ -18,8 +18,8 @@
 use gpu::partition::VgpuType;
 use guest::abi::{Probe, Program};
 
-use super::guest::{Blame, Guest, RunState};
-use super::{Runtime, Scheduler};
+use super::guest::{Blame, RunState};
+use super::{Guest, Runtime, Scheduler};
 use crate::cmdline::{Ring3Guest, MAX_RING3_GUESTS};
 use crate::exit::{exit, ExitCode};
 use crate::platform::Platform;
@@ -120,10 +120,8 @@ pub fn run(p: &mut Platform) -> ! {
         call_cycles += s.syscall_cycles;
         let (frame, checksum) = g.frames.last.unwrap_or((0, 0));
         let good = match (want, g.state()) {
-            (Ring3Guest::Workload(_), RunState::Exited(0)) => {
-                s.frames == u64::from(options.frames)
-            }
-            (Ring3Guest::Hostile, RunState::Killed(k)) => k.blame() == Blame::Guest,
+            (Ring3Guest::Workload(_), RunState::Exited(0)) => s.frames == u64::from(options.frames),
+            (Ring3Guest::Hostile, RunState::Killed(k)) => k.blame() == Some(Blame::Guest),
             _ => false,
         };
         ok &= good;
@@ -140,7 +138,7 @@ pub fn run(p: &mut Platform) -> ! {
             g.id,
             g.program.name(),
             g.image().name(),
-            options.mib,
+            (g.ram_pages() / 256) as u32,
             s.frames,
             frame,
             checksum,

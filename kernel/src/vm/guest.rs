@@ -26,13 +26,15 @@ use super::space::{Perm, SpaceError, UserSpace};
 use super::Runtime;
 use crate::arch::apic;
 use crate::arch::cpu::rdtsc;
-use crate::arch::idt::{self, TrapFrame};
+use crate::arch::idt;
 use crate::arch::ring3;
 use crate::guests::WriteLog;
 use crate::mem::FrameAllocator;
 use crate::vgpus::VgpuManager;
 
 const PAGE_FAULT: u64 = 14;
+// The image window, the guard page and the stack do not overlap.
+const _: () = assert!(IMAGE_INDEX + IMAGE_PAGES < STACK_INDEX);
 /// #PF error code bits (SDM vol. 3A, 4.7).
 const PF_PRESENT: u64 = 1 << 0;
 const PF_WRITE: u64 = 1 << 1;
@@ -95,6 +97,9 @@ pub enum Kill {
         rip: u64,
         /// The faulting address of a page fault.
         address: Option<u64>,
+        /// The vGPU whose guest RAM that address is (in the monitor's
+        /// mapping, which ring 3 cannot use), if it is any vGPU's.
+        owner: Option<VgpuId>,
     },
     /// A BAR0 access that was refused.
     Mmio {
@@ -124,15 +129,16 @@ pub enum Kill {
 }
 
 impl Kill {
-    /// Who is to blame.
-    pub fn blame(&self) -> Blame {
+    /// Who is to blame; nobody when the monitor stopped a guest that did
+    /// nothing wrong.
+    pub fn blame(&self) -> Option<Blame> {
         match self {
             Kill::Mmio {
                 fault: MmioFault::NoVgpu | MmioFault::Vgpu(VgpuError::Monitor(_)),
                 ..
-            }
-            | Kill::Stopped { .. } => Blame::Monitor,
-            _ => Blame::Guest,
+            } => Some(Blame::Monitor),
+            Kill::Stopped { .. } => None,
+            _ => Some(Blame::Guest),
         }
     }
 
@@ -180,19 +186,27 @@ impl fmt::Display for Kill {
                 error_code,
                 rip,
                 address,
+                owner,
             } => {
                 write!(
                     f,
                     "vector {vector} {} at RIP={rip:#x}",
                     idt::vector_name(vector)
                 )?;
-                match address {
-                    Some(a) => {
+                match (address, owner) {
+                    (Some(a), Some(vgpu)) => {
+                        let (access, _) = page_fault_words(error_code, a);
+                        write!(
+                            f,
+                            ": {access} of {a:#x}, the RAM of {vgpu}'s guest (mapped for the monitor only)"
+                        )
+                    }
+                    (Some(a), None) => {
                         let (access, what) = page_fault_words(error_code, a);
                         write!(f, ": {access} of {a:#x}, {what}")
                     }
-                    None if error_code != 0 => write!(f, " (error code {error_code:#x})"),
-                    None => Ok(()),
+                    (None, _) if error_code != 0 => write!(f, " (error code {error_code:#x})"),
+                    (None, _) => Ok(()),
                 }
             }
             Kill::Mmio {
@@ -202,7 +216,10 @@ impl fmt::Display for Kill {
                 fault,
             } => {
                 let access = if write { "write" } else { "read" };
-                write!(f, "BAR0 {access} at BAR0+{offset:#x} (RIP={rip:#x}) refused: ")?;
+                write!(
+                    f,
+                    "BAR0 {access} at BAR0+{offset:#x} (RIP={rip:#x}) refused: "
+                )?;
                 match fault {
                     MmioFault::Unreadable => f.write_str("the instruction is not readable code"),
                     MmioFault::Decode(e) => write!(f, "{e}"),
@@ -223,7 +240,7 @@ impl fmt::Display for Kill {
                     }
                 }
             }
-            Kill::Stopped { reason } => write!(f, "stopped by the monitor: {reason}"),
+            Kill::Stopped { reason } => write!(f, "by the monitor: {reason}"),
         }
     }
 }
@@ -291,7 +308,7 @@ pub struct Stats {
     /// TSC cycles the monitor spent emulating BAR0 accesses (from the
     /// exit to the next entry).
     pub mmio_cycles: u64,
-    /// TSC cycles the monitor spent in system calls that resumed the guest.
+    /// TSC cycles the monitor spent serving system calls.
     pub syscall_cycles: u64,
     /// Frames the guest reported.
     pub frames: u64,
@@ -460,8 +477,23 @@ impl Guest {
         cpu: &[u8],
     ) -> Result<Guest, CreateError> {
         let loaded = image::parse(image::elf(program.image())).map_err(CreateError::Image)?;
-        let cpu = CpuState::restore(cpu, program.image()).map_err(CreateError::Cpu)?;
-        Self::build(rt, frames, m, index, id, program, &loaded, cpu)
+        let mut guest = Self::build(
+            rt,
+            frames,
+            m,
+            index,
+            id,
+            program,
+            &loaded,
+            CpuState::initial(loaded.entry, STACK_TOP_VA, BOOT_BLOCK_VA),
+        )?;
+        match guest.restore_cpu(cpu) {
+            Ok(()) => Ok(guest),
+            Err(e) => {
+                guest.destroy(frames);
+                Err(CreateError::Cpu(e))
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)] // reason: the two constructors' common part
@@ -499,7 +531,6 @@ impl Guest {
             }
             Ok(())
         })();
-        debug_assert!(IMAGE_INDEX + IMAGE_PAGES < STACK_INDEX);
         if let Err(e) = built {
             space.free(frames);
             return Err(e);
@@ -529,10 +560,6 @@ impl Guest {
     /// The image it runs.
     pub fn image(&self) -> Image {
         self.program.image()
-    }
-    /// Its registers as of its last exit.
-    pub fn registers(&self) -> &TrapFrame {
-        &self.cpu.frame
     }
 
     /// Its CPU state in the saved form (`vm::cpu`): with its RAM, all
@@ -667,19 +694,17 @@ impl Guest {
                         self.stats.mmio_cycles += rdtsc() - exited_at;
                         next
                     } else {
-                        self.exception(Some(address))
+                        self.exception(m, Some(address))
                     }
                 }
                 v if v == u64::from(idt::SYSCALL_VECTOR) => {
                     let next = self.syscall(m);
-                    if let Next::Resume = next {
-                        self.stats.syscall_cycles += rdtsc() - exited_at;
-                    }
+                    self.stats.syscall_cycles += rdtsc() - exited_at;
                     next
                 }
                 // The machine's, not the guest's: as fatal as in the monitor.
                 2 | 8 | 18 => idt::fatal(&self.cpu.frame),
-                _ => self.exception(None),
+                _ => self.exception(m, None),
             };
             if let Next::End(end) = next {
                 break end;
@@ -708,13 +733,23 @@ impl Guest {
         end
     }
 
-    fn exception(&mut self, address: Option<u64>) -> Next {
+    fn exception(&mut self, m: &VgpuManager, address: Option<u64>) -> Next {
         let t = &self.cpu.frame;
+        let owner = address.and_then(|a| {
+            m.vgpus.iter().find_map(|h| {
+                let owns = h.memory.runs().iter().any(|r| {
+                    let start = r.first_frame.start().raw();
+                    (start..start + r.count * PAGE).contains(&a)
+                });
+                owns.then(|| h.partition.id())
+            })
+        });
         Next::End(SliceEnd::Killed(Kill::Exception {
             vector: t.vector,
             error_code: t.error_code,
             rip: t.rip,
             address,
+            owner,
         }))
     }
 
@@ -796,16 +831,17 @@ impl Guest {
 
 /// The console and log line of a killed guest.
 pub(super) fn report_kill(id: u32, name: &str, kill: &Kill) {
-    let blame = match kill.blame() {
-        Blame::Guest => "guest fault",
-        Blame::Monitor => "monitor",
+    let how = match kill.blame() {
+        Some(Blame::Guest) => "killed for a guest fault",
+        Some(Blame::Monitor) => "killed by a monitor failure",
+        None => "stopped",
     };
-    crate::println!("gmig-rs: guest {id} ({name}) killed ({blame}): {kill}");
+    crate::println!("gmig-rs: guest {id} ({name}) {how}: {kill}");
     defmt::warn!(
-        "guest {=u32} ({=str}) killed ({=str}): {}",
+        "guest {=u32} ({=str}) {=str}: {}",
         id,
         name,
-        blame,
+        how,
         defmt::Display2Format(kill)
     );
 }

@@ -15,10 +15,8 @@ use guest::abi::{Image, IMAGE_END_VA, IMAGE_PAGES, IMAGE_VA, PAGE};
 
 use super::space::Perm;
 
-static WORKLOAD_ELF: &[u8] = include_bytes!(concat!(
-    env!("GMIG_GUEST_IMAGES"),
-    "/gmig-guest-workload"
-));
+static WORKLOAD_ELF: &[u8] =
+    include_bytes!(concat!(env!("GMIG_GUEST_IMAGES"), "/gmig-guest-workload"));
 static PROBE_ELF: &[u8] = include_bytes!(concat!(env!("GMIG_GUEST_IMAGES"), "/gmig-guest-probe"));
 
 /// The ELF file of `image`.

@@ -67,7 +67,7 @@ pub mod syscall;
 
 use core::fmt;
 
-pub use guest::{Blame, CreateError, Guest, Kill, RunState, SliceEnd};
+pub use guest::{Guest, Kill};
 pub use sched::{Scheduler, Step};
 
 use crate::arch::apic::{self, Apic, ApicError};
@@ -120,6 +120,7 @@ impl Runtime {
         crate::arch::cpu::enable_sse();
         let apic = apic::init(memory, tsc_hz).map_err(RuntimeError::Apic)?;
         let (smep, smap) = crate::arch::ring3::protect_supervisor();
+        decode::warm_up();
         let rt = Runtime {
             apic,
             monitor_root: memory.space.root(),

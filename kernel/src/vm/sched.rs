@@ -8,7 +8,8 @@
 
 use alloc::vec::Vec;
 
-use super::guest::{Guest, RunState, SliceEnd};
+use super::guest::{RunState, SliceEnd};
+use super::Guest;
 use super::Runtime;
 use crate::arch::cpu::rdtsc;
 use crate::vgpus::VgpuManager;

@@ -161,7 +161,7 @@ impl UserSpace {
         phys: u64,
         perm: Perm,
     ) -> Result<(), SpaceError> {
-        if !in_slot(va) || va % PAGE != 0 || phys % PAGE != 0 {
+        if !in_slot(va) || !va.is_multiple_of(PAGE) || !phys.is_multiple_of(PAGE) {
             return Err(SpaceError::NotUser { va });
         }
         let mut at = self.root;
@@ -254,9 +254,9 @@ impl UserSpace {
             return 0;
         }
         let base = USER_BASE;
-        // SAFETY (each `table` below): tables of this space reached from
-        // its root; the guest is not running (one CPU) and no other
-        // reference to them is live.
+        // SAFETY: a table of this space reached from its root; the guest
+        // is not running (one CPU) and no other reference to it is live.
+        // The same holds for the tables below.
         let pdpt = unsafe { table(slot & ADDRESS) };
         for (i, &pdpte) in pdpt.iter().enumerate() {
             if pdpte & P == 0 {

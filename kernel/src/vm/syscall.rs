@@ -31,10 +31,7 @@ impl Guest {
                 let mut text = [0u8; LOG_MAX];
                 let text = &mut text[..b as usize];
                 if !self.space.read_user(a, text) {
-                    return refuse(SyscallFault::BadBuffer {
-                        address: a,
-                        len: b,
-                    });
+                    return refuse(SyscallFault::BadBuffer { address: a, len: b });
                 }
                 // Control characters would let a guest forge log lines.
                 for byte in text.iter_mut() {

@@ -10,12 +10,12 @@
 use core::arch::asm;
 use core::arch::x86_64::_rdtsc;
 
+use gpu::ggtt::{GuestPte, PteFlags};
 use gpu::regs::{pvinfo, ring, GGTT_BAR0_OFFSET};
 use guest::abi::{
     exit_code, ram_index_va, syscall, BootBlock, FaultKind, Image, Measure, Probe, Program,
     DRIVER_INDEX,
 };
-use gpu::ggtt::{GuestPte, PteFlags};
 use guest_images::platform::mmio_read64;
 use guest_images::{logf, sys, RingPlatform};
 
@@ -78,8 +78,8 @@ fn main(boot: &BootBlock) -> u64 {
             iterations,
             address,
         } => {
-            let magic = p.mmio_read32(pvinfo::PAGE + pvinfo::MAGIC_OFFSET);
-            logf!("hostile: PVINFO magic low word {magic:x?}; now spinning without yielding");
+            let magic = p.mmio_read32(pvinfo::PAGE + pvinfo::MAGIC_OFFSET).unwrap_or(0);
+            logf!("hostile: PVINFO magic low word {magic:#x}; now spinning without yielding");
             spin(iterations);
             logf!("hostile: reading another guest's RAM at {address:#x}");
             touch(address, false);
@@ -116,8 +116,12 @@ fn fault(kind: FaultKind) {
         match kind {
             FaultKind::Hlt => asm!("hlt", options(nostack)),
             FaultKind::Cli => asm!("cli", options(nostack)),
-            FaultKind::WriteCr3 => asm!("xor eax, eax", "mov cr3, rax", out("rax") _, options(nostack)),
-            FaultKind::PortOut => asm!("mov al, 0x31", "out 0xf4, al", out("al") _, options(nostack)),
+            FaultKind::WriteCr3 => {
+                asm!("xor eax, eax", "mov cr3, rax", out("rax") _, options(nostack))
+            }
+            FaultKind::PortOut => {
+                asm!("mov al, 0x31", "out 0xf4, al", out("al") _, options(nostack))
+            }
             FaultKind::Wrmsr => asm!(
                 "xor eax, eax", "xor edx, edx", "mov ecx, 0xc0000080", "wrmsr",
                 out("eax") _, out("edx") _, out("ecx") _, options(nostack)
@@ -205,7 +209,9 @@ fn fpu(seed: u64, rounds: u64) -> u64 {
     let mut want = [0u64; 32];
     let mut state = seed;
     for w in &mut want {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         *w = state;
     }
     // Rounding toward zero, all exceptions masked: not the reset value.
