@@ -36,7 +36,10 @@ fn four_ring3_guests_run_and_the_hostile_one_dies_alone() {
         &result,
         "guest 3 (hostile) killed for a guest fault: vector 14 page fault (#PF) at RIP=0x",
     );
-    expect_console(&result, "the RAM of vgpu0's guest (mapped for the monitor only)");
+    expect_console(
+        &result,
+        "the RAM of vgpu0's guest (mapped for the monitor only)",
+    );
     let reports = guest_reports(&result);
     assert_eq!(reports.len(), 4, "{}", result.transcript());
     for (report, program) in reports.iter().zip(["3d", "desktop", "video"]) {
@@ -48,7 +51,10 @@ fn four_ring3_guests_run_and_the_hostile_one_dies_alone() {
         assert_eq!(field("frames"), Some("12"));
         assert_eq!(field("last_frame"), Some("11"));
         let exits: u64 = field("mmio_exits").unwrap().parse().unwrap();
-        assert!(exits > 1000, "a booted driver traps on every GGTT entry: {report:?}");
+        assert!(
+            exits > 1000,
+            "a booted driver traps on every GGTT entry: {report:?}"
+        );
     }
     let hostile = &reports[3];
     assert_eq!(hostile["program"], "hostile");

@@ -218,7 +218,8 @@ pub enum Probe {
         rounds: u64,
     },
     /// `rounds` times: writes one byte to each of `count` RAM pages from
-    /// driver-region index `first`, `stride` pages apart, then yields.
+    /// driver-region index `first` plus the round's number (from 0),
+    /// `stride` pages apart, then yields.
     Dirty {
         /// First page (index from [`DRIVER_INDEX`]).
         first: u64,

@@ -65,7 +65,7 @@ fn main(boot: &BootBlock) -> u64 {
         } => {
             for round in 0..rounds {
                 for k in 0..count {
-                    let at = ram_index_va(DRIVER_INDEX + first + k * stride);
+                    let at = ram_index_va(DRIVER_INDEX + first + round + k * stride);
                     // SAFETY: a page of this guest's RAM (the monitor sized it
                     // for the probe), mapped read/write; no reference covers it.
                     unsafe { core::ptr::write_volatile(at as *mut u8, round as u8 + 1) };
@@ -78,7 +78,9 @@ fn main(boot: &BootBlock) -> u64 {
             iterations,
             address,
         } => {
-            let magic = p.mmio_read32(pvinfo::PAGE + pvinfo::MAGIC_OFFSET).unwrap_or(0);
+            let magic = p
+                .mmio_read32(pvinfo::PAGE + pvinfo::MAGIC_OFFSET)
+                .unwrap_or(0);
             logf!("hostile: PVINFO magic low word {magic:#x}; now spinning without yielding");
             spin(iterations);
             logf!("hostile: reading another guest's RAM at {address:#x}");
