@@ -49,3 +49,14 @@ pub const IMAGE_VA: u64 = ram_index_va(IMAGE_INDEX);
 pub const IMAGE_END_VA: u64 = ram_index_va(IMAGE_INDEX + IMAGE_PAGES);
 /// The stack's top (RSP at entry).
 pub const STACK_TOP_VA: u64 = ram_index_va(STACK_INDEX + STACK_PAGES);
+
+// The layout holds together (checked when anything using it compiles).
+const _: () = {
+    assert!(USER_BASE >> 39 == 128, "the user slot is PML4 entry 128");
+    assert!(USER_BASE.is_multiple_of(USER_SLOT_SIZE));
+    assert!(BAR0_VA + BAR0_SIZE <= USER_BASE + USER_SLOT_SIZE);
+    assert!(STACK_TOP_VA.is_multiple_of(16));
+    assert!(IMAGE_END_VA < STACK_TOP_VA);
+    // 64 GiB of RAM end below the BAR.
+    assert!(ram_va(RAM_FIRST_PAGE + (64 << 18)) <= BAR0_VA);
+};
