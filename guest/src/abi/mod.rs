@@ -127,11 +127,16 @@ pub enum FaultKind {
     Int3 = 9,
     /// `int 0x81`, a gate the guest may not use (#GP).
     Gate = 10,
+    /// `syscall` (the monitor keeps SYSCALL off: #UD).
+    Syscall = 11,
+    /// `sgdt` (#GP where the CPU has UMIP; otherwise it shows where the
+    /// monitor's GDT is and the probe goes on).
+    Sgdt = 12,
 }
 
 impl FaultKind {
     /// Every kind.
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 12] = [
         FaultKind::Hlt,
         FaultKind::Cli,
         FaultKind::WriteCr3,
@@ -142,6 +147,8 @@ impl FaultKind {
         FaultKind::NonCanonical,
         FaultKind::Int3,
         FaultKind::Gate,
+        FaultKind::Syscall,
+        FaultKind::Sgdt,
     ];
     /// The kind with code `code`.
     pub fn from_code(code: u64) -> Option<FaultKind> {
@@ -160,6 +167,8 @@ impl FaultKind {
             FaultKind::NonCanonical => "non-canonical",
             FaultKind::Int3 => "int3",
             FaultKind::Gate => "int-0x81",
+            FaultKind::Syscall => "syscall",
+            FaultKind::Sgdt => "sgdt",
         }
     }
 }

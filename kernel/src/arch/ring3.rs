@@ -154,29 +154,54 @@ pub fn mxcsr_mask() -> u32 {
     })
 }
 
-/// Turns on what keeps ring 3 away from the monitor where the CPU has it:
-/// SMEP (the monitor never executes user pages) and SMAP (it never reads
-/// or writes them: it reaches guest RAM through its own mapping of the
-/// frames). Returns (SMEP, SMAP) as enabled.
-pub fn protect_supervisor() -> (bool, bool) {
+/// What [`protect_supervisor`] turned on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Protections {
+    /// SMEP: the monitor never executes user pages.
+    pub smep: bool,
+    /// SMAP: it never reads or writes them (it reaches guest RAM through
+    /// its own mapping of the frames).
+    pub smap: bool,
+    /// UMIP: SGDT, SIDT, SLDT, SMSW and STR fault in ring 3 (they would
+    /// show a guest where the monitor's tables are).
+    pub umip: bool,
+}
+
+/// Turns on what keeps ring 3 away from the monitor where the CPU has it
+/// (SMEP, SMAP, UMIP), and makes sure SYSCALL is off (EFER.SCE clear: a
+/// guest's SYSCALL is then #UD, never a jump to whatever LSTAR holds).
+pub fn protect_supervisor() -> Protections {
     use x86_64::registers::control::{Cr4, Cr4Flags};
+    use x86_64::registers::model_specific::{Efer, EferFlags};
     let leaf = core::arch::x86_64::__cpuid(0);
-    let features = if leaf.eax >= 7 {
-        core::arch::x86_64::__cpuid_count(7, 0).ebx
+    let (ebx, ecx) = if leaf.eax >= 7 {
+        let l7 = core::arch::x86_64::__cpuid_count(7, 0);
+        (l7.ebx, l7.ecx)
     } else {
-        0
+        (0, 0)
     };
-    let smep = features & (1 << 7) != 0;
-    let smap = features & (1 << 20) != 0;
+    let on = Protections {
+        smep: ebx & (1 << 7) != 0,
+        smap: ebx & (1 << 20) != 0,
+        umip: ecx & (1 << 2) != 0,
+    };
     let mut cr4 = Cr4::read();
-    if smep {
+    if on.smep {
         cr4 |= Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION;
     }
-    if smap {
+    if on.smap {
         cr4 |= Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION;
     }
+    if on.umip {
+        cr4 |= Cr4Flags::USER_MODE_INSTRUCTION_PREVENTION;
+    }
     // SAFETY: CPUID says the CPU has these bits; the monitor neither runs
-    // nor touches user pages, so turning them on changes nothing for it.
-    unsafe { Cr4::write(cr4) };
-    (smep, smap)
+    // nor touches user pages nor uses those instructions in ring 3, so
+    // turning them on changes nothing for it. Clearing EFER.SCE only
+    // disables SYSCALL/SYSRET, which the monitor does not use.
+    unsafe {
+        Cr4::write(cr4);
+        Efer::update(|f| f.remove(EferFlags::SYSTEM_CALL_EXTENSIONS));
+    }
+    on
 }

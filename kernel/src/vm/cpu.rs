@@ -21,9 +21,10 @@
 //! (u64 each); the 512-byte FXSAVE area.
 //!
 //! A restore checks what would hurt the monitor rather than the guest: RIP
-//! and RSP inside the guest's address slot (an `iretq` to a non-canonical
-//! RIP faults in ring 0), RFLAGS without system bits (IOPL, NT, VM...),
-//! MXCSR without bits the CPU lacks (FXRSTOR would fault in ring 0).
+//! inside the guest's address slot (an `iretq` to a non-canonical RIP
+//! faults in ring 0; RSP is not checked by `iretq`, and a guest may hold
+//! anything there), RFLAGS without system bits (IOPL, NT, VM...), MXCSR
+//! without bits the CPU lacks (FXRSTOR would fault in ring 0).
 
 use core::fmt;
 
@@ -63,7 +64,7 @@ pub enum CpuStateError {
     Crc,
     /// The state is of another image than the guest it is restored into.
     WrongImage,
-    /// RIP or RSP is outside the guest's address slot.
+    /// RIP is outside the guest's address slot.
     BadPointer,
     /// RFLAGS has system bits set.
     BadFlags,
@@ -77,7 +78,7 @@ impl fmt::Display for CpuStateError {
             CpuStateError::Format => "not a guest CPU state of this version",
             CpuStateError::Crc => "the guest CPU state's CRC does not match",
             CpuStateError::WrongImage => "the guest CPU state is of another guest image",
-            CpuStateError::BadPointer => "RIP or RSP lies outside the guest's address space",
+            CpuStateError::BadPointer => "RIP lies outside the guest's address space",
             CpuStateError::BadFlags => "RFLAGS has system bits set",
             CpuStateError::BadMxcsr => "MXCSR has bits this CPU does not support",
         })
@@ -191,7 +192,7 @@ impl CpuState {
         }
         let [rax, rbx, rcx, rdx, rsi, rdi, rbp, rsp, r8, r9, r10, r11, r12, r13, r14, r15, rip, rflags] =
             r;
-        if !in_slot(rip) || !in_slot(rsp) {
+        if !in_slot(rip) {
             return Err(CpuStateError::BadPointer);
         }
         if rflags & !(USER_FLAGS | IF | RESERVED_ONE) != 0 {

@@ -659,9 +659,12 @@ impl Guest {
             entry.ss = u64::from(rt.user_data);
             entry.rflags = (entry.rflags & USER_FLAGS) | super::cpu::IF | 2;
             // SAFETY: CS/SS are the GDT's ring-3 selectors, RFLAGS has IF
-            // and no system bits, RIP and RSP come from the guest's own
-            // exits or a checked restore (inside its slot: canonical); the
-            // guest's page tables are loaded; interrupts are off.
+            // and no system bits, RIP comes from the guest's own exits (the
+            // CPU traps only at canonical RIPs; an emulated access advances
+            // it within the slot) or a checked restore; RSP is whatever
+            // the guest holds, which `iretq` does not check (a bad one
+            // faults in ring 3); the guest's page tables are loaded;
+            // interrupts are off.
             let exit = unsafe { ring3::enter(&entry) };
             let exited_at = rdtsc();
             self.cpu.frame = exit;

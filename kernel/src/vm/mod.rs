@@ -91,6 +91,8 @@ pub struct Runtime {
     pub smep: bool,
     /// SMAP is on.
     pub smap: bool,
+    /// UMIP is on.
+    pub umip: bool,
 }
 
 /// Why guests cannot run.
@@ -119,7 +121,7 @@ impl Runtime {
         let selectors = crate::arch::gdt::selectors().ok_or(RuntimeError::NoGdt)?;
         crate::arch::cpu::enable_sse();
         let apic = apic::init(memory, tsc_hz).map_err(RuntimeError::Apic)?;
-        let (smep, smap) = crate::arch::ring3::protect_supervisor();
+        let on = crate::arch::ring3::protect_supervisor();
         decode::warm_up();
         let rt = Runtime {
             apic,
@@ -127,14 +129,20 @@ impl Runtime {
             user_code: selectors.user_code.0,
             user_data: selectors.user_data.0,
             tsc_hz,
-            smep,
-            smap,
+            smep: on.smep,
+            smap: on.smap,
+            umip: on.umip,
         };
+        static LOGGED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+        if LOGGED.swap(true, core::sync::atomic::Ordering::Relaxed) {
+            return Ok(rt);
+        }
         defmt::info!(
-            "vm: ring-3 guests ready: APIC timer {=u64} kHz, SMEP {=bool}, SMAP {=bool}",
+            "vm: ring-3 guests ready: APIC timer {=u64} kHz, SMEP {=bool}, SMAP {=bool}, UMIP {=bool}",
             apic.timer_hz / 1000,
-            smep,
-            smap
+            on.smep,
+            on.smap,
+            on.umip
         );
         Ok(rt)
     }

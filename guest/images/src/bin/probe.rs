@@ -139,6 +139,11 @@ fn fault(kind: FaultKind) {
             ),
             FaultKind::Int3 => asm!("int3", options(nostack)),
             FaultKind::Gate => asm!("int 0x81", options(nostack)),
+            FaultKind::Syscall => asm!("syscall", out("rcx") _, out("r11") _, options(nostack)),
+            FaultKind::Sgdt => {
+                let mut gdtr = [0u8; 10];
+                asm!("sgdt [{}]", in(reg) gdtr.as_mut_ptr(), options(nostack));
+            }
         }
     }
 }
