@@ -88,7 +88,8 @@ pub struct WriteLog {
 }
 
 impl WriteLog {
-    fn push(&mut self, set: &WriteSet) {
+    /// Adds the write set of an accepted submission.
+    pub fn push(&mut self, set: &WriteSet) {
         if set.untracked || self.sets.push(*set).is_err() {
             self.untracked = true;
         }
