@@ -1090,7 +1090,9 @@ impl<'a> Source<'a> {
     fn read_back<L: Link>(&mut self, link: &mut L) -> Result<(), SourceError> {
         loop {
             let need = match self.phase {
-                Phase::Hello => return Ok(()),
+                // Nothing more is expected after the resumed: a close that
+                // follows it (the destination is done) is no failure.
+                Phase::Hello | Phase::Completed => return Ok(()),
                 Phase::AwaitChallenge { .. } => CHALLENGE_LEN,
                 _ => EMPTY_RECORD_LEN,
             };
