@@ -23,6 +23,8 @@
 //! * [`vgpu`]: the virtual BAR0, its register policies, the TAIL ->
 //!   [`vgpu::SubmissionGate`] (scanner) -> [`backend::Backend`] path, failsafe.
 //! * [`persist`]: device state save/restore with remapping onto new slices.
+//! * [`ppgtt`]: the 4-level PPGTT entry format and walk, and the shadow
+//!   PPGTT that confines a guest context to its vGPU's frames.
 //! * [`encode`]: command encoders for tests, benches and workloads.
 //! * [`device`]: which PCI devices the real-hardware backend drives.
 //! * [`backend`]: the backend trait; [`sim`] (software Gen9) and [`intel`]
@@ -41,6 +43,7 @@ pub mod intel;
 pub mod mediate;
 pub mod partition;
 pub mod persist;
+pub mod ppgtt;
 pub mod regs;
 pub mod scan;
 pub mod sim;
