@@ -59,7 +59,8 @@ fn chain(g: &mut FakeGm, at: u64, stride: u64, segments: &[Vec<u32>]) -> u64 {
 
 fn draws() -> Stream {
     let mut g = FakeGm::new();
-    let segs: Vec<Vec<u32>> = (0..7).map(|_| draw_batch(130, false)).collect();
+    // 110 draws with their depth packet fill one shadow batch.
+    let segs: Vec<Vec<u32>> = (0..7).map(|_| draw_batch(110, false)).collect();
     let first = chain(&mut g, HIDDEN + 0x38_0000, 0x8000, &segs);
     let mut cmds = Vec::new();
     cmds.extend(pipe_control(HIDDEN + 0x3f_f000));

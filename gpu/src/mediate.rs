@@ -174,6 +174,7 @@ fn reason_summary(reason: &Reason) -> &'static str {
         Reason::Memory { .. } => "memory operand outside the vGPU's slices",
         Reason::BadBound { .. } => "upper bound below base",
         Reason::UnseenState(what) => what,
+        Reason::Unbounded(what) => what,
         Reason::Register { .. } => "register not whitelisted",
         Reason::BadRing => "inconsistent ring registers",
         Reason::RingTooLarge => "submission larger than the shadow ring",

@@ -1,6 +1,8 @@
 //! Scanner attack and acceptance tests over a fake guest GM space: one
 //! vGPU slice [0x10_0000, 0x20_0000) mapped at host GM + 0x4000_0000.
 
+mod scan_support;
+
 use std::cell::RefCell;
 
 use gpu::addr::{GuestGm, GuestGmRange, HostGm};
@@ -238,14 +240,13 @@ fn register_values_and_status_reads() {
         refusal(Engine::Video, &[srm, 0x1_2800, 0x10_1000, 0]),
         RegRefusal::BeforeOwnWork
     );
-    // After an MFD_AVC_BSD_OBJECT (6 DWords) it is this vGPU's status.
+    // After an MFD_AVC_BSD_OBJECT (6 DWords, with the state it decodes
+    // from) it is this vGPU's status.
     let bsd = (3 << 29) | (0x1128 << 16) | 4;
-    shadow(Engine::Video)
-        .scan(
-            &g,
-            submit(&g, &[bsd, 0, 0, 0, 0, 0, srm, 0x1_2800, 0x10_1000, 0]),
-        )
-        .unwrap();
+    let mut decode =
+        scan_support::state_for_at(scan_support::consumer("MFD_AVC_BSD_OBJECT"), 0x18_0000);
+    decode.extend([bsd, 0, 0, 0, 0, 0, srm, 0x1_2800, 0x10_1000, 0]);
+    shadow(Engine::Video).scan(&g, submit(&g, &decode)).unwrap();
 }
 
 #[test]

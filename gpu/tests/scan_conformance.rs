@@ -652,13 +652,16 @@ fn uint_typed_addresses_are_genxml_fields() {
 }
 
 /// The layouts describe nothing genxml does not: every absolute field of a
-/// layout sits where genxml puts an address (catches a mistyped DWord).
+/// layout sits where genxml puts an address, or a field named like one
+/// that genxml mistypes (SFC_STATE's `uint` frame addresses): catches a
+/// mistyped DWord.
 #[test]
 fn layout_fields_sit_on_genxml_addresses() {
     let fields = address_fields();
+    let named = flat_fields();
     for s in COMMANDS {
         let Op::Gm(layout) = s.op else { continue };
-        let positions: Vec<u32> = fields
+        let mut positions: Vec<u32> = fields
             .iter()
             .find(|(n, _)| n.trim_end_matches(" command") == s.name)
             .map(|(_, p)| p.iter().map(|(b, _)| *b).collect::<Vec<u32>>())
@@ -671,6 +674,13 @@ fn layout_fields_sit_on_genxml_addresses() {
                     .map(|u| u.2),
             )
             .collect();
+        if let Some((_, flat)) = named.iter().find(|(n, _)| n == s.name) {
+            positions.extend(
+                flat.iter()
+                    .filter(|f| looks_like_address(&f.name))
+                    .map(|f| f.bit),
+            );
+        }
         for f in layout.fields {
             let bit = u32::from(f.dword) * 32 + u32::from(f.shift);
             // Beyond genxml's stated length (MFX_PIPE_BUF_ADDR_STATE DWord
@@ -736,4 +746,617 @@ fn pak_insert_payload_matches_genxml() {
         .collect();
     assert!(attr.contains(&(Some("Memory Compression Enable"), Some("9"), Some("9"))));
     assert!(attr.contains(&(Some("Tiled Resource Mode"), Some("13"), Some("14"))));
+}
+
+/// A genxml field of an instruction, flattened: bit position in the
+/// command, own name, type.
+#[derive(Debug, Clone)]
+struct Flat {
+    bit: u32,
+    name: String,
+    ty: String,
+}
+
+/// Every leaf field of every instruction: struct-typed fields expanded
+/// (the struct field itself is not listed), every element of a fixed-count
+/// group, the first element of a variable one.
+fn flat_fields() -> Vec<(String, Vec<Flat>)> {
+    #[derive(Clone)]
+    enum Item {
+        Leaf(u32, String, String),
+        Struct(u32, String),
+    }
+    let t = tags(GEN9);
+    let struct_names: Vec<&str> = t
+        .iter()
+        .filter(|x| x.name == "struct" && !x.end)
+        .filter_map(|x| x.get("name"))
+        .collect();
+    let mut structs: HashMap<String, Vec<Item>> = HashMap::new();
+    let mut instrs: Vec<(String, Vec<Item>)> = Vec::new();
+    let mut groups: Vec<(u32, u32, u32)> = Vec::new();
+    let mut cur: Option<(bool, String, Vec<Item>)> = None;
+    for x in &t {
+        match (x.name, x.end) {
+            ("instruction" | "struct", false) => {
+                cur = Some((
+                    x.name == "struct",
+                    x.get("name").unwrap().to_string(),
+                    Vec::new(),
+                ));
+                groups.clear();
+            }
+            ("instruction" | "struct", true) => {
+                let (is_struct, name, items) = cur.take().unwrap();
+                if is_struct {
+                    structs.insert(name, items);
+                } else {
+                    instrs.push((name, items));
+                }
+            }
+            ("group", false) => {
+                let g = |k| x.get(k).unwrap().parse::<u32>().unwrap();
+                if !x.self_closing {
+                    groups.push((g("start"), g("count"), g("size")));
+                }
+            }
+            ("group", true) => {
+                groups.pop();
+            }
+            ("field", false) => {
+                let Some((_, _, items)) = cur.as_mut() else {
+                    continue;
+                };
+                let ty = x.get("type").unwrap_or("").to_string();
+                let start: u32 = x.get("start").unwrap().parse().unwrap();
+                let name = x.get("name").unwrap().to_string();
+                let mut positions = vec![start];
+                for &(gs, count, size) in groups.iter().rev() {
+                    positions = positions
+                        .iter()
+                        .flat_map(|p| (0..count.max(1)).map(move |e| gs + e * size + p))
+                        .collect();
+                }
+                for p in positions {
+                    items.push(if struct_names.contains(&ty.as_str()) {
+                        Item::Struct(p, ty.clone())
+                    } else {
+                        Item::Leaf(p, name.clone(), ty.clone())
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    fn resolve(
+        items: &[Item],
+        base: u32,
+        structs: &HashMap<String, Vec<Item>>,
+        depth: u32,
+        out: &mut Vec<Flat>,
+    ) {
+        for it in items {
+            match it {
+                Item::Leaf(p, name, ty) => out.push(Flat {
+                    bit: base + p,
+                    name: name.clone(),
+                    ty: ty.clone(),
+                }),
+                Item::Struct(p, s) if depth < 4 => {
+                    resolve(&structs[s], base + p, structs, depth + 1, out)
+                }
+                Item::Struct(..) => {}
+            }
+        }
+    }
+    instrs
+        .into_iter()
+        .map(|(name, items)| {
+            let mut out = Vec::new();
+            resolve(&items, 0, &structs, 0, &mut out);
+            (name.trim_end_matches(" command").to_string(), out)
+        })
+        .collect()
+}
+
+/// Named like a graphics address (whatever its genxml type).
+fn looks_like_address(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.contains("address") || n.contains("base") || n.contains("pointer")
+}
+
+/// Why a field named like an address is not one.
+#[derive(Debug, Clone, Copy)]
+enum NotAddress {
+    /// An offset the hardware adds to the named base, which the scanner
+    /// audits with its size; accesses past that size are discarded.
+    OffsetFrom(&'static str),
+    /// An enable or mode bit, not an address.
+    Flag,
+    /// A value used as data (a vertex index, a coordinate).
+    Inline,
+    /// An offset into engine-internal storage (URB, HuC memory), not GM.
+    Internal,
+    /// An MMIO register offset, checked against the register whitelist.
+    Register,
+    /// A bit position inside a buffer whose own address is audited.
+    BitPosition(&'static str),
+}
+
+const DSB: &str = "Dynamic State Base Address";
+const SSB: &str = "Surface State Base Address (binding tables: the binding table pool)";
+const ISB: &str = "Instruction Base Address";
+const IOB: &str = "Indirect Object Base Address";
+const MFX_BITSTREAM: &str =
+    "MFX Indirect Bitstream Object (MFX_IND_OBJ_BASE_ADDR_STATE, bounded by its upper bound)";
+const MFX_MV: &str = "MFX Indirect MV Object (MFX_IND_OBJ_BASE_ADDR_STATE)";
+const MFX_PAK_BSE: &str = "MFC Indirect PAK-BSE Object (MFX_IND_OBJ_BASE_ADDR_STATE)";
+const MFD_IT: &str = "the MFD indirect IT objects (MFX_IND_OBJ_BASE_ADDR_STATE)";
+const HCP_BITSTREAM: &str = "HCP Indirect Bitstream Object (HCP_IND_OBJ_BASE_ADDR_STATE)";
+
+/// Fields of accepted commands that genxml names like addresses but that
+/// are not graphics addresses, each with the reason (PRM vol 2a; the
+/// offsets' bases are audited where they are set). `"*"` as a command
+/// matches every command.
+const NOT_ADDRESSES: &[(&str, &str, NotAddress)] = &[
+    ("3DPRIMITIVE", "Base Vertex Location", NotAddress::Inline),
+    ("*", "Surface State Pointer", NotAddress::OffsetFrom(SSB)),
+    (
+        "*",
+        "Pointer to VS Binding Table",
+        NotAddress::OffsetFrom(SSB),
+    ),
+    (
+        "*",
+        "Pointer to HS Binding Table",
+        NotAddress::OffsetFrom(SSB),
+    ),
+    (
+        "*",
+        "Pointer to DS Binding Table",
+        NotAddress::OffsetFrom(SSB),
+    ),
+    (
+        "*",
+        "Pointer to GS Binding Table",
+        NotAddress::OffsetFrom(SSB),
+    ),
+    (
+        "*",
+        "Pointer to PS Binding Table",
+        NotAddress::OffsetFrom(SSB),
+    ),
+    (
+        "*",
+        "Pointer to VS Sampler State",
+        NotAddress::OffsetFrom(DSB),
+    ),
+    (
+        "*",
+        "Pointer to HS Sampler State",
+        NotAddress::OffsetFrom(DSB),
+    ),
+    (
+        "*",
+        "Pointer to DS Sampler State",
+        NotAddress::OffsetFrom(DSB),
+    ),
+    (
+        "*",
+        "Pointer to GS Sampler State",
+        NotAddress::OffsetFrom(DSB),
+    ),
+    (
+        "*",
+        "Pointer to PS Sampler State",
+        NotAddress::OffsetFrom(DSB),
+    ),
+    (
+        "3DSTATE_BLEND_STATE_POINTERS",
+        "Blend State Pointer Valid",
+        NotAddress::Flag,
+    ),
+    (
+        "3DSTATE_BLEND_STATE_POINTERS",
+        "Blend State Pointer",
+        NotAddress::OffsetFrom(DSB),
+    ),
+    (
+        "3DSTATE_CC_STATE_POINTERS",
+        "Color Calc State Pointer Valid",
+        NotAddress::Flag,
+    ),
+    (
+        "3DSTATE_CC_STATE_POINTERS",
+        "Color Calc State Pointer",
+        NotAddress::OffsetFrom(DSB),
+    ),
+    (
+        "3DSTATE_SCISSOR_STATE_POINTERS",
+        "Scissor Rect Pointer",
+        NotAddress::OffsetFrom(DSB),
+    ),
+    (
+        "3DSTATE_VIEWPORT_STATE_POINTERS_CC",
+        "CC Viewport Pointer",
+        NotAddress::OffsetFrom(DSB),
+    ),
+    (
+        "3DSTATE_VIEWPORT_STATE_POINTERS_SF_CLIP",
+        "SF Clip Viewport Pointer",
+        NotAddress::OffsetFrom(DSB),
+    ),
+    ("*", "Kernel Start Pointer", NotAddress::OffsetFrom(ISB)),
+    ("*", "Kernel Start Pointer 0", NotAddress::OffsetFrom(ISB)),
+    ("*", "Kernel Start Pointer 1", NotAddress::OffsetFrom(ISB)),
+    ("*", "Kernel Start Pointer 2", NotAddress::OffsetFrom(ISB)),
+    (
+        "3DSTATE_DS",
+        "DUAL_PATCH Kernel Start Pointer",
+        NotAddress::OffsetFrom(ISB),
+    ),
+    (
+        "STATE_SIP",
+        "System Instruction Pointer",
+        NotAddress::OffsetFrom(ISB),
+    ),
+    (
+        "3DSTATE_SO_BUFFER",
+        "Stream Output Buffer Offset Address Enable",
+        NotAddress::Flag,
+    ),
+    ("3DSTATE_URB_CLEAR", "URB Address", NotAddress::Internal),
+    (
+        "3DSTATE_URB_VS",
+        "VS URB Starting Address",
+        NotAddress::Internal,
+    ),
+    (
+        "3DSTATE_URB_HS",
+        "HS URB Starting Address",
+        NotAddress::Internal,
+    ),
+    (
+        "3DSTATE_URB_DS",
+        "DS URB Starting Address",
+        NotAddress::Internal,
+    ),
+    (
+        "3DSTATE_URB_GS",
+        "GS URB Starting Address",
+        NotAddress::Internal,
+    ),
+    (
+        "3DSTATE_VERTEX_BUFFERS",
+        "Address Modify Enable",
+        NotAddress::Flag,
+    ),
+    (
+        "GPGPU_WALKER",
+        "Indirect Data Start Address",
+        NotAddress::OffsetFrom(IOB),
+    ),
+    (
+        "MEDIA_OBJECT_WALKER",
+        "Indirect Data Start Address",
+        NotAddress::OffsetFrom(IOB),
+    ),
+    (
+        "MEDIA_CURBE_LOAD",
+        "CURBE Data Start Address",
+        NotAddress::OffsetFrom(DSB),
+    ),
+    (
+        "MEDIA_INTERFACE_DESCRIPTOR_LOAD",
+        "Interface Descriptor Data Start Address",
+        NotAddress::OffsetFrom(DSB),
+    ),
+    (
+        "HCP_BSD_OBJECT",
+        "Indirect BSD Data Start Address",
+        NotAddress::OffsetFrom(HCP_BITSTREAM),
+    ),
+    (
+        "HCP_PAK_OBJECT",
+        "Current LCU X Address",
+        NotAddress::Inline,
+    ),
+    (
+        "HCP_PAK_OBJECT",
+        "Current LCU Y Address",
+        NotAddress::Inline,
+    ),
+    ("*", "Load Bitstream Pointer Per Slice", NotAddress::Flag),
+    (
+        "MFC_AVC_PAK_OBJECT",
+        "Indirect PAK-MV Data Start Address Offset",
+        NotAddress::OffsetFrom(MFX_MV),
+    ),
+    (
+        "MFX_VP8_PAK_OBJECT",
+        "Indirect PAK-MV Data Start Address Offset",
+        NotAddress::OffsetFrom(MFX_MV),
+    ),
+    (
+        "MFC_MPEG2_SLICEGROUP_STATE",
+        "Indirect PAK-BSE Data Start Address",
+        NotAddress::OffsetFrom(MFX_PAK_BSE),
+    ),
+    (
+        "MFX_AVC_SLICE_STATE",
+        "Indirect PAK-BSE Data Start Address",
+        NotAddress::OffsetFrom(MFX_PAK_BSE),
+    ),
+    (
+        "*",
+        "Indirect BSD Data Start Address",
+        NotAddress::OffsetFrom(MFX_BITSTREAM),
+    ),
+    (
+        "MFD_JPEG_BSD_OBJECT",
+        "Indirect Data Start Address",
+        NotAddress::OffsetFrom(MFX_BITSTREAM),
+    ),
+    (
+        "MFX_STITCH_OBJECT",
+        "Indirect Data Start Address",
+        NotAddress::OffsetFrom(MFX_PAK_BSE),
+    ),
+    (
+        "MFD_IT_OBJECT",
+        "Indirect IT-MV Data Start Address Offset",
+        NotAddress::OffsetFrom(MFD_IT),
+    ),
+    (
+        "MFD_IT_OBJECT",
+        "Indirect IT-COEFF Data Start Address Offset",
+        NotAddress::OffsetFrom(MFD_IT),
+    ),
+    (
+        "MFD_IT_OBJECT",
+        "Indirect IT-DBLK Control Data Start Address Offset",
+        NotAddress::OffsetFrom(MFD_IT),
+    ),
+    (
+        "MFX_VP8_ENCODER_CFG",
+        "Frame Header Bin Buffer QIndex Update Pointer",
+        NotAddress::BitPosition("the VP8 frame header buffer"),
+    ),
+    (
+        "MFX_VP8_ENCODER_CFG",
+        "Frame Header Bin Buffer Loop Filter Update Pointer",
+        NotAddress::BitPosition("the VP8 frame header buffer"),
+    ),
+    (
+        "MFX_VP8_ENCODER_CFG",
+        "Frame Header Bin Buffer Token Update Pointer",
+        NotAddress::BitPosition("the VP8 frame header buffer"),
+    ),
+    (
+        "MFX_VP8_ENCODER_CFG",
+        "Frame Header Bin Buffer MV Update Pointer",
+        NotAddress::BitPosition("the VP8 frame header buffer"),
+    ),
+    (
+        "MI_BATCH_BUFFER_START",
+        "Address Space Indicator",
+        NotAddress::Flag,
+    ),
+    ("MI_FLUSH_DW", "Destination Address Type", NotAddress::Flag),
+    ("PIPE_CONTROL", "Destination Address Type", NotAddress::Flag),
+    (
+        "PIPE_CONTROL",
+        "Indirect State Pointers Disable",
+        NotAddress::Flag,
+    ),
+    (
+        "MI_LOAD_REGISTER_MEM",
+        "Register Address",
+        NotAddress::Register,
+    ),
+    (
+        "MI_STORE_REGISTER_MEM",
+        "Register Address",
+        NotAddress::Register,
+    ),
+    (
+        "MI_LOAD_REGISTER_REG",
+        "Source Register Address",
+        NotAddress::Register,
+    ),
+    (
+        "MI_LOAD_REGISTER_REG",
+        "Destination Register Address",
+        NotAddress::Register,
+    ),
+    (
+        "STATE_BASE_ADDRESS",
+        "General State Base Address Modify Enable",
+        NotAddress::Flag,
+    ),
+    (
+        "STATE_BASE_ADDRESS",
+        "Surface State Base Address Modify Enable",
+        NotAddress::Flag,
+    ),
+    (
+        "STATE_BASE_ADDRESS",
+        "Dynamic State Base Address Modify Enable",
+        NotAddress::Flag,
+    ),
+    (
+        "STATE_BASE_ADDRESS",
+        "Indirect Object Base Address Modify Enable",
+        NotAddress::Flag,
+    ),
+    (
+        "STATE_BASE_ADDRESS",
+        "Instruction Base Address Modify Enable",
+        NotAddress::Flag,
+    ),
+    (
+        "STATE_BASE_ADDRESS",
+        "Bindless Surface State Base Address Modify Enable",
+        NotAddress::Flag,
+    ),
+    (
+        "VDENC_IMG_STATE",
+        "Block-Based Skip Enable",
+        NotAddress::Flag,
+    ),
+    ("VDENC_IMG_STATE", "Block-Based Skip Type", NotAddress::Flag),
+];
+
+impl NotAddress {
+    /// The reason, in words.
+    fn describe(self) -> String {
+        match self {
+            NotAddress::OffsetFrom(base) => format!("an offset from {base}"),
+            NotAddress::Flag => "an enable or mode bit".into(),
+            NotAddress::Inline => "inline data".into(),
+            NotAddress::Internal => "an offset in engine-internal storage".into(),
+            NotAddress::Register => "an MMIO register offset".into(),
+            NotAddress::BitPosition(buf) => format!("a bit position in {buf}"),
+        }
+    }
+}
+
+/// Field types that hold attributes of the address before them (cache
+/// control, compression, tiling), never an address.
+const ATTRIBUTE_TYPES: &[&str] = &["MEMORYADDRESSATTRIBUTES", "HEVC_ARBITRATION_PRIORITY"];
+
+/// The shortest valid form of the command of row `s` (genxml length if
+/// it has one), every DWord after the header zero.
+fn zeroed(s: &CmdSpec, genxml_len: Option<u32>) -> Vec<u32> {
+    let (len, bias) = match s.len {
+        Len::Fixed(n) => (u32::from(n), u32::from(n)),
+        Len::Field { bias, min, max, .. } => {
+            (genxml_len.unwrap_or(min).clamp(min, max), u32::from(bias))
+        }
+    };
+    let mut w = vec![0u32; len as usize];
+    w[0] = s.opcode.header_bits() | (len - bias);
+    w
+}
+
+/// DWords the hand-written operand parser of `op` remaps in `w` (with the
+/// enables set that make the operand used).
+fn hand_parsed_dwords(s: &'static CmdSpec, w: &mut [u32]) -> Vec<usize> {
+    use gpu::scan::{decode, CommandRepr};
+    // Turn on what makes the operand used: post-sync writes, GGTT,
+    // indirect payload, modify enables.
+    match s.op {
+        Op::PipeControl => w[1] |= 1 << 14 | 1 << 24,
+        Op::FlushDw => {
+            w[0] |= 1 << 14;
+            w[1] |= 1 << 2;
+        }
+        Op::PakInsert => {
+            w[1] |= 1 << 31;
+        }
+        Op::StateBaseAddress => {
+            for d in [1, 4, 6, 8, 10, 16] {
+                w[d] |= 1;
+            }
+        }
+        _ => w[0] |= 1 << 22,
+    }
+    let engine = Engine::ALL
+        .into_iter()
+        .find(|&e| s.engines.contains(e))
+        .unwrap();
+    let c = decode(engine, w, 0).unwrap_or_else(|e| panic!("{}: {e:?}", s.name));
+    if matches!(s.op, Op::PakInsert) {
+        return vec![3];
+    }
+    match CommandRepr::parse(&c).unwrap_or_else(|e| panic!("{}: {e:?}", s.name)) {
+        CommandRepr::BatchStart { target: m, .. }
+        | CommandRepr::CondBatchEnd { mem: m }
+        | CommandRepr::StoreDataImm { mem: m }
+        | CommandRepr::StoreRegMem { mem: m, .. }
+        | CommandRepr::LoadRegMem { mem: m, .. }
+        | CommandRepr::Atomic { mem: m }
+        | CommandRepr::FlushDw { mem: m, .. }
+        | CommandRepr::PipeControl { mem: m, .. }
+        | CommandRepr::SemaphoreWait { mem: m, .. } => vec![m.dword],
+        CommandRepr::CopyMemMem { dst, src } => vec![dst.dword, src.dword],
+        CommandRepr::StateBaseAddress(v) => v.bases().bases.iter().map(|b| b.mem.dword).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Every genxml field named like an address (`*Address*`, `*Base*`,
+/// `*Pointer*`, any type) of every command the scanner accepts is either
+/// audited and remapped (a field of the command's
+/// [`Layout`](gpu::scan::operands::Layout), or an operand of its
+/// hand-written parser) or listed in [`NOT_ADDRESSES`] with the reason it
+/// is not an address. A new such field, or a command made acceptable
+/// whose address-like fields nobody looked at, fails here.
+#[test]
+fn every_address_like_field_is_audited_or_explained() {
+    let (instrs, _) = parse_oracle();
+    let lengths: HashMap<String, Option<u32>> = instrs
+        .iter()
+        .map(|o| (o.name.trim_end_matches(" command").to_string(), o.length))
+        .collect();
+    let mut used = vec![false; NOT_ADDRESSES.len()];
+    let (mut audited, mut explained) = (0, 0);
+    let mut missing = Vec::new();
+    for (cmd, fields) in flat_fields() {
+        let row = COMMANDS
+            .iter()
+            .find(|s| s.name == cmd)
+            .unwrap_or_else(|| panic!("{cmd}: no table row"));
+        let refused = matches!(
+            row.op,
+            Op::Privileged | Op::Unsupported(_) | Op::GmOperands | Op::SemaphoreSignal
+        );
+        let hand = match row.op {
+            Op::Gm(_) | Op::Plain | Op::Noop | Op::LoadRegImm | Op::LoadRegReg => Vec::new(),
+            _ if refused => Vec::new(),
+            _ => hand_parsed_dwords(row, &mut zeroed(row, lengths[&cmd])),
+        };
+        for f in fields.iter().filter(|f| looks_like_address(&f.name)) {
+            if ATTRIBUTE_TYPES.contains(&f.ty.as_str()) {
+                continue;
+            }
+            if let Some(i) = NOT_ADDRESSES
+                .iter()
+                .position(|(c, n, _)| (*c == "*" || *c == cmd) && *n == f.name)
+            {
+                used[i] = true;
+                explained += 1;
+                continue;
+            }
+            if refused {
+                continue;
+            }
+            let (dword, bit) = (f.bit / 32, f.bit % 32);
+            let covered = match row.op {
+                Op::Gm(layout) => layout.describes(dword, bit),
+                _ => hand.contains(&(dword as usize)),
+            };
+            if covered {
+                audited += 1;
+            } else {
+                missing.push(format!(
+                    "{cmd}: {:?} ({}) at DWord {dword} bit {bit}",
+                    f.name, f.ty
+                ));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "address-like fields neither audited nor explained:\n{}",
+        missing.join("\n")
+    );
+    for (i, (c, n, why)) in NOT_ADDRESSES.iter().enumerate() {
+        assert!(
+            used[i],
+            "stale entry ({c}, {n}: {}): no such genxml field",
+            why.describe()
+        );
+    }
+    assert!(audited >= 170 && explained >= 80, "{audited} / {explained}");
 }

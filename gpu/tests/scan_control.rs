@@ -11,6 +11,7 @@ mod scan_support;
 use gpu::encode::{lri, srm};
 use gpu::engine::Engine;
 use gpu::scan::scanner::{sets_tracked_state, Submission, BATCH_POOL};
+use gpu::scan::tracked::Tracked;
 use gpu::scan::{ControlFlow, Reason, ScanError, COMMANDS};
 use scan_support::*;
 
@@ -192,6 +193,40 @@ fn set_predicate_in_a_batch(v: u32) -> Case {
     case(Engine::Render, &[(A, batch)], bb_start(A, false).to_vec())
 }
 
+/// 3DSTATE_WM_HZ_OP clearing the depth buffer (it consumes the whole depth
+/// packet, set in the submission: `gpu::scan::tracked`).
+fn depth_clear() -> [u32; 5] {
+    [gfx(0x1852, 5), 1 << 30, 0, 64 << 16 | 64, 0xffff]
+}
+
+/// The depth packet (`scan_support`'s 1 x 1 depth buffer, HiZ and stencil
+/// buffers) with its depth buffer at `at`.
+fn depth_packet(at: u64) -> Vec<u32> {
+    let mut w = depth_buffer(at).to_vec();
+    w.extend(tracked_command(Tracked::HierDepth));
+    w.extend(tracked_command(Tracked::Stencil));
+    w
+}
+
+/// A batch that may end before it sets the depth packet, then a depth
+/// clear in the ring after it: on the early exit's path the engine clears
+/// whatever packet the context held (another vGPU's, or host addresses of
+/// before a migration).
+fn depth_packet_after_a_conditional_end() -> Case {
+    let batch = concat(&[&cond_end(STATUS, 0), &depth_packet(SAFE), &[BB_END]]);
+    let ring = concat(&[&bb_start(A, false), &depth_clear()]);
+    case(Engine::Render, &[(A, batch)], ring)
+}
+
+/// The video pipe's state of an AVC decode set after a conditional end,
+/// the decode object in the ring after the batch.
+fn video_state_after_a_conditional_end() -> Case {
+    let decode = consumer("MFD_AVC_BSD_OBJECT");
+    let batch = concat(&[&cond_end(STATUS, 0), &state_for(decode), &[BB_END]]);
+    let ring = concat(&[&bb_start(A, false), &[gfx(0x1128, 6), 0, 0, 0, 0, 0]]);
+    case(Engine::Video, &[(A, batch)], ring)
+}
+
 // ---- running them ----
 
 fn scan(c: &mut Case) -> (Box<gpu::scan::Shadow>, Result<Submission, ScanError>) {
@@ -256,6 +291,91 @@ fn a_predicated_batch_start_is_refused_wherever_it_is() {
 fn state_set_after_a_conditional_end_is_not_trusted_after_the_batch() {
     assert!(unseen(refused(blitter_setup_after_a_conditional_end())));
     assert!(unseen(refused(base_address_after_a_conditional_end())));
+}
+
+/// The state later commands consume (`gpu::scan::tracked`: the depth
+/// packet, the video pipes' state) is joined at every continuation as the
+/// base addresses and the blitter setup are: set after a conditional end,
+/// it is unknown after the batch; set before it, it holds.
+#[test]
+fn consumed_state_set_after_a_conditional_end_is_not_trusted_after_the_batch() {
+    assert_eq!(
+        refused(depth_packet_after_a_conditional_end()),
+        Reason::UnseenState("3DSTATE_DEPTH_BUFFER")
+    );
+    assert_eq!(
+        refused(video_state_after_a_conditional_end()),
+        Reason::UnseenState("MFX_PIPE_MODE_SELECT")
+    );
+    let batch = concat(&[&depth_packet(SAFE), &cond_end(STATUS, 0), &[BB_END]]);
+    let ring = concat(&[&bb_start(A, false), &depth_clear()]);
+    accepted(case(Engine::Render, &[(A, batch)], ring));
+    let decode = consumer("MFD_AVC_BSD_OBJECT");
+    let batch = concat(&[&state_for(decode), &cond_end(STATUS, 0), &[BB_END]]);
+    let ring = concat(&[&bb_start(A, false), &[gfx(0x1128, 6), 0, 0, 0, 0, 0]]);
+    accepted(case(Engine::Video, &[(A, batch)], ring));
+}
+
+/// A depth packet an early exit leaves half set (depth buffer, exit, HiZ
+/// and stencil) is half set after the batch: a draw there is refused, and
+/// so is a submission that ends with it.
+#[test]
+fn a_packet_half_set_at_an_exit_is_half_set_after_the_batch() {
+    let batch = concat(&[
+        &depth_buffer(SAFE),
+        &cond_end(STATUS, 0),
+        &tracked_command(Tracked::HierDepth),
+        &tracked_command(Tracked::Stencil),
+        &[BB_END],
+    ]);
+    let half = |ring: Vec<u32>| case(Engine::Render, &[(A, batch.clone())], ring);
+    let draw = concat(&[&bb_start(A, false), &primitive()]);
+    assert!(unseen(refused(half(draw))));
+    assert!(unseen(refused(half(bb_start(A, false).to_vec()))));
+    // The ring sets the packet again: accepted.
+    let again = concat(&[&bb_start(A, false), &depth_packet(SAFE), &primitive()]);
+    accepted(half(again));
+}
+
+/// The depth packet reaches the second-level continuation and, through a
+/// reused callee's exits, the ring, as the blitter setup does.
+#[test]
+fn a_depth_packet_is_joined_at_second_level_exits_and_reused_calls() {
+    // Set after an exit of the callee, consumed in the caller after it.
+    let callee = concat(&[&cond_end(STATUS, 0), &depth_packet(SAFE), &[BB_END]]);
+    let caller = concat(&[&bb_start(C, true), &depth_clear(), &[BB_END]]);
+    let c = case(
+        Engine::Render,
+        &[(A, caller), (C, callee)],
+        bb_start(A, false).to_vec(),
+    );
+    assert!(unseen(refused(c)));
+    // A reused callee with an exit, entered with two different packets;
+    // the ring's clear after the batch may meet either.
+    let callee = concat(&[&cond_end(STATUS, 0), &[BB_END]]);
+    let caller = concat(&[
+        &depth_packet(SAFE),
+        &bb_start(C, true),
+        &depth_packet(SAFE + 0x1_0000),
+        &bb_start(C, true),
+        &[BB_END],
+    ]);
+    let ring = concat(&[&bb_start(A, false), &depth_clear()]);
+    let c = case(
+        Engine::Render,
+        &[(A, caller.clone()), (C, callee.clone())],
+        ring,
+    );
+    assert!(unseen(refused(c)));
+    // The same packet at both calls holds.
+    let caller = concat(&[
+        &depth_packet(SAFE),
+        &bb_start(C, true),
+        &bb_start(C, true),
+        &[BB_END],
+    ]);
+    let ring = concat(&[&bb_start(A, false), &depth_clear()]);
+    accepted(case(Engine::Render, &[(A, caller), (C, callee)], ring));
 }
 
 #[test]
@@ -478,8 +598,8 @@ fn every_predicated_command_is_harmless_to_skip_or_refused() {
                 );
                 assert_eq!(refused(c), flow, "{name} in a batch");
             }
-            op => assert!(
-                !sets_tracked_state(op),
+            _ => assert!(
+                !sets_tracked_state(spec),
                 "{name} may be skipped (Predicate Enable at bit {start}) but sets tracked state"
             ),
         }

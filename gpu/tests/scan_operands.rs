@@ -46,8 +46,9 @@ fn draw_stream_is_remapped_field_by_field() {
     assert_eq!(r[2], (h(HIDDEN) >> 32) as u32);
     // Binding table pool: flag bit 11 kept.
     assert_eq!(r[20], h(HIDDEN + 0x8_0000) as u32 | (1 << 11));
-    // First vertex buffer address (after 6 plain states of 2 DWords).
-    let vb = 19 + 4 + 12;
+    // First vertex buffer address (after the sample count and 6 plain
+    // states of 2 DWords).
+    let vb = 19 + 4 + 2 + 12;
     assert_eq!(r[vb + 2], h(HIDDEN + 0x10_0000) as u32);
     assert_eq!(r[vb + 6], h(HIDDEN + 0x11_0000) as u32);
     // Index buffer, constant buffer (bits 4:0 kept), depth buffer.
@@ -55,7 +56,11 @@ fn draw_stream_is_remapped_field_by_field() {
     assert_eq!(r[ib + 2], h(HIDDEN + 0x12_0000) as u32);
     assert_eq!(r[ib + 5 + 3], h(HIDDEN + 0x13_0000) as u32);
     assert_eq!(r[ib + 5 + 11 + 2], h(HIDDEN + 0x20_0000) as u32);
-    // Depth buffer runs to the end of its slice: the write set overflows.
+    // The depth buffer is a write target over its surface (256 rows of 1
+    // KiB); the draws make the set untracked (render targets).
+    assert!(sub
+        .writes
+        .contains((HIDDEN + 0x20_0000 + 255 * 1024) / 4096));
     assert!(sub.writes.untracked);
 }
 
@@ -104,8 +109,12 @@ fn disabled_operands_are_left_alone() {
     // disabled binding table pool: none is audited or rewritten.
     let mut vb = vertex_buffers(&[(0xdead_0000, 16)]);
     vb[1] |= 1 << 13;
-    let mut depth = depth_buffer(0xdead_0000);
+    // The null depth packet Mesa emits when no depth buffer is bound: a
+    // NULL depth buffer, all-zero HiZ and stencil state.
+    let mut depth = depth_buffer(0xdead_0000).to_vec();
     depth[1] = 7 << 29;
+    depth.extend([gfx(0x1807, 5), 0, 0, 0, 0]);
+    depth.extend([gfx(0x1806, 5), 0, 0, 0, 0]);
     let mut pool = binding_table_pool(0xdead_0000, 0x1000);
     pool[1] &= !(1 << 11);
     let mut cmds = vb.clone();
@@ -704,24 +713,32 @@ fn pak_insert_indirect_payloads() {
     let mut g = FakeGm::new();
     let a = HIDDEN + 0x1_0000;
     let b = APERTURE + 0x3_0000;
-    let cmds = pak_insert(&[(8 * 64, a), (9, b), (0, 0)]);
+    // The PAK-BSE object it writes to, bounded.
+    let mut state = hcp_pipe_mode(1).to_vec();
+    state.extend(hcp_ind_obj((a, a + 0x1000), a, (a + 0x2000, a + 0x3000)));
+    let with_state = |cmds: &[u32]| {
+        let mut w = state.clone();
+        w.extend(cmds);
+        w
+    };
+    let cmds = with_state(&pak_insert(&[(8 * 64, a), (9, b), (0, 0)]));
     let rs = ring(&mut g, &cmds);
     let mut s = shadow(Engine::Video);
     let sub = s.scan(&g, rs).unwrap_or_else(|e| panic!("{e}"));
-    let r = &s.ring;
+    let r = &s.ring[state.len()..];
     assert_eq!(addr_at(r, 3), h(a));
     assert_eq!(addr_at(r, 7), h(b));
     // A zero-size payload is not read: its address is left alone.
     assert_eq!(addr_at(r, 11), 0);
     // Sizes and attributes are untouched.
     assert_eq!((r[2], r[6], r[5], r[9]), (8 * 64, 9, 0, 0));
-    // Not written by the payload read; the PAK's own output is named by
-    // HCP_IND_OBJ_BASE_ADDR_STATE, so the writes are untracked.
-    assert!(sub.writes.runs().is_empty() && sub.writes.untracked);
+    // Not written by the payload read (the indirect objects' ranges are);
+    // the PAK writes through state, so the writes are untracked.
+    assert!(!sub.writes.contains(b / 4096) && sub.writes.untracked);
 
     // The payload's last byte past the slice end: 9 bits are 2 bytes.
     let end = HIDDEN + HIDDEN_SIZE;
-    let rs = ring(&mut g, &pak_insert(&[(9, end - 2)]));
+    let rs = ring(&mut g, &with_state(&pak_insert(&[(9, end - 2)])));
     shadow(Engine::Video)
         .scan(&g, rs)
         .unwrap_or_else(|e| panic!("{e}"));
@@ -753,23 +770,23 @@ fn pak_insert_indirect_payloads() {
     ));
     // Inline payload: DWords are data, untouched.
     let inline = [gfx(0x13a2, 4), 0, 0x1000, 0x2000];
-    let rs = ring(&mut g, &inline);
+    let rs = ring(&mut g, &with_state(&inline));
     let mut s = shadow(Engine::Video);
     s.scan(&g, rs).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(&s.ring[..4], &inline);
-}
-
-/// The shortest form of `c`: its header with the smallest accepted length,
-/// every other DWord zero.
-fn shortest(c: &gpu::scan::CmdSpec) -> Vec<u32> {
-    use gpu::scan::Len;
-    let (len, bias) = match c.len {
-        Len::Fixed(n) => (usize::from(n), usize::from(n)),
-        Len::Field { bias, min, .. } => ((min as usize).max(usize::from(bias)), usize::from(bias)),
-    };
-    let mut cmd = vec![0u32; len];
-    cmd[0] = c.opcode.header_bits() | (len - bias) as u32;
-    cmd
+    assert_eq!(&s.ring[state.len()..state.len() + 4], &inline);
+    // Without the PAK-BSE object it writes to in the submission, the
+    // object is refused: the engine's would be another vGPU's, or unbounded.
+    assert_eq!(
+        reject(Engine::Video, &mut g, &inline),
+        Reason::UnseenState("HCP_PIPE_MODE_SELECT")
+    );
+    let mut unbounded = hcp_pipe_mode(1).to_vec();
+    unbounded.extend(hcp_ind_obj((a, a + 0x1000), a, (a + 0x2000, 0)));
+    unbounded.extend(inline);
+    assert!(matches!(
+        reject(Engine::Video, &mut g, &unbounded),
+        Reason::Unbounded(_)
+    ));
 }
 
 /// A command that writes through memory-resident state (a draw, a
@@ -786,7 +803,9 @@ fn state_writers_make_writes_untracked() {
     assert!(!sub.writes.untracked);
     let mut checked = 0;
     for c in COMMANDS.iter().filter(|c| c.writes_through_state) {
-        let cmd = shortest(c);
+        // With the state it consumes, if any.
+        let mut cmd = c.consumer().map(state_for).unwrap_or_default();
+        cmd.extend(shortest(c));
         for e in Engine::ALL.into_iter().filter(|&e| c.engines.contains(e)) {
             let mut g = FakeGm::new();
             let rs = ring(&mut g, &cmd);
@@ -858,7 +877,9 @@ fn denied_shader_dispatches_are_refused() {
         .iter()
         .find(|c| c.name == "MFD_AVC_BSD_OBJECT")
         .unwrap();
-    let rs = ring(&mut g, &shortest(mfd));
+    let mut cmds = state_for(mfd.consumer().unwrap());
+    cmds.extend(shortest(mfd));
+    let rs = ring(&mut g, &cmds);
     let mut s = shadow(Engine::Video);
     s.deny_shaders = true;
     assert!(s.scan(&g, rs).is_ok());

@@ -18,10 +18,13 @@
 //!   recomputed from a few bytes of bookkeeping.
 //! * [`workload`]: the 3D-like, desktop and video workloads, with the write
 //!   behaviour of the simulator's models (`migrate/sim/src/workload.rs`).
+//! * [`abi`]: the contract with the monitor of a ring-3 guest image
+//!   (`guest/images/`): its address space, boot block and system calls.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod abi;
 pub mod content;
 pub mod driver;
 pub mod platform;

@@ -22,6 +22,42 @@ pub enum Mode {
     /// `net_bench=MIB`: a raw TCP transfer of MIB MiB to (`peer=`) or from
     /// (`listen=`) another monitor, then exit.
     NetBench { mib: u32 },
+    /// `ring3=...`: ring-3 guests ([`Ring3Options`]) on the scheduler,
+    /// then a report and exit.
+    Ring3,
+}
+
+/// One ring-3 guest of `ring3=`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ring3Guest {
+    /// The workload image running this workload.
+    Workload(guest::Kind),
+    /// The probe image misbehaving (spins, then reads another guest's RAM).
+    Hostile,
+}
+
+/// What `ring3=` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ring3Options {
+    /// The guests, in order (`ring3=`).
+    pub guests: [Option<Ring3Guest>; MAX_RING3_GUESTS],
+    /// Frames each workload runs (`ring3_frames=`).
+    pub frames: u32,
+    /// RAM of each guest in MiB (`ring3_mib=`).
+    pub mib: u32,
+}
+
+/// Most guests `ring3=` takes.
+pub const MAX_RING3_GUESTS: usize = 4;
+
+impl Default for Ring3Options {
+    fn default() -> Self {
+        Ring3Options {
+            guests: [None; MAX_RING3_GUESTS],
+            frames: 20,
+            mib: 16,
+        }
+    }
 }
 
 /// Which side of a migration this monitor plays (`role=`).
@@ -81,6 +117,10 @@ pub struct RoleOptions {
     pub raw_tcp_mib: u32,
     /// `run_ms=`.
     pub run_ms: u32,
+    /// `connect_ms=`: how long the source tries to reach the destination,
+    /// and the destination waits for each source (the role's default if
+    /// None).
+    pub connect_ms: Option<u32>,
     /// `migrate_fault=`.
     pub fault: MigrateFault,
 }
@@ -99,6 +139,7 @@ impl Default for RoleOptions {
             frames_after: 20,
             raw_tcp_mib: 16,
             run_ms: 10_000,
+            connect_ms: None,
             fault: MigrateFault::None,
         }
     }
@@ -137,6 +178,8 @@ pub struct Options {
     pub migrate_encrypt: bool,
     /// `role=` and what the roles run with.
     pub roles: RoleOptions,
+    /// `ring3=`, `ring3_frames=`, `ring3_mib=`.
+    pub ring3: Ring3Options,
 }
 
 impl Default for Options {
@@ -152,6 +195,7 @@ impl Default for Options {
             migrate_key: None,
             migrate_encrypt: false,
             roles: RoleOptions::default(),
+            ring3: Ring3Options::default(),
         }
     }
 }
@@ -249,6 +293,19 @@ pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
         "0..1024  raw TCP transfer before the first migration, for the link's rate (default 16)",
     ),
     ("run_ms", "ms  role=guests: how long the guests run (default 10000)"),
+    (
+        "connect_ms",
+        "ms  source: how long it tries to reach peer= (default 60000); dest: how long it waits for each source (default 600000)",
+    ),
+    (
+        "ring3",
+        "LIST  up to 4 ring-3 guests, comma-separated, each 3d | desktop | video | hostile: run them on the scheduler, report, exit",
+    ),
+    (
+        "ring3_frames",
+        "1..100000  frames each ring3= workload runs (default 20)",
+    ),
+    ("ring3_mib", "2..256  RAM of each ring3= guest (default 16)"),
     (
         "migrate_fault",
         "flip@N | truncate@N | version | lose-commit | lose-resumed  a deliberate stream failure, for tests",
@@ -510,8 +567,31 @@ pub fn parse(line: &'static [u8], truncated: bool) -> Result<Options, CmdlineErr
             "raw_tcp_mib" => {
                 options.roles.raw_tcp_mib = number(value, 0, 1024).ok_or(bad("0 to 1024"))?
             }
+            "ring3" => {
+                let expected = "up to 4 of 3d, desktop, video, hostile, comma-separated";
+                let mut guests = [None; MAX_RING3_GUESTS];
+                for (i, name) in value.split(',').enumerate() {
+                    let g = match name {
+                        "hostile" => Ring3Guest::Hostile,
+                        kind => {
+                            Ring3Guest::Workload(guest::Kind::from_name(kind).ok_or(bad(expected))?)
+                        }
+                    };
+                    *guests.get_mut(i).ok_or(bad(expected))? = Some(g);
+                }
+                options.ring3.guests = guests;
+                options.mode = Mode::Ring3;
+            }
+            "ring3_frames" => {
+                options.ring3.frames = number(value, 1, 100_000).ok_or(bad("1 to 100000"))?
+            }
+            "ring3_mib" => options.ring3.mib = number(value, 2, 256).ok_or(bad("2 to 256"))?,
             "run_ms" => {
                 options.roles.run_ms = number(value, 1, 3_600_000).ok_or(bad("1 to 3600000"))?;
+            }
+            "connect_ms" => {
+                options.roles.connect_ms =
+                    Some(number(value, 1, 3_600_000).ok_or(bad("1 to 3600000"))?);
             }
             "migrate_fault" => {
                 let expected = "flip@N, truncate@N, version, lose-commit or lose-resumed";
@@ -615,6 +695,19 @@ fn check_combinations<'a>(
             key: "policy",
             with: "a role other than source (policy=all runs one migration per policy)",
         });
+    }
+    for key in ["ring3_frames", "ring3_mib"] {
+        if given(seen, key) && !given(seen, "ring3") {
+            return Err(CmdlineError::Needs {
+                key,
+                needs: "`ring3=` (the guests it is for)",
+            });
+        }
+    }
+    for with in ["selftest", "net_bench", "role"] {
+        if given(seen, "ring3") && given(seen, with) {
+            return Err(CmdlineError::Conflict { key: "ring3", with });
+        }
     }
     if given(seen, "net_bench") && given(seen, "selftest") {
         return Err(CmdlineError::Conflict {

@@ -32,6 +32,7 @@ mod selftest;
 mod serial;
 mod time;
 mod vgpus;
+mod vm;
 mod workload;
 
 use boot::BootInfo;
@@ -104,6 +105,7 @@ fn kernel_main(info: &'static BootInfo) -> ! {
         }
         Mode::Run => run(&mut platform),
         Mode::NetBench { mib } => net::bench::run(&mut platform, mib),
+        Mode::Ring3 => vm::demo::run(&mut platform),
     }
 }
 

@@ -104,9 +104,10 @@ pub fn bring_up(
         None => ConfigAccess::Legacy,
     };
     let pci = pci::enumerate(access);
-    // The migration roles make their guests' vGPUs themselves.
-    let count = match options.roles.role {
-        crate::cmdline::Role::Local => options.vgpus,
+    // The migration roles and the ring-3 guests make their vGPUs themselves.
+    let count = match (options.mode, options.roles.role) {
+        (crate::cmdline::Mode::Ring3, _) => 0,
+        (_, crate::cmdline::Role::Local) => options.vgpus,
         _ => 0,
     };
     let mut vgpus = VgpuManager::bring_up(&mut memory, &pci, count, options.vgpu_type)

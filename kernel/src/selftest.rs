@@ -105,6 +105,42 @@ const SUITE: &[Test] = &[
         run: migration_costs,
     },
     Test {
+        name: "ring3-loader",
+        run: crate::vm::selftest::loader_checks,
+    },
+    Test {
+        name: "ring3-workload",
+        run: crate::vm::selftest::workload_runs,
+    },
+    Test {
+        name: "ring3-mmio",
+        run: crate::vm::selftest::mmio_reaches_vgpu,
+    },
+    Test {
+        name: "ring3-faults",
+        run: crate::vm::selftest::faults_kill_alone,
+    },
+    Test {
+        name: "ring3-preemption",
+        run: crate::vm::selftest::tight_loop_preempted,
+    },
+    Test {
+        name: "ring3-fpu",
+        run: crate::vm::selftest::fpu_state_kept,
+    },
+    Test {
+        name: "ring3-save-restore",
+        run: crate::vm::selftest::save_restore_round_trip,
+    },
+    Test {
+        name: "ring3-dirty",
+        run: crate::vm::selftest::dirty_bits,
+    },
+    Test {
+        name: "ring3-costs",
+        run: crate::vm::selftest::costs,
+    },
+    Test {
         name: "local-migration",
         run: local_migration,
     },

@@ -46,9 +46,10 @@
 //!
 //! An earlier raw-only run (1,500,000 inputs in 12 s) reached 127 edges: it
 //! never got past the header CRC, which is why the re-sign mode exists.
-//! Reproduce: `cd migrate/fuzz && cargo +nightly fuzz run decode_stream
-//! corpus/decode_stream seeds -- -runs=2000000 -max_len=16384
-//! -use_value_profile=1`.
+//! Reproduce: `cd migrate/fuzz && mkdir -p corpus/decode_stream && cargo
+//! +nightly fuzz run decode_stream corpus/decode_stream seeds --
+//! -runs=2000000 -max_len=16384 -use_value_profile=1` (libFuzzer wants the
+//! corpus directory to exist; the corpus is not kept in git).
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

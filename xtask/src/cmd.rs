@@ -5,9 +5,21 @@ use std::process::{Command, ExitStatus};
 
 use anyhow::{bail, Context, Result};
 
-/// The command line as a shell would show it.
+/// The command line as a shell would show it, with the environment
+/// variables set on it first.
 pub fn display(cmd: &Command) -> String {
-    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    let mut s = String::new();
+    for (key, value) in cmd.get_envs() {
+        if let Some(value) = value {
+            let value = value.to_string_lossy();
+            if value.contains(' ') || value.is_empty() {
+                s.push_str(&format!("{}='{value}' ", key.to_string_lossy()));
+            } else {
+                s.push_str(&format!("{}={value} ", key.to_string_lossy()));
+            }
+        }
+    }
+    s.push_str(&cmd.get_program().to_string_lossy());
     for arg in cmd.get_args() {
         let arg = arg.to_string_lossy();
         if arg.contains(' ') || arg.is_empty() {

@@ -154,6 +154,15 @@ pub struct MigrationOptions {
     pub source_append: String,
     /// More kernel options for the destination only.
     pub dest_append: String,
+    /// The source's `migrate_key=` instead of the run's fresh key (hex; a
+    /// key the destination does not know).
+    pub source_key: Option<String>,
+    /// The destination's `migrate_key=` instead of the run's fresh key.
+    pub dest_key: Option<String>,
+    /// The TCP port the destination's monitor listens on, instead of the
+    /// one the source connects to ([`crate::pair::TCP_PORT`]): with another,
+    /// nobody listens where the source connects (connection refused).
+    pub dest_port: Option<u16>,
     /// RAM of each QEMU ([`default_memory_mib`] if None).
     pub memory_mib: Option<u32>,
     /// Both QEMUs are killed once one has run this long.
@@ -175,6 +184,9 @@ impl Default for MigrationOptions {
             append: String::new(),
             source_append: String::new(),
             dest_append: String::new(),
+            source_key: None,
+            dest_key: None,
+            dest_port: None,
             memory_mib: None,
             timeout: Duration::from_secs(300),
             output: Output::Quiet,
@@ -201,12 +213,15 @@ impl MigrationOptions {
     }
 
     /// The source's and the destination's kernel options (the pair adds
-    /// the network's).
+    /// the network's); `key` is the run's migration key, which both get
+    /// unless a side's own overrides it.
     pub fn command_lines(&self, key: &str) -> (String, String) {
-        let mut both = vec![format!("migrate_key={key}")];
+        let mut both = Vec::new();
         if self.encrypt {
-            both.push("migrate_encrypt=on".into());
+            both.push("migrate_encrypt=on".to_string());
         }
+        let key_of =
+            |own: &Option<String>| format!("migrate_key={}", own.as_deref().unwrap_or(key));
         let mut source = vec![
             "role=source".to_string(),
             format!("policy={}", self.policy.name()),
@@ -226,6 +241,8 @@ impl MigrationOptions {
         if let PolicyChoice::All = self.policy {
             dest.push(format!("migrations={}", migrate::POLICY_NAMES.len()));
         }
+        source.push(key_of(&self.source_key));
+        dest.push(key_of(&self.dest_key));
         let join = |role: Vec<String>, own: &str| {
             role.into_iter()
                 .chain(both.iter().cloned())
@@ -312,6 +329,9 @@ pub fn run(
     let key = fresh_key()?;
     let (source_line, dest_line) = opts.command_lines(&key);
     let mut pair = Pair::new(elf.to_path_buf(), opts.nic, &dest_line, &source_line);
+    if let Some(port) = opts.dest_port {
+        pair.listen_port = port;
+    }
     let echo = opts.output != Output::Quiet;
     let status = match (echo, status) {
         (true, None) => Some(Arc::new(StatusLine::stdout())),
@@ -422,6 +442,20 @@ mod tests {
             "role=dest guest_mib=8 migrations=6 migrate_key=00ff migrate_encrypt=on frames_after=5"
         );
         assert_eq!(opts.memory_mib(), 256 + 24);
+        let wrong = MigrationOptions {
+            dest_key: Some("11".into()),
+            ..MigrationOptions::default()
+        };
+        let (source, dest) = wrong.command_lines("00ff");
+        assert_eq!(source, "role=source policy=informed migrate_key=00ff");
+        assert_eq!(dest, "role=dest migrate_key=11");
+        let wrong = MigrationOptions {
+            source_key: Some("22".into()),
+            ..MigrationOptions::default()
+        };
+        let (source, dest) = wrong.command_lines("00ff");
+        assert_eq!(source, "role=source policy=informed migrate_key=22");
+        assert_eq!(dest, "role=dest migrate_key=00ff");
         let (source, dest) = MigrationOptions::default().command_lines("k");
         assert_eq!(source, "role=source policy=informed migrate_key=k");
         assert_eq!(dest, "role=dest migrate_key=k");

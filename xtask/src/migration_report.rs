@@ -93,6 +93,9 @@ pub struct DestMigration {
     /// The migrated guest's own check of every page it predicts, after
     /// its frames on the destination.
     pub checked: Option<bool>,
+    /// Every frame the destination allocated for the migration came back
+    /// once it ended (refused, or its guest gone after its frames there).
+    pub freed: Option<bool>,
     pub failure: Option<String>,
 }
 
@@ -133,6 +136,7 @@ impl DestMigration {
             digest: f.text("digest"),
             guest_continued: f.num("guest_continued"),
             checked: f.flag("checked"),
+            freed: f.flag("freed"),
             failure: None,
         }
     }
@@ -222,7 +226,8 @@ pub fn guests(result: &RunResult) -> Vec<GuestReport> {
 }
 
 /// One migration as `run-report.json` holds it (`migration`,
-/// `migrations[]`): the field list, nothing else.
+/// `migrations[]`): the field list, and whether the destination
+/// freed what it allocated.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MigrationFields {
     /// The source's view: `completed`, `failed` or `unconfirmed` (the
@@ -253,6 +258,9 @@ pub struct MigrationFields {
     /// pages equals the source's at the stop.
     pub verified: bool,
     pub guest_continued: Option<u64>,
+    /// The destination got back every frame it allocated for this
+    /// migration; `None` when it did not report it.
+    pub freed: Option<bool>,
 }
 
 impl MigrationFields {
@@ -394,7 +402,14 @@ pub fn pair_migrations(
                             .to_string(),
                     );
                 }
-                verified = both_completed && same_policy && same && checked;
+                let freed = d.freed != Some(false);
+                if !freed {
+                    reasons.push(
+                        "the destination did not get back every frame it allocated for the migration"
+                            .to_string(),
+                    );
+                }
+                verified = both_completed && same_policy && same && checked && freed;
             }
             MigrationFields {
                 status: s.map_or_else(|| "failed".to_string(), |s| s.status.clone()),
@@ -426,6 +441,7 @@ pub fn pair_migrations(
                 raw_tcp_mbps,
                 verified,
                 guest_continued: d.and_then(|d| d.guest_continued),
+                freed: d.and_then(|d| d.freed),
             }
         })
         .collect()
@@ -811,7 +827,7 @@ pub(crate) mod tests {
     ];
     const DEST_OK: &[&str] = &[
         "report role=dest nic=virtio",
-        "report migration_dest status=completed authenticated=true encrypted=false pages_received=16696 digest=0xAB12 guest_continued=20 checked=true",
+        "report migration_dest status=completed authenticated=true encrypted=false pages_received=16696 digest=0xAB12 guest_continued=20 checked=true freed=true",
         "report guest id=0 kind=3d mib=64 frames=30 checksum=0x5678 ended=destination",
     ];
 
@@ -852,6 +868,7 @@ pub(crate) mod tests {
         // 0x00ab12 and 0xAB12 are one value.
         assert!(m.verified);
         assert_eq!(m.guest_continued, Some(20));
+        assert_eq!(m.freed, Some(true));
         assert_eq!(r.source.role.as_deref(), Some("source"));
         assert_eq!(r.source.nic.as_deref(), Some("virtio"));
         assert_eq!(r.source.guests.len(), 2);
@@ -908,6 +925,67 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn frames_the_destination_did_not_get_back_are_not_verified() {
+        let source = run(Outcome::Success, "", SOURCE_OK);
+        let dest_lines: Vec<String> = DEST_OK
+            .iter()
+            .map(|l| l.replace("freed=true", "freed=false"))
+            .collect();
+        let dest_lines: Vec<&str> = dest_lines.iter().map(String::as_str).collect();
+        let r = MigrationRunReport::build(
+            &expected(),
+            &source,
+            &run(Outcome::Success, "", &dest_lines),
+            448,
+        );
+        let m = r.migration.expect("one migration");
+        assert!(!m.verified);
+        assert_eq!(m.freed, Some(false));
+        assert_eq!(
+            m.failure.as_deref(),
+            Some("the destination did not get back every frame it allocated for the migration")
+        );
+        assert_eq!(r.outcome, "failure");
+    }
+
+    #[test]
+    fn an_unconfirmed_handover_holds_guest_0_on_the_source() {
+        let source_lines: Vec<String> = SOURCE_OK
+            .iter()
+            .map(|l| {
+                l.replace("status=completed", "status=unconfirmed")
+                    .replace("ended=migrated", "ended=held")
+            })
+            .chain([
+                "migration failure: no resumed from the destination within 10000 ms".to_string(),
+            ])
+            .collect();
+        // The failure line follows the report line it belongs to.
+        let mut s: Vec<&str> = source_lines.iter().map(String::as_str).collect();
+        let failure = s.pop().unwrap();
+        s.insert(5, failure);
+        let r = MigrationRunReport::build(
+            &expected(),
+            &run(Outcome::Failure, "", &s),
+            &run(Outcome::Success, "", DEST_OK),
+            448,
+        );
+        let m = r.migration.expect("one migration");
+        assert_eq!(m.status, "unconfirmed");
+        assert!(!m.verified);
+        assert_eq!(
+            m.failure.as_deref(),
+            Some("no resumed from the destination within 10000 ms")
+        );
+        assert_eq!(m.freed, Some(true));
+        assert_eq!(r.source.guests[0].ended.as_deref(), Some("held"));
+        assert_eq!(
+            r.destination.guests[0].ended.as_deref(),
+            Some("destination")
+        );
+    }
+
+    #[test]
     fn failure_lines_belong_to_the_migration_before_them() {
         let source = run(
             Outcome::Failure,
@@ -924,7 +1002,7 @@ pub(crate) mod tests {
             "",
             &[
                 "report role=dest nic=e1000e",
-                "report migration_dest status=failed authenticated=false encrypted=false pages_received=0 digest=0x0 guest_continued=0 checked=false",
+                "report migration_dest status=failed authenticated=false encrypted=false pages_received=0 digest=0x0 guest_continued=0 checked=false freed=true",
                 "migration failure: the source's handshake proof is wrong (wrong key?)",
             ],
         );
@@ -941,6 +1019,7 @@ pub(crate) mod tests {
             Some("peer does not know the migration key; destination: the source's handshake proof is wrong (wrong key?)")
         );
         assert_eq!(m.guest_continued, Some(0));
+        assert_eq!(m.freed, Some(true));
         assert_eq!(r.outcome, "failure");
         assert_eq!(r.source.outcome, "failure");
         assert_eq!(r.source.guests[0].ended.as_deref(), Some("running"));
@@ -987,7 +1066,7 @@ pub(crate) mod tests {
     }
 
     fn dest_line(digest: &str) -> String {
-        format!("report migration_dest status=completed authenticated=true encrypted=true pages_received=2100 digest={digest} guest_continued=20 checked=true")
+        format!("report migration_dest status=completed authenticated=true encrypted=true pages_received=2100 digest={digest} guest_continued=20 checked=true freed=true")
     }
 
     #[test]

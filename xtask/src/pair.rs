@@ -85,6 +85,10 @@ pub struct Pair {
     pub nic: Nic,
     /// `mtu=` for both monitors, added when they start.
     pub mtu: u16,
+    /// The TCP port the listener's monitor accepts on (`listen=`, added
+    /// when it starts); [`TCP_PORT`], where the connector's `peer=` points,
+    /// unless a test wants nobody listening there.
+    pub listen_port: u16,
     pub listener: Qemu,
     pub connector: Qemu,
 }
@@ -125,43 +129,37 @@ pub fn free_port() -> Result<u16> {
 
 impl Pair {
     /// The monitor at `elf` twice, with `nic`, each command line given the
-    /// network options of its side (`ip=`, `nic=`, and `listen=` or
-    /// `peer=`) after `listener_append` / `connector_append`.
+    /// network options of its side (`ip=`, `nic=`, and, when it starts,
+    /// `listen=` or `peer=` and `mtu=`) after `listener_append` /
+    /// `connector_append`.
     pub fn new(elf: PathBuf, nic: Nic, listener_append: &str, connector_append: &str) -> Pair {
-        let options = |own_ip: &str, extra: &str, tail: String| {
+        let options = |own_ip: &str, extra: &str| {
             let mut line = extra.trim().to_string();
             if !line.is_empty() {
                 line.push(' ');
             }
-            line.push_str(&format!("ip={own_ip}/{PREFIX} nic={} {tail}", nic.name()));
+            line.push_str(&format!("ip={own_ip}/{PREFIX} nic={}", nic.name()));
             line
         };
-        let mut listener = Qemu::kernel(
-            elf.clone(),
-            &options(LISTENER_IP, listener_append, format!("listen={TCP_PORT}")),
-        );
-        let mut connector = Qemu::kernel(
-            elf,
-            &options(
-                CONNECTOR_IP,
-                connector_append,
-                format!("peer={LISTENER_IP}:{TCP_PORT}"),
-            ),
-        );
+        let mut listener = Qemu::kernel(elf.clone(), &options(LISTENER_IP, listener_append));
+        let mut connector = Qemu::kernel(elf, &options(CONNECTOR_IP, connector_append));
         listener.label = Some("listener".into());
         connector.label = Some("connector".into());
         Pair {
             nic,
             mtu: LINK_MTU,
+            listen_port: TCP_PORT,
             listener,
             connector,
         }
     }
 
-    fn with_link(&self, qemu: &Qemu, netdev: String, mac: &str) -> Qemu {
+    /// `qemu` with its NIC on `netdev` and its monitor told `tcp` (its
+    /// `listen=` or `peer=`) and the link's MTU.
+    fn with_link(&self, qemu: &Qemu, netdev: String, mac: &str, tcp: &str) -> Qemu {
         let mut q = qemu.clone();
         if let crate::qemu::Boot::Kernel { append, .. } = &mut q.boot {
-            append.push_str(&format!(" mtu={}", self.mtu));
+            append.push_str(&format!(" {tcp} mtu={}", self.mtu));
         }
         q.extra_args.extend([
             "-netdev".to_string(),
@@ -181,6 +179,7 @@ impl Pair {
                 &self.listener,
                 format!("socket,id=n0,listen=127.0.0.1:{port}"),
                 LISTENER_MAC,
+                &format!("listen={}", self.listen_port),
             );
             let mut listening = listener.spawn()?;
             let start = Instant::now();
@@ -213,6 +212,7 @@ impl Pair {
                 &self.connector,
                 format!("socket,id=n0,connect=127.0.0.1:{port}"),
                 CONNECTOR_MAC,
+                &format!("peer={LISTENER_IP}:{TCP_PORT}"),
             );
             let connecting = match connector.spawn() {
                 Ok(c) => c,
@@ -275,6 +275,7 @@ mod tests {
             &pair.listener,
             "socket,id=n0,listen=127.0.0.1:4000".into(),
             LISTENER_MAC,
+            "listen=7000",
         ));
         assert!(
             listener.contains(
@@ -292,6 +293,7 @@ mod tests {
             &pair.connector,
             "socket,id=n0,connect=127.0.0.1:4000".into(),
             CONNECTOR_MAC,
+            "peer=169.254.0.1:7000",
         ));
         assert!(
             connector
@@ -300,7 +302,7 @@ mod tests {
         );
         assert!(connector.contains("connect=127.0.0.1:4000"), "{connector}");
         let virtio = Pair::new(PathBuf::from("gmig"), Nic::Virtio, "", "");
-        let line = shown(&virtio.with_link(&virtio.listener, "x".into(), LISTENER_MAC));
+        let line = shown(&virtio.with_link(&virtio.listener, "x".into(), LISTENER_MAC, ""));
         assert!(
             line.contains("virtio-net-pci,netdev=n0,disable-legacy=on,mac=52:54:00:67:6d:01"),
             "{line}"

@@ -29,6 +29,19 @@ pub fn kernel_elf() -> PathBuf {
         .join("gmig")
 }
 
+/// The target directory of the guest images' build (`build::guest_images`;
+/// the monitor's build script finds it next to its own target directory).
+pub fn guest_images_target() -> PathBuf {
+    target_dir().join("guest-images")
+}
+
+/// Where the guest images' ELF files are after `build::guest_images`.
+pub fn guest_images_dir() -> PathBuf {
+    guest_images_target()
+        .join("x86_64-unknown-none")
+        .join("release")
+}
+
 /// The GRUB rescue ISO after `image`.
 pub fn iso() -> PathBuf {
     xtask_dir().join("gmig.iso")

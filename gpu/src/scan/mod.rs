@@ -15,7 +15,9 @@
 pub mod decode;
 pub mod operands;
 pub mod repr;
+pub mod surface;
 pub mod table;
+pub mod tracked;
 
 pub use decode::{decode, Command, Commands, DecodeError, DecodeErrorKind};
 pub use repr::{CommandRepr, ReprError};

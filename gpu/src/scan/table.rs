@@ -42,6 +42,7 @@
 
 use super::operands::{self, Layout};
 use super::repr::{self as r, BlitShape};
+use super::tracked::{consumer_of, Consumer, Tracked, CONSUMERS};
 use crate::engine::Engine;
 
 /// A set of engines, as a bit mask over [`Engine::index`].
@@ -266,6 +267,8 @@ pub enum Refusal {
     PreGen8Blit,
     /// VEBOX_STATE, VEBOX_SURFACE_STATE, VEB_DI_IECP: extents not modelled.
     Vebox,
+    /// MFX_STATE_POINTER: points at memory-resident state of unknown size.
+    StatePointer,
     /// HCP_TILE_CODING: genxml lists it for Gen9 with a length rule (bias
     /// 1) no other GFXPIPE command has; no Gen9 driver emits it.
     NotGen9,
@@ -285,6 +288,10 @@ impl Refusal {
             Refusal::Vebox => {
                 "VEBOX command: its surfaces' extents depend on VEBOX_SURFACE_STATE and \
                  VEBOX_STATE layouts the scanner does not model"
+            }
+            Refusal::StatePointer => {
+                "MFX_STATE_POINTER: a graphics address (genxml types it uint) of memory-resident \
+                 state whose size no public source gives; no Gen9 driver emits it"
             }
             Refusal::NotGen9 => {
                 "not a Gen9 command (media-driver has it from Gen10), and genxml's length \
@@ -318,6 +325,45 @@ pub struct CmdSpec {
     /// and surface states the scanner does not parse (see
     /// [`SHADER_DISPATCHES`]).
     pub dispatches_shaders: bool,
+    /// The state it sets that later commands consume
+    /// ([`super::tracked`]).
+    pub tracks: Option<Tracked>,
+    /// Its entry in [`CONSUMERS`]: the state it consumes.
+    consumes: Option<u8>,
+}
+
+impl CmdSpec {
+    /// The state this command consumes ([`CONSUMERS`]), if any.
+    pub fn consumer(&self) -> Option<&'static Consumer> {
+        CONSUMERS.get(usize::from(self.consumes?))
+    }
+
+    /// Nothing to do for it: no operand, no effect on the scan's state
+    /// (no tracked state set or consumed, no writes through state).
+    pub const fn inert(&self) -> bool {
+        let plain = match self.op {
+            Op::Noop | Op::Plain => true,
+            Op::Gm(l) => l.fields.is_empty() && l.group.is_none(),
+            _ => false,
+        };
+        plain && !self.writes_through_state && self.tracks.is_none() && self.consumes.is_none()
+    }
+
+    /// A command with nothing to audit that writes through memory-resident
+    /// state and consumes at most a settled depth packet: the fast loop's
+    /// class 13, which checks the packet itself.
+    const fn plain_state_writer(&self) -> bool {
+        let plain = match self.op {
+            Op::Noop | Op::Plain => true,
+            Op::Gm(l) => l.fields.is_empty() && l.group.is_none(),
+            _ => false,
+        };
+        let consumes_only_depth = match self.consumes {
+            None => true,
+            Some(i) => super::tracked::CONSUMER_LIST[i as usize].only_settled_depth(),
+        };
+        plain && self.writes_through_state && self.tracks.is_none() && consumes_only_depth
+    }
 }
 
 /// Commands that start work which writes memory named by state the
@@ -394,6 +440,8 @@ const fn spec(name: &'static str, opcode: Opcode, len: Len, engines: Engines, op
         op,
         writes_through_state: listed(name, &STATE_WRITERS),
         dispatches_shaders: listed(name, &SHADER_DISPATCHES),
+        tracks: Tracked::set_by(name),
+        consumes: consumer_of(name),
     }
 }
 const fn mi(op: u8) -> Opcode {
@@ -777,7 +825,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1006),
         Len::field(12, 2, 2, 2),
         VCS,
-        Op::Plain,
+        Op::Unsupported(Refusal::StatePointer),
     ),
     spec(
         "MFX_QM_STATE",
@@ -1183,7 +1231,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1400),
         Len::field(12, 2, 38, 38),
         VCS,
-        Op::Gm(&operands::MFX_VP8_PIC_STATE),
+        Op::Gm(&operands::MFX_VP8_PIC),
     ),
     spec(
         "MFD_VP8_BSD_OBJECT",
@@ -1225,7 +1273,7 @@ const TABLE: [CmdSpec; N_COMMANDS] = [
         gfx(0x1501),
         Len::field(12, 2, 32, 34),
         VCS.union(VECS),
-        Op::Plain,
+        Op::Gm(&operands::SFC_STATE),
     ),
     spec(
         "SFC_AVS_STATE",
@@ -2380,12 +2428,6 @@ pub(crate) const FAST_AUDIT: u64 = 1 << 62;
 /// The fast class of a command with nothing to audit that writes through
 /// memory-resident state ([`CmdSpec::writes_through_state`]).
 pub(crate) const STATE_WRITER_KIND: u64 = 13;
-/// [`STATE_WRITER_KIND`] on the video engine, whose codec status
-/// registers a guest may read once its own work started
-/// ([`super::regs::Reads::AfterOwnWork`]): the fast loop also notes that.
-/// Only the video engine needs it, so the other engines' loops do not pay
-/// for the note.
-pub(crate) const OWN_WORK_WRITER_KIND: u64 = 14;
 /// Bits 60:57 of an audited entry: the hot classes the fast loop audits
 /// without loading the row (0: any other; see [`fast_kind_code`]).
 const FAST_KIND_SHIFT: u32 = 57;
@@ -2409,6 +2451,8 @@ pub(crate) fn fast_kind(entry: u64) -> Option<Op> {
         10 => Op::Gm(&o::VERTEX_BUFFERS),
         11 => Op::Gm(&o::MFX_IND_OBJ_BASE_ADDR),
         12 => Op::Gm(&o::MFX_BSP_BUF_BASE_ADDR),
+        14 => Op::Gm(&o::HIER_DEPTH_BUFFER),
+        15 => Op::Gm(&o::STENCIL_BUFFER),
         _ => return None,
     })
 }
@@ -2418,9 +2462,10 @@ pub(crate) fn fast_kind(entry: u64) -> Option<Op> {
 /// XY_SRC_COPY_BLT, 6 XY_FAST_COPY_BLT, 7-12 the layouts of
 /// 3DSTATE_INDEX_BUFFER, 3DSTATE_CONSTANT_*, 3DSTATE_DEPTH_BUFFER,
 /// 3DSTATE_VERTEX_BUFFERS, MFX_IND_OBJ_BASE_ADDR_STATE and
-/// MFX_BSP_BUF_BASE_ADDR_STATE (`fast_kind` names them; a test checks
-/// each against its row); 13 and 14 the state writers with nothing to
-/// audit ([`STATE_WRITER_KIND`], [`OWN_WORK_WRITER_KIND`]).
+/// MFX_BSP_BUF_BASE_ADDR_STATE, 13 the state writers with nothing to
+/// audit ([`STATE_WRITER_KIND`]), 14 and 15 the layouts of
+/// 3DSTATE_HIER_DEPTH_BUFFER and 3DSTATE_STENCIL_BUFFER (`fast_kind` names
+/// them; a test checks each against its row).
 #[inline(always)]
 pub(crate) fn fast_kind_code(entry: u64) -> u32 {
     (entry >> FAST_KIND_SHIFT & 0xf) as u32
@@ -2450,7 +2495,7 @@ const fn kind_bits(s: &CmdSpec) -> u64 {
         Op::XySrcCopyBlt => 5,
         Op::XyFastCopyBlt => 6,
         Op::Gm(_) => {
-            const HOT: [(&str, u64); 10] = [
+            const HOT: [(&str, u64); 12] = [
                 ("3DSTATE_INDEX_BUFFER", 7),
                 ("3DSTATE_CONSTANT_VS", 8),
                 ("3DSTATE_CONSTANT_GS", 8),
@@ -2461,6 +2506,8 @@ const fn kind_bits(s: &CmdSpec) -> u64 {
                 ("3DSTATE_VERTEX_BUFFERS", 10),
                 ("MFX_IND_OBJ_BASE_ADDR_STATE", 11),
                 ("MFX_BSP_BUF_BASE_ADDR_STATE", 12),
+                ("3DSTATE_HIER_DEPTH_BUFFER", 14),
+                ("3DSTATE_STENCIL_BUFFER", 15),
             ];
             let mut k = 0;
             let mut i = 0;
@@ -2482,20 +2529,16 @@ const fn build_fast() -> [[u64; FAST_SLOTS]; Engine::COUNT] {
     let mut i = 0;
     while i < N_COMMANDS {
         let s = &TABLE[i];
-        // A layout with no address field (only offsets relative to an
-        // audited base) has nothing to audit either.
-        let no_operands = match s.op {
-            Op::Noop | Op::Plain => true,
-            Op::Gm(l) => l.fields.is_empty() && l.group.is_none(),
-            _ => false,
-        };
         let kind = match s.op {
             // Nothing to audit but untracked writes to note (and maybe a
-            // shader dispatch to refuse): the fast loop's class 13.
-            _ if no_operands && s.writes_through_state => {
+            // shader dispatch to refuse, or a half-set depth packet): the
+            // fast loop's class 13.
+            _ if s.plain_state_writer() => {
                 FAST_PLAIN | FAST_AUDIT | STATE_WRITER_KIND << FAST_KIND_SHIFT
             }
-            _ if no_operands => FAST_PLAIN,
+            // Nothing to audit and nothing to track (a layout of offsets
+            // relative to audited bases only has nothing to audit either).
+            _ if s.inert() => FAST_PLAIN,
             Op::BatchEnd
             | Op::GmOperands
             | Op::Privileged
@@ -2543,12 +2586,18 @@ const fn build_fast() -> [[u64; FAST_SLOTS]; Engine::COUNT] {
             let mut e = 0;
             while e < Engine::COUNT {
                 if s.engines.bits() & (1 << e) != 0 {
-                    let state_writer = packed >> FAST_KIND_SHIFT & 0xf == STATE_WRITER_KIND;
-                    t[e][slot] = if state_writer && e == Engine::Video.index() {
-                        packed & !(0xf << FAST_KIND_SHIFT) | OWN_WORK_WRITER_KIND << FAST_KIND_SHIFT
-                    } else {
-                        packed
-                    };
+                    // A command that starts work on the video engine (a
+                    // codec object) consumes its pipe's state, so it takes
+                    // the full path, which notes this submission's own work
+                    // for the codec status reads
+                    // ([`super::regs::Reads::AfterOwnWork`]); the fast
+                    // loop's state writers (draws, dispatches) need not.
+                    assert!(
+                        !(packed >> FAST_KIND_SHIFT & 0xf == STATE_WRITER_KIND
+                            && e == Engine::Video.index()),
+                        "a video state writer in the fast loop would not note own work"
+                    );
+                    t[e][slot] = packed;
                 }
                 e += 1;
             }
@@ -2654,7 +2703,7 @@ mod fast_tests {
                     assert!(entry & FAST_AUDIT != 0, "{} taken as plain", spec.name);
                 }
                 let code = u64::from(fast_kind_code(entry));
-                if code == STATE_WRITER_KIND || code == OWN_WORK_WRITER_KIND {
+                if code == STATE_WRITER_KIND {
                     assert!(spec.writes_through_state, "{}", spec.name);
                 }
             }

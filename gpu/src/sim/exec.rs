@@ -61,6 +61,7 @@ use crate::backend::{ContextId, FaultKind, PhysMem, Submission};
 use crate::encode::{alu, atomic, predicate};
 use crate::engine::Engine;
 use crate::scan::table::{CmdSpec, Op, Opcode};
+use crate::scan::tracked::HZ_OPERATIONS;
 
 /// Bytes one submission's blits may write.
 pub const BLIT_BYTE_BUDGET: u64 = 64 << 20;
@@ -128,9 +129,6 @@ const PIPE_CONTROL_LRI: u32 = 1 << 23;
 const PIPE_CONTROL_STORE_INDEX: u32 = 1 << 21;
 /// 3DPRIMITIVE / GPGPU_WALKER "Predicate Enable".
 const DRAW_PREDICATED: u32 = 1 << 8;
-/// 3DSTATE_WM_HZ_OP dword 1: Stencil Buffer Clear, Depth Buffer Clear,
-/// Depth Buffer Resolve and Hierarchical Depth Buffer Resolve Enable.
-const HZ_OPERATIONS: u32 = (1 << 31) | (1 << 30) | (1 << 28) | (1 << 27);
 
 const BLT_XY_COLOR: u32 = 0x50;
 const BLT_XY_SRC_COPY: u32 = 0x53;

@@ -5,9 +5,10 @@
 
 use gpu::addr::{GuestGm, GuestGmRange, HostGm};
 use gpu::engine::Engine;
-use gpu::scan::operands::{Extent, High, When};
+use gpu::scan::operands::{AddrField, Extent, High, When};
 use gpu::scan::repr::{pak_insert_descriptors, pak_payload_bytes, BlitDst, BlitSrc};
 use gpu::scan::scanner::BATCH_POOL;
+use gpu::scan::tracked::{Consumer, Tracked};
 use gpu::scan::{decode, CmdSpec, CommandRepr, GmFault, GmSpace, Len, Op, RingState, Shadow};
 
 /// Guest aperture slice and where it is on the host.
@@ -195,10 +196,11 @@ pub fn constant_vs(a: u64, len32: u32) -> [u32; 11] {
     w[4] = hi(a);
     w
 }
+/// 3DSTATE_DEPTH_BUFFER: 2D, D32_FLOAT, depth writes, pitch 4 KiB, 1 x 1.
 pub fn depth_buffer(a: u64) -> [u32; 8] {
     [
         gfx(0x1805, 8),
-        (1 << 29) | (1 << 28) | 4095,
+        (1 << 29) | (1 << 28) | (1 << 18) | 4095,
         lo(a),
         hi(a),
         0,
@@ -206,6 +208,30 @@ pub fn depth_buffer(a: u64) -> [u32; 8] {
         0,
         0,
     ]
+}
+/// 3DSTATE_MULTISAMPLE with `log2` samples.
+pub fn multisample(log2: u32) -> [u32; 2] {
+    [gfx(0x180d, 2), log2 << 1]
+}
+/// The depth packet as Mesa emits it (isl_emit_depth_stencil_hiz_s):
+/// 3DSTATE_DEPTH_BUFFER (2D D32_FLOAT, 256 x 256, pitch 1 KiB, at `a`),
+/// 3DSTATE_STENCIL_BUFFER (disabled), 3DSTATE_HIER_DEPTH_BUFFER (HiZ off;
+/// its address `hiz` is not used) and 3DSTATE_CLEAR_PARAMS.
+pub fn depth_packet(a: u64, hiz: u64) -> Vec<u32> {
+    let mut w = vec![
+        gfx(0x1805, 8),
+        (1 << 29) | (1 << 28) | (1 << 18) | 1023,
+        lo(a),
+        hi(a),
+        255 << 18 | 255 << 4,
+        0,
+        0,
+        0,
+    ];
+    w.extend([gfx(0x1806, 5), 0, 0, 0, 0]);
+    w.extend([gfx(0x1807, 5), 127, lo(hiz), hi(hiz), 0]);
+    w.extend([gfx(0x1804, 3), 0, 1]);
+    w
 }
 pub fn binding_table_pool(a: u64, size: u32) -> [u32; 4] {
     [gfx(0x1919, 4), lo(a) | (1 << 11), hi(a), size & !0xfff]
@@ -349,6 +375,28 @@ pub fn pak_insert(payloads: &[(u32, u64)]) -> Vec<u32> {
     w
 }
 
+/// HCP_PIPE_MODE_SELECT with DWord 1 `mode` (bit 0: encode).
+pub fn hcp_pipe_mode(mode: u32) -> [u32; 6] {
+    [gfx(0x1380, 6), mode, 0, 0, 0, 0]
+}
+/// HCP_IND_OBJ_BASE_ADDR_STATE: bitstream and PAK-BSE (base, bound) pairs
+/// and the CU object's base.
+pub fn hcp_ind_obj(bitstream: (u64, u64), cu: u64, pak_bse: (u64, u64)) -> [u32; 14] {
+    let mut w = [0u32; 14];
+    w[0] = gfx(0x1383, 14);
+    for (d, a) in [
+        (1, bitstream.0),
+        (4, bitstream.1),
+        (6, cu),
+        (9, pak_bse.0),
+        (12, pak_bse.1),
+    ] {
+        w[d] = lo(a);
+        w[d + 1] = hi(a);
+    }
+    w
+}
+
 /// MEDIA_OBJECT with `inline` DWords of inline data (indirect data
 /// relative to Indirect Object Base).
 pub fn media_object(inline: usize) -> Vec<u32> {
@@ -381,14 +429,16 @@ pub fn mfx_bsp(a: [u64; 3]) -> [u32; 10] {
     w
 }
 
-/// A 3D batch: base addresses, then `draws` draws with vertex/index/
-/// constant/depth state, post-sync writes; ends with MI_BATCH_BUFFER_END
+/// A 3D batch: base addresses and the sample count, then `draws` draws
+/// with vertex/index/constant state and the depth packet, post-sync
+/// writes; ends with MI_BATCH_BUFFER_END
 /// unless `end` is false. Buffers live in the hidden slice.
 pub fn draw_batch(draws: usize, end: bool) -> Vec<u32> {
     let h = HIDDEN;
     let mut w = Vec::new();
     w.extend(sba(h, 0x1_0000, 0x1_0000));
     w.extend(binding_table_pool(h + 0x8_0000, 0x1000));
+    w.extend(multisample(0));
     for d in 0..draws as u64 {
         for _ in 0..6 {
             w.extend(plain_state());
@@ -399,7 +449,7 @@ pub fn draw_batch(draws: usize, end: bool) -> Vec<u32> {
         ]));
         w.extend(index_buffer(h + 0x12_0000, 0x600));
         w.extend(constant_vs(h + 0x13_0000, 4));
-        w.extend(depth_buffer(h + 0x20_0000));
+        w.extend(depth_packet(h + 0x20_0000, h + 0x28_0000));
         w.extend(primitive());
         w.extend(pipe_control(h + 0x3f_f000));
     }
@@ -448,6 +498,10 @@ pub fn check_buffer(engine: Engine, buf: &[u32]) {
                         When::Clear(d, b) => !bit(d, b),
                         When::NotNullSurface(d) => at(d).unwrap_or(0) >> 29 != 7,
                         When::AnySet(d, mask) => at(d).unwrap_or(0) & mask != 0,
+                        // Decided by state outside the command (the depth
+                        // buffer, the pipe's mode): left alone when unused,
+                        // so not checked here.
+                        When::HizEnabled | When::PipeMode(_) => false,
                     };
                     let addr = hi << 32 | u64::from(lo & !((1u32 << f.shift) - 1));
                     // A zero-length operand is not accessed and left alone.
@@ -579,7 +633,9 @@ pub fn seeds() -> Vec<(Engine, Vec<u32>)> {
         width: 64,
         rows: 8,
     });
-    let mut pak = pak_insert(&[(8 * 100, b), (13, b + 0x100)]);
+    let mut pak = hcp_pipe_mode(0).to_vec();
+    pak.extend(hcp_ind_obj((b, b + 0x1000), b, (b + 0x2000, b + 0x3000)));
+    pak.extend(pak_insert(&[(8 * 100, b), (13, b + 0x100)]));
     pak.extend(mfx_bsp([b, b, b]));
     // Register writes with value rules (Mesa's Gen9 context set-up) and
     // STATE_SIP; the blitter's Y-tiling register around a Ys fast copy;
@@ -610,7 +666,8 @@ pub fn seeds() -> Vec<(Engine, Vec<u32>)> {
         hi(b + 0x2_0000),
     ]);
     tiled.extend([(0x22 << 23) | 1, 0x2_2200, 0x0003_0000]);
-    let mut status = vec![gfx(0x1128, 6), 0, 0, 0, 0, 0];
+    let mut status = state_for(consumer("MFD_AVC_BSD_OBJECT"));
+    status.extend([gfx(0x1128, 6), 0, 0, 0, 0, 0]);
     status.extend(gpu::encode::srm(0x1_2800, b));
     vec![
         (Engine::Render, draw_batch(2, false)),
@@ -637,4 +694,124 @@ pub fn fixture() -> FakeGm {
     g.write(a, &w);
     g.write(c, &draw_batch(1, true));
     g
+}
+
+// ---- the state a consuming command needs (gpu::scan::tracked) ----
+
+/// Where [`tracked_command`] points every buffer: in the hidden slice,
+/// far from its end.
+pub const STATE_AT: u64 = HIDDEN + 0x10_0000;
+
+/// The shortest form of the command of row `c`: its header with the
+/// smallest accepted length, every other DWord zero.
+pub fn shortest(c: &CmdSpec) -> Vec<u32> {
+    let (len, bias) = match c.len {
+        Len::Fixed(n) => (usize::from(n), usize::from(n)),
+        Len::Field { bias, min, .. } => ((min as usize).max(usize::from(bias)), usize::from(bias)),
+    };
+    let mut cmd = vec![0u32; len];
+    cmd[0] = c.opcode.header_bits() | (len - bias) as u32;
+    cmd
+}
+
+/// Writes guest address `a` into field `f` of element base `eb` of `w`.
+pub fn put_field(w: &mut [u32], eb: usize, f: &AddrField, a: u64) {
+    let d = eb + usize::from(f.dword);
+    let keep = (1u32 << f.shift) - 1;
+    w[d] = (w[d] & keep) | (a as u32 & !keep);
+    match f.high {
+        High::None => {}
+        High::Bits16 => w[d + 1] = (w[d + 1] & 0xffff_0000) | (hi(a) & 0xffff),
+        High::Bits32 => w[d + 1] = hi(a),
+    }
+}
+
+/// A valid, small instance of the command setting `t`: every buffer at
+/// [`STATE_AT`], every indirect object bounded to 4 KiB, surfaces and
+/// frames of one pixel or block, the pipes in decode mode with no
+/// stream-out; the depth packet as a 1 x 1 depth buffer, HiZ off and a
+/// disabled stencil buffer.
+pub fn tracked_command(t: Tracked) -> Vec<u32> {
+    tracked_command_at(t, STATE_AT)
+}
+
+/// [`tracked_command`] with every buffer at guest GM `at` instead.
+pub fn tracked_command_at(t: Tracked, at: u64) -> Vec<u32> {
+    let row = gpu::scan::COMMANDS
+        .iter()
+        .find(|s| s.name == t.command())
+        .unwrap();
+    match t {
+        Tracked::DepthBuffer => return depth_buffer(at).to_vec(),
+        Tracked::HierDepth => return vec![gfx(0x1807, 5), 127, lo(at), hi(at), 0],
+        Tracked::Stencil => return vec![gfx(0x1806, 5), 0, 0, 0, 0],
+        _ => {}
+    }
+    let mut w = shortest(row);
+    if let Op::Gm(layout) = row.op {
+        let fields = layout.fields.iter().map(|f| (0, f));
+        let grouped = layout.group.into_iter().flat_map(|(g, fs)| {
+            let n = if g.count == 0 {
+                1
+            } else {
+                usize::from(g.count)
+            };
+            (0..n).flat_map(move |e| {
+                fs.iter()
+                    .map(move |f| (usize::from(g.start) + e * usize::from(g.stride), f))
+            })
+        });
+        for (eb, f) in fields.chain(grouped) {
+            if eb + usize::from(f.dword) + 1 >= w.len() {
+                continue;
+            }
+            put_field(&mut w, eb, f, at);
+            if let Extent::UpperBound { dword } = f.extent {
+                let b = eb + usize::from(dword);
+                w[b] = lo(at + 0x1000);
+                w[b + 1] = hi(at + 0x1000);
+            }
+        }
+    }
+    w
+}
+
+/// The state commands consumer `c` needs (the first member of each of
+/// its groups, and its indirect objects), each from [`tracked_command`].
+pub fn state_for(c: &Consumer) -> Vec<u32> {
+    state_for_at(c, STATE_AT)
+}
+
+/// [`state_for`] with every buffer at guest GM `at` instead.
+pub fn state_for_at(c: &Consumer, at: u64) -> Vec<u32> {
+    // Not the consumer itself (MFX_DBK_OBJECT sets its own buffers).
+    let mut ts: Vec<Tracked> = c
+        .needs
+        .iter()
+        .map(|g| g[0])
+        .filter(|t| t.command() != c.command)
+        .collect();
+    if let Some((t, _)) = c.bounded {
+        if !ts.contains(&t) {
+            ts.push(t);
+        }
+    }
+    ts.into_iter()
+        .flat_map(|t| tracked_command_at(t, at))
+        .collect()
+}
+
+/// The consumer row of command `name`.
+pub fn consumer(name: &str) -> &'static Consumer {
+    row(name)
+        .consumer()
+        .unwrap_or_else(|| panic!("{name} consumes nothing"))
+}
+
+/// The table row named `name`.
+pub fn row(name: &str) -> &'static CmdSpec {
+    gpu::scan::COMMANDS
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("{name}: no row"))
 }

@@ -1,5 +1,9 @@
 //! The monitor's GDT and TSS. The TSS gives the double-fault and NMI handlers
-//! their own stacks (IST), so a kernel stack overflow still gets reported.
+//! their own stacks (IST), so a kernel stack overflow still gets reported,
+//! and traps from ring-3 guests the stack they land on (RSP0, see
+//! `arch::ring3`). The segments are in the order SYSRET would need (kernel
+//! code and data, then user data and code), though guests enter the
+//! monitor through `int 0x80`.
 
 use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
 use x86_64::instructions::tables::load_tss;
@@ -28,6 +32,9 @@ unsafe impl Sync for Stack {}
 static DOUBLE_FAULT_STACK: Stack = Stack(core::cell::UnsafeCell::new([0; IST_STACK_SIZE]));
 static NMI_STACK: Stack = Stack(core::cell::UnsafeCell::new([0; IST_STACK_SIZE]));
 static MACHINE_CHECK_STACK: Stack = Stack(core::cell::UnsafeCell::new([0; IST_STACK_SIZE]));
+/// Where the CPU pushes the frame of a trap from ring 3 (TSS RSP0); the
+/// entry stub leaves it at once for the monitor's stack (`arch::ring3`).
+static USER_TRAP_STACK: Stack = Stack(core::cell::UnsafeCell::new([0; IST_STACK_SIZE]));
 
 /// Selectors of the loaded GDT.
 #[derive(Clone, Copy, Debug)]
@@ -36,6 +43,10 @@ pub struct Selectors {
     pub kernel_code: SegmentSelector,
     /// Ring-0 data.
     pub kernel_data: SegmentSelector,
+    /// Ring-3 data (guests' SS).
+    pub user_data: SegmentSelector,
+    /// Ring-3 64-bit code (guests' CS).
+    pub user_code: SegmentSelector,
     /// The TSS.
     pub tss: SegmentSelector,
 }
@@ -55,18 +66,23 @@ pub fn init() -> Selectors {
         tss.interrupt_stack_table[DOUBLE_FAULT_IST as usize] = stack_top(&DOUBLE_FAULT_STACK);
         tss.interrupt_stack_table[NMI_IST as usize] = stack_top(&NMI_STACK);
         tss.interrupt_stack_table[MACHINE_CHECK_IST as usize] = stack_top(&MACHINE_CHECK_STACK);
+        tss.privilege_stack_table[0] = stack_top(&USER_TRAP_STACK);
         tss
     });
     let (gdt, selectors) = GDT.call_once(|| {
         let mut gdt = GlobalDescriptorTable::new();
         let kernel_code = gdt.append(Descriptor::kernel_code_segment());
         let kernel_data = gdt.append(Descriptor::kernel_data_segment());
+        let user_data = gdt.append(Descriptor::user_data_segment());
+        let user_code = gdt.append(Descriptor::user_code_segment());
         let tss = gdt.append(Descriptor::tss_segment(tss));
         (
             gdt,
             Selectors {
                 kernel_code,
                 kernel_data,
+                user_data,
+                user_code,
                 tss,
             },
         )
@@ -83,4 +99,9 @@ pub fn init() -> Selectors {
         load_tss(selectors.tss);
     }
     *selectors
+}
+
+/// The selectors, once [`init`] ran.
+pub fn selectors() -> Option<Selectors> {
+    GDT.get().map(|(_, s)| *s)
 }

@@ -6,6 +6,12 @@
 //! [`gmig_trap_handler`]. A handler that returns resumes the interrupted code
 //! with the (possibly edited) frame. Unexpected exceptions are fatal: the
 //! report names the vector, error code, RIP, CR2 and every register.
+//!
+//! A trap from ring 3 (a guest: CS's RPL is 3) never reaches that handler:
+//! the common stub hands its frame to `gmig_user_exit` (`arch::ring3`),
+//! which returns to the monitor code that entered the guest. Vector
+//! [`SYSCALL_VECTOR`] is the guests' system call gate, the only one besides
+//! `int3` that ring 3 may raise with `int`.
 
 use core::fmt;
 
@@ -16,9 +22,12 @@ use x86_64::VirtAddr;
 
 use super::gdt;
 
-/// Vectors with a stub; 0-31 are CPU exceptions, 32-47 are for the timer
-/// and other device interrupts the monitor routes.
-pub const STUB_VECTORS: usize = 48;
+/// Vectors with a stub in the table; 0-31 are CPU exceptions, 32-63
+/// device interrupts: 32 the local APIC timer, 47 the APIC's spurious
+/// vector, 48-63 the legacy PICs (remapped there and masked, `arch::apic`).
+pub const STUB_VECTORS: usize = 64;
+/// The guests' system call (`int 0x80`, a DPL-3 gate).
+pub const SYSCALL_VECTOR: u8 = 0x80;
 
 core::arch::global_asm!(
     r#"
@@ -41,6 +50,9 @@ gmig_isr_\vec:
     .irp vec, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47
     GMIG_ISR_NOERR \vec
     .endr
+    .irp vec, 48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63,128
+    GMIG_ISR_NOERR \vec
+    .endr
     .irp vec, 8,10,11,12,13,14,17,21,29,30
     GMIG_ISR_ERR \vec
     .endr
@@ -61,6 +73,10 @@ gmig_isr_common:
     push r13
     push r14
     push r15
+    // From ring 3 (CS's RPL, 18 words up): back to the monitor code that
+    // entered the guest.
+    test qword ptr [rsp + 18 * 8], 3
+    jnz gmig_user_exit
     cld
     mov rdi, rsp
     call gmig_trap_handler
@@ -86,9 +102,12 @@ gmig_isr_common:
     .balign 8
     .global gmig_isr_table
 gmig_isr_table:
-    .irp vec, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47
+    .irp vec, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63
     .quad gmig_isr_\vec
     .endr
+    .global gmig_isr_syscall
+gmig_isr_syscall:
+    .quad gmig_isr_128
 "#
 );
 
@@ -202,6 +221,9 @@ pub fn vector_name(vector: u64) -> &'static str {
         "security (#SX)",
         "reserved",
     ];
+    if vector == u64::from(SYSCALL_VECTOR) {
+        return "system call (int 0x80)";
+    }
     NAMES
         .get(vector as usize)
         .copied()
@@ -212,6 +234,7 @@ pub fn vector_name(vector: u64) -> &'static str {
 pub fn init(selectors: gdt::Selectors) {
     extern "C" {
         static gmig_isr_table: [u64; STUB_VECTORS];
+        static gmig_isr_syscall: u64;
     }
     let table = IDT.call_once(|| {
         let mut gates = [Gate::MISSING; 256];
@@ -228,6 +251,10 @@ pub fn init(selectors: gdt::Selectors) {
             // Breakpoint may be raised from ring 3 (guests' int3).
             *gate = Gate::interrupt(handler, selectors.kernel_code.0, ist, vector == 3);
         }
+        // SAFETY: as above; one address emitted by the same global_asm!.
+        let syscall = unsafe { gmig_isr_syscall };
+        gates[usize::from(SYSCALL_VECTOR)] =
+            Gate::interrupt(syscall, selectors.kernel_code.0, None, true);
         Table(gates)
     });
     let pointer = DescriptorTablePointer {
@@ -267,7 +294,7 @@ extern "C" fn gmig_trap_handler(frame: &mut TrapFrame) {
 }
 
 /// Prints a full report of an unexpected exception and stops the monitor.
-fn fatal(frame: &TrapFrame) -> ! {
+pub fn fatal(frame: &TrapFrame) -> ! {
     // SAFETY: this path never returns to whatever held the console.
     unsafe { crate::console::force_unlock() };
     crate::println!("{}", FaultReport(frame));

@@ -238,6 +238,12 @@ impl AddressSpace {
         Ok(VirtAddr::new(phys))
     }
 
+    /// Physical address of the top-level table (PML4): the guests' address
+    /// spaces share its entries (`vm::space`).
+    pub fn root(&self) -> u64 {
+        self.root.start_address().as_u64()
+    }
+
     /// Whether `addr` is mapped, and with which flags.
     pub fn flags_of(&self, addr: u64) -> Option<Flags> {
         match self.tables.translate(VirtAddr::new(addr)) {

@@ -341,13 +341,13 @@ pub fn run(platform: &mut Platform, mib: u32) -> ! {
     let (role, outcome) = match (config.peer, config.listen) {
         (Some(peer), _) => (
             "send",
-            net.connect(peer, CONNECT_TIMEOUT_MS)
+            net.connect(peer, CONNECT_TIMEOUT_MS, &mut || {})
                 .map_err(BenchError::Connect)
                 .and_then(|()| send(net, bytes)),
         ),
         (None, Some(port)) => (
             "receive",
-            net.accept(port, ACCEPT_TIMEOUT_MS)
+            net.accept(port, ACCEPT_TIMEOUT_MS, &mut || {})
                 .map_err(BenchError::Connect)
                 .and_then(|_| receive(net, bytes)),
         ),
@@ -369,7 +369,7 @@ pub fn run(platform: &mut Platform, mib: u32) -> ! {
                     ),
                 }
             }
-            let closed = net.close(CLOSE_TIMEOUT_MS);
+            let closed = net.close(CLOSE_TIMEOUT_MS, &mut || {});
             let counters = net.counters();
             defmt::info!(
                 "net: {=u64} frames received, {=u64} sent, {=u64} dropped on receive, {=u64} on send",

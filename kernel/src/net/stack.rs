@@ -264,8 +264,14 @@ impl Net {
     }
 
     /// Connects to `peer`, retrying while it refuses or does not answer
-    /// (it may still be booting), for up to `timeout_ms`.
-    pub fn connect(&mut self, peer: SocketAddrV4, timeout_ms: u64) -> Result<(), ConnectError> {
+    /// (it may still be booting), for up to `timeout_ms`. `meanwhile` runs
+    /// between polls: the caller's guests must not stop while it waits.
+    pub fn connect(
+        &mut self,
+        peer: SocketAddrV4,
+        timeout_ms: u64,
+        meanwhile: &mut dyn FnMut(),
+    ) -> Result<(), ConnectError> {
         self.start_fresh()?;
         let start = time::micros_since_boot();
         let mut attempts = 0u32;
@@ -305,11 +311,18 @@ impl Net {
                 });
             }
             self.poll();
+            meanwhile();
         }
     }
 
     /// Waits up to `timeout_ms` for one connection on `port`; the peer.
-    pub fn accept(&mut self, port: u16, timeout_ms: u64) -> Result<IpEndpoint, ConnectError> {
+    /// `meanwhile` runs between polls (see [`Net::connect`]).
+    pub fn accept(
+        &mut self,
+        port: u16,
+        timeout_ms: u64,
+        meanwhile: &mut dyn FnMut(),
+    ) -> Result<IpEndpoint, ConnectError> {
         self.start_fresh()?;
         self.socket_mut()
             .listen(port)
@@ -317,6 +330,7 @@ impl Net {
         let start = time::micros_since_boot();
         loop {
             self.poll();
+            meanwhile();
             let socket = self.socket();
             if socket.state() == State::Established {
                 let peer = socket.remote_endpoint();
@@ -419,13 +433,19 @@ impl Net {
     /// Closes this side (FIN after everything queued) and waits up to
     /// `timeout_ms` for the stream to end in order: everything this side
     /// sent, its FIN included, acknowledged, and the peer's FIN received.
-    pub fn close(&mut self, timeout_ms: u64) -> Result<(), CloseError> {
+    /// `meanwhile` runs between polls (see [`Net::connect`]).
+    pub fn close(
+        &mut self,
+        timeout_ms: u64,
+        meanwhile: &mut dyn FnMut(),
+    ) -> Result<(), CloseError> {
         self.history.closed_by_us = true;
         self.socket_mut().close();
         let start = time::micros_since_boot();
         let mut last = self.socket().state();
         loop {
             self.poll();
+            meanwhile();
             let state = self.socket().state();
             match (last, state) {
                 // Both FINs are through (TIME-WAIT), or the peer closed

@@ -31,7 +31,8 @@ use crate::platform::Platform;
 use crate::println;
 use crate::vgpus::GUEST_MEMORY_FIRST_PAGE;
 
-/// How long the destination waits for each source to connect.
+/// How long the destination waits for each source to connect, unless
+/// `connect_ms=` says.
 const ACCEPT_MS: u64 = 10 * CONNECT_MS;
 
 pub fn run(p: &mut Platform) -> ! {
@@ -55,7 +56,9 @@ pub fn run(p: &mut Platform) -> ! {
     defmt::info!("guests running");
     let mut completed = 0u32;
     for n in 0..roles.migrations {
-        if let Err(e) = net.accept(port, ACCEPT_MS) {
+        // This monitor's own guest runs on while no source is there.
+        let wait_ms = roles.connect_ms.map_or(ACCEPT_MS, u64::from);
+        if let Err(e) = net.accept(port, wait_ms, &mut || step_due(p, &mut guests, None)) {
             println!("error: no source connected on port {port}: {e}");
             report_failed(&e, true);
             break;
@@ -80,7 +83,7 @@ pub fn run(p: &mut Platform) -> ! {
                 completed += 1;
             }
         }
-        if let Err(e) = net.close(5_000) {
+        if let Err(e) = net.close(5_000, &mut || step_due(p, &mut guests, None)) {
             defmt::warn!(
                 "closing the migration connection: {}",
                 defmt::Display2Format(&e)

@@ -36,7 +36,9 @@ const VGPU_TYPE: VgpuType = VgpuType::Small;
 const SIDE_GUEST_MIB: u32 = 8;
 /// Frame period of every guest: 60 frames a second.
 const FRAME_US: u64 = 16_667;
-/// How long either side waits for the other to connect.
+/// How long the source tries to reach the destination, unless
+/// `connect_ms=` says (the destination waits ten times as long by default:
+/// it starts first, and between migrations the source boots a guest).
 const CONNECT_MS: u64 = 60_000;
 /// Longest wait of the migration state machines for the peer.
 const TIMEOUT_NS: u64 = 10_000_000_000;

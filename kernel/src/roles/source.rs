@@ -7,7 +7,8 @@
 //! scanner's write targets reported after every frame; at the stop its
 //! vGPU's device state and the guest's own state are saved; the source
 //! keeps the stopped guest until the destination's resumed arrives, then
-//! frees it. A migration that fails before the commit resumes guest 0
+//! frees it. A migration that fails before the commit, or that the
+//! destination rejects after it (it then never resumes), resumes guest 0
 //! here; one that cannot be confirmed after the commit keeps it stopped,
 //! neither resumed nor freed, and says so.
 
@@ -32,14 +33,23 @@ use crate::net::Net;
 use crate::platform::Platform;
 use crate::println;
 
+/// How long a source whose wait for the resumed timed out listens on for
+/// a late answer before it reports the handover unconfirmed. The
+/// destination's wait for the commit began when it sent ready, before the
+/// commit went out here, so its deadline is at about ours and its reject
+/// (it gave up: the guest is this side's) arrives just after it; a late
+/// resumed completes the migration.
+const LATE_ANSWER_US: u64 = 3_000_000;
+
 /// How one migration ended.
 enum Ended {
     /// The destination resumed the guest; the source freed it.
     Completed,
-    /// Not committed: the guest runs on here.
+    /// Not committed, or the destination rejected after the commit (it
+    /// never resumes): the guest runs on here.
     Failed(&'static str),
-    /// Committed, not confirmed: the guest stays stopped here.
-    Unconfirmed,
+    /// Committed, not confirmed (why): the guest stays stopped here.
+    Unconfirmed(SourceError),
 }
 
 /// Figures of one migration for its report line.
@@ -135,25 +145,32 @@ pub fn run(p: &mut Platform) -> ! {
                     step
                 )
             }
-            Ended::Unconfirmed => {
+            Ended::Unconfirmed(_) => {
                 held = true;
                 break;
             }
         }
-        if let Err(e) = net.close(5_000) {
+        if let Err(e) = net.close(5_000, &mut || step_due(p, &mut guests, None)) {
             defmt::warn!(
                 "closing the migration connection: {}",
                 defmt::Display2Format(&e)
             );
         }
     }
-    // The other guests run on for a while after the last migration.
-    let until = guests.iter().map(|g| g.workload.frame()).max().unwrap_or(0)
-        + u64::from(roles.frames_after);
-    while guests
+    // Every guest here runs `frames_after` more frames after the last
+    // migration (each from its own count: one that stood still while a
+    // migration failed does not have to catch up with the others).
+    let until: Vec<(u8, u64)> = guests
         .iter()
-        .any(|g| g.workload.frame() < until && !(held && g.id == 0))
-    {
+        .map(|g| (g.id, g.workload.frame() + u64::from(roles.frames_after)))
+        .collect();
+    let behind = |g: &Hosted| {
+        !(held && g.id == 0)
+            && until
+                .iter()
+                .any(|&(id, end)| id == g.id && g.workload.frame() < end)
+    };
+    while guests.iter().any(behind) {
         step_due(p, &mut guests, held.then_some(0));
     }
     for g in &guests {
@@ -203,20 +220,28 @@ fn migrate_once(
     let Some(key) = opts.migrate_key else {
         return Ended::Failed("no key");
     };
-    let start_us = crate::time::micros_since_boot();
-    if let Err(e) = net.connect(peer, CONNECT_MS) {
+    let mut start_us = crate::time::micros_since_boot();
+    let connect_ms = opts.roles.connect_ms.map_or(CONNECT_MS, u64::from);
+    // The guests run on while the destination is not there yet.
+    if let Err(e) = net.connect(peer, connect_ms, &mut || step_due(p, guests, None)) {
         println!("migration: cannot reach the destination {peer}: {e}; guest 0 runs on here");
         report_unstarted(policy, nic, &e);
         return Ended::Failed("connect");
     }
     if first && opts.roles.raw_tcp_mib > 0 {
+        let bench_start = crate::time::micros_since_boot();
         match crate::net::bench::send(net, u64::from(opts.roles.raw_tcp_mib) << 20) {
-            Ok(r) => defmt::info!(
-                "report raw_tcp bytes={=u64} micros={=u64} mbps={=f32}",
-                r.bytes,
-                r.micros,
-                r.mbps()
-            ),
+            Ok(r) => {
+                defmt::info!(
+                    "report raw_tcp bytes={=u64} micros={=u64} mbps={=f32}",
+                    r.bytes,
+                    r.micros,
+                    r.mbps()
+                );
+                // The migration's own time leaves the measurement out (its
+                // set-up still counts the connection).
+                start_us += crate::time::micros_since_boot() - bench_start;
+            }
             Err(e) => {
                 println!("migration: raw TCP transfer failed: {e}");
                 report_unstarted(policy, nic, &e);
@@ -259,7 +284,18 @@ fn migrate_once(
         f.digest
     );
     if let Some(e) = failure {
-        defmt::info!("migration failure: {}", defmt::Display2Format(&e));
+        // After the commit, the error only says why the confirmation
+        // never came; the report says what that means for the guest.
+        let unconfirmed = if f.status == "unconfirmed" {
+            "committed, but the destination's resumed never came (guest 0 is held stopped here): "
+        } else {
+            ""
+        };
+        defmt::info!(
+            "migration failure: {=str}{}",
+            unconfirmed,
+            defmt::Display2Format(&e)
+        );
         println!("migration with {} {}: {e}", f.policy.name(), f.status);
     } else {
         println!(
@@ -336,6 +372,10 @@ fn stream(
     let mut pacer = Pacer::new();
     let mut last_progress = 0u64;
     let mut last_status: Option<SourceStatus> = None;
+    // `Err` from the source means the guest is intact here and must run
+    // on, even after the commit (an authentic reject); only `Unconfirmed`
+    // keeps it stopped.
+    let mut late_answer_until: Option<u64> = None;
     let outcome: Result<Ended, SourceError> = loop {
         // The guests' turn: guest 0 (paced by the convergence throttle's
         // share) until it stops, and the others.
@@ -420,7 +460,13 @@ fn stream(
                 stopped_us = Some(now_us);
             }
             Ok(SourceStatus::Completed) => break Ok(Ended::Completed),
-            Ok(SourceStatus::Unconfirmed(e)) => break Err(e),
+            Ok(SourceStatus::Unconfirmed(e)) => {
+                // Only a wait that timed out can still be answered.
+                let until = *late_answer_until.get_or_insert(now_us + LATE_ANSWER_US);
+                if !matches!(e, SourceError::Timeout(_)) || now_us >= until {
+                    break Ok(Ended::Unconfirmed(e));
+                }
+            }
             Ok(_) => {}
             Err(e) => break Err(e),
         }
@@ -433,7 +479,6 @@ fn stream(
     figures.total_us = end_us - start_us;
     figures.setup_us = setup_us.unwrap_or(figures.total_us);
     figures.downtime_us = stopped_us.map_or(0, |s| end_us - s);
-    let committed = source.committed();
     progress(&source, policy, pages, end_us - start_us);
     drop(source);
     match outcome {
@@ -452,12 +497,12 @@ fn stream(
             }
             (Ended::Completed, figures, None)
         }
-        Err(e) if committed => {
+        Ok(Ended::Unconfirmed(e)) => {
             figures.status = "unconfirmed";
             println!(
                 "migration: committed but not confirmed ({e}); guest 0 is kept stopped here, not resumed and not freed"
             );
-            (Ended::Unconfirmed, figures, Some(e))
+            (Ended::Unconfirmed(e), figures, Some(e))
         }
         Err(e) => {
             resume(&mut guests[0]);

@@ -1,0 +1,895 @@
+//! One ring-3 guest: its address space over its vGPU's RAM, its CPU state,
+//! and the loop that runs it for a slice, emulating its BAR0 accesses and
+//! serving its system calls until something ends the slice.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::fmt;
+
+use gpu::addr::GuestPage;
+use gpu::backend::PhysMem;
+use gpu::partition::VgpuId;
+use gpu::vgpu::{AccessSize, FrameRuns, GuestMemoryMap, MmioEffect, VgpuError};
+use guest::abi::{
+    self, BootBlock, Image, Program, BAR0_SIZE, BAR0_VA, BOOT_BLOCK_INDEX, BOOT_BLOCK_VA,
+    DRIVER_INDEX, IMAGE_INDEX, IMAGE_PAGES, MIN_RAM_PAGES, PAGE, RAM_FIRST_PAGE, STACK_INDEX,
+    STACK_PAGES, STACK_TOP_VA,
+};
+use x86_64::registers::control::{Cr2, Cr3, Cr3Flags};
+use x86_64::structures::paging::PhysFrame;
+use x86_64::PhysAddr;
+
+use super::cpu::{CpuState, CpuStateError, SAVED_BYTES, USER_FLAGS};
+use super::decode::{self, DecodeError, Op, Width};
+use super::image::{self, ImageError};
+use super::space::{Perm, SpaceError, UserSpace};
+use super::Runtime;
+use crate::arch::apic;
+use crate::arch::cpu::rdtsc;
+use crate::arch::idt;
+use crate::arch::ring3;
+use crate::guests::WriteLog;
+use crate::mem::FrameAllocator;
+use crate::vgpus::VgpuManager;
+
+const PAGE_FAULT: u64 = 14;
+// The image window, the guard page and the stack do not overlap.
+const _: () = assert!(IMAGE_INDEX + IMAGE_PAGES < STACK_INDEX);
+/// #PF error code bits (SDM vol. 3A, 4.7).
+const PF_PRESENT: u64 = 1 << 0;
+const PF_WRITE: u64 = 1 << 1;
+const PF_RESERVED: u64 = 1 << 3;
+const PF_FETCH: u64 = 1 << 4;
+
+/// Who is to blame for a guest's end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blame {
+    /// The guest did something it may not.
+    Guest,
+    /// The monitor failed it (a bug or a shortage).
+    Monitor,
+}
+
+/// A BAR0 access the monitor did not carry out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MmioFault {
+    /// The instruction bytes at RIP are not readable code of the guest.
+    Unreadable,
+    /// The instruction is not one the monitor emulates.
+    Decode(DecodeError),
+    /// The vGPU refused it (or the monitor failed inside it).
+    Vgpu(VgpuError),
+    /// The guest's vGPU is gone (a monitor bug).
+    NoVgpu,
+}
+
+/// A system call the monitor refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyscallFault {
+    /// No such call.
+    Unknown,
+    /// A buffer that is not readable memory of the guest.
+    BadBuffer {
+        /// Its address.
+        address: u64,
+        /// Its length.
+        len: u64,
+    },
+    /// An argument out of range.
+    BadArgument {
+        /// Which (0: RDI, 1: RSI, 2: RDX).
+        index: u8,
+        /// Its value.
+        value: u64,
+    },
+}
+
+/// Why a guest was killed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kill {
+    /// A CPU exception in ring 3.
+    Exception {
+        /// Vector.
+        vector: u64,
+        /// Error code (0 for vectors without one).
+        error_code: u64,
+        /// Where.
+        rip: u64,
+        /// The faulting address of a page fault.
+        address: Option<u64>,
+        /// The vGPU whose guest RAM that address is (in the monitor's
+        /// mapping, which ring 3 cannot use), if it is any vGPU's.
+        owner: Option<VgpuId>,
+    },
+    /// A BAR0 access that was refused.
+    Mmio {
+        /// Where.
+        rip: u64,
+        /// BAR0 offset.
+        offset: u64,
+        /// A store, not a load.
+        write: bool,
+        /// Why.
+        fault: MmioFault,
+    },
+    /// A refused system call.
+    Syscall {
+        /// Where (after the `int 0x80`).
+        rip: u64,
+        /// Its number.
+        number: u64,
+        /// Why.
+        fault: SyscallFault,
+    },
+    /// The monitor stopped it (`reason`).
+    Stopped {
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+impl Kill {
+    /// Who is to blame; nobody when the monitor stopped a guest that did
+    /// nothing wrong.
+    pub fn blame(&self) -> Option<Blame> {
+        match self {
+            Kill::Mmio {
+                fault: MmioFault::NoVgpu | MmioFault::Vgpu(VgpuError::Monitor(_)),
+                ..
+            } => Some(Blame::Monitor),
+            Kill::Stopped { .. } => None,
+            _ => Some(Blame::Guest),
+        }
+    }
+
+    /// The exception vector, where there is one.
+    pub fn vector(&self) -> Option<u64> {
+        match self {
+            Kill::Exception { vector, .. } => Some(*vector),
+            _ => None,
+        }
+    }
+}
+
+/// What a page-fault error code and address say, in words.
+fn page_fault_words(error: u64, address: u64) -> (&'static str, &'static str) {
+    let access = if error & PF_FETCH != 0 {
+        "instruction fetch"
+    } else if error & PF_WRITE != 0 {
+        "write"
+    } else {
+        "read"
+    };
+    let what = if error & PF_RESERVED != 0 {
+        "a page table entry with reserved bits (monitor bug)"
+    } else if (BAR0_VA..BAR0_VA + BAR0_SIZE).contains(&address) {
+        "its virtual BAR0 (which is not code)"
+    } else if (abi::USER_BASE..abi::USER_BASE + abi::USER_SLOT_SIZE).contains(&address) {
+        if error & PF_PRESENT != 0 {
+            "its own page, which does not allow this access"
+        } else {
+            "an address of its slot with nothing mapped (not its RAM, not its BAR0)"
+        }
+    } else if error & PF_PRESENT != 0 {
+        "a supervisor-only page: the monitor's memory"
+    } else {
+        "an address outside its address space, not mapped at all"
+    };
+    (access, what)
+}
+
+impl fmt::Display for Kill {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Kill::Exception {
+                vector,
+                error_code,
+                rip,
+                address,
+                owner,
+            } => {
+                write!(
+                    f,
+                    "vector {vector} {} at RIP={rip:#x}",
+                    idt::vector_name(vector)
+                )?;
+                match (address, owner) {
+                    (Some(a), Some(vgpu)) => {
+                        let (access, _) = page_fault_words(error_code, a);
+                        write!(
+                            f,
+                            ": {access} of {a:#x}, the RAM of {vgpu}'s guest (mapped for the monitor only)"
+                        )
+                    }
+                    (Some(a), None) => {
+                        let (access, what) = page_fault_words(error_code, a);
+                        write!(f, ": {access} of {a:#x}, {what}")
+                    }
+                    (None, _) if error_code != 0 => write!(f, " (error code {error_code:#x})"),
+                    (None, _) => Ok(()),
+                }
+            }
+            Kill::Mmio {
+                rip,
+                offset,
+                write,
+                fault,
+            } => {
+                let access = if write { "write" } else { "read" };
+                write!(
+                    f,
+                    "BAR0 {access} at BAR0+{offset:#x} (RIP={rip:#x}) refused: "
+                )?;
+                match fault {
+                    MmioFault::Unreadable => f.write_str("the instruction is not readable code"),
+                    MmioFault::Decode(e) => write!(f, "{e}"),
+                    MmioFault::Vgpu(e) => write!(f, "{e}"),
+                    MmioFault::NoVgpu => f.write_str("the guest's vGPU is gone (monitor bug)"),
+                }
+            }
+            Kill::Syscall { rip, number, fault } => {
+                write!(f, "system call {number} at RIP={rip:#x} refused: ")?;
+                match fault {
+                    SyscallFault::Unknown => f.write_str("no such call"),
+                    SyscallFault::BadBuffer { address, len } => write!(
+                        f,
+                        "{len} bytes at {address:#x} are not memory the guest may read"
+                    ),
+                    SyscallFault::BadArgument { index, value } => {
+                        write!(f, "argument {index} = {value:#x} is out of range")
+                    }
+                }
+            }
+            Kill::Stopped { reason } => write!(f, "by the monitor: {reason}"),
+        }
+    }
+}
+
+/// Where a guest is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunState {
+    /// Ready to run.
+    Runnable,
+    /// Blocked in `wait` until its vGPU is idle.
+    Waiting,
+    /// Ended with an exit code.
+    Exited(u64),
+    /// Killed.
+    Killed(Kill),
+}
+
+impl RunState {
+    /// Whether it has ended.
+    pub fn ended(&self) -> bool {
+        matches!(self, RunState::Exited(_) | RunState::Killed(_))
+    }
+    /// One word for reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RunState::Runnable => "runnable",
+            RunState::Waiting => "waiting",
+            RunState::Exited(0) => "exited",
+            RunState::Exited(_) => "failed",
+            RunState::Killed(_) => "killed",
+        }
+    }
+}
+
+/// How a slice ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SliceEnd {
+    /// The timer took the CPU back.
+    Preempted,
+    /// The guest yielded.
+    Yielded,
+    /// The guest waits for its vGPU.
+    Waiting,
+    /// It exited with a code.
+    Exited(u64),
+    /// It was killed.
+    Killed(Kill),
+}
+
+/// Counters of one guest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Trapped BAR0 loads and stores emulated.
+    pub mmio_exits: u64,
+    /// Of which stores.
+    pub mmio_writes: u64,
+    /// System calls served.
+    pub syscalls: u64,
+    /// Slices the timer ended.
+    pub preemptions: u64,
+    /// Slices run.
+    pub slices: u64,
+    /// TSC cycles on the CPU (its slices, monitor work in them included).
+    pub cpu_cycles: u64,
+    /// TSC cycles the monitor spent emulating BAR0 accesses (from the
+    /// exit to the next entry).
+    pub mmio_cycles: u64,
+    /// TSC cycles the monitor spent serving system calls.
+    pub syscall_cycles: u64,
+    /// Frames the guest reported.
+    pub frames: u64,
+    /// The probe's timings: (total cycles, count) per [`abi::Measure`].
+    pub measures: [Option<(u64, u64)>; 3],
+}
+
+/// Frames a guest reported: the last, and (up to a bound) each checksum,
+/// so that a test can compare two runs frame by frame.
+#[derive(Clone, Debug, Default)]
+pub struct FrameLog {
+    /// The last frame's number and checksum.
+    pub last: Option<(u64, u64)>,
+    /// (frame, checksum) in the order reported, the first [`FRAME_LOG`].
+    pub all: Vec<(u64, u64)>,
+}
+
+/// Frames [`FrameLog::all`] keeps.
+pub const FRAME_LOG: usize = 1024;
+
+/// Why a guest could not be made (the monitor's side: wrong setup, a bad
+/// embedded image, no memory).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreateError {
+    /// The vGPU index names no vGPU.
+    NoVgpu,
+    /// Its RAM is not one run of pages from `RAM_FIRST_PAGE` of at least
+    /// `MIN_RAM_PAGES`.
+    BadRam {
+        /// Pages it has.
+        pages: u64,
+    },
+    /// The image does not load.
+    Image(ImageError),
+    /// The page tables could not be built.
+    Space(SpaceError),
+    /// Guest RAM could not be written.
+    Memory,
+    /// A restored CPU state is not valid.
+    Cpu(CpuStateError),
+}
+
+impl fmt::Display for CreateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CreateError::NoVgpu => f.write_str("no such vGPU"),
+            CreateError::BadRam { pages } => write!(
+                f,
+                "the vGPU's RAM ({pages} pages) is not one run from page {RAM_FIRST_PAGE:#x} of at least {MIN_RAM_PAGES} pages"
+            ),
+            CreateError::Image(e) => write!(f, "guest image: {e}"),
+            CreateError::Space(e) => write!(f, "guest page tables: {e}"),
+            CreateError::Memory => f.write_str("guest RAM is not GPU memory (monitor bug)"),
+            CreateError::Cpu(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// A ring-3 guest.
+#[derive(Debug)]
+pub struct Guest {
+    /// Its number in reports.
+    pub id: u32,
+    /// What it runs.
+    pub program: Program,
+    /// Its vGPU (by partition: manager indices move when vGPUs go).
+    pub vgpu: VgpuId,
+    ram_pages: u64,
+    pub(super) space: UserSpace,
+    pub(super) cpu: Box<CpuState>,
+    pub(super) state: RunState,
+    /// Counters.
+    pub stats: Stats,
+    /// Frames it reported.
+    pub frames: FrameLog,
+    /// Write sets of its dispatched submissions (the scanner's write
+    /// targets), for the migration: taken from the gate after each poll
+    /// of the GPU ([`Guest::collect_writes`]).
+    pub writes: WriteLog,
+    /// Its vGPU's stop was logged.
+    stop_logged: bool,
+}
+
+/// Where a guest's GPU work stands (after a poll).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VgpuProgress {
+    /// Nothing queued or running: every submission it made has ended.
+    Idle,
+    /// Work queued or on an engine.
+    Busy,
+    /// The vGPU stopped (a rejected submission, a guest fault on the
+    /// write path, a GPU fault); its queue was dropped.
+    Failed,
+}
+
+/// What the loop does after an exit.
+pub(super) enum Next {
+    /// Resume the guest.
+    Resume,
+    /// End the slice.
+    End(SliceEnd),
+}
+
+/// RAM pages of vGPU `hosted.memory`, if they are one run from
+/// `RAM_FIRST_PAGE`.
+fn ram_pages(memory: &FrameRuns<4>) -> Result<u64, CreateError> {
+    let runs = memory.runs();
+    let pages = runs.iter().map(|r| r.count).sum();
+    match runs {
+        [run] if run.first_page.number() == RAM_FIRST_PAGE && pages >= MIN_RAM_PAGES => Ok(pages),
+        _ => Err(CreateError::BadRam { pages }),
+    }
+}
+
+fn frame_of(memory: &FrameRuns<4>, index: u64) -> Result<u64, CreateError> {
+    let page = GuestPage::new(RAM_FIRST_PAGE + index).map_err(|_| CreateError::Memory)?;
+    memory
+        .frame_of(page)
+        .map(|f| f.start().raw())
+        .ok_or(CreateError::Memory)
+}
+
+impl Guest {
+    /// A new guest on vGPU `index` of `m` (whose RAM it runs in): the
+    /// program's image loaded into RAM, the boot block written, page
+    /// tables built, registers at the image's entry point.
+    pub fn create(
+        rt: &Runtime,
+        frames: &mut FrameAllocator,
+        m: &mut VgpuManager,
+        index: usize,
+        id: u32,
+        program: Program,
+    ) -> Result<Guest, CreateError> {
+        let hosted = m.vgpus.get(index).ok_or(CreateError::NoVgpu)?;
+        let ram = ram_pages(&hosted.memory)?;
+        let file = image::elf(program.image());
+        let loaded = image::parse(file).map_err(CreateError::Image)?;
+        let boot = BootBlock {
+            guest: id,
+            ram_pages: ram,
+            program,
+        };
+        let memory = hosted.memory.clone();
+        let ram_write = |m: &mut VgpuManager, va: u64, data: &[u8]| {
+            let index = (va - abi::ram_index_va(0)) / PAGE;
+            let at = frame_of(&memory, index)? + va % PAGE;
+            let at = gpu::addr::PhysAddr::new(at).map_err(|_| CreateError::Memory)?;
+            m.device
+                .memory_mut()
+                .write(at, data)
+                .map_err(|_| CreateError::Memory)
+        };
+        ram_write(m, BOOT_BLOCK_VA, &boot.to_bytes())?;
+        for segment in loaded.segments() {
+            // Page by page: the frames behind consecutive pages are the
+            // vGPU's run, but write through the one checked path anyway.
+            let bytes = &file[segment.file_offset as usize..][..segment.file_size as usize];
+            let mut done = 0u64;
+            while done < segment.file_size {
+                let va = segment.vaddr + done;
+                let n = (PAGE - va % PAGE).min(segment.file_size - done);
+                ram_write(m, va, &bytes[done as usize..(done + n) as usize])?;
+                done += n;
+            }
+        }
+        let cpu = CpuState::initial(loaded.entry, STACK_TOP_VA, BOOT_BLOCK_VA);
+        Self::build(rt, frames, m, index, id, program, &loaded, cpu)
+    }
+
+    /// A guest on vGPU `index` whose RAM already holds a guest of
+    /// `program` (moved there by a migration), resumed from its saved CPU
+    /// state `cpu` ([`Guest::save_cpu`]).
+    pub fn attach(
+        rt: &Runtime,
+        frames: &mut FrameAllocator,
+        m: &mut VgpuManager,
+        index: usize,
+        id: u32,
+        program: Program,
+        cpu: &[u8],
+    ) -> Result<Guest, CreateError> {
+        let loaded = image::parse(image::elf(program.image())).map_err(CreateError::Image)?;
+        let mut guest = Self::build(
+            rt,
+            frames,
+            m,
+            index,
+            id,
+            program,
+            &loaded,
+            CpuState::initial(loaded.entry, STACK_TOP_VA, BOOT_BLOCK_VA),
+        )?;
+        match guest.restore_cpu(cpu) {
+            Ok(()) => Ok(guest),
+            Err(e) => {
+                guest.destroy(frames);
+                Err(CreateError::Cpu(e))
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)] // reason: the two constructors' common part
+    fn build(
+        rt: &Runtime,
+        frames: &mut FrameAllocator,
+        m: &mut VgpuManager,
+        index: usize,
+        id: u32,
+        program: Program,
+        loaded: &image::Loaded,
+        cpu: CpuState,
+    ) -> Result<Guest, CreateError> {
+        let hosted = m.vgpus.get(index).ok_or(CreateError::NoVgpu)?;
+        let ram = ram_pages(&hosted.memory)?;
+        let mut space = UserSpace::new(frames, rt.monitor_root).map_err(CreateError::Space)?;
+        let mut map = |space: &mut UserSpace, index: u64, perm: Perm| {
+            let phys = frame_of(&hosted.memory, index)?;
+            space
+                .map(frames, abi::ram_index_va(index), phys, perm)
+                .map_err(CreateError::Space)
+        };
+        let built = (|| {
+            map(&mut space, BOOT_BLOCK_INDEX, Perm::Read)?;
+            for (i, perm) in loaded.pages.iter().enumerate() {
+                if let Some(perm) = *perm {
+                    map(&mut space, IMAGE_INDEX + i as u64, perm)?;
+                }
+            }
+            for i in STACK_INDEX..STACK_INDEX + STACK_PAGES {
+                map(&mut space, i, Perm::ReadWrite)?;
+            }
+            for i in DRIVER_INDEX..ram {
+                map(&mut space, i, Perm::ReadWrite)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = built {
+            space.free(frames);
+            return Err(e);
+        }
+        Ok(Guest {
+            id,
+            program,
+            vgpu: hosted.partition.id(),
+            ram_pages: ram,
+            space,
+            cpu: Box::new(cpu),
+            state: RunState::Runnable,
+            stats: Stats::default(),
+            frames: FrameLog::default(),
+            writes: WriteLog::default(),
+            stop_logged: false,
+        })
+    }
+
+    /// Where it is.
+    pub fn state(&self) -> RunState {
+        self.state
+    }
+    /// RAM pages, from `RAM_FIRST_PAGE`.
+    pub fn ram_pages(&self) -> u64 {
+        self.ram_pages
+    }
+    /// The image it runs.
+    pub fn image(&self) -> Image {
+        self.program.image()
+    }
+
+    /// Its CPU state in the saved form (`vm::cpu`): with its RAM, all
+    /// there is of it. Only between slices (it is not running then).
+    pub fn save_cpu(&self) -> [u8; SAVED_BYTES] {
+        self.cpu.save(self.image())
+    }
+
+    /// Replaces its CPU state with a saved one (of a guest of the same
+    /// image) and makes it runnable: it goes on from there.
+    pub fn restore_cpu(&mut self, saved: &[u8]) -> Result<(), CpuStateError> {
+        *self.cpu = CpuState::restore(saved, self.image())?;
+        self.state = RunState::Runnable;
+        Ok(())
+    }
+
+    /// Calls `f` with every RAM page the guest's CPU wrote since the last
+    /// call (PTE dirty bits, cleared; `vm::space`), returns how many.
+    pub fn take_dirty(&mut self, mut f: impl FnMut(GuestPage)) -> u64 {
+        self.space.take_dirty(|va| {
+            if let Ok(page) = GuestPage::new((va - abi::USER_BASE) / PAGE) {
+                f(page);
+            }
+        })
+    }
+
+    /// Forgets the dirty bits: every page counts as clean from now on.
+    pub fn clear_dirty(&mut self) {
+        self.take_dirty(|_| {});
+    }
+
+    /// The page-table view of a RAM page (accessed, dirty), for tests.
+    pub fn page_bits(&self, page: GuestPage) -> Option<(bool, bool)> {
+        self.space.accessed_dirty(abi::ram_va(page.number()))
+    }
+
+    /// Stops the guest for good (it is not running: one CPU).
+    pub fn kill(&mut self, kill: Kill) {
+        if !self.state.ended() {
+            self.state = RunState::Killed(kill);
+            report_kill(self.id, self.program.name(), &kill);
+        }
+    }
+
+    /// Where its GPU work stands, as of the last poll (`None`: its vGPU
+    /// is gone, a monitor bug). A stop is logged once, with its reason.
+    pub fn vgpu_progress(&mut self, m: &VgpuManager) -> Option<VgpuProgress> {
+        let hosted = m.vgpus.iter().find(|h| h.partition.id() == self.vgpu)?;
+        if let gpu::vgpu::VgpuState::Failed(reason) = hosted.vgpu.state() {
+            if !self.stop_logged {
+                self.stop_logged = true;
+                crate::println!(
+                    "gmig-rs: guest {} ({}): its vGPU stopped: {reason}",
+                    self.id,
+                    self.program.name()
+                );
+                defmt::warn!(
+                    "guest {=u32} ({=str}): its vGPU stopped: {}",
+                    self.id,
+                    self.program.name(),
+                    defmt::Display2Format(&reason)
+                );
+            }
+            // What still runs of it ends by itself; nothing of it waits.
+            return Some(VgpuProgress::Failed);
+        }
+        Some(if hosted.vgpu.is_idle() {
+            VgpuProgress::Idle
+        } else {
+            VgpuProgress::Busy
+        })
+    }
+
+    /// Takes the write sets of its submissions dispatched since the last
+    /// call from the gate (call after each poll of the GPU).
+    pub fn collect_writes(&mut self, m: &mut VgpuManager) {
+        if let Some(index) = m.vgpus.iter().position(|h| h.partition.id() == self.vgpu) {
+            m.collect_writes(index, &mut self.writes);
+        }
+    }
+
+    /// Wakes a waiting guest whose GPU work has ended (or whose vGPU
+    /// stopped: its `wait` then says so), as of the last poll of the GPU
+    /// (the caller's, [`super::Scheduler::step`]).
+    pub fn wake_if_ready(&mut self, m: &VgpuManager) {
+        if self.state != RunState::Waiting {
+            return;
+        }
+        match self.vgpu_progress(m) {
+            Some(VgpuProgress::Busy) => {}
+            Some(VgpuProgress::Idle | VgpuProgress::Failed) => self.state = RunState::Runnable,
+            None => self.kill(Kill::Mmio {
+                rip: self.cpu.frame.rip,
+                offset: 0,
+                write: false,
+                fault: MmioFault::NoVgpu,
+            }),
+        }
+    }
+
+    /// Frees its page tables (its RAM is its vGPU's, freed with it).
+    pub fn destroy(self, frames: &mut FrameAllocator) {
+        self.space.free(frames);
+    }
+
+    /// Runs the guest for up to `budget` TSC cycles; BAR0 accesses and
+    /// system calls that resume it are handled inside the slice.
+    pub fn run(&mut self, rt: &Runtime, m: &mut VgpuManager, budget: u64) -> SliceEnd {
+        match self.state {
+            RunState::Runnable => {}
+            RunState::Waiting => return SliceEnd::Waiting,
+            RunState::Exited(code) => return SliceEnd::Exited(code),
+            RunState::Killed(kill) => return SliceEnd::Killed(kill),
+        }
+        self.space.sync_kernel();
+        let (monitor_cr3, monitor_flags) = Cr3::read();
+        let guest_cr3 = PhysFrame::containing_address(PhysAddr::new(self.space.root()));
+        // SAFETY: the guest's tables map the monitor exactly as its own do
+        // (supervisor-only, just synced) plus the guest's slot.
+        unsafe { Cr3::write(guest_cr3, Cr3Flags::empty()) };
+        // SAFETY: the guest's FPU state came from FXSAVE or a checked
+        // restore (`CpuState::restore` checks MXCSR).
+        unsafe { ring3::fxrstor(&self.cpu.fpu) };
+        let start = rdtsc();
+        let deadline = start.saturating_add(budget);
+        rt.apic.arm(budget);
+        let end = loop {
+            let mut entry = self.cpu.frame.clone();
+            entry.cs = u64::from(rt.user_code);
+            entry.ss = u64::from(rt.user_data);
+            entry.rflags = (entry.rflags & USER_FLAGS) | super::cpu::IF | 2;
+            // SAFETY: CS/SS are the GDT's ring-3 selectors, RFLAGS has IF
+            // and no system bits, RIP comes from the guest's own exits (the
+            // CPU traps only at canonical RIPs; an emulated access advances
+            // it within the slot) or a checked restore; RSP is whatever
+            // the guest holds, which `iretq` does not check (a bad one
+            // faults in ring 3); the guest's page tables are loaded;
+            // interrupts are off.
+            let exit = unsafe { ring3::enter(&entry) };
+            let exited_at = rdtsc();
+            self.cpu.frame = exit;
+            let vector = self.cpu.frame.vector;
+            let next = match vector {
+                v if v == u64::from(apic::TIMER_VECTOR) => {
+                    rt.apic.eoi();
+                    let now = rdtsc();
+                    if now >= deadline {
+                        self.stats.preemptions += 1;
+                        Next::End(SliceEnd::Preempted)
+                    } else {
+                        // A tick left over from an earlier slice.
+                        rt.apic.arm(deadline - now);
+                        Next::Resume
+                    }
+                }
+                v if v == u64::from(apic::SPURIOUS_VECTOR)
+                    || (u64::from(apic::PIC_VECTORS)..u64::from(apic::PIC_VECTORS) + 16)
+                        .contains(&v) =>
+                {
+                    Next::Resume
+                }
+                PAGE_FAULT => {
+                    let address = Cr2::read_raw();
+                    let error = self.cpu.frame.error_code;
+                    let in_bar = (BAR0_VA..BAR0_VA + BAR0_SIZE).contains(&address);
+                    if in_bar && error & (PF_PRESENT | PF_RESERVED | PF_FETCH) == 0 {
+                        let next = self.mmio(m, address, error & PF_WRITE != 0);
+                        self.stats.mmio_cycles += rdtsc() - exited_at;
+                        next
+                    } else {
+                        self.exception(m, Some(address))
+                    }
+                }
+                v if v == u64::from(idt::SYSCALL_VECTOR) => {
+                    let next = self.syscall(m);
+                    self.stats.syscall_cycles += rdtsc() - exited_at;
+                    next
+                }
+                // The machine's, not the guest's: as fatal as in the monitor.
+                2 | 8 | 18 => idt::fatal(&self.cpu.frame),
+                _ => self.exception(m, None),
+            };
+            if let Next::End(end) = next {
+                break end;
+            }
+        };
+        rt.apic.stop();
+        ring3::fxsave(&mut self.cpu.fpu);
+        // SAFETY: back to the monitor's own tables.
+        unsafe { Cr3::write(monitor_cr3, monitor_flags) };
+        self.stats.slices += 1;
+        self.stats.cpu_cycles += rdtsc() - start;
+        match end {
+            SliceEnd::Waiting => self.state = RunState::Waiting,
+            SliceEnd::Exited(code) => {
+                self.state = RunState::Exited(code);
+                defmt::info!(
+                    "guest {=u32} ({=str}) exited with code {=u64}",
+                    self.id,
+                    self.program.name(),
+                    code
+                );
+            }
+            SliceEnd::Killed(kill) => self.kill(kill),
+            SliceEnd::Preempted | SliceEnd::Yielded => {}
+        }
+        end
+    }
+
+    fn exception(&mut self, m: &VgpuManager, address: Option<u64>) -> Next {
+        let t = &self.cpu.frame;
+        let owner = address.and_then(|a| {
+            m.vgpus.iter().find_map(|h| {
+                let owns = h.memory.runs().iter().any(|r| {
+                    let start = r.first_frame.start().raw();
+                    (start..start + r.count * PAGE).contains(&a)
+                });
+                owns.then(|| h.partition.id())
+            })
+        });
+        Next::End(SliceEnd::Killed(Kill::Exception {
+            vector: t.vector,
+            error_code: t.error_code,
+            rip: t.rip,
+            address,
+            owner,
+        }))
+    }
+
+    /// Emulates the access at RIP that faulted on BAR0 at `address`.
+    fn mmio(&mut self, m: &mut VgpuManager, address: u64, write: bool) -> Next {
+        let rip = self.cpu.frame.rip;
+        let offset = address - BAR0_VA;
+        let kill = |fault| {
+            Next::End(SliceEnd::Killed(Kill::Mmio {
+                rip,
+                offset,
+                write,
+                fault,
+            }))
+        };
+        let mut bytes = [0u8; decode::MAX_INSTRUCTION];
+        let mut len = 0;
+        while len < bytes.len() {
+            let at = rip.wrapping_add(len as u64);
+            let in_page = (PAGE - at % PAGE) as usize;
+            let n = in_page.min(bytes.len() - len);
+            if !self.space.executable(at) || !self.space.read_user(at, &mut bytes[len..len + n]) {
+                break;
+            }
+            len += n;
+        }
+        if len == 0 {
+            return kill(MmioFault::Unreadable);
+        }
+        let access = match decode::decode(&bytes[..len], &self.cpu.frame, address) {
+            Ok(a) => a,
+            Err(e) => return kill(MmioFault::Decode(e)),
+        };
+        let Some(hosted) = m.vgpus.iter_mut().find(|h| h.partition.id() == self.vgpu) else {
+            return kill(MmioFault::NoVgpu);
+        };
+        let size = match access.width {
+            Width::Dword => AccessSize::Dword,
+            Width::Qword => AccessSize::Qword,
+        };
+        // Below 16 MiB: fits.
+        let offset32 = offset as u32;
+        let backend = m.device.backend();
+        let result = match access.op {
+            Op::Read { dest } => hosted
+                .vgpu
+                .mmio_read(backend, &hosted.memory, offset32, size)
+                .map(|v| decode::write_register(&mut self.cpu.frame, dest, v))
+                .map(|()| MmioEffect::Done),
+            Op::Write { value } => {
+                hosted
+                    .vgpu
+                    .mmio_write(backend, &hosted.memory, offset32, size, value)
+            }
+        };
+        match result {
+            Ok(effect) => {
+                if let MmioEffect::Queued(_) = effect {
+                    // A TAIL write only queues the commands (the scanner
+                    // sees them at dispatch): start them now if their
+                    // engine is free. The guest learns how they ended from
+                    // its ring HEAD, its fences and `wait`, as on a GPU.
+                    m.poll(crate::time::nanos_since_boot());
+                    self.collect_writes(m);
+                }
+                self.stats.mmio_exits += 1;
+                self.stats.mmio_writes += u64::from(write);
+                self.cpu.frame.rip = rip.wrapping_add(access.len as u64);
+                Next::Resume
+            }
+            Err(e) => kill(MmioFault::Vgpu(e)),
+        }
+    }
+}
+
+/// The console and log line of a killed guest.
+pub(super) fn report_kill(id: u32, name: &str, kill: &Kill) {
+    let how = match kill.blame() {
+        Some(Blame::Guest) => "killed for a guest fault",
+        Some(Blame::Monitor) => "killed by a monitor failure",
+        None => "stopped",
+    };
+    crate::println!("gmig-rs: guest {id} ({name}) {how}: {kill}");
+    defmt::warn!(
+        "guest {=u32} ({=str}) {=str}: {}",
+        id,
+        name,
+        how,
+        defmt::Display2Format(kill)
+    );
+}
