@@ -38,9 +38,11 @@
 //! descriptor on that engine ([`crate::intel`]); a turn's end is a
 //! context switch at the next dispatch.
 //!
-//! The run report's line (README): `report vgpu_share id=N busy_us=B
-//! submissions=S share_permille=P`, P the vGPU's thousandths of the engine
-//! time all vGPUs used ([`Scheduler::share_permille`]).
+//! The monitor's report lines (README: `report vgpu_share ...`, the
+//! `gpu_*` fields of `report ring3_guest ...`) give each vGPU's engine
+//! time and its share, in thousandths of the engine time all vGPUs used,
+//! over all engines ([`Scheduler::share_permille`]) and per engine
+//! ([`Scheduler::engine_share_permille`]).
 
 use crate::backend::{Backend, SubmissionId};
 use crate::engine::Engine;
@@ -349,6 +351,22 @@ impl Scheduler {
         u32::try_from(own * 1000 / all).unwrap_or(1000)
     }
 
+    /// vGPU `id`'s share of the engine time every vGPU used on `engine`,
+    /// in thousandths (0 when none was used).
+    pub fn engine_share_permille(&self, id: VgpuId, engine: Engine) -> u32 {
+        let e = engine.index();
+        let all: u128 = self
+            .accounts
+            .iter()
+            .map(|a| u128::from(a.usage[e].busy_ns))
+            .sum();
+        if all == 0 {
+            return 0;
+        }
+        let own = u128::from(self.engine_usage(id, engine).busy_ns);
+        u32::try_from(own * 1000 / all).unwrap_or(1000)
+    }
+
     /// Forgets slot `id`'s accounts (a vGPU torn down, or a new one on the
     /// slot): its usage and credit start from zero.
     pub fn forget(&mut self, id: VgpuId) {
@@ -375,6 +393,9 @@ mod tests {
     /// in page 0, the render ring in page 1, data from page 2.
     const PAGES: u64 = 16;
     const DATA: u64 = 2;
+    /// First page no fill reaches (fills cover at most 8 pages from
+    /// `DATA`).
+    const FREE: u64 = 12;
 
     struct Guest {
         vgpu: Vgpu,
@@ -674,8 +695,205 @@ mod tests {
         assert_eq!(usage.submissions, 1);
         assert_eq!(usage.busy_ns, crate::sim::cost_ns(2, 8 * 4096));
         assert_eq!(w.sched.share_permille(w.id(0)), 1000);
+        assert_eq!(
+            w.sched.engine_share_permille(w.id(0), Engine::Blitter),
+            1000
+        );
+        assert_eq!(w.sched.engine_share_permille(w.id(0), Engine::Render), 0);
         w.sched.forget(w.id(0));
         assert_eq!(w.sched.usage(w.id(0)), Usage::default());
         assert_eq!(w.sched.share_permille(w.id(0)), 0);
+    }
+
+    /// A TAIL write only queues; the poll that dispatches runs nothing of
+    /// it at once, and its end (HEAD, idle, the charge) arrives in a later
+    /// poll, once the model time of its commands has passed, not before.
+    #[test]
+    fn completion_arrives_in_a_later_poll_once_its_model_time_passed() {
+        let mut w = world(1);
+        let fence = w.aperture(0) + FREE * 4096;
+        let mut cmds = fills(&w, 0, 8);
+        cmds.extend(flush_dw_imm(fence, 5));
+        let tail = w.queue(0, Engine::Blitter, &cmds);
+        let t0 = 1_000_000;
+        // The fill, the fence, the NOOP that pads the span.
+        let end = t0 + crate::sim::cost_ns(3, 8 * 4096);
+        let poll = |w: &mut World, at: u64| {
+            let r = w.sched.poll(at, &mut w.gpu, &mut *w.gate, &mut w.guests);
+            assert_eq!(r.monitor_fault, None);
+            r
+        };
+        // Queued, not started: nothing before the first poll.
+        assert_eq!(w.guests[0].vgpu.queued(Engine::Blitter), 1);
+        let r = poll(&mut w, t0);
+        assert_eq!((r.dispatched, r.ended), (1, 0));
+        assert!(w.guests[0].vgpu.in_flight(Engine::Blitter).is_some());
+        assert_eq!(w.read(0, FREE, 0), 0, "the fence came with the dispatch");
+        for at in [t0 + 1, end - 1] {
+            let r = poll(&mut w, at);
+            assert_eq!(r.ended, 0, "ended at {at} ns, before its cost ({end} ns)");
+            assert!(!w.guests[0].vgpu.is_idle());
+            assert_eq!(w.guests[0].vgpu.ring(Engine::Blitter).head, 0);
+            assert_eq!(w.sched.usage(w.id(0)).submissions, 0);
+        }
+        let r = poll(&mut w, end);
+        assert_eq!(r.ended, 1);
+        assert!(w.guests[0].vgpu.is_idle());
+        assert_eq!(w.guests[0].vgpu.ring(Engine::Blitter).head, tail);
+        assert_eq!(w.read(0, FREE, 0), 5);
+        assert_eq!(w.sched.usage(w.id(0)).busy_ns, end - t0);
+    }
+
+    /// Bytes of the blitter's shadow ring in GM (where `scan_gate` placed
+    /// it: the engine's area at the bottom of the monitor's hidden slice).
+    fn blitter_shadow(w: &mut World) -> Vec<u8> {
+        let hidden =
+            PartitionAllocator::new(GmLayout::DEFAULT, PartitionAllocator::GVT_MONITOR_SHARE)
+                .unwrap()
+                .monitor()
+                .hidden;
+        let at = hidden.base().raw()
+            + Engine::Blitter.index() as u64 * crate::mediate::SHADOW_BYTES_PER_ENGINE;
+        let mut bytes = vec![0u8; crate::mediate::SHADOW_RING_BYTES as usize];
+        let at = crate::addr::HostGm::new(at).unwrap();
+        w.gpu.read_gm(at, &mut bytes).unwrap();
+        bytes
+    }
+
+    /// Four vGPUs keep work queued on the one blitter: while a submission
+    /// runs, the shadow ring the engine reads stays as it was dispatched,
+    /// whoever queues what meanwhile; only the dispatch after its end
+    /// rewrites it.
+    #[test]
+    fn queued_work_never_rewrites_the_shadow_the_engine_reads() {
+        let mut w = world(4);
+        let mut running: Option<(SubmissionId, Vec<u8>)> = None;
+        let mut dispatches = 0;
+        let mut checked = 0;
+        while w.now_ns < 5_000_000 {
+            for g in 0..4 {
+                if w.guests[g].vgpu.queued(Engine::Blitter) < 2 {
+                    // 4 to 28 pages: several polls each.
+                    let cmds = fills(&w, g, 4 + 8 * g as u32);
+                    w.queue(g, Engine::Blitter, &cmds);
+                }
+            }
+            // The shadow is compared before anything else is checked.
+            let r = w
+                .sched
+                .poll(w.now_ns, &mut w.gpu, &mut *w.gate, &mut w.guests);
+            w.now_ns += STEP_NS;
+            let now = w
+                .guests
+                .iter()
+                .find_map(|g| g.vgpu.in_flight(Engine::Blitter));
+            let shadow = blitter_shadow(&mut w);
+            match (&running, now) {
+                (Some((before, bytes)), Some(id)) if *before == id => {
+                    assert!(
+                        *bytes == shadow,
+                        "the shadow changed under submission {id:?}"
+                    );
+                    checked += 1;
+                }
+                (_, Some(id)) => {
+                    dispatches += 1;
+                    running = Some((id, shadow));
+                }
+                (_, None) => running = None,
+            }
+            assert_eq!(r.monitor_fault, None);
+        }
+        assert!(dispatches > 100 && checked > 1000, "{dispatches} {checked}");
+        for g in 0..4 {
+            assert!(w.sched.usage(w.id(g)).submissions > 10, "vGPU {g}");
+        }
+    }
+
+    /// A vGPU that fails with work queued (its next span is rejected at
+    /// dispatch) drops the rest of its queue: what it queued after never
+    /// runs, it is idle at once, and the other vGPUs' work goes on, taking
+    /// the engine time it would have had.
+    #[test]
+    fn a_failed_vgpus_queue_is_dropped_while_the_others_go_on() {
+        let mut w = world(2);
+        let own = w.aperture(0) + FREE * 4096;
+        let victim = w.aperture(1) + (FREE + 1) * 4096;
+        let first = fills(&w, 0, 64);
+        w.queue(0, Engine::Blitter, &first);
+        w.queue(0, Engine::Blitter, &flush_dw_imm(victim, 0xbad));
+        w.queue(0, Engine::Blitter, &flush_dw_imm(own, 0x600d));
+        assert_eq!(w.guests[0].vgpu.queued(Engine::Blitter), 3);
+        let mut seq = 0u32;
+        let fence = w.aperture(1) + FREE * 4096;
+        let mut failed_at = None;
+        while w.now_ns < 20_000_000 {
+            if w.guests[1].vgpu.queued(Engine::Blitter) == 0 {
+                seq += 1;
+                let mut cmds = fills(&w, 1, 16);
+                cmds.extend(flush_dw_imm(fence, seq));
+                w.queue(1, Engine::Blitter, &cmds);
+            }
+            w.step();
+            if failed_at.is_none() {
+                if let crate::vgpu::VgpuState::Failed(reason) = w.guests[0].vgpu.state() {
+                    assert!(
+                        matches!(reason, crate::vgpu::FailReason::Rejected(_)),
+                        "{reason}"
+                    );
+                    failed_at = Some(w.sched.usage(w.id(1)).busy_ns);
+                }
+            }
+            if failed_at.is_some() {
+                let v = &w.guests[0].vgpu;
+                assert_eq!(v.queued(Engine::Blitter), 0, "its queue was kept");
+                assert!(v.is_idle() || v.in_flight(Engine::Blitter).is_some());
+            }
+        }
+        let busy_before = failed_at.expect("vGPU 0 never failed");
+        // Its first span ran (64 pages), the rejected one and the one after
+        // it never did.
+        assert_eq!(w.read(0, DATA, 4092), 0x7000_0000 | 8);
+        assert_eq!(w.read(1, FREE + 1, 0), 0, "the rejected store ran");
+        assert_eq!(w.read(0, FREE, 0), 0, "work queued after the rejection ran");
+        assert!(w.guests[0].vgpu.is_idle());
+        assert_eq!(w.sched.usage(w.id(0)).submissions, 1);
+        // vGPU 1 had the engine from then on.
+        assert!(w.read(1, FREE, 0) > 500, "vGPU 1 stalled at {seq}");
+        let busy = w.sched.usage(w.id(1)).busy_ns;
+        assert!(busy - busy_before > 15_000_000, "{busy_before} -> {busy}");
+    }
+
+    /// Under the scheduler each vGPU's submissions run on its own engine
+    /// context, whatever interleaves with them: a register one vGPU loads
+    /// is what it reads back in its next submission, after another vGPU
+    /// loaded the same register in between, and the other reads its own.
+    #[test]
+    fn interleaved_vgpus_each_keep_their_own_engine_registers() {
+        let mut w = world(2);
+        // Turns pass after every submission: the spans interleave.
+        w.sched = Scheduler::new(1);
+        let gpr = Engine::Render.mmio_base() + ring::GPR_BASE;
+        for g in 0..2 {
+            w.queue(g, Engine::Render, &lri(gpr, 0x1000 + g as u32));
+        }
+        for g in 0..2 {
+            let out = w.aperture(g) + FREE * 4096;
+            w.queue(g, Engine::Render, &srm(gpr, out));
+        }
+        let mut order = Vec::new();
+        while w.guests.iter().any(|g| !g.vgpu.is_idle()) {
+            w.step();
+            for g in 0..2 {
+                if w.guests[g].vgpu.in_flight(Engine::Render).is_some() && order.last() != Some(&g)
+                {
+                    order.push(g);
+                }
+            }
+        }
+        assert_eq!(order, [0, 1, 0, 1], "the spans did not interleave");
+        for g in 0..2 {
+            assert_eq!(w.read(g, FREE, 0), 0x1000 + g as u32, "vGPU {g}");
+        }
     }
 }
