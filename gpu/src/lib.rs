@@ -1,7 +1,7 @@
 //! The `gpu` crate owns everything a vGPU is: the host GGTT and its
 //! partitioning, the guest's view of a virtual BAR0, guest<->host graphics
 //! address translation, the command scanner, and the GPU backends behind one
-//! trait (DESIGN.md "What the monitor does" 1-2, "Hardware and emulation").
+//! trait (ARCHITECTURE.md "The GPU side").
 //!
 //! It never touches hardware directly: a backend reaches MMIO through a small
 //! trait the kernel implements ([`intel::Mmio`]) and memory through

@@ -1,5 +1,5 @@
-//! GGTT ownership and partitioning (DESIGN.md "What the monitor does" 1), and
-//! the one guest-GM <-> host-GM translation.
+//! GGTT ownership and partitioning (ARCHITECTURE.md "Graphics memory and its
+//! partition"), and the one guest-GM <-> host-GM translation.
 //!
 //! The 4 GiB graphics address space is the aperture (CPU-mappable,
 //! `[0, aperture_size)`) followed by hidden GM (`[aperture_size, 4 GiB)`).

@@ -1,5 +1,5 @@
 //! The source side: one polled state machine per migration that runs the
-//! chosen [`Policy`] (DESIGN.md "What the monitor does" 4).
+//! chosen [`Policy`] (ARCHITECTURE.md "Policies").
 //!
 //! The kernel drives it from its main loop:
 //!

@@ -1,5 +1,5 @@
 //! The command scanner: the only path from a guest's ring TAIL write to an
-//! engine (DESIGN.md "What the monitor does" 2).
+//! engine (ARCHITECTURE.md "Command scanner").
 //!
 //! Layers, smoltcp-style (STYLE.md 4):
 //! - [`table`]: the scanner's own static opcode table of every Gen9 command
