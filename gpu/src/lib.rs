@@ -15,8 +15,8 @@
 //! fixed arrays and `heapless`); use `unsafe`.
 //!
 //! Map of the crate:
-//! * [`addr`]: address newtypes and ranges (STYLE.md 2).
-//! * [`regs`]: Gen9 register tables, PVINFO layout (STYLE.md 3).
+//! * [`addr`]: address newtypes and ranges.
+//! * [`regs`]: Gen9 register tables, PVINFO layout.
 //! * [`ggtt`]: the 64-bit GGTT PTE and the flush obligation.
 //! * [`partition`]: GM layout, vGPU types, the allocator, and the one
 //!   guest<->host translation.

@@ -94,7 +94,7 @@ pub struct Resources {
     pub fences: u32,
 }
 
-/// Named vGPU sizes, after GVT-g's types (GMIG_FACTS.md "GVT-g vGPU types").
+/// Named vGPU sizes, after GVT-g's types (Linux `drivers/gpu/drm/i915/gvt/vgpu.c`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum VgpuType {
