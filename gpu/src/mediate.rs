@@ -1,5 +1,6 @@
 //! The command scanner in its seat: [`ScanGate`] is the
-//! [`SubmissionGate`] every vGPU submission passes (DESIGN.md "Data path").
+//! [`SubmissionGate`] every vGPU submission passes (ARCHITECTURE.md
+//! "Command scanner", "Submission path").
 //!
 //! When the scheduler dispatches a vGPU's queued span of a guest ring
 //! ([`crate::sched`]), the vGPU hands it to the gate. The gate lets the
