@@ -1,4 +1,4 @@
-//! The vGPU scheduler (DESIGN.md "Hardware and emulation"): time-sliced
+//! The vGPU scheduler (ARCHITECTURE.md "Submission path"): time-sliced
 //! round-robin of the vGPUs on each engine, each vGPU on its own engine
 //! context, fair under load, with the engine time each vGPU used.
 //!
