@@ -1,7 +1,7 @@
 //! The `gpu` crate owns everything a vGPU is: the host GGTT and its
 //! partitioning, the guest's view of a virtual BAR0, guest<->host graphics
 //! address translation, the command scanner, and the GPU backends behind one
-//! trait (DESIGN.md "What the monitor does" 1-2, "Hardware and emulation").
+//! trait (ARCHITECTURE.md "The GPU side").
 //!
 //! It never touches hardware directly: a backend reaches MMIO through a small
 //! trait the kernel implements ([`intel::Mmio`]) and memory through
@@ -15,13 +15,14 @@
 //! fixed arrays and `heapless`); use `unsafe`.
 //!
 //! Map of the crate:
-//! * [`addr`]: address newtypes and ranges (STYLE.md 2).
-//! * [`regs`]: Gen9 register tables, PVINFO layout (STYLE.md 3).
+//! * [`addr`]: address newtypes and ranges.
+//! * [`regs`]: Gen9 register tables, PVINFO layout.
 //! * [`ggtt`]: the 64-bit GGTT PTE and the flush obligation.
 //! * [`partition`]: GM layout, vGPU types, the allocator, and the one
 //!   guest<->host translation.
-//! * [`vgpu`]: the virtual BAR0, its register policies, the TAIL ->
-//!   [`vgpu::SubmissionGate`] (scanner) -> [`backend::Backend`] path, failsafe.
+//! * [`vgpu`]: the virtual BAR0, its register policies, the TAIL -> queue
+//!   -> [`vgpu::SubmissionGate`] (scanner) -> [`backend::Backend`] path,
+//!   failsafe.
 //! * [`persist`]: device state save/restore with remapping onto new slices.
 //! * [`ppgtt`]: the 4-level PPGTT entry format and walk, and the shadow
 //!   PPGTT that confines a guest context to its vGPU's frames.
@@ -31,6 +32,8 @@
 //!   (real Gen9 over MMIO) implement it.
 //! * [`scan`]: the command scanner; [`mediate`] seats it as the
 //!   [`vgpu::SubmissionGate`] of every vGPU.
+//! * [`sched`]: the vGPU scheduler: turns of the vGPUs' queued work on
+//!   each engine, and the engine time each used.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 pub mod addr;
@@ -46,6 +49,7 @@ pub mod persist;
 pub mod ppgtt;
 pub mod regs;
 pub mod scan;
+pub mod sched;
 pub mod sim;
 #[cfg(test)]
 mod testutil;
