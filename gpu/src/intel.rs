@@ -362,6 +362,10 @@ impl<M: Mmio, P: PhysMem> Backend for IntelGen9<M, P> {
         if !self.initialised {
             return Err(BackendError::NotInitialised);
         }
+        if sub.ppgtt().is_some() {
+            // The context image written here has no PDP block yet.
+            return Err(BackendError::Unsupported("PPGTT contexts"));
+        }
         let engine = sub.engine();
         let context = sub.context();
         let st = self.engines[engine.index()];
