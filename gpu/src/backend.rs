@@ -418,6 +418,9 @@ pub trait Backend {
     fn read_gm(&mut self, addr: HostGm, buf: &mut [u8]) -> Result<(), GmAccessError>;
     /// CPU write of GM through the host GGTT.
     fn write_gm(&mut self, addr: HostGm, data: &[u8]) -> Result<(), GmAccessError>;
+    /// The physical memory the GPU reaches, for the monitor's own tables
+    /// in it (the shadow PPGTTs the engines walk).
+    fn phys_mem(&mut self) -> &mut dyn PhysMem;
     /// Starts executing `submission` on its engine, in its context (the
     /// engine switches to that context first). It runs as time passes and
     /// completes later ([`Backend::poll`]); an engine that is busy or

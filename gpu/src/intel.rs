@@ -358,6 +358,10 @@ impl<M: Mmio, P: PhysMem> Backend for IntelGen9<M, P> {
             |phys, at, len| mem.write(phys, &data[at..at + len]),
         )
     }
+
+    fn phys_mem(&mut self) -> &mut dyn PhysMem {
+        &mut self.mem
+    }
     fn submit(&mut self, sub: &Submission) -> Result<SubmissionId, BackendError> {
         if !self.initialised {
             return Err(BackendError::NotInitialised);

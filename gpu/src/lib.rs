@@ -20,6 +20,8 @@
 //! * [`ggtt`]: the 64-bit GGTT PTE and the flush obligation.
 //! * [`partition`]: GM layout, vGPU types, the allocator, and the one
 //!   guest<->host translation.
+//! * [`execlist`]: the execlist port a Gen9 guest driver submits through
+//!   (ELSP, CSB, context images), per engine of each vGPU.
 //! * [`vgpu`]: the virtual BAR0, its register policies, the TAIL -> queue
 //!   -> [`vgpu::SubmissionGate`] (scanner) -> [`backend::Backend`] path,
 //!   failsafe.
@@ -41,6 +43,7 @@ pub mod backend;
 pub mod device;
 pub mod encode;
 pub mod engine;
+pub mod execlist;
 pub mod ggtt;
 pub mod intel;
 pub mod mediate;

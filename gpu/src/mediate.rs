@@ -698,6 +698,9 @@ pub(crate) mod tests {
         ) -> Result<(), crate::backend::GmAccessError> {
             self.0.write_gm(addr, data)
         }
+        fn phys_mem(&mut self) -> &mut dyn crate::backend::PhysMem {
+            self.0.phys_mem()
+        }
         fn submit(
             &mut self,
             submission: &Submission,

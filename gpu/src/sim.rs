@@ -695,6 +695,10 @@ impl<M: PhysMem> Backend for SimGpu<M> {
         self.gm_write(addr, data)
     }
 
+    fn phys_mem(&mut self) -> &mut dyn PhysMem {
+        &mut self.mem
+    }
+
     fn submit(&mut self, submission: &Submission) -> Result<SubmissionId, BackendError> {
         self.submit_ready_since(submission, self.now_ns)
     }

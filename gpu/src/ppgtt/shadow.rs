@@ -168,6 +168,12 @@ pub enum ShadowError {
         /// The guest page the entry names.
         page: u64,
     },
+    /// Guest: more contexts with distinct PPGTT roots in use at once than
+    /// the vGPU keeps shadows of.
+    TooManyRoots {
+        /// Roots a vGPU keeps.
+        max: usize,
+    },
     /// Guest: the context's PPGTT root is not one of its pages.
     RootNotGuestPage {
         /// The page the root names.
@@ -190,6 +196,7 @@ impl ShadowError {
             self,
             ShadowError::BudgetExceeded { .. }
                 | ShadowError::HugePage1G { .. }
+                | ShadowError::TooManyRoots { .. }
                 | ShadowError::RootNotGuestPage { .. }
         )
     }
@@ -205,6 +212,10 @@ impl fmt::Display for ShadowError {
             ShadowError::HugePage1G { page } => write!(
                 f,
                 "a PDP entry maps a 1 GiB page at guest page {page:#x}: not supported"
+            ),
+            ShadowError::TooManyRoots { max } => write!(
+                f,
+                "more than {max} contexts with distinct PPGTT roots in use at once"
             ),
             ShadowError::RootNotGuestPage { page } => {
                 write!(
@@ -856,6 +867,154 @@ impl<const N: usize> ShadowPpgtt<N> {
     }
 }
 
+/// One cached root of [`ContextShadows`].
+#[derive(Debug)]
+struct CachedRoot {
+    root: ShadowRoot,
+    /// Submitted contexts (execlist elements) that use it now.
+    users: u32,
+    /// When it was last acquired (a counter).
+    last_used: u64,
+}
+
+/// The shadow PPGTTs of one vGPU's contexts: the tables ([`ShadowPpgtt`])
+/// and up to `R` roots. A root is acquired for each submitted context
+/// (synced then, [`SyncScope::Changed`]) and released when the context's
+/// work is done or dropped; a released root stays cached, so the next
+/// submission of that context only re-validates it. When a new root finds
+/// every place taken, or its tables exceed the budget, a root no context
+/// uses is evicted, least recently used first (as GVT-g reclaims unpinned
+/// shadow mms), and the acquisition retried, until it succeeds or nothing
+/// is left to evict. Not `Clone`:
+/// it owns its pool's frames.
+#[derive(Debug)]
+pub struct ContextShadows<const N: usize, const R: usize> {
+    tables: ShadowPpgtt<N>,
+    roots: [Option<CachedRoot>; R],
+    clock: u64,
+}
+
+impl<const N: usize, const R: usize> ContextShadows<N, R> {
+    /// Shadows over the pool at `pool` (see [`ShadowPpgtt::new`]).
+    pub fn new<M: PhysMem + ?Sized>(
+        pool: PhysFrame,
+        budget: usize,
+        mem: &mut M,
+    ) -> Result<Self, ShadowError> {
+        Ok(ContextShadows {
+            tables: ShadowPpgtt::new(pool, budget, mem)?,
+            roots: core::array::from_fn(|_| None),
+            clock: 0,
+        })
+    }
+
+    /// The tables.
+    pub fn tables(&self) -> &ShadowPpgtt<N> {
+        &self.tables
+    }
+
+    /// The shadow PML4 of guest PML4 `pml4`, if cached.
+    pub fn frame_of(&self, pml4: GuestPage) -> Option<PhysFrame> {
+        self.roots
+            .iter()
+            .flatten()
+            .find(|c| c.root.guest() == pml4)
+            .map(|c| c.root.frame())
+    }
+
+    /// Acquires the shadow of `pml4` for one submitted context, synced
+    /// with the guest's tables as they are now.
+    pub fn acquire<M: PhysMem + ?Sized>(
+        &mut self,
+        pml4: GuestPage,
+        map: &dyn GuestMemoryMap,
+        mem: &mut M,
+    ) -> Result<PhysFrame, ShadowError> {
+        loop {
+            match self.try_acquire(pml4, map, mem) {
+                Err(ShadowError::BudgetExceeded { .. } | ShadowError::TooManyRoots { .. })
+                    if self.evict_oldest_unused(pml4, map, mem)? => {}
+                other => return other,
+            }
+        }
+    }
+
+    fn try_acquire<M: PhysMem + ?Sized>(
+        &mut self,
+        pml4: GuestPage,
+        map: &dyn GuestMemoryMap,
+        mem: &mut M,
+    ) -> Result<PhysFrame, ShadowError> {
+        self.clock += 1;
+        let clock = self.clock;
+        if let Some(c) = self
+            .roots
+            .iter_mut()
+            .flatten()
+            .find(|c| c.root.guest() == pml4)
+        {
+            self.tables.sync(&c.root, map, mem, SyncScope::Changed)?;
+            c.users += 1;
+            c.last_used = clock;
+            return Ok(c.root.frame());
+        }
+        let Some(free) = self.roots.iter().position(Option::is_none) else {
+            return Err(ShadowError::TooManyRoots { max: R });
+        };
+        let (root, _) = self.tables.pin(pml4, map, mem)?;
+        let frame = root.frame();
+        self.roots[free] = Some(CachedRoot {
+            root,
+            users: 1,
+            last_used: clock,
+        });
+        Ok(frame)
+    }
+
+    /// Evicts the least recently used root no context uses (but `keep`);
+    /// whether one went.
+    fn evict_oldest_unused<M: PhysMem + ?Sized>(
+        &mut self,
+        keep: GuestPage,
+        map: &dyn GuestMemoryMap,
+        mem: &mut M,
+    ) -> Result<bool, ShadowError> {
+        let oldest = self
+            .roots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_ref().map(|c| (i, c)))
+            .filter(|(_, c)| c.users == 0 && c.root.guest() != keep)
+            .min_by_key(|(_, c)| c.last_used)
+            .map(|(i, _)| i);
+        match oldest.and_then(|i| self.roots[i].take()) {
+            Some(c) => {
+                self.tables.unpin(c.root, map, mem)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// One submitted context of `pml4` is done with it.
+    pub fn release(&mut self, pml4: GuestPage) {
+        if let Some(c) = self
+            .roots
+            .iter_mut()
+            .flatten()
+            .find(|c| c.root.guest() == pml4)
+        {
+            c.users = c.users.saturating_sub(1);
+        }
+    }
+
+    /// Drops every root and table (reset, teardown).
+    pub fn release_all(&mut self) {
+        self.roots = core::array::from_fn(|_| None);
+        self.tables.release_all();
+    }
+}
+
 /// A digest of one chunk of a guest table, to tell a chunk the guest left
 /// alone from one it rewrote: four independent multiply-xor lanes over the
 /// 64 entries. Not collision-resistant, and it need not be: a guest that
@@ -1326,6 +1485,39 @@ mod tests {
             s.sync(&b, &g.map, &mut g.mem, SyncScope::Everything),
             Err(ShadowError::StaleRoot)
         );
+    }
+
+    #[test]
+    fn context_shadows_cache_released_roots_and_evict_them_when_full() {
+        let mut g = Guest::new();
+        // Three PML4s (pages 1, 5, 6) sharing PDP 2 -> PD 3 -> PT 4.
+        simple(&mut g);
+        g.table(5, 0, 2);
+        g.table(6, 0, 2);
+        let pool = PhysFrame::new(POOL).unwrap();
+        let mut c = ContextShadows::<8, 2>::new(pool, 8, &mut g.mem).unwrap();
+        let a = c.acquire(page(1), &g.map, &mut g.mem).unwrap();
+        let b = c.acquire(page(5), &g.map, &mut g.mem).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(c.tables().tables_in_use(), 5);
+        // Both places in use: a third root is refused.
+        assert_eq!(
+            c.acquire(page(6), &g.map, &mut g.mem),
+            Err(ShadowError::TooManyRoots { max: 2 })
+        );
+        // Released, a root stays cached (same shadow), and is evicted,
+        // least recently used first, when a new one needs its place.
+        c.release(page(1));
+        assert_eq!(c.acquire(page(1), &g.map, &mut g.mem), Ok(a));
+        c.release(page(1));
+        c.release(page(5));
+        let _ = c.acquire(page(5), &g.map, &mut g.mem).unwrap();
+        c.release(page(5));
+        assert!(c.acquire(page(6), &g.map, &mut g.mem).is_ok());
+        assert_eq!(c.frame_of(page(1)), None, "the oldest went");
+        assert!(c.frame_of(page(5)).is_some());
+        c.release_all();
+        assert_eq!(c.tables().tables_in_use(), 0);
     }
 
     /// One guest entry, from a small alphabet that covers every case.
