@@ -35,7 +35,9 @@ use crate::backend::{
 use crate::engine::Engine;
 use crate::ggtt::{GuestPte, HostPte, PteError};
 use crate::partition::{ClaimedRange, GmTranslation, Partition, TranslateError, VgpuId, VgpuType};
-use crate::regs::{fence, forcewake, pvinfo, ring, MmioOffset, GGTT_BAR0_OFFSET, GGTT_WINDOW_SIZE};
+use crate::regs::{
+    fence, forcewake, gdrst, pvinfo, ring, MmioOffset, GGTT_BAR0_OFFSET, GGTT_WINDOW_SIZE,
+};
 use core::fmt;
 
 /// The guest's own memory: which host frame backs each guest page. The
@@ -147,6 +149,8 @@ pub enum Handler {
     Pvinfo,
     /// The GGTT window at BAR0 + 8 MiB.
     Ggtt,
+    /// GDRST: a full reset of the vGPU ([`Vgpu::mmio_write`]).
+    Reset,
 }
 
 /// Faults a guest causes.
@@ -181,6 +185,9 @@ pub enum GuestFault {
     FenceOutsideSlices { index: u32, error: TranslateError },
     /// Unknown g2v notification.
     BadNotification { value: u32 },
+    /// A GDRST request for engine domains alone (only the full reset is
+    /// offered).
+    PartialReset { value: u32 },
 }
 
 impl fmt::Display for GuestFault {
@@ -225,6 +232,10 @@ impl fmt::Display for GuestFault {
             GuestFault::BadNotification { value } => {
                 write!(f, "unknown g2v notification {value}")
             }
+            GuestFault::PartialReset { value } => write!(
+                f,
+                "GDRST {value:#x} resets engine domains alone; only the full reset (bit 0) is offered"
+            ),
         }
     }
 }
@@ -422,6 +433,12 @@ impl RingState {
     }
 }
 
+/// What a BAR0 load the vGPU refuses returns to a guest (the kernel loads
+/// it for [`Vgpu::mmio_read`]'s guest faults): all ones, as a PCI read
+/// nobody answers (a master abort). A GGTT entry never reads so (all ones
+/// sets its reserved bits), so a guest can tell a refused GGTT read.
+pub const REFUSED_READ: u64 = u64::MAX;
+
 /// Most guest fences a vGPU type grants.
 pub const MAX_GUEST_FENCES: usize = 16;
 /// Most emulated registers a vGPU stores.
@@ -580,6 +597,9 @@ impl Vgpu {
         if let Some((index, high)) = fence::decode(raw) {
             return RegPolicy::Virtualized(Handler::Fence { index, high });
         }
+        if offset == gdrst::OFFSET {
+            return RegPolicy::Virtualized(Handler::Reset);
+        }
         for d in forcewake::Domain::ALL {
             if d.request() == offset {
                 return RegPolicy::Virtualized(Handler::ForcewakeRequest(d));
@@ -668,7 +688,8 @@ impl Vgpu {
                 Handler::ForcewakeRequest(d) | Handler::ForcewakeAck(d) => {
                     self.forcewake[domain_index(d)] & 0xffff
                 }
-                Handler::G2vNotify => 0,
+                // The reset completes at once.
+                Handler::G2vNotify | Handler::Reset => 0,
                 Handler::Pvinfo => self.pvinfo_dword(offset - pvinfo::PAGE),
                 Handler::Ggtt => return Err(VgpuError::Guest(GuestFault::BadAccess { offset })),
             },
@@ -730,6 +751,9 @@ impl Vgpu {
         size: AccessSize,
         value: u64,
     ) -> Result<MmioEffect, VgpuError> {
+        if MmioOffset::new(offset) == Some(gdrst::OFFSET) {
+            return self.write_reset(backend, size, value);
+        }
         if let VgpuState::Failed(r) = self.state {
             return Err(VgpuError::Stopped(r));
         }
@@ -738,6 +762,37 @@ impl Vgpu {
             self.fail(FailReason::Guest(g));
         }
         result
+    }
+
+    /// A GDRST write: with [`gdrst::FULL`], [`Vgpu::reset`], the stopped
+    /// state lifted with the rest; 0 does nothing. It is accepted while
+    /// the vGPU is stopped, as a guest driver resets a hung GPU to go on
+    /// (GVT-g's `gdrst_mmio_write`). Lifting the stop is safe because the
+    /// reset leaves nothing of what the guest had set up: its rings, GGTT
+    /// entries, fences and engine contexts are gone, and every later
+    /// submission is scanned as before. Engine domains alone are refused:
+    /// resetting one engine of a vGPU would have to stop its work on a
+    /// shared engine without touching the others'.
+    fn write_reset(
+        &mut self,
+        backend: &mut dyn Backend,
+        size: AccessSize,
+        value: u64,
+    ) -> Result<MmioEffect, VgpuError> {
+        let offset = gdrst::OFFSET.raw();
+        let value = value as u32;
+        let fault = if size != AccessSize::Dword {
+            GuestFault::BadAccess { offset }
+        } else if value & gdrst::FULL != 0 {
+            self.reset(backend);
+            return Ok(MmioEffect::Done);
+        } else if value == 0 {
+            return Ok(MmioEffect::Done);
+        } else {
+            GuestFault::PartialReset { value }
+        };
+        self.fail(FailReason::Guest(fault));
+        Err(VgpuError::Guest(fault))
     }
 
     fn write_inner(
@@ -876,7 +931,8 @@ impl Vgpu {
                     self.notifications += 1;
                     Ok(MmioEffect::Done)
                 }
-                Handler::Ggtt => Err(guest(GuestFault::BadAccess { offset })),
+                // Written before the failure check (`mmio_write`).
+                Handler::Ggtt | Handler::Reset => Err(guest(GuestFault::BadAccess { offset })),
             },
         }
     }
@@ -1425,6 +1481,108 @@ mod tests {
             guest_submit(&mut w, &mut v1, &mem1, &srm(reg, at)).unwrap();
             assert_eq!(read_page_u32(&w, &mem1, 1, 4 * i as u64), 0, "{reg:#x}");
         }
+    }
+
+    fn gdrst(
+        w: &mut World,
+        v: &mut Vgpu,
+        mem: &FrameRuns<4>,
+        value: u32,
+    ) -> Result<MmioEffect, VgpuError> {
+        let offset = gdrst::OFFSET.raw();
+        v.mmio_write(&mut w.gpu, mem, offset, AccessSize::Dword, u64::from(value))
+    }
+
+    /// A guest whose submission was refused is stopped until it resets its
+    /// vGPU with a full GDRST reset; the reset leaves nothing of what it
+    /// had set up (rings, GGTT entries, fences, emulated registers, what
+    /// its engine context held) and touches nothing of its neighbour's.
+    #[test]
+    fn a_full_gdrst_reset_restarts_a_stopped_vgpu_and_scrubs_its_state() {
+        let mut w = world();
+        let (mem0, mem1) = (guest_mem(0, 0x1000, 8), guest_mem(0, 0x2000, 8));
+        let mut v0 = Vgpu::new(&w.parts[0]);
+        let mut v1 = Vgpu::new(&w.parts[1]);
+        let ap0 = boot_guest(&mut w, &mut v0, &mem0, 4);
+        let ap1 = boot_guest(&mut w, &mut v1, &mem1, 4);
+        let base = Engine::Render.mmio_base();
+        let gpr0 = base + ring::GPR_BASE;
+        let write = |w: &mut World, v: &mut Vgpu, mem, offset, value| {
+            v.mmio_write(&mut w.gpu, mem, offset, AccessSize::Dword, value)
+        };
+        // What the guest sets up: a GPR, an interrupt mask, a fence.
+        guest_submit(&mut w, &mut v0, &mem0, &lri(gpr0, 0x1eaf)).unwrap();
+        let _ = write(&mut w, &mut v0, &mem0, base + ring::IMR, 0xfff0).unwrap();
+        let _ = write(&mut w, &mut v0, &mem0, fence::hi(0).raw(), ap0 + 4096).unwrap();
+        let _ = write(&mut w, &mut v0, &mem0, fence::lo(0).raw(), ap0 | 1).unwrap();
+        // A store into the neighbour's aperture: refused, the vGPU stops.
+        let refused = guest_submit(&mut w, &mut v0, &mem0, &sdi(ap1 + 4096, 7));
+        assert!(
+            matches!(refused, Err(VgpuError::Rejected(_))),
+            "{refused:?}"
+        );
+        assert!(matches!(v0.state(), VgpuState::Failed(_)));
+        let stopped = write(&mut w, &mut v0, &mem0, base + ring::START, ap0);
+        assert!(matches!(stopped, Err(VgpuError::Stopped(_))));
+        // The reset is accepted while stopped, completes at once.
+        assert_eq!(
+            gdrst(&mut w, &mut v0, &mem0, gdrst::FULL),
+            Ok(MmioEffect::Done)
+        );
+        assert_eq!(v0.state(), VgpuState::Running);
+        let read = |w: &mut World, v: &mut Vgpu, mem, offset| {
+            v.mmio_read(&mut w.gpu, mem, offset, AccessSize::Dword)
+                .unwrap()
+        };
+        assert_eq!(read(&mut w, &mut v0, &mem0, gdrst::OFFSET.raw()), 0);
+        assert_eq!(v0.ring(Engine::Render), RingState::default());
+        assert_eq!(read(&mut w, &mut v0, &mem0, base + ring::IMR), 0);
+        assert_eq!(read(&mut w, &mut v0, &mem0, fence::lo(0).raw()), 0);
+        let host_fence = w.parts[0].fences().host_fence(0).unwrap();
+        assert_eq!(w.gpu.read_reg(fence::lo(host_fence)), 0);
+        let first = GuestGgttIndex::new(ap0 / 4096).unwrap();
+        assert_eq!(
+            v0.guest_pte(&mut w.gpu, &mem0, first),
+            Ok(GuestPte::INVALID)
+        );
+        // Booted again, it runs; its context no longer holds the GPR.
+        boot_guest(&mut w, &mut v0, &mem0, 4);
+        guest_submit(&mut w, &mut v0, &mem0, &srm(gpr0, ap0 + 2 * 4096)).unwrap();
+        assert_eq!(read_page_u32(&w, &mem0, 2, 0), 0);
+        // The neighbour kept its mapping and runs on.
+        assert!(v1
+            .guest_pte(&mut w.gpu, &mem1, GuestGgttIndex::new(ap1 / 4096).unwrap())
+            .unwrap()
+            .is_present());
+        guest_submit(&mut w, &mut v1, &mem1, &sdi(ap1 + 4096, 9)).unwrap();
+        assert_eq!(read_page_u32(&w, &mem1, 1, 0), 9);
+    }
+
+    /// GDRST 0 asks for nothing; engine domains alone are refused (the
+    /// vGPU stops), as is any width but a DWord.
+    #[test]
+    fn gdrst_offers_only_the_full_reset() {
+        let mut w = world();
+        let mem = guest_mem(0, 0x1000, 8);
+        let mut v = Vgpu::new(&w.parts[0]);
+        boot_guest(&mut w, &mut v, &mem, 2);
+        assert_eq!(gdrst(&mut w, &mut v, &mem, 0), Ok(MmioEffect::Done));
+        assert_eq!(v.ring(Engine::Render).ctl, 1, "nothing was reset");
+        let render = gdrst::engine_bit(Engine::Render);
+        assert_eq!(
+            gdrst(&mut w, &mut v, &mem, render),
+            Err(VgpuError::Guest(GuestFault::PartialReset { value: render }))
+        );
+        assert!(matches!(v.state(), VgpuState::Failed(_)));
+        assert_eq!(
+            gdrst(&mut w, &mut v, &mem, gdrst::FULL | render),
+            Ok(MmioEffect::Done)
+        );
+        let qword = v.mmio_write(&mut w.gpu, &mem, gdrst::OFFSET.raw(), AccessSize::Qword, 1);
+        assert!(matches!(
+            qword,
+            Err(VgpuError::Guest(GuestFault::BadAccess { .. }))
+        ));
     }
 
     /// A gate that hands back work on another context is a monitor bug:
