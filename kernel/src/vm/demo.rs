@@ -75,6 +75,7 @@ pub fn run(p: &mut Platform) -> ! {
                 iterations: HOSTILE_SPIN,
                 // Without a workload guest, the monitor's own image.
                 address: victim.unwrap_or(0x10_0000),
+                victim: 0,
             }),
         };
         let guest = Guest::create(
