@@ -3,10 +3,16 @@
 //! `guest::Platform`, over the vGPU's trapped BAR0 (`gpu::vgpu::Vgpu`'s
 //! register policies, the scanner, the backend) and the guest's own frames.
 //!
+//! A TAIL write queues the guest's commands; the scheduler runs them
+//! ([`VgpuManager::poll`]) right away if the engine is free, and at every
+//! [`guest::Platform::pause`], which is how the guest's driver waits for
+//! its fence: the GPU's work takes time, and the guest waits for it.
+//!
 //! What a live migration needs to know of a guest's step is collected on
 //! the way: the guest pages its CPU wrote ([`CpuDirty`], what PTE dirty
-//! bits will say for ring-3 guests) and the write sets of its accepted
-//! submissions ([`WriteLog`], the scanner's write targets).
+//! bits will say for ring-3 guests) and the write sets of its dispatched
+//! submissions ([`WriteLog`], the scanner's write targets, taken from the
+//! gate after each poll).
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -88,7 +94,8 @@ pub struct WriteLog {
 }
 
 impl WriteLog {
-    /// Adds the write set of an accepted submission.
+    /// Adds a submission's set (an untracked one, or one past the log's
+    /// room, makes the whole memory count as written).
     pub fn push(&mut self, set: &WriteSet) {
         if set.untracked || self.sets.push(*set).is_err() {
             self.untracked = true;
@@ -127,6 +134,13 @@ impl StandIn<'_> {
             .first()
             .map_or(0, |r| r.first_page.number())
     }
+
+    /// Runs the GPU on to now, and takes what this guest's dispatched
+    /// submissions may write.
+    fn run_gpu(&mut self) {
+        self.m.poll(crate::time::nanos_since_boot());
+        self.m.collect_writes(self.index, self.writes);
+    }
 }
 
 fn in_page(offset: usize, len: usize) -> bool {
@@ -162,17 +176,10 @@ impl guest::Platform for StandIn<'_> {
                 u64::from(value),
             )
             .map_err(StandInError::Vgpu)?;
-        if let MmioEffect::Submit(request) = effect {
-            hosted
-                .vgpu
-                .submit(self.m.device.backend(), &mut *self.m.gate, request)
-                .map_err(StandInError::Vgpu)?;
-            if let Some(set) = self.m.gate.last_writes() {
-                self.writes.push(set);
-            }
-            // The main loop's completion collection (the software GPU
-            // finishes work before `submit` returns).
-            hosted.vgpu.poll(self.m.device.backend());
+        if let MmioEffect::Queued(_) = effect {
+            // Starts it now if the engine is free; the guest then waits
+            // for its fence, pausing.
+            self.run_gpu();
         }
         Ok(())
     }
@@ -222,9 +229,8 @@ impl guest::Platform for StandIn<'_> {
     }
 
     fn pause(&mut self) -> Result<(), StandInError> {
-        let hosted = &mut self.m.vgpus[self.index];
-        hosted.vgpu.poll(self.m.device.backend());
-        if let VgpuState::Failed(reason) = hosted.vgpu.state() {
+        self.run_gpu();
+        if let VgpuState::Failed(reason) = self.m.vgpus[self.index].vgpu.state() {
             return Err(StandInError::Vgpu(VgpuError::Stopped(reason)));
         }
         Ok(())

@@ -214,6 +214,7 @@ fn run(platform: &mut platform::Platform) -> ! {
                 r.stop_pages,
                 r.downtime_us
             );
+            platform.vgpus.report_shares();
             exit(ExitCode::Success)
         }
         Err(migration::MigrationError::Setup(e)) => {

@@ -357,33 +357,34 @@ pub(crate) fn each_written_page(
     }
 }
 
-/// Tells the source which guest pages the last accepted submission may
-/// have written (the scanner's write targets, guest GM pages translated to
-/// guest pages through the guest's own GGTT entries).
+/// Tells the source which guest pages the guest's submissions dispatched
+/// since the last call may have written (the scanner's write targets,
+/// guest GM pages translated to guest pages through the guest's own GGTT
+/// entries).
 fn report_write_targets(
     m: &mut VgpuManager,
     index: usize,
     source: &mut Source<'_>,
     targets: &mut PageSet,
 ) -> Result<(), SourceError> {
-    let Some(writes) = m.gate.last_writes().copied() else {
-        return Ok(());
-    };
-    if writes.untracked {
-        source.report_untracked_writes();
-        return Ok(());
-    }
+    let context = m.vgpus[index].vgpu.context();
     let mut result = Ok(());
-    each_written_page(m, index, &writes, |page| match page {
-        Some(p) => {
-            mark(targets, p.wrapping_sub(GUEST_MEMORY_FIRST_PAGE));
-            if result.is_ok() {
-                result = source.report_write_target(guest_page(p));
-            }
+    while let Some(writes) = m.gate.take_write_set(context) {
+        if writes.untracked {
+            source.report_untracked_writes();
+            continue;
         }
-        // A write the monitor cannot attribute: trust nothing.
-        None => source.report_untracked_writes(),
-    });
+        each_written_page(m, index, &writes, |page| match page {
+            Some(p) => {
+                mark(targets, p.wrapping_sub(GUEST_MEMORY_FIRST_PAGE));
+                if result.is_ok() {
+                    result = source.report_write_target(guest_page(p));
+                }
+            }
+            // A write the monitor cannot attribute: trust nothing.
+            None => source.report_untracked_writes(),
+        });
+    }
     result
 }
 
@@ -474,6 +475,9 @@ pub fn migrate_local(
         },
     );
     old.vgpu.reset(m.device.backend());
+    // Each slot's engine time starts again with its new (or no) vGPU.
+    m.sched.forget(old.partition.id());
+    m.sched.forget(partition.id());
     let _ = m.partitions.free(old.partition.id());
     // With its GGTT entries gone the GPU cannot reach the old frames.
     if let Err(r) = m.device.memory_mut().release(frames, &old.memory) {
@@ -610,8 +614,9 @@ fn transfer(
         };
         match status {
             Ok(SourceStatus::StopGuest) => {
-                // The guest submits nothing from here on; its vGPU is idle
-                // (the software GPU completes work synchronously).
+                // The guest submits nothing from here on, and each of its
+                // submissions was waited for (`GuestDriver::submit`): its
+                // vGPU is idle, as the save requires.
                 stopped_us = Some(crate::time::micros_since_boot());
                 let hosted = &m.vgpus[index];
                 blob_len = hosted

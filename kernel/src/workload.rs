@@ -4,8 +4,10 @@
 //! (ballooning), maps its own pages into its aperture through the trapped
 //! GGTT window, programs ring START/CTL, writes commands into its own memory
 //! and writes TAIL. Everything after that is the real mediated path: the
-//! vGPU's register policies, the scanner (copy, audit, remap into the
-//! shadow), the backend, and memory reached through the host GGTT.
+//! vGPU's register policies, the scheduler, the scanner (copy, audit, remap
+//! into the shadow), the backend, and memory reached through the host
+//! GGTT. The GPU's work takes time: [`GuestDriver::submit`] waits until its
+//! vGPU is idle again.
 
 use gpu::addr::{GuestPage, PhysAddr};
 use gpu::backend::PhysMem;
@@ -13,9 +15,9 @@ use gpu::encode;
 use gpu::engine::Engine;
 use gpu::ggtt::{GuestPte, PteFlags};
 use gpu::regs::{pvinfo, ring, GGTT_BAR0_OFFSET};
-use gpu::vgpu::{AccessSize, GuestMemoryMap, MmioEffect, VgpuError, VgpuState};
+use gpu::vgpu::{AccessSize, FailReason, GuestMemoryMap, MmioEffect, VgpuError, VgpuState};
 
-use crate::vgpus::{VgpuManager, GUEST_MEMORY_FIRST_PAGE, GUEST_MEMORY_PAGES};
+use crate::vgpus::{VgpuManager, WaitError, GUEST_MEMORY_FIRST_PAGE, GUEST_MEMORY_PAGES};
 
 /// Where each ring lives: aperture page index (one page per ring).
 pub fn ring_page(engine: Engine) -> u64 {
@@ -36,11 +38,17 @@ pub struct GuestDriver {
     aperture_base: u64,
 }
 
+/// How long [`GuestDriver::submit`] waits for its work (the smoke work
+/// takes microseconds of GPU time).
+const SUBMIT_TIMEOUT_US: u64 = 5_000_000;
+
 /// What went wrong, by who is to blame.
 #[derive(Debug)]
 pub enum DriverError {
     /// The vGPU refused (the workload itself was bad, or the vGPU stopped).
     Vgpu(VgpuError),
+    /// The vGPU's work did not end in time (the GPU or the monitor).
+    Timeout,
     /// PVINFO did not look like a GVT-g vGPU.
     NoPvinfo,
     /// The guest's memory is not where the monitor put it (monitor bug).
@@ -57,6 +65,9 @@ impl core::fmt::Display for DriverError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             DriverError::Vgpu(e) => write!(f, "{e}"),
+            DriverError::Timeout => {
+                write!(f, "GPU work did not end within {SUBMIT_TIMEOUT_US} us")
+            }
             DriverError::NoPvinfo => f.write_str("PVINFO magic missing"),
             DriverError::Memory => f.write_str("guest memory not found"),
             DriverError::Wrong { what, want, got } => {
@@ -189,7 +200,8 @@ impl GuestDriver {
     }
 
     /// Writes `cmds` into `engine`'s ring, rings TAIL, and waits for the
-    /// vGPU to finish them.
+    /// vGPU to finish them (the scheduler runs them when its turn comes).
+    /// A rejection, or a GPU fault, is the vGPU's stop reason.
     pub fn submit(
         &self,
         m: &mut VgpuManager,
@@ -212,18 +224,15 @@ impl GuestDriver {
             AccessSize::Dword,
             u64::from(tail),
         )?;
-        let MmioEffect::Submit(request) = effect else {
+        if let MmioEffect::Done = effect {
             return Ok(());
-        };
-        let hosted = &mut m.vgpus[self.index];
-        hosted
-            .vgpu
-            .submit(m.device.backend(), &mut *m.gate, request)?;
-        hosted.vgpu.poll(m.device.backend());
-        if let VgpuState::Failed(reason) = hosted.vgpu.state() {
-            return Err(DriverError::Vgpu(VgpuError::Stopped(reason)));
         }
-        Ok(())
+        match m.wait_idle(self.index, SUBMIT_TIMEOUT_US) {
+            Ok(()) => Ok(()),
+            Err(WaitError::Failed(reason)) => Err(DriverError::Vgpu(VgpuError::Stopped(reason))),
+            Err(WaitError::NoVgpu) => Err(DriverError::Memory),
+            Err(WaitError::Timeout { .. }) => Err(DriverError::Timeout),
+        }
     }
 
     fn expect(
@@ -367,7 +376,8 @@ pub fn scenario(m: &mut VgpuManager) -> Result<ScenarioReport, ScenarioError> {
     };
     let before = victim.result_word(m).map_err(fail_victim)?;
     match attacker.attack(m, victim.result_gm()) {
-        Err(DriverError::Vgpu(VgpuError::Rejected(rejection))) => {
+        // The scanner refuses it at dispatch: the vGPU stops with it.
+        Err(DriverError::Vgpu(VgpuError::Stopped(FailReason::Rejected(rejection)))) => {
             defmt::info!(
                 "isolation: vgpu{=usize} store into vgpu{=usize}'s memory rejected ({}); vgpu{=usize} stopped",
                 attacker.index(),

@@ -91,7 +91,7 @@ pub fn run(p: &mut Platform) -> ! {
         }
     }
     for g in &guests {
-        g.report("running");
+        g.report(&p.vgpus, "running");
     }
     println!(
         "gmig-rs: destination: {completed} of {} migrations completed",
@@ -138,7 +138,7 @@ fn run_arrived(p: &mut Platform, guests: &mut Vec<Hosted>, g: Hosted, s: Summary
     };
     let mut g = guests.remove(pos);
     let whole = check_whole(p, &mut g);
-    g.report("destination");
+    g.report(&p.vgpus, "destination");
     if let Ok(index) = g.index(&p.vgpus) {
         p.vgpus.remove_vgpu(&mut p.memory.frames, index);
     }

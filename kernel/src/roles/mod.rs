@@ -10,11 +10,12 @@
 //! the guests are the `guest` crate's driver and workloads played by the
 //! monitor ([`crate::guests::StandIn`]), the vGPU's state is `gpu`'s save and
 //! restore, the wire is [`crate::net`]. One main loop per role polls the
-//! NIC (through the link), the migration and the guests, which run at 60
+//! NIC (through the link), the migration, the GPU (the vGPU scheduler,
+//! [`VgpuManager::poll`], in [`step_due`]) and the guests, which run at 60
 //! frames a second of the TSC clock so that the migration has the time in
 //! between. Log lines and their fields are documented in the README
 //! (`report migration ...`, `report migration_dest ...`, `report guest
-//! ...`, `migration progress ...`).
+//! ...`, `report vgpu_share ...`, `migration progress ...`).
 
 mod dest;
 mod pages;
@@ -180,24 +181,27 @@ impl Hosted {
         Ok(r)
     }
 
-    /// Logs the guest's report line.
-    pub fn report(&self, ended: &str) {
+    /// Logs the guest's report line, and its vGPU's share of the GPU.
+    pub fn report(&self, m: &VgpuManager, ended: &str) {
         defmt::info!(
-            "report guest id={=u8} kind={=str} mib={=u32} frames={=u64} checksum={=u64:#x} ended={=str}",
+            "report guest id={=u8} kind={=str} mib={=u32} frames={=u64} checksum={=u64:#x} ended={=str} vgpu={=u8}",
             self.id,
             self.workload.kind().name(),
             self.mib,
             self.workload.frame(),
             self.workload.checksum(),
-            ended
+            ended,
+            self.vgpu.raw()
         );
+        m.report_share(self.vgpu);
     }
 }
 
-/// Steps every due guest in `guests` (except the one `skip` names) once.
-/// A guest whose workload fails is reported, torn down and dropped: the
-/// others go on.
+/// Runs the GPU on to now, then steps every due guest in `guests` (except
+/// the one `skip` names) once. A guest whose workload fails is reported,
+/// torn down and dropped: the others go on.
 fn step_due(p: &mut Platform, guests: &mut alloc::vec::Vec<Hosted>, skip: Option<u8>) {
+    p.vgpus.poll(crate::time::nanos_since_boot());
     let now = crate::time::micros_since_boot();
     let mut i = 0;
     while i < guests.len() {
@@ -212,7 +216,7 @@ fn step_due(p: &mut Platform, guests: &mut alloc::vec::Vec<Hosted>, skip: Option
                 let g = guests.remove(i);
                 crate::println!("guest {}: {e}; its vGPU is torn down", g.id);
                 defmt::error!("guest {=u8}: {}", g.id, defmt::Display2Format(&e));
-                g.report("failed");
+                g.report(&p.vgpus, "failed");
                 if let Ok(index) = g.index(&p.vgpus) {
                     p.vgpus.remove_vgpu(&mut p.memory.frames, index);
                 }
@@ -267,7 +271,7 @@ fn run_guests(p: &mut Platform) -> ! {
         core::hint::spin_loop();
     }
     for g in &guests {
-        g.report("running");
+        g.report(&p.vgpus, "running");
     }
     exit(if guests.len() == usize::from(opts.guests) {
         ExitCode::Success

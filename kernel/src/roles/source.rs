@@ -174,7 +174,7 @@ pub fn run(p: &mut Platform) -> ! {
         step_due(p, &mut guests, held.then_some(0));
     }
     for g in &guests {
-        g.report(if held && g.id == 0 { "held" } else { "running" });
+        g.report(&p.vgpus, if held && g.id == 0 { "held" } else { "running" });
     }
     let all = completed == policies.len();
     println!(
@@ -492,7 +492,7 @@ fn stream(
                     pages,
                 );
                 let g = guests.remove(0);
-                g.report("migrated");
+                g.report(&p.vgpus, "migrated");
                 p.vgpus.remove_vgpu(&mut p.memory.frames, index);
             }
             (Ended::Completed, figures, None)
@@ -520,8 +520,12 @@ fn stream(
     }
 }
 
-/// Guest 0 stops: its device state and its own state are saved, and the
-/// source told.
+/// Longest wait at the stop for guest 0's GPU work to end (its last
+/// frame's work takes microseconds to a few milliseconds).
+const DRAIN_US: u64 = 1_000_000;
+
+/// Guest 0 stops: its GPU work ends, its device state and its own state
+/// are saved, and the source told.
 fn stop(
     p: &mut Platform,
     g: &mut Hosted,
@@ -531,6 +535,21 @@ fn stop(
     source: &mut Source<'_>,
     now_ns: u64,
 ) -> Result<(), Ended> {
+    // The GPU's work takes time: what guest 0 queued may still be queued or
+    // running, and the save refuses a busy vGPU. Wait for it (bounded; on
+    // failure the migration fails and guest 0 runs on here), then report
+    // what it may have written.
+    if let Err(e) = p.vgpus.wait_idle(index, DRAIN_US) {
+        defmt::error!(
+            "guest 0's GPU work at the stop: {}",
+            defmt::Display2Format(&e)
+        );
+        return Err(Ended::Failed("GPU work did not end at the stop"));
+    }
+    p.vgpus.collect_writes(index, &mut g.writes);
+    if report_dirt(p, g, source).is_err() {
+        return Err(Ended::Failed("write targets at the stop"));
+    }
     let hosted = &p.vgpus.vgpus[index];
     match hosted
         .vgpu

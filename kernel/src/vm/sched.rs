@@ -1,7 +1,10 @@
 //! Round-robin scheduling of ring-3 guests on the one CPU: each runnable
 //! guest in turn for a slice of [`Scheduler::slice`] TSC cycles, ended
 //! early by a yield, a wait or its end, and otherwise by the APIC timer.
-//! A guest that waits for its vGPU is skipped until the vGPU is idle.
+//! A guest that waits for its vGPU is skipped until its GPU work has
+//! ended: each step first runs the GPU on to now ([`VgpuManager::poll`],
+//! the vGPU scheduler of `gpu::sched`), so while guests wait the engines
+//! go on with the work of every vGPU, in turns.
 //!
 //! The scheduler does one slice per [`Scheduler::step`], so a main loop
 //! can interleave its own work (the NIC, a migration) between slices.
@@ -61,7 +64,11 @@ impl Scheduler {
 
     /// Runs the next runnable guest for one slice.
     pub fn step(&mut self, rt: &Runtime, m: &mut VgpuManager) -> Step {
+        // The GPU runs on to now (its work takes model time): what ended
+        // wakes its guest, idle engines take their next turn.
+        m.poll(crate::time::nanos_since_boot());
         for g in &mut self.guests {
+            g.collect_writes(m);
             g.wake_if_ready(m);
         }
         let n = self.guests.len();
