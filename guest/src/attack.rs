@@ -929,6 +929,17 @@ impl Attacker {
         Ok(())
     }
 
+    /// Submits `s` (an attack or a benign twin, [`stream`]) and waits for
+    /// its end; true if the vGPU stopped.
+    pub fn run_stream<P: Arena>(
+        &mut self,
+        p: &mut P,
+        s: &Stream,
+    ) -> Result<bool, AttackError<P::Error>> {
+        self.submit(p, s)?;
+        p.settle().map_err(AttackError::Platform)
+    }
+
     /// Makes the stream or device attempt `class` (after [`Attacker::fresh`]).
     /// `None` for the CPU classes, which are not the platform's.
     pub fn attempt<P: Arena>(
@@ -949,8 +960,7 @@ impl Attacker {
                 return Err(AttackError::TooSmall);
             };
             p.declare(class).map_err(e)?;
-            self.submit(p, &s)?;
-            return done(p.settle().map_err(e)?);
+            return done(self.run_stream(p, &s)?);
         }
         match class {
             Class::GgttReadOutside => {

@@ -55,6 +55,7 @@
 //! speculatively. Separate page tables for ring 3 with only the entry
 //! path mapped (as KPTI does) would close that.
 
+pub mod attempts;
 pub mod cpu;
 pub mod decode;
 pub mod demo;
@@ -64,6 +65,7 @@ pub mod sched;
 pub mod selftest;
 pub mod space;
 pub mod syscall;
+pub mod verify;
 
 use core::fmt;
 

@@ -15,9 +15,9 @@ use guest::Kind;
 use super::cpu::CpuStateError;
 use super::guest::{Blame, Guest, Kill, RunState, SliceEnd, SyscallFault};
 use super::image::{self, ImageError};
+use super::verify::reference_checksums;
 use super::{Runtime, Scheduler, Step};
 use crate::arch::cpu::rdtsc;
-use crate::guests::{CpuDirty, StandIn, WriteLog};
 use crate::mem::region::Region;
 use crate::platform::Platform;
 
@@ -128,41 +128,6 @@ fn remove_vgpu(p: &mut Platform, id: VgpuId) {
 
 fn workload(kind: Kind, seed: u64, frames: u64) -> Program {
     Program::Workload { kind, seed, frames }
-}
-
-/// The same workload through the monitor's stand-in (`guests::StandIn`),
-/// on the same RAM range: the checksums a correct ring-3 run must give.
-fn reference_checksums(
-    p: &mut Platform,
-    kind: Kind,
-    seed: u64,
-    frames: u64,
-    pages: u64,
-) -> Result<Vec<u64>, &'static str> {
-    let index = p
-        .vgpus
-        .add_vgpu(&mut p.memory.frames, VgpuType::Small, pages)
-        .map_err(|_| "no room for the reference vGPU")?;
-    let (first, count) = (RAM_FIRST_PAGE + DRIVER_INDEX, pages - DRIVER_INDEX);
-    let (mut cpu, mut writes) = (CpuDirty::new(pages), WriteLog::default());
-    let result = {
-        let mut machine = StandIn {
-            m: &mut p.vgpus,
-            index,
-            cpu: &mut cpu,
-            writes: &mut writes,
-        };
-        guest::Driver::probe(&mut machine, first, count)
-            .map_err(guest::WorkloadError::Driver)
-            .and_then(|d| guest::Workload::boot(&mut machine, d, kind, seed))
-            .and_then(|mut w| {
-                (0..frames)
-                    .map(|_| w.step(&mut machine).map(|r| r.checksum))
-                    .collect::<Result<Vec<u64>, _>>()
-            })
-    };
-    p.vgpus.remove_vgpu(&mut p.memory.frames, index);
-    result.map_err(|_| "the reference run through the stand-in failed")
 }
 
 /// A ring-3 workload runs its frames with the checksums the same guest
