@@ -260,6 +260,11 @@ pub enum Probe {
         /// slices, by its own choice).
         victim: u64,
     },
+    /// The hostile guest's benign twins ([`crate::attack::stream`] with
+    /// `benign`), each declared with `attempt` as its attack would be:
+    /// the monitor must find none of them refused. Exits
+    /// [`exit_code::SUCCESS`] once each was submitted and its end awaited.
+    Twins,
 }
 
 /// What a guest runs: the image and its parameters.
@@ -333,6 +338,7 @@ impl Program {
                 Probe::Fpu { .. } => "fpu",
                 Probe::Dirty { .. } => "dirty",
                 Probe::Hostile { .. } => "hostile",
+                Probe::Twins => "twins",
             },
         }
     }
@@ -363,6 +369,7 @@ impl Program {
                     address,
                     victim,
                 } => (25, [iterations, address, victim, 0]),
+                Probe::Twins => (26, [0; 4]),
             },
         }
     }
@@ -407,6 +414,7 @@ impl Program {
                 address: a[1],
                 victim: a[2],
             }),
+            26 => Program::Probe(Probe::Twins),
             _ => return None,
         })
     }
@@ -523,6 +531,7 @@ mod tests {
                 address: 6,
                 victim: 7,
             }),
+            Program::Probe(Probe::Twins),
         ];
         for program in programs {
             let block = BootBlock {

@@ -66,6 +66,10 @@ struct Open {
 /// The attempts of one guest.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Attempts {
+    /// The guest declares benign twins of attempts (the monitor's own
+    /// check that a verdict is not a foregone conclusion): a refusal is
+    /// then the surprise.
+    benign: bool,
     open: Option<Open>,
     /// Attempts declared.
     pub declared: u64,
@@ -76,6 +80,14 @@ pub struct Attempts {
 }
 
 impl Attempts {
+    /// None yet; `benign`: the guest declares benign twins, not attacks.
+    pub fn new(benign: bool) -> Self {
+        Attempts {
+            benign,
+            ..Attempts::default()
+        }
+    }
+
     /// Whether an attempt is open.
     pub fn is_open(&self) -> bool {
         self.open.is_some()
@@ -123,6 +135,24 @@ impl Attempts {
         let Some(open) = self.open.take() else { return };
         let number = self.declared;
         match open.refusal {
+            Some(r) if self.benign => {
+                self.refused += 1;
+                defmt::error!(
+                    "guest {=u32} ({=str}) attempt {=u64} {=str}: a benign twin was refused {}",
+                    id,
+                    name,
+                    number,
+                    open.class.name(),
+                    defmt::Display2Format(&r)
+                );
+            }
+            None if self.benign => defmt::info!(
+                "guest {=u32} ({=str}) attempt {=u64} {=str}: not refused (a benign twin)",
+                id,
+                name,
+                number,
+                open.class.name()
+            ),
             Some(r) => {
                 self.refused += 1;
                 defmt::info!(

@@ -568,7 +568,7 @@ impl Guest {
             frames: FrameLog::default(),
             writes: WriteLog::default(),
             stop_logged: false,
-            attempts: Attempts::default(),
+            attempts: Attempts::new(program == Program::Probe(abi::Probe::Twins)),
         })
     }
 

@@ -17,9 +17,9 @@ use guest::abi::{
     DRIVER_INDEX,
 };
 use guest_images::platform::mmio_read64;
-use guest_images::{logf, sys, RingPlatform};
+use guest_images::{logf, sys, RingError, RingPlatform};
 
-use guest::attack::{Attacker, Class};
+use guest::attack::{self, AttackError, Attacker, Class};
 use guest::Platform;
 
 guest_images::entry!(Image::Probe, main);
@@ -80,6 +80,39 @@ fn main(boot: &BootBlock) -> u64 {
             address,
             victim,
         } => hostile(&mut p, first, pages, iterations, address, victim),
+        Probe::Twins => twins(&mut p, first, pages),
+    }
+}
+
+/// Every stream's benign twin, declared as its attack would be; the
+/// monitor judges (none may be refused).
+fn twins(p: &mut RingPlatform, first: u64, pages: u64) -> u64 {
+    let run = |p: &mut RingPlatform| -> Result<u64, AttackError<RingError>> {
+        let mut a = Attacker::probe(p, first, pages, 0)?;
+        let mut made = 0;
+        for class in Class::ALL {
+            let Some(twin) = attack::stream(class, a.layout(), true) else {
+                continue;
+            };
+            a.fresh(p, class)?;
+            sys::attempt(class);
+            a.run_stream(p, &twin)?;
+            made += 1;
+        }
+        // Back to a vGPU that runs (a twin the software GPU does not model
+        // stops it).
+        a.fresh(p, Class::TightLoop)?;
+        Ok(made)
+    };
+    match run(p) {
+        Ok(made) => {
+            logf!("twins: {made} benign twins submitted");
+            exit_code::SUCCESS
+        }
+        Err(e) => {
+            logf!("twins: {e}");
+            exit_code::PROBE_FAILED
+        }
     }
 }
 
