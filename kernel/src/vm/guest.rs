@@ -58,7 +58,8 @@ pub enum MmioFault {
     Unreadable,
     /// The instruction is not one the monitor emulates.
     Decode(DecodeError),
-    /// The vGPU refused it (or the monitor failed inside it).
+    /// The monitor failed inside the vGPU (a refusal of the guest's own
+    /// doing does not kill it: `Guest::refuse_mmio`).
     Vgpu(VgpuError),
     /// The guest's vGPU is gone (a monitor bug).
     NoVgpu,
@@ -102,7 +103,7 @@ pub enum Kill {
         /// mapping, which ring 3 cannot use), if it is any vGPU's.
         owner: Option<VgpuId>,
     },
-    /// A BAR0 access that was refused.
+    /// A BAR0 access the monitor could not carry out.
     Mmio {
         /// Where.
         rip: u64,
