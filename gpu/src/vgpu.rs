@@ -8,7 +8,8 @@
 //!   MI_MODE, PVINFO display_ready...), nothing reaches hardware;
 //! * *read-only*: PVINFO ballooning fields, ACTHD; writes are guest faults;
 //! * *virtualized*: a handler acts (ring START/CTL/HEAD/TAIL, fences via the
-//!   GM translation, forcewake request/ack, g2v notification, GGTT window);
+//!   GM translation, forcewake request/ack, g2v notification, GGTT window,
+//!   GDRST);
 //! * *rejected*: everything else, including execlist ports and GFX_MODE.
 //!
 //! The vGPU offers the legacy ring-buffer interface to its guest (START,
@@ -42,8 +43,10 @@
 //! Failsafe: any guest fault on the write path, a rejected submission or a
 //! GPU fault in the vGPU's submission stops the vGPU with a recorded
 //! [`FailReason`]; later writes and submissions are refused until
-//! [`Vgpu::reset`]. Reads keep working (so the guest can inspect). Nothing
-//! a guest does panics: every path returns a [`VgpuError`].
+//! [`Vgpu::reset`], which the monitor calls or the guest asks for with a
+//! full GDRST reset (the one write a stopped vGPU takes). Reads keep
+//! working (so the guest can inspect). Nothing a guest does panics: every
+//! path returns a [`VgpuError`].
 
 use crate::addr::{GuestGgttIndex, GuestPage, PhysFrame, PAGE_SHIFT, PAGE_SIZE};
 use crate::backend::{
