@@ -390,6 +390,21 @@ pub trait Backend {
     /// completes later ([`Backend::poll`]); an engine that is busy or
     /// faulted refuses it ([`BackendError::EngineNotIdle`]).
     fn submit(&mut self, submission: &Submission) -> Result<SubmissionId, BackendError>;
+    /// [`Backend::submit`] of work the monitor had ready since `ready_ns`
+    /// (on the [`Backend::advance`] clock): an engine that went idle after
+    /// that starts it at the moment it went idle, as hardware starts the
+    /// context waiting in its second execlist port at once, not when the
+    /// monitor next looks. The software model so stays busy back to back
+    /// while work is queued however seldom the monitor polls; hardware
+    /// (which starts it on submission) need not override this.
+    fn submit_ready_since(
+        &mut self,
+        submission: &Submission,
+        ready_ns: u64,
+    ) -> Result<SubmissionId, BackendError> {
+        let _ = ready_ns;
+        self.submit(submission)
+    }
     /// Reports an engine's state.
     fn poll(&mut self, engine: Engine) -> EngineStatus;
     /// The monitor's clock is now `now_ns` (monotonic; an earlier value is

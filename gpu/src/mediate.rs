@@ -745,7 +745,12 @@ pub(crate) mod tests {
         ring_tail(&mut w, 0, Engine::Render, tail).unwrap();
         let v = &mut w.vgpus[0].0;
         let err = v
-            .dispatch(Engine::Render, &mut BusyGpu(&mut w.gpu), &mut *w.gate)
+            .dispatch(
+                Engine::Render,
+                &mut BusyGpu(&mut w.gpu),
+                &mut *w.gate,
+                u64::MAX,
+            )
             .unwrap_err();
         assert!(matches!(err, VgpuError::Monitor(_)), "{err}");
         assert!(!matches!(v.state(), VgpuState::Failed(_)));

@@ -1,4 +1,4 @@
-//! The vGPU scheduler (DESIGN.md "Hardware and emulation"): time-sliced
+//! The vGPU scheduler (ARCHITECTURE.md "Submission path"): time-sliced
 //! round-robin of the vGPUs on each engine, each vGPU on its own engine
 //! context, fair under load, with the engine time each vGPU used.
 //!
@@ -26,10 +26,18 @@
 //!   of its submissions, and a vGPU with little work gets the engine within
 //!   a round of asking (at most one turn of each other vGPU before it).
 //! * Work-conserving: an engine never idles while a vGPU has work for it.
-//! * Engine time is charged from dispatch to the submission's end, as the
+//!   On the software model a poll ends what ran to its end before now and
+//!   starts the next submission back to back from the moment the engine
+//!   went idle ([`Backend::submit_ready_since`], as hardware starts the
+//!   context in its second execlist port), if it was queued by then (the
+//!   poll that first saw its TAIL), and repeats up to now; so how seldom
+//!   the monitor polls (a guest's CPU slice, the model's own cost of
+//!   executing blits under emulation) does not leave the engine idle in
+//!   model time, and busy vGPUs really compete for it.
+//! * Engine time is charged from the submission's start to its end, as the
 //!   backend reports it ([`Backend::finished_at_ns`]); where it cannot
-//!   (hardware) up to the poll that saw the end, because the engine was the
-//!   vGPU's until then.
+//!   (hardware) from dispatch up to the poll that saw the end, because the
+//!   engine was the vGPU's until then.
 //! * A dispatch the scanner rejects stops that vGPU (its queue is dropped)
 //!   and the turn goes on to the next; a monitor fault (the backend refused)
 //!   leaves the work queued for the next poll and is reported.
@@ -47,7 +55,7 @@
 use crate::backend::{Backend, SubmissionId};
 use crate::engine::Engine;
 use crate::partition::{VgpuId, MAX_VGPUS};
-use crate::vgpu::{MonitorFault, SubmissionGate, Vgpu, VgpuError};
+use crate::vgpu::{MonitorFault, SubmissionGate, Vgpu, VgpuError, MAX_QUEUED_TAILS};
 
 /// Engine time one turn lasts: 1 ms, short next to a 60 Hz frame, long
 /// next to a submission of a few page copies (about 1 us each on the
@@ -96,6 +104,9 @@ struct Lane {
     /// The slot whose turn it is (or was last).
     turn: Option<usize>,
     running: Option<Running>,
+    /// When the engine's last submission ended, where the backend says
+    /// (the software model); the next may start from then.
+    idle_since_ns: Option<u64>,
 }
 
 /// One vGPU slot's accounts.
@@ -105,6 +116,10 @@ struct Account {
     /// Engine time left in its turn on each engine; negative: a submission
     /// ran past the turn's end, and the debt is paid from later turns.
     credit_ns: [i64; Engine::COUNT],
+    /// Per engine the ring TAIL the vGPU had at the last poll, and the
+    /// poll that first saw it: everything it has queued there was queued
+    /// by then.
+    seen_tail: [(u32, u64); Engine::COUNT],
 }
 
 impl Account {
@@ -114,6 +129,7 @@ impl Account {
             submissions: 0,
         }; Engine::COUNT],
         credit_ns: [0; Engine::COUNT],
+        seen_tail: [(0, 0); Engine::COUNT],
     };
 }
 
@@ -160,6 +176,7 @@ impl Scheduler {
             lanes: [Lane {
                 turn: None,
                 running: None,
+                idle_since_ns: None,
             }; Engine::COUNT],
             accounts: [Account::NEW; MAX_VGPUS],
         }
@@ -180,14 +197,33 @@ impl Scheduler {
         gate: &mut dyn SubmissionGate,
         vgpus: &mut [V],
     ) -> PollReport {
+        for v in vgpus.iter_mut().map(AsMut::as_mut) {
+            if let Some(account) = self.accounts.get_mut(slot(v.id())) {
+                for engine in Engine::ALL {
+                    let tail = v.ring(engine).tail;
+                    let seen = &mut account.seen_tail[engine.index()];
+                    if seen.0 != tail {
+                        *seen = (tail, now_ns);
+                    }
+                }
+            }
+        }
         backend.advance(now_ns);
         let mut report = PollReport::default();
-        for engine in Engine::ALL {
-            self.retire(engine, now_ns, backend, vgpus, &mut report);
-            self.dispatch(engine, now_ns, backend, gate, vgpus, &mut report);
-        }
-        if report.dispatched > 0 {
-            // What was dispatched starts now.
+        // Each pass ends what ran to its end before now and starts what
+        // follows it back to back, from when the engine went idle; a pass
+        // that starts nothing is the last. Every pass but the last takes a
+        // span off a queue, so the passes are bounded.
+        for _ in 0..=MAX_VGPUS * MAX_QUEUED_TAILS * Engine::COUNT {
+            let before = report.dispatched;
+            for engine in Engine::ALL {
+                self.retire(engine, now_ns, backend, vgpus, &mut report);
+                self.dispatch(engine, now_ns, backend, gate, vgpus, &mut report);
+            }
+            if report.dispatched == before {
+                break;
+            }
+            // What was dispatched runs up to now.
             backend.advance(now_ns);
         }
         report
@@ -211,10 +247,11 @@ impl Scheduler {
         if still == Some(run.id) {
             return;
         }
-        let end = backend
-            .finished_at_ns(engine, run.id)
+        let finished = backend.finished_at_ns(engine, run.id);
+        let end = finished
             .unwrap_or(now_ns)
             .clamp(run.since_ns, now_ns.max(run.since_ns));
+        self.lanes[e].idle_since_ns = finished.map(|_| end);
         let busy = end - run.since_ns;
         if let Some(account) = self.accounts.get_mut(run.slot) {
             account.usage[e].add(Usage {
@@ -255,12 +292,19 @@ impl Scheduler {
                 queued[turn] = false;
                 continue;
             };
-            match v.dispatch(engine, backend, gate) {
+            // Back to back after the engine's last work if the span was
+            // queued by then (the model's engine never idles while work
+            // waits for a poll); otherwise from now.
+            let queued_at = self.accounts[turn].seen_tail[e].1;
+            let since_ns = self.lanes[e]
+                .idle_since_ns
+                .map_or(now_ns, |idle| queued_at.max(idle).min(now_ns));
+            match v.dispatch(engine, backend, gate, since_ns) {
                 Ok(Some(id)) => {
                     self.lanes[e].running = Some(Running {
                         slot: turn,
                         id,
-                        since_ns: now_ns,
+                        since_ns,
                     });
                     report.dispatched += 1;
                     return;
@@ -623,15 +667,16 @@ mod tests {
     fn completion_order_per_vgpu_is_submission_order() {
         let mut w = world(2);
         let mut tails = [Vec::new(), Vec::new()];
-        for i in 0..12u32 {
+        // Five more than the queue's room.
+        let spans = MAX_QUEUED_TAILS as u32 + 4;
+        for i in 0..spans {
             for (g, tails) in tails.iter_mut().enumerate() {
-                // The store comes after a NOOP pair, so a dispatch's first
-                // command (run at once) is never the store; the fill after
-                // it writes another page.
-                let at = w.aperture(g) + (DATA + 1) * 4096;
-                let mut cmds = vec![NOOP, NOOP];
+                // The store comes after a fill of 8 us, so the span that
+                // starts back to back after one that ended shows no store
+                // before the next poll (1 us later).
+                let at = w.aperture(g) + FREE * 4096;
+                let mut cmds = fills(&w, g, 8);
                 cmds.extend(sdi(at, i));
-                cmds.extend(fills(&w, g, 1));
                 tails.push(w.queue(g, Engine::Blitter, &cmds));
             }
         }
@@ -643,17 +688,18 @@ mod tests {
                 if heads[g].last().copied().unwrap_or(0) != head {
                     // Completed up to here: its store, and no later one.
                     let done = tails[g].iter().position(|&t| t == head).unwrap();
-                    assert_eq!(w.read(g, DATA + 1, 0) as usize, done, "vGPU {g}");
+                    assert_eq!(w.read(g, FREE, 0) as usize, done, "vGPU {g}");
                     heads[g].push(head);
                 }
             }
         }
         for g in 0..2 {
-            // The first seven spans one by one, the last five as one.
+            // The queue's room less one span one by one, the last five as
+            // one.
             let mut want = tails[g][..MAX_QUEUED_TAILS - 1].to_vec();
-            want.push(tails[g][11]);
+            want.push(tails[g][spans as usize - 1]);
             assert_eq!(heads[g], want, "vGPU {g}");
-            assert_eq!(w.read(g, DATA + 1, 0), 11);
+            assert_eq!(w.read(g, FREE, 0), spans - 1);
         }
     }
 
@@ -874,12 +920,15 @@ mod tests {
         // Turns pass after every submission: the spans interleave.
         w.sched = Scheduler::new(1);
         let gpr = Engine::Render.mmio_base() + ring::GPR_BASE;
+        // Each span takes 4 us (40 NOOPs first), so that each poll sees
+        // which runs.
+        let span = |cmd: &[u32]| [vec![NOOP; 40].as_slice(), cmd].concat();
         for g in 0..2 {
-            w.queue(g, Engine::Render, &lri(gpr, 0x1000 + g as u32));
+            w.queue(g, Engine::Render, &span(&lri(gpr, 0x1000 + g as u32)));
         }
         for g in 0..2 {
             let out = w.aperture(g) + FREE * 4096;
-            w.queue(g, Engine::Render, &srm(gpr, out));
+            w.queue(g, Engine::Render, &span(&srm(gpr, out)));
         }
         let mut order = Vec::new();
         while w.guests.iter().any(|g| !g.vgpu.is_idle()) {
@@ -895,5 +944,43 @@ mod tests {
         for g in 0..2 {
             assert_eq!(w.read(g, FREE, 0), 0x1000 + g as u32, "vGPU {g}");
         }
+    }
+
+    /// Work queued before the engine went idle starts the moment it did,
+    /// however late the next poll comes (as hardware starts the context in
+    /// its second execlist port): the engine does not idle while work
+    /// waits. Work queued later starts no earlier than the poll that first
+    /// saw it.
+    #[test]
+    fn queued_work_runs_back_to_back_between_polls() {
+        let mut w = world(2);
+        let cost = crate::sim::cost_ns(2, 8 * 4096);
+        let first = fills(&w, 0, 8);
+        w.queue(0, Engine::Blitter, &first);
+        let second = fills(&w, 1, 8);
+        w.queue(1, Engine::Blitter, &second);
+        w.queue(0, Engine::Blitter, &first);
+        let t0 = 1_000_000;
+        let poll = |w: &mut World, at: u64| {
+            let r = w.sched.poll(at, &mut w.gpu, &mut *w.gate, &mut w.guests);
+            assert_eq!(r.monitor_fault, None);
+            r
+        };
+        assert_eq!(poll(&mut w, t0).dispatched, 1);
+        // One poll long after: all three ran, one after the other.
+        let r = poll(&mut w, t0 + 100 * cost);
+        assert_eq!((r.ended, r.dispatched), (3, 2));
+        assert!(w.guests.iter().all(|g| g.vgpu.is_idle()));
+        assert_eq!(w.sched.usage(w.id(0)).busy_ns, 2 * cost);
+        assert_eq!(w.sched.usage(w.id(1)).busy_ns, cost);
+        let last = w.gpu.finished_at_ns(Engine::Blitter, SubmissionId(3));
+        assert_eq!(last, Some(t0 + 3 * cost), "the engine idled between them");
+        // Queued after the engine went idle: from the poll that saw it.
+        let t1 = t0 + 200 * cost;
+        w.queue(1, Engine::Blitter, &second);
+        poll(&mut w, t1);
+        poll(&mut w, t1 + 100 * cost);
+        let late = w.gpu.finished_at_ns(Engine::Blitter, SubmissionId(4));
+        assert_eq!(late, Some(t1 + cost), "it started before it was seen");
     }
 }

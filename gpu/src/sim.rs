@@ -152,6 +152,8 @@ struct Running {
     commands: u32,
     blit_bytes: u64,
     started_ns: u64,
+    /// [`SimGpu::set_slowdown`] when it was submitted.
+    slowdown: u64,
 }
 
 impl Running {
@@ -159,7 +161,7 @@ impl Running {
     /// submission ends).
     fn clock_ns(&self) -> u64 {
         self.started_ns
-            .saturating_add(cost_ns(self.commands, self.blit_bytes))
+            .saturating_add(cost_ns(self.commands, self.blit_bytes).saturating_mul(self.slowdown))
     }
 }
 
@@ -301,6 +303,8 @@ pub struct SimGpu<M: PhysMem> {
     timestamp: u64,
     /// The monitor's clock as [`Backend::advance`] last gave it.
     now_ns: u64,
+    /// Model time per unit of [`cost_ns`] ([`SimGpu::set_slowdown`]).
+    slowdown: u64,
 }
 
 struct Stop {
@@ -363,7 +367,18 @@ impl<M: PhysMem> SimGpu<M> {
             next_submission: 1,
             timestamp: 0,
             now_ns: 0,
+            slowdown: 1,
         })
+    }
+
+    /// From the next submission on, work takes `factor` (at least 1)
+    /// times its [`cost_ns`]: a slower engine. Under full emulation (QEMU
+    /// TCG) the CPU executes the model's blits more slowly than their
+    /// model time passes, so no amount of guest work keeps the model's
+    /// engine busy; slowed enough, the engine is what limits busy guests,
+    /// as a real GPU is, and the vGPU scheduler has something to share.
+    pub fn set_slowdown(&mut self, factor: u32) {
+        self.slowdown = u64::from(factor.max(1));
     }
 
     /// The model's clock: the latest time [`Backend::advance`] gave.
@@ -665,11 +680,23 @@ impl<M: PhysMem> Backend for SimGpu<M> {
     }
 
     fn submit(&mut self, submission: &Submission) -> Result<SubmissionId, BackendError> {
+        self.submit_ready_since(submission, self.now_ns)
+    }
+
+    fn submit_ready_since(
+        &mut self,
+        submission: &Submission,
+        ready_ns: u64,
+    ) -> Result<SubmissionId, BackendError> {
         let engine = submission.engine();
         let e = &self.engines[engine.index()];
         if e.fault.is_some() || e.running.is_some() {
             return Err(BackendError::EngineNotIdle(engine));
         }
+        // Not before it was ready, nor before the engine's last work ended,
+        // nor after now.
+        let idle_since = e.finished.map_or(0, |(_, at)| at);
+        let start_ns = ready_ns.max(idle_since).min(self.now_ns);
         let id = SubmissionId(self.next_submission);
         self.next_submission += 1;
         self.engines[engine.index()].current = submission.context();
@@ -682,7 +709,8 @@ impl<M: PhysMem> Backend for SimGpu<M> {
             cursor: exec::Cursor::new(submission),
             commands: 0,
             blit_bytes: 0,
-            started_ns: self.now_ns,
+            started_ns: start_ns,
+            slowdown: self.slowdown,
         });
         Ok(id)
     }

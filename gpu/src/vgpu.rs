@@ -386,8 +386,10 @@ pub enum MmioEffect {
 }
 
 /// Most TAIL writes a vGPU's engine queues before its next dispatch; a
-/// later one extends the newest queued span.
-pub const MAX_QUEUED_TAILS: usize = 8;
+/// later one extends the newest queued span. 32: a driver that keeps its
+/// engine fed queues a few submissions ahead, and each stays its own
+/// submission (its own preemption point) up to this many.
+pub const MAX_QUEUED_TAILS: usize = 32;
 
 /// The span `[head, tail)` of a guest ring to dispatch, with the ring's GM
 /// range claimed against the vGPU's slices. Only a dispatch makes one.
@@ -1086,11 +1088,15 @@ impl Vgpu {
     /// turn on the idle engine comes; `Ok(None)` if nothing is queued.
     /// A rejection (or a ring now outside the slices) stops the vGPU; a
     /// monitor fault leaves the span queued.
+    /// The span was queued by `ready_ns` at the latest: the backend may
+    /// start it from then ([`Backend::submit_ready_since`]; `u64::MAX`:
+    /// now).
     pub(crate) fn dispatch(
         &mut self,
         engine: Engine,
         backend: &mut dyn Backend,
         gate: &mut dyn SubmissionGate,
+        ready_ns: u64,
     ) -> Result<Option<SubmissionId>, VgpuError> {
         if let VgpuState::Failed(r) = self.state {
             return Err(VgpuError::Stopped(r));
@@ -1132,7 +1138,7 @@ impl Vgpu {
             return Err(VgpuError::Monitor(MonitorFault::GateMismatch));
         }
         let id = backend
-            .submit(&submission)
+            .submit_ready_since(&submission, ready_ns)
             .map_err(|e| VgpuError::Monitor(MonitorFault::Backend(e)))?;
         let _ = self.queued[i].pop_front();
         self.dispatched[i] = tail;
@@ -1774,7 +1780,7 @@ mod tests {
         assert_eq!(effect, MmioEffect::Queued(Engine::Render));
         let mut gate = OtherContext(crate::testutil::scan_gate(&mut w.gpu), None);
         let err = v
-            .dispatch(Engine::Render, &mut w.gpu, &mut gate)
+            .dispatch(Engine::Render, &mut w.gpu, &mut gate, u64::MAX)
             .unwrap_err();
         assert_eq!(gate.1, Some(v.context()));
         assert_eq!(err, VgpuError::Monitor(MonitorFault::GateMismatch));

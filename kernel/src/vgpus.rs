@@ -202,6 +202,20 @@ impl fmt::Display for WaitError {
     }
 }
 
+/// What a vGPU used of the GPU ([`VgpuManager::gpu_use`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GpuUse {
+    /// Engine time of its submissions, all engines, in microseconds.
+    pub busy_us: u64,
+    /// Its submissions that ended.
+    pub submissions: u64,
+    /// Its thousandths of the engine time every vGPU used.
+    pub share_permille: u32,
+    /// Per engine (`Engine::ALL` order): its engine time in microseconds,
+    /// and its thousandths of what every vGPU used of that engine.
+    pub engines: [(u64, u32); Engine::COUNT],
+}
+
 /// The manager.
 #[derive(Debug)]
 pub struct VgpuManager {
@@ -465,6 +479,17 @@ impl VgpuManager {
         Ok(self.vgpus.len() - 1)
     }
 
+    /// On the software GPU, makes work take `factor` times its model cost
+    /// (`gpu_slowdown=`); hardware runs at its own speed.
+    pub fn set_sim_slowdown(&mut self, factor: u32) {
+        if let GpuDevice::Software(sim) = &mut self.device {
+            sim.set_slowdown(factor);
+            if factor > 1 {
+                defmt::info!("report gpu_slowdown={=u32}", factor);
+            }
+        }
+    }
+
     /// Runs the GPU on to `now_ns` (the TSC clock,
     /// [`crate::time::nanos_since_boot`]): ends and dispatches the vGPUs'
     /// work on every engine. A monitor fault a dispatch meets leaves that
@@ -524,16 +549,42 @@ impl VgpuManager {
         }
     }
 
+    /// What vGPU `id` used of the GPU so far, over all engines and per
+    /// engine (the scheduler's accounts).
+    pub fn gpu_use(&self, id: gpu::partition::VgpuId) -> GpuUse {
+        let usage = self.sched.usage(id);
+        GpuUse {
+            busy_us: usage.busy_ns / 1000,
+            submissions: usage.submissions,
+            share_permille: self.sched.share_permille(id),
+            engines: Engine::ALL.map(|e| {
+                (
+                    self.sched.engine_usage(id, e).busy_ns / 1000,
+                    self.sched.engine_share_permille(id, e),
+                )
+            }),
+        }
+    }
+
     /// Logs vGPU `id`'s engine time and its share of what every vGPU used
     /// so far (`report vgpu_share`, README).
     pub fn report_share(&self, id: gpu::partition::VgpuId) {
-        let usage = self.sched.usage(id);
+        let u = self.gpu_use(id);
+        let [rcs, bcs, vcs, vecs] = u.engines;
         defmt::info!(
-            "report vgpu_share id={=u8} busy_us={=u64} submissions={=u64} share_permille={=u32}",
+            "report vgpu_share id={=u8} busy_us={=u64} submissions={=u64} share_permille={=u32} rcs_busy_us={=u64} rcs_share_permille={=u32} bcs_busy_us={=u64} bcs_share_permille={=u32} vcs_busy_us={=u64} vcs_share_permille={=u32} vecs_busy_us={=u64} vecs_share_permille={=u32}",
             id.raw(),
-            usage.busy_ns / 1000,
-            usage.submissions,
-            self.sched.share_permille(id)
+            u.busy_us,
+            u.submissions,
+            u.share_permille,
+            rcs.0,
+            rcs.1,
+            bcs.0,
+            bcs.1,
+            vcs.0,
+            vcs.1,
+            vecs.0,
+            vecs.1
         );
     }
 

@@ -17,14 +17,20 @@
 //!   image=<workload|probe> mib=<n> frames=<n> last_frame=<n>
 //!   checksum=<0xhex> checksum_ok=<bool> pages_verified=<n>
 //!   mmio_exits=<n> mmio_refused=<n> syscalls=<n> preemptions=<n>
-//!   slices=<n> share_permille=<n> attempts=<n> refused=<n> classes=<n>
-//!   ended=<exited|failed|killed|runnable|waiting> exit_code=<n>
-//!   kill_vector=<n> as_expected=<bool>` (`exit_code` and `kill_vector`
-//!   are -1 where they do not apply; `checksum_ok` and `pages_verified`
-//!   are the monitor's checks of a workload that exited 0, false and 0
+//!   slices=<n> share_permille=<n> gpu_busy_us=<n> gpu_submissions=<n>
+//!   gpu_share_permille=<n> {rcs,bcs,vcs,vecs}_busy_us=<n>
+//!   {rcs,bcs,vcs,vecs}_share_permille=<n> attempts=<n> refused=<n>
+//!   classes=<n> ended=<exited|failed|killed|runnable|waiting>
+//!   exit_code=<n> kill_vector=<n> as_expected=<bool>` (`exit_code` and
+//!   `kill_vector` are -1 where they do not apply; `share_permille` is of
+//!   the CPU, the `gpu_` and engine fields of the GPU: the vGPU
+//!   scheduler's accounts; `checksum_ok` and `pages_verified` are the
+//!   monitor's checks of a workload that exited 0, false and 0
 //!   otherwise);
 //! * `report ring3 guests=<n> ok=<bool> mmio_exits=<n>
-//!   mmio_handling_cycles=<mean> syscall_handling_cycles=<mean>`.
+//!   mmio_handling_cycles=<mean> syscall_handling_cycles=<mean>
+//!   gpu_guests=<n> gpu_fair_min_permille=<n> gpu_fair_max_permille=<n>`
+//!   (the fairness figure, [`super::sched::gpu_fairness`]).
 
 use alloc::vec::Vec;
 
@@ -42,6 +48,14 @@ use crate::platform::Platform;
 pub const HOSTILE_SPIN: u64 = 30_000_000;
 /// How long the run may take (TSC seconds) before the rest are stopped.
 const LIMIT_S: u64 = 300;
+/// How long `busy` guests keep their blitter busy, from their creation
+/// (TSC milliseconds): long next to a guest's boot, so that they all
+/// compete for most of it.
+pub const BUSY_MS: u64 = 3_000;
+/// Pages of each fill of the first, second, ... `busy` guest: submissions
+/// of 66 us to 0.5 ms of engine time, so that sharing by submissions
+/// would be far from fair and only sharing by engine time is fair.
+pub const BUSY_PAGES: [u64; 4] = [64, 128, 256, 512];
 
 /// Runs the `ring3=` guests and exits.
 pub fn run(p: &mut Platform) -> ! {
@@ -60,6 +74,8 @@ pub fn run(p: &mut Platform) -> ! {
     // hostile guest reads last) and its bookkeeping page's graphics
     // address (what it aims its GPU and GGTT attempts at).
     let mut victim: Option<(u64, u64)> = None;
+    let busy_until = crate::arch::cpu::rdtsc() + BUSY_MS * rt.tsc_hz / 1000;
+    let mut busy = 0;
     for (id, g) in options.guests.iter().flatten().enumerate() {
         let index = match p
             .vgpus
@@ -87,6 +103,13 @@ pub fn run(p: &mut Platform) -> ! {
                     kind,
                     seed: 0x5eed_0000 + id as u64,
                     frames: u64::from(options.frames),
+                }
+            }
+            Ring3Guest::Busy => {
+                busy += 1;
+                Program::Busy {
+                    pages: BUSY_PAGES[(busy - 1) % BUSY_PAGES.len()],
+                    until_tsc: busy_until,
                 }
             }
             Ring3Guest::Hostile => Program::Probe(Probe::Hostile {
@@ -130,6 +153,7 @@ pub fn run(p: &mut Platform) -> ! {
         }
     }
     let shares = sched.shares();
+    let fair = super::sched::gpu_fairness(&sched.guests, &p.vgpus);
     let checks = monitor_checks(p, &sched, options.frames);
     let mut ok = true;
     let (mut exits, mut mmio_cycles, mut calls, mut call_cycles) = (0u64, 0u64, 0u64, 0u64);
@@ -151,6 +175,7 @@ pub fn run(p: &mut Platform) -> ! {
             (Ring3Guest::Hostile, RunState::Killed(k)) => {
                 k.blame() == Some(Blame::Guest) && a.all_refused()
             }
+            (Ring3Guest::Busy, RunState::Exited(0)) => s.frames > 0 && a.declared == 0,
             _ => false,
         };
         ok &= good;
@@ -162,8 +187,10 @@ pub fn run(p: &mut Platform) -> ! {
             RunState::Killed(k) => k.vector().map_or(-1, |v| v as i64),
             _ => -1,
         };
+        let gpu = p.vgpus.gpu_use(g.vgpu);
+        let [rcs, bcs, vcs, vecs] = gpu.engines;
         defmt::info!(
-            "report ring3_guest id={=u32} program={=str} image={=str} mib={=u32} frames={=u64} last_frame={=u64} checksum={=u64:#x} checksum_ok={=bool} pages_verified={=u64} mmio_exits={=u64} mmio_refused={=u64} syscalls={=u64} preemptions={=u64} slices={=u64} share_permille={=u64} attempts={=u64} refused={=u64} classes={=u32} ended={=str} exit_code={=i64} kill_vector={=i64} as_expected={=bool}",
+            "report ring3_guest id={=u32} program={=str} image={=str} mib={=u32} frames={=u64} last_frame={=u64} checksum={=u64:#x} checksum_ok={=bool} pages_verified={=u64} mmio_exits={=u64} mmio_refused={=u64} syscalls={=u64} preemptions={=u64} slices={=u64} share_permille={=u64} gpu_busy_us={=u64} gpu_submissions={=u64} gpu_share_permille={=u32} rcs_busy_us={=u64} rcs_share_permille={=u32} bcs_busy_us={=u64} bcs_share_permille={=u32} vcs_busy_us={=u64} vcs_share_permille={=u32} vecs_busy_us={=u64} vecs_share_permille={=u32} attempts={=u64} refused={=u64} classes={=u32} ended={=str} exit_code={=i64} kill_vector={=i64} as_expected={=bool}",
             g.id,
             g.program.name(),
             g.image().name(),
@@ -179,6 +206,17 @@ pub fn run(p: &mut Platform) -> ! {
             s.preemptions,
             s.slices,
             *share,
+            gpu.busy_us,
+            gpu.submissions,
+            gpu.share_permille,
+            rcs.0,
+            rcs.1,
+            bcs.0,
+            bcs.1,
+            vcs.0,
+            vcs.1,
+            vecs.0,
+            vecs.1,
             a.declared,
             a.refused,
             a.class_count(),
@@ -190,12 +228,15 @@ pub fn run(p: &mut Platform) -> ! {
     }
     let mean = |total: u64, n: u64| total.checked_div(n).unwrap_or(0);
     defmt::info!(
-        "report ring3 guests={=usize} ok={=bool} mmio_exits={=u64} mmio_handling_cycles={=u64} syscall_handling_cycles={=u64}",
+        "report ring3 guests={=usize} ok={=bool} mmio_exits={=u64} mmio_handling_cycles={=u64} syscall_handling_cycles={=u64} gpu_guests={=u32} gpu_fair_min_permille={=u32} gpu_fair_max_permille={=u32}",
         sched.guests.len(),
         ok,
         exits,
         mean(mmio_cycles, exits),
-        mean(call_cycles, calls)
+        mean(call_cycles, calls),
+        fair.guests,
+        fair.min_permille,
+        fair.max_permille
     );
     crate::println!(
         "gmig-rs: ring-3 guests {}",

@@ -110,3 +110,40 @@ impl Scheduler {
             .collect()
     }
 }
+
+/// How evenly the guests that used the GPU shared it
+/// ([`gpu_fairness`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GpuFairness {
+    /// Guests whose vGPU used any engine time.
+    pub guests: u32,
+    /// The least of their GPU shares over an even split among them, in
+    /// thousandths (1000: exactly even).
+    pub min_permille: u32,
+    /// The greatest.
+    pub max_permille: u32,
+}
+
+/// Each guest's GPU share (of the engine time every vGPU used, all
+/// engines: the vGPU scheduler's accounts) over the even split among the
+/// guests that used the GPU: with every guest busy, the scheduler's
+/// fairness (the goal is 800..=1200); with guests of different demand,
+/// only how different it was.
+pub fn gpu_fairness(guests: &[Guest], m: &VgpuManager) -> GpuFairness {
+    let mut f = GpuFairness {
+        min_permille: u32::MAX,
+        ..GpuFairness::default()
+    };
+    let using = guests.iter().filter(|g| m.gpu_use(g.vgpu).busy_us > 0);
+    let n = using.clone().count() as u32;
+    for g in using {
+        let ratio = m.gpu_use(g.vgpu).share_permille.saturating_mul(n);
+        f.min_permille = f.min_permille.min(ratio);
+        f.max_permille = f.max_permille.max(ratio);
+    }
+    f.guests = n;
+    if n == 0 {
+        f.min_permille = 0;
+    }
+    f
+}
