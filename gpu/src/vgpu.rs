@@ -1176,14 +1176,19 @@ impl Vgpu {
 
     /// Back to power-on state: rings, fences, emulated registers, the
     /// guest's GGTT entries and the vGPU's engine contexts cleared (work
-    /// still in flight is abandoned), failure state lifted.
+    /// still in flight is abandoned), failure state lifted. Only the GGTT
+    /// blocks the guest wrote are cleared: the others hold no mapping
+    /// ([`GgttBlocks`]), and a guest that resets often (a driver
+    /// recovering from hangs, the hostile guest) must not cost the monitor
+    /// a write per page of its slices each time.
     pub fn reset(&mut self, backend: &mut dyn Backend) {
+        let written = self
+            .written_indices()
+            .filter_map(|i| self.translation.g2h_index(i).ok());
         clear_host_state(
             backend,
-            [
-                self.translation.host_aperture(),
-                self.translation.host_hidden(),
-            ],
+            written,
+            self.translation.host_aperture().base().ggtt_index(),
             self.host_fences,
             self.context(),
         );
@@ -1236,33 +1241,40 @@ impl Vgpu {
 /// slices, so the kernel runs it when it allocates a partition, never on a
 /// migration's stop path.
 pub fn scrub_partition(backend: &mut dyn Backend, partition: &Partition) {
+    let every = [partition.aperture(), partition.hidden()]
+        .into_iter()
+        .flat_map(|slice| {
+            let first = u64::from(slice.base().ggtt_index().raw());
+            first..first + slice.len() / 4096
+        })
+        .filter_map(|i| crate::addr::HostGgttIndex::new(i).ok());
     clear_host_state(
         backend,
-        [partition.aperture(), partition.hidden()],
+        every,
+        partition.aperture().base().ggtt_index(),
         partition.fences(),
         ContextId::of_vgpu(partition.id()),
     );
 }
 
+/// Invalidates the host GGTT entries `entries` (then flushes, with a last
+/// write at `flush_at`, an entry of the slices), zeroes `fences` and
+/// releases `context`.
 fn clear_host_state(
     backend: &mut dyn Backend,
-    slices: [crate::addr::HostGmRange; 2],
+    entries: impl Iterator<Item = crate::addr::HostGgttIndex>,
+    flush_at: crate::addr::HostGgttIndex,
     fences: crate::partition::FenceRange,
     context: ContextId,
 ) {
     // First: work of the context still running must not write into the
     // slices after they are cleared.
     backend.release_context(context);
-    for slice in slices {
-        let first = u64::from(slice.base().ggtt_index().raw());
-        for i in first..first + slice.len() / 4096 {
-            if let Ok(index) = crate::addr::HostGgttIndex::new(i) {
-                backend.write_pte(index, HostPte::INVALID).ignore();
-            }
-        }
+    for index in entries {
+        backend.write_pte(index, HostPte::INVALID).ignore();
     }
     // One flush covers the writes above (the backend orders them).
-    let flush = backend.write_pte(slices[0].base().ggtt_index(), HostPte::INVALID);
+    let flush = backend.write_pte(flush_at, HostPte::INVALID);
     backend.flush_ggtt(flush);
     for i in 0..fences.count() {
         if let Some(h) = fences.host_fence(i) {
@@ -1665,8 +1677,20 @@ mod tests {
         let write = |w: &mut World, v: &mut Vgpu, mem, offset, value| {
             v.mmio_write(&mut w.gpu, mem, offset, AccessSize::Dword, value)
         };
-        // What the guest sets up: a GPR, an interrupt mask, a fence.
+        // What the guest sets up: a GPR, an interrupt mask, a fence, a
+        // mapping deep in its hidden slice.
         guest_submit(&mut w, &mut v0, &mem0, &lri(gpr0, 0x1eaf)).unwrap();
+        let hidden = v0.translation().guest_view().hidden.base().raw() + 0x30_0000;
+        let pte = GuestPte::map(GuestPage::new(3).unwrap(), crate::ggtt::PteFlags::NONE);
+        let _ = v0
+            .mmio_write(
+                &mut w.gpu,
+                &mem0,
+                ggtt_offset(hidden),
+                AccessSize::Qword,
+                pte.raw(),
+            )
+            .unwrap();
         let _ = write(&mut w, &mut v0, &mem0, base + ring::IMR, 0xfff0).unwrap();
         let _ = write(&mut w, &mut v0, &mem0, fence::hi(0).raw(), ap0 + 4096).unwrap();
         let _ = write(&mut w, &mut v0, &mem0, fence::lo(0).raw(), ap0 | 1).unwrap();
@@ -1695,11 +1719,13 @@ mod tests {
         assert_eq!(read(&mut w, &mut v0, &mem0, fence::lo(0).raw()), 0);
         let host_fence = w.parts[0].fences().host_fence(0).unwrap();
         assert_eq!(w.gpu.read_reg(fence::lo(host_fence)), 0);
-        let first = GuestGgttIndex::new(ap0 / 4096).unwrap();
-        assert_eq!(
-            v0.guest_pte(&mut w.gpu, &mem0, first),
-            Ok(GuestPte::INVALID)
-        );
+        for gm in [ap0, hidden] {
+            let index = GuestGgttIndex::new(gm / 4096).unwrap();
+            assert_eq!(
+                v0.guest_pte(&mut w.gpu, &mem0, index),
+                Ok(GuestPte::INVALID)
+            );
+        }
         // Booted again, it runs; its context no longer holds the GPR.
         boot_guest(&mut w, &mut v0, &mem0, 4);
         guest_submit(&mut w, &mut v0, &mem0, &srm(gpr0, ap0 + 2 * 4096)).unwrap();
