@@ -649,9 +649,10 @@ pub fn stream(class: Class, l: &Layout, benign: bool) -> Option<Stream> {
             Stream::new(Render, &[&start], &[(a, &[&[BB_END]])])
         }
         Class::StateAfterConditionalEnd => {
-            // The first setup aims one pixel row from the end: four rows
-            // of it leave the slice. The second is harmless. After a
-            // conditional end the scanner cannot know which holds.
+            // The first setup aims 64 bytes before the end: a row of 16
+            // pixels fits, four rows leave the slice. The second is
+            // harmless. After a conditional end the scanner cannot know
+            // which holds.
             let edge = patcopy_setup(end - 64, 4096, d);
             let safe = patcopy_setup(d, 4096, d);
             let cond = encode::cond_bb_end(s, 0, false);
@@ -690,9 +691,10 @@ pub fn stream(class: Class, l: &Layout, benign: bool) -> Option<Stream> {
             )],
         ),
         Class::SfcPastSlice => {
-            // 16 rows of 1 KiB from 15 KiB before the end fit; 17 do not.
+            // 16 rows at a 1 KiB pitch from 16 KiB before the end fit
+            // (the last row is 1000 bytes); 17 do not.
             let rows = if b { 16 } else { 17 };
-            in_batch(Video, &sfc_state(end - 15 * 1024, d, 1024, 1000, rows))
+            in_batch(Video, &sfc_state(end - 16 * 1024, d, 1024, 1000, rows))
         }
         Class::DepthPastSlice => {
             // 256 x 64 D32 pixels, Y-tiled at a 1 KiB pitch: 64 KiB, the
