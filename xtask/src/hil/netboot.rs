@@ -258,7 +258,10 @@ pub fn loadable_image(elf: &[u8]) -> Result<Vec<u8>> {
         end = end.max(offset + filesz);
     }
     let end = usize::try_from(end)?;
-    let mut image = elf.get(..end).context("a segment past the end of the file")?.to_vec();
+    let mut image = elf
+        .get(..end)
+        .context("a segment past the end of the file")?
+        .to_vec();
     // e_shoff, then e_shentsize, e_shnum, e_shstrndx: no section headers.
     image[0x28..0x30].fill(0);
     image[0x3a..0x40].fill(0);
@@ -426,10 +429,18 @@ mod tests {
             return; // not built yet: the hil integration test covers it
         };
         let image = loadable_image(&full).unwrap();
-        assert!(image.len() < full.len() / 2, "{} of {}", image.len(), full.len());
+        assert!(
+            image.len() < full.len() / 2,
+            "{} of {}",
+            image.len(),
+            full.len()
+        );
         assert_eq!(&image[..0x28], &full[..0x28]);
         assert_eq!(&image[0x30..0x3a], &full[0x30..0x3a]);
-        assert!(image[0x28..0x30].iter().chain(&image[0x3a..0x40]).all(|&b| b == 0));
+        assert!(image[0x28..0x30]
+            .iter()
+            .chain(&image[0x3a..0x40])
+            .all(|&b| b == 0));
         assert!(full[image.len()..].iter().any(|&b| b != 0));
         assert!(loadable_image(b"\x7fELF\x01\x01").is_err());
         assert!(loadable_image(&full[..0x30]).is_err());

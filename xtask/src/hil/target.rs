@@ -668,7 +668,10 @@ fn field_at(text: &str, at: usize, message: &str) -> String {
         }
     }
     for prefix in ["missing field `", "unknown field `"] {
-        if let Some(name) = message.strip_prefix(prefix).and_then(|m| m.split('`').next()) {
+        if let Some(name) = message
+            .strip_prefix(prefix)
+            .and_then(|m| m.split('`').next())
+        {
             if path.last().map(String::as_str) != Some(name) {
                 path.push(name.to_string());
             }
