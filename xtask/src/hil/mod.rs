@@ -468,6 +468,9 @@ struct Booting {
 const LOG_GRACE: Duration = Duration::from_millis(1500);
 
 fn worth_showing(line: &LogLine) -> bool {
+    if line.message.starts_with("migration progress ") {
+        return false;
+    }
     matches!(line.level.as_str(), "WARN" | "ERROR")
         || ["report ", "selftest", "migration"]
             .iter()

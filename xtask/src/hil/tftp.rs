@@ -324,13 +324,16 @@ mod tests {
         Server { addr, stop, log }
     }
 
+    /// The file, the options the server acknowledged, blocks that came twice.
+    type Fetched = (Vec<u8>, Vec<(String, String)>, usize);
+
     /// A client as a ROM is one: fetches `file`, ACKing every block;
     /// `drop_first_ack` loses the ACK of block 1 once (the server resends).
     fn fetch(
         server: SocketAddr,
         request: &[u8],
         drop_first_ack: bool,
-    ) -> Result<(Vec<u8>, Vec<(String, String)>, usize), String> {
+    ) -> Result<Fetched, String> {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket
             .set_read_timeout(Some(Duration::from_secs(5)))
