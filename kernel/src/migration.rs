@@ -1,4 +1,4 @@
-//! Migration roles (DESIGN.md "What the monitor does" 4, "Data path").
+//! The `local` migration role (ARCHITECTURE.md "Migration roles").
 //!
 //! Until the network lands, the monitor migrates a running vGPU to a new
 //! vGPU of its own: the `local` role. Everything but the wire is the real

@@ -1,5 +1,5 @@
 //! The source side: one polled state machine per migration that runs the
-//! chosen [`Policy`] (DESIGN.md "What the monitor does" 4).
+//! chosen [`Policy`] (ARCHITECTURE.md "Policies").
 //!
 //! The kernel drives it from its main loop:
 //!
@@ -384,7 +384,7 @@ impl<'a> Source<'a> {
 
     fn note(&mut self, page: GuestPage, flag: u8) -> Result<(), SourceError> {
         let before = self.tracker.flags(page);
-        // gMig sees only the CPU's dirty log (GMIG_FACTS.md): its rounds
+        // gMig sees only the CPU's dirty log: its rounds
         // count nothing else.
         if flag == CPU_DIRTY && before & CPU_DIRTY == 0 {
             self.round_new_cpu_dirty += 1;

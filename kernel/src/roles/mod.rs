@@ -1,5 +1,5 @@
-//! The migration roles between machines (DESIGN.md "Migration between
-//! machines"): `role=source` runs its guests and migrates guest 0 live to
+//! The migration roles between machines (ARCHITECTURE.md "Migration
+//! roles"): `role=source` runs its guests and migrates guest 0 live to
 //! the monitor at `peer=`; `role=dest` listens on `listen=`, takes the
 //! guest in on a vGPU of other slices and frames, restores it with Dynamic
 //! Graphics Address Remapping and runs it on; `role=guests` runs the guests

@@ -5,7 +5,7 @@
 //! see `vm::syscall`), so a guest saved at any exit and restored elsewhere
 //! goes on as if nothing happened.
 //!
-//! Wire format (STYLE.md 7), version 1, little endian:
+//! Wire format, version 1, little endian:
 //!
 //! | offset | size | field                                               |
 //! |--------|------|-----------------------------------------------------|
