@@ -329,11 +329,7 @@ mod tests {
 
     /// A client as a ROM is one: fetches `file`, ACKing every block;
     /// `drop_first_ack` loses the ACK of block 1 once (the server resends).
-    fn fetch(
-        server: SocketAddr,
-        request: &[u8],
-        drop_first_ack: bool,
-    ) -> Result<Fetched, String> {
+    fn fetch(server: SocketAddr, request: &[u8], drop_first_ack: bool) -> Result<Fetched, String> {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket
             .set_read_timeout(Some(Duration::from_secs(5)))
