@@ -31,8 +31,11 @@
 //! copies, atomics, semaphore waits, the ALU) and stops with
 //! `FaultKind::Unmodeled` on what it does not model, so the checker sees
 //! those commands' accesses too; the statistics count the inputs that
-//! stopped there. Beside `tests/scan_support`'s seeds, the seeds include
-//! streams of those MI commands.
+//! stopped there. `tests/scan_support`'s seeds include streams of those MI
+//! commands and of the commands that consume earlier state (a HiZ depth
+//! clear, an SFC frame, HEVC decode, HuC); `seeds/seed_N` selects seed
+//! stream N (`cargo test -p gpu --test scan_fuzz fuzz_seed_files` checks
+//! there is one for each).
 
 #![no_main]
 
@@ -285,7 +288,6 @@ fn stream(data: &[u8], gm: &mut FakeGm) -> Option<(Engine, Vec<u32>)> {
         return Some((Engine::ALL[usize::from(mode) % 4], ring.to_vec()));
     }
     let mut seeds = seeds();
-    seeds.extend(mi_seeds());
     let (engine, mut cmds) = seeds.swap_remove(usize::from(mode & 0x7f) % seeds.len());
     for r in rest.chunks_exact(6) {
         let at = usize::from(u16::from_le_bytes([r[0], r[1]]));
@@ -419,52 +421,6 @@ fn load_neighbour_context(sim: &mut SimGpu<Checked>, engine: Engine) {
         assert_eq!(head, 8, "{other}: the neighbour's NOOPs did not run");
     }
     assert!(sim.context_is_fresh(NEIGHBOUR_CONTEXT));
-}
-
-/// Streams of the MI commands that move data or control (register loads
-/// and stores, the ALU, memory copies, atomics, predication, waits), for
-/// the mutator to start from.
-fn mi_seeds() -> Vec<(Engine, Vec<u32>)> {
-    use gpu::encode::predicate::{COMBINE_SET, COMPARE_SRCS_EQUAL, LOAD_LOADINV};
-    use gpu::encode::{
-        alu, atomic, atomic_dword, atomic_qword, bb_start_predicated, cond_bb_end, copy_mem_mem,
-        lri, lrm, lrr, mi_math, mi_predicate, semaphore_wait, set_predicate, srm,
-    };
-    let b = HIDDEN + 0x1_0000;
-    let mut out = Vec::new();
-    for engine in Engine::ALL {
-        let gpr = |n: u32| engine.mmio_base() + ring::GPR_BASE + 8 * n;
-        let mut s = lri(gpr(0), 7).to_vec();
-        s.extend(lrm(gpr(1), b));
-        s.push(mi_math(4));
-        s.extend([
-            alu::op(alu::LOAD, alu::SRCA, 0),
-            alu::op(alu::LOAD, alu::SRCB, 1),
-            alu::op(alu::ADD, 0, 0),
-            alu::op(alu::STORE, 2, alu::ACCU),
-        ]);
-        s.extend(lrr(gpr(2), gpr(3)));
-        s.extend(srm(gpr(3), b + 0x10));
-        s.extend(copy_mem_mem(b + 0x20, b + 0x10));
-        s.extend(atomic_dword(b + 0x30, atomic::ADD, 1, 0, true));
-        s.extend(atomic_qword(b + 0x38, atomic::CMP_WR, 0, 5, false));
-        s.extend(semaphore_wait(b + 0x30, 0, 0, true));
-        out.push((engine, s));
-    }
-    let mut pred = lri(0x2400, 1).to_vec();
-    pred.extend(lri(0x2408, 1));
-    pred.push(mi_predicate(LOAD_LOADINV, COMBINE_SET, COMPARE_SRCS_EQUAL));
-    let mut store = srm(0x2418, b + 0x40);
-    store[0] |= 1 << 21;
-    pred.extend(store);
-    pred.extend(lri(0x241c, 1));
-    pred.extend(bb_start_predicated(HIDDEN + 0x30_0000));
-    pred.extend(cond_bb_end(b + 0x40, 0, false));
-    pred.push(set_predicate(3));
-    pred.extend(lri(0x2434, 1));
-    pred.push(set_predicate(0));
-    out.push((Engine::Render, pred));
-    out
 }
 
 fn upload(sim: &mut SimGpu<Checked>, at: u64, words: &[u32]) {
