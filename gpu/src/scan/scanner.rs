@@ -1977,7 +1977,7 @@ impl State {
         level: u8,
     ) -> Check<Option<GuestGm>> {
         if let Some(t) = spec.tracks {
-            self.track_before(t, buf.get(off..off + len).unwrap_or(&[]))?;
+            self.track_before(t, buf.get_mut(off..off + len).unwrap_or(&mut []))?;
         }
         let follow = match spec.op {
             Op::Noop | Op::Plain => None,
@@ -1998,9 +1998,14 @@ impl State {
 
     /// Before the operands of the command setting `t` (guest DWords `w`)
     /// are audited and remapped: keeps its DWords. A HiZ or stencil buffer
-    /// takes its dimensions from the depth buffer before it.
+    /// takes its dimensions from the depth buffer before it; a depth
+    /// buffer the engine cannot use is made NULL first
+    /// ([`geom::null_unsizable_depth`]), and kept as NULL.
     #[inline(always)]
-    fn track_before(&mut self, t: Tracked, w: &[u32]) -> Check<()> {
+    fn track_before(&mut self, t: Tracked, w: &mut [u32]) -> Check<()> {
+        if t == Tracked::DepthBuffer {
+            geom::null_unsizable_depth(w);
+        }
         if matches!(t, Tracked::HierDepth | Tracked::Stencil)
             && !self.tracked.is_set(Tracked::DepthBuffer)
         {
