@@ -692,8 +692,8 @@ pub fn seeds() -> Vec<(Engine, Vec<u32>)> {
 pub fn mi_seeds() -> Vec<(Engine, Vec<u32>)> {
     use gpu::encode::predicate::{COMBINE_SET, COMPARE_SRCS_EQUAL, LOAD_LOADINV};
     use gpu::encode::{
-        alu, atomic, atomic_dword, atomic_qword, bb_start_predicated, cond_bb_end, copy_mem_mem,
-        lri, lrm, lrr, mi_math, mi_predicate, semaphore_wait, set_predicate, srm,
+        alu, atomic, atomic_dword, atomic_qword, copy_mem_mem, lri, lrm, lrr, mi_math,
+        mi_predicate, semaphore_wait, set_predicate, srm,
     };
     use gpu::regs::ring;
     let b = HIDDEN + 0x1_0000;
@@ -722,7 +722,6 @@ pub fn mi_seeds() -> Vec<(Engine, Vec<u32>)> {
     // Never: the form the scanner accepts) around a register write. The
     // forms the scanner refuses (a predicated batch start, the other
     // MI_SET_PREDICATE modes) are one bit flip away.
-    let _ = (bb_start_predicated(0), set_predicate(3));
     let mut pred = lri(0x2400, 1).to_vec();
     pred.extend(lri(0x2408, 1));
     pred.push(mi_predicate(LOAD_LOADINV, COMBINE_SET, COMPARE_SRCS_EQUAL));
