@@ -25,6 +25,7 @@
 #![warn(missing_docs)]
 
 pub mod abi;
+pub mod attack;
 pub mod content;
 pub mod driver;
 pub mod platform;

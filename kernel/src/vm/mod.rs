@@ -22,10 +22,15 @@
 //! * [`guest`]: one guest; [`Guest::run`] enters ring 3 and handles every
 //!   exit of a slice: BAR0 faults through `gpu::Vgpu::mmio_read`/
 //!   `mmio_write` (a TAIL write's submission through the scanner, as the
-//!   stand-in guests do), system calls, the timer; any other trap kills
-//!   the guest alone with a report (vector, RIP, address, guest id).
-//! * [`syscall`]: log, frame report, yield, wait for the GPU, exit, and a
-//!   probe's timing report.
+//!   stand-in guests do; an access the vGPU refuses completes as on a
+//!   device, and the guest goes on), system calls, the timer; any other
+//!   trap kills the guest alone with a report (vector, RIP, address,
+//!   guest id).
+//! * [`syscall`]: log, frame report, yield, wait for the GPU, exit, a
+//!   probe's timing report, and a hostile guest's declared attempts
+//!   ([`attempts`]: judged by what the monitor refused itself).
+//! * [`verify`]: the monitor's own checks of a workload guest (checksums
+//!   against its stand-in's, every data page against its bookkeeping).
 //! * [`sched`]: round-robin over the guests with APIC-timer preemption.
 //! * [`demo`]: the `ring3=` mode (guests on the scheduler, a report line
 //!   per guest); [`selftest`]: the self-tests.
@@ -55,6 +60,7 @@
 //! speculatively. Separate page tables for ring 3 with only the entry
 //! path mapped (as KPTI does) would close that.
 
+pub mod attempts;
 pub mod cpu;
 pub mod decode;
 pub mod demo;
@@ -64,6 +70,7 @@ pub mod sched;
 pub mod selftest;
 pub mod space;
 pub mod syscall;
+pub mod verify;
 
 use core::fmt;
 

@@ -15,9 +15,9 @@ use guest::Kind;
 use super::cpu::CpuStateError;
 use super::guest::{Blame, Guest, Kill, RunState, SliceEnd, SyscallFault};
 use super::image::{self, ImageError};
+use super::verify::reference_checksums;
 use super::{Runtime, Scheduler, Step};
 use crate::arch::cpu::rdtsc;
-use crate::guests::{CpuDirty, StandIn, WriteLog};
 use crate::mem::region::Region;
 use crate::platform::Platform;
 
@@ -128,41 +128,6 @@ fn remove_vgpu(p: &mut Platform, id: VgpuId) {
 
 fn workload(kind: Kind, seed: u64, frames: u64) -> Program {
     Program::Workload { kind, seed, frames }
-}
-
-/// The same workload through the monitor's stand-in (`guests::StandIn`),
-/// on the same RAM range: the checksums a correct ring-3 run must give.
-fn reference_checksums(
-    p: &mut Platform,
-    kind: Kind,
-    seed: u64,
-    frames: u64,
-    pages: u64,
-) -> Result<Vec<u64>, &'static str> {
-    let index = p
-        .vgpus
-        .add_vgpu(&mut p.memory.frames, VgpuType::Small, pages)
-        .map_err(|_| "no room for the reference vGPU")?;
-    let (first, count) = (RAM_FIRST_PAGE + DRIVER_INDEX, pages - DRIVER_INDEX);
-    let (mut cpu, mut writes) = (CpuDirty::new(pages), WriteLog::default());
-    let result = {
-        let mut machine = StandIn {
-            m: &mut p.vgpus,
-            index,
-            cpu: &mut cpu,
-            writes: &mut writes,
-        };
-        guest::Driver::probe(&mut machine, first, count)
-            .map_err(guest::WorkloadError::Driver)
-            .and_then(|d| guest::Workload::boot(&mut machine, d, kind, seed))
-            .and_then(|mut w| {
-                (0..frames)
-                    .map(|_| w.step(&mut machine).map(|r| r.checksum))
-                    .collect::<Result<Vec<u64>, _>>()
-            })
-    };
-    p.vgpus.remove_vgpu(&mut p.memory.frames, index);
-    result.map_err(|_| "the reference run through the stand-in failed")
 }
 
 /// A ring-3 workload runs its frames with the checksums the same guest
@@ -393,6 +358,43 @@ pub fn faults_kill_alone(p: &mut Platform) -> TestResult {
         .and(check(word == 0, "another guest's RAM changed"))
         .and(check(monitor_kept, "monitor memory changed"))
         .and(check(frames >= 20, "the workload guest made no progress"))
+}
+
+/// The hostile guest's benign twins, each declared as its attack would
+/// be, run through the real path (trapped BAR0, the vGPU scheduler, the
+/// scanner, the GPU): the monitor finds none of them refused. So the
+/// verdict "refused" on the attacks (`ring3=...,hostile`) is the
+/// monitor's evidence, not a foregone conclusion of the mechanism.
+pub fn benign_twins_not_refused(p: &mut Platform) -> TestResult {
+    let streams = guest::attack::Class::ALL
+        .iter()
+        .filter(|c| c.refusal() == guest::attack::Refusal::Scanner)
+        .count() as u64;
+    let mut rig = Rig::new(p)?;
+    rig.spawn(p, 0, Program::Probe(Probe::Twins), PROBE_PAGES)?;
+    rig.run_until(p, |s, _| s.guests[0].state().ended())?;
+    let g = &rig.sched.guests[0];
+    let a = g.attempts;
+    defmt::info!(
+        "ring3 twins: {=u64} declared, {=u64} refused, {=u64} BAR0 exits",
+        a.declared,
+        a.refused,
+        g.stats.mmio_exits
+    );
+    let result = check(
+        g.state() == RunState::Exited(0),
+        "the twins probe did not exit 0",
+    )
+    .and(check(
+        a.declared == streams && u64::from(a.class_count()) == streams,
+        "not every stream's twin was declared",
+    ))
+    .and(check(a.refused == 0, "a benign twin was refused"))
+    .and(check(
+        g.stats.mmio_refused == 0,
+        "a BAR0 access of the twins probe was refused",
+    ));
+    rig.finish(p).and(result)
 }
 
 /// A guest that spins without a system call is preempted by the timer
