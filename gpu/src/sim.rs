@@ -93,6 +93,7 @@ use crate::ggtt::{GgttFlush, HostPte};
 use crate::regs::{fence, forcewake, gt, ring, MmioOffset};
 use core::fmt;
 
+mod draw;
 mod exec;
 mod ppgtt;
 

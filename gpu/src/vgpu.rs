@@ -454,6 +454,7 @@ pub struct RingSubmission {
     ring: ClaimedRange,
     head: u32,
     tail: u32,
+    ppgtt: bool,
 }
 
 impl RingSubmission {
@@ -477,6 +478,11 @@ impl RingSubmission {
     /// the span wraps).
     pub const fn tail(&self) -> u32 {
         self.tail
+    }
+    /// Whether the span runs in a PPGTT context (an execlist element's)
+    /// rather than a GGTT one (a legacy ring's).
+    pub const fn ppgtt(&self) -> bool {
+        self.ppgtt
     }
 }
 
@@ -1428,6 +1434,7 @@ impl Vgpu {
             ring,
             head,
             tail,
+            ppgtt: ppgtt.is_some(),
         };
         let submission = match gate.admit(&self.translation, &request, backend) {
             Ok(s) => s,

@@ -83,7 +83,7 @@ pub struct GpuReport {
     pub submissions_verified: Option<u64>,
     /// Whether a hostile submission was rejected with the others unharmed.
     pub isolation_shown: Option<bool>,
-    /// "deny" when the scanner refuses shader dispatches (`shaders=deny`).
+    /// The shader policy (`shaders=`): "ppgtt", "allow-ggtt" or "deny".
     pub shaders: Option<String>,
 }
 

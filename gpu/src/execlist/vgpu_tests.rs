@@ -381,3 +381,51 @@ fn a_vgpu_in_execlist_mode_is_not_saved_until_the_format_carries_it() {
         crate::persist::SaveError::Execlists
     );
 }
+
+/// A draw predicated off: it dispatches no shader on the model, but the
+/// scanner's policy on shader work applies to it all the same.
+fn predicated_draw() -> Vec<u32> {
+    let mut v = lri(0x2418, 0).to_vec(); // MI_PREDICATE_RESULT = 0
+    v.extend([0x7b00_0005 | 1 << 8, 4, 3, 0, 1, 0, 0]);
+    v
+}
+
+#[test]
+fn shader_work_is_refused_in_ggtt_contexts_unless_allow_ggtt() {
+    use crate::mediate::ShaderPolicy;
+    for policy in [
+        ShaderPolicy::PpgttOnly,
+        ShaderPolicy::AllowGgtt,
+        ShaderPolicy::Deny,
+    ] {
+        // A legacy ring: a GGTT context.
+        let mut w = world();
+        let mut gate = scan_gate(&mut w.gpu);
+        gate.set_shader_policy(policy);
+        let draw = predicated_draw();
+        guest_dwords(&mut w, 0, 0, &draw);
+        let ap = w.ap as u32;
+        assert_eq!(mmio(&mut w, ring::START, ap), Ok(MmioEffect::Done));
+        assert_eq!(mmio(&mut w, ring::CTL, 1), Ok(MmioEffect::Done));
+        let tail = 4 * draw.len() as u32;
+        assert_eq!(
+            mmio(&mut w, ring::TAIL, tail),
+            Ok(MmioEffect::Queued(RENDER))
+        );
+        run_all(&mut w, &mut *gate);
+        let legacy_ok = outcome(&w.vgpu).is_ok();
+        assert_eq!(legacy_ok, policy == ShaderPolicy::AllowGgtt, "{policy:?}");
+        // The same commands in an execlist context: a PPGTT context.
+        let mut w = world();
+        let mut gate = scan_gate(&mut w.gpu);
+        gate.set_shader_policy(policy);
+        guest_dwords(&mut w, 0, 0, &draw);
+        context(&mut w, 1, 0, 0, tail);
+        enable(&mut w);
+        let a = descriptor(&w, 1, 1);
+        assert_eq!(elsp(&mut w, a, 0), Ok(MmioEffect::Queued(RENDER)));
+        run_all(&mut w, &mut *gate);
+        let ppgtt_ok = outcome(&w.vgpu).is_ok();
+        assert_eq!(ppgtt_ok, policy != ShaderPolicy::Deny, "{policy:?}");
+    }
+}

@@ -45,8 +45,11 @@
 //!   HiZ and clear parameters a depth operation would use in full, the rest
 //!   counted.
 //!
+//! * draws: 3DPRIMITIVE writes its render target found through the
+//!   binding table and RENDER_SURFACE_STATE (module `draw`).
+//!
 //! Not executed, each a loud [`FaultKind::Unmodeled`] naming the command:
-//! draws, dispatches and the video / VEBOX / SFC objects (the table's
+//! dispatches and the video / VEBOX / SFC objects (the table's
 //! `writes_through_state` and `dispatches_shaders` rows) unless predicated
 //! off, 3DSTATE_WM_HZ_OP with a depth, stencil or HiZ operation, the
 //! commands that read or write memory named by state (MEDIA_CURBE_LOAD,
@@ -198,6 +201,13 @@ pub(super) struct PipelineState {
     pub(super) clear: [u32; 3],
     /// State commands executed in the context, of any kind.
     pub(super) commands: u32,
+    /// STATE_BASE_ADDRESS's Surface State Base Address, once set.
+    pub(super) surface_base: Option<u64>,
+    /// 3DSTATE_BINDING_TABLE_POOL_ALLOC's base, when the pool is enabled.
+    pub(super) binding_table_pool: Option<u64>,
+    /// 3DSTATE_BINDING_TABLE_POINTERS_PS: the pixel shader's binding
+    /// table, as an offset from the pool (or the surface state base).
+    pub(super) binding_table_ps: u32,
 }
 
 impl PipelineState {
@@ -209,6 +219,9 @@ impl PipelineState {
             hiz: [0; 5],
             clear: [0; 3],
             commands: 0,
+            surface_base: None,
+            binding_table_pool: None,
+            binding_table_ps: 0,
         }
     }
 }
@@ -494,11 +507,16 @@ impl On {
     /// An address a non-MI command (a blit, state) names: in the
     /// context's PPGTT when it has one, else in the GGTT.
     fn gfx_addr(self, lo: u32, hi: u32) -> Result<Va, Stop> {
-        let space = match self.ppgtt {
+        Va::new(self.gfx_space(), addr48(lo, hi))
+    }
+
+    /// The space of the addresses non-MI commands and the state they read
+    /// name.
+    fn gfx_space(self) -> Space {
+        match self.ppgtt {
             Some(root) => Space::Ppgtt(root),
             None => Space::Ggtt,
-        };
-        Va::new(space, addr48(lo, hi))
+        }
     }
 
     /// Refuses, in a non-privileged batch, a register outside the
@@ -522,7 +540,7 @@ fn unmodeled(what: &'static str) -> Stop {
 }
 
 /// A 48-bit address from a low and a high DWord.
-fn addr48(lo: u32, hi: u32) -> u64 {
+pub(super) fn addr48(lo: u32, hi: u32) -> u64 {
     u64::from(lo) | (u64::from(hi & 0xffff) << 32)
 }
 
@@ -822,7 +840,7 @@ impl<M: PhysMem> SimGpu<M> {
             Op::Plain | Op::SetPredicate | Op::Gm(_) | Op::PakInsert | Op::StateBaseAddress => {
                 match spec.opcode {
                     Opcode::Mi(op) => self.plain_mi(on, op, spec.name, c)?,
-                    Opcode::Gfx(_) => self.gfx(on, spec, c)?,
+                    Opcode::Gfx(_) => self.gfx(on, spec, c, blit_bytes)?,
                     Opcode::Blt(_) => return Err(unmodeled(spec.name)),
                 }
             }
@@ -1130,7 +1148,13 @@ impl<M: PhysMem> SimGpu<M> {
     }
 
     /// A 3D, media or video command other than PIPE_CONTROL.
-    fn gfx(&mut self, on: On, spec: &'static CmdSpec, c: &[u32]) -> Result<(), Stop> {
+    fn gfx(
+        &mut self,
+        on: On,
+        spec: &'static CmdSpec,
+        c: &[u32],
+        budget: &mut u64,
+    ) -> Result<(), Stop> {
         let header = c[0];
         let name = spec.name;
         if matches!(name, "3DPRIMITIVE" | "GPGPU_WALKER")
@@ -1145,6 +1169,9 @@ impl<M: PhysMem> SimGpu<M> {
             return Err(unmodeled(
                 "3DSTATE_WM_HZ_OP depth, stencil or HiZ operation",
             ));
+        }
+        if name == "3DPRIMITIVE" {
+            return self.draw(on.engine, on.context, on.gfx_space(), budget);
         }
         if (spec.writes_through_state || spec.dispatches_shaders) && name != "3DSTATE_WM_HZ_OP" {
             return Err(unmodeled(name));
@@ -1168,6 +1195,24 @@ impl<M: PhysMem> SimGpu<M> {
             "3DSTATE_STENCIL_BUFFER" => keep(&mut state.stencil, c),
             "3DSTATE_HIER_DEPTH_BUFFER" => keep(&mut state.hiz, c),
             "3DSTATE_CLEAR_PARAMS" => keep(&mut state.clear, c),
+            "STATE_BASE_ADDRESS" => {
+                // Surface State Base Address: DWords 4-5, Modify Enable bit 0.
+                if let (Some(&lo), Some(&hi)) = (c.get(4), c.get(5)) {
+                    if lo & 1 != 0 {
+                        state.surface_base = Some(addr48(lo & !0xfff, hi));
+                    }
+                }
+            }
+            "3DSTATE_BINDING_TABLE_POOL_ALLOC" => {
+                // Pool Enable DWord 1 bit 11, base bits 47:12.
+                state.binding_table_pool = match (c.get(1), c.get(2)) {
+                    (Some(&lo), Some(&hi)) if lo & (1 << 11) != 0 => Some(addr48(lo & !0xfff, hi)),
+                    _ => None,
+                };
+            }
+            "3DSTATE_BINDING_TABLE_POINTERS_PS" => {
+                state.binding_table_ps = c.get(1).map_or(0, |d| d & 0xffe0);
+            }
             _ => {}
         }
         state.commands = state.commands.saturating_add(1);
@@ -1807,16 +1852,21 @@ mod tests {
     #[test]
     fn draws_and_dispatches_are_skipped_when_predicated_off_and_unmodeled_otherwise() {
         let mut g = setup();
-        for name in ["3DPRIMITIVE", "GPGPU_WALKER"] {
+        // A draw without its state is not modelled (see `draw`); a
+        // dispatch is never.
+        for (name, fault) in [
+            ("3DPRIMITIVE", "a draw before STATE_BASE_ADDRESS"),
+            ("GPGPU_WALKER", "GPGPU_WALKER"),
+        ] {
             let mut draw = shortest(name);
             draw[0] |= DRAW_PREDICATED;
             let mut s = lri(RESULT, 0).to_vec();
             s.extend(&draw);
             idle(run(&mut g, RENDER, &s));
             s[2] = 1;
-            assert_eq!(unmodeled_fault(run(&mut g, RENDER, &s)), name);
+            assert_eq!(unmodeled_fault(run(&mut g, RENDER, &s)), fault);
             g.reset_engine(RENDER);
-            assert_eq!(unmodeled_fault(run(&mut g, RENDER, &shortest(name))), name);
+            assert_eq!(unmodeled_fault(run(&mut g, RENDER, &shortest(name))), fault);
             g.reset_engine(RENDER);
         }
     }

@@ -253,6 +253,10 @@ mod tests {
         for i in 0..4 {
             entry(&mut g, 4, 8 + i, Entry::new(20 + i, WRITABLE));
         }
+        // 0x10000: surface state heap (page 30); 0x11000: a render target
+        // (page 31).
+        entry(&mut g, 4, 16, Entry::new(30, WRITABLE));
+        entry(&mut g, 4, 17, Entry::new(31, WRITABLE));
         let pool = PhysFrame::new(POOL).unwrap();
         let mut shadow = ShadowPpgtt::new(pool, 16, g.mem_mut()).unwrap();
         let (root, _) = shadow
@@ -418,5 +422,112 @@ mod tests {
         c.g.submit(&sub).unwrap();
         idle(finish(&mut c.g, Engine::Blitter));
         assert_eq!(guest_u32(&c.g, GUEST + 10, 12), 0xabcd_0123);
+    }
+
+    /// RENDER_SURFACE_STATE of a linear 2D R8G8B8A8 surface at `base`,
+    /// `w` x `h` pixels, `pitch` bytes, clear colour 0x44332211.
+    pub(crate) fn surface_state(base: u64, w: u32, h: u32, pitch: u32) -> [u32; 16] {
+        let mut s = [0u32; 16];
+        s[0] = 1 << 29 | 0xc7 << 18;
+        s[2] = (w - 1) | (h - 1) << 16;
+        s[3] = pitch - 1;
+        s[8] = base as u32;
+        s[9] = (base >> 32) as u32;
+        s[12..16].copy_from_slice(&[0x11, 0x22, 0x33, 0x44]);
+        s
+    }
+
+    /// STATE_BASE_ADDRESS with only the surface state base set, the PS
+    /// binding table at `table` from it, and a draw.
+    pub(crate) fn draw_commands(surface_base: u64, table: u32) -> Vec<u32> {
+        let mut sba = [0u32; 19];
+        sba[0] = 0x6101_0000 | 17;
+        sba[4] = surface_base as u32 | 1;
+        sba[5] = (surface_base >> 32) as u32;
+        let mut v = sba.to_vec();
+        v.extend([0x782a_0000, table]); // 3DSTATE_BINDING_TABLE_POINTERS_PS
+        v.extend([0x7b00_0005, 4, 3, 0, 1, 0, 0]); // 3DPRIMITIVE
+        v
+    }
+
+    fn words(d: &[u32]) -> Vec<u8> {
+        d.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn a_draw_writes_its_render_target_through_the_binding_table_and_surface_state() {
+        let mut c = ctx();
+        // Binding table at heap + 0x100, entry 0 -> surface state at +0x200.
+        guest_write(&mut c.g, 30, 0x100, &words(&[0x200]));
+        guest_write(
+            &mut c.g,
+            30,
+            0x200,
+            &words(&surface_state(0x11000, 4, 2, 64)),
+        );
+        let mut b = draw_commands(0x10000, 0x100);
+        b.push(BB_END);
+        idle(c.run_batch(&b));
+        for y in 0..3u64 {
+            for x in 0..16u64 {
+                let got = guest_u32(&c.g, GUEST + 31, y * 64 + x * 4);
+                let want = if y < 2 && x < 4 { 0x4433_2211 } else { 0 };
+                assert_eq!(got, want, "x {x} y {y}");
+            }
+        }
+    }
+
+    #[test]
+    fn surface_state_pointing_outside_the_guest_stays_in_its_own_frames_or_faults() {
+        let mut c = ctx();
+        guest_write(&mut c.g, 30, 0x100, &words(&[0x200, 0x240]));
+        // Render target at PPGTT 0x2000, a page the guest named by another
+        // guest's frame number: the pixels land on its scratch page.
+        guest_write(
+            &mut c.g,
+            30,
+            0x200,
+            &words(&surface_state(0x2000, 4, 1, 16)),
+        );
+        let mut b = draw_commands(0x10000, 0x100);
+        b.push(BB_END);
+        idle(c.run_batch(&b));
+        assert_eq!(guest_u32(&c.g, FOREIGN, 0), 0);
+        let scratch = c.shadow.scratch_page().number();
+        assert_eq!(guest_u32(&c.g, scratch, 0), 0x4433_2211);
+        // A render target, or a surface state heap, the PPGTT does not map:
+        // the draw faults its own context.
+        guest_write(
+            &mut c.g,
+            30,
+            0x200,
+            &words(&surface_state(0x40_0000, 4, 1, 16)),
+        );
+        let f = fault(c.run_batch(&b));
+        assert_eq!(
+            (f.kind, f.address),
+            (FaultKind::PpgttNotPresent, Some(0x40_0000))
+        );
+        c.g.reset_engine(Engine::Render);
+        let mut b = draw_commands(0x80_0000, 0x100);
+        b.push(BB_END);
+        let f = fault(c.run_batch(&b));
+        assert_eq!(f.kind, FaultKind::PpgttNotPresent);
+    }
+
+    #[test]
+    fn in_a_ggtt_context_a_draw_goes_wherever_its_surface_state_says() {
+        // What shaders=allow-ggtt risks: the GGTT context's surface state
+        // is memory the scanner does not audit, and the draw follows it.
+        let mut g = setup();
+        let mut heap = vec![0u32; 0x200 / 4];
+        heap[0x100 / 4] = 0x200;
+        heap.extend(surface_state(DATA + 0x2000, 2, 1, 8));
+        write_dwords(&mut g, DATA, &heap);
+        let st = super::super::tests::run(&mut g, Engine::Render, &draw_commands(DATA, 0x100));
+        idle(st);
+        assert_eq!(read_u32(&mut g, DATA + 0x2000), 0x4433_2211);
+        assert_eq!(read_u32(&mut g, DATA + 0x2004), 0x4433_2211);
+        assert_eq!(read_u32(&mut g, DATA + 0x2008), 0);
     }
 }
