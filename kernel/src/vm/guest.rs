@@ -19,7 +19,7 @@ use x86_64::registers::control::{Cr2, Cr3, Cr3Flags};
 use x86_64::structures::paging::PhysFrame;
 use x86_64::PhysAddr;
 
-use super::cpu::{CpuState, CpuStateError, SAVED_BYTES, USER_FLAGS};
+use super::cpu::{Clock, CpuState, CpuStateError, SAVED_BYTES, USER_FLAGS};
 use super::decode::{self, DecodeError, Op, Width};
 use super::image::{self, ImageError};
 use super::space::{Perm, SpaceError, UserSpace};
@@ -28,8 +28,8 @@ use crate::arch::apic;
 use crate::arch::cpu::rdtsc;
 use crate::arch::idt;
 use crate::arch::ring3;
-use crate::guests::WriteLog;
 use crate::mem::FrameAllocator;
+use crate::time::micros_since_boot;
 use crate::vgpus::VgpuManager;
 
 const PAGE_FAULT: u64 = 14;
@@ -252,6 +252,14 @@ pub enum RunState {
     Runnable,
     /// Blocked in `wait` until its vGPU is idle.
     Waiting,
+    /// Paced: its next frame is not due before `until_us` (monitor clock).
+    Sleeping {
+        /// When it may run again.
+        until_us: u64,
+    },
+    /// Stopped by the monitor between two slices (a migration saves it);
+    /// it runs again only when released.
+    Held,
     /// Ended with an exit code.
     Exited(u64),
     /// Killed.
@@ -268,6 +276,8 @@ impl RunState {
         match self {
             RunState::Runnable => "runnable",
             RunState::Waiting => "waiting",
+            RunState::Sleeping { .. } => "sleeping",
+            RunState::Held => "held",
             RunState::Exited(0) => "exited",
             RunState::Exited(_) => "failed",
             RunState::Killed(_) => "killed",
@@ -284,6 +294,11 @@ pub enum SliceEnd {
     Yielded,
     /// The guest waits for its vGPU.
     Waiting,
+    /// The guest reported a frame and its next one is not due yet.
+    Sleeping {
+        /// When it is (monitor clock, microseconds).
+        until_us: u64,
+    },
     /// It exited with a code.
     Exited(u64),
     /// It was killed.
@@ -312,18 +327,103 @@ pub struct Stats {
     pub syscall_cycles: u64,
     /// Frames the guest reported.
     pub frames: u64,
+    /// Submissions its frame reports counted.
+    pub submissions: u64,
     /// The probe's timings: (total cycles, count) per [`abi::Measure`].
     pub measures: [Option<(u64, u64)>; 3],
 }
 
-/// Frames a guest reported: the last, and (up to a bound) each checksum,
-/// so that a test can compare two runs frame by frame.
+impl Stats {
+    /// Adds `other`'s counts (the probe's timings stay).
+    fn add(&mut self, other: &Stats) {
+        self.mmio_exits += other.mmio_exits;
+        self.mmio_writes += other.mmio_writes;
+        self.syscalls += other.syscalls;
+        self.preemptions += other.preemptions;
+        self.slices += other.slices;
+        self.cpu_cycles += other.cpu_cycles;
+        self.mmio_cycles += other.mmio_cycles;
+        self.syscall_cycles += other.syscall_cycles;
+        self.frames += other.frames;
+        self.submissions += other.submissions;
+    }
+}
+
+/// Frames a guest reported: the last, (up to a bound) each checksum, so
+/// that a test can compare two runs frame by frame, and when they came on
+/// the guest's clock ([`Guest::clock_us`]).
 #[derive(Clone, Debug, Default)]
 pub struct FrameLog {
     /// The last frame's number and checksum.
     pub last: Option<(u64, u64)>,
     /// (frame, checksum) in the order reported, the first [`FRAME_LOG`].
     pub all: Vec<(u64, u64)>,
+    /// The guest's clock at the last frame report.
+    pub last_at_us: Option<u64>,
+    /// Intervals between consecutive reports on this monitor, the one
+    /// across a migration left out: their count, sum and largest.
+    pub intervals: u64,
+    /// Sum of those intervals.
+    pub interval_sum_us: u64,
+    /// The largest of them.
+    pub interval_max_us: u64,
+    /// The interval from the last frame before a migration to the first
+    /// after it, on the guest's clock (its downtime as it saw it); set at
+    /// the first frame after [`Guest::attach`].
+    pub migration_gap_us: Option<u64>,
+    /// A migration brought the guest here and it has not reported since.
+    resumed: bool,
+}
+
+impl FrameLog {
+    /// Notes frame `frame` with `checksum` at guest time `at_us`.
+    pub(super) fn note(&mut self, frame: u64, checksum: u64, at_us: u64) {
+        if let Some(before) = self.last_at_us {
+            let interval = at_us.saturating_sub(before);
+            if core::mem::take(&mut self.resumed) {
+                self.migration_gap_us = Some(interval);
+            } else {
+                self.intervals += 1;
+                self.interval_sum_us += interval;
+                self.interval_max_us = self.interval_max_us.max(interval);
+            }
+        }
+        self.last = Some((frame, checksum));
+        self.last_at_us = Some(at_us);
+        if self.all.len() < FRAME_LOG {
+            self.all.push((frame, checksum));
+        }
+    }
+
+    /// The mean interval between frames, if there were two.
+    pub fn mean_interval_us(&self) -> Option<u64> {
+        self.interval_sum_us.checked_div(self.intervals)
+    }
+}
+
+/// Write sets of the submissions a guest got accepted since the monitor
+/// last drained them (the scanner's write targets), for a migration.
+#[derive(Debug, Default)]
+pub struct WriteLog {
+    sets: heapless::Vec<gpu::scan::WriteSet, 16>,
+    /// Some submission may have written pages no set lists (or the log
+    /// overflowed): treat all of the vGPU's memory as written.
+    pub untracked: bool,
+}
+
+impl WriteLog {
+    /// Adds the write set of an accepted submission.
+    pub fn push(&mut self, set: &gpu::scan::WriteSet) {
+        if set.untracked || self.sets.push(*set).is_err() {
+            self.untracked = true;
+        }
+    }
+    /// The sets, and empties the log.
+    pub fn drain(&mut self) -> impl Iterator<Item = gpu::scan::WriteSet> + '_ {
+        self.untracked = false;
+        let sets = core::mem::take(&mut self.sets);
+        sets.into_iter()
+    }
 }
 
 /// Frames [`FrameLog::all`] keeps.
@@ -387,6 +487,15 @@ pub struct Guest {
     /// Write sets of its accepted submissions (the scanner's write
     /// targets), for the migration.
     pub writes: WriteLog,
+    /// Added to the monitor's clock, the guest's (wrapping: the guest's
+    /// clock may be behind the monitor's or ahead of it).
+    clock_offset_us: u64,
+    /// Frame pacing: the guest's frames come at most this often.
+    pub(super) frame_period_us: Option<u64>,
+    /// When its next frame is due (monitor clock), when paced.
+    pub(super) next_frame_us: u64,
+    /// The monitor asks it to finish ([`guest::abi::syscall::FRAME_FINISH`]).
+    pub(super) finish: bool,
 }
 
 /// What the loop does after an exit.
@@ -466,7 +575,10 @@ impl Guest {
 
     /// A guest on vGPU `index` whose RAM already holds a guest of
     /// `program` (moved there by a migration), resumed from its saved CPU
-    /// state `cpu` ([`Guest::save_cpu`]).
+    /// state `cpu` ([`Guest::save_cpu`]). Its clock goes on from the saved
+    /// value as of `saved_at_us` (this monitor's clock), so that the time
+    /// since then counts as time the guest was stopped.
+    #[allow(clippy::too_many_arguments)] // reason: a guest's whole placement
     pub fn attach(
         rt: &Runtime,
         frames: &mut FrameAllocator,
@@ -475,6 +587,7 @@ impl Guest {
         id: u32,
         program: Program,
         cpu: &[u8],
+        saved_at_us: u64,
     ) -> Result<Guest, CreateError> {
         let loaded = image::parse(image::elf(program.image())).map_err(CreateError::Image)?;
         let mut guest = Self::build(
@@ -487,7 +600,7 @@ impl Guest {
             &loaded,
             CpuState::initial(loaded.entry, STACK_TOP_VA, BOOT_BLOCK_VA),
         )?;
-        match guest.restore_cpu(cpu) {
+        match guest.restore_cpu(cpu, saved_at_us) {
             Ok(()) => Ok(guest),
             Err(e) => {
                 guest.destroy(frames);
@@ -546,6 +659,10 @@ impl Guest {
             stats: Stats::default(),
             frames: FrameLog::default(),
             writes: WriteLog::default(),
+            clock_offset_us: 0u64.wrapping_sub(micros_since_boot()),
+            frame_period_us: None,
+            next_frame_us: 0,
+            finish: false,
         })
     }
 
@@ -562,18 +679,83 @@ impl Guest {
         self.program.image()
     }
 
-    /// Its CPU state in the saved form (`vm::cpu`): with its RAM, all
-    /// there is of it. Only between slices (it is not running then).
+    /// Its CPU state in the saved form (`vm::cpu`), with its clock: with
+    /// its RAM, all there is of it. Only between slices (it is not running
+    /// then).
     pub fn save_cpu(&self) -> [u8; SAVED_BYTES] {
-        self.cpu.save(self.image())
+        let clock = Clock {
+            now_us: self.clock_us(),
+            last_frame_us: self.frames.last_at_us,
+        };
+        self.cpu.save(self.image(), clock)
     }
 
     /// Replaces its CPU state with a saved one (of a guest of the same
-    /// image) and makes it runnable: it goes on from there.
-    pub fn restore_cpu(&mut self, saved: &[u8]) -> Result<(), CpuStateError> {
-        *self.cpu = CpuState::restore(saved, self.image())?;
+    /// image) and makes it runnable: it goes on from there, its clock from
+    /// the saved value as of `saved_at_us` (this monitor's clock).
+    pub fn restore_cpu(&mut self, saved: &[u8], saved_at_us: u64) -> Result<(), CpuStateError> {
+        let (cpu, clock) = CpuState::restore(saved, self.image())?;
+        *self.cpu = cpu;
+        self.clock_offset_us = clock.now_us.wrapping_sub(saved_at_us);
+        self.frames.last_at_us = clock.last_frame_us;
+        self.frames.resumed = true;
         self.state = RunState::Runnable;
         Ok(())
+    }
+
+    /// Takes over the frame log and the counters of `source`, the same
+    /// guest before a migration inside this monitor (they are the
+    /// monitor's records, not the guest's state), so that they read as one
+    /// run.
+    pub fn carry_records_from(&mut self, source: &mut Guest) {
+        let resumed = self.frames.resumed;
+        self.frames = core::mem::take(&mut source.frames);
+        self.frames.resumed = resumed;
+        let here = self.stats;
+        self.stats = source.stats;
+        self.stats.add(&here);
+    }
+
+    /// The guest's clock (microseconds): the monitor's since the guest was
+    /// made, carried over by a migration (what a virtual machine's TSC
+    /// is). Frame reports are stamped with it.
+    pub fn clock_us(&self) -> u64 {
+        micros_since_boot().wrapping_add(self.clock_offset_us)
+    }
+
+    /// Paces the guest's frames to one every `period_us` (a display's
+    /// refresh): a frame report that comes early returns at the frame's
+    /// time. `None`: as fast as it goes.
+    pub fn pace(&mut self, period_us: Option<u64>) {
+        self.frame_period_us = period_us;
+        self.next_frame_us = micros_since_boot();
+    }
+
+    /// Its frame pacing ([`Guest::pace`]).
+    pub fn frame_period(&self) -> Option<u64> {
+        self.frame_period_us
+    }
+
+    /// Asks a workload to finish: its next frame report says so, and it
+    /// makes its final check and exits.
+    pub fn request_finish(&mut self) {
+        self.finish = true;
+    }
+
+    /// Stops a guest that has not ended between slices (for a migration);
+    /// it does not run until [`Guest::release`]. A `wait` it was in is made
+    /// again then (`vm::syscall`); a frame it slept towards comes at once.
+    pub fn hold(&mut self) {
+        if !self.state.ended() {
+            self.state = RunState::Held;
+        }
+    }
+
+    /// Lets a held guest run again.
+    pub fn release(&mut self) {
+        if self.state == RunState::Held {
+            self.state = RunState::Runnable;
+        }
     }
 
     /// Calls `f` with every RAM page the guest's CPU wrote since the last
@@ -605,8 +787,14 @@ impl Guest {
     }
 
     /// Wakes a waiting guest whose vGPU has no work in flight (or stopped:
-    /// its `wait` then says so).
+    /// its `wait` then says so), and a sleeping one whose frame is due.
     pub fn wake_if_ready(&mut self, m: &mut VgpuManager) {
+        if let RunState::Sleeping { until_us } = self.state {
+            if micros_since_boot() >= until_us {
+                self.state = RunState::Runnable;
+            }
+            return;
+        }
         if self.state != RunState::Waiting {
             return;
         }
@@ -637,7 +825,8 @@ impl Guest {
     pub fn run(&mut self, rt: &Runtime, m: &mut VgpuManager, budget: u64) -> SliceEnd {
         match self.state {
             RunState::Runnable => {}
-            RunState::Waiting => return SliceEnd::Waiting,
+            RunState::Waiting | RunState::Held => return SliceEnd::Waiting,
+            RunState::Sleeping { until_us } => return SliceEnd::Sleeping { until_us },
             RunState::Exited(code) => return SliceEnd::Exited(code),
             RunState::Killed(kill) => return SliceEnd::Killed(kill),
         }
@@ -721,6 +910,7 @@ impl Guest {
         self.stats.cpu_cycles += rdtsc() - start;
         match end {
             SliceEnd::Waiting => self.state = RunState::Waiting,
+            SliceEnd::Sleeping { until_us } => self.state = RunState::Sleeping { until_us },
             SliceEnd::Exited(code) => {
                 self.state = RunState::Exited(code);
                 defmt::info!(

@@ -67,7 +67,7 @@ pub mod syscall;
 
 use core::fmt;
 
-pub use guest::{Guest, Kill};
+pub use guest::{CreateError, Guest, Kill, RunState};
 pub use sched::{Scheduler, Step};
 
 use crate::arch::apic::{self, Apic, ApicError};

@@ -1,7 +1,8 @@
 //! Round-robin scheduling of ring-3 guests on the one CPU: each runnable
 //! guest in turn for a slice of [`Scheduler::slice`] TSC cycles, ended
 //! early by a yield, a wait or its end, and otherwise by the APIC timer.
-//! A guest that waits for its vGPU is skipped until the vGPU is idle.
+//! A guest that waits for its vGPU is skipped until the vGPU is idle, one
+//! that is paced until its next frame is due, one held until released.
 //!
 //! The scheduler does one slice per [`Scheduler::step`], so a main loop
 //! can interleave its own work (the NIC, a migration) between slices.
@@ -27,7 +28,8 @@ pub enum Step {
         /// How the slice ended.
         end: SliceEnd,
     },
-    /// Nobody can run now; some guest waits for its vGPU.
+    /// Nobody can run now; some guest waits for its vGPU, sleeps until
+    /// its next frame or is held.
     Waiting,
     /// Every guest has ended.
     Done,
@@ -61,15 +63,28 @@ impl Scheduler {
 
     /// Runs the next runnable guest for one slice.
     pub fn step(&mut self, rt: &Runtime, m: &mut VgpuManager) -> Step {
+        self.step_admitting(rt, m, |_| true)
+    }
+
+    /// Runs the next runnable guest that `admit` lets run for one slice;
+    /// one it refuses loses its turn (a migration's convergence throttle
+    /// defers the migrating guest so).
+    pub fn step_admitting(
+        &mut self,
+        rt: &Runtime,
+        m: &mut VgpuManager,
+        mut admit: impl FnMut(&Guest) -> bool,
+    ) -> Step {
         for g in &mut self.guests {
             g.wake_if_ready(m);
         }
         let n = self.guests.len();
-        let pick = (0..n)
-            .map(|k| (self.next + k) % n)
-            .find(|&i| self.guests[i].state() == RunState::Runnable);
+        let pick = (0..n).map(|k| (self.next + k) % n).find(|&i| {
+            let g = &self.guests[i];
+            g.state() == RunState::Runnable && admit(g)
+        });
         let Some(index) = pick else {
-            return if self.guests.iter().any(|g| g.state() == RunState::Waiting) {
+            return if self.guests.iter().any(|g| !g.state().ended()) {
                 Step::Waiting
             } else {
                 Step::Done
