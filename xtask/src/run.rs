@@ -137,6 +137,11 @@ fn two_qemus(opts: &RunOptions) -> Result<i32> {
         "{}",
         migration_report::table(&report.migrations, &report.qemu_migration)
     );
+    println!();
+    print!(
+        "{}",
+        migration_report::guests_table(&report.source.guests, &report.destination.guests)
+    );
     for m in report.migrations.iter().filter(|m| !m.succeeded()) {
         println!(
             "{}: {}",
@@ -232,7 +237,7 @@ fn local(opts: &RunOptions) -> Result<i32> {
     }
     if let Some(backend) = &report.gpu.backend {
         println!(
-            "gpu: {} vGPUs on {backend}; {} guest workloads verified; hostile submission contained: {}",
+            "gpu: {} vGPUs on {backend}; {} guest workloads verified; hostile guest contained: {}",
             report.gpu.vgpus.len(),
             report.gpu.workloads_verified.unwrap_or(0),
             report.gpu.isolation_shown.unwrap_or(false)
