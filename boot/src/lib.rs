@@ -1,4 +1,4 @@
-//! Boot entry of the gmig-rs monitor (DESIGN.md "Workspace": `boot/`).
+//! Boot entry of the gmig-rs monitor (ARCHITECTURE.md "Boot").
 //!
 //! One ELF image boots two ways:
 //! - QEMU `-kernel` finds the PVH note (`.note.Xen`, type PHYS32_ENTRY) and

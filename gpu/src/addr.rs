@@ -1,4 +1,4 @@
-//! Address types (STYLE.md 2): every kind of address the monitor handles is
+//! Address types: every kind of address the monitor handles is
 //! its own newtype, with checked constructors and no arithmetic operators.
 //!
 //! * [`GuestGm`] / [`HostGm`]: a graphics-memory (GM) address as the guest

@@ -1,5 +1,6 @@
-//! The one trait every GPU backend implements (DESIGN.md "Data path"), and
-//! the physical-memory trait the backends reach memory through.
+//! The one trait every GPU backend implements (ARCHITECTURE.md "GPU
+//! backends"), and the physical-memory trait the backends reach memory
+//! through.
 //!
 //! Decisions:
 //! * Memory is reached through [`PhysMem`], implemented by the kernel over

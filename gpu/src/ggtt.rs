@@ -1,5 +1,5 @@
 //! The Gen8+ 64-bit GGTT page table entry, and the flush obligation that
-//! follows every GGTT update (STYLE.md 6).
+//! follows every GGTT update.
 //!
 //! PTE layout (PRM Vol 5 "Global GTT": "GGTT PTE, Gen8+"; i915
 //! `gen8_ggtt_pte_encode`): bit 0 present, bit 1 writable (ignored by the

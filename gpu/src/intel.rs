@@ -1,5 +1,5 @@
-//! `IntelGen9`: the real-device backend over BAR0 MMIO (DESIGN.md "Hardware
-//! and emulation").
+//! `IntelGen9`: the real-device backend over BAR0 MMIO (ARCHITECTURE.md
+//! "GPU backends").
 //!
 //! The kernel implements [`Mmio`] over the mapped BAR0 (its only `unsafe`
 //! lives there) and [`PhysMem`] over its frames, and gives every engine

@@ -1,7 +1,7 @@
 //! The `gpu` crate owns everything a vGPU is: the host GGTT and its
 //! partitioning, the guest's view of a virtual BAR0, guest<->host graphics
 //! address translation, the command scanner, and the GPU backends behind one
-//! trait (DESIGN.md "What the monitor does" 1-2, "Hardware and emulation").
+//! trait (ARCHITECTURE.md "The GPU side").
 //!
 //! It never touches hardware directly: a backend reaches MMIO through a small
 //! trait the kernel implements ([`intel::Mmio`]) and memory through
@@ -15,8 +15,8 @@
 //! fixed arrays and `heapless`); use `unsafe`.
 //!
 //! Map of the crate:
-//! * [`addr`]: address newtypes and ranges (STYLE.md 2).
-//! * [`regs`]: Gen9 register tables, PVINFO layout (STYLE.md 3).
+//! * [`addr`]: address newtypes and ranges.
+//! * [`regs`]: Gen9 register tables, PVINFO layout.
 //! * [`ggtt`]: the 64-bit GGTT PTE and the flush obligation.
 //! * [`partition`]: GM layout, vGPU types, the allocator, and the one
 //!   guest<->host translation.

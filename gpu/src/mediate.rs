@@ -1,5 +1,6 @@
 //! The command scanner in its seat: [`ScanGate`] is the
-//! [`SubmissionGate`] every vGPU submission passes (DESIGN.md "Data path").
+//! [`SubmissionGate`] every vGPU submission passes (ARCHITECTURE.md
+//! "Command scanner", "Submission path").
 //!
 //! On a TAIL write the vGPU hands the gate the new span of the guest ring.
 //! The gate lets the engine's [`Shadow`] copy and scan it through the vGPU's

@@ -1,5 +1,5 @@
-//! GGTT ownership and partitioning (DESIGN.md "What the monitor does" 1), and
-//! the one guest-GM <-> host-GM translation.
+//! GGTT ownership and partitioning (ARCHITECTURE.md "Graphics memory and its
+//! partition"), and the one guest-GM <-> host-GM translation.
 //!
 //! The 4 GiB graphics address space is the aperture (CPU-mappable,
 //! `[0, aperture_size)`) followed by hidden GM (`[aperture_size, 4 GiB)`).
@@ -94,7 +94,7 @@ pub struct Resources {
     pub fences: u32,
 }
 
-/// Named vGPU sizes, after GVT-g's types (GMIG_FACTS.md "GVT-g vGPU types").
+/// Named vGPU sizes, after GVT-g's types (Linux `drivers/gpu/drm/i915/gvt/vgpu.c`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum VgpuType {

@@ -1,4 +1,4 @@
-//! vGPU device state save/restore (STYLE.md 7, firecracker `Persist` style)
+//! vGPU device state save/restore (after firecracker's `Persist`)
 //! and Dynamic Graphics Address Remapping on restore.
 //!
 //! [`Vgpu::save`] encodes into a caller-provided buffer (no allocation);

@@ -1,5 +1,5 @@
 //! Gen9 (Skylake / Kaby Lake GT2) register facts, declared as tables
-//! (STYLE.md 3): one table per block, offsets checked at compile time, each
+//!: one table per block, offsets checked at compile time, each
 //! entry citing where the fact comes from.
 //!
 //! Sources: Intel "Skylake" PRM (Vol 2c: Command Reference: Registers;

@@ -1,5 +1,5 @@
 //! `SimGpu`: a software model of the parts of a Gen9 GPU the monitor uses
-//! (DESIGN.md "Hardware and emulation"). The embedded default backend.
+//! (ARCHITECTURE.md "GPU backends"). The embedded default backend.
 //!
 //! What it models:
 //! * Registers, in three homes, by one rule (`home_of`): each engine's

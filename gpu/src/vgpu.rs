@@ -1,5 +1,5 @@
-//! `Vgpu`: the guest's view of a virtual BAR0 (DESIGN.md "What the monitor
-//! does" 1-2).
+//! `Vgpu`: the guest's view of a virtual BAR0 (ARCHITECTURE.md "The vGPU and
+//! its BAR0").
 //!
 //! The guest's BAR0 accesses are trapped by the kernel and handed to
 //! [`Vgpu::mmio_read`] / [`Vgpu::mmio_write`]. Each register has a policy

@@ -1,4 +1,4 @@
-//! What runs inside a guest (DESIGN.md "Hardware and emulation"): a small
+//! What runs inside a guest (ARCHITECTURE.md "The guest crate"): a small
 //! GVT-g-style vGPU driver and deterministic, self-checking GPU workloads
 //! on top of it.
 //!

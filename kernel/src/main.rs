@@ -1,5 +1,5 @@
 //! gmig-rs: a bare-metal type-1 monitor that shares an Intel Gen9 GPU
-//! between guests and live-migrates their vGPUs (DESIGN.md).
+//! between guests and live-migrates their vGPUs (ARCHITECTURE.md).
 //!
 //! This binary is thin glue plus the hardware-facing code: CPU set-up,
 //! memory, console and logging, PCI, and the main loop. The decisions live in

@@ -1,5 +1,5 @@
-//! The vGPU manager (DESIGN.md "What the monitor does" 1, "Hardware and
-//! emulation"): picks the GPU backend from PCI, owns the host GGTT through
+//! The vGPU manager (ARCHITECTURE.md "Graphics memory and its partition",
+//! "GPU backends"): picks the GPU backend from PCI, owns the host GGTT through
 //! it, keeps the monitor's slice of graphics memory, creates one partition
 //! and one [`Vgpu`] per vGPU asked for, and gives each vGPU its guest
 //! memory. All decisions about slices, registers and commands are the `gpu`

@@ -1,4 +1,5 @@
-//! The authenticated stream (DESIGN.md "Migration between machines"): a
+//! The authenticated stream (ARCHITECTURE.md "Stream format and
+//! authentication"): a
 //! pre-shared key, a handshake that proves to each side that the other
 //! knows it, and per-record protection bound to the session and to the
 //! record's position. No cryptography of our own: BLAKE3 (keyed hash and key

@@ -1,5 +1,5 @@
 //! The handover: one owner of the guest at every moment, whatever message
-//! is lost (DESIGN.md "Migration between machines").
+//! is lost (ARCHITECTURE.md "Handover and ownership").
 //!
 //! # Protocol
 //! After the done record the guest is stopped on the source and fully

@@ -1,11 +1,11 @@
-//! The `migrate` crate holds the migration logic (DESIGN.md "What the monitor
-//! does" 3-4): software dirty tracking by page digest, pre-copy policies as
-//! polled state machines, the versioned stream format, and the `Link` trait
-//! the network implements. It knows pages and an opaque device-state blob,
-//! never GPU internals, and never the NIC. It must never allocate, block or
-//! spawn: every table lives in storage the kernel lends, and every long
-//! operation is a state machine the main loop polls. `unsafe` is denied
-//! everywhere but [`xxh3_sse2`], whose SSE2 intrinsics need it.
+//! The `migrate` crate holds the migration logic (ARCHITECTURE.md "Migration
+//! between machines"): software dirty tracking by page digest, pre-copy
+//! policies as polled state machines, the versioned stream format, and the
+//! `Link` trait the network implements. It knows pages and an opaque
+//! device-state blob, never GPU internals, and never the NIC. It must never
+//! allocate, block or spawn: every table lives in storage the kernel lends,
+//! and every long operation is a state machine the main loop polls. `unsafe`
+//! is denied everywhere but [`xxh3_sse2`], whose SSE2 intrinsics need it.
 //!
 //! Modules:
 //! - [`page`]: guest page numbers, [`PageSource`] / [`PageSink`] traits;

@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-/// Size of one migrated page: the GGTT maps 4 KiB pages (GMIG_FACTS.md).
+/// Size of one migrated page: the GGTT maps 4 KiB pages.
 pub const PAGE_SIZE: usize = 4096;
 
 /// One page's content.

@@ -1,5 +1,5 @@
 //! The source side: one polled state machine per migration that runs the
-//! chosen [`Policy`] (DESIGN.md "What the monitor does" 4).
+//! chosen [`Policy`] (ARCHITECTURE.md "Policies").
 //!
 //! The kernel drives it from its main loop:
 //!
@@ -384,7 +384,7 @@ impl<'a> Source<'a> {
 
     fn note(&mut self, page: GuestPage, flag: u8) -> Result<(), SourceError> {
         let before = self.tracker.flags(page);
-        // gMig sees only the CPU's dirty log (GMIG_FACTS.md): its rounds
+        // gMig sees only the CPU's dirty log: its rounds
         // count nothing else.
         if flag == CPU_DIRTY && before & CPU_DIRTY == 0 {
             self.round_new_cpu_dirty += 1;
@@ -1090,7 +1090,9 @@ impl<'a> Source<'a> {
     fn read_back<L: Link>(&mut self, link: &mut L) -> Result<(), SourceError> {
         loop {
             let need = match self.phase {
-                Phase::Hello => return Ok(()),
+                // Nothing more is expected after the resumed: a close that
+                // follows it (the destination is done) is no failure.
+                Phase::Hello | Phase::Completed => return Ok(()),
                 Phase::AwaitChallenge { .. } => CHALLENGE_LEN,
                 _ => EMPTY_RECORD_LEN,
             };

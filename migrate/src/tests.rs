@@ -871,6 +871,9 @@ struct Scenario {
     dest_pages: usize,
     /// Seed of the fault injectors.
     seed: u64,
+    /// The destination closes the link as soon as it is done (its resumed
+    /// sent), before the source has read it.
+    dest_closes_when_done: bool,
 }
 
 impl Scenario {
@@ -887,6 +890,7 @@ impl Scenario {
             restore_ms: 0,
             dest_pages: 24,
             seed: 1,
+            dest_closes_when_done: false,
         }
     }
 }
@@ -1039,6 +1043,12 @@ fn run(sc: Scenario) -> Outcome {
                         dest_runs = true;
                         dest.resumed(&mut b).unwrap();
                         dest_end = DestEnd::Running(ReceiverStatus::Resume);
+                        if sc.dest_closes_when_done {
+                            let st = dest.poll(now, &mut sink, &mut b, 4).unwrap();
+                            assert_eq!(st, ReceiverStatus::Completed);
+                            dest_end = DestEnd::Completed;
+                            b.close();
+                        }
                     }
                     Ok(ReceiverStatus::Completed) => dest_end = DestEnd::Completed,
                     Ok(st) => dest_end = DestEnd::Running(st),
@@ -1113,6 +1123,21 @@ fn handover_completes_and_the_source_frees_only_after_resumed() {
             "{policy}: {o:?}"
         );
     }
+}
+
+/// A destination that closes the connection right after its resumed (a
+/// real TCP peer that is done) still completes the handover: the source
+/// takes the resumed and does not mistake the close that follows it for a
+/// lost answer.
+#[test]
+fn handover_completes_when_the_destination_closes_right_after_resumed() {
+    let o = run(Scenario {
+        dest_closes_when_done: true,
+        ..Scenario::new()
+    });
+    assert_eq!(o.source, SourceEnd::Completed, "{o:?}");
+    assert_eq!(o.dest, DestEnd::Completed, "{o:?}");
+    assert!(o.dest_runs && !o.source_runs && o.identical, "{o:?}");
 }
 
 #[test]

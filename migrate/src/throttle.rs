@@ -1,6 +1,6 @@
 //! The convergence throttle: what a policy does when pre-copy cannot
 //! converge because the guest dirties pages faster than the link re-sends
-//! them (DESIGN.md "What the monitor does" 2 and 4: the monitor decides
+//! them (ARCHITECTURE.md "Policies", "Submission path": the monitor decides
 //! when a guest's ring submissions reach the GPU, so it can pace them).
 //!
 //! Production hypervisors meet the same wall with CPU guests: QEMU's

@@ -1,4 +1,4 @@
-//! Software dirty tracking (DESIGN.md "What the monitor does" 3).
+//! Software dirty tracking (ARCHITECTURE.md "Dirty tracking").
 //!
 //! One table per vGPU, from guest page number to the tag of the content last
 //! sent, plus the evidence the kernel reports: pages the CPU wrote (PTE dirty

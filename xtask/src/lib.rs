@@ -1,4 +1,4 @@
-//! The gmig-rs developer tool behind `cargo xtask` (STYLE.md 10): one
+//! The gmig-rs developer tool behind `cargo xtask`: one
 //! module per subcommand plus the shared pieces the integration tests in
 //! `tests/` use too (building the kernel, booting it in QEMU, decoding its
 //! defmt log).

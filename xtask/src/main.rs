@@ -78,7 +78,6 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
-    /// Raw TCP throughput between two monitors on a QEMU socket link.
     /// Decode a captured COM2 log (defmt frames) with the monitor image
     /// that wrote it (default: the one `cargo xtask build` makes).
     Log {
@@ -89,6 +88,7 @@ enum Command {
         #[arg(long)]
         elf: Option<std::path::PathBuf>,
     },
+    /// Raw TCP throughput between two monitors on a QEMU socket link.
     Netbench {
         /// NIC both monitors drive: virtio or e1000e.
         #[arg(long, default_value = "virtio", value_parser = parse_nic)]

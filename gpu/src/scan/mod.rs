@@ -1,7 +1,7 @@
 //! The command scanner: the only path from a guest's ring TAIL write to an
-//! engine (DESIGN.md "What the monitor does" 2).
+//! engine (ARCHITECTURE.md "Command scanner").
 //!
-//! Layers, smoltcp-style (STYLE.md 4):
+//! Layers, smoltcp-style:
 //! - [`table`]: the scanner's own static opcode table of every Gen9 command
 //!   family, with per-engine validity and length rules;
 //! - [`decode`](mod@decode): a zero-copy view ([`Command`]) over a DWord slice, checked

@@ -1,5 +1,5 @@
-//! The runtime of the ring-3 guest images (DESIGN.md "Hardware and
-//! emulation"): start-up from the boot block, the system calls, and
+//! The runtime of the ring-3 guest images (ARCHITECTURE.md "Ring-3 guest
+//! runtime"): start-up from the boot block, the system calls, and
 //! [`RingPlatform`], the `guest::Platform` of a deprivileged guest.
 //!
 //! A ring-3 guest has what a virtual machine has and nothing more: its

@@ -1,5 +1,5 @@
-//! The contract between the monitor and a ring-3 guest image (DESIGN.md
-//! "Hardware and emulation"): where things are in the guest's address
+//! The contract between the monitor and a ring-3 guest image (ARCHITECTURE.md
+//! "Ring-3 guest runtime"): where things are in the guest's address
 //! space, what the monitor leaves in its RAM at start-up, and its system
 //! calls. The monitor (`kernel/src/vm/`) and the images
 //! (`guest/images/`) both take every number from here, so they cannot

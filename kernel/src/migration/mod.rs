@@ -1,5 +1,5 @@
-//! Whole-guest live migration (DESIGN.md "What the monitor does" 4,
-//! "Migration between machines"): a ring-3 guest (`crate::vm`) moves with
+//! Whole-guest live migration (ARCHITECTURE.md "Migration between
+//! machines"): a ring-3 guest (`crate::vm`) moves with
 //! everything it is, its RAM (which is its vGPU's guest memory: the
 //! guest's pages, mapped into its graphics memory by its own GGTT
 //! entries), its vGPU's device state from `gpu`, and its CPU state

@@ -1,6 +1,6 @@
-//! The network (DESIGN.md "Hardware and emulation", "Migration between
-//! machines"): a polled NIC behind smoltcp's `phy::Device`, TCP/IPv4
-//! through smoltcp, and a [`migrate::Link`] over one TCP connection.
+//! The network (ARCHITECTURE.md "Network"): a polled NIC behind smoltcp's
+//! `phy::Device`, TCP/IPv4 through smoltcp, and a [`migrate::Link`] over one
+//! TCP connection.
 //!
 //! - [`nic`]: which PCI function, the driver that came up on it, and the
 //!   smoltcp device over either driver;

@@ -1,8 +1,8 @@
 //! The monitor's roles: `role=local` (the default, [`local`]) shows
 //! everything inside one machine, a live migration between two vGPUs of
-//! it included. The migration roles between machines (DESIGN.md
-//! "Migration between machines"): `role=source` runs its ring-3 guests and migrates guest 0
-//! live, whole, to the monitor at `peer=`; `role=dest` listens on
+//! it included. The migration roles between machines (ARCHITECTURE.md
+//! "Migration roles"): `role=source` runs its ring-3 guests and migrates
+//! guest 0 live, whole, to the monitor at `peer=`; `role=dest` listens on
 //! `listen=`, takes the guest in on a vGPU of other slices and frames,
 //! restores it with Dynamic Graphics Address Remapping and runs it on;
 //! `role=guests` runs the guests only (the reference for QEMU's own

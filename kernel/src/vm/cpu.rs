@@ -9,7 +9,7 @@
 //! the blob reaches [`CpuState::restore`]; the CRC here catches a blob
 //! damaged before the stream took it (and the monitor's own bugs).
 //!
-//! Wire format (STYLE.md 7), version 2, little endian:
+//! Wire format, version 2, little endian:
 //!
 //! | offset | size | field                                               |
 //! |--------|------|-----------------------------------------------------|

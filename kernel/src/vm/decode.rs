@@ -1,6 +1,6 @@
 //! Decoding the instruction that touched a guest's virtual BAR0.
 //!
-//! `iced-x86` decodes (its no_std decoder, DESIGN.md's chosen crate): a
+//! `iced-x86` decodes (no_std; ARCHITECTURE.md "External crates"): a
 //! guest is hostile input, and a full decoder gives every byte sequence
 //! one meaning, the CPU's, with the instruction's length and operands,
 //! where a decoder of our own for "the few `mov` forms a guest compiles

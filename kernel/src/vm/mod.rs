@@ -1,4 +1,4 @@
-//! The ring-3 guest runtime (DESIGN.md "Hardware and emulation"): guests
+//! The ring-3 guest runtime (ARCHITECTURE.md "Ring-3 guest runtime"): guests
 //! that are small `no_std` ELF programs (`guest/images`, embedded by
 //! [`image`]) running deprivileged, each in an address space of its own,
 //! reaching their vGPU only through trapped MMIO and a few system calls.

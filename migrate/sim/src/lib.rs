@@ -1,4 +1,4 @@
-//! Host-only simulator for the `migrate` policies (DESIGN.md "Workspace":
+//! Host-only simulator for the `migrate` policies (ARCHITECTURE.md "Crates":
 //! workload dirty patterns + link model, for benches).
 //!
 //! It runs the real `migrate` state machines (source policies, stream

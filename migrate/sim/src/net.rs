@@ -3,7 +3,7 @@
 //!
 //! Parameters and their basis: `qemu-32MiB/s` is QEMU 2.3's default
 //! migration bandwidth limit and 300 ms downtime target, the setting gMig
-//! ran with (GMIG_FACTS.md); `1GbE` is gigabit Ethernet's TCP payload rate
+//! ran with (the gMig paper's set-up); `1GbE` is gigabit Ethernet's TCP payload rate
 //! (about 117 MiB/s after Ethernet, IP and TCP framing) with the same
 //! target. The 100 us one-way latency is an assumption for one switch hop;
 //! the 256 KiB send buffer (set in [`crate::run`]) is an assumption of a

@@ -105,7 +105,7 @@ impl WorkloadModel {
             gpu_writes_untracked: true,
         }
     }
-    /// The measured anchor (GMIG_FACTS.md, "QEMU's own migration"): a
+    /// The measured anchor (QEMU's own migration, measured as gMig reports it): a
     /// 256 MiB guest rewriting whole pages of a 64 MiB set at about 8k
     /// pages/s, 15 of 16 rewrites leaving the content unchanged. QEMU saw
     /// those writes in its dirty log; here they are GPU writes (reported by
