@@ -21,12 +21,15 @@
 //!   `iced-x86` and emulated if it is a 32/64-bit `MOV`.
 //! * [`guest`]: one guest; [`Guest::run`] enters ring 3 and handles every
 //!   exit of a slice: BAR0 faults through `gpu::Vgpu::mmio_read`/
-//!   `mmio_write` (a TAIL write's submission through the scanner, as the
-//!   stand-in guests do), system calls, the timer; any other trap kills
-//!   the guest alone with a report (vector, RIP, address, guest id).
+//!   `mmio_write` (a TAIL write's submission through the scanner), system
+//!   calls, the timer; any other trap kills the guest alone with a report
+//!   (vector, RIP, address, guest id). Its clock, frame pacing, the
+//!   request to finish, and holding it for a migration's stop are here
+//!   too.
 //! * [`syscall`]: log, frame report, yield, wait for the GPU, exit, and a
 //!   probe's timing report.
-//! * [`sched`]: round-robin over the guests with APIC-timer preemption.
+//! * [`sched`]: round-robin over the guests with APIC-timer preemption;
+//!   waiting, sleeping (paced) and held guests are skipped.
 //! * [`demo`]: the `ring3=` mode (guests on the scheduler, a report line
 //!   per guest); [`selftest`]: the self-tests.
 //!
