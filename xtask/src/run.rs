@@ -161,6 +161,9 @@ fn two_qemus(opts: &RunOptions) -> Result<i32> {
             println!("{f}");
         }
     }
+    if let Some(line) = write_trace(&run.source)? {
+        println!("{line}");
+    }
     println!("report: {}", path.display());
     for (side, result) in [("source", &run.source), ("destination", &run.destination)] {
         if !result.qemu_stderr.trim().is_empty() {
@@ -215,19 +218,11 @@ fn local(opts: &RunOptions) -> Result<i32> {
     let result = qemu.run()?;
     let report = report::build(&result, memory_mib);
     let path = write_report(&report)?;
-    let trace = report::dirty_trace(&result).map(|text| {
-        let at = paths::xtask_dir().join("trace.txt");
-        (
-            std::fs::write(&at, &text),
-            at,
-            text.lines().count().saturating_sub(3),
-        )
-    });
+    let trace = write_trace(&result)?;
     println!();
     println!("outcome: {}", report.outcome);
-    if let Some((written, at, events)) = trace {
-        written?;
-        println!("dirty trace: {events} writes in {}", at.display());
+    if let Some(line) = trace {
+        println!("{line}");
     }
     if let Some(ms) = report.boot.host_ms_to_banner {
         println!("boot: {ms:.0} ms from QEMU start to the monitor's banner (host clock)");
@@ -259,6 +254,22 @@ fn local(opts: &RunOptions) -> Result<i32> {
         eprintln!("qemu stderr:\n{}", result.qemu_stderr);
     }
     Ok(result.outcome.process_code())
+}
+
+/// Writes the dirty trace a `trace=on` run recorded (the migrating guest's
+/// writes, in `migrate-sim`'s format) to `target/xtask/trace.txt`, where
+/// `cargo xtask bench` replays it; the line that says so, if there was one.
+fn write_trace(result: &crate::qemu::RunResult) -> Result<Option<String>> {
+    let Some(text) = report::dirty_trace(result) else {
+        return Ok(None);
+    };
+    let at = paths::xtask_dir().join("trace.txt");
+    std::fs::write(&at, &text)?;
+    let events = text.lines().count().saturating_sub(3);
+    Ok(Some(format!(
+        "dirty trace: {events} writes in {}",
+        at.display()
+    )))
 }
 
 #[cfg(test)]

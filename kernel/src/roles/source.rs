@@ -305,7 +305,18 @@ fn migrate_once(
             return Ended::Failed("buffers");
         }
     };
-    let result = stream(p, net, guests, policy, &key, &mut buffers, pages, start_us);
+    // One trace per run: the first migration's (the simulator replays one).
+    let trace = opts.trace && first;
+    let result = stream(
+        p,
+        net,
+        guests,
+        (policy, trace),
+        &key,
+        &mut buffers,
+        pages,
+        start_us,
+    );
     buffers.free(&mut p.memory.frames);
     let (ended, figures, failure) = result;
     let f = &figures;
@@ -385,7 +396,7 @@ fn stream(
     p: &mut Platform,
     net: &mut Net,
     guests: &mut Guests,
-    policy: Policy,
+    (policy, trace): (Policy, bool),
     key: &migrate::MigrationKey,
     buffers: &mut SourceBuffers,
     pages: u64,
@@ -447,7 +458,7 @@ fn stream(
         let g = guests.get(MIGRATING)?;
         vgpu_index(&p.vgpus, g.vgpu)
     };
-    let mut trace = if opts.trace {
+    let mut trace = if trace {
         memory_of(p, guests)
             .map(|index| DirtyTrace::start(&mut GuestPages::of(&p.vgpus, index, pages, (&[], &[]))))
     } else {
