@@ -495,6 +495,11 @@ fn transfer(
                                     dest_index,
                                     (&dest_blob[..dest_blob_len], &dest_cpu[..dest_cpu_len]),
                                     stopped_us.unwrap_or(now_us),
+                                    // The source guest keeps its id until
+                                    // the arrived one takes its place.
+                                    |other| {
+                                        other != id && sched.guests.iter().any(|g| g.id == other)
+                                    },
                                 )
                                 .map_err(MigrationError::Restore)
                             });

@@ -250,6 +250,8 @@ pub enum RestoreError {
     Device(gpu::persist::RestoreError),
     /// The boot block in its RAM is not one of a guest of this size.
     BootBlock,
+    /// The boot block names a guest id a guest here already has.
+    IdInUse(u32),
     /// The guest could not be attached (its CPU state is refused, or the
     /// monitor could not build its page tables).
     Guest(CreateError),
@@ -263,6 +265,9 @@ impl core::fmt::Display for RestoreError {
             RestoreError::BootBlock => f.write_str(
                 "the boot block in the guest's RAM does not describe a guest of this size",
             ),
+            RestoreError::IdInUse(id) => {
+                write!(f, "the arriving guest's id {id} is taken by a guest here")
+            }
             RestoreError::Guest(e) => write!(f, "guest: {e}"),
         }
     }
@@ -273,8 +278,11 @@ impl core::fmt::Display for RestoreError {
 /// `device` onto its new slices and frames (the guest keeps its view),
 /// its program read from the boot block in its RAM, and the guest
 /// attached to the saved CPU state `cpu` (its clock going on from the
-/// saved value as of `stopped_at_us`, this monitor's clock). The guest is
-/// not scheduled: the caller runs it once the handover lets it.
+/// saved value as of `stopped_at_us`, this monitor's clock). `taken` says
+/// which guest ids are in use here (reports and the scheduler name guests
+/// by id). The guest is not scheduled: the caller runs it once the
+/// handover lets it.
+#[allow(clippy::too_many_arguments)] // reason: a guest's whole placement
 pub fn restore_guest(
     rt: &Runtime,
     frames: &mut FrameAllocator,
@@ -282,6 +290,7 @@ pub fn restore_guest(
     index: usize,
     (device, cpu): (&[u8], &[u8]),
     stopped_at_us: u64,
+    taken: impl Fn(u32) -> bool,
 ) -> Result<Guest, RestoreError> {
     let hosted = m.vgpus.get_mut(index).ok_or(RestoreError::NoVgpu)?;
     let vgpu = Vgpu::restore(
@@ -305,6 +314,9 @@ pub fn restore_guest(
         .find_map(|image| BootBlock::from_bytes(&bytes, image))
         .filter(|b| b.ram_pages == ram_pages)
         .ok_or(RestoreError::BootBlock)?;
+    if taken(boot.guest) {
+        return Err(RestoreError::IdInUse(boot.guest));
+    }
     Guest::attach(
         rt,
         frames,

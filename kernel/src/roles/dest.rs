@@ -395,6 +395,7 @@ fn stream(
                     index,
                     (&blob[..blob_len], &cpu_state[..cpu_len]),
                     stopped_at_us.unwrap_or(now_ns / 1000),
+                    |id| guests.sched.guests.iter().any(|g| g.id == id),
                 );
                 match restored {
                     Ok(g) => {
