@@ -264,6 +264,7 @@ pub fn migrate_local(
             }
             if !matches!(e, MigrationError::Unconfirmed(_)) {
                 if let Some(g) = sched.guests.iter_mut().find(|g| g.id == id) {
+                    g.writes.watch(false);
                     g.release();
                 }
             }
@@ -361,7 +362,7 @@ fn transfer(
     )
     .map_err(MigrationError::Source)?;
     // A failed migration may have left bytes in flight.
-    *pipe = Pipe::new();
+    pipe.reset();
     let (mut source_end, mut dest_end) = pipe.ends();
     let range = GuestPage::new(RAM_FIRST_PAGE)
         .and_then(|first| PageRange::new(first, pages))
@@ -385,9 +386,10 @@ fn transfer(
         None
     };
     if let Some(g) = sched.guests.iter_mut().find(|g| g.id == id) {
-        // Evidence from before the migration: the first round sends all.
+        // The CPU's writes from before the migration: the first round
+        // sends every page as it is then; work still running is watched.
         g.clear_dirty();
-        let _ = g.writes.drain().count();
+        g.writes.watch(true);
     }
     let mut cpu_state = [0u8; SAVED_BYTES];
     let mut dest_cpu = [0u8; SAVED_BYTES];

@@ -101,8 +101,10 @@ pub(crate) fn vgpu_index(m: &VgpuManager, id: gpu::partition::VgpuId) -> Option<
 
 /// Tells `source` what guest `g` wrote since the last call: the RAM pages
 /// its CPU wrote (PTE dirty bits, cleared) and the pages its accepted
-/// submissions may have written (the scanner's write targets). `trace`,
-/// if recording, gets the same evidence.
+/// submissions may write (the scanner's write targets), again once its
+/// vGPU is idle (the GPU writes while the work runs: see
+/// [`crate::vm::guest::WriteLog`]). `trace`, if recording, gets the same
+/// evidence.
 pub fn report_evidence(
     g: &mut Guest,
     m: &mut VgpuManager,
@@ -121,13 +123,34 @@ pub fn report_evidence(
         }
     });
     result?;
-    if g.writes.untracked {
+    // What its new submissions will write, and, once its vGPU is idle,
+    // what they did write: a page the GPU wrote after the migration sent
+    // it is flagged again.
+    let idle = m.vgpus[index].vgpu.is_idle();
+    let new = g.writes.take_new();
+    report_write_sets(m, index, new, source, trace.as_deref_mut())?;
+    if idle {
+        let ended = g.writes.take_ended();
+        report_write_sets(m, index, ended, source, trace)?;
+    }
+    Ok(())
+}
+
+/// Tells `source` (and `trace`) the pages `sets` name for vGPU `index`.
+fn report_write_sets(
+    m: &mut VgpuManager,
+    index: usize,
+    (sets, untracked): crate::vm::guest::WriteSets,
+    source: &mut Source<'_>,
+    mut trace: Option<&mut DirtyTrace>,
+) -> Result<(), SourceError> {
+    if untracked {
         source.report_untracked_writes();
         if let Some(t) = trace.as_deref_mut() {
             t.untracked();
         }
     }
-    let sets: heapless::Vec<gpu::scan::WriteSet, 16> = g.writes.drain().collect();
+    let mut result = Ok(());
     for set in &sets {
         each_written_page(m, index, set, |page| match page {
             Some(n) => {

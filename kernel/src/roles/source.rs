@@ -464,11 +464,13 @@ fn stream(
     } else {
         None
     };
-    // Evidence from before the migration is no migration's business: the
-    // first round sends every page anyway.
+    // The CPU's writes from before the migration are no migration's
+    // business (the first round sends every page as it is then); the
+    // write sets of work still running are: it may write pages after the
+    // first round sent them.
     if let Some(g) = guests.get(MIGRATING) {
         g.clear_dirty();
-        let _ = g.writes.drain().count();
+        g.writes.watch(true);
     }
     let mut cpu_state = [0u8; SAVED_BYTES];
     let (mut blob_len, mut cpu_len) = (0usize, 0usize);
@@ -629,6 +631,7 @@ fn stream(
         }
         Err(e) => {
             if let Some(g) = guests.get(MIGRATING) {
+                g.writes.watch(false);
                 g.release();
             }
             println!("migration failed: {e}; guest 0 runs on here");
@@ -641,6 +644,7 @@ fn stream(
         }
         Ok(other) => {
             if let Some(g) = guests.get(MIGRATING) {
+                g.writes.watch(false);
                 g.release();
             }
             (

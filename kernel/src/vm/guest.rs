@@ -401,28 +401,80 @@ impl FrameLog {
     }
 }
 
-/// Write sets of the submissions a guest got accepted since the monitor
-/// last drained them (the scanner's write targets), for a migration.
+/// Write sets of a guest's submissions (the scanner's write targets), for
+/// a migration's evidence. A set is known when the submission is scanned,
+/// but the GPU writes while the work runs, which may be after the
+/// migration sent the page: so each set is handed out twice, when it is
+/// new ([`WriteLog::take_new`]) and once the guest's vGPU has been seen
+/// idle after it ([`WriteLog::take_ended`]), when its writes are done.
+/// While no migration watches the log, it keeps only the sets of work
+/// that may still run (it forgets them each time the vGPU is seen idle),
+/// so a migration that starts finds exactly the work in flight.
 #[derive(Debug, Default)]
 pub struct WriteLog {
-    sets: heapless::Vec<gpu::scan::WriteSet, 16>,
-    /// Some submission may have written pages no set lists (or the log
-    /// overflowed): treat all of the vGPU's memory as written.
+    new: heapless::Vec<gpu::scan::WriteSet, 16>,
+    in_flight: heapless::Vec<gpu::scan::WriteSet, 16>,
+    /// Some new submission may have written pages no set lists (or the
+    /// log overflowed): treat all of the vGPU's memory as written.
     pub untracked: bool,
+    in_flight_untracked: bool,
+    watched: bool,
+    /// Submissions whose writes the scanner could not name, ever.
+    pub untracked_submissions: u64,
 }
+
+/// Write sets handed out by [`WriteLog`]: the sets, and whether some
+/// submission among them wrote what no set lists.
+pub type WriteSets = (heapless::Vec<gpu::scan::WriteSet, 16>, bool);
 
 impl WriteLog {
     /// Adds the write set of an accepted submission.
     pub fn push(&mut self, set: &gpu::scan::WriteSet) {
-        if set.untracked || self.sets.push(*set).is_err() {
+        self.untracked_submissions += u64::from(set.untracked);
+        if set.untracked || self.new.push(*set).is_err() {
             self.untracked = true;
         }
     }
-    /// The sets, and empties the log.
-    pub fn drain(&mut self) -> impl Iterator<Item = gpu::scan::WriteSet> + '_ {
-        self.untracked = false;
-        let sets = core::mem::take(&mut self.sets);
-        sets.into_iter()
+
+    /// A migration takes the log from now on (`true`), or no more.
+    pub fn watch(&mut self, on: bool) {
+        self.watched = on;
+        if !on {
+            self.in_flight.clear();
+            self.in_flight_untracked = false;
+        }
+    }
+
+    /// The guest's vGPU was seen idle: every set so far has ended. Unless
+    /// a migration watches, they are forgotten.
+    pub fn seen_idle(&mut self) {
+        if !self.watched {
+            self.new.clear();
+            self.untracked = false;
+        }
+    }
+
+    /// The sets added since the last call; they stay in flight until
+    /// [`WriteLog::take_ended`].
+    pub fn take_new(&mut self) -> WriteSets {
+        let new = core::mem::take(&mut self.new);
+        for set in &new {
+            if self.in_flight.push(*set).is_err() {
+                self.in_flight_untracked = true;
+            }
+        }
+        let untracked = core::mem::take(&mut self.untracked);
+        self.in_flight_untracked |= untracked;
+        (new, untracked)
+    }
+
+    /// The sets in flight, whose work has ended (call only when the
+    /// guest's vGPU is idle, or stopped).
+    pub fn take_ended(&mut self) -> WriteSets {
+        (
+            core::mem::take(&mut self.in_flight),
+            core::mem::take(&mut self.in_flight_untracked),
+        )
     }
 }
 
@@ -485,8 +537,8 @@ pub struct Guest {
     /// Frames it reported.
     pub frames: FrameLog,
     /// Write sets of its accepted submissions (the scanner's write
-    /// targets), for the migration.
-    pub writes: WriteLog,
+    /// targets), for the migration (on the heap: some KiB).
+    pub writes: Box<WriteLog>,
     /// Added to the monitor's clock, the guest's (wrapping: the guest's
     /// clock may be behind the monitor's or ahead of it).
     clock_offset_us: u64,
@@ -658,7 +710,7 @@ impl Guest {
             state: RunState::Runnable,
             stats: Stats::default(),
             frames: FrameLog::default(),
-            writes: WriteLog::default(),
+            writes: Box::default(),
             clock_offset_us: 0u64.wrapping_sub(micros_since_boot()),
             frame_period_us: None,
             next_frame_us: 0,
@@ -802,6 +854,9 @@ impl Guest {
             Some(hosted) => {
                 hosted.vgpu.poll(m.device.backend());
                 let failed = matches!(hosted.vgpu.state(), gpu::vgpu::VgpuState::Failed(_));
+                if hosted.vgpu.is_idle() {
+                    self.writes.seen_idle();
+                }
                 if hosted.vgpu.is_idle() || failed {
                     self.state = RunState::Runnable;
                 }
@@ -1006,6 +1061,9 @@ impl Guest {
                         // The software GPU finishes work before `submit`
                         // returns; collect it as the main loop would.
                         hosted.vgpu.poll(backend);
+                        if hosted.vgpu.is_idle() {
+                            self.writes.seen_idle();
+                        }
                         submitted.map(|_| ())
                     }
                 }),

@@ -159,7 +159,7 @@ pub fn workload_runs(p: &mut Platform) -> TestResult {
         "too few BAR0 exits for a booted driver",
     ))
     .and(check(
-        !g.writes.untracked,
+        g.writes.untracked_submissions == 0,
         "blits and stores left an untracked write set",
     ));
     defmt::info!(

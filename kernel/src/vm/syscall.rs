@@ -93,6 +93,7 @@ impl Guest {
                 if matches!(hosted.vgpu.state(), gpu::vgpu::VgpuState::Failed(_)) {
                     WAIT_VGPU_FAILED
                 } else if hosted.vgpu.is_idle() {
+                    self.writes.seen_idle();
                     WAIT_OK
                 } else {
                     // Made again when the guest runs next (module docs).
