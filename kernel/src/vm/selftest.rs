@@ -434,15 +434,23 @@ pub fn fpu_state_kept(p: &mut Platform) -> TestResult {
 /// checksums of a twin beside it that was never interrupted, and its
 /// clock goes on too.
 pub fn save_restore_round_trip(p: &mut Platform) -> TestResult {
-    // Enough that the slice in which frame 3 is reported does not run
-    // them all.
+    // The 3D workload on short slices: the timer ends one in the middle
+    // of a frame soon after frame 3.
     const FRAMES: u64 = 12;
-    let program = workload(Kind::Desktop2d, 0x5a5e, FRAMES);
+    let program = workload(Kind::Game3d, 0x5a5e, FRAMES);
     let mut rig = Rig::new(p)?;
+    rig.sched.slice /= 20;
     rig.spawn(p, 0, program, WORKLOAD_PAGES)?;
-    // Until frame 3 is reported and the slice after it ends mid-frame.
+    // Until frame 3 is reported and a slice after it ends mid-frame.
     rig.run_until(p, |s, step| {
-        s.guests[0].stats.frames >= FRAMES / 2 && matches!(step, Step::Ran { .. })
+        s.guests[0].stats.frames >= 3
+            && matches!(
+                step,
+                Step::Ran {
+                    end: SliceEnd::Preempted,
+                    ..
+                }
+            )
     })?;
     let source = &rig.sched.guests[0];
     check(
@@ -539,6 +547,12 @@ pub fn save_restore_round_trip(p: &mut Platform) -> TestResult {
     let after = g.frames.all.iter().map(|f| f.1);
     let all: Vec<u64> = before.iter().copied().chain(after).collect();
     let want: Vec<u64> = twin.frames.all.iter().map(|f| f.1).collect();
+    defmt::info!(
+        "ring3 save-restore: {=usize} frames before the move, {=usize} in all, gap {=u64} us",
+        before.len(),
+        all.len(),
+        g.frames.migration_gap_us.unwrap_or(0)
+    );
     let result = check(
         g.state() == RunState::Exited(0) && twin.state() == RunState::Exited(0),
         "the restored guest or its twin did not finish",
