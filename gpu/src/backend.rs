@@ -21,10 +21,19 @@
 //!   puts a context back to its power-on state; the vGPU calls it on reset,
 //!   teardown and before a vGPU is created or restored in a slot
 //!   (`vgpu::scrub_partition`), so a new vGPU never sees the old one's
-//!   state. Submission stays one at a time per engine: the later
-//!   asynchronous completion (a cost per command, completion in
-//!   [`Backend::poll`]) and a scheduler that time-slices vGPUs on an engine
-//!   need no other change to this interface.
+//!   state.
+//! * Work takes time. [`Backend::submit`] only starts a submission; it
+//!   completes later, and only [`Backend::poll`] says so: the monitor never
+//!   assumes a submission is done when `submit` returns. Submission stays
+//!   one at a time per engine (a busy engine refuses another); the monitor's
+//!   scheduler ([`crate::sched`]) queues the vGPUs' work and takes turns.
+//! * Time: the monitor tells a backend its clock with [`Backend::advance`]
+//!   (nanoseconds, monotonic). The software model executes as that clock
+//!   passes (its cost model is in [`crate::sim`]); hardware keeps its own
+//!   time and ignores it. [`Backend::finished_at_ns`] says, where the
+//!   backend knows it, when a submission ended on that clock, so that the
+//!   scheduler charges each vGPU the engine time it used and not the
+//!   monitor's polling delay.
 
 use crate::addr::{HostGgttIndex, HostGm, HostGmRange, PhysAddr, PAGE_SIZE};
 use crate::engine::Engine;
@@ -377,11 +386,37 @@ pub trait Backend {
     /// CPU write of GM through the host GGTT.
     fn write_gm(&mut self, addr: HostGm, data: &[u8]) -> Result<(), GmAccessError>;
     /// Starts executing `submission` on its engine, in its context (the
-    /// engine switches to that context first).
+    /// engine switches to that context first). It runs as time passes and
+    /// completes later ([`Backend::poll`]); an engine that is busy or
+    /// faulted refuses it ([`BackendError::EngineNotIdle`]).
     fn submit(&mut self, submission: &Submission) -> Result<SubmissionId, BackendError>;
+    /// [`Backend::submit`] of work the monitor had ready since `ready_ns`
+    /// (on the [`Backend::advance`] clock): an engine that went idle after
+    /// that starts it at the moment it went idle, as hardware starts the
+    /// context waiting in its second execlist port at once, not when the
+    /// monitor next looks. The software model so stays busy back to back
+    /// while work is queued however seldom the monitor polls; hardware
+    /// (which starts it on submission) need not override this.
+    fn submit_ready_since(
+        &mut self,
+        submission: &Submission,
+        ready_ns: u64,
+    ) -> Result<SubmissionId, BackendError> {
+        let _ = ready_ns;
+        self.submit(submission)
+    }
     /// Reports an engine's state.
     fn poll(&mut self, engine: Engine) -> EngineStatus;
-    /// Clears an engine's fault (engine reset) so others can use it again.
+    /// The monitor's clock is now `now_ns` (monotonic; an earlier value is
+    /// ignored). The software model runs its engines' work up to that
+    /// time; hardware runs by itself and ignores it.
+    fn advance(&mut self, now_ns: u64);
+    /// When submission `id` ended on `engine` (completed, or stopped on a
+    /// fault), on the [`Backend::advance`] clock: `None` if it is not the
+    /// last to end there or the backend does not know (hardware).
+    fn finished_at_ns(&mut self, engine: Engine, id: SubmissionId) -> Option<u64>;
+    /// Resets an engine: its fault is cleared and work still running on
+    /// it is abandoned (it never completes), so others can use it again.
     fn reset_engine(&mut self, engine: Engine);
     /// Puts `context` back to its power-on state on every engine: nothing
     /// a submission on it loaded (registers, predicates, pipeline state)

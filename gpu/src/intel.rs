@@ -33,7 +33,16 @@
 //!   advance the read pointer (masked, bits 11:8); RING_FAULT_REG valid means
 //!   a fault;
 //! * GGTT: PTEs are 64-bit writes at BAR0 + 8 MiB + 8 × index; a flush writes
-//!   GFX_FLSH_CNTL and reads it back (posting read).
+//!   GFX_FLSH_CNTL and reads it back (posting read);
+//! * scheduling ([`crate::sched`]): one submission per engine at a time,
+//!   in element 0 of the execlist port (element 1 stays empty). A vGPU's
+//!   turn on an engine is a sequence of ELSP writes of its own context's
+//!   descriptor, each after the CSB reported the previous one complete; a
+//!   turn ends at a submission boundary, so the switch to the next vGPU's
+//!   context is the context switch the hardware does on the next ELSP
+//!   write (it saves the old image, loads the new one). Keeping element 1
+//!   filled with the next submission (no idle gap between two) and
+//!   preempting a long submission through ELSP are later work.
 //!
 //! This cannot run here: the tests check the exact MMIO sequence against a
 //! recording register model. It has not been tried on hardware yet.
@@ -443,6 +452,13 @@ impl<M: Mmio, P: PhysMem> Backend for IntelGen9<M, P> {
         } else {
             EngineStatus::Busy { running: pending }
         }
+    }
+    fn advance(&mut self, _now_ns: u64) {
+        // The hardware runs by itself.
+    }
+    fn finished_at_ns(&mut self, _engine: Engine, _id: SubmissionId) -> Option<u64> {
+        // The CSB carries no time; the scheduler charges up to its poll.
+        None
     }
     fn reset_engine(&mut self, engine: Engine) {
         let bit = gdrst_bit(engine);

@@ -20,8 +20,9 @@
 //! * [`ggtt`]: the 64-bit GGTT PTE and the flush obligation.
 //! * [`partition`]: GM layout, vGPU types, the allocator, and the one
 //!   guest<->host translation.
-//! * [`vgpu`]: the virtual BAR0, its register policies, the TAIL ->
-//!   [`vgpu::SubmissionGate`] (scanner) -> [`backend::Backend`] path, failsafe.
+//! * [`vgpu`]: the virtual BAR0, its register policies, the TAIL -> queue
+//!   -> [`vgpu::SubmissionGate`] (scanner) -> [`backend::Backend`] path,
+//!   failsafe.
 //! * [`persist`]: device state save/restore with remapping onto new slices.
 //! * [`encode`]: command encoders for tests, benches and workloads.
 //! * [`device`]: which PCI devices the real-hardware backend drives.
@@ -29,6 +30,8 @@
 //!   (real Gen9 over MMIO) implement it.
 //! * [`scan`]: the command scanner; [`mediate`] seats it as the
 //!   [`vgpu::SubmissionGate`] of every vGPU.
+//! * [`sched`]: the vGPU scheduler: turns of the vGPUs' queued work on
+//!   each engine, and the engine time each used.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 pub mod addr;
@@ -43,6 +46,7 @@ pub mod partition;
 pub mod persist;
 pub mod regs;
 pub mod scan;
+pub mod sched;
 pub mod sim;
 #[cfg(test)]
 mod testutil;

@@ -2,22 +2,32 @@
 //! [`SubmissionGate`] every vGPU submission passes (ARCHITECTURE.md
 //! "Command scanner", "Submission path").
 //!
-//! On a TAIL write the vGPU hands the gate the new span of the guest ring.
-//! The gate lets the engine's [`Shadow`] copy and scan it through the vGPU's
-//! one translation ([`GmTranslation`]), then writes the audited, remapped
-//! shadow ring and shadow batches into the monitor's slice of graphics
-//! memory (where the kernel mapped them) and returns the [`Submission`] of
-//! the shadow ring. The guest's own ring and batches never reach a backend,
-//! so rewriting them after the TAIL write changes nothing.
+//! When the scheduler dispatches a vGPU's queued span of a guest ring
+//! ([`crate::sched`]), the vGPU hands it to the gate. The gate lets the
+//! engine's [`Shadow`] copy and scan it through the vGPU's one translation
+//! ([`GmTranslation`]), then writes the audited, remapped shadow ring and
+//! shadow batches into the monitor's slice of graphics memory (where the
+//! kernel mapped them) and returns the [`Submission`] of the shadow ring.
+//! The guest's own ring and batches never reach a backend, so rewriting
+//! them after the dispatch changes nothing.
+//!
+//! One shadow per engine, shared by every vGPU: a dispatch happens only on
+//! an idle engine (one submission per engine at a time, and
+//! [`crate::vgpu::Vgpu`] refuses to dispatch onto a busy one), so the
+//! shadow the gate rewrites is never one the engine may still read. Work
+//! submitted while the engine runs another vGPU's (or its own) waits in its
+//! vGPU's queue unscanned, not in a shadow of its own.
 //!
 //! The gate keeps what the migration code needs from each accepted
-//! submission (the guest pages it may write) and the full [`ScanError`] of
-//! the last rejection, for the monitor's log.
+//! submission (the guest pages it may write), per vGPU until taken
+//! ([`ScanGate::take_write_set`]), since submissions of several vGPUs
+//! interleave, and the full [`ScanError`] of the last rejection, for the
+//! monitor's log.
 
 use core::cell::RefCell;
 
 use crate::addr::{GuestGm, GuestGmRange, HostGm, HostGmRange};
-use crate::backend::{Backend, Submission};
+use crate::backend::{Backend, ContextId, Submission};
 use crate::engine::Engine;
 use crate::partition::GmTranslation;
 use crate::scan::scanner::{
@@ -134,12 +144,18 @@ const fn unplaced() -> Shadow {
     Shadow::new(Engine::Render, ZERO_HOST, [ZERO_HOST; BATCH_POOL])
 }
 
+/// Write sets of one context's accepted submissions the gate keeps until
+/// taken; beyond that the newest is marked untracked (its vGPU's memory
+/// then counts as all written).
+pub const WRITE_LOG: usize = 8;
+
 /// One shadow per engine, plus what the last submissions produced.
 #[derive(Debug)]
 pub struct ScanGate {
     shadows: [Shadow; Engine::COUNT],
     placed: bool,
-    last_writes: Option<WriteSet>,
+    /// Per context: write sets of accepted submissions, oldest first.
+    writes: [heapless::Deque<WriteSet, WRITE_LOG>; ContextId::COUNT],
     last_rejection: Option<ScanError>,
     accepted: u64,
     rejected: u64,
@@ -180,7 +196,7 @@ impl ScanGate {
         ScanGate {
             shadows: [unplaced(), unplaced(), unplaced(), unplaced()],
             placed: false,
-            last_writes: None,
+            writes: [const { heapless::Deque::new() }; ContextId::COUNT],
             last_rejection: None,
             accepted: 0,
             rejected: 0,
@@ -221,9 +237,31 @@ impl ScanGate {
         true
     }
 
-    /// Guest pages the last accepted submission may write.
-    pub fn last_writes(&self) -> Option<&WriteSet> {
-        self.last_writes.as_ref()
+    /// The oldest write set not yet taken of the submissions accepted on
+    /// `context` (guest pages each may write), in acceptance order. A set
+    /// marked untracked may stand for several, the log having overflowed.
+    pub fn take_write_set(&mut self, context: ContextId) -> Option<WriteSet> {
+        self.writes.get_mut(context.index())?.pop_front()
+    }
+
+    /// Drops every write set kept for `context` (a new vGPU on its slot).
+    pub fn forget_writes(&mut self, context: ContextId) {
+        if let Some(log) = self.writes.get_mut(context.index()) {
+            log.clear();
+        }
+    }
+
+    fn log_writes(&mut self, context: ContextId, set: WriteSet) {
+        let Some(log) = self.writes.get_mut(context.index()) else {
+            return;
+        };
+        if let Err(mut set) = log.push_back(set) {
+            // Full: the newest stands for itself and this one, untracked.
+            set.untracked = true;
+            if let Some(newest) = log.back_mut() {
+                *newest = set;
+            }
+        }
     }
 
     /// Why the last rejected submission was rejected, in full.
@@ -310,7 +348,7 @@ impl SubmissionGate for ScanGate {
         let submission = Submission::new(engine, request.context(), ring_range, 0, tail as u32)
             .map_err(|_| monitor_fault("shadow ring not a valid ring (monitor bug)"))?;
         self.accepted += 1;
-        self.last_writes = Some(scanned.writes);
+        self.log_writes(request.context(), scanned.writes);
         Ok(submission)
     }
 }
@@ -337,6 +375,14 @@ pub(crate) mod tests {
         pub(crate) gpu: SimGpu<SparseMem>,
         pub(crate) gate: Box<ScanGate>,
         pub(crate) vgpus: Vec<(Vgpu, FrameRuns<4>)>,
+        pub(crate) run: Runner,
+    }
+
+    /// The scheduler serves the world's (vGPU, memory) pairs.
+    impl AsMut<Vgpu> for (Vgpu, FrameRuns<4>) {
+        fn as_mut(&mut self) -> &mut Vgpu {
+            &mut self.0
+        }
     }
 
     /// Two small vGPUs, each with 16 guest pages mapped at the bottom of its
@@ -391,7 +437,12 @@ pub(crate) mod tests {
             }
             vgpus.push((v, mem));
         }
-        World { gpu, gate, vgpus }
+        World {
+            gpu,
+            gate,
+            vgpus,
+            run: Runner::new(),
+        }
     }
 
     pub(crate) fn aperture(w: &World, which: usize) -> u64 {
@@ -417,19 +468,19 @@ pub(crate) mod tests {
     }
 
     /// Guest CPU writes `cmds` into `engine`'s ring at the current TAIL.
-    fn write_ring(w: &mut World, which: usize, engine: Engine, cmds: &[u32]) -> u32 {
+    pub(crate) fn write_ring(w: &mut World, which: usize, engine: Engine, cmds: &[u32]) -> u32 {
         let head = w.vgpus[which].0.ring(engine).tail;
         write_guest(w, which, ring_page(engine), u64::from(head), cmds);
         (head + 4 * cmds.len() as u32) % 4096
     }
 
-    pub(crate) fn submit_on(
+    /// Guest `which` bumps `engine`'s TAIL to `tail`: its work is queued.
+    pub(crate) fn ring_tail(
         w: &mut World,
         which: usize,
         engine: Engine,
-        cmds: &[u32],
+        tail: u32,
     ) -> Result<(), VgpuError> {
-        let tail = write_ring(w, which, engine, cmds);
         let (v, mem) = &mut w.vgpus[which];
         let tail_reg = engine.mmio_base() + ring::TAIL;
         match v.mmio_write(
@@ -439,13 +490,23 @@ pub(crate) mod tests {
             AccessSize::Dword,
             u64::from(tail),
         )? {
-            MmioEffect::Submit(req) => {
-                v.submit(&mut w.gpu, &mut *w.gate, req)?;
-                v.poll(&mut w.gpu);
-                Ok(())
-            }
-            MmioEffect::Done => panic!("a TAIL write must submit"),
+            MmioEffect::Queued(e) if e == engine => Ok(()),
+            other => panic!("a TAIL write must queue, not {other:?}"),
         }
+    }
+
+    /// Guest `which` submits `cmds` on `engine`; the scheduler runs every
+    /// vGPU's work to its end. Err: how the submission was refused.
+    pub(crate) fn submit_on(
+        w: &mut World,
+        which: usize,
+        engine: Engine,
+        cmds: &[u32],
+    ) -> Result<(), VgpuError> {
+        let tail = write_ring(w, which, engine, cmds);
+        ring_tail(w, which, engine, tail)?;
+        w.run.run_idle(&mut w.gpu, &mut *w.gate, &mut w.vgpus);
+        outcome(&w.vgpus[which].0)
     }
 
     pub(crate) fn submit(w: &mut World, which: usize, cmds: &[u32]) -> Result<(), VgpuError> {
@@ -510,15 +571,12 @@ pub(crate) mod tests {
             }
             let tail = write_ring(&mut w, 0, engine, &stream);
             w.gpu.mem_mut().written = Some(Vec::new());
-            let (v, mem) = &mut w.vgpus[0];
-            let reg = engine.mmio_base() + ring::TAIL;
-            let r = v.mmio_write(&mut w.gpu, &*mem, reg, AccessSize::Dword, u64::from(tail));
-            let Ok(MmioEffect::Submit(req)) = r else {
-                panic!("a TAIL write must submit: {r:?} (tail {tail:#x})");
-            };
-            proptest::prop_assert!(v.submit(&mut w.gpu, &mut *w.gate, req).is_ok());
-            v.poll(&mut w.gpu);
-            let writes = *w.gate.last_writes().unwrap();
+            ring_tail(&mut w, 0, engine, tail).unwrap();
+            w.run.run_idle(&mut w.gpu, &mut *w.gate, &mut w.vgpus);
+            proptest::prop_assert_eq!(outcome(&w.vgpus[0].0), Ok(()));
+            let context = w.vgpus[0].0.context();
+            let writes = w.gate.take_write_set(context).unwrap();
+            proptest::prop_assert_eq!(w.gate.take_write_set(context), None);
             proptest::prop_assert!(!writes.untracked);
             let log = w.gpu.mem_mut().written.take().unwrap();
             let mut seen = 0;
@@ -547,10 +605,17 @@ pub(crate) mod tests {
         assert_eq!(guest_u32(&w, 0, 2, 0x40), 0xfeed_beef);
         assert_eq!(guest_u32(&w, 0, 2, 0x48), 0x1234);
         let page = target >> 12;
+        let context = w.vgpus[0].0.context();
         assert_eq!(
-            w.gate.last_writes().unwrap().pages().collect::<Vec<_>>(),
+            w.gate
+                .take_write_set(context)
+                .unwrap()
+                .pages()
+                .collect::<Vec<_>>(),
             [page]
         );
+        assert_eq!(w.gate.take_write_set(context), None);
+        assert_eq!(w.gate.take_write_set(w.vgpus[1].0.context()), None);
         assert_eq!(w.gate.counts(), (1, 0));
         // The other vGPU's memory is untouched.
         assert_eq!(guest_u32(&w, 1, 2, 0x40), 0);
@@ -582,28 +647,17 @@ pub(crate) mod tests {
         let mut w = world();
         let target = aperture(&w, 0) + 3 * 4096;
         let tail = write_ring(&mut w, 0, Engine::Render, &sdi(target, 0x600d));
-        let (v, mem) = &mut w.vgpus[0];
-        let tail_reg = Engine::Render.mmio_base() + ring::TAIL;
-        let MmioEffect::Submit(req) = v
-            .mmio_write(
-                &mut w.gpu,
-                &*mem,
-                tail_reg,
-                AccessSize::Dword,
-                u64::from(tail),
-            )
-            .unwrap()
-        else {
-            panic!("no submission")
-        };
-        let submission = w.gate.admit(v.translation(), &req, &mut w.gpu).unwrap();
+        ring_tail(&mut w, 0, Engine::Render, tail).unwrap();
+        // The scheduler dispatches it: the scan copies the ring.
+        w.run.step(&mut w.gpu, &mut *w.gate, &mut w.vgpus);
+        assert!(w.vgpus[0].0.in_flight(Engine::Render).is_some());
         // The guest now rewrites the store's value (dword 3) in its ring.
-        let frame = mem.frame_of(GuestPage::new(0).unwrap()).unwrap();
+        let frame = w.vgpus[0].1.frame_of(GuestPage::new(0).unwrap()).unwrap();
         w.gpu
             .mem_mut()
             .write(frame.at(12), &0xbadu32.to_le_bytes())
             .unwrap();
-        w.gpu.submit(&submission).unwrap();
+        w.run.run_idle(&mut w.gpu, &mut *w.gate, &mut w.vgpus);
         assert_eq!(guest_u32(&w, 0, 3, 0), 0x600d);
     }
 
@@ -655,6 +709,16 @@ pub(crate) mod tests {
                 running: crate::backend::SubmissionId(0),
             }
         }
+        fn advance(&mut self, now_ns: u64) {
+            self.0.advance(now_ns)
+        }
+        fn finished_at_ns(
+            &mut self,
+            engine: Engine,
+            id: crate::backend::SubmissionId,
+        ) -> Option<u64> {
+            self.0.finished_at_ns(engine, id)
+        }
         fn reset_engine(&mut self, engine: Engine) {
             self.0.reset_engine(engine)
         }
@@ -666,7 +730,9 @@ pub(crate) mod tests {
     /// A shadow is rewritten only for an idle engine: a busy one (running
     /// an earlier submission, or holding one preempted at an MI_ARB_CHECK)
     /// may still fetch the shadow's words, which must stay the ones it was
-    /// handed. The submission waits (a monitor error, not the guest's).
+    /// handed. A dispatch onto a busy engine (a monitor bug: the scheduler
+    /// dispatches onto idle engines only) is refused as the monitor's
+    /// fault, and the work stays queued.
     #[test]
     fn a_busy_engine_keeps_its_shadow() {
         let mut w = world();
@@ -676,22 +742,63 @@ pub(crate) mod tests {
         let mut before = [0u8; 64];
         w.gpu.read_gm(ring_host, &mut before).unwrap();
         let tail = write_ring(&mut w, 0, Engine::Render, &sdi(target + 8, 2));
-        let (v, mem) = &mut w.vgpus[0];
-        let reg = Engine::Render.mmio_base() + ring::TAIL;
-        let MmioEffect::Submit(req) = v
-            .mmio_write(&mut w.gpu, &*mem, reg, AccessSize::Dword, u64::from(tail))
-            .unwrap()
-        else {
-            panic!("no submission")
-        };
+        ring_tail(&mut w, 0, Engine::Render, tail).unwrap();
+        let v = &mut w.vgpus[0].0;
         let err = v
-            .submit(&mut BusyGpu(&mut w.gpu), &mut *w.gate, req)
+            .dispatch(
+                Engine::Render,
+                &mut BusyGpu(&mut w.gpu),
+                &mut *w.gate,
+                u64::MAX,
+            )
             .unwrap_err();
         assert!(matches!(err, VgpuError::Monitor(_)), "{err}");
         assert!(!matches!(v.state(), VgpuState::Failed(_)));
+        assert_eq!(v.queued(Engine::Render), 1);
         let mut after = [0u8; 64];
         w.gpu.read_gm(ring_host, &mut after).unwrap();
         assert_eq!(before, after, "the shadow ring changed under a busy engine");
+        w.run.run_idle(&mut w.gpu, &mut *w.gate, &mut w.vgpus);
+        assert_eq!(guest_u32(&w, 0, 1, 8), 2);
+    }
+
+    /// Another vGPU's submission while one runs on the engine: the guest
+    /// sees no error, its work waits unscanned, the shadow the engine reads
+    /// is not rewritten under it, and both run to their results.
+    #[test]
+    fn a_submission_while_another_vgpus_work_runs_waits_for_the_engine() {
+        let mut w = world();
+        // vGPU 0: long blits (three fills of eight pages, 25 us of model
+        // time, longer than a scheduler step), then a fence.
+        let dst = aperture(&w, 0) + 6 * 4096;
+        let mut long = Vec::new();
+        for color in [0x1111_1111, 0x3333_3333, 0x5555_5555] {
+            long.extend(color_blt(dst, 4096, 0, 0, 1024, 8, color));
+        }
+        long.extend(flush_dw_imm(aperture(&w, 0) + 4096, 1));
+        long.push(NOOP);
+        let tail = write_ring(&mut w, 0, Engine::Blitter, &long);
+        ring_tail(&mut w, 0, Engine::Blitter, tail).unwrap();
+        w.run.step(&mut w.gpu, &mut *w.gate, &mut w.vgpus);
+        assert!(w.vgpus[0].0.in_flight(Engine::Blitter).is_some());
+        let shadow = w.gate.shadows[Engine::Blitter.index()].ring_host;
+        let mut before = [0u8; 128];
+        w.gpu.read_gm(shadow, &mut before).unwrap();
+        // vGPU 1 submits on the busy blitter.
+        let fence = aperture(&w, 1) + 2 * 4096;
+        let tail = write_ring(&mut w, 1, Engine::Blitter, &flush_dw_imm(fence, 7));
+        ring_tail(&mut w, 1, Engine::Blitter, tail).unwrap();
+        w.run.step(&mut w.gpu, &mut *w.gate, &mut w.vgpus);
+        assert_eq!(w.vgpus[1].0.queued(Engine::Blitter), 1);
+        let mut during = [0u8; 128];
+        w.gpu.read_gm(shadow, &mut during).unwrap();
+        assert_eq!(before, during, "the shadow changed under the running blit");
+        assert_eq!(w.gate.counts(), (1, 0), "vGPU 1's work was scanned early");
+        w.run.run_idle(&mut w.gpu, &mut *w.gate, &mut w.vgpus);
+        assert_eq!(outcome(&w.vgpus[1].0), Ok(()));
+        assert_eq!(guest_u32(&w, 1, 2, 0), 7);
+        assert_eq!(guest_u32(&w, 0, 1, 0), 1);
+        assert_eq!(guest_u32(&w, 0, 6, 4092), 0x5555_5555);
     }
 
     /// What the gate writes to GM for a shadow batch ends in

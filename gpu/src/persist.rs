@@ -78,7 +78,7 @@ pub const fn max_saved_size(vgpu_type: VgpuType) -> usize {
 /// Why a save failed (monitor's problem).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SaveError {
-    /// Work still in flight.
+    /// Work still queued or in flight: the scheduler must finish it first.
     Busy,
     /// The vGPU is stopped.
     Failed,
@@ -91,7 +91,7 @@ pub enum SaveError {
 impl fmt::Display for SaveError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SaveError::Busy => f.write_str("vGPU has submissions in flight"),
+            SaveError::Busy => f.write_str("vGPU has submissions queued or in flight"),
             SaveError::Failed => f.write_str("a stopped vGPU is not saved"),
             SaveError::BufferTooSmall => f.write_str("save buffer too small"),
             SaveError::Vgpu(e) => write!(f, "reading guest GGTT: {e}"),
@@ -355,7 +355,7 @@ impl Vgpu {
                 tail: r.u32()?,
             };
             v.rings[i] = ring;
-            v.queued[i] = ring.tail;
+            v.dispatched[i] = ring.tail;
         }
         for i in 0..view.fences {
             let (lo, hi) = (r.u32()?, r.u32()?);
@@ -406,6 +406,7 @@ mod tests {
         gate: Box<crate::mediate::ScanGate>,
         mem: FrameRuns<4>,
         vgpu: Vgpu,
+        run: Runner,
     }
 
     fn mmio(s: &mut Side, off: u32, size: AccessSize, val: u64) {
@@ -415,9 +416,10 @@ mod tests {
             .unwrap()
         {
             MmioEffect::Done => {}
-            MmioEffect::Submit(req) => {
-                s.vgpu.submit(&mut s.gpu, &mut *s.gate, req).unwrap();
-                s.vgpu.poll(&mut s.gpu);
+            MmioEffect::Queued(_) => {
+                let vgpus = core::slice::from_mut(&mut s.vgpu);
+                s.run.run_idle(&mut s.gpu, &mut *s.gate, vgpus);
+                outcome(&s.vgpu).unwrap();
             }
         }
     }
@@ -528,6 +530,7 @@ mod tests {
             gate: src_gate,
             mem: guest_mem(0, 0x1000, PAGES),
             vgpu: Vgpu::new(&sp),
+            run: Runner::new(),
         };
         let ap = sp.aperture().base().raw();
         let hid = sp.hidden().base().raw();
@@ -589,6 +592,7 @@ mod tests {
             gate: dst_gate,
             mem: dst_mem,
             vgpu: dst_vgpu,
+            run: Runner::new(),
         };
 
         // The guest sees exactly the same device.

@@ -27,10 +27,36 @@
 //!   state (all registers 0).
 //! * The GGTT: 1 Mi 8-byte PTEs kept in [`PhysMem`] at a table address the
 //!   kernel gives (like the real GGTT in stolen memory).
-//! * Submission: [`Backend::submit`] runs the ring span to its end (or to a
-//!   fault) before returning, then writes a context-status-buffer entry
-//!   (COMPLETE | ACTIVE_IDLE) and updates RING_HEAD, as an execlist engine
-//!   reports a completed context.
+//! * Submission and time: [`Backend::submit`] only starts a submission on
+//!   its engine; the engine executes it incrementally as the monitor's
+//!   clock passes ([`Backend::advance`]), each engine on its own, and
+//!   completes it in a later [`Backend::poll`]. The cost model
+//!   ([`cost_ns`]): every command costs [`COMMAND_NS`] (a register poll one
+//!   per read), and a blit one more nanosecond per [`BLIT_BYTES_PER_NS`]
+//!   bytes it writes: a 4 KiB page copy or fill costs 1.1 us. Executing
+//!   incrementally (rather than whole at submission, completion reported
+//!   late) keeps a submission's effects in step with model time, so a
+//!   guest waiting for its fence waits for its work's cost: what the
+//!   scheduler shares is then real. A command starts when the engine's
+//!   clock (the submission's start plus the cost of the commands before
+//!   it) is at or before the monitor's; it executes then, whole, and the
+//!   next command starts after its cost. When the last command's cost has
+//!   elapsed the engine writes a context-status-buffer entry (COMPLETE |
+//!   ACTIVE_IDLE) and RING_HEAD, as an execlist engine reports a completed
+//!   context, and [`Backend::finished_at_ns`] gives that instant.
+//!
+//!   What a guest may observe early: a command's memory effects (a store,
+//!   a post-sync fence write, a blit's bytes) appear when the command
+//!   starts, not when its cost has elapsed, so a guest polling its memory
+//!   sees them up to that command's cost (1.1 us for a 4 KiB blit) early,
+//!   and the effects of a submission's last commands before the engine
+//!   reports the submission complete (a fence written by the last command
+//!   is seen before the CSB entry, as on hardware). Nothing depends on the
+//!   difference: the scanner audited every command before submission, and
+//!   the shadow the engine reads is never rewritten while the engine is
+//!   busy ([`crate::mediate`]). A fault stops the engine when the faulting
+//!   command starts. MI_SEMAPHORE_WAIT is still evaluated when the engine
+//!   reaches it, at once (see `exec`).
 //! * The command streamer (module `exec`): every command the scanner
 //!   accepts that moves data or control is executed (flow, predication,
 //!   register and memory commands, atomics, waits, the ALU, the modelled
@@ -65,6 +91,21 @@ pub use exec::BLIT_BYTE_BUDGET;
 /// Commands one submission may execute (a register poll counts one per
 /// read).
 pub const COMMAND_BUDGET: u32 = 1 << 20;
+/// Model time one command takes (fetch, decode, execute; each read of a
+/// register poll again): 100 ns, the order of a command streamer's
+/// per-command time, so that a submission of MI commands is cheap next to
+/// one that moves memory.
+pub const COMMAND_NS: u64 = 100;
+/// Bytes a blit writes per nanosecond of model time, on top of its
+/// command's [`COMMAND_NS`]: 4 bytes (4 GB/s, the order of a Gen9
+/// blitter's fill and copy rate), so that a 4 KiB page copy or fill costs
+/// about a microsecond. What a copy reads is not counted separately.
+pub const BLIT_BYTES_PER_NS: u64 = 4;
+
+/// Model time of `commands` commands whose blits wrote `blit_bytes` bytes.
+pub const fn cost_ns(commands: u32, blit_bytes: u64) -> u64 {
+    (commands as u64 * COMMAND_NS).saturating_add(blit_bytes / BLIT_BYTES_PER_NS)
+}
 /// Distinct GT-wide registers the model stores (forcewake, fences, fault
 /// records).
 pub const GLOBAL_REGS: usize = 128;
@@ -101,13 +142,39 @@ impl fmt::Display for SimError {
     }
 }
 
+/// The submission an engine is executing: where its command streamer
+/// reads, what it has spent of its budgets, and when it started.
+#[derive(Clone, Copy, Debug)]
+struct Running {
+    id: SubmissionId,
+    submission: Submission,
+    cursor: exec::Cursor,
+    commands: u32,
+    blit_bytes: u64,
+    started_ns: u64,
+    /// [`SimGpu::set_slowdown`] when it was submitted.
+    slowdown: u64,
+}
+
+impl Running {
+    /// When the next command starts (once the cursor is done: when the
+    /// submission ends).
+    fn clock_ns(&self) -> u64 {
+        self.started_ns
+            .saturating_add(cost_ns(self.commands, self.blit_bytes).saturating_mul(self.slowdown))
+    }
+}
+
 #[derive(Clone, Debug)]
 struct SimEngine {
     /// The ring / execlist control registers (only those: see [`home_of`]).
     regs: [u32; ENGINE_BLOCK_DWORDS],
     /// The context loaded last (the monitor's until a submission runs).
     current: ContextId,
+    running: Option<Running>,
     last_completed: Option<SubmissionId>,
+    /// The submission that ended last (completed or faulted), and when.
+    finished: Option<(SubmissionId, u64)>,
     fault: Option<GpuFault>,
     user_interrupts: u64,
     csb_write: u32,
@@ -118,7 +185,9 @@ impl SimEngine {
         SimEngine {
             regs: [0; ENGINE_BLOCK_DWORDS],
             current: ContextId::MONITOR,
+            running: None,
             last_completed: None,
+            finished: None,
             fault: None,
             user_interrupts: 0,
             // CSB write pointer starts at the last entry (i915 resets it to 5
@@ -232,6 +301,10 @@ pub struct SimGpu<M: PhysMem> {
     globals: heapless::LinearMap<u32, u32, GLOBAL_REGS>,
     next_submission: u64,
     timestamp: u64,
+    /// The monitor's clock as [`Backend::advance`] last gave it.
+    now_ns: u64,
+    /// Model time per unit of [`cost_ns`] ([`SimGpu::set_slowdown`]).
+    slowdown: u64,
 }
 
 struct Stop {
@@ -293,7 +366,24 @@ impl<M: PhysMem> SimGpu<M> {
             globals: heapless::LinearMap::new(),
             next_submission: 1,
             timestamp: 0,
+            now_ns: 0,
+            slowdown: 1,
         })
+    }
+
+    /// From the next submission on, work takes `factor` (at least 1)
+    /// times its [`cost_ns`]: a slower engine. Under full emulation (QEMU
+    /// TCG) the CPU executes the model's blits more slowly than their
+    /// model time passes, so no amount of guest work keeps the model's
+    /// engine busy; slowed enough, the engine is what limits busy guests,
+    /// as a real GPU is, and the vGPU scheduler has something to share.
+    pub fn set_slowdown(&mut self, factor: u32) {
+        self.slowdown = u64::from(factor.max(1));
+    }
+
+    /// The model's clock: the latest time [`Backend::advance`] gave.
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns
     }
 
     /// The memory (for the kernel's and tests' own access).
@@ -535,9 +625,10 @@ impl<M: PhysMem> SimGpu<M> {
         self.engines[engine.index()].fault = Some(fault);
     }
 
-    fn complete(&mut self, engine: Engine, id: SubmissionId, tail: u32) {
+    fn complete(&mut self, engine: Engine, id: SubmissionId, tail: u32, at_ns: u64) {
         let e = &mut self.engines[engine.index()];
         e.last_completed = Some(id);
+        e.finished = Some((id, at_ns));
         e.csb_write = (e.csb_write + 1) % ring::CSB_ENTRIES;
         let slot = e.csb_write;
         e.regs[((ring::CSB_BASE + 8 * slot) / 4) as usize] =
@@ -589,47 +680,83 @@ impl<M: PhysMem> Backend for SimGpu<M> {
     }
 
     fn submit(&mut self, submission: &Submission) -> Result<SubmissionId, BackendError> {
+        self.submit_ready_since(submission, self.now_ns)
+    }
+
+    fn submit_ready_since(
+        &mut self,
+        submission: &Submission,
+        ready_ns: u64,
+    ) -> Result<SubmissionId, BackendError> {
         let engine = submission.engine();
-        if self.engines[engine.index()].fault.is_some() {
+        let e = &self.engines[engine.index()];
+        if e.fault.is_some() || e.running.is_some() {
             return Err(BackendError::EngineNotIdle(engine));
         }
+        // Not before it was ready, nor before the engine's last work ended,
+        // nor after now.
+        let idle_since = e.finished.map_or(0, |(_, at)| at);
+        let start_ns = ready_ns.max(idle_since).min(self.now_ns);
         let id = SubmissionId(self.next_submission);
         self.next_submission += 1;
         self.engines[engine.index()].current = submission.context();
         *self.engine_reg(engine, ring::START) = submission.ring().base().raw() as u32;
         *self.engine_reg(engine, ring::HEAD) = submission.head();
-        match self.execute(submission) {
-            Ok(()) => self.complete(engine, id, submission.tail()),
-            Err((header, at, stop)) => self.record_fault(submission, id, header, at, stop),
-        }
+        // Nothing executes before the clock is advanced.
+        self.engines[engine.index()].running = Some(Running {
+            id,
+            submission: *submission,
+            cursor: exec::Cursor::new(submission),
+            commands: 0,
+            blit_bytes: 0,
+            started_ns: start_ns,
+            slowdown: self.slowdown,
+        });
         Ok(id)
     }
 
     fn poll(&mut self, engine: Engine) -> EngineStatus {
         let e = &self.engines[engine.index()];
-        match e.fault {
-            Some(f) => EngineStatus::Faulted(f),
-            None => EngineStatus::Idle {
+        match (e.fault, e.running) {
+            (Some(f), _) => EngineStatus::Faulted(f),
+            (None, Some(run)) => EngineStatus::Busy { running: run.id },
+            (None, None) => EngineStatus::Idle {
                 last_completed: e.last_completed,
             },
         }
     }
 
+    fn advance(&mut self, now_ns: u64) {
+        self.now_ns = self.now_ns.max(now_ns);
+        for engine in Engine::ALL {
+            self.run_engine(engine);
+        }
+    }
+
+    fn finished_at_ns(&mut self, engine: Engine, id: SubmissionId) -> Option<u64> {
+        self.engines[engine.index()]
+            .finished
+            .filter(|&(done, _)| done == id)
+            .map(|(_, at)| at)
+    }
+
     fn reset_engine(&mut self, engine: Engine) {
         let e = &mut self.engines[engine.index()];
         e.fault = None;
+        // Work still running is abandoned: it never completes.
+        e.running = None;
         e.regs[(ring::EIR / 4) as usize] = 0;
         let _ = self.globals.remove(&gt::RING_FAULT.raw());
     }
 
     fn release_context(&mut self, context: ContextId) {
         for engine in Engine::ALL {
-            // Submissions complete before `submit` returns: only a fault
-            // the context left can still hold the engine.
-            let faulted = self.engines[engine.index()]
-                .fault
-                .is_some_and(|f| f.context == context);
-            if faulted {
+            // Work of the context still running, or a fault it left, holds
+            // the engine: reset it first.
+            let e = &self.engines[engine.index()];
+            let held = e.fault.is_some_and(|f| f.context == context)
+                || e.running.is_some_and(|r| r.submission.context() == context);
+            if held {
                 self.reset_engine(engine);
             }
             self.contexts[context.index()][engine.index()] = ContextImage::new();
@@ -672,7 +799,7 @@ pub(super) mod tests {
         let sub =
             Submission::new(engine, context, range(RING, 4096), 0, (v.len() * 4) as u32).unwrap();
         let id = g.submit(&sub).unwrap();
-        let st = g.poll(engine);
+        let st = finish(g, engine);
         if let EngineStatus::Idle { last_completed } = st {
             assert_eq!(last_completed, Some(id));
         }
@@ -894,7 +1021,7 @@ pub(super) mod tests {
         )
         .unwrap();
         g.submit(&sub).unwrap();
-        idle(g.poll(Engine::Render));
+        idle(finish(&mut g, Engine::Render));
         assert_eq!(read_u32(&mut g, DATA), 0x77);
     }
 
@@ -1018,6 +1145,117 @@ pub(super) mod tests {
             matches!(st, EngineStatus::Faulted(f) if matches!(f.kind, FaultKind::Unmodeled(_))),
             "{st:?}"
         );
+    }
+
+    /// A 4 KiB fill then a store on the blitter, submitted at `t0` (its
+    /// ring at BATCH).
+    fn fill_then_store(g: &mut SimGpu<SparseMem>, t0: u64) -> SubmissionId {
+        g.advance(t0);
+        let mut cmds = color_blt(DATA, 4096, 0, 0, 1024, 1, 0xabab_abab).to_vec();
+        cmds.extend(sdi(DATA + 0x2000, 9));
+        cmds.push(NOOP);
+        // A ring of its own (`run` rewrites RING).
+        write_dwords(g, BATCH, &cmds);
+        let sub = Submission::new(
+            Engine::Blitter,
+            ContextId::MONITOR,
+            range(BATCH, 4096),
+            0,
+            (cmds.len() * 4) as u32,
+        )
+        .unwrap();
+        g.submit(&sub).unwrap()
+    }
+
+    #[test]
+    fn a_4k_blit_costs_about_a_microsecond() {
+        assert_eq!(cost_ns(1, 4096), 1124);
+        assert_eq!(cost_ns(3, 0), 300);
+    }
+
+    /// Work takes its cost in model time: nothing runs at `submit`, each
+    /// command runs when the clock reaches its start, and the completion
+    /// (CSB entry, HEAD, `poll`) comes only once the last command's cost
+    /// has elapsed.
+    #[test]
+    fn work_runs_as_model_time_passes_and_completes_in_a_later_poll() {
+        let mut g = setup();
+        let t0 = 5_000_000;
+        let id = fill_then_store(&mut g, t0);
+        let base = Engine::Blitter.mmio_base();
+        let csb_ptr = || MmioOffset::reg(base + ring::CSB_PTR);
+        let ptr_before = g.read_reg(csb_ptr());
+        assert_eq!(g.poll(Engine::Blitter), EngineStatus::Busy { running: id });
+        assert_eq!(read_u32(&mut g, DATA), 0, "ran before the clock moved");
+        // The fill starts at t0; the store after the fill's cost.
+        g.advance(t0);
+        assert_eq!(read_u32(&mut g, DATA + 4092), 0xabab_abab);
+        let store_at = t0 + cost_ns(1, 4096);
+        g.advance(store_at - 1);
+        assert_eq!(read_u32(&mut g, DATA + 0x2000), 0);
+        g.advance(store_at);
+        assert_eq!(read_u32(&mut g, DATA + 0x2000), 9);
+        // Every command ran; the last one's cost has not elapsed.
+        let end = t0 + cost_ns(3, 4096);
+        g.advance(end - 1);
+        assert_eq!(g.poll(Engine::Blitter), EngineStatus::Busy { running: id });
+        assert_eq!(g.read_reg(csb_ptr()), ptr_before, "CSB written early");
+        assert_eq!(g.read_reg(MmioOffset::reg(base + ring::HEAD)), 0);
+        assert_eq!(g.finished_at_ns(Engine::Blitter, id), None);
+        g.advance(end);
+        assert_eq!(
+            g.poll(Engine::Blitter),
+            EngineStatus::Idle {
+                last_completed: Some(id)
+            }
+        );
+        assert_eq!(g.finished_at_ns(Engine::Blitter, id), Some(end));
+        assert_eq!(g.read_reg(csb_ptr()) & 0xf, 0);
+        assert_eq!(g.read_reg(MmioOffset::reg(base + ring::HEAD)), 48);
+    }
+
+    #[test]
+    fn a_busy_engine_refuses_more_work_while_the_others_run_theirs() {
+        let mut g = setup();
+        let id = fill_then_store(&mut g, 1000);
+        let again =
+            Submission::new(Engine::Blitter, ContextId::MONITOR, range(RING, 4096), 0, 8).unwrap();
+        assert_eq!(
+            g.submit(&again),
+            Err(BackendError::EngineNotIdle(Engine::Blitter))
+        );
+        // The render engine runs its own work meanwhile.
+        idle(run(&mut g, Engine::Render, &sdi(DATA + 0x3000, 4)));
+        assert_eq!(read_u32(&mut g, DATA + 0x3000), 4);
+        idle(finish(&mut g, Engine::Blitter));
+        assert_eq!(
+            g.finished_at_ns(Engine::Blitter, id),
+            Some(1000 + cost_ns(3, 4096))
+        );
+    }
+
+    /// An engine reset (or the release of the context running there)
+    /// abandons the running submission: its later commands never run and
+    /// it never completes.
+    #[test]
+    fn reset_and_release_abandon_the_running_submission() {
+        for release in [false, true] {
+            let mut g = setup();
+            let id = fill_then_store(&mut g, 1000);
+            g.advance(1000);
+            assert_eq!(read_u32(&mut g, DATA), 0xabab_abab);
+            if release {
+                g.release_context(ContextId::MONITOR);
+            } else {
+                g.reset_engine(Engine::Blitter);
+            }
+            assert!(matches!(
+                g.poll(Engine::Blitter),
+                EngineStatus::Idle { last_completed } if last_completed != Some(id)
+            ));
+            g.advance(1_000_000);
+            assert_eq!(read_u32(&mut g, DATA + 0x2000), 0, "release {release}");
+        }
     }
 
     #[test]

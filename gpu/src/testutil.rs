@@ -1,7 +1,7 @@
 //! Host-test helpers: a sparse physical memory and command encoders.
 
 use crate::addr::{HostGgttIndex, HostGm, HostGmRange, PhysAddr, PhysFrame};
-use crate::backend::{Backend, PhysMem, PhysMemError};
+use crate::backend::{Backend, EngineStatus, PhysMem, PhysMemError};
 use crate::ggtt::{HostPte, PteFlags};
 use crate::sim::SimGpu;
 use std::collections::BTreeMap;
@@ -76,6 +76,78 @@ pub fn sim() -> SimGpu<SparseMem> {
     SimGpu::new(SparseMem::new(32 << 30), PhysAddr::new(GGTT_TABLE).unwrap()).unwrap()
 }
 
+/// Advances `g`'s clock a millisecond at a time until `engine` is no
+/// longer busy (a bounded number of steps), and returns its state.
+pub fn finish(g: &mut SimGpu<SparseMem>, engine: crate::engine::Engine) -> EngineStatus {
+    for _ in 0..100_000 {
+        match g.poll(engine) {
+            EngineStatus::Busy { .. } => g.advance(g.now_ns() + 1_000_000),
+            done => return done,
+        }
+    }
+    panic!("{engine} still busy after 100 s of model time")
+}
+
+/// A scheduler over `vgpus` with its own model clock.
+pub struct Runner {
+    pub sched: crate::sched::Scheduler,
+    pub now_ns: u64,
+}
+
+impl Runner {
+    /// Model time one [`Runner::step`] lets pass.
+    pub const STEP_NS: u64 = 10_000;
+
+    pub fn new() -> Self {
+        Runner {
+            sched: crate::sched::Scheduler::default(),
+            now_ns: 0,
+        }
+    }
+
+    /// One scheduler poll at the current time, then time moves on.
+    pub fn step<V: AsMut<Vgpu>>(
+        &mut self,
+        gpu: &mut dyn Backend,
+        gate: &mut dyn SubmissionGate,
+        vgpus: &mut [V],
+    ) -> crate::sched::PollReport {
+        let r = self.sched.poll(self.now_ns, gpu, gate, vgpus);
+        self.now_ns += Self::STEP_NS;
+        r
+    }
+
+    /// Polls until every vGPU of `vgpus` is idle (a bounded number of
+    /// steps).
+    pub fn run_idle<V: AsMut<Vgpu>>(
+        &mut self,
+        gpu: &mut dyn Backend,
+        gate: &mut dyn SubmissionGate,
+        vgpus: &mut [V],
+    ) {
+        for _ in 0..1_000_000 {
+            if vgpus.iter_mut().all(|v| v.as_mut().is_idle()) {
+                return;
+            }
+            let r = self.step(gpu, gate, vgpus);
+            assert_eq!(r.monitor_fault, None);
+        }
+        panic!("vGPUs still busy after 10 s of model time");
+    }
+}
+
+/// How a vGPU's work ended, as a synchronous submission would say it: a
+/// rejection, or a guest fault met at dispatch, as the error; a GPU fault
+/// (the vGPU stopped after running) is not an error of the submission.
+pub fn outcome(v: &Vgpu) -> Result<(), crate::vgpu::VgpuError> {
+    use crate::vgpu::{FailReason, VgpuError, VgpuState};
+    match v.state() {
+        VgpuState::Failed(FailReason::Rejected(r)) => Err(VgpuError::Rejected(r)),
+        VgpuState::Failed(FailReason::Guest(g)) => Err(VgpuError::Guest(g)),
+        _ => Ok(()),
+    }
+}
+
 pub fn gm(raw: u64) -> HostGm {
     HostGm::new(raw).unwrap()
 }
@@ -119,7 +191,7 @@ use crate::addr::GuestPage;
 use crate::engine::Engine;
 use crate::mediate::{ScanGate, SHADOW_BYTES_PER_ENGINE};
 use crate::partition::{GmLayout, PartitionAllocator};
-use crate::vgpu::{FrameRun, FrameRuns};
+use crate::vgpu::{FrameRun, FrameRuns, SubmissionGate, Vgpu};
 
 pub fn guest_mem(first_page: u64, first_frame: u64, count: u64) -> FrameRuns<4> {
     let mut m = FrameRuns::new();

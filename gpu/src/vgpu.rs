@@ -15,12 +15,29 @@
 //! CTL, HEAD, TAIL); how the monitor then drives the engine (execlists on
 //! real hardware) is the backend's business.
 //!
-//! Submission path: a TAIL write yields [`MmioEffect::Submit`] with a
-//! [`RingSubmission`] (the new span of the guest ring, already claimed
-//! against the vGPU's slices). The kernel passes it to [`Vgpu::submit`]
-//! with a [`SubmissionGate`]: the command scanner, which copies, audits and
-//! remaps the commands into a shadow and returns the [`Submission`] that
-//! reaches the backend. The guest's ring never reaches a backend.
+//! Submission path: a TAIL write queues the new span of the guest ring on
+//! its engine (the ring's GM range checked against the vGPU's slices
+//! first) and yields [`MmioEffect::Queued`]; the guest never sees an error
+//! because the engine is busy, its own earlier work or another vGPU's. The
+//! monitor's scheduler ([`crate::sched`]) dispatches queued work when the
+//! vGPU's turn on an idle engine comes: the span, as a [`RingSubmission`],
+//! goes through a [`SubmissionGate`] (the command scanner, which copies,
+//! audits and remaps the commands into the engine's shadow and returns the
+//! [`Submission`] that reaches the backend), then to the backend. The
+//! guest's ring never reaches a backend.
+//!
+//! Queueing, not a shadow per vGPU: a vGPU keeps, per engine, the TAIL
+//! positions written since its last dispatch (up to [`MAX_QUEUED_TAILS`];
+//! beyond that the newest grows to the later TAIL), and nothing is scanned
+//! before its dispatch. So one shadow per engine is enough, and it is
+//! never rewritten while the engine may still read it: the gate writes it
+//! only for a dispatch, which happens only on an idle engine. Each TAIL
+//! write's span is dispatched on its own, in order, one at a time per
+//! vGPU and engine, so a vGPU's submissions complete in the order it made
+//! them and a burst of small TAIL writes never joins into one span larger
+//! than the shadow ring. Because the scan happens at dispatch, a rejection
+//! stops the vGPU then, not at the TAIL write: the guest sees it at its
+//! next access (or when it waits for its GPU).
 //!
 //! Failsafe: any guest fault on the write path, a rejected submission or a
 //! GPU fault in the vGPU's submission stops the vGPU with a recorded
@@ -344,16 +361,24 @@ pub enum VgpuState {
 
 /// What a trapped write asks the kernel to do next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[must_use = "a Submit effect must reach Vgpu::submit, or the guest's commands are lost"]
+#[must_use = "a Queued effect waits for the scheduler: poll it so the work starts"]
 pub enum MmioEffect {
     /// Nothing more.
     Done,
-    /// A TAIL write made new commands available: pass to [`Vgpu::submit`].
-    Submit(RingSubmission),
+    /// A TAIL write queued new commands on the engine: the scheduler
+    /// ([`crate::sched::Scheduler::poll`]) runs them when the vGPU's turn
+    /// on the engine comes; polling it now starts them on an idle engine.
+    Queued(Engine),
 }
 
-/// The new span `[head, tail)` of a guest ring, with the ring's GM range
-/// claimed against the vGPU's slices. Only a TAIL write makes one.
+/// Most TAIL writes a vGPU's engine queues before its next dispatch; a
+/// later one extends the newest queued span. 32: a driver that keeps its
+/// engine fed queues a few submissions ahead, and each stays its own
+/// submission (its own preemption point) up to this many.
+pub const MAX_QUEUED_TAILS: usize = 32;
+
+/// The span `[head, tail)` of a guest ring to dispatch, with the ring's GM
+/// range claimed against the vGPU's slices. Only a dispatch makes one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RingSubmission {
     engine: Engine,
@@ -441,8 +466,11 @@ pub struct Vgpu {
     translation: GmTranslation,
     pub(crate) host_fences: crate::partition::FenceRange,
     pub(crate) rings: [RingState; Engine::COUNT],
-    /// Offset up to which commands were handed out per ring.
-    pub(crate) queued: [u32; Engine::COUNT],
+    /// Offset up to which commands were dispatched per ring.
+    pub(crate) dispatched: [u32; Engine::COUNT],
+    /// TAIL positions written since, in order: each ends one span to
+    /// dispatch.
+    queued: [heapless::Deque<u32, MAX_QUEUED_TAILS>; Engine::COUNT],
     in_flight: [Option<InFlight>; Engine::COUNT],
     pub(crate) fences: [(u32, u32); MAX_GUEST_FENCES],
     pub(crate) forcewake: [u32; 3],
@@ -487,6 +515,14 @@ impl GgttBlocks {
     }
 }
 
+/// The scheduler serves slices of anything that holds a vGPU; a plain
+/// vGPU holds itself.
+impl AsMut<Vgpu> for Vgpu {
+    fn as_mut(&mut self) -> &mut Vgpu {
+        self
+    }
+}
+
 fn domain_index(d: forcewake::Domain) -> usize {
     match d {
         forcewake::Domain::Render => 0,
@@ -509,7 +545,8 @@ impl Vgpu {
             translation,
             host_fences: partition.fences(),
             rings: [RingState::default(); Engine::COUNT],
-            queued: [0; Engine::COUNT],
+            dispatched: [0; Engine::COUNT],
+            queued: core::array::from_fn(|_| heapless::Deque::new()),
             in_flight: [None; Engine::COUNT],
             fences: [(0, 0); MAX_GUEST_FENCES],
             forcewake: [0; 3],
@@ -550,15 +587,38 @@ impl Vgpu {
     pub const fn notifications(&self) -> u32 {
         self.notifications
     }
-    /// Whether any submission is still running.
+    /// Whether no submission is queued or running.
     pub fn is_idle(&self) -> bool {
-        self.in_flight.iter().all(Option::is_none)
+        self.in_flight.iter().all(Option::is_none) && self.queued.iter().all(|q| q.is_empty())
     }
 
-    /// Stops the vGPU with `reason` (keeps the first reason).
+    /// Spans queued on `engine`, waiting for dispatch.
+    pub fn queued(&self, engine: Engine) -> usize {
+        self.queued[engine.index()].len()
+    }
+
+    /// Whether the scheduler may dispatch on `engine` now: the vGPU runs,
+    /// has work queued there, and none running there (one submission at a
+    /// time per vGPU and engine).
+    pub fn ready(&self, engine: Engine) -> bool {
+        let i = engine.index();
+        self.state == VgpuState::Running
+            && self.in_flight[i].is_none()
+            && !self.queued[i].is_empty()
+    }
+
+    /// The vGPU's submission running on `engine`, if any.
+    pub fn in_flight(&self, engine: Engine) -> Option<SubmissionId> {
+        self.in_flight[engine.index()].map(|f| f.id)
+    }
+
+    /// Stops the vGPU with `reason` (keeps the first reason). Queued work
+    /// is dropped (it would never be dispatched); work already running
+    /// ends as it will.
     pub fn fail(&mut self, reason: FailReason) {
         if self.state == VgpuState::Running {
             self.state = VgpuState::Failed(reason);
+            self.queued.iter_mut().for_each(heapless::Deque::clear);
         }
     }
 
@@ -836,7 +896,7 @@ impl Vgpu {
                 Handler::RingTail(e) => self.write_tail(e, value),
                 Handler::RingHead(e) => {
                     let r = &self.rings[e.index()];
-                    if self.in_flight[e.index()].is_some() || self.queued[e.index()] != r.tail {
+                    if self.in_flight[e.index()].is_some() || !self.queued[e.index()].is_empty() {
                         return Err(guest(GuestFault::RingBusy { engine: e }));
                     }
                     let head = value & ring::OFFSET_MASK;
@@ -845,7 +905,7 @@ impl Vgpu {
                     }
                     self.rings[e.index()].head = head;
                     self.rings[e.index()].tail = head;
-                    self.queued[e.index()] = head;
+                    self.dispatched[e.index()] = head;
                     Ok(MmioEffect::Done)
                 }
                 Handler::RingStart(e) => {
@@ -883,32 +943,43 @@ impl Vgpu {
 
     fn write_tail(&mut self, engine: Engine, value: u32) -> Result<MmioEffect, VgpuError> {
         let guest = VgpuError::Guest;
-        let r = self.rings[engine.index()];
+        let i = engine.index();
+        let r = self.rings[i];
         let tail = value & ring::OFFSET_MASK;
         if !tail.is_multiple_of(8) || tail >= r.size() {
             return Err(guest(GuestFault::BadRingOffset { engine, value }));
         }
-        self.rings[engine.index()].tail = tail;
-        let head = self.queued[engine.index()];
-        if !r.enabled() || tail == head {
-            if !r.enabled() {
-                self.queued[engine.index()] = tail;
-                self.rings[engine.index()].head = tail;
+        self.rings[i].tail = tail;
+        if !r.enabled() {
+            // A disabled ring consumes nothing: HEAD follows TAIL.
+            self.queued[i].clear();
+            self.dispatched[i] = tail;
+            if self.in_flight[i].is_none() {
+                self.rings[i].head = tail;
             }
             return Ok(MmioEffect::Done);
         }
-        let claimed = self
-            .translation
+        let last = self.queued[i].back().copied().unwrap_or(self.dispatched[i]);
+        if tail == last {
+            return Ok(MmioEffect::Done);
+        }
+        // Checked now, so that the guest learns at once; again at dispatch.
+        self.claim_ring(engine)?;
+        if let Err(tail) = self.queued[i].push_back(tail) {
+            if let Some(newest) = self.queued[i].back_mut() {
+                *newest = tail;
+            }
+        }
+        Ok(MmioEffect::Queued(engine))
+    }
+
+    /// The guest ring of `engine` (START, CTL size), claimed against the
+    /// vGPU's slices.
+    fn claim_ring(&self, engine: Engine) -> Result<ClaimedRange, VgpuError> {
+        let r = self.rings[engine.index()];
+        self.translation
             .claim(u64::from(r.start), u64::from(r.size()))
-            .map_err(|error| guest(GuestFault::RingOutsideSlices { engine, error }))?;
-        self.queued[engine.index()] = tail;
-        Ok(MmioEffect::Submit(RingSubmission {
-            engine,
-            context: self.context(),
-            ring: claimed,
-            head,
-            tail,
-        }))
+            .map_err(|error| VgpuError::Guest(GuestFault::RingOutsideSlices { engine, error }))
     }
 
     pub(crate) fn write_fence(
@@ -953,25 +1024,50 @@ impl Vgpu {
         Ok(())
     }
 
-    /// Runs a TAIL write's request through `gate` (the scanner) and hands
-    /// the admitted submission to the backend.
-    pub fn submit(
+    /// Dispatches the oldest queued span of `engine`: through `gate` (the
+    /// scanner) to the backend. The scheduler calls it when the vGPU's
+    /// turn on the idle engine comes; `Ok(None)` if nothing is queued.
+    /// A rejection (or a ring now outside the slices) stops the vGPU; a
+    /// monitor fault leaves the span queued.
+    /// The span was queued by `ready_ns` at the latest: the backend may
+    /// start it from then ([`Backend::submit_ready_since`]; `u64::MAX`:
+    /// now).
+    pub(crate) fn dispatch(
         &mut self,
+        engine: Engine,
         backend: &mut dyn Backend,
         gate: &mut dyn SubmissionGate,
-        request: RingSubmission,
-    ) -> Result<SubmissionId, VgpuError> {
+        ready_ns: u64,
+    ) -> Result<Option<SubmissionId>, VgpuError> {
         if let VgpuState::Failed(r) = self.state {
             return Err(VgpuError::Stopped(r));
         }
+        let i = engine.index();
+        let Some(&tail) = self.queued[i].front() else {
+            return Ok(None);
+        };
         // The gate rewrites the engine's shadow ring and batches, which a
-        // busy engine may still be running (any vGPU's earlier submission,
-        // or one preempted at an arbitration point): not while it is busy.
-        let engine = request.engine();
-        if let EngineStatus::Busy { .. } = backend.poll(engine) {
+        // busy engine may still be running: only on an idle engine.
+        let idle = matches!(backend.poll(engine), EngineStatus::Idle { .. });
+        if self.in_flight[i].is_some() || !idle {
             let busy = BackendError::EngineNotIdle(engine);
             return Err(VgpuError::Monitor(MonitorFault::Backend(busy)));
         }
+        let ring = match self.claim_ring(engine) {
+            Ok(ring) => ring,
+            Err(VgpuError::Guest(g)) => {
+                self.fail(FailReason::Guest(g));
+                return Err(VgpuError::Guest(g));
+            }
+            Err(other) => return Err(other),
+        };
+        let request = RingSubmission {
+            engine,
+            context: self.context(),
+            ring,
+            head: self.dispatched[i],
+            tail,
+        };
         let submission = match gate.admit(&self.translation, &request, backend) {
             Ok(s) => s,
             Err(rejection) => {
@@ -979,41 +1075,44 @@ impl Vgpu {
                 return Err(VgpuError::Rejected(rejection));
             }
         };
-        if submission.engine() != request.engine() || submission.context() != self.context() {
+        if submission.engine() != engine || submission.context() != self.context() {
             return Err(VgpuError::Monitor(MonitorFault::GateMismatch));
         }
         let id = backend
-            .submit(&submission)
+            .submit_ready_since(&submission, ready_ns)
             .map_err(|e| VgpuError::Monitor(MonitorFault::Backend(e)))?;
-        self.in_flight[request.engine().index()] = Some(InFlight {
-            id,
-            tail: request.tail(),
-        });
-        Ok(id)
+        let _ = self.queued[i].pop_front();
+        self.dispatched[i] = tail;
+        self.in_flight[i] = Some(InFlight { id, tail });
+        Ok(Some(id))
     }
 
-    /// Collects completions: advances guest-visible HEADs, and stops the
-    /// vGPU (resetting the engine for the others) if its work faulted.
-    pub fn poll(&mut self, backend: &mut dyn Backend) {
-        for engine in Engine::ALL {
-            let Some(flight) = self.in_flight[engine.index()] else {
-                continue;
-            };
-            match backend.poll(engine) {
-                EngineStatus::Idle {
-                    last_completed: Some(done),
-                } if done >= flight.id => {
-                    self.rings[engine.index()].head = flight.tail;
-                    self.in_flight[engine.index()] = None;
-                }
-                EngineStatus::Faulted(fault) if fault.submission == flight.id => {
-                    self.in_flight[engine.index()] = None;
-                    self.fail(FailReason::Gpu(fault));
-                    backend.reset_engine(engine);
-                }
-                _ => {}
+    /// Collects the end of the vGPU's submission on `engine`: on completion
+    /// the guest-visible HEAD advances; on a fault the vGPU stops and the
+    /// engine is reset for the others. Returns the submission still in
+    /// flight, if any.
+    pub(crate) fn collect(
+        &mut self,
+        engine: Engine,
+        backend: &mut dyn Backend,
+    ) -> Option<SubmissionId> {
+        let i = engine.index();
+        let flight = self.in_flight[i]?;
+        match backend.poll(engine) {
+            EngineStatus::Idle {
+                last_completed: Some(done),
+            } if done >= flight.id => {
+                self.rings[i].head = flight.tail;
+                self.in_flight[i] = None;
             }
+            EngineStatus::Faulted(fault) if fault.submission == flight.id => {
+                self.in_flight[i] = None;
+                self.fail(FailReason::Gpu(fault));
+                backend.reset_engine(engine);
+            }
+            _ => {}
         }
+        self.in_flight(engine)
     }
 
     /// Back to power-on state: rings, fences, emulated registers, the
@@ -1030,7 +1129,8 @@ impl Vgpu {
             self.context(),
         );
         self.rings = [RingState::default(); Engine::COUNT];
-        self.queued = [0; Engine::COUNT];
+        self.dispatched = [0; Engine::COUNT];
+        self.queued.iter_mut().for_each(heapless::Deque::clear);
         self.in_flight = [None; Engine::COUNT];
         self.fences = [(0, 0); MAX_GUEST_FENCES];
         self.forcewake = [0; 3];
@@ -1125,6 +1225,7 @@ mod tests {
         gpu: SimGpu<SparseMem>,
         gate: Box<crate::mediate::ScanGate>,
         parts: Vec<Partition>,
+        run: Runner,
     }
 
     fn world() -> World {
@@ -1137,7 +1238,12 @@ mod tests {
             a.allocate(VgpuType::Small).unwrap(),
             a.allocate(VgpuType::Small).unwrap(),
         ];
-        World { gpu, gate, parts }
+        World {
+            gpu,
+            gate,
+            parts,
+            run: Runner::new(),
+        }
     }
 
     fn ggtt_offset(guest_gm: u64) -> u32 {
@@ -1173,13 +1279,30 @@ mod tests {
     }
 
     /// Writes commands into the guest ring (guest page 0, via its frame) and
-    /// bumps TAIL; runs the request through the gate.
+    /// bumps TAIL; the scheduler runs the work to its end.
     fn guest_submit(
         w: &mut World,
         v: &mut Vgpu,
         mem: &FrameRuns<4>,
         cmds: &[u32],
-    ) -> Result<SubmissionId, VgpuError> {
+    ) -> Result<(), VgpuError> {
+        match guest_queue(w, v, mem, cmds)? {
+            MmioEffect::Queued(_) => {
+                w.run
+                    .run_idle(&mut w.gpu, &mut *w.gate, core::slice::from_mut(v));
+                outcome(v)
+            }
+            MmioEffect::Done => panic!("no submission"),
+        }
+    }
+
+    /// Writes commands into the guest ring and bumps TAIL, nothing more.
+    fn guest_queue(
+        w: &mut World,
+        v: &mut Vgpu,
+        mem: &FrameRuns<4>,
+        cmds: &[u32],
+    ) -> Result<MmioEffect, VgpuError> {
         let mut c = cmds.to_vec();
         if c.len() % 2 == 1 {
             c.push(NOOP);
@@ -1193,20 +1316,13 @@ mod tests {
         }
         let tail = (head + 4 * c.len() as u32) % 4096;
         let tail_reg = Engine::Render.mmio_base() + ring::TAIL;
-        match v.mmio_write(
+        v.mmio_write(
             &mut w.gpu,
             mem,
             tail_reg,
             AccessSize::Dword,
             u64::from(tail),
-        )? {
-            MmioEffect::Submit(req) => {
-                let id = v.submit(&mut w.gpu, &mut *w.gate, req)?;
-                v.poll(&mut w.gpu);
-                Ok(id)
-            }
-            MmioEffect::Done => panic!("no submission"),
-        }
+        )
     }
 
     fn read_page_u32(w: &World, mem: &FrameRuns<4>, page: u64, off: u64) -> u32 {
@@ -1387,6 +1503,42 @@ mod tests {
         }
     }
 
+    /// Save refuses a vGPU with work queued or running (its device state
+    /// would not say what the GPU still does): the monitor lets the
+    /// scheduler finish it first. The HEAD the guest sees moves only when
+    /// the work completed, not when the TAIL write queued it.
+    #[test]
+    fn save_refuses_queued_and_running_work_until_it_completed() {
+        let mut w = world();
+        let mem = guest_mem(0, 0x1000, 64);
+        let mut v = Vgpu::new(&w.parts[0]);
+        let ap = boot_guest(&mut w, &mut v, &mem, 4);
+        let mut blob = vec![0u8; 1 << 16];
+        // 128 stores: 12.8 us of model time, longer than a runner's step.
+        let cmds: Vec<u32> = (0..128)
+            .flat_map(|i| sdi(ap + 2 * 4096 + 8 * i, 4))
+            .collect();
+        let queued = guest_queue(&mut w, &mut v, &mem, &cmds).unwrap();
+        assert_eq!(queued, MmioEffect::Queued(Engine::Render));
+        assert!(!v.is_idle());
+        assert_eq!(
+            v.save(&mut w.gpu, &mem, &mut blob),
+            Err(crate::persist::SaveError::Busy)
+        );
+        w.run
+            .step(&mut w.gpu, &mut *w.gate, core::slice::from_mut(&mut v));
+        assert!(v.in_flight(Engine::Render).is_some());
+        assert_eq!(v.ring(Engine::Render).head, 0);
+        assert_eq!(
+            v.save(&mut w.gpu, &mem, &mut blob),
+            Err(crate::persist::SaveError::Busy)
+        );
+        w.run
+            .run_idle(&mut w.gpu, &mut *w.gate, core::slice::from_mut(&mut v));
+        assert_eq!(v.ring(Engine::Render).head, 2048);
+        assert!(v.save(&mut w.gpu, &mem, &mut blob).is_ok());
+    }
+
     #[test]
     fn tail_write_runs_through_the_gate_into_guest_pages() {
         let mut w = world();
@@ -1431,7 +1583,7 @@ mod tests {
     /// the submission never reaches the backend.
     #[test]
     fn work_for_another_context_is_refused_as_a_monitor_fault() {
-        struct OtherContext(Box<crate::mediate::ScanGate>);
+        struct OtherContext(Box<crate::mediate::ScanGate>, Option<ContextId>);
         impl SubmissionGate for OtherContext {
             fn admit(
                 &mut self,
@@ -1439,6 +1591,7 @@ mod tests {
                 request: &RingSubmission,
                 backend: &mut dyn Backend,
             ) -> Result<Submission, GateRejection> {
+                self.1 = Some(request.context());
                 let s = self.0.admit(translation, request, backend)?;
                 Ok(
                     Submission::new(s.engine(), ContextId::MONITOR, s.ring(), s.head(), s.tail())
@@ -1460,18 +1613,24 @@ mod tests {
             .unwrap();
         }
         let tail = Engine::Render.mmio_base() + ring::TAIL;
-        let MmioEffect::Submit(req) = v
+        let effect = v
             .mmio_write(&mut w.gpu, &mem, tail, AccessSize::Dword, 16)
-            .unwrap()
-        else {
-            panic!("no submission")
-        };
-        assert_eq!(req.context(), v.context());
-        let mut gate = OtherContext(crate::testutil::scan_gate(&mut w.gpu));
-        let err = v.submit(&mut w.gpu, &mut gate, req).unwrap_err();
+            .unwrap();
+        assert_eq!(effect, MmioEffect::Queued(Engine::Render));
+        let mut gate = OtherContext(crate::testutil::scan_gate(&mut w.gpu), None);
+        let err = v
+            .dispatch(Engine::Render, &mut w.gpu, &mut gate, u64::MAX)
+            .unwrap_err();
+        assert_eq!(gate.1, Some(v.context()));
         assert_eq!(err, VgpuError::Monitor(MonitorFault::GateMismatch));
         assert!(!err.is_guest_fault());
+        finish(&mut w.gpu, Engine::Render);
         assert_eq!(read_page_u32(&w, &mem, 1, 0), 0);
+        // The work stays queued, and runs through a gate that is right.
+        assert_eq!(v.queued(Engine::Render), 1);
+        w.run
+            .run_idle(&mut w.gpu, &mut *w.gate, core::slice::from_mut(&mut v));
+        assert_eq!(read_page_u32(&w, &mem, 1, 0), 5);
     }
 
     /// A reset vGPU (or a new one in the same slot) starts from a fresh
@@ -1698,11 +1857,8 @@ mod tests {
                 } else { offset };
                 let size = if qword { AccessSize::Qword } else { AccessSize::Dword };
                 if write {
-                    if let Ok(MmioEffect::Submit(req)) = v.mmio_write(&mut w.gpu, &mem, offset, size, value) {
-                        prop_assert!(v.translation().host_aperture().contains_range(req.ring().host())
-                            || v.translation().host_hidden().contains_range(req.ring().host()));
-                        let _ = v.submit(&mut w.gpu, &mut *w.gate, req);
-                        v.poll(&mut w.gpu);
+                    if let Ok(MmioEffect::Queued(_)) = v.mmio_write(&mut w.gpu, &mem, offset, size, value) {
+                        w.run.step(&mut w.gpu, &mut *w.gate, core::slice::from_mut(&mut v));
                     }
                 } else {
                     let _ = v.mmio_read(&mut w.gpu, &mem, offset, size);

@@ -1,10 +1,13 @@
-//! Where a workload frame's time goes on the mediated path (host).
+//! Where a workload frame's time goes on the mediated path (host). The
+//! software GPU's clock is the host's, as the monitor's is its TSC: a
+//! frame takes at least its GPU work's model time.
 use gpu::addr::{GuestPage, HostGgttIndex, HostGmRange, PhysAddr, PhysFrame};
 use gpu::backend::{Backend, PhysMem, PhysMemError};
 use gpu::engine::Engine;
 use gpu::ggtt::{HostPte, PteFlags};
 use gpu::mediate::{ScanGate, SHADOW_BYTES_PER_ENGINE};
 use gpu::partition::{GmLayout, PartitionAllocator, VgpuType};
+use gpu::sched::Scheduler;
 use gpu::sim::SimGpu;
 use gpu::vgpu::{AccessSize, FrameRun, FrameRuns, MmioEffect, Vgpu, VgpuError};
 use guest::{Driver, Kind, Platform, Workload};
@@ -34,6 +37,15 @@ struct G {
     gate: Box<ScanGate>,
     v: Vgpu,
     ram: FrameRuns<4>,
+    sched: Scheduler,
+    start: Instant,
+}
+impl G {
+    fn poll(&mut self) {
+        let now = self.start.elapsed().as_nanos() as u64;
+        let vgpus = core::slice::from_mut(&mut self.v);
+        self.sched.poll(now, &mut self.gpu, &mut *self.gate, vgpus);
+    }
 }
 const RAM_FRAME: u64 = 0x4000;
 impl Platform for G {
@@ -44,12 +56,11 @@ impl Platform for G {
             .mmio_read(&mut self.gpu, &self.ram, o, AccessSize::Dword)? as u32)
     }
     fn mmio_write32(&mut self, o: u32, x: u32) -> Result<(), VgpuError> {
-        if let MmioEffect::Submit(r) =
+        if let MmioEffect::Queued(_) =
             self.v
                 .mmio_write(&mut self.gpu, &self.ram, o, AccessSize::Dword, x.into())?
         {
-            self.v.submit(&mut self.gpu, &mut *self.gate, r)?;
-            self.v.poll(&mut self.gpu);
+            self.poll();
         }
         Ok(())
     }
@@ -80,8 +91,11 @@ impl Platform for G {
         Ok(())
     }
     fn pause(&mut self) -> Result<(), VgpuError> {
-        self.v.poll(&mut self.gpu);
-        Ok(())
+        self.poll();
+        match self.v.state() {
+            gpu::vgpu::VgpuState::Failed(r) => Err(VgpuError::Stopped(r)),
+            gpu::vgpu::VgpuState::Running => Ok(()),
+        }
     }
 }
 fn main() {
@@ -115,6 +129,8 @@ fn main() {
         gate,
         v: Vgpu::new(&part),
         ram,
+        sched: Scheduler::default(),
+        start: Instant::now(),
     };
     let t = Instant::now();
     let d = Driver::probe(&mut g, 0x100, pages).unwrap();
@@ -125,8 +141,9 @@ fn main() {
         w.step(&mut g).unwrap();
     }
     println!(
-        "100 frames {:?} ({} writes/frame)",
+        "100 frames {:?} ({} writes/frame, {} us of GPU time)",
         t.elapsed(),
-        w.writes_per_frame()
+        w.writes_per_frame(),
+        g.sched.usage(g.v.id()).busy_ns / 1000
     );
 }

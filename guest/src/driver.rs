@@ -36,6 +36,15 @@ const BATCH_FIRST: u64 = FENCE_PAGE + 1;
 pub const DATA_FIRST: u64 = BATCH_FIRST + ENGINES.len() as u64 * BATCH_PAGES;
 /// Bytes a ring advances per submission (MI_BATCH_BUFFER_START + MI_NOOP).
 const RING_STEP: u32 = 16;
+/// Bytes a ring advances per [`Driver::queue`] entry: the commands, the
+/// fence write, NOOPs up to it.
+const QUEUE_STEP: u32 = 64;
+/// Most command words one [`Driver::queue`] entry takes (the render
+/// engine's fence write, a PIPE_CONTROL, takes 6 of its 16).
+pub const QUEUE_WORDS: usize = 10;
+/// Most [`Driver::queue`] entries outstanding on a ring (half of a
+/// one-page ring, so the tail never laps the head).
+pub const MAX_QUEUED: u32 = PAGE as u32 / QUEUE_STEP / 2;
 /// Pauses a wait for a fence may take before the driver gives up.
 pub const WAIT_LIMIT: u32 = 1_000_000;
 
@@ -68,6 +77,9 @@ pub enum DriverError<E> {
     /// Its RAM or graphics memory does not fit the fields that name them
     /// (a page number, a 32-bit register).
     OutOfRange,
+    /// [`Driver::queue`] with [`MAX_QUEUED`] entries outstanding, or
+    /// more than [`QUEUE_WORDS`] words.
+    RingFull,
 }
 
 impl<E: fmt::Display> fmt::Display for DriverError<E> {
@@ -88,6 +100,7 @@ impl<E: fmt::Display> fmt::Display for DriverError<E> {
             DriverError::OutOfRange => {
                 f.write_str("the driver's memory lies beyond what its vGPU's fields can name")
             }
+            DriverError::RingFull => f.write_str("ring full: too many queued entries or words"),
         }
     }
 }
@@ -323,5 +336,77 @@ impl Driver {
             p.pause().map_err(DriverError::Platform)?;
         }
         Err(DriverError::Timeout { engine, fence })
+    }
+
+    /// Writes `cmds` and a write of the engine's next fence value straight
+    /// into `engine`'s ring and rings TAIL, without waiting (the GPU runs
+    /// them in its own time): returns that fence value, which
+    /// [`Driver::fence_reached`] then tells. At most [`MAX_QUEUED`] may be
+    /// outstanding.
+    pub fn queue<P: Platform>(
+        &mut self,
+        p: &mut P,
+        engine: Engine,
+        cmds: &[u32],
+    ) -> Result<u32, DriverError<P::Error>> {
+        let slot = engine_slot(engine);
+        let fence = self.fence[slot].wrapping_add(1).max(1);
+        let done = self.fence_value(p, engine)?;
+        if cmds.len() > QUEUE_WORDS || self.fence[slot].wrapping_sub(done) >= MAX_QUEUED {
+            return Err(DriverError::RingFull);
+        }
+        let fence_gm = self.gm(FENCE_PAGE) + 64 * slot as u64;
+        let mut words = [encode::NOOP; QUEUE_STEP as usize / 4];
+        words[..cmds.len()].copy_from_slice(cmds);
+        let write: &[u32] = match engine {
+            Engine::Render => &encode::pipe_control_imm(fence_gm, u64::from(fence)),
+            _ => &encode::flush_dw_imm(fence_gm, fence),
+        };
+        words[cmds.len()..cmds.len() + write.len()].copy_from_slice(write);
+        let mut tail = self.tail[slot];
+        if tail + QUEUE_STEP > PAGE as u32 {
+            // No command straddles the ring's end: NOOPs up to it.
+            let pad = [0u8; QUEUE_STEP as usize];
+            let n = PAGE - tail as usize;
+            p.ram_write(self.page(slot as u64), tail as usize, &pad[..n])
+                .map_err(DriverError::Platform)?;
+            tail = 0;
+        }
+        let mut bytes = [0u8; QUEUE_STEP as usize];
+        for (raw, w) in bytes.chunks_exact_mut(4).zip(words) {
+            raw.copy_from_slice(&w.to_le_bytes());
+        }
+        p.ram_write(self.page(slot as u64), tail as usize, &bytes)
+            .map_err(DriverError::Platform)?;
+        let tail = (tail + QUEUE_STEP) % PAGE as u32;
+        self.tail[slot] = tail;
+        self.fence[slot] = fence;
+        p.mmio_write32(engine.mmio_base() + ring::TAIL, tail)
+            .map_err(DriverError::Platform)?;
+        Ok(fence)
+    }
+
+    /// Whether `engine` has run everything up to the submission of fence
+    /// value `fence` (fences of one ring arrive in order).
+    pub fn fence_reached<P: Platform>(
+        &self,
+        p: &mut P,
+        engine: Engine,
+        fence: u32,
+    ) -> Result<bool, DriverError<P::Error>> {
+        let done = self.fence_value(p, engine)?;
+        // Values wrap (and skip 0): ordered by their distance.
+        Ok(done != 0 && (done.wrapping_sub(fence) as i32) >= 0)
+    }
+
+    fn fence_value<P: Platform>(
+        &self,
+        p: &mut P,
+        engine: Engine,
+    ) -> Result<u32, DriverError<P::Error>> {
+        let mut b = [0u8; 4];
+        p.ram_read(self.page(FENCE_PAGE), 64 * engine_slot(engine), &mut b)
+            .map_err(DriverError::Platform)?;
+        Ok(u32::from_le_bytes(b))
     }
 }

@@ -1,6 +1,8 @@
 //! The guest driver and workloads on the real mediated path, on the host:
 //! a `gpu::Vgpu` (trapped BAR0, PVINFO, GGTT window), the command scanner
-//! (`ScanGate`) and the software GPU (`SimGpu`) over a sparse memory, and
+//! (`ScanGate`), the scheduler and the software GPU (`SimGpu`, whose work
+//! takes model time: the guest waits for its fences) over a sparse memory,
+//! and
 //! a live migration of the guest onto other slices and frames (device
 //! state saved and restored with remapping, RAM copied, the guest's state
 //! blob carried over) in the middle of its run.
@@ -13,6 +15,7 @@ use gpu::engine::Engine;
 use gpu::ggtt::{HostPte, PteFlags};
 use gpu::mediate::{ScanGate, SHADOW_BYTES_PER_ENGINE};
 use gpu::partition::{GmLayout, Partition, PartitionAllocator, VgpuType};
+use gpu::sched::Scheduler;
 use gpu::sim::SimGpu;
 use gpu::vgpu::{AccessSize, FrameRun, FrameRuns, MmioEffect, Vgpu, VgpuError};
 use guest::{Driver, FrameReport, Kind, Platform, Workload, WorkloadError};
@@ -63,7 +66,13 @@ struct World {
     gpu: SimGpu<Sparse>,
     gate: Box<ScanGate>,
     alloc: PartitionAllocator,
+    sched: Scheduler,
+    /// The model's clock: each pause of the guest lets this much pass.
+    now_ns: u64,
 }
+
+/// Model time a guest's pause lets pass.
+const PAUSE_NS: u64 = 5_000;
 
 fn map(gpu: &mut SimGpu<Sparse>, gm: u64, frame: u64, pages: u64) {
     for i in 0..pages {
@@ -83,7 +92,13 @@ fn world() -> World {
     map(&mut gpu, hidden.base().raw(), SHADOW_FRAMES, bytes / 4096);
     let mut gate = Box::new(ScanGate::new());
     assert!(gate.place(HostGmRange::new(hidden.base(), bytes).unwrap()));
-    World { gpu, gate, alloc }
+    World {
+        gpu,
+        gate,
+        alloc,
+        sched: Scheduler::default(),
+        now_ns: 0,
+    }
 }
 
 /// One guest: its vGPU and its RAM frames.
@@ -98,6 +113,14 @@ struct Guest<'w> {
 impl Guest<'_> {
     fn frame(&self, page: u64) -> u64 {
         self.first_frame + (page - RAM_FIRST)
+    }
+
+    /// One scheduler poll at the model's time.
+    fn poll(&mut self) {
+        let w = &mut *self.w;
+        let vgpus = core::slice::from_mut(&mut self.vgpu);
+        let r = w.sched.poll(w.now_ns, &mut w.gpu, &mut *w.gate, vgpus);
+        assert_eq!(r.monitor_fault, None);
     }
 }
 
@@ -117,9 +140,8 @@ impl Platform for Guest<'_> {
             AccessSize::Dword,
             u64::from(value),
         )?;
-        if let MmioEffect::Submit(request) = e {
-            self.vgpu
-                .submit(&mut self.w.gpu, &mut *self.w.gate, request)?;
+        if let MmioEffect::Queued(_) = e {
+            self.poll();
         }
         Ok(())
     }
@@ -140,8 +162,12 @@ impl Platform for Guest<'_> {
         Ok(())
     }
     fn pause(&mut self) -> Result<(), VgpuError> {
-        self.vgpu.poll(&mut self.w.gpu);
-        Ok(())
+        self.w.now_ns += PAUSE_NS;
+        self.poll();
+        match self.vgpu.state() {
+            gpu::vgpu::VgpuState::Failed(r) => Err(VgpuError::Stopped(r)),
+            gpu::vgpu::VgpuState::Running => Ok(()),
+        }
     }
 }
 
@@ -232,9 +258,13 @@ fn a_page_changed_behind_the_guests_back_is_found() {
 /// guest it is the guest's memory and registers, which migrate whole).
 fn migrate<'w>(g: Guest<'w>, wl: &Workload, new_frame: u64) -> (Guest<'w>, Workload) {
     let pages = wl.driver().ram_pages();
-    // The source stops its guest and collects what completed.
+    // The source stops its guest and lets the scheduler finish what it
+    // queued (save refuses a busy vGPU).
     let mut g = g;
-    g.vgpu.poll(&mut g.w.gpu);
+    while !g.vgpu.is_idle() {
+        g.w.now_ns += PAUSE_NS;
+        g.poll();
+    }
     let mut blob = vec![0u8; 4 << 20];
     let len = g.vgpu.save(&mut g.w.gpu, &g.ram, &mut blob).unwrap();
     let Guest { w, first_frame, .. } = g;

@@ -34,6 +34,8 @@ pub enum Ring3Guest {
     Workload(guest::Kind),
     /// The probe image misbehaving (spins, then reads another guest's RAM).
     Hostile,
+    /// The workload image keeping its blitter busy (`guest::abi::Program::Busy`).
+    Busy,
 }
 
 /// What `ring3=` runs.
@@ -171,6 +173,9 @@ pub struct Options {
     pub policy: Policy,
     /// `shaders=deny`: the scanner refuses every shader dispatch.
     pub deny_shaders: bool,
+    /// `gpu_slowdown=`: the software GPU's work takes this many times its
+    /// model cost (`gpu::sim::SimGpu::set_slowdown`).
+    pub gpu_slowdown: u32,
     /// `trace=on`: record the migration's dirty trace on the log.
     pub trace: bool,
     /// `nic=`, `ip=`, `peer=`, `listen=`.
@@ -194,6 +199,7 @@ impl Default for Options {
             vgpu_type: crate::vgpus::DEFAULT_TYPE,
             policy: Policy::Informed,
             deny_shaders: false,
+            gpu_slowdown: 1,
             trace: false,
             net: NetConfig::default(),
             migrate_key: None,
@@ -225,6 +231,10 @@ pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
     (
         "trace",
         "on | off  record the live migration's dirty trace (target/xtask/trace.txt; default off)",
+    ),
+    (
+        "gpu_slowdown",
+        "1..1000  the software GPU's work takes N times its model cost, so that emulated guests can keep its engines busy (default 1)",
     ),
     (
         "shaders",
@@ -303,7 +313,7 @@ pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
     ),
     (
         "ring3",
-        "LIST  up to 4 ring-3 guests, comma-separated, each 3d | desktop | video | hostile: run them on the scheduler, report, exit",
+        "LIST  up to 4 ring-3 guests, comma-separated, each 3d | desktop | video | hostile | busy: run them on the scheduler, report, exit",
     ),
     (
         "ring3_frames",
@@ -469,6 +479,9 @@ pub fn parse(line: &'static [u8], truncated: bool) -> Result<Options, CmdlineErr
                     _ => return Err(bad("on or off")),
                 };
             }
+            "gpu_slowdown" => {
+                options.gpu_slowdown = number(value, 1, 1000).ok_or(bad("1 to 1000"))?
+            }
             "shaders" => {
                 options.deny_shaders = match value {
                     "allow" => false,
@@ -572,11 +585,12 @@ pub fn parse(line: &'static [u8], truncated: bool) -> Result<Options, CmdlineErr
                 options.roles.raw_tcp_mib = number(value, 0, 1024).ok_or(bad("0 to 1024"))?
             }
             "ring3" => {
-                let expected = "up to 4 of 3d, desktop, video, hostile, comma-separated";
+                let expected = "up to 4 of 3d, desktop, video, hostile, busy, comma-separated";
                 let mut guests = [None; MAX_RING3_GUESTS];
                 for (i, name) in value.split(',').enumerate() {
                     let g = match name {
                         "hostile" => Ring3Guest::Hostile,
+                        "busy" => Ring3Guest::Busy,
                         kind => {
                             Ring3Guest::Workload(guest::Kind::from_name(kind).ok_or(bad(expected))?)
                         }

@@ -113,6 +113,7 @@ pub fn bring_up(
     let mut vgpus = VgpuManager::bring_up(&mut memory, &pci, count, options.vgpu_type)
         .map_err(BringUpError::Gpu)?;
     vgpus.gate.deny_shaders(options.deny_shaders);
+    vgpus.set_sim_slowdown(options.gpu_slowdown);
     defmt::info!(
         "report shaders={=str}",
         if options.deny_shaders {

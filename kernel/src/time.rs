@@ -128,6 +128,17 @@ pub fn micros_since_boot() -> u64 {
     (u128::from(ticks) * 1_000_000 / u128::from(hz)) as u64
 }
 
+/// Nanoseconds since [`mark_boot`]; 0 before calibration. The clock the
+/// vGPU scheduler and the software GPU's model time run on.
+pub fn nanos_since_boot() -> u64 {
+    let hz = TSC_HZ.load(Ordering::Relaxed);
+    if hz == 0 {
+        return 0;
+    }
+    let ticks = rdtsc().saturating_sub(TSC_AT_BOOT.load(Ordering::Relaxed));
+    (u128::from(ticks) * 1_000_000_000 / u128::from(hz)) as u64
+}
+
 /// Microseconds since the CPU came out of reset (TSC 0), which under QEMU
 /// is when the VM started: the boot time up to `kernel_main`.
 pub fn micros_since_reset(tsc: u64) -> u64 {

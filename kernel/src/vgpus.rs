@@ -2,8 +2,16 @@
 //! "GPU backends"): picks the GPU backend from PCI, owns the host GGTT through
 //! it, keeps the monitor's slice of graphics memory, creates one partition
 //! and one [`Vgpu`] per vGPU asked for, and gives each vGPU its guest
-//! memory. All decisions about slices, registers and commands are the `gpu`
-//! crate's; this module only provides frames, BAR0 and the wiring.
+//! memory. All decisions about slices, registers, commands and whose turn
+//! it is on an engine are the `gpu` crate's; this module only provides
+//! frames, BAR0, the clock and the wiring.
+//!
+//! The GPU's work takes time (on the software model too): a guest's TAIL
+//! write only queues its commands, and [`VgpuManager::poll`] (the
+//! `gpu::sched` scheduler over every vGPU, on the TSC clock) dispatches and
+//! completes them. Every loop that waits for the GPU calls it: the guests'
+//! waits for their fences, the roles' main loops, the self-tests
+//! ([`VgpuManager::wait_idle`]).
 
 use alloc::boxed::Box;
 use core::fmt;
@@ -18,8 +26,9 @@ use gpu::partition::{
     GmLayout, Partition, PartitionAllocator, PartitionError, VgpuType, MAX_VGPUS,
 };
 use gpu::regs::MmioOffset;
+use gpu::sched::{PollReport, Scheduler};
 use gpu::sim::{SimError, SimGpu};
-use gpu::vgpu::{FrameRun, FrameRuns, Vgpu};
+use gpu::vgpu::{FrameRun, FrameRuns, Vgpu, VgpuState};
 
 use crate::gpu_mem::{GpuMemory, GpuMemoryError};
 use crate::mem::paging::MapError;
@@ -163,6 +172,50 @@ pub struct HostedVgpu {
     pub memory: FrameRuns<4>,
 }
 
+/// The scheduler serves the manager's vGPUs.
+impl AsMut<Vgpu> for HostedVgpu {
+    fn as_mut(&mut self) -> &mut Vgpu {
+        &mut self.vgpu
+    }
+}
+
+/// Why [`VgpuManager::wait_idle`] returned before the vGPU was idle.
+#[derive(Debug, Clone, Copy)]
+pub enum WaitError {
+    /// No vGPU at that index (a monitor bug).
+    NoVgpu,
+    /// The vGPU stopped (its guest's fault, or its GPU work faulted).
+    Failed(gpu::vgpu::FailReason),
+    /// Its work did not end within the time given.
+    Timeout { us: u64 },
+}
+
+impl fmt::Display for WaitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WaitError::NoVgpu => f.write_str("no such vGPU (monitor bug)"),
+            WaitError::Failed(r) => write!(f, "the vGPU stopped: {r}"),
+            WaitError::Timeout { us } => {
+                write!(f, "its GPU work did not end within {us} us")
+            }
+        }
+    }
+}
+
+/// What a vGPU used of the GPU ([`VgpuManager::gpu_use`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GpuUse {
+    /// Engine time of its submissions, all engines, in microseconds.
+    pub busy_us: u64,
+    /// Its submissions that ended.
+    pub submissions: u64,
+    /// Its thousandths of the engine time every vGPU used.
+    pub share_permille: u32,
+    /// Per engine (`Engine::ALL` order): its engine time in microseconds,
+    /// and its thousandths of what every vGPU used of that engine.
+    pub engines: [(u64, u32); Engine::COUNT],
+}
+
 /// The manager.
 #[derive(Debug)]
 pub struct VgpuManager {
@@ -171,6 +224,10 @@ pub struct VgpuManager {
     pub vgpus: heapless::Vec<HostedVgpu, MAX_VGPUS>,
     /// The scanner every submission passes.
     pub gate: spin::MutexGuard<'static, ScanGate>,
+    /// Whose turn it is on each engine, and the engine time each used.
+    pub sched: Scheduler,
+    /// The last monitor fault a dispatch met (logged once).
+    last_fault: Option<gpu::vgpu::MonitorFault>,
     /// Next free page of the monitor's hidden slice.
     monitor_next: u64,
 }
@@ -346,6 +403,8 @@ impl VgpuManager {
             partitions,
             vgpus,
             gate,
+            sched: Scheduler::default(),
+            last_fault: None,
             monitor_next: used_by_contexts,
         };
         let pages = SHADOW_BYTES_PER_ENGINE * Engine::COUNT as u64 / PAGE_SIZE;
@@ -406,6 +465,10 @@ impl VgpuManager {
                 return Err(e);
             }
         };
+        // Nothing of the slot's earlier owner counts for the new vGPU.
+        self.sched.forget(partition.id());
+        self.gate
+            .forget_writes(gpu::backend::ContextId::of_vgpu(partition.id()));
         let hosted = HostedVgpu {
             vgpu: Vgpu::new(&partition),
             partition,
@@ -416,6 +479,122 @@ impl VgpuManager {
         Ok(self.vgpus.len() - 1)
     }
 
+    /// On the software GPU, makes work take `factor` times its model cost
+    /// (`gpu_slowdown=`); hardware runs at its own speed.
+    pub fn set_sim_slowdown(&mut self, factor: u32) {
+        if let GpuDevice::Software(sim) = &mut self.device {
+            sim.set_slowdown(factor);
+            if factor > 1 {
+                defmt::info!("report gpu_slowdown={=u32}", factor);
+            }
+        }
+    }
+
+    /// Runs the GPU on to `now_ns` (the TSC clock,
+    /// [`crate::time::nanos_since_boot`]): ends and dispatches the vGPUs'
+    /// work on every engine. A monitor fault a dispatch meets leaves that
+    /// work queued; it is logged once.
+    pub fn poll(&mut self, now_ns: u64) -> PollReport {
+        let report = self.sched.poll(
+            now_ns,
+            self.device.backend(),
+            &mut *self.gate,
+            &mut self.vgpus,
+        );
+        let fault = report.monitor_fault.map(|(_, f)| f);
+        if fault.is_some() && fault != self.last_fault {
+            if let Some((id, f)) = report.monitor_fault {
+                defmt::error!(
+                    "gpu: dispatch for {} refused: {}",
+                    defmt::Display2Format(&id),
+                    defmt::Display2Format(&f)
+                );
+            }
+        }
+        self.last_fault = fault;
+        report
+    }
+
+    /// Polls until vGPU `index` has nothing queued or running, for at most
+    /// `timeout_us`: before a save (which refuses a busy vGPU), or where a
+    /// caller needs its work done.
+    pub fn wait_idle(&mut self, index: usize, timeout_us: u64) -> Result<(), WaitError> {
+        let until = crate::time::micros_since_boot().saturating_add(timeout_us);
+        loop {
+            let v = &self.vgpus.get(index).ok_or(WaitError::NoVgpu)?.vgpu;
+            if let VgpuState::Failed(r) = v.state() {
+                // Its queue is dropped; what still runs ends by itself.
+                if v.is_idle() {
+                    return Err(WaitError::Failed(r));
+                }
+            } else if v.is_idle() {
+                return Ok(());
+            }
+            if crate::time::micros_since_boot() > until {
+                return Err(WaitError::Timeout { us: timeout_us });
+            }
+            self.poll(crate::time::nanos_since_boot());
+        }
+    }
+
+    /// Moves the write sets of vGPU `index`'s dispatched submissions from
+    /// the gate into `log` (what a migration must treat as written).
+    pub fn collect_writes(&mut self, index: usize, log: &mut crate::vm::guest::WriteLog) {
+        let Some(hosted) = self.vgpus.get(index) else {
+            return;
+        };
+        let context = hosted.vgpu.context();
+        while let Some(set) = self.gate.take_write_set(context) {
+            log.push(&set);
+        }
+    }
+
+    /// What vGPU `id` used of the GPU so far, over all engines and per
+    /// engine (the scheduler's accounts).
+    pub fn gpu_use(&self, id: gpu::partition::VgpuId) -> GpuUse {
+        let usage = self.sched.usage(id);
+        GpuUse {
+            busy_us: usage.busy_ns / 1000,
+            submissions: usage.submissions,
+            share_permille: self.sched.share_permille(id),
+            engines: Engine::ALL.map(|e| {
+                (
+                    self.sched.engine_usage(id, e).busy_ns / 1000,
+                    self.sched.engine_share_permille(id, e),
+                )
+            }),
+        }
+    }
+
+    /// Logs vGPU `id`'s engine time and its share of what every vGPU used
+    /// so far (`report vgpu_share`, README).
+    pub fn report_share(&self, id: gpu::partition::VgpuId) {
+        let u = self.gpu_use(id);
+        let [rcs, bcs, vcs, vecs] = u.engines;
+        defmt::info!(
+            "report vgpu_share id={=u8} busy_us={=u64} submissions={=u64} share_permille={=u32} rcs_busy_us={=u64} rcs_share_permille={=u32} bcs_busy_us={=u64} bcs_share_permille={=u32} vcs_busy_us={=u64} vcs_share_permille={=u32} vecs_busy_us={=u64} vecs_share_permille={=u32}",
+            id.raw(),
+            u.busy_us,
+            u.submissions,
+            u.share_permille,
+            rcs.0,
+            rcs.1,
+            bcs.0,
+            bcs.1,
+            vcs.0,
+            vcs.1,
+            vecs.0,
+            vecs.1
+        );
+    }
+
+    /// [`VgpuManager::report_share`] of every vGPU.
+    pub fn report_shares(&self) {
+        for hosted in &self.vgpus {
+            self.report_share(hosted.partition.id());
+        }
+    }
+
     /// Tears vGPU `index` down: its GGTT entries and fences cleared, its
     /// partition free, its frames zeroed and returned. The vGPUs after it
     /// move down one index.
@@ -424,7 +603,10 @@ impl VgpuManager {
             return;
         }
         let mut gone = self.vgpus.remove(index);
+        // Its work still on an engine is abandoned (the reset releases its
+        // contexts); the scheduler sees it gone at its next poll.
         gone.vgpu.reset(self.device.backend());
+        self.sched.forget(gone.partition.id());
         let _ = self.partitions.free(gone.partition.id());
         // With its GGTT entries gone the GPU cannot reach the frames.
         if let Err(e) = self.device.memory_mut().release(frames, &gone.memory) {

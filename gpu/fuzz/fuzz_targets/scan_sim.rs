@@ -239,6 +239,7 @@ impl World {
         )
         .unwrap();
         let _ = sim.submit(&s);
+        run_to_end(sim, Engine::Render);
         assert!(
             sim.mem().violation.is_some(),
             "checker missed an unscanned store to the neighbour"
@@ -359,7 +360,7 @@ fn one(w: &mut World, data: &[u8]) {
         .expect("shadow ring submission");
     let _ = sim.submit(&s);
     w.stats[1] += 1;
-    match sim.poll(engine) {
+    match run_to_end(sim, engine) {
         EngineStatus::Idle { .. } => w.stats[2] += 1,
         EngineStatus::Faulted(f) if matches!(f.kind, FaultKind::Unmodeled(_)) => w.stats[3] += 1,
         _ => {}
@@ -404,6 +405,18 @@ fn one(w: &mut World, data: &[u8]) {
     sim.mem_mut().monitor = true;
 }
 
+/// Runs `engine`'s submission to its end: the model executes as its clock
+/// passes, and one second covers any submission's budgets.
+fn run_to_end(sim: &mut SimGpu<Checked>, engine: Engine) -> EngineStatus {
+    for _ in 0..4 {
+        match sim.poll(engine) {
+            EngineStatus::Busy { .. } => sim.advance(sim.now_ns() + 1_000_000_000),
+            done => return done,
+        }
+    }
+    sim.poll(engine)
+}
+
 /// Makes the neighbour vGPU's (fresh) context the one loaded on every
 /// engine but `engine`, by running two MI_NOOPs on it there (the monitor's
 /// accesses: the checker ignores them).
@@ -415,6 +428,7 @@ fn load_neighbour_context(sim: &mut SimGpu<Checked>, engine: Engine) {
         sim.reset_engine(other);
         let s = Submission::new(other, NEIGHBOUR_CONTEXT, ring_range, 0, 8).unwrap();
         let _ = sim.submit(&s);
+        run_to_end(sim, other);
         let head = sim.read_reg(ring::reg(other, ring::HEAD));
         assert_eq!(head, 8, "{other}: the neighbour's NOOPs did not run");
     }

@@ -31,9 +31,12 @@
 //!   opcode, dword / qword / octword, inline or GPR operands, the old value
 //!   returned to CS_GPR4/5), MI_FLUSH_DW and PIPE_CONTROL post-sync writes,
 //!   XY_COLOR_BLT and XY_SRC_COPY_BLT (linear);
-//! * waits: MI_SEMAPHORE_WAIT. A submission runs alone, so memory does not
-//!   change while it waits: a failed memory compare, polled or waiting for
-//!   a signal, can never pass and ends as a [`FaultKind::Hang`]. A register
+//! * waits: MI_SEMAPHORE_WAIT, evaluated at once when the engine reaches
+//!   it: nothing else (another engine, the CPU) runs while one command
+//!   executes, so memory does not change while it waits, and a failed
+//!   memory compare, polled or waiting for a signal, can never pass and
+//!   ends as a [`FaultKind::Hang`] (a wait that engines' interleaving could
+//!   satisfy is not modelled). A register
 //!   poll re-reads the register, one command of the budget per read (the
 //!   timestamp moves). MI_SEMAPHORE_SIGNAL therefore wakes no one and has
 //!   no effect;
@@ -52,7 +55,7 @@
 //! forms of modelled commands the model does not cover (store data index,
 //! LRI post-sync, MI_ATOMIC post-sync, Add Offset Enable...).
 
-use super::{ContextImage, SimGpu, Stop, COMMAND_BUDGET};
+use super::{ContextImage, Running, SimGpu, Stop, COMMAND_BUDGET};
 use crate::addr::{HostGm, HostGmRange, GM_SIZE};
 use crate::backend::{ContextId, FaultKind, PhysMem, Submission};
 use crate::encode::{alu, atomic, predicate};
@@ -302,8 +305,10 @@ enum Level {
 
 /// The command streamer's read position: the ring's head, the batch head,
 /// and where a second-level batch returns to (the hardware's three head
-/// storage elements; no stack).
-struct Cursor {
+/// storage elements; no stack). Kept between [`SimGpu::run_engine`] calls
+/// while a submission runs.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Cursor {
     ring: HostGmRange,
     tail: u32,
     level: Level,
@@ -313,7 +318,7 @@ struct Cursor {
 }
 
 impl Cursor {
-    fn new(sub: &Submission) -> Self {
+    pub(super) fn new(sub: &Submission) -> Self {
         Cursor {
             ring: sub.ring(),
             tail: sub.tail(),
@@ -328,7 +333,7 @@ impl Cursor {
         self.ring.len() as u32
     }
 
-    fn done(&self) -> bool {
+    pub(super) fn done(&self) -> bool {
         self.level == Level::Ring && self.ring_pos == self.tail
     }
 
@@ -399,6 +404,15 @@ impl Cursor {
         self.level = Level::Ring;
         in_batch
     }
+}
+
+/// Where and when a submission stopped: the faulting command's header
+/// and address, why, and the model time the command started.
+struct Fault {
+    header: u32,
+    at: u64,
+    stop: Stop,
+    at_ns: u64,
 }
 
 /// What a command did to the flow.
@@ -566,26 +580,58 @@ impl<M: PhysMem> SimGpu<M> {
         self.read_u32(gm_in_range(cur.dword(index))?)
     }
 
-    /// Runs one submission; returns the faulting (header, address of the
-    /// command, stop) on failure.
-    pub(super) fn execute(&mut self, sub: &Submission) -> Result<(), (u32, u64, Stop)> {
+    /// Runs `engine`'s submission on to the model's clock: every command
+    /// that starts at or before it executes; then the submission completes
+    /// once the end of its last command has come, or stops on a fault.
+    pub(super) fn run_engine(&mut self, engine: Engine) {
+        let Some(mut run) = self.engines[engine.index()].running.take() else {
+            return;
+        };
+        match self.execute(&mut run, self.now_ns) {
+            Err(Fault {
+                header,
+                at,
+                stop,
+                at_ns,
+            }) => {
+                self.record_fault(&run.submission, run.id, header, at, stop);
+                self.engines[engine.index()].finished = Some((run.id, at_ns));
+            }
+            Ok(()) if run.cursor.done() && run.clock_ns() <= self.now_ns => {
+                self.complete(engine, run.id, run.submission.tail(), run.clock_ns());
+            }
+            Ok(()) => self.engines[engine.index()].running = Some(run),
+        }
+    }
+
+    /// Executes the commands of `run` that start at or before `until_ns`.
+    fn execute(&mut self, run: &mut Running, until_ns: u64) -> Result<(), Fault> {
+        let sub = run.submission;
         let on = On {
             engine: sub.engine(),
             context: sub.context(),
         };
-        let mut cur = Cursor::new(sub);
-        let mut commands = 0u32;
-        let mut blit_bytes = 0u64;
         let mut cmd = [0u32; MAX_COMMAND_DWORDS];
-        while !cur.done() {
+        while !run.cursor.done() {
+            let at_ns = run.clock_ns();
+            if at_ns > until_ns {
+                break;
+            }
+            let cur = &mut run.cursor;
             let at = cur.dword(0);
-            commands += 1;
-            if commands > COMMAND_BUDGET {
-                return Err((0, at, Stop::kind(FaultKind::Hang)));
+            let fault = |header, stop| Fault {
+                header,
+                at,
+                stop,
+                at_ns,
+            };
+            run.commands += 1;
+            if run.commands > COMMAND_BUDGET {
+                return Err(fault(0, Stop::kind(FaultKind::Hang)));
             }
             self.timestamp += 1;
-            let header = self.fetch(&cur, 0).map_err(|s| (0, at, s))?;
-            let fail = |s: Stop| (header, at, s);
+            let header = self.fetch(cur, 0).map_err(|s| fault(0, s))?;
+            let fail = |s: Stop| fault(header, s);
             let (spec, len) =
                 crate::scan::decode::head(on.engine, header).map_err(|_| fail(invalid()))?;
             if cur.ring_room().is_some_and(|room| (len as u32) * 4 > room) {
@@ -593,14 +639,14 @@ impl<M: PhysMem> SimGpu<M> {
             }
             cmd[0] = header;
             for i in 1..len {
-                let word = self.fetch(&cur, i as u32).map_err(fail)?;
+                let word = self.fetch(cur, i as u32).map_err(fail)?;
                 if let Some(slot) = cmd.get_mut(i) {
                     *slot = word;
                 }
             }
             let c = &cmd[..len.min(MAX_COMMAND_DWORDS)];
             let flow = self
-                .step(on, spec, c, &mut cur, (&mut commands, &mut blit_bytes))
+                .step(on, spec, c, cur, (&mut run.commands, &mut run.blit_bytes))
                 .map_err(fail)?;
             if let Flow::Next = flow {
                 cur.advance(len);

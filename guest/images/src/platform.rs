@@ -45,9 +45,10 @@ pub struct RingPlatform {
     pages: u64,
 }
 
-/// Tells the compiler that memory may have changed: a BAR0 access may
-/// have made the GPU write guest RAM (a submission runs during the TAIL
-/// write), which plain loads after it must see.
+/// Tells the compiler that memory may have changed: the GPU writes guest
+/// RAM while the guest runs (its queued work runs whenever the monitor's
+/// scheduler polls: at a BAR0 access, a system call, between slices),
+/// which plain loads after a BAR0 access must see.
 fn device_barrier() {
     // SAFETY: an empty asm block; its default memory clobber is the point.
     unsafe { core::arch::asm!("", options(nostack, preserves_flags)) };

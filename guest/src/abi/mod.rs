@@ -272,8 +272,39 @@ pub enum Program {
         /// Frames to run.
         frames: u64,
     },
+    /// The workload image keeping its blitter busy: boots its driver, then
+    /// until the TSC reads `until_tsc` keeps [`busy_depth`] fills of
+    /// `pages` pages (one XY_COLOR_BLT each) queued, yielding in between,
+    /// reporting each completed fill with `frame`; then waits for the last,
+    /// checks the filled pages and exits. The four-busy-guests run of the
+    /// vGPU scheduler's fairness (`ring3=busy,...`).
+    Busy {
+        /// Pages each fill writes.
+        pages: u64,
+        /// TSC value at which it stops queueing.
+        until_tsc: u64,
+    },
     /// The probe image.
     Probe(Probe),
+}
+
+/// Most fills a [`Program::Busy`] guest keeps queued.
+pub const BUSY_DEPTH: usize = 32;
+/// Pages a [`Program::Busy`] guest keeps queued: the same engine time
+/// for every fill size, so that none has more left to run alone when
+/// they all stop.
+pub const BUSY_QUEUE_PAGES: u64 = 2048;
+
+/// Fills a [`Program::Busy`] guest of `pages` pages a fill keeps queued.
+pub const fn busy_depth(pages: u64) -> usize {
+    let depth = BUSY_QUEUE_PAGES / if pages == 0 { 1 } else { pages };
+    if depth < 1 {
+        1
+    } else if depth > BUSY_DEPTH as u64 {
+        BUSY_DEPTH
+    } else {
+        depth as usize
+    }
 }
 
 /// The guest images the monitor embeds.
@@ -310,7 +341,7 @@ impl Program {
     /// The image that runs it.
     pub const fn image(&self) -> Image {
         match self {
-            Program::Workload { .. } => Image::Workload,
+            Program::Workload { .. } | Program::Busy { .. } => Image::Workload,
             Program::Probe(_) => Image::Probe,
         }
     }
@@ -319,6 +350,7 @@ impl Program {
     pub const fn name(&self) -> &'static str {
         match self {
             Program::Workload { kind, .. } => kind.name(),
+            Program::Busy { .. } => "busy",
             Program::Probe(p) => match p {
                 Probe::Spin { .. } => "spin",
                 Probe::Touch { .. } => "touch",
@@ -338,6 +370,7 @@ impl Program {
     fn encode(&self) -> (u32, [u64; 4]) {
         match *self {
             Program::Workload { kind, seed, frames } => (1, [kind_code(kind), seed, frames, 0]),
+            Program::Busy { pages, until_tsc } => (2, [pages, until_tsc, 0, 0]),
             Program::Probe(p) => match p {
                 Probe::Spin { iterations } => (16, [iterations, 0, 0, 0]),
                 Probe::Touch { address, write } => (17, [address, u64::from(write), 0, 0]),
@@ -370,6 +403,10 @@ impl Program {
                 kind: Kind::ALL.into_iter().find(|k| kind_code(*k) == a[0])?,
                 seed: a[1],
                 frames: a[2],
+            },
+            2 => Program::Busy {
+                pages: a[0],
+                until_tsc: a[1],
             },
             16 => Program::Probe(Probe::Spin { iterations: a[0] }),
             17 => Program::Probe(Probe::Touch {
@@ -492,6 +529,10 @@ mod tests {
                 kind: Kind::Video,
                 seed: 7,
                 frames: 20,
+            },
+            Program::Busy {
+                pages: 64,
+                until_tsc: 1 << 40,
             },
             Program::Probe(Probe::Spin { iterations: 0 }),
             Program::Probe(Probe::Touch {

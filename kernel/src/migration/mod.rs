@@ -113,6 +113,9 @@ pub fn report_evidence(
 ) -> Result<(), SourceError> {
     let index =
         vgpu_index(m, g.vgpu).ok_or(SourceError::Misuse("the migrating guest's vGPU is gone"))?;
+    // The write sets of what it dispatched since the last poll, from the
+    // gate.
+    g.collect_writes(m);
     let mut result = Ok(());
     g.take_dirty(|page| {
         if let Some(t) = trace.as_deref_mut() {
@@ -175,12 +178,12 @@ fn report_write_sets(
 
 /// Why a stopped guest could not be saved (the monitor's side: the guest
 /// resumes and the migration fails).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub enum SaveError {
     /// Its vGPU is gone (a monitor bug).
     NoVgpu,
-    /// Its vGPU did not finish its work in flight in time.
-    NotIdle,
+    /// Its vGPU's work in flight did not end (in time, or it stopped).
+    NotIdle(crate::vgpus::WaitError),
     /// The source did not take the last evidence.
     Evidence(SourceError),
     /// `gpu`'s save failed.
@@ -191,30 +194,10 @@ impl core::fmt::Display for SaveError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             SaveError::NoVgpu => f.write_str("the guest's vGPU is gone (monitor bug)"),
-            SaveError::NotIdle => write!(
-                f,
-                "the guest's vGPU did not finish its work within {} ms",
-                IDLE_TIMEOUT_US / 1000
-            ),
+            SaveError::NotIdle(e) => write!(f, "the guest's vGPU at the stop: {e}"),
             SaveError::Evidence(e) => write!(f, "the last dirty pages: {e}"),
             SaveError::Device(e) => write!(f, "device state save: {e}"),
         }
-    }
-}
-
-/// Waits until vGPU `index` has no work in flight (or stopped), polling it.
-fn wait_idle(m: &mut VgpuManager, index: usize) -> bool {
-    let until = crate::time::micros_since_boot() + IDLE_TIMEOUT_US;
-    loop {
-        let hosted = &mut m.vgpus[index];
-        hosted.vgpu.poll(m.device.backend());
-        if hosted.vgpu.is_idle() {
-            return true;
-        }
-        if crate::time::micros_since_boot() >= until {
-            return false;
-        }
-        core::hint::spin_loop();
     }
 }
 
@@ -241,11 +224,11 @@ pub fn stop_and_save(
     g.hold();
     let saved = (|| {
         let index = vgpu_index(m, g.vgpu).ok_or(SaveError::NoVgpu)?;
-        if !wait_idle(m, index) {
-            return Err(SaveError::NotIdle);
-        }
-        // GPU writes are known from the scanner at submission; the CPU's
-        // last ones from the dirty bits now.
+        // The save refuses a busy vGPU: its work ends in the GPU's time.
+        m.wait_idle(index, IDLE_TIMEOUT_US)
+            .map_err(SaveError::NotIdle)?;
+        // What its last work wrote is known from the scanner, what its CPU
+        // wrote last from the dirty bits: the last evidence.
         report_evidence(g, m, source, trace).map_err(SaveError::Evidence)?;
         let hosted = &m.vgpus[index];
         let device_len = hosted

@@ -107,7 +107,7 @@ pub fn run(p: &mut Platform) -> ! {
     guests.finish(p, None);
     let own_ok = guests.as_expected(OWN_GUEST);
     for i in 0..guests.sched.guests.len() {
-        guests.report(i, guests.ended_word(i, "destination"));
+        guests.report(&p.vgpus, i, guests.ended_word(i, "destination"));
     }
     println!(
         "gmig-rs: destination: {completed} of {} migrations completed",

@@ -146,15 +146,18 @@ pub fn run(p: &mut Platform) -> ! {
         let g = &guests.sched.guests[i];
         let expected = guests.as_expected(g.id);
         match g.program {
-            Program::Workload { .. } => workloads_ok += usize::from(expected),
+            Program::Workload { .. } | Program::Busy { .. } => {
+                workloads_ok += usize::from(expected)
+            }
             Program::Probe(_) => {
                 hostiles += 1;
                 hostile_killed &= expected;
             }
         }
         submissions += g.stats.submissions;
-        guests.report(i, guests.ended_word(i, "exited"));
+        guests.report(&p.vgpus, i, guests.ended_word(i, "exited"));
     }
+    p.vgpus.report_shares();
     let workloads = n - hostiles;
     let isolation_shown = hostiles > 0 && hostile_killed && workloads_ok == workloads;
     defmt::info!(

@@ -36,7 +36,7 @@ use crate::cmdline::Role;
 use crate::exit::{exit, ExitCode};
 use crate::migration::vgpu_index;
 use crate::platform::Platform;
-use crate::vgpus::SetupError;
+use crate::vgpus::{SetupError, VgpuManager};
 use crate::vm::guest::Blame;
 use crate::vm::{CreateError, Guest, Kill, RunState, Runtime, Scheduler, Step};
 
@@ -177,7 +177,7 @@ impl Guests {
         let Some(i) = self.position(id) else {
             return;
         };
-        self.report(i, ended);
+        self.report(&p.vgpus, i, ended);
         let g = self.sched.guests.remove(i);
         self.cycles_gone += g.stats.cpu_cycles;
         if let Some(index) = vgpu_index(&p.vgpus, g.vgpu) {
@@ -186,9 +186,11 @@ impl Guests {
         g.destroy(&mut p.memory.frames);
     }
 
-    /// Logs guest `i`'s report line (README: `report guest ...`).
-    pub fn report(&self, i: usize, ended: &str) {
+    /// Logs guest `i`'s report line (README: `report guest ...`), with its
+    /// vGPU's share of the GPU (the vGPU scheduler's accounts).
+    pub fn report(&self, m: &VgpuManager, i: usize, ended: &str) {
         let g = &self.sched.guests[i];
+        let gpu = m.gpu_use(g.vgpu);
         let total: u64 = self.cycles_gone
             + self
                 .sched
@@ -206,7 +208,7 @@ impl Guests {
             _ => -1,
         };
         defmt::info!(
-            "report guest id={=u32} kind={=str} mib={=u64} frames={=u64} checksum={=u64:#x} frames_here={=u64} frame_ms={=f64} mmio_exits={=u64} submissions={=u64} cpu_share_permille={=u64} gpu_share_permille=-1 ended={=str} exit_code={=i64} kill_vector={=i64}",
+            "report guest id={=u32} kind={=str} mib={=u64} frames={=u64} checksum={=u64:#x} frames_here={=u64} frame_ms={=f64} mmio_exits={=u64} submissions={=u64} cpu_share_permille={=u64} gpu_busy_us={=u64} gpu_share_permille={=u32} ended={=str} exit_code={=i64} kill_vector={=i64} vgpu={=u8}",
             g.id,
             g.program.name(),
             g.ram_pages() / 256,
@@ -217,10 +219,15 @@ impl Guests {
             g.stats.mmio_exits,
             g.stats.submissions,
             g.stats.cpu_cycles * 1000 / total.max(1),
+            gpu.busy_us,
+            gpu.share_permille,
             ended,
             exit_code,
-            kill_vector
+            kill_vector,
+            g.vgpu.raw()
         );
+        // Its vGPU's engine time, all engines and each (README).
+        m.report_share(g.vgpu);
     }
 
     /// Whether guest `id` has ended as its program should: a workload
@@ -232,7 +239,7 @@ impl Guests {
             .iter()
             .find(|g| g.id == id)
             .is_some_and(|g| match (g.program, g.state()) {
-                (Program::Workload { .. }, RunState::Exited(0)) => true,
+                (Program::Workload { .. } | Program::Busy { .. }, RunState::Exited(0)) => true,
                 (Program::Probe(_), RunState::Killed(k)) => k.blame() == Some(Blame::Guest),
                 _ => false,
             })
@@ -366,10 +373,10 @@ fn run_guests(p: &mut Platform) -> ! {
     for (i, &id) in ids.iter().enumerate() {
         let g = &guests.sched.guests[i];
         ok &= match g.program {
-            Program::Workload { .. } => !g.state().ended(),
+            Program::Workload { .. } | Program::Busy { .. } => !g.state().ended(),
             Program::Probe(_) => guests.as_expected(id),
         };
-        guests.report(i, guests.ended_word(i, "source"));
+        guests.report(&p.vgpus, i, guests.ended_word(i, "source"));
     }
     exit(if ok {
         ExitCode::Success

@@ -210,7 +210,7 @@ pub fn run(p: &mut Platform) -> ! {
         if !(held && id == MIGRATING) {
             expected &= guests.as_expected(id);
         }
-        guests.report(i, guests.ended_word(i, "source"));
+        guests.report(&p.vgpus, i, guests.ended_word(i, "source"));
     }
     let all = completed == policies.len();
     println!(

@@ -9,11 +9,17 @@
 //! * `report ring3_guest id=<n> program=<3d|desktop|video|hostile>
 //!   image=<workload|probe> mib=<n> frames=<n> checksum=<0xhex>
 //!   mmio_exits=<n> syscalls=<n> preemptions=<n> slices=<n>
-//!   share_permille=<n> ended=<exited|failed|killed|runnable|waiting>
-//!   exit_code=<n> kill_vector=<n>` (`exit_code` and `kill_vector` are
-//!   `-` where they do not apply);
+//!   share_permille=<n> gpu_busy_us=<n> gpu_submissions=<n>
+//!   gpu_share_permille=<n> {rcs,bcs,vcs,vecs}_busy_us=<n>
+//!   {rcs,bcs,vcs,vecs}_share_permille=<n>
+//!   ended=<exited|failed|killed|runnable|waiting> exit_code=<n>
+//!   kill_vector=<n>` (`exit_code` and `kill_vector` are `-1` where they
+//!   do not apply; `share_permille` is of the CPU, the `gpu_` and engine
+//!   fields of the GPU: the vGPU scheduler's accounts);
 //! * `report ring3 guests=<n> ok=<bool> mmio_exits=<n>
-//!   mmio_handling_cycles=<mean> syscall_handling_cycles=<mean>`.
+//!   mmio_handling_cycles=<mean> syscall_handling_cycles=<mean>
+//!   gpu_guests=<n> gpu_fair_min_permille=<n> gpu_fair_max_permille=<n>`
+//!   (the fairness figure, [`super::sched::gpu_fairness`]).
 
 use gpu::partition::VgpuType;
 use guest::abi::{Probe, Program};
@@ -28,6 +34,14 @@ use crate::platform::Platform;
 pub const HOSTILE_SPIN: u64 = 30_000_000;
 /// How long the run may take (TSC seconds) before the rest are stopped.
 const LIMIT_S: u64 = 300;
+/// How long `busy` guests keep their blitter busy, from their creation
+/// (TSC milliseconds): long next to a guest's boot, so that they all
+/// compete for most of it.
+pub const BUSY_MS: u64 = 3_000;
+/// Pages of each fill of the first, second, ... `busy` guest: submissions
+/// of 66 us to 0.5 ms of engine time, so that sharing by submissions
+/// would be far from fair and only sharing by engine time is fair.
+pub const BUSY_PAGES: [u64; 4] = [64, 128, 256, 512];
 
 /// Runs the `ring3=` guests and exits.
 pub fn run(p: &mut Platform) -> ! {
@@ -45,6 +59,8 @@ pub fn run(p: &mut Platform) -> ! {
     // The first workload guest's RAM, as the monitor maps it: what the
     // hostile guest tries to read.
     let mut victim: Option<u64> = None;
+    let busy_until = crate::arch::cpu::rdtsc() + BUSY_MS * rt.tsc_hz / 1000;
+    let mut busy = 0;
     for (id, g) in options.guests.iter().flatten().enumerate() {
         let index = match p
             .vgpus
@@ -69,6 +85,13 @@ pub fn run(p: &mut Platform) -> ! {
                     kind,
                     seed: 0x5eed_0000 + id as u64,
                     frames: u64::from(options.frames),
+                }
+            }
+            Ring3Guest::Busy => {
+                busy += 1;
+                Program::Busy {
+                    pages: BUSY_PAGES[(busy - 1) % BUSY_PAGES.len()],
+                    until_tsc: busy_until,
                 }
             }
             Ring3Guest::Hostile => Program::Probe(Probe::Hostile {
@@ -110,6 +133,7 @@ pub fn run(p: &mut Platform) -> ! {
         }
     }
     let shares = sched.shares();
+    let fair = super::sched::gpu_fairness(&sched.guests, &p.vgpus);
     let mut ok = true;
     let (mut exits, mut mmio_cycles, mut calls, mut call_cycles) = (0u64, 0u64, 0u64, 0u64);
     for ((g, share), want) in sched.guests.iter().zip(&shares).zip(&wanted) {
@@ -122,6 +146,7 @@ pub fn run(p: &mut Platform) -> ! {
         let good = match (want, g.state()) {
             (Ring3Guest::Workload(_), RunState::Exited(0)) => s.frames == u64::from(options.frames),
             (Ring3Guest::Hostile, RunState::Killed(k)) => k.blame() == Some(Blame::Guest),
+            (Ring3Guest::Busy, RunState::Exited(0)) => s.frames > 0,
             _ => false,
         };
         ok &= good;
@@ -133,8 +158,10 @@ pub fn run(p: &mut Platform) -> ! {
             RunState::Killed(k) => k.vector().map_or(-1, |v| v as i64),
             _ => -1,
         };
+        let gpu = p.vgpus.gpu_use(g.vgpu);
+        let [rcs, bcs, vcs, vecs] = gpu.engines;
         defmt::info!(
-            "report ring3_guest id={=u32} program={=str} image={=str} mib={=u32} frames={=u64} last_frame={=u64} checksum={=u64:#x} mmio_exits={=u64} syscalls={=u64} preemptions={=u64} slices={=u64} share_permille={=u64} ended={=str} exit_code={=i64} kill_vector={=i64} as_expected={=bool}",
+            "report ring3_guest id={=u32} program={=str} image={=str} mib={=u32} frames={=u64} last_frame={=u64} checksum={=u64:#x} mmio_exits={=u64} syscalls={=u64} preemptions={=u64} slices={=u64} share_permille={=u64} gpu_busy_us={=u64} gpu_submissions={=u64} gpu_share_permille={=u32} rcs_busy_us={=u64} rcs_share_permille={=u32} bcs_busy_us={=u64} bcs_share_permille={=u32} vcs_busy_us={=u64} vcs_share_permille={=u32} vecs_busy_us={=u64} vecs_share_permille={=u32} ended={=str} exit_code={=i64} kill_vector={=i64} as_expected={=bool}",
             g.id,
             g.program.name(),
             g.image().name(),
@@ -147,6 +174,17 @@ pub fn run(p: &mut Platform) -> ! {
             s.preemptions,
             s.slices,
             *share,
+            gpu.busy_us,
+            gpu.submissions,
+            gpu.share_permille,
+            rcs.0,
+            rcs.1,
+            bcs.0,
+            bcs.1,
+            vcs.0,
+            vcs.1,
+            vecs.0,
+            vecs.1,
             g.state().name(),
             exit_code,
             vector,
@@ -155,12 +193,15 @@ pub fn run(p: &mut Platform) -> ! {
     }
     let mean = |total: u64, n: u64| total.checked_div(n).unwrap_or(0);
     defmt::info!(
-        "report ring3 guests={=usize} ok={=bool} mmio_exits={=u64} mmio_handling_cycles={=u64} syscall_handling_cycles={=u64}",
+        "report ring3 guests={=usize} ok={=bool} mmio_exits={=u64} mmio_handling_cycles={=u64} syscall_handling_cycles={=u64} gpu_guests={=u32} gpu_fair_min_permille={=u32} gpu_fair_max_permille={=u32}",
         sched.guests.len(),
         ok,
         exits,
         mean(mmio_cycles, exits),
-        mean(call_cycles, calls)
+        mean(call_cycles, calls),
+        fair.guests,
+        fair.min_permille,
+        fair.max_permille
     );
     crate::println!(
         "gmig-rs: ring-3 guests {}",

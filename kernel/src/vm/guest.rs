@@ -548,6 +548,20 @@ pub struct Guest {
     pub(super) next_frame_us: u64,
     /// The monitor asks it to finish ([`guest::abi::syscall::FRAME_FINISH`]).
     pub(super) finish: bool,
+    /// Its vGPU's stop was logged.
+    stop_logged: bool,
+}
+
+/// Where a guest's GPU work stands (after a poll).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VgpuProgress {
+    /// Nothing queued or running: every submission it made has ended.
+    Idle,
+    /// Work queued or on an engine.
+    Busy,
+    /// The vGPU stopped (a rejected submission, a guest fault on the
+    /// write path, a GPU fault); its queue was dropped.
+    Failed,
 }
 
 /// What the loop does after an exit.
@@ -715,6 +729,7 @@ impl Guest {
             frame_period_us: None,
             next_frame_us: 0,
             finish: false,
+            stop_logged: false,
         })
     }
 
@@ -838,9 +853,52 @@ impl Guest {
         }
     }
 
-    /// Wakes a waiting guest whose vGPU has no work in flight (or stopped:
-    /// its `wait` then says so), and a sleeping one whose frame is due.
-    pub fn wake_if_ready(&mut self, m: &mut VgpuManager) {
+    /// Where its GPU work stands, as of the last poll (`None`: its vGPU
+    /// is gone, a monitor bug). A stop is logged once, with its reason.
+    pub fn vgpu_progress(&mut self, m: &VgpuManager) -> Option<VgpuProgress> {
+        let hosted = m.vgpus.iter().find(|h| h.partition.id() == self.vgpu)?;
+        if let gpu::vgpu::VgpuState::Failed(reason) = hosted.vgpu.state() {
+            if !self.stop_logged {
+                self.stop_logged = true;
+                crate::println!(
+                    "gmig-rs: guest {} ({}): its vGPU stopped: {reason}",
+                    self.id,
+                    self.program.name()
+                );
+                defmt::warn!(
+                    "guest {=u32} ({=str}): its vGPU stopped: {}",
+                    self.id,
+                    self.program.name(),
+                    defmt::Display2Format(&reason)
+                );
+            }
+            // What still runs of it ends by itself; nothing of it waits.
+            return Some(VgpuProgress::Failed);
+        }
+        Some(if hosted.vgpu.is_idle() {
+            VgpuProgress::Idle
+        } else {
+            VgpuProgress::Busy
+        })
+    }
+
+    /// Takes the write sets of its submissions dispatched since the last
+    /// call from the gate (call after each poll of the GPU).
+    pub fn collect_writes(&mut self, m: &mut VgpuManager) {
+        if let Some(index) = m.vgpus.iter().position(|h| h.partition.id() == self.vgpu) {
+            m.collect_writes(index, &mut self.writes);
+            if m.vgpus[index].vgpu.is_idle() {
+                // Everything it dispatched has ended.
+                self.writes.seen_idle();
+            }
+        }
+    }
+
+    /// Wakes a waiting guest whose GPU work has ended (or whose vGPU
+    /// stopped: its `wait` then says so), as of the last poll of the GPU
+    /// (the caller's, [`super::Scheduler::step`]), and a sleeping one
+    /// whose frame is due.
+    pub fn wake_if_ready(&mut self, m: &VgpuManager) {
         if let RunState::Sleeping { until_us } = self.state {
             if micros_since_boot() >= until_us {
                 self.state = RunState::Runnable;
@@ -850,17 +908,9 @@ impl Guest {
         if self.state != RunState::Waiting {
             return;
         }
-        match m.vgpus.iter_mut().find(|h| h.partition.id() == self.vgpu) {
-            Some(hosted) => {
-                hosted.vgpu.poll(m.device.backend());
-                let failed = matches!(hosted.vgpu.state(), gpu::vgpu::VgpuState::Failed(_));
-                if hosted.vgpu.is_idle() {
-                    self.writes.seen_idle();
-                }
-                if hosted.vgpu.is_idle() || failed {
-                    self.state = RunState::Runnable;
-                }
-            }
+        match self.vgpu_progress(m) {
+            Some(VgpuProgress::Busy) => {}
+            Some(VgpuProgress::Idle | VgpuProgress::Failed) => self.state = RunState::Runnable,
             None => self.kill(Kill::Mmio {
                 rip: self.cpu.frame.rip,
                 offset: 0,
@@ -1045,31 +1095,24 @@ impl Guest {
             Op::Read { dest } => hosted
                 .vgpu
                 .mmio_read(backend, &hosted.memory, offset32, size)
-                .map(|v| decode::write_register(&mut self.cpu.frame, dest, v)),
-            Op::Write { value } => hosted
-                .vgpu
-                .mmio_write(backend, &hosted.memory, offset32, size, value)
-                .and_then(|effect| match effect {
-                    MmioEffect::Done => Ok(()),
-                    MmioEffect::Submit(request) => {
-                        let submitted = hosted.vgpu.submit(backend, &mut *m.gate, request);
-                        if let Some(set) = m.gate.last_writes() {
-                            if submitted.is_ok() {
-                                self.writes.push(set);
-                            }
-                        }
-                        // The software GPU finishes work before `submit`
-                        // returns; collect it as the main loop would.
-                        hosted.vgpu.poll(backend);
-                        if hosted.vgpu.is_idle() {
-                            self.writes.seen_idle();
-                        }
-                        submitted.map(|_| ())
-                    }
-                }),
+                .map(|v| decode::write_register(&mut self.cpu.frame, dest, v))
+                .map(|()| MmioEffect::Done),
+            Op::Write { value } => {
+                hosted
+                    .vgpu
+                    .mmio_write(backend, &hosted.memory, offset32, size, value)
+            }
         };
         match result {
-            Ok(()) => {
+            Ok(effect) => {
+                if let MmioEffect::Queued(_) = effect {
+                    // A TAIL write only queues the commands (the scanner
+                    // sees them at dispatch): start them now if their
+                    // engine is free. The guest learns how they ended from
+                    // its ring HEAD, its fences and `wait`, as on a GPU.
+                    m.poll(crate::time::nanos_since_boot());
+                    self.collect_writes(m);
+                }
                 self.stats.mmio_exits += 1;
                 self.stats.mmio_writes += u64::from(write);
                 self.cpu.frame.rip = rip.wrapping_add(access.len as u64);

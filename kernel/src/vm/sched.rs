@@ -1,8 +1,12 @@
 //! Round-robin scheduling of ring-3 guests on the one CPU: each runnable
 //! guest in turn for a slice of [`Scheduler::slice`] TSC cycles, ended
 //! early by a yield, a wait or its end, and otherwise by the APIC timer.
-//! A guest that waits for its vGPU is skipped until the vGPU is idle, one
-//! that is paced until its next frame is due, one held until released.
+//! A guest that waits for its vGPU is skipped until its GPU work has
+//! ended: each step first runs the GPU on to now ([`VgpuManager::poll`],
+//! the vGPU scheduler of `gpu::sched`), so while guests wait the engines
+//! go on with the work of every vGPU, in turns.
+//! A paced guest is skipped until its next frame is due, a held one (a
+//! migration's stop) until released.
 //!
 //! The scheduler does one slice per [`Scheduler::step`], so a main loop
 //! can interleave its own work (the NIC, a migration) between slices.
@@ -75,7 +79,11 @@ impl Scheduler {
         m: &mut VgpuManager,
         mut admit: impl FnMut(&Guest) -> bool,
     ) -> Step {
+        // The GPU runs on to now (its work takes model time): what ended
+        // wakes its guest, idle engines take their next turn.
+        m.poll(crate::time::nanos_since_boot());
         for g in &mut self.guests {
+            g.collect_writes(m);
             g.wake_if_ready(m);
         }
         let n = self.guests.len();
@@ -117,4 +125,41 @@ impl Scheduler {
             .map(|g| g.stats.cpu_cycles * 1000 / total.max(1))
             .collect()
     }
+}
+
+/// How evenly the guests that used the GPU shared it
+/// ([`gpu_fairness`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GpuFairness {
+    /// Guests whose vGPU used any engine time.
+    pub guests: u32,
+    /// The least of their GPU shares over an even split among them, in
+    /// thousandths (1000: exactly even).
+    pub min_permille: u32,
+    /// The greatest.
+    pub max_permille: u32,
+}
+
+/// Each guest's GPU share (of the engine time every vGPU used, all
+/// engines: the vGPU scheduler's accounts) over the even split among the
+/// guests that used the GPU: with every guest busy, the scheduler's
+/// fairness (the goal is 800..=1200); with guests of different demand,
+/// only how different it was.
+pub fn gpu_fairness(guests: &[Guest], m: &VgpuManager) -> GpuFairness {
+    let mut f = GpuFairness {
+        min_permille: u32::MAX,
+        ..GpuFairness::default()
+    };
+    let using = guests.iter().filter(|g| m.gpu_use(g.vgpu).busy_us > 0);
+    let n = using.clone().count() as u32;
+    for g in using {
+        let ratio = m.gpu_use(g.vgpu).share_permille.saturating_mul(n);
+        f.min_permille = f.min_permille.min(ratio);
+        f.max_permille = f.max_permille.max(ratio);
+    }
+    f.guests = n;
+    if n == 0 {
+        f.min_permille = 0;
+    }
+    f
 }

@@ -1,16 +1,18 @@
 //! The guests' system calls (`guest::abi::syscall`): `int 0x80`, number in
 //! RAX, arguments in RDI, RSI, RDX, result in RAX.
 //!
-//! A call that would block (`wait` while the vGPU has work in flight)
-//! moves RIP back onto its `int 0x80` and ends the slice: when the guest
-//! runs again it makes the call again. So a guest never sits inside the
+//! A call that would block (`wait` while the vGPU has work queued or
+//! running: the GPU's work takes model time, `VgpuManager::poll`) moves
+//! RIP back onto its `int 0x80` and ends the slice; the guest waits, and
+//! the others run, until its work has ended, and when it runs again it
+//! makes the call again. So a guest never sits inside the
 //! monitor, and its saved CPU state is always one it can resume from
 //! anywhere (a migration does not need to know that it was waiting).
 
 use guest::abi::syscall::{self, FRAME_FINISH, FRAME_GO_ON, LOG_MAX, WAIT_OK, WAIT_VGPU_FAILED};
 use guest::abi::Measure;
 
-use super::guest::{Guest, Kill, Next, SliceEnd, SyscallFault};
+use super::guest::{Guest, Kill, Next, SliceEnd, SyscallFault, VgpuProgress};
 use crate::vgpus::VgpuManager;
 
 /// Bytes of `int 0x80`.
@@ -83,22 +85,24 @@ impl Guest {
                 return Next::End(SliceEnd::Yielded);
             }
             syscall::WAIT => {
-                let Some(hosted) = m.vgpus.iter_mut().find(|h| h.partition.id() == self.vgpu)
-                else {
-                    return Next::End(SliceEnd::Killed(Kill::Stopped {
-                        reason: "its vGPU is gone (monitor bug)",
-                    }));
-                };
-                hosted.vgpu.poll(m.device.backend());
-                if matches!(hosted.vgpu.state(), gpu::vgpu::VgpuState::Failed(_)) {
-                    WAIT_VGPU_FAILED
-                } else if hosted.vgpu.is_idle() {
-                    self.writes.seen_idle();
-                    WAIT_OK
-                } else {
-                    // Made again when the guest runs next (module docs).
-                    self.cpu.frame.rip = rip - INT_LEN;
-                    return Next::End(SliceEnd::Waiting);
+                // The GPU's work takes time: run it on to now, then see.
+                m.poll(crate::time::nanos_since_boot());
+                self.collect_writes(m);
+                match self.vgpu_progress(m) {
+                    None => {
+                        return Next::End(SliceEnd::Killed(Kill::Stopped {
+                            reason: "its vGPU is gone (monitor bug)",
+                        }))
+                    }
+                    Some(VgpuProgress::Failed) => WAIT_VGPU_FAILED,
+                    Some(VgpuProgress::Idle) => WAIT_OK,
+                    Some(VgpuProgress::Busy) => {
+                        // Made again when the guest runs next (module
+                        // docs); until its work ends the scheduler passes
+                        // it over.
+                        self.cpu.frame.rip = rip - INT_LEN;
+                        return Next::End(SliceEnd::Waiting);
+                    }
                 }
             }
             syscall::EXIT => return Next::End(SliceEnd::Exited(a)),
