@@ -71,18 +71,11 @@ pub trait Mmio {
 /// Ack polls before a forcewake or reset is declared timed out.
 pub const POLL_LIMIT: u32 = 10_000;
 
-/// GEN6_GDRST: per-engine reset request bits (i915 `GEN6_GDRST` 0x941c,
-/// `GEN6_GRDOM_RENDER` bit 1, `_MEDIA` bit 2, `_BLT` bit 3, `GEN8_GRDOM_VECS`
-/// bit 4 on Gen8+ as `GEN6_GRDOM_VECS`).
-pub const GDRST: MmioOffset = MmioOffset::reg(0x941c);
+/// GEN6_GDRST ([`crate::regs::gdrst`]).
+pub const GDRST: MmioOffset = crate::regs::gdrst::OFFSET;
 
 const fn gdrst_bit(engine: Engine) -> u32 {
-    match engine {
-        Engine::Render => 1 << 1,
-        Engine::Video => 1 << 2,
-        Engine::Blitter => 1 << 3,
-        Engine::VideoEnhance => 1 << 4,
-    }
+    crate::regs::gdrst::engine_bit(engine)
 }
 
 /// Context descriptor bits (i915 `GEN8_CTX_VALID`, `GEN8_CTX_PRIVILEGE`,

@@ -444,6 +444,32 @@ pub mod gt {
     pub const FAULT_GGTT: u32 = 1 << 4;
 }
 
+/// GEN6_GDRST, the graphics reset request (i915 `i915_reg.h`: `GEN6_GDRST`
+/// 0x941c, `GEN6_GRDOM_FULL` bit 0, `GEN6_GRDOM_RENDER` bit 1,
+/// `GEN6_GRDOM_MEDIA` bit 2, `GEN6_GRDOM_BLT` bit 3, `GEN6_GRDOM_VECS`
+/// bit 4). Software sets the domains to reset and polls until the
+/// hardware clears them; GVT-g completes a guest's request at once and
+/// reads back 0 (`gdrst_mmio_write`).
+pub mod gdrst {
+    use super::MmioOffset;
+    use crate::engine::Engine;
+
+    /// The register.
+    pub const OFFSET: MmioOffset = MmioOffset::reg(0x941c);
+    /// Full GPU reset: every engine and the GT state.
+    pub const FULL: u32 = 1 << 0;
+
+    /// The reset domain of `engine`.
+    pub const fn engine_bit(engine: Engine) -> u32 {
+        match engine {
+            Engine::Render => 1 << 1,
+            Engine::Video => 1 << 2,
+            Engine::Blitter => 1 << 3,
+            Engine::VideoEnhance => 1 << 4,
+        }
+    }
+}
+
 /// The PVINFO page (BAR0 + 0x78000, 4 KiB) through which a vGPU learns it is
 /// virtualized and which resources it owns (ballooning). Layout of
 /// `struct vgt_if` in i915 `i915_pvinfo.h`.

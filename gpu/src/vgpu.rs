@@ -8,7 +8,8 @@
 //!   MI_MODE, PVINFO display_ready...), nothing reaches hardware;
 //! * *read-only*: PVINFO ballooning fields, ACTHD; writes are guest faults;
 //! * *virtualized*: a handler acts (ring START/CTL/HEAD/TAIL, fences via the
-//!   GM translation, forcewake request/ack, g2v notification, GGTT window);
+//!   GM translation, forcewake request/ack, g2v notification, GGTT window,
+//!   GDRST);
 //! * *rejected*: everything else, including execlist ports and GFX_MODE.
 //!
 //! The vGPU offers the legacy ring-buffer interface to its guest (START,
@@ -42,8 +43,10 @@
 //! Failsafe: any guest fault on the write path, a rejected submission or a
 //! GPU fault in the vGPU's submission stops the vGPU with a recorded
 //! [`FailReason`]; later writes and submissions are refused until
-//! [`Vgpu::reset`]. Reads keep working (so the guest can inspect). Nothing
-//! a guest does panics: every path returns a [`VgpuError`].
+//! [`Vgpu::reset`], which the monitor calls or the guest asks for with a
+//! full GDRST reset (the one write a stopped vGPU takes). Reads keep
+//! working (so the guest can inspect). Nothing a guest does panics: every
+//! path returns a [`VgpuError`].
 
 use crate::addr::{GuestGgttIndex, GuestPage, PhysFrame, PAGE_SHIFT, PAGE_SIZE};
 use crate::backend::{
@@ -52,7 +55,9 @@ use crate::backend::{
 use crate::engine::Engine;
 use crate::ggtt::{GuestPte, HostPte, PteError};
 use crate::partition::{ClaimedRange, GmTranslation, Partition, TranslateError, VgpuId, VgpuType};
-use crate::regs::{fence, forcewake, pvinfo, ring, MmioOffset, GGTT_BAR0_OFFSET, GGTT_WINDOW_SIZE};
+use crate::regs::{
+    fence, forcewake, gdrst, pvinfo, ring, MmioOffset, GGTT_BAR0_OFFSET, GGTT_WINDOW_SIZE,
+};
 use core::fmt;
 
 /// The guest's own memory: which host frame backs each guest page. The
@@ -164,6 +169,8 @@ pub enum Handler {
     Pvinfo,
     /// The GGTT window at BAR0 + 8 MiB.
     Ggtt,
+    /// GDRST: a full reset of the vGPU ([`Vgpu::mmio_write`]).
+    Reset,
 }
 
 /// Faults a guest causes.
@@ -198,6 +205,9 @@ pub enum GuestFault {
     FenceOutsideSlices { index: u32, error: TranslateError },
     /// Unknown g2v notification.
     BadNotification { value: u32 },
+    /// A GDRST request for engine domains alone (only the full reset is
+    /// offered).
+    PartialReset { value: u32 },
 }
 
 impl fmt::Display for GuestFault {
@@ -242,6 +252,10 @@ impl fmt::Display for GuestFault {
             GuestFault::BadNotification { value } => {
                 write!(f, "unknown g2v notification {value}")
             }
+            GuestFault::PartialReset { value } => write!(
+                f,
+                "GDRST {value:#x} resets engine domains alone; only the full reset (bit 0) is offered"
+            ),
         }
     }
 }
@@ -447,6 +461,12 @@ impl RingState {
     }
 }
 
+/// What a BAR0 load the vGPU refuses returns to a guest (the kernel loads
+/// it for [`Vgpu::mmio_read`]'s guest faults): all ones, as a PCI read
+/// nobody answers (a master abort). A GGTT entry never reads so (all ones
+/// sets its reserved bits), so a guest can tell a refused GGTT read.
+pub const REFUSED_READ: u64 = u64::MAX;
+
 /// Most guest fences a vGPU type grants.
 pub const MAX_GUEST_FENCES: usize = 16;
 /// Most emulated registers a vGPU stores.
@@ -640,6 +660,9 @@ impl Vgpu {
         if let Some((index, high)) = fence::decode(raw) {
             return RegPolicy::Virtualized(Handler::Fence { index, high });
         }
+        if offset == gdrst::OFFSET {
+            return RegPolicy::Virtualized(Handler::Reset);
+        }
         for d in forcewake::Domain::ALL {
             if d.request() == offset {
                 return RegPolicy::Virtualized(Handler::ForcewakeRequest(d));
@@ -728,7 +751,8 @@ impl Vgpu {
                 Handler::ForcewakeRequest(d) | Handler::ForcewakeAck(d) => {
                     self.forcewake[domain_index(d)] & 0xffff
                 }
-                Handler::G2vNotify => 0,
+                // The reset completes at once.
+                Handler::G2vNotify | Handler::Reset => 0,
                 Handler::Pvinfo => self.pvinfo_dword(offset - pvinfo::PAGE),
                 Handler::Ggtt => return Err(VgpuError::Guest(GuestFault::BadAccess { offset })),
             },
@@ -790,6 +814,9 @@ impl Vgpu {
         size: AccessSize,
         value: u64,
     ) -> Result<MmioEffect, VgpuError> {
+        if MmioOffset::new(offset) == Some(gdrst::OFFSET) {
+            return self.write_reset(backend, size, value);
+        }
         if let VgpuState::Failed(r) = self.state {
             return Err(VgpuError::Stopped(r));
         }
@@ -798,6 +825,37 @@ impl Vgpu {
             self.fail(FailReason::Guest(g));
         }
         result
+    }
+
+    /// A GDRST write: with [`gdrst::FULL`], [`Vgpu::reset`], the stopped
+    /// state lifted with the rest; 0 does nothing. It is accepted while
+    /// the vGPU is stopped, as a guest driver resets a hung GPU to go on
+    /// (GVT-g's `gdrst_mmio_write`). Lifting the stop is safe because the
+    /// reset leaves nothing of what the guest had set up: its rings, GGTT
+    /// entries, fences and engine contexts are gone, and every later
+    /// submission is scanned as before. Engine domains alone are refused:
+    /// resetting one engine of a vGPU would have to stop its work on a
+    /// shared engine without touching the others'.
+    fn write_reset(
+        &mut self,
+        backend: &mut dyn Backend,
+        size: AccessSize,
+        value: u64,
+    ) -> Result<MmioEffect, VgpuError> {
+        let offset = gdrst::OFFSET.raw();
+        let value = value as u32;
+        let fault = if size != AccessSize::Dword {
+            GuestFault::BadAccess { offset }
+        } else if value & gdrst::FULL != 0 {
+            self.reset(backend);
+            return Ok(MmioEffect::Done);
+        } else if value == 0 {
+            return Ok(MmioEffect::Done);
+        } else {
+            GuestFault::PartialReset { value }
+        };
+        self.fail(FailReason::Guest(fault));
+        Err(VgpuError::Guest(fault))
     }
 
     fn write_inner(
@@ -936,7 +994,8 @@ impl Vgpu {
                     self.notifications += 1;
                     Ok(MmioEffect::Done)
                 }
-                Handler::Ggtt => Err(guest(GuestFault::BadAccess { offset })),
+                // Written before the failure check (`mmio_write`).
+                Handler::Ggtt | Handler::Reset => Err(guest(GuestFault::BadAccess { offset })),
             },
         }
     }
@@ -1117,14 +1176,19 @@ impl Vgpu {
 
     /// Back to power-on state: rings, fences, emulated registers, the
     /// guest's GGTT entries and the vGPU's engine contexts cleared (work
-    /// still in flight is abandoned), failure state lifted.
+    /// still in flight is abandoned), failure state lifted. Only the GGTT
+    /// blocks the guest wrote are cleared: the others hold no mapping
+    /// ([`GgttBlocks`]), and a guest that resets often (a driver
+    /// recovering from hangs, the hostile guest) must not cost the monitor
+    /// a write per page of its slices each time.
     pub fn reset(&mut self, backend: &mut dyn Backend) {
+        let written = self
+            .written_indices()
+            .filter_map(|i| self.translation.g2h_index(i).ok());
         clear_host_state(
             backend,
-            [
-                self.translation.host_aperture(),
-                self.translation.host_hidden(),
-            ],
+            written,
+            self.translation.host_aperture().base().ggtt_index(),
             self.host_fences,
             self.context(),
         );
@@ -1177,33 +1241,40 @@ impl Vgpu {
 /// slices, so the kernel runs it when it allocates a partition, never on a
 /// migration's stop path.
 pub fn scrub_partition(backend: &mut dyn Backend, partition: &Partition) {
+    let every = [partition.aperture(), partition.hidden()]
+        .into_iter()
+        .flat_map(|slice| {
+            let first = u64::from(slice.base().ggtt_index().raw());
+            first..first + slice.len() / 4096
+        })
+        .filter_map(|i| crate::addr::HostGgttIndex::new(i).ok());
     clear_host_state(
         backend,
-        [partition.aperture(), partition.hidden()],
+        every,
+        partition.aperture().base().ggtt_index(),
         partition.fences(),
         ContextId::of_vgpu(partition.id()),
     );
 }
 
+/// Invalidates the host GGTT entries `entries` (then flushes, with a last
+/// write at `flush_at`, an entry of the slices), zeroes `fences` and
+/// releases `context`.
 fn clear_host_state(
     backend: &mut dyn Backend,
-    slices: [crate::addr::HostGmRange; 2],
+    entries: impl Iterator<Item = crate::addr::HostGgttIndex>,
+    flush_at: crate::addr::HostGgttIndex,
     fences: crate::partition::FenceRange,
     context: ContextId,
 ) {
     // First: work of the context still running must not write into the
     // slices after they are cleared.
     backend.release_context(context);
-    for slice in slices {
-        let first = u64::from(slice.base().ggtt_index().raw());
-        for i in first..first + slice.len() / 4096 {
-            if let Ok(index) = crate::addr::HostGgttIndex::new(i) {
-                backend.write_pte(index, HostPte::INVALID).ignore();
-            }
-        }
+    for index in entries {
+        backend.write_pte(index, HostPte::INVALID).ignore();
     }
     // One flush covers the writes above (the backend orders them).
-    let flush = backend.write_pte(slices[0].base().ggtt_index(), HostPte::INVALID);
+    let flush = backend.write_pte(flush_at, HostPte::INVALID);
     backend.flush_ggtt(flush);
     for i in 0..fences.count() {
         if let Some(h) = fences.host_fence(i) {
@@ -1577,6 +1648,122 @@ mod tests {
             guest_submit(&mut w, &mut v1, &mem1, &srm(reg, at)).unwrap();
             assert_eq!(read_page_u32(&w, &mem1, 1, 4 * i as u64), 0, "{reg:#x}");
         }
+    }
+
+    fn gdrst(
+        w: &mut World,
+        v: &mut Vgpu,
+        mem: &FrameRuns<4>,
+        value: u32,
+    ) -> Result<MmioEffect, VgpuError> {
+        let offset = gdrst::OFFSET.raw();
+        v.mmio_write(&mut w.gpu, mem, offset, AccessSize::Dword, u64::from(value))
+    }
+
+    /// A guest whose submission was refused is stopped until it resets its
+    /// vGPU with a full GDRST reset; the reset leaves nothing of what it
+    /// had set up (rings, GGTT entries, fences, emulated registers, what
+    /// its engine context held) and touches nothing of its neighbour's.
+    #[test]
+    fn a_full_gdrst_reset_restarts_a_stopped_vgpu_and_scrubs_its_state() {
+        let mut w = world();
+        let (mem0, mem1) = (guest_mem(0, 0x1000, 8), guest_mem(0, 0x2000, 8));
+        let mut v0 = Vgpu::new(&w.parts[0]);
+        let mut v1 = Vgpu::new(&w.parts[1]);
+        let ap0 = boot_guest(&mut w, &mut v0, &mem0, 4);
+        let ap1 = boot_guest(&mut w, &mut v1, &mem1, 4);
+        let base = Engine::Render.mmio_base();
+        let gpr0 = base + ring::GPR_BASE;
+        let write = |w: &mut World, v: &mut Vgpu, mem, offset, value| {
+            v.mmio_write(&mut w.gpu, mem, offset, AccessSize::Dword, value)
+        };
+        // What the guest sets up: a GPR, an interrupt mask, a fence, a
+        // mapping deep in its hidden slice.
+        guest_submit(&mut w, &mut v0, &mem0, &lri(gpr0, 0x1eaf)).unwrap();
+        let hidden = v0.translation().guest_view().hidden.base().raw() + 0x30_0000;
+        let pte = GuestPte::map(GuestPage::new(3).unwrap(), crate::ggtt::PteFlags::NONE);
+        let _ = v0
+            .mmio_write(
+                &mut w.gpu,
+                &mem0,
+                ggtt_offset(hidden),
+                AccessSize::Qword,
+                pte.raw(),
+            )
+            .unwrap();
+        let _ = write(&mut w, &mut v0, &mem0, base + ring::IMR, 0xfff0).unwrap();
+        let _ = write(&mut w, &mut v0, &mem0, fence::hi(0).raw(), ap0 + 4096).unwrap();
+        let _ = write(&mut w, &mut v0, &mem0, fence::lo(0).raw(), ap0 | 1).unwrap();
+        // A store into the neighbour's aperture: refused, the vGPU stops.
+        let refused = guest_submit(&mut w, &mut v0, &mem0, &sdi(ap1 + 4096, 7));
+        assert!(
+            matches!(refused, Err(VgpuError::Rejected(_))),
+            "{refused:?}"
+        );
+        assert!(matches!(v0.state(), VgpuState::Failed(_)));
+        let stopped = write(&mut w, &mut v0, &mem0, base + ring::START, ap0);
+        assert!(matches!(stopped, Err(VgpuError::Stopped(_))));
+        // The reset is accepted while stopped, completes at once.
+        assert_eq!(
+            gdrst(&mut w, &mut v0, &mem0, gdrst::FULL),
+            Ok(MmioEffect::Done)
+        );
+        assert_eq!(v0.state(), VgpuState::Running);
+        let read = |w: &mut World, v: &mut Vgpu, mem, offset| {
+            v.mmio_read(&mut w.gpu, mem, offset, AccessSize::Dword)
+                .unwrap()
+        };
+        assert_eq!(read(&mut w, &mut v0, &mem0, gdrst::OFFSET.raw()), 0);
+        assert_eq!(v0.ring(Engine::Render), RingState::default());
+        assert_eq!(read(&mut w, &mut v0, &mem0, base + ring::IMR), 0);
+        assert_eq!(read(&mut w, &mut v0, &mem0, fence::lo(0).raw()), 0);
+        let host_fence = w.parts[0].fences().host_fence(0).unwrap();
+        assert_eq!(w.gpu.read_reg(fence::lo(host_fence)), 0);
+        for gm in [ap0, hidden] {
+            let index = GuestGgttIndex::new(gm / 4096).unwrap();
+            assert_eq!(
+                v0.guest_pte(&mut w.gpu, &mem0, index),
+                Ok(GuestPte::INVALID)
+            );
+        }
+        // Booted again, it runs; its context no longer holds the GPR.
+        boot_guest(&mut w, &mut v0, &mem0, 4);
+        guest_submit(&mut w, &mut v0, &mem0, &srm(gpr0, ap0 + 2 * 4096)).unwrap();
+        assert_eq!(read_page_u32(&w, &mem0, 2, 0), 0);
+        // The neighbour kept its mapping and runs on.
+        assert!(v1
+            .guest_pte(&mut w.gpu, &mem1, GuestGgttIndex::new(ap1 / 4096).unwrap())
+            .unwrap()
+            .is_present());
+        guest_submit(&mut w, &mut v1, &mem1, &sdi(ap1 + 4096, 9)).unwrap();
+        assert_eq!(read_page_u32(&w, &mem1, 1, 0), 9);
+    }
+
+    /// GDRST 0 asks for nothing; engine domains alone are refused (the
+    /// vGPU stops), as is any width but a DWord.
+    #[test]
+    fn gdrst_offers_only_the_full_reset() {
+        let mut w = world();
+        let mem = guest_mem(0, 0x1000, 8);
+        let mut v = Vgpu::new(&w.parts[0]);
+        boot_guest(&mut w, &mut v, &mem, 2);
+        assert_eq!(gdrst(&mut w, &mut v, &mem, 0), Ok(MmioEffect::Done));
+        assert_eq!(v.ring(Engine::Render).ctl, 1, "nothing was reset");
+        let render = gdrst::engine_bit(Engine::Render);
+        assert_eq!(
+            gdrst(&mut w, &mut v, &mem, render),
+            Err(VgpuError::Guest(GuestFault::PartialReset { value: render }))
+        );
+        assert!(matches!(v.state(), VgpuState::Failed(_)));
+        assert_eq!(
+            gdrst(&mut w, &mut v, &mem, gdrst::FULL | render),
+            Ok(MmioEffect::Done)
+        );
+        let qword = v.mmio_write(&mut w.gpu, &mem, gdrst::OFFSET.raw(), AccessSize::Qword, 1);
+        assert!(matches!(
+            qword,
+            Err(VgpuError::Guest(GuestFault::BadAccess { .. }))
+        ));
     }
 
     /// A gate that hands back work on another context is a monitor bug:

@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod abi;
+pub mod attack;
 pub mod content;
 pub mod driver;
 pub mod platform;

@@ -243,6 +243,94 @@ impl Regions {
     }
 }
 
+/// Where the bookkeeping of data page `i` is: guest page and offset
+/// (`first`: the guest page of RAM index 0).
+fn book_slot(first: u64, regions: &Regions, i: u64) -> (u64, usize) {
+    let byte = i * 8;
+    (
+        first + regions.book.start + byte / PAGE as u64,
+        (byte % PAGE as u64) as usize,
+    )
+}
+
+/// The bookkeeping of data page `i`. It stores the content id plus one,
+/// so that the zero page (id [`crate::content::ZERO`]) is all-zero bookkeeping and needs
+/// no writes at boot.
+fn read_state<P: Platform>(
+    p: &mut P,
+    first: u64,
+    regions: &Regions,
+    i: u64,
+) -> Result<PageState, WorkloadError<P::Error>> {
+    let (page, at) = book_slot(first, regions, i);
+    let mut b = [0u8; 8];
+    p.ram_read(page, at, &mut b)
+        .map_err(|e| WorkloadError::Driver(DriverError::Platform(e)))?;
+    let stored = PageState::from_bytes(b);
+    Ok(PageState {
+        content: stored.content.wrapping_sub(1),
+        edit: stored.edit,
+    })
+}
+
+/// Checks data page `i` against its bookkeeping (`frame`: for the error);
+/// leaves its bytes in `pages.0`.
+fn check_page<P: Platform>(
+    p: &mut P,
+    seed: u64,
+    first: u64,
+    regions: &Regions,
+    i: u64,
+    pages: (&mut [u8; PAGE], &mut [u8; PAGE]),
+    frame: u64,
+) -> Result<(), WorkloadError<P::Error>> {
+    let (page, want) = pages;
+    let s = read_state(p, first, regions, i)?;
+    content::expected(seed, i as u32, s, want);
+    p.ram_read(first + i, 0, page)
+        .map_err(|e| WorkloadError::Driver(DriverError::Platform(e)))?;
+    match page.iter().zip(want.iter()).position(|(a, b)| a != b) {
+        Some(offset) => Err(WorkloadError::Corrupt {
+            frame,
+            page: first + i,
+            offset,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Checks, reading only, every data page of a workload of `kind` and
+/// `seed` whose driver RAM is the `ram_pages` guest pages from
+/// `ram_first` against the bookkeeping it keeps there; returns how many.
+/// What the monitor does after a run to see, by content, that no one else
+/// changed a guest's pages (the guest checks itself the same way, but a
+/// guest's word is not evidence). A corrupt page is reported with frame
+/// `u64::MAX`.
+pub fn verify<P: Platform>(
+    p: &mut P,
+    ram_first: u64,
+    ram_pages: u64,
+    kind: Kind,
+    seed: u64,
+) -> Result<u64, WorkloadError<P::Error>> {
+    let regions =
+        Regions::of(kind, ram_pages).ok_or(WorkloadError::TooSmall { pages: ram_pages })?;
+    let (mut page, mut want) = ([0u8; PAGE], [0u8; PAGE]);
+    let data = regions.data();
+    for i in data.clone() {
+        check_page(
+            p,
+            seed,
+            ram_first,
+            &regions,
+            i,
+            (&mut page, &mut want),
+            u64::MAX,
+        )?;
+    }
+    Ok(data.end - data.start)
+}
+
 /// A workload over a booted driver.
 #[derive(Clone, Debug)]
 pub struct Workload {
@@ -385,12 +473,7 @@ impl Workload {
     }
 
     fn book_slot(&self, i: u64) -> (u64, usize) {
-        let byte = i * 8;
-        (
-            self.driver
-                .page(self.regions.book.start + byte / PAGE as u64),
-            (byte % PAGE as u64) as usize,
-        )
+        book_slot(self.driver.page(0), &self.regions, i)
     }
 
     /// Bookkeeping stores the content id plus one, so that the zero page
@@ -411,15 +494,7 @@ impl Workload {
     }
 
     fn state<P: Platform>(&self, p: &mut P, i: u64) -> Result<PageState, WorkloadError<P::Error>> {
-        let (page, at) = self.book_slot(i);
-        let mut b = [0u8; 8];
-        p.ram_read(page, at, &mut b)
-            .map_err(|e| WorkloadError::Driver(DriverError::Platform(e)))?;
-        let stored = PageState::from_bytes(b);
-        Ok(PageState {
-            content: stored.content.wrapping_sub(1),
-            edit: stored.edit,
-        })
+        read_state(p, self.driver.page(0), &self.regions, i)
     }
 
     /// One frame: the model's writes, then the checks.
@@ -528,17 +603,9 @@ impl Workload {
     /// Checks data page `i` against its bookkeeping and folds it into the
     /// checksum.
     fn check<P: Platform>(&mut self, p: &mut P, i: u64) -> Result<(), WorkloadError<P::Error>> {
-        let s = self.state(p, i)?;
-        content::expected(self.seed, i as u32, s, &mut self.want);
-        p.ram_read(self.driver.page(i), 0, &mut self.page)
-            .map_err(|e| WorkloadError::Driver(DriverError::Platform(e)))?;
-        if let Some(offset) = self.page.iter().zip(&self.want).position(|(a, b)| a != b) {
-            return Err(WorkloadError::Corrupt {
-                frame: self.frame,
-                page: self.driver.page(i),
-                offset,
-            });
-        }
+        let first = self.driver.page(0);
+        let pages = (&mut self.page, &mut self.want);
+        check_page(p, self.seed, first, &self.regions, i, pages, self.frame)?;
         self.checksum =
             xxh3_64_with_seed(&self.page, self.checksum ^ self.frame.rotate_left(32) ^ i);
         Ok(())

@@ -10,14 +10,18 @@
 use std::collections::BTreeMap;
 
 use gpu::addr::{GuestPage, HostGgttIndex, HostGmRange, PhysAddr, PhysFrame};
-use gpu::backend::{Backend, PhysMem, PhysMemError};
+use gpu::backend::{Backend, FaultKind, PhysMem, PhysMemError};
 use gpu::engine::Engine;
 use gpu::ggtt::{HostPte, PteFlags};
 use gpu::mediate::{ScanGate, SHADOW_BYTES_PER_ENGINE};
 use gpu::partition::{GmLayout, Partition, PartitionAllocator, VgpuType};
 use gpu::sched::Scheduler;
 use gpu::sim::SimGpu;
-use gpu::vgpu::{AccessSize, FrameRun, FrameRuns, MmioEffect, Vgpu, VgpuError};
+use gpu::vgpu::{
+    AccessSize, FailReason, FrameRun, FrameRuns, MmioEffect, Vgpu, VgpuError, VgpuState,
+    REFUSED_READ,
+};
+use guest::attack::{self, Arena, Attacker, Class, Refusal};
 use guest::{Driver, FrameReport, Kind, Platform, Workload, WorkloadError};
 
 #[derive(Default)]
@@ -314,5 +318,177 @@ fn a_migrated_guest_goes_on_with_the_same_frames_and_checksums() {
         got.extend(run(&mut g, &mut wl, 18));
         assert_eq!(got, reference, "{kind}");
         wl.check_all(&mut g).unwrap();
+    }
+}
+
+/// The hostile guest's machine: its refused BAR0 accesses complete as the
+/// monitor completes them for a ring-3 guest (`kernel/src/vm/guest.rs`):
+/// a store is dropped (the vGPU has stopped), a load reads
+/// `REFUSED_READ`; `settle` lets model time pass until the vGPU is idle
+/// or stopped.
+struct Hostile<'g, 'w> {
+    g: &'g mut Guest<'w>,
+    declared: Vec<Class>,
+}
+
+impl Hostile<'_, '_> {
+    fn complete<T>(r: Result<T, VgpuError>, refused: T) -> Result<T, VgpuError> {
+        match r {
+            Err(e) if e.is_guest_fault() => Ok(refused),
+            other => other,
+        }
+    }
+}
+
+impl Platform for Hostile<'_, '_> {
+    type Error = VgpuError;
+    fn mmio_read32(&mut self, offset: u32) -> Result<u32, VgpuError> {
+        Self::complete(self.g.mmio_read32(offset), REFUSED_READ as u32)
+    }
+    fn mmio_write32(&mut self, offset: u32, value: u32) -> Result<(), VgpuError> {
+        Self::complete(self.g.mmio_write32(offset, value), ())
+    }
+    fn mmio_write64(&mut self, offset: u32, value: u64) -> Result<(), VgpuError> {
+        Self::complete(self.g.mmio_write64(offset, value), ())
+    }
+    fn ram_read(&mut self, page: u64, offset: usize, out: &mut [u8]) -> Result<(), VgpuError> {
+        self.g.ram_read(page, offset, out)
+    }
+    fn ram_write(&mut self, page: u64, offset: usize, data: &[u8]) -> Result<(), VgpuError> {
+        self.g.ram_write(page, offset, data)
+    }
+    fn pause(&mut self) -> Result<(), VgpuError> {
+        self.g.pause()
+    }
+}
+
+impl Arena for Hostile<'_, '_> {
+    fn declare(&mut self, class: Class) -> Result<(), VgpuError> {
+        self.declared.push(class);
+        Ok(())
+    }
+    fn settle(&mut self) -> Result<bool, VgpuError> {
+        loop {
+            self.g.w.now_ns += PAUSE_NS;
+            self.g.poll();
+            if let gpu::vgpu::VgpuState::Failed(_) = self.g.vgpu.state() {
+                return Ok(true);
+            }
+            if self.g.vgpu.is_idle() {
+                return Ok(false);
+            }
+        }
+    }
+    fn mmio_read64(&mut self, offset: u32) -> Result<u64, VgpuError> {
+        let g = &mut *self.g;
+        let r = g
+            .vgpu
+            .mmio_read(&mut g.w.gpu, &g.ram, offset, AccessSize::Qword);
+        Self::complete(r, REFUSED_READ)
+    }
+    fn mmio_write64_unchecked(&mut self, offset: u32, value: u64) -> Result<(), VgpuError> {
+        self.mmio_write64(offset, value)
+    }
+}
+
+/// Every stream and device attempt of the hostile guest, on the mediated
+/// path (vGPU, scheduler, scanner, software GPU), aimed at a workload
+/// guest's bookkeeping page: each is refused by the party its class
+/// names (the scanner's rejection, or the vGPU's refusal of the access),
+/// each stream's benign twin passes the scanner (and runs, where the
+/// software GPU models its commands), the attacker's vGPU works
+/// again after each reset, and the workload guest beside it finds every
+/// page as its bookkeeping says, and runs on.
+#[test]
+fn the_hostile_guests_attempts_are_refused_and_its_neighbour_keeps_its_pages() {
+    let mut w = world();
+    let mut victim = guest(&mut w, 0x1_0000, 2048);
+    let d = Driver::probe(&mut victim, RAM_FIRST, 2048).unwrap();
+    let book = d.gm(guest::driver::DATA_FIRST);
+    let mut wl = Workload::boot(&mut victim, d, Kind::Desktop2d, 5).unwrap();
+    run(&mut victim, &mut wl, 2);
+    let Guest {
+        vgpu,
+        partition,
+        ram,
+        first_frame,
+        ..
+    } = victim;
+    let mut g = guest(&mut w, 0x2_0000, 64);
+    let mut h = Hostile {
+        g: &mut g,
+        declared: Vec::new(),
+    };
+    let mut a = Attacker::probe(&mut h, RAM_FIRST, 64, book).unwrap();
+    assert_eq!(a.layout().victim, book);
+    let mut made = 0;
+    for class in Class::ALL {
+        a.fresh(&mut h, class).unwrap();
+        let Some(outcome) = a.attempt(&mut h, class).unwrap() else {
+            continue;
+        };
+        made += 1;
+        assert!(outcome.refused, "{class} was not refused");
+        let state = h.g.vgpu.state();
+        match (class.refusal(), state) {
+            (Refusal::Scanner, VgpuState::Failed(FailReason::Rejected(_))) => {}
+            (Refusal::Device, VgpuState::Failed(FailReason::Guest(_))) => {}
+            // A refused read stops nothing.
+            (Refusal::Device, VgpuState::Running) if class == Class::GgttReadOutside => {}
+            _ => panic!("{class}: refused, but the vGPU is {state:?}"),
+        }
+        if let Some(twin) = attack::stream(class, a.layout(), true) {
+            a.fresh(&mut h, class).unwrap();
+            a.run_stream(&mut h, &twin).unwrap();
+            // The scanner let it through: it ran, or the software GPU
+            // says it does not model it (a loud fault, never a silent
+            // NOOP: XY_SETUP_BLT, XY_FAST_COPY_BLT, a depth clear).
+            let state = h.g.vgpu.state();
+            let unmodelled = |f: &gpu::backend::GpuFault| matches!(f.kind, FaultKind::Unmodeled(_));
+            match state {
+                VgpuState::Running => {}
+                VgpuState::Failed(FailReason::Gpu(f)) if unmodelled(&f) => {}
+                _ => panic!("{class}: the twin stopped the vGPU: {state:?}"),
+            }
+        }
+    }
+    assert_eq!(made, Class::ALL.len() - 2, "all but the CPU classes");
+    assert_eq!(h.declared.len(), made);
+    drop(h);
+    drop(g);
+    let mut victim = Guest {
+        w: &mut w,
+        vgpu,
+        partition,
+        ram,
+        first_frame,
+    };
+    run(&mut victim, &mut wl, 2);
+    assert!(wl.check_all(&mut victim).unwrap() > 1900);
+    let checked = guest::workload::verify(&mut victim, RAM_FIRST, 2048, Kind::Desktop2d, 5);
+    assert_eq!(checked, Ok(wl.check_all(&mut victim).unwrap()));
+}
+
+/// The monitor's own check of a guest's pages (`guest::workload::verify`)
+/// passes on an untouched guest and names a page changed behind its back.
+#[test]
+fn verify_checks_every_data_page_against_the_bookkeeping() {
+    let mut w = world();
+    let mut g = guest(&mut w, 0x1_0000, 2048);
+    let d = Driver::probe(&mut g, RAM_FIRST, 2048).unwrap();
+    let mut wl = Workload::boot(&mut g, d, Kind::Video, 9).unwrap();
+    run(&mut g, &mut wl, 3);
+    let all = wl.check_all(&mut g).unwrap();
+    assert_eq!(
+        guest::workload::verify(&mut g, RAM_FIRST, 2048, Kind::Video, 9),
+        Ok(all)
+    );
+    let page = RAM_FIRST + 1000;
+    g.ram_write(page, 7, &[0xa5]).unwrap();
+    match guest::workload::verify(&mut g, RAM_FIRST, 2048, Kind::Video, 9) {
+        Err(WorkloadError::Corrupt {
+            page: p, offset, ..
+        }) => assert_eq!((p, offset), (page, 7)),
+        other => panic!("{other:?}"),
     }
 }

@@ -24,8 +24,30 @@ pub enum ExitCode {
     BadCommandLine = 0x14,
 }
 
-/// Ends the monitor: exits QEMU with `code`, or halts forever on hardware.
+impl ExitCode {
+    /// The outcome's name on the console's last line; the same names as
+    /// `xtask::qemu::Outcome::name`, which reads them back.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExitCode::Success => "success",
+            ExitCode::Failure => "failure",
+            ExitCode::Panic => "panic",
+            ExitCode::CpuException => "cpu-exception",
+            ExitCode::BadCommandLine => "bad-command-line",
+        }
+    }
+}
+
+/// The console line that ends every run, `gmig-rs: exit <name>`: on a
+/// real machine (no isa-debug-exit) the only way the host harness
+/// (`cargo xtask hil`) learns the outcome.
+pub const EXIT_LINE_PREFIX: &str = "gmig-rs: exit ";
+
+/// Ends the monitor: says so on the console, then exits QEMU with
+/// `code`, or halts forever on hardware. Callers on the panic and fault
+/// paths have already released the console's lock.
 pub fn exit(code: ExitCode) -> ! {
+    crate::println!("{EXIT_LINE_PREFIX}{}", code.name());
     if crate::arch::cpu::running_under_qemu() {
         // SAFETY: under QEMU the monitor is started with isa-debug-exit at
         // 0xf4; the write ends the VM. Without the device it is ignored.

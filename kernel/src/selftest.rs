@@ -112,6 +112,10 @@ const SUITE: &[Test] = &[
         run: crate::vm::selftest::faults_kill_alone,
     },
     Test {
+        name: "ring3-twins",
+        run: crate::vm::selftest::benign_twins_not_refused,
+    },
+    Test {
         name: "ring3-preemption",
         run: crate::vm::selftest::tight_loop_preempted,
     },

@@ -1,12 +1,17 @@
 //! Ring-3 guests (`ring3=`): the three workloads and a hostile guest, each
 //! a deprivileged program on a vGPU of its own, driving it only through
-//! trapped BAR0 accesses. The workloads run all their frames and pass
-//! their own check of every page; the hostile guest spins without
-//! yielding (and is preempted), then reads another guest's RAM and is
-//! killed for it, alone.
+//! trapped BAR0 accesses. The workloads run all their frames, their
+//! checksums are those the monitor's stand-in computes for the same
+//! workload, and the monitor finds every data page of their RAM holding
+//! what their bookkeeping says; the hostile guest tries every class of
+//! attempt (`guest::attack`) through its vGPU and its CPU, aimed at the
+//! first workload guest, each is refused by the party its class names, it
+//! spins without yielding (and is preempted), and it ends killed for its
+//! last attempt (a read of that guest's RAM), alone.
 
 use std::collections::HashMap;
 
+use guest::attack::{Class, Refusal};
 use tests::{boot, expect_console, expect_outcome};
 use xtask::qemu::{Outcome, RunResult};
 
@@ -24,8 +29,18 @@ fn guest_reports(result: &RunResult) -> Vec<HashMap<String, String>> {
         .collect()
 }
 
+/// The monitor's words for who refused (`kernel/src/vm/attempts.rs`).
+fn refused_by(r: Refusal) -> &'static str {
+    match r {
+        Refusal::Scanner => "refused by the scanner",
+        Refusal::Device => "refused by the vGPU",
+        Refusal::Timer => "refused by the timer",
+        Refusal::Fault => "refused by the CPU",
+    }
+}
+
 #[test]
-fn four_ring3_guests_run_and_the_hostile_one_dies_alone() {
+fn four_ring3_guests_run_and_the_hostile_one_is_refused_everything_and_dies_alone() {
     let result = boot("ring3=3d,desktop,video,hostile ring3_frames=12", 128);
     expect_outcome(&result, Outcome::Success);
     expect_console(&result, "gmig-rs: 4 ring-3 guests on software-gen9");
@@ -40,6 +55,11 @@ fn four_ring3_guests_run_and_the_hostile_one_dies_alone() {
         &result,
         "the RAM of vgpu0's guest (mapped for the monitor only)",
     );
+    assert!(
+        !result.transcript().contains("NOT REFUSED"),
+        "{}",
+        result.transcript()
+    );
     let reports = guest_reports(&result);
     assert_eq!(reports.len(), 4, "{}", result.transcript());
     for (report, program) in reports.iter().zip(["3d", "desktop", "video"]) {
@@ -50,6 +70,13 @@ fn four_ring3_guests_run_and_the_hostile_one_dies_alone() {
         assert_eq!(field("exit_code"), Some("0"));
         assert_eq!(field("frames"), Some("12"));
         assert_eq!(field("last_frame"), Some("11"));
+        // The monitor's own checks: the stand-in's checksums, frame by
+        // frame, and every data page by content.
+        assert_eq!(field("checksum_ok"), Some("true"), "{report:?}");
+        let pages: u64 = field("pages_verified").unwrap().parse().unwrap();
+        assert!(pages > 3000, "{report:?}");
+        assert_eq!(field("attempts"), Some("0"));
+        assert_eq!(field("as_expected"), Some("true"));
         let exits: u64 = field("mmio_exits").unwrap().parse().unwrap();
         assert!(
             exits > 1000,
@@ -60,6 +87,40 @@ fn four_ring3_guests_run_and_the_hostile_one_dies_alone() {
     assert_eq!(hostile["program"], "hostile");
     assert_eq!(hostile["ended"], "killed");
     assert_eq!(hostile["kill_vector"], "14");
+    let every = Class::ALL.len().to_string();
+    assert_eq!(hostile["attempts"], every, "{hostile:?}");
+    assert_eq!(hostile["refused"], every, "{hostile:?}");
+    assert_eq!(hostile["classes"], every, "{hostile:?}");
+    assert_eq!(hostile["as_expected"], "true");
+    // Each device class's access was refused (and the guest went on).
+    let device = Class::ALL
+        .iter()
+        .filter(|c| c.refusal() == Refusal::Device)
+        .count() as u64;
+    let refused_mmio: u64 = hostile["mmio_refused"].parse().unwrap();
+    assert!(refused_mmio >= device, "{hostile:?}");
+    // Every class, in order, refused by the party it names, in the
+    // monitor's log.
+    for (i, class) in Class::ALL.iter().enumerate() {
+        let verdict = format!(
+            "guest 3 (hostile) attempt {} {}: {}",
+            i + 1,
+            class.name(),
+            refused_by(class.refusal())
+        );
+        assert!(
+            result.messages().any(|m| m.starts_with(&verdict)),
+            "no `{verdict}`\n{}",
+            result.transcript()
+        );
+    }
+    // The guest saw each refused too.
+    let seen = format!("{n} attempts, {n} seen refused", n = Class::ALL.len() - 1);
+    assert!(
+        result.messages().any(|m| m.contains(&seen)),
+        "{}",
+        result.transcript()
+    );
     // It never yields: only the timer took the CPU from it.
     let preemptions: u64 = hostile["preemptions"].parse().unwrap();
     assert!(preemptions >= 2, "{hostile:?}");

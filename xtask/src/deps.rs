@@ -37,7 +37,7 @@ pub const GRUB_ISO: &[Tool] = &[
     },
 ];
 
-/// grub-mkrescue needs the i386-pc modules, which have no binary to look for.
+/// grub-mkrescue and grub-mkimage need the i386-pc modules, which have no binary to look for.
 const GRUB_PC_MODULES: &str = "/usr/lib/grub/i386-pc";
 const GRUB_PC_PACKAGE: &str = "grub-pc-bin";
 
@@ -65,7 +65,11 @@ pub fn ensure(tools: &[Tool]) -> Result<()> {
         .filter(|t| !on_path(t.binary))
         .map(|t| t.package)
         .collect();
-    if tools.iter().any(|t| t.binary == "grub-mkrescue")
+    // grub-mkrescue (the ISO) and grub-mkimage (the netboot image) both
+    // build i386-pc images.
+    if tools
+        .iter()
+        .any(|t| t.binary == "grub-mkrescue" || t.binary == "grub-mkimage")
         && !std::path::Path::new(GRUB_PC_MODULES).is_dir()
     {
         missing.push(GRUB_PC_PACKAGE);

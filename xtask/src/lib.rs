@@ -9,6 +9,7 @@ pub mod cmd;
 pub mod compare_qemu;
 pub mod defmt_log;
 pub mod deps;
+pub mod hil;
 pub mod image;
 pub mod migrate_run;
 pub mod migration_report;

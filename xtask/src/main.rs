@@ -109,6 +109,29 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
+    /// Boot the monitor on a machine (or a QEMU playing one) described by a
+    /// target file, and write the same report as `run` plus the machine's
+    /// identity; logs in target/xtask/hil/<time>-<name>/.
+    Hil {
+        /// The target file (TOML; see tests/hil/ and the README).
+        #[arg(long)]
+        target: std::path::PathBuf,
+        /// What the monitor runs: selftests, guests or migration.
+        #[arg(long, default_value = "selftests", value_parser = ["selftests", "guests", "migration"])]
+        mode: String,
+        /// The destination's target file (mode migration).
+        #[arg(long)]
+        peer: Option<std::path::PathBuf>,
+        /// One self-test by name instead of all (mode selftests).
+        #[arg(long, default_value = "all")]
+        selftest: String,
+        /// More kernel command line, after the target file's `append`.
+        #[arg(long, default_value = "")]
+        append: String,
+        /// Show every log line (default: warnings, errors, reports, self-tests).
+        #[arg(long)]
+        verbose: bool,
+    },
     /// Write a GRUB rescue ISO to target/xtask/gmig.iso.
     Image {
         /// Kernel command line baked into grub.cfg.
@@ -176,6 +199,26 @@ fn main() -> ExitCode {
             xtask::defmt_log::print_file(&file, elf.as_deref()).map(|()| 0)
         }
         Command::Bench { quick } => xtask::bench::main(quick).map(|()| 0),
+        Command::Hil {
+            target,
+            mode,
+            peer,
+            selftest,
+            append,
+            verbose,
+        } => xtask::hil::main(&xtask::hil::HilOptions {
+            target,
+            peer,
+            mode: match mode.as_str() {
+                "guests" => xtask::hil::Mode::Guests,
+                "migration" => xtask::hil::Mode::Migration,
+                _ => xtask::hil::Mode::SelfTests(selftest),
+            },
+            append,
+            elf: None,
+            echo: true,
+            verbose,
+        }),
         Command::Image { append } => xtask::image::main(&append).map(|()| 0),
         Command::Netbench {
             nic,

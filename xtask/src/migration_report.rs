@@ -232,8 +232,10 @@ pub struct GuestReport {
     pub submissions: Option<u64>,
     /// Its share of the CPU time this monitor's guests had, in thousandths.
     pub cpu_share_permille: Option<u64>,
-    /// Its share of the GPU's time (the vGPU scheduler's), in thousandths;
-    /// `None` where the monitor does not measure it.
+    /// Its vGPU's engine time on this monitor (the vGPU scheduler's).
+    pub gpu_busy_us: Option<u64>,
+    /// Its share of the engine time every vGPU of this monitor used, in
+    /// thousandths; `None` where the monitor does not say.
     pub gpu_share_permille: Option<u64>,
     /// Where it ended: `source` or `destination` (ran to its end there),
     /// `migrated` (left the source), `held` (stopped after an unconfirmed
@@ -261,6 +263,7 @@ pub fn guests(result: &RunResult) -> Vec<GuestReport> {
                 mmio_exits: f.num("mmio_exits"),
                 submissions: f.num("submissions"),
                 cpu_share_permille: f.num("cpu_share_permille"),
+                gpu_busy_us: f.num("gpu_busy_us"),
                 gpu_share_permille: f.present("gpu_share_permille").map(|v| v as u64),
                 ended: f.text("ended"),
                 exit_code: f.present("exit_code"),
@@ -928,8 +931,8 @@ pub(crate) mod tests {
         "report raw_tcp bytes=16777216 micros=250000 mbps=536.870912",
         "migration progress policy=informed phase=precopy round=1 sent_pages=1000 left_pages=15384 bytes=4100000 rate_mbps=400.5 expected_downtime_ms=310.2",
         "report migration status=completed transport=tcp nic=virtio policy=informed authenticated=true encrypted=false total_ms=1234.5 downtime_ms=12.25 setup_ms=3.5 rounds=4 pages_total=16384 pages_precopy=16384 pages_downtime=312 pages_zero=100 pages_delta=50 bytes=69000000 throughput_mbps=449.1 digest=0x00ab12",
-        "report guest id=0 kind=3d mib=64 frames=10 checksum=0x1234 frames_here=10 frame_ms=16.7 mmio_exits=900 submissions=30 cpu_share_permille=400 gpu_share_permille=-1 ended=migrated exit_code=-1 kill_vector=-1",
-        "report guest id=1 kind=desktop mib=8 frames=30 checksum=0x99 frames_here=30 frame_ms=16.7 mmio_exits=700 submissions=60 cpu_share_permille=300 gpu_share_permille=250 ended=source exit_code=0 kill_vector=-1",
+        "report guest id=0 kind=3d mib=64 frames=10 checksum=0x1234 frames_here=10 frame_ms=16.7 mmio_exits=900 submissions=30 cpu_share_permille=400 gpu_busy_us=0 gpu_share_permille=-1 ended=migrated exit_code=-1 kill_vector=-1",
+        "report guest id=1 kind=desktop mib=8 frames=30 checksum=0x99 frames_here=30 frame_ms=16.7 mmio_exits=700 submissions=60 cpu_share_permille=300 gpu_busy_us=5000 gpu_share_permille=250 ended=source exit_code=0 kill_vector=-1",
         "report guest id=3 kind=hostile mib=2 frames=0 checksum=0x0 frames_here=0 frame_ms=-1.0 mmio_exits=1 submissions=0 cpu_share_permille=300 gpu_share_permille=-1 ended=killed exit_code=-1 kill_vector=14",
     ];
     const DEST_OK: &[&str] = &[
@@ -988,6 +991,7 @@ pub(crate) mod tests {
         assert_eq!(r.source.guests[1].kind.as_deref(), Some("desktop"));
         assert_eq!(r.source.guests[1].cpu_share_permille, Some(300));
         assert_eq!(r.source.guests[1].gpu_share_permille, Some(250));
+        assert_eq!(r.source.guests[1].gpu_busy_us, Some(5000));
         assert_eq!(r.source.guests[1].exit_code, Some(0));
         assert_eq!(r.source.guests[1].frame_ms, Some(16.7));
         assert_eq!(r.source.guests[2].ended.as_deref(), Some("killed"));

@@ -112,6 +112,9 @@ pub enum Outcome {
     Killed,
     /// Any other QEMU status (QEMU itself failed).
     QemuError(i32),
+    /// A machine's console (`cargo xtask hil`) closed or failed before
+    /// the monitor's exit line.
+    ConsoleLost,
 }
 
 impl Outcome {
@@ -140,7 +143,22 @@ impl Outcome {
             Outcome::Timeout => "timeout",
             Outcome::Killed => "killed",
             Outcome::QemuError(_) => "qemu-error",
+            Outcome::ConsoleLost => "console-lost",
         }
+    }
+
+    /// The outcome a monitor names on its last console line
+    /// (`gmig-rs: exit <name>`, `kernel::exit`), on QEMU and real machines.
+    pub fn from_exit_name(name: &str) -> Option<Outcome> {
+        [
+            Outcome::Success,
+            Outcome::Failure,
+            Outcome::Panic,
+            Outcome::CpuException,
+            Outcome::BadCommandLine,
+        ]
+        .into_iter()
+        .find(|o| o.name() == name)
     }
 
     /// The exit code `cargo xtask run` passes on.
@@ -155,6 +173,7 @@ impl Outcome {
             Outcome::Timeout => 6,
             Outcome::QemuError(_) => 7,
             Outcome::Killed => 8,
+            Outcome::ConsoleLost => 9,
         }
     }
 }

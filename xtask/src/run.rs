@@ -64,7 +64,7 @@ fn write_report(value: &impl serde::Serialize) -> Result<std::path::PathBuf> {
 
 /// The exit code of a pair: the first side that did not succeed (source
 /// first), else 1 when a migration failed, else 0.
-fn pair_exit_code(source: Outcome, destination: Outcome, all_verified: bool) -> i32 {
+pub(crate) fn pair_exit_code(source: Outcome, destination: Outcome, all_verified: bool) -> i32 {
     match (source, destination) {
         (Outcome::Success, Outcome::Success) if all_verified => 0,
         (Outcome::Success, Outcome::Success) => 1,

@@ -129,6 +129,32 @@ impl Platform for RingPlatform {
     }
 }
 
+impl guest::attack::Arena for RingPlatform {
+    fn declare(&mut self, class: guest::attack::Class) -> Result<(), RingError> {
+        sys::attempt(class);
+        Ok(())
+    }
+
+    fn settle(&mut self) -> Result<bool, RingError> {
+        Ok(!sys::wait())
+    }
+
+    fn mmio_read64(&mut self, offset: u32) -> Result<u64, RingError> {
+        mmio_read64(offset)
+    }
+
+    fn mmio_write64_unchecked(&mut self, offset: u32, value: u64) -> Result<(), RingError> {
+        let at = BAR0_VA.wrapping_add(u64::from(offset));
+        // SAFETY: deliberately unchecked (the hostile guest's access past
+        // the end of BAR0): the address is unmapped in this guest's slot,
+        // so the store faults into the monitor, which refuses or kills; it
+        // touches no memory of this program.
+        unsafe { core::ptr::write_volatile(at as *mut u64, value) };
+        device_barrier();
+        Ok(())
+    }
+}
+
 /// A 64-bit BAR0 read at `offset` (GGTT entries), for probes: the
 /// `Platform` has no 64-bit read.
 pub fn mmio_read64(offset: u32) -> Result<u64, RingError> {

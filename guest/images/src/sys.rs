@@ -62,6 +62,11 @@ pub fn measure(what: Measure, total_cycles: u64, count: u64) {
     call(syscall::MEASURE, what as u64, total_cycles, count);
 }
 
+/// Declares that what follows is an attempt of `class`.
+pub fn attempt(class: guest::attack::Class) {
+    call(syscall::ATTEMPT, class.code(), 0, 0);
+}
+
 /// Ends the guest.
 pub fn exit(code: u64) -> ! {
     call(syscall::EXIT, code, 0, 0);

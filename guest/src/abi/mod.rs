@@ -64,6 +64,11 @@ pub mod syscall {
     /// `measure(what, total_cycles, count)`: a probe's timing
     /// ([`crate::abi::Measure`]).
     pub const MEASURE: u64 = 5;
+    /// `attempt(class)`: what the guest does from now on, until its next
+    /// `attempt` or its end, is an attempt of `class` (a
+    /// [`crate::attack::Class`] code) that must be refused; the monitor
+    /// judges from what it refused itself, not from the guest's word.
+    pub const ATTEMPT: u64 = 6;
     /// Longest log line.
     pub const LOG_MAX: usize = 256;
     /// `wait`: the vGPU is idle.
@@ -247,15 +252,27 @@ pub enum Probe {
         /// Rounds.
         rounds: u64,
     },
-    /// The misbehaving guest of the four-guest run: probes its vGPU, spins
-    /// `iterations` turns without yielding, then reads `address` (another
-    /// guest's RAM as the monitor maps it), which kills it.
+    /// The hostile guest of the four-guest run ([`crate::attack`]): makes
+    /// every stream and device attempt through its vGPU (each declared
+    /// with `attempt`, each must be refused; it resets its vGPU after
+    /// each), spins `iterations` turns without yielding, then reads
+    /// `address` (another guest's RAM as the monitor maps it), which must
+    /// kill it. Exits [`exit_code::PROBE_FAILED`] if it could not attack
+    /// or something went through.
     Hostile {
         /// Loop turns.
         iterations: u64,
-        /// Virtual address.
+        /// Virtual address of the last attempt.
         address: u64,
+        /// Graphics memory of another guest to aim at (0: outside its
+        /// slices, by its own choice).
+        victim: u64,
     },
+    /// The hostile guest's benign twins ([`crate::attack::stream`] with
+    /// `benign`), each declared with `attempt` as its attack would be:
+    /// the monitor must find none of them refused. Exits
+    /// [`exit_code::SUCCESS`] once each was submitted and its end awaited.
+    Twins,
 }
 
 /// What a guest runs: the image and its parameters.
@@ -362,6 +379,7 @@ impl Program {
                 Probe::Fpu { .. } => "fpu",
                 Probe::Dirty { .. } => "dirty",
                 Probe::Hostile { .. } => "hostile",
+                Probe::Twins => "twins",
             },
         }
     }
@@ -391,7 +409,9 @@ impl Program {
                 Probe::Hostile {
                     iterations,
                     address,
-                } => (25, [iterations, address, 0, 0]),
+                    victim,
+                } => (25, [iterations, address, victim, 0]),
+                Probe::Twins => (26, [0; 4]),
             },
         }
     }
@@ -438,7 +458,9 @@ impl Program {
             25 => Program::Probe(Probe::Hostile {
                 iterations: a[0],
                 address: a[1],
+                victim: a[2],
             }),
+            26 => Program::Probe(Probe::Twins),
             _ => return None,
         })
     }
@@ -557,7 +579,9 @@ mod tests {
             Program::Probe(Probe::Hostile {
                 iterations: 5,
                 address: 6,
+                victim: 7,
             }),
+            Program::Probe(Probe::Twins),
         ];
         for program in programs {
             let block = BootBlock {

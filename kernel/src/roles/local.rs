@@ -15,7 +15,7 @@
 use guest::abi::Program;
 use guest::Kind;
 
-use super::{hostile, ram_address, GuestError, Guests};
+use super::{GuestError, Guests};
 use crate::exit::{exit, ExitCode};
 use crate::migration::{migrate_local, MigrationError, MigrationSettings, StreamSecurity};
 use crate::platform::Platform;
@@ -31,10 +31,10 @@ const FRAMES_AFTER: u64 = 5;
 const MIGRATING: u32 = 0;
 
 /// What guest `i` of `n` runs: the workloads in turn, the last one of two
-/// or more hostile (trying to read guest 0's RAM).
-fn program(i: usize, n: usize, victim: Option<u64>) -> Program {
+/// or more hostile (aiming at guest 0: `vm::demo::victim_of`).
+fn program(i: usize, n: usize, victim: Option<(u64, u64)>) -> Program {
     if n >= 2 && i == n - 1 {
-        return hostile(victim.unwrap_or(0x10_0000));
+        return crate::vm::demo::hostile(victim);
     }
     Program::Workload {
         kind: [Kind::Game3d, Kind::Desktop2d, Kind::Video][i % 3],
@@ -60,7 +60,7 @@ pub fn run(p: &mut Platform) -> ! {
     }
     let mut guests = Guests::new(p);
     for i in 0..n {
-        let victim = ram_address(&guests, p, MIGRATING);
+        let victim = crate::vm::demo::victim_of(&p.vgpus, 0);
         let created = Guest::create(
             &guests.rt,
             &mut p.memory.frames,

@@ -29,7 +29,7 @@ mod source;
 use alloc::vec::Vec;
 
 use gpu::partition::VgpuType;
-use guest::abi::{Probe, Program};
+use guest::abi::Program;
 use guest::Kind;
 
 use crate::cmdline::Role;
@@ -287,30 +287,23 @@ impl Guests {
     }
 }
 
-/// The hostile guest's program: it spins without yielding, then reads
-/// `victim` (another guest's RAM as the monitor maps it), which kills it.
-fn hostile(victim: u64) -> Program {
-    Program::Probe(Probe::Hostile {
-        iterations: crate::vm::demo::HOSTILE_SPIN,
-        address: victim,
-    })
-}
-
-/// Guest `id`'s RAM as the monitor maps it, if it has a guest.
-fn ram_address(guests: &Guests, p: &Platform, id: u32) -> Option<u64> {
-    let g = guests.sched.guests.iter().find(|g| g.id == id)?;
-    let index = vgpu_index(&p.vgpus, g.vgpu)?;
-    p.vgpus.vgpus[index]
-        .memory
-        .runs()
-        .first()
-        .map(|r| r.first_frame.start().raw() + 0x800)
+/// The hostile guest's program, aimed at guest `id` (its RAM and its
+/// graphics memory: `vm::demo::victim_of`).
+fn hostile_at(guests: &Guests, p: &Platform, id: u32) -> Program {
+    let victim = guests
+        .sched
+        .guests
+        .iter()
+        .find(|g| g.id == id)
+        .and_then(|g| vgpu_index(&p.vgpus, g.vgpu))
+        .and_then(|index| crate::vm::demo::victim_of(&p.vgpus, index));
+    crate::vm::demo::hostile(victim)
 }
 
 /// The side guests of a source (and of `role=guests`), ids 1.. after guest
 /// 0, as many as `count`: a desktop and a video guest of
-/// [`SIDE_GUEST_MIB`], then the hostile guest (which tries to read the
-/// desktop's RAM). They run until asked to finish.
+/// [`SIDE_GUEST_MIB`], then the hostile guest (whose attempts aim at the
+/// desktop). They run until asked to finish.
 fn spawn_side_guests(p: &mut Platform, guests: &mut Guests, count: u8) -> Result<(), GuestError> {
     for id in 1..=u32::from(count) {
         let program = match id {
@@ -323,7 +316,7 @@ fn spawn_side_guests(p: &mut Platform, guests: &mut Guests, count: u8) -> Result
                 seed: 0xde5c_0000 | u64::from(id),
                 frames: 0,
             },
-            _ => hostile(ram_address(guests, p, 1).unwrap_or(0x10_0000)),
+            _ => hostile_at(guests, p, 1),
         };
         let mib = if id == 3 { HOSTILE_MIB } else { SIDE_GUEST_MIB };
         guests.spawn(p, id, program, mib)?;

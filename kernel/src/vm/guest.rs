@@ -9,7 +9,7 @@ use core::fmt;
 use gpu::addr::GuestPage;
 use gpu::backend::PhysMem;
 use gpu::partition::VgpuId;
-use gpu::vgpu::{AccessSize, FrameRuns, GuestMemoryMap, MmioEffect, VgpuError};
+use gpu::vgpu::{AccessSize, FrameRuns, GuestMemoryMap, MmioEffect, VgpuError, REFUSED_READ};
 use guest::abi::{
     self, BootBlock, Image, Program, BAR0_SIZE, BAR0_VA, BOOT_BLOCK_INDEX, BOOT_BLOCK_VA,
     DRIVER_INDEX, IMAGE_INDEX, IMAGE_PAGES, MIN_RAM_PAGES, PAGE, RAM_FIRST_PAGE, STACK_INDEX,
@@ -19,6 +19,7 @@ use x86_64::registers::control::{Cr2, Cr3, Cr3Flags};
 use x86_64::structures::paging::PhysFrame;
 use x86_64::PhysAddr;
 
+use super::attempts::{Attempts, Refused};
 use super::cpu::{Clock, CpuState, CpuStateError, SAVED_BYTES, USER_FLAGS};
 use super::decode::{self, DecodeError, Op, Width};
 use super::image::{self, ImageError};
@@ -57,7 +58,8 @@ pub enum MmioFault {
     Unreadable,
     /// The instruction is not one the monitor emulates.
     Decode(DecodeError),
-    /// The vGPU refused it (or the monitor failed inside it).
+    /// The monitor failed inside the vGPU (a refusal of the guest's own
+    /// doing does not kill it: `Guest::refuse_mmio`).
     Vgpu(VgpuError),
     /// The guest's vGPU is gone (a monitor bug).
     NoVgpu,
@@ -101,7 +103,7 @@ pub enum Kill {
         /// mapping, which ring 3 cannot use), if it is any vGPU's.
         owner: Option<VgpuId>,
     },
-    /// A BAR0 access that was refused.
+    /// A BAR0 access the monitor could not carry out.
     Mmio {
         /// Where.
         rip: u64,
@@ -331,6 +333,9 @@ pub struct Stats {
     pub submissions: u64,
     /// The probe's timings: (total cycles, count) per [`abi::Measure`].
     pub measures: [Option<(u64, u64)>; 3],
+    /// BAR0 accesses the vGPU refused (the guest went on; see
+    /// [`Guest::run`]).
+    pub mmio_refused: u64,
 }
 
 impl Stats {
@@ -550,6 +555,8 @@ pub struct Guest {
     pub(super) finish: bool,
     /// Its vGPU's stop was logged.
     stop_logged: bool,
+    /// Its declared attempts and the monitor's verdict on each.
+    pub attempts: Attempts,
 }
 
 /// Where a guest's GPU work stands (after a poll).
@@ -730,6 +737,7 @@ impl Guest {
             next_frame_us: 0,
             finish: false,
             stop_logged: false,
+            attempts: Attempts::new(program == Program::Probe(abi::Probe::Twins)),
         })
     }
 
@@ -845,26 +853,49 @@ impl Guest {
         self.space.accessed_dirty(abi::ram_va(page.number()))
     }
 
-    /// Stops the guest for good (it is not running: one CPU).
+    /// Stops the guest for good (it is not running: one CPU). A kill for
+    /// its own fault refuses its open attempt, if any.
     pub fn kill(&mut self, kill: Kill) {
         if !self.state.ended() {
             self.state = RunState::Killed(kill);
             report_kill(self.id, self.program.name(), &kill);
+            if kill.blame() == Some(Blame::Guest) {
+                self.attempts.refused(Refused::Fault);
+            }
+            self.attempts.close(self.id, self.program.name());
+        }
+    }
+
+    /// For an open attempt: whether its vGPU stopped during it (the
+    /// scanner's rejection happens at dispatch, in a poll outside the
+    /// guest's exits, so the stop is looked for at each exit).
+    pub(super) fn observe_vgpu(&mut self, m: &VgpuManager) {
+        if !self.attempts.is_open() {
+            return;
+        }
+        if let Some(hosted) = m.vgpus.iter().find(|h| h.partition.id() == self.vgpu) {
+            if let gpu::vgpu::VgpuState::Failed(reason) = hosted.vgpu.state() {
+                self.attempts.vgpu_stopped(reason);
+            }
         }
     }
 
     /// Where its GPU work stands, as of the last poll (`None`: its vGPU
-    /// is gone, a monitor bug). A stop is logged once, with its reason.
+    /// is gone, a monitor bug). Each stop is logged once, with its reason
+    /// (on the console only outside a declared attempt, whose verdict
+    /// says it).
     pub fn vgpu_progress(&mut self, m: &VgpuManager) -> Option<VgpuProgress> {
         let hosted = m.vgpus.iter().find(|h| h.partition.id() == self.vgpu)?;
         if let gpu::vgpu::VgpuState::Failed(reason) = hosted.vgpu.state() {
             if !self.stop_logged {
                 self.stop_logged = true;
-                crate::println!(
-                    "gmig-rs: guest {} ({}): its vGPU stopped: {reason}",
-                    self.id,
-                    self.program.name()
-                );
+                if !self.attempts.is_open() {
+                    crate::println!(
+                        "gmig-rs: guest {} ({}): its vGPU stopped: {reason}",
+                        self.id,
+                        self.program.name()
+                    );
+                }
                 defmt::warn!(
                     "guest {=u32} ({=str}): its vGPU stopped: {}",
                     self.id,
@@ -875,6 +906,8 @@ impl Guest {
             // What still runs of it ends by itself; nothing of it waits.
             return Some(VgpuProgress::Failed);
         }
+        // Running (again, after a reset): its next stop is news.
+        self.stop_logged = false;
         Some(if hosted.vgpu.is_idle() {
             VgpuProgress::Idle
         } else {
@@ -969,6 +1002,7 @@ impl Guest {
                     let now = rdtsc();
                     if now >= deadline {
                         self.stats.preemptions += 1;
+                        self.attempts.refused(Refused::Timer);
                         Next::End(SliceEnd::Preempted)
                     } else {
                         // A tick left over from an earlier slice.
@@ -1018,6 +1052,7 @@ impl Guest {
             SliceEnd::Sleeping { until_us } => self.state = RunState::Sleeping { until_us },
             SliceEnd::Exited(code) => {
                 self.state = RunState::Exited(code);
+                self.attempts.close(self.id, self.program.name());
                 defmt::info!(
                     "guest {=u32} ({=str}) exited with code {=u64}",
                     self.id,
@@ -1053,6 +1088,7 @@ impl Guest {
 
     /// Emulates the access at RIP that faulted on BAR0 at `address`.
     fn mmio(&mut self, m: &mut VgpuManager, address: u64, write: bool) -> Next {
+        self.observe_vgpu(m);
         let rip = self.cpu.frame.rip;
         let offset = address - BAR0_VA;
         let kill = |fault| {
@@ -1092,11 +1128,24 @@ impl Guest {
         let offset32 = offset as u32;
         let backend = m.device.backend();
         let result = match access.op {
-            Op::Read { dest } => hosted
-                .vgpu
-                .mmio_read(backend, &hosted.memory, offset32, size)
-                .map(|v| decode::write_register(&mut self.cpu.frame, dest, v))
-                .map(|()| MmioEffect::Done),
+            Op::Read { dest } => {
+                match hosted
+                    .vgpu
+                    .mmio_read(backend, &hosted.memory, offset32, size)
+                {
+                    Ok(v) => {
+                        decode::write_register(&mut self.cpu.frame, dest, v);
+                        Ok(MmioEffect::Done)
+                    }
+                    Err(e) => {
+                        if e.is_guest_fault() {
+                            // What a refused load returns (the access completes).
+                            decode::write_register(&mut self.cpu.frame, dest, REFUSED_READ);
+                        }
+                        Err(e)
+                    }
+                }
+            }
             Op::Write { value } => {
                 hosted
                     .vgpu
@@ -1118,7 +1167,39 @@ impl Guest {
                 self.cpu.frame.rip = rip.wrapping_add(access.len as u64);
                 Next::Resume
             }
+            Err(e) if e.is_guest_fault() => {
+                self.refuse_mmio(offset, write, e);
+                self.cpu.frame.rip = rip.wrapping_add(access.len as u64);
+                Next::Resume
+            }
             Err(e) => kill(MmioFault::Vgpu(e)),
+        }
+    }
+
+    /// A BAR0 access the vGPU refused, as a device does: the access
+    /// completes (a store is dropped, a load reads [`REFUSED_READ`]) and
+    /// the guest goes on; a refused store has stopped the vGPU, which the
+    /// guest learns from `wait` (and undoes only with a full GDRST reset,
+    /// `gpu::vgpu::Vgpu::mmio_write`). Killing the guest instead would
+    /// punish in the CPU what is the device's business, and leave a guest
+    /// driver no way to recover as i915 does from a hung GPU. The first
+    /// few refusals of a guest are logged, all are counted.
+    fn refuse_mmio(&mut self, offset: u64, write: bool, e: VgpuError) {
+        const LOGGED: u64 = 8;
+        self.stats.mmio_refused += 1;
+        if let VgpuError::Guest(fault) = e {
+            self.attempts.refused(Refused::Device(fault));
+        }
+        if self.stats.mmio_refused <= LOGGED {
+            let access = if write { "write" } else { "read" };
+            defmt::warn!(
+                "guest {=u32} ({=str}): BAR0 {=str} at +{=u64:#x} refused: {}",
+                self.id,
+                self.program.name(),
+                access,
+                offset,
+                defmt::Display2Format(&e)
+            );
         }
     }
 }

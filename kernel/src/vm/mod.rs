@@ -21,13 +21,18 @@
 //!   `iced-x86` and emulated if it is a 32/64-bit `MOV`.
 //! * [`guest`]: one guest; [`Guest::run`] enters ring 3 and handles every
 //!   exit of a slice: BAR0 faults through `gpu::Vgpu::mmio_read`/
-//!   `mmio_write` (a TAIL write's submission through the scanner), system
-//!   calls, the timer; any other trap kills the guest alone with a report
-//!   (vector, RIP, address, guest id). Its clock, frame pacing, the
+//!   `mmio_write` (a TAIL write's submission through the scanner; an access
+//!   the vGPU refuses completes as on a device, and the guest goes on),
+//!   system calls, the timer; any other trap kills the guest alone with a
+//!   report (vector, RIP, address, guest id). Its clock, frame pacing, the
 //!   request to finish, and holding it for a migration's stop are here
 //!   too.
-//! * [`syscall`]: log, frame report, yield, wait for the GPU, exit, and a
-//!   probe's timing report.
+//! * [`syscall`]: log, frame report, yield, wait for the GPU, exit, a
+//!   probe's timing report, and a hostile guest's declared attempts
+//!   ([`attempts`]: judged by what the monitor refused itself).
+//! * [`verify`]: the monitor's own checks of a workload guest (its
+//!   checksums against the same program's alone on another vGPU, every
+//!   data page against its bookkeeping).
 //! * [`sched`]: round-robin over the guests with APIC-timer preemption;
 //!   waiting, sleeping (paced) and held guests are skipped.
 //! * [`demo`]: the `ring3=` mode (guests on the scheduler, a report line
@@ -58,6 +63,7 @@
 //! speculatively. Separate page tables for ring 3 with only the entry
 //! path mapped (as KPTI does) would close that.
 
+pub mod attempts;
 pub mod cpu;
 pub mod decode;
 pub mod demo;
@@ -67,6 +73,7 @@ pub mod sched;
 pub mod selftest;
 pub mod space;
 pub mod syscall;
+pub mod verify;
 
 use core::fmt;
 

@@ -366,6 +366,43 @@ pub fn faults_kill_alone(p: &mut Platform) -> TestResult {
         .and(check(frames >= 20, "the workload guest made no progress"))
 }
 
+/// The hostile guest's benign twins, each declared as its attack would
+/// be, run through the real path (trapped BAR0, the vGPU scheduler, the
+/// scanner, the GPU): the monitor finds none of them refused. So the
+/// verdict "refused" on the attacks (`ring3=...,hostile`) is the
+/// monitor's evidence, not a foregone conclusion of the mechanism.
+pub fn benign_twins_not_refused(p: &mut Platform) -> TestResult {
+    let streams = guest::attack::Class::ALL
+        .iter()
+        .filter(|c| c.refusal() == guest::attack::Refusal::Scanner)
+        .count() as u64;
+    let mut rig = Rig::new(p)?;
+    rig.spawn(p, 0, Program::Probe(Probe::Twins), PROBE_PAGES)?;
+    rig.run_until(p, |s, _| s.guests[0].state().ended())?;
+    let g = &rig.sched.guests[0];
+    let a = g.attempts;
+    defmt::info!(
+        "ring3 twins: {=u64} declared, {=u64} refused, {=u64} BAR0 exits",
+        a.declared,
+        a.refused,
+        g.stats.mmio_exits
+    );
+    let result = check(
+        g.state() == RunState::Exited(0),
+        "the twins probe did not exit 0",
+    )
+    .and(check(
+        a.declared == streams && u64::from(a.class_count()) == streams,
+        "not every stream's twin was declared",
+    ))
+    .and(check(a.refused == 0, "a benign twin was refused"))
+    .and(check(
+        g.stats.mmio_refused == 0,
+        "a BAR0 access of the twins probe was refused",
+    ));
+    rig.finish(p).and(result)
+}
+
 /// A guest that spins without a system call is preempted by the timer
 /// and the other guest runs its frames to the end.
 pub fn tight_loop_preempted(p: &mut Platform) -> TestResult {

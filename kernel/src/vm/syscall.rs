@@ -11,6 +11,7 @@
 
 use guest::abi::syscall::{self, FRAME_FINISH, FRAME_GO_ON, LOG_MAX, WAIT_OK, WAIT_VGPU_FAILED};
 use guest::abi::Measure;
+use guest::attack::Class;
 
 use super::guest::{Guest, Kill, Next, SliceEnd, SyscallFault, VgpuProgress};
 use crate::vgpus::VgpuManager;
@@ -22,6 +23,7 @@ impl Guest {
     /// Serves the call in the guest's registers.
     pub(super) fn syscall(&mut self, m: &mut VgpuManager) -> Next {
         self.stats.syscalls += 1;
+        self.observe_vgpu(m);
         let t = &self.cpu.frame;
         let (number, a, b, c, rip) = (t.rax, t.rdi, t.rsi, t.rdx, t.rip);
         let refuse = |fault| Next::End(SliceEnd::Killed(Kill::Syscall { rip, number, fault }));
@@ -106,6 +108,19 @@ impl Guest {
                 }
             }
             syscall::EXIT => return Next::End(SliceEnd::Exited(a)),
+            syscall::ATTEMPT => {
+                let Some(class) = Class::from_code(a) else {
+                    return refuse(SyscallFault::BadArgument { index: 0, value: a });
+                };
+                let stopped = m
+                    .vgpus
+                    .iter()
+                    .find(|h| h.partition.id() == self.vgpu)
+                    .is_none_or(|h| matches!(h.vgpu.state(), gpu::vgpu::VgpuState::Failed(_)));
+                self.attempts
+                    .open(self.id, self.program.name(), class, stopped);
+                0
+            }
             syscall::MEASURE => {
                 let Some(what) = Measure::from_code(a) else {
                     return refuse(SyscallFault::BadArgument { index: 0, value: a });

@@ -3,7 +3,7 @@
 //! system call, a tight loop, BAR0 reads and writes that must reach its
 //! vGPU, timings of trapped accesses and calls, FPU/SSE registers that must
 //! survive other guests, RAM writes that the dirty bits must show, and the
-//! misbehaving guest of the four-guest run.
+//! hostile guest of the four-guest run (`guest::attack`).
 #![no_std]
 #![no_main]
 
@@ -17,8 +17,9 @@ use guest::abi::{
     DRIVER_INDEX,
 };
 use guest_images::platform::mmio_read64;
-use guest_images::{logf, sys, RingPlatform};
+use guest_images::{logf, sys, RingError, RingPlatform};
 
+use guest::attack::{self, AttackError, Attacker, Class};
 use guest::Platform;
 
 guest_images::entry!(Image::Probe, main);
@@ -77,18 +78,130 @@ fn main(boot: &BootBlock) -> u64 {
         Probe::Hostile {
             iterations,
             address,
-        } => {
-            let magic = p
-                .mmio_read32(pvinfo::PAGE + pvinfo::MAGIC_OFFSET)
-                .unwrap_or(0);
-            logf!("hostile: PVINFO magic low word {magic:#x}; now spinning without yielding");
-            spin(iterations);
-            logf!("hostile: reading another guest's RAM at {address:#x}");
-            touch(address, false);
-            logf!("hostile: the read went through");
+            victim,
+        } => hostile(&mut p, first, pages, iterations, address, victim),
+        Probe::Twins => twins(&mut p, first, pages),
+    }
+}
+
+/// Every stream's benign twin, declared as its attack would be; the
+/// monitor judges (none may be refused).
+fn twins(p: &mut RingPlatform, first: u64, pages: u64) -> u64 {
+    let run = |p: &mut RingPlatform| -> Result<u64, AttackError<RingError>> {
+        let mut a = Attacker::probe(p, first, pages, 0)?;
+        let mut made = 0;
+        for class in Class::ALL {
+            let Some(twin) = attack::stream(class, a.layout(), true) else {
+                continue;
+            };
+            a.fresh(p, class)?;
+            sys::attempt(class);
+            a.run_stream(p, &twin)?;
+            made += 1;
+        }
+        // Back to a vGPU that runs (a twin the software GPU does not model
+        // stops it).
+        a.fresh(p, Class::TightLoop)?;
+        Ok(made)
+    };
+    match run(p) {
+        Ok(made) => {
+            logf!("twins: {made} benign twins submitted");
+            exit_code::SUCCESS
+        }
+        Err(e) => {
+            logf!("twins: {e}");
             exit_code::PROBE_FAILED
         }
     }
+}
+
+/// TSC cycles between two looks at the clock, in a loop that never enters
+/// the monitor, beyond which the guest was not running: another guest had
+/// the CPU (a slice is 2 ms, millions of cycles; the loop's own turns take
+/// a few thousand).
+const DESCHEDULED: u64 = 1_000_000;
+
+/// The hostile guest: every stream and device attempt of `guest::attack`,
+/// then the tight loop, then the read of another guest's RAM at
+/// `address`, which ends it. Counts what it saw refused; anything that
+/// went through is logged loudly and makes it fail.
+fn hostile(
+    p: &mut RingPlatform,
+    first: u64,
+    pages: u64,
+    iterations: u64,
+    address: u64,
+    victim: u64,
+) -> u64 {
+    let mut a = match Attacker::probe(p, first, pages, victim) {
+        Ok(a) => a,
+        Err(e) => {
+            logf!("hostile: cannot attack: {e}");
+            return exit_code::PROBE_FAILED;
+        }
+    };
+    logf!(
+        "hostile: {} classes of attempt, aimed at GM {:#x}",
+        Class::ALL.len(),
+        a.layout().victim
+    );
+    let (mut attempts, mut refused) = (0u64, 0u64);
+    let mut tally = |class: Class, was_refused: bool| {
+        attempts += 1;
+        if was_refused {
+            refused += 1;
+        } else {
+            logf!(
+                "hostile: ATTEMPT NOT REFUSED: {class} ({})",
+                class.refusal().name()
+            );
+        }
+    };
+    for class in Class::ALL {
+        let outcome = a.fresh(p, class).and_then(|()| a.attempt(p, class));
+        match outcome {
+            Ok(Some(o)) => tally(o.class, o.refused),
+            Ok(None) => {}
+            Err(e) => {
+                logf!("hostile: {class}: {e}");
+                return exit_code::PROBE_FAILED;
+            }
+        }
+    }
+    // The vGPU runs again after the last refusal.
+    if let Err(e) = a.fresh(p, Class::TightLoop) {
+        logf!("hostile: {e}");
+        return exit_code::PROBE_FAILED;
+    }
+    sys::attempt(Class::TightLoop);
+    let longest = spin_watching(iterations);
+    tally(Class::TightLoop, longest > DESCHEDULED);
+    logf!(
+        "hostile: {attempts} attempts, {refused} seen refused (longest time off the CPU in the loop: {longest} TSC cycles); last: a read of another guest's RAM at {address:#x}"
+    );
+    sys::attempt(Class::ForeignRam);
+    touch(address, false);
+    logf!("hostile: ATTEMPT NOT REFUSED: foreign-ram: the read went through");
+    exit_code::PROBE_FAILED
+}
+
+/// `iterations` turns (0: for ever) without entering the monitor, looking
+/// at the TSC every 1024; returns the longest gap seen between two looks.
+fn spin_watching(iterations: u64) -> u64 {
+    // SAFETY: RDTSC is allowed in ring 3 (CR4.TSD clear), no side effects.
+    let tsc = || unsafe { _rdtsc() };
+    let (mut last, mut longest) = (tsc(), 0);
+    let mut i = 0u64;
+    while iterations == 0 || i < iterations {
+        i = core::hint::black_box(i) + 1;
+        if i.is_multiple_of(1024) {
+            let now = tsc();
+            longest = longest.max(now.wrapping_sub(last));
+            last = now;
+        }
+    }
+    longest
 }
 
 /// A loop the compiler keeps and that never enters the monitor.
