@@ -143,6 +143,10 @@ const SUITE: &[Test] = &[
         name: "local-migration-throttled",
         run: local_migration_throttled,
     },
+    Test {
+        name: "local-migration-slow-gpu",
+        run: local_migration_slow_gpu,
+    },
 ];
 
 const FAULTS: &[Test] = &[
@@ -793,6 +797,25 @@ fn local_migration(p: &mut Platform) -> TestResult {
             && p.vgpus.device.memory().bytes() == gpu_before,
         "the guests' or the migration's frames were not returned",
     )
+}
+
+/// The software GPU's work slowed fiftyfold (`gpu_slowdown=`), so that the
+/// guest's blits are still writing when pre-copy sends their pages: the
+/// migration must take their write sets as evidence again once they have
+/// ended (`vm::guest::WriteLog`), or the destination's memory differs
+/// from the source's at the stop (checked inside `migrate_local`).
+fn local_migration_slow_gpu(p: &mut Platform) -> TestResult {
+    p.vgpus.set_sim_slowdown(50);
+    let settings = crate::migration::MigrationSettings {
+        policy: migrate::Policy::Informed,
+        throttle: migrate::ThrottleConfig::new(),
+        trace: false,
+        security: crate::migration::StreamSecurity::local(&p.options),
+    };
+    let result = migrate_beside_twin(p, settings);
+    p.vgpus.set_sim_slowdown(p.options.gpu_slowdown);
+    let (_, same, _) = result?;
+    check(same, "the migrated guest's checksums are not its twin's")
 }
 
 /// `informed-throttle` with a downtime target nothing meets, so its
