@@ -248,31 +248,39 @@ pub mod atomic {
     pub const CMP_WR16B: u32 = 0x4e;
 }
 /// MI_ATOMIC of dword `opcode` on GGTT `addr` with inline operands;
-/// `return_data` puts the memory's old value in CS_GPR4.
+/// `return_data` puts the memory's old value in CS_GPR4. With Inline Data
+/// the command is always 11 DWords (DWord Length 9, PRM vol 2a MI_ATOMIC),
+/// the operands' DWords interleaved; those past the data size are zero.
 pub const fn atomic_dword(
     addr: u64,
     opcode: u32,
     op1: u32,
     op2: u32,
     return_data: bool,
-) -> [u32; 5] {
+) -> [u32; 11] {
     [
-        (0x2f << 23) | (1 << 22) | (1 << 18) | ((return_data as u32) << 16) | (opcode << 8) | 3,
+        (0x2f << 23) | (1 << 22) | (1 << 18) | ((return_data as u32) << 16) | (opcode << 8) | 9,
         addr as u32,
         (addr >> 32) as u32,
         op1,
         op2,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
     ]
 }
 /// MI_ATOMIC of qword `opcode` (a dword opcode; the qword form is used)
-/// on GGTT `addr` with inline operands.
+/// on GGTT `addr` with inline operands (11 DWords, as [`atomic_dword`]).
 pub const fn atomic_qword(
     addr: u64,
     opcode: u32,
     op1: u64,
     op2: u64,
     return_data: bool,
-) -> [u32; 7] {
+) -> [u32; 11] {
     [
         (0x2f << 23)
             | (1 << 22)
@@ -280,13 +288,17 @@ pub const fn atomic_qword(
             | (1 << 18)
             | ((return_data as u32) << 16)
             | ((opcode | atomic::QWORD) << 8)
-            | 5,
+            | 9,
         addr as u32,
         (addr >> 32) as u32,
         op1 as u32,
         op2 as u32,
         (op1 >> 32) as u32,
         (op2 >> 32) as u32,
+        0,
+        0,
+        0,
+        0,
     ]
 }
 /// The command streamer ALU (genxml `MI_MATH_ALU_INSTRUCTION`): opcodes

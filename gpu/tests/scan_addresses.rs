@@ -212,6 +212,52 @@ fn the_null_depth_packet_is_accepted() {
     assert!(out_of_slices(refused(Engine::Render, &on)));
 }
 
+/// igt's all-zero depth buffer (SURFTYPE_1D, reserved format 0, GM 0,
+/// every write disabled; its genxml version sets MOCS) was refused for its
+/// format, stopping igt's render copy. The engine would read it wherever a
+/// depth test is enabled later, so it is not left as it is: the shadow
+/// makes it SURFTYPE_NULL, which the engine never reads or writes, and the
+/// packet counts as a NULL one (its HiZ and stencil buffers unused). A
+/// buffer of the same kind that enables a write is still refused.
+#[test]
+fn an_unusable_depth_buffer_is_made_null() {
+    let mut igt = vec![gfx(0x1805, 8), 0, 0, 0, 0, 0, 0, 0];
+    igt[5] = 2; // MOCS
+    let cmds = cat(&[
+        &[gfx(0x184e, 4), 0, 0, 0],
+        &igt,
+        &[gfx(0x1807, 5), 0, 0, 0, 0],
+        &[gfx(0x1806, 5), 0, 0, 0, 0],
+        &clear_params(),
+        &primitive(),
+    ]);
+    let (sub, r) = accepted(Engine::Render, &cmds);
+    assert_eq!(r[5], 7 << 29, "made SURFTYPE_NULL");
+    assert_eq!(&r[6..12], &igt[2..], "nothing else rewritten");
+    assert!(sub.writes.runs().is_empty());
+    // A 1D or reserved-format buffer that enables a depth, stencil or HiZ
+    // write is refused as before.
+    for bit in [28, 27, 22] {
+        let mut w = igt.clone();
+        w[1] |= 1 << bit;
+        let cmds = cat(&[&w, &[gfx(0x1807, 5), 0, 0, 0, 0], &stencil(0, 1, false)]);
+        assert!(
+            matches!(refused(Engine::Render, &cmds), Reason::Unsupported(_)),
+            "bit {bit}"
+        );
+    }
+    // A stencil buffer enabled beside it has no dimensions: refused.
+    let enabled = cat(&[
+        &igt,
+        &[gfx(0x1807, 5), 0, 0, 0, 0],
+        &stencil(HIDDEN, 128, true),
+    ]);
+    assert!(matches!(
+        refused(Engine::Render, &enabled),
+        Reason::Unsupported(_)
+    ));
+}
+
 /// The depth buffer was audited as "to the end of its slice": a 256 x 256
 /// D32 buffer (256 KiB) starting 64 KiB before the end reached into the
 /// next vGPU's memory and was accepted. Now its extent is its surface.

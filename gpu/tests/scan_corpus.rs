@@ -446,12 +446,12 @@ fn igt_media_fill_gen9() {
 
 /// igt `_gen9_render_op` (`lib/rendercopy_gen9.c`): the whole render
 /// copy, from `gen8_emit_sip` to the RECTLIST 3DPRIMITIVE, with its
-/// all-zero 3DSTATE_DEPTH_BUFFER and 3DSTATE_HIER_DEPTH_BUFFER
-/// (`gen9_emit_depth`: no depth buffer).
+/// all-zero 3DSTATE_WM_DEPTH_STENCIL, 3DSTATE_DEPTH_BUFFER and
+/// 3DSTATE_HIER_DEPTH_BUFFER (`gen9_emit_depth`: no depth buffer; the
+/// genxml version sets only the depth buffer's MOCS). The depth buffer is
+/// SURFTYPE_1D of a reserved format at GM 0 with every write disabled: the
+/// scanner makes it NULL in the shadow (see `surface::null_unsizable_depth`).
 #[test]
-#[ignore = "refused: igt's all-zero 3DSTATE_DEPTH_BUFFER is SURFTYPE_1D of a reserved format at GM 0, \
-            which the engine reads whenever WM_DEPTH_STENCIL enables a depth or stencil test \
-            (state the scanner does not track); the rest of the stream is accepted"]
 fn igt_rendercopy_gen9() {
     let e = Engine::Render;
     let vb = BUF + 0x8_0000;

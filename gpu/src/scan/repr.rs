@@ -447,32 +447,40 @@ impl BlitSurface {
             // 16-bit fields and at most 16 bytes per pixel: no overflow.
             return Ok(u64::from(self.rows - 1) * pitch + self.x_end.max(pitch));
         }
-        self.tiled_bytes()
+        tiled_bytes(self.pitch, self.tiling, self.bpp, self.rows, self.x_end)
     }
+}
 
-    /// [`Self::bytes`] of a tiled surface with a non-empty rectangle: out
-    /// of line, so that the scanner's hot loop keeps only the linear case.
-    #[cold]
-    #[inline(never)]
-    fn tiled_bytes(self) -> Result<u64, ReprError> {
-        let pitch = u64::from(self.pitch) * 4;
-        if self.x_end > pitch {
-            return Err(ReprError::TiledOverrun);
-        }
-        let tiled = |(width, height): (u64, u32)| {
-            let tile = width * u64::from(height);
-            let tile_rows = u64::from(self.rows.div_ceil(height));
-            (tile_rows - 1) * pitch.div_ceil(width) * tile + self.x_end.div_ceil(width) * tile
-        };
-        Ok(match self.tiling.tile(self.bpp) {
-            Some(geometry) => tiled(geometry),
-            None => {
-                let x = Tiling::X.tile(self.bpp).map_or(0, tiled);
-                let y = Tiling::Y.tile(self.bpp).map_or(0, tiled);
-                x.max(y)
-            }
-        })
+/// [`BlitSurface::bytes`] of a tiled surface with a non-empty rectangle
+/// (its fields): out of line, so that the scanner's hot loop keeps only
+/// the linear case, and given scalars, so that the loop passes them in
+/// registers instead of building the surface in memory on every blit.
+#[cold]
+#[inline(never)]
+fn tiled_bytes(
+    pitch: u32,
+    tiling: Tiling,
+    bpp: u64,
+    rows: u32,
+    x_end: u64,
+) -> Result<u64, ReprError> {
+    let pitch = u64::from(pitch) * 4;
+    if x_end > pitch {
+        return Err(ReprError::TiledOverrun);
     }
+    let tiled = |(width, height): (u64, u32)| {
+        let tile = width * u64::from(height);
+        let tile_rows = u64::from(rows.div_ceil(height));
+        (tile_rows - 1) * pitch.div_ceil(width) * tile + x_end.div_ceil(width) * tile
+    };
+    Ok(match tiling.tile(bpp) {
+        Some(geometry) => tiled(geometry),
+        None => {
+            let x = Tiling::X.tile(bpp).map_or(0, tiled);
+            let y = Tiling::Y.tile(bpp).map_or(0, tiled);
+            x.max(y)
+        }
+    })
 }
 
 /// Bytes per pixel of an XY_COLOR_BLT / XY_SRC_COPY_BLT (BR13 bits 25:24:

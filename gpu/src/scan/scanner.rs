@@ -1538,7 +1538,7 @@ impl State {
                 // then changed nothing) goes on below as any other
                 // audited command.
                 let fast = match buf.get_mut(o..o + len) {
-                    Some(w) => self.fast_kind_audit(gm, kind, w),
+                    Some(w) => self.fast_kind_audit(gm, kind, entry, w),
                     None => None,
                 };
                 match fast {
@@ -1694,7 +1694,13 @@ impl State {
     /// [`fast_kind_code`]; the same classes as `fast_kind`), each arm
     /// specialised to its class.
     #[inline(always)]
-    fn fast_kind_audit(&mut self, gm: &dyn GmSpace, kind: u32, w: &mut [u32]) -> Option<Check<()>> {
+    fn fast_kind_audit(
+        &mut self,
+        gm: &dyn GmSpace,
+        kind: u32,
+        entry: u64,
+        w: &mut [u32],
+    ) -> Option<Check<()>> {
         use super::operands as o;
         match kind {
             1 => self.fast_audit(gm, Op::PipeControl, w),
@@ -1717,23 +1723,43 @@ impl State {
             // Tracked state, out of the loop's line: kept in line, it costs
             // every other stream registers (callgrind, scan_bench). The
             // tracked commands without operands take the general path
-            // below (`audited`), as the full path does.
+            // below (`audited`), as the full path does, but those only kept
+            // (class 15).
             11 => Some(self.tracked_fixed_mfx_ind(gm, w)),
             12 => Some(self.tracked_fixed_mfx_bsp(gm, w)),
             9 => Some(self.fast_depth(gm, w)),
-            14 | 15 => Some(self.fast_tracked(gm, kind, w)),
+            14 => Some(self.fast_packet(gm, entry, w)),
+            15 => {
+                self.fast_record(entry, w);
+                Some(Ok(()))
+            }
             _ => None,
         }
     }
 
-    /// 3DSTATE_HIER_DEPTH_BUFFER (class 14) and 3DSTATE_STENCIL_BUFFER
-    /// (15): kept, audited, the packet advanced, as [`Self::with_effects`]
-    /// does; out of the fast loop's line.
+    /// 3DSTATE_HIER_DEPTH_BUFFER and 3DSTATE_STENCIL_BUFFER (class 14, row
+    /// in `entry`): kept, audited, the packet advanced, as
+    /// [`Self::with_effects`] does; out of the fast loop's line.
     #[inline(never)]
-    fn fast_tracked(&mut self, gm: &dyn GmSpace, kind: u32, w: &mut [u32]) -> Check<()> {
-        match kind {
-            14 => tracked_fixed!(self, gm, w, Tracked::HierDepth, HIER_DEPTH_BUFFER: [0]),
+    fn fast_packet(&mut self, gm: &dyn GmSpace, entry: u64, w: &mut [u32]) -> Check<()> {
+        match fast_spec(entry).and_then(|s| s.tracks) {
+            Some(Tracked::HierDepth) => {
+                tracked_fixed!(self, gm, w, Tracked::HierDepth, HIER_DEPTH_BUFFER: [0])
+            }
             _ => tracked_fixed!(self, gm, w, Tracked::Stencil, STENCIL_BUFFER: [0]),
+        }
+    }
+
+    /// A command of the fast class 15 ([`CmdSpec::fast_recorded`]: tracked
+    /// state outside the render pipe, nothing else), row in `entry`: kept,
+    /// which is all [`Self::with_effects`] does with it
+    /// ([`Self::track_before`] and [`Self::track_after`] check and advance
+    /// only the depth packet). Out of the fast loop's line; it cannot fail,
+    /// so it returns nothing for the loop to copy.
+    #[inline(never)]
+    fn fast_record(&mut self, entry: u64, w: &[u32]) {
+        if let Some(t) = fast_spec(entry).and_then(|s| s.tracks) {
+            self.state_mut().record_any(t, w);
         }
     }
 
@@ -1951,7 +1977,7 @@ impl State {
         level: u8,
     ) -> Check<Option<GuestGm>> {
         if let Some(t) = spec.tracks {
-            self.track_before(t, buf.get(off..off + len).unwrap_or(&[]))?;
+            self.track_before(t, buf.get_mut(off..off + len).unwrap_or(&mut []))?;
         }
         let follow = match spec.op {
             Op::Noop | Op::Plain => None,
@@ -1972,9 +1998,14 @@ impl State {
 
     /// Before the operands of the command setting `t` (guest DWords `w`)
     /// are audited and remapped: keeps its DWords. A HiZ or stencil buffer
-    /// takes its dimensions from the depth buffer before it.
+    /// takes its dimensions from the depth buffer before it; a depth
+    /// buffer the engine cannot use is made NULL first
+    /// ([`geom::null_unsizable_depth`]), and kept as NULL.
     #[inline(always)]
-    fn track_before(&mut self, t: Tracked, w: &[u32]) -> Check<()> {
+    fn track_before(&mut self, t: Tracked, w: &mut [u32]) -> Check<()> {
+        if t == Tracked::DepthBuffer {
+            geom::null_unsizable_depth(w);
+        }
         if matches!(t, Tracked::HierDepth | Tracked::Stencil)
             && !self.tracked.is_set(Tracked::DepthBuffer)
         {

@@ -178,6 +178,33 @@ pub fn depth(w: &[u32]) -> Result<Option<Depth>, SurfaceError> {
     }))
 }
 
+/// Makes the 3DSTATE_DEPTH_BUFFER `w` SURFTYPE_NULL when its surface is
+/// one [`depth`] cannot size (1D, a reserved format) and it enables
+/// nothing that writes it (Depth Write Enable, Stencil Write Enable and
+/// Hierarchical Depth Buffer Enable clear, DWord 1 bits 28, 27, 22): igt's
+/// all-zero depth buffer (`gen9_emit_depth` in `lib/rendercopy_gen9.c`:
+/// SURFTYPE_1D of format 0 at address 0), which the guest uses for
+/// nothing. Left as it is, a later 3DSTATE_WM_DEPTH_STENCIL enabling the
+/// depth test (state the scanner does not track) would make the engine
+/// read it at an address no audit covered; a NULL depth buffer is never
+/// read or written. Returns whether `w` changed.
+pub fn null_unsizable_depth(w: &mut [u32]) -> bool {
+    const WRITERS: u32 = 1 << 28 | 1 << 27 | 1 << 22;
+    let Some(d1) = w.get_mut(1) else {
+        return false;
+    };
+    let unused = *d1 & WRITERS == 0 && *d1 >> 29 != 7;
+    if !unused {
+        return false;
+    }
+    let probe = [0, *d1, 0, 0, 0, 0, 0, 0];
+    if depth(&probe).is_ok() {
+        return false;
+    }
+    *d1 = (*d1 & !(7 << 29)) | 7 << 29;
+    true
+}
+
 impl Depth {
     /// The far corner of the rendered level at `samples_log2` samples.
     fn corner(&self, samples_log2: u32) -> (u64, u64) {

@@ -364,6 +364,28 @@ impl CmdSpec {
         };
         plain && self.writes_through_state && self.tracks.is_none() && consumes_only_depth
     }
+
+    /// A command that sets tracked state ([`Self::tracks`]) outside the
+    /// render pipe (whose depth packet a state command may advance) and
+    /// does nothing else: no operand, nothing consumed, nothing written
+    /// through state. The full path only keeps its DWords; the fast loop's
+    /// class 15 (`RECORDED_KIND`) does the same, and cannot fail.
+    pub(crate) const fn fast_recorded(&self) -> bool {
+        let no_operands = match self.op {
+            Op::Noop | Op::Plain => true,
+            Op::Gm(l) => l.fields.is_empty() && l.group.is_none(),
+            _ => false,
+        };
+        let outside_render = match self.tracks {
+            Some(t) => !matches!(t.pipe(), super::tracked::Pipe::Render),
+            None => false,
+        };
+        no_operands
+            && outside_render
+            && self.consumes.is_none()
+            && !self.writes_through_state
+            && !self.dispatches_shaders
+    }
 }
 
 /// Commands that start work which writes memory named by state the
@@ -2428,6 +2450,9 @@ pub(crate) const FAST_AUDIT: u64 = 1 << 62;
 /// The fast class of a command with nothing to audit that writes through
 /// memory-resident state ([`CmdSpec::writes_through_state`]).
 pub(crate) const STATE_WRITER_KIND: u64 = 13;
+/// The fast class of a tracked state command with nothing to audit,
+/// check or advance ([`CmdSpec::fast_recorded`]): it is only kept.
+pub(crate) const RECORDED_KIND: u64 = 15;
 /// Bits 60:57 of an audited entry: the hot classes the fast loop audits
 /// without loading the row (0: any other; see [`fast_kind_code`]).
 const FAST_KIND_SHIFT: u32 = 57;
@@ -2451,8 +2476,6 @@ pub(crate) fn fast_kind(entry: u64) -> Option<Op> {
         10 => Op::Gm(&o::VERTEX_BUFFERS),
         11 => Op::Gm(&o::MFX_IND_OBJ_BASE_ADDR),
         12 => Op::Gm(&o::MFX_BSP_BUF_BASE_ADDR),
-        14 => Op::Gm(&o::HIER_DEPTH_BUFFER),
-        15 => Op::Gm(&o::STENCIL_BUFFER),
         _ => return None,
     })
 }
@@ -2463,9 +2486,11 @@ pub(crate) fn fast_kind(entry: u64) -> Option<Op> {
 /// 3DSTATE_INDEX_BUFFER, 3DSTATE_CONSTANT_*, 3DSTATE_DEPTH_BUFFER,
 /// 3DSTATE_VERTEX_BUFFERS, MFX_IND_OBJ_BASE_ADDR_STATE and
 /// MFX_BSP_BUF_BASE_ADDR_STATE, 13 the state writers with nothing to
-/// audit ([`STATE_WRITER_KIND`]), 14 and 15 the layouts of
-/// 3DSTATE_HIER_DEPTH_BUFFER and 3DSTATE_STENCIL_BUFFER (`fast_kind` names
-/// them; a test checks each against its row).
+/// audit ([`STATE_WRITER_KIND`]), 14 the layouts of
+/// 3DSTATE_HIER_DEPTH_BUFFER and 3DSTATE_STENCIL_BUFFER (their rows tell
+/// which), 15 the tracked state commands only kept ([`RECORDED_KIND`])
+/// (`fast_kind` names the classes of one layout; a test checks each
+/// against its row).
 #[inline(always)]
 pub(crate) fn fast_kind_code(entry: u64) -> u32 {
     (entry >> FAST_KIND_SHIFT & 0xf) as u32
@@ -2507,7 +2532,7 @@ const fn kind_bits(s: &CmdSpec) -> u64 {
                 ("MFX_IND_OBJ_BASE_ADDR_STATE", 11),
                 ("MFX_BSP_BUF_BASE_ADDR_STATE", 12),
                 ("3DSTATE_HIER_DEPTH_BUFFER", 14),
-                ("3DSTATE_STENCIL_BUFFER", 15),
+                ("3DSTATE_STENCIL_BUFFER", 14),
             ];
             let mut k = 0;
             let mut i = 0;
@@ -2536,6 +2561,8 @@ const fn build_fast() -> [[u64; FAST_SLOTS]; Engine::COUNT] {
             _ if s.plain_state_writer() => {
                 FAST_PLAIN | FAST_AUDIT | STATE_WRITER_KIND << FAST_KIND_SHIFT
             }
+            // Tracked state only kept: the fast loop's class 15.
+            _ if s.fast_recorded() => FAST_PLAIN | FAST_AUDIT | RECORDED_KIND << FAST_KIND_SHIFT,
             // Nothing to audit and nothing to track (a layout of offsets
             // relative to audited bases only has nothing to audit either).
             _ if s.inert() => FAST_PLAIN,
@@ -2705,6 +2732,11 @@ mod fast_tests {
                 let code = u64::from(fast_kind_code(entry));
                 if code == STATE_WRITER_KIND {
                     assert!(spec.writes_through_state, "{}", spec.name);
+                }
+                assert_eq!(code == RECORDED_KIND, spec.fast_recorded(), "{}", spec.name);
+                if code == 14 {
+                    let packet = [Some(Tracked::HierDepth), Some(Tracked::Stencil)];
+                    assert!(packet.contains(&spec.tracks), "{}", spec.name);
                 }
             }
         }

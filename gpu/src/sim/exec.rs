@@ -882,7 +882,9 @@ impl<M: PhysMem> SimGpu<M> {
             // The data size must match the opcode.
             _ => return Err(invalid()),
         };
-        let want = if inline { 3 + bytes / 2 } else { 3 };
+        // With Inline Data the command holds all four DWords of both
+        // operands whatever the data size (DWord Length 9; PRM vol 2a).
+        let want = if inline { 11 } else { 3 };
         if c.len() != want {
             return Err(invalid());
         }

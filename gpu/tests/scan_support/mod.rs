@@ -669,7 +669,7 @@ pub fn seeds() -> Vec<(Engine, Vec<u32>)> {
     let mut status = state_for(consumer("MFD_AVC_BSD_OBJECT"));
     status.extend([gfx(0x1128, 6), 0, 0, 0, 0, 0]);
     status.extend(gpu::encode::srm(0x1_2800, b));
-    vec![
+    let mut all = vec![
         (Engine::Render, draw_batch(2, false)),
         (Engine::Blitter, blit),
         (Engine::Video, video),
@@ -680,7 +680,154 @@ pub fn seeds() -> Vec<(Engine, Vec<u32>)> {
         (Engine::Render, regs),
         (Engine::Blitter, tiled),
         (Engine::Video, status),
+    ];
+    all.extend(mi_seeds());
+    all.extend(state_seeds());
+    all
+}
+
+/// Streams of the MI commands that move data or control (register loads
+/// and stores, the ALU, memory copies, atomics, predication, conditional
+/// batch ends, waits) on every engine, for the mutator to start from.
+pub fn mi_seeds() -> Vec<(Engine, Vec<u32>)> {
+    use gpu::encode::predicate::{COMBINE_SET, COMPARE_SRCS_EQUAL, LOAD_LOADINV};
+    use gpu::encode::{
+        alu, atomic, atomic_dword, atomic_qword, copy_mem_mem, lri, lrm, lrr, mi_math,
+        mi_predicate, semaphore_wait, set_predicate, srm,
+    };
+    use gpu::regs::ring;
+    let b = HIDDEN + 0x1_0000;
+    let mut out = Vec::new();
+    for engine in Engine::ALL {
+        let gpr = |n: u32| engine.mmio_base() + ring::GPR_BASE + 8 * n;
+        let mut s = lri(gpr(0), 7).to_vec();
+        s.extend(lrm(gpr(1), b));
+        s.push(mi_math(4));
+        s.extend([
+            alu::op(alu::LOAD, alu::SRCA, 0),
+            alu::op(alu::LOAD, alu::SRCB, 1),
+            alu::op(alu::ADD, 0, 0),
+            alu::op(alu::STORE, 2, alu::ACCU),
+        ]);
+        s.extend(lrr(gpr(2), gpr(3)));
+        s.extend(srm(gpr(3), b + 0x10));
+        s.extend(copy_mem_mem(b + 0x20, b + 0x10));
+        s.extend(atomic_dword(b + 0x30, atomic::ADD, 1, 0, true));
+        s.extend(atomic_qword(b + 0x38, atomic::CMP_WR, 0, 5, false));
+        s.extend(semaphore_wait(b + 0x30, 0, 0, true));
+        out.push((engine, s));
+    }
+    // MI_PREDICATE from two register-loaded sources, its result stored,
+    // a predicated draw, a conditional batch end, MI_SET_PREDICATE (NOOP
+    // Never: the form the scanner accepts) around a register write. The
+    // forms the scanner refuses (a predicated batch start, the other
+    // MI_SET_PREDICATE modes) are one bit flip away.
+    let mut pred = lri(0x2400, 1).to_vec();
+    pred.extend(lri(0x2408, 1));
+    pred.push(mi_predicate(LOAD_LOADINV, COMBINE_SET, COMPARE_SRCS_EQUAL));
+    let mut store = srm(0x2418, b + 0x40);
+    store[0] |= 1 << 21;
+    pred.extend(store);
+    let mut draw = primitive();
+    draw[0] |= 1 << 8;
+    pred.extend(draw);
+    // The fixture's batch with a conditional end (refused in the ring).
+    pred.extend(bb_start(COND_BATCH, false));
+    pred.push(set_predicate(0));
+    pred.extend(lri(0x2434, 1));
+    out.push((Engine::Render, pred));
+    out
+}
+
+/// A first-level batch of the [`fixture`]: a conditional batch end on a
+/// masked compare, a store after it (which may not run), a second-level
+/// call whose callee may end early too, and the batch end.
+pub const COND_BATCH: u64 = HIDDEN + 0x34_0000;
+
+fn cond_batch() -> Vec<u32> {
+    use gpu::encode::cond_bb_end;
+    let b = HIDDEN + 0x1_0000;
+    let callee = COND_BATCH + 0x1000;
+    let mut w = cond_bb_end(b + 0x48, 0, true).to_vec();
+    w.extend(sdi(b + 0x50, 1));
+    w.extend(bb_start(callee, true));
+    w.push(BB_END);
+    w
+}
+
+fn cond_callee() -> Vec<u32> {
+    use gpu::encode::cond_bb_end;
+    let b = HIDDEN + 0x1_0000;
+    let mut w = cond_bb_end(b + 0x58, 3, false).to_vec();
+    w.extend(pipe_control(b + 0x60));
+    w.push(BB_END);
+    w
+}
+
+/// Streams of the commands that consume state set before them
+/// ([`gpu::scan::tracked::CONSUMERS`]), each after the state it needs: a
+/// HiZ depth clear (3DSTATE_WM_HZ_OP after the depth packet, as Mesa's
+/// blorp emits it), an SFC frame, an HEVC decode object, a HuC stream
+/// object (HUC_START itself is refused: no state bounds its regions), and
+/// the video pipes' state commands alone.
+pub fn state_seeds() -> Vec<(Engine, Vec<u32>)> {
+    let b = HIDDEN + 0x4_0000;
+    // 256 x 256 D32_FLOAT with HiZ (pitch 1 KiB, HiZ pitch 128 bytes),
+    // stencil disabled, then a depth clear of the whole surface and the
+    // closing all-zero WM_HZ_OP.
+    let mut hz = multisample(0).to_vec();
+    hz.extend([
+        gfx(0x1805, 8),
+        1 << 29 | 1 << 28 | 1 << 22 | 1 << 18 | 1023,
+        lo(b),
+        hi(b),
+        255 << 18 | 255 << 4,
+        0,
+        0,
+        64,
+    ]);
+    let hiz = b + 0x14_0000;
+    hz.extend([gfx(0x1807, 5), 127, lo(hiz), hi(hiz), 64]);
+    hz.extend([gfx(0x1806, 5), 0, 0, 0, 0]);
+    hz.extend([gfx(0x1804, 3), 0x3f80_0000, 1]);
+    hz.extend([
+        gfx(0x1852, 5),
+        1 << 30 | 1 << 25,
+        0,
+        256 << 16 | 256,
+        0xffff,
+    ]);
+    hz.extend([gfx(0x1852, 5), 0, 0, 0, 0]);
+    let with_object = |name: &str| {
+        let c = consumer(name);
+        let mut w = state_for(c);
+        w.extend(tracked_object(name));
+        w
+    };
+    let mut video_state = Vec::new();
+    for t in [
+        Tracked::MfxPipeMode,
+        Tracked::MfxSurface,
+        Tracked::MfxPipeBuf,
+        Tracked::MfxAvcImg,
+        Tracked::HcpPipeMode,
+        Tracked::HcpSurface,
+        Tracked::VdencPipeMode,
+    ] {
+        video_state.extend(tracked_command(t));
+    }
+    vec![
+        (Engine::Render, hz),
+        (Engine::Video, with_object("SFC_FRAME_START")),
+        (Engine::Video, with_object("HCP_BSD_OBJECT")),
+        (Engine::Video, with_object("HUC_STREAM_OBJECT")),
+        (Engine::Video, video_state),
     ]
+}
+
+/// The shortest form of the consuming command `name` (all-zero body).
+fn tracked_object(name: &str) -> Vec<u32> {
+    shortest(row(name))
 }
 
 pub fn fixture() -> FakeGm {
@@ -693,6 +840,8 @@ pub fn fixture() -> FakeGm {
     w.extend(draw_batch(1, true));
     g.write(a, &w);
     g.write(c, &draw_batch(1, true));
+    g.write(COND_BATCH, &cond_batch());
+    g.write(COND_BATCH + 0x1000, &cond_callee());
     g
 }
 
