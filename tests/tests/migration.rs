@@ -118,6 +118,10 @@ fn check_completed(run: &MigrationRun, json: &Value, nic: Nic, encrypted: bool) 
     assert_eq!(hostile["kind"], "hostile", "{hostile}");
     assert_eq!(hostile["ended"], "killed", "{hostile}\n{}", t());
     assert_eq!(hostile["kill_vector"], 14, "{hostile}");
+    // Every attack class was tried in the migration run too, and refused.
+    let classes = guest::attack::Class::ALL.len() as u64;
+    assert_eq!(hostile["attempts"], classes, "{hostile}\n{}", t());
+    assert_eq!(hostile["refused"], classes, "{hostile}\n{}", t());
     assert_eq!(json["source"]["role"], "source");
     assert_eq!(json["destination"]["role"], "dest");
     assert_eq!(json["destination"]["nic"], nic.name());

@@ -245,6 +245,10 @@ pub struct GuestReport {
     pub exit_code: Option<i64>,
     /// The exception vector that killed it, if one did.
     pub kill_vector: Option<i64>,
+    /// Attacks it declared (the hostile guest), and how many of them the
+    /// monitor refused with the refusal their class names.
+    pub attempts: Option<u64>,
+    pub refused: Option<u64>,
 }
 
 /// Every `report guest` line of a run.
@@ -268,6 +272,8 @@ pub fn guests(result: &RunResult) -> Vec<GuestReport> {
                 ended: f.text("ended"),
                 exit_code: f.present("exit_code"),
                 kill_vector: f.present("kill_vector"),
+                attempts: f.num("attempts"),
+                refused: f.num("refused"),
             }
         })
         .collect()
@@ -802,6 +808,7 @@ pub fn guests_table(source: &[GuestReport], destination: &[GuestReport]) -> Stri
         "MMIO exits",
         "CPU share",
         "GPU share",
+        "attacks refused",
         "ended",
     ];
     let permille = |v: Option<u64>| cell(v.map(|p| format!("{:.3}", p as f64 / 1000.0)));
@@ -821,6 +828,10 @@ pub fn guests_table(source: &[GuestReport], destination: &[GuestReport]) -> Stri
                     cell(g.mmio_exits),
                     permille(g.cpu_share_permille),
                     permille(g.gpu_share_permille),
+                    match (g.refused, g.attempts) {
+                        (Some(r), Some(a)) if a > 0 => format!("{r} of {a}"),
+                        _ => "-".into(),
+                    },
                     cell(g.ended.clone()),
                 ]
             })

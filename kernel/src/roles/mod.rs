@@ -208,7 +208,7 @@ impl Guests {
             _ => -1,
         };
         defmt::info!(
-            "report guest id={=u32} kind={=str} mib={=u64} frames={=u64} checksum={=u64:#x} frames_here={=u64} frame_ms={=f64} mmio_exits={=u64} submissions={=u64} cpu_share_permille={=u64} gpu_busy_us={=u64} gpu_share_permille={=u32} ended={=str} exit_code={=i64} kill_vector={=i64} vgpu={=u8}",
+            "report guest id={=u32} kind={=str} mib={=u64} frames={=u64} checksum={=u64:#x} frames_here={=u64} frame_ms={=f64} mmio_exits={=u64} submissions={=u64} cpu_share_permille={=u64} gpu_busy_us={=u64} gpu_share_permille={=u32} ended={=str} exit_code={=i64} kill_vector={=i64} attempts={=u64} refused={=u64} vgpu={=u8}",
             g.id,
             g.program.name(),
             g.ram_pages() / 256,
@@ -224,6 +224,8 @@ impl Guests {
             ended,
             exit_code,
             kill_vector,
+            g.attempts.declared,
+            g.attempts.refused,
             g.vgpu.raw()
         );
         // Its vGPU's engine time, all engines and each (README).
