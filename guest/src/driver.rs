@@ -74,8 +74,9 @@ pub enum DriverError<E> {
         /// The fence value awaited.
         fence: u32,
     },
-    /// The saved driver state does not describe this guest.
-    BadState,
+    /// Its RAM or graphics memory does not fit the fields that name them
+    /// (a page number, a 32-bit register).
+    OutOfRange,
     /// [`Driver::queue`] with [`MAX_QUEUED`] entries outstanding, or
     /// more than [`QUEUE_WORDS`] words.
     RingFull,
@@ -96,13 +97,16 @@ impl<E: fmt::Display> fmt::Display for DriverError<E> {
             DriverError::Timeout { engine, fence } => {
                 write!(f, "{engine}: fence {fence} never arrived")
             }
-            DriverError::BadState => f.write_str("saved driver state does not fit this guest"),
+            DriverError::OutOfRange => {
+                f.write_str("the driver's memory lies beyond what its vGPU's fields can name")
+            }
             DriverError::RingFull => f.write_str("ring full: too many queued entries or words"),
         }
     }
 }
 
-/// The driver of one vGPU. Plain data: it migrates as [`Driver::save`].
+/// The driver of one vGPU. Plain data in the guest's memory: in a ring-3
+/// guest it migrates with the guest's RAM and registers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Driver {
     ram_first: u64,
@@ -113,9 +117,6 @@ pub struct Driver {
     tail: [u32; ENGINES.len()],
     fence: [u32; ENGINES.len()],
 }
-
-/// Bytes of [`Driver::save`].
-pub const DRIVER_STATE_BYTES: usize = 56;
 
 /// Commands being written into an engine's batch area.
 #[derive(Debug)]
@@ -240,16 +241,16 @@ impl Driver {
     /// Maps every RAM page into the slices and enables the rings.
     pub fn boot<P: Platform>(&mut self, p: &mut P) -> Result<(), DriverError<P::Error>> {
         for i in 0..self.ram_pages {
-            let page = GuestPage::new(self.ram_first + i).map_err(|_| DriverError::BadState)?;
+            let page = GuestPage::new(self.ram_first + i).map_err(|_| DriverError::OutOfRange)?;
             let index = self.gm(i) / PAGE as u64;
             let slot = GGTT_BAR0_OFFSET as u64 + index * 8;
-            let slot = u32::try_from(slot).map_err(|_| DriverError::BadState)?;
+            let slot = u32::try_from(slot).map_err(|_| DriverError::OutOfRange)?;
             p.mmio_write64(slot, GuestPte::map(page, PteFlags::NONE).raw())
                 .map_err(DriverError::Platform)?;
         }
         for (i, engine) in ENGINES.into_iter().enumerate() {
             let base = engine.mmio_base();
-            let start = u32::try_from(self.gm(i as u64)).map_err(|_| DriverError::BadState)?;
+            let start = u32::try_from(self.gm(i as u64)).map_err(|_| DriverError::OutOfRange)?;
             let w = |p: &mut P, reg: u32, v: u32| {
                 p.mmio_write32(base + reg, v).map_err(DriverError::Platform)
             };
@@ -407,60 +408,5 @@ impl Driver {
         p.ram_read(self.page(FENCE_PAGE), 64 * engine_slot(engine), &mut b)
             .map_err(DriverError::Platform)?;
         Ok(u32::from_le_bytes(b))
-    }
-
-    /// The driver's state, for the guest's CPU-state blob.
-    pub fn save(&self) -> [u8; DRIVER_STATE_BYTES] {
-        let mut b = [0u8; DRIVER_STATE_BYTES];
-        let words = [
-            self.ram_first,
-            self.ram_pages,
-            self.aperture_gm,
-            self.aperture_pages,
-            self.hidden_gm,
-        ];
-        for (chunk, w) in b.chunks_exact_mut(8).zip(words) {
-            chunk.copy_from_slice(&w.to_le_bytes());
-        }
-        let small = [self.tail[0], self.tail[1], self.fence[0], self.fence[1]];
-        for (chunk, w) in b[40..].chunks_exact_mut(4).zip(small) {
-            chunk.copy_from_slice(&w.to_le_bytes());
-        }
-        b
-    }
-
-    /// The driver from [`Driver::save`]'s bytes. The guest keeps its view
-    /// of the vGPU across a migration (PVINFO still shows the source's
-    /// slices), so nothing is probed again.
-    pub fn restore<E>(b: &[u8]) -> Result<Driver, DriverError<E>> {
-        if b.len() != DRIVER_STATE_BYTES {
-            return Err(DriverError::BadState);
-        }
-        let q = |i: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&b[i * 8..i * 8 + 8]);
-            u64::from_le_bytes(w)
-        };
-        let d = |i: usize| {
-            let at = 40 + 4 * i;
-            u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-        };
-        let driver = Driver {
-            ram_first: q(0),
-            ram_pages: q(1),
-            aperture_gm: q(2),
-            aperture_pages: q(3),
-            hidden_gm: q(4),
-            tail: [d(0), d(1)],
-            fence: [d(2), d(3)],
-        };
-        let aligned = |t: u32| t.is_multiple_of(RING_STEP) && t < PAGE as u32;
-        if driver.ram_pages <= DATA_FIRST
-            || driver.aperture_pages > driver.ram_pages
-            || !driver.tail.iter().all(|&t| aligned(t))
-        {
-            return Err(DriverError::BadState);
-        }
-        Ok(driver)
     }
 }

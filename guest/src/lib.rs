@@ -5,12 +5,11 @@
 //! The crate owns the guest's side of the vGPU interface and nothing of the
 //! monitor: it reaches its vGPU only through [`Platform`], which is what a
 //! virtual machine has (the virtual BAR0, trapped by the monitor, and the
-//! guest's own RAM), so the same code drives a vGPU whether the monitor
-//! plays the guest (today's stand-in) or a deprivileged ring-3 guest image
-//! runs it. It must never: allocate, panic on anything the platform
-//! returns, or keep state that a live migration would not carry. Its
-//! state is either in guest RAM (which migrates as memory) or in the
-//! small blob of [`GuestState`], which migrates as the guest's CPU state.
+//! guest's own RAM), so the same code drives a vGPU in a deprivileged
+//! ring-3 guest image and in the host tests' model of one. It must never:
+//! allocate, panic on anything the platform returns, or keep state that a
+//! live migration would not carry: in a ring-3 guest all it holds is in
+//! the guest's RAM and registers, which migrate whole.
 //!
 //! * [`driver`]: PVINFO and ballooning, the guest's GGTT entries, rings,
 //!   batch submission and completion by fence.
@@ -33,4 +32,4 @@ pub mod workload;
 
 pub use driver::{Driver, DriverError};
 pub use platform::Platform;
-pub use workload::{FrameReport, GuestState, Kind, Workload, WorkloadError};
+pub use workload::{FrameReport, Kind, Workload, WorkloadError};

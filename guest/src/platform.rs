@@ -2,9 +2,9 @@
 
 use core::fmt;
 
-/// The guest's machine. The monitor's stand-in implements it over
-/// `gpu::vgpu::Vgpu` and the guest's frames; a ring-3 guest over real
-/// loads and stores (its BAR0 accesses trap into the monitor).
+/// The guest's machine. A ring-3 guest implements it over real loads and
+/// stores (its BAR0 accesses trap into the monitor); the host tests over
+/// `gpu::vgpu::Vgpu` and a model of the guest's frames.
 pub trait Platform {
     /// What a failed access reports (e.g. the vGPU refused a write and
     /// stopped).

@@ -38,8 +38,8 @@ use gpu::encode;
 use gpu::engine::Engine;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-use crate::content::{self, PageState, PAGE, ZERO};
-use crate::driver::{Driver, DriverError, DATA_FIRST, DRIVER_STATE_BYTES};
+use crate::content::{self, PageState, PAGE};
+use crate::driver::{Driver, DriverError, DATA_FIRST};
 use crate::platform::Platform;
 
 /// The kinds of workload.
@@ -124,17 +124,6 @@ impl Kind {
             },
         }
     }
-
-    const fn code(self) -> u8 {
-        match self {
-            Kind::Game3d => 1,
-            Kind::Desktop2d => 2,
-            Kind::Video => 3,
-        }
-    }
-    fn from_code(c: u8) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.code() == c)
-    }
 }
 
 impl fmt::Display for Kind {
@@ -162,8 +151,6 @@ pub enum WorkloadError<E> {
         /// First differing byte.
         offset: usize,
     },
-    /// The saved state is not a workload's.
-    BadState,
 }
 
 impl<E> From<DriverError<E>> for WorkloadError<E> {
@@ -187,7 +174,6 @@ impl<E: fmt::Display> fmt::Display for WorkloadError<E> {
                 f,
                 "frame {frame}: guest page {page:#x} differs from what was written at byte {offset}"
             ),
-            WorkloadError::BadState => f.write_str("saved workload state is not valid"),
         }
     }
 }
@@ -268,7 +254,7 @@ fn book_slot(first: u64, regions: &Regions, i: u64) -> (u64, usize) {
 }
 
 /// The bookkeeping of data page `i`. It stores the content id plus one,
-/// so that the zero page (id [`ZERO`]) is all-zero bookkeeping and needs
+/// so that the zero page (id [`crate::content::ZERO`]) is all-zero bookkeeping and needs
 /// no writes at boot.
 fn read_state<P: Platform>(
     p: &mut P,
@@ -344,15 +330,6 @@ pub fn verify<P: Platform>(
     }
     Ok(data.end - data.start)
 }
-
-/// Bytes of a [`GuestState`].
-pub const GUEST_STATE_BYTES: usize = 128;
-const STATE_MAGIC: [u8; 4] = *b"GWL1";
-
-/// The guest's own state outside its RAM (what its CPU registers would
-/// hold): the driver's and the workload's, in a fixed little-endian form.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GuestState(pub [u8; GUEST_STATE_BYTES]);
 
 /// A workload over a booted driver.
 #[derive(Clone, Debug)]
@@ -500,7 +477,7 @@ impl Workload {
     }
 
     /// Bookkeeping stores the content id plus one, so that the zero page
-    /// (id [`ZERO`]) is all-zero bookkeeping and needs no writes at boot.
+    /// (id [`crate::content::ZERO`]) is all-zero bookkeeping and needs no writes at boot.
     fn set_state<P: Platform>(
         &mut self,
         p: &mut P,
@@ -644,52 +621,5 @@ impl Workload {
         }
         self.checksum = saved;
         Ok(data.end - data.start)
-    }
-
-    /// The guest's state outside its RAM, for a live migration.
-    pub fn save(&self) -> GuestState {
-        let mut b = [0u8; GUEST_STATE_BYTES];
-        b[..4].copy_from_slice(&STATE_MAGIC);
-        b[4] = self.kind.code();
-        let words = [self.seed, self.frame, self.rng, self.checksum];
-        for (chunk, w) in b[8..40].chunks_exact_mut(8).zip(words) {
-            chunk.copy_from_slice(&w.to_le_bytes());
-        }
-        b[40..44].copy_from_slice(&self.next_content.to_le_bytes());
-        b[48..48 + DRIVER_STATE_BYTES].copy_from_slice(&self.driver.save());
-        GuestState(b)
-    }
-
-    /// The workload from [`Workload::save`], going on where it stopped.
-    pub fn restore<E>(state: &GuestState) -> Result<Workload, WorkloadError<E>> {
-        let b = &state.0;
-        if b[..4] != STATE_MAGIC {
-            return Err(WorkloadError::BadState);
-        }
-        let kind = Kind::from_code(b[4]).ok_or(WorkloadError::BadState)?;
-        let q = |at: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&b[at..at + 8]);
-            u64::from_le_bytes(w)
-        };
-        let driver = Driver::restore(&b[48..48 + DRIVER_STATE_BYTES])
-            .map_err(|_: DriverError<E>| WorkloadError::BadState)?;
-        let regions = Regions::of(kind, driver.ram_pages()).ok_or(WorkloadError::BadState)?;
-        let next_content = u32::from_le_bytes([b[40], b[41], b[42], b[43]]);
-        if next_content < UPLOAD_IDS || next_content == ZERO {
-            return Err(WorkloadError::BadState);
-        }
-        Ok(Workload {
-            kind,
-            seed: q(8),
-            regions,
-            driver,
-            frame: q(16),
-            rng: q(24),
-            checksum: q(32),
-            next_content,
-            page: [0; PAGE],
-            want: [0; PAGE],
-        })
     }
 }

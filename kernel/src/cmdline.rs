@@ -92,6 +92,9 @@ pub enum MigrateFault {
     LoseCommit,
     /// Destination: the link dies before the resumed record.
     LoseResumed,
+    /// Source: the guest's saved CPU state is damaged before the stream
+    /// takes it (its own CRC must catch it on the destination).
+    CpuState,
 }
 
 /// What the migration roles run with.
@@ -103,7 +106,8 @@ pub struct RoleOptions {
     pub workload: guest::Kind,
     /// `guest_mib=`: guest 0's RAM.
     pub guest_mib: u32,
-    /// `guests=`: guests on the source (guest 0 and desktops).
+    /// `guests=`: guests on the source (guest 0, then a desktop, a video
+    /// and the hostile guest).
     pub guests: u8,
     /// `migrate_after_frames=`.
     pub migrate_after_frames: u32,
@@ -133,7 +137,7 @@ impl Default for RoleOptions {
             role: Role::Local,
             workload: guest::Kind::Game3d,
             guest_mib: 64,
-            guests: 2,
+            guests: 4,
             migrate_after_frames: 10,
             migrate_mbps: 0,
             all_policies: false,
@@ -276,11 +280,11 @@ pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
     ("workload", "3d | desktop | video  guest 0's workload (default 3d)"),
     (
         "guest_mib",
-        "4..256  guest 0's RAM, all of it its GPU working set (default 64)",
+        "4..256  guest 0's RAM, which is its vGPU's guest memory (default 64)",
     ),
     (
         "guests",
-        "1..4  guests on the source: guest 0 and 8 MiB desktops (default 2)",
+        "1..4  ring-3 guests on the source: guest 0, then an 8 MiB desktop, an 8 MiB video and the hostile guest (default 4)",
     ),
     (
         "migrate_after_frames",
@@ -318,7 +322,7 @@ pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
     ("ring3_mib", "2..256  RAM of each ring3= guest (default 16)"),
     (
         "migrate_fault",
-        "flip@N | truncate@N | version | lose-commit | lose-resumed  a deliberate stream failure, for tests",
+        "flip@N | truncate@N | version | lose-commit | lose-resumed | cpu-state  a deliberate stream failure, for tests",
     ),
 ];
 
@@ -605,7 +609,8 @@ pub fn parse(line: &'static [u8], truncated: bool) -> Result<Options, CmdlineErr
                     Some(number(value, 1, 3_600_000).ok_or(bad("1 to 3600000"))?);
             }
             "migrate_fault" => {
-                let expected = "flip@N, truncate@N, version, lose-commit or lose-resumed";
+                let expected =
+                    "flip@N, truncate@N, version, lose-commit, lose-resumed or cpu-state";
                 let at = |v: &str| v.parse::<u64>().ok();
                 options.roles.fault = match value.split_once('@') {
                     Some(("flip", n)) => MigrateFault::Flip(at(n).ok_or(bad(expected))?),
@@ -613,6 +618,7 @@ pub fn parse(line: &'static [u8], truncated: bool) -> Result<Options, CmdlineErr
                     None if value == "version" => MigrateFault::Version,
                     None if value == "lose-commit" => MigrateFault::LoseCommit,
                     None if value == "lose-resumed" => MigrateFault::LoseResumed,
+                    None if value == "cpu-state" => MigrateFault::CpuState,
                     _ => return Err(bad(expected)),
                 };
             }

@@ -92,15 +92,6 @@ const SUITE: &[Test] = &[
         name: "net-bench-pattern",
         run: crate::net::selftest::bench_pattern,
     },
-    // Leaves one vGPU stopped on purpose.
-    Test {
-        name: "vgpu-workloads",
-        run: vgpu_workloads,
-    },
-    Test {
-        name: "guest-workloads",
-        run: guest_workloads,
-    },
     Test {
         name: "migration-costs",
         run: migration_costs,
@@ -152,6 +143,10 @@ const SUITE: &[Test] = &[
     Test {
         name: "local-migration-throttled",
         run: local_migration_throttled,
+    },
+    Test {
+        name: "local-migration-slow-gpu",
+        run: local_migration_slow_gpu,
     },
 ];
 
@@ -596,32 +591,6 @@ fn gpu_memory_fenced(p: &mut Platform) -> TestResult {
     )
 }
 
-fn vgpu_workloads(p: &mut Platform) -> TestResult {
-    let vgpus = p.vgpus.vgpus.len();
-    check(vgpus >= 2, "needs two vGPUs (the default)")?;
-    let report = crate::workload::scenario(&mut p.vgpus).map_err(|e| {
-        defmt::error!("workload: {}", defmt::Display2Format(&e));
-        "workload scenario failed"
-    })?;
-    check(
-        report.guests_ok == vgpus,
-        "not every guest workload verified",
-    )?;
-    check(
-        report.isolation_shown,
-        "hostile submission not shown contained",
-    )?;
-    let (accepted, rejected) = p.vgpus.gate.counts();
-    check(
-        rejected == 1,
-        "the scanner rejected other than exactly the hostile submission",
-    )?;
-    check(
-        accepted == u64::from(report.submissions),
-        "every accepted submission went through the scanner",
-    )
-}
-
 /// What the migration stream's per-page work costs on this CPU (under
 /// QEMU TCG: the emulated CPU), in TSC cycles per 4 KiB page, beside a copy
 /// of the page: the digest, the CRC32C, a keyed BLAKE3 (the other MAC the
@@ -708,185 +677,183 @@ fn migration_costs(_: &mut Platform) -> TestResult {
     Ok(())
 }
 
-/// Each `guest` crate workload on a vGPU of its own (16 MiB of RAM, so
-/// its working set spans many pages of the aperture): boots, runs frames
-/// that check themselves, passes a whole check of every data page, and
-/// the vGPU's frames all return when it is torn down.
-fn guest_workloads(p: &mut Platform) -> TestResult {
-    use crate::guests::{CpuDirty, StandIn, WriteLog};
-    const PAGES: u64 = 4096;
-    for kind in guest::Kind::ALL {
-        let free = p.memory.frames.free_frames();
+/// A migrating ring-3 guest and its twin (the same program, never
+/// moved) on fresh vGPUs, guest 0 live-migrated inside this monitor after
+/// a few frames with `settings`; both run on until asked to finish.
+/// Returns the report and whether the moved guest's frames and checksums
+/// are the twin's, frame by frame, and both passed their final checks.
+fn migrate_beside_twin(
+    p: &mut Platform,
+    settings: crate::migration::MigrationSettings,
+) -> Result<(crate::migration::local::MigrationReport, bool, (u8, u8)), &'static str> {
+    use crate::vm::{Guest, RunState, Runtime, Scheduler, Step};
+    const PAGES: u64 = 2048;
+    const BEFORE: u64 = 3;
+    const AFTER: u64 = 4;
+    let rt = Runtime::init(&mut p.memory, p.calibration.tsc_hz)
+        .map_err(|_| "the ring-3 runtime did not come up")?;
+    let mut sched = Scheduler::new(&rt);
+    let program = guest::abi::Program::Workload {
+        kind: guest::Kind::Desktop2d,
+        seed: 0x10ca1,
+        frames: 0,
+    };
+    for id in 0..2 {
         let index = p
             .vgpus
             .add_vgpu(&mut p.memory.frames, gpu::partition::VgpuType::Small, PAGES)
-            .map_err(|_| "no room for a workload vGPU")?;
-        let (mut cpu, mut writes) = (CpuDirty::new(PAGES), WriteLog::default());
-        let result = {
-            let mut machine = StandIn {
-                m: &mut p.vgpus,
-                index,
-                cpu: &mut cpu,
-                writes: &mut writes,
-            };
-            guest::Driver::probe(&mut machine, crate::vgpus::GUEST_MEMORY_FIRST_PAGE, PAGES)
-                .map_err(guest::WorkloadError::Driver)
-                .and_then(|d| guest::Workload::boot(&mut machine, d, kind, 0x5e1f))
-                .and_then(|mut w| {
-                    for _ in 0..10 {
-                        w.step(&mut machine)?;
-                    }
-                    w.check_all(&mut machine).map(|n| (n, w.checksum()))
-                })
-        };
-        p.vgpus.remove_vgpu(&mut p.memory.frames, index);
-        match result {
-            Ok((checked, checksum)) => defmt::info!(
-                "guest workload {=str}: 10 frames, {=u64} pages checked, checksum {=u64:#x}",
-                kind.name(),
-                checked,
-                checksum
-            ),
-            Err(e) => {
-                defmt::error!(
-                    "guest workload {=str}: {}",
-                    kind.name(),
-                    defmt::Display2Format(&e)
-                );
-                return Err("a guest workload failed");
+            .map_err(|_| "no room for a guest's vGPU")?;
+        let g = Guest::create(&rt, &mut p.memory.frames, &mut p.vgpus, index, id, program)
+            .map_err(|_| "a guest could not be created")?;
+        sched.add(g);
+    }
+    let slot_of = |p: &Platform, s: &Scheduler| {
+        crate::migration::vgpu_index(&p.vgpus, s.guests[0].vgpu)
+            .map(|i| p.vgpus.vgpus[i].partition.id().raw())
+            .unwrap_or(u8::MAX)
+    };
+    let before = slot_of(p, &sched);
+    let limit = crate::arch::cpu::rdtsc() + 120 * rt.tsc_hz;
+    // Until guest 0 has reported `frames` frames on its current vGPU.
+    let run_until = |sched: &mut Scheduler, p: &mut Platform, frames: u64| {
+        while sched.guests[0].stats.frames < frames
+            && !sched.guests[0].state().ended()
+            && crate::arch::cpu::rdtsc() < limit
+        {
+            if sched.step(&rt, &mut p.vgpus) == Step::Waiting {
+                core::hint::spin_loop();
             }
         }
-        let mut dirty = 0u32;
-        cpu.take(|_| dirty += 1);
-        check(dirty > 0, "the guest's CPU writes were not seen")?;
-        check(
-            writes.drain().count() > 0,
-            "the guest's submissions left no write sets",
-        )?;
-        check(
-            p.memory.frames.free_frames() == free,
-            "a workload vGPU's frames did not all return",
-        )?;
-    }
-    Ok(())
-}
-
-/// Guest 0's driver: resumed if an earlier self-test booted it (rings set
-/// up), else booted here, so each migration test also runs on its own.
-fn guest_zero(p: &mut Platform) -> Result<crate::workload::GuestDriver, &'static str> {
-    use crate::workload::GuestDriver;
-    let ring = p.vgpus.vgpus[0].vgpu.ring(gpu::engine::Engine::Render);
-    if ring.ctl & 1 == 1 {
-        GuestDriver::resume(&mut p.vgpus, 0).map_err(|_| "guest 0 has no PVINFO")
-    } else {
-        GuestDriver::boot(&mut p.vgpus, 0).map_err(|_| "guest 0 does not boot")
-    }
-}
-
-fn local_migration(p: &mut Platform) -> TestResult {
-    let guest = guest_zero(p)?;
-    let before = p.vgpus.vgpus[0].partition;
-    let free_before = p.memory.frames.free_frames();
-    let gpu_before = p.vgpus.device.memory().bytes();
-    let (report, guest) = crate::migration::migrate_local(
+    };
+    run_until(&mut sched, p, BEFORE);
+    let migrated = crate::migration::migrate_local(
+        &rt,
+        &mut sched,
         &mut p.vgpus,
         &mut p.memory.frames,
         0,
-        guest,
-        crate::migration::MigrationSettings {
-            policy: p.options.policy,
-            throttle: migrate::ThrottleConfig::new(),
-            trace: true,
-            security: crate::migration::StreamSecurity::local(&p.options),
-        },
-    )
-    .map_err(|e| {
+        settings,
+    );
+    let after = slot_of(p, &sched);
+    // Its counters went along.
+    let target = sched.guests[0].stats.frames + AFTER;
+    run_until(&mut sched, p, target);
+    for g in &mut sched.guests {
+        g.request_finish();
+    }
+    while sched.guests.iter().any(|g| !g.state().ended()) && crate::arch::cpu::rdtsc() < limit {
+        if sched.step(&rt, &mut p.vgpus) == Step::Waiting {
+            core::hint::spin_loop();
+        }
+    }
+    let (moved, twin) = (&sched.guests[0], &sched.guests[1]);
+    let n = moved.frames.all.len().min(twin.frames.all.len());
+    let same = n as u64 > BEFORE
+        && moved.frames.all[..n] == twin.frames.all[..n]
+        && moved.state() == RunState::Exited(0)
+        && twin.state() == RunState::Exited(0);
+    for g in core::mem::take(&mut sched.guests) {
+        if let Some(i) = crate::migration::vgpu_index(&p.vgpus, g.vgpu) {
+            p.vgpus.remove_vgpu(&mut p.memory.frames, i);
+        }
+        g.destroy(&mut p.memory.frames);
+    }
+    let report = migrated.map_err(|e| {
         defmt::error!("migration: {}", defmt::Display2Format(&e));
         "local migration failed"
     })?;
-    let after = p.vgpus.vgpus[0].partition;
+    Ok((report, same, (before, after)))
+}
+
+/// A running ring-3 guest moves whole onto other slices and frames of
+/// this monitor while it works (its memory checked equal at the stop by
+/// the migration itself), and goes on there with its twin's checksums;
+/// every frame comes back.
+fn local_migration(p: &mut Platform) -> TestResult {
+    // The runtime's own set-up (the APIC's mapping) stays.
+    crate::vm::Runtime::init(&mut p.memory, p.calibration.tsc_hz)
+        .map_err(|_| "the ring-3 runtime did not come up")?;
+    let free_before = p.memory.frames.free_frames();
+    let gpu_before = p.vgpus.device.memory().bytes();
+    let settings = crate::migration::MigrationSettings {
+        policy: p.options.policy,
+        throttle: migrate::ThrottleConfig::new(),
+        trace: true,
+        security: crate::migration::StreamSecurity::local(&p.options),
+    };
+    let (report, same, (before, after)) = migrate_beside_twin(p, settings)?;
+    check(before != after, "the destination is the source's partition")?;
     check(
-        before.aperture() != after.aperture(),
-        "destination on the same aperture slice",
-    )?;
-    check(
-        before.hidden() != after.hidden(),
-        "destination on the same hidden slice",
-    )?;
-    check(
-        report.guest_submissions > 0,
-        "the guest did no work during pre-copy",
+        report.guest_slices > 0,
+        "the guest did not run during pre-copy",
     )?;
     check(report.precopy_pages > 0, "nothing sent during pre-copy")?;
     check(report.trace_events > 0, "the dirty trace recorded no write")?;
-    guest.smoke(&mut p.vgpus).map_err(|e| {
-        defmt::error!("after migration: {}", defmt::Display2Format(&e));
-        "guest workload failed on the destination"
-    })?;
-    // The source's slices and frames are free again.
     check(
-        p.vgpus
-            .partitions
-            .partitions()
-            .all(|q| q.aperture() != before.aperture()),
-        "source slices not freed",
+        same,
+        "the migrated guest's frames and checksums are not its twin's",
     )?;
     check(
         p.memory.frames.free_frames() == free_before
             && p.vgpus.device.memory().bytes() == gpu_before,
-        "the source's guest frames were not returned",
+        "the guests' or the migration's frames were not returned",
     )
+}
+
+/// The software GPU's work slowed fiftyfold (`gpu_slowdown=`), so that the
+/// guest's blits are still writing when pre-copy sends their pages: the
+/// migration must take their write sets as evidence again once they have
+/// ended (`vm::guest::WriteLog`), or the destination's memory differs
+/// from the source's at the stop (checked inside `migrate_local`).
+fn local_migration_slow_gpu(p: &mut Platform) -> TestResult {
+    p.vgpus.set_sim_slowdown(50);
+    let settings = crate::migration::MigrationSettings {
+        policy: migrate::Policy::Informed,
+        throttle: migrate::ThrottleConfig::new(),
+        trace: false,
+        security: crate::migration::StreamSecurity::local(&p.options),
+    };
+    let result = migrate_beside_twin(p, settings);
+    p.vgpus.set_sim_slowdown(p.options.gpu_slowdown);
+    let (_, same, _) = result?;
+    check(same, "the migrated guest's checksums are not its twin's")
 }
 
 /// `informed-throttle` with a downtime target nothing meets, so its
 /// throttle engages as soon as rounds stop shrinking: the monitor defers
-/// guest submission steps, never below the floor share, and the migration
-/// still ends byte-identical (checked inside `migrate_local`) with the guest
-/// working on the destination.
+/// the migrating guest's turns, never below the floor share, and the
+/// migration still ends byte-identical (checked inside `migrate_local`)
+/// with the guest going on with its twin's checksums.
 fn local_migration_throttled(p: &mut Platform) -> TestResult {
-    let guest = guest_zero(p)?;
     let mut throttle = migrate::ThrottleConfig::new();
     throttle.target_ns = 0;
-    let (report, guest) = crate::migration::migrate_local(
-        &mut p.vgpus,
-        &mut p.memory.frames,
-        0,
-        guest,
-        crate::migration::MigrationSettings {
-            policy: migrate::Policy::InformedThrottle,
-            throttle,
-            trace: false,
-            security: crate::migration::StreamSecurity::local(&p.options),
-        },
-    )
-    .map_err(|e| {
-        defmt::error!("throttled migration: {}", defmt::Display2Format(&e));
-        "throttled local migration failed"
-    })?;
+    let settings = crate::migration::MigrationSettings {
+        policy: migrate::Policy::InformedThrottle,
+        throttle,
+        trace: false,
+        security: crate::migration::StreamSecurity::local(&p.options),
+    };
+    let (report, same, _) = migrate_beside_twin(p, settings)?;
     defmt::info!(
-        "throttled migration: {=u32} rounds, {=u32} guest submissions, {=u32} steps deferred, lowest share {=u16} per mille",
+        "throttled migration: {=u32} rounds, {=u32} guest slices, {=u32} turns deferred, lowest share {=u16} per mille",
         report.rounds,
-        report.guest_submissions,
+        report.guest_slices,
         report.throttled_steps,
         report.min_share_permille
     );
     check(
         report.throttled_steps > 0,
-        "the throttle deferred no guest step",
+        "the throttle deferred no turn of the guest",
     )?;
     check(
-        report.guest_submissions > 0,
+        report.guest_slices > 0,
         "the throttled guest did no work during pre-copy",
     )?;
     check(
         report.min_share_permille >= throttle.floor.permille(),
         "share below the throttle's floor",
     )?;
-    guest.smoke(&mut p.vgpus).map_err(|e| {
-        defmt::error!("after throttled migration: {}", defmt::Display2Format(&e));
-        "guest workload failed after a throttled migration"
-    })?;
-    Ok(())
+    check(same, "the throttled guest's checksums are not its twin's")
 }
 
 fn fault_pagefault(_: &mut Platform) -> TestResult {

@@ -40,9 +40,9 @@ use crate::platform::Memory;
 pub const DEFAULT_VGPUS: u8 = 2;
 /// Their type (`vgpu_type=`).
 pub const DEFAULT_TYPE: VgpuType = VgpuType::Small;
-/// Guest memory each vGPU owns (1 MiB), until the guest runtime gives guests
-/// their own RAM: its ring, batches and surfaces live there.
-pub const GUEST_MEMORY_PAGES: u64 = 256;
+/// Guest memory (the RAM of its ring-3 guest, `role=local`) of each vGPU
+/// of the bring-up (`vgpus=`): 8 MiB, room for a workload.
+pub const GUEST_MEMORY_PAGES: u64 = 2048;
 /// First guest page number of that memory, as the guest names it in PTEs.
 pub const GUEST_MEMORY_FIRST_PAGE: u64 = 0x100;
 /// The software model's GGTT table: one 8-byte PTE per 4 KiB of 4 GiB.
@@ -539,7 +539,7 @@ impl VgpuManager {
 
     /// Moves the write sets of vGPU `index`'s dispatched submissions from
     /// the gate into `log` (what a migration must treat as written).
-    pub fn collect_writes(&mut self, index: usize, log: &mut crate::guests::WriteLog) {
+    pub fn collect_writes(&mut self, index: usize, log: &mut crate::vm::guest::WriteLog) {
         let Some(hosted) = self.vgpus.get(index) else {
             return;
         };

@@ -119,6 +119,16 @@ impl<const N: usize> Pipe<N> {
             ba: RefCell::new(Ring::new()),
         }
     }
+    /// Empties both directions and opens them again, in place (a pipe of
+    /// many KiB is not built anew on a small stack).
+    pub fn reset(&mut self) {
+        for ring in [&mut self.ab, &mut self.ba] {
+            let r = ring.get_mut();
+            r.head = 0;
+            r.len = 0;
+            r.closed = false;
+        }
+    }
     /// The two ends: (a, b).
     pub fn ends(&self) -> (PipeEnd<'_, N>, PipeEnd<'_, N>) {
         (
@@ -537,6 +547,25 @@ mod tests {
         assert_eq!(a.recv(&mut buf).unwrap(), 2);
         a.close();
         assert_eq!(b.recv(&mut buf), Err(LinkError::Closed));
+    }
+
+    #[test]
+    fn a_reset_pipe_is_empty_and_open_both_ways() {
+        let mut pipe = Pipe::<8>::new();
+        {
+            let (mut a, mut b) = pipe.ends();
+            a.send(b"left").unwrap();
+            b.send(b"over").unwrap();
+            a.close();
+        }
+        pipe.reset();
+        let (mut a, mut b) = pipe.ends();
+        let mut buf = [0u8; 8];
+        assert_eq!(b.recv(&mut buf), Ok(0));
+        assert_eq!(a.recv(&mut buf), Ok(0));
+        assert_eq!(a.send(b"new").unwrap(), 3);
+        assert_eq!(b.recv(&mut buf), Ok(3));
+        assert_eq!(&buf[..3], b"new");
     }
 
     #[test]

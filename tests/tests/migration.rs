@@ -1,6 +1,7 @@
 //! Live migration between two monitors in two QEMUs, as `cargo xtask run`
-//! makes it: the destination verifies every page against the source's
-//! digest, the guest runs on there, and run-report.json says so in its
+//! makes it: four ring-3 guests on the source, guest 0 moved whole; the
+//! destination verifies every page against the source's digest, the guest
+//! runs on there to its end, and run-report.json says so in its
 //! documented field names.
 
 use std::time::Duration;
@@ -88,6 +89,39 @@ fn check_completed(run: &MigrationRun, json: &Value, nic: Nic, encrypted: bool) 
         frames_here >= frames_at_source + continued,
         "{arrived}: {frames_at_source} frames on the source, {continued} continued"
     );
+    // Its downtime as it saw it: the gap in its frame times.
+    assert!(
+        m["guest_frame_gap_ms"].as_f64().unwrap_or(0.0) > 0.0,
+        "{m}\n{}",
+        t()
+    );
+    assert_eq!(arrived["exit_code"], 0, "{arrived}");
+    assert!(arrived["mmio_exits"].as_u64().unwrap_or(0) > 0, "{arrived}");
+    // The source's other guests: two workloads that ran to their end
+    // there with their final checks passing, and the hostile guest,
+    // killed for its own fault (a page fault on another guest's RAM).
+    for (id, kind) in [(1, "desktop"), (2, "video")] {
+        let g = source_guests
+            .iter()
+            .find(|g| g["id"] == id)
+            .unwrap_or_else(|| panic!("no guest {id} on the source\n{}", t()));
+        assert_eq!(g["kind"], kind, "{g}");
+        assert_eq!(g["ended"], "source", "{g}\n{}", t());
+        assert!(g["frames"].as_u64().unwrap_or(0) > 0, "{g}");
+        assert!(g["mmio_exits"].as_u64().unwrap_or(0) > 0, "{g}");
+        assert!(g["cpu_share_permille"].as_u64().is_some(), "{g}");
+    }
+    let hostile = source_guests
+        .iter()
+        .find(|g| g["id"] == 3)
+        .unwrap_or_else(|| panic!("no hostile guest on the source\n{}", t()));
+    assert_eq!(hostile["kind"], "hostile", "{hostile}");
+    assert_eq!(hostile["ended"], "killed", "{hostile}\n{}", t());
+    assert_eq!(hostile["kill_vector"], 14, "{hostile}");
+    // Every attack class was tried in the migration run too, and refused.
+    let classes = guest::attack::Class::ALL.len() as u64;
+    assert_eq!(hostile["attempts"], classes, "{hostile}\n{}", t());
+    assert_eq!(hostile["refused"], classes, "{hostile}\n{}", t());
     assert_eq!(json["source"]["role"], "source");
     assert_eq!(json["destination"]["role"], "dest");
     assert_eq!(json["destination"]["nic"], nic.name());

@@ -56,8 +56,9 @@ fn guest<'a>(json: &'a Value, side: &str, id: u64) -> Option<&'a Value> {
 }
 
 /// The migration failed, and says so with `cause` in its reason; the
-/// source ran guest 0 on, past the migration, every check of its passing
-/// (a failed check ends a guest `failed`); no guest 0 on the destination.
+/// source ran guest 0 on, past the migration, to its end with its final
+/// check passing (a failed check ends a guest `failed`); no guest 0 on
+/// the destination.
 fn check_failed_on_source(run: &MigrationRun, json: &Value, cause: &str) {
     let t = || run.transcript();
     let m = &json["migration"];
@@ -80,17 +81,24 @@ fn check_failed_on_source(run: &MigrationRun, json: &Value, cause: &str) {
     assert_eq!(run.source.outcome, Outcome::Failure, "{}", t());
     let g0 =
         guest(json, "source", 0).unwrap_or_else(|| panic!("no guest 0 on the source\n{}", t()));
-    assert_eq!(g0["ended"], "running", "{g0}\n{}", t());
+    assert_eq!(g0["ended"], "source", "{g0}\n{}", t());
+    assert_eq!(g0["exit_code"], 0, "{g0}\n{}", t());
     let frames = g0["frames"].as_u64().unwrap_or(0);
     assert!(
         frames >= MIGRATE_AFTER + FRAMES_AFTER,
         "guest 0 did not run on after the migration: {g0}\n{}",
         t()
     );
-    // The source's other guest never stopped working either.
-    let g1 =
-        guest(json, "source", 1).unwrap_or_else(|| panic!("no guest 1 on the source\n{}", t()));
-    assert_eq!(g1["ended"], "running", "{g1}\n{}", t());
+    // The source's other guests never stopped working either, and the
+    // hostile one was killed for its own fault.
+    for id in [1, 2] {
+        let g = guest(json, "source", id)
+            .unwrap_or_else(|| panic!("no guest {id} on the source\n{}", t()));
+        assert_eq!(g["ended"], "source", "{g}\n{}", t());
+    }
+    let hostile =
+        guest(json, "source", 3).unwrap_or_else(|| panic!("no guest 3 on the source\n{}", t()));
+    assert_eq!(hostile["ended"], "killed", "{hostile}\n{}", t());
     assert!(
         guest(json, "destination", 0).is_none(),
         "guest 0 ran on the destination too\n{}",
@@ -118,7 +126,7 @@ fn check_destination_refused(run: &MigrationRun, json: &Value, cause: &str) {
     );
     let own = guest(json, "destination", 100)
         .unwrap_or_else(|| panic!("no own guest on the destination\n{}", t()));
-    assert_eq!(own["ended"], "running", "{own}\n{}", t());
+    assert_eq!(own["ended"], "destination", "{own}\n{}", t());
 }
 
 /// The kill came, and the destination's QEMU was the one killed.
@@ -241,6 +249,19 @@ fn a_stream_of_another_version_is_refused_and_freed() {
     let (run, json) = run(&opts);
     check_failed_on_source(&run, &json, "version");
     check_destination_refused(&run, &json, "version");
+}
+
+#[test]
+fn a_cpu_state_damaged_before_the_stream_is_refused_and_freed() {
+    // The stream carries it intact (its digest matches what the source
+    // sent), so only the CPU state's own CRC can tell.
+    let opts = MigrationOptions {
+        source_append: "migrate_fault=cpu-state".into(),
+        ..options()
+    };
+    let (run, json) = run(&opts);
+    check_failed_on_source(&run, &json, "rejected");
+    check_destination_refused(&run, &json, "CPU state's CRC does not match");
 }
 
 #[test]

@@ -38,6 +38,16 @@ impl<'a> Fields<'a> {
         self.get(key)?.parse().ok()
     }
 
+    /// A figure the monitor reports as -1 when it has none.
+    fn non_negative(&self, key: &str) -> Option<f64> {
+        self.num::<f64>(key).filter(|v| *v >= 0.0)
+    }
+
+    /// A count or code the monitor reports as -1 when there is none.
+    fn present(&self, key: &str) -> Option<i64> {
+        self.num::<i64>(key).filter(|v| *v >= 0)
+    }
+
     fn flag(&self, key: &str) -> Option<bool> {
         match self.get(key)? {
             "true" => Some(true),
@@ -90,6 +100,11 @@ pub struct DestMigration {
     pub digest: Option<String>,
     /// Frames the guest completed on the destination.
     pub guest_continued: Option<u64>,
+    /// The gap in the guest's frame times across the migration, on its
+    /// own clock (its downtime as it saw it).
+    pub guest_frame_gap_ms: Option<f64>,
+    /// Its mean frame interval on the destination otherwise.
+    pub guest_frame_ms: Option<f64>,
     /// The migrated guest's own check of every page it predicts, after
     /// its frames on the destination.
     pub checked: Option<bool>,
@@ -135,6 +150,8 @@ impl DestMigration {
             pages_received: f.num("pages_received"),
             digest: f.text("digest"),
             guest_continued: f.num("guest_continued"),
+            guest_frame_gap_ms: f.non_negative("guest_frame_gap_ms"),
+            guest_frame_ms: f.non_negative("guest_frame_ms"),
             checked: f.flag("checked"),
             freed: f.flag("freed"),
             failure: None,
@@ -197,15 +214,41 @@ pub fn raw_tcp_mbps(result: &RunResult) -> Option<f64> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GuestReport {
     pub id: Option<u64>,
-    /// `3d`, `desktop` or `video`.
+    /// `3d`, `desktop`, `video` or `hostile`.
     pub kind: Option<String>,
     pub mib: Option<u64>,
-    /// Frames completed (on the destination: counting the source's).
+    /// Frames completed, by the guest's own count (on the destination:
+    /// counting the source's).
     pub frames: Option<u64>,
     /// `0x...`: the guest's own running checksum of its frames.
     pub checksum: Option<String>,
-    /// `running`, `migrated`, `failed`, `held` (source) or `destination`.
+    /// Frames it reported on this monitor.
+    pub frames_here: Option<u64>,
+    /// Its mean frame interval here, ms.
+    pub frame_ms: Option<f64>,
+    /// Its trapped BAR0 accesses here.
+    pub mmio_exits: Option<u64>,
+    /// Submissions its frames reported here.
+    pub submissions: Option<u64>,
+    /// Its share of the CPU time this monitor's guests had, in thousandths.
+    pub cpu_share_permille: Option<u64>,
+    /// Its vGPU's engine time on this monitor (the vGPU scheduler's).
+    pub gpu_busy_us: Option<u64>,
+    /// Its share of the engine time every vGPU of this monitor used, in
+    /// thousandths; `None` where the monitor does not say.
+    pub gpu_share_permille: Option<u64>,
+    /// Where it ended: `source` or `destination` (ran to its end there),
+    /// `migrated` (left the source), `held` (stopped after an unconfirmed
+    /// handover), `killed`, `failed` (its own check failed), `running`.
     pub ended: Option<String>,
+    /// Its exit code, if it exited.
+    pub exit_code: Option<i64>,
+    /// The exception vector that killed it, if one did.
+    pub kill_vector: Option<i64>,
+    /// Attacks it declared (the hostile guest), and how many of them the
+    /// monitor refused with the refusal their class names.
+    pub attempts: Option<u64>,
+    pub refused: Option<u64>,
 }
 
 /// Every `report guest` line of a run.
@@ -219,7 +262,18 @@ pub fn guests(result: &RunResult) -> Vec<GuestReport> {
                 mib: f.num("mib"),
                 frames: f.num("frames"),
                 checksum: f.text("checksum"),
+                frames_here: f.num("frames_here"),
+                frame_ms: f.non_negative("frame_ms"),
+                mmio_exits: f.num("mmio_exits"),
+                submissions: f.num("submissions"),
+                cpu_share_permille: f.num("cpu_share_permille"),
+                gpu_busy_us: f.num("gpu_busy_us"),
+                gpu_share_permille: f.present("gpu_share_permille").map(|v| v as u64),
                 ended: f.text("ended"),
+                exit_code: f.present("exit_code"),
+                kill_vector: f.present("kill_vector"),
+                attempts: f.num("attempts"),
+                refused: f.num("refused"),
             }
         })
         .collect()
@@ -258,6 +312,11 @@ pub struct MigrationFields {
     /// pages equals the source's at the stop.
     pub verified: bool,
     pub guest_continued: Option<u64>,
+    /// The gap in the migrated guest's frame times across the migration,
+    /// on its own clock: its downtime as it saw it (ms).
+    pub guest_frame_gap_ms: Option<f64>,
+    /// Its mean frame interval on the destination otherwise (ms).
+    pub guest_frame_ms: Option<f64>,
     /// The destination got back every frame it allocated for this
     /// migration; `None` when it did not report it.
     pub freed: Option<bool>,
@@ -441,6 +500,8 @@ pub fn pair_migrations(
                 raw_tcp_mbps,
                 verified,
                 guest_continued: d.and_then(|d| d.guest_continued),
+                guest_frame_gap_ms: d.and_then(|d| d.guest_frame_gap_ms),
+                guest_frame_ms: d.and_then(|d| d.guest_frame_ms),
                 freed: d.and_then(|d| d.freed),
             }
         })
@@ -592,7 +653,7 @@ const MIB: f64 = (1u64 << 20) as f64;
 
 /// Columns of the migration table (QEMU's `info migrate` figures, one row
 /// per migration).
-const COLUMNS: [&str; 17] = [
+const COLUMNS: [&str; 18] = [
     "migration",
     "status",
     "total ms",
@@ -610,6 +671,7 @@ const COLUMNS: [&str; 17] = [
     "raw TCP Mbit/s",
     "verified",
     "guest continued",
+    "guest gap ms",
 ];
 
 fn cell<T: fmt::Display>(v: Option<T>) -> String {
@@ -643,6 +705,7 @@ fn row_of(m: &MigrationFields) -> Vec<String> {
         cell(m.raw_tcp_mbps.map(|v| format!("{v:.0}"))),
         if m.verified { "yes" } else { "no" }.into(),
         cell(m.guest_continued.map(|f| format!("{f} frames"))),
+        ms(m.guest_frame_gap_ms),
     ]
 }
 
@@ -666,6 +729,7 @@ fn qemu_row(q: &QemuMigrationReport) -> Vec<String> {
         "-".into(),
         "-".into(),
         if q.guest_continued { "yes" } else { "no" }.into(),
+        "-".into(),
     ]
 }
 
@@ -729,6 +793,53 @@ pub fn table(migrations: &[MigrationFields], qemu: &[QemuMigrationReport]) -> St
     format_table(&headers, &rows)
 }
 
+/// Every guest of both sides, one row each: frames and checksum (the
+/// guest's own), MMIO exits, shares, and where it ended.
+pub fn guests_table(source: &[GuestReport], destination: &[GuestReport]) -> String {
+    let headers = [
+        "side",
+        "guest",
+        "kind",
+        "MiB",
+        "frames",
+        "checksum",
+        "frames here",
+        "frame ms",
+        "MMIO exits",
+        "CPU share",
+        "GPU share",
+        "attacks refused",
+        "ended",
+    ];
+    let permille = |v: Option<u64>| cell(v.map(|p| format!("{:.3}", p as f64 / 1000.0)));
+    let rows: Vec<Vec<String>> = [("source", source), ("destination", destination)]
+        .iter()
+        .flat_map(|(side, guests)| {
+            guests.iter().map(move |g| {
+                vec![
+                    side.to_string(),
+                    cell(g.id),
+                    cell(g.kind.clone()),
+                    cell(g.mib),
+                    cell(g.frames),
+                    cell(g.checksum.clone()),
+                    cell(g.frames_here),
+                    ms(g.frame_ms),
+                    cell(g.mmio_exits),
+                    permille(g.cpu_share_permille),
+                    permille(g.gpu_share_permille),
+                    match (g.refused, g.attempts) {
+                        (Some(r), Some(a)) if a > 0 => format!("{r} of {a}"),
+                        _ => "-".into(),
+                    },
+                    cell(g.ended.clone()),
+                ]
+            })
+        })
+        .collect();
+    format_table(&headers, &rows)
+}
+
 /// The figures the issue asks to see (reported, never asserted): the best
 /// policy's downtime pages against stop-and-copy's, migration throughput
 /// against raw TCP, our downtime beside QEMU's with XBZRLE.
@@ -766,6 +877,15 @@ pub fn figures(migrations: &[MigrationFields], qemu: &[QemuMigrationReport]) -> 
             out.push(format!(
                 "throughput against raw TCP on the same link ({raw:.0} Mbit/s): {}",
                 ratios.join(", ")
+            ));
+        }
+    }
+    for m in &done {
+        if let (Some(gap), Some(period)) = (m.guest_frame_gap_ms, m.guest_frame_ms) {
+            out.push(format!(
+                "downtime as the guest saw it ({}): {gap:.1} ms between its last frame on the source and its first on the destination (its frames {period:.1} ms apart otherwise; the source measured {} ms stopped)",
+                name(m),
+                ms(m.downtime_ms)
             ));
         }
     }
@@ -822,13 +942,14 @@ pub(crate) mod tests {
         "report raw_tcp bytes=16777216 micros=250000 mbps=536.870912",
         "migration progress policy=informed phase=precopy round=1 sent_pages=1000 left_pages=15384 bytes=4100000 rate_mbps=400.5 expected_downtime_ms=310.2",
         "report migration status=completed transport=tcp nic=virtio policy=informed authenticated=true encrypted=false total_ms=1234.5 downtime_ms=12.25 setup_ms=3.5 rounds=4 pages_total=16384 pages_precopy=16384 pages_downtime=312 pages_zero=100 pages_delta=50 bytes=69000000 throughput_mbps=449.1 digest=0x00ab12",
-        "report guest id=0 kind=3d mib=64 frames=10 checksum=0x1234 ended=migrated",
-        "report guest id=1 kind=desktop mib=8 frames=30 checksum=0x99 ended=running",
+        "report guest id=0 kind=3d mib=64 frames=10 checksum=0x1234 frames_here=10 frame_ms=16.7 mmio_exits=900 submissions=30 cpu_share_permille=400 gpu_busy_us=0 gpu_share_permille=-1 ended=migrated exit_code=-1 kill_vector=-1",
+        "report guest id=1 kind=desktop mib=8 frames=30 checksum=0x99 frames_here=30 frame_ms=16.7 mmio_exits=700 submissions=60 cpu_share_permille=300 gpu_busy_us=5000 gpu_share_permille=250 ended=source exit_code=0 kill_vector=-1",
+        "report guest id=3 kind=hostile mib=2 frames=0 checksum=0x0 frames_here=0 frame_ms=-1.0 mmio_exits=1 submissions=0 cpu_share_permille=300 gpu_share_permille=-1 ended=killed exit_code=-1 kill_vector=14",
     ];
     const DEST_OK: &[&str] = &[
         "report role=dest nic=virtio",
-        "report migration_dest status=completed authenticated=true encrypted=false pages_received=16696 digest=0xAB12 guest_continued=20 checked=true freed=true",
-        "report guest id=0 kind=3d mib=64 frames=30 checksum=0x5678 ended=destination",
+        "report migration_dest status=completed authenticated=true encrypted=false pages_received=16696 digest=0xAB12 guest_continued=20 guest_frame_gap_ms=45.5 guest_frame_ms=16.8 checked=true freed=true",
+        "report guest id=0 kind=3d mib=64 frames=30 checksum=0x5678 frames_here=20 frame_ms=16.8 mmio_exits=40 submissions=40 cpu_share_permille=500 gpu_share_permille=-1 ended=destination exit_code=0 kill_vector=-1",
     ];
 
     fn expected() -> Expected<'static> {
@@ -868,12 +989,25 @@ pub(crate) mod tests {
         // 0x00ab12 and 0xAB12 are one value.
         assert!(m.verified);
         assert_eq!(m.guest_continued, Some(20));
+        assert_eq!(m.guest_frame_gap_ms, Some(45.5));
+        assert_eq!(m.guest_frame_ms, Some(16.8));
         assert_eq!(m.freed, Some(true));
         assert_eq!(r.source.role.as_deref(), Some("source"));
         assert_eq!(r.source.nic.as_deref(), Some("virtio"));
-        assert_eq!(r.source.guests.len(), 2);
+        assert_eq!(r.source.guests.len(), 3);
         assert_eq!(r.source.guests[0].ended.as_deref(), Some("migrated"));
+        assert_eq!(r.source.guests[0].mmio_exits, Some(900));
+        assert_eq!(r.source.guests[0].gpu_share_permille, None);
+        assert_eq!(r.source.guests[0].exit_code, None);
         assert_eq!(r.source.guests[1].kind.as_deref(), Some("desktop"));
+        assert_eq!(r.source.guests[1].cpu_share_permille, Some(300));
+        assert_eq!(r.source.guests[1].gpu_share_permille, Some(250));
+        assert_eq!(r.source.guests[1].gpu_busy_us, Some(5000));
+        assert_eq!(r.source.guests[1].exit_code, Some(0));
+        assert_eq!(r.source.guests[1].frame_ms, Some(16.7));
+        assert_eq!(r.source.guests[2].ended.as_deref(), Some("killed"));
+        assert_eq!(r.source.guests[2].kill_vector, Some(14));
+        assert_eq!(r.source.guests[2].frame_ms, None);
         assert_eq!(r.source.boot.guest_ms_to_kernel_main, Some(78.0));
         assert_eq!(r.destination.role.as_deref(), Some("dest"));
         assert_eq!(r.destination.guests[0].frames, Some(30));

@@ -77,11 +77,13 @@ pub struct GpuReport {
     /// "software-gen9" or "intel-gen9".
     pub backend: Option<String>,
     pub vgpus: Vec<VgpuReport>,
-    /// Built-in guest workloads whose results were verified.
+    /// Ring-3 workload guests that ran to their end and passed their own
+    /// final check.
     pub workloads_verified: Option<u64>,
-    /// Submissions verified across them.
+    /// Submissions their frames reported.
     pub submissions_verified: Option<u64>,
-    /// Whether a hostile submission was rejected with the others unharmed.
+    /// Whether the hostile guest was killed for its own fault with the
+    /// workloads unharmed.
     pub isolation_shown: Option<bool>,
     /// The shader policy (`shaders=`): "ppgtt", "allow-ggtt" or "deny".
     pub shaders: Option<String>,

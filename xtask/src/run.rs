@@ -137,6 +137,11 @@ fn two_qemus(opts: &RunOptions) -> Result<i32> {
         "{}",
         migration_report::table(&report.migrations, &report.qemu_migration)
     );
+    println!();
+    print!(
+        "{}",
+        migration_report::guests_table(&report.source.guests, &report.destination.guests)
+    );
     for m in report.migrations.iter().filter(|m| !m.succeeded()) {
         println!(
             "{}: {}",
@@ -155,6 +160,9 @@ fn two_qemus(opts: &RunOptions) -> Result<i32> {
         for f in figures {
             println!("{f}");
         }
+    }
+    if let Some(line) = write_trace(&run.source)? {
+        println!("{line}");
     }
     println!("report: {}", path.display());
     for (side, result) in [("source", &run.source), ("destination", &run.destination)] {
@@ -210,19 +218,11 @@ fn local(opts: &RunOptions) -> Result<i32> {
     let result = qemu.run()?;
     let report = report::build(&result, memory_mib);
     let path = write_report(&report)?;
-    let trace = report::dirty_trace(&result).map(|text| {
-        let at = paths::xtask_dir().join("trace.txt");
-        (
-            std::fs::write(&at, &text),
-            at,
-            text.lines().count().saturating_sub(3),
-        )
-    });
+    let trace = write_trace(&result)?;
     println!();
     println!("outcome: {}", report.outcome);
-    if let Some((written, at, events)) = trace {
-        written?;
-        println!("dirty trace: {events} writes in {}", at.display());
+    if let Some(line) = trace {
+        println!("{line}");
     }
     if let Some(ms) = report.boot.host_ms_to_banner {
         println!("boot: {ms:.0} ms from QEMU start to the monitor's banner (host clock)");
@@ -232,7 +232,7 @@ fn local(opts: &RunOptions) -> Result<i32> {
     }
     if let Some(backend) = &report.gpu.backend {
         println!(
-            "gpu: {} vGPUs on {backend}; {} guest workloads verified; hostile submission contained: {}",
+            "gpu: {} vGPUs on {backend}; {} guest workloads verified; hostile guest contained: {}",
             report.gpu.vgpus.len(),
             report.gpu.workloads_verified.unwrap_or(0),
             report.gpu.isolation_shown.unwrap_or(false)
@@ -254,6 +254,22 @@ fn local(opts: &RunOptions) -> Result<i32> {
         eprintln!("qemu stderr:\n{}", result.qemu_stderr);
     }
     Ok(result.outcome.process_code())
+}
+
+/// Writes the dirty trace a `trace=on` run recorded (the migrating guest's
+/// writes, in `migrate-sim`'s format) to `target/xtask/trace.txt`, where
+/// `cargo xtask bench` replays it; the line that says so, if there was one.
+fn write_trace(result: &crate::qemu::RunResult) -> Result<Option<String>> {
+    let Some(text) = report::dirty_trace(result) else {
+        return Ok(None);
+    };
+    let at = paths::xtask_dir().join("trace.txt");
+    std::fs::write(&at, &text)?;
+    let events = text.lines().count().saturating_sub(3);
+    Ok(Some(format!(
+        "dirty trace: {events} writes in {}",
+        at.display()
+    )))
 }
 
 #[cfg(test)]

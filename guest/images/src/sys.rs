@@ -41,9 +41,10 @@ pub fn log(text: &str) {
     call(syscall::LOG, text.as_ptr() as u64, end as u64, 0);
 }
 
-/// A workload frame is done.
-pub fn frame(frame: u64, checksum: u64, submissions: u32) {
-    call(syscall::FRAME, frame, checksum, u64::from(submissions));
+/// A workload frame is done; true when the monitor asks the workload to
+/// finish.
+pub fn frame(frame: u64, checksum: u64, submissions: u32) -> bool {
+    call(syscall::FRAME, frame, checksum, u64::from(submissions)) == syscall::FRAME_FINISH
 }
 
 /// Lets the other guests run.

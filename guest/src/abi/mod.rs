@@ -48,7 +48,11 @@ pub mod syscall {
     pub const LOG: u64 = 0;
     /// `frame(frame, checksum, submissions)`: a workload finished frame
     /// `frame` with running checksum `checksum` after `submissions`
-    /// submissions in it.
+    /// submissions in it. The result is [`FRAME_GO_ON`], or
+    /// [`FRAME_FINISH`] when the monitor asks the workload to end (as a
+    /// virtual machine's power button does): it then makes its final
+    /// check and exits. A monitor that paces its guests (a display's
+    /// refresh) returns from the call at the guest's next frame time.
     pub const FRAME: u64 = 1;
     /// `yield()`: let the other guests run.
     pub const YIELD: u64 = 2;
@@ -72,6 +76,10 @@ pub mod syscall {
     /// `wait`: the vGPU stopped (a refused submission or a GPU fault); it
     /// will not complete anything.
     pub const WAIT_VGPU_FAILED: u64 = 1;
+    /// `frame`: go on with the next frame.
+    pub const FRAME_GO_ON: u64 = 0;
+    /// `frame`: the monitor asks the workload to end now.
+    pub const FRAME_FINISH: u64 = 1;
 }
 
 /// What a guest's exit code says.
@@ -271,7 +279,8 @@ pub enum Probe {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Program {
     /// The workload image: boots its driver and runs `frames` frames (0:
-    /// for ever) of `kind` with `seed`, reporting each with `frame`.
+    /// until the monitor asks it to finish) of `kind` with `seed`,
+    /// reporting each with `frame`, then checks every data page.
     Workload {
         /// Which workload.
         kind: Kind,

@@ -2,38 +2,43 @@
 //! `migrations=` streams on `listen=`, one after another. For each: a new
 //! vGPU on a partition of its own (other slices than the source's, which
 //! its own guest's slot makes sure of) and fresh frames; `migrate::Receiver`
-//! checks and applies the stream; on its end the vGPU is restored onto the
-//! new slices (Dynamic Graphics Address Remapping: the guest keeps its
-//! view) and the guest's own state with it, and only then "ready" goes
-//! out; the guest runs here only on the source's commit. It runs
-//! `frames_after` frames, then goes away. Anything that fails before the
-//! commit frees what was allocated.
+//! checks and applies the stream; on its end the guest is restored
+//! ([`crate::migration::restore_guest`]: its vGPU onto the new slices with
+//! Dynamic Graphics Address Remapping, the guest keeping its view; its
+//! program from the boot block in its RAM; its CPU state and clock) and
+//! only then "ready" goes out; the guest runs here only on the source's
+//! commit. It runs `frames_after` frames, is asked to finish, makes its
+//! own final check of every data page and exits, and goes away. Anything
+//! that fails before the commit frees what was allocated.
 
-use alloc::vec::Vec;
-
-use gpu::vgpu::Vgpu;
-use guest::workload::{GuestState, GUEST_STATE_BYTES};
-use guest::Workload;
 use migrate::dest::{ReceiveError, Receiver, ReceiverConfig, ReceiverStatus};
 use migrate::link::{FaultConfig, FaultInjector, RecordAction, RecordFault};
 use migrate::page::{GuestPage, PageRange};
 use migrate::wire::{Kind as RecordKind, RejectReason, BACK_PRELUDE_LEN};
 
-use super::pages::{DestBuffers, Digests, GuestSink};
-use super::{step_due, Hosted, CONNECT_MS, MIN_SLICE_US, TIMEOUT_NS, VGPU_TYPE};
+use guest::abi::{Program, RAM_FIRST_PAGE};
+use guest::Kind;
+
+use super::{
+    Guests, CONNECT_MS, FINISH_LIMIT_US, MIN_SLICE_US, SIDE_GUEST_MIB, TIMEOUT_NS, VGPU_TYPE,
+};
 use crate::cmdline::MigrateFault;
 use crate::entropy::MonitorEntropy;
 use crate::exit::{exit, ExitCode};
-use crate::guests::{CpuDirty, WriteLog};
+use crate::migration::pages::{DestBuffers, Digests, GuestSink};
+use crate::migration::{restore_guest, vgpu_index, RestoreError};
 use crate::net::link::TcpLink;
 use crate::net::Net;
 use crate::platform::Platform;
 use crate::println;
-use crate::vgpus::GUEST_MEMORY_FIRST_PAGE;
+use crate::vm::cpu::SAVED_BYTES;
+use crate::vm::{Guest, Kill, RunState, Step};
 
 /// How long the destination waits for each source to connect, unless
 /// `connect_ms=` says.
 const ACCEPT_MS: u64 = 10 * CONNECT_MS;
+/// This monitor's own guest.
+const OWN_GUEST: u32 = 100;
 
 pub fn run(p: &mut Platform) -> ! {
     let opts = p.options;
@@ -48,8 +53,13 @@ pub fn run(p: &mut Platform) -> ! {
     defmt::info!("report role=dest nic={=str}", net.nic().kind.name());
     // Its own guest takes the first slot, so an incoming guest lands on
     // other slices than it had on the source.
-    let mut guests: Vec<Hosted> = Vec::new();
-    if let Err(e) = super::boot_side_guests(p, 100, 1, &mut guests) {
+    let mut guests = Guests::new(p);
+    let own = Program::Workload {
+        kind: Kind::Desktop2d,
+        seed: 0xde5c_0064,
+        frames: 0,
+    };
+    if let Err(e) = guests.spawn(p, OWN_GUEST, own, SIDE_GUEST_MIB) {
         println!("error: the destination's own guest does not boot: {e}");
         exit(ExitCode::Failure);
     }
@@ -58,7 +68,9 @@ pub fn run(p: &mut Platform) -> ! {
     for n in 0..roles.migrations {
         // This monitor's own guest runs on while no source is there.
         let wait_ms = roles.connect_ms.map_or(ACCEPT_MS, u64::from);
-        if let Err(e) = net.accept(port, wait_ms, &mut || step_due(p, &mut guests, None)) {
+        if let Err(e) = net.accept(port, wait_ms, &mut || {
+            guests.step(p);
+        }) {
             println!("error: no source connected on port {port}: {e}");
             report_failed(&e, true);
             break;
@@ -78,26 +90,30 @@ pub fn run(p: &mut Platform) -> ! {
                 }
             }
         }
-        if let Some((g, summary)) = receive(p, &mut net, &mut guests) {
-            if run_arrived(p, &mut guests, g, summary) {
+        if let Some((id, summary)) = receive(p, &mut net, &mut guests) {
+            if run_arrived(p, &mut guests, id, summary) {
                 completed += 1;
             }
         }
-        if let Err(e) = net.close(5_000, &mut || step_due(p, &mut guests, None)) {
+        if let Err(e) = net.close(5_000, &mut || {
+            guests.step(p);
+        }) {
             defmt::warn!(
                 "closing the migration connection: {}",
                 defmt::Display2Format(&e)
             );
         }
     }
-    for g in &guests {
-        g.report(&p.vgpus, "running");
+    guests.finish(p, None);
+    let own_ok = guests.as_expected(OWN_GUEST);
+    for i in 0..guests.sched.guests.len() {
+        guests.report(&p.vgpus, i, guests.ended_word(i, "destination"));
     }
     println!(
         "gmig-rs: destination: {completed} of {} migrations completed",
         roles.migrations
     );
-    exit(if completed == roles.migrations {
+    exit(if completed == roles.migrations && own_ok {
         ExitCode::Success
     } else {
         ExitCode::Failure
@@ -110,53 +126,86 @@ struct Summary {
     encrypted: bool,
     records: u64,
     digest: u64,
-    /// The guest's frame count when it was handed over.
-    resumed_frame: u64,
     /// Free frames before anything was allocated for the migration.
     free_before: u64,
 }
 
 /// The migrated guest runs `frames_after` frames here, beside this
-/// monitor's own, checks every page it predicts, and goes away; then the
-/// migration's report. Whether the guest came through whole.
-fn run_arrived(p: &mut Platform, guests: &mut Vec<Hosted>, g: Hosted, s: Summary) -> bool {
-    let id = g.id;
-    let first = s.resumed_frame;
-    let until = first + u64::from(p.options.roles.frames_after);
-    guests.push(g);
-    while guests
-        .iter()
-        .any(|g| g.id == id && g.workload.frame() < until)
-    {
-        step_due(p, guests, None);
+/// monitor's own, is asked to finish (it checks every data page it
+/// predicts and exits) and goes away; then the migration's report.
+/// Whether the guest came through whole.
+fn run_arrived(p: &mut Platform, guests: &mut Guests, id: u32, s: Summary) -> bool {
+    let frames_after = u64::from(p.options.roles.frames_after);
+    let limit = crate::time::micros_since_boot() + FINISH_LIMIT_US;
+    let running = |guests: &mut Guests| {
+        guests
+            .get(id)
+            .is_some_and(|g| !g.state().ended() && g.stats.frames < frames_after)
+    };
+    while running(guests) && crate::time::micros_since_boot() < limit {
+        if guests.step(p) == Step::Waiting {
+            core::hint::spin_loop();
+        }
     }
-    let Some(pos) = guests.iter().position(|g| g.id == id) else {
-        // It failed here (step_due reported and removed it).
-        let freed = p.memory.frames.free_frames() == s.free_before;
-        report_dest("completed", &s, 0, false, freed);
+    if let Some(g) = guests.get(id) {
+        g.request_finish();
+    }
+    while guests.get(id).is_some_and(|g| !g.state().ended())
+        && crate::time::micros_since_boot() < limit
+    {
+        if guests.step(p) == Step::Waiting {
+            core::hint::spin_loop();
+        }
+    }
+    let Some(g) = guests.get(id) else {
         return false;
     };
-    let mut g = guests.remove(pos);
-    let whole = check_whole(p, &mut g);
-    g.report(&p.vgpus, "destination");
-    if let Ok(index) = g.index(&p.vgpus) {
-        p.vgpus.remove_vgpu(&mut p.memory.frames, index);
+    g.kill(Kill::Stopped {
+        reason: "it did not end in time on the destination",
+    });
+    // Its own final check of every data page passed.
+    let whole = g.state() == RunState::Exited(0);
+    let continued = g.stats.frames;
+    let gap_ms = g
+        .frames
+        .migration_gap_us
+        .map_or(-1.0, |us| us as f64 / 1000.0);
+    let frame_ms = g
+        .frames
+        .mean_interval_us()
+        .map_or(-1.0, |us| us as f64 / 1000.0);
+    if !whole {
+        println!("error: the migrated guest ended {}", g.state().name());
     }
+    let ended = if whole { "destination" } else { "failed" };
+    let ended = match g.state() {
+        RunState::Killed(_) => "killed",
+        _ => ended,
+    };
+    guests.remove(p, id, ended);
     let freed = p.memory.frames.free_frames() == s.free_before;
-    report_dest("completed", &s, g.workload.frame() - first, whole, freed);
+    report_dest("completed", &s, (continued, gap_ms, frame_ms), whole, freed);
     whole
 }
 
 /// The migration's line; `freed`: every frame allocated for it is back.
-fn report_dest(status: &str, s: &Summary, continued: u64, checked: bool, freed: bool) {
+fn report_dest(
+    status: &str,
+    s: &Summary,
+    (continued, gap_ms, frame_ms): (u64, f64, f64),
+    checked: bool,
+    freed: bool,
+) {
     defmt::info!(
-        "report migration_dest status={=str} authenticated={=bool} encrypted={=bool} pages_received={=u64} digest={=u64:#x} guest_continued={=u64} checked={=bool} freed={=bool}",
+        "report migration_dest status={=str} authenticated={=bool} encrypted={=bool} pages_received={=u64} digest={=u64:#x} guest_continued={=u64} guest_frame_gap_ms={=f64} guest_frame_ms={=f64} checked={=bool} freed={=bool}",
         status,
         s.authenticated,
         s.encrypted,
         s.records,
         s.digest,
         continued,
+        gap_ms,
+        frame_ms,
         checked,
         freed
     );
@@ -168,40 +217,15 @@ fn report_failed(why: &dyn core::fmt::Display, freed: bool) {
         encrypted: false,
         records: 0,
         digest: 0,
-        resumed_frame: 0,
         free_before: 0,
     };
-    report_dest("failed", &none, 0, false, freed);
+    report_dest("failed", &none, (0, -1.0, -1.0), false, freed);
     defmt::info!("migration failure: {}", defmt::Display2Format(why));
 }
 
-/// The migrated guest checks every page it predicts after its frames here.
-fn check_whole(p: &mut Platform, g: &mut Hosted) -> bool {
-    let Ok(index) = g.index(&p.vgpus) else {
-        return false;
-    };
-    let mut machine = crate::guests::StandIn {
-        m: &mut p.vgpus,
-        index,
-        cpu: &mut g.cpu,
-        writes: &mut g.writes,
-    };
-    match g.workload.check_all(&mut machine) {
-        Ok(n) => {
-            defmt::info!("migrated guest {=u8}: all {=u64} pages checked", g.id, n);
-            true
-        }
-        Err(e) => {
-            println!("error: migrated guest {}: {e}", g.id);
-            defmt::error!("migrated guest {=u8}: {}", g.id, defmt::Display2Format(&e));
-            false
-        }
-    }
-}
-
-/// One incoming migration; the guest, handed over and running here, when
-/// the source committed.
-fn receive(p: &mut Platform, net: &mut Net, guests: &mut Vec<Hosted>) -> Option<(Hosted, Summary)> {
+/// One incoming migration; the id of the guest, handed over and running
+/// here, when the source committed.
+fn receive(p: &mut Platform, net: &mut Net, guests: &mut Guests) -> Option<(u32, Summary)> {
     let pages = u64::from(p.options.roles.guest_mib) * 256;
     let free_before = p.memory.frames.free_frames();
     let index = match p.vgpus.add_vgpu(&mut p.memory.frames, VGPU_TYPE, pages) {
@@ -224,13 +248,14 @@ fn receive(p: &mut Platform, net: &mut Net, guests: &mut Vec<Hosted>) -> Option<
     let outcome = stream(p, net, guests, vgpu, pages, &mut buffers);
     buffers.free(&mut p.memory.frames);
     match outcome {
-        Ok((g, mut summary)) => {
+        Ok((id, mut summary)) => {
             summary.free_before = free_before;
-            Some((g, summary))
+            Some((id, summary))
         }
         Err(e) => {
-            // Never handed over: what was allocated for it goes.
-            if let Some(i) = p.vgpus.vgpus.iter().position(|h| h.partition.id() == vgpu) {
+            // Never handed over: what was allocated for it goes (a guest
+            // restored before the commit was destroyed by `stream`).
+            if let Some(i) = vgpu_index(&p.vgpus, vgpu) {
                 p.vgpus.remove_vgpu(&mut p.memory.frames, i);
             }
             let freed = p.memory.frames.free_frames() == free_before;
@@ -248,14 +273,17 @@ fn receive(p: &mut Platform, net: &mut Net, guests: &mut Vec<Hosted>) -> Option<
 #[derive(Debug)]
 enum DestError {
     Stream(ReceiveError),
-    Restore(&'static str),
+    Restore(RestoreError),
+    /// The monitor's own trouble.
+    Monitor(&'static str),
 }
 
 impl core::fmt::Display for DestError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             DestError::Stream(e) => write!(f, "{e}"),
-            DestError::Restore(what) => write!(f, "restore: {what}"),
+            DestError::Restore(e) => write!(f, "restore: {e}"),
+            DestError::Monitor(what) => write!(f, "{what} (monitor bug)"),
         }
     }
 }
@@ -263,22 +291,22 @@ impl core::fmt::Display for DestError {
 fn stream(
     p: &mut Platform,
     net: &mut Net,
-    guests: &mut Vec<Hosted>,
+    guests: &mut Guests,
     vgpu: gpu::partition::VgpuId,
     pages: u64,
     buffers: &mut DestBuffers,
-) -> Result<(Hosted, Summary), DestError> {
+) -> Result<(u32, Summary), DestError> {
     let opts = p.options;
-    let range = GuestPage::new(GUEST_MEMORY_FIRST_PAGE)
+    let range = GuestPage::new(RAM_FIRST_PAGE)
         .and_then(|first| PageRange::new(first, pages))
-        .ok_or(DestError::Restore("guest page range"))?;
+        .ok_or(DestError::Monitor("guest page range"))?;
     let mut cfg = ReceiverConfig::new(u16::from(VGPU_TYPE.code()), range);
-    cfg.max_device_state = super::pages::BLOB_BYTES as u32;
-    cfg.max_cpu_state = GUEST_STATE_BYTES as u32;
+    cfg.max_device_state = crate::migration::pages::BLOB_BYTES as u32;
+    cfg.max_cpu_state = SAVED_BYTES as u32;
     cfg.encrypt = opts.migrate_encrypt;
     cfg.timeout_ns = TIMEOUT_NS;
     let Some(key) = opts.migrate_key else {
-        return Err(DestError::Restore("no key"));
+        return Err(DestError::Monitor("no key"));
     };
     let mut entropy = MonitorEntropy::new();
     let mut receiver = Receiver::new(cfg, &key, &mut entropy);
@@ -293,31 +321,27 @@ fn stream(
     }
     let mut link = FaultInjector::new(TcpLink::new(net), faults, 7);
     let Some((digests, blob)) = buffers.parts() else {
-        return Err(DestError::Restore("buffers"));
+        return Err(DestError::Monitor("buffers"));
     };
     // Pages the stream never sends hold what a fresh frame holds.
     digests.fill(migrate::digest::zero_page_xxh3());
-    let mut cpu_state = [0u8; GUEST_STATE_BYTES];
+    let mut cpu_state = [0u8; SAVED_BYTES];
     let (mut blob_len, mut cpu_len) = (0usize, 0usize);
-    let mut arrived: Option<Hosted> = None;
-    let mut resumed = false;
-    let mut resumed_frame = 0u64;
+    // The guest, restored and waiting for the commit; then its id.
+    let mut arrived: Option<Guest> = None;
+    let mut resumed: Option<u32> = None;
+    // When this side learned that the source stopped the guest (the end
+    // of pre-copy record): the guest's clock stood at its saved value then.
+    let mut stopped_at_us: Option<u64> = None;
     let mut digest = 0u64;
     let mut last_status: Option<ReceiverStatus> = None;
     let result = loop {
-        // This monitor's guests run on meanwhile; the migrated one once the
-        // source has committed.
+        // This monitor's guests run on meanwhile; the migrated one among
+        // them once the source has committed.
         let turn_us = crate::time::micros_since_boot();
-        step_due(p, guests, None);
-        if let Some(g) = arrived.as_mut().filter(|_| resumed) {
-            if g.due(turn_us) {
-                if let Err(e) = g.step(&mut p.vgpus) {
-                    println!("error: the migrated guest: {e}");
-                }
-            }
-        }
-        let Some(index) = p.vgpus.vgpus.iter().position(|h| h.partition.id() == vgpu) else {
-            break Err(DestError::Restore("the incoming vGPU is gone"));
+        guests.step(p);
+        let Some(index) = vgpu_index(&p.vgpus, vgpu) else {
+            break Err(DestError::Monitor("the incoming vGPU is gone"));
         };
         // The stream's turn, as long as the guests' (see the source).
         let start_us = crate::time::micros_since_boot();
@@ -336,6 +360,9 @@ fn stream(
                 cpu_len: &mut cpu_len,
             };
             let status = receiver.poll(now_ns, &mut sink, &mut link, 64);
+            if matches!(status, Ok(ReceiverStatus::StopCopy)) {
+                stopped_at_us.get_or_insert(now_ns / 1000);
+            }
             let busy = matches!(
                 status,
                 Ok(ReceiverStatus::Handshake
@@ -361,7 +388,16 @@ fn stream(
         match status {
             Ok(ReceiverStatus::Received) => {
                 digest = Digests::fold(digests.iter().copied());
-                match restore(p, index, pages, &blob[..blob_len], &cpu_state[..cpu_len]) {
+                let restored = restore_guest(
+                    &guests.rt,
+                    &mut p.memory.frames,
+                    &mut p.vgpus,
+                    index,
+                    (&blob[..blob_len], &cpu_state[..cpu_len]),
+                    stopped_at_us.unwrap_or(now_ns / 1000),
+                    |id| guests.sched.guests.iter().any(|g| g.id == id),
+                );
+                match restored {
                     Ok(g) => {
                         arrived = Some(g);
                         if let Err(e) = receiver.ready(now_ns, &mut link) {
@@ -370,16 +406,15 @@ fn stream(
                     }
                     Err(e) => {
                         let _ = receiver.abort(RejectReason::Restore, &mut link);
-                        break Err(e);
+                        break Err(DestError::Restore(e));
                     }
                 }
             }
             Ok(ReceiverStatus::Resume) => {
                 // The source committed: the guest is this side's now.
-                resumed = true;
-                if let Some(g) = arrived.as_mut() {
-                    g.next_frame_us = now_ns / 1000;
-                    resumed_frame = g.workload.frame();
+                if let Some(g) = arrived.take() {
+                    resumed = Some(g.id);
+                    guests.add(g);
                 }
                 if let Err(e) = receiver.resumed(&mut link) {
                     break Err(DestError::Stream(e));
@@ -390,75 +425,37 @@ fn stream(
             Err(e) => break Err(DestError::Stream(e)),
         }
     };
+    // Restored but never committed: its page tables go (its vGPU with
+    // the caller's clean-up).
+    if let Some(g) = arrived.take() {
+        g.destroy(&mut p.memory.frames);
+    }
     let stats = receiver.stats();
     let summary = Summary {
         authenticated: receiver.authenticated(),
         encrypted: receiver.encrypted(),
         records: stats.records,
         digest,
-        resumed_frame,
         free_before: 0,
     };
-    match (result, arrived) {
+    match (result, resumed) {
         // Once the source committed the guest runs here, whatever became
         // of the acknowledgement.
-        (Err(e), Some(g)) if resumed => {
+        (Err(e), Some(id)) => {
             println!(
                 "migration: the guest runs here; the resumed acknowledgement may be lost: {e}"
             );
-            Ok((g, summary))
+            Ok((id, summary))
         }
-        (Ok(()), Some(g)) => {
-            println!(
-                "gmig-rs: destination: guest {} arrived and runs here (frame {})",
-                g.id,
-                g.workload.frame()
-            );
-            Ok((g, summary))
+        (Ok(()), Some(id)) => {
+            let frame = guests
+                .get(id)
+                .and_then(|g| g.frames.last)
+                .map_or(0, |(f, _)| f + 1);
+            println!("gmig-rs: destination: guest {id} arrived and runs here (frame {frame})");
+            Ok((id, summary))
         }
-        (Ok(()), None) => Err(DestError::Restore("completed without a restored guest")),
-        (Err(e), _) => Err(e),
+        (Ok(()), None) => Err(DestError::Monitor("completed without a restored guest")),
+        (Err(e), None) => Err(e),
     }
-}
-/// The vGPU restored onto the new partition and frames (the guest keeps
-/// its view: PVINFO shows the source's slices, every address it wrote is
-/// remapped), and the guest's own state.
-fn restore(
-    p: &mut Platform,
-    index: usize,
-    pages: u64,
-    blob: &[u8],
-    cpu: &[u8],
-) -> Result<Hosted, DestError> {
-    let mut state = [0u8; GUEST_STATE_BYTES];
-    if cpu.len() != GUEST_STATE_BYTES {
-        return Err(DestError::Restore("guest state of the wrong size"));
-    }
-    state.copy_from_slice(cpu);
-    let workload = Workload::restore::<crate::guests::StandInError>(&GuestState(state))
-        .map_err(|_| DestError::Restore("guest state is not a workload's"))?;
-    if workload.driver().ram_pages() != pages {
-        return Err(DestError::Restore("guest of another size"));
-    }
-    let hosted = &mut p.vgpus.vgpus[index];
-    let vgpu = Vgpu::restore(
-        blob,
-        &hosted.partition,
-        p.vgpus.device.backend(),
-        &hosted.memory,
-    )
-    .map_err(|_| DestError::Restore("device state does not restore"))?;
-    hosted.vgpu = vgpu;
-    let id = 0;
-    Ok(Hosted {
-        id,
-        vgpu: hosted.partition.id(),
-        workload,
-        cpu: CpuDirty::new(pages),
-        writes: WriteLog::default(),
-        mib: (pages / 256) as u32,
-        // Not before the source's commit.
-        next_frame_us: u64::MAX,
-        last: guest::FrameReport::default(),
-    })
 }

@@ -1,16 +1,21 @@
-//! `role=source`: the guests run; once guest 0 has done its frames, it
-//! migrates live to the destination (for `policy=all`, a fresh guest 0
-//! once per policy), and the others run on.
+//! `role=source`: the ring-3 guests run (guest 0 with the chosen
+//! workload, then a desktop, a video and the hostile guest); once guest 0
+//! has done its frames, it migrates live, whole, to the destination (for
+//! `policy=all`, a fresh guest 0 once per policy), and the others run on.
 //!
-//! One migration: connect, then `migrate::Source` over the TCP link (capped
-//! by `migrate_mbps=`) while guest 0 keeps running, its CPU writes and the
-//! scanner's write targets reported after every frame; at the stop its
-//! vGPU's device state and the guest's own state are saved; the source
-//! keeps the stopped guest until the destination's resumed arrives, then
-//! frees it. A migration that fails before the commit, or that the
-//! destination rejects after it (it then never resumes), resumes guest 0
-//! here; one that cannot be confirmed after the commit keeps it stopped,
-//! neither resumed nor freed, and says so.
+//! One migration: connect, then `migrate::Source` over the TCP link
+//! (capped by `migrate_mbps=`) while the guests keep running; after each
+//! of guest 0's slices the pages its CPU wrote (PTE dirty bits) and its
+//! submissions' write targets go to the source as evidence
+//! ([`crate::migration::report_evidence`]). At the stop guest 0 is held
+//! between two slices, its vGPU finishes what is in flight, and its
+//! device state and CPU state are saved
+//! ([`crate::migration::stop_and_save`]); the source keeps the stopped
+//! guest until the destination's resumed arrives, then frees it. A
+//! migration that fails before the commit, or that the destination
+//! rejects after it (it then never resumes), releases guest 0 here; one
+//! that cannot be confirmed after the commit keeps it held, neither
+//! resumed nor freed, and says so.
 
 use alloc::vec::Vec;
 
@@ -22,16 +27,22 @@ use migrate::source::{
 use migrate::throttle::{Pacer, ThrottleConfig};
 use migrate::wire::{Kind as RecordKind, FORWARD_PRELUDE_LEN};
 
-use super::pages::{Digests, GuestPages, SourceBuffers};
-use super::{step_due, Hosted, CONNECT_MS, MIN_SLICE_US, PROGRESS_US, TIMEOUT_NS, VGPU_TYPE};
+use super::{
+    guest_zero, spawn_side_guests, Guests, CONNECT_MS, MIN_SLICE_US, PROGRESS_US, TIMEOUT_NS,
+    VGPU_TYPE,
+};
 use crate::cmdline::MigrateFault;
+use crate::dirty_trace::DirtyTrace;
 use crate::entropy::MonitorEntropy;
 use crate::exit::{exit, ExitCode};
-use crate::migration::{each_written_page, guest_page};
+use crate::migration::pages::{Digests, GuestPages, SourceBuffers};
+use crate::migration::{report_evidence, stop_and_save, vgpu_index};
 use crate::net::link::TcpLink;
 use crate::net::Net;
 use crate::platform::Platform;
 use crate::println;
+use crate::vm::cpu::SAVED_BYTES;
+use crate::vm::{RunState, Step};
 
 /// How long a source whose wait for the resumed timed out listens on for
 /// a late answer before it reports the handover unconfirmed. The
@@ -40,6 +51,9 @@ use crate::println;
 /// (it gave up: the guest is this side's) arrives just after it; a late
 /// resumed completes the migration.
 const LATE_ANSWER_US: u64 = 3_000_000;
+
+/// The guest that migrates.
+const MIGRATING: u32 = 0;
 
 /// How one migration ended.
 enum Ended {
@@ -64,6 +78,8 @@ struct Figures {
     total_us: u64,
     setup_us: u64,
     downtime_us: u64,
+    /// Turns of guest 0 the convergence throttle deferred.
+    throttled: u32,
     digest: u64,
 }
 
@@ -84,7 +100,7 @@ fn fault_config(fault: MigrateFault) -> FaultConfig {
                 action: RecordAction::Lose,
             })
         }
-        MigrateFault::None | MigrateFault::LoseResumed => {}
+        MigrateFault::None | MigrateFault::LoseResumed | MigrateFault::CpuState => {}
     }
     cfg
 }
@@ -101,11 +117,7 @@ pub fn run(p: &mut Platform) -> ! {
         net.nic().kind.name(),
         roles.guests
     );
-    let mut guests: Vec<Hosted> = Vec::new();
-    if let Err(e) = super::boot_side_guests(p, 1, roles.guests - 1, &mut guests) {
-        println!("error: a guest does not boot: {e}");
-        exit(ExitCode::Failure);
-    }
+    let mut guests = Guests::new(p);
     let policies: &[Policy] = if roles.all_policies {
         &Policy::ALL
     } else {
@@ -113,27 +125,36 @@ pub fn run(p: &mut Platform) -> ! {
     };
     let mut completed = 0usize;
     let mut held = false;
+    let mut side_booted = false;
     for (n, &policy) in policies.iter().enumerate() {
         // A guest 0 that a failed migration left here migrates again.
-        if !guests.iter().any(|g| g.id == 0) {
+        if guests.position(MIGRATING).is_none() {
             let seed = 0x0e5e_ed00 ^ n as u64;
-            match Hosted::boot(p, 0, roles.workload, roles.guest_mib, seed) {
-                Ok(g) => guests.insert(0, g),
-                Err(e) => {
-                    println!("error: guest 0 does not boot: {e}");
-                    break;
-                }
+            let program = guest_zero(roles.workload, seed);
+            if let Err(e) = guests.spawn(p, MIGRATING, program, roles.guest_mib) {
+                println!("error: guest 0 does not boot: {e}");
+                break;
             }
         }
-        defmt::info!("guests running");
-        let start_frame = guests[0].workload.frame();
-        while guests.first().is_some_and(|g| g.id == 0)
-            && guests[0].workload.frame() < start_frame + u64::from(roles.migrate_after_frames)
-        {
-            step_due(p, &mut guests, None);
+        // After guest 0, so that its slot is the same on every run.
+        if !side_booted {
+            side_booted = true;
+            if let Err(e) = spawn_side_guests(p, &mut guests, roles.guests - 1) {
+                println!("error: a guest does not boot: {e}");
+                exit(ExitCode::Failure);
+            }
+            defmt::info!("guests running");
         }
-        if guests.first().is_none_or(|g| g.id != 0) {
-            println!("error: guest 0 failed before its migration");
+        let start = frames_of(&mut guests);
+        while guests.get(MIGRATING).is_some_and(|g| {
+            !g.state().ended() && g.stats.frames < start + u64::from(roles.migrate_after_frames)
+        }) {
+            if guests.step(p) == Step::Waiting {
+                core::hint::spin_loop();
+            }
+        }
+        if guests.get(MIGRATING).is_none_or(|g| g.state().ended()) {
+            println!("error: guest 0 ended before its migration");
             break;
         }
         match migrate_once(p, &mut net, &mut guests, policy, n == 0) {
@@ -150,7 +171,9 @@ pub fn run(p: &mut Platform) -> ! {
                 break;
             }
         }
-        if let Err(e) = net.close(5_000, &mut || step_due(p, &mut guests, None)) {
+        if let Err(e) = net.close(5_000, &mut || {
+            guests.step(p);
+        }) {
             defmt::warn!(
                 "closing the migration connection: {}",
                 defmt::Display2Format(&e)
@@ -159,56 +182,79 @@ pub fn run(p: &mut Platform) -> ! {
     }
     // Every guest here runs `frames_after` more frames after the last
     // migration (each from its own count: one that stood still while a
-    // migration failed does not have to catch up with the others).
-    let until: Vec<(u8, u64)> = guests
+    // migration failed does not have to catch up with the others), then
+    // the workloads are asked to finish and make their final checks.
+    let until: Vec<(u32, u64)> = guests
+        .sched
+        .guests
         .iter()
-        .map(|g| (g.id, g.workload.frame() + u64::from(roles.frames_after)))
+        .map(|g| (g.id, g.stats.frames + u64::from(roles.frames_after)))
         .collect();
-    let behind = |g: &Hosted| {
-        !(held && g.id == 0)
+    let behind = |g: &crate::vm::Guest| {
+        matches!(g.program, guest::abi::Program::Workload { .. })
+            && !g.state().ended()
+            && g.state() != RunState::Held
             && until
                 .iter()
-                .any(|&(id, end)| id == g.id && g.workload.frame() < end)
+                .any(|&(id, end)| id == g.id && g.stats.frames < end)
     };
-    while guests.iter().any(behind) {
-        step_due(p, &mut guests, held.then_some(0));
+    while guests.sched.guests.iter().any(behind) {
+        if guests.step(p) == Step::Waiting {
+            core::hint::spin_loop();
+        }
     }
-    for g in &guests {
-        g.report(&p.vgpus, if held && g.id == 0 { "held" } else { "running" });
+    guests.finish(p, held.then_some(MIGRATING));
+    let mut expected = true;
+    for i in 0..guests.sched.guests.len() {
+        let id = guests.sched.guests[i].id;
+        if !(held && id == MIGRATING) {
+            expected &= guests.as_expected(id);
+        }
+        guests.report(&p.vgpus, i, guests.ended_word(i, "source"));
     }
     let all = completed == policies.len();
     println!(
-        "gmig-rs: source: {completed} of {} migrations completed{}",
+        "gmig-rs: source: {completed} of {} migrations completed{}{}",
         policies.len(),
         if held {
             "; guest 0 is held stopped here (handover not confirmed)"
         } else {
             ""
+        },
+        if expected {
+            ""
+        } else {
+            "; a guest did not end as its program should"
         }
     );
-    exit(if all {
+    exit(if all && expected {
         ExitCode::Success
     } else {
         ExitCode::Failure
     })
 }
 
+/// Frames guest 0 reported on this monitor.
+fn frames_of(guests: &mut Guests) -> u64 {
+    guests.get(MIGRATING).map_or(0, |g| g.stats.frames)
+}
+
 /// Reports a migration that did not get as far as a stream.
 fn report_unstarted(policy: Policy, nic: &str, why: &dyn core::fmt::Display) {
     defmt::info!(
-        "report migration status=failed transport=tcp nic={=str} policy={=str} authenticated=false encrypted=false total_ms=0 downtime_ms=0 setup_ms=0 rounds=0 pages_total=0 pages_precopy=0 pages_downtime=0 pages_zero=0 pages_delta=0 bytes=0 throughput_mbps=0 digest=0x0",
+        "report migration status=failed transport=tcp nic={=str} policy={=str} authenticated=false encrypted=false total_ms=0 downtime_ms=0 setup_ms=0 rounds=0 pages_total=0 pages_precopy=0 pages_downtime=0 pages_zero=0 pages_delta=0 bytes=0 throughput_mbps=0 throttled_slices=0 digest=0x0",
         nic,
         policy.name()
     );
     defmt::info!("migration failure: {}", defmt::Display2Format(why));
 }
 
-/// Migrates guest 0 (the first of `guests`) once with `policy`; the first
-/// migration measures the raw link first.
+/// Migrates guest 0 once with `policy`; the first migration measures the
+/// raw link first.
 fn migrate_once(
     p: &mut Platform,
     net: &mut Net,
-    guests: &mut Vec<Hosted>,
+    guests: &mut Guests,
     policy: Policy,
     first: bool,
 ) -> Ended {
@@ -223,7 +269,9 @@ fn migrate_once(
     let mut start_us = crate::time::micros_since_boot();
     let connect_ms = opts.roles.connect_ms.map_or(CONNECT_MS, u64::from);
     // The guests run on while the destination is not there yet.
-    if let Err(e) = net.connect(peer, connect_ms, &mut || step_due(p, guests, None)) {
+    if let Err(e) = net.connect(peer, connect_ms, &mut || {
+        guests.step(p);
+    }) {
         println!("migration: cannot reach the destination {peer}: {e}; guest 0 runs on here");
         report_unstarted(policy, nic, &e);
         return Ended::Failed("connect");
@@ -249,7 +297,7 @@ fn migrate_once(
             }
         }
     }
-    let pages = u64::from(guests[0].mib) * 256;
+    let pages = guests.get(MIGRATING).map_or(0, |g| g.ram_pages());
     let mut buffers = match SourceBuffers::allocate(&mut p.memory.frames, pages) {
         Ok(b) => b,
         Err(e) => {
@@ -257,14 +305,25 @@ fn migrate_once(
             return Ended::Failed("buffers");
         }
     };
-    let result = stream(p, net, guests, policy, &key, &mut buffers, pages, start_us);
+    // One trace per run: the first migration's (the simulator replays one).
+    let trace = opts.trace && first;
+    let result = stream(
+        p,
+        net,
+        guests,
+        (policy, trace),
+        &key,
+        &mut buffers,
+        pages,
+        start_us,
+    );
     buffers.free(&mut p.memory.frames);
     let (ended, figures, failure) = result;
     let f = &figures;
     let total_ms = f.total_us as f64 / 1000.0;
     let active_s = f.total_us.saturating_sub(f.setup_us).max(1) as f64 / 1e6;
     defmt::info!(
-        "report migration status={=str} transport=tcp nic={=str} policy={=str} authenticated={=bool} encrypted={=bool} total_ms={=f64} downtime_ms={=f64} setup_ms={=f64} rounds={=u32} pages_total={=u64} pages_precopy={=u64} pages_downtime={=u64} pages_zero={=u64} pages_delta={=u64} bytes={=u64} throughput_mbps={=f64} digest={=u64:#x}",
+        "report migration status={=str} transport=tcp nic={=str} policy={=str} authenticated={=bool} encrypted={=bool} total_ms={=f64} downtime_ms={=f64} setup_ms={=f64} rounds={=u32} pages_total={=u64} pages_precopy={=u64} pages_downtime={=u64} pages_zero={=u64} pages_delta={=u64} bytes={=u64} throughput_mbps={=f64} throttled_slices={=u32} digest={=u64:#x}",
         f.status,
         nic,
         f.policy.name(),
@@ -281,6 +340,7 @@ fn migrate_once(
         f.stats.delta_pages,
         f.bytes,
         f.bytes as f64 * 8.0 / 1e6 / active_s,
+        f.throttled,
         f.digest
     );
     if let Some(e) = failure {
@@ -308,19 +368,40 @@ fn migrate_once(
     ended
 }
 
+/// Why a migration failed on this side before the destination had a say.
+#[derive(Clone, Copy, Debug)]
+enum LocalFailure {
+    /// The migration's state machine.
+    Source(SourceError),
+    /// Guest 0 ended (exited or was killed) before it could stop.
+    GuestEnded,
+    /// Guest 0 could not be stopped and saved.
+    Save(crate::migration::SaveError),
+}
+
+impl core::fmt::Display for LocalFailure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            LocalFailure::Source(e) => write!(f, "{e}"),
+            LocalFailure::GuestEnded => f.write_str("guest 0 ended before it could stop"),
+            LocalFailure::Save(e) => write!(f, "guest 0 could not be saved: {e}"),
+        }
+    }
+}
+
 /// The stream itself; returns how it ended, its figures and, unless it
 /// completed, why.
 #[allow(clippy::too_many_arguments)] // reason: one call site, the migration's whole context
 fn stream(
     p: &mut Platform,
     net: &mut Net,
-    guests: &mut Vec<Hosted>,
-    policy: Policy,
+    guests: &mut Guests,
+    (policy, trace): (Policy, bool),
     key: &migrate::MigrationKey,
     buffers: &mut SourceBuffers,
     pages: u64,
     start_us: u64,
-) -> (Ended, Figures, Option<SourceError>) {
+) -> (Ended, Figures, Option<LocalFailure>) {
     let opts = p.options;
     let mut figures = Figures {
         policy,
@@ -333,13 +414,14 @@ fn stream(
         total_us: 0,
         setup_us: 0,
         downtime_us: 0,
+        throttled: 0,
         digest: 0,
     };
     let Some(parts) = buffers.parts() else {
         return (
             Ended::Failed("buffers"),
             figures,
-            Some(SourceError::Misuse("buffers")),
+            Some(LocalFailure::Source(SourceError::Misuse("buffers"))),
         );
     };
     let blob = parts.blob;
@@ -357,7 +439,13 @@ fn stream(
     };
     let mut source = match Source::new(cfg, storage, key, &mut entropy) {
         Ok(s) => s,
-        Err(e) => return (Ended::Failed("source"), figures, Some(e)),
+        Err(e) => {
+            return (
+                Ended::Failed("source"),
+                figures,
+                Some(LocalFailure::Source(e)),
+            )
+        }
     };
     let cap = u64::from(opts.roles.migrate_mbps) << 20;
     let mut link = FaultInjector::new(
@@ -365,7 +453,26 @@ fn stream(
         fault_config(opts.roles.fault),
         start_us | 1,
     );
-    let mut cpu_state = [0u8; guest::workload::GUEST_STATE_BYTES];
+    // Guest 0's pages as the stream sees them, its states once saved.
+    let memory_of = |p: &Platform, guests: &mut Guests| {
+        let g = guests.get(MIGRATING)?;
+        vgpu_index(&p.vgpus, g.vgpu)
+    };
+    let mut trace = if trace {
+        memory_of(p, guests)
+            .map(|index| DirtyTrace::start(&mut GuestPages::of(&p.vgpus, index, pages, (&[], &[]))))
+    } else {
+        None
+    };
+    // The CPU's writes from before the migration are no migration's
+    // business (the first round sends every page as it is then); the
+    // write sets of work still running are: it may write pages after the
+    // first round sent them.
+    if let Some(g) = guests.get(MIGRATING) {
+        g.clear_dirty();
+        g.writes.watch(true);
+    }
+    let mut cpu_state = [0u8; SAVED_BYTES];
     let (mut blob_len, mut cpu_len) = (0usize, 0usize);
     let mut stopped_us: Option<u64> = None;
     let mut setup_us: Option<u64> = None;
@@ -376,22 +483,35 @@ fn stream(
     // on, even after the commit (an authentic reject); only `Unconfirmed`
     // keeps it stopped.
     let mut late_answer_until: Option<u64> = None;
-    let outcome: Result<Ended, SourceError> = loop {
-        // The guests' turn: guest 0 (paced by the convergence throttle's
-        // share) until it stops, and the others.
+    let outcome: Result<Ended, LocalFailure> = loop {
+        // The guests' turn: one slice of the next guest that may run;
+        // guest 0 only with the convergence throttle's share of its turns.
         let turn_us = crate::time::micros_since_boot();
-        if stopped_us.is_none() && guests[0].due(turn_us) && pacer.admit(source.submission_share())
-        {
-            if let Err(e) = guests[0].step(&mut p.vgpus) {
-                println!("guest 0: {e}");
-                break Ok(Ended::Failed("guest 0 failed"));
+        let share = source.submission_share();
+        let mut throttled = 0u32;
+        let step = guests.sched.step_admitting(&guests.rt, &mut p.vgpus, |g| {
+            let admit = g.id != MIGRATING || pacer.admit(share);
+            throttled += u32::from(!admit);
+            admit
+        });
+        figures.throttled += throttled;
+        let Some(i) = guests.position(MIGRATING) else {
+            break Ok(Ended::Failed("guest 0 is gone"));
+        };
+        if guests.sched.guests[i].state().ended() {
+            break Err(LocalFailure::GuestEnded);
+        }
+        let ran = matches!(step, Step::Ran { index, .. } if index == i);
+        if ran && stopped_us.is_none() {
+            let g = &mut guests.sched.guests[i];
+            if let Err(e) = report_evidence(g, &mut p.vgpus, &mut source, trace.as_mut()) {
+                break Err(LocalFailure::Source(e));
             }
-            if let Err(e) = report_dirt(p, &mut guests[0], &mut source) {
-                break Err(e);
+            if let (Some(t), Some(index)) = (trace.as_mut(), vgpu_index(&p.vgpus, g.vgpu)) {
+                t.step(&mut GuestPages::of(&p.vgpus, index, pages, (&[], &[])));
             }
         }
-        step_due(p, guests, Some(0));
-        let Ok(index) = guests[0].index(&p.vgpus) else {
+        let Some(index) = memory_of(p, guests) else {
             break Ok(Ended::Failed("guest 0's vGPU is gone"));
         };
         // The migration's turn: as long as the guests' was (here the
@@ -403,14 +523,8 @@ fn stream(
         let status = loop {
             let now_ns = crate::time::micros_since_boot() * 1000;
             link.inner_mut().set_now(now_ns);
-            let hosted = &p.vgpus.vgpus[index];
-            let mut src = GuestPages {
-                memory: p.vgpus.device.memory(),
-                map: &hosted.memory,
-                pages,
-                device: &blob[..blob_len],
-                cpu: &cpu_state[..cpu_len],
-            };
+            let states = (&blob[..blob_len], &cpu_state[..cpu_len]);
+            let mut src = GuestPages::of(&p.vgpus, index, pages, states);
             let status = source.poll(now_ns, &mut src, &mut link);
             let busy = matches!(
                 status,
@@ -445,17 +559,23 @@ fn stream(
         }
         match status {
             Ok(SourceStatus::StopGuest) => {
-                let saved = stop(
-                    p,
-                    &mut guests[0],
-                    index,
-                    (blob, &mut blob_len),
-                    (&mut cpu_state, &mut cpu_len),
-                    &mut source,
-                    now_ns,
-                );
-                if let Err(e) = saved {
-                    break Ok(e);
+                let g = &mut guests.sched.guests[i];
+                let saved = stop_and_save(g, &mut p.vgpus, &mut source, trace.as_mut(), blob);
+                match saved {
+                    Ok(s) => {
+                        blob_len = s.device_len;
+                        cpu_state = s.cpu;
+                        cpu_len = cpu_state.len();
+                        if opts.roles.fault == MigrateFault::CpuState {
+                            // Damaged before the stream takes it: only the
+                            // state's own CRC can tell (test hook).
+                            cpu_state[crate::vm::cpu::HEADER_BYTES + 40] ^= 0x10;
+                        }
+                    }
+                    Err(e) => break Err(LocalFailure::Save(e)),
+                }
+                if let Err(e) = source.guest_stopped(now_ns) {
+                    break Err(LocalFailure::Source(e));
                 }
                 stopped_us = Some(now_us);
             }
@@ -468,7 +588,7 @@ fn stream(
                 }
             }
             Ok(_) => {}
-            Err(e) => break Err(e),
+            Err(e) => break Err(LocalFailure::Source(e)),
         }
     };
     let end_us = crate::time::micros_since_boot();
@@ -481,20 +601,21 @@ fn stream(
     figures.downtime_us = stopped_us.map_or(0, |s| end_us - s);
     progress(&source, policy, pages, end_us - start_us);
     drop(source);
+    if let Some(t) = &trace {
+        t.end();
+    }
     match outcome {
         Ok(Ended::Completed) => {
             figures.status = "completed";
             // The stopped guest's memory, as the stream had to carry it.
-            if let Ok(index) = guests[0].index(&p.vgpus) {
+            if let Some(index) = memory_of(p, guests) {
                 figures.digest = Digests::of_memory(
                     p.vgpus.device.memory(),
                     &p.vgpus.vgpus[index].memory,
                     pages,
                 );
-                let g = guests.remove(0);
-                g.report(&p.vgpus, "migrated");
-                p.vgpus.remove_vgpu(&mut p.memory.frames, index);
             }
+            guests.remove(p, MIGRATING, "migrated");
             (Ended::Completed, figures, None)
         }
         Ok(Ended::Unconfirmed(e)) => {
@@ -502,110 +623,39 @@ fn stream(
             println!(
                 "migration: committed but not confirmed ({e}); guest 0 is kept stopped here, not resumed and not freed"
             );
-            (Ended::Unconfirmed(e), figures, Some(e))
+            (
+                Ended::Unconfirmed(e),
+                figures,
+                Some(LocalFailure::Source(e)),
+            )
         }
         Err(e) => {
-            resume(&mut guests[0]);
+            if let Some(g) = guests.get(MIGRATING) {
+                g.writes.watch(false);
+                g.release();
+            }
             println!("migration failed: {e}; guest 0 runs on here");
-            (Ended::Failed("stream"), figures, Some(e))
+            let step = match e {
+                LocalFailure::Source(_) => "stream",
+                LocalFailure::GuestEnded => "guest 0 ended",
+                LocalFailure::Save(_) => "save",
+            };
+            (Ended::Failed(step), figures, Some(e))
         }
         Ok(other) => {
-            resume(&mut guests[0]);
+            if let Some(g) = guests.get(MIGRATING) {
+                g.writes.watch(false);
+                g.release();
+            }
             (
                 other,
                 figures,
-                Some(SourceError::Misuse("the guest or its vGPU failed")),
+                Some(LocalFailure::Source(SourceError::Misuse(
+                    "the guest or its vGPU failed",
+                ))),
             )
         }
     }
-}
-
-/// Longest wait at the stop for guest 0's GPU work to end (its last
-/// frame's work takes microseconds to a few milliseconds).
-const DRAIN_US: u64 = 1_000_000;
-
-/// Guest 0 stops: its GPU work ends, its device state and its own state
-/// are saved, and the source told.
-fn stop(
-    p: &mut Platform,
-    g: &mut Hosted,
-    index: usize,
-    (blob, blob_len): (&mut [u8], &mut usize),
-    (cpu_state, cpu_len): (&mut [u8; guest::workload::GUEST_STATE_BYTES], &mut usize),
-    source: &mut Source<'_>,
-    now_ns: u64,
-) -> Result<(), Ended> {
-    // The GPU's work takes time: what guest 0 queued may still be queued or
-    // running, and the save refuses a busy vGPU. Wait for it (bounded; on
-    // failure the migration fails and guest 0 runs on here), then report
-    // what it may have written.
-    if let Err(e) = p.vgpus.wait_idle(index, DRAIN_US) {
-        defmt::error!(
-            "guest 0's GPU work at the stop: {}",
-            defmt::Display2Format(&e)
-        );
-        return Err(Ended::Failed("GPU work did not end at the stop"));
-    }
-    p.vgpus.collect_writes(index, &mut g.writes);
-    if report_dirt(p, g, source).is_err() {
-        return Err(Ended::Failed("write targets at the stop"));
-    }
-    let hosted = &p.vgpus.vgpus[index];
-    match hosted
-        .vgpu
-        .save(p.vgpus.device.backend(), &hosted.memory, blob)
-    {
-        Ok(n) => *blob_len = n,
-        Err(e) => {
-            defmt::error!("device state save: {}", defmt::Display2Format(&e));
-            return Err(Ended::Failed("device state save failed"));
-        }
-    }
-    *cpu_state = g.workload.save().0;
-    *cpu_len = cpu_state.len();
-    // Its last frame's writes were reported; nothing runs from here.
-    source
-        .guest_stopped(now_ns)
-        .map_err(|_| Ended::Failed("guest_stopped"))
-}
-
-/// Guest 0 goes on here after a migration that did not commit.
-fn resume(g: &mut Hosted) {
-    g.next_frame_us = crate::time::micros_since_boot();
-}
-
-/// What guest 0's last frame wrote, as evidence for the source: the pages
-/// its CPU wrote, and the scanner's write targets of its submissions.
-fn report_dirt(
-    p: &mut Platform,
-    g: &mut Hosted,
-    source: &mut Source<'_>,
-) -> Result<(), SourceError> {
-    let first = crate::vgpus::GUEST_MEMORY_FIRST_PAGE;
-    let mut result = Ok(());
-    g.cpu.take(|i| {
-        if result.is_ok() {
-            result = source.report_cpu_dirty(guest_page(first + i));
-        }
-    });
-    result?;
-    if g.writes.untracked {
-        source.report_untracked_writes();
-    }
-    let index = g
-        .index(&p.vgpus)
-        .map_err(|_| SourceError::Misuse("guest 0's vGPU is gone"))?;
-    for set in g.writes.drain() {
-        each_written_page(&mut p.vgpus, index, &set, |page| match page {
-            Some(n) => {
-                if result.is_ok() {
-                    result = source.report_write_target(guest_page(n));
-                }
-            }
-            None => source.report_untracked_writes(),
-        });
-    }
-    result
 }
 
 fn progress(source: &Source<'_>, policy: Policy, pages: u64, elapsed_us: u64) {

@@ -3,8 +3,8 @@
 //!
 //! Each workload guest must run its frames, exit 0, and then pass the
 //! monitor's own checks (`vm::verify`): its checksums equal those of the
-//! same workload run by the monitor's stand-in on a vGPU of its own, and
-//! every data page of its RAM holds what its bookkeeping says. The
+//! same program run alone afterwards on a vGPU of its own, and every data
+//! page of its RAM holds what its bookkeeping says. The
 //! hostile guest (the probe image, `guest::attack`) aims its attempts at
 //! the first workload guest: its graphics memory (the bookkeeping page,
 //! through the GPU and the GGTT) and its RAM (through the CPU, last). It
@@ -57,6 +57,32 @@ pub const BUSY_MS: u64 = 3_000;
 /// would be far from fair and only sharing by engine time is fair.
 pub const BUSY_PAGES: [u64; 4] = [64, 128, 256, 512];
 
+/// What the hostile guest aims at in the workload guest on vGPU `index`
+/// (before that guest has booted: where its bookkeeping will be): its RAM
+/// as the monitor maps it, for the CPU attempt, and the graphics memory
+/// of its bookkeeping page, for the GPU and GGTT ones.
+pub fn victim_of(m: &crate::vgpus::VgpuManager, index: usize) -> Option<(u64, u64)> {
+    let hosted = m.vgpus.get(index)?;
+    let aperture = hosted.vgpu.pvinfo_dword(pvinfo::APERTURE_BASE);
+    let book = u64::from(aperture) + guest::driver::DATA_FIRST * abi::PAGE;
+    hosted
+        .memory
+        .runs()
+        .first()
+        .map(|r| (r.first_frame.start().raw() + 0x800, book))
+}
+
+/// The hostile guest's program, aimed at `victim` ([`victim_of`]).
+pub fn hostile(victim: Option<(u64, u64)>) -> Program {
+    Program::Probe(Probe::Hostile {
+        iterations: HOSTILE_SPIN,
+        // Without a workload guest, the monitor's own image, and graphics
+        // memory of the guest's own choosing.
+        address: victim.map_or(0x10_0000, |v| v.0),
+        victim: victim.map_or(0, |v| v.1),
+    })
+}
+
 /// Runs the `ring3=` guests and exits.
 pub fn run(p: &mut Platform) -> ! {
     let rt = match Runtime::init(&mut p.memory, p.calibration.tsc_hz) {
@@ -90,14 +116,7 @@ pub fn run(p: &mut Platform) -> ! {
         let program = match *g {
             Ring3Guest::Workload(kind) => {
                 if victim.is_none() {
-                    let hosted = &p.vgpus.vgpus[index];
-                    let aperture = hosted.vgpu.pvinfo_dword(pvinfo::APERTURE_BASE);
-                    let book = u64::from(aperture) + guest::driver::DATA_FIRST * abi::PAGE;
-                    victim = hosted
-                        .memory
-                        .runs()
-                        .first()
-                        .map(|r| (r.first_frame.start().raw() + 0x800, book));
+                    victim = victim_of(&p.vgpus, index);
                 }
                 Program::Workload {
                     kind,
@@ -112,13 +131,7 @@ pub fn run(p: &mut Platform) -> ! {
                     until_tsc: busy_until,
                 }
             }
-            Ring3Guest::Hostile => Program::Probe(Probe::Hostile {
-                iterations: HOSTILE_SPIN,
-                // Without a workload guest, the monitor's own image, and
-                // graphics memory of the guest's own choosing.
-                address: victim.map_or(0x10_0000, |v| v.0),
-                victim: victim.map_or(0, |v| v.1),
-            }),
+            Ring3Guest::Hostile => hostile(victim),
         };
         let guest = Guest::create(
             &rt,
@@ -256,7 +269,8 @@ pub fn run(p: &mut Platform) -> ! {
 /// The monitor's own checks of one guest (`vm::verify`).
 #[derive(Clone, Copy, Debug, Default)]
 struct Checked {
-    /// Its frames came in order with the stand-in's checksum each.
+    /// Its frames came in order with the checksum of the same program's
+    /// run alone, each.
     checksum_ok: bool,
     /// Data pages found holding what its bookkeeping says (0: not
     /// checked, or a page was wrong).
@@ -264,8 +278,9 @@ struct Checked {
 }
 
 /// For each workload guest that exited 0: its RAM checked by content,
-/// then its checksums against the stand-in's (after every guest's RAM was
-/// checked, so the reference run's vGPU comes and goes after).
+/// then its checksums against those of the same program run alone (after
+/// every guest's RAM was checked, so the reference run's vGPU comes and
+/// goes after).
 fn monitor_checks(p: &mut Platform, sched: &Scheduler, frames: u32) -> Vec<Checked> {
     let mut checks: Vec<Checked> = sched.guests.iter().map(|_| Checked::default()).collect();
     for (g, check) in sched.guests.iter().zip(&mut checks) {
@@ -283,7 +298,7 @@ fn monitor_checks(p: &mut Platform, sched: &Scheduler, frames: u32) -> Vec<Check
         else {
             continue;
         };
-        match super::verify::guest_pages(&mut p.vgpus, index, kind, seed, g.ram_pages()) {
+        match super::verify::guest_pages(&p.vgpus, index, kind, seed, g.ram_pages()) {
             Ok(n) => check.pages = n,
             Err(e) => {
                 crate::println!(
@@ -321,7 +336,7 @@ fn monitor_checks(p: &mut Platform, sched: &Scheduler, frames: u32) -> Vec<Check
         }
         if !check.checksum_ok {
             crate::println!(
-                "gmig-rs: guest {} ({}): its checksum is not the stand-in's",
+                "gmig-rs: guest {} ({}): its checksums are not those of its program run alone",
                 g.id,
                 g.program.name()
             );

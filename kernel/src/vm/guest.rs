@@ -20,7 +20,7 @@ use x86_64::structures::paging::PhysFrame;
 use x86_64::PhysAddr;
 
 use super::attempts::{Attempts, Refused};
-use super::cpu::{CpuState, CpuStateError, SAVED_BYTES, USER_FLAGS};
+use super::cpu::{Clock, CpuState, CpuStateError, SAVED_BYTES, USER_FLAGS};
 use super::decode::{self, DecodeError, Op, Width};
 use super::image::{self, ImageError};
 use super::space::{Perm, SpaceError, UserSpace};
@@ -29,8 +29,8 @@ use crate::arch::apic;
 use crate::arch::cpu::rdtsc;
 use crate::arch::idt;
 use crate::arch::ring3;
-use crate::guests::WriteLog;
 use crate::mem::FrameAllocator;
+use crate::time::micros_since_boot;
 use crate::vgpus::VgpuManager;
 
 const PAGE_FAULT: u64 = 14;
@@ -254,6 +254,14 @@ pub enum RunState {
     Runnable,
     /// Blocked in `wait` until its vGPU is idle.
     Waiting,
+    /// Paced: its next frame is not due before `until_us` (monitor clock).
+    Sleeping {
+        /// When it may run again.
+        until_us: u64,
+    },
+    /// Stopped by the monitor between two slices (a migration saves it);
+    /// it runs again only when released.
+    Held,
     /// Ended with an exit code.
     Exited(u64),
     /// Killed.
@@ -270,6 +278,8 @@ impl RunState {
         match self {
             RunState::Runnable => "runnable",
             RunState::Waiting => "waiting",
+            RunState::Sleeping { .. } => "sleeping",
+            RunState::Held => "held",
             RunState::Exited(0) => "exited",
             RunState::Exited(_) => "failed",
             RunState::Killed(_) => "killed",
@@ -286,6 +296,11 @@ pub enum SliceEnd {
     Yielded,
     /// The guest waits for its vGPU.
     Waiting,
+    /// The guest reported a frame and its next one is not due yet.
+    Sleeping {
+        /// When it is (monitor clock, microseconds).
+        until_us: u64,
+    },
     /// It exited with a code.
     Exited(u64),
     /// It was killed.
@@ -314,6 +329,8 @@ pub struct Stats {
     pub syscall_cycles: u64,
     /// Frames the guest reported.
     pub frames: u64,
+    /// Submissions its frame reports counted.
+    pub submissions: u64,
     /// The probe's timings: (total cycles, count) per [`abi::Measure`].
     pub measures: [Option<(u64, u64)>; 3],
     /// BAR0 accesses the vGPU refused (the guest went on; see
@@ -321,14 +338,149 @@ pub struct Stats {
     pub mmio_refused: u64,
 }
 
-/// Frames a guest reported: the last, and (up to a bound) each checksum,
-/// so that a test can compare two runs frame by frame.
+impl Stats {
+    /// Adds `other`'s counts (the probe's timings stay).
+    fn add(&mut self, other: &Stats) {
+        self.mmio_exits += other.mmio_exits;
+        self.mmio_writes += other.mmio_writes;
+        self.syscalls += other.syscalls;
+        self.preemptions += other.preemptions;
+        self.slices += other.slices;
+        self.cpu_cycles += other.cpu_cycles;
+        self.mmio_cycles += other.mmio_cycles;
+        self.syscall_cycles += other.syscall_cycles;
+        self.frames += other.frames;
+        self.submissions += other.submissions;
+    }
+}
+
+/// Frames a guest reported: the last, (up to a bound) each checksum, so
+/// that a test can compare two runs frame by frame, and when they came on
+/// the guest's clock ([`Guest::clock_us`]).
 #[derive(Clone, Debug, Default)]
 pub struct FrameLog {
     /// The last frame's number and checksum.
     pub last: Option<(u64, u64)>,
     /// (frame, checksum) in the order reported, the first [`FRAME_LOG`].
     pub all: Vec<(u64, u64)>,
+    /// The guest's clock at the last frame report.
+    pub last_at_us: Option<u64>,
+    /// Intervals between consecutive reports on this monitor, the one
+    /// across a migration left out: their count, sum and largest.
+    pub intervals: u64,
+    /// Sum of those intervals.
+    pub interval_sum_us: u64,
+    /// The largest of them.
+    pub interval_max_us: u64,
+    /// The interval from the last frame before a migration to the first
+    /// after it, on the guest's clock (its downtime as it saw it); set at
+    /// the first frame after [`Guest::attach`].
+    pub migration_gap_us: Option<u64>,
+    /// A migration brought the guest here and it has not reported since.
+    resumed: bool,
+}
+
+impl FrameLog {
+    /// Notes frame `frame` with `checksum` at guest time `at_us`.
+    pub(super) fn note(&mut self, frame: u64, checksum: u64, at_us: u64) {
+        if let Some(before) = self.last_at_us {
+            let interval = at_us.saturating_sub(before);
+            if core::mem::take(&mut self.resumed) {
+                self.migration_gap_us = Some(interval);
+            } else {
+                self.intervals += 1;
+                self.interval_sum_us += interval;
+                self.interval_max_us = self.interval_max_us.max(interval);
+            }
+        }
+        self.last = Some((frame, checksum));
+        self.last_at_us = Some(at_us);
+        if self.all.len() < FRAME_LOG {
+            self.all.push((frame, checksum));
+        }
+    }
+
+    /// The mean interval between frames, if there were two.
+    pub fn mean_interval_us(&self) -> Option<u64> {
+        self.interval_sum_us.checked_div(self.intervals)
+    }
+}
+
+/// Write sets of a guest's submissions (the scanner's write targets), for
+/// a migration's evidence. A set is known when the submission is scanned,
+/// but the GPU writes while the work runs, which may be after the
+/// migration sent the page: so each set is handed out twice, when it is
+/// new ([`WriteLog::take_new`]) and once the guest's vGPU has been seen
+/// idle after it ([`WriteLog::take_ended`]), when its writes are done.
+/// While no migration watches the log, it keeps only the sets of work
+/// that may still run (it forgets them each time the vGPU is seen idle),
+/// so a migration that starts finds exactly the work in flight.
+#[derive(Debug, Default)]
+pub struct WriteLog {
+    new: heapless::Vec<gpu::scan::WriteSet, 16>,
+    in_flight: heapless::Vec<gpu::scan::WriteSet, 16>,
+    /// Some new submission may have written pages no set lists (or the
+    /// log overflowed): treat all of the vGPU's memory as written.
+    pub untracked: bool,
+    in_flight_untracked: bool,
+    watched: bool,
+    /// Submissions whose writes the scanner could not name, ever.
+    pub untracked_submissions: u64,
+}
+
+/// Write sets handed out by [`WriteLog`]: the sets, and whether some
+/// submission among them wrote what no set lists.
+pub type WriteSets = (heapless::Vec<gpu::scan::WriteSet, 16>, bool);
+
+impl WriteLog {
+    /// Adds the write set of an accepted submission.
+    pub fn push(&mut self, set: &gpu::scan::WriteSet) {
+        self.untracked_submissions += u64::from(set.untracked);
+        if set.untracked || self.new.push(*set).is_err() {
+            self.untracked = true;
+        }
+    }
+
+    /// A migration takes the log from now on (`true`), or no more.
+    pub fn watch(&mut self, on: bool) {
+        self.watched = on;
+        if !on {
+            self.in_flight.clear();
+            self.in_flight_untracked = false;
+        }
+    }
+
+    /// The guest's vGPU was seen idle: every set so far has ended. Unless
+    /// a migration watches, they are forgotten.
+    pub fn seen_idle(&mut self) {
+        if !self.watched {
+            self.new.clear();
+            self.untracked = false;
+        }
+    }
+
+    /// The sets added since the last call; they stay in flight until
+    /// [`WriteLog::take_ended`].
+    pub fn take_new(&mut self) -> WriteSets {
+        let new = core::mem::take(&mut self.new);
+        for set in &new {
+            if self.in_flight.push(*set).is_err() {
+                self.in_flight_untracked = true;
+            }
+        }
+        let untracked = core::mem::take(&mut self.untracked);
+        self.in_flight_untracked |= untracked;
+        (new, untracked)
+    }
+
+    /// The sets in flight, whose work has ended (call only when the
+    /// guest's vGPU is idle, or stopped).
+    pub fn take_ended(&mut self) -> WriteSets {
+        (
+            core::mem::take(&mut self.in_flight),
+            core::mem::take(&mut self.in_flight_untracked),
+        )
+    }
 }
 
 /// Frames [`FrameLog::all`] keeps.
@@ -389,10 +541,18 @@ pub struct Guest {
     pub stats: Stats,
     /// Frames it reported.
     pub frames: FrameLog,
-    /// Write sets of its dispatched submissions (the scanner's write
-    /// targets), for the migration: taken from the gate after each poll
-    /// of the GPU ([`Guest::collect_writes`]).
-    pub writes: WriteLog,
+    /// Write sets of its accepted submissions (the scanner's write
+    /// targets), for the migration (on the heap: some KiB).
+    pub writes: Box<WriteLog>,
+    /// Added to the monitor's clock, the guest's (wrapping: the guest's
+    /// clock may be behind the monitor's or ahead of it).
+    clock_offset_us: u64,
+    /// Frame pacing: the guest's frames come at most this often.
+    pub(super) frame_period_us: Option<u64>,
+    /// When its next frame is due (monitor clock), when paced.
+    pub(super) next_frame_us: u64,
+    /// The monitor asks it to finish ([`guest::abi::syscall::FRAME_FINISH`]).
+    pub(super) finish: bool,
     /// Its vGPU's stop was logged.
     stop_logged: bool,
     /// Its declared attempts and the monitor's verdict on each.
@@ -488,7 +648,10 @@ impl Guest {
 
     /// A guest on vGPU `index` whose RAM already holds a guest of
     /// `program` (moved there by a migration), resumed from its saved CPU
-    /// state `cpu` ([`Guest::save_cpu`]).
+    /// state `cpu` ([`Guest::save_cpu`]). Its clock goes on from the saved
+    /// value as of `saved_at_us` (this monitor's clock), so that the time
+    /// since then counts as time the guest was stopped.
+    #[allow(clippy::too_many_arguments)] // reason: a guest's whole placement
     pub fn attach(
         rt: &Runtime,
         frames: &mut FrameAllocator,
@@ -497,6 +660,7 @@ impl Guest {
         id: u32,
         program: Program,
         cpu: &[u8],
+        saved_at_us: u64,
     ) -> Result<Guest, CreateError> {
         let loaded = image::parse(image::elf(program.image())).map_err(CreateError::Image)?;
         let mut guest = Self::build(
@@ -509,7 +673,7 @@ impl Guest {
             &loaded,
             CpuState::initial(loaded.entry, STACK_TOP_VA, BOOT_BLOCK_VA),
         )?;
-        match guest.restore_cpu(cpu) {
+        match guest.restore_cpu(cpu, saved_at_us) {
             Ok(()) => Ok(guest),
             Err(e) => {
                 guest.destroy(frames);
@@ -567,7 +731,11 @@ impl Guest {
             state: RunState::Runnable,
             stats: Stats::default(),
             frames: FrameLog::default(),
-            writes: WriteLog::default(),
+            writes: Box::default(),
+            clock_offset_us: 0u64.wrapping_sub(micros_since_boot()),
+            frame_period_us: None,
+            next_frame_us: 0,
+            finish: false,
             stop_logged: false,
             attempts: Attempts::new(program == Program::Probe(abi::Probe::Twins)),
         })
@@ -586,18 +754,83 @@ impl Guest {
         self.program.image()
     }
 
-    /// Its CPU state in the saved form (`vm::cpu`): with its RAM, all
-    /// there is of it. Only between slices (it is not running then).
+    /// Its CPU state in the saved form (`vm::cpu`), with its clock: with
+    /// its RAM, all there is of it. Only between slices (it is not running
+    /// then).
     pub fn save_cpu(&self) -> [u8; SAVED_BYTES] {
-        self.cpu.save(self.image())
+        let clock = Clock {
+            now_us: self.clock_us(),
+            last_frame_us: self.frames.last_at_us,
+        };
+        self.cpu.save(self.image(), clock)
     }
 
     /// Replaces its CPU state with a saved one (of a guest of the same
-    /// image) and makes it runnable: it goes on from there.
-    pub fn restore_cpu(&mut self, saved: &[u8]) -> Result<(), CpuStateError> {
-        *self.cpu = CpuState::restore(saved, self.image())?;
+    /// image) and makes it runnable: it goes on from there, its clock from
+    /// the saved value as of `saved_at_us` (this monitor's clock).
+    pub fn restore_cpu(&mut self, saved: &[u8], saved_at_us: u64) -> Result<(), CpuStateError> {
+        let (cpu, clock) = CpuState::restore(saved, self.image())?;
+        *self.cpu = cpu;
+        self.clock_offset_us = clock.now_us.wrapping_sub(saved_at_us);
+        self.frames.last_at_us = clock.last_frame_us;
+        self.frames.resumed = true;
         self.state = RunState::Runnable;
         Ok(())
+    }
+
+    /// Takes over the frame log and the counters of `source`, the same
+    /// guest before a migration inside this monitor (they are the
+    /// monitor's records, not the guest's state), so that they read as one
+    /// run.
+    pub fn carry_records_from(&mut self, source: &mut Guest) {
+        let resumed = self.frames.resumed;
+        self.frames = core::mem::take(&mut source.frames);
+        self.frames.resumed = resumed;
+        let here = self.stats;
+        self.stats = source.stats;
+        self.stats.add(&here);
+    }
+
+    /// The guest's clock (microseconds): the monitor's since the guest was
+    /// made, carried over by a migration (what a virtual machine's TSC
+    /// is). Frame reports are stamped with it.
+    pub fn clock_us(&self) -> u64 {
+        micros_since_boot().wrapping_add(self.clock_offset_us)
+    }
+
+    /// Paces the guest's frames to one every `period_us` (a display's
+    /// refresh): a frame report that comes early returns at the frame's
+    /// time. `None`: as fast as it goes.
+    pub fn pace(&mut self, period_us: Option<u64>) {
+        self.frame_period_us = period_us;
+        self.next_frame_us = micros_since_boot();
+    }
+
+    /// Its frame pacing ([`Guest::pace`]).
+    pub fn frame_period(&self) -> Option<u64> {
+        self.frame_period_us
+    }
+
+    /// Asks a workload to finish: its next frame report says so, and it
+    /// makes its final check and exits.
+    pub fn request_finish(&mut self) {
+        self.finish = true;
+    }
+
+    /// Stops a guest that has not ended between slices (for a migration);
+    /// it does not run until [`Guest::release`]. A `wait` it was in is made
+    /// again then (`vm::syscall`); a frame it slept towards comes at once.
+    pub fn hold(&mut self) {
+        if !self.state.ended() {
+            self.state = RunState::Held;
+        }
+    }
+
+    /// Lets a held guest run again.
+    pub fn release(&mut self) {
+        if self.state == RunState::Held {
+            self.state = RunState::Runnable;
+        }
     }
 
     /// Calls `f` with every RAM page the guest's CPU wrote since the last
@@ -687,13 +920,24 @@ impl Guest {
     pub fn collect_writes(&mut self, m: &mut VgpuManager) {
         if let Some(index) = m.vgpus.iter().position(|h| h.partition.id() == self.vgpu) {
             m.collect_writes(index, &mut self.writes);
+            if m.vgpus[index].vgpu.is_idle() {
+                // Everything it dispatched has ended.
+                self.writes.seen_idle();
+            }
         }
     }
 
     /// Wakes a waiting guest whose GPU work has ended (or whose vGPU
     /// stopped: its `wait` then says so), as of the last poll of the GPU
-    /// (the caller's, [`super::Scheduler::step`]).
+    /// (the caller's, [`super::Scheduler::step`]), and a sleeping one
+    /// whose frame is due.
     pub fn wake_if_ready(&mut self, m: &VgpuManager) {
+        if let RunState::Sleeping { until_us } = self.state {
+            if micros_since_boot() >= until_us {
+                self.state = RunState::Runnable;
+            }
+            return;
+        }
         if self.state != RunState::Waiting {
             return;
         }
@@ -719,7 +963,8 @@ impl Guest {
     pub fn run(&mut self, rt: &Runtime, m: &mut VgpuManager, budget: u64) -> SliceEnd {
         match self.state {
             RunState::Runnable => {}
-            RunState::Waiting => return SliceEnd::Waiting,
+            RunState::Waiting | RunState::Held => return SliceEnd::Waiting,
+            RunState::Sleeping { until_us } => return SliceEnd::Sleeping { until_us },
             RunState::Exited(code) => return SliceEnd::Exited(code),
             RunState::Killed(kill) => return SliceEnd::Killed(kill),
         }
@@ -804,6 +1049,7 @@ impl Guest {
         self.stats.cpu_cycles += rdtsc() - start;
         match end {
             SliceEnd::Waiting => self.state = RunState::Waiting,
+            SliceEnd::Sleeping { until_us } => self.state = RunState::Sleeping { until_us },
             SliceEnd::Exited(code) => {
                 self.state = RunState::Exited(code);
                 self.attempts.close(self.id, self.program.name());

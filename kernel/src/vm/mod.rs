@@ -21,17 +21,20 @@
 //!   `iced-x86` and emulated if it is a 32/64-bit `MOV`.
 //! * [`guest`]: one guest; [`Guest::run`] enters ring 3 and handles every
 //!   exit of a slice: BAR0 faults through `gpu::Vgpu::mmio_read`/
-//!   `mmio_write` (a TAIL write's submission through the scanner, as the
-//!   stand-in guests do; an access the vGPU refuses completes as on a
-//!   device, and the guest goes on), system calls, the timer; any other
-//!   trap kills the guest alone with a report (vector, RIP, address,
-//!   guest id).
+//!   `mmio_write` (a TAIL write's submission through the scanner; an access
+//!   the vGPU refuses completes as on a device, and the guest goes on),
+//!   system calls, the timer; any other trap kills the guest alone with a
+//!   report (vector, RIP, address, guest id). Its clock, frame pacing, the
+//!   request to finish, and holding it for a migration's stop are here
+//!   too.
 //! * [`syscall`]: log, frame report, yield, wait for the GPU, exit, a
 //!   probe's timing report, and a hostile guest's declared attempts
 //!   ([`attempts`]: judged by what the monitor refused itself).
-//! * [`verify`]: the monitor's own checks of a workload guest (checksums
-//!   against its stand-in's, every data page against its bookkeeping).
-//! * [`sched`]: round-robin over the guests with APIC-timer preemption.
+//! * [`verify`]: the monitor's own checks of a workload guest (its
+//!   checksums against the same program's alone on another vGPU, every
+//!   data page against its bookkeeping).
+//! * [`sched`]: round-robin over the guests with APIC-timer preemption;
+//!   waiting, sleeping (paced) and held guests are skipped.
 //! * [`demo`]: the `ring3=` mode (guests on the scheduler, a report line
 //!   per guest); [`selftest`]: the self-tests.
 //!
@@ -74,7 +77,7 @@ pub mod verify;
 
 use core::fmt;
 
-pub use guest::{Guest, Kill};
+pub use guest::{CreateError, Guest, Kill, RunState};
 pub use sched::{Scheduler, Step};
 
 use crate::arch::apic::{self, Apic, ApicError};

@@ -5,6 +5,8 @@
 //! ended: each step first runs the GPU on to now ([`VgpuManager::poll`],
 //! the vGPU scheduler of `gpu::sched`), so while guests wait the engines
 //! go on with the work of every vGPU, in turns.
+//! A paced guest is skipped until its next frame is due, a held one (a
+//! migration's stop) until released.
 //!
 //! The scheduler does one slice per [`Scheduler::step`], so a main loop
 //! can interleave its own work (the NIC, a migration) between slices.
@@ -30,7 +32,8 @@ pub enum Step {
         /// How the slice ended.
         end: SliceEnd,
     },
-    /// Nobody can run now; some guest waits for its vGPU.
+    /// Nobody can run now; some guest waits for its vGPU, sleeps until
+    /// its next frame or is held.
     Waiting,
     /// Every guest has ended.
     Done,
@@ -64,6 +67,18 @@ impl Scheduler {
 
     /// Runs the next runnable guest for one slice.
     pub fn step(&mut self, rt: &Runtime, m: &mut VgpuManager) -> Step {
+        self.step_admitting(rt, m, |_| true)
+    }
+
+    /// Runs the next runnable guest that `admit` lets run for one slice;
+    /// one it refuses loses its turn (a migration's convergence throttle
+    /// defers the migrating guest so).
+    pub fn step_admitting(
+        &mut self,
+        rt: &Runtime,
+        m: &mut VgpuManager,
+        mut admit: impl FnMut(&Guest) -> bool,
+    ) -> Step {
         // The GPU runs on to now (its work takes model time): what ended
         // wakes its guest, idle engines take their next turn.
         m.poll(crate::time::nanos_since_boot());
@@ -72,11 +87,12 @@ impl Scheduler {
             g.wake_if_ready(m);
         }
         let n = self.guests.len();
-        let pick = (0..n)
-            .map(|k| (self.next + k) % n)
-            .find(|&i| self.guests[i].state() == RunState::Runnable);
+        let pick = (0..n).map(|k| (self.next + k) % n).find(|&i| {
+            let g = &self.guests[i];
+            g.state() == RunState::Runnable && admit(g)
+        });
         let Some(index) = pick else {
-            return if self.guests.iter().any(|g| g.state() == RunState::Waiting) {
+            return if self.guests.iter().any(|g| !g.state().ended()) {
                 Step::Waiting
             } else {
                 Step::Done

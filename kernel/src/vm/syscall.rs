@@ -9,11 +9,11 @@
 //! monitor, and its saved CPU state is always one it can resume from
 //! anywhere (a migration does not need to know that it was waiting).
 
-use guest::abi::syscall::{self, LOG_MAX, WAIT_OK, WAIT_VGPU_FAILED};
+use guest::abi::syscall::{self, FRAME_FINISH, FRAME_GO_ON, LOG_MAX, WAIT_OK, WAIT_VGPU_FAILED};
 use guest::abi::Measure;
 use guest::attack::Class;
 
-use super::guest::{Guest, Kill, Next, SliceEnd, SyscallFault, VgpuProgress, FRAME_LOG};
+use super::guest::{Guest, Kill, Next, SliceEnd, SyscallFault, VgpuProgress};
 use crate::vgpus::VgpuManager;
 
 /// Bytes of `int 0x80`.
@@ -54,10 +54,9 @@ impl Guest {
             }
             syscall::FRAME => {
                 self.stats.frames += 1;
-                self.frames.last = Some((a, b));
-                if self.frames.all.len() < FRAME_LOG {
-                    self.frames.all.push((a, b));
-                }
+                self.stats.submissions += c;
+                let at = self.clock_us();
+                self.frames.note(a, b, at);
                 defmt::debug!(
                     "guest {=u32} frame {=u64} checksum {=u64:#x} submissions {=u64}",
                     self.id,
@@ -65,7 +64,23 @@ impl Guest {
                     b,
                     c
                 );
-                0
+                self.cpu.frame.rax = if self.finish {
+                    FRAME_FINISH
+                } else {
+                    FRAME_GO_ON
+                };
+                if let Some(period) = self.frame_period_us {
+                    // The next frame is due a period after this one was;
+                    // one that came late does not make the next one early.
+                    let now = crate::time::micros_since_boot();
+                    self.next_frame_us = (self.next_frame_us + period).max(now);
+                    if self.next_frame_us > now && !self.finish {
+                        return Next::End(SliceEnd::Sleeping {
+                            until_us: self.next_frame_us,
+                        });
+                    }
+                }
+                return Next::Resume;
             }
             syscall::YIELD => {
                 self.cpu.frame.rax = 0;

@@ -1,8 +1,9 @@
 //! The workload image: boots the guest's vGPU driver the GVT-g way
 //! (PVINFO, ballooning, GGTT entries through the BAR0 window, rings) and
-//! runs the boot block's workload, reporting each frame, then checks every
-//! data page it predicts; or (`Program::Busy`) keeps its blitter busy for
-//! the vGPU scheduler's fairness run.
+//! runs the boot block's workload, reporting each frame, until its frames
+//! are done or the monitor asks it to finish, then checks every data page
+//! it predicts; or (`Program::Busy`) keeps its blitter busy for the vGPU
+//! scheduler's fairness run.
 #![no_std]
 #![no_main]
 
@@ -43,14 +44,17 @@ fn main(boot: &BootBlock) -> u64 {
     );
     let mut done = 0;
     while frames == 0 || done < frames {
-        match w.step(&mut p) {
+        let finish = match w.step(&mut p) {
             Ok(r) => sys::frame(r.frame, r.checksum, r.submissions),
             Err(e) => {
                 logf!("{kind} frame {done}: {e}");
                 return exit_code::WORKLOAD_FAILED;
             }
-        }
+        };
         done += 1;
+        if finish {
+            break;
+        }
     }
     match w.check_all(&mut p) {
         Ok(checked) => {

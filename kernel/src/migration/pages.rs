@@ -8,6 +8,7 @@
 
 use gpu::backend::PhysMem;
 use gpu::vgpu::FrameRuns;
+use guest::abi::RAM_FIRST_PAGE;
 use migrate::page::{read_state_chunk, GuestPage, MemoryError, PageBuf, PageSink, PageSource};
 use migrate::tracker::Slot;
 
@@ -15,7 +16,6 @@ use crate::gpu_mem::GpuMemory;
 use crate::mem::frames::{FrameAllocator, FrameError};
 use crate::mem::region::{Region, ZeroValid};
 use crate::migration::{frame_address, guest_page};
-use crate::vgpus::GUEST_MEMORY_FIRST_PAGE;
 
 // SAFETY: `migrate::tracker::Slot` is a struct of a u64, a [u64; 4], a
 // [u8; 4] and a u8 (migrate/src/tracker.rs): every bit pattern is a value.
@@ -26,8 +26,8 @@ unsafe impl ZeroValid for Slot {}
 /// largest `guest_mib`).
 pub const BLOB_BYTES: usize = 2 << 20;
 
-/// The source guest's pages (its RAM, all of it GPU working set), and once
-/// stopped its device state and its own (CPU) state.
+/// The source guest's pages (its RAM, which is its vGPU's guest memory),
+/// and once stopped its device state and its CPU state.
 pub struct GuestPages<'a> {
     pub memory: &'a GpuMemory,
     pub map: &'a FrameRuns<4>,
@@ -36,12 +36,31 @@ pub struct GuestPages<'a> {
     pub cpu: &'a [u8],
 }
 
+impl<'a> GuestPages<'a> {
+    /// The pages of vGPU `index`'s guest (`pages` of them), with `device`
+    /// and `cpu` as its states.
+    pub fn of(
+        m: &'a crate::vgpus::VgpuManager,
+        index: usize,
+        pages: u64,
+        (device, cpu): (&'a [u8], &'a [u8]),
+    ) -> Self {
+        GuestPages {
+            memory: m.device.memory(),
+            map: &m.vgpus[index].memory,
+            pages,
+            device,
+            cpu,
+        }
+    }
+}
+
 impl PageSource for GuestPages<'_> {
     fn page_count(&self) -> usize {
         self.pages as usize
     }
     fn page_at(&self, index: usize) -> GuestPage {
-        guest_page(GUEST_MEMORY_FIRST_PAGE + index as u64)
+        guest_page(RAM_FIRST_PAGE + index as u64)
     }
     fn read_page(&mut self, page: GuestPage, out: &mut PageBuf) -> Result<(), MemoryError> {
         let at = frame_address(self.map, page)?;
@@ -84,7 +103,7 @@ impl Digests {
     pub fn of_memory(memory: &GpuMemory, map: &FrameRuns<4>, pages: u64) -> u64 {
         let mut buf = [0u8; 4096];
         Self::fold((0..pages).map(|i| {
-            let page = guest_page(GUEST_MEMORY_FIRST_PAGE + i);
+            let page = guest_page(RAM_FIRST_PAGE + i);
             match frame_address(map, page)
                 .ok()
                 .map(|at| memory.read(at, &mut buf))
@@ -137,7 +156,7 @@ impl PageSink for GuestSink<'_> {
         self.memory
             .write(at, data)
             .map_err(|_| MemoryError::Refused(page))?;
-        let index = page.get().wrapping_sub(GUEST_MEMORY_FIRST_PAGE) as usize;
+        let index = page.get().wrapping_sub(RAM_FIRST_PAGE) as usize;
         if let Some(d) = self.digests.get_mut(index) {
             *d = migrate::digest::xxh3(data);
         }
