@@ -35,7 +35,7 @@
 //!   scheduler charges each vGPU the engine time it used and not the
 //!   monitor's polling delay.
 
-use crate::addr::{HostGgttIndex, HostGm, HostGmRange, PhysAddr, PAGE_SIZE};
+use crate::addr::{HostGgttIndex, HostGm, HostGmRange, PhysAddr, PhysFrame, PAGE_SIZE};
 use crate::engine::Engine;
 use crate::ggtt::{GgttFlush, HostPte};
 use crate::partition::{VgpuId, MAX_VGPUS};
@@ -175,7 +175,8 @@ pub struct SubmissionId(pub u64);
 pub const MAX_RING_SIZE: u64 = 512 * PAGE_SIZE;
 
 /// Commands for an engine: the bytes `[head, tail)` (wrapping) of a ring
-/// buffer in host GM, run on engine context `context`. Only the scanner (or
+/// buffer in host GM, run on engine context `context`, with the PPGTT
+/// whose (shadow) PML4 is `ppgtt`, if any. Only the scanner (or
 /// monitor-built streams) make these: the guest's ring never reaches a
 /// backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,6 +186,7 @@ pub struct Submission {
     ring: HostGmRange,
     head: u32,
     tail: u32,
+    ppgtt: Option<PhysFrame>,
 }
 
 /// Why a submission is malformed (a monitor bug, never a guest's doing: the
@@ -240,7 +242,21 @@ impl Submission {
             ring,
             head,
             tail,
+            ppgtt: None,
         })
+    }
+    /// The same submission in a PPGTT context: batches started with the
+    /// PPGTT address space run non-privileged through the 4-level tables
+    /// rooted at `pml4` (a shadow PML4 the monitor built,
+    /// [`crate::ppgtt::shadow`]), and every address without the "use
+    /// GGTT" choice is a PPGTT address.
+    pub const fn with_ppgtt(mut self, pml4: PhysFrame) -> Self {
+        self.ppgtt = Some(pml4);
+        self
+    }
+    /// The PML4 of the context's PPGTT, if it has one.
+    pub const fn ppgtt(&self) -> Option<PhysFrame> {
+        self.ppgtt
     }
     /// Target engine.
     pub const fn engine(&self) -> Engine {
@@ -273,8 +289,17 @@ pub enum FaultKind {
     OutsideGgtt,
     /// A PTE points at memory that does not exist.
     NoMemory,
-    /// A per-process GTT access: this model has no PPGTT.
+    /// A per-process GTT access in a context without a PPGTT.
     Ppgtt,
+    /// A PPGTT access through a not-present entry (page fault).
+    PpgttNotPresent,
+    /// A PPGTT write through an entry without the writable bit.
+    PpgttReadOnly,
+    /// A non-privileged (PPGTT) batch issued what only a privileged one
+    /// may: a privileged command, a GGTT access, or a register outside
+    /// the hardware's non-privileged set (the hardware drops the command
+    /// and flags a command privilege violation; the model stops).
+    PrivilegeViolation(&'static str),
     /// Unknown or unsupported command (instruction error).
     InvalidCommand,
     /// A batch start beyond the second level.
@@ -294,7 +319,12 @@ impl fmt::Display for FaultKind {
             FaultKind::InvalidPte => "page fault: GGTT entry not present",
             FaultKind::OutsideGgtt => "access beyond the GGTT",
             FaultKind::NoMemory => "GGTT entry points at missing memory",
-            FaultKind::Ppgtt => "PPGTT access, no PPGTT in this model",
+            FaultKind::Ppgtt => "PPGTT access in a context without a PPGTT",
+            FaultKind::PpgttNotPresent => "page fault: PPGTT entry not present",
+            FaultKind::PpgttReadOnly => "PPGTT write through a read-only entry",
+            FaultKind::PrivilegeViolation(what) => {
+                return write!(f, "privilege violation in a non-privileged batch: {what}")
+            }
             FaultKind::InvalidCommand => "instruction error: unknown or unsupported command",
             FaultKind::BatchNesting => "batch buffers nested beyond the second level",
             FaultKind::RingOverrun => "command runs past the ring tail",
@@ -357,6 +387,8 @@ pub enum BackendError {
     Timeout { what: &'static str },
     /// The backend was not initialised.
     NotInitialised,
+    /// The backend cannot run this kind of submission.
+    Unsupported(&'static str),
 }
 
 impl fmt::Display for BackendError {
@@ -365,6 +397,7 @@ impl fmt::Display for BackendError {
             BackendError::EngineNotIdle(e) => write!(f, "engine {e} is busy or faulted"),
             BackendError::Timeout { what } => write!(f, "hardware timeout waiting for {what}"),
             BackendError::NotInitialised => f.write_str("backend used before init"),
+            BackendError::Unsupported(what) => write!(f, "backend does not support {what}"),
         }
     }
 }
@@ -385,6 +418,9 @@ pub trait Backend {
     fn read_gm(&mut self, addr: HostGm, buf: &mut [u8]) -> Result<(), GmAccessError>;
     /// CPU write of GM through the host GGTT.
     fn write_gm(&mut self, addr: HostGm, data: &[u8]) -> Result<(), GmAccessError>;
+    /// The physical memory the GPU reaches, for the monitor's own tables
+    /// in it (the shadow PPGTTs the engines walk).
+    fn phys_mem(&mut self) -> &mut dyn PhysMem;
     /// Starts executing `submission` on its engine, in its context (the
     /// engine switches to that context first). It runs as time passes and
     /// completes later ([`Backend::poll`]); an engine that is busy or

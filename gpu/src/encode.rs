@@ -1,7 +1,8 @@
 //! Encoders for the commands the software GPU executes (header layouts
 //! from Mesa's genxml and the PRM's blitter chapter, as in [`crate::sim`]):
 //! what tests, benchmarks and the monitor's own workloads submit. Every
-//! address is a GGTT address (the "use global GTT" bit is set).
+//! address is a GGTT address (the "use global GTT" bit is set) but for
+//! the `ppgtt_` encoders, whose addresses are in the context's PPGTT.
 
 /// MI_NOOP.
 pub const NOOP: u32 = 0;
@@ -68,6 +69,19 @@ pub const fn bb_start(addr: u64, second_level: bool) -> [u32; 3] {
         addr as u32,
         (addr >> 32) as u32,
     ]
+}
+/// MI_BATCH_BUFFER_START of a PPGTT (non-privileged) batch at `addr`
+/// (Address Space Indicator set).
+pub const fn ppgtt_bb_start(addr: u64, second_level: bool) -> [u32; 3] {
+    [
+        (0x31 << 23) | ((second_level as u32) << 22) | (1 << 8) | 1,
+        addr as u32,
+        (addr >> 32) as u32,
+    ]
+}
+/// MI_STORE_DATA_IMM of one dword to PPGTT address `addr`.
+pub const fn ppgtt_sdi(addr: u64, v: u32) -> [u32; 4] {
+    [(0x20 << 23) | 2, addr as u32, (addr >> 32) as u32, v]
 }
 /// XY_COLOR_BLT, 32 bpp.
 pub const fn color_blt(

@@ -351,9 +351,17 @@ impl<M: Mmio, P: PhysMem> Backend for IntelGen9<M, P> {
             |phys, at, len| mem.write(phys, &data[at..at + len]),
         )
     }
+
+    fn phys_mem(&mut self) -> &mut dyn PhysMem {
+        &mut self.mem
+    }
     fn submit(&mut self, sub: &Submission) -> Result<SubmissionId, BackendError> {
         if !self.initialised {
             return Err(BackendError::NotInitialised);
+        }
+        if sub.ppgtt().is_some() {
+            // The context image written here has no PDP block yet.
+            return Err(BackendError::Unsupported("PPGTT contexts"));
         }
         let engine = sub.engine();
         let context = sub.context();

@@ -20,10 +20,14 @@
 //! * [`ggtt`]: the 64-bit GGTT PTE and the flush obligation.
 //! * [`partition`]: GM layout, vGPU types, the allocator, and the one
 //!   guest<->host translation.
+//! * [`execlist`]: the execlist port a Gen9 guest driver submits through
+//!   (ELSP, CSB, context images), per engine of each vGPU.
 //! * [`vgpu`]: the virtual BAR0, its register policies, the TAIL -> queue
 //!   -> [`vgpu::SubmissionGate`] (scanner) -> [`backend::Backend`] path,
 //!   failsafe.
 //! * [`persist`]: device state save/restore with remapping onto new slices.
+//! * [`ppgtt`]: the 4-level PPGTT entry format and walk, and the shadow
+//!   PPGTT that confines a guest context to its vGPU's frames.
 //! * [`encode`]: command encoders for tests, benches and workloads.
 //! * [`device`]: which PCI devices the real-hardware backend drives.
 //! * [`backend`]: the backend trait; [`sim`] (software Gen9) and [`intel`]
@@ -39,11 +43,13 @@ pub mod backend;
 pub mod device;
 pub mod encode;
 pub mod engine;
+pub mod execlist;
 pub mod ggtt;
 pub mod intel;
 pub mod mediate;
 pub mod partition;
 pub mod persist;
+pub mod ppgtt;
 pub mod regs;
 pub mod scan;
 pub mod sched;

@@ -149,10 +149,60 @@ const fn unplaced() -> Shadow {
 /// then counts as all written).
 pub const WRITE_LOG: usize = 8;
 
+/// Which submissions may dispatch shaders (draws, GPGPU and media
+/// dispatches). A shader reads and writes through memory-resident state
+/// (surface states, interface descriptors, sampler border colours) that no
+/// command scanner sees: in a PPGTT context the shadow PPGTT contains
+/// every address it may hold ([`crate::ppgtt::shadow`]); in a GGTT context
+/// (a legacy ring) nothing does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ShaderPolicy {
+    /// No shader work anywhere (`shaders=deny`).
+    Deny,
+    /// Shader work only in PPGTT contexts (the default, `shaders=ppgtt`).
+    #[default]
+    PpgttOnly,
+    /// Shader work in GGTT contexts too (`shaders=allow-ggtt`): a hostile
+    /// guest's draw can then reach any memory the GGTT maps, other vGPUs'
+    /// and the monitor's included.
+    AllowGgtt,
+}
+
+impl ShaderPolicy {
+    /// Whether a submission in a PPGTT context (`ppgtt`) or a GGTT one has
+    /// its shader work refused.
+    pub const fn denies(self, ppgtt: bool) -> bool {
+        match self {
+            ShaderPolicy::Deny => true,
+            ShaderPolicy::PpgttOnly => !ppgtt,
+            ShaderPolicy::AllowGgtt => false,
+        }
+    }
+    /// The option's value: `deny`, `ppgtt` or `allow-ggtt`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ShaderPolicy::Deny => "deny",
+            ShaderPolicy::PpgttOnly => "ppgtt",
+            ShaderPolicy::AllowGgtt => "allow-ggtt",
+        }
+    }
+    /// Parses [`ShaderPolicy::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            ShaderPolicy::Deny,
+            ShaderPolicy::PpgttOnly,
+            ShaderPolicy::AllowGgtt,
+        ]
+        .into_iter()
+        .find(|p| p.name() == name)
+    }
+}
+
 /// One shadow per engine, plus what the last submissions produced.
 #[derive(Debug)]
 pub struct ScanGate {
     shadows: [Shadow; Engine::COUNT],
+    shaders: ShaderPolicy,
     placed: bool,
     /// Per context: write sets of accepted submissions, oldest first.
     writes: [heapless::Deque<WriteSet, WRITE_LOG>; ContextId::COUNT],
@@ -195,6 +245,7 @@ impl ScanGate {
     pub const fn new() -> Self {
         ScanGate {
             shadows: [unplaced(), unplaced(), unplaced(), unplaced()],
+            shaders: ShaderPolicy::PpgttOnly,
             placed: false,
             writes: [const { heapless::Deque::new() }; ContextId::COUNT],
             last_rejection: None,
@@ -203,12 +254,10 @@ impl ScanGate {
         }
     }
 
-    /// Refuses (or allows again) every shader dispatch on every engine
-    /// ([`Shadow::deny_shaders`]).
-    pub fn deny_shaders(&mut self, deny: bool) {
-        for shadow in &mut self.shadows {
-            shadow.deny_shaders = deny;
-        }
+    /// Sets which submissions may dispatch shaders; each scan applies it
+    /// ([`Shadow::deny_shaders`]) by its request's context.
+    pub fn set_shader_policy(&mut self, policy: ShaderPolicy) {
+        self.shaders = policy;
     }
 
     /// Places the shadows in the monitor's GM: `area` must hold
@@ -306,6 +355,7 @@ impl SubmissionGate for ScanGate {
             tail: request.tail(),
         };
         let shadow = &mut self.shadows[engine.index()];
+        shadow.deny_shaders = self.shaders.denies(request.ppgtt());
         let scanned = {
             let space = GuestSpace {
                 translation,
@@ -697,6 +747,9 @@ pub(crate) mod tests {
             data: &[u8],
         ) -> Result<(), crate::backend::GmAccessError> {
             self.0.write_gm(addr, data)
+        }
+        fn phys_mem(&mut self) -> &mut dyn crate::backend::PhysMem {
+            self.0.phys_mem()
         }
         fn submit(
             &mut self,

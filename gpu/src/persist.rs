@@ -82,6 +82,9 @@ pub enum SaveError {
     Busy,
     /// The vGPU is stopped.
     Failed,
+    /// An engine is in execlist mode, whose port state, CSB and PPGTT
+    /// roots the device-state format does not carry yet.
+    Execlists,
     /// The output buffer is too small.
     BufferTooSmall,
     /// Reading the guest's GGTT failed.
@@ -93,6 +96,9 @@ impl fmt::Display for SaveError {
         match self {
             SaveError::Busy => f.write_str("vGPU has submissions queued or in flight"),
             SaveError::Failed => f.write_str("a stopped vGPU is not saved"),
+            SaveError::Execlists => {
+                f.write_str("execlist state is not in the device-state format yet")
+            }
             SaveError::BufferTooSmall => f.write_str("save buffer too small"),
             SaveError::Vgpu(e) => write!(f, "reading guest GGTT: {e}"),
         }
@@ -211,6 +217,9 @@ impl Vgpu {
     ) -> Result<usize, SaveError> {
         if !self.is_idle() {
             return Err(SaveError::Busy);
+        }
+        if Engine::ALL.iter().any(|&e| self.execlist(e).enabled) {
+            return Err(SaveError::Execlists);
         }
         if self.state != VgpuState::Running {
             return Err(SaveError::Failed);

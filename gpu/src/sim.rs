@@ -65,10 +65,19 @@
 //!   it, never a silent no-op. Commands are decoded with the scanner's own
 //!   table, so the model and the scanner agree on every command's length.
 //!
-//! Every memory access goes through the GGTT. A not-present PTE, an address
-//! past 4 GiB, a PPGTT access (the model has none), an unknown command, an
-//! unmodelled one, a third batch level or a spent budget stops the engine
-//! with a [`GpuFault`],
+//! * Address spaces (module `ppgtt`): the GGTT, and for a submission in a
+//!   PPGTT context ([`Submission::ppgtt`]) the 4-level PPGTT walked with
+//!   the Gen9 entry format; a batch started from the PPGTT runs
+//!   non-privileged, with the hardware's restrictions (privileged
+//!   commands, GGTT accesses and registers outside the non-privileged set
+//!   stop the engine with [`FaultKind::PrivilegeViolation`]).
+//!
+//! Every memory access goes through the GGTT or the context's PPGTT. A
+//! not-present GGTT or PPGTT entry, a PPGTT write through a read-only
+//! entry, an address past 4 GiB in the GGTT, a PPGTT access in a context
+//! without one, a privilege violation, an unknown command, an unmodelled
+//! one, a third batch level or a spent budget stops the engine with a
+//! [`GpuFault`],
 //! fills RING_FAULT_REG / FAULT_TLB_DATA0/1 (memory faults) or EIR / IPEHR
 //! (command errors), and leaves the engine faulted until reset. Each
 //! submission may run at most [`COMMAND_BUDGET`] commands and write at most
@@ -84,7 +93,9 @@ use crate::ggtt::{GgttFlush, HostPte};
 use crate::regs::{fence, forcewake, gt, ring, MmioOffset};
 use core::fmt;
 
+mod draw;
 mod exec;
+mod ppgtt;
 
 pub use exec::BLIT_BYTE_BUDGET;
 
@@ -611,9 +622,15 @@ impl<M: PhysMem> SimGpu<M> {
                 let _ = self
                     .globals
                     .insert(gt::FAULT_TLB_DATA0.raw(), (addr >> 12) as u32);
+                // The GGTT bit tells a GGTT fault from a PPGTT one.
+                let ppgtt = matches!(
+                    stop.kind,
+                    FaultKind::PpgttNotPresent | FaultKind::PpgttReadOnly
+                );
+                let space = if ppgtt { 0 } else { gt::FAULT_GGTT };
                 let _ = self.globals.insert(
                     gt::FAULT_TLB_DATA1.raw(),
-                    gt::FAULT_GGTT | ((addr >> 44) & 0xf) as u32,
+                    space | ((addr >> 44) & 0xf) as u32,
                 );
             }
             None => {
@@ -677,6 +694,10 @@ impl<M: PhysMem> Backend for SimGpu<M> {
 
     fn write_gm(&mut self, addr: HostGm, data: &[u8]) -> Result<(), GmAccessError> {
         self.gm_write(addr, data)
+    }
+
+    fn phys_mem(&mut self) -> &mut dyn PhysMem {
+        &mut self.mem
     }
 
     fn submit(&mut self, submission: &Submission) -> Result<SubmissionId, BackendError> {

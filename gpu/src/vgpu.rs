@@ -9,12 +9,21 @@
 //! * *read-only*: PVINFO ballooning fields, ACTHD; writes are guest faults;
 //! * *virtualized*: a handler acts (ring START/CTL/HEAD/TAIL, fences via the
 //!   GM translation, forcewake request/ack, g2v notification, GGTT window,
-//!   GDRST);
-//! * *rejected*: everything else, including execlist ports and GFX_MODE.
+//!   GDRST, and the execlist port);
+//! * *rejected*: everything else.
 //!
-//! The vGPU offers the legacy ring-buffer interface to its guest (START,
-//! CTL, HEAD, TAIL); how the monitor then drives the engine (execlists on
-//! real hardware) is the backend's business.
+//! The vGPU offers its guest both submission interfaces of Gen9: the
+//! legacy ring buffer (START, CTL, HEAD, TAIL) for simple guests, and
+//! execlists ([`crate::execlist`]: GFX_MODE's run-list enable, ELSP,
+//! the CSB and its pointer, the execlist status) as a Gen9 i915 uses
+//! them, with each context in its own shadow PPGTT
+//! ([`crate::ppgtt::shadow`], enabled per vGPU by
+//! [`Vgpu::enable_ppgtt`]). An engine is in one mode at a time: a TAIL
+//! write in execlist mode is a guest fault. Both feed the same queue
+//! discipline, scanner and scheduler: an ELSP write reads each element's
+//! context image, acquires (and syncs) its shadow PPGTT, and makes its
+//! ring span the engine's next work; the dispatch of that span carries
+//! the shadow's PML4 to the backend ([`Submission::with_ppgtt`]).
 //!
 //! Submission path: a TAIL write queues the new span of the guest ring on
 //! its engine (the ring's GM range checked against the vGPU's slices
@@ -53,8 +62,10 @@ use crate::backend::{
     Backend, BackendError, ContextId, EngineStatus, GpuFault, Submission, SubmissionId,
 };
 use crate::engine::Engine;
+use crate::execlist::{ContextRegisters, Descriptor, Element, Execlist};
 use crate::ggtt::{GuestPte, HostPte, PteError};
 use crate::partition::{ClaimedRange, GmTranslation, Partition, TranslateError, VgpuId, VgpuType};
+use crate::ppgtt::shadow::{ContextShadows, ShadowError};
 use crate::regs::{
     fence, forcewake, gdrst, pvinfo, ring, MmioOffset, GGTT_BAR0_OFFSET, GGTT_WINDOW_SIZE,
 };
@@ -169,6 +180,14 @@ pub enum Handler {
     Pvinfo,
     /// The GGTT window at BAR0 + 8 MiB.
     Ggtt,
+    /// ELSP: the execlist submit port.
+    Elsp(Engine),
+    /// GFX_MODE: the run-list enable.
+    GfxMode(Engine),
+    /// The CSB pointer: the guest moves its read pointer.
+    CsbPtr(Engine),
+    /// The CSB entries and the execlist status: read only.
+    ExeclistStatus(Engine),
     /// GDRST: a full reset of the vGPU ([`Vgpu::mmio_write`]).
     Reset,
 }
@@ -205,6 +224,21 @@ pub enum GuestFault {
     FenceOutsideSlices { index: u32, error: TranslateError },
     /// Unknown g2v notification.
     BadNotification { value: u32 },
+    /// An ELSP submission the vGPU refuses (see [`crate::execlist`]).
+    BadSubmission {
+        engine: Engine,
+        reason: &'static str,
+    },
+    /// A context image or its ring outside the vGPU's slices.
+    ContextOutsideSlices {
+        engine: Engine,
+        error: TranslateError,
+    },
+    /// A submission interface used in the other mode (TAIL in execlist
+    /// mode, ELSP without it), or execlists turned off with work held.
+    WrongMode { engine: Engine },
+    /// The context's PPGTT could not be shadowed (the guest's doing).
+    Ppgtt(ShadowError),
     /// A GDRST request for engine domains alone (only the full reset is
     /// offered).
     PartialReset { value: u32 },
@@ -252,6 +286,18 @@ impl fmt::Display for GuestFault {
             GuestFault::BadNotification { value } => {
                 write!(f, "unknown g2v notification {value}")
             }
+            GuestFault::BadSubmission { engine, reason } => {
+                write!(f, "{engine} execlist submission refused: {reason}")
+            }
+            GuestFault::ContextOutsideSlices { engine, error } => {
+                write!(f, "{engine} context image or ring: {error}")
+            }
+            GuestFault::WrongMode { engine } => write!(
+                f,
+                "{engine}: ring TAIL in execlist mode, ELSP without it, or execlists \
+                 turned off with work held"
+            ),
+            GuestFault::Ppgtt(e) => write!(f, "PPGTT: {e}"),
             GuestFault::PartialReset { value } => write!(
                 f,
                 "GDRST {value:#x} resets engine domains alone; only the full reset (bit 0) is offered"
@@ -314,6 +360,10 @@ pub enum MonitorFault {
     /// A host GGTT entry in the vGPU's slices names a frame the guest does
     /// not own.
     GgttInconsistent { index: u32 },
+    /// The shadow PPGTT failed on the monitor's side (memory, pool).
+    Ppgtt(ShadowError),
+    /// A context's shadow PPGTT was not acquired before its dispatch.
+    PpgttNotAcquired,
 }
 
 impl fmt::Display for MonitorFault {
@@ -328,6 +378,10 @@ impl fmt::Display for MonitorFault {
                     f,
                     "host GGTT entry {index:#x} maps a frame the guest does not own"
                 )
+            }
+            MonitorFault::Ppgtt(e) => write!(f, "shadow PPGTT: {e}"),
+            MonitorFault::PpgttNotAcquired => {
+                f.write_str("a context's shadow PPGTT was not acquired before its dispatch")
             }
         }
     }
@@ -379,7 +433,7 @@ pub enum VgpuState {
 pub enum MmioEffect {
     /// Nothing more.
     Done,
-    /// A TAIL write queued new commands on the engine: the scheduler
+    /// A TAIL or ELSP write queued new commands on the engine: the scheduler
     /// ([`crate::sched::Scheduler::poll`]) runs them when the vGPU's turn
     /// on the engine comes; polling it now starts them on an idle engine.
     Queued(Engine),
@@ -400,6 +454,7 @@ pub struct RingSubmission {
     ring: ClaimedRange,
     head: u32,
     tail: u32,
+    ppgtt: bool,
 }
 
 impl RingSubmission {
@@ -423,6 +478,11 @@ impl RingSubmission {
     /// the span wraps).
     pub const fn tail(&self) -> u32 {
         self.tail
+    }
+    /// Whether the span runs in a PPGTT context (an execlist element's)
+    /// rather than a GGTT one (a legacy ring's).
+    pub const fn ppgtt(&self) -> bool {
+        self.ppgtt
     }
 }
 
@@ -478,8 +538,8 @@ struct InFlight {
     tail: u32,
 }
 
-/// A virtual GPU.
-#[derive(Clone, Debug)]
+/// A virtual GPU. Not `Clone`: its shadow PPGTT owns frames.
+#[derive(Debug)]
 pub struct Vgpu {
     id: VgpuId,
     vgpu_type: VgpuType,
@@ -501,7 +561,20 @@ pub struct Vgpu {
     pub(crate) vgt_id: u32,
     /// GGTT blocks the guest has written an entry of (see [`GgttBlocks`]).
     ggtt_written: GgttBlocks,
+    /// Each engine's execlist port.
+    execlists: [Execlist; Engine::COUNT],
+    /// The shadow PPGTTs of its execlist contexts, once enabled.
+    shadow: Option<VgpuShadows>,
 }
+
+/// Shadow table pages a vGPU's pool provides (its budget may be lower):
+/// 64 cover about 120 MiB mapped in 4 KiB pages.
+pub const SHADOW_TABLES: usize = 64;
+/// Distinct PPGTT roots (guest contexts' address spaces) a vGPU keeps
+/// shadows of at once.
+pub const SHADOW_ROOTS: usize = 8;
+/// A vGPU's shadow PPGTTs.
+pub type VgpuShadows = ContextShadows<SHADOW_TABLES, SHADOW_ROOTS>;
 
 /// One bit per block of [`GgttBlocks::ENTRIES`] guest GGTT entries: set
 /// once the guest writes any entry of the block. The partition's entries
@@ -575,7 +648,33 @@ impl Vgpu {
             notifications: 0,
             vgt_id: u32::from(partition.id().raw()),
             ggtt_written: GgttBlocks::NONE,
+            execlists: [Execlist::new(); Engine::COUNT],
+            shadow: None,
         }
+    }
+
+    /// Gives the vGPU shadow PPGTTs over the pool at frame `pool`
+    /// ([`crate::ppgtt::shadow::SCRATCH_FRAMES`] + [`SHADOW_TABLES`]
+    /// frames the monitor gives this vGPU alone), at most `budget` table
+    /// pages in use: without them, an execlist submission is refused.
+    pub fn enable_ppgtt(
+        &mut self,
+        pool: PhysFrame,
+        budget: usize,
+        backend: &mut dyn Backend,
+    ) -> Result<(), ShadowError> {
+        self.shadow = Some(ContextShadows::new(pool, budget, backend.phys_mem())?);
+        Ok(())
+    }
+
+    /// The vGPU's shadow PPGTTs, if enabled.
+    pub fn shadows(&self) -> Option<&VgpuShadows> {
+        self.shadow.as_ref()
+    }
+
+    /// An engine's execlist port.
+    pub fn execlist(&self, engine: Engine) -> &Execlist {
+        &self.execlists[engine.index()]
     }
 
     /// Slot id (also PVINFO vgt_id).
@@ -609,7 +708,17 @@ impl Vgpu {
     }
     /// Whether no submission is queued or running.
     pub fn is_idle(&self) -> bool {
-        self.in_flight.iter().all(Option::is_none) && self.queued.iter().all(|q| q.is_empty())
+        self.in_flight.iter().all(Option::is_none)
+            && self.queued.iter().all(|q| q.is_empty())
+            && !self.execlists.iter().any(Execlist::busy)
+    }
+
+    /// Whether `engine`'s current execlist element has work not yet
+    /// dispatched.
+    fn execlist_work(&self, engine: Engine) -> bool {
+        self.execlists[engine.index()]
+            .current()
+            .is_some_and(|e| e.head != e.tail)
     }
 
     /// Spans queued on `engine`, waiting for dispatch.
@@ -624,7 +733,7 @@ impl Vgpu {
         let i = engine.index();
         self.state == VgpuState::Running
             && self.in_flight[i].is_none()
-            && !self.queued[i].is_empty()
+            && (!self.queued[i].is_empty() || self.execlist_work(engine))
     }
 
     /// The vGPU's submission running on `engine`, if any.
@@ -639,6 +748,13 @@ impl Vgpu {
         if self.state == VgpuState::Running {
             self.state = VgpuState::Failed(reason);
             self.queued.iter_mut().for_each(heapless::Deque::clear);
+            for x in &mut self.execlists {
+                let mut released = heapless::Vec::new();
+                x.clear(&mut released);
+                if let Some(s) = self.shadow.as_mut() {
+                    released.iter().for_each(|e| s.release(e.pml4));
+                }
+            }
         }
     }
 
@@ -679,6 +795,15 @@ impl Vgpu {
                 ring::CTL => RegPolicy::Virtualized(Handler::RingCtl(engine)),
                 ring::IMR | ring::HWS_PGA | ring::MI_MODE => RegPolicy::Emulated,
                 ring::ACTHD => RegPolicy::ReadOnly,
+                ring::ELSP => RegPolicy::Virtualized(Handler::Elsp(engine)),
+                ring::MODE => RegPolicy::Virtualized(Handler::GfxMode(engine)),
+                ring::CSB_PTR => RegPolicy::Virtualized(Handler::CsbPtr(engine)),
+                ring::EXECLIST_STATUS_LO | ring::EXECLIST_STATUS_HI => {
+                    RegPolicy::Virtualized(Handler::ExeclistStatus(engine))
+                }
+                r if (ring::CSB_BASE..ring::CSB_BASE + 8 * ring::CSB_ENTRIES).contains(&r) => {
+                    RegPolicy::Virtualized(Handler::ExeclistStatus(engine))
+                }
                 _ => RegPolicy::Rejected,
             };
         }
@@ -755,6 +880,13 @@ impl Vgpu {
                 Handler::G2vNotify | Handler::Reset => 0,
                 Handler::Pvinfo => self.pvinfo_dword(offset - pvinfo::PAGE),
                 Handler::Ggtt => return Err(VgpuError::Guest(GuestFault::BadAccess { offset })),
+                Handler::Elsp(e)
+                | Handler::GfxMode(e)
+                | Handler::CsbPtr(e)
+                | Handler::ExeclistStatus(e) => {
+                    let rel = offset - e.mmio_base();
+                    self.execlists[e.index()].read(rel).unwrap_or(0)
+                }
             },
         })
     }
@@ -881,14 +1013,15 @@ impl Vgpu {
             return Err(guest(GuestFault::BadAccess { offset }));
         }
         match size {
-            AccessSize::Dword => self.write_dword(backend, reg, policy, value as u32),
+            AccessSize::Dword => self.write_dword(backend, mem, reg, policy, value as u32),
             AccessSize::Qword => {
                 // Two dword writes, low first, as the bus splits them.
-                let first = self.write_dword(backend, reg, policy, value as u32)?;
+                let first = self.write_dword(backend, mem, reg, policy, value as u32)?;
                 let hi_reg =
                     MmioOffset::new(offset + 4).ok_or(guest(GuestFault::BadAccess { offset }))?;
+                let hi_policy = Self::policy(hi_reg);
                 let second =
-                    self.write_dword(backend, hi_reg, Self::policy(hi_reg), (value >> 32) as u32)?;
+                    self.write_dword(backend, mem, hi_reg, hi_policy, (value >> 32) as u32)?;
                 match (first, second) {
                     (MmioEffect::Done, e) | (e, MmioEffect::Done) => Ok(e),
                     _ => Err(guest(GuestFault::BadAccess { offset })),
@@ -928,6 +1061,7 @@ impl Vgpu {
     fn write_dword(
         &mut self,
         backend: &mut dyn Backend,
+        mem: &dyn GuestMemoryMap,
         reg: MmioOffset,
         policy: RegPolicy,
         value: u32,
@@ -996,13 +1130,168 @@ impl Vgpu {
                 }
                 // Written before the failure check (`mmio_write`).
                 Handler::Ggtt | Handler::Reset => Err(guest(GuestFault::BadAccess { offset })),
+                Handler::Elsp(e) => {
+                    if !self.execlists[e.index()].enabled {
+                        return Err(guest(GuestFault::WrongMode { engine: e }));
+                    }
+                    match self.execlists[e.index()].write_port(value) {
+                        Some(list) => self.submit_list(e, list, backend, mem),
+                        None => Ok(MmioEffect::Done),
+                    }
+                }
+                Handler::GfxMode(e) => {
+                    let legacy_busy =
+                        self.in_flight[e.index()].is_some() || !self.queued[e.index()].is_empty();
+                    let enabling = value & (ring::MODE_RUN_LIST_ENABLE << 16) != 0
+                        && value & ring::MODE_RUN_LIST_ENABLE != 0;
+                    if enabling && legacy_busy {
+                        return Err(guest(GuestFault::WrongMode { engine: e }));
+                    }
+                    self.execlists[e.index()]
+                        .write_mode(value)
+                        .map_err(|_| guest(GuestFault::WrongMode { engine: e }))?;
+                    Ok(MmioEffect::Done)
+                }
+                Handler::CsbPtr(e) => {
+                    self.execlists[e.index()].write_csb_ptr(value);
+                    Ok(MmioEffect::Done)
+                }
+                Handler::ExeclistStatus(_) => Err(guest(GuestFault::ReadOnlyRegister { offset })),
             },
+        }
+    }
+
+    /// An ELSP list: reads each valid element's context image, acquires
+    /// its shadow PPGTT (synced now: the submission is the moment to
+    /// validate), and hands the list to the engine's port.
+    fn submit_list(
+        &mut self,
+        engine: Engine,
+        list: [Descriptor; 2],
+        backend: &mut dyn Backend,
+        mem: &dyn GuestMemoryMap,
+    ) -> Result<MmioEffect, VgpuError> {
+        let refuse = |reason| VgpuError::Guest(GuestFault::BadSubmission { engine, reason });
+        if !list[0].valid() {
+            return Err(refuse("element 0 is not valid"));
+        }
+        let mut elements = [None, None];
+        for (slot, desc) in elements.iter_mut().zip(list) {
+            if desc.valid() {
+                desc.check().map_err(refuse)?;
+                *slot = Some(self.read_element(engine, desc, backend)?);
+            }
+        }
+        let Some(shadow) = self.shadow.as_mut() else {
+            return Err(refuse("no shadow PPGTT for this vGPU"));
+        };
+        let mut acquired: heapless::Vec<Element, 2> = heapless::Vec::new();
+        for e in elements.iter().flatten() {
+            if let Err(err) = shadow.acquire(e.pml4, mem, backend.phys_mem()) {
+                acquired.iter().for_each(|a| shadow.release(a.pml4));
+                return Err(if err.is_guest_fault() {
+                    VgpuError::Guest(GuestFault::Ppgtt(err))
+                } else {
+                    VgpuError::Monitor(MonitorFault::Ppgtt(err))
+                });
+            }
+            let _ = acquired.push(*e);
+        }
+        let i = engine.index();
+        let in_flight = self.in_flight[i].is_some();
+        let mut released = heapless::Vec::new();
+        self.execlists[i].schedule_in(elements, in_flight, &mut released);
+        if !in_flight {
+            self.execlists[i].settle(&mut released);
+        }
+        self.retire_elements(&released, backend);
+        Ok(if self.execlist_work(engine) {
+            MmioEffect::Queued(engine)
+        } else {
+            MmioEffect::Done
+        })
+    }
+
+    /// What the hardware reads of a context when it loads it: the ring
+    /// registers and the PPGTT root from its image in the guest's GM.
+    fn read_element(
+        &self,
+        engine: Engine,
+        desc: Descriptor,
+        backend: &mut dyn Backend,
+    ) -> Result<Element, VgpuError> {
+        use crate::execlist::lrc;
+        let outside = |error| VgpuError::Guest(GuestFault::ContextOutsideSlices { engine, error });
+        let state = self
+            .translation
+            .claim(desc.lrca() + lrc::STATE_PAGE, 4 * lrc::READ_DWORDS as u64)
+            .map_err(outside)?;
+        let mut bytes = [0u8; 4 * lrc::READ_DWORDS];
+        backend
+            .read_gm(state.host().base(), &mut bytes)
+            .map_err(|_| {
+                VgpuError::Guest(GuestFault::BadSubmission {
+                    engine,
+                    reason: "context image not mapped in the GGTT",
+                })
+            })?;
+        let mut dwords = [0u32; lrc::READ_DWORDS];
+        for (d, b) in dwords.iter_mut().zip(bytes.chunks_exact(4)) {
+            *d = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        let regs = ContextRegisters::parse(&dwords);
+        let ring = self
+            .translation
+            .claim(u64::from(regs.start), u64::from(regs.ring_size()))
+            .map_err(outside)?;
+        let bad = |reason| VgpuError::Guest(GuestFault::BadSubmission { engine, reason });
+        if regs.head >= regs.ring_size() || regs.tail >= regs.ring_size() {
+            return Err(bad("ring head or tail outside the ring"));
+        }
+        if !regs.tail.is_multiple_of(8) {
+            return Err(bad("ring tail not qword aligned"));
+        }
+        let pml4 = GuestPage::new(regs.pml4 >> PAGE_SHIFT)
+            .ok()
+            .filter(|_| regs.pml4.is_multiple_of(PAGE_SIZE))
+            .ok_or(bad("PPGTT root beyond guest memory or unaligned"))?;
+        Ok(Element {
+            desc,
+            state,
+            ring,
+            head: regs.head,
+            tail: regs.tail,
+            pml4,
+        })
+    }
+
+    /// Elements the port let go: each one's RING_HEAD goes back into its
+    /// context image (where its work stopped), and its shadow is released.
+    fn retire_elements(&mut self, released: &[Element], backend: &mut dyn Backend) {
+        use crate::execlist::lrc;
+        for e in released {
+            let at = e
+                .state
+                .host()
+                .base()
+                .checked_add(4 * (lrc::RING_HEAD as u64 + 1));
+            if let Some(at) = at {
+                // The image was read through this mapping at submission; a
+                // guest that unmapped it since loses only its own head.
+                let _ = backend.write_gm(at, &e.head.to_le_bytes());
+            }
+            if let Some(s) = self.shadow.as_mut() {
+                s.release(e.pml4);
+            }
         }
     }
 
     fn write_tail(&mut self, engine: Engine, value: u32) -> Result<MmioEffect, VgpuError> {
         let guest = VgpuError::Guest;
         let i = engine.index();
+        if self.execlists[i].enabled {
+            return Err(guest(GuestFault::WrongMode { engine }));
+        }
         let r = self.rings[i];
         let tail = value & ring::OFFSET_MASK;
         if !tail.is_multiple_of(8) || tail >= r.size() {
@@ -1102,8 +1391,24 @@ impl Vgpu {
             return Err(VgpuError::Stopped(r));
         }
         let i = engine.index();
-        let Some(&tail) = self.queued[i].front() else {
-            return Ok(None);
+        let element = self.execlists[i].current().copied();
+        let (head, tail, ppgtt) = match element {
+            Some(e) if self.execlists[i].enabled => {
+                if e.head == e.tail {
+                    return Ok(None);
+                }
+                let frame = self
+                    .shadow
+                    .as_ref()
+                    .and_then(|s| s.frame_of(e.pml4))
+                    .ok_or(VgpuError::Monitor(MonitorFault::PpgttNotAcquired))?;
+                (e.head, e.tail, Some((e.ring, frame)))
+            }
+            _ if self.execlists[i].enabled => return Ok(None),
+            _ => match self.queued[i].front() {
+                Some(&tail) => (self.dispatched[i], tail, None),
+                None => return Ok(None),
+            },
         };
         // The gate rewrites the engine's shadow ring and batches, which a
         // busy engine may still be running: only on an idle engine.
@@ -1112,20 +1417,24 @@ impl Vgpu {
             let busy = BackendError::EngineNotIdle(engine);
             return Err(VgpuError::Monitor(MonitorFault::Backend(busy)));
         }
-        let ring = match self.claim_ring(engine) {
-            Ok(ring) => ring,
-            Err(VgpuError::Guest(g)) => {
-                self.fail(FailReason::Guest(g));
-                return Err(VgpuError::Guest(g));
-            }
-            Err(other) => return Err(other),
+        let ring = match ppgtt {
+            Some((ring, _)) => ring,
+            None => match self.claim_ring(engine) {
+                Ok(ring) => ring,
+                Err(VgpuError::Guest(g)) => {
+                    self.fail(FailReason::Guest(g));
+                    return Err(VgpuError::Guest(g));
+                }
+                Err(other) => return Err(other),
+            },
         };
         let request = RingSubmission {
             engine,
             context: self.context(),
             ring,
-            head: self.dispatched[i],
+            head,
             tail,
+            ppgtt: ppgtt.is_some(),
         };
         let submission = match gate.admit(&self.translation, &request, backend) {
             Ok(s) => s,
@@ -1137,11 +1446,20 @@ impl Vgpu {
         if submission.engine() != engine || submission.context() != self.context() {
             return Err(VgpuError::Monitor(MonitorFault::GateMismatch));
         }
+        let submission = match ppgtt {
+            Some((_, pml4)) => submission.with_ppgtt(pml4),
+            None => submission,
+        };
         let id = backend
             .submit_ready_since(&submission, ready_ns)
             .map_err(|e| VgpuError::Monitor(MonitorFault::Backend(e)))?;
-        let _ = self.queued[i].pop_front();
-        self.dispatched[i] = tail;
+        match (ppgtt, self.execlists[i].current_mut()) {
+            (Some(_), Some(e)) => e.head = tail,
+            _ => {
+                let _ = self.queued[i].pop_front();
+                self.dispatched[i] = tail;
+            }
+        }
         self.in_flight[i] = Some(InFlight { id, tail });
         Ok(Some(id))
     }
@@ -1161,8 +1479,14 @@ impl Vgpu {
             EngineStatus::Idle {
                 last_completed: Some(done),
             } if done >= flight.id => {
-                self.rings[i].head = flight.tail;
                 self.in_flight[i] = None;
+                if self.execlists[i].enabled {
+                    let mut released = heapless::Vec::new();
+                    self.execlists[i].span_done(&mut released);
+                    self.retire_elements(&released, backend);
+                } else {
+                    self.rings[i].head = flight.tail;
+                }
             }
             EngineStatus::Faulted(fault) if fault.submission == flight.id => {
                 self.in_flight[i] = None;
@@ -1200,6 +1524,10 @@ impl Vgpu {
         self.forcewake = [0; 3];
         self.emulated.clear();
         self.ggtt_written = GgttBlocks::NONE;
+        self.execlists = [Execlist::new(); Engine::COUNT];
+        if let Some(s) = self.shadow.as_mut() {
+            s.release_all();
+        }
         self.state = VgpuState::Running;
     }
 
@@ -1934,7 +2262,12 @@ mod tests {
         let mem = guest_mem(0, 0x1000, 64);
         let mut v = Vgpu::new(&w.parts[0]);
         let elsp = Engine::Render.mmio_base() + ring::ELSP;
-        assert_eq!(Vgpu::policy(MmioOffset::reg(elsp)), RegPolicy::Rejected);
+        assert_eq!(
+            Vgpu::policy(MmioOffset::reg(elsp)),
+            RegPolicy::Virtualized(Handler::Elsp(Engine::Render))
+        );
+        let bb_addr = Engine::Render.mmio_base() + ring::BB_ADDR;
+        assert_eq!(Vgpu::policy(MmioOffset::reg(bb_addr)), RegPolicy::Rejected);
         assert!(matches!(
             v.mmio_read(&mut w.gpu, &mem, 0x4, AccessSize::Dword),
             Err(VgpuError::Guest(GuestFault::RejectedRegister { offset: 4 }))

@@ -171,8 +171,8 @@ pub struct Options {
     pub vgpu_type: VgpuType,
     /// `policy=`: the migration policy.
     pub policy: Policy,
-    /// `shaders=deny`: the scanner refuses every shader dispatch.
-    pub deny_shaders: bool,
+    /// `shaders=`: which submissions may dispatch shaders.
+    pub shaders: gpu::mediate::ShaderPolicy,
     /// `gpu_slowdown=`: the software GPU's work takes this many times its
     /// model cost (`gpu::sim::SimGpu::set_slowdown`).
     pub gpu_slowdown: u32,
@@ -198,7 +198,7 @@ impl Default for Options {
             vgpus: crate::vgpus::DEFAULT_VGPUS,
             vgpu_type: crate::vgpus::DEFAULT_TYPE,
             policy: Policy::Informed,
-            deny_shaders: false,
+            shaders: gpu::mediate::ShaderPolicy::PpgttOnly,
             gpu_slowdown: 1,
             trace: false,
             net: NetConfig::default(),
@@ -238,7 +238,7 @@ pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
     ),
     (
         "shaders",
-        "allow | deny  deny: refuse draws and GPGPU/media dispatches, whose surfaces the scanner cannot audit (default allow)",
+        "ppgtt | allow-ggtt | deny  draws and GPGPU/media dispatches, whose surfaces the scanner cannot audit: only in PPGTT contexts (default), in GGTT contexts too (a hostile guest's draw can then reach any memory), or nowhere",
     ),
     (
         "ip",
@@ -483,11 +483,8 @@ pub fn parse(line: &'static [u8], truncated: bool) -> Result<Options, CmdlineErr
                 options.gpu_slowdown = number(value, 1, 1000).ok_or(bad("1 to 1000"))?
             }
             "shaders" => {
-                options.deny_shaders = match value {
-                    "allow" => false,
-                    "deny" => true,
-                    _ => return Err(bad("allow or deny")),
-                };
+                options.shaders = gpu::mediate::ShaderPolicy::from_name(value)
+                    .ok_or(bad("ppgtt, allow-ggtt or deny"))?;
             }
             "ip" => {
                 options.net.ip = Some(Ipv4Cidr::parse(value).ok_or(bad(

@@ -112,16 +112,9 @@ pub fn bring_up(
     };
     let mut vgpus = VgpuManager::bring_up(&mut memory, &pci, count, options.vgpu_type)
         .map_err(BringUpError::Gpu)?;
-    vgpus.gate.deny_shaders(options.deny_shaders);
+    vgpus.gate.set_shader_policy(options.shaders);
     vgpus.set_sim_slowdown(options.gpu_slowdown);
-    defmt::info!(
-        "report shaders={=str}",
-        if options.deny_shaders {
-            "deny"
-        } else {
-            "allow"
-        }
-    );
+    defmt::info!("report shaders={=str}", options.shaders.name());
     let digest = crate::digest::choose();
     let net = crate::net::bring_up(&mut memory, &pci, options.net).map_err(BringUpError::Net)?;
     Ok(Platform {

@@ -13,6 +13,7 @@ use core::sync::atomic::Ordering;
 use crate::cmdline::{self, CmdlineError, Mode, TestSelection};
 use crate::exit::ExitCode;
 use crate::platform::Platform;
+use gpu::mediate::ShaderPolicy;
 
 type TestResult = Result<(), &'static str>;
 
@@ -384,9 +385,9 @@ fn cmdline_cases(_: &mut Platform) -> TestResult {
         "repeated vgpus",
     )?;
     check(
-        ok(b"").map(|o| o.deny_shaders) == Ok(false)
-            && ok(b"shaders=deny").map(|o| o.deny_shaders) == Ok(true)
-            && ok(b"shaders=allow").map(|o| o.deny_shaders) == Ok(false),
+        ok(b"").map(|o| o.shaders) == Ok(ShaderPolicy::PpgttOnly)
+            && ok(b"shaders=deny").map(|o| o.shaders) == Ok(ShaderPolicy::Deny)
+            && ok(b"shaders=allow-ggtt").map(|o| o.shaders) == Ok(ShaderPolicy::AllowGgtt),
         "shaders=",
     )?;
     check(

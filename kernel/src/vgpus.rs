@@ -179,6 +179,13 @@ impl AsMut<Vgpu> for HostedVgpu {
     }
 }
 
+/// ... which the manager keeps boxed.
+impl AsMut<Vgpu> for Box<HostedVgpu> {
+    fn as_mut(&mut self) -> &mut Vgpu {
+        &mut self.vgpu
+    }
+}
+
 /// Why [`VgpuManager::wait_idle`] returned before the vGPU was idle.
 #[derive(Debug, Clone, Copy)]
 pub enum WaitError {
@@ -221,7 +228,9 @@ pub struct GpuUse {
 pub struct VgpuManager {
     pub device: GpuDevice,
     pub partitions: PartitionAllocator,
-    pub vgpus: heapless::Vec<HostedVgpu, MAX_VGPUS>,
+    /// Boxed: a `Vgpu` (its shadow PPGTT tables inline) is about 13 KiB,
+    /// too much for the monitor's stacks eight times over.
+    pub vgpus: heapless::Vec<Box<HostedVgpu>, MAX_VGPUS>,
     /// The scanner every submission passes.
     pub gate: spin::MutexGuard<'static, ScanGate>,
     /// Whose turn it is on each engine, and the engine time each used.
@@ -395,7 +404,7 @@ impl VgpuManager {
                 memory,
             };
             // At most MAX_VGPUS, as the allocator would have refused more.
-            let _ = vgpus.push(hosted);
+            let _ = vgpus.push(Box::new(hosted));
         }
         let gate = GATE.try_lock().ok_or(SetupError::AlreadySetUp)?;
         let mut manager = VgpuManager {
@@ -475,7 +484,7 @@ impl VgpuManager {
             memory,
         };
         // Not full: checked above.
-        let _ = self.vgpus.push(hosted);
+        let _ = self.vgpus.push(Box::new(hosted));
         Ok(self.vgpus.len() - 1)
     }
 

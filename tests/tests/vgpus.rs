@@ -20,7 +20,7 @@ fn default_run_verifies_workloads_and_contains_a_hostile_guest() {
     assert_eq!(report.gpu.vgpus.len(), 2);
     assert_eq!(report.gpu.workloads_verified, Some(1));
     assert_eq!(report.gpu.isolation_shown, Some(true));
-    assert_eq!(report.gpu.shaders.as_deref(), Some("allow"));
+    assert_eq!(report.gpu.shaders.as_deref(), Some("ppgtt"));
     // Slices never overlap: distinct apertures.
     assert_ne!(report.gpu.vgpus[0].aperture, report.gpu.vgpus[1].aperture);
 }

@@ -6,6 +6,9 @@
 //! - the page digest's bandwidth vs memcpy and vs gMig's XOR fold, and the
 //!   migration simulator's policies on its workload models and links
 //!   (`migrate/sim/examples/bench.rs`);
+//! - the shadow PPGTT's maintenance cost per submission and per guest
+//!   page-table update vs the scan of one 3D submission
+//!   (`gpu/examples/ppgtt_bench.rs`; reported, no goal);
 //! - the real migration stream (authenticated, and encrypted) between two
 //!   threads over loopback TCP vs a raw transfer of as many bytes, and the
 //!   rate at which its CPU cost alone would limit it
@@ -160,6 +163,7 @@ pub fn main(quick: bool) -> Result<()> {
     let out = paths::xtask_dir();
     std::fs::create_dir_all(&out)?;
     run_example("gpu", "scan_bench", &out, quick, &[])?;
+    run_example("gpu", "ppgtt_bench", &out, quick, &[])?;
     // A dirty trace the monitor recorded (`cargo xtask run --append
     // trace=on`) is replayed beside the workload models.
     let trace = out.join("trace.txt");
@@ -173,12 +177,14 @@ pub fn main(quick: bool) -> Result<()> {
     let scan = read_json(&out.join("scan.json"))?;
     let migration = read_json(&out.join("migration.json"))?;
     let stream = read_json(&out.join("stream.json"))?;
+    let ppgtt = read_json(&out.join("ppgtt.json"))?;
     let goals = goals(&scan, &migration, &stream);
     let report = json!({
         "quick": quick,
         "host": { "cpu": cpu_model(), "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) },
         "goals": goals,
         "scanner": scan,
+        "ppgtt": ppgtt,
         "migration": migration,
         "stream": stream,
     });

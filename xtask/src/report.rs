@@ -85,7 +85,7 @@ pub struct GpuReport {
     /// Whether the hostile guest was killed for its own fault with the
     /// workloads unharmed.
     pub isolation_shown: Option<bool>,
-    /// "deny" when the scanner refuses shader dispatches (`shaders=deny`).
+    /// The shader policy (`shaders=`): "ppgtt", "allow-ggtt" or "deny".
     pub shaders: Option<String>,
 }
 

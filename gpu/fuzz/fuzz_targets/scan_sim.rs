@@ -227,9 +227,15 @@ impl World {
             aperture: pristine.aperture.clone(),
             hidden: pristine.hidden.clone(),
         };
+        // These are GGTT (legacy ring) submissions: the monitor's default
+        // shader policy refuses their shader work (`ShaderPolicy`), since a
+        // draw follows surface state the scanner does not audit, and
+        // SimGpu's draw executes it.
+        let mut shadow = shadow(Engine::Render);
+        shadow.deny_shaders = true;
         let mut w = World {
             sim,
-            shadow: shadow(Engine::Render),
+            shadow,
             pristine,
             gm,
             stats: [0; 4],

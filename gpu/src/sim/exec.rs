@@ -45,8 +45,11 @@
 //!   HiZ and clear parameters a depth operation would use in full, the rest
 //!   counted.
 //!
+//! * draws: 3DPRIMITIVE writes its render target found through the
+//!   binding table and RENDER_SURFACE_STATE (module `draw`).
+//!
 //! Not executed, each a loud [`FaultKind::Unmodeled`] naming the command:
-//! draws, dispatches and the video / VEBOX / SFC objects (the table's
+//! dispatches and the video / VEBOX / SFC objects (the table's
 //! `writes_through_state` and `dispatches_shaders` rows) unless predicated
 //! off, 3DSTATE_WM_HZ_OP with a depth, stencil or HiZ operation, the
 //! commands that read or write memory named by state (MEDIA_CURBE_LOAD,
@@ -55,8 +58,9 @@
 //! forms of modelled commands the model does not cover (store data index,
 //! LRI post-sync, MI_ATOMIC post-sync, Add Offset Enable...).
 
+use super::ppgtt::{nonprivileged_register, Space, Va};
 use super::{ContextImage, Running, SimGpu, Stop, COMMAND_BUDGET};
-use crate::addr::{HostGm, HostGmRange, GM_SIZE};
+use crate::addr::{HostGmRange, PhysFrame};
 use crate::backend::{ContextId, FaultKind, PhysMem, Submission};
 use crate::encode::{alu, atomic, predicate};
 use crate::engine::Engine;
@@ -197,6 +201,13 @@ pub(super) struct PipelineState {
     pub(super) clear: [u32; 3],
     /// State commands executed in the context, of any kind.
     pub(super) commands: u32,
+    /// STATE_BASE_ADDRESS's Surface State Base Address, once set.
+    pub(super) surface_base: Option<u64>,
+    /// 3DSTATE_BINDING_TABLE_POOL_ALLOC's base, when the pool is enabled.
+    pub(super) binding_table_pool: Option<u64>,
+    /// 3DSTATE_BINDING_TABLE_POINTERS_PS: the pixel shader's binding
+    /// table, as an offset from the pool (or the surface state base).
+    pub(super) binding_table_ps: u32,
 }
 
 impl PipelineState {
@@ -208,6 +219,9 @@ impl PipelineState {
             hiz: [0; 5],
             clear: [0; 3],
             commands: 0,
+            surface_base: None,
+            binding_table_pool: None,
+            binding_table_ps: 0,
         }
     }
 }
@@ -315,6 +329,10 @@ pub(super) struct Cursor {
     ring_pos: u32,
     batch_pos: u64,
     return_pos: u64,
+    /// Whether the first / second level batch runs from the PPGTT
+    /// (non-privileged).
+    first_ppgtt: bool,
+    second_ppgtt: bool,
 }
 
 impl Cursor {
@@ -326,7 +344,29 @@ impl Cursor {
             ring_pos: sub.head(),
             batch_pos: 0,
             return_pos: 0,
+            first_ppgtt: false,
+            second_ppgtt: false,
         }
+    }
+
+    /// Whether the command streamer reads a non-privileged (PPGTT) batch.
+    fn in_ppgtt_batch(&self) -> bool {
+        match self.level {
+            Level::Ring => false,
+            Level::First => self.first_ppgtt,
+            Level::Second => self.second_ppgtt,
+        }
+    }
+
+    /// Where DWord `index` of the current command is, in the space it is
+    /// read from (`ppgtt`: the context's PML4).
+    fn va(&self, index: u32, ppgtt: Option<PhysFrame>) -> Result<Va, Stop> {
+        let space = match (self.in_ppgtt_batch(), ppgtt) {
+            (true, Some(root)) => Space::Ppgtt(root),
+            (true, None) => return Err(Stop::kind(FaultKind::Ppgtt)),
+            (false, _) => Space::Ggtt,
+        };
+        Va::new(space, self.dword(index))
     }
 
     fn ring_len(&self) -> u32 {
@@ -361,8 +401,15 @@ impl Cursor {
         }
     }
 
-    /// MI_BATCH_BUFFER_START of `len` DWords to `target`.
-    fn start_batch(&mut self, target: u64, second_level: bool, len: usize) -> Result<(), Stop> {
+    /// MI_BATCH_BUFFER_START of `len` DWords to `target`, from the PPGTT
+    /// if `ppgtt`.
+    fn start_batch(
+        &mut self,
+        target: u64,
+        second_level: bool,
+        len: usize,
+        ppgtt: bool,
+    ) -> Result<(), Stop> {
         match self.level {
             Level::Ring => {
                 self.advance(len);
@@ -375,6 +422,10 @@ impl Cursor {
             Level::Second if second_level => return Err(Stop::kind(FaultKind::BatchNesting)),
             // Chained: the current level's head moves.
             Level::First | Level::Second => {}
+        }
+        match self.level {
+            Level::Second => self.second_ppgtt = ppgtt,
+            _ => self.first_ppgtt = ppgtt,
         }
         self.batch_pos = target;
         Ok(())
@@ -423,16 +474,60 @@ enum Flow {
     Moved,
 }
 
-/// The engine and context a command runs on.
+/// The engine and context a command runs on, the context's PPGTT, and
+/// whether the command comes from a non-privileged batch.
 #[derive(Clone, Copy, Debug)]
 struct On {
     engine: Engine,
     context: ContextId,
+    ppgtt: Option<PhysFrame>,
+    nonprivileged: bool,
 }
 
 impl On {
     fn reg(self, rel: u32) -> u32 {
         self.engine.mmio_base() + rel
+    }
+
+    /// The address an MI memory command names: in the GGTT when its GGTT
+    /// bit is set (not from a non-privileged batch), else in the
+    /// context's PPGTT.
+    fn mi_addr(self, use_ggtt: bool, lo: u32, hi: u32) -> Result<Va, Stop> {
+        let space = match (use_ggtt, self.ppgtt) {
+            (true, _) if self.nonprivileged => {
+                return Err(Stop::kind(FaultKind::PrivilegeViolation("a GGTT access")))
+            }
+            (true, _) => Space::Ggtt,
+            (false, Some(root)) => Space::Ppgtt(root),
+            (false, None) => return Err(Stop::kind(FaultKind::Ppgtt)),
+        };
+        Va::new(space, addr48(lo, hi))
+    }
+
+    /// An address a non-MI command (a blit, state) names: in the
+    /// context's PPGTT when it has one, else in the GGTT.
+    fn gfx_addr(self, lo: u32, hi: u32) -> Result<Va, Stop> {
+        Va::new(self.gfx_space(), addr48(lo, hi))
+    }
+
+    /// The space of the addresses non-MI commands and the state they read
+    /// name.
+    fn gfx_space(self) -> Space {
+        match self.ppgtt {
+            Some(root) => Space::Ppgtt(root),
+            None => Space::Ggtt,
+        }
+    }
+
+    /// Refuses, in a non-privileged batch, a register outside the
+    /// hardware's non-privileged set.
+    fn register(self, abs: u32) -> Result<(), Stop> {
+        if self.nonprivileged && !nonprivileged_register(self.engine, abs) {
+            return Err(Stop::kind(FaultKind::PrivilegeViolation(
+                "a register outside the non-privileged set",
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -444,32 +539,9 @@ fn unmodeled(what: &'static str) -> Stop {
     Stop::kind(FaultKind::Unmodeled(what))
 }
 
-/// A 48-bit GGTT address from a low and a high DWord.
-fn gm_of(lo: u32, hi: u32) -> Result<HostGm, Stop> {
-    let raw = u64::from(lo) | (u64::from(hi & 0xffff) << 32);
-    gm_in_range(raw)
-}
-
-fn gm_in_range(raw: u64) -> Result<HostGm, Stop> {
-    if raw >= GM_SIZE {
-        return Err(Stop {
-            kind: FaultKind::OutsideGgtt,
-            address: Some(raw),
-        });
-    }
-    HostGm::new(raw).map_err(|_| Stop {
-        kind: FaultKind::OutsideGgtt,
-        address: Some(raw),
-    })
-}
-
-/// Fails with a PPGTT fault unless the command's GGTT bit is set.
-fn ggtt(bit_set: bool) -> Result<(), Stop> {
-    if bit_set {
-        Ok(())
-    } else {
-        Err(Stop::kind(FaultKind::Ppgtt))
-    }
+/// A 48-bit address from a low and a high DWord.
+pub(super) fn addr48(lo: u32, hi: u32) -> u64 {
+    u64::from(lo) | (u64::from(hi & 0xffff) << 32)
 }
 
 /// MI_SEMAPHORE_WAIT's compare: true when the fetched (`sad`) and inline
@@ -566,18 +638,18 @@ impl<M: PhysMem> SimGpu<M> {
         self.reg(on, on.reg(rel)) & 1 != 0
     }
 
-    fn read_u32(&self, addr: HostGm) -> Result<u32, Stop> {
+    fn read_u32(&self, addr: Va) -> Result<u32, Stop> {
         let mut b = [0u8; 4];
-        self.gm_read(addr, &mut b)?;
+        self.va_read(addr, &mut b)?;
         Ok(u32::from_le_bytes(b))
     }
 
-    fn write_u32(&mut self, addr: HostGm, value: u32) -> Result<(), Stop> {
-        Ok(self.gm_write(addr, &value.to_le_bytes())?)
+    fn write_u32(&mut self, addr: Va, value: u32) -> Result<(), Stop> {
+        self.va_write(addr, &value.to_le_bytes())
     }
 
-    fn fetch(&self, cur: &Cursor, index: u32) -> Result<u32, Stop> {
-        self.read_u32(gm_in_range(cur.dword(index))?)
+    fn fetch(&self, on: On, cur: &Cursor, index: u32) -> Result<u32, Stop> {
+        self.read_u32(cur.va(index, on.ppgtt)?)
     }
 
     /// Runs `engine`'s submission on to the model's clock: every command
@@ -607,9 +679,11 @@ impl<M: PhysMem> SimGpu<M> {
     /// Executes the commands of `run` that start at or before `until_ns`.
     fn execute(&mut self, run: &mut Running, until_ns: u64) -> Result<(), Fault> {
         let sub = run.submission;
-        let on = On {
+        let base = On {
             engine: sub.engine(),
             context: sub.context(),
+            ppgtt: sub.ppgtt(),
+            nonprivileged: false,
         };
         let mut cmd = [0u32; MAX_COMMAND_DWORDS];
         while !run.cursor.done() {
@@ -618,6 +692,10 @@ impl<M: PhysMem> SimGpu<M> {
                 break;
             }
             let cur = &mut run.cursor;
+            let on = On {
+                nonprivileged: cur.in_ppgtt_batch(),
+                ..base
+            };
             let at = cur.dword(0);
             let fault = |header, stop| Fault {
                 header,
@@ -630,7 +708,7 @@ impl<M: PhysMem> SimGpu<M> {
                 return Err(fault(0, Stop::kind(FaultKind::Hang)));
             }
             self.timestamp += 1;
-            let header = self.fetch(cur, 0).map_err(|s| fault(0, s))?;
+            let header = self.fetch(on, cur, 0).map_err(|s| fault(0, s))?;
             let fail = |s: Stop| fault(header, s);
             let (spec, len) =
                 crate::scan::decode::head(on.engine, header).map_err(|_| fail(invalid()))?;
@@ -639,7 +717,7 @@ impl<M: PhysMem> SimGpu<M> {
             }
             cmd[0] = header;
             for i in 1..len {
-                let word = self.fetch(cur, i as u32).map_err(fail)?;
+                let word = self.fetch(on, cur, i as u32).map_err(fail)?;
                 if let Some(slot) = cmd.get_mut(i) {
                     *slot = word;
                 }
@@ -666,6 +744,9 @@ impl<M: PhysMem> SimGpu<M> {
         (commands, blit_bytes): (&mut u32, &mut u64),
     ) -> Result<Flow, Stop> {
         let header = c[0];
+        if on.nonprivileged && spec.op == Op::Privileged {
+            return Err(Stop::kind(FaultKind::PrivilegeViolation(spec.name)));
+        }
         let mode = self.image(on).set_predicate;
         if mode != 0 && spec.opcode != Opcode::Mi(MI_SET_PREDICATE) {
             if !PREDICATE_SCOPE_COMMANDS.contains(&spec.name) {
@@ -689,8 +770,8 @@ impl<M: PhysMem> SimGpu<M> {
                     return Ok(Flow::Moved);
                 }
             }
-            Op::CondBatchEnd => return self.cond_batch_end(c, cur),
-            Op::StoreDataImm => self.store_data_imm(c)?,
+            Op::CondBatchEnd => return self.cond_batch_end(on, c, cur),
+            Op::StoreDataImm => self.store_data_imm(on, c)?,
             Op::StoreRegMem => {
                 if c.len() != 4 {
                     return Err(invalid());
@@ -698,23 +779,27 @@ impl<M: PhysMem> SimGpu<M> {
                 if header & SRM_PREDICATE != 0 && !self.predicate_bit(on, PREDICATE_RESULT) {
                     return Ok(Flow::Next);
                 }
-                ggtt(header & MI_USE_GGTT != 0)?;
+                on.register(c[1])?;
+                let addr = on.mi_addr(header & MI_USE_GGTT != 0, c[2] & !3, c[3])?;
                 let value = self.reg(on, c[1]);
-                self.write_u32(gm_of(c[2] & !3, c[3])?, value)?;
+                self.write_u32(addr, value)?;
             }
             Op::LoadRegImm => self.load_register_imm(on, c)?,
             Op::LoadRegMem => {
                 if c.len() != 4 {
                     return Err(invalid());
                 }
-                ggtt(header & MI_USE_GGTT != 0)?;
-                let value = self.read_u32(gm_of(c[2] & !3, c[3])?)?;
+                on.register(c[1])?;
+                let addr = on.mi_addr(header & MI_USE_GGTT != 0, c[2] & !3, c[3])?;
+                let value = self.read_u32(addr)?;
                 self.set_reg(on, c[1], value)?;
             }
             Op::LoadRegReg => {
                 if c.len() != 3 {
                     return Err(invalid());
                 }
+                on.register(c[1])?;
+                on.register(c[2])?;
                 let value = self.reg(on, c[1]);
                 self.set_reg(on, c[2], value)?;
             }
@@ -722,13 +807,14 @@ impl<M: PhysMem> SimGpu<M> {
                 if c.len() != 5 {
                     return Err(invalid());
                 }
-                ggtt(header & COPY_DST_GGTT != 0 && header & MI_USE_GGTT != 0)?;
-                let value = self.read_u32(gm_of(c[3] & !3, c[4])?)?;
-                self.write_u32(gm_of(c[1] & !3, c[2])?, value)?;
+                let src = on.mi_addr(header & MI_USE_GGTT != 0, c[3] & !3, c[4])?;
+                let dst = on.mi_addr(header & COPY_DST_GGTT != 0, c[1] & !3, c[2])?;
+                let value = self.read_u32(src)?;
+                self.write_u32(dst, value)?;
             }
             Op::Atomic => self.atomic(on, c)?,
-            Op::FlushDw => self.flush_dw(c)?,
-            Op::PipeControl => self.pipe_control(c)?,
+            Op::FlushDw => self.flush_dw(on, c)?,
+            Op::PipeControl => self.pipe_control(on, c)?,
             Op::SemaphoreWait => self.semaphore_wait(on, c, commands)?,
             Op::SemaphoreSignal => {
                 if header & POST_SYNC_OP != 0 {
@@ -741,7 +827,7 @@ impl<M: PhysMem> SimGpu<M> {
                 // No wait can be pending while this submission runs alone
                 // (see the module docs): the signal wakes no one.
             }
-            Op::XyColorBlt | Op::XySrcCopyBlt => self.blit(c, blit_bytes)?,
+            Op::XyColorBlt | Op::XySrcCopyBlt => self.blit(on, c, blit_bytes)?,
             Op::Privileged
             | Op::GmOperands
             | Op::Unsupported(_)
@@ -754,7 +840,7 @@ impl<M: PhysMem> SimGpu<M> {
             Op::Plain | Op::SetPredicate | Op::Gm(_) | Op::PakInsert | Op::StateBaseAddress => {
                 match spec.opcode {
                     Opcode::Mi(op) => self.plain_mi(on, op, spec.name, c)?,
-                    Opcode::Gfx(_) => self.gfx(on, spec, c)?,
+                    Opcode::Gfx(_) => self.gfx(on, spec, c, blit_bytes)?,
                     Opcode::Blt(_) => return Err(unmodeled(spec.name)),
                 }
             }
@@ -778,8 +864,14 @@ impl<M: PhysMem> SimGpu<M> {
 
     fn batch_start(&mut self, on: On, c: &[u32], cur: &mut Cursor) -> Result<Flow, Stop> {
         let header = c[0];
-        if header & BBS_PPGTT != 0 {
+        let ppgtt = header & BBS_PPGTT != 0;
+        if ppgtt && on.ppgtt.is_none() {
             return Err(Stop::kind(FaultKind::Ppgtt));
+        }
+        if !ppgtt && on.nonprivileged {
+            return Err(Stop::kind(FaultKind::PrivilegeViolation(
+                "a GGTT batch started from a non-privileged batch",
+            )));
         }
         if header & BBS_ADD_OFFSET != 0 {
             return Err(unmodeled("MI_BATCH_BUFFER_START Add Offset Enable"));
@@ -797,12 +889,16 @@ impl<M: PhysMem> SimGpu<M> {
                 return Ok(Flow::Next);
             }
         }
-        let target = gm_of(c[1] & !3, c[2])?.raw();
-        cur.start_batch(target, header & BBS_SECOND_LEVEL != 0, c.len())?;
+        let space = match on.ppgtt {
+            Some(root) if ppgtt => Space::Ppgtt(root),
+            _ => Space::Ggtt,
+        };
+        let target = Va::new(space, addr48(c[1] & !3, c[2]))?.raw;
+        cur.start_batch(target, header & BBS_SECOND_LEVEL != 0, c.len(), ppgtt)?;
         Ok(Flow::Moved)
     }
 
-    fn cond_batch_end(&mut self, c: &[u32], cur: &mut Cursor) -> Result<Flow, Stop> {
+    fn cond_batch_end(&mut self, on: On, c: &[u32], cur: &mut Cursor) -> Result<Flow, Stop> {
         let header = c[0];
         if c.len() != 4 {
             return Err(invalid());
@@ -811,11 +907,10 @@ impl<M: PhysMem> SimGpu<M> {
             // "The parser will continue to the next command."
             return Ok(Flow::Next);
         }
-        ggtt(header & MI_USE_GGTT != 0)?;
-        let addr = gm_of(c[2] & !7, c[3])?;
+        let addr = on.mi_addr(header & MI_USE_GGTT != 0, c[2] & !7, c[3])?;
         let value = if header & CBBE_MASK_MODE != 0 {
             let mut b = [0u8; 8];
-            self.gm_read(addr, &mut b)?;
+            self.va_read(addr, &mut b)?;
             let mask = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
             let data = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
             mask & data
@@ -828,9 +923,8 @@ impl<M: PhysMem> SimGpu<M> {
         Ok(Flow::Moved)
     }
 
-    fn store_data_imm(&mut self, c: &[u32]) -> Result<(), Stop> {
+    fn store_data_imm(&mut self, on: On, c: &[u32]) -> Result<(), Stop> {
         let header = c[0];
-        ggtt(header & MI_USE_GGTT != 0)?;
         if c.get(1).is_some_and(|dw| dw & 1 != 0) {
             return Err(unmodeled("MI_STORE_DATA_IMM Core Mode Enable"));
         }
@@ -839,13 +933,13 @@ impl<M: PhysMem> SimGpu<M> {
             (5, _) => 8,
             _ => return Err(invalid()),
         };
-        let addr = gm_of(c[1] & !3, c[2])?;
+        let addr = on.mi_addr(header & MI_USE_GGTT != 0, c[1] & !3, c[2])?;
         let mut data = [0u8; 8];
         data[..4].copy_from_slice(&c[3].to_le_bytes());
         if bytes == 8 {
             data[4..].copy_from_slice(&c[4].to_le_bytes());
         }
-        Ok(self.gm_write(addr, &data[..bytes])?)
+        self.va_write(addr, &data[..bytes])
     }
 
     fn load_register_imm(&mut self, on: On, c: &[u32]) -> Result<(), Stop> {
@@ -857,6 +951,7 @@ impl<M: PhysMem> SimGpu<M> {
             .filter(|byte| disabled >> byte & 1 != 0)
             .fold(0u32, |m, byte| m | 0xff << (8 * byte));
         for pair in c[1..].chunks_exact(2) {
+            on.register(pair[0])?;
             let value = if keep == 0 {
                 pair[1]
             } else {
@@ -872,7 +967,6 @@ impl<M: PhysMem> SimGpu<M> {
         if header & POST_SYNC_OP != 0 {
             return Err(unmodeled("MI_ATOMIC Post-Sync Operation"));
         }
-        ggtt(header & MI_USE_GGTT != 0)?;
         let opcode = (header >> 8) & 0xff;
         let inline = header & ATOMIC_INLINE != 0;
         let (bytes, op) = match ((header >> 19) & 3, opcode) {
@@ -888,7 +982,7 @@ impl<M: PhysMem> SimGpu<M> {
         if c.len() != want {
             return Err(invalid());
         }
-        let addr = gm_of(c[1] & !3, c[2])?;
+        let addr = on.mi_addr(header & MI_USE_GGTT != 0, c[1] & !3, c[2])?;
         // Operand dwords: inline, interleaved (operand 1 DW0, operand 2 DW0,
         // operand 1 DW1...); else [GPR1:GPR0] and [GPR3:GPR2].
         let mut op1 = [0u32; 4];
@@ -905,7 +999,7 @@ impl<M: PhysMem> SimGpu<M> {
             }
         }
         let mut old = [0u8; 16];
-        self.gm_read(addr, &mut old[..bytes])?;
+        self.va_read(addr, &mut old[..bytes])?;
         let dword = |b: &[u8; 16], i: usize| {
             u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
         };
@@ -931,7 +1025,7 @@ impl<M: PhysMem> SimGpu<M> {
         for (i, d) in new_dw.iter().enumerate() {
             out[4 * i..4 * i + 4].copy_from_slice(&d.to_le_bytes());
         }
-        self.gm_write(addr, &out[..bytes])?;
+        self.va_write(addr, &out[..bytes])?;
         if header & ATOMIC_RETURN != 0 {
             let image = self.image(on);
             let r = ATOMIC_RETURN_GPR;
@@ -961,6 +1055,7 @@ impl<M: PhysMem> SimGpu<M> {
             // Always polling; the register may change by itself (the
             // timestamp): one command of the budget per read.
             let reg = c[2] & 0x7f_fffc;
+            on.register(reg)?;
             loop {
                 if semaphore_passes(compare, self.reg(on, reg), sdd)? {
                     return Ok(());
@@ -972,8 +1067,7 @@ impl<M: PhysMem> SimGpu<M> {
                 }
             }
         }
-        ggtt(header & MI_USE_GGTT != 0)?;
-        let sad = self.read_u32(gm_of(c[2] & !3, c[3])?)?;
+        let sad = self.read_u32(on.mi_addr(header & MI_USE_GGTT != 0, c[2] & !3, c[3])?)?;
         if semaphore_passes(compare, sad, sdd)? {
             return Ok(());
         }
@@ -1054,7 +1148,13 @@ impl<M: PhysMem> SimGpu<M> {
     }
 
     /// A 3D, media or video command other than PIPE_CONTROL.
-    fn gfx(&mut self, on: On, spec: &'static CmdSpec, c: &[u32]) -> Result<(), Stop> {
+    fn gfx(
+        &mut self,
+        on: On,
+        spec: &'static CmdSpec,
+        c: &[u32],
+        budget: &mut u64,
+    ) -> Result<(), Stop> {
         let header = c[0];
         let name = spec.name;
         if matches!(name, "3DPRIMITIVE" | "GPGPU_WALKER")
@@ -1069,6 +1169,9 @@ impl<M: PhysMem> SimGpu<M> {
             return Err(unmodeled(
                 "3DSTATE_WM_HZ_OP depth, stencil or HiZ operation",
             ));
+        }
+        if name == "3DPRIMITIVE" {
+            return self.draw(on.engine, on.context, on.gfx_space(), budget);
         }
         if (spec.writes_through_state || spec.dispatches_shaders) && name != "3DSTATE_WM_HZ_OP" {
             return Err(unmodeled(name));
@@ -1092,13 +1195,31 @@ impl<M: PhysMem> SimGpu<M> {
             "3DSTATE_STENCIL_BUFFER" => keep(&mut state.stencil, c),
             "3DSTATE_HIER_DEPTH_BUFFER" => keep(&mut state.hiz, c),
             "3DSTATE_CLEAR_PARAMS" => keep(&mut state.clear, c),
+            "STATE_BASE_ADDRESS" => {
+                // Surface State Base Address: DWords 4-5, Modify Enable bit 0.
+                if let (Some(&lo), Some(&hi)) = (c.get(4), c.get(5)) {
+                    if lo & 1 != 0 {
+                        state.surface_base = Some(addr48(lo & !0xfff, hi));
+                    }
+                }
+            }
+            "3DSTATE_BINDING_TABLE_POOL_ALLOC" => {
+                // Pool Enable DWord 1 bit 11, base bits 47:12.
+                state.binding_table_pool = match (c.get(1), c.get(2)) {
+                    (Some(&lo), Some(&hi)) if lo & (1 << 11) != 0 => Some(addr48(lo & !0xfff, hi)),
+                    _ => None,
+                };
+            }
+            "3DSTATE_BINDING_TABLE_POINTERS_PS" => {
+                state.binding_table_ps = c.get(1).map_or(0, |d| d & 0xffe0);
+            }
             _ => {}
         }
         state.commands = state.commands.saturating_add(1);
         Ok(())
     }
 
-    fn flush_dw(&mut self, c: &[u32]) -> Result<(), Stop> {
+    fn flush_dw(&mut self, on: On, c: &[u32]) -> Result<(), Stop> {
         let header = c[0];
         if c.len() != 4 && c.len() != 5 {
             return Err(invalid());
@@ -1110,23 +1231,22 @@ impl<M: PhysMem> SimGpu<M> {
         if header & FLUSH_DW_STORE_INDEX != 0 {
             return Err(unmodeled("MI_FLUSH_DW Store Data Index"));
         }
-        ggtt(c[1] & FLUSH_DW_GGTT != 0)?;
-        let addr = gm_of(c[1] & !7, c[2])?;
+        let addr = on.mi_addr(c[1] & FLUSH_DW_GGTT != 0, c[1] & !7, c[2])?;
         match post_sync {
             1 if c.len() == 4 => self.write_u32(addr, c[3]),
             1 => {
                 let v = u64::from(c[3]) | (u64::from(c[4]) << 32);
-                Ok(self.gm_write(addr, &v.to_le_bytes())?)
+                self.va_write(addr, &v.to_le_bytes())
             }
             3 => {
                 let ts = self.timestamp;
-                Ok(self.gm_write(addr, &ts.to_le_bytes())?)
+                self.va_write(addr, &ts.to_le_bytes())
             }
             _ => Err(invalid()),
         }
     }
 
-    fn pipe_control(&mut self, c: &[u32]) -> Result<(), Stop> {
+    fn pipe_control(&mut self, on: On, c: &[u32]) -> Result<(), Stop> {
         if c.len() != 6 {
             return Err(invalid());
         }
@@ -1140,17 +1260,16 @@ impl<M: PhysMem> SimGpu<M> {
         if c[1] & PIPE_CONTROL_STORE_INDEX != 0 {
             return Err(unmodeled("PIPE_CONTROL Store Data Index"));
         }
-        ggtt(c[1] & PIPE_CONTROL_GGTT != 0)?;
-        let addr = gm_of(c[2] & !7, c[3])?;
+        let addr = on.mi_addr(c[1] & PIPE_CONTROL_GGTT != 0, c[2] & !7, c[3])?;
         let value = match post_sync {
             1 => u64::from(c[4]) | (u64::from(c[5]) << 32),
             2 => 0, // PS depth count: no pixels in this model.
             _ => self.timestamp,
         };
-        Ok(self.gm_write(addr, &value.to_le_bytes())?)
+        self.va_write(addr, &value.to_le_bytes())
     }
 
-    fn blit(&mut self, c: &[u32], budget: &mut u64) -> Result<(), Stop> {
+    fn blit(&mut self, on: On, c: &[u32], budget: &mut u64) -> Result<(), Stop> {
         let header = c[0];
         let op = (header >> 22) & 0x7f;
         if header & BLT_TILED != 0 {
@@ -1190,7 +1309,7 @@ impl<M: PhysMem> SimGpu<M> {
         if *budget > BLIT_BYTE_BUDGET {
             return Err(Stop::kind(FaultKind::Hang));
         }
-        let dst = gm_of(c[4], c[5])?.raw();
+        let dst = on.gfx_addr(c[4], c[5])?;
         // A page at a time: one GGTT lookup per page and side, as the
         // engine's TLB would have it (the copy is the model's hot loop).
         let mut chunk = [0u8; 4096];
@@ -1206,27 +1325,25 @@ impl<M: PhysMem> SimGpu<M> {
                 return Err(unmodeled("XY blit with a negative source pitch"));
             }
             (
-                gm_of(c[8], c[9])?.raw(),
+                on.gfx_addr(c[8], c[9])?,
                 u64::from(c[7] & 0xffff),
                 u64::from(c[6] & 0xffff),
                 u64::from(c[6] >> 16),
             )
         } else {
-            (0, 0, 0, 0)
+            (dst, 0, 0, 0)
         };
         for row in 0..(y2 - y1) {
-            let drow = dst + (y1 + row) * dst_pitch + x1 * bpp;
-            let srow = src + (sy + row) * src_pitch + sx * bpp;
+            let drow = dst.add((y1 + row) * dst_pitch + x1 * bpp)?;
+            let srow = src.add((sy + row) * src_pitch + sx * bpp)?;
             let mut done = 0;
             while done < row_bytes {
                 let n = (row_bytes - done).min(chunk.len() as u64);
                 let buf = &mut chunk[..n as usize];
                 if op == BLT_XY_SRC_COPY {
-                    let s = gm_in_range(srow + done)?;
-                    self.gm_read(s, buf)?;
+                    self.va_read(srow.add(done)?, buf)?;
                 }
-                let d = gm_in_range(drow + done)?;
-                self.gm_write(d, buf)?;
+                self.va_write(drow.add(done)?, buf)?;
                 done += n;
             }
         }
@@ -1735,16 +1852,21 @@ mod tests {
     #[test]
     fn draws_and_dispatches_are_skipped_when_predicated_off_and_unmodeled_otherwise() {
         let mut g = setup();
-        for name in ["3DPRIMITIVE", "GPGPU_WALKER"] {
+        // A draw without its state is not modelled (see `draw`); a
+        // dispatch is never.
+        for (name, fault) in [
+            ("3DPRIMITIVE", "a draw before STATE_BASE_ADDRESS"),
+            ("GPGPU_WALKER", "GPGPU_WALKER"),
+        ] {
             let mut draw = shortest(name);
             draw[0] |= DRAW_PREDICATED;
             let mut s = lri(RESULT, 0).to_vec();
             s.extend(&draw);
             idle(run(&mut g, RENDER, &s));
             s[2] = 1;
-            assert_eq!(unmodeled_fault(run(&mut g, RENDER, &s)), name);
+            assert_eq!(unmodeled_fault(run(&mut g, RENDER, &s)), fault);
             g.reset_engine(RENDER);
-            assert_eq!(unmodeled_fault(run(&mut g, RENDER, &shortest(name))), name);
+            assert_eq!(unmodeled_fault(run(&mut g, RENDER, &shortest(name))), fault);
             g.reset_engine(RENDER);
         }
     }
