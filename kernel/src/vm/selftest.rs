@@ -519,6 +519,11 @@ pub fn save_restore_round_trip(p: &mut Platform) -> TestResult {
         .iter()
         .position(|h| h.partition.id() == source_vgpu)
         .ok_or("no source vGPU")?;
+    // Its GPU work may still be running (the GPU's work takes time): a
+    // save needs the vGPU idle, as the migration's stop waits for it.
+    p.vgpus
+        .wait_idle(src, 2_000_000)
+        .map_err(|_| "the vGPU's work did not end")?;
     let bytes = gpu::persist::max_saved_size(VgpuType::Small);
     let mut blob = Region::allocate(&mut p.memory.frames, bytes).map_err(|_| "no memory")?;
     let mut ram = Region::allocate(&mut p.memory.frames, (WORKLOAD_PAGES * 4096) as usize)
