@@ -654,9 +654,10 @@ impl Vgpu {
     }
 
     /// Gives the vGPU shadow PPGTTs over the pool at frame `pool`
-    /// ([`crate::ppgtt::shadow::SCRATCH_FRAMES`] + [`SHADOW_TABLES`]
-    /// frames the monitor gives this vGPU alone), at most `budget` table
-    /// pages in use: without them, an execlist submission is refused.
+    /// ([`crate::ppgtt::shadow::SCRATCH_FRAMES`] + `budget` frames the
+    /// monitor gives this vGPU alone, `budget` at most [`SHADOW_TABLES`]),
+    /// at most `budget` table pages in use: without them, an execlist
+    /// submission is refused.
     pub fn enable_ppgtt(
         &mut self,
         pool: PhysFrame,

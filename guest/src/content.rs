@@ -12,6 +12,15 @@ pub const PAGE: usize = 4096;
 
 /// Content id of a page that was never written (all zeros).
 pub const ZERO: u32 = u32::MAX;
+/// Content ids from here up to [`ZERO`] are *solid* pages: the id's four
+/// little-endian bytes repeated, what a draw that clears a 32-bit surface
+/// to a colour leaves (the colour's channels are the id's bytes).
+pub const SOLID_FIRST: u32 = 0xc000_0000;
+
+/// The solid content id of number `n` (wrapping within the solid ids).
+pub const fn solid(n: u64) -> u32 {
+    SOLID_FIRST + (n % (ZERO - SOLID_FIRST) as u64) as u32
+}
 
 /// What one data page must hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +67,12 @@ pub fn splitmix(state: &mut u64) -> u64 {
 pub fn fill(seed: u64, id: u32, out: &mut [u8; PAGE]) {
     if id == ZERO {
         out.fill(0);
+        return;
+    }
+    if id >= SOLID_FIRST {
+        for chunk in out.chunks_exact_mut(4) {
+            chunk.copy_from_slice(&id.to_le_bytes());
+        }
         return;
     }
     let mut s = seed ^ (u64::from(id) << 32 | u64::from(id));

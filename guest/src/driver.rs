@@ -11,14 +11,40 @@
 //! 32 KiB). The workload's data pages follow ([`DATA_FIRST`]). RAM page
 //! `i` is mapped at aperture page `i` while the aperture lasts, then at
 //! hidden page `i - aperture pages`.
+//!
+//! # Two submission modes
+//! * *Legacy rings* ([`Driver::boot`]): RING_START and RING_CTL once, a
+//!   TAIL write per submission. The simple guests use only this.
+//! * *Execlists* ([`Driver::boot_execlists`]), as a Gen9 i915 in a GVT-g
+//!   VM drives an engine (`intel_lrc.c`): GFX_MODE's run-list enable, one
+//!   logical ring context per engine in its own GM (a per-process status
+//!   page, then the register state page with RING_HEAD/TAIL/START/CTL and
+//!   PDP0, the root of its 4-level PPGTT), a submission written to the
+//!   ring, its tail into the context image and the context's descriptor
+//!   (valid, privileged, 4-level addressing: what `gpu::execlist`
+//!   accepts) into ELSP; completion is its fence and the context's
+//!   COMPLETE in the context status buffer (CSB), whose read pointer it
+//!   moves on. Its PPGTT's tables are its own, in its RAM
+//!   ([`Driver::ppgtt_map`]): a page of its RAM at any 48-bit address it
+//!   chooses. An engine in execlist mode keeps the same ring page; its
+//!   batches (GGTT, as the legacy ones) are scanned the same way, but
+//!   what they address through state (a draw's surfaces) is in the
+//!   PPGTT.
+//!
+//! In execlist mode the driver also holds the last [`EXECLIST_PAGES`]
+//! pages of its RAM: the contexts (two pages per engine), then the PPGTT's
+//! table pages, then one page for its user's state (surface states, a
+//! binding table: [`Driver::state_page`]).
 
 use core::fmt;
 
 use gpu::addr::GuestPage;
 use gpu::encode;
 use gpu::engine::Engine;
+use gpu::execlist::{self, lrc};
 use gpu::ggtt::{GuestPte, PteFlags};
-use gpu::regs::{pvinfo, ring, GGTT_BAR0_OFFSET};
+use gpu::ppgtt::{Entry, WRITABLE};
+use gpu::regs::{masked, pvinfo, ring, GGTT_BAR0_OFFSET};
 
 use crate::content::PAGE;
 use crate::platform::Platform;
@@ -47,6 +73,15 @@ pub const QUEUE_WORDS: usize = 10;
 pub const MAX_QUEUED: u32 = PAGE as u32 / QUEUE_STEP / 2;
 /// Pauses a wait for a fence may take before the driver gives up.
 pub const WAIT_LIMIT: u32 = 1_000_000;
+/// Pages of a logical ring context: the per-process status page and the
+/// register state page (all the vGPU reads; i915's render context has
+/// more, which hold state a vGPU does not restore from the image).
+const CONTEXT_PAGES: u64 = 2;
+/// Page-table pages the execlist mode's PPGTT may use.
+pub const PPGTT_TABLES: u64 = 12;
+/// RAM pages the execlist mode holds at the end of RAM: the contexts,
+/// the PPGTT's tables, the state page.
+pub const EXECLIST_PAGES: u64 = ENGINES.len() as u64 * CONTEXT_PAGES + PPGTT_TABLES + 1;
 
 /// Why the driver stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +115,17 @@ pub enum DriverError<E> {
     /// [`Driver::queue`] with [`MAX_QUEUED`] entries outstanding, or
     /// more than [`QUEUE_WORDS`] words.
     RingFull,
+    /// [`Driver::ppgtt_map`] needs more table pages than
+    /// [`PPGTT_TABLES`], or the driver is not in execlist mode.
+    PpgttFull,
+    /// The context status buffer reported something other than the
+    /// context's own switches (a preemption the driver never asked for).
+    Csb {
+        /// The engine.
+        engine: Engine,
+        /// The status dword.
+        status: u32,
+    },
 }
 
 impl<E: fmt::Display> fmt::Display for DriverError<E> {
@@ -101,6 +147,12 @@ impl<E: fmt::Display> fmt::Display for DriverError<E> {
                 f.write_str("the driver's memory lies beyond what its vGPU's fields can name")
             }
             DriverError::RingFull => f.write_str("ring full: too many queued entries or words"),
+            DriverError::PpgttFull => f.write_str(
+                "the PPGTT needs more table pages than the driver keeps (or no execlist mode)",
+            ),
+            DriverError::Csb { engine, status } => {
+                write!(f, "{engine}: unexpected context status {status:#x}")
+            }
         }
     }
 }
@@ -116,6 +168,10 @@ pub struct Driver {
     hidden_gm: u64,
     tail: [u32; ENGINES.len()],
     fence: [u32; ENGINES.len()],
+    /// Engines ([`ENGINES`] order) driven through execlists.
+    execlist: [bool; ENGINES.len()],
+    /// PPGTT table pages in use (the PML4 first).
+    ppgtt_tables: u64,
 }
 
 /// Commands being written into an engine's batch area.
@@ -235,6 +291,8 @@ impl Driver {
             hidden_gm,
             tail: [0; ENGINES.len()],
             fence: [0; ENGINES.len()],
+            execlist: [false; ENGINES.len()],
+            ppgtt_tables: 0,
         })
     }
 
@@ -249,16 +307,259 @@ impl Driver {
                 .map_err(DriverError::Platform)?;
         }
         for (i, engine) in ENGINES.into_iter().enumerate() {
+            self.tail[i] = 0;
+            if self.execlist[i] {
+                continue;
+            }
             let base = engine.mmio_base();
-            let start = u32::try_from(self.gm(i as u64)).map_err(|_| DriverError::OutOfRange)?;
+            let start = self.gm32(i as u64)?;
             let w = |p: &mut P, reg: u32, v: u32| {
                 p.mmio_write32(base + reg, v).map_err(DriverError::Platform)
             };
             w(p, ring::START, start)?;
             w(p, ring::CTL, ring::CTL_ENABLE)?;
-            self.tail[i] = 0;
         }
         Ok(())
+    }
+
+    /// [`Driver::boot`] with `engines` (of [`ENGINES`]) in execlist mode:
+    /// run lists enabled, each engine's logical ring context written, the
+    /// PPGTT's PML4 empty, the state page mapped in the PPGTT at its own
+    /// GM address (where a ring's STATE_BASE_ADDRESS, audited as GM,
+    /// points).
+    pub fn boot_execlists<P: Platform>(
+        &mut self,
+        p: &mut P,
+        engines: &[Engine],
+    ) -> Result<(), DriverError<P::Error>> {
+        if self.ram_pages <= DATA_FIRST + EXECLIST_PAGES {
+            return Err(DriverError::TooLarge {
+                pages: self.ram_pages,
+                room: DATA_FIRST + EXECLIST_PAGES,
+            });
+        }
+        for &e in engines {
+            self.execlist[engine_slot(e)] = true;
+        }
+        self.ppgtt_tables = 0;
+        self.boot(p)?;
+        // The PML4: the first table page, fresh.
+        self.new_table(p)?;
+        for (slot, engine) in ENGINES.into_iter().enumerate() {
+            if !self.execlist[slot] {
+                continue;
+            }
+            let base = engine.mmio_base();
+            let on = masked(ring::MODE_RUN_LIST_ENABLE, ring::MODE_RUN_LIST_ENABLE);
+            p.mmio_write32(base + ring::MODE, on)
+                .map_err(DriverError::Platform)?;
+            let hwsp = self.gm32(self.context_page(slot))?;
+            p.mmio_write32(base + ring::HWS_PGA, hwsp)
+                .map_err(DriverError::Platform)?;
+            self.write_context(p, slot)?;
+        }
+        let state = self.state_page();
+        self.ppgtt_map(p, self.gm(state), state)
+    }
+
+    /// Whether `engine` runs in execlist mode.
+    pub fn uses_execlists(&self, engine: Engine) -> bool {
+        self.execlist[engine_slot(engine)]
+    }
+
+    fn gm32<E>(&self, i: u64) -> Result<u32, DriverError<E>> {
+        u32::try_from(self.gm(i)).map_err(|_| DriverError::OutOfRange)
+    }
+
+    /// First RAM index of the execlist area.
+    fn execlist_first(&self) -> u64 {
+        self.ram_pages - EXECLIST_PAGES
+    }
+    /// RAM index of engine slot `slot`'s context (its status page; the
+    /// register state follows).
+    fn context_page(&self, slot: usize) -> u64 {
+        self.execlist_first() + slot as u64 * CONTEXT_PAGES
+    }
+    fn table_page(&self, n: u64) -> u64 {
+        self.execlist_first() + ENGINES.len() as u64 * CONTEXT_PAGES + n
+    }
+    /// RAM index of the page the driver's user keeps GPU state in (in
+    /// execlist mode; mapped in the PPGTT at its own GM address).
+    pub fn state_page(&self) -> u64 {
+        self.table_page(PPGTT_TABLES)
+    }
+
+    /// The context's register state page, as i915 lays it out
+    /// (`execlists_init_reg_state`): an MI_LOAD_REGISTER_IMM header, then
+    /// (register, value) pairs at the `CTX_*` indices the vGPU reads.
+    fn write_context<P: Platform>(
+        &mut self,
+        p: &mut P,
+        slot: usize,
+    ) -> Result<(), DriverError<P::Error>> {
+        let base = ENGINES[slot].mmio_base();
+        let pml4 = self.page(self.table_page(0)) * PAGE as u64;
+        let mut state = [0u32; lrc::READ_DWORDS];
+        // MI_LOAD_REGISTER_IMM of 14 registers, force-posted (i915's
+        // header for this part of the image).
+        state[1] = (0x22 << 23) | (1 << 12) | (2 * 14 - 1);
+        let mut set = |index: usize, reg: u32, value: u32| {
+            state[index] = base + reg;
+            state[index + 1] = value;
+        };
+        set(lrc::RING_HEAD, ring::HEAD, 0);
+        set(lrc::RING_TAIL, ring::TAIL, 0);
+        set(lrc::RING_START, ring::START, self.gm32(slot as u64)?);
+        // One page, valid.
+        set(lrc::RING_CTL, ring::CTL, ring::CTL_ENABLE);
+        // PDP0 (GEN8_RING_PDP_UDW/LDW: +0x274, +0x270): in the 4-level
+        // mode the PML4's address.
+        set(lrc::PDP0_UDW, 0x274, (pml4 >> 32) as u32);
+        set(lrc::PDP0_LDW, 0x270, pml4 as u32);
+        let mut bytes = [0u8; lrc::READ_DWORDS * 4];
+        for (raw, w) in bytes.chunks_exact_mut(4).zip(state) {
+            raw.copy_from_slice(&w.to_le_bytes());
+        }
+        let page = self.page(self.context_page(slot) + 1);
+        p.ram_write(page, 0, &bytes).map_err(DriverError::Platform)
+    }
+
+    /// The context descriptor of engine slot `slot` (`GEN8_CTX_*`): valid,
+    /// 4-level addressing, privileged, the LRCA, its id in the upper half.
+    fn descriptor(&self, slot: usize) -> u64 {
+        (slot as u64 + 1) << 32
+            | self.gm(self.context_page(slot))
+            | execlist::DESC_PRIVILEGE
+            | execlist::ADDRESSING_4_LEVEL << execlist::DESC_ADDRESSING_SHIFT
+            | execlist::DESC_VALID
+    }
+
+    /// A fresh (zeroed) PPGTT table page; returns its RAM index.
+    fn new_table<P: Platform>(&mut self, p: &mut P) -> Result<u64, DriverError<P::Error>> {
+        if self.ppgtt_tables >= PPGTT_TABLES {
+            return Err(DriverError::PpgttFull);
+        }
+        let index = self.table_page(self.ppgtt_tables);
+        self.ppgtt_tables += 1;
+        p.ram_write(self.page(index), 0, &[0u8; PAGE])
+            .map_err(DriverError::Platform)?;
+        Ok(index)
+    }
+
+    fn entry<P: Platform>(
+        &self,
+        p: &mut P,
+        table: u64,
+        i: u64,
+    ) -> Result<Entry, DriverError<P::Error>> {
+        let mut b = [0u8; 8];
+        p.ram_read(self.page(table), i as usize * 8, &mut b)
+            .map_err(DriverError::Platform)?;
+        Ok(Entry::from_raw(u64::from_le_bytes(b)))
+    }
+
+    /// Maps RAM page index `index` at PPGTT address `va` (4 KiB, writable),
+    /// with the tables on the way taken from the driver's table pages as
+    /// needed. The vGPU sees the change at the context's next submission.
+    pub fn ppgtt_map<P: Platform>(
+        &mut self,
+        p: &mut P,
+        va: u64,
+        index: u64,
+    ) -> Result<(), DriverError<P::Error>> {
+        if self.ppgtt_tables == 0 || va >= 1 << 48 || index >= self.ram_pages {
+            return Err(DriverError::PpgttFull);
+        }
+        let mut table = self.table_page(0);
+        for shift in [39u32, 30, 21] {
+            let i = (va >> shift) & 511;
+            let e = self.entry(p, table, i)?;
+            table = if e.is_present() {
+                // Its own table pages only (it wrote them).
+                let page = e.page(gpu::ppgtt::Level::Pml4);
+                page.checked_sub(self.ram_first)
+                    .filter(|&t| (self.table_page(0)..self.table_page(PPGTT_TABLES)).contains(&t))
+                    .ok_or(DriverError::PpgttFull)?
+            } else {
+                let t = self.new_table(p)?;
+                let raw = Entry::new(self.page(t), WRITABLE).raw();
+                p.ram_write(self.page(table), i as usize * 8, &raw.to_le_bytes())
+                    .map_err(DriverError::Platform)?;
+                t
+            };
+        }
+        let raw = Entry::new(self.page(index), WRITABLE).raw();
+        p.ram_write(
+            self.page(table),
+            ((va >> 12) & 511) as usize * 8,
+            &raw.to_le_bytes(),
+        )
+        .map_err(DriverError::Platform)
+    }
+
+    /// Submits engine slot `slot`'s ring up to `tail`: TAIL written in
+    /// execlist mode into the context image, then the descriptor into
+    /// ELSP (element 1 empty, upper dwords first); else the legacy TAIL.
+    fn submit<P: Platform>(
+        &mut self,
+        p: &mut P,
+        slot: usize,
+        tail: u32,
+    ) -> Result<(), DriverError<P::Error>> {
+        let base = ENGINES[slot].mmio_base();
+        if !self.execlist[slot] {
+            return p
+                .mmio_write32(base + ring::TAIL, tail)
+                .map_err(DriverError::Platform);
+        }
+        let state = self.page(self.context_page(slot) + 1);
+        p.ram_write(state, 4 * (lrc::RING_TAIL + 1), &tail.to_le_bytes())
+            .map_err(DriverError::Platform)?;
+        let d = self.descriptor(slot);
+        for dword in [0, 0, (d >> 32) as u32, d as u32] {
+            p.mmio_write32(base + ring::ELSP, dword)
+                .map_err(DriverError::Platform)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the context status buffer's new entries of engine slot
+    /// `slot` and moves its read pointer past them; true if one said the
+    /// driver's context completed. Any other context's switch, or a
+    /// preemption, is an error: the driver submits one context at a time
+    /// and waits for it.
+    fn drain_csb<P: Platform>(
+        &self,
+        p: &mut P,
+        slot: usize,
+    ) -> Result<bool, DriverError<P::Error>> {
+        let engine = ENGINES[slot];
+        let base = engine.mmio_base();
+        let read = |p: &mut P, reg: u32| p.mmio_read32(base + reg).map_err(DriverError::Platform);
+        let ptr = read(p, ring::CSB_PTR)?;
+        let (mut at, write) = ((ptr >> 8) & 0x7, ptr & 0xf);
+        let mut complete = false;
+        while at != write {
+            // 7: nothing read since reset (i915's GEN8_CSB_ENTRIES - 1 + 1).
+            at = if at == 7 {
+                0
+            } else {
+                (at + 1) % ring::CSB_ENTRIES
+            };
+            let status = read(p, ring::CSB_BASE + 8 * at)?;
+            let id = read(p, ring::CSB_BASE + 8 * at + 4)?;
+            let ours = id == slot as u32 + 1;
+            if status & execlist::CTX_STATUS_COMPLETE != 0 && ours {
+                complete = true;
+            } else if status & execlist::CTX_STATUS_PREEMPTED != 0 || (id != 0 && !ours) {
+                return Err(DriverError::Csb { engine, status });
+            }
+        }
+        if at != (ptr >> 8) & 0x7 {
+            p.mmio_write32(base + ring::CSB_PTR, masked(0x7 << 8, at << 8))
+                .map_err(DriverError::Platform)?;
+        }
+        Ok(complete)
     }
 
     /// Guest GM of RAM page index `i`.
@@ -324,14 +625,19 @@ impl Driver {
         let tail = (tail + RING_STEP) % PAGE as u32;
         self.tail[slot] = tail;
         self.fence[slot] = fence;
-        p.mmio_write32(engine.mmio_base() + ring::TAIL, tail)
-            .map_err(DriverError::Platform)?;
+        self.submit(p, slot, tail)?;
+        // In execlist mode the context's COMPLETE too: the next ELSP then
+        // finds the engine idle and the new head in the context image.
+        let mut complete = !self.execlist[slot];
         for _ in 0..WAIT_LIMIT {
             let mut b = [0u8; 4];
             p.ram_read(self.page(FENCE_PAGE), 64 * slot, &mut b)
                 .map_err(DriverError::Platform)?;
             if u32::from_le_bytes(b) == fence {
-                return Ok(());
+                complete = complete || self.drain_csb(p, slot)?;
+                if complete {
+                    return Ok(());
+                }
             }
             p.pause().map_err(DriverError::Platform)?;
         }
@@ -381,8 +687,7 @@ impl Driver {
         let tail = (tail + QUEUE_STEP) % PAGE as u32;
         self.tail[slot] = tail;
         self.fence[slot] = fence;
-        p.mmio_write32(engine.mmio_base() + ring::TAIL, tail)
-            .map_err(DriverError::Platform)?;
+        self.submit(p, slot, tail)?;
         Ok(fence)
     }
 

@@ -28,8 +28,25 @@
 //! counter and the checksum going on exactly as without it.
 //!
 //! GPU writes are blits and stores whose destinations the scanner sees
-//! (tracked write targets); draws that write through memory-resident
-//! state are the shader-capable guests' (issue 12).
+//! (tracked write targets), and in [`Kind::Render3d`] draws too.
+//!
+//! # The PPGTT renderer
+//! [`Kind::Render3d`] is the 3D game driven as a Gen9 i915 drives the
+//! render engine in a GVT-g VM: in execlist mode
+//! ([`Driver::boot_execlists`]), in a logical ring context whose 4-level
+//! PPGTT the guest builds itself. It maps the first [`RENDER_TARGETS`]
+//! pages of its hot set at PPGTT addresses from [`RENDER_VA`] (above all
+//! of GM: they are reachable only through its PPGTT), and besides the
+//! game's blits each frame it clears [`DRAWS`] of them by a draw
+//! (STATE_BASE_ADDRESS, a binding table whose entry 0 names a
+//! RENDER_SURFACE_STATE of the render target at its PPGTT address and a
+//! clear colour, 3DSTATE_BINDING_TABLE_POINTERS_PS, 3DPRIMITIVE), ended
+//! by the driver's post-sync fence. The pixels land on the page through
+//! the shadow of its PPGTT; the page's bookkeeping names the colour (a
+//! solid content, [`content::solid`]), so the same checks see every
+//! draw's result. Its blits stay on the legacy blitter ring: in a PPGTT
+//! context a blit's addresses are PPGTT addresses, which the scanner of
+//! a ring or GGTT batch would audit as GM.
 
 use core::fmt;
 use core::ops::Range;
@@ -52,6 +69,9 @@ pub enum Kind {
     Desktop2d,
     /// Video playback: a ring of frames fully rewritten.
     Video,
+    /// The 3D game in a PPGTT context, drawing through surface states
+    /// (see the module docs).
+    Render3d,
 }
 
 /// The model's parameters, in thousandths (see the simulator's table).
@@ -75,7 +95,7 @@ pub struct Profile {
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 3] = [Kind::Game3d, Kind::Desktop2d, Kind::Video];
+    pub const ALL: [Kind; 4] = [Kind::Game3d, Kind::Desktop2d, Kind::Video, Kind::Render3d];
 
     /// Its name on the command line and in reports.
     pub const fn name(self) -> &'static str {
@@ -83,6 +103,23 @@ impl Kind {
             Kind::Game3d => "3d",
             Kind::Desktop2d => "desktop",
             Kind::Video => "video",
+            Kind::Render3d => "3d-ppgtt",
+        }
+    }
+
+    /// Whether it drives its render engine through execlists, in a PPGTT
+    /// context.
+    pub const fn execlists(self) -> bool {
+        matches!(self, Kind::Render3d)
+    }
+
+    /// Of `ram_pages` pages of driver RAM, those the workload's regions
+    /// take (the execlist mode's pages are the driver's).
+    pub const fn data_pages(self, ram_pages: u64) -> u64 {
+        if self.execlists() {
+            ram_pages.saturating_sub(crate::driver::EXECLIST_PAGES)
+        } else {
+            ram_pages
         }
     }
 
@@ -95,7 +132,7 @@ impl Kind {
     /// (writes per second / pages / 60 frames a second).
     pub const fn profile(self) -> Profile {
         match self {
-            Kind::Game3d => Profile {
+            Kind::Game3d | Kind::Render3d => Profile {
                 hot: 60,
                 hot_share: 950,
                 writes_per_mpage: 15_259,
@@ -313,8 +350,8 @@ pub fn verify<P: Platform>(
     kind: Kind,
     seed: u64,
 ) -> Result<u64, WorkloadError<P::Error>> {
-    let regions =
-        Regions::of(kind, ram_pages).ok_or(WorkloadError::TooSmall { pages: ram_pages })?;
+    let regions = Regions::of(kind, kind.data_pages(ram_pages))
+        .ok_or(WorkloadError::TooSmall { pages: ram_pages })?;
     let (mut page, mut want) = ([0u8; PAGE], [0u8; PAGE]);
     let data = regions.data();
     for i in data.clone() {
@@ -353,8 +390,52 @@ const ROWS: u32 = 16;
 /// Where frame numbers land (an offset in the driver's fence page, past
 /// its fences).
 const FRAME_SLOT: u64 = 256;
-/// Content ids of CPU uploads start here (textures count from 0).
+/// Content ids of CPU uploads start here (textures count from 0), up to
+/// the solid ids.
 const UPLOAD_IDS: u32 = 0x4000_0000;
+/// [`Kind::Render3d`]: PPGTT address of its first render target.
+pub const RENDER_VA: u64 = 0x1_0000_0000;
+/// Its render targets: the first pages of its hot set (one PT maps them).
+pub const RENDER_TARGETS: u64 = 512;
+/// Its draws a frame.
+pub const DRAWS: u64 = 2;
+/// Where in the driver's state page the binding tables are (one per
+/// draw, 32 bytes apart); the surface states are at 64 bytes a draw from
+/// its start.
+const BINDING_TABLES: u64 = 0x800;
+/// RENDER_SURFACE_STATE of a `WIDTH` x `ROWS` R8G8B8A8_UNORM linear 2D
+/// surface of `PITCH` bytes at PPGTT `va`, cleared to `colour` (channel
+/// `c` is byte `c` of it): PRM vol 2d, genxml RENDER_SURFACE_STATE.
+fn surface_state(va: u64, colour: u32) -> [u32; 16] {
+    let mut s = [0u32; 16];
+    // Surface Type 2D, Surface Format R8G8B8A8_UNORM, linear.
+    s[0] = 1 << 29 | 0xc7 << 18;
+    s[2] = (WIDTH - 1) | (ROWS - 1) << 16;
+    s[3] = PITCH - 1;
+    s[8] = va as u32;
+    s[9] = (va >> 32) as u32;
+    for (c, dw) in s[12..16].iter_mut().enumerate() {
+        *dw = (colour >> (8 * c)) & 0xff;
+    }
+    s
+}
+/// STATE_BASE_ADDRESS setting only the Surface State Base Address (to a
+/// GM address: in the ring or a GGTT batch the scanner audits it as one).
+fn surface_base(gm: u64) -> [u32; 19] {
+    let mut sba = [0u32; 19];
+    sba[0] = (0x6101 << 16) | (19 - 2);
+    sba[4] = gm as u32 | 1;
+    sba[5] = (gm >> 32) as u32;
+    sba
+}
+/// 3DSTATE_BINDING_TABLE_POINTERS_PS: the binding table at `offset` from
+/// the surface state base.
+const fn binding_table_ps(offset: u32) -> [u32; 2] {
+    [(0x782a << 16), offset]
+}
+/// 3DPRIMITIVE of one triangle (a rectangle list's worth for the model,
+/// which clears the whole render target).
+const PRIMITIVE: [u32; 7] = [(0x7b00 << 16) | (7 - 2), 4, 3, 0, 1, 0, 0];
 
 fn chance(rng: &mut u64, permille: u32) -> bool {
     content::splitmix(rng) % 1000 < u64::from(permille)
@@ -374,10 +455,21 @@ impl Workload {
         kind: Kind,
         seed: u64,
     ) -> Result<Workload, WorkloadError<P::Error>> {
-        let regions = Regions::of(kind, driver.ram_pages()).ok_or(WorkloadError::TooSmall {
-            pages: driver.ram_pages(),
-        })?;
-        driver.boot(p)?;
+        let regions = Regions::of(kind, kind.data_pages(driver.ram_pages())).ok_or(
+            WorkloadError::TooSmall {
+                pages: driver.ram_pages(),
+            },
+        )?;
+        if kind.execlists() {
+            driver.boot_execlists(p, &[Engine::Render])?;
+            let targets =
+                regions.hot.start..regions.hot.end.min(regions.hot.start + RENDER_TARGETS);
+            for (k, i) in targets.enumerate() {
+                driver.ppgtt_map(p, RENDER_VA + k as u64 * PAGE as u64, i)?;
+            }
+        } else {
+            driver.boot(p)?;
+        }
         let mut w = Workload {
             kind,
             seed,
@@ -444,7 +536,10 @@ impl Workload {
 
     fn fresh_content(&mut self) -> u32 {
         let id = self.next_content;
-        self.next_content = self.next_content.wrapping_add(1).max(UPLOAD_IDS);
+        self.next_content = match self.next_content + 1 {
+            next if next >= content::SOLID_FIRST => UPLOAD_IDS,
+            next => next,
+        };
         id
     }
 
@@ -564,6 +659,11 @@ impl Workload {
         let frame_gm = self.frame_gm();
         let low = self.frame as u32;
         render.push(p, &self.driver, &encode::sdi(frame_gm, low))?;
+        let drawn = if self.kind.execlists() {
+            Some(self.draws(p, &mut render, &mut rng, &mut report)?)
+        } else {
+            None
+        };
         self.driver.run(p, render)?;
         report.submissions += 1;
         let mut got = [0u8; 4];
@@ -579,6 +679,7 @@ impl Workload {
         let data = self.regions.data();
         let checks = [
             last_written,
+            drawn,
             Some(pick(&mut rng, &data)),
             Some(pick(&mut rng, &data)),
         ];
@@ -590,6 +691,51 @@ impl Workload {
         self.frame += 1;
         report.checksum = self.checksum;
         Ok(report)
+    }
+
+    /// [`Kind::Render3d`]'s draws of a frame into `render`: each clears a
+    /// render target picked by `rng` to the next solid colour; returns
+    /// the last one drawn.
+    fn draws<P: Platform>(
+        &mut self,
+        p: &mut P,
+        render: &mut crate::driver::Batch,
+        rng: &mut u64,
+        report: &mut FrameReport,
+    ) -> Result<u64, WorkloadError<P::Error>> {
+        let hot = &self.regions.hot;
+        let targets = hot.start..hot.end.min(hot.start + RENDER_TARGETS);
+        let state = self.driver.state_page();
+        render.push(p, &self.driver, &surface_base(self.driver.gm(state)))?;
+        let mut last = targets.start;
+        for k in 0..DRAWS {
+            let target = pick(rng, &targets);
+            let colour = content::solid(self.frame * DRAWS + k);
+            let va = RENDER_VA + (target - targets.start) * PAGE as u64;
+            let rss = 64 * k;
+            let table = BINDING_TABLES + 32 * k;
+            let mut bytes = [0u8; 64];
+            for (raw, w) in bytes.chunks_exact_mut(4).zip(surface_state(va, colour)) {
+                raw.copy_from_slice(&w.to_le_bytes());
+            }
+            let page = self.driver.page(state);
+            p.ram_write(page, rss as usize, &bytes)
+                .and_then(|()| p.ram_write(page, table as usize, &(rss as u32).to_le_bytes()))
+                .map_err(|e| WorkloadError::Driver(DriverError::Platform(e)))?;
+            render.push(p, &self.driver, &binding_table_ps(table as u32))?;
+            render.push(p, &self.driver, &PRIMITIVE)?;
+            self.set_state(
+                p,
+                target,
+                PageState {
+                    content: colour,
+                    edit: 0,
+                },
+            )?;
+            report.gpu_writes += 1;
+            last = target;
+        }
+        Ok(last)
     }
 
     fn frame_page(&self) -> u64 {

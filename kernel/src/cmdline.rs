@@ -176,6 +176,10 @@ pub struct Options {
     /// `gpu_slowdown=`: the software GPU's work takes this many times its
     /// model cost (`gpu::sim::SimGpu::set_slowdown`).
     pub gpu_slowdown: u32,
+    /// `ppgtt_budget=`: shadow PPGTT table pages each vGPU may use (its
+    /// pool, the monitor's frames, is that many pages plus the scratch
+    /// page and tables).
+    pub ppgtt_budget: u16,
     /// `trace=on`: record the migration's dirty trace on the log.
     pub trace: bool,
     /// `nic=`, `ip=`, `peer=`, `listen=`.
@@ -200,6 +204,7 @@ impl Default for Options {
             policy: Policy::Informed,
             shaders: gpu::mediate::ShaderPolicy::PpgttOnly,
             gpu_slowdown: 1,
+            ppgtt_budget: gpu::vgpu::SHADOW_TABLES as u16,
             trace: false,
             net: NetConfig::default(),
             migrate_key: None,
@@ -235,6 +240,10 @@ pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
     (
         "gpu_slowdown",
         "1..1000  the software GPU's work takes N times its model cost, so that emulated guests can keep its engines busy (default 1)",
+    ),
+    (
+        "ppgtt_budget",
+        "1..64  shadow PPGTT table pages each vGPU's contexts may use, about 2 MiB mapped each; a guest whose page tables need more gets a typed error (default 64)",
     ),
     (
         "shaders",
@@ -478,6 +487,10 @@ pub fn parse(line: &'static [u8], truncated: bool) -> Result<Options, CmdlineErr
                     "off" => false,
                     _ => return Err(bad("on or off")),
                 };
+            }
+            "ppgtt_budget" => {
+                options.ppgtt_budget =
+                    number(value, 1, gpu::vgpu::SHADOW_TABLES as u32).ok_or(bad("1 to 64"))? as u16
             }
             "gpu_slowdown" => {
                 options.gpu_slowdown = number(value, 1, 1000).ok_or(bad("1 to 1000"))?

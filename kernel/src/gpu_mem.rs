@@ -90,27 +90,39 @@ impl GpuMemory {
     ) -> Result<(), GpuMemoryError> {
         let mut result = Ok(());
         for run in map.runs() {
-            let start = run.first_frame.start().raw();
-            let end = start + run.count * FRAME_SIZE;
-            let Some(i) = self
-                .runs
-                .iter()
-                .position(|r| r.start == start && r.end == end)
-            else {
-                result = Err(GpuMemoryError::NotOwned);
-                continue;
-            };
-            self.runs.swap_remove(i);
-            // SAFETY: the run was allocated for the GPU by `allocate` (found
-            // above, now removed, so no other `GpuMemory` access reaches
-            // it), is identity-mapped RAM, and no GGTT entry maps it.
-            unsafe { core::ptr::write_bytes(start as *mut u8, 0, (end - start) as usize) };
-            let freed = frames.free(Frame::containing(start), run.count);
-            if let Err(e) = freed {
-                result = Err(GpuMemoryError::Frames(e));
+            if let Err(e) = self.release_run(frames, run.first_frame.start(), run.count) {
+                result = Err(e);
             }
         }
         result
+    }
+
+    /// Takes back, zeroes and returns the `count` frames from `start`,
+    /// one run exactly as [`Self::allocate`] gave it (a guest's memory, a
+    /// vGPU's shadow PPGTT pool). The caller has already made sure the GPU
+    /// no longer reaches them. A run the GPU does not own as given is left
+    /// alone and reported.
+    pub fn release_run(
+        &mut self,
+        frames: &mut FrameAllocator,
+        start: PhysAddr,
+        count: u64,
+    ) -> Result<(), GpuMemoryError> {
+        let start = start.raw();
+        let end = start + count * FRAME_SIZE;
+        let i = self
+            .runs
+            .iter()
+            .position(|r| r.start == start && r.end == end)
+            .ok_or(GpuMemoryError::NotOwned)?;
+        self.runs.swap_remove(i);
+        // SAFETY: the run was allocated for the GPU by `allocate` (found
+        // above, now removed, so no other `GpuMemory` access reaches it),
+        // is identity-mapped RAM, and the GPU no longer reaches it.
+        unsafe { core::ptr::write_bytes(start as *mut u8, 0, (end - start) as usize) };
+        frames
+            .free(Frame::containing(start), count)
+            .map_err(GpuMemoryError::Frames)
     }
 
     /// Bytes the GPU owns.

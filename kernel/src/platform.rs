@@ -110,8 +110,14 @@ pub fn bring_up(
         (_, crate::cmdline::Role::Local) => options.vgpus,
         _ => 0,
     };
-    let mut vgpus = VgpuManager::bring_up(&mut memory, &pci, count, options.vgpu_type)
-        .map_err(BringUpError::Gpu)?;
+    let mut vgpus = VgpuManager::bring_up(
+        &mut memory,
+        &pci,
+        count,
+        options.vgpu_type,
+        usize::from(options.ppgtt_budget),
+    )
+    .map_err(BringUpError::Gpu)?;
     vgpus.gate.set_shader_policy(options.shaders);
     vgpus.set_sim_slowdown(options.gpu_slowdown);
     defmt::info!("report shaders={=str}", options.shaders.name());

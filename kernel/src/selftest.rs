@@ -385,6 +385,27 @@ fn cmdline_cases(_: &mut Platform) -> TestResult {
         "repeated vgpus",
     )?;
     check(
+        ok(b"").map(|o| o.ppgtt_budget) == Ok(64)
+            && ok(b"ppgtt_budget=8").map(|o| o.ppgtt_budget) == Ok(8),
+        "ppgtt_budget=",
+    )?;
+    for bad in [
+        &b"ppgtt_budget=0"[..],
+        b"ppgtt_budget=65",
+        b"ppgtt_budget=x",
+    ] {
+        check(
+            matches!(
+                ok(bad),
+                Err(CmdlineError::BadValue {
+                    key: "ppgtt_budget",
+                    ..
+                })
+            ),
+            "ppgtt_budget out of range",
+        )?;
+    }
+    check(
         ok(b"").map(|o| o.shaders) == Ok(ShaderPolicy::PpgttOnly)
             && ok(b"shaders=deny").map(|o| o.shaders) == Ok(ShaderPolicy::Deny)
             && ok(b"shaders=allow-ggtt").map(|o| o.shaders) == Ok(ShaderPolicy::AllowGgtt),

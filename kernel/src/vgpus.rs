@@ -25,10 +25,11 @@ use gpu::mediate::{ScanGate, SHADOW_BYTES_PER_ENGINE};
 use gpu::partition::{
     GmLayout, Partition, PartitionAllocator, PartitionError, VgpuType, MAX_VGPUS,
 };
+use gpu::ppgtt::shadow::{ShadowError, SCRATCH_FRAMES};
 use gpu::regs::MmioOffset;
 use gpu::sched::{PollReport, Scheduler};
 use gpu::sim::{SimError, SimGpu};
-use gpu::vgpu::{FrameRun, FrameRuns, Vgpu, VgpuState};
+use gpu::vgpu::{FrameRun, FrameRuns, Vgpu, VgpuState, SHADOW_TABLES};
 
 use crate::gpu_mem::{GpuMemory, GpuMemoryError};
 use crate::mem::paging::MapError;
@@ -170,6 +171,55 @@ pub struct HostedVgpu {
     pub partition: Partition,
     /// The guest's pages: guest page -> host frame.
     pub memory: FrameRuns<4>,
+    /// Its shadow PPGTT pool: [`SCRATCH_FRAMES`] + the budget's frames,
+    /// the monitor's memory given to this vGPU's shadow tables alone (no
+    /// guest maps it: it is in no guest's RAM, so no GGTT entry, guest
+    /// page table or shadow leaf can name it).
+    pub ppgtt_pool: PhysAddr,
+    /// The budget, in shadow table pages.
+    pub ppgtt_budget: usize,
+}
+
+impl HostedVgpu {
+    /// A vGPU on `partition` with guest `memory`, its shadow PPGTT pool
+    /// of `budget` table pages freshly allocated and enabled. On an error
+    /// nothing is kept, and `memory` goes back to the caller.
+    fn new(
+        device: &mut GpuDevice,
+        frames: &mut FrameAllocator,
+        partition: Partition,
+        memory: FrameRuns<4>,
+        budget: usize,
+    ) -> Result<HostedVgpu, (SetupError, FrameRuns<4>)> {
+        let pool = match device
+            .memory_mut()
+            .allocate(frames, SCRATCH_FRAMES + budget as u64, 1)
+        {
+            Ok(pool) => pool,
+            Err(e) => return Err((SetupError::Memory(e), memory)),
+        };
+        let mut hosted = HostedVgpu {
+            vgpu: Vgpu::new(&partition),
+            partition,
+            memory,
+            ppgtt_pool: pool,
+            ppgtt_budget: budget,
+        };
+        if let Err(e) = hosted.enable_ppgtt(device.backend()) {
+            let _ = device
+                .memory_mut()
+                .release_run(frames, pool, SCRATCH_FRAMES + budget as u64);
+            return Err((SetupError::Ppgtt(e), hosted.memory));
+        }
+        Ok(hosted)
+    }
+
+    /// Gives its vGPU (a new one, or one just restored) shadow PPGTTs
+    /// over its pool.
+    pub fn enable_ppgtt(&mut self, backend: &mut dyn Backend) -> Result<(), ShadowError> {
+        self.vgpu
+            .enable_ppgtt(self.ppgtt_pool.frame(), self.ppgtt_budget, backend)
+    }
 }
 
 /// The scheduler serves the manager's vGPUs.
@@ -239,6 +289,8 @@ pub struct VgpuManager {
     last_fault: Option<gpu::vgpu::MonitorFault>,
     /// Next free page of the monitor's hidden slice.
     monitor_next: u64,
+    /// Shadow PPGTT table pages each new vGPU gets (`ppgtt_budget=`).
+    ppgtt_budget: usize,
 }
 
 /// Why the GPU could not be set up.
@@ -255,6 +307,9 @@ pub enum SetupError {
     MonitorSliceFull,
     /// The manager was set up twice (a monitor bug).
     AlreadySetUp,
+    /// A vGPU's shadow PPGTT pool could not be set up (a monitor bug:
+    /// the pool is the monitor's own frames).
+    Ppgtt(ShadowError),
 }
 
 impl fmt::Display for SetupError {
@@ -272,6 +327,7 @@ impl fmt::Display for SetupError {
                 f.write_str("the monitor's slice of graphics memory is full")
             }
             SetupError::AlreadySetUp => f.write_str("the vGPU manager is already set up"),
+            SetupError::Ppgtt(e) => write!(f, "a vGPU's shadow PPGTT pool: {e}"),
         }
     }
 }
@@ -305,13 +361,17 @@ pub fn guest_memory(
 }
 
 impl VgpuManager {
-    /// Picks the backend and creates `count` vGPUs of `vgpu_type`.
+    /// Picks the backend and creates `count` vGPUs of `vgpu_type`, each
+    /// with a shadow PPGTT pool of `ppgtt_budget` table pages (at most
+    /// [`SHADOW_TABLES`]).
     pub fn bring_up(
         memory: &mut Memory,
         pci: &PciBus,
         count: u8,
         vgpu_type: VgpuType,
+        ppgtt_budget: usize,
     ) -> Result<Self, SetupError> {
+        let ppgtt_budget = ppgtt_budget.min(SHADOW_TABLES);
         let mut gpu_mem = GpuMemory::default();
         let mut guest_memories: heapless::Vec<FrameRuns<4>, MAX_VGPUS> = heapless::Vec::new();
         for _ in 0..count {
@@ -392,17 +452,20 @@ impl VgpuManager {
         let mut partitions = PartitionAllocator::new(layout, PartitionAllocator::GVT_MONITOR_SHARE)
             .map_err(SetupError::Partition)?;
         let mut vgpus = heapless::Vec::new();
-        for memory in guest_memories {
+        for guest in guest_memories {
             let partition = partitions
                 .allocate(vgpu_type)
                 .map_err(SetupError::Partition)?;
             // Firmware may have left mappings there (a boot framebuffer).
             gpu::vgpu::scrub_partition(device.backend(), &partition);
-            let hosted = HostedVgpu {
-                vgpu: Vgpu::new(&partition),
+            let hosted = HostedVgpu::new(
+                &mut device,
+                &mut memory.frames,
                 partition,
-                memory,
-            };
+                guest,
+                ppgtt_budget,
+            )
+            .map_err(|(e, _)| e)?;
             // At most MAX_VGPUS, as the allocator would have refused more.
             let _ = vgpus.push(Box::new(hosted));
         }
@@ -415,6 +478,7 @@ impl VgpuManager {
             sched: Scheduler::default(),
             last_fault: None,
             monitor_next: used_by_contexts,
+            ppgtt_budget,
         };
         let pages = SHADOW_BYTES_PER_ENGINE * Engine::COUNT as u64 / PAGE_SIZE;
         let (area, _) = manager.monitor_pages(pages, &mut memory.frames)?;
@@ -478,10 +542,22 @@ impl VgpuManager {
         self.sched.forget(partition.id());
         self.gate
             .forget_writes(gpu::backend::ContextId::of_vgpu(partition.id()));
-        let hosted = HostedVgpu {
-            vgpu: Vgpu::new(&partition),
+        let id = partition.id();
+        let hosted = match HostedVgpu::new(
+            &mut self.device,
+            frames,
             partition,
             memory,
+            self.ppgtt_budget,
+        ) {
+            Ok(h) => h,
+            Err((e, memory)) => {
+                if let Err(e) = self.device.memory_mut().release(frames, &memory) {
+                    defmt::warn!("vgpu frames: {}", defmt::Display2Format(&e));
+                }
+                let _ = self.partitions.free(id);
+                return Err(e);
+            }
         };
         // Not full: checked above.
         let _ = self.vgpus.push(Box::new(hosted));
@@ -617,9 +693,18 @@ impl VgpuManager {
         gone.vgpu.reset(self.device.backend());
         self.sched.forget(gone.partition.id());
         let _ = self.partitions.free(gone.partition.id());
-        // With its GGTT entries gone the GPU cannot reach the frames.
+        // With its GGTT entries gone the GPU cannot reach the frames; with
+        // its shadows released (the reset) no context root names its pool.
         if let Err(e) = self.device.memory_mut().release(frames, &gone.memory) {
             defmt::warn!("vgpu frames: {}", defmt::Display2Format(&e));
+        }
+        let pool_frames = SCRATCH_FRAMES + gone.ppgtt_budget as u64;
+        if let Err(e) = self
+            .device
+            .memory_mut()
+            .release_run(frames, gone.ppgtt_pool, pool_frames)
+        {
+            defmt::warn!("vgpu shadow pool: {}", defmt::Display2Format(&e));
         }
     }
 

@@ -21,9 +21,11 @@
 //!   it either.
 //! * Shadow tables come from a pool of frames the kernel gives the vGPU
 //!   ([`ShadowPpgtt::new`]): [`SCRATCH_FRAMES`] for the scratch page and
-//!   scratch tables, then up to `N` table pages. A per-vGPU *budget*
-//!   (at most `N`) bounds how many are in use; a guest whose tables need
-//!   more gets [`ShadowError::BudgetExceeded`], not an allocation failure.
+//!   scratch tables, then one frame per table page of the per-vGPU
+//!   *budget* (at most `N`), which bounds how many are in use; a guest
+//!   whose tables need more gets [`ShadowError::BudgetExceeded`], not an
+//!   allocation failure. Only the budget's frames are ever written, so the
+//!   kernel gives each vGPU [`SCRATCH_FRAMES`] + budget frames, no more.
 //!   The scratch page and the pool are the vGPU's own, so what one vGPU's
 //!   engine writes through its scratch page no other vGPU reads.
 //! * One shadow table per guest table *and level*: tables the guest shares
@@ -330,15 +332,16 @@ struct Io<'a, M: PhysMem + ?Sized> {
 
 impl<const N: usize> ShadowPpgtt<N> {
     /// A shadow over the pool starting at frame `pool` ([`SCRATCH_FRAMES`]
-    /// + `N` frames, the monitor's, given to this vGPU alone), of which at
-    ///   most `budget` table pages may be in use. Writes the scratch page
-    ///   (zeroes) and the scratch tables.
+    /// + `budget` frames, the monitor's, given to this vGPU alone): at
+    ///   most `budget` (at most `N`) table pages, each in the pool frame of
+    ///   its slot, slots `0..budget`. Writes the scratch page (zeroes) and
+    ///   the scratch tables.
     pub fn new<M: PhysMem + ?Sized>(
         pool: PhysFrame,
         budget: usize,
         mem: &mut M,
     ) -> Result<Self, ShadowError> {
-        let last = pool.number() + SCRATCH_FRAMES + N as u64;
+        let last = pool.number() + SCRATCH_FRAMES + budget as u64;
         if budget > N || N > usize::from(u16::MAX) || PhysFrame::new(last).is_err() {
             return Err(ShadowError::BadPool);
         }
@@ -355,8 +358,9 @@ impl<const N: usize> ShadowPpgtt<N> {
             mem.write(frame(level)?.start(), &page)?;
         }
         let mut free = heapless::Vec::new();
-        for s in (0..N as u16).rev() {
-            // Capacity N: cannot fail.
+        // Only the budget's slots: a frame past the pool is never named.
+        for s in (0..budget as u16).rev() {
+            // At most N: cannot fail.
             let _ = free.push(s);
         }
         Ok(ShadowPpgtt {
@@ -501,7 +505,7 @@ impl<const N: usize> ShadowPpgtt<N> {
         self.slots = [Slot::FREE; N];
         self.index.clear();
         self.free.clear();
-        for s in (0..N as u16).rev() {
+        for s in (0..self.budget as u16).rev() {
             let _ = self.free.push(s);
         }
         self.epoch = self.epoch.wrapping_add(1);
@@ -1347,6 +1351,44 @@ mod tests {
         assert_contained(&g, &s, &root);
         assert_eq!(s.tables_in_use(), 8);
         s.unpin(root, &g.map, &mut g.mem).unwrap();
+    }
+
+    #[test]
+    fn only_the_budgets_frames_of_the_pool_are_ever_written() {
+        let mut g = Guest::new();
+        simple(&mut g);
+        for i in 0..10 {
+            g.table(3, i, 20 + i as u64);
+        }
+        // The frames past a pool of SCRATCH_FRAMES + 8 (another owner's).
+        let past = POOL + SCRATCH_FRAMES + 8;
+        let sentinel = [0xa5u8; PAGE_SIZE as usize];
+        for f in past..past + 8 {
+            g.mem
+                .write(PhysFrame::new(f).unwrap().start(), &sentinel)
+                .unwrap();
+        }
+        let mut s = shadow::<16>(&mut g, 8);
+        for _ in 0..3 {
+            assert!(s.pin(page(1), &g.map, &mut g.mem).is_err());
+            for i in 5..10 {
+                g.set(3, i, Entry::ABSENT);
+            }
+            let (root, _) = s.pin(page(1), &g.map, &mut g.mem).unwrap();
+            assert_eq!(s.tables_in_use(), 8);
+            s.unpin(root, &g.map, &mut g.mem).unwrap();
+            s.release_all();
+            for i in 5..10 {
+                g.table(3, i, 20 + i as u64);
+            }
+        }
+        for f in past..past + 8 {
+            let mut b = [0u8; PAGE_SIZE as usize];
+            g.mem
+                .read(PhysFrame::new(f).unwrap().start(), &mut b)
+                .unwrap();
+            assert_eq!(b, sentinel, "frame {f:#x} past the pool was written");
+        }
     }
 
     #[test]

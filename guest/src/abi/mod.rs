@@ -471,6 +471,7 @@ fn kind_code(kind: Kind) -> u64 {
         Kind::Game3d => 1,
         Kind::Desktop2d => 2,
         Kind::Video => 3,
+        Kind::Render3d => 4,
     }
 }
 

@@ -261,6 +261,9 @@ pub enum RestoreError {
     /// The guest could not be attached (its CPU state is refused, or the
     /// monitor could not build its page tables).
     Guest(CreateError),
+    /// The restored vGPU's shadow PPGTTs could not be set up (a monitor
+    /// bug).
+    Ppgtt(gpu::ppgtt::shadow::ShadowError),
 }
 
 impl core::fmt::Display for RestoreError {
@@ -275,6 +278,7 @@ impl core::fmt::Display for RestoreError {
                 write!(f, "the arriving guest's id {id} is taken by a guest here")
             }
             RestoreError::Guest(e) => write!(f, "guest: {e}"),
+            RestoreError::Ppgtt(e) => write!(f, "its shadow PPGTT pool: {e} (monitor bug)"),
         }
     }
 }
@@ -307,6 +311,10 @@ pub fn restore_guest(
     )
     .map_err(RestoreError::Device)?;
     hosted.vgpu = vgpu;
+    // Its shadows are rebuilt from its page tables over this side's pool.
+    hosted
+        .enable_ppgtt(m.device.backend())
+        .map_err(RestoreError::Ppgtt)?;
     let ram_pages: u64 = hosted.memory.runs().iter().map(|r| r.count).sum();
     let mut bytes = [0u8; BOOT_BLOCK_BYTES];
     let at = frame_address(&hosted.memory, guest_page(RAM_FIRST_PAGE))

@@ -564,6 +564,9 @@ pub fn save_restore_round_trip(p: &mut Platform) -> TestResult {
         )
         .map_err(|_| "the vGPU did not restore")?;
         hosted.vgpu = vgpu;
+        hosted
+            .enable_ppgtt(p.vgpus.device.backend())
+            .map_err(|_| "the restored vGPU's shadow PPGTT pool")?;
         let g = Guest::attach(
             &rig.rt,
             &mut p.memory.frames,
