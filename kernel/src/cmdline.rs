@@ -106,8 +106,8 @@ pub struct RoleOptions {
     pub workload: guest::Kind,
     /// `guest_mib=`: guest 0's RAM.
     pub guest_mib: u32,
-    /// `guests=`: guests on the source (guest 0, then a desktop, a video
-    /// and the hostile guest).
+    /// `guests=`: guests on the source (guest 0, then a desktop, a video,
+    /// the hostile guest and a PPGTT renderer).
     pub guests: u8,
     /// `migrate_after_frames=`.
     pub migrate_after_frames: u32,
@@ -137,7 +137,7 @@ impl Default for RoleOptions {
             role: Role::Local,
             workload: guest::Kind::Game3d,
             guest_mib: 64,
-            guests: 4,
+            guests: 5,
             migrate_after_frames: 10,
             migrate_mbps: 0,
             all_policies: false,
@@ -286,14 +286,14 @@ pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
         "role",
         "local | source | dest | guests  local: migrate within this monitor; source: migrate guest 0 to peer=; dest: take guests in on listen=; guests: run the guests only (default local)",
     ),
-    ("workload", "3d | desktop | video  guest 0's workload (default 3d)"),
+    ("workload", "3d | 3d-ppgtt | desktop | video  guest 0's workload (default 3d)"),
     (
         "guest_mib",
         "4..256  guest 0's RAM, which is its vGPU's guest memory (default 64)",
     ),
     (
         "guests",
-        "1..4  ring-3 guests on the source: guest 0, then an 8 MiB desktop, an 8 MiB video and the hostile guest (default 4)",
+        "1..5  ring-3 guests on the source: guest 0, then an 8 MiB desktop, an 8 MiB video, the hostile guest and an 8 MiB 3d-ppgtt (default 5)",
     ),
     (
         "migrate_after_frames",
@@ -322,7 +322,7 @@ pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
     ),
     (
         "ring3",
-        "LIST  up to 4 ring-3 guests, comma-separated, each 3d | desktop | video | hostile | busy: run them on the scheduler, report, exit",
+        "LIST  up to 4 ring-3 guests, comma-separated, each 3d | 3d-ppgtt | desktop | video | hostile | busy: run them on the scheduler, report, exit",
     ),
     (
         "ring3_frames",
@@ -570,13 +570,13 @@ pub fn parse(line: &'static [u8], truncated: bool) -> Result<Options, CmdlineErr
             }
             "workload" => {
                 options.roles.workload =
-                    guest::Kind::from_name(value).ok_or(bad("3d, desktop or video"))?;
+                    guest::Kind::from_name(value).ok_or(bad("3d, 3d-ppgtt, desktop or video"))?;
             }
             "guest_mib" => {
                 options.roles.guest_mib = number(value, 4, 256).ok_or(bad("4 to 256"))?
             }
             "guests" => {
-                options.roles.guests = number(value, 1, 4).ok_or(bad("1 to 4"))? as u8;
+                options.roles.guests = number(value, 1, 5).ok_or(bad("1 to 5"))? as u8;
             }
             "migrate_after_frames" => {
                 options.roles.migrate_after_frames =
@@ -595,7 +595,8 @@ pub fn parse(line: &'static [u8], truncated: bool) -> Result<Options, CmdlineErr
                 options.roles.raw_tcp_mib = number(value, 0, 1024).ok_or(bad("0 to 1024"))?
             }
             "ring3" => {
-                let expected = "up to 4 of 3d, desktop, video, hostile, busy, comma-separated";
+                let expected =
+                    "up to 4 of 3d, 3d-ppgtt, desktop, video, hostile, busy, comma-separated";
                 let mut guests = [None; MAX_RING3_GUESTS];
                 for (i, name) in value.split(',').enumerate() {
                     let g = match name {

@@ -105,6 +105,10 @@ const SUITE: &[Test] = &[
         run: crate::vm::selftest::workload_runs,
     },
     Test {
+        name: "ring3-ppgtt-workload",
+        run: crate::vm::selftest::ppgtt_workload_runs,
+    },
+    Test {
         name: "ring3-mmio",
         run: crate::vm::selftest::mmio_reaches_vgpu,
     },

@@ -304,21 +304,23 @@ fn hostile_at(guests: &Guests, p: &Platform, id: u32) -> Program {
 
 /// The side guests of a source (and of `role=guests`), ids 1.. after guest
 /// 0, as many as `count`: a desktop and a video guest of
-/// [`SIDE_GUEST_MIB`], then the hostile guest (whose attempts aim at the
-/// desktop). They run until asked to finish.
+/// [`SIDE_GUEST_MIB`], the hostile guest (whose attempts aim at the
+/// desktop), then the PPGTT renderer ([`Kind::Render3d`], its render
+/// engine in execlist mode; it runs beside guest 0 rather than as it
+/// while the device state cannot carry execlists). They run until asked
+/// to finish.
 fn spawn_side_guests(p: &mut Platform, guests: &mut Guests, count: u8) -> Result<(), GuestError> {
     for id in 1..=u32::from(count) {
+        let workload = |kind| Program::Workload {
+            kind,
+            seed: 0xde5c_0000 | u64::from(id),
+            frames: 0,
+        };
         let program = match id {
-            1 | 2 => Program::Workload {
-                kind: if id == 1 {
-                    Kind::Desktop2d
-                } else {
-                    Kind::Video
-                },
-                seed: 0xde5c_0000 | u64::from(id),
-                frames: 0,
-            },
-            _ => hostile_at(guests, p, 1),
+            1 => workload(Kind::Desktop2d),
+            2 => workload(Kind::Video),
+            3 => hostile_at(guests, p, 1),
+            _ => workload(Kind::Render3d),
         };
         let mib = if id == 3 { HOSTILE_MIB } else { SIDE_GUEST_MIB };
         guests.spawn(p, id, program, mib)?;

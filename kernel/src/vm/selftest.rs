@@ -172,6 +172,75 @@ pub fn workload_runs(p: &mut Platform) -> TestResult {
     rig.finish(p).and(result)
 }
 
+/// The PPGTT renderer (`3d-ppgtt`) in ring 3: its render engine in
+/// execlist mode, its draws through surface states in its own PPGTT's
+/// shadow (whose pool is the monitor's frames, none of them the guest's
+/// RAM), its frames and checksums the same on two vGPUs, its whole check
+/// passed, and the draws' write sets marked untracked (the migration's
+/// evidence then hashes every page: the scanner cannot name what a draw
+/// writes).
+pub fn ppgtt_workload_runs(p: &mut Platform) -> TestResult {
+    const FRAMES: u64 = 4;
+    let (kind, seed) = (Kind::Render3d, 0x3dd);
+    let mut rig = Rig::new(p)?;
+    for id in 0..2 {
+        rig.spawn(p, id, workload(kind, seed, FRAMES), WORKLOAD_PAGES)?;
+    }
+    rig.run_until(p, |_, _| false)?;
+    let (g, twin) = (&rig.sched.guests[0], &rig.sched.guests[1]);
+    let got: Vec<u64> = g.frames.all.iter().map(|f| f.1).collect();
+    let want: Vec<u64> = twin.frames.all.iter().map(|f| f.1).collect();
+    let hosted = p
+        .vgpus
+        .vgpus
+        .iter()
+        .find(|h| h.partition.id() == g.vgpu)
+        .ok_or("the guest's vGPU is gone")?;
+    let render = gpu::engine::Engine::Render;
+    let tables = hosted
+        .vgpu
+        .shadows()
+        .map_or(0, |s| s.tables().tables_in_use());
+    let pool = hosted.ppgtt_pool.frame().number();
+    let pool_in_ram = hosted.memory.runs().iter().any(|r| {
+        let first = r.first_frame.number();
+        pool + gpu::ppgtt::shadow::SCRATCH_FRAMES + hosted.ppgtt_budget as u64 > first
+            && pool < first + r.count
+    });
+    let result = check(
+        g.state() == RunState::Exited(0) && twin.state() == RunState::Exited(0),
+        "a PPGTT workload guest did not exit 0",
+    )
+    .and(check(
+        got == want && got.len() == FRAMES as usize,
+        "checksums differ between two vGPUs",
+    ))
+    .and(check(
+        hosted.vgpu.execlist(render).enabled,
+        "its render engine is not in execlist mode",
+    ))
+    .and(check(
+        tables == 6,
+        "its shadow PPGTT does not hold its six tables",
+    ))
+    .and(check(
+        !pool_in_ram,
+        "the shadow pool overlaps the guest's RAM",
+    ))
+    .and(check(
+        g.writes.untracked_submissions > 0,
+        "its draws left no untracked write set",
+    ));
+    defmt::info!(
+        "ring3 ppgtt workload: {=u64} frames, last checksum {=u64:#x}, {=u64} BAR0 exits, {=usize} shadow tables",
+        g.stats.frames,
+        g.frames.last.map_or(0, |f| f.1),
+        g.stats.mmio_exits,
+        tables
+    );
+    rig.finish(p).and(result)
+}
+
 /// BAR0 reads return PVINFO and a ring register reads back what was
 /// written (32-bit), a GGTT entry too (64-bit); the writes reached the
 /// guest's vGPU.
