@@ -97,10 +97,12 @@ fn check_completed(run: &MigrationRun, json: &Value, nic: Nic, encrypted: bool) 
     );
     assert_eq!(arrived["exit_code"], 0, "{arrived}");
     assert!(arrived["mmio_exits"].as_u64().unwrap_or(0) > 0, "{arrived}");
-    // The source's other guests: two workloads that ran to their end
+    // The source's other guests: three workloads that ran to their end
     // there with their final checks passing, and the hostile guest,
     // killed for its own fault (a page fault on another guest's RAM).
-    for (id, kind) in [(1, "desktop"), (2, "video")] {
+    // The PPGTT renderer (guest 4) ran beside guest 0, drawing through
+    // surface states in its own PPGTT, to its end with its checks passing.
+    for (id, kind) in [(1, "desktop"), (2, "video"), (4, "3d-ppgtt")] {
         let g = source_guests
             .iter()
             .find(|g| g["id"] == id)
