@@ -19,6 +19,22 @@
 //! * CPU ([`Refusal::Timer`], [`Refusal::Fault`]): a loop that never
 //!   yields, and a read of another guest's RAM (the images' probe does
 //!   these; they are instructions, not platform accesses).
+//! * Memory-resident state in a PPGTT context ([`Refusal::Contained`]):
+//!   draws, which shaders are allowed to make there (`shaders=ppgtt`),
+//!   whose RENDER_SURFACE_STATE or page tables point at another guest's
+//!   frame, at the monitor's memory, at a GM (GGTT) address, or through a
+//!   binding table entry at an unmapped surface state. No scanner sees
+//!   these addresses, so nothing refuses them: the shadow PPGTT contains
+//!   them. The monitor judges by its own evidence that every access
+//!   stayed in the vGPU's own frames (the draw landed on its scratch
+//!   page, which only its pool holds) or faulted its own context; that
+//!   the other guests' memory is unchanged it checks by content at the
+//!   end. SimGpu models the draw through surface state (`gpu::sim::draw`)
+//!   but neither interface descriptors (MEDIA_INTERFACE_DESCRIPTOR_LOAD
+//!   is recorded, not executed; GPGPU_WALKER stops the engine) nor
+//!   sampler border colours, so those are not attempted. Each has a
+//!   benign twin ([`Attacker::ppgtt_draw`] with `benign`): the same
+//!   draw with the pointer at its own page, which lands there.
 //!
 //! [`Attacker`] runs the stream and device attempts over an [`Arena`]:
 //! before each it resets its vGPU with a full GDRST reset (a stopped vGPU
@@ -43,7 +59,9 @@ use core::fmt;
 use gpu::addr::GuestPage;
 use gpu::encode::{self, BB_END, NOOP};
 use gpu::engine::Engine;
+use gpu::execlist::{self, lrc};
 use gpu::ggtt::{GuestPte, PteFlags};
+use gpu::ppgtt::{Entry, WRITABLE};
 use gpu::regs::{fence, gdrst, pvinfo, ring, GGTT_BAR0_OFFSET};
 
 use crate::content::PAGE;
@@ -63,6 +81,9 @@ pub enum Refusal {
     Timer,
     /// The CPU faults and the monitor kills the guest.
     Fault,
+    /// Nothing refuses it; the shadow PPGTT keeps every access in the
+    /// vGPU's own frames, or the access faults the guest's own context.
+    Contained,
 }
 
 impl Refusal {
@@ -73,6 +94,7 @@ impl Refusal {
             Refusal::Device => "vgpu",
             Refusal::Timer => "timer",
             Refusal::Fault => "fault",
+            Refusal::Contained => "shadow-ppgtt",
         }
     }
 }
@@ -197,6 +219,21 @@ classes! {
     MmioGap = 48, "mmio-gap", Device;
     /// A 64-bit access whose second half lies past the end of BAR0.
     MmioPastBar = 49, "mmio-past-bar", Device;
+    /// A draw whose surface state names a PPGTT page whose entry names
+    /// another guest's frame.
+    SurfaceForeignFrame = 50, "surface-foreign-frame", Contained;
+    /// A draw whose surface state names a PPGTT page whose entry names
+    /// the monitor's memory (physical page 0x10, below every guest).
+    SurfaceMonitorFrame = 51, "surface-monitor-frame", Contained;
+    /// A draw whose surface state holds another guest's GM (GGTT)
+    /// address.
+    SurfaceGgttAddress = 52, "surface-ggtt-address", Contained;
+    /// A draw through a page directory entry naming another guest's frame
+    /// as its page table.
+    TableForeignFrame = 53, "table-foreign-frame", Contained;
+    /// A draw whose binding table entry names a surface state 1 MiB past
+    /// the surface state heap, where its PPGTT maps nothing.
+    SurfaceStateUnmapped = 54, "surface-state-unmapped", Contained;
     /// A loop that never yields.
     TightLoop = 60, "tight-loop", Timer;
     /// A CPU read of another guest's RAM.
@@ -250,6 +287,23 @@ pub const EDGE_PAGES: u64 = 16;
 pub const PAGES: u64 = LOW_PAGES + EDGE_PAGES;
 /// Where in the status page the control store lands.
 const CONTROL_SLOT: u64 = 0x100;
+/// The PPGTT draws' pages (RAM indices among the low pages, after the
+/// first scratch page): the logical ring context (status page, register
+/// state), the page tables (PML4, PDP, PD, PT), the surface state heap
+/// (surface state at 0, binding table at [`BINDING_TABLE`]) and the draw's
+/// own render target. Their ring is the third batch page.
+const LRC: u64 = 8;
+const PML4: u64 = 10;
+const PDP: u64 = 11;
+const PD: u64 = 12;
+const PT: u64 = 13;
+const HEAP: u64 = 14;
+const TARGET: u64 = 15;
+const DRAW_RING: u64 = BATCH + 2;
+const BINDING_TABLE: u32 = 0x800;
+/// Physical page of the monitor's memory a PPGTT attempt names (low
+/// memory, below every guest's RAM).
+const MONITOR_PAGE: u64 = 0x10;
 
 /// The attacker's slices (from PVINFO) and the foreign memory it aims at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -799,6 +853,9 @@ pub struct Attacker {
     /// Where the next submission goes in each ring (render, blitter,
     /// video), from 0 after each reset.
     ring_at: [u32; 3],
+    /// Another guest's RAM frame the PPGTT attempts name (0: none given,
+    /// then the first page past its own RAM).
+    victim_frame: u64,
 }
 
 /// What an attempt came to, as the guest sees it.
@@ -846,7 +903,160 @@ impl Attacker {
             ram_pages,
             control: 0,
             ring_at: [0; 3],
+            victim_frame: 0,
         })
+    }
+
+    /// Aims the PPGTT attempts at the RAM frame holding physical address
+    /// `address` (another guest's, as the monitor names it).
+    pub fn aim_at_frame(&mut self, address: u64) {
+        self.victim_frame = address / PAGE_U64;
+    }
+
+    fn write_entry<P: Platform>(
+        &self,
+        p: &mut P,
+        table: u64,
+        va: u64,
+        shift: u32,
+        entry: Entry,
+    ) -> Result<(), AttackError<P::Error>> {
+        let at = ((va >> shift) & 511) as usize * 8;
+        p.ram_write(self.ram_first + table, at, &entry.raw().to_le_bytes())
+            .map_err(AttackError::Platform)
+    }
+
+    /// The draw of PPGTT class `class` (its benign twin if `benign`) in a
+    /// logical ring context of its own, on the render engine switched to
+    /// execlist mode (after [`Attacker::fresh`]): its page tables map its
+    /// heap and render target at their GM addresses, the class bends one
+    /// pointer. Returns whether, as far as the guest can see, the draw did
+    /// not reach its own render target or stopped its vGPU: for an attack
+    /// the containment, for a twin a failure.
+    pub fn ppgtt_draw<P: Arena>(
+        &mut self,
+        p: &mut P,
+        class: Class,
+        benign: bool,
+    ) -> Result<bool, AttackError<P::Error>> {
+        let e = AttackError::Platform;
+        let l = self.layout;
+        let own = |i: u64| Entry::new(self.ram_first + i, WRITABLE);
+        let (heap, target) = (l.gm(HEAP), l.gm(TARGET));
+        if (l.gm(LRC) >> 21) != (target >> 21) {
+            return Err(AttackError::TooSmall);
+        }
+        for page in [PML4, PDP, PD, PT, TARGET, LRC, LRC + 1] {
+            p.ram_write(self.ram_first + page, 0, &[0u8; PAGE])
+                .map_err(e)?;
+        }
+        self.write_entry(p, PML4, heap, 39, own(PDP))?;
+        self.write_entry(p, PDP, heap, 30, own(PD))?;
+        self.write_entry(p, PD, heap, 21, own(PT))?;
+        self.write_entry(p, PT, heap, 12, own(HEAP))?;
+        self.write_entry(p, PT, target, 12, own(TARGET))?;
+        // Where the surface state points, and the entry it goes through.
+        let bent = l.aperture + LOW_PAGES * PAGE_U64;
+        // The victim's frame, where that number is not one of its own
+        // guest pages (guest page numbers are the guest's own: a shadow
+        // maps its own page for it); else the first page past its RAM.
+        let own_pages = self.ram_first..self.ram_first + self.ram_pages;
+        let foreign = if self.victim_frame == 0 || own_pages.contains(&self.victim_frame) {
+            own_pages.end
+        } else {
+            self.victim_frame
+        };
+        let (surface, table_entry) = match class {
+            Class::SurfaceForeignFrame | Class::SurfaceMonitorFrame => {
+                let page = if class == Class::SurfaceForeignFrame {
+                    foreign
+                } else {
+                    MONITOR_PAGE
+                };
+                let entry = if benign {
+                    own(TARGET)
+                } else {
+                    Entry::new(page, WRITABLE)
+                };
+                self.write_entry(p, PT, bent, 12, entry)?;
+                (bent, 0)
+            }
+            Class::SurfaceGgttAddress => (if benign { target } else { l.victim }, 0),
+            Class::TableForeignFrame => {
+                // The neighbouring 2 MiB: its PT is the guest's own (the
+                // twin: the target again) or another guest's frame.
+                let neighbour = target ^ (1 << 21);
+                let entry = if benign {
+                    own(PT)
+                } else {
+                    Entry::new(foreign, WRITABLE)
+                };
+                self.write_entry(p, PD, neighbour, 21, entry)?;
+                (neighbour, 0)
+            }
+            Class::SurfaceStateUnmapped => (target, if benign { 0 } else { 0x10_0000 }),
+            _ => return Err(AttackError::TooSmall),
+        };
+        let colour = 0xc0de_0000 | class.code() as u32;
+        let mut state = [0u32; 16];
+        // 2D, R8G8B8A8_UNORM, linear, 64 x 16 pixels, pitch 256: a page.
+        state[0] = 1 << 29 | 0xc7 << 18;
+        state[2] = 63 | 15 << 16;
+        state[3] = 255;
+        state[8] = lo(surface);
+        state[9] = hi(surface);
+        for (c, dw) in state[12..16].iter_mut().enumerate() {
+            *dw = (colour >> (8 * c)) & 0xff;
+        }
+        self.write_gm(p, heap, &state)?;
+        self.write_gm(p, heap + u64::from(BINDING_TABLE), &[table_entry])?;
+        // The ring: the surface state base (in GM, as the scanner audits
+        // it; the PPGTT maps the heap there too), the binding table, the
+        // draw.
+        let mut sba = [0u32; 19];
+        sba[0] = (0x6101 << 16) | 17;
+        sba[4] = lo(heap) | 1;
+        sba[5] = hi(heap);
+        let ring_gm = l.gm(DRAW_RING);
+        let Some(ring) = Words::<RING_WORDS>::of(&[
+            &sba,
+            &[0x782a << 16, BINDING_TABLE],
+            &[(0x7b00 << 16) | 5, 4, 3, 0, 1, 0, 0],
+        ]) else {
+            return Err(AttackError::TooSmall);
+        };
+        self.write_gm(p, ring_gm, ring.words())?;
+        let tail = 4 * ring.words().len() as u32;
+        let mut regs = [0u32; lrc::READ_DWORDS];
+        let base = Engine::Render.mmio_base();
+        let pml4 = (self.ram_first + PML4) * PAGE_U64;
+        for (index, reg, value) in [
+            (lrc::RING_HEAD, ring::HEAD, 0),
+            (lrc::RING_TAIL, ring::TAIL, tail),
+            (lrc::RING_START, ring::START, ring_gm as u32),
+            (lrc::RING_CTL, ring::CTL, ring::CTL_ENABLE),
+            (lrc::PDP0_UDW, 0x274, (pml4 >> 32) as u32),
+            (lrc::PDP0_LDW, 0x270, pml4 as u32),
+        ] {
+            regs[index] = base + reg;
+            regs[index + 1] = value;
+        }
+        self.write_gm(p, l.gm(LRC + 1), &regs)?;
+        let on = gpu::regs::masked(ring::MODE_RUN_LIST_ENABLE, ring::MODE_RUN_LIST_ENABLE);
+        p.mmio_write32(base + ring::MODE, on).map_err(e)?;
+        let desc = 1u64 << 32
+            | l.gm(LRC)
+            | execlist::DESC_PRIVILEGE
+            | execlist::ADDRESSING_4_LEVEL << execlist::DESC_ADDRESSING_SHIFT
+            | execlist::DESC_VALID;
+        for dword in [0, 0, (desc >> 32) as u32, desc as u32] {
+            p.mmio_write32(base + ring::ELSP, dword).map_err(e)?;
+        }
+        let stopped = p.settle().map_err(e)?;
+        let mut got = [0u8; 4];
+        p.ram_read(self.ram_first + TARGET, 0, &mut got)
+            .map_err(e)?;
+        Ok(stopped || u32::from_le_bytes(got) != colour)
     }
 
     /// Its layout.
@@ -957,6 +1167,10 @@ impl Attacker {
                 .map_err(|_| AttackError::TooSmall)
         };
         let done = |refused| Ok(Some(Outcome { class, refused }));
+        if class.refusal() == Refusal::Contained {
+            p.declare(class).map_err(e)?;
+            return done(self.ppgtt_draw(p, class, false)?);
+        }
         if class.refusal() == Refusal::Scanner {
             let Some(s) = stream(class, &l, false) else {
                 return Err(AttackError::TooSmall);

@@ -432,21 +432,54 @@ fn the_hostile_guests_attempts_are_refused_and_its_neighbour_keeps_its_pages() {
     };
     let mut a = Attacker::probe(&mut h, RAM_FIRST, 64, book).unwrap();
     assert_eq!(a.layout().victim, book);
+    // The PPGTT attempts name the victim's first RAM frame.
+    a.aim_at_frame(first_frame * 4096);
+    let scratch = |h: &Hostile<'_, '_>| {
+        let frame = h.g.vgpu.shadows().unwrap().tables().scratch_page();
+        let mut b = [0u8; 4];
+        h.g.w.gpu.mem().read(frame.start(), &mut b).unwrap();
+        u32::from_le_bytes(b)
+    };
+    let victim_frame = |h: &Hostile<'_, '_>| {
+        let mut b = vec![0u8; 4096];
+        let at = PhysAddr::new(first_frame * 4096).unwrap();
+        h.g.w.gpu.mem().read(at, &mut b).unwrap();
+        b
+    };
+    let victim_before = victim_frame(&h);
     let mut made = 0;
     for class in Class::ALL {
         a.fresh(&mut h, class).unwrap();
+        let zero = [0u8; 4];
+        let pool = h.g.vgpu.shadows().unwrap().tables().scratch_page();
+        h.g.w.gpu.mem_mut().write(pool.start(), &zero).unwrap();
         let Some(outcome) = a.attempt(&mut h, class).unwrap() else {
             continue;
         };
         made += 1;
         assert!(outcome.refused, "{class} was not refused");
         let state = h.g.vgpu.state();
+        let own_context = gpu::backend::ContextId::of_vgpu(h.g.vgpu.id());
         match (class.refusal(), state) {
             (Refusal::Scanner, VgpuState::Failed(FailReason::Rejected(_))) => {}
             (Refusal::Device, VgpuState::Failed(FailReason::Guest(_))) => {}
             // A refused read stops nothing.
             (Refusal::Device, VgpuState::Running) if class == Class::GgttReadOutside => {}
+            // Contained: on its scratch page, or a fault of its own context.
+            (Refusal::Contained, VgpuState::Running) => {
+                assert_eq!(scratch(&h), 0xc0de_0000 | class.code() as u32, "{class}");
+            }
+            (Refusal::Contained, VgpuState::Failed(FailReason::Gpu(f))) => {
+                assert_eq!(f.context, own_context, "{class}");
+                assert_eq!(scratch(&h), 0, "{class}");
+            }
             _ => panic!("{class}: refused, but the vGPU is {state:?}"),
+        }
+        if class.refusal() == Refusal::Contained {
+            // The twin lands on its own render target.
+            a.fresh(&mut h, class).unwrap();
+            assert!(!a.ppgtt_draw(&mut h, class, true).unwrap(), "{class} twin");
+            assert_eq!(h.g.vgpu.state(), VgpuState::Running, "{class} twin");
         }
         if let Some(twin) = attack::stream(class, a.layout(), true) {
             a.fresh(&mut h, class).unwrap();
@@ -465,6 +498,11 @@ fn the_hostile_guests_attempts_are_refused_and_its_neighbour_keeps_its_pages() {
     }
     assert_eq!(made, Class::ALL.len() - 2, "all but the CPU classes");
     assert_eq!(h.declared.len(), made);
+    assert_eq!(
+        victim_frame(&h),
+        victim_before,
+        "the victim's frame changed"
+    );
     drop(h);
     drop(g);
     let mut victim = Guest {

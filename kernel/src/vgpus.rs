@@ -17,7 +17,7 @@ use alloc::boxed::Box;
 use core::fmt;
 
 use gpu::addr::{GuestPage, HostGgttIndex, HostGm, HostGmRange, PhysAddr, PhysFrame, PAGE_SIZE};
-use gpu::backend::{Backend, BackendError, ContextId};
+use gpu::backend::{Backend, BackendError, ContextId, PhysMem};
 use gpu::engine::Engine;
 use gpu::ggtt::{GgttFlush, HostPte, PteFlags};
 use gpu::intel::{context_pages, ContextTable, EngineContext, IntelGen9, Mmio};
@@ -620,6 +620,34 @@ impl VgpuManager {
             }
             self.poll(crate::time::nanos_since_boot());
         }
+    }
+
+    /// The scratch page of vGPU `id`'s shadow PPGTTs (the first frame of
+    /// its pool), where every access its guest's tables aim outside its
+    /// memory lands.
+    fn scratch_page(&self, id: gpu::partition::VgpuId) -> Option<PhysAddr> {
+        let hosted = self.vgpus.iter().find(|h| h.partition.id() == id)?;
+        hosted
+            .vgpu
+            .shadows()
+            .map(|s| s.tables().scratch_page().start())
+    }
+
+    /// Zeroes the first bytes of vGPU `id`'s scratch page (before a
+    /// hostile attempt whose containment [`Self::scratch_written`] then
+    /// sees).
+    pub fn clear_scratch(&mut self, id: gpu::partition::VgpuId) {
+        if let Some(at) = self.scratch_page(id) {
+            let _ = self.device.memory_mut().write(at, &[0u8; 64]);
+        }
+    }
+
+    /// Whether anything was written to the first bytes of vGPU `id`'s
+    /// scratch page since [`Self::clear_scratch`].
+    pub fn scratch_written(&self, id: gpu::partition::VgpuId) -> bool {
+        let mut b = [0u8; 64];
+        self.scratch_page(id)
+            .is_some_and(|at| self.device.memory().read(at, &mut b).is_ok() && b != [0u8; 64])
     }
 
     /// Moves the write sets of vGPU `index`'s dispatched submissions from

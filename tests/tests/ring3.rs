@@ -36,6 +36,7 @@ fn refused_by(r: Refusal) -> &'static str {
         Refusal::Device => "refused by the vGPU",
         Refusal::Timer => "refused by the timer",
         Refusal::Fault => "refused by the CPU",
+        Refusal::Contained => "refused by the shadow PPGTT",
     }
 }
 

@@ -11,9 +11,18 @@
 //! refused by the scanner, not pass for refused because the ring was
 //! malformed. A vGPU already stopped when the attempt opened proves
 //! nothing for it.
+//!
+//! What nothing refuses, a draw through memory-resident state in a PPGTT
+//! context ([`Refusal::Contained`]), is judged by where it went: on the
+//! vGPU's own scratch page (zeroed by the monitor when the attempt opens;
+//! only the vGPU's shadow pool holds it, and a shadow entry names it for
+//! every page the guest's tables name outside its memory), or a GPU fault
+//! in the vGPU's own context. That no other guest's memory changed the
+//! monitor checks by content at the end (`verify`).
 
 use core::fmt;
 
+use gpu::backend::{ContextId, FaultKind};
 use gpu::vgpu::{FailReason, GateRejection, GuestFault};
 use guest::attack::{Class, Refusal};
 
@@ -28,6 +37,17 @@ pub enum Refused {
     Timer,
     /// The guest was killed for its fault.
     Fault,
+    /// The shadow PPGTT kept it in the vGPU's frames.
+    Contained(Containment),
+}
+
+/// Where a contained access went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Containment {
+    /// It wrote the vGPU's own scratch page.
+    Scratch,
+    /// It faulted the vGPU's own context.
+    Fault(FaultKind),
 }
 
 impl Refused {
@@ -37,6 +57,7 @@ impl Refused {
             Refused::Device(_) => Refusal::Device,
             Refused::Timer => Refusal::Timer,
             Refused::Fault => Refusal::Fault,
+            Refused::Contained(_) => Refusal::Contained,
         }
     }
 }
@@ -48,6 +69,12 @@ impl fmt::Display for Refused {
             Refused::Device(g) => write!(f, "by the vGPU: {g}"),
             Refused::Timer => f.write_str("by the timer: preempted"),
             Refused::Fault => f.write_str("by the CPU: killed for it"),
+            Refused::Contained(Containment::Scratch) => {
+                f.write_str("by the shadow PPGTT: it wrote the vGPU's own scratch page")
+            }
+            Refused::Contained(Containment::Fault(k)) => {
+                write!(f, "by the shadow PPGTT: its own context faulted ({k})")
+            }
         }
     }
 }
@@ -71,6 +98,9 @@ pub struct Attempts {
     /// then the surprise.
     benign: bool,
     open: Option<Open>,
+    /// The engine context of the guest's vGPU (a GPU fault elsewhere
+    /// contains nothing of its attempt).
+    context: Option<ContextId>,
     /// Attempts declared.
     pub declared: u64,
     /// Of which the monitor refused (with the refusal their class names).
@@ -91,6 +121,18 @@ impl Attempts {
     /// Whether an attempt is open.
     pub fn is_open(&self) -> bool {
         self.open.is_some()
+    }
+
+    /// Whether the open attempt is judged by containment and not yet
+    /// found contained: the caller looks at the vGPU's scratch page.
+    pub fn watching_scratch(&self) -> bool {
+        self.open
+            .is_some_and(|o| o.class.refusal() == Refusal::Contained && o.refusal.is_none())
+    }
+
+    /// The engine context of the guest's vGPU.
+    pub fn set_context(&mut self, context: ContextId) {
+        self.context = Some(context);
     }
 
     /// Closes the open attempt and opens one of `class`.
@@ -125,7 +167,11 @@ impl Attempts {
         match reason {
             FailReason::Rejected(r) => self.refused(Refused::Scanner(r)),
             FailReason::Guest(g) => self.refused(Refused::Device(g)),
-            // A GPU fault is not a refusal: the scanner let the work run.
+            // A GPU fault refuses nothing: the scanner let the work run;
+            // of its own context, it is where a contained access ends.
+            FailReason::Gpu(f) if Some(f.context) == self.context => {
+                self.refused(Refused::Contained(Containment::Fault(f.kind)))
+            }
             FailReason::Gpu(_) => {}
         }
     }

@@ -878,6 +878,10 @@ impl Guest {
                 self.attempts.vgpu_stopped(reason);
             }
         }
+        if self.attempts.watching_scratch() && m.scratch_written(self.vgpu) {
+            self.attempts
+                .refused(Refused::Contained(super::attempts::Containment::Scratch));
+        }
     }
 
     /// Where its GPU work stands, as of the last poll (`None`: its vGPU

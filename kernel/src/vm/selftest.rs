@@ -441,9 +441,15 @@ pub fn faults_kill_alone(p: &mut Platform) -> TestResult {
 /// verdict "refused" on the attacks (`ring3=...,hostile`) is the
 /// monitor's evidence, not a foregone conclusion of the mechanism.
 pub fn benign_twins_not_refused(p: &mut Platform) -> TestResult {
+    // Every stream's twin, and every PPGTT draw's.
     let streams = guest::attack::Class::ALL
         .iter()
-        .filter(|c| c.refusal() == guest::attack::Refusal::Scanner)
+        .filter(|c| {
+            matches!(
+                c.refusal(),
+                guest::attack::Refusal::Scanner | guest::attack::Refusal::Contained
+            )
+        })
         .count() as u64;
     let mut rig = Rig::new(p)?;
     rig.spawn(p, 0, Program::Probe(Probe::Twins), PROBE_PAGES)?;

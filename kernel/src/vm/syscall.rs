@@ -119,6 +119,12 @@ impl Guest {
                     .is_none_or(|h| matches!(h.vgpu.state(), gpu::vgpu::VgpuState::Failed(_)));
                 self.attempts
                     .open(self.id, self.program.name(), class, stopped);
+                self.attempts
+                    .set_context(gpu::backend::ContextId::of_vgpu(self.vgpu));
+                if class.refusal() == guest::attack::Refusal::Contained {
+                    // What lands there from now on is this attempt's.
+                    m.clear_scratch(self.vgpu);
+                }
                 0
             }
             syscall::MEASURE => {

@@ -91,6 +91,13 @@ fn twins(p: &mut RingPlatform, first: u64, pages: u64) -> u64 {
         let mut a = Attacker::probe(p, first, pages, 0)?;
         let mut made = 0;
         for class in Class::ALL {
+            if class.refusal() == attack::Refusal::Contained {
+                a.fresh(p, class)?;
+                sys::attempt(class);
+                a.ppgtt_draw(p, class, true)?;
+                made += 1;
+                continue;
+            }
             let Some(twin) = attack::stream(class, a.layout(), true) else {
                 continue;
             };
@@ -141,6 +148,8 @@ fn hostile(
             return exit_code::PROBE_FAILED;
         }
     };
+    // The PPGTT attempts name the frame of the RAM it reads last.
+    a.aim_at_frame(address);
     logf!(
         "hostile: {} classes of attempt, aimed at GM {:#x}",
         Class::ALL.len(),
