@@ -183,20 +183,24 @@ pub struct HostedVgpu {
 impl HostedVgpu {
     /// A vGPU on `partition` with guest `memory`, its shadow PPGTT pool
     /// of `budget` table pages freshly allocated and enabled. On an error
-    /// nothing is kept, and `memory` goes back to the caller.
+    /// the frames of `memory` are released too (the partition is the
+    /// caller's).
     fn new(
         device: &mut GpuDevice,
         frames: &mut FrameAllocator,
         partition: Partition,
         memory: FrameRuns<4>,
         budget: usize,
-    ) -> Result<HostedVgpu, (SetupError, FrameRuns<4>)> {
+    ) -> Result<HostedVgpu, SetupError> {
         let pool = match device
             .memory_mut()
             .allocate(frames, SCRATCH_FRAMES + budget as u64, 1)
         {
             Ok(pool) => pool,
-            Err(e) => return Err((SetupError::Memory(e), memory)),
+            Err(e) => {
+                let _ = device.memory_mut().release(frames, &memory);
+                return Err(SetupError::Memory(e));
+            }
         };
         let mut hosted = HostedVgpu {
             vgpu: Vgpu::new(&partition),
@@ -209,7 +213,8 @@ impl HostedVgpu {
             let _ = device
                 .memory_mut()
                 .release_run(frames, pool, SCRATCH_FRAMES + budget as u64);
-            return Err((SetupError::Ppgtt(e), hosted.memory));
+            let _ = device.memory_mut().release(frames, &hosted.memory);
+            return Err(SetupError::Ppgtt(e));
         }
         Ok(hosted)
     }
@@ -464,8 +469,7 @@ impl VgpuManager {
                 partition,
                 guest,
                 ppgtt_budget,
-            )
-            .map_err(|(e, _)| e)?;
+            )?;
             // At most MAX_VGPUS, as the allocator would have refused more.
             let _ = vgpus.push(Box::new(hosted));
         }
@@ -551,10 +555,7 @@ impl VgpuManager {
             self.ppgtt_budget,
         ) {
             Ok(h) => h,
-            Err((e, memory)) => {
-                if let Err(e) = self.device.memory_mut().release(frames, &memory) {
-                    defmt::warn!("vgpu frames: {}", defmt::Display2Format(&e));
-                }
+            Err(e) => {
                 let _ = self.partitions.free(id);
                 return Err(e);
             }
