@@ -18,6 +18,8 @@ fn migrate(nic: Nic, encrypt: bool) -> (MigrationRun, Value) {
         guest_mib: Some(8),
         encrypt,
         append: "raw_tcp_mib=4".into(),
+        // As `cargo xtask run`: the PPGTT renderer beside the migrated guest.
+        source_append: "guests=5".into(),
         timeout: Duration::from_secs(180),
         ..MigrationOptions::default()
     };

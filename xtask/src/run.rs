@@ -96,6 +96,17 @@ fn two_qemus(opts: &RunOptions) -> Result<i32> {
         bandwidth_mibps: opts.bandwidth_mibps,
         encrypt: opts.encrypt,
         append: opts.append.clone(),
+        // The source's fifth guest, the PPGTT renderer (`3d-ppgtt`), runs
+        // beside the migrated one, unless the command line says how many.
+        source_append: if opts
+            .append
+            .split_whitespace()
+            .any(|w| w.starts_with("guests="))
+        {
+            String::new()
+        } else {
+            "guests=5".into()
+        },
         memory_mib: opts.memory_mib,
         timeout,
         output,
