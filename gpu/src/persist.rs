@@ -58,10 +58,14 @@
 //! was stopped (its remaining dwords complete it on the destination), and
 //! the CSB with its pointers, so that the guest reads there the context
 //! switches (element switch, preemption, lite restore, completion) it
-//! had not consumed yet. The execlist status of an idle port reads 0 and
-//! is not stored. Everything else lives in the guest's memory, which
-//! travels as RAM: its context images (ring registers, PPGTT roots), its
-//! rings, its status pages and its 4-level page tables.
+//! had not consumed yet. The dwords of a part-written list are the
+//! guest's writes, not a descriptor yet: the write that completes the
+//! list on the destination checks it as any list (a context image or
+//! ring outside the vGPU's slices is refused then). The execlist status
+//! of an idle port reads 0 and is not stored. Everything else lives in
+//! the guest's memory, which travels as RAM: its context images (ring
+//! registers, PPGTT roots), its rings, its status pages and its 4-level
+//! page tables.
 //!
 //! The shadow PPGTTs do not travel: they are monitor memory, built from
 //! the guest's tables and the source's memory map, and with nothing held
@@ -987,7 +991,15 @@ mod tests {
         // at the submission, as on the source (the guest's doing).
         let off = render.mmio_base() + ring::ELSP;
         let done = dst.mmio_write(&mut gpu, &mem, off, AccessSize::Dword, 0x119);
-        assert!(matches!(done, Err(VgpuError::Guest(_))), "{done:?}");
+        assert!(
+            matches!(
+                done,
+                Err(VgpuError::Guest(
+                    crate::vgpu::GuestFault::ContextOutsideSlices { .. }
+                ))
+            ),
+            "{done:?}"
+        );
     }
 
     #[test]
