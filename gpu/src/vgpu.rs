@@ -562,7 +562,7 @@ pub struct Vgpu {
     /// GGTT blocks the guest has written an entry of (see [`GgttBlocks`]).
     ggtt_written: GgttBlocks,
     /// Each engine's execlist port.
-    execlists: [Execlist; Engine::COUNT],
+    pub(crate) execlists: [Execlist; Engine::COUNT],
     /// The shadow PPGTTs of its execlist contexts, once enabled.
     shadow: Option<VgpuShadows>,
 }
