@@ -186,6 +186,31 @@ impl Guests {
         g.destroy(&mut p.memory.frames);
     }
 
+    /// Logs the checksum of every frame guest `id` reported on this
+    /// monitor (README: `report frame ...`), for the comparison with a
+    /// reference run of the same program (xtask's `reference`): its seed
+    /// names the program, the frame number says where the guest's own
+    /// count stood.
+    pub fn report_frames(&self, id: u32) {
+        let Some(g) = self.sched.guests.iter().find(|g| g.id == id) else {
+            return;
+        };
+        let Program::Workload { seed, .. } = g.program else {
+            return;
+        };
+        for &(frame, checksum) in &g.frames.all {
+            defmt::info!(
+                "report frame guest={=u32} kind={=str} seed={=u64:#x} mib={=u64} frame={=u64} checksum={=u64:#x}",
+                id,
+                g.program.name(),
+                seed,
+                g.ram_pages() / 256,
+                frame,
+                checksum
+            );
+        }
+    }
+
     /// Logs guest `i`'s report line (README: `report guest ...`), with its
     /// vGPU's share of the GPU (the vGPU scheduler's accounts).
     pub fn report(&self, m: &VgpuManager, i: usize, ended: &str) {
