@@ -237,6 +237,51 @@ mod tests {
         let other = checksums("3d", 0x0e5e_ed01, 4, 6).unwrap();
         assert_ne!(a, other, "the seed decides");
     }
+
+    fn frames(values: &[(u64, u64)]) -> Vec<String> {
+        values
+            .iter()
+            .map(|(frame, checksum)| {
+                format!("report frame guest=0 kind=3d seed=0x7 mib=4 frame={frame} checksum={checksum:#x}")
+            })
+            .collect()
+    }
+
+    fn side(lines: &[String]) -> RunResult {
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        crate::migration_report::tests::run(crate::qemu::Outcome::Success, "", &lines)
+    }
+
+    /// Frames on both sides equal to the reference match; one changed
+    /// checksum, a skipped frame, or no frame on the destination do not.
+    #[test]
+    fn a_differing_or_missing_frame_fails_the_comparison() {
+        let want = checksums("3d", 7, 4, 5).unwrap();
+        let all: Vec<(u64, u64)> = want
+            .iter()
+            .copied()
+            .enumerate()
+            .map(|(i, c)| (i as u64, c))
+            .collect();
+        let check = |before: &[(u64, u64)], after: &[(u64, u64)]| {
+            compare(&side(&frames(before)), &side(&frames(after)))
+        };
+        let good = check(&all[..2], &all[2..]);
+        assert_eq!(good.len(), 1);
+        assert!(good[0].matches, "{}", table(&good));
+        assert_eq!((good[0].destination_frames, good[0].frames.len()), (3, 5));
+        let mut changed = all.clone();
+        changed[3].1 ^= 1;
+        let bad = check(&changed[..2], &changed[2..]);
+        assert!(!bad[0].matches && bad[0].mismatches == 1, "{}", table(&bad));
+        assert!(table(&bad).contains("DIFFERS"));
+        let gap = check(&all[..2], &all[3..]);
+        assert!(!gap[0].matches && !gap[0].continuous, "{}", table(&gap));
+        assert!(
+            check(&all, &[]).is_empty(),
+            "nothing arrived: nothing to compare"
+        );
+    }
 }
 
 /// One frame of a migrated guest, as a monitor reported it, beside the
@@ -369,7 +414,8 @@ pub fn compare(source: &RunResult, destination: &RunResult) -> Vec<ReferenceChec
         .collect()
 }
 
-/// The comparison as a table for `cargo xtask run`: one row per frame.
+/// The comparison as a table for `cargo xtask run`: a row per frame on
+/// the destination (and per frame that differs), the source's summed up.
 pub fn table(checks: &[ReferenceCheck]) -> String {
     let mut out = String::new();
     for c in checks {
@@ -392,8 +438,20 @@ pub fn table(checks: &[ReferenceCheck]) -> String {
                 )
             }
         ));
+        // The source's frames in one line when they all match; every
+        // destination frame, and every frame that differs, in full.
+        let source: Vec<&FrameCheck> = c.frames.iter().filter(|f| f.side == "source").collect();
+        if let (Some(first), Some(last)) = (source.first(), source.last()) {
+            let equal = source.iter().filter(|f| f.equal).count();
+            out.push_str(&format!(
+                "  source frames {}..={}: {equal} of {} equal to the reference\n",
+                first.frame,
+                last.frame,
+                source.len()
+            ));
+        }
         out.push_str("  frame  side         checksum             reference\n");
-        for f in &c.frames {
+        for f in c.frames.iter().filter(|f| f.side != "source" || !f.equal) {
             out.push_str(&format!(
                 "  {:>5}  {:<11}  {:<19}  {:<19}{}\n",
                 f.frame,
