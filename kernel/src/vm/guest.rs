@@ -10,6 +10,9 @@
 //! PVINFO grants, page `i` of it the frame behind the guest page that the
 //! guest's own GGTT entry for aperture page `i` names (the entry the guest
 //! wrote through its BAR0 GGTT window, which the vGPU has translated).
+//! The window reaches nothing the guest's GPU side could not: an entry
+//! names a page of the guest's own RAM or nothing (the vGPU refuses one
+//! naming another page), and the window ends with the aperture slice.
 //! The monitor keeps the window following the entries:
 //!
 //! * at creation and at a migration's arrival, from the vGPU's entries as
@@ -861,10 +864,7 @@ impl Guest {
 
     /// Notes the RAM page at frame `phys` as written.
     fn mark_dirty_frame(&mut self, phys: u64) {
-        let index = phys.wrapping_sub(self.ram_base) / PAGE;
-        if index < self.ram_pages {
-            self.dirty_pages[(index / 64) as usize] |= 1 << (index % 64);
-        }
+        mark_dirty(&mut self.dirty_pages, self.ram_base, self.ram_pages, phys);
     }
 
     /// Follows a BAR0 write at `offset` the vGPU accepted, if it changed
@@ -996,19 +996,12 @@ impl Guest {
     /// maps), cleared (`vm::space`), and the pages written through
     /// aperture leaves replaced since. Returns how many.
     pub fn take_dirty(&mut self, mut f: impl FnMut(GuestPage)) -> u64 {
-        let mut ram_dirty = Vec::new();
-        self.space.take_dirty(|va, phys| {
-            if va >= APERTURE_VA {
-                ram_dirty.push(phys);
-            } else {
-                ram_dirty.push(self.ram_base.wrapping_add(
-                    ((va - abi::USER_BASE) / PAGE).wrapping_sub(RAM_FIRST_PAGE) * PAGE,
-                ));
-            }
-        });
-        for phys in ram_dirty {
-            self.mark_dirty_frame(phys);
-        }
+        let (base, pages) = (self.ram_base, self.ram_pages);
+        let dirty = &mut self.dirty_pages;
+        // Both windows map RAM frames: each dirty leaf is the page its
+        // frame is (for the RAM window, also the page its address names).
+        self.space
+            .take_dirty(|_, phys| mark_dirty(dirty, base, pages, phys));
         let mut count = 0;
         for (w, word) in self.dirty_pages.iter_mut().enumerate() {
             let mut bits = core::mem::take(word);
@@ -1386,6 +1379,18 @@ impl Guest {
                 offset,
                 defmt::Display2Format(&e)
             );
+        }
+    }
+}
+
+/// Sets the bit of the RAM page at frame `phys` (of a guest whose RAM is
+/// the `pages` frames from `base`) in `bits`; a frame outside is no RAM
+/// page of the guest and is left out.
+fn mark_dirty(bits: &mut [u64], base: u64, pages: u64, phys: u64) {
+    let index = phys.wrapping_sub(base) / PAGE;
+    if index < pages {
+        if let Some(word) = bits.get_mut((index / 64) as usize) {
+            *word |= 1 << (index % 64);
         }
     }
 }

@@ -469,7 +469,8 @@ pub fn fpu_state_kept(p: &mut Platform) -> TestResult {
 /// A guest saved at a slice boundary, moved whole (RAM, vGPU state, CPU
 /// state) onto another vGPU and frames, goes on with exactly the
 /// checksums of a twin beside it that was never interrupted, and its
-/// clock goes on too.
+/// clock goes on too; its aperture window is rebuilt from its restored GGTT
+/// entries.
 pub fn save_restore_round_trip(p: &mut Platform) -> TestResult {
     // The 3D workload on short slices: the timer ends one in the middle
     // of a frame soon after frame 3.
@@ -576,8 +577,18 @@ pub fn save_restore_round_trip(p: &mut Platform) -> TestResult {
         )
         .map_err(|_| "the guest did not attach")?;
         let clock_kept = g.clock_us() >= clock_at_save;
+        // Its aperture window rebuilt from the restored GGTT entries: its
+        // driver maps its first RAM page at aperture page 0, its last at
+        // its last.
+        let last = WORKLOAD_PAGES - DRIVER_INDEX - 1;
+        let window_kept = g.aperture_page(0) == GuestPage::new(RAM_FIRST_PAGE + DRIVER_INDEX).ok()
+            && g.aperture_page(last) == GuestPage::new(RAM_FIRST_PAGE + DRIVER_INDEX + last).ok();
         rig.sched.add(g);
-        check(clock_kept, "the restored guest's clock went back")
+        check(clock_kept, "the restored guest's clock went back")?;
+        check(
+            window_kept,
+            "the restored guest's aperture window does not map what its restored GGTT entries name",
+        )
     })();
     blob.free(&mut p.memory.frames);
     ram.free(&mut p.memory.frames);
