@@ -19,8 +19,8 @@
 //! clock (a display's refresh), so that the migration has the time in
 //! between; the hostile guest is not (it never reports a frame). Log lines
 //! and their fields are documented in the README (`report migration
-//! ...`, `report migration_dest ...`, `report guest ...`, `migration
-//! progress ...`).
+//! ...`, `report migration_dest ...`, `report guest ...`, `report frame
+//! ...`, `migration progress ...`).
 
 mod dest;
 mod local;
