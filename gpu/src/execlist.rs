@@ -188,6 +188,35 @@ pub struct Execlist {
 /// `write_ptr == 0x7`).
 const CSB_PTR_RESET: u32 = 0x7;
 
+/// Every status bit an event the port reports may carry.
+const CTX_STATUS_ANY: u32 = CTX_STATUS_IDLE_ACTIVE
+    | CTX_STATUS_PREEMPTED
+    | CTX_STATUS_ELEMENT_SWITCH
+    | CTX_STATUS_ACTIVE_IDLE
+    | CTX_STATUS_COMPLETE
+    | CTX_STATUS_LITE_RESTORE;
+
+/// What an idle port holds, all of it guest-visible (the device state a
+/// save carries, [`crate::persist`]): with no list running or waiting,
+/// the execlist status reads 0 and no context or shadow PPGTT is held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdlePort {
+    /// GFX_MODE's run-list enable.
+    pub enabled: bool,
+    /// The ELSP dwords as last written (the first `port_len` are the next
+    /// list's, the rest left from earlier lists).
+    pub port: [u32; 4],
+    /// ELSP dwords written of the next list (0..=3).
+    pub port_len: u8,
+    /// The CSB entries.
+    pub csb: [Event; ring::CSB_ENTRIES as usize],
+    /// CSB_PTR's write pointer (bits 3:0) and the guest's read pointer
+    /// (bits 10:8).
+    pub csb_write: u32,
+    /// See `csb_write`.
+    pub csb_read: u32,
+}
+
 impl Default for Execlist {
     fn default() -> Self {
         Self::new()
@@ -211,6 +240,43 @@ impl Execlist {
             csb_write: CSB_PTR_RESET,
             csb_read: CSB_PTR_RESET,
         }
+    }
+
+    /// What the port holds, if it is idle (no list running or waiting).
+    pub fn idle_port(&self) -> Option<IdlePort> {
+        (!self.busy()).then_some(IdlePort {
+            enabled: self.enabled,
+            port: self.port,
+            port_len: self.port_len,
+            csb: self.csb,
+            csb_write: self.csb_write,
+            csb_read: self.csb_read,
+        })
+    }
+
+    /// An idle port holding `p`, if a port can hold it (the fields a
+    /// guest's writes can set take any value they can set: a CSB read
+    /// pointer of 3 bits, a write pointer of 4; the events only the
+    /// statuses the port reports).
+    pub fn from_idle_port(p: IdlePort) -> Result<Self, &'static str> {
+        if p.port_len > 3 {
+            return Err("ELSP dwords written");
+        }
+        if p.csb_write > 0xf || p.csb_read > 0x7 {
+            return Err("CSB pointer");
+        }
+        if p.csb.iter().any(|e| e.status & !CTX_STATUS_ANY != 0) {
+            return Err("CSB status");
+        }
+        Ok(Execlist {
+            enabled: p.enabled,
+            port: p.port,
+            port_len: p.port_len,
+            csb: p.csb,
+            csb_write: p.csb_write,
+            csb_read: p.csb_read,
+            ..Execlist::new()
+        })
     }
 
     /// One ELSP dword; after the fourth, the list (element 0, element 1).

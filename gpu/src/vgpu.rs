@@ -562,7 +562,7 @@ pub struct Vgpu {
     /// GGTT blocks the guest has written an entry of (see [`GgttBlocks`]).
     ggtt_written: GgttBlocks,
     /// Each engine's execlist port.
-    execlists: [Execlist; Engine::COUNT],
+    pub(crate) execlists: [Execlist; Engine::COUNT],
     /// The shadow PPGTTs of its execlist contexts, once enabled.
     shadow: Option<VgpuShadows>,
 }
@@ -1530,6 +1530,33 @@ impl Vgpu {
             s.release_all();
         }
         self.state = VgpuState::Running;
+    }
+
+    /// A CPU write through the vGPU's aperture (the guest's BAR2) as the
+    /// hardware makes one: `data` at byte `offset` of page `index` of the
+    /// guest's aperture slice, through the host GGTT entry behind it. For
+    /// models of a guest without page tables (host tests, the reference
+    /// run); a ring-3 guest's aperture window is the kernel's mapping of
+    /// the same entries. An access beyond its slice, or across a page, is
+    /// refused as outside GM.
+    pub fn aperture_write(
+        &self,
+        backend: &mut dyn Backend,
+        index: u64,
+        offset: usize,
+        data: &[u8],
+    ) -> Result<(), crate::backend::GmAccessError> {
+        let aperture = self.translation.guest_view().aperture;
+        let gm = aperture.base().raw() + index.saturating_mul(PAGE_SIZE) + offset as u64;
+        let outside = crate::backend::GmAccessError::OutsideGm { addr: gm };
+        if index >= aperture.len() / PAGE_SIZE || offset + data.len() > PAGE_SIZE as usize {
+            return Err(outside);
+        }
+        let claimed = self
+            .translation
+            .claim(gm, data.len() as u64)
+            .map_err(|_| outside)?;
+        backend.write_gm(claimed.host().base(), data)
     }
 
     /// Reads one guest GGTT entry as the guest wrote it (save uses it).

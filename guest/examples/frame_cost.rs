@@ -90,6 +90,12 @@ impl Platform for G {
             .unwrap();
         Ok(())
     }
+    fn aperture_write(&mut self, index: u64, o: usize, d: &[u8]) -> Result<(), VgpuError> {
+        self.v
+            .aperture_write(&mut self.gpu, index, o, d)
+            .unwrap_or_else(|e| panic!("aperture page {index}: {e}"));
+        Ok(())
+    }
     fn pause(&mut self) -> Result<(), VgpuError> {
         self.poll();
         match self.v.state() {

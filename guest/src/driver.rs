@@ -71,6 +71,10 @@ pub const QUEUE_WORDS: usize = 10;
 /// Most [`Driver::queue`] entries outstanding on a ring (half of a
 /// one-page ring, so the tail never laps the head).
 pub const MAX_QUEUED: u32 = PAGE as u32 / QUEUE_STEP / 2;
+/// The RAM page indices (from the driver's first) the aperture probe
+/// (`guest::abi::Probe::Aperture`) uses: the first four data pages.
+pub const APERTURE_PROBE_PAGES: [u64; 4] =
+    [DATA_FIRST, DATA_FIRST + 1, DATA_FIRST + 2, DATA_FIRST + 3];
 /// Pauses a wait for a fence may take before the driver gives up.
 pub const WAIT_LIMIT: u32 = 1_000_000;
 /// Pages of a logical ring context: the per-process status page and the
@@ -569,6 +573,11 @@ impl Driver {
         } else {
             self.hidden_gm + (i - self.aperture_pages) * PAGE as u64
         }
+    }
+    /// The aperture page RAM page index `i` is mapped at, if it is in the
+    /// aperture (the CPU can then reach it through the aperture too).
+    pub fn aperture_page(&self, i: u64) -> Option<u64> {
+        (i < self.aperture_pages).then_some(i)
     }
     /// Guest page number of RAM page index `i`.
     pub fn page(&self, i: u64) -> u64 {

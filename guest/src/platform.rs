@@ -20,6 +20,13 @@ pub trait Platform {
     fn ram_read(&mut self, page: u64, offset: usize, out: &mut [u8]) -> Result<(), Self::Error>;
     /// Writes guest RAM, as [`Platform::ram_read`] reads it.
     fn ram_write(&mut self, page: u64, offset: usize, data: &[u8]) -> Result<(), Self::Error>;
+    /// Writes through the aperture (the vGPU's BAR2): `data` at byte
+    /// `offset` of page `index` of the aperture slice PVINFO grants, which
+    /// lands in whatever page the guest's GGTT entry for it names, as a
+    /// CPU write through a GPU's aperture does. The range stays inside
+    /// the page.
+    fn aperture_write(&mut self, index: u64, offset: usize, data: &[u8])
+        -> Result<(), Self::Error>;
     /// Lets the rest of the machine run while the guest waits for its GPU
     /// (a yield or a wait-for-completion system call).
     fn pause(&mut self) -> Result<(), Self::Error>;

@@ -27,6 +27,10 @@
 //! them into its running checksum. A live migration must leave the frame
 //! counter and the checksum going on exactly as without it.
 //!
+//! CPU writes (textures at boot, uploads each frame) go through the
+//! aperture where the page is in it, for the kinds that draw that way
+//! ([`Kind::cpu_writes_through_aperture`]), else through RAM.
+//!
 //! GPU writes are blits and stores whose destinations the scanner sees
 //! (tracked write targets), and in [`Kind::Render3d`] draws too.
 //!
@@ -126,6 +130,17 @@ impl Kind {
     /// The kind called `name`.
     pub fn from_name(name: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Whether its CPU writes pages through the aperture (the GGTT
+    /// mapping of its graphics memory) rather than its RAM mapping, as
+    /// graphics drivers do: a 2D driver draws its damage into the
+    /// GTT-mapped framebuffer, a 3D driver streams its uploads through a
+    /// GTT map; the video guest's frames come from its decoder's buffers
+    /// in plain RAM. The content is the same either way: only the path
+    /// differs (the monitor's dirty tracking must see both).
+    pub const fn cpu_writes_through_aperture(self) -> bool {
+        matches!(self, Kind::Game3d | Kind::Desktop2d)
     }
 
     /// Its model: the simulator's 3d-game, 2d-desktop and video presets
@@ -555,8 +570,12 @@ impl Workload {
         id: u32,
     ) -> Result<(), WorkloadError<P::Error>> {
         content::fill(self.seed, id, &mut self.page);
-        p.ram_write(self.driver.page(i), 0, &self.page)
-            .map_err(|e| WorkloadError::Driver(DriverError::Platform(e)))?;
+        let aperture = self.driver.aperture_page(i);
+        match aperture.filter(|_| self.kind.cpu_writes_through_aperture()) {
+            Some(index) => p.aperture_write(index, 0, &self.page),
+            None => p.ram_write(self.driver.page(i), 0, &self.page),
+        }
+        .map_err(|e| WorkloadError::Driver(DriverError::Platform(e)))?;
         self.set_state(
             p,
             i,

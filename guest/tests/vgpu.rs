@@ -165,6 +165,12 @@ impl Platform for Guest<'_> {
         self.w.gpu.mem_mut().write(at, data).unwrap();
         Ok(())
     }
+    fn aperture_write(&mut self, index: u64, offset: usize, data: &[u8]) -> Result<(), VgpuError> {
+        self.vgpu
+            .aperture_write(&mut self.w.gpu, index, offset, data)
+            .unwrap_or_else(|e| panic!("aperture page {index}: {e}"));
+        Ok(())
+    }
     fn pause(&mut self) -> Result<(), VgpuError> {
         self.w.now_ns += PAUSE_NS;
         self.poll();
@@ -367,6 +373,9 @@ impl Platform for Hostile<'_, '_> {
     }
     fn ram_write(&mut self, page: u64, offset: usize, data: &[u8]) -> Result<(), VgpuError> {
         self.g.ram_write(page, offset, data)
+    }
+    fn aperture_write(&mut self, index: u64, offset: usize, data: &[u8]) -> Result<(), VgpuError> {
+        self.g.aperture_write(index, offset, data)
     }
     fn pause(&mut self) -> Result<(), VgpuError> {
         self.g.pause()

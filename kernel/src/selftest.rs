@@ -137,6 +137,10 @@ const SUITE: &[Test] = &[
         run: crate::vm::selftest::dirty_bits,
     },
     Test {
+        name: "ring3-aperture",
+        run: crate::vm::selftest::aperture_window,
+    },
+    Test {
         name: "ring3-costs",
         run: crate::vm::selftest::costs,
     },

@@ -1,8 +1,10 @@
 //! Live migration between two monitors in two QEMUs, as `cargo xtask run`
 //! makes it: four ring-3 guests on the source, guest 0 moved whole; the
 //! destination verifies every page against the source's digest, the guest
-//! runs on there to its end, and run-report.json says so in its
-//! documented field names.
+//! runs on there to its end with every frame's checksum equal to the
+//! reference run's (the same program on the host, never migrated:
+//! `xtask::reference`), and run-report.json says so in its documented
+//! field names.
 
 use std::time::Duration;
 
@@ -98,6 +100,37 @@ fn check_completed(run: &MigrationRun, json: &Value, nic: Nic, encrypted: bool) 
         t()
     );
     assert_eq!(arrived["exit_code"], 0, "{arrived}");
+    // Its checksums went on exactly as the same program's that never
+    // moved: frame by frame, on the source before the migration and on
+    // the destination after it.
+    let reference = json["reference"].as_array().expect("reference");
+    assert_eq!(reference.len(), 1, "{}", json["reference"]);
+    let r = &reference[0];
+    let rows = xtask::reference::table(&run.report.reference);
+    assert_eq!(
+        (&r["guest"], &r["kind"]),
+        (&Value::from(0), &Value::from("3d")),
+        "{rows}"
+    );
+    assert_eq!(r["failure"], Value::Null, "{rows}");
+    assert_eq!(r["destination_frames"], arrived["frames_here"], "{rows}");
+    assert!(r["destination_frames"].as_u64().unwrap_or(0) > 0, "{rows}");
+    assert_eq!(r["continuous"], true, "{rows}");
+    let frames = r["frames"].as_array().expect("frames");
+    assert_eq!(
+        frames.len() as u64,
+        arrived["frames"].as_u64().unwrap(),
+        "{rows}"
+    );
+    for f in frames {
+        assert_eq!(
+            f["checksum"], f["reference"],
+            "frame {}: {rows}",
+            f["frame"]
+        );
+    }
+    assert_eq!(r["mismatches"], 0, "{rows}");
+    assert_eq!(r["matches"], true, "{rows}");
     assert!(arrived["mmio_exits"].as_u64().unwrap_or(0) > 0, "{arrived}");
     // The source's other guests: three workloads that ran to their end
     // there with their final checks passing, and the hostile guest,

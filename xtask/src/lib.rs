@@ -18,6 +18,7 @@ pub mod pair;
 pub mod paths;
 pub mod qemu;
 pub mod qmp;
+pub mod reference;
 pub mod report;
 pub mod run;
 pub mod status_line;

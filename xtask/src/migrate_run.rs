@@ -391,12 +391,13 @@ pub fn run(
         policies: &policies,
         nic: opts.nic.name(),
     };
-    let report = MigrationRunReport::build(
+    let mut report = MigrationRunReport::build(
         &expected,
         &result.connector,
         &result.listener,
         opts.memory_mib(),
     );
+    report.check_reference(&result.connector, &result.listener);
     if let Some(k) = &opts.kill {
         if killed.is_none() {
             bail!(

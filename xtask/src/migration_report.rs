@@ -563,6 +563,9 @@ pub struct MigrationRunReport {
     pub destination: SideReport,
     /// QEMU's own migration of the same guests (`--compare-qemu`).
     pub qemu_migration: Vec<QemuMigrationReport>,
+    /// Each guest that arrived on the destination, frame by frame against
+    /// the reference run of its program (`crate::reference`).
+    pub reference: Vec<crate::reference::ReferenceCheck>,
 }
 
 impl MigrationRunReport {
@@ -592,7 +595,24 @@ impl MigrationRunReport {
             source: SideReport::of(source, memory_mib),
             destination: SideReport::of(destination, memory_mib),
             qemu_migration: Vec::new(),
+            reference: Vec::new(),
         }
+    }
+
+    /// Adds the comparison of each arrived guest with its reference run;
+    /// the run fails unless every completed migration's guest has one and
+    /// each matches.
+    pub fn check_reference(&mut self, source: &RunResult, destination: &RunResult) {
+        self.reference = crate::reference::compare(source, destination);
+        let completed = self.migrations.iter().filter(|m| m.succeeded()).count();
+        if self.reference.len() < completed || !self.reference_matches() {
+            self.outcome = "failure".to_string();
+        }
+    }
+
+    /// Every arrived guest's checksums equal its reference run's.
+    pub fn reference_matches(&self) -> bool {
+        self.reference.iter().all(|r| r.matches)
     }
 }
 

@@ -153,6 +153,10 @@ fn two_qemus(opts: &RunOptions) -> Result<i32> {
         "{}",
         migration_report::guests_table(&report.source.guests, &report.destination.guests)
     );
+    if !report.reference.is_empty() {
+        println!();
+        print!("{}", crate::reference::table(&report.reference));
+    }
     for m in report.migrations.iter().filter(|m| !m.succeeded()) {
         println!(
             "{}: {}",
@@ -181,7 +185,8 @@ fn two_qemus(opts: &RunOptions) -> Result<i32> {
             eprintln!("{side} QEMU's stderr:\n{}", result.qemu_stderr);
         }
     }
-    let all_verified = report.migrations.iter().all(|m| m.succeeded());
+    let all_verified =
+        report.migrations.iter().all(|m| m.succeeded()) && report.outcome == "success";
     Ok(pair_exit_code(
         run.source.outcome,
         run.destination.outcome,

@@ -370,18 +370,6 @@ fn a_contexts_ppgtt_batch_reaches_only_its_own_frames() {
     let _ = ContextId::MONITOR;
 }
 
-#[test]
-fn a_vgpu_in_execlist_mode_is_not_saved_until_the_format_carries_it() {
-    let mut w = world();
-    let mut buf = vec![0u8; 1 << 16];
-    assert!(w.vgpu.save(&mut w.gpu, &w.mem, &mut buf).is_ok());
-    enable(&mut w);
-    assert_eq!(
-        w.vgpu.save(&mut w.gpu, &w.mem, &mut buf).unwrap_err(),
-        crate::persist::SaveError::Execlists
-    );
-}
-
 /// A draw predicated off: it dispatches no shader on the model, but the
 /// scanner's policy on shader work applies to it all the same.
 fn predicated_draw() -> Vec<u32> {
@@ -427,5 +415,289 @@ fn shader_work_is_refused_in_ggtt_contexts_unless_allow_ggtt() {
         run_all(&mut w, &mut *gate);
         let ppgtt_ok = outcome(&w.vgpu).is_ok();
         assert_eq!(ppgtt_ok, policy != ShaderPolicy::Deny, "{policy:?}");
+    }
+}
+
+// Migration of an execlist guest (`crate::persist`, "Execlists and PPGTTs
+// across a migration"): two contexts, each in its own PPGTT, draw through
+// their surface states and write post-sync fences; the vGPU is saved
+// between submissions, restored on another GPU with other slices, other
+// frames and another shadow pool, and goes on as the source does.
+
+/// Guest frames and shadow pool of the destination.
+const DEST_GUEST: u64 = 0x5000;
+const DEST_POOL: u64 = 0x9000;
+/// PPGTT addresses both contexts use: batches, the surface state heap,
+/// the render target, the fences.
+const VA_BATCH: u64 = 0x4000;
+const VA_HEAP: u64 = 0x5000;
+const VA_TARGET: u64 = 0x6000;
+const VA_FENCE: u64 = 0x7000;
+
+/// A context of the migrated guest: its image and ring (aperture pages),
+/// its PML4 and the guest pages its PPGTT maps at `VA_BATCH..`.
+#[derive(Clone, Copy)]
+struct Ctx {
+    lrc: u64,
+    ring: u64,
+    id: u32,
+    pml4: u64,
+    /// Guest pages of batch, heap, target, fences.
+    pages: u64,
+}
+
+const A: Ctx = Ctx {
+    lrc: 1,
+    ring: 0,
+    id: 0xa,
+    pml4: PML4,
+    pages: 36,
+};
+/// B's tables: PML4 30, PDP 31, PD 32, PT 33.
+const B: Ctx = Ctx {
+    lrc: 4,
+    ring: 3,
+    id: 0xb,
+    pml4: 30,
+    pages: 40,
+};
+
+/// A's PPGTT (the world's) gains the pages at `VA_BATCH..`; B gets its own
+/// tables; both context images, empty rings.
+fn two_contexts(w: &mut World) {
+    let t = |p| Entry::new(p, WRITABLE);
+    for (page, index, e) in [(30, 0, t(31)), (31, 0, t(32)), (32, 0, t(33))] {
+        guest_write(w, page, index * 8, &e.raw().to_le_bytes());
+    }
+    for (pt, c) in [(13, A), (33, B)] {
+        for i in 0..4 {
+            let e = t(c.pages + i);
+            guest_write(
+                w,
+                pt,
+                (VA_BATCH / PAGE_SIZE + i) * 8,
+                &e.raw().to_le_bytes(),
+            );
+        }
+        context(w, c.lrc, c.ring, 0, 0);
+        let root = (c.pml4 * PAGE_SIZE) as u32;
+        guest_dwords(w, c.lrc + 1, 4 * (lrc::PDP0_LDW as u64 + 1), &[root]);
+    }
+}
+
+/// Draw `n` of context `c`: a render target of 4 x 2 pixels at `VA_TARGET
+/// + 0x100 n` in a colour of its own, through the binding table at heap
+/// `0x20 n` and the surface state at heap `0x400 + 0x40 n`, then the
+/// fence `n` by a PIPE_CONTROL post-sync write to `VA_FENCE + 8 n`. The
+/// guest writes the batch at `VA_BATCH + 0x100 n`, a batch start at ring
+/// offset `16 n` and the new RING_TAIL into the context image.
+fn draw(w: &mut World, c: Ctx, n: u32) {
+    let (batch, heap) = (c.pages, c.pages + 1);
+    let table = 0x20 * u64::from(n);
+    let state = 0x400 + 0x40 * u64::from(n);
+    guest_dwords(w, heap, table, &[state as u32]);
+    let target = VA_TARGET + 0x100 * u64::from(n);
+    let mut rss = [0u32; 16];
+    rss[0] = 1 << 29 | 0xc7 << 18; // 2D, R8G8B8A8_UNORM, linear
+    rss[2] = 3 | 1 << 16; // 4 x 2
+    rss[3] = 63; // pitch 64
+    rss[8] = target as u32;
+    rss[12..16].copy_from_slice(&[c.id, n, 0x5a, 0xff]);
+    guest_dwords(w, heap, state, &rss);
+    let mut sba = [0u32; 19];
+    sba[0] = 0x6101_0000 | 17;
+    sba[4] = VA_HEAP as u32 | 1; // surface state base, modify enable
+    let mut b = sba.to_vec();
+    b.extend([0x782a_0000, table as u32]); // 3DSTATE_BINDING_TABLE_POINTERS_PS
+    b.extend([0x7b00_0005, 4, 3, 0, 1, 0, 0]); // 3DPRIMITIVE
+    let mut fence = pipe_control_imm(VA_FENCE + 8 * u64::from(n), fence_value(c, n));
+    fence[1] &= !(1 << 24); // the address is in the PPGTT
+    b.extend(fence);
+    b.push(BB_END);
+    guest_dwords(w, batch, 0x100 * u64::from(n), &b);
+    let mut ring = ppgtt_bb_start(VA_BATCH + 0x100 * u64::from(n), false).to_vec();
+    ring.push(NOOP);
+    guest_dwords(w, c.ring, 16 * u64::from(n), &ring);
+    let tail = 16 * (n + 1);
+    guest_dwords(w, c.lrc + 1, 4 * (lrc::RING_TAIL as u64 + 1), &[tail]);
+}
+
+fn fence_value(c: Ctx, n: u32) -> u64 {
+    u64::from(c.id) << 32 | u64::from(n)
+}
+
+/// What draw `n` of `c` left: its pixels and its fence, read in the
+/// guest's pages through `w`'s memory map.
+fn drawn(w: &World, c: Ctx, n: u32) -> (u32, u64) {
+    let frame = |p: u64| w.mem.frame_of(GuestPage::new(p).unwrap()).unwrap();
+    let mut px = [0u8; 4];
+    let at = frame(c.pages + 2).at(0x100 * u64::from(n) + 64 + 12); // row 1, pixel 3
+    w.gpu.mem().read(at, &mut px).unwrap();
+    let mut f = [0u8; 8];
+    let at = frame(c.pages + 3).at(8 * u64::from(n));
+    w.gpu.mem().read(at, &mut f).unwrap();
+    (u32::from_le_bytes(px), u64::from_le_bytes(f))
+}
+
+fn all_guest_pages(w: &World) -> Vec<u8> {
+    let mut all = vec![0u8; (PAGES * PAGE_SIZE) as usize];
+    for (p, page) in all.chunks_exact_mut(PAGE_SIZE as usize).enumerate() {
+        let f = w.mem.frame_of(GuestPage::new(p as u64).unwrap()).unwrap();
+        w.gpu.mem().read(f.start(), page).unwrap();
+    }
+    all
+}
+
+/// Every execlist register of every engine, as the guest reads them.
+fn execlist_registers(w: &mut World) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in Engine::ALL {
+        let rels = [
+            ring::MODE,
+            ring::CSB_PTR,
+            ring::EXECLIST_STATUS_LO,
+            ring::EXECLIST_STATUS_HI,
+        ];
+        let csb = (0..2 * ring::CSB_ENTRIES).map(|i| ring::CSB_BASE + 4 * i);
+        for rel in rels.into_iter().chain(csb) {
+            let off = e.mmio_base() + rel;
+            let v = w.vgpu.mmio_read(&mut w.gpu, &w.mem, off, AccessSize::Dword);
+            out.push(v.unwrap() as u32);
+        }
+    }
+    out
+}
+
+/// The vGPU restored from `blob` on another GPU: a partition after
+/// another vGPU's (other slices), the guest's pages copied onto other
+/// frames (what the migration stream does), its own shadow pool.
+fn destination(src: &World, blob: &[u8]) -> World {
+    let mut a =
+        PartitionAllocator::new(GmLayout::DEFAULT, PartitionAllocator::GVT_MONITOR_SHARE).unwrap();
+    let _squatter = a.allocate(VgpuType::Small).unwrap();
+    let p = a.allocate(VgpuType::Small).unwrap();
+    let mut gpu = sim();
+    let mem = guest_mem(0, DEST_GUEST, PAGES);
+    let pages = all_guest_pages(src);
+    for (i, page) in pages.chunks_exact(PAGE_SIZE as usize).enumerate() {
+        let f = mem.frame_of(GuestPage::new(i as u64).unwrap()).unwrap();
+        gpu.mem_mut().write(f.start(), page).unwrap();
+    }
+    let mut vgpu = Vgpu::restore(blob, &p, &mut gpu, &mem).unwrap();
+    vgpu.enable_ppgtt(PhysFrame::new(DEST_POOL).unwrap(), 16, &mut gpu)
+        .unwrap();
+    assert_ne!(
+        vgpu.translation().host_aperture(),
+        src.vgpu.translation().host_aperture()
+    );
+    assert_eq!(
+        vgpu.translation().guest_view(),
+        src.vgpu.translation().guest_view()
+    );
+    World {
+        gpu,
+        vgpu,
+        mem,
+        ap: src.ap,
+        run: Runner::new(),
+    }
+}
+
+/// Draws `na` of A and `nb` of B as one two-element list, run to its end.
+fn draw_both(w: &mut World, na: u32, nb: u32) {
+    draw(w, A, na);
+    draw(w, B, nb);
+    let (a, b) = (descriptor(w, A.lrc, A.id), descriptor(w, B.lrc, B.id));
+    assert_eq!(elsp(w, a, b), Ok(MmioEffect::Queued(RENDER)));
+    run_all(w, &mut Unscanned);
+    assert_eq!(outcome(&w.vgpu), Ok(()));
+}
+
+#[test]
+fn an_execlist_guest_drawing_in_two_ppgtts_migrates_to_other_slices_and_frames_and_goes_on() {
+    let mut src = world();
+    two_contexts(&mut src);
+    enable(&mut src);
+    draw_both(&mut src, 0, 0);
+    assert_eq!(take_csb(&mut src).len(), 3);
+    // Mid-way: A submitted, then resubmitted with more work (a lite
+    // restore), then preempted by B before any of it ran; B runs. The
+    // guest has not read these switches yet, and has written half of
+    // the list that resubmits A when it is stopped.
+    draw(&mut src, A, 1);
+    let (a, b) = (descriptor(&src, A.lrc, A.id), descriptor(&src, B.lrc, B.id));
+    assert_eq!(elsp(&mut src, a, 0), Ok(MmioEffect::Queued(RENDER)));
+    draw(&mut src, A, 2);
+    assert_eq!(elsp(&mut src, a, 0), Ok(MmioEffect::Queued(RENDER)));
+    draw(&mut src, B, 1);
+    assert_eq!(elsp(&mut src, b, 0), Ok(MmioEffect::Queued(RENDER)));
+    // Queued work is not saved: it runs to its end first.
+    let mut blob = vec![0u8; crate::persist::max_saved_size(VgpuType::Small)];
+    assert_eq!(
+        src.vgpu.save(&mut src.gpu, &src.mem, &mut blob),
+        Err(crate::persist::SaveError::Busy)
+    );
+    run_all(&mut src, &mut Unscanned);
+    assert_eq!(drawn(&src, A, 1).1, 0, "A was preempted before it ran");
+    assert_eq!(drawn(&src, B, 1).1, fence_value(B, 1));
+    assert_eq!(mmio(&mut src, ring::ELSP, 0), Ok(MmioEffect::Done));
+    assert_eq!(mmio(&mut src, ring::ELSP, 0), Ok(MmioEffect::Done));
+    let n = src.vgpu.save(&mut src.gpu, &src.mem, &mut blob).unwrap();
+    let mut dst = destination(&src, &blob[..n]);
+
+    // The guest reads the same execlist registers and CSB on both, and
+    // finds the switches it had not read.
+    assert_eq!(execlist_registers(&mut src), execlist_registers(&mut dst));
+    let switches = vec![
+        (CTX_STATUS_IDLE_ACTIVE, 0),
+        (CTX_STATUS_PREEMPTED | CTX_STATUS_LITE_RESTORE, A.id),
+        (CTX_STATUS_PREEMPTED, A.id),
+        (CTX_STATUS_COMPLETE | CTX_STATUS_ACTIVE_IDLE, B.id),
+    ];
+    assert_eq!(take_csb(&mut src), switches);
+    assert_eq!(take_csb(&mut dst), switches);
+    assert_eq!(dst.vgpu.shadows().unwrap().tables().tables_in_use(), 0);
+    // The rest of the list resubmits A, from where it stopped: draws 1
+    // and 2. Then both draw on; the reference is the source going on.
+    for w in [&mut src, &mut dst] {
+        assert_eq!(mmio(w, ring::ELSP, (a >> 32) as u32), Ok(MmioEffect::Done));
+        assert_eq!(
+            mmio(w, ring::ELSP, a as u32),
+            Ok(MmioEffect::Queued(RENDER))
+        );
+        run_all(w, &mut Unscanned);
+        assert_eq!(outcome(&w.vgpu), Ok(()));
+    }
+    assert_eq!(all_guest_pages(&src), all_guest_pages(&dst));
+    for n in 2..6 {
+        draw_both(&mut src, n + 1, n);
+        draw_both(&mut dst, n + 1, n);
+        assert_eq!(take_csb(&mut src), take_csb(&mut dst));
+        assert_eq!(
+            all_guest_pages(&src),
+            all_guest_pages(&dst),
+            "after draw {n}"
+        );
+    }
+    // Every draw and fence is there, on the destination's frames.
+    for (c, draws) in [(A, 7), (B, 6)] {
+        for n in 0..draws {
+            let pixel = 0xff5a_0000 | n << 8 | c.id;
+            assert_eq!(
+                drawn(&dst, c, n),
+                (pixel, fence_value(c, n)),
+                "{} {n}",
+                c.id
+            );
+        }
+    }
+    // Its shadows are the destination's own, rebuilt from the guest's
+    // tables: two roots in its pool.
+    let shadows = dst.vgpu.shadows().unwrap();
+    for c in [A, B] {
+        let root = shadows.frame_of(GuestPage::new(c.pml4).unwrap()).unwrap();
+        assert!(shadows.tables().owns_frame(root), "{}", c.id);
+        let pool = DEST_POOL..DEST_POOL + crate::ppgtt::shadow::SCRATCH_FRAMES + 16;
+        assert!(pool.contains(&root.number()), "{}", c.id);
     }
 }

@@ -1,11 +1,13 @@
 //! [`RingPlatform`]: `guest::Platform` for a deprivileged guest. BAR0
 //! accesses are volatile loads and stores at `BAR0_VA + offset`, which
 //! fault into the monitor (trap-and-emulate); RAM accesses are copies
-//! to and from the guest's own pages; `pause` is the `wait` system call.
+//! to and from the guest's own pages; aperture writes are plain stores
+//! into the aperture window at `APERTURE_VA`, which the monitor maps
+//! through the guest's GGTT entries; `pause` is the `wait` system call.
 
 use core::fmt;
 
-use guest::abi::{ram_va, BAR0_SIZE, BAR0_VA, PAGE};
+use guest::abi::{aperture_va, ram_va, APERTURE_MAX, BAR0_SIZE, BAR0_VA, PAGE};
 use guest::Platform;
 
 use crate::sys;
@@ -23,6 +25,11 @@ pub enum RingError {
         /// Guest page number.
         page: u64,
     },
+    /// The range is not inside one page of the aperture window.
+    NotAperture {
+        /// Aperture page index.
+        index: u64,
+    },
     /// The vGPU stopped (the monitor said so on `wait`).
     VgpuFailed,
 }
@@ -32,6 +39,12 @@ impl fmt::Display for RingError {
         match self {
             RingError::OutsideBar { offset } => write!(f, "BAR0+{offset:#x} is outside BAR0"),
             RingError::NotRam { page } => write!(f, "page {page:#x} is not the driver's RAM"),
+            RingError::NotAperture { index } => {
+                write!(
+                    f,
+                    "aperture page {index} is not one page of the aperture window"
+                )
+            }
             RingError::VgpuFailed => f.write_str("the vGPU stopped"),
         }
     }
@@ -117,6 +130,26 @@ impl Platform for RingPlatform {
         let at = self.ram(page, offset, data.len())?;
         // SAFETY: as in `ram_read`.
         unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), at as *mut u8, data.len()) };
+        Ok(())
+    }
+
+    fn aperture_write(&mut self, index: u64, offset: usize, data: &[u8]) -> Result<(), RingError> {
+        if index >= APERTURE_MAX / PAGE
+            || offset
+                .checked_add(data.len())
+                .is_none_or(|end| end as u64 > PAGE)
+        {
+            return Err(RingError::NotAperture { index });
+        }
+        let at = aperture_va(index) + offset as u64;
+        // SAFETY: the range lies in one page of the aperture window, which
+        // no Rust reference of this program covers; the monitor maps it to
+        // the RAM page this guest's GGTT entry names (a page of its own
+        // RAM), or leaves it unmapped, when the store faults and the
+        // monitor kills this guest. The barrier below keeps the stores
+        // before whatever BAR0 access comes next (a blit reading them).
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), at as *mut u8, data.len()) };
+        device_barrier();
         Ok(())
     }
 

@@ -14,6 +14,13 @@ pub const RAM_FIRST_PAGE: u64 = 0x100;
 pub const BAR0_VA: u64 = USER_BASE + (1 << 38);
 /// Bytes of the virtual BAR0: registers, then the GGTT window at +8 MiB.
 pub const BAR0_SIZE: u64 = 16 << 20;
+/// Where the guest's aperture window (its virtual BAR2) appears: page `i`
+/// of it is page `i` of the aperture slice PVINFO grants (guest GM
+/// `aperture_base + i * PAGE`), mapped to whatever the guest's GGTT entry
+/// for that page names.
+pub const APERTURE_VA: u64 = USER_BASE + (1 << 38) + (1 << 37);
+/// Room for the aperture window: a whole 4 GiB GM would fit.
+pub const APERTURE_MAX: u64 = 4 << 30;
 
 /// RAM page index of the boot block.
 pub const BOOT_BLOCK_INDEX: u64 = 0;
@@ -41,6 +48,11 @@ pub const fn ram_va(page: u64) -> u64 {
 pub const fn ram_index_va(index: u64) -> u64 {
     ram_va(RAM_FIRST_PAGE + index)
 }
+/// Virtual address of aperture page `index` (from the aperture slice's
+/// base).
+pub const fn aperture_va(index: u64) -> u64 {
+    APERTURE_VA + index * PAGE
+}
 /// Where the boot block is.
 pub const BOOT_BLOCK_VA: u64 = ram_index_va(BOOT_BLOCK_INDEX);
 /// Where the image is linked (its first segment's page).
@@ -54,7 +66,9 @@ pub const STACK_TOP_VA: u64 = ram_index_va(STACK_INDEX + STACK_PAGES);
 const _: () = {
     assert!(USER_BASE >> 39 == 128, "the user slot is PML4 entry 128");
     assert!(USER_BASE.is_multiple_of(USER_SLOT_SIZE));
-    assert!(BAR0_VA + BAR0_SIZE <= USER_BASE + USER_SLOT_SIZE);
+    assert!(BAR0_VA + BAR0_SIZE <= APERTURE_VA);
+    assert!(APERTURE_VA + APERTURE_MAX <= USER_BASE + USER_SLOT_SIZE);
+    assert!(APERTURE_VA.is_multiple_of(1 << 30));
     assert!(STACK_TOP_VA.is_multiple_of(16));
     assert!(IMAGE_END_VA < STACK_TOP_VA);
     // 64 GiB of RAM end below the BAR.

@@ -18,7 +18,17 @@
 //!   [`DRIVER_INDEX`] to the end the RAM the guest's vGPU driver and
 //!   workload use (read/write, never executable);
 //! * its virtual BAR0 at [`BAR0_VA`] ([`BAR0_SIZE`] bytes), never mapped:
-//!   every access faults into the monitor, which emulates it.
+//!   every access faults into the monitor, which emulates it;
+//! * its aperture window (its virtual BAR2) at [`APERTURE_VA`], as many
+//!   pages as PVINFO's aperture size: page `i` ([`aperture_va`]) reaches
+//!   the RAM page that the guest's own GGTT entry for aperture page `i`
+//!   names, as the CPU reaches memory through a GPU's aperture. An entry
+//!   that names nothing leaves the page unmapped, and an access to it
+//!   kills the guest (the monitor's `vm::space` docs say why). The GGTT
+//!   entries decide, not the RAM window: an entry that names a page the
+//!   guest maps read-only in its RAM window (its boot block, its code)
+//!   makes that page writable through the aperture, as the GPU can write
+//!   it through the same entry.
 //!
 //! The monitor's own mappings are present in the guest's page tables but
 //! supervisor-only: a guest access to them faults, and the guest dies.
@@ -273,6 +283,22 @@ pub enum Probe {
     /// the monitor must find none of them refused. Exits
     /// [`exit_code::SUCCESS`] once each was submitted and its end awaited.
     Twins,
+    /// Boots its driver (aperture page `i` then maps RAM page index `i`
+    /// of the driver's region) and, with `A` the data pages of
+    /// [`crate::driver::APERTURE_PROBE_PAGES`], in three rounds ending in
+    /// a yield (the monitor looks between them): writes
+    /// [`aperture_pattern`]`(0)` through aperture page `A[0]` and has the
+    /// blitter copy that aperture page onto RAM page `A[1]`, which it
+    /// checks; rebinds aperture page `A[0]` to `A[2]`, writes
+    /// `aperture_pattern(1)` through it, and rebinds it to `A[3]`; unbinds
+    /// it and reads through it, which must kill it. Exits
+    /// [`exit_code::PROBE_FAILED`] if anything else happened.
+    Aperture,
+}
+
+/// The page the [`Probe::Aperture`] guest writes in round `round`.
+pub fn aperture_pattern(round: u32, out: &mut [u8; PAGE as usize]) {
+    crate::content::fill(0xa9e7_0000, round, out);
 }
 
 /// What a guest runs: the image and its parameters.
@@ -380,6 +406,7 @@ impl Program {
                 Probe::Dirty { .. } => "dirty",
                 Probe::Hostile { .. } => "hostile",
                 Probe::Twins => "twins",
+                Probe::Aperture => "aperture",
             },
         }
     }
@@ -412,6 +439,7 @@ impl Program {
                     victim,
                 } => (25, [iterations, address, victim, 0]),
                 Probe::Twins => (26, [0; 4]),
+                Probe::Aperture => (27, [0; 4]),
             },
         }
     }
@@ -461,6 +489,7 @@ impl Program {
                 victim: a[2],
             }),
             26 => Program::Probe(Probe::Twins),
+            27 => Program::Probe(Probe::Aperture),
             _ => return None,
         })
     }
@@ -583,6 +612,7 @@ mod tests {
                 victim: 7,
             }),
             Program::Probe(Probe::Twins),
+            Program::Probe(Probe::Aperture),
         ];
         for program in programs {
             let block = BootBlock {

@@ -80,6 +80,10 @@ gmig_isr_common:
     cld
     mov rdi, rsp
     call gmig_trap_handler
+    // Restores the TrapFrame at RSP and returns to where it says; ring 3
+    // is entered through here too (`arch::ring3`).
+    .global gmig_trap_return
+gmig_trap_return:
     pop r15
     pop r14
     pop r13

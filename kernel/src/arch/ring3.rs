@@ -3,7 +3,7 @@
 //!
 //! [`enter`] saves the monitor's callee-saved registers and stack pointer,
 //! loads the guest's registers from a [`TrapFrame`] and `iretq`s into ring
-//! 3. Any trap from ring 3 (exception, timer, `int 0x80`) lands on the TSS
+//! 3 through the IDT stub's own frame restore (`gmig_trap_return`). Any trap from ring 3 (exception, timer, `int 0x80`) lands on the TSS
 //! RSP0 stack, where the IDT's common stub builds the same [`TrapFrame`]
 //! and, seeing CS's RPL 3, jumps to `gmig_user_exit`; that switches back
 //! to the saved monitor stack and returns from [`enter`] with the frame.
@@ -39,23 +39,7 @@ gmig_ring3_enter:
     push r15
     mov [rip + {monitor_rsp}], rsp
     mov rsp, rdi
-    pop r15
-    pop r14
-    pop r13
-    pop r12
-    pop r11
-    pop r10
-    pop r9
-    pop r8
-    pop rbp
-    pop rdi
-    pop rsi
-    pop rdx
-    pop rcx
-    pop rbx
-    pop rax
-    add rsp, 16
-    iretq
+    jmp gmig_trap_return
 
     .global gmig_user_exit
 gmig_user_exit:

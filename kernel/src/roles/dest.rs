@@ -182,6 +182,7 @@ fn run_arrived(p: &mut Platform, guests: &mut Guests, id: u32, s: Summary) -> bo
         RunState::Killed(_) => "killed",
         _ => ended,
     };
+    guests.report_frames(id);
     guests.remove(p, id, ended);
     let freed = p.memory.frames.free_frames() == s.free_before;
     report_dest("completed", &s, (continued, gap_ms, frame_ms), whole, freed);

@@ -19,8 +19,8 @@
 //! clock (a display's refresh), so that the migration has the time in
 //! between; the hostile guest is not (it never reports a frame). Log lines
 //! and their fields are documented in the README (`report migration
-//! ...`, `report migration_dest ...`, `report guest ...`, `migration
-//! progress ...`).
+//! ...`, `report migration_dest ...`, `report guest ...`, `report frame
+//! ...`, `migration progress ...`).
 
 mod dest;
 mod local;
@@ -184,6 +184,31 @@ impl Guests {
             p.vgpus.remove_vgpu(&mut p.memory.frames, index);
         }
         g.destroy(&mut p.memory.frames);
+    }
+
+    /// Logs the checksum of every frame guest `id` reported on this
+    /// monitor (README: `report frame ...`), for the comparison with a
+    /// reference run of the same program (xtask's `reference`): its seed
+    /// names the program, the frame number says where the guest's own
+    /// count stood.
+    pub fn report_frames(&self, id: u32) {
+        let Some(g) = self.sched.guests.iter().find(|g| g.id == id) else {
+            return;
+        };
+        let Program::Workload { seed, .. } = g.program else {
+            return;
+        };
+        for &(frame, checksum) in &g.frames.all {
+            defmt::info!(
+                "report frame guest={=u32} kind={=str} seed={=u64:#x} mib={=u64} frame={=u64} checksum={=u64:#x}",
+                id,
+                g.program.name(),
+                seed,
+                g.ram_pages() / 256,
+                frame,
+                checksum
+            );
+        }
     }
 
     /// Logs guest `i`'s report line (README: `report guest ...`), with its

@@ -615,6 +615,7 @@ fn stream(
                     pages,
                 );
             }
+            guests.report_frames(MIGRATING);
             guests.remove(p, MIGRATING, "migrated");
             (Ended::Completed, figures, None)
         }

@@ -1,6 +1,52 @@
 //! One ring-3 guest: its address space over its vGPU's RAM, its CPU state,
 //! and the loop that runs it for a slice, emulating its BAR0 accesses and
 //! serving its system calls until something ends the slice.
+//!
+//! # The aperture window
+//! A GPU's aperture (BAR2) lets the CPU reach graphics memory: an access
+//! at aperture offset `o` goes through the GGTT entry of GM page `o / 4096`
+//! to the page that entry names. Each guest has the same: its virtual
+//! BAR2 at `guest::abi::APERTURE_VA`, as many pages as the aperture slice
+//! PVINFO grants, page `i` of it the frame behind the guest page that the
+//! guest's own GGTT entry for aperture page `i` names (the entry the guest
+//! wrote through its BAR0 GGTT window, which the vGPU has translated).
+//! The window reaches nothing the guest's GPU side could not: an entry
+//! names a page of the guest's own RAM or nothing (the vGPU refuses one
+//! naming another page), and the window ends with the aperture slice.
+//! The monitor keeps the window following the entries:
+//!
+//! * at creation and at a migration's arrival, from the vGPU's entries as
+//!   they are (restored ones, on the destination);
+//! * after each GGTT write the guest makes through BAR0 (that entry), and
+//!   after a GDRST reset (every entry: the reset clears them), with the
+//!   stale TLB entry flushed (the guest's CR3 is loaded then).
+//!
+//! An entry that names nothing leaves its page unmapped, and a guest
+//! access to it is a page fault that kills that guest alone, reported as
+//! an access to its aperture page whose GGTT entry maps nothing. i915
+//! points every unbound GGTT entry at a scratch page, so that the GPU and
+//! the CPU never reach an unbacked address, and a guest i915 does the same
+//! with a scratch page of its own RAM: that is an entry naming a guest
+//! page, which works here like any other. An entry with its present bit
+//! clear is different: the vGPU writes no scratch page behind it but an
+//! invalid host entry, which the GPU side treats as unbacked (an engine
+//! access through it faults), and the CPU side agrees with it. A
+//! monitor-wide scratch page would be a channel between guests (GVT-g's
+//! GGTT scratch page is shared by all vGPUs), and a private one would
+//! hide from the guest what its GPU side reports as a fault.
+//!
+//! Caching: the aperture is write-combining on hardware (a BAR behind the
+//! GGTT); here the window maps the RAM frames themselves, which the
+//! software GPU reads and writes as ordinary coherent memory, so it is
+//! write-back like the RAM window. A backend with a real BAR2 would map
+//! the host aperture's pages write-combining instead, and fence
+//! (detiling) registers would then apply; neither exists on `SimGpu`.
+//!
+//! The window's PTE dirty bits are CPU-dirty evidence for a migration
+//! like the RAM window's, each mapped back to the guest page its frame is
+//! ([`Guest::take_dirty`]); a leaf replaced by a GGTT rewrite hands its
+//! dirty bit on first, so a write through the aperture is never lost by
+//! a later rebinding.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -9,11 +55,12 @@ use core::fmt;
 use gpu::addr::GuestPage;
 use gpu::backend::PhysMem;
 use gpu::partition::VgpuId;
+use gpu::regs::{gdrst, GGTT_BAR0_OFFSET, GGTT_WINDOW_SIZE};
 use gpu::vgpu::{AccessSize, FrameRuns, GuestMemoryMap, MmioEffect, VgpuError, REFUSED_READ};
 use guest::abi::{
-    self, BootBlock, Image, Program, BAR0_SIZE, BAR0_VA, BOOT_BLOCK_INDEX, BOOT_BLOCK_VA,
-    DRIVER_INDEX, IMAGE_INDEX, IMAGE_PAGES, MIN_RAM_PAGES, PAGE, RAM_FIRST_PAGE, STACK_INDEX,
-    STACK_PAGES, STACK_TOP_VA,
+    self, BootBlock, Image, Program, APERTURE_MAX, APERTURE_VA, BAR0_SIZE, BAR0_VA,
+    BOOT_BLOCK_INDEX, BOOT_BLOCK_VA, DRIVER_INDEX, IMAGE_INDEX, IMAGE_PAGES, MIN_RAM_PAGES, PAGE,
+    RAM_FIRST_PAGE, STACK_INDEX, STACK_PAGES, STACK_TOP_VA,
 };
 use x86_64::registers::control::{Cr2, Cr3, Cr3Flags};
 use x86_64::structures::paging::PhysFrame;
@@ -63,6 +110,8 @@ pub enum MmioFault {
     Vgpu(VgpuError),
     /// The guest's vGPU is gone (a monitor bug).
     NoVgpu,
+    /// The aperture window could not follow a GGTT write (a monitor bug).
+    Aperture(SpaceError),
 }
 
 /// A system call the monitor refused.
@@ -136,7 +185,8 @@ impl Kill {
     pub fn blame(&self) -> Option<Blame> {
         match self {
             Kill::Mmio {
-                fault: MmioFault::NoVgpu | MmioFault::Vgpu(VgpuError::Monitor(_)),
+                fault:
+                    MmioFault::NoVgpu | MmioFault::Vgpu(VgpuError::Monitor(_)) | MmioFault::Aperture(_),
                 ..
             } => Some(Blame::Monitor),
             Kill::Stopped { .. } => None,
@@ -203,6 +253,17 @@ impl fmt::Display for Kill {
                             ": {access} of {a:#x}, the RAM of {vgpu}'s guest (mapped for the monitor only)"
                         )
                     }
+                    (Some(a), None)
+                        if (APERTURE_VA..APERTURE_VA + APERTURE_MAX).contains(&a)
+                            && error_code & PF_PRESENT == 0 =>
+                    {
+                        let (access, _) = page_fault_words(error_code, a);
+                        write!(
+                            f,
+                            ": {access} of {a:#x}, page {} of its aperture window, whose GGTT entry maps nothing (or which lies beyond its aperture slice)",
+                            (a - APERTURE_VA) / PAGE
+                        )
+                    }
                     (Some(a), None) => {
                         let (access, what) = page_fault_words(error_code, a);
                         write!(f, ": {access} of {a:#x}, {what}")
@@ -227,6 +288,9 @@ impl fmt::Display for Kill {
                     MmioFault::Decode(e) => write!(f, "{e}"),
                     MmioFault::Vgpu(e) => write!(f, "{e}"),
                     MmioFault::NoVgpu => f.write_str("the guest's vGPU is gone (monitor bug)"),
+                    MmioFault::Aperture(e) => {
+                        write!(f, "the aperture window did not follow (monitor bug): {e}")
+                    }
                 }
             }
             Kill::Syscall { rip, number, fault } => {
@@ -534,6 +598,15 @@ pub struct Guest {
     /// Its vGPU (by partition: manager indices move when vGPUs go).
     pub vgpu: VgpuId,
     ram_pages: u64,
+    /// Physical address of RAM page index 0 (the RAM is one run).
+    ram_base: u64,
+    /// The aperture window: the guest GGTT index of its first page, and
+    /// its pages (the guest's view of its aperture slice).
+    aperture: (u64, u64),
+    /// RAM pages written through aperture leaves that a GGTT rewrite
+    /// replaced, and (within [`Guest::take_dirty`]) every dirty page:
+    /// one bit per RAM page.
+    dirty_pages: Vec<u64>,
     pub(super) space: UserSpace,
     pub(super) cpu: Box<CpuState>,
     pub(super) state: RunState,
@@ -695,6 +768,11 @@ impl Guest {
     ) -> Result<Guest, CreateError> {
         let hosted = m.vgpus.get(index).ok_or(CreateError::NoVgpu)?;
         let ram = ram_pages(&hosted.memory)?;
+        let view = hosted.vgpu.translation().guest_view().aperture;
+        let aperture = (
+            view.base().raw() / PAGE,
+            (view.len() / PAGE).min(APERTURE_MAX / PAGE),
+        );
         let mut space = UserSpace::new(frames, rt.monitor_root).map_err(CreateError::Space)?;
         let mut map = |space: &mut UserSpace, index: u64, perm: Perm| {
             let phys = frame_of(&hosted.memory, index)?;
@@ -716,16 +794,25 @@ impl Guest {
                 map(&mut space, i, Perm::ReadWrite)?;
             }
             Ok(())
-        })();
+        })()
+        .and_then(|()| {
+            space
+                .reserve(frames, APERTURE_VA, aperture.1)
+                .map_err(CreateError::Space)
+        });
         if let Err(e) = built {
             space.free(frames);
             return Err(e);
         }
-        Ok(Guest {
+        let ram_base = frame_of(&hosted.memory, 0)?;
+        let mut guest = Guest {
             id,
             program,
             vgpu: hosted.partition.id(),
             ram_pages: ram,
+            ram_base,
+            aperture,
+            dirty_pages: alloc::vec![0; ram.div_ceil(64) as usize],
             space,
             cpu: Box::new(cpu),
             state: RunState::Runnable,
@@ -738,7 +825,77 @@ impl Guest {
             finish: false,
             stop_logged: false,
             attempts: Attempts::new(program == Program::Probe(abi::Probe::Twins)),
-        })
+        };
+        // The window as the vGPU's entries are now (restored ones, after a
+        // migration); nothing of it is dirty yet.
+        if let Err(e) = guest.follow_aperture(m, 0..aperture.1) {
+            guest.space.free(frames);
+            return Err(CreateError::Space(e));
+        }
+        guest.dirty_pages.fill(0);
+        Ok(guest)
+    }
+
+    /// Makes aperture pages `pages` of the window map what the vGPU's
+    /// GGTT entries for them name now (see the module docs); the dirty bit
+    /// of each leaf it replaces is kept in `dirty_pages`.
+    fn follow_aperture(
+        &mut self,
+        m: &mut VgpuManager,
+        pages: core::ops::Range<u64>,
+    ) -> Result<(), SpaceError> {
+        let Some(hosted) = m.vgpus.iter().find(|h| h.partition.id() == self.vgpu) else {
+            return Ok(());
+        };
+        let backend = m.device.backend();
+        for i in pages {
+            let frame = gpu::addr::GuestGgttIndex::new(self.aperture.0 + i)
+                .ok()
+                .and_then(|index| hosted.vgpu.guest_pte(backend, &hosted.memory, index).ok())
+                .and_then(|pte| pte.page())
+                .and_then(|page| hosted.memory.frame_of(page));
+            let to = frame.map(|f| (f.start().raw(), Perm::ReadWrite));
+            if let Some((old, true)) = self.space.set_leaf(abi::aperture_va(i), to)? {
+                self.mark_dirty_frame(old);
+            }
+        }
+        Ok(())
+    }
+
+    /// Notes the RAM page at frame `phys` as written.
+    fn mark_dirty_frame(&mut self, phys: u64) {
+        mark_dirty(&mut self.dirty_pages, self.ram_base, self.ram_pages, phys);
+    }
+
+    /// Follows a BAR0 write at `offset` the vGPU accepted, if it changed
+    /// the guest's aperture entries: a GGTT entry of its aperture slice,
+    /// or a GDRST reset (which clears them all).
+    fn follow_bar0_write(&mut self, m: &mut VgpuManager, offset: u64) -> Result<(), SpaceError> {
+        let ggtt = u64::from(GGTT_BAR0_OFFSET)..u64::from(GGTT_BAR0_OFFSET + GGTT_WINDOW_SIZE);
+        if ggtt.contains(&offset) {
+            let i = ((offset - ggtt.start) / 8).wrapping_sub(self.aperture.0);
+            if i < self.aperture.1 {
+                return self.follow_aperture(m, i..i + 1);
+            }
+        } else if offset == u64::from(gdrst::OFFSET.raw()) {
+            return self.follow_aperture(m, 0..self.aperture.1);
+        }
+        Ok(())
+    }
+
+    /// The pages of its aperture window (its aperture slice's).
+    pub fn aperture_pages(&self) -> u64 {
+        self.aperture.1
+    }
+
+    /// The RAM page aperture page `index` of its window maps, as its page
+    /// tables say (for tests).
+    pub fn aperture_page(&self, index: u64) -> Option<GuestPage> {
+        let phys = self.space.translate(abi::aperture_va(index), false)?;
+        let ram = phys.wrapping_sub(self.ram_base) / PAGE;
+        (ram < self.ram_pages)
+            .then(|| GuestPage::new(RAM_FIRST_PAGE + ram).ok())
+            .flatten()
     }
 
     /// Where it is.
@@ -834,13 +991,30 @@ impl Guest {
     }
 
     /// Calls `f` with every RAM page the guest's CPU wrote since the last
-    /// call (PTE dirty bits, cleared; `vm::space`), returns how many.
+    /// call, in ascending order, each once: the PTE dirty bits of its RAM
+    /// window and of its aperture window (by the frame the aperture page
+    /// maps), cleared (`vm::space`), and the pages written through
+    /// aperture leaves replaced since. Returns how many.
     pub fn take_dirty(&mut self, mut f: impl FnMut(GuestPage)) -> u64 {
-        self.space.take_dirty(|va| {
-            if let Ok(page) = GuestPage::new((va - abi::USER_BASE) / PAGE) {
-                f(page);
+        let (base, pages) = (self.ram_base, self.ram_pages);
+        let dirty = &mut self.dirty_pages;
+        // Both windows map RAM frames: each dirty leaf is the page its
+        // frame is (for the RAM window, also the page its address names).
+        self.space
+            .take_dirty(|_, phys| mark_dirty(dirty, base, pages, phys));
+        let mut count = 0;
+        for (w, word) in self.dirty_pages.iter_mut().enumerate() {
+            let mut bits = core::mem::take(word);
+            while bits != 0 {
+                let index = w as u64 * 64 + u64::from(bits.trailing_zeros());
+                bits &= bits - 1;
+                if let Ok(page) = GuestPage::new(RAM_FIRST_PAGE + index) {
+                    f(page);
+                    count += 1;
+                }
             }
-        })
+        }
+        count
     }
 
     /// Forgets the dirty bits: every page counts as clean from now on.
@@ -1158,6 +1332,11 @@ impl Guest {
         };
         match result {
             Ok(effect) => {
+                if write {
+                    if let Err(e) = self.follow_bar0_write(m, offset) {
+                        return kill(MmioFault::Aperture(e));
+                    }
+                }
                 if let MmioEffect::Queued(_) = effect {
                     // A TAIL write only queues the commands (the scanner
                     // sees them at dispatch): start them now if their
@@ -1204,6 +1383,18 @@ impl Guest {
                 offset,
                 defmt::Display2Format(&e)
             );
+        }
+    }
+}
+
+/// Sets the bit of the RAM page at frame `phys` (of a guest whose RAM is
+/// the `pages` frames from `base`) in `bits`; a frame outside is no RAM
+/// page of the guest and is left out.
+fn mark_dirty(bits: &mut [u64], base: u64, pages: u64, phys: u64) {
+    let index = phys.wrapping_sub(base) / PAGE;
+    if index < pages {
+        if let Some(word) = bits.get_mut((index / 64) as usize) {
+            *word |= 1 << (index % 64);
         }
     }
 }

@@ -8,13 +8,12 @@
 //!   entry) mapped user read/write in the one user slot, the image's pages
 //!   with their segments' permissions, the boot block read-only, the
 //!   monitor's mappings present but supervisor-only, and the virtual BAR0
-//!   left unmapped. The layout is `guest::abi`'s. The aperture slice is
-//!   not mapped: on the software GPU there is no CPU-visible aperture
-//!   (no BAR2), and an aperture page is one of the guest's own RAM pages
-//!   through the GGTT, which the guest reaches directly; mapping BAR2 on
-//!   hardware means following the guest's GGTT writes into its page
-//!   tables, which is later work. PTE dirty bits of the RAM mappings are
-//!   the CPU half of the migration's dirty tracking ([`Guest::take_dirty`]).
+//!   left unmapped. The layout is `guest::abi`'s. Its aperture window
+//!   (its virtual BAR2, the size of its aperture slice) maps each aperture
+//!   page to the RAM page its own GGTT entry names, following the guest's
+//!   GGTT writes ([`guest`]'s "The aperture window": unbound entries,
+//!   caching). PTE dirty bits of the RAM and aperture mappings are the CPU
+//!   half of the migration's dirty tracking ([`Guest::take_dirty`]).
 //! * [`cpu`]: the guest's CPU state (registers, RIP, RFLAGS, FXSAVE area)
 //!   and its versioned saved form.
 //! * [`decode`]: the faulting instruction of a BAR0 access, decoded with

@@ -544,7 +544,8 @@ pub fn fpu_state_kept(p: &mut Platform) -> TestResult {
 /// A guest saved at a slice boundary, moved whole (RAM, vGPU state, CPU
 /// state) onto another vGPU and frames, goes on with exactly the
 /// checksums of a twin beside it that was never interrupted, and its
-/// clock goes on too.
+/// clock goes on too; its aperture window is rebuilt from its restored GGTT
+/// entries.
 pub fn save_restore_round_trip(p: &mut Platform) -> TestResult {
     // The 3D workload on short slices: the timer ends one in the middle
     // of a frame soon after frame 3.
@@ -654,8 +655,18 @@ pub fn save_restore_round_trip(p: &mut Platform) -> TestResult {
         )
         .map_err(|_| "the guest did not attach")?;
         let clock_kept = g.clock_us() >= clock_at_save;
+        // Its aperture window rebuilt from the restored GGTT entries: its
+        // driver maps its first RAM page at aperture page 0, its last at
+        // its last.
+        let last = WORKLOAD_PAGES - DRIVER_INDEX - 1;
+        let window_kept = g.aperture_page(0) == GuestPage::new(RAM_FIRST_PAGE + DRIVER_INDEX).ok()
+            && g.aperture_page(last) == GuestPage::new(RAM_FIRST_PAGE + DRIVER_INDEX + last).ok();
         rig.sched.add(g);
-        check(clock_kept, "the restored guest's clock went back")
+        check(clock_kept, "the restored guest's clock went back")?;
+        check(
+            window_kept,
+            "the restored guest's aperture window does not map what its restored GGTT entries name",
+        )
     })();
     blob.free(&mut p.memory.frames);
     ram.free(&mut p.memory.frames);
@@ -753,6 +764,113 @@ pub fn dirty_bits(p: &mut Platform) -> TestResult {
             boot_bits == Some((true, false)),
             "the boot block's accessed/dirty bits are wrong",
         ))
+}
+
+/// The aperture window (`vm::guest`'s docs) with the aperture probe
+/// (`Probe::Aperture`): a write through aperture page `w` lands in the RAM
+/// page its GGTT entry names, and the blitter copies it from the aperture
+/// page's GM; the page shows in the dirty set though its RAM mapping was
+/// never written; a GGTT rewrite moves the window's page, and a write
+/// through a leaf rebound before the dirty bits were read still counts;
+/// a read through an unbound entry kills the guest with a page fault on
+/// its aperture window.
+pub fn aperture_window(p: &mut Platform) -> TestResult {
+    use gpu::backend::PhysMem;
+    use gpu::vgpu::GuestMemoryMap;
+    use guest::driver::APERTURE_PROBE_PAGES as A;
+    let mut rig = Rig::new(p)?;
+    rig.spawn(p, 0, Program::Probe(Probe::Aperture), PROBE_PAGES)?;
+    let page = |i: u64| RAM_FIRST_PAGE + DRIVER_INDEX + i;
+    let gpage = |i: u64| GuestPage::new(page(i)).map_err(|_| "page");
+    let window = A[0];
+    let ram = |p: &Platform, i: u64| -> Result<[u8; 4096], &'static str> {
+        let mut out = [0u8; 4096];
+        let hosted = p.vgpus.vgpus.last().ok_or("no vGPU")?;
+        let frame = hosted.memory.frame_of(gpage(i)?).ok_or("not RAM")?;
+        p.vgpus
+            .device
+            .memory()
+            .read(frame.start(), &mut out)
+            .map_err(|_| "RAM read")?;
+        Ok(out)
+    };
+    let pattern = |round| {
+        let mut out = [0u8; 4096];
+        abi::aperture_pattern(round, &mut out);
+        out
+    };
+    let slices = |rig: &mut Rig, p: &mut Platform| -> Result<(Vec<u64>, bool), &'static str> {
+        // Until the probe yields, the dirty pages of the round, and whether
+        // its RAM mapping of page A[0] was written.
+        let mut dirty = Vec::new();
+        let mut ram_written = false;
+        loop {
+            let g = &mut rig.sched.guests[0];
+            let end = g.run(&rig.rt, &mut p.vgpus, rig.sched.slice);
+            ram_written |= g.page_bits(gpage(window)?).is_some_and(|b| b.1);
+            g.take_dirty(|pg: GuestPage| dirty.push(pg.number()));
+            match end {
+                SliceEnd::Yielded => return Ok((dirty, ram_written)),
+                SliceEnd::Preempted => {}
+                SliceEnd::Waiting => {
+                    let index = p.vgpus.vgpus.len() - 1;
+                    p.vgpus
+                        .wait_idle(index, 2_000_000)
+                        .map_err(|_| "the probe's GPU work did not end")?;
+                    rig.sched.guests[0].wake_if_ready(&p.vgpus);
+                }
+                _ => return Err("the aperture probe ended before its rounds did"),
+            }
+        }
+    };
+    let result = (|| {
+        let g = &rig.sched.guests[0];
+        check(
+            g.aperture_pages() == VgpuType::Small.resources().aperture / 4096,
+            "the window is not the size of the aperture slice",
+        )?;
+        rig.sched.guests[0].clear_dirty();
+        let (dirty, ram_written) = slices(&mut rig, p)?;
+        check(
+            ram(p, A[0])? == pattern(0) && ram(p, A[1])? == pattern(0),
+            "the write through the aperture did not reach its RAM page, or the blit of it",
+        )?;
+        check(
+            rig.sched.guests[0].aperture_page(window) == Some(gpage(A[0])?),
+            "the window's page does not map the page its GGTT entry names",
+        )?;
+        check(
+            dirty.contains(&page(A[0])) && !ram_written,
+            "the write through the aperture is not in the dirty set",
+        )?;
+        let (dirty, _) = slices(&mut rig, p)?;
+        check(
+            rig.sched.guests[0].aperture_page(window) == Some(gpage(A[3])?),
+            "a GGTT rewrite did not move the window's page",
+        )?;
+        check(
+            ram(p, A[2])? == pattern(1) && ram(p, A[0])? == pattern(0),
+            "the write after the rebinding did not land in the newly bound page",
+        )?;
+        check(
+            dirty.contains(&page(A[2])) && !dirty.contains(&page(A[0])) && !dirty.contains(&page(A[3])),
+            "a write through a leaf rebound since is not in the dirty set (or a page not written is)",
+        )?;
+        rig.run_until(p, |s, _| s.guests[0].state().ended())?;
+        let state = rig.sched.guests[0].state();
+        let RunState::Killed(kill) = state else {
+            return Err("the read through an unbound aperture page did not kill the probe");
+        };
+        let words = alloc::format!("{kill}");
+        check(
+            kill.blame() == Some(Blame::Guest)
+                && matches!(kill, Kill::Exception { vector: 14, address: Some(a), .. } if a == abi::aperture_va(window))
+                && words.contains("aperture window")
+                && rig.sched.guests[0].aperture_page(window).is_none(),
+            "the unbound aperture page was not reported as a fault on its aperture window",
+        )
+    })();
+    rig.finish(p).and(result)
 }
 
 /// What a trapped access and a system call cost (TSC cycles), seen from

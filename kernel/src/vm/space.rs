@@ -20,6 +20,15 @@
 //! the guest's CR3 when it runs the guest and the monitor's when it stops,
 //! so a clear made while the guest does not run needs nothing more; one
 //! made while its CR3 is loaded reloads CR3.
+//!
+//! The aperture window (`guest::abi::APERTURE_VA`) is mapped through the
+//! same tables, but its leaves change while the guest runs: the guest
+//! rewrites a GGTT entry of its aperture through BAR0 and the monitor
+//! follows ([`UserSpace::set_leaf`]). Its tables are made when the guest
+//! is ([`UserSpace::reserve`]), so that following a GGTT write (in the
+//! middle of a BAR0 emulation) never needs a frame; a leaf replaced while
+//! the guest's CR3 is loaded is flushed with `invlpg`. Leaves are
+//! write-back (PAT 0): see `vm::guest`'s aperture docs for why.
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -80,6 +89,11 @@ pub enum SpaceError {
     },
     /// The monitor's own tables use the user slot.
     SlotInUse,
+    /// No page table was reserved for the address (a monitor bug).
+    NotReserved {
+        /// The address.
+        va: u64,
+    },
 }
 
 impl fmt::Display for SpaceError {
@@ -89,6 +103,9 @@ impl fmt::Display for SpaceError {
             SpaceError::AlreadyMapped { va } => write!(f, "{va:#x} is mapped already"),
             SpaceError::NotUser { va } => {
                 write!(f, "{va:#x} is not a page of the guests' address slot")
+            }
+            SpaceError::NotReserved { va } => {
+                write!(f, "no page table was reserved for {va:#x}")
             }
             SpaceError::SlotInUse => write!(
                 f,
@@ -164,6 +181,48 @@ impl UserSpace {
         if !in_slot(va) || !va.is_multiple_of(PAGE) || !phys.is_multiple_of(PAGE) {
             return Err(SpaceError::NotUser { va });
         }
+        let at = self.table_of(Some(frames), va)?;
+        // SAFETY: a page table of this space, the only reference to it.
+        let leaf = &mut unsafe { table(at) }[index_of(va, 0)];
+        if *leaf & P != 0 {
+            return Err(SpaceError::AlreadyMapped { va });
+        }
+        *leaf = phys | perm.bits();
+        Ok(())
+    }
+
+    /// Makes the page tables for the `pages` pages from `va` (in the user
+    /// slot, page aligned), with nothing mapped, so that
+    /// [`UserSpace::set_leaf`] there needs no frames.
+    pub fn reserve(
+        &mut self,
+        frames: &mut FrameAllocator,
+        va: u64,
+        pages: u64,
+    ) -> Result<(), SpaceError> {
+        let end = pages
+            .checked_mul(PAGE)
+            .and_then(|bytes| va.checked_add(bytes))
+            .ok_or(SpaceError::NotUser { va })?;
+        if !va.is_multiple_of(PAGE) || !in_slot(va) || (pages > 0 && !in_slot(end - 1)) {
+            return Err(SpaceError::NotUser { va });
+        }
+        // One walk per page table (each covers 2 MiB).
+        let mut at = va;
+        while at < end {
+            self.table_of(Some(frames), at)?;
+            at = (at | ((PAGE << 9) - 1)) + 1;
+        }
+        Ok(())
+    }
+
+    /// The page table (level 0) that holds `va`'s leaf: made on the way
+    /// if `frames` is given, else `None` when a level is missing.
+    fn table_of(
+        &mut self,
+        mut frames: Option<&mut FrameAllocator>,
+        va: u64,
+    ) -> Result<u64, SpaceError> {
         let mut at = self.root;
         for level in [3u32, 2, 1] {
             let index = index_of(va, level);
@@ -171,19 +230,52 @@ impl UserSpace {
             // allocated), and this is the only reference to it.
             let entry = &mut unsafe { table(at) }[index];
             if *entry & P == 0 {
+                let Some(frames) = frames.as_deref_mut() else {
+                    return Err(SpaceError::NotReserved { va });
+                };
                 let fresh = zeroed_table(frames)?;
                 self.tables.push(fresh);
                 *entry = fresh | P | W | U;
             }
             at = *entry & ADDRESS;
         }
-        // SAFETY: as above, the page table.
-        let leaf = &mut unsafe { table(at) }[index_of(va, 0)];
-        if *leaf & P != 0 {
-            return Err(SpaceError::AlreadyMapped { va });
+        Ok(at)
+    }
+
+    /// Sets the leaf of `va` (in a range [`UserSpace::reserve`]d) to map
+    /// the frame at `phys` with `perm`, or to nothing. Returns what it
+    /// mapped before, if anything: the frame and whether the guest wrote
+    /// it through this mapping since its dirty bit was last cleared (the
+    /// caller keeps that evidence, which the new leaf no longer holds).
+    /// The TLB entry is flushed if this space is loaded.
+    pub fn set_leaf(
+        &mut self,
+        va: u64,
+        to: Option<(u64, Perm)>,
+    ) -> Result<Option<(u64, bool)>, SpaceError> {
+        if !in_slot(va) || !va.is_multiple_of(PAGE) {
+            return Err(SpaceError::NotUser { va });
         }
-        *leaf = phys | perm.bits();
-        Ok(())
+        if let Some((phys, _)) = to {
+            if !phys.is_multiple_of(PAGE) || phys & !ADDRESS != 0 {
+                return Err(SpaceError::NotUser { va });
+            }
+        }
+        let pt = self.table_of(None, va)?;
+        // SAFETY: a page table of this space, the only reference to it;
+        // the guest does not run while the monitor does (one CPU).
+        let leaf = &mut unsafe { table(pt) }[index_of(va, 0)];
+        let old = *leaf;
+        let new = to.map_or(0, |(phys, perm)| phys | perm.bits());
+        if old == new {
+            // Unchanged (and so not dirty: a new leaf has D clear).
+            return Ok((old & P != 0).then_some((old & ADDRESS, false)));
+        }
+        *leaf = new;
+        if old & P != 0 && Cr3::read_raw().0.start_address().as_u64() == self.root {
+            x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(va));
+        }
+        Ok((old & P != 0).then_some((old & ADDRESS, old & D != 0)))
     }
 
     /// The leaf entry of `va`, if every level maps it for ring 3.
@@ -244,9 +336,10 @@ impl UserSpace {
     }
 
     /// Calls `f` with the address of every page the guest wrote since the
-    /// last call (its PTE dirty bit), clears those bits, and flushes the
-    /// TLB if this space is loaded (see the module docs). Returns how many.
-    pub fn take_dirty(&mut self, mut f: impl FnMut(u64)) -> u64 {
+    /// last call (its PTE dirty bit) and the frame it maps, clears those
+    /// bits, and flushes the TLB if this space is loaded (see the module
+    /// docs). Returns how many.
+    pub fn take_dirty(&mut self, mut f: impl FnMut(u64, u64)) -> u64 {
         let mut count = 0;
         // SAFETY: the root of this space, read only here.
         let slot = unsafe { table(self.root) }[USER_SLOT];
@@ -274,7 +367,9 @@ impl UserSpace {
                     if *pte & (P | D) == P | D {
                         *pte &= !D;
                         count += 1;
-                        f(base + ((i as u64) << 30) + ((j as u64) << 21) + ((k as u64) << 12));
+                        let va =
+                            base + ((i as u64) << 30) + ((j as u64) << 21) + ((k as u64) << 12);
+                        f(va, *pte & ADDRESS);
                     }
                 }
             }

@@ -132,6 +132,9 @@ impl guest::Platform for GuestRam<'_> {
     fn ram_write(&mut self, _: u64, _: usize, _: &[u8]) -> Result<(), RamError> {
         Err(RamError::ReadOnly)
     }
+    fn aperture_write(&mut self, _: u64, _: usize, _: &[u8]) -> Result<(), RamError> {
+        Err(RamError::ReadOnly)
+    }
     fn pause(&mut self) -> Result<(), RamError> {
         Ok(())
     }

@@ -81,7 +81,72 @@ fn main(boot: &BootBlock) -> u64 {
             victim,
         } => hostile(&mut p, first, pages, iterations, address, victim),
         Probe::Twins => twins(&mut p, first, pages),
+        Probe::Aperture => aperture(&mut p, first, pages),
     }
+}
+
+/// `Probe::Aperture` (see its docs): what goes through the aperture
+/// window reaches the RAM page its GGTT entry names, the GPU sees it, a
+/// rebinding moves the window, and an unbound page kills.
+fn aperture(p: &mut RingPlatform, first: u64, pages: u64) -> u64 {
+    use guest::driver::APERTURE_PROBE_PAGES as A;
+    let run = |p: &mut RingPlatform| -> Result<(), guest::DriverError<RingError>> {
+        let mut d = guest::Driver::probe(p, first, pages)?;
+        d.boot(p)?;
+        let platform = guest::DriverError::Platform;
+        let mut pattern = [0u8; guest::content::PAGE];
+        let mut got = [0u8; guest::content::PAGE];
+        let window = d
+            .aperture_page(A[0])
+            .ok_or(guest::DriverError::OutOfRange)?;
+        // Round 1: through the aperture, then the blitter copies the
+        // aperture page (GM) onto another page.
+        guest::abi::aperture_pattern(0, &mut pattern);
+        p.aperture_write(window, 0, &pattern).map_err(platform)?;
+        let mut batch = d.batch(gpu::engine::Engine::Blitter);
+        let copy = gpu::encode::copy_blt(d.gm(A[1]), 256, 0, 0, 64, 16, d.gm(A[0]), 256, 0, 0);
+        batch.push(p, &d, &copy)?;
+        d.run(p, batch)?;
+        p.ram_read(d.page(A[1]), 0, &mut got).map_err(platform)?;
+        if got != pattern {
+            logf!("the blit of aperture page {window} did not copy what was written through it");
+            return Err(guest::DriverError::OutOfRange);
+        }
+        sys::yield_now();
+        // Round 2: rebound to A[2], written, rebound to A[3].
+        let aperture_gm = u64::from(
+            p.mmio_read32(pvinfo::PAGE + pvinfo::APERTURE_BASE)
+                .map_err(platform)?,
+        );
+        let slot = u32::try_from(u64::from(GGTT_BAR0_OFFSET) + (aperture_gm / 4096 + window) * 8)
+            .map_err(|_| guest::DriverError::OutOfRange)?;
+        let bind = |p: &mut RingPlatform, i: u64| {
+            let page =
+                gpu::addr::GuestPage::new(d.page(i)).map_err(|_| guest::DriverError::OutOfRange)?;
+            p.mmio_write64(slot, GuestPte::map(page, PteFlags::NONE).raw())
+                .map_err(platform)
+        };
+        bind(p, A[2])?;
+        guest::abi::aperture_pattern(1, &mut pattern);
+        p.aperture_write(window, 0, &pattern).map_err(platform)?;
+        bind(p, A[3])?;
+        sys::yield_now();
+        // Round 3: unbound, then read through it.
+        p.mmio_write64(slot, GuestPte::INVALID.raw())
+            .map_err(platform)?;
+        // SAFETY: a page of this guest's aperture window, which the
+        // monitor unmapped just now (its GGTT entry names nothing): the
+        // load must fault and kill this guest; it touches no memory of
+        // this program.
+        let value =
+            unsafe { core::ptr::read_volatile(guest::abi::aperture_va(window) as *const u64) };
+        logf!("the read through unbound aperture page {window} went through: {value:#x}");
+        Ok(())
+    };
+    if let Err(e) = run(p) {
+        logf!("aperture probe: {e}");
+    }
+    exit_code::PROBE_FAILED
 }
 
 /// Every stream's benign twin, declared as its attack would be; the
