@@ -85,7 +85,7 @@
 //! rules it enforces are listed there). It has not been tried on
 //! hardware yet.
 
-use crate::addr::{HostGgttIndex, HostGm, PhysAddr, PhysFrame};
+use crate::addr::{HostGgttIndex, HostGm, HostGmRange, PhysAddr, PhysFrame};
 use crate::backend::{
     for_each_gm_page, Backend, BackendError, ContextId, EngineStatus, FaultKind, GmAccessError,
     GpuFault, PhysMem, Submission, SubmissionId,
@@ -93,8 +93,8 @@ use crate::backend::{
 use crate::engine::Engine;
 use crate::ggtt::{GgttFlush, HostPte, PteFlags};
 use crate::regs::{
-    caching, engine_ctl, forcewake, gdrst, gt, hw_engine_id, lrc, masked, pci, ring, MmioOffset,
-    GGTT_BAR0_OFFSET, GGTT_WINDOW_SIZE,
+    caching, engine_ctl, forcewake, gdrst, gt, hw_engine_id, lrc, masked, pci, pvinfo, ring,
+    MmioOffset, GGTT_BAR0_OFFSET, GGTT_WINDOW_SIZE,
 };
 
 #[cfg(test)]
@@ -169,6 +169,31 @@ pub struct EngineContext {
 /// The context areas of every context on every engine:
 /// `table[context.index()][engine.index()]`.
 pub type ContextTable = [[EngineContext; Engine::COUNT]; ContextId::COUNT];
+
+/// What the device is, as its PVINFO page says (i915 `intel_vgpu_detect`
+/// reads the page on every device before it writes anything: a GVT-g
+/// guest that enables execlists without having read it is put in
+/// failsafe mode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// The physical function: the monitor owns the whole GT.
+    Physical,
+    /// A GVT-g vGPU: it owns only what its PVINFO balloon gives.
+    Vgpu(Balloon),
+}
+
+/// The resources PVINFO gives a vGPU (`struct vgt_if` `avail_rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Balloon {
+    /// The vGPU's id on its host.
+    pub vgt_id: u32,
+    /// Its slice of the aperture.
+    pub aperture: HostGmRange,
+    /// Its slice of hidden GM.
+    pub hidden: HostGmRange,
+    /// Fences `0..fences` are its own.
+    pub fences: u32,
+}
 
 /// A step of the sequences, which a test may leave out to show that the
 /// device model catches its absence.
@@ -284,8 +309,46 @@ impl<M: Mmio, P: PhysMem> IntelGen9<M, P> {
         }
     }
 
+    /// Reads the PVINFO page (BAR0 + 0x78000) and nothing else: magic,
+    /// version, and on a vGPU its balloon.
+    pub fn probe(&mut self) -> Result<DeviceKind, BackendError> {
+        let at = |rel: u32| MmioOffset::reg(pvinfo::PAGE + rel);
+        if self.mmio.read64(at(pvinfo::MAGIC_OFFSET)) != pvinfo::MAGIC {
+            return Ok(DeviceKind::Physical);
+        }
+        let version = self.mmio.read32(at(pvinfo::VERSION));
+        if version & 0xffff != u32::from(pvinfo::VERSION_MAJOR) {
+            return Err(BackendError::Unsupported(
+                "a GVT-g vGPU whose PVINFO major version is not 1",
+            ));
+        }
+        let mut range = |base: u32, size: u32| {
+            let base = u64::from(self.mmio.read32(at(base)));
+            let size = u64::from(self.mmio.read32(at(size)));
+            HostGm::new(base)
+                .and_then(|b| HostGmRange::new(b, size))
+                .map_err(|_| BackendError::Unsupported("a GVT-g balloon outside GM"))
+        };
+        let aperture = range(pvinfo::APERTURE_BASE, pvinfo::APERTURE_SIZE)?;
+        let hidden = range(pvinfo::HIDDEN_BASE, pvinfo::HIDDEN_SIZE)?;
+        Ok(DeviceKind::Vgpu(Balloon {
+            vgt_id: self.mmio.read32(at(pvinfo::VGT_ID)),
+            aperture,
+            hidden,
+            fences: self.mmio.read32(at(pvinfo::FENCE_NUM)),
+        }))
+    }
+
     /// Brings the device up (see the module docs for the order and why).
+    /// On a GVT-g vGPU it stops after [`IntelGen9::probe`], having written
+    /// nothing: running nested (the GM partitioning confined to the
+    /// balloon, PPGTT contexts, g2v notifications) is not implemented yet.
     pub fn init(&mut self) -> Result<(), BackendError> {
+        if let DeviceKind::Vgpu(_) = self.probe()? {
+            return Err(BackendError::Unsupported(
+                "running nested on a GVT-g vGPU (PVINFO present); nothing was written",
+            ));
+        }
         if self.does(Step::BusMaster) {
             let command = self.mmio.config_read32(pci::COMMAND) & 0xffff;
             self.mmio.config_write32(

@@ -675,3 +675,87 @@ fn save_reads_only_the_ggtt_blocks_the_guest_wrote() {
         );
     }
 }
+
+/// The project's own vGPU (on `SimGpu`) as a GVT-g mdev stand-in: the
+/// backend sees the BAR0 a guest of the monitor sees.
+struct VgpuStandIn {
+    vgpu: crate::vgpu::Vgpu,
+    gpu: crate::sim::SimGpu<crate::testutil::SparseMem>,
+    mem: crate::vgpu::FrameRuns<4>,
+    bar_writes: usize,
+    now: u64,
+}
+
+impl Mmio for VgpuStandIn {
+    fn read32(&mut self, offset: MmioOffset) -> u32 {
+        self.read64(offset) as u32
+    }
+    fn write32(&mut self, offset: MmioOffset, value: u32) {
+        self.bar_writes += 1;
+        let size = crate::vgpu::AccessSize::Dword;
+        let _ = self
+            .vgpu
+            .mmio_write(&mut self.gpu, &self.mem, offset.raw(), size, value.into());
+    }
+    fn read64(&mut self, offset: MmioOffset) -> u64 {
+        self.now += 100;
+        let size = crate::vgpu::AccessSize::Qword;
+        self.vgpu
+            .mmio_read(&mut self.gpu, &self.mem, offset.raw(), size)
+            .unwrap_or(crate::vgpu::REFUSED_READ)
+    }
+    fn write64(&mut self, offset: MmioOffset, value: u64) {
+        self.bar_writes += 1;
+        let size = crate::vgpu::AccessSize::Qword;
+        let _ = self
+            .vgpu
+            .mmio_write(&mut self.gpu, &self.mem, offset.raw(), size, value);
+    }
+    /// GVT-g gives a vGPU the host's configuration space (the host's
+    /// device id and GMCH_CTRL).
+    fn config_read32(&mut self, offset: u16) -> u32 {
+        match offset {
+            pci::ID => 0x1912_8086,
+            pci::GMCH_CTRL => 3 << pci::GMCH_GGMS_SHIFT,
+            _ => 0,
+        }
+    }
+    fn config_write32(&mut self, _: u16, _: u32) {}
+    fn now_ns(&mut self) -> u64 {
+        self.now += 20;
+        self.now
+    }
+}
+
+#[test]
+fn on_a_gvt_g_vgpu_the_backend_reads_pvinfo_and_writes_nothing() {
+    use crate::partition::{GmLayout, PartitionAllocator, VgpuType};
+    let mut alloc =
+        PartitionAllocator::new(GmLayout::DEFAULT, PartitionAllocator::GVT_MONITOR_SHARE).unwrap();
+    let p = alloc.allocate(VgpuType::Small).unwrap();
+    let stand_in = VgpuStandIn {
+        vgpu: crate::vgpu::Vgpu::new(&p),
+        gpu: crate::testutil::sim(),
+        mem: crate::testutil::guest_mem(0, 0x2000, 16),
+        bar_writes: 0,
+        now: 0,
+    };
+    let mem = crate::testutil::SparseMem::new(1 << 33);
+    let mut d = IntelGen9::new(
+        stand_in,
+        mem,
+        contexts(),
+        PhysFrame::new(SCRATCH >> 12).unwrap(),
+    );
+    let DeviceKind::Vgpu(balloon) = d.probe().unwrap() else {
+        panic!("PVINFO not seen")
+    };
+    assert_eq!(balloon.aperture.len(), p.aperture().len());
+    assert_eq!(balloon.hidden.len(), p.hidden().len());
+    assert!(balloon.fences > 0);
+    assert!(matches!(d.init(), Err(BackendError::Unsupported(_))));
+    assert_eq!(d.mmio().bar_writes, 0);
+    // The physical device has no PVINFO.
+    let mut physical = device_with(DeviceOptions::default(), None);
+    assert_eq!(physical.probe(), Ok(DeviceKind::Physical));
+}
