@@ -97,8 +97,11 @@ use crate::regs::{
     MmioOffset, GGTT_BAR0_OFFSET, GGTT_WINDOW_SIZE,
 };
 
+mod selftest;
 #[cfg(test)]
 mod tests;
+
+pub use selftest::{SelfTestArea, SelfTestError, SelfTestReport};
 
 /// The device as the backend reaches it: BAR0, the function's PCI
 /// configuration space, and the clock every wait on the hardware is

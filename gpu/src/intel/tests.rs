@@ -759,3 +759,29 @@ fn on_a_gvt_g_vgpu_the_backend_reads_pvinfo_and_writes_nothing() {
     let mut physical = device_with(DeviceOptions::default(), None);
     assert_eq!(physical.probe(), Ok(DeviceKind::Physical));
 }
+
+#[test]
+fn the_self_test_passes_on_a_supported_part_and_names_an_unsupported_one() {
+    let mut d = ready();
+    let area = selftest::SelfTestArea {
+        gm: HostGm::new(DATA_GM).unwrap(),
+    };
+    let report = d.self_test(area).unwrap();
+    assert_eq!((report.device, report.family), (0x1912, "Skylake GT2"));
+    assert!(report.forcewake_round_trip_ns >= 2 * crate::sim::device::FORCEWAKE_NS);
+    assert!(report.submission_ns.iter().all(|&ns| ns > 0));
+    assert_eq!(violations(&d), vec![]);
+    let gt3 = DeviceOptions {
+        device_id: 0x1926,
+        ..DeviceOptions::default()
+    };
+    let mut d = ready_with(gt3, None);
+    assert_eq!(
+        d.self_test(area),
+        Err(selftest::SelfTestError::NotSupported {
+            vendor: 0x8086,
+            device: 0x1926,
+            class: 0x03
+        })
+    );
+}
