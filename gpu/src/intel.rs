@@ -1,62 +1,112 @@
 //! `IntelGen9`: the real-device backend over BAR0 MMIO (ARCHITECTURE.md
 //! "GPU backends").
 //!
-//! The kernel implements [`Mmio`] over the mapped BAR0 (its only `unsafe`
-//! lives there) and [`PhysMem`] over its frames, and gives every engine
-//! context a context area ([`EngineContext`], a [`ContextTable`]): pages it
-//! owns, [`context_pages`] per engine, mapped in the monitor's GM slice.
-//! One logical ring context per ([`ContextId`], engine): the monitor's own
-//! and one per vGPU slot, so what one vGPU's work leaves in an engine's
-//! context (GPRs, predicates, pipeline state, all saved by the hardware in
-//! that context's image) is restored only for that vGPU. This module holds
-//! the decisions:
-//! * init: forcewake every domain (masked request, poll the ack, bounded),
-//!   then per engine enable execlists (GFX_MODE run-list enable, masked) and
-//!   point RING_HWS_PGA at the per-process status page of the monitor's
-//!   context of that engine;
-//! * context images: the monitor writes each image before its first use
-//!   and again before the first use after [`Backend::release_context`]:
-//!   every page zeroed (nothing the hardware saved for an earlier owner
-//!   survives), then the register state header. A release itself only
-//!   marks the images (and resets an engine still running the context), so
-//!   it costs nothing on a migration's stop path;
-//! * submit: write the ring registers into the register state page of the
-//!   submission's context on that engine (i915 Gen8 layout: LRI of 11
-//!   registers at dword 1: context control, head, tail, start, ctl, batch
-//!   state), then write that context's descriptor to ELSP (element 1
-//!   high/low = 0, element 0 high, element 0 low; the last write starts the
-//!   engine). Descriptor: valid (bit 0), legacy 32-bit addressing (bits 4:3
-//!   = 1), privileged (bit 8), LRCA in 31:12, context id in the high dword
-//!   (i915 `GEN8_CTX_*`);
-//! * completion: poll the context status buffer (CSB) from the read pointer
-//!   to the write pointer for COMPLETE / ACTIVE_IDLE of our context id, then
-//!   advance the read pointer (masked, bits 11:8); RING_FAULT_REG valid means
-//!   a fault;
-//! * GGTT: PTEs are 64-bit writes at BAR0 + 8 MiB + 8 × index; a flush writes
-//!   GFX_FLSH_CNTL and reads it back (posting read);
-//! * scheduling ([`crate::sched`]): one submission per engine at a time,
-//!   in element 0 of the execlist port (element 1 stays empty). A vGPU's
-//!   turn on an engine is a sequence of ELSP writes of its own context's
-//!   descriptor, each after the CSB reported the previous one complete; a
-//!   turn ends at a submission boundary, so the switch to the next vGPU's
-//!   context is the context switch the hardware does on the next ELSP
-//!   write (it saves the old image, loads the new one). Keeping element 1
-//!   filled with the next submission (no idle gap between two) and
-//!   preempting a long submission through ELSP are later work.
+//! The kernel implements [`Mmio`] over the mapped BAR0, the function's
+//! PCI configuration space and the TSC (its only `unsafe` lives there) and
+//! [`PhysMem`] over its frames, and gives every engine context a context
+//! area ([`EngineContext`], a [`ContextTable`]): pages it owns,
+//! [`context_pages`] per engine, mapped in the monitor's GM slice. One
+//! logical ring context per ([`ContextId`], engine): the monitor's own and
+//! one per vGPU slot, so what one vGPU's work leaves in an engine's context
+//! (GPRs, predicates, pipeline state, all saved by the hardware in that
+//! context's image) is restored only for that vGPU.
 //!
-//! This cannot run here: the tests check the exact MMIO sequence against a
-//! recording register model. It has not been tried on hardware yet.
+//! The sequences follow i915 on Gen9 (facts from `intel_uncore.c`,
+//! `gt/intel_reset.c`, `gt/intel_execlists_submission.c`, `gt/intel_lrc.c`,
+//! `gt/intel_gtt.c`, `gt/intel_mocs.c`, `gt/intel_ggtt.c`; the code is our
+//! own):
+//! * init, in order: bus mastering and memory decoding on in the PCI
+//!   command register (the engines fetch contexts, rings and batches by
+//!   DMA); the GGTT size from GMCH_CTRL (a GGTT smaller than the 4 GiB of
+//!   GM the partitioning assumes is refused); forcewake: every domain's
+//!   requests cleared, then per domain wait for the ack to clear, request,
+//!   wait for the ack, each wait bounded by time (i915's 50 ms), with the
+//!   Gen9 fallback kick (toggle the fallback request bit, up to ten
+//!   passes) when an ack does not come; a full GT reset, each engine first
+//!   stopped (STOP_RING) and through the RING_RESET_CTL ready-to-reset
+//!   handshake, since firmware leaves the GT in an unknown state; PAT and
+//!   MOCS (i915's Gen9 tables); every GGTT entry pointed at a scratch page;
+//!   per engine: execlists enabled (GFX_MODE), STOP_RING cleared, the
+//!   status page, error reporting (EMR unmasks only the instruction
+//!   error, EIR cleared), and the CSB pointers reset to the last entry;
+//! * context images, Gen9 layout per engine ([`crate::regs::lrc`]): the
+//!   monitor writes an image before its first use and before the first use
+//!   after it was released or its work abandoned by a reset: every page
+//!   zeroed, the LRI headers and register offsets of its engine, and
+//!   CONTEXT_CONTROL with restore inhibit, since the hardware must not
+//!   restore state it never saved; later submissions rewrite only the ring
+//!   registers and keep what the hardware saved;
+//! * submit: a memory barrier (the image's writes must reach memory before
+//!   the engine reads it), then ELSP (element 1 = 0, element 0 high, low;
+//!   the last write starts the engine). Descriptor: valid, force restore,
+//!   legacy 32-bit addressing, privileged, LRCA; the upper dword is the
+//!   context id, the submission id masked to its 21 bits;
+//! * completion: the CSB from the read pointer to the write pointer (a
+//!   write pointer outside the six entries means nothing was written since
+//!   a reset), COMPLETE of our context id; the read pointer written back;
+//! * errors: RING_EIR (a bad command: instruction error, header in
+//!   IPEHR), RING_FAULT_REG whose engine field is the engine's hardware id
+//!   ([`crate::regs::hw_engine_id`]), and a time limit per submission
+//!   ([`SUBMISSION_TIME_LIMIT_NS`]) for a hang, which reports no error:
+//!   each ends the submission as a [`GpuFault`];
+//! * engine reset: STOP_RING (bounded wait for idle, not required: a hung
+//!   engine may not stop), the RING_RESET_CTL handshake (700 us), GDRST of
+//!   the engine (2 ms), the request cancelled; then the engine's MOCS,
+//!   execlists, status page and error reporting again, and the CSB
+//!   pointers reset;
+//! * GGTT: PTEs are 64-bit writes at BAR0 + 8 MiB + 8 × index; an
+//!   invalid PTE is written as the scratch page's (reads give it back as
+//!   invalid); a flush writes GFX_FLSH_CNTL and reads it back;
+//! * scheduling ([`crate::sched`]): one submission per engine at a time,
+//!   in element 0 of the execlist port (element 1 stays empty).
+//!
+//! Missing before guest 3D work (i915 does these on Gen9; none is needed by
+//! the MI and blitter work the monitor submits today):
+//! * the Gen9 workarounds of `gt/intel_workarounds.c`: the engine and GT
+//!   ones (`gen9_gt_workarounds_init`, `skl_gt_workarounds_init` /
+//!   `kbl_gt_workarounds_init`: GAM_ECOCHK, GEN8_UCGCTL6, GEN9_GAMT_ECO_REG,
+//!   the MMCD/L3 ones), the context ones written into every context
+//!   (`gen9_ctx_workarounds_init`: COMMON_SLICE_CHICKEN2, HDC_CHICKEN0,
+//!   CACHE_MODE_0/1, GEN8_ROW_CHICKEN, GEN9_HALF_SLICE_CHICKEN5/7...),
+//!   the whitelist of non-privileged registers (RING_FORCE_TO_NONPRIV)
+//!   and the per-context workaround batch (`gen9_init_indirectctx_bb`:
+//!   WaFlushCoherentL3CacheLinesAtContextSwitch, WaClearSlmSpaceAtContextSwitch);
+//! * the golden render context: i915 runs the render state batch
+//!   (`gt/gen9_renderstate.c`, through `intel_renderstate`) once and keeps
+//!   the image the hardware saved as every new render context's default
+//!   state; our render contexts start from restore inhibit instead, so the
+//!   3D state of a new context is whatever the hardware's defaults are;
+//! * RPCS (R_PWR_CLK_STATE, slice / subslice / EU configuration) in the
+//!   render image, and the OA registers;
+//! * power management (RC6, RPS), interrupts, the HWSP copy of the CSB,
+//!   the second execlist element and preemption.
+//!
+//! Tested on the executable device model [`crate::sim::device`] (the
+//! rules it enforces are listed there). It has not been tried on
+//! hardware yet.
 
-use crate::addr::{HostGgttIndex, HostGm, PhysAddr};
+use crate::addr::{HostGgttIndex, HostGm, HostGmRange, PhysAddr, PhysFrame};
 use crate::backend::{
     for_each_gm_page, Backend, BackendError, ContextId, EngineStatus, FaultKind, GmAccessError,
     GpuFault, PhysMem, Submission, SubmissionId,
 };
 use crate::engine::Engine;
-use crate::ggtt::{GgttFlush, HostPte};
-use crate::regs::{forcewake, gt, masked, ring, MmioOffset, GGTT_BAR0_OFFSET};
+use crate::ggtt::{GgttFlush, HostPte, PteFlags};
+use crate::regs::{
+    caching, engine_ctl, forcewake, gdrst, gt, hw_engine_id, lrc, masked, pci, pvinfo, ring,
+    MmioOffset, GGTT_BAR0_OFFSET, GGTT_WINDOW_SIZE,
+};
 
-/// BAR0 access, implemented by the kernel over the mapped BAR.
+mod selftest;
+#[cfg(test)]
+mod tests;
+
+pub use selftest::{SelfTestArea, SelfTestError, SelfTestReport};
+
+/// The device as the backend reaches it: BAR0, the function's PCI
+/// configuration space, and the clock every wait on the hardware is
+/// bounded by. The kernel implements it over the mapped BAR, its config
+/// access and the TSC; tests over the device model.
 pub trait Mmio {
     /// 32-bit read.
     fn read32(&mut self, offset: MmioOffset) -> u32;
@@ -66,47 +116,34 @@ pub trait Mmio {
     fn read64(&mut self, offset: MmioOffset) -> u64;
     /// 64-bit write (GGTT entries).
     fn write64(&mut self, offset: MmioOffset, value: u64);
+    /// A dword of the function's PCI configuration space (`offset` dword
+    /// aligned).
+    fn config_read32(&mut self, offset: u16) -> u32;
+    /// Writes a dword of the configuration space.
+    fn config_write32(&mut self, offset: u16, value: u32);
+    /// Monotonic nanoseconds.
+    fn now_ns(&mut self) -> u64;
 }
 
-/// Ack polls before a forcewake or reset is declared timed out.
-pub const POLL_LIMIT: u32 = 10_000;
-
-/// GEN6_GDRST ([`crate::regs::gdrst`]).
-pub const GDRST: MmioOffset = crate::regs::gdrst::OFFSET;
-
-const fn gdrst_bit(engine: Engine) -> u32 {
-    crate::regs::gdrst::engine_bit(engine)
-}
-
-/// Context descriptor bits (i915 `GEN8_CTX_VALID`, `GEN8_CTX_PRIVILEGE`,
-/// `INTEL_LEGACY_32B_CONTEXT << GEN8_CTX_ADDRESSING_MODE_SHIFT`).
-pub const CTX_DESC_VALID: u32 = 1 << 0;
-/// Legacy 32-bit addressing mode.
-pub const CTX_DESC_LEGACY_32B: u32 = 1 << 3;
-/// Privileged context (GGTT access allowed).
-pub const CTX_DESC_PRIVILEGE: u32 = 1 << 8;
-
-/// Dword offsets in the register state page (i915 `CTX_*`, Gen8 layout).
-pub mod lrc {
-    /// MI_LOAD_REGISTER_IMM header of the first block.
-    pub const LRI_HEADER: usize = 0x01;
-    /// (RING_CONTEXT_CONTROL, value).
-    pub const CONTEXT_CONTROL: usize = 0x02;
-    /// (RING_HEAD, value).
-    pub const RING_HEAD: usize = 0x04;
-    /// (RING_TAIL, value).
-    pub const RING_TAIL: usize = 0x06;
-    /// (RING_START, value).
-    pub const RING_START: usize = 0x08;
-    /// (RING_CTL, value).
-    pub const RING_CTL: usize = 0x0a;
-    /// Registers in the first LRI block.
-    pub const REGS: u32 = 11;
-    /// `CTX_CTRL_INHIBIT_SYN_CTX_SWITCH`.
-    pub const CTX_CTRL_INHIBIT_SYN_CTX_SWITCH: u32 = 1 << 3;
-    /// `MI_LRI_FORCE_POSTED`.
-    pub const LRI_FORCE_POSTED: u32 = 1 << 12;
-}
+/// How long a forcewake ack may take (i915 `FORCEWAKE_ACK_TIMEOUT_MS`).
+pub const FORCEWAKE_ACK_TIMEOUT_NS: u64 = 50_000_000;
+/// Fallback kicks before a forcewake ack is declared lost (i915
+/// `fw_domain_wait_ack_with_fallback`).
+pub const FORCEWAKE_FALLBACK_PASSES: u64 = 10;
+/// The request bit of the fallback kick (i915 `FORCEWAKE_KERNEL_FALLBACK`).
+pub const FORCEWAKE_FALLBACK: u32 = 1 << 15;
+/// How long an engine may take to report ready-to-reset (i915
+/// `gen8_engine_reset_prepare`: 700 us).
+pub const RESET_READY_TIMEOUT_NS: u64 = 700_000;
+/// How long GDRST may take to clear (i915 `gen6_hw_domain_reset`: 2 ms).
+pub const GDRST_TIMEOUT_NS: u64 = 2_000_000;
+/// How long a stopping command streamer may take to go idle (i915's fast
+/// timeout of `__intel_engine_stop_cs`, 1 ms).
+pub const STOP_RING_TIMEOUT_NS: u64 = 1_000_000;
+/// The default time a submission may run before it counts as hung
+/// ([`IntelGen9::set_time_limit`]): i915's default preemption timeout is
+/// 640 ms; the monitor's submissions are scanned, bounded streams.
+pub const SUBMISSION_TIME_LIMIT_NS: u64 = 500_000_000;
 
 /// Pages of one logical ring context of `engine`, physically contiguous
 /// and mapped contiguously in GM: the per-process status page plus the
@@ -136,9 +173,58 @@ pub struct EngineContext {
 /// `table[context.index()][engine.index()]`.
 pub type ContextTable = [[EngineContext; Engine::COUNT]; ContextId::COUNT];
 
+/// What the device is, as its PVINFO page says (i915 `intel_vgpu_detect`
+/// reads the page on every device before it writes anything: a GVT-g
+/// guest that enables execlists without having read it is put in
+/// failsafe mode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// The physical function: the monitor owns the whole GT.
+    Physical,
+    /// A GVT-g vGPU: it owns only what its PVINFO balloon gives.
+    Vgpu(Balloon),
+}
+
+/// The resources PVINFO gives a vGPU (`struct vgt_if` `avail_rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Balloon {
+    /// The vGPU's id on its host.
+    pub vgt_id: u32,
+    /// Its slice of the aperture.
+    pub aperture: HostGmRange,
+    /// Its slice of hidden GM.
+    pub hidden: HostGmRange,
+    /// Fences `0..fences` are its own.
+    pub fences: u32,
+}
+
+/// A step of the sequences, which a test may leave out to show that the
+/// device model catches its absence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(test), allow(dead_code))] // reason: only tests leave steps out
+enum Step {
+    BusMaster,
+    Forcewake,
+    AckClearWait,
+    FallbackKick,
+    GtReset,
+    ResetHandshake,
+    Caching,
+    RestoreInhibit,
+    ExeclistsAfterReset,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    id: SubmissionId,
+    context: ContextId,
+    context_id: u32,
+    started_ns: u64,
+}
+
 #[derive(Clone, Copy, Debug)]
 struct EngineState {
-    pending: Option<(SubmissionId, ContextId)>,
+    pending: Option<Pending>,
     last_completed: Option<SubmissionId>,
     fault: Option<GpuFault>,
     csb_read: u32,
@@ -150,37 +236,52 @@ pub struct IntelGen9<M: Mmio, P: PhysMem> {
     mmio: M,
     mem: P,
     contexts: ContextTable,
+    /// Where every GGTT entry without a mapping points.
+    scratch: PhysFrame,
     /// Whether the monitor has written the image since its last release
     /// (`[context][engine]`); a submission writes it first if not.
     image_ready: [[bool; Engine::COUNT]; ContextId::COUNT],
     engines: [EngineState; Engine::COUNT],
     initialised: bool,
     next_submission: u64,
+    time_limit_ns: u64,
+    #[cfg(test)]
+    omit: Option<Step>,
 }
 
 impl<M: Mmio, P: PhysMem> IntelGen9<M, P> {
     /// A backend over `mmio` and `mem`, with one context area per context
-    /// and engine.
-    pub fn new(mmio: M, mem: P, contexts: ContextTable) -> Self {
+    /// and engine, and `scratch` (a frame the monitor owns and never
+    /// hands out) behind every unused GGTT entry.
+    pub fn new(mmio: M, mem: P, contexts: ContextTable, scratch: PhysFrame) -> Self {
         IntelGen9 {
             mmio,
             mem,
             contexts,
+            scratch,
             image_ready: [[false; Engine::COUNT]; ContextId::COUNT],
             engines: [EngineState {
                 pending: None,
                 last_completed: None,
                 fault: None,
-                csb_read: ring::CSB_ENTRIES - 1,
+                csb_read: engine_ctl::CSB_RESET_VALUE,
             }; Engine::COUNT],
             initialised: false,
             next_submission: 1,
+            time_limit_ns: SUBMISSION_TIME_LIMIT_NS,
+            #[cfg(test)]
+            omit: None,
         }
     }
 
-    /// The MMIO accessor (tests inspect their recorder through it).
+    /// The device accessor.
     pub fn mmio(&self) -> &M {
         &self.mmio
+    }
+
+    /// Mutable access to the device (tests let model time pass).
+    pub fn mmio_mut(&mut self) -> &mut M {
+        &mut self.mmio
     }
 
     /// The memory.
@@ -193,46 +294,288 @@ impl<M: Mmio, P: PhysMem> IntelGen9<M, P> {
         &mut self.mem
     }
 
-    /// Wakes the GT and puts every engine in execlist mode.
-    pub fn init(&mut self) -> Result<(), BackendError> {
-        for d in forcewake::Domain::ALL {
-            self.mmio
-                .write32(d.request(), masked(forcewake::KERNEL, forcewake::KERNEL));
-            self.poll_until(
-                d.ack(),
-                forcewake::KERNEL,
-                forcewake::KERNEL,
-                "forcewake ack",
-            )?;
+    /// From now on a submission that runs longer than `ns` is declared
+    /// hung (its engine faulted until reset).
+    pub fn set_time_limit(&mut self, ns: u64) {
+        self.time_limit_ns = ns;
+    }
+
+    fn does(&self, step: Step) -> bool {
+        #[cfg(test)]
+        {
+            self.omit != Some(step)
         }
-        for engine in Engine::ALL {
-            let ctx = self.contexts[ContextId::MONITOR.index()][engine.index()];
-            self.mmio.write32(
-                ring::reg(engine, ring::MODE),
-                masked(ring::MODE_RUN_LIST_ENABLE, ring::MODE_RUN_LIST_ENABLE),
+        #[cfg(not(test))]
+        {
+            let _ = step;
+            true
+        }
+    }
+
+    /// Reads the PVINFO page (BAR0 + 0x78000) and nothing else: magic,
+    /// version, and on a vGPU its balloon.
+    pub fn probe(&mut self) -> Result<DeviceKind, BackendError> {
+        let at = |rel: u32| MmioOffset::reg(pvinfo::PAGE + rel);
+        if self.mmio.read64(at(pvinfo::MAGIC_OFFSET)) != pvinfo::MAGIC {
+            return Ok(DeviceKind::Physical);
+        }
+        let version = self.mmio.read32(at(pvinfo::VERSION));
+        if version & 0xffff != u32::from(pvinfo::VERSION_MAJOR) {
+            return Err(BackendError::Unsupported(
+                "a GVT-g vGPU whose PVINFO major version is not 1",
+            ));
+        }
+        let mut range = |base: u32, size: u32| {
+            let base = u64::from(self.mmio.read32(at(base)));
+            let size = u64::from(self.mmio.read32(at(size)));
+            HostGm::new(base)
+                .and_then(|b| HostGmRange::new(b, size))
+                .map_err(|_| BackendError::Unsupported("a GVT-g balloon outside GM"))
+        };
+        let aperture = range(pvinfo::APERTURE_BASE, pvinfo::APERTURE_SIZE)?;
+        let hidden = range(pvinfo::HIDDEN_BASE, pvinfo::HIDDEN_SIZE)?;
+        Ok(DeviceKind::Vgpu(Balloon {
+            vgt_id: self.mmio.read32(at(pvinfo::VGT_ID)),
+            aperture,
+            hidden,
+            fences: self.mmio.read32(at(pvinfo::FENCE_NUM)),
+        }))
+    }
+
+    /// Brings the device up (see the module docs for the order and why).
+    /// On a GVT-g vGPU it stops after [`IntelGen9::probe`], having written
+    /// nothing: running nested (the GM partitioning confined to the
+    /// balloon, PPGTT contexts, g2v notifications) is not implemented yet.
+    pub fn init(&mut self) -> Result<(), BackendError> {
+        if let DeviceKind::Vgpu(_) = self.probe()? {
+            return Err(BackendError::Unsupported(
+                "running nested on a GVT-g vGPU (PVINFO present); nothing was written",
+            ));
+        }
+        if self.does(Step::BusMaster) {
+            let command = self.mmio.config_read32(pci::COMMAND) & 0xffff;
+            self.mmio.config_write32(
+                pci::COMMAND,
+                command | pci::COMMAND_MEMORY | pci::COMMAND_BUS_MASTER,
             );
+        }
+        let gmch = self.mmio.config_read32(pci::GMCH_CTRL) & 0xffff;
+        if pci::ggtt_bytes(gmch) < GGTT_WINDOW_SIZE {
+            return Err(BackendError::Unsupported(
+                "a GGTT smaller than 4 GiB of GM (GMCH_CTRL GGMS below 8 MiB)",
+            ));
+        }
+        if self.does(Step::Forcewake) {
+            self.forcewake_all()?;
+        }
+        if self.does(Step::GtReset) {
+            self.full_reset()?;
+        }
+        if self.does(Step::Caching) {
+            self.mmio.write32(caching::PAT_LO, caching::PAT as u32);
             self.mmio
-                .write32(ring::reg(engine, ring::HWS_PGA), ctx.lrca.raw() as u32);
-            // Posting read.
-            let _ = self.mmio.read32(ring::reg(engine, ring::HWS_PGA));
+                .write32(caching::PAT_HI, (caching::PAT >> 32) as u32);
+            for i in 0..caching::MOCS_ENTRIES / 2 {
+                let (_, low) = caching::mocs_entry(2 * i);
+                let (_, high) = caching::mocs_entry(2 * i + 1);
+                self.mmio
+                    .write32(caching::l3cc(i), u32::from(low) | u32::from(high) << 16);
+            }
+        }
+        let scratch = self.scratch_pte().raw();
+        for index in 0..GGTT_WINDOW_SIZE / 8 {
+            self.mmio.write64(ggtt_entry(index), scratch);
+        }
+        self.flush();
+        for engine in Engine::ALL {
+            self.resume(engine);
         }
         self.initialised = true;
         Ok(())
     }
 
-    fn poll_until(
-        &mut self,
-        reg: MmioOffset,
-        mask: u32,
-        want: u32,
-        what: &'static str,
-    ) -> Result<(), BackendError> {
-        for _ in 0..POLL_LIMIT {
+    /// Waits until `reg & mask == want`, for at most `timeout_ns`.
+    fn wait_for(&mut self, reg: MmioOffset, mask: u32, want: u32, timeout_ns: u64) -> bool {
+        let start = self.mmio.now_ns();
+        loop {
             if self.mmio.read32(reg) & mask == want {
-                return Ok(());
+                return true;
+            }
+            if self.mmio.now_ns().saturating_sub(start) > timeout_ns {
+                return false;
             }
         }
-        Err(BackendError::Timeout { what })
+    }
+
+    fn delay(&mut self, ns: u64) {
+        let start = self.mmio.now_ns();
+        while self.mmio.now_ns().saturating_sub(start) < ns {}
+    }
+
+    fn wait_ack(&mut self, d: forcewake::Domain, bit: u32, set: bool) -> bool {
+        let want = if set { bit } else { 0 };
+        self.wait_for(d.ack(), bit, want, FORCEWAKE_ACK_TIMEOUT_NS)
+    }
+
+    /// The Gen9 fallback kick: toggling the fallback request makes the
+    /// power state machine deliver an ack it dropped (i915
+    /// `WaRsForcewakeAddDelayForAck`). Whether the kernel ack reached
+    /// `set` meanwhile.
+    fn wait_ack_with_fallback(&mut self, d: forcewake::Domain, set: bool) -> bool {
+        let want = if set { forcewake::KERNEL } else { 0 };
+        for pass in 1..=FORCEWAKE_FALLBACK_PASSES {
+            self.wait_ack(d, FORCEWAKE_FALLBACK, false);
+            self.mmio
+                .write32(d.request(), masked(FORCEWAKE_FALLBACK, FORCEWAKE_FALLBACK));
+            self.delay(10_000 * pass);
+            self.wait_ack(d, FORCEWAKE_FALLBACK, true);
+            let detected = self.mmio.read32(d.ack()) & forcewake::KERNEL == want;
+            self.mmio
+                .write32(d.request(), masked(FORCEWAKE_FALLBACK, 0));
+            if detected {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn wait_kernel_ack(&mut self, d: forcewake::Domain, set: bool) -> bool {
+        self.wait_ack(d, forcewake::KERNEL, set)
+            || (self.does(Step::FallbackKick) && self.wait_ack_with_fallback(d, set))
+    }
+
+    /// Clears every request (what firmware or an earlier driver left),
+    /// then wakes each domain: ack clear, request, ack set.
+    fn forcewake_all(&mut self) -> Result<(), BackendError> {
+        for d in forcewake::Domain::ALL {
+            self.mmio.write32(d.request(), masked(0xffff, 0));
+        }
+        for d in forcewake::Domain::ALL {
+            if self.does(Step::AckClearWait) && !self.wait_kernel_ack(d, false) {
+                return Err(BackendError::Timeout {
+                    what: "forcewake ack to clear",
+                });
+            }
+            self.mmio
+                .write32(d.request(), masked(forcewake::KERNEL, forcewake::KERNEL));
+        }
+        for d in forcewake::Domain::ALL {
+            if !self.wait_kernel_ack(d, true) {
+                return Err(BackendError::Timeout {
+                    what: "forcewake ack",
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks the command streamer to stop; a hung one may not, which the
+    /// reset then handles (i915 goes on too).
+    fn stop_engine(&mut self, engine: Engine) {
+        let mi_mode = ring::reg(engine, ring::MI_MODE);
+        self.mmio.write32(
+            mi_mode,
+            masked(engine_ctl::STOP_RING, engine_ctl::STOP_RING),
+        );
+        self.wait_for(
+            mi_mode,
+            engine_ctl::MODE_IDLE,
+            engine_ctl::MODE_IDLE,
+            STOP_RING_TIMEOUT_NS,
+        );
+    }
+
+    /// The RING_RESET_CTL handshake: request, wait for ready-to-reset.
+    fn prepare_reset(&mut self, engine: Engine) -> Result<(), BackendError> {
+        if !self.does(Step::ResetHandshake) {
+            return Ok(());
+        }
+        let reg = ring::reg(engine, engine_ctl::RESET_CTL);
+        self.mmio.write32(
+            reg,
+            masked(engine_ctl::REQUEST_RESET, engine_ctl::REQUEST_RESET),
+        );
+        if self.wait_for(
+            reg,
+            engine_ctl::READY_TO_RESET,
+            engine_ctl::READY_TO_RESET,
+            RESET_READY_TIMEOUT_NS,
+        ) {
+            Ok(())
+        } else {
+            Err(BackendError::Timeout {
+                what: "engine ready-to-reset",
+            })
+        }
+    }
+
+    fn cancel_reset(&mut self, engine: Engine) {
+        self.mmio.write32(
+            ring::reg(engine, engine_ctl::RESET_CTL),
+            masked(engine_ctl::REQUEST_RESET, 0),
+        );
+    }
+
+    /// GDRST `bits`, bounded.
+    fn gdrst(&mut self, bits: u32) -> Result<(), BackendError> {
+        self.mmio.write32(gdrst::OFFSET, bits);
+        if self.wait_for(gdrst::OFFSET, bits, 0, GDRST_TIMEOUT_NS) {
+            Ok(())
+        } else {
+            Err(BackendError::Timeout { what: "GDRST" })
+        }
+    }
+
+    /// Resets the whole GT: every engine stopped and ready first.
+    fn full_reset(&mut self) -> Result<(), BackendError> {
+        for engine in Engine::ALL {
+            self.stop_engine(engine);
+            self.prepare_reset(engine)?;
+        }
+        let done = self.gdrst(gdrst::FULL);
+        for engine in Engine::ALL {
+            self.cancel_reset(engine);
+        }
+        done
+    }
+
+    /// What an engine needs after power-on or a reset: its MOCS, execlists,
+    /// the status page, error reporting, the CSB pointers.
+    fn resume(&mut self, engine: Engine) {
+        if self.does(Step::Caching) {
+            for i in 0..caching::MOCS_ENTRIES {
+                let (control, _) = caching::mocs_entry(i);
+                self.mmio.write32(caching::mocs(engine, i), control);
+            }
+        }
+        let monitor = self.contexts[ContextId::MONITOR.index()][engine.index()];
+        if !self.initialised || self.does(Step::ExeclistsAfterReset) {
+            self.mmio.write32(
+                ring::reg(engine, ring::MODE),
+                masked(ring::MODE_RUN_LIST_ENABLE, ring::MODE_RUN_LIST_ENABLE),
+            );
+        }
+        self.mmio.write32(
+            ring::reg(engine, ring::MI_MODE),
+            masked(engine_ctl::STOP_RING, 0),
+        );
+        self.mmio
+            .write32(ring::reg(engine, ring::HWS_PGA), monitor.lrca.raw() as u32);
+        let _ = self.mmio.read32(ring::reg(engine, ring::HWS_PGA));
+        // Errors: clear what is left, report only instruction errors.
+        self.mmio
+            .write32(ring::reg(engine, engine_ctl::EMR), u32::MAX);
+        self.mmio.write32(ring::reg(engine, ring::EIR), u32::MAX);
+        self.mmio.write32(
+            ring::reg(engine, engine_ctl::EMR),
+            !engine_ctl::ERROR_INSTRUCTION,
+        );
+        let reset = engine_ctl::CSB_RESET_VALUE;
+        let csb_ptr = ring::reg(engine, ring::CSB_PTR);
+        self.mmio
+            .write32(csb_ptr, 0xffff << 16 | reset << 8 | reset);
+        let _ = self.mmio.read32(csb_ptr);
+        self.engines[engine.index()].csb_read = reset;
     }
 
     fn area(&self, context: ContextId, engine: Engine) -> EngineContext {
@@ -256,7 +599,8 @@ impl<M: Mmio, P: PhysMem> IntelGen9<M, P> {
     }
 
     /// Writes the image of `context` on `engine` as a fresh context: every
-    /// page zeroed, then the register state header.
+    /// page zeroed, the Gen9 register state of the engine, restore
+    /// inhibit (i915 `lrc_init_state` without a default state).
     fn write_fresh_image(
         &mut self,
         context: ContextId,
@@ -273,43 +617,73 @@ impl<M: Mmio, P: PhysMem> IntelGen9<M, P> {
                 .map_err(|_| BackendError::NotInitialised)?;
         }
         let slot = (context, engine);
-        let lri = (0x22 << 23) | lrc::LRI_FORCE_POSTED | (2 * lrc::REGS - 1);
-        self.put(slot, lrc::LRI_HEADER, lri)?;
-        let regs = [
-            ring::CONTEXT_CONTROL,
-            ring::HEAD,
-            ring::TAIL,
-            ring::START,
-            ring::CTL,
-            0x168, // RING_BBADDR_UDW
-            ring::BB_ADDR,
-            0x110, // RING_BBSTATE
-            0x11c, // RING_SBBADDR_UDW
-            0x114, // RING_SBBADDR
-            0x118, // RING_SBBSTATE
-        ];
-        for (i, rel) in regs.into_iter().enumerate() {
-            self.put(slot, 2 + 2 * i, ring::reg(engine, rel).raw())?;
-            self.put(slot, 3 + 2 * i, 0)?;
+        for block in lrc::blocks(engine) {
+            self.put(slot, block.at, lrc::lri(block.regs.len(), block.posted))?;
+            for (i, rel) in block.regs.iter().enumerate() {
+                self.put(slot, block.at + 1 + 2 * i, engine.mmio_base() + rel)?;
+            }
         }
-        self.put(
-            slot,
-            lrc::CONTEXT_CONTROL + 1,
-            masked(
-                lrc::CTX_CTRL_INHIBIT_SYN_CTX_SWITCH,
-                lrc::CTX_CTRL_INHIBIT_SYN_CTX_SWITCH,
-            ),
+        let inhibit = if self.does(Step::RestoreInhibit) {
+            lrc::CTX_CTRL_RESTORE_INHIBIT
+        } else {
+            0
+        };
+        let control = masked(
+            lrc::CTX_CTRL_INHIBIT_SYN_CTX_SWITCH,
+            lrc::CTX_CTRL_INHIBIT_SYN_CTX_SWITCH,
+        ) | masked(lrc::CTX_CTRL_RESTORE_INHIBIT, inhibit)
+            | masked(lrc::CTX_CTRL_SAVE_INHIBIT | lrc::CTX_CTRL_RS_CTX_ENABLE, 0);
+        self.put(slot, lrc::CONTEXT_CONTROL, control)?;
+        self.put(slot, lrc::MI_MODE, masked(engine_ctl::STOP_RING, 0))
+    }
+
+    fn scratch_pte(&self) -> HostPte {
+        HostPte::map(self.scratch, PteFlags::NONE)
+    }
+
+    /// The PTE as the backend's users see it: the scratch page is no
+    /// mapping.
+    fn pte(&mut self, index: HostGgttIndex) -> HostPte {
+        unscratched(
+            HostPte::from_raw(self.mmio.read64(ggtt_offset(index))),
+            self.scratch,
         )
     }
 
-    fn pte(&mut self, index: HostGgttIndex) -> HostPte {
-        HostPte::from_raw(self.mmio.read64(ggtt_offset(index)))
+    fn flush(&mut self) {
+        self.mmio.write32(gt::GFX_FLSH_CNTL, 1);
+        let _ = self.mmio.read32(gt::GFX_FLSH_CNTL);
+    }
+
+    fn fault(&mut self, engine: Engine, kind: FaultKind, address: Option<u64>) -> EngineStatus {
+        let e = self.engines[engine.index()];
+        let Some(p) = e.pending else {
+            return EngineStatus::Idle {
+                last_completed: e.last_completed,
+            };
+        };
+        let f = GpuFault {
+            engine,
+            context: p.context,
+            submission: p.id,
+            kind,
+            address,
+            header: self.mmio.read32(ring::reg(engine, ring::IPEHR)),
+        };
+        let e = &mut self.engines[engine.index()];
+        e.fault = Some(f);
+        EngineStatus::Faulted(f)
     }
 }
 
-fn ggtt_offset(index: HostGgttIndex) -> MmioOffset {
+/// BAR0 offset of GGTT entry `index`.
+fn ggtt_entry(index: u32) -> MmioOffset {
     // In range: index < 1 Mi, so the offset is < 16 MiB.
-    MmioOffset::new(GGTT_BAR0_OFFSET + 8 * index.raw()).unwrap_or(MmioOffset::reg(0))
+    MmioOffset::new(GGTT_BAR0_OFFSET + 8 * index).unwrap_or(MmioOffset::reg(0))
+}
+
+fn ggtt_offset(index: HostGgttIndex) -> MmioOffset {
+    ggtt_entry(index.raw())
 }
 
 impl<M: Mmio, P: PhysMem> Backend for IntelGen9<M, P> {
@@ -323,31 +697,40 @@ impl<M: Mmio, P: PhysMem> Backend for IntelGen9<M, P> {
         self.pte(index)
     }
     fn write_pte(&mut self, index: HostGgttIndex, pte: HostPte) -> GgttFlush {
+        // No entry is left without a page behind it (i915 points cleared
+        // ranges at scratch), so a stray access never reaches memory the
+        // monitor did not give the GPU.
+        let pte = if pte.is_present() {
+            pte
+        } else {
+            self.scratch_pte()
+        };
         self.mmio.write64(ggtt_offset(index), pte.raw());
         GgttFlush::new()
     }
     fn flush_ggtt(&mut self, flush: GgttFlush) {
         flush.ignore();
-        self.mmio.write32(gt::GFX_FLSH_CNTL, 1);
-        let _ = self.mmio.read32(gt::GFX_FLSH_CNTL);
+        self.flush();
     }
     fn read_gm(&mut self, addr: HostGm, buf: &mut [u8]) -> Result<(), GmAccessError> {
+        let scratch = self.scratch;
         let mmio = &mut self.mmio;
         let mem = &self.mem;
         for_each_gm_page(
             addr,
             buf.len(),
-            |i| HostPte::from_raw(mmio.read64(ggtt_offset(i))),
+            |i| unscratched(HostPte::from_raw(mmio.read64(ggtt_offset(i))), scratch),
             |phys, at, len| mem.read(phys, &mut buf[at..at + len]),
         )
     }
     fn write_gm(&mut self, addr: HostGm, data: &[u8]) -> Result<(), GmAccessError> {
+        let scratch = self.scratch;
         let mmio = &mut self.mmio;
         let mem = &mut self.mem;
         for_each_gm_page(
             addr,
             data.len(),
-            |i| HostPte::from_raw(mmio.read64(ggtt_offset(i))),
+            |i| unscratched(HostPte::from_raw(mmio.read64(ggtt_offset(i))), scratch),
             |phys, at, len| mem.write(phys, &data[at..at + len]),
         )
     }
@@ -377,19 +760,31 @@ impl<M: Mmio, P: PhysMem> Backend for IntelGen9<M, P> {
         self.next_submission += 1;
         let ring_ctl = (((sub.ring().len() / 4096 - 1) as u32) << 12) | ring::CTL_ENABLE;
         let slot = (context, engine);
-        self.put(slot, lrc::RING_HEAD + 1, sub.head())?;
-        self.put(slot, lrc::RING_TAIL + 1, sub.tail())?;
-        self.put(slot, lrc::RING_START + 1, sub.ring().base().raw() as u32)?;
-        self.put(slot, lrc::RING_CTL + 1, ring_ctl)?;
+        self.put(slot, lrc::RING_HEAD, sub.head())?;
+        self.put(slot, lrc::RING_TAIL, sub.tail())?;
+        self.put(slot, lrc::RING_START, sub.ring().base().raw() as u32)?;
+        self.put(slot, lrc::RING_CTL, ring_ctl)?;
         let lrca = self.area(context, engine).lrca.raw() as u32;
-        let lo = lrca | CTX_DESC_PRIVILEGE | CTX_DESC_LEGACY_32B | CTX_DESC_VALID;
-        let hi = id.0 as u32;
+        let lo = lrca
+            | lrc::DESC_PRIVILEGE
+            | lrc::DESC_LEGACY_32B
+            | lrc::DESC_FORCE_RESTORE
+            | lrc::DESC_VALID;
+        let context_id = id.0 as u32 & lrc::CONTEXT_ID_MASK;
+        // The image must be in memory before the engine fetches it.
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
         let elsp = ring::reg(engine, ring::ELSP);
         self.mmio.write32(elsp, 0);
         self.mmio.write32(elsp, 0);
-        self.mmio.write32(elsp, hi);
+        self.mmio.write32(elsp, context_id);
         self.mmio.write32(elsp, lo);
-        self.engines[engine.index()].pending = Some((id, context));
+        let started_ns = self.mmio.now_ns();
+        self.engines[engine.index()].pending = Some(Pending {
+            id,
+            context,
+            context_id,
+            started_ns,
+        });
         Ok(id)
     }
     fn poll(&mut self, engine: Engine) -> EngineStatus {
@@ -397,32 +792,26 @@ impl<M: Mmio, P: PhysMem> Backend for IntelGen9<M, P> {
         if let Some(f) = st.fault {
             return EngineStatus::Faulted(f);
         }
-        let Some((pending, context)) = st.pending else {
+        let Some(pending) = st.pending else {
             return EngineStatus::Idle {
                 last_completed: st.last_completed,
             };
         };
+        if self.mmio.read32(ring::reg(engine, ring::EIR)) & engine_ctl::ERROR_INSTRUCTION != 0 {
+            return self.fault(engine, FaultKind::InvalidCommand, None);
+        }
         let fault = self.mmio.read32(gt::RING_FAULT);
-        if fault & gt::RING_FAULT_VALID != 0 && (fault >> 12) & 7 == engine.index() as u32 {
+        if fault & gt::RING_FAULT_VALID != 0 && (fault >> 12) & 7 == hw_engine_id(engine) {
             let lo = self.mmio.read32(gt::FAULT_TLB_DATA0);
             let hi = self.mmio.read32(gt::FAULT_TLB_DATA1);
-            let f = GpuFault {
-                engine,
-                context,
-                submission: pending,
-                kind: FaultKind::InvalidPte,
-                address: Some((u64::from(lo) << 12) | (u64::from(hi & 0xf) << 44)),
-                header: self.mmio.read32(ring::reg(engine, ring::IPEHR)),
-            };
-            let e = &mut self.engines[engine.index()];
-            e.fault = Some(f);
-            e.pending = None;
-            return EngineStatus::Faulted(f);
+            let address = (u64::from(lo) << 12) | (u64::from(hi & 0xf) << 44);
+            return self.fault(engine, FaultKind::InvalidPte, Some(address));
         }
         let write = self.mmio.read32(ring::reg(engine, ring::CSB_PTR)) & 0xf;
         let mut read = st.csb_read;
         let mut done = false;
         let mut steps = 0;
+        // A write pointer outside the entries: nothing written since reset.
         while read != write && write < ring::CSB_ENTRIES && steps < ring::CSB_ENTRIES {
             read = (read + 1) % ring::CSB_ENTRIES;
             steps += 1;
@@ -432,9 +821,7 @@ impl<M: Mmio, P: PhysMem> Backend for IntelGen9<M, P> {
             let ctx = self
                 .mmio
                 .read32(ring::reg(engine, ring::CSB_BASE + 8 * read + 4));
-            if status & (ring::CSB_STATUS_COMPLETE | ring::CSB_STATUS_ACTIVE_IDLE) != 0
-                && ctx == pending.0 as u32
-            {
+            if status & ring::CSB_STATUS_COMPLETE != 0 && ctx == pending.context_id {
                 done = true;
             }
         }
@@ -446,37 +833,55 @@ impl<M: Mmio, P: PhysMem> Backend for IntelGen9<M, P> {
         if done {
             let e = &mut self.engines[engine.index()];
             e.pending = None;
-            e.last_completed = Some(pending);
-            EngineStatus::Idle {
-                last_completed: Some(pending),
-            }
-        } else {
-            EngineStatus::Busy { running: pending }
+            e.last_completed = Some(pending.id);
+            return EngineStatus::Idle {
+                last_completed: Some(pending.id),
+            };
+        }
+        if self.mmio.now_ns().saturating_sub(pending.started_ns) > self.time_limit_ns {
+            // Hung: a batch that never ends reports nothing.
+            return self.fault(engine, FaultKind::Hang, None);
+        }
+        EngineStatus::Busy {
+            running: pending.id,
         }
     }
     fn advance(&mut self, _now_ns: u64) {
-        // The hardware runs by itself.
+        // The hardware runs by itself; its waits use the device's clock.
     }
     fn finished_at_ns(&mut self, _engine: Engine, _id: SubmissionId) -> Option<u64> {
         // The CSB carries no time; the scheduler charges up to its poll.
         None
     }
     fn reset_engine(&mut self, engine: Engine) {
-        let bit = gdrst_bit(engine);
-        self.mmio.write32(GDRST, bit);
-        // Bounded: a reset that never clears leaves the engine faulted.
-        if self.poll_until(GDRST, bit, 0, "engine reset").is_ok() {
-            let e = &mut self.engines[engine.index()];
-            e.fault = None;
-            e.pending = None;
-            e.csb_read = ring::CSB_ENTRIES - 1;
+        self.stop_engine(engine);
+        let reset = self
+            .prepare_reset(engine)
+            .and_then(|()| self.gdrst(gdrst::engine_bit(engine)));
+        self.cancel_reset(engine);
+        if reset.is_err() {
+            // Bounded: a reset that never completes leaves the engine
+            // faulted (the monitor stops using it).
+            return;
+        }
+        let fault = self.mmio.read32(gt::RING_FAULT);
+        if (fault >> 12) & 7 == hw_engine_id(engine) {
             self.mmio.write32(gt::RING_FAULT, 0);
+        }
+        self.resume(engine);
+        let e = &mut self.engines[engine.index()];
+        // The abandoned context's image was not saved: start it afresh.
+        let abandoned = e.pending.map(|p| p.context).or(e.fault.map(|f| f.context));
+        e.fault = None;
+        e.pending = None;
+        if let Some(context) = abandoned {
+            self.image_ready[context.index()][engine.index()] = false;
         }
     }
     fn release_context(&mut self, context: ContextId) {
         for engine in Engine::ALL {
             let st = self.engines[engine.index()];
-            let running = st.pending.is_some_and(|(_, c)| c == context)
+            let running = st.pending.is_some_and(|p| p.context == context)
                 || st.fault.is_some_and(|f| f.context == context);
             if running {
                 // The hardware must stop saving into the image before the
@@ -488,404 +893,10 @@ impl<M: Mmio, P: PhysMem> Backend for IntelGen9<M, P> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::addr::HostGmRange;
-    use crate::testutil::SparseMem;
-
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    enum Op {
-        R32(u32),
-        R64(u32),
-        W32(u32, u32),
-        W64(u32, u64),
-    }
-
-    /// Records every access; answers forcewake acks from the requests,
-    /// GDRST as self-clearing, and the CSB from `csb`.
-    #[derive(Debug, Default)]
-    struct Recorder {
-        log: Vec<Op>,
-        regs: std::collections::HashMap<u32, u32>,
-        ggtt: std::collections::HashMap<u32, u64>,
-    }
-
-    impl Mmio for Recorder {
-        fn read32(&mut self, o: MmioOffset) -> u32 {
-            self.log.push(Op::R32(o.raw()));
-            for d in forcewake::Domain::ALL {
-                if d.ack() == o {
-                    return self.regs.get(&d.request().raw()).copied().unwrap_or(0) & 0xffff;
-                }
-            }
-            if o == GDRST {
-                return 0;
-            }
-            self.regs.get(&o.raw()).copied().unwrap_or(0)
-        }
-        fn write32(&mut self, o: MmioOffset, v: u32) {
-            self.log.push(Op::W32(o.raw(), v));
-            let old = self.regs.get(&o.raw()).copied().unwrap_or(0);
-            let is_masked = forcewake::Domain::ALL.iter().any(|d| d.request() == o);
-            let nv = if is_masked {
-                (old & !(v >> 16)) | (v & (v >> 16))
-            } else {
-                v
-            };
-            self.regs.insert(o.raw(), nv);
-        }
-        fn read64(&mut self, o: MmioOffset) -> u64 {
-            self.log.push(Op::R64(o.raw()));
-            self.ggtt.get(&o.raw()).copied().unwrap_or(0)
-        }
-        fn write64(&mut self, o: MmioOffset, v: u64) {
-            self.log.push(Op::W64(o.raw(), v));
-            self.ggtt.insert(o.raw(), v);
-        }
-    }
-
-    /// GM address of the context of `c` on engine `e` (0x20000 apart per
-    /// engine, 1 MiB per context).
-    fn lrca(c: usize, e: usize) -> u64 {
-        0x10_0000 * (c as u64 + 1) + 0x2_0000 * e as u64
-    }
-
-    /// Physical address of its image (16 MiB up, same spacing).
-    fn image(c: usize, e: usize) -> u64 {
-        0x100_0000 + 0x10_0000 * c as u64 + 0x2_0000 * e as u64
-    }
-
-    fn contexts() -> ContextTable {
-        core::array::from_fn(|c| {
-            core::array::from_fn(|e| EngineContext {
-                lrca: HostGm::new(lrca(c, e)).unwrap(),
-                image: PhysAddr::new(image(c, e)).unwrap(),
-            })
-        })
-    }
-
-    fn device() -> IntelGen9<Recorder, SparseMem> {
-        IntelGen9::new(Recorder::default(), SparseMem::new(1 << 32), contexts())
-    }
-
-    #[test]
-    fn init_wakes_every_domain_then_enables_execlists() {
-        let mut d = device();
-        d.init().unwrap();
-        let mut want = Vec::new();
-        for dom in forcewake::Domain::ALL {
-            want.push(Op::W32(dom.request().raw(), 0x0001_0001));
-            want.push(Op::R32(dom.ack().raw()));
-        }
-        for (i, e) in Engine::ALL.into_iter().enumerate() {
-            want.push(Op::W32(e.mmio_base() + 0x29c, 0x8000_8000));
-            want.push(Op::W32(e.mmio_base() + 0x80, lrca(0, i) as u32));
-            want.push(Op::R32(e.mmio_base() + 0x80));
-        }
-        assert_eq!(d.mmio().log, want);
-    }
-
-    #[test]
-    fn forcewake_without_ack_times_out() {
-        struct Deaf;
-        impl Mmio for Deaf {
-            fn read32(&mut self, _: MmioOffset) -> u32 {
-                0
-            }
-            fn write32(&mut self, _: MmioOffset, _: u32) {}
-            fn read64(&mut self, _: MmioOffset) -> u64 {
-                0
-            }
-            fn write64(&mut self, _: MmioOffset, _: u64) {}
-        }
-        let mut d = IntelGen9::new(Deaf, SparseMem::new(1 << 32), contexts());
-        assert_eq!(
-            d.init(),
-            Err(BackendError::Timeout {
-                what: "forcewake ack"
-            })
-        );
-        let sub = Submission::new(
-            Engine::Render,
-            ContextId::MONITOR,
-            HostGmRange::new(HostGm::new(0).unwrap(), 4096).unwrap(),
-            0,
-            8,
-        )
-        .unwrap();
-        assert_eq!(d.submit(&sub), Err(BackendError::NotInitialised));
-    }
-
-    #[test]
-    fn submit_fills_the_context_and_writes_elsp_in_order_then_polls_the_csb() {
-        let mut d = device();
-        d.init().unwrap();
-        // After reset the CSB write pointer sits at the last entry.
-        let base = Engine::Blitter.mmio_base();
-        d.mmio.regs.insert(base + 0x3a0, 5);
-        d.mmio.log.clear();
-        let ring = HostGmRange::new(HostGm::new(0x20_0000).unwrap(), 2 * 4096).unwrap();
-        let sub = Submission::new(Engine::Blitter, ContextId::MONITOR, ring, 0x10, 0x40).unwrap();
-        let id = d.submit(&sub).unwrap();
-        let elsp = Engine::Blitter.mmio_base() + 0x230;
-        let lo = lrca(0, 1) as u32 | (1 << 8) | (1 << 3) | 1;
-        assert_eq!(
-            d.mmio().log,
-            vec![
-                Op::W32(elsp, 0),
-                Op::W32(elsp, 0),
-                Op::W32(elsp, id.0 as u32),
-                Op::W32(elsp, lo)
-            ]
-        );
-        let state = image(0, 1) + 4096;
-        let dword = |i: u64| {
-            let mut b = [0u8; 4];
-            d.mem()
-                .read(PhysAddr::new(state + 4 * i).unwrap(), &mut b)
-                .unwrap();
-            u32::from_le_bytes(b)
-        };
-        assert_eq!(dword(1), (0x22 << 23) | (1 << 12) | 21);
-        assert_eq!(dword(6), Engine::Blitter.mmio_base() + 0x30);
-        assert_eq!(dword(5), 0x10);
-        assert_eq!(dword(7), 0x40);
-        assert_eq!(dword(9), 0x20_0000);
-        assert_eq!(dword(11), (1 << 12) | 1);
-        assert_eq!(d.poll(Engine::Blitter), EngineStatus::Busy { running: id });
-        assert!(matches!(
-            d.submit(&sub),
-            Err(BackendError::EngineNotIdle(_))
-        ));
-        // Hardware reports completion in CSB entry 0.
-        d.mmio.regs.insert(base + 0x370, ring::CSB_STATUS_COMPLETE);
-        d.mmio.regs.insert(base + 0x374, id.0 as u32);
-        d.mmio.regs.insert(base + 0x3a0, 0);
-        d.mmio.log.clear();
-        assert_eq!(
-            d.poll(Engine::Blitter),
-            EngineStatus::Idle {
-                last_completed: Some(id)
-            }
-        );
-        assert_eq!(
-            d.mmio().log,
-            vec![
-                Op::R32(gt::RING_FAULT.raw()),
-                Op::R32(base + 0x3a0),
-                Op::R32(base + 0x370),
-                Op::R32(base + 0x374),
-                Op::W32(base + 0x3a0, 0x0f00_0000),
-            ]
-        );
-    }
-
-    fn vgpu_context(slot: u8) -> ContextId {
-        ContextId::of_vgpu(crate::partition::VgpuId::new(slot).unwrap())
-    }
-
-    fn image_dword(d: &IntelGen9<Recorder, SparseMem>, c: ContextId, e: Engine, at: u64) -> u32 {
-        let mut b = [0u8; 4];
-        d.mem()
-            .read(
-                PhysAddr::new(image(c.index(), e.index()) + at).unwrap(),
-                &mut b,
-            )
-            .unwrap();
-        u32::from_le_bytes(b)
-    }
-
-    /// Submits `[head, tail)` of a one-page ring on `context`.
-    fn submit_on(
-        d: &mut IntelGen9<Recorder, SparseMem>,
-        engine: Engine,
-        context: ContextId,
-        head: u32,
-        tail: u32,
-    ) -> SubmissionId {
-        let ring = HostGmRange::new(HostGm::new(0x20_0000).unwrap(), 4096).unwrap();
-        d.submit(&Submission::new(engine, context, ring, head, tail).unwrap())
-            .unwrap()
-    }
-
-    /// The hardware reports `id` complete in CSB entry `entry`.
-    fn complete(
-        d: &mut IntelGen9<Recorder, SparseMem>,
-        engine: Engine,
-        id: SubmissionId,
-        entry: u32,
-    ) {
-        let base = engine.mmio_base();
-        d.mmio
-            .regs
-            .insert(base + 0x370 + 8 * entry, ring::CSB_STATUS_COMPLETE);
-        d.mmio.regs.insert(base + 0x374 + 8 * entry, id.0 as u32);
-        d.mmio.regs.insert(base + 0x3a0, entry);
-        assert_eq!(
-            d.poll(engine),
-            EngineStatus::Idle {
-                last_completed: Some(id)
-            }
-        );
-    }
-
-    #[test]
-    fn each_context_runs_from_its_own_image_and_descriptor() {
-        let mut d = device();
-        d.init().unwrap();
-        let (a, b) = (vgpu_context(0), vgpu_context(1));
-        let render = Engine::Render;
-        let elsp = render.mmio_base() + 0x230;
-        let desc = |c: ContextId| lrca(c.index(), 0) as u32 | (1 << 8) | (1 << 3) | 1;
-        // RING_HEAD / RING_TAIL values of the register state page.
-        let (head, tail) = (4096 + 4 * 5, 4096 + 4 * 7);
-        d.mmio.log.clear();
-        let first = submit_on(&mut d, render, a, 0x10, 0x40);
-        assert_eq!(d.mmio().log.last(), Some(&Op::W32(elsp, desc(a))));
-        assert_eq!(image_dword(&d, a, render, head), 0x10);
-        assert_eq!(image_dword(&d, b, render, head), 0);
-        complete(&mut d, render, first, 0);
-        d.mmio.log.clear();
-        let second = submit_on(&mut d, render, b, 0x80, 0x100);
-        assert_eq!(d.mmio().log.last(), Some(&Op::W32(elsp, desc(b))));
-        assert_eq!(image_dword(&d, b, render, tail), 0x100);
-        // The first context's image keeps its own registers.
-        assert_eq!(image_dword(&d, a, render, tail), 0x40);
-        complete(&mut d, render, second, 1);
-    }
-
-    #[test]
-    fn a_released_context_is_rewritten_fresh_before_its_next_use() {
-        let mut d = device();
-        d.init().unwrap();
-        let a = vgpu_context(2);
-        let render = Engine::Render;
-        let id = submit_on(&mut d, render, a, 0, 0x20);
-        complete(&mut d, render, id, 0);
-        // What the hardware saved for the context: say, a GPR in the
-        // engine state pages.
-        let saved = 5 * 4096 + 0x40;
-        let at = PhysAddr::new(image(a.index(), 0) + saved).unwrap();
-        d.mem.write(at, &0xdead_u32.to_le_bytes()).unwrap();
-        d.mmio.log.clear();
-        d.release_context(a);
-        // Nothing was running it: no register access at all.
-        assert_eq!(d.mmio().log, vec![]);
-        assert_eq!(image_dword(&d, a, render, saved), 0xdead);
-        let id = submit_on(&mut d, render, a, 0x20, 0x28);
-        assert_eq!(image_dword(&d, a, render, saved), 0);
-        assert_eq!(
-            image_dword(&d, a, render, 4096 + 4),
-            (0x22 << 23) | (1 << 12) | 21
-        );
-        assert_eq!(image_dword(&d, a, render, 4096 + 4 * 5), 0x20);
-        complete(&mut d, render, id, 1);
-    }
-
-    #[test]
-    fn releasing_a_context_still_running_resets_its_engine_only() {
-        let mut d = device();
-        d.init().unwrap();
-        let (a, b) = (vgpu_context(0), vgpu_context(1));
-        submit_on(&mut d, Engine::Video, a, 0, 8);
-        submit_on(&mut d, Engine::Blitter, b, 0, 8);
-        d.mmio.log.clear();
-        d.release_context(a);
-        assert_eq!(
-            d.mmio().log.first(),
-            Some(&Op::W32(GDRST.raw(), gdrst_bit(Engine::Video)))
-        );
-        assert!(!d
-            .mmio()
-            .log
-            .contains(&Op::W32(GDRST.raw(), gdrst_bit(Engine::Blitter))));
-        // The video engine takes new work; the blitter still runs b's.
-        submit_on(&mut d, Engine::Video, b, 0, 8);
-        assert!(matches!(d.poll(Engine::Blitter), EngineStatus::Busy { .. }));
-    }
-
-    #[test]
-    fn pte_writes_go_to_bar0_plus_8mib_and_flush_is_posted() {
-        let mut d = device();
-        let pte = HostPte::map(
-            crate::addr::PhysFrame::new(0x1234).unwrap(),
-            crate::ggtt::PteFlags::NONE,
-        );
-        let f = d.write_pte(HostGgttIndex::new(5).unwrap(), pte);
-        d.flush_ggtt(f);
-        assert_eq!(
-            d.mmio().log,
-            vec![
-                Op::W64(0x80_0000 + 40, 0x123_4001),
-                Op::W32(0x10_1008, 1),
-                Op::R32(0x10_1008)
-            ]
-        );
-        assert_eq!(d.read_pte(HostGgttIndex::new(5).unwrap()), pte);
-        d.write_gm(HostGm::new(5 * 4096 + 8).unwrap(), &[1, 2, 3])
-            .unwrap();
-        let mut b = [0u8; 3];
-        d.mem()
-            .read(PhysAddr::new(0x123_4008).unwrap(), &mut b)
-            .unwrap();
-        assert_eq!(b, [1, 2, 3]);
-        assert!(d.read_gm(HostGm::new(0).unwrap(), &mut b).is_err());
-    }
-
-    /// Over MMIO, save reads back only the GGTT blocks the guest wrote an
-    /// entry of (a bus round trip each), not all of the vGPU's entries; a
-    /// restore onto other slices rebuilds the same mappings.
-    #[test]
-    fn save_reads_only_the_ggtt_blocks_the_guest_wrote() {
-        use crate::addr::{GuestPage, PhysFrame};
-        use crate::ggtt::{GuestPte, PteFlags};
-        use crate::partition::{GmLayout, PartitionAllocator, VgpuType};
-        use crate::regs::GGTT_BAR0_OFFSET;
-        use crate::testutil::guest_mem;
-        use crate::vgpu::{scrub_partition, AccessSize, Vgpu};
-        let mut d = device();
-        let mut a =
-            PartitionAllocator::new(GmLayout::DEFAULT, PartitionAllocator::GVT_MONITOR_SHARE)
-                .unwrap();
-        let p = a.allocate(VgpuType::Small).unwrap();
-        scrub_partition(&mut d, &p);
-        let mem = guest_mem(0, 0x2000, 16);
-        let mut v = Vgpu::new(&p);
-        // Three entries: two in the first aperture block, one in the hidden.
-        let gms = [
-            p.aperture().base().raw(),
-            p.aperture().base().raw() + 5 * 4096,
-            p.hidden().base().raw() + 0x40_0000,
-        ];
-        for (i, gm) in gms.into_iter().enumerate() {
-            let pte = GuestPte::map(GuestPage::new(i as u64).unwrap(), PteFlags::NONE);
-            let off = GGTT_BAR0_OFFSET + (gm >> 12) as u32 * 8;
-            let done = v.mmio_write(&mut d, &mem, off, AccessSize::Qword, pte.raw());
-            assert_eq!(done, Ok(crate::vgpu::MmioEffect::Done));
-        }
-        d.mmio.log.clear();
-        let mut blob = vec![0u8; 1 << 16];
-        let n = v.save(&mut d, &mem, &mut blob).unwrap();
-        let reads = d
-            .mmio()
-            .log
-            .iter()
-            .filter(|o| matches!(o, Op::R64(_)))
-            .count();
-        // Two blocks of 512 entries, out of the 112 Ki of a small vGPU.
-        assert_eq!(reads, 2 * 512);
-        let q = a.allocate(VgpuType::Small).unwrap();
-        scrub_partition(&mut d, &q);
-        let other = guest_mem(0, 0x3000, 16);
-        let w = Vgpu::restore(&blob[..n], &q, &mut d, &other).unwrap();
-        for (i, gm) in gms.into_iter().enumerate() {
-            let guest = crate::addr::GuestGgttIndex::new(gm >> 12).unwrap();
-            let host = w.translation().g2h_index(guest).unwrap();
-            assert_eq!(
-                d.read_pte(host).frame(),
-                Some(PhysFrame::new(0x3000 + i as u64).unwrap())
-            );
-        }
+fn unscratched(pte: HostPte, scratch: PhysFrame) -> HostPte {
+    if pte.frame() == Some(scratch) {
+        HostPte::INVALID
+    } else {
+        pte
     }
 }

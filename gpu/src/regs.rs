@@ -622,3 +622,314 @@ pub fn ring_register_of(offset: MmioOffset) -> Option<(Engine, u32)> {
         (raw >= base && raw < base + 0x800).then(|| (e, raw - base))
     })
 }
+
+/// Which forcewake domains a register needs awake to be reached (Gen9),
+/// i915 `intel_uncore.c` `__gen9_fw_ranges`: i915's "GT" domain is the one
+/// [`forcewake::Domain::Blitter`] names (request 0xa188, ack 0x130044).
+/// Registers outside every range (the uncore range, the GGTT window, the
+/// fences, PVINFO, display) need none.
+pub mod fw_ranges {
+    use super::forcewake::Domain;
+
+    /// Render domain.
+    pub const RENDER: u8 = 1 << 0;
+    /// Media domain.
+    pub const MEDIA: u8 = 1 << 1;
+    /// i915's GT domain (the blitter and the common GT registers).
+    pub const GT: u8 = 1 << 2;
+
+    /// The bit of a domain in a set.
+    pub const fn bit(domain: Domain) -> u8 {
+        match domain {
+            Domain::Render => RENDER,
+            Domain::Media => MEDIA,
+            Domain::Blitter => GT,
+        }
+    }
+
+    /// (first, last, domains), ascending, as i915 lists them for Gen9.
+    pub const GEN9: [(u32, u32, u8); 33] = [
+        (0x0, 0xaff, GT),
+        (0xb00, 0x1fff, 0),
+        (0x2000, 0x26ff, RENDER),
+        (0x2700, 0x2fff, GT),
+        (0x3000, 0x3fff, RENDER),
+        (0x4000, 0x51ff, GT),
+        (0x5200, 0x7fff, RENDER),
+        (0x8000, 0x812f, GT),
+        (0x8130, 0x813f, MEDIA),
+        (0x8140, 0x815f, RENDER),
+        (0x8160, 0x82ff, GT),
+        (0x8300, 0x84ff, RENDER),
+        (0x8500, 0x87ff, GT),
+        (0x8800, 0x89ff, MEDIA),
+        (0x8a00, 0x8bff, GT),
+        (0x8c00, 0x8cff, RENDER),
+        (0x8d00, 0x93ff, GT),
+        (0x9400, 0x97ff, RENDER | MEDIA),
+        (0x9800, 0xafff, GT),
+        (0xb000, 0xb47f, RENDER),
+        (0xb480, 0xcfff, GT),
+        (0xd000, 0xd7ff, MEDIA),
+        (0xd800, 0xdfff, GT),
+        (0xe000, 0xe8ff, RENDER),
+        (0xe900, 0x11fff, GT),
+        (0x12000, 0x13fff, MEDIA),
+        (0x14000, 0x19fff, GT),
+        (0x1a000, 0x1e9ff, MEDIA),
+        (0x1ea00, 0x243ff, GT),
+        (0x24400, 0x247ff, RENDER),
+        (0x24800, 0x2ffff, GT),
+        (0x30000, 0x3ffff, MEDIA),
+        (0x40000, 0x7f_ffff, 0),
+    ];
+
+    /// The domains register `offset` needs.
+    pub fn domains_of(offset: u32) -> u8 {
+        GEN9.iter()
+            .find(|&&(first, last, _)| offset >= first && offset <= last)
+            .map_or(0, |&(_, _, d)| d)
+    }
+}
+
+/// Registers of the engine block beyond [`ring`]'s table that the
+/// real-device backend programs (i915 `gt/intel_engine_regs.h`).
+pub mod engine_ctl {
+    /// RING_EMR: error mask (base + 0xb4).
+    pub const EMR: u32 = 0xb4;
+    /// RING_ESR: error status (base + 0xb8).
+    pub const ESR: u32 = 0xb8;
+    /// RING_RESET_CTL (masked, base + 0xd0).
+    pub const RESET_CTL: u32 = 0xd0;
+    /// RESET_CTL: software asks the engine to get ready for reset.
+    pub const REQUEST_RESET: u32 = 1 << 0;
+    /// RESET_CTL: the engine is ready to be reset.
+    pub const READY_TO_RESET: u32 = 1 << 1;
+    /// RING_MI_MODE STOP_RING (masked).
+    pub const STOP_RING: u32 = 1 << 8;
+    /// RING_MI_MODE MODE_IDLE (read only): the command streamer stopped.
+    pub const MODE_IDLE: u32 = 1 << 9;
+    /// RING_HWSTAM: which status-page writes the engine makes (base + 0x98).
+    pub const HWSTAM: u32 = 0x98;
+    /// RING_EIR / ESR bit of an invalid instruction (i915
+    /// `I915_ERROR_INSTRUCTION`).
+    pub const ERROR_INSTRUCTION: u32 = 1 << 0;
+    /// The CSB read and write pointers software sets after a reset, so
+    /// that the first entry the hardware writes (entry 0) is the next one
+    /// read (i915 `reset_csb_pointers`).
+    pub const CSB_RESET_VALUE: u32 = super::ring::CSB_ENTRIES - 1;
+    /// RING_CONTEXT_STATUS_PTR as hardware leaves it after a reset: both
+    /// pointers at 7, outside the 6 entries, until software writes them.
+    pub const CSB_PTR_AFTER_RESET: u32 = 0x0707;
+    /// CSB entry status: the engine left idle for an element (i915
+    /// `GEN8_CTX_STATUS_IDLE_ACTIVE`).
+    pub const CSB_STATUS_IDLE_ACTIVE: u32 = 1 << 0;
+}
+
+/// PCI configuration space of the GPU function (PCI spec; i915
+/// `SNB_GMCH_CTRL`, `BDW_GMCH_GGMS_SHIFT`/`_MASK`).
+pub mod pci {
+    /// Vendor id (15:0) and device id (31:16).
+    pub const ID: u16 = 0x00;
+    /// Command (15:0) and status (31:16).
+    pub const COMMAND: u16 = 0x04;
+    /// Command: memory space decoding.
+    pub const COMMAND_MEMORY: u32 = 1 << 1;
+    /// Command: bus master (the GPU may read and write memory).
+    pub const COMMAND_BUS_MASTER: u32 = 1 << 2;
+    /// GMCH graphics control (16 bit, in the dword at 0x50).
+    pub const GMCH_CTRL: u16 = 0x50;
+    /// GGTT size field, bits 7:6: 0 none, else `1 << field` MiB of PTEs.
+    pub const GMCH_GGMS_SHIFT: u32 = 6;
+    /// Its mask (after the shift).
+    pub const GMCH_GGMS_MASK: u32 = 0x3;
+
+    /// Bytes of GGTT entries `gmch_ctrl` declares (i915
+    /// `gen8_get_total_gtt_size`).
+    pub const fn ggtt_bytes(gmch_ctrl: u32) -> u32 {
+        let ggms = (gmch_ctrl >> GMCH_GGMS_SHIFT) & GMCH_GGMS_MASK;
+        if ggms == 0 {
+            0
+        } else {
+            (1 << ggms) << 20
+        }
+    }
+}
+
+/// GPU caching set-up (i915 `gt/intel_gtt.c` `bdw_setup_private_ppat`,
+/// `gt/intel_mocs.c` `skl_mocs_table`).
+pub mod caching {
+    use super::MmioOffset;
+    use crate::engine::Engine;
+
+    /// GEN8_PRIVATE_PAT_LO / _HI.
+    pub const PAT_LO: MmioOffset = MmioOffset::reg(0x40e0);
+    /// High half.
+    pub const PAT_HI: MmioOffset = MmioOffset::reg(0x40e4);
+    /// The eight PAT entries as i915 sets them on Gen9: 0 WB LLC, 1 WC
+    /// LLC/eLLC, 2 WB eLLC override, 3 UC, 4..7 WB LLC/eLLC age 0..3.
+    pub const PAT: u64 = 0x3b2b_1b0b_0003_0907;
+    /// MOCS entries per engine (GEN9_NUM_MOCS_ENTRIES).
+    pub const MOCS_ENTRIES: u32 = 64;
+    /// GEN9_LNCFCMOCS(i): the L3 control of two entries per register.
+    pub const fn l3cc(i: u32) -> MmioOffset {
+        MmioOffset::reg(0xb020 + 4 * i)
+    }
+    /// The engine's MOCS control registers (`__GEN9_*_MOCS0`).
+    pub const fn mocs(engine: Engine, i: u32) -> MmioOffset {
+        let base = match engine {
+            Engine::Render => 0xc800,
+            Engine::Video => 0xc900,
+            Engine::VideoEnhance => 0xcb00,
+            Engine::Blitter => 0xcc00,
+        };
+        MmioOffset::reg(base + 4 * i)
+    }
+    /// (control, l3cc) of MOCS entry `i`: 0 uncached, 1 as the PTE says
+    /// (also every entry the table leaves unused), 2 cached, 63 the L3's
+    /// eviction entry.
+    pub const fn mocs_entry(i: u32) -> (u32, u16) {
+        match i {
+            0 => (0x09, 0x10),
+            2 => (0x3b, 0x30),
+            63 => (0x37, 0x10),
+            _ => (0x30, 0x30),
+        }
+    }
+}
+
+/// The hardware engine id, as RING_FAULT_REG bits 14:12 name the engine
+/// (i915 `RCS_HW` 0, `VCS_HW` 1, `BCS_HW` 2, `VECS_HW` 3): not the
+/// project's engine index.
+pub const fn hw_engine_id(engine: Engine) -> u32 {
+    match engine {
+        Engine::Render => 0,
+        Engine::Video => 1,
+        Engine::Blitter => 2,
+        Engine::VideoEnhance => 3,
+    }
+}
+
+/// The Gen9 logical ring context's register state page (i915
+/// `gt/intel_lrc.c` `gen9_rcs_offsets` / `gen9_xcs_offsets`, and
+/// `intel_lrc_reg.h`): blocks of MI_LOAD_REGISTER_IMM, each followed by
+/// (register, value) pairs, at fixed dwords. Render and the other
+/// engines differ in the third block (R_PWR_CLK_STATE, not posted, on
+/// render; 0x200 posted elsewhere).
+pub mod lrc {
+    use crate::engine::Engine;
+
+    /// One MI_LOAD_REGISTER_IMM block: its dword, whether it is posted,
+    /// and the engine-relative registers it loads.
+    #[derive(Clone, Copy, Debug)]
+    pub struct Block {
+        /// Dword of the LRI header.
+        pub at: usize,
+        /// MI_LRI_FORCE_POSTED.
+        pub posted: bool,
+        /// Registers (relative to the engine base).
+        pub regs: &'static [u32],
+    }
+
+    const RING: [u32; 14] = [
+        0x244, 0x34, 0x30, 0x38, 0x3c, 0x168, 0x140, 0x110, 0x11c, 0x114, 0x118, 0x1c0, 0x1c4,
+        0x1c8,
+    ];
+    const PDPS: [u32; 9] = [
+        0x3a8, 0x28c, 0x288, 0x284, 0x280, 0x27c, 0x278, 0x274, 0x270,
+    ];
+    const RCS_PWR: [u32; 1] = [0xc8];
+    const XCS_200: [u32; 1] = [0x200];
+    const STATE: [u32; 44] = [
+        0x28, 0x9c, 0xc0, 0x178, 0x17c, 0x358, 0x170, 0x150, 0x154, 0x158, 0x41c, 0x600, 0x604,
+        0x608, 0x60c, 0x610, 0x614, 0x618, 0x61c, 0x620, 0x624, 0x628, 0x62c, 0x630, 0x634, 0x638,
+        0x63c, 0x640, 0x644, 0x648, 0x64c, 0x650, 0x654, 0x658, 0x65c, 0x660, 0x664, 0x668, 0x66c,
+        0x670, 0x674, 0x678, 0x67c, 0x68,
+    ];
+
+    /// The blocks of `engine`'s image.
+    pub const fn blocks(engine: Engine) -> [Block; 4] {
+        let third = match engine {
+            Engine::Render => Block {
+                at: 0x41,
+                posted: false,
+                regs: &RCS_PWR,
+            },
+            _ => Block {
+                at: 0x41,
+                posted: true,
+                regs: &XCS_200,
+            },
+        };
+        [
+            Block {
+                at: 0x01,
+                posted: true,
+                regs: &RING,
+            },
+            Block {
+                at: 0x21,
+                posted: true,
+                regs: &PDPS,
+            },
+            third,
+            Block {
+                at: 0x51,
+                posted: true,
+                regs: &STATE,
+            },
+        ]
+    }
+
+    /// MI_LOAD_REGISTER_IMM of `count` registers.
+    pub const fn lri(count: usize, posted: bool) -> u32 {
+        (0x22 << 23) | if posted { FORCE_POSTED } else { 0 } | (2 * count as u32 - 1)
+    }
+    /// MI_LRI_FORCE_POSTED.
+    pub const FORCE_POSTED: u32 = 1 << 12;
+
+    /// Value dwords (i915 `CTX_*`: the register's dword plus one).
+    pub const CONTEXT_CONTROL: usize = 0x03;
+    /// RING_HEAD value.
+    pub const RING_HEAD: usize = 0x05;
+    /// RING_TAIL value.
+    pub const RING_TAIL: usize = 0x07;
+    /// RING_START value.
+    pub const RING_START: usize = 0x09;
+    /// RING_CTL value.
+    pub const RING_CTL: usize = 0x0b;
+    /// PDP0 (the PML4 of a 4-level PPGTT) upper and lower dwords.
+    pub const PDP0_UDW: usize = 0x31;
+    /// Lower dword.
+    pub const PDP0_LDW: usize = 0x33;
+    /// RING_MI_MODE value (i915 `GEN9_CTX_RING_MI_MODE` + 1).
+    pub const MI_MODE: usize = 0x55;
+    /// Dwords the blocks span (the last block's end).
+    pub const DWORDS: usize = 0x51 + 1 + 2 * 44;
+
+    /// CONTEXT_CONTROL: do not restore the engine state from the image
+    /// (a context the hardware never saved).
+    pub const CTX_CTRL_RESTORE_INHIBIT: u32 = 1 << 0;
+    /// CONTEXT_CONTROL: do not save the engine state.
+    pub const CTX_CTRL_SAVE_INHIBIT: u32 = 1 << 2;
+    /// CONTEXT_CONTROL: resource streamer context.
+    pub const CTX_CTRL_RS_CTX_ENABLE: u32 = 1 << 1;
+    /// CONTEXT_CONTROL: inhibit synchronous context switch.
+    pub const CTX_CTRL_INHIBIT_SYN_CTX_SWITCH: u32 = 1 << 3;
+
+    /// Descriptor bits (i915 `GEN8_CTX_*`).
+    pub const DESC_VALID: u32 = 1 << 0;
+    /// Force restore (i915 `CTX_DESC_FORCE_RESTORE`).
+    pub const DESC_FORCE_RESTORE: u32 = 1 << 2;
+    /// Addressing mode field, bits 4:3.
+    pub const DESC_ADDRESSING_SHIFT: u32 = 3;
+    /// Legacy 32-bit (GGTT / 3-level) addressing.
+    pub const DESC_LEGACY_32B: u32 = 1 << DESC_ADDRESSING_SHIFT;
+    /// Legacy 64-bit (4-level PPGTT) addressing.
+    pub const DESC_LEGACY_64B: u32 = 3 << DESC_ADDRESSING_SHIFT;
+    /// Privileged context.
+    pub const DESC_PRIVILEGE: u32 = 1 << 8;
+    /// Context id: the descriptor's upper dword, 21 bits
+    /// (`GEN8_CTX_ID_WIDTH`).
+    pub const CONTEXT_ID_MASK: u32 = (1 << 21) - 1;
+}

@@ -93,6 +93,8 @@ use crate::ggtt::{GgttFlush, HostPte};
 use crate::regs::{fence, forcewake, gt, ring, MmioOffset};
 use core::fmt;
 
+#[cfg(test)]
+pub(crate) mod device;
 mod draw;
 mod exec;
 mod ppgtt;
@@ -409,6 +411,14 @@ impl<M: PhysMem> SimGpu<M> {
     pub fn user_interrupts(&self, engine: Engine) -> u64 {
         self.engines[engine.index()].user_interrupts
     }
+    /// Puts `context`'s state on `engine` alone back to power-on (what a
+    /// context load with restore inhibit does: the engine state is not
+    /// restored from the image; the device model of [`device`] uses it).
+    #[cfg(test)]
+    pub(crate) fn reset_context_on(&mut self, context: ContextId, engine: Engine) {
+        self.contexts[context.index()][engine.index()] = ContextImage::new();
+    }
+
     /// Whether `context` holds only power-on state on every engine: no
     /// register, ALU, predicate or pipeline state was set in it since its
     /// last release. The fuzz harness checks with it that no other
@@ -614,7 +624,8 @@ impl<M: PhysMem> SimGpu<M> {
         };
         match stop.address {
             Some(addr) => {
-                let engine_id = engine.index() as u32;
+                // RING_FAULT_REG names the hardware engine id.
+                let engine_id = crate::regs::hw_engine_id(engine);
                 let _ = self.globals.insert(
                     gt::RING_FAULT.raw(),
                     gt::RING_FAULT_VALID | (engine_id << 12),

@@ -221,3 +221,25 @@ pub fn scan_gate(b: &mut dyn Backend) -> Box<ScanGate> {
     assert!(gate.place(HostGmRange::new(hidden.base(), bytes).unwrap()));
     gate
 }
+
+/// One physical memory seen by two owners (a device model and the backend
+/// driving it, as the GPU and the CPU share RAM).
+#[derive(Debug, Clone, Default)]
+pub struct SharedMem(pub std::rc::Rc<std::cell::RefCell<SparseMem>>);
+
+impl SharedMem {
+    pub fn new(limit: u64) -> Self {
+        SharedMem(std::rc::Rc::new(std::cell::RefCell::new(SparseMem::new(
+            limit,
+        ))))
+    }
+}
+
+impl PhysMem for SharedMem {
+    fn read(&self, addr: PhysAddr, buf: &mut [u8]) -> Result<(), PhysMemError> {
+        self.0.borrow().read(addr, buf)
+    }
+    fn write(&mut self, addr: PhysAddr, data: &[u8]) -> Result<(), PhysMemError> {
+        self.0.borrow_mut().write(addr, data)
+    }
+}

@@ -34,7 +34,7 @@ use gpu::vgpu::{FrameRun, FrameRuns, Vgpu, VgpuState, SHADOW_TABLES};
 use crate::gpu_mem::{GpuMemory, GpuMemoryError};
 use crate::mem::paging::MapError;
 use crate::mem::FrameAllocator;
-use crate::pci::{Bar, PciBus};
+use crate::pci::{Bar, Bdf, ConfigAccess, PciBus};
 use crate::platform::Memory;
 
 /// vGPUs created when the command line does not say (`vgpus=`).
@@ -61,11 +61,14 @@ const fn context_bytes() -> u64 {
 }
 
 /// BAR0 of a real Gen9 GPU, mapped uncached: registers in the low 2 MiB,
-/// the GGTT at +8 MiB.
+/// the GGTT at +8 MiB; with the function's configuration space and the
+/// TSC clock, what [`Mmio`] asks for.
 #[derive(Debug)]
 pub struct Bar0 {
     base: u64,
     size: u64,
+    config: ConfigAccess,
+    bdf: Bdf,
 }
 
 impl Bar0 {
@@ -107,6 +110,18 @@ impl Mmio for Bar0 {
             // SAFETY: as in `write32`.
             unsafe { core::ptr::write_volatile(addr as *mut u64, value) };
         }
+    }
+
+    fn config_read32(&mut self, offset: u16) -> u32 {
+        self.config.read32(self.bdf, offset)
+    }
+
+    fn config_write32(&mut self, offset: u16, value: u32) {
+        self.config.write32(self.bdf, offset, value);
+    }
+
+    fn now_ns(&mut self) -> u64 {
+        crate::time::nanos_since_boot()
     }
 }
 
@@ -419,14 +434,25 @@ impl VgpuManager {
                         offset += pages * PAGE_SIZE;
                     }
                 }
-                let gpu = IntelGen9::new(
+                // Behind every GGTT entry without a mapping; never handed out.
+                let scratch = gpu_mem
+                    .allocate(&mut memory.frames, 1, 1)
+                    .map_err(SetupError::Memory)?;
+                let scratch =
+                    PhysFrame::new(scratch.raw() / PAGE_SIZE).map_err(|_| SetupError::BadBars)?;
+                let mut gpu = IntelGen9::new(
                     Bar0 {
                         base: bar0,
                         size: bar0_size,
+                        config: pci.access,
+                        bdf: dev.bdf,
                     },
                     gpu_mem,
                     contexts,
+                    scratch,
                 );
+                // Init first: it points every GGTT entry at the scratch page.
+                gpu.init().map_err(SetupError::Backend)?;
                 let mut device = GpuDevice::Intel {
                     gpu,
                     family: supported.family,
@@ -436,9 +462,6 @@ impl VgpuManager {
                     for (ctx, engine) in row.iter().zip(Engine::ALL) {
                         map_pages(device.backend(), ctx.lrca, ctx.image, context_pages(engine))?;
                     }
-                }
-                if let GpuDevice::Intel { gpu, .. } = &mut device {
-                    gpu.init().map_err(SetupError::Backend)?;
                 }
                 (device, layout)
             }
