@@ -654,9 +654,11 @@ impl Vgpu {
     }
 
     /// Gives the vGPU shadow PPGTTs over the pool at frame `pool`
-    /// ([`crate::ppgtt::shadow::SCRATCH_FRAMES`] + [`SHADOW_TABLES`]
-    /// frames the monitor gives this vGPU alone), at most `budget` table
-    /// pages in use: without them, an execlist submission is refused.
+    /// ([`crate::ppgtt::shadow::pool_frames`]`(`[`SHADOW_TABLES`]`)` frames
+    /// the monitor gives this vGPU alone: scratch, the reserved window's
+    /// tables and shadow batches, then the table pages), at most `budget`
+    /// table pages in use: without them, an execlist submission is
+    /// refused.
     pub fn enable_ppgtt(
         &mut self,
         pool: PhysFrame,
