@@ -95,7 +95,7 @@ use core::fmt;
 
 mod draw;
 mod exec;
-mod ppgtt;
+pub(crate) mod ppgtt;
 
 pub use exec::BLIT_BYTE_BUDGET;
 

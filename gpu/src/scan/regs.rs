@@ -86,6 +86,9 @@ pub enum RegRefusal {
     /// A status register another vGPU's work may have set, read before
     /// this submission's own work on the engine.
     BeforeOwnWork,
+    /// In a non-privileged (PPGTT) batch: outside the hardware's
+    /// non-privileged set ([`NONPRIVILEGED_REGISTERS`]).
+    NotNonPrivileged,
 }
 
 impl fmt::Display for RegRefusal {
@@ -102,6 +105,9 @@ impl fmt::Display for RegRefusal {
             }
             RegRefusal::BeforeOwnWork => {
                 f.write_str("status of earlier work read before this submission's own work")
+            }
+            RegRefusal::NotNonPrivileged => {
+                f.write_str("outside the hardware's non-privileged set, in a PPGTT batch")
             }
         }
     }

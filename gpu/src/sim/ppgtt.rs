@@ -146,7 +146,7 @@ fn no_memory(addr: u64) -> Stop {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::tests::{idle, setup, DATA, RING};
     use super::*;
     use crate::addr::{GuestPage, PhysAddr};
@@ -246,6 +246,19 @@ mod tests {
         fn run_batch(&mut self, batch: &[u32]) -> EngineStatus {
             self.run(&ppgtt_bb_start(BATCH_VA, false), batch)
         }
+        /// [`Self::run`] of the PPGTT batch start on `engine`.
+        fn run_batch_on(&mut self, engine: Engine, batch: &[u32]) -> EngineStatus {
+            let bytes: Vec<u8> = batch.iter().flat_map(|d| d.to_le_bytes()).collect();
+            guest_write(&mut self.g, 20, 0, &bytes);
+            let mut v = ppgtt_bb_start(BATCH_VA, false).to_vec();
+            v.push(NOOP);
+            write_dwords(&mut self.g, RING, &v);
+            let sub = Submission::new(engine, ContextId::MONITOR, range(RING, 4096), 0, 16)
+                .unwrap()
+                .with_ppgtt(self.root.frame());
+            self.g.submit(&sub).unwrap();
+            finish(&mut self.g, engine)
+        }
     }
 
     fn fault(st: EngineStatus) -> GpuFault {
@@ -337,6 +350,26 @@ mod tests {
             );
         }
         assert!(!nonprivileged_register(Engine::Blitter, 0x2600));
+    }
+
+    #[test]
+    fn the_gen9_blitter_checks_no_register_in_a_non_privileged_batch() {
+        // i915's cmd parser note: on Gen9 only the blitter's register
+        // accesses go unchecked. RING_FORCE_TO_NONPRIV(0) of the blitter
+        // and its RING_MI_MODE: written and read back from a PPGTT batch.
+        let mut c = ctx();
+        let mut b = lri(0x2_24d0, 0x2358).to_vec();
+        let mut store = srm(0x2_24d0, 0x20).to_vec();
+        store[0] &= !(1 << 22);
+        b.extend(store);
+        b.push(BB_END);
+        idle(c.run_batch_on(Engine::Blitter, &b));
+        assert_eq!(guest_u32(&c.g, GUEST + 10, 0x20), 0x2358);
+        // The same on render stops the engine.
+        let mut b = lri(0x24d0, 0x2358).to_vec();
+        b.push(BB_END);
+        let f = fault(c.run_batch_on(Engine::Render, &b));
+        assert!(matches!(f.kind, FaultKind::PrivilegeViolation(_)), "{f:?}");
     }
 
     #[test]

@@ -92,6 +92,11 @@ pub(crate) fn each_written_page(
             .and_then(|pte| pte.page());
         f(page.map(|p| p.number()));
     }
+    // What its PPGTT batches wrote: frames its shadow PPGTT maps (guest
+    // RAM, or its scratch page, which no guest page names).
+    for page in writes.ram_pages(&hosted.memory) {
+        f(Some(page.number()));
+    }
 }
 
 /// The index of vGPU `id` in the manager now (indices move when vGPUs go).
