@@ -181,6 +181,67 @@
 //!   [`super::regs`], with its value rules; a codec status register is
 //!   read only after this submission's own work on the engine
 //!   (`State::own_work`).
+//!
+//! # PPGTT batches
+//!
+//! In a PPGTT context (an execlist element's: [`GmSpace::ppgtt`] is its
+//! shadow PPGTT), the ring may start a batch with MI_BATCH_BUFFER_START's
+//! Address Space Indicator (bit 8), as i915 starts every user batch, and
+//! such a batch may chain and call (second level) further PPGTT batches.
+//! A PPGTT batch is *non-privileged*: the engine runs it with the
+//! hardware's restrictions, in the context's address space. The scanner:
+//! - reads it through the context's shadow PPGTT ([`PpgttSpace`], the
+//!   walk of the tables the engine itself walks, which name only the
+//!   vGPU's frames, its scratch page and its window): what the engine
+//!   would read. A page the shadow does not map is refused
+//!   ([`Reason::PpgttMemory`]), and so is a start into the reserved
+//!   window ([`NonPrivileged::WindowBatch`]);
+//! - copies it, command by command as a GGTT batch, into a shadow batch
+//!   (TOCTOU), which the engine runs instead: the monitor writes it into
+//!   the vGPU's own shadow batch frames, which its shadow PPGTT maps
+//!   read-only at the reserved window ([`crate::ppgtt::WINDOW_BASE`], the
+//!   top GiB of the 48-bit space, which Mesa leaves unused; a guest table
+//!   that maps into it is refused:
+//!   [`crate::ppgtt::shadow::ShadowError::ReservedWindow`]), and the start
+//!   is rewritten to the slot's window address
+//!   ([`crate::ppgtt::window_batch_va`]) with bit 8 kept. Read-only, so
+//!   no engine of the vGPU rewrites a batch another runs; the vGPU's own,
+//!   so no other vGPU reads it;
+//! - refuses, fail early, what the hardware would stop in a non-privileged
+//!   batch and what it would not stop but the monitor must: the table's
+//!   privileged rows ([`Reason::Privileged`], as in any batch), any memory
+//!   access with its Use Global GTT bit set (MI stores, flushes,
+//!   PIPE_CONTROL post-syncs, register loads and stores, atomics,
+//!   semaphores, conditional batch ends: [`NonPrivileged::GgttAccess`]), a
+//!   GGTT batch start ([`NonPrivileged::GgttBatch`]), and a register
+//!   access (LRI, LRM, LRR, SRM) outside either the scanner's register
+//!   list or the hardware's non-privileged set
+//!   ([`super::regs::NONPRIVILEGED_REGISTERS`];
+//!   [`super::regs::RegRefusal::NotNonPrivileged`]). The Gen9 blitter
+//!   checks no register in a non-privileged batch (i915's command parser
+//!   exists on Gen9 for exactly that): there the two lists are the only
+//!   check;
+//! - audits no address and remaps none: every address a PPGTT batch names
+//!   (its operands, and what its draws read from memory-resident state)
+//!   is an address of the context's PPGTT, and the shadow PPGTT maps only
+//!   the vGPU's frames there, so the address space contains it whatever
+//!   its value; an unmapped one faults the context alone. Everything
+//!   else holds as in a GGTT batch: the control-flow and predication
+//!   rules, the budgets, the depth limit and chain cycles, the shadow
+//!   slot's termination, the tracked-state rules (a PPGTT batch starts
+//!   from unknown state, and the ring after it goes on from unknown
+//!   state: neither side's state means anything in the other's space);
+//! - records what it writes (every operand the GGTT path records as a
+//!   write) as the frames its shadow PPGTT maps writable there
+//!   ([`WriteSet::frame_runs`], guest RAM by
+//!   [`crate::vgpu::GuestMemoryMap::page_of`]); a page mapped read-only or
+//!   not at all faults before it is written, and an extent of more pages
+//!   than the set holds leaves it untracked, as do draws and dispatches.
+//!
+//! The GGTT path's hot loop is unchanged: a PPGTT batch clears the
+//! scan's translated slices, so every fast arm finds no cached slice and
+//! hands its operands to the full path, where `State::audit_slow`
+//! records them.
 
 use core::fmt;
 

@@ -72,7 +72,9 @@ pub(crate) fn frame_address(
 
 /// Calls `f` with the guest page number behind each guest GM page that
 /// `writes` lists (translated through the guest's own GGTT entries), or
-/// with `None` for one the monitor cannot attribute.
+/// with `None` for one the monitor cannot attribute, and with each guest
+/// page its PPGTT batches may write (frames, through the guest's memory
+/// map).
 pub(crate) fn each_written_page(
     m: &mut VgpuManager,
     index: usize,
