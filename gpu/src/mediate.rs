@@ -9,7 +9,13 @@
 //! shadow batches into the monitor's slice of graphics memory (where the
 //! kernel mapped them) and returns the [`Submission`] of the shadow ring.
 //! The guest's own ring and batches never reach a backend, so rewriting
-//! them after the dispatch changes nothing.
+//! them after the dispatch changes nothing. In a PPGTT context the scan
+//! reads PPGTT batches through the context's shadow PPGTT (the same walk
+//! as the engine's, over the memory the backend reaches), and the gate
+//! writes their shadows into the vGPU's own shadow batch frames, which
+//! its shadow PPGTT maps read-only at the reserved window
+//! ([`crate::ppgtt::WINDOW_BASE`]; see [`crate::scan::scanner`], "PPGTT
+//! batches").
 //!
 //! One shadow per engine, shared by every vGPU: a dispatch happens only on
 //! an idle engine (one submission per engine at a time, and
