@@ -238,6 +238,27 @@ fn a_mesa_style_draw_in_a_ppgtt_batch_writes_its_render_target() {
     }
     // A draw writes through state: untracked.
     assert!(gate.take_write_set(w.vgpu.context()).unwrap().untracked);
+    // Mesa's heaps lie anywhere in 48 bits: the same heap page mapped at
+    // 4 GiB (PDP entry 4 -> PD in page 15 -> PT in page 16), the render
+    // target moved, and the draw's state found there.
+    for (page, index, child) in [(11, 4, 15), (15, 0, 16), (16, 0, page_of(HEAP))] {
+        let e = Entry::new(child, WRITABLE);
+        guest_write(&mut w, page, index * 8, &e.raw().to_le_bytes());
+    }
+    guest_dwords(&mut w, page_of(HEAP), 0x200, &surface_state(DATA, 4, 1, 16));
+    let mut b = mesa_sba(1 << 32).to_vec();
+    b.extend([0x782a_0000, 0x100, 0x7b00_0005, 4, 3, 0, 1, 0, 0, BB_END]);
+    batch(&mut w, BATCH, &b);
+    guest_dwords(&mut w, 0, 0, &ppgtt_bb_start(BATCH, false));
+    context(&mut w, 1, 0, 0, 16);
+    let d = descriptor(&w, 1, 0x11);
+    for dw in [0, 0, (d >> 32) as u32, d as u32] {
+        let _ = mmio_on(&mut w, Engine::Render, ring::ELSP, dw).unwrap();
+    }
+    run_all(&mut w, &mut *gate);
+    assert_eq!(outcome(&w.vgpu), Ok(()));
+    assert_eq!(w.vgpu.state(), VgpuState::Running);
+    assert_eq!(u32_at(&w, DATA + 12), 0x4433_2211);
 }
 
 /// STATE_BASE_ADDRESS as Mesa sets it on Gen9: every base 0 except the

@@ -3134,6 +3134,25 @@ impl State {
         sba: &StateBaseAddress,
         words: &mut [u32],
     ) -> Check<()> {
+        if self.ppgtt {
+            // A PPGTT batch's bases are the context's addresses (48-bit,
+            // anywhere): neither audited nor remapped, and kept nowhere
+            // (only audits read them). What a written base lets the
+            // engine write is recorded over the bound this command sets,
+            // or, without one, left untracked.
+            self.effects.touched_state = true;
+            for b in sba
+                .bases
+                .iter()
+                .filter(|b| b.mem.write && (b.modify || b.size_modify))
+            {
+                match b.bytes.filter(|_| b.size_modify) {
+                    Some(size) => self.record_ppgtt(gm, b.mem.addr, size, size > 0),
+                    None => self.writes.untracked = true,
+                }
+            }
+            return Ok(());
+        }
         for (i, b) in sba.bases.iter().enumerate() {
             if b.modify {
                 let fault = memory_fault(b.mem.addr, 1);
