@@ -190,6 +190,30 @@ fn ppgtt_batches_run_non_privileged_from_the_window_and_their_writes_are_guest_p
 }
 
 #[test]
+fn a_ppgtt_write_is_recorded_at_the_address_the_engine_takes() {
+    // Bits 63:48 of an address are not part of it: a flush whose high
+    // DWord sets bit 56 writes PPGTT TARGET (found by the fuzzer).
+    let mut w = ppgtt_world();
+    enable_on(&mut w, Engine::Blitter);
+    let mut gate = scan_gate(&mut w.gpu);
+    let mut b = ppgtt(flush_dw_imm(TARGET + 0x20, 0x77).to_vec(), 1, 2);
+    b[2] = 1 << 24;
+    b.push(BB_END);
+    batch(&mut w, BATCH, &b);
+    run_on(
+        &mut w,
+        &mut gate,
+        Engine::Blitter,
+        &ppgtt_bb_start(BATCH, false),
+    )
+    .unwrap();
+    assert_eq!(u32_at(&w, TARGET + 0x20), 0x77);
+    let set = gate.take_write_set(w.vgpu.context()).unwrap();
+    let pages: Vec<u64> = set.ram_pages(&w.mem).map(GuestPage::number).collect();
+    assert_eq!(pages, [page_of(TARGET)]);
+}
+
+#[test]
 fn a_ppgtt_batch_rewritten_after_the_scan_changes_nothing() {
     let mut w = ppgtt_world();
     let mut gate = scan_gate(&mut w.gpu);

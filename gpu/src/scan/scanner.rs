@@ -1804,6 +1804,9 @@ impl State {
             self.writes.untracked = true;
             return;
         };
+        // The engine takes a PPGTT address from bits 47:0 and ignores
+        // the bits above (`SimGpu` too): so must the record.
+        let addr = addr & (PPGTT_SIZE - 1);
         let end = addr.saturating_add(size.max(1)).min(PPGTT_SIZE);
         if end <= addr {
             return;
