@@ -98,7 +98,11 @@ const FIRST_DATA: u64 = 1024;
 /// i915's layout with `pts` PTs mapped (2 MiB each) at PPGTT 0.
 fn guest(pts: u64) -> Guest {
     let mut g = Guest {
-        mem: Flat(vec![0; ((POOL + 4 + SHADOW_TABLES as u64) * 4096) as usize]),
+        mem: Flat(vec![
+            0;
+            ((POOL + gpu::ppgtt::shadow::pool_frames(SHADOW_TABLES)) * 4096)
+                as usize
+        ]),
         map: FrameRuns::new(),
     };
     g.map

@@ -564,6 +564,8 @@ impl fmt::Display for BadSubmission {
 }
 
 #[cfg(test)]
+mod ppgtt_batch_tests;
+#[cfg(test)]
 mod vgpu_tests;
 
 #[cfg(test)]

@@ -9,7 +9,13 @@
 //! shadow batches into the monitor's slice of graphics memory (where the
 //! kernel mapped them) and returns the [`Submission`] of the shadow ring.
 //! The guest's own ring and batches never reach a backend, so rewriting
-//! them after the dispatch changes nothing.
+//! them after the dispatch changes nothing. In a PPGTT context the scan
+//! reads PPGTT batches through the context's shadow PPGTT (the same walk
+//! as the engine's, over the memory the backend reaches), and the gate
+//! writes their shadows into the vGPU's own shadow batch frames, which
+//! its shadow PPGTT maps read-only at the reserved window
+//! ([`crate::ppgtt::WINDOW_BASE`]; see [`crate::scan::scanner`], "PPGTT
+//! batches").
 //!
 //! One shadow per engine, shared by every vGPU: a dispatch happens only on
 //! an idle engine (one submission per engine at a time, and
@@ -26,13 +32,14 @@
 
 use core::cell::RefCell;
 
-use crate::addr::{GuestGm, GuestGmRange, HostGm, HostGmRange};
+use crate::addr::{GuestGm, GuestGmRange, HostGm, HostGmRange, PhysFrame, PAGE_SIZE};
 use crate::backend::{Backend, ContextId, Submission};
 use crate::engine::Engine;
 use crate::partition::GmTranslation;
+use crate::ppgtt::{walk, window_batch_page, HostTables, PpgttAddr, WalkError};
 use crate::scan::scanner::{
-    GmFault, GmSpace, Reason, RingState, ScanError, Shadow, WriteSet, BATCH_DWORDS, BATCH_POOL,
-    RING_DWORDS,
+    GmFault, GmSpace, PpgttFault, PpgttSpace, Reason, RingState, ScanError, Shadow, WriteSet,
+    BATCH_DWORDS, BATCH_POOL, RING_DWORDS,
 };
 use crate::vgpu::{GateRejection, RingSubmission, SubmissionGate};
 
@@ -53,6 +60,50 @@ pub const SHADOW_BYTES_PER_ENGINE: u64 = SHADOW_RING_BYTES + BATCH_POOL as u64 *
 struct GuestSpace<'a> {
     translation: &'a GmTranslation,
     backend: RefCell<&'a mut dyn Backend>,
+}
+
+/// A PPGTT context's address space as its engine reaches it: the walk of
+/// the shadow tables (the same [`walk`] `SimGpu` makes), over the memory
+/// the backend reaches.
+struct ShadowSpace<'s, 'a> {
+    space: &'s GuestSpace<'a>,
+    root: PhysFrame,
+}
+
+impl PpgttSpace for ShadowSpace<'_, '_> {
+    fn frame_of(&self, va: PpgttAddr, write: bool) -> Result<PhysFrame, PpgttFault> {
+        let mut backend = self.space.backend.borrow_mut();
+        let tables = HostTables {
+            mem: &*backend.phys_mem(),
+        };
+        let t = walk(&tables, self.root.number(), va).map_err(|e| match e {
+            WalkError::NotPresent { .. } => PpgttFault::NotPresent,
+            WalkError::Read { .. } => PpgttFault::Unreadable,
+        })?;
+        if write && !t.writable {
+            return Err(PpgttFault::ReadOnly);
+        }
+        PhysFrame::new(t.page).map_err(|_| PpgttFault::Unreadable)
+    }
+
+    fn read_frame(&self, frame: PhysFrame, offset: u64, out: &mut [u32]) -> Result<(), PpgttFault> {
+        let mut backend = self.space.backend.borrow_mut();
+        let mem = backend.phys_mem();
+        let mut bytes = [0u8; 256];
+        for (i, chunk) in out.chunks_mut(bytes.len() / 4).enumerate() {
+            let at = offset + (i * bytes.len()) as u64;
+            let buf = &mut bytes[..chunk.len() * 4];
+            if at + buf.len() as u64 > PAGE_SIZE {
+                return Err(PpgttFault::Unreadable);
+            }
+            mem.read(frame.at(at), buf)
+                .map_err(|_| PpgttFault::Unreadable)?;
+            for (word, raw) in chunk.iter_mut().zip(buf.chunks_exact(4)) {
+                *word = u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
+            }
+        }
+        Ok(())
+    }
 }
 
 impl GmSpace for GuestSpace<'_> {
@@ -93,6 +144,53 @@ impl GmSpace for GuestSpace<'_> {
             .find(|slice| slice.contains(at))
             .ok_or(GmFault::OutOfSlices)
     }
+}
+
+/// [`GuestSpace`] with the PPGTT of its context: built per scan, so that
+/// the PPGTT view borrows the space it reads through.
+struct ContextSpace<'s, 'a> {
+    space: &'s GuestSpace<'a>,
+    shadow: Option<ShadowSpace<'s, 'a>>,
+}
+
+impl GmSpace for ContextSpace<'_, '_> {
+    fn read_guest(&self, at: GuestGm, out: &mut [u32]) -> Result<(), GmFault> {
+        self.space.read_guest(at, out)
+    }
+    fn g2h(&self, range: GuestGmRange) -> Result<HostGm, GmFault> {
+        self.space.g2h(range)
+    }
+    fn slice_of(&self, at: GuestGm) -> Result<GuestGmRange, GmFault> {
+        self.space.slice_of(at)
+    }
+    fn ppgtt(&self) -> Option<&dyn PpgttSpace> {
+        self.shadow.as_ref().map(|s| s as &dyn PpgttSpace)
+    }
+}
+
+/// Writes a PPGTT shadow batch's image into the vGPU's shadow batch
+/// frames for `engine`'s `slot` (what the reserved window maps there).
+fn write_window_batch(
+    backend: &mut dyn Backend,
+    window: PhysFrame,
+    engine: Engine,
+    slot: usize,
+    words: &[u32],
+) -> Result<(), ()> {
+    let first = window.number() + window_batch_page(engine, slot);
+    let mut bytes = [0u8; 256];
+    for (i, chunk) in words.chunks(bytes.len() / 4).enumerate() {
+        let at = (i * bytes.len()) as u64;
+        let frame = PhysFrame::new(first + at / PAGE_SIZE).map_err(|_| ())?;
+        for (raw, word) in bytes.chunks_exact_mut(4).zip(chunk) {
+            raw.copy_from_slice(&word.to_le_bytes());
+        }
+        backend
+            .phys_mem()
+            .write(frame.at(at % PAGE_SIZE), &bytes[..chunk.len() * 4])
+            .map_err(|_| ())?;
+    }
+    Ok(())
 }
 
 /// CS_DEBUG_MODE2 (RCS + 0xd8, Gen9+; a masked register), bit 4 "Constant
@@ -221,7 +319,9 @@ fn reason_summary(reason: &Reason) -> &'static str {
         Reason::Unaudited => "command with unaudited memory operands",
         Reason::Unsupported(why) => why,
         Reason::ShadersDenied => "shader dispatch refused",
-        Reason::Ppgtt => "per-process GTT address",
+        Reason::Ppgtt => "per-process GTT address outside a PPGTT batch",
+        Reason::NonPrivileged(n) => n.why(),
+        Reason::PpgttMemory { .. } => "PPGTT batch not mapped",
         Reason::Memory { .. } => "memory operand outside the vGPU's slices",
         Reason::BadBound { .. } => "upper bound below base",
         Reason::UnseenState(what) => what,
@@ -356,12 +456,20 @@ impl SubmissionGate for ScanGate {
         };
         let shadow = &mut self.shadows[engine.index()];
         shadow.deny_shaders = self.shaders.denies(request.ppgtt());
+        let context_ppgtt = request.context_ppgtt();
         let scanned = {
             let space = GuestSpace {
                 translation,
                 backend: RefCell::new(&mut *backend),
             };
-            shadow.scan(&space, state)
+            let view = ContextSpace {
+                space: &space,
+                shadow: context_ppgtt.map(|p| ShadowSpace {
+                    space: &space,
+                    root: p.root,
+                }),
+            };
+            shadow.scan(&view, state)
         };
         let scanned = match scanned {
             Ok(s) => s,
@@ -376,13 +484,22 @@ impl SubmissionGate for ScanGate {
                 });
             }
         };
-        for (batch, host) in shadow.batches[..scanned.batches]
+        for (slot, (batch, host)) in shadow.batches[..scanned.batches]
             .iter()
             .zip(shadow.batch_host)
+            .enumerate()
         {
-            // The scanned words and the terminator after them.
-            write_dwords(backend, host, batch.image())
-                .map_err(|()| monitor_fault("shadow batch not mapped (monitor bug)"))?;
+            // The scanned words and the terminator after them: a GGTT
+            // batch's into the monitor's GM, a PPGTT batch's into the
+            // vGPU's frames the reserved window of its PPGTT maps.
+            let written = match (batch.guest.is_ppgtt(), context_ppgtt) {
+                (false, _) => write_dwords(backend, host, batch.image()),
+                (true, Some(p)) => {
+                    write_window_batch(backend, p.window, engine, slot, batch.image())
+                }
+                (true, None) => Err(()),
+            };
+            written.map_err(|()| monitor_fault("shadow batch not mapped (monitor bug)"))?;
         }
         let prologue = prologue(engine);
         let commands_at = shadow

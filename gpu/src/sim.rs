@@ -97,7 +97,7 @@ use core::fmt;
 pub(crate) mod device;
 mod draw;
 mod exec;
-mod ppgtt;
+pub(crate) mod ppgtt;
 
 pub use exec::BLIT_BYTE_BUDGET;
 

@@ -445,6 +445,19 @@ pub enum MmioEffect {
 /// submission (its own preemption point) up to this many.
 pub const MAX_QUEUED_TAILS: usize = 32;
 
+/// A PPGTT context's address space, as the gate reads and runs its
+/// PPGTT batches in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContextPpgtt {
+    /// The shadow PML4 the engine walks.
+    pub root: PhysFrame,
+    /// The first of the vGPU's shadow batch frames, which the shadow maps
+    /// read-only at the reserved window
+    /// ([`crate::ppgtt::WINDOW_BASE`]; [`crate::ppgtt::WINDOW_BATCH_PAGES`]
+    /// contiguous frames).
+    pub window: PhysFrame,
+}
+
 /// The span `[head, tail)` of a guest ring to dispatch, with the ring's GM
 /// range claimed against the vGPU's slices. Only a dispatch makes one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -454,7 +467,7 @@ pub struct RingSubmission {
     ring: ClaimedRange,
     head: u32,
     tail: u32,
-    ppgtt: bool,
+    ppgtt: Option<ContextPpgtt>,
 }
 
 impl RingSubmission {
@@ -482,6 +495,10 @@ impl RingSubmission {
     /// Whether the span runs in a PPGTT context (an execlist element's)
     /// rather than a GGTT one (a legacy ring's).
     pub const fn ppgtt(&self) -> bool {
+        self.ppgtt.is_some()
+    }
+    /// The PPGTT of the span's context, if it runs in one.
+    pub const fn context_ppgtt(&self) -> Option<ContextPpgtt> {
         self.ppgtt
     }
 }
@@ -654,10 +671,10 @@ impl Vgpu {
     }
 
     /// Gives the vGPU shadow PPGTTs over the pool at frame `pool`
-    /// ([`crate::ppgtt::shadow::SCRATCH_FRAMES`] + `budget` frames the
-    /// monitor gives this vGPU alone, `budget` at most [`SHADOW_TABLES`]),
-    /// at most `budget` table pages in use: without them, an execlist
-    /// submission is refused.
+    /// ([`crate::ppgtt::shadow::pool_frames`]`(budget)` frames the monitor
+    /// gives this vGPU alone: scratch, the reserved window's tables and
+    /// shadow batches, then `budget` table pages, `budget` at most
+    /// [`SHADOW_TABLES`]): without them, an execlist submission is refused.
     pub fn enable_ppgtt(
         &mut self,
         pool: PhysFrame,
@@ -1398,12 +1415,17 @@ impl Vgpu {
                 if e.head == e.tail {
                     return Ok(None);
                 }
-                let frame = self
+                let space = self
                     .shadow
                     .as_ref()
-                    .and_then(|s| s.frame_of(e.pml4))
+                    .and_then(|s| {
+                        Some(ContextPpgtt {
+                            root: s.frame_of(e.pml4)?,
+                            window: s.tables().window_batch_frame(0)?,
+                        })
+                    })
                     .ok_or(VgpuError::Monitor(MonitorFault::PpgttNotAcquired))?;
-                (e.head, e.tail, Some((e.ring, frame)))
+                (e.head, e.tail, Some((e.ring, space)))
             }
             _ if self.execlists[i].enabled => return Ok(None),
             _ => match self.queued[i].front() {
@@ -1435,7 +1457,7 @@ impl Vgpu {
             ring,
             head,
             tail,
-            ppgtt: ppgtt.is_some(),
+            ppgtt: ppgtt.map(|(_, space)| space),
         };
         let submission = match gate.admit(&self.translation, &request, backend) {
             Ok(s) => s,
@@ -1448,7 +1470,7 @@ impl Vgpu {
             return Err(VgpuError::Monitor(MonitorFault::GateMismatch));
         }
         let submission = match ppgtt {
-            Some((_, pml4)) => submission.with_ppgtt(pml4),
+            Some((_, space)) => submission.with_ppgtt(space.root),
             None => submission,
         };
         let id = backend

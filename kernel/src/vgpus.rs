@@ -25,7 +25,7 @@ use gpu::mediate::{ScanGate, SHADOW_BYTES_PER_ENGINE};
 use gpu::partition::{
     GmLayout, Partition, PartitionAllocator, PartitionError, VgpuType, MAX_VGPUS,
 };
-use gpu::ppgtt::shadow::{ShadowError, SCRATCH_FRAMES};
+use gpu::ppgtt::shadow::{pool_frames, ShadowError};
 use gpu::regs::MmioOffset;
 use gpu::sched::{PollReport, Scheduler};
 use gpu::sim::{SimError, SimGpu};
@@ -186,7 +186,7 @@ pub struct HostedVgpu {
     pub partition: Partition,
     /// The guest's pages: guest page -> host frame.
     pub memory: FrameRuns<4>,
-    /// Its shadow PPGTT pool: [`SCRATCH_FRAMES`] + the budget's frames,
+    /// Its shadow PPGTT pool: [`pool_frames`]`(budget)` frames,
     /// the monitor's memory given to this vGPU's shadow tables alone (no
     /// guest maps it: it is in no guest's RAM, so no GGTT entry, guest
     /// page table or shadow leaf can name it).
@@ -207,10 +207,7 @@ impl HostedVgpu {
         memory: FrameRuns<4>,
         budget: usize,
     ) -> Result<HostedVgpu, SetupError> {
-        let pool = match device
-            .memory_mut()
-            .allocate(frames, SCRATCH_FRAMES + budget as u64, 1)
-        {
+        let pool = match device.memory_mut().allocate(frames, pool_frames(budget), 1) {
             Ok(pool) => pool,
             Err(e) => {
                 let _ = device.memory_mut().release(frames, &memory);
@@ -227,7 +224,7 @@ impl HostedVgpu {
         if let Err(e) = hosted.enable_ppgtt(device.backend()) {
             let _ = device
                 .memory_mut()
-                .release_run(frames, pool, SCRATCH_FRAMES + budget as u64);
+                .release_run(frames, pool, pool_frames(budget));
             let _ = device.memory_mut().release(frames, &hosted.memory);
             return Err(SetupError::Ppgtt(e));
         }
@@ -750,11 +747,11 @@ impl VgpuManager {
         if let Err(e) = self.device.memory_mut().release(frames, &gone.memory) {
             defmt::warn!("vgpu frames: {}", defmt::Display2Format(&e));
         }
-        let pool_frames = SCRATCH_FRAMES + gone.ppgtt_budget as u64;
+        let pool_len = pool_frames(gone.ppgtt_budget);
         if let Err(e) = self
             .device
             .memory_mut()
-            .release_run(frames, gone.ppgtt_pool, pool_frames)
+            .release_run(frames, gone.ppgtt_pool, pool_len)
         {
             defmt::warn!("vgpu shadow pool: {}", defmt::Display2Format(&e));
         }

@@ -26,6 +26,20 @@
 //!   one engine reaching another engine's registers would write it); and
 //!   no fence register changed.
 //!
+//! PPGTT contexts (random mode with bit 6 of the mode byte): the input
+//! also writes entries of the guest's 4-level page tables (in the vGPU's
+//! frames: absent, the guest's pages writable or not, another vGPU's and
+//! the monitor's frame numbers, 2 MiB pages, other tables, the reserved
+//! window), the monitor shadows them ([`ShadowPpgtt`]; a typed refusal
+//! ends the input), and the ring of that context starts the input's batch
+//! in its PPGTT. The scanner reads it through the shadow, scans it
+//! non-privileged, and `SimGpu` runs the copy from the window, in the
+//! shadow PPGTT. Checked besides the above: the GPU writes only the
+//! vGPU's frames and its scratch page, reads those, the shadow tables and
+//! window; the engine never stops on a privilege violation (what the
+//! hardware would stop the scanner must have refused first); every frame
+//! written is in the write set's frames unless untracked.
+//!
 //! The executor runs every command the scanner accepts that moves data or
 //! control (predication, conditional batch ends, register loads, memory
 //! copies, atomics, semaphore waits, the ALU) and stops with
@@ -50,12 +64,17 @@ use gpu::addr::{HostGgttIndex, HostGm, HostGmRange, PhysAddr, PhysFrame};
 use gpu::backend::{
     Backend, ContextId, EngineStatus, FaultKind, PhysMem, PhysMemError, Submission,
 };
+use gpu::encode::ppgtt_bb_start;
 use gpu::engine::Engine;
 use gpu::ggtt::{HostPte, PteFlags};
 use gpu::partition::VgpuId;
 use gpu::regs::{fence, ring};
-use gpu::scan::scanner::{BATCH_POOL, MAX_COMMANDS, MAX_DWORDS};
-use gpu::scan::Shadow;
+use gpu::addr::{GuestGm, GuestGmRange, GuestPage};
+use gpu::ppgtt::shadow::{ShadowPpgtt, ShadowRoot};
+use gpu::ppgtt::{walk, window_batch_page, Entry, HostTables, PpgttAddr, WalkError, WRITABLE};
+use gpu::scan::scanner::{PpgttFault, PpgttSpace, BATCH_POOL, MAX_COMMANDS, MAX_DWORDS};
+use gpu::scan::{GmFault, GmSpace, Shadow};
+use gpu::vgpu::{FrameRun, FrameRuns};
 use gpu::sim::{SimGpu, GGTT_TABLE_BYTES};
 use libfuzzer_sys::fuzz_target;
 use scan_support::*;
@@ -105,6 +124,18 @@ const APERTURE_FRAMES: (u64, u64) = (0x1_0000, APERTURE_SIZE / 4096);
 const HIDDEN_FRAMES: (u64, u64) = (0x1_1000, HIDDEN_SIZE / 4096);
 const SHADOW_FRAMES: (u64, u64) = (0x2_0000, SHADOW_GM_SIZE / 4096);
 const NEIGHBOUR_FRAMES: (u64, u64) = (0x3_0000, NEIGHBOUR_SIZE / 4096);
+/// The vGPU's shadow PPGTT pool (the monitor's frames given to it).
+const PPGTT_TABLES: usize = 32;
+const POOL_FRAMES: (u64, u64) = (0x4_0000, gpu::ppgtt::shadow::pool_frames(PPGTT_TABLES));
+/// The guest's RAM in PPGTT mode: guest page g is hidden-slice frame g.
+const GUEST_RAM_PAGES: u64 = HIDDEN_SIZE / 4096;
+/// Guest pages of its tables: PML4, PDP, PD, two PTs (the second maps
+/// PPGTT 16 MiB.., the first 0..2 MiB), and the pages the base PT maps
+/// (PPGTT 0.. -> guest pages 0x300..).
+const TABLES: [u64; 5] = [0x3f0, 0x3f1, 0x3f2, 0x3f3, 0x3f4];
+const MAPPED: u64 = 0x300;
+/// Where the PPGTT batch is (guest page 0x310).
+const PPGTT_BATCH: u64 = 0x1_0000;
 
 fn in_frames(addr: u64, len: u64, (first, count): (u64, u64)) -> bool {
     let (lo, hi) = (first * 4096, (first + count) * 4096);
@@ -120,16 +151,22 @@ struct Checked {
     violation: Option<(&'static str, u64, usize)>,
     /// Frames the GPU wrote since the last submission.
     written: Vec<u64>,
+    /// In a PPGTT submission: the vGPU's scratch page (the GPU may write
+    /// it) and its pool (the GPU may read the tables and the window).
+    ppgtt: Option<u64>,
 }
 
 impl Checked {
     fn gpu_may(&self, write: bool, addr: u64, len: usize) -> bool {
         let len = len as u64;
         let vgpu = in_frames(addr, len, APERTURE_FRAMES) || in_frames(addr, len, HIDDEN_FRAMES);
+        let scratch = self.ppgtt.is_some_and(|f| in_frames(addr, len, (f, 1)));
         if write {
-            return vgpu;
+            return vgpu || scratch;
         }
-        vgpu || in_frames(addr, len, SHADOW_FRAMES)
+        let pool = self.ppgtt.is_some() && in_frames(addr, len, POOL_FRAMES);
+        vgpu || pool
+            || in_frames(addr, len, SHADOW_FRAMES)
             || (addr >= GGTT_TABLE && addr + len <= GGTT_TABLE + GGTT_TABLE_BYTES)
     }
     fn note(&mut self, write: bool, addr: u64, len: usize) {
@@ -189,6 +226,8 @@ thread_local! {
 
 struct World {
     sim: SimGpu<Checked>,
+    /// The vGPU's shadow PPGTT (released before each PPGTT input).
+    ppgtt: ShadowPpgtt<PPGTT_TABLES>,
     shadow: Box<Shadow>,
     /// Guest memory with the fixture batches, restored before each input.
     pristine: FakeGm,
@@ -216,8 +255,11 @@ impl World {
             monitor: true,
             violation: None,
             written: Vec::new(),
+            ppgtt: None,
         };
         let mut sim = SimGpu::new(mem, PhysAddr::new(GGTT_TABLE).unwrap()).unwrap();
+        let pool = PhysFrame::new(POOL_FRAMES.0).unwrap();
+        let ppgtt = ShadowPpgtt::new(pool, PPGTT_TABLES, sim.mem_mut()).unwrap();
         map(&mut sim, APERTURE_HOST, APERTURE_FRAMES);
         map(&mut sim, HIDDEN_HOST, HIDDEN_FRAMES);
         map(&mut sim, SHADOW_GM, SHADOW_FRAMES);
@@ -235,6 +277,7 @@ impl World {
         shadow.deny_shaders = true;
         let mut w = World {
             sim,
+            ppgtt,
             shadow,
             pristine,
             gm,
@@ -294,6 +337,126 @@ impl World {
     }
 }
 
+/// The guest's RAM in PPGTT mode (guest page g: hidden frame g).
+fn guest_ram() -> FrameRuns<1> {
+    let mut map = FrameRuns::new();
+    let _ = map.push(FrameRun {
+        first_page: GuestPage::new(0).unwrap(),
+        first_frame: PhysFrame::new(HIDDEN_FRAMES.0).unwrap(),
+        count: GUEST_RAM_PAGES,
+    });
+    map
+}
+
+/// A PPGTT mode input: `[mode, n, n * 4 bytes of table entries, batch]`.
+/// Writes the guest's tables (a base layout, then the input's entries)
+/// and the batch into the vGPU's frames; returns the engine.
+fn ppgtt_input(data: &[u8], sim: &mut SimGpu<Checked>) -> Option<Engine> {
+    let (&mode, rest) = data.split_first()?;
+    let (&n, rest) = rest.split_first()?;
+    let n = usize::from(n % 32);
+    let (entries, rest) = rest.split_at_checked(4 * n)?;
+    let frame = |page: u64| PhysFrame::new(HIDDEN_FRAMES.0 + page).unwrap();
+    let mem = sim.mem_mut();
+    let mut set = |page: u64, index: u64, e: Entry| {
+        mem.write(frame(page).at((index % 512) * 8), &e.raw().to_le_bytes())
+            .unwrap();
+    };
+    for &t in &TABLES {
+        for i in 0..512 {
+            set(t, i, Entry::ABSENT);
+        }
+    }
+    let [pml4, pdp, pd, pt, pt2] = TABLES;
+    set(pml4, 0, Entry::new(pdp, WRITABLE));
+    set(pdp, 0, Entry::new(pd, WRITABLE));
+    set(pd, 0, Entry::new(pt, WRITABLE));
+    set(pd, 8, Entry::new(pt2, WRITABLE));
+    for i in 0..64 {
+        set(pt, i, Entry::new(MAPPED + i, WRITABLE));
+        set(pt2, i, Entry::new(i, WRITABLE));
+    }
+    for e in entries.chunks_exact(4) {
+        let v = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
+        let table = TABLES[(v & 7) as usize % TABLES.len()];
+        // Index 0..7, 64 or 511 mostly (where the walks go), else any.
+        let index = match v >> 3 & 0x3ff {
+            i @ 0..=7 => u64::from(i),
+            8..=15 => 511,
+            i => u64::from(i) % 512,
+        };
+        let arg = u64::from(v >> 16 & 0x3ff);
+        let e = match v >> 26 {
+            0..=9 => Entry::ABSENT,
+            10..=29 => Entry::new(arg % GUEST_RAM_PAGES, WRITABLE),
+            30..=39 => Entry::new(arg % GUEST_RAM_PAGES, 0),
+            40..=44 => Entry::new(NEIGHBOUR_FRAMES.0 - HIDDEN_FRAMES.0 + arg % 16, WRITABLE),
+            45..=49 => Entry::new(POOL_FRAMES.0 - HIDDEN_FRAMES.0 + arg % POOL_FRAMES.1, WRITABLE),
+            50..=54 => Entry::new(TABLES[arg as usize % TABLES.len()], WRITABLE),
+            55..=59 => Entry::from_raw(1 | 2 | 1 << 7 | (arg % 2) << 21),
+            _ => Entry::new(arg, WRITABLE | 1 << 7),
+        };
+        set(table, index, e);
+    }
+    let words: Vec<u32> = rest
+        .chunks_exact(4)
+        .take(0x4000 / 4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let bytes: Vec<u8> = words.iter().flat_map(|d| d.to_le_bytes()).collect();
+    for (i, chunk) in bytes.chunks(4096).enumerate() {
+        let page = MAPPED + (PPGTT_BATCH >> 12) + i as u64;
+        mem.write(frame(page).at(0), chunk).unwrap();
+    }
+    Some(Engine::ALL[usize::from(mode) % 4])
+}
+
+/// The scanner's view of a PPGTT context: the guest's GM as before, and
+/// its PPGTT through the shadow tables in the checked memory.
+struct PpgttGm<'a> {
+    gm: &'a FakeGm,
+    mem: &'a Checked,
+    root: PhysFrame,
+}
+
+impl GmSpace for PpgttGm<'_> {
+    fn read_guest(&self, at: GuestGm, out: &mut [u32]) -> Result<(), GmFault> {
+        self.gm.read_guest(at, out)
+    }
+    fn g2h(&self, range: GuestGmRange) -> Result<HostGm, GmFault> {
+        self.gm.g2h(range)
+    }
+    fn slice_of(&self, at: GuestGm) -> Result<GuestGmRange, GmFault> {
+        self.gm.slice_of(at)
+    }
+    fn ppgtt(&self) -> Option<&dyn PpgttSpace> {
+        Some(self)
+    }
+}
+
+impl PpgttSpace for PpgttGm<'_> {
+    fn frame_of(&self, va: PpgttAddr, write: bool) -> Result<PhysFrame, PpgttFault> {
+        let t = walk(&HostTables { mem: self.mem }, self.root.number(), va).map_err(|e| match e {
+            WalkError::NotPresent { .. } => PpgttFault::NotPresent,
+            WalkError::Read { .. } => PpgttFault::Unreadable,
+        })?;
+        if write && !t.writable {
+            return Err(PpgttFault::ReadOnly);
+        }
+        PhysFrame::new(t.page).map_err(|_| PpgttFault::Unreadable)
+    }
+    fn read_frame(&self, frame: PhysFrame, offset: u64, out: &mut [u32]) -> Result<(), PpgttFault> {
+        let mut b = vec![0u8; out.len() * 4];
+        self.mem
+            .read(frame.at(offset), &mut b)
+            .map_err(|_| PpgttFault::Unreadable)?;
+        for (w, c) in out.iter_mut().zip(b.chunks_exact(4)) {
+            *w = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        }
+        Ok(())
+    }
+}
+
 /// Builds (engine, ring words) from the input; may write a batch.
 fn stream(data: &[u8], gm: &mut FakeGm) -> Option<(Engine, Vec<u32>)> {
     let (&mode, rest) = data.split_first()?;
@@ -336,16 +499,50 @@ fn one(w: &mut World, data: &[u8]) {
         );
     }
     w.reset();
-    let Some((engine, cmds)) = stream(data, &mut w.gm) else {
-        return;
+    let ppgtt_mode = data.first().is_some_and(|m| m & 0xc0 == 0x40);
+    let mut root: Option<ShadowRoot> = None;
+    let (engine, cmds) = if ppgtt_mode {
+        w.sim.mem_mut().monitor = true;
+        let Some(engine) = ppgtt_input(data, &mut w.sim) else {
+            return;
+        };
+        w.ppgtt.release_all();
+        let map = guest_ram();
+        match w.ppgtt.pin(GuestPage::new(TABLES[0]).unwrap(), &map, w.sim.mem_mut()) {
+            Ok((r, _)) => root = Some(r),
+            Err(e) => {
+                assert!(e.is_guest_fault(), "shadow PPGTT: {e}");
+                return;
+            }
+        }
+        let mut ring = ppgtt_bb_start(PPGTT_BATCH, false).to_vec();
+        ring.push(NOOP);
+        (engine, ring)
+    } else {
+        let Some(x) = stream(data, &mut w.gm) else {
+            return;
+        };
+        x
     };
     if cmds.len() >= (RING_SIZE / 4) as usize {
         return;
     }
     let rs = ring(&mut w.gm, &cmds);
     w.shadow.engine = engine;
+    // Shader work is allowed in PPGTT contexts only (the default policy).
+    w.shadow.deny_shaders = root.is_none();
     let t = thread_cpu_time();
-    let result = w.shadow.scan(&w.gm, rs);
+    let result = match &root {
+        Some(r) => {
+            let view = PpgttGm {
+                gm: &w.gm,
+                mem: w.sim.mem(),
+                root: r.frame(),
+            };
+            w.shadow.scan(&view, rs)
+        }
+        None => w.shadow.scan(&w.gm, rs),
+    };
     let took = thread_cpu_time().saturating_sub(t);
     assert!(took < SCAN_TIME, "scan took {took:?} of CPU time");
     let Ok(sub) = result else {
@@ -354,7 +551,10 @@ fn one(w: &mut World, data: &[u8]) {
     assert!(sub.commands <= MAX_COMMANDS && sub.dwords <= MAX_DWORDS);
     check_buffer(engine, &w.shadow.ring[..sub.ring_dwords]);
     for b in &w.shadow.batches[..sub.batches] {
-        check_buffer(engine, &b.words[..b.len]);
+        // A PPGTT batch's addresses are the context's, left as they are.
+        if !b.guest.is_ppgtt() {
+            check_buffer(engine, &b.words[..b.len]);
+        }
     }
 
     // Upload the shadow (the monitor's writes), then let the GPU run it.
@@ -368,6 +568,16 @@ fn one(w: &mut World, data: &[u8]) {
     }
     upload(sim, SHADOW_RING_HOST, &ring_words);
     for (i, b) in w.shadow.batches[..sub.batches].iter().enumerate() {
+        if b.guest.is_ppgtt() {
+            // Into the vGPU's window frames (the gate's way).
+            let bytes: Vec<u8> = b.image().iter().flat_map(|d| d.to_le_bytes()).collect();
+            for (k, chunk) in bytes.chunks(4096).enumerate() {
+                let page = window_batch_page(engine, i) + k as u64;
+                let f = w.ppgtt.window_batch_frame(page).expect("window frame");
+                sim.mem_mut().write(f.at(0), chunk).unwrap();
+            }
+            continue;
+        }
         upload(
             sim,
             SHADOW_BATCH_HOST + SHADOW_BATCH_STRIDE * i as u64,
@@ -375,6 +585,7 @@ fn one(w: &mut World, data: &[u8]) {
         );
     }
     sim.reset_engine(engine);
+    sim.mem_mut().ppgtt = root.as_ref().map(|_| w.ppgtt.scratch_page().number());
     sim.mem_mut().monitor = false;
     sim.mem_mut().violation = None;
     sim.mem_mut().written.clear();
@@ -383,11 +594,18 @@ fn one(w: &mut World, data: &[u8]) {
     let tail = 4 * ring_words.len() as u32;
     let s = Submission::new(engine, VGPU_CONTEXT, ring_range, 0, tail)
         .expect("shadow ring submission");
+    let s = match &root {
+        Some(r) => s.with_ppgtt(r.frame()),
+        None => s,
+    };
     let _ = sim.submit(&s);
     w.stats[1] += 1;
     match run_to_end(sim, engine) {
         EngineStatus::Idle { .. } => w.stats[2] += 1,
         EngineStatus::Faulted(f) if matches!(f.kind, FaultKind::Unmodeled(_)) => w.stats[3] += 1,
+        EngineStatus::Faulted(f) if matches!(f.kind, FaultKind::PrivilegeViolation(_)) => {
+            panic!("{engine}: an accepted submission stopped on {f:?} (stream {cmds:08x?})")
+        }
         _ => {}
     }
     assert!(
@@ -414,6 +632,12 @@ fn one(w: &mut World, data: &[u8]) {
     // unless the set says it is untracked.
     if !sub.writes.untracked {
         for &frame in &sim.mem().written {
+            let scratch = sim.mem().ppgtt == Some(frame);
+            let f = PhysFrame::new(frame).unwrap();
+            if scratch || sub.writes.contains_frame(f) {
+                // The scratch page holds nothing of the guest's.
+                continue;
+            }
             let guest = [(APERTURE_FRAMES, APERTURE), (HIDDEN_FRAMES, HIDDEN)]
                 .into_iter()
                 .find(|&((first, count), _)| frame >= first && frame < first + count)
@@ -428,6 +652,7 @@ fn one(w: &mut World, data: &[u8]) {
         }
     }
     sim.mem_mut().monitor = true;
+    sim.mem_mut().ppgtt = None;
 }
 
 /// Runs `engine`'s submission to its end: the model executes as its clock

@@ -18,39 +18,39 @@ use crate::vgpu::{
     SubmissionGate, Vgpu, VgpuError,
 };
 
-const RENDER: Engine = Engine::Render;
+pub(super) const RENDER: Engine = Engine::Render;
 /// Guest pages, and their frames (another guest's from FOREIGN).
-const PAGES: u64 = 48;
-const GUEST: u64 = 0x1000;
-const FOREIGN: u64 = 0x3000;
-const POOL: u64 = 0x8000;
+pub(super) const PAGES: u64 = 48;
+pub(super) const GUEST: u64 = 0x1000;
+pub(super) const FOREIGN: u64 = 0x3000;
+pub(super) const POOL: u64 = 0x8000;
 /// Aperture pages the guest maps to its pages 0..APERTURE_PAGES: ring A
 /// in page 0, context A in 1-2, ring B in 3, context B in 4-5, GGTT data
 /// in 6.
-const APERTURE_PAGES: u64 = 8;
+pub(super) const APERTURE_PAGES: u64 = 8;
 /// Its PPGTT: PML4 in page 10, PDP 11, PD 12, PT 13; PPGTT 0 maps page
 /// 20, 0x1000 page 21 (a batch), 0x2000 another guest's frame number.
-const PML4: u64 = 10;
+pub(super) const PML4: u64 = 10;
 
-struct World {
-    gpu: SimGpu<SparseMem>,
-    vgpu: Vgpu,
-    mem: FrameRuns<4>,
-    ap: u64,
-    run: Runner,
+pub(super) struct World {
+    pub(super) gpu: SimGpu<SparseMem>,
+    pub(super) vgpu: Vgpu,
+    pub(super) mem: FrameRuns<4>,
+    pub(super) ap: u64,
+    pub(super) run: Runner,
 }
 
-fn guest_write(w: &mut World, page: u64, off: u64, bytes: &[u8]) {
+pub(super) fn guest_write(w: &mut World, page: u64, off: u64, bytes: &[u8]) {
     let frame = w.mem.frame_of(GuestPage::new(page).unwrap()).unwrap();
     w.gpu.mem_mut().write(frame.at(off), bytes).unwrap();
 }
 
-fn guest_dwords(w: &mut World, page: u64, off: u64, dwords: &[u32]) {
+pub(super) fn guest_dwords(w: &mut World, page: u64, off: u64, dwords: &[u32]) {
     let b: Vec<u8> = dwords.iter().flat_map(|d| d.to_le_bytes()).collect();
     guest_write(w, page, off, &b);
 }
 
-fn frame_u32(w: &World, frame: u64, off: u64) -> u32 {
+pub(super) fn frame_u32(w: &World, frame: u64, off: u64) -> u32 {
     let mut b = [0u8; 4];
     w.gpu
         .mem()
@@ -59,20 +59,20 @@ fn frame_u32(w: &World, frame: u64, off: u64) -> u32 {
     u32::from_le_bytes(b)
 }
 
-fn mmio(w: &mut World, rel: u32, value: u32) -> Result<MmioEffect, VgpuError> {
+pub(super) fn mmio(w: &mut World, rel: u32, value: u32) -> Result<MmioEffect, VgpuError> {
     let off = RENDER.mmio_base() + rel;
     w.vgpu
         .mmio_write(&mut w.gpu, &w.mem, off, AccessSize::Dword, u64::from(value))
 }
 
-fn read(w: &mut World, rel: u32) -> u32 {
+pub(super) fn read(w: &mut World, rel: u32) -> u32 {
     let off = RENDER.mmio_base() + rel;
     w.vgpu
         .mmio_read(&mut w.gpu, &w.mem, off, AccessSize::Dword)
         .unwrap() as u32
 }
 
-fn world() -> World {
+pub(super) fn world() -> World {
     let mut gpu = sim();
     let mut a =
         PartitionAllocator::new(GmLayout::DEFAULT, PartitionAllocator::GVT_MONITOR_SHARE).unwrap();
@@ -112,7 +112,7 @@ fn world() -> World {
 
 /// Writes context `lrc_page`'s image: its ring in aperture page
 /// `ring_page`, one page, head and tail, the PPGTT root.
-fn context(w: &mut World, lrc_page: u64, ring_page: u64, head: u32, tail: u32) {
+pub(super) fn context(w: &mut World, lrc_page: u64, ring_page: u64, head: u32, tail: u32) {
     let mut s = [0u32; lrc::READ_DWORDS];
     s[lrc::RING_HEAD + 1] = head;
     s[lrc::RING_TAIL + 1] = tail;
@@ -122,7 +122,7 @@ fn context(w: &mut World, lrc_page: u64, ring_page: u64, head: u32, tail: u32) {
     guest_dwords(w, lrc_page + 1, 0, &s);
 }
 
-fn descriptor(w: &World, lrc_page: u64, id: u32) -> u64 {
+pub(super) fn descriptor(w: &World, lrc_page: u64, id: u32) -> u64 {
     u64::from(id) << 32
         | (w.ap + lrc_page * PAGE_SIZE)
         | DESC_PRIVILEGE
@@ -131,20 +131,20 @@ fn descriptor(w: &World, lrc_page: u64, id: u32) -> u64 {
 }
 
 /// The ELSP writes of a list, element 1 first.
-fn elsp(w: &mut World, e0: u64, e1: u64) -> Result<MmioEffect, VgpuError> {
+pub(super) fn elsp(w: &mut World, e0: u64, e1: u64) -> Result<MmioEffect, VgpuError> {
     for d in [(e1 >> 32) as u32, e1 as u32, (e0 >> 32) as u32] {
         assert_eq!(mmio(w, ring::ELSP, d)?, MmioEffect::Done);
     }
     mmio(w, ring::ELSP, e0 as u32)
 }
 
-fn enable(w: &mut World) {
+pub(super) fn enable(w: &mut World) {
     let on = crate::regs::masked(ring::MODE_RUN_LIST_ENABLE, ring::MODE_RUN_LIST_ENABLE);
     assert_eq!(mmio(w, ring::MODE, on), Ok(MmioEffect::Done));
 }
 
 /// The CSB entries the guest has not read yet, and it reads them.
-fn take_csb(w: &mut World) -> Vec<(u32, u32)> {
+pub(super) fn take_csb(w: &mut World) -> Vec<(u32, u32)> {
     let ptr = read(w, ring::CSB_PTR);
     let (mut at, write) = ((ptr >> 8) & 7, ptr & 0xf);
     let mut out = Vec::new();
@@ -162,7 +162,7 @@ fn take_csb(w: &mut World) -> Vec<(u32, u32)> {
     out
 }
 
-fn run_all(w: &mut World, gate: &mut dyn SubmissionGate) {
+pub(super) fn run_all(w: &mut World, gate: &mut dyn SubmissionGate) {
     w.run
         .run_idle(&mut w.gpu, gate, core::slice::from_mut(&mut w.vgpu));
 }
@@ -697,7 +697,7 @@ fn an_execlist_guest_drawing_in_two_ppgtts_migrates_to_other_slices_and_frames_a
     for c in [A, B] {
         let root = shadows.frame_of(GuestPage::new(c.pml4).unwrap()).unwrap();
         assert!(shadows.tables().owns_frame(root), "{}", c.id);
-        let pool = DEST_POOL..DEST_POOL + crate::ppgtt::shadow::SCRATCH_FRAMES + 16;
+        let pool = DEST_POOL..DEST_POOL + crate::ppgtt::shadow::pool_frames(16);
         assert!(pool.contains(&root.number()), "{}", c.id);
     }
 }

@@ -40,6 +40,54 @@ pub const ENTRIES: usize = 512;
 /// Size of the 4-level PPGTT address space (48 bits).
 pub const PPGTT_SIZE: u64 = 1 << 48;
 
+/// First address of the monitor's reserved window: the top GiB of the
+/// 48-bit space (PML4 entry 511, PDP entry 511). No guest mapping may
+/// reach into it ([`shadow::ShadowError::ReservedWindow`]); the shadow
+/// PPGTT maps there, read-only, the vGPU's shadow batches, which its
+/// engines run in place of the guest's PPGTT batches (the scanner's copy,
+/// [`crate::scan::scanner`]).
+///
+/// Why there: Mesa keeps the top 4 GiB of the 48-bit space out of its
+/// allocators, so that no state base address plus its 4 GiB bound
+/// overflows 48 bits (anv `anv_device.c` and iris `iris_bufmgr.c`: "Leave
+/// the last 4GiB out of the high vma range", after anv's
+/// Wa32bitGeneralStateOffset note), and both place every buffer
+/// themselves (softpin); i915 places objects its clients do not pin below
+/// 4 GiB unless they opt into 48-bit addresses, and Gen9 i915 maps nothing
+/// of its own into a user context's PPGTT. (i915 points every unused
+/// entry at scratch tables that are present: a guest that keeps that
+/// layout up to the top entries maps into the window and is refused, so
+/// its driver must leave PML4 entry 511's PDP entry 511 absent.)
+pub const WINDOW_BASE: u64 = PPGTT_SIZE - (1 << 30);
+/// The PML4 entry, and the entry of the PDP below it, holding the window.
+pub const WINDOW_INDEX: usize = ENTRIES - 1;
+/// Pages of shadow batches at the start of the window: one slot of
+/// [`crate::scan::scanner::BATCH_DWORDS`] per engine and pool place.
+pub const WINDOW_BATCH_PAGES: u64 = (crate::engine::Engine::COUNT
+    * crate::scan::scanner::BATCH_POOL
+    * crate::scan::scanner::BATCH_DWORDS
+    * 4) as u64
+    / PAGE_SIZE;
+const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
+
+/// The window page of the first page of `engine`'s shadow batch `slot`.
+pub const fn window_batch_page(engine: crate::engine::Engine, slot: usize) -> u64 {
+    ((engine.index() * crate::scan::scanner::BATCH_POOL + slot)
+        * crate::scan::scanner::BATCH_DWORDS
+        * 4) as u64
+        / PAGE_SIZE
+}
+
+/// The PPGTT address at which `engine`'s shadow batch `slot` runs.
+pub const fn window_batch_va(engine: crate::engine::Engine, slot: usize) -> u64 {
+    WINDOW_BASE + window_batch_page(engine, slot) * PAGE_SIZE
+}
+
+/// Whether `[addr, addr + len)` reaches into the reserved window.
+pub const fn in_window(addr: u64, len: u64) -> bool {
+    addr.saturating_add(len) > WINDOW_BASE
+}
+
 /// Present bit (`_PAGE_PRESENT`).
 pub const PRESENT: u64 = 1 << 0;
 /// Writable bit (`_PAGE_RW`).

@@ -95,7 +95,9 @@
 //! state, the tables as guest memory). The memory map must not lose a page
 //! while a shadow maps it: the vGPU releases its shadows first.
 
-use super::{Entry, Level, ENTRIES, HUGE_CACHE_BITS, WRITABLE};
+use super::{
+    Entry, Level, ENTRIES, HUGE_CACHE_BITS, WINDOW_BASE, WINDOW_BATCH_PAGES, WINDOW_INDEX, WRITABLE,
+};
 use crate::addr::{GuestPage, PhysFrame, PAGE_SIZE};
 use crate::backend::{PhysMem, PhysMemError};
 use crate::vgpu::GuestMemoryMap;
@@ -104,6 +106,24 @@ use core::fmt;
 /// Frames at the start of a vGPU's pool that hold its scratch page (0)
 /// and its scratch PT (1), PD (2) and PDP (3).
 pub const SCRATCH_FRAMES: u64 = 4;
+/// Frames after them holding the reserved window's tables (see
+/// [`super::WINDOW_BASE`]): the PDP a PML4 entry 511 the guest leaves
+/// absent leads to, the window's PD and its PT.
+pub const WINDOW_TABLE_FRAMES: u64 = 3;
+/// Frames of a pool before its table pages: the scratch frames, the
+/// window's tables, and the [`WINDOW_BATCH_PAGES`] frames of the vGPU's
+/// shadow batches the window maps.
+pub const POOL_HEADER_FRAMES: u64 = SCRATCH_FRAMES + WINDOW_TABLE_FRAMES + WINDOW_BATCH_PAGES;
+
+/// Frames a pool of `tables` table pages takes, from its first.
+pub const fn pool_frames(tables: usize) -> u64 {
+    POOL_HEADER_FRAMES + tables as u64
+}
+
+const WINDOW_PDP: u64 = SCRATCH_FRAMES;
+const WINDOW_PD: u64 = SCRATCH_FRAMES + 1;
+const WINDOW_PT: u64 = SCRATCH_FRAMES + 2;
+const WINDOW_BATCHES: u64 = SCRATCH_FRAMES + WINDOW_TABLE_FRAMES;
 
 const SCRATCH_PAGE: u64 = 0;
 /// Entries processed at once: bounds the stack a table visit holds
@@ -114,8 +134,15 @@ const CHUNKS: usize = ENTRIES / CHUNK;
 /// What a shadow table shadows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Source {
-    /// The guest's table in guest page `page`, read at `level`.
-    Table { page: u64, level: Level },
+    /// The guest's table in guest page `page`, read at `level`; `window`:
+    /// a PDP reached through PML4 entry 511, whose entry 511 is the
+    /// reserved window (shadowed apart from the same page reached
+    /// elsewhere, where that entry is the guest's).
+    Table {
+        page: u64,
+        level: Level,
+        window: bool,
+    },
     /// A 2 MiB guest page, split: its first guest page and the writable
     /// and cache bits of its PD entry.
     Split { first: u64, flags: u64 },
@@ -181,6 +208,12 @@ pub enum ShadowError {
         /// The page the root names.
         page: u64,
     },
+    /// Guest: its tables map inside the monitor's reserved window (PDP
+    /// entry 511 below PML4 entry 511 present).
+    ReservedWindow {
+        /// The guest page of that PDP.
+        page: u64,
+    },
     /// Monitor: a guest frame or a pool frame is not backed by memory.
     Memory(PhysMemError),
     /// Monitor: the pool does not fit physical memory or the budget
@@ -200,6 +233,7 @@ impl ShadowError {
                 | ShadowError::HugePage1G { .. }
                 | ShadowError::TooManyRoots { .. }
                 | ShadowError::RootNotGuestPage { .. }
+                | ShadowError::ReservedWindow { .. }
         )
     }
 }
@@ -225,6 +259,12 @@ impl fmt::Display for ShadowError {
                     "PPGTT root names page {page:#x}, which is not the guest's"
                 )
             }
+            ShadowError::ReservedWindow { page } => write!(
+                f,
+                "the PDP in guest page {page:#x} maps the monitor's reserved window \
+                 [{WINDOW_BASE:#x}, 0x1000000000000) (PML4 entry 511, PDP entry 511): \
+                 it must be absent"
+            ),
             ShadowError::Memory(e) => write!(f, "shadow PPGTT memory: {e}"),
             ShadowError::BadPool => f.write_str("shadow PPGTT pool misconfigured"),
             ShadowError::StaleRoot => f.write_str("shadow PPGTT root is stale"),
@@ -331,17 +371,17 @@ struct Io<'a, M: PhysMem + ?Sized> {
 }
 
 impl<const N: usize> ShadowPpgtt<N> {
-    /// A shadow over the pool starting at frame `pool` ([`SCRATCH_FRAMES`]
-    /// + `budget` frames, the monitor's, given to this vGPU alone): at
-    ///   most `budget` (at most `N`) table pages, each in the pool frame of
-    ///   its slot, slots `0..budget`. Writes the scratch page (zeroes) and
-    ///   the scratch tables.
+    /// A shadow over the pool starting at frame `pool` ([`pool_frames`]`(budget)`
+    /// frames, the monitor's, given to this vGPU alone): at most `budget`
+    /// (at most `N`) table pages, each in the pool frame of its slot, slots
+    /// `0..budget`. Writes the scratch page (zeroes), the scratch tables,
+    /// the window's tables and its (zeroed) shadow batch frames.
     pub fn new<M: PhysMem + ?Sized>(
         pool: PhysFrame,
         budget: usize,
         mem: &mut M,
     ) -> Result<Self, ShadowError> {
-        let last = pool.number() + SCRATCH_FRAMES + budget as u64;
+        let last = pool.number() + pool_frames(budget);
         if budget > N || N > usize::from(u16::MAX) || PhysFrame::new(last).is_err() {
             return Err(ShadowError::BadPool);
         }
@@ -356,6 +396,32 @@ impl<const N: usize> ShadowPpgtt<N> {
                 e.copy_from_slice(&entry.to_le_bytes());
             }
             mem.write(frame(level)?.start(), &page)?;
+        }
+        // The window: PDP entry 511 -> PD, its entry 0 -> PT, which maps
+        // the shadow batch frames read-only (a guest's engine on one
+        // engine must not rewrite a batch another engine runs).
+        let mut table = |at: u64, entries: &mut dyn Iterator<Item = (usize, Entry)>| {
+            let mut page = [0u8; PAGE_SIZE as usize];
+            for (i, e) in entries {
+                page[i * 8..i * 8 + 8].copy_from_slice(&e.raw().to_le_bytes());
+            }
+            mem.write(frame(at)?.start(), &page)
+                .map_err(ShadowError::from)
+        };
+        let pd = frame(WINDOW_PD)?.number();
+        let pt = frame(WINDOW_PT)?.number();
+        let first = frame(WINDOW_BATCHES)?.number();
+        table(
+            WINDOW_PDP,
+            &mut [(WINDOW_INDEX, Entry::new(pd, WRITABLE))].into_iter(),
+        )?;
+        table(WINDOW_PD, &mut [(0, Entry::new(pt, WRITABLE))].into_iter())?;
+        table(
+            WINDOW_PT,
+            &mut (0..WINDOW_BATCH_PAGES as usize).map(|i| (i, Entry::new(first + i as u64, 0))),
+        )?;
+        for i in 0..WINDOW_BATCH_PAGES {
+            mem.write(frame(WINDOW_BATCHES + i)?.start(), &[0; PAGE_SIZE as usize])?;
         }
         let mut free = heapless::Vec::new();
         // Only the budget's slots: a frame past the pool is never named.
@@ -392,7 +458,14 @@ impl<const N: usize> ShadowPpgtt<N> {
         frame
             .number()
             .checked_sub(self.pool.number())
-            .is_some_and(|i| i < SCRATCH_FRAMES + N as u64)
+            .is_some_and(|i| i < pool_frames(N))
+    }
+
+    /// Frame `page` of the vGPU's shadow batches, which the window maps at
+    /// [`WINDOW_BASE`] + `page` * 4 KiB (read-only): where the monitor
+    /// writes the shadow batches its engines run from the window.
+    pub fn window_batch_frame(&self, page: u64) -> Option<PhysFrame> {
+        (page < WINDOW_BATCH_PAGES).then(|| self.frame_at(WINDOW_BATCHES + page))
     }
 
     fn frame_at(&self, i: u64) -> PhysFrame {
@@ -400,7 +473,7 @@ impl<const N: usize> ShadowPpgtt<N> {
         PhysFrame::new(self.pool.number() + i).unwrap_or(self.pool)
     }
     fn slot_frame(&self, slot: u16) -> PhysFrame {
-        self.frame_at(SCRATCH_FRAMES + u64::from(slot))
+        self.frame_at(POOL_HEADER_FRAMES + u64::from(slot))
     }
     /// The scratch table of `level` (PT, PD or PDP).
     fn scratch_table(&self, level: Level) -> PhysFrame {
@@ -412,7 +485,7 @@ impl<const N: usize> ShadowPpgtt<N> {
     }
     /// The table slot whose frame is `frame`, if in use.
     fn slot_of(&self, frame: u64) -> Option<u16> {
-        let i = frame.checked_sub(self.pool.number() + SCRATCH_FRAMES)?;
+        let i = frame.checked_sub(self.pool.number() + POOL_HEADER_FRAMES)?;
         let i = u16::try_from(i).ok()?;
         self.slots.get(usize::from(i)).filter(|s| s.used).map(|_| i)
     }
@@ -440,6 +513,7 @@ impl<const N: usize> ShadowPpgtt<N> {
         let source = Source::Table {
             page: root.number(),
             level: Level::Pml4,
+            window: false,
         };
         let slot = self.ensure(source, &mut io)?;
         self.slots[usize::from(slot)].refs += 1;
@@ -522,6 +596,7 @@ impl<const N: usize> ShadowPpgtt<N> {
                         == Source::Table {
                             page: root.guest.number(),
                             level: Level::Pml4,
+                            window: false,
                         }
             });
         if live {
@@ -771,18 +846,22 @@ impl<const N: usize> ShadowPpgtt<N> {
         io: &mut Io<'_, M>,
     ) -> Result<(), ShadowError> {
         let frame = self.slot_frame(slot);
+        let source = self.slots[usize::from(slot)].source;
         // The last guest entry and what it derived: a run of equal guest
         // entries derives (and visits) once. Its child stays referenced
-        // meanwhile, so the result stays true.
+        // meanwhile, so the result stays true. The window's entries
+        // depend on their position, not only on the guest's entry.
         let mut previous: Option<(Entry, Entry, Option<u16>)> = None;
         for i in 0..CHUNK {
             let g = entry_of(&guest[i * 8..i * 8 + 8]);
             let old = entry_of(&shadow[i * 8..i * 8 + 8]);
+            let index = offset as usize / 8 + i;
+            let at_window = window_position(source, index).is_some();
             let (want, child, repeat) = match previous {
-                Some((pg, want, child)) if pg == g => (want, child, true),
+                Some((pg, want, child)) if pg == g && !at_window => (want, child, true),
                 _ => {
-                    let (want, child) = self.derive(level, g, io)?;
-                    previous = Some((g, want, child));
+                    let (want, child) = self.derive(source, index, g, io)?;
+                    previous = (!at_window).then_some((g, want, child));
                     (want, child, false)
                 }
             };
@@ -806,14 +885,52 @@ impl<const N: usize> ShadowPpgtt<N> {
         Ok(())
     }
 
-    /// The shadow entry for guest entry `g` of a table at `level`, and the
-    /// shadow table it names (allocated if new).
+    /// The shadow entry for guest entry `g`, entry `index` of the table
+    /// `source` shadows, and the shadow table it names (allocated if new).
     fn derive<M: PhysMem + ?Sized>(
         &mut self,
-        level: Level,
+        source: Source,
+        index: usize,
         g: Entry,
         io: &mut Io<'_, M>,
     ) -> Result<(Entry, Option<u16>), ShadowError> {
+        let level = source.level();
+        match window_position(source, index) {
+            Some(WindowPosition::Entry) => {
+                // The window itself: the monitor's, never the guest's.
+                if g.is_present() {
+                    let page = match source {
+                        Source::Table { page, .. } => page,
+                        Source::Split { first, .. } => first,
+                    };
+                    return Err(ShadowError::ReservedWindow { page });
+                }
+                let pd = self.frame_at(WINDOW_PD).number();
+                return Ok((Entry::new(pd, WRITABLE), None));
+            }
+            Some(WindowPosition::Pdp) => {
+                // The PDP holding the window: the guest's own (shadowed
+                // as a window PDP), or, where the guest has none, the
+                // monitor's (only the window present).
+                let page = g.page(level);
+                let owned = GuestPage::new(page).ok().and_then(|p| io.map.frame_of(p));
+                if !g.is_present() || owned.is_none() {
+                    let pdp = self.frame_at(WINDOW_PDP).number();
+                    return Ok((Entry::new(pdp, WRITABLE), None));
+                }
+                let source = Source::Table {
+                    page,
+                    level: Level::Pdp,
+                    window: true,
+                };
+                let child = self.ensure(source, io)?;
+                return Ok((
+                    Entry::new(self.slot_frame(child).number(), g.raw() & WRITABLE),
+                    Some(child),
+                ));
+            }
+            None => {}
+        }
         if !g.is_present() {
             return Ok((Entry::ABSENT, None));
         }
@@ -854,7 +971,12 @@ impl<const N: usize> ShadowPpgtt<N> {
                 None,
             ));
         }
-        let child = self.ensure(Source::Table { page, level: next }, io)?;
+        let source = Source::Table {
+            page,
+            level: next,
+            window: false,
+        };
+        let child = self.ensure(source, io)?;
         Ok((
             Entry::new(self.slot_frame(child).number(), writable),
             Some(child),
@@ -1041,6 +1163,31 @@ fn chunk_digest(chunk: &[u8; CHUNK * 8]) -> u64 {
         .fold(0u64, |h, l| (h ^ l).wrapping_mul(K).rotate_left(31))
 }
 
+/// Which part of the path to the reserved window an entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WindowPosition {
+    /// PML4 entry 511: names the PDP holding the window.
+    Pdp,
+    /// Entry 511 of that PDP: the window (1 GiB).
+    Entry,
+}
+
+/// Where entry `index` of the table `source` shadows lies on the path to
+/// the window, if it does.
+fn window_position(source: Source, index: usize) -> Option<WindowPosition> {
+    match source {
+        Source::Table {
+            level: Level::Pml4, ..
+        } if index == WINDOW_INDEX => Some(WindowPosition::Pdp),
+        Source::Table {
+            level: Level::Pdp,
+            window: true,
+            ..
+        } if index == WINDOW_INDEX => Some(WindowPosition::Entry),
+        _ => None,
+    }
+}
+
 fn entry_of(raw: &[u8]) -> Entry {
     let mut b = [0u8; 8];
     b.copy_from_slice(&raw[..8]);
@@ -1104,18 +1251,48 @@ mod tests {
     /// What the shadow must translate `addr` to: the guest's own walk,
     /// with every page that is not the guest's replaced by the scratch
     /// page (a foreign table: everything below it), and the writable bits
-    /// of the entries above.
-    fn expected(g: &Guest, root: u64, addr: u64, scratch: u64) -> Result<(u64, bool), Level> {
+    /// of the entries above; in the reserved window, the monitor's
+    /// read-only batch frames (`window`: the first), whatever the guest
+    /// has (a PML4 entry 511 it leaves absent or foreign leads to a PDP
+    /// with nothing but the window).
+    fn expected(
+        g: &Guest,
+        root: u64,
+        addr: u64,
+        scratch: u64,
+        window: u64,
+    ) -> Result<(u64, bool), Level> {
         let a = PpgttAddr::new(addr).unwrap();
+        let top = a.index(Level::Pml4) == WINDOW_INDEX;
+        if top && a.index(Level::Pdp) == WINDOW_INDEX {
+            return match (a.index(Level::Pd), a.index(Level::Pt) as u64) {
+                (0, pt) if pt < WINDOW_BATCH_PAGES => Ok((window + pt, false)),
+                (0, _) => Err(Level::Pt),
+                _ => Err(Level::Pd),
+            };
+        }
         let mut table = root;
         let mut writable = true;
         for level in Level::ALL {
+            if top
+                && level == Level::Pdp
+                && GuestPage::new(table)
+                    .ok()
+                    .and_then(|p| g.map.frame_of(p))
+                    .is_none()
+            {
+                return Err(Level::Pdp);
+            }
             let Some(frame) = GuestPage::new(table).ok().and_then(|p| g.map.frame_of(p)) else {
                 return Ok((scratch, writable));
             };
             let e = super::super::read_entry(&g.mem, frame, a.index(level)).unwrap();
             if !e.is_present() {
-                return Err(level);
+                return Err(if top && level == Level::Pml4 {
+                    Level::Pdp
+                } else {
+                    level
+                });
             }
             writable &= e.is_writable();
             if e.is_leaf(level) {
@@ -1157,15 +1334,17 @@ mod tests {
 
     fn assert_contained<const N: usize>(g: &Guest, s: &ShadowPpgtt<N>, root: &ShadowRoot) {
         let scratch = s.scratch_page().number();
+        let window = s.window_batch_frame(0).unwrap().number();
         for addr in probe_addresses() {
             let got = actual(g, root, addr);
             assert_eq!(
                 got,
-                expected(g, root.guest().number(), addr, scratch),
+                expected(g, root.guest().number(), addr, scratch, window),
                 "{addr:#x}"
             );
             if let Ok((frame, _)) = got {
-                let own = (GUEST_FRAME..GUEST_FRAME + GUEST_PAGES).contains(&frame);
+                let own = (GUEST_FRAME..GUEST_FRAME + GUEST_PAGES).contains(&frame)
+                    || (window..window + WINDOW_BATCH_PAGES).contains(&frame);
                 assert!(
                     own || frame == scratch,
                     "{addr:#x} reaches frame {frame:#x}"
@@ -1175,17 +1354,23 @@ mod tests {
     }
 
     /// Distinct shadow tables the guest's tables from `root` need: one per
-    /// (guest table, level) reachable, one per 2 MiB page.
+    /// (guest table, level) reachable (a PDP below PML4 entry 511 apart),
+    /// one per 2 MiB page; none for the window.
     fn needed(g: &Guest, root: u64) -> usize {
-        fn go(g: &Guest, page: u64, level: Level, seen: &mut BTreeSet<(u64, Level, u64)>) {
-            if !seen.insert((page, level, 0)) {
+        fn go(
+            g: &Guest,
+            (page, window): (u64, bool),
+            level: Level,
+            seen: &mut BTreeSet<(u64, Level, u64)>,
+        ) {
+            if !seen.insert((page, level, u64::from(window) << 40)) {
                 return;
             }
             let Some(next) = level.next() else { return };
             let frame = g.map.frame_of(GuestPage::new(page).unwrap()).unwrap();
             for i in 0..ENTRIES {
                 let e = super::super::read_entry(&g.mem, frame, i).unwrap();
-                if !e.is_present() {
+                if !e.is_present() || (window && i == WINDOW_INDEX) {
                     continue;
                 }
                 if e.is_leaf(level) {
@@ -1199,12 +1384,13 @@ mod tests {
                     .and_then(|p| g.map.frame_of(p))
                     .is_some()
                 {
-                    go(g, child, next, seen);
+                    let below = level == Level::Pml4 && i == WINDOW_INDEX;
+                    go(g, (child, below), next, seen);
                 }
             }
         }
         let mut seen = BTreeSet::new();
-        go(g, root, Level::Pml4, &mut seen);
+        go(g, (root, false), Level::Pml4, &mut seen);
         seen.len()
     }
 
@@ -1294,9 +1480,68 @@ mod tests {
     }
 
     #[test]
+    fn the_window_is_the_monitors_and_a_guest_mapping_into_it_is_refused() {
+        let mut g = Guest::new();
+        simple(&mut g);
+        let mut s = shadow::<8>(&mut g, 8);
+        let (root, _) = s.pin(page(1), &g.map, &mut g.mem).unwrap();
+        // Without a guest PML4 entry 511 the window is there, read-only.
+        let window = s.window_batch_frame(0).unwrap().number();
+        assert_eq!(actual(&g, &root, WINDOW_BASE), Ok((window, false)));
+        assert_eq!(
+            actual(&g, &root, WINDOW_BASE + 0x3000),
+            Ok((window + 3, false))
+        );
+        assert_eq!(s.window_batch_frame(WINDOW_BATCH_PAGES), None);
+        // The guest's own PDP at PML4 entry 511: its entries are the
+        // guest's, but entry 511 must stay absent.
+        g.table(1, WINDOW_INDEX, 5);
+        g.table(5, 0, 3);
+        s.sync(&root, &g.map, &mut g.mem, SyncScope::Changed)
+            .unwrap();
+        assert_eq!(
+            actual(&g, &root, 0xff80_0000_0000),
+            Ok((GUEST_FRAME + 10, true))
+        );
+        assert_eq!(actual(&g, &root, WINDOW_BASE), Ok((window, false)));
+        assert_contained(&g, &s, &root);
+        g.table(5, WINDOW_INDEX, 3);
+        let err = s
+            .sync(&root, &g.map, &mut g.mem, SyncScope::Changed)
+            .unwrap_err();
+        assert_eq!(err, ShadowError::ReservedWindow { page: 5 });
+        assert!(err.is_guest_fault());
+        assert!(err.to_string().contains("0xffffc0000000"), "{err}");
+        // The same page elsewhere maps as the guest says.
+        g.table(1, 0, 5);
+        g.set(5, WINDOW_INDEX, Entry::ABSENT);
+        s.sync(&root, &g.map, &mut g.mem, SyncScope::Changed)
+            .unwrap();
+        g.table(5, WINDOW_INDEX, 3);
+        g.table(1, WINDOW_INDEX, 6);
+        s.sync(&root, &g.map, &mut g.mem, SyncScope::Changed)
+            .unwrap();
+        assert_eq!(
+            actual(&g, &root, 0x7f_c000_0000),
+            Ok((GUEST_FRAME + 10, true))
+        );
+        assert_contained(&g, &s, &root);
+        // A fresh pin of tables that map the window is refused outright.
+        g.table(6, WINDOW_INDEX, 3);
+        let mut t = shadow::<8>(&mut g, 8);
+        assert_eq!(
+            t.pin(page(1), &g.map, &mut g.mem).unwrap_err(),
+            ShadowError::ReservedWindow { page: 6 }
+        );
+        assert_eq!(t.tables_in_use(), 0);
+    }
+
+    #[test]
     fn shared_guest_tables_are_shadowed_once() {
         // i915's layout: every PML4 entry names one scratch PDP, every PDP
-        // entry one scratch PD, every PD entry one scratch PT.
+        // entry one scratch PD, every PD entry one scratch PT; but the
+        // reserved window left absent. The scratch PDP is shadowed twice:
+        // as the window's PDP (below PML4 entry 511) and as any other.
         let mut g = Guest::new();
         for i in 0..ENTRIES {
             g.table(1, i, 2);
@@ -1304,14 +1549,15 @@ mod tests {
             g.table(3, i, 4);
             g.set(4, i, Entry::new(5, WRITABLE));
         }
+        g.set(2, WINDOW_INDEX, Entry::ABSENT);
         let mut s = shadow::<8>(&mut g, 8);
         let (root, stats) = s.pin(page(1), &g.map, &mut g.mem).unwrap();
-        assert_eq!(s.tables_in_use(), 4);
-        assert_eq!(stats.tables_checked, 4);
-        assert_eq!(
-            actual(&g, &root, 0xffff_ffff_f000),
-            Ok((GUEST_FRAME + 5, true))
-        );
+        assert_eq!(s.tables_in_use(), 5);
+        assert_eq!(stats.tables_checked, 5);
+        for addr in [0x1234_5000, 0xff80_0000_0000, 0xffff_bfff_f000] {
+            assert_eq!(actual(&g, &root, addr), Ok((GUEST_FRAME + 5, true)));
+        }
+        assert_contained(&g, &s, &root);
         s.unpin(root, &g.map, &mut g.mem).unwrap();
         assert_eq!(s.tables_in_use(), 0);
     }
@@ -1360,8 +1606,8 @@ mod tests {
         for i in 0..10 {
             g.table(3, i, 20 + i as u64);
         }
-        // The frames past a pool of SCRATCH_FRAMES + 8 (another owner's).
-        let past = POOL + SCRATCH_FRAMES + 8;
+        // The frames past a pool of 8 table pages (another owner's).
+        let past = POOL + pool_frames(8);
         let sentinel = [0xa5u8; PAGE_SIZE as usize];
         for f in past..past + 8 {
             g.mem
@@ -1628,7 +1874,9 @@ mod tests {
             let mut s = shadow::<64>(&mut g, 64);
             let (root, _) = match s.pin(page(root_page), &g.map, &mut g.mem) {
                 Ok(r) => r,
-                Err(ShadowError::HugePage1G { .. }) => return Ok(()),
+                Err(ShadowError::HugePage1G { .. } | ShadowError::ReservedWindow { .. }) => {
+                    return Ok(())
+                }
                 Err(e) => panic!("{e}"),
             };
             assert_contained(&g, &s, &root);
@@ -1647,19 +1895,24 @@ mod tests {
                 };
                 match s.sync(&root, &g.map, &mut g.mem, scope) {
                     Ok(_) => {}
-                    Err(ShadowError::HugePage1G { .. }) => return Ok(()),
+                    Err(ShadowError::HugePage1G { .. } | ShadowError::ReservedWindow { .. }) => {
+                        return Ok(())
+                    }
                     Err(e) => panic!("{e}"),
                 }
                 assert_contained(&g, &s, &root);
                 prop_assert_eq!(s.tables_in_use(), needed(&g, root_page));
+                let other_pool = POOL + 0x1000;
                 let mut fresh = ShadowPpgtt::<64>::new(
-                    PhysFrame::new(POOL + 0x100).unwrap(), 64, &mut g.mem).unwrap();
+                    PhysFrame::new(other_pool).unwrap(), 64, &mut g.mem).unwrap();
                 let (other, _) = fresh.pin(page(root_page), &g.map, &mut g.mem).unwrap();
                 for addr in probe_addresses() {
                     let (a, b) = (actual(&g, &root, addr), actual(&g, &other, addr));
                     let same = match (a, b) {
                         (Ok((x, wx)), Ok((y, wy))) => wx == wy
-                            && (x == y || (x == POOL && y == POOL + 0x100)),
+                            && (x == y
+                                || (x.checked_sub(POOL) == y.checked_sub(other_pool)
+                                    && x < POOL + POOL_HEADER_FRAMES)),
                         (x, y) => x == y,
                     };
                     prop_assert!(same, "{:#x}: {:?} vs {:?}", addr, a, b);

@@ -86,6 +86,9 @@ pub enum RegRefusal {
     /// A status register another vGPU's work may have set, read before
     /// this submission's own work on the engine.
     BeforeOwnWork,
+    /// In a non-privileged (PPGTT) batch: outside the hardware's
+    /// non-privileged set ([`NONPRIVILEGED_REGISTERS`]).
+    NotNonPrivileged,
 }
 
 impl fmt::Display for RegRefusal {
@@ -102,6 +105,9 @@ impl fmt::Display for RegRefusal {
             }
             RegRefusal::BeforeOwnWork => {
                 f.write_str("status of earlier work read before this submission's own work")
+            }
+            RegRefusal::NotNonPrivileged => {
+                f.write_str("outside the hardware's non-privileged set, in a PPGTT batch")
             }
         }
     }
@@ -531,6 +537,79 @@ pub fn check_write(
         (w, Some(v)) if w.allows(v) => Ok(()),
         (_, Some(v)) => Err(RegRefusal::Value(v)),
     }
+}
+
+/// The registers a non-privileged batch (one started with the Address
+/// Space Indicator: a PPGTT batch) may read and write on Gen9:
+/// `(engine, first offset, dwords)`, absolute. From igt's
+/// `gem_ctx_isolation.c` `nonpriv_registers` (the registers a Gen9 user
+/// batch writes, context saved or not: pipeline statistics, predicates,
+/// indirect draw and dispatch parameters, GPRs, stream-out, L3 and cache
+/// modes, NOPID, OA and performance counters, BCS_SWCTRL, the video
+/// engine's codec status), and the four i915 adds on Skylake through
+/// RING_FORCE_TO_NONPRIV (`skl_whitelist_build` / `gen9_whitelist_build`:
+/// CTX_PREEMPT, CS_CHICKEN1, HDC_CHICKEN1, L3SQCREG4), which the monitor
+/// must program likewise on hardware.
+///
+/// The blitter is the exception: the Gen9 BCS does not check register
+/// accesses in non-privileged batches at all (i915 `i915_cmd_parser.c`:
+/// "For Gen9 we can still rely on the h/w to enforce cmd security, and
+/// only need to re-enforce the register access checks", which its Gen9
+/// blitter parser does with `gen9_blt_regs`). Its rows here are that
+/// parser's list (BCS_SWCTRL, the blitter's GPRs, its RING_TIMESTAMP and
+/// CTX_TIMESTAMP; the render and video timestamps it also allows are not
+/// the blitter's own registers and stay out), which only the scanner
+/// enforces.
+///
+/// One list: `SimGpu` stops a non-privileged batch that leaves it (on every
+/// engine but the blitter, as the hardware does), and the scanner refuses
+/// such an access before it runs (its own register list,
+/// [`REGISTERS`], applies as well: a PPGTT batch may reach a register only
+/// when both allow it).
+pub const NONPRIVILEGED_REGISTERS: &[(Engine, u32, u32)] = &[
+    (Engine::Render, 0x2094, 1),          // NOPID
+    (Engine::Render, 0x20c0, 1),          // INSTPM
+    (Engine::Render, 0x2158, 1),          // BB_OFFSET
+    (Engine::Render, 0x2248, 1),          // CTX_PREEMPT (FORCE_TO_NONPRIV)
+    (Engine::Render, 0x2290, 2),          // GPGPU_THREADS_DISPATCHED
+    (Engine::Render, 0x22c8, 2),          // PS_INVOCATION_COUNT_0
+    (Engine::Render, 0x22d8, 2),          // PS_DEPTH_COUNT_0
+    (Engine::Render, 0x22f0, 4),          // PS_INVOCATION_COUNT_1, PS_DEPTH_COUNT_1
+    (Engine::Render, 0x2300, 18),         // HS..CL_PRIMITIVES_COUNT (0x2300..0x2348)
+    (Engine::Render, 0x2360, 2),          // OA_CTX_CONTROL, OACTXID
+    (Engine::Render, 0x23bc, 1),          // MI_PREDICATE_RESULT_2
+    (Engine::Render, 0x2400, 8),          // MI_PREDICATE_SRC0/1, DATA, RESULT, RESULT_1
+    (Engine::Render, 0x2420, 1),          // 3DPRIM_END_OFFSET
+    (Engine::Render, 0x2430, 5),          // 3DPRIM_START_VERTEX..BASE_VERTEX
+    (Engine::Render, 0x2448, 4),          // PS_INVOCATION_COUNT_2, PS_DEPTH_COUNT_2
+    (Engine::Render, 0x2500, 3),          // GPGPU_DISPATCHDIMX/Y/Z
+    (Engine::Render, 0x2580, 1),          // CS_CHICKEN1 (FORCE_TO_NONPRIV)
+    (Engine::Render, 0x2600, 32),         // CS_GPR
+    (Engine::Render, 0x2b00, 1),          // OA_CONTROL
+    (Engine::Render, 0x5200, 8),          // SO_NUM_PRIMS_WRITTEN0..3
+    (Engine::Render, 0x5240, 8),          // SO_PRIM_STORAGE_NEEDED0..3
+    (Engine::Render, 0x5280, 4),          // SO_WRITE_OFFSET0..3
+    (Engine::Render, 0x7000, 3),          // CACHE_MODE_0/1, GT_MODE
+    (Engine::Render, 0x7034, 1),          // L3CNTLREG
+    (Engine::Render, 0x7304, 1),          // HDC_CHICKEN1 (FORCE_TO_NONPRIV)
+    (Engine::Render, 0x91b8, 4),          // PERF_CNT_1/2
+    (Engine::Render, 0xb118, 1),          // L3SQCREG4 (FORCE_TO_NONPRIV)
+    (Engine::Render, 0xe400, 2),          // TD_CTL, TD_CTL2
+    (Engine::Blitter, 0x2_2200, 1),       // BCS_SWCTRL
+    (Engine::Blitter, 0x2_2358, 2),       // BCS RING_TIMESTAMP (i915 gen9_blt_regs)
+    (Engine::Blitter, 0x2_23a8, 1),       // BCS RING_CTX_TIMESTAMP (i915 gen9_blt_regs)
+    (Engine::Blitter, 0x2_2600, 32),      // BCS_GPR
+    (Engine::Video, 0x1_2600, 32),        // VCS0_GPR
+    (Engine::Video, 0x1_2800, 64),        // MFC_VDBOX1
+    (Engine::VideoEnhance, 0x1_a600, 32), // VECS_GPR
+];
+
+/// Whether a non-privileged batch on `engine` may access register `abs`.
+pub fn nonprivileged_register(engine: Engine, abs: u32) -> bool {
+    let abs = abs & 0x7f_fffc;
+    NONPRIVILEGED_REGISTERS
+        .iter()
+        .any(|&(e, first, dwords)| e == engine && abs >= first && abs < first + 4 * dwords)
 }
 
 #[cfg(test)]

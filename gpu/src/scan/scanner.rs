@@ -181,12 +181,73 @@
 //!   [`super::regs`], with its value rules; a codec status register is
 //!   read only after this submission's own work on the engine
 //!   (`State::own_work`).
+//!
+//! # PPGTT batches
+//!
+//! In a PPGTT context (an execlist element's: [`GmSpace::ppgtt`] is its
+//! shadow PPGTT), the ring may start a batch with MI_BATCH_BUFFER_START's
+//! Address Space Indicator (bit 8), as i915 starts every user batch, and
+//! such a batch may chain and call (second level) further PPGTT batches.
+//! A PPGTT batch is *non-privileged*: the engine runs it with the
+//! hardware's restrictions, in the context's address space. The scanner:
+//! - reads it through the context's shadow PPGTT ([`PpgttSpace`], the
+//!   walk of the tables the engine itself walks, which name only the
+//!   vGPU's frames, its scratch page and its window): what the engine
+//!   would read. A page the shadow does not map is refused
+//!   ([`Reason::PpgttMemory`]), and so is a start into the reserved
+//!   window ([`NonPrivileged::WindowBatch`]);
+//! - copies it, command by command as a GGTT batch, into a shadow batch
+//!   (TOCTOU), which the engine runs instead: the monitor writes it into
+//!   the vGPU's own shadow batch frames, which its shadow PPGTT maps
+//!   read-only at the reserved window ([`crate::ppgtt::WINDOW_BASE`], the
+//!   top GiB of the 48-bit space, which Mesa leaves unused; a guest table
+//!   that maps into it is refused:
+//!   [`crate::ppgtt::shadow::ShadowError::ReservedWindow`]), and the start
+//!   is rewritten to the slot's window address
+//!   ([`crate::ppgtt::window_batch_va`]) with bit 8 kept. Read-only, so
+//!   no engine of the vGPU rewrites a batch another runs; the vGPU's own,
+//!   so no other vGPU reads it;
+//! - refuses, fail early, what the hardware would stop in a non-privileged
+//!   batch and what it would not stop but the monitor must: the table's
+//!   privileged rows ([`Reason::Privileged`], as in any batch), any memory
+//!   access with its Use Global GTT bit set (MI stores, flushes,
+//!   PIPE_CONTROL post-syncs, register loads and stores, atomics,
+//!   semaphores, conditional batch ends: [`NonPrivileged::GgttAccess`]), a
+//!   GGTT batch start ([`NonPrivileged::GgttBatch`]), and a register
+//!   access (LRI, LRM, LRR, SRM) outside either the scanner's register
+//!   list or the hardware's non-privileged set
+//!   ([`super::regs::NONPRIVILEGED_REGISTERS`];
+//!   [`super::regs::RegRefusal::NotNonPrivileged`]). The Gen9 blitter
+//!   checks no register in a non-privileged batch (i915's command parser
+//!   exists on Gen9 for exactly that): there the two lists are the only
+//!   check;
+//! - audits no address and remaps none: every address a PPGTT batch names
+//!   (its operands, and what its draws read from memory-resident state)
+//!   is an address of the context's PPGTT, and the shadow PPGTT maps only
+//!   the vGPU's frames there, so the address space contains it whatever
+//!   its value; an unmapped one faults the context alone. Everything
+//!   else holds as in a GGTT batch: the control-flow and predication
+//!   rules, the budgets, the depth limit and chain cycles, the shadow
+//!   slot's termination, the tracked-state rules (a PPGTT batch starts
+//!   from unknown state, and the ring after it goes on from unknown
+//!   state: neither side's state means anything in the other's space);
+//! - records what it writes (every operand the GGTT path records as a
+//!   write) as the frames its shadow PPGTT maps writable there
+//!   ([`WriteSet::frame_runs`], guest RAM by
+//!   [`crate::vgpu::GuestMemoryMap::page_of`]); a page mapped read-only or
+//!   not at all faults before it is written, and an extent of more pages
+//!   than the set holds leaves it untracked, as do draws and dispatches.
+//!
+//! The GGTT path's hot loop is unchanged: a PPGTT batch clears the
+//! scan's translated slices, so every fast arm finds no cached slice and
+//! hands its operands to the full path, where `State::audit_slow`
+//! records them.
 
 use core::fmt;
 
 use super::decode::{head, Command, DecodeErrorKind};
 use super::operands::{Access, AddrField, Extent, High, Layout, Pictures, PipeSize, Surface, When};
-use super::regs::{check_read, check_write, RegAccess, RegRefusal};
+use super::regs::{check_read, check_write, nonprivileged_register, RegAccess, RegRefusal};
 use super::repr::{
     pak_insert_descriptors, pak_payload_bytes, pak_payload_linear, setup_draw_bytes, xy_blit_bytes,
     CommandRepr, MemOperand, PostSync, ReprError, StateBaseAddress, PAK_DESCRIPTOR, PAK_PAYLOAD,
@@ -196,8 +257,9 @@ use super::table::{
     fast_entry, fast_kind_code, fast_len, fast_spec, CmdSpec, Op, FAST_AUDIT, FAST_GUESS,
 };
 use super::tracked::{BltSetup, Consumer, Pipe, Tracked, TrackedState};
-use crate::addr::{GuestGm, GuestGmRange, HostGm};
+use crate::addr::{GuestGm, GuestGmRange, HostGm, PhysFrame};
 use crate::engine::Engine;
+use crate::ppgtt::{in_window, window_batch_va, PpgttAddr, PPGTT_SIZE};
 
 /// Shadow ring capacity in DWords (64 KiB).
 pub const RING_DWORDS: usize = 16 * 1024;
@@ -213,6 +275,10 @@ pub const BATCH_SCAN_DWORDS: usize = BATCH_DWORDS - 1;
 pub const MAX_DEPTH: u8 = 2;
 /// Runs of guest pages recorded as write targets per submission.
 pub const MAX_WRITE_RANGES: usize = 32;
+/// Runs of frames of guest RAM recorded as the write targets of PPGTT
+/// batches per submission (guest buffers are mostly contiguous runs of
+/// frames, as the kernel gives a guest its memory).
+pub const MAX_FRAME_RANGES: usize = 16;
 /// Guest pages those runs may cover in all (16 MiB: a 1080p framebuffer
 /// and more); a submission that writes more is untracked.
 pub const MAX_WRITE_PAGES: u64 = 4096;
@@ -259,6 +325,107 @@ pub trait GmSpace {
     /// The guest slice (aperture or hidden) holding `at`: bounds operands
     /// whose extent the command does not state.
     fn slice_of(&self, at: GuestGm) -> Result<GuestGmRange, GmFault>;
+    /// The context's PPGTT, when the submission runs in one (an execlist
+    /// context); `None`: a GGTT context, whose PPGTT batches are refused.
+    fn ppgtt(&self) -> Option<&dyn PpgttSpace> {
+        None
+    }
+}
+
+/// Why a PPGTT page could not be reached, as the engine would find it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PpgttFault {
+    /// Not mapped (a not-present entry on the walk, or beyond 48 bits):
+    /// the engine would fault the context.
+    NotPresent,
+    /// Mapped read-only, for a write.
+    ReadOnly,
+    /// Inside the monitor's reserved window ([`crate::ppgtt::WINDOW_BASE`]).
+    Window,
+    /// The shadow tables or the page could not be read (a monitor fault).
+    Unreadable,
+}
+
+impl fmt::Display for PpgttFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PpgttFault::NotPresent => "not mapped in the context's PPGTT",
+            PpgttFault::ReadOnly => "mapped read-only",
+            PpgttFault::Window => "inside the monitor's reserved window of the PPGTT",
+            PpgttFault::Unreadable => "shadow PPGTT unreadable (monitor fault)",
+        })
+    }
+}
+
+/// A context's PPGTT as its engine walks it: the shadow tables, which
+/// name only the vGPU's frames (and its scratch page and window). The one
+/// translation of PPGTT addresses the scanner uses: the words of a PPGTT
+/// batch are read through it, and the pages a PPGTT batch writes are
+/// named by the frames it gives.
+pub trait PpgttSpace {
+    /// The frame the page holding `va` is mapped to, for a read or a
+    /// write (`write`).
+    fn frame_of(&self, va: PpgttAddr, write: bool) -> Result<PhysFrame, PpgttFault>;
+    /// Copies `out.len()` DWords from `frame` at byte `offset` (the words
+    /// lie in that frame).
+    fn read_frame(&self, frame: PhysFrame, offset: u64, out: &mut [u32]) -> Result<(), PpgttFault>;
+}
+
+/// Copies `out.len()` DWords from PPGTT address `at` through `space`,
+/// page by page; the reserved window is refused (the guest's batches are
+/// never there). On failure, the address that failed.
+fn read_ppgtt(space: &dyn PpgttSpace, at: u64, out: &mut [u32]) -> Result<(), (u64, PpgttFault)> {
+    let mut done = 0usize;
+    while done < out.len() {
+        let va = at.saturating_add(done as u64 * 4);
+        if in_window(va, 4) {
+            return Err((va, PpgttFault::Window));
+        }
+        let addr = PpgttAddr::new(va).ok_or((va, PpgttFault::NotPresent))?;
+        let offset = va % PAGE;
+        let n = (((PAGE - offset) / 4) as usize).min(out.len() - done);
+        let frame = space.frame_of(addr, false).map_err(|f| (va, f))?;
+        let chunk = out.get_mut(done..done + n).unwrap_or(&mut []);
+        space
+            .read_frame(frame, offset, chunk)
+            .map_err(|f| (va, f))?;
+        done += n;
+    }
+    Ok(())
+}
+
+/// Where a batch is: in graphics memory (a GGTT batch, privileged, its
+/// addresses audited) or in the context's PPGTT (a PPGTT batch,
+/// non-privileged: MI_BATCH_BUFFER_START's Address Space Indicator).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchAddr {
+    /// Guest GM.
+    Ggtt(GuestGm),
+    /// An address of the context's PPGTT.
+    Ppgtt(PpgttAddr),
+}
+
+impl BatchAddr {
+    /// The raw address.
+    pub const fn raw(self) -> u64 {
+        match self {
+            BatchAddr::Ggtt(g) => g.raw(),
+            BatchAddr::Ppgtt(p) => p.raw(),
+        }
+    }
+    /// Whether it is a PPGTT batch.
+    pub const fn is_ppgtt(self) -> bool {
+        matches!(self, BatchAddr::Ppgtt(_))
+    }
+}
+
+impl fmt::Display for BatchAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BatchAddr::Ggtt(g) => write!(f, "{g}"),
+            BatchAddr::Ppgtt(p) => write!(f, "{p}"),
+        }
+    }
 }
 
 /// Where the guest's ring is, as its ring registers say.
@@ -279,12 +446,12 @@ pub struct RingState {
 pub enum Location {
     /// The shadow ring; offset counts from HEAD.
     Ring,
-    /// A batch at `level` (1 or 2) starting at guest GM `start`.
+    /// A batch at `level` (1 or 2) starting at `start`.
     Batch {
         /// Nesting level.
         level: u8,
-        /// Guest GM of the batch (or chained segment) start.
-        start: GuestGm,
+        /// Where the batch (or chained segment) starts.
+        start: BatchAddr,
     },
 }
 
@@ -306,8 +473,20 @@ pub enum Reason {
     /// A shader dispatch while the shadow denies them
     /// ([`Shadow::deny_shaders`]).
     ShadersDenied,
-    /// A memory operand with a per-process GTT address (not mediated).
+    /// A per-process GTT address where none is followed: outside a PPGTT
+    /// batch (in the ring, or a GGTT batch), or in a GGTT context.
     Ppgtt,
+    /// In a PPGTT (non-privileged) batch, what the hardware would stop or
+    /// the monitor refuses there (see [`NonPrivileged`]).
+    NonPrivileged(NonPrivileged),
+    /// A PPGTT batch's words could not be read as the engine would read
+    /// them.
+    PpgttMemory {
+        /// The PPGTT address.
+        addr: u64,
+        /// Why.
+        fault: PpgttFault,
+    },
     /// A memory operand outside the vGPU's slices or unmapped. `addr` is
     /// the raw guest value (it may not even be a GM address).
     Memory {
@@ -362,6 +541,32 @@ pub enum Reason {
     /// A control-flow or predication form whose paths the scanner does
     /// not follow (see [`ControlFlow`]).
     ControlFlow(ControlFlow),
+}
+
+/// What a PPGTT batch may not do beyond what any batch may not (the
+/// privileged rows of the table, registers: [`Reason::Privileged`],
+/// [`Reason::Register`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NonPrivileged {
+    /// A memory access with its Use Global GTT bit set: the hardware
+    /// stops a non-privileged batch that makes one.
+    GgttAccess,
+    /// A batch start without the Address Space Indicator (a GGTT batch)
+    /// from a PPGTT batch: the hardware stops it.
+    GgttBatch,
+    /// A PPGTT batch start into the monitor's reserved window.
+    WindowBatch,
+}
+
+impl NonPrivileged {
+    /// The reason, for logs and rejections.
+    pub const fn why(self) -> &'static str {
+        match self {
+            NonPrivileged::GgttAccess => "a GGTT access from a non-privileged (PPGTT) batch",
+            NonPrivileged::GgttBatch => "a GGTT batch started from a non-privileged (PPGTT) batch",
+            NonPrivileged::WindowBatch => "a PPGTT batch start into the monitor's reserved window",
+        }
+    }
 }
 
 /// The control-flow and predication forms the scanner refuses, because
@@ -425,7 +630,13 @@ impl fmt::Display for Reason {
             Reason::ShadersDenied => f.write_str(
                 "shader dispatch refused (shaders=deny: the surfaces it reaches are not audited)",
             ),
-            Reason::Ppgtt => f.write_str("per-process GTT address not mediated"),
+            Reason::Ppgtt => {
+                f.write_str("per-process GTT address outside a PPGTT batch, or in a GGTT context")
+            }
+            Reason::NonPrivileged(n) => write!(f, "non-privileged batch: {}", n.why()),
+            Reason::PpgttMemory { addr, fault } => {
+                write!(f, "PPGTT batch word at {addr:#x} {fault}")
+            }
             Reason::Memory { addr, size, fault } => {
                 write!(f, "memory {addr:#x}+{size:#x} {fault}")
             }
@@ -487,16 +698,25 @@ impl fmt::Display for ScanError {
 }
 
 /// Guest pages a submission may write, as up to [`MAX_WRITE_RANGES`]
-/// runs of at most [`MAX_WRITE_PAGES`] pages in all: a blit into a
-/// framebuffer is one run, however many pages it covers. It never misses
-/// a written page; it may list a few unwritten ones ([`RUN_JOIN_GAP`]). `untracked`
-/// means the submission may also write pages the set does not list, so a
-/// consumer must treat the vGPU's whole memory as possibly written.
+/// runs of guest GM pages (what its ring and GGTT batches write) and up
+/// to [`MAX_FRAME_RANGES`] runs of frames (what its PPGTT batches write,
+/// named by the frames the context's shadow PPGTT maps: guest RAM, which
+/// a consumer turns into guest pages with
+/// [`crate::vgpu::GuestMemoryMap::page_of`], [`WriteSet::ram_pages`]; a
+/// frame that is no guest page, the vGPU's scratch page, holds nothing a
+/// migration carries), of at most [`MAX_WRITE_PAGES`] pages in all: a
+/// blit into a framebuffer is one run, however many pages it covers. It
+/// never misses a written page; it may list a few unwritten ones
+/// ([`RUN_JOIN_GAP`]). `untracked` means the submission may also write
+/// pages the set does not list, so a consumer must treat the vGPU's whole
+/// memory as possibly written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WriteSet {
     runs: [PageRun; MAX_WRITE_RANGES],
     len: usize,
     pages: u64,
+    frames: [PageRun; MAX_FRAME_RANGES],
+    frames_len: usize,
     /// It may write pages not listed: more runs or pages than the set
     /// holds, a surface whose extent runs to the end of its slice, or a
     /// command that writes through memory-resident state the scanner does
@@ -512,7 +732,8 @@ pub struct WriteSet {
 /// one run that the next write finds at once.
 pub const RUN_JOIN_GAP: u64 = 16;
 
-/// Guest GM pages `first..=last` (page numbers: guest GM / 4096).
+/// Pages `first..=last`: guest GM page numbers (guest GM / 4096), or
+/// frame numbers ([`WriteSet::frame_runs`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PageRun {
     /// First page.
@@ -541,8 +762,55 @@ impl WriteSet {
         runs: [PageRun::EMPTY; MAX_WRITE_RANGES],
         len: 0,
         pages: 0,
+        frames: [PageRun::EMPTY; MAX_FRAME_RANGES],
+        frames_len: 0,
         untracked: false,
     };
+    /// The runs of frames its PPGTT batches may write, disjoint and more
+    /// than [`RUN_JOIN_GAP`] apart, in no particular order.
+    pub fn frame_runs(&self) -> &[PageRun] {
+        self.frames.get(..self.frames_len).unwrap_or(&[])
+    }
+    /// Every listed frame its PPGTT batches may write.
+    pub fn frames(&self) -> impl Iterator<Item = PhysFrame> + '_ {
+        self.frame_runs()
+            .iter()
+            .flat_map(|r| r.first..=r.last)
+            .filter_map(|f| PhysFrame::new(f).ok())
+    }
+    /// The guest pages of [`Self::frames`] in `map`, the guest's memory
+    /// (frames that are no guest page, its scratch page, left out).
+    pub fn ram_pages<'a>(
+        &'a self,
+        map: &'a dyn crate::vgpu::GuestMemoryMap,
+    ) -> impl Iterator<Item = crate::addr::GuestPage> + 'a {
+        self.frames().filter_map(|f| map.page_of(f))
+    }
+    /// Whether the set lists frame `frame`.
+    pub fn contains_frame(&self, frame: PhysFrame) -> bool {
+        let f = frame.number();
+        self.frame_runs()
+            .iter()
+            .any(|r| r.first <= f && f <= r.last)
+    }
+    /// Records frame `frame` (written by a PPGTT batch).
+    fn add_frame(&mut self, frame: PhysFrame) {
+        if self.untracked {
+            return;
+        }
+        let f = frame.number();
+        let run = PageRun { first: f, last: f };
+        if self
+            .frame_runs()
+            .iter()
+            .any(|r| r.first <= f && f <= r.last)
+        {
+            return;
+        }
+        if !join_run(&mut self.frames, &mut self.frames_len, &mut self.pages, run) {
+            self.untracked = true;
+        }
+    }
     /// The runs, disjoint and more than [`RUN_JOIN_GAP`] pages apart, in no
     /// particular order.
     pub fn runs(&self) -> &[PageRun] {
@@ -588,34 +856,43 @@ impl WriteSet {
     }
 
     #[inline(never)]
-    fn add_run(&mut self, mut run: PageRun) {
-        // Absorb every run it joins (each absorbed run is taken out, so
-        // the runs stay disjoint and apart), then append the union.
-        let mut i = 0;
-        while i < self.len {
-            match self.runs.get(i).copied() {
-                Some(r) if r.joins(run) => {
-                    run.first = run.first.min(r.first);
-                    run.last = run.last.max(r.last);
-                    self.pages -= r.pages();
-                    self.len -= 1;
-                    let last = self.runs.get(self.len).copied().unwrap_or(PageRun::EMPTY);
-                    if let Some(slot) = self.runs.get_mut(i) {
-                        *slot = last;
-                    }
+    fn add_run(&mut self, run: PageRun) {
+        if !join_run(&mut self.runs, &mut self.len, &mut self.pages, run) {
+            self.untracked = true;
+        }
+    }
+}
+
+/// Adds `run` to the first `*len` of `runs`, whose pages count towards
+/// `*pages` (of every list of a set): absorbs every run it joins (each
+/// absorbed run is taken out, so the runs stay disjoint and apart), then
+/// appends the union. False when there is no room (or too many pages).
+fn join_run(runs: &mut [PageRun], len: &mut usize, pages: &mut u64, mut run: PageRun) -> bool {
+    let mut i = 0;
+    while i < *len {
+        match runs.get(i).copied() {
+            Some(r) if r.joins(run) => {
+                run.first = run.first.min(r.first);
+                run.last = run.last.max(r.last);
+                *pages -= r.pages();
+                *len -= 1;
+                let last = runs.get(*len).copied().unwrap_or(PageRun::EMPTY);
+                if let Some(slot) = runs.get_mut(i) {
+                    *slot = last;
                 }
-                _ => i += 1,
             }
+            _ => i += 1,
         }
-        let pages = self.pages + run.pages();
-        match self.runs.get_mut(self.len) {
-            Some(slot) if pages <= MAX_WRITE_PAGES => {
-                *slot = run;
-                self.len += 1;
-                self.pages = pages;
-            }
-            _ => self.untracked = true,
+    }
+    let total = *pages + run.pages();
+    match runs.get_mut(*len) {
+        Some(slot) if total <= MAX_WRITE_PAGES => {
+            *slot = run;
+            *len += 1;
+            *pages = total;
+            true
         }
+        _ => false,
     }
 }
 
@@ -647,8 +924,10 @@ pub struct Submission {
 /// that the slot's GM still holds beyond it.
 #[derive(Clone, Debug)]
 pub struct ShadowBatch {
-    /// Guest GM the batch was copied from.
-    pub guest: GuestGm,
+    /// Where the guest's batch was copied from (a PPGTT batch's shadow
+    /// runs from the reserved window, a GGTT batch's from the monitor's
+    /// GM).
+    pub guest: BatchAddr,
     /// DWords scanned (at most [`BATCH_SCAN_DWORDS`]).
     pub len: usize,
     /// The copy (audited and remapped), then the terminator.
@@ -658,7 +937,7 @@ pub struct ShadowBatch {
 impl ShadowBatch {
     /// An unused slot.
     pub const EMPTY: ShadowBatch = ShadowBatch {
-        guest: GUEST_ZERO,
+        guest: BatchAddr::Ggtt(GUEST_ZERO),
         len: 0,
         words: [0; BATCH_DWORDS],
     };
@@ -785,21 +1064,24 @@ impl Shadow {
             }
             let follow = st.command(gm, ring, off, spec, len, Location::Ring, 0)?;
             if let Some(target) = follow {
+                let ppgtt = target.is_ppgtt();
+                if ppgtt {
+                    st.enter_ppgtt();
+                }
                 let slot = self.follow(gm, &mut st, target, 1, Location::Ring, off)?;
                 st.returned(1);
-                let host = self.batch_host_of(slot);
-                patch(&mut self.ring[..], off + 1, 2, High::Bits32, host.raw());
+                if ppgtt {
+                    st.leave_ppgtt(Location::Ring, off)?;
+                }
+                let at = self.slot_addr(slot, ppgtt);
+                patch(&mut self.ring[..], off + 1, 2, High::Bits32, at);
             }
             off += len;
         }
         if st.tracked.depth_open() {
             // The engine would keep the half-set packet for the next
             // submission's draws.
-            let r = Reason::UnseenState(
-                "3DSTATE_HIER_DEPTH_BUFFER and 3DSTATE_STENCIL_BUFFER after 3DSTATE_DEPTH_BUFFER \
-                 or 3DSTATE_MULTISAMPLE (the submission ends with the depth packet half set)",
-            );
-            return Err(st.fail(Location::Ring, n, 0, None, r));
+            return Err(st.fail(Location::Ring, n, 0, None, depth_half_set()));
         }
         Ok(Submission {
             ring_dwords: n,
@@ -814,6 +1096,17 @@ impl Shadow {
         self.batch_host.get(slot).copied().unwrap_or(HOST_ZERO)
     }
 
+    /// Where the engine runs shadow batch `slot` from: the monitor's GM
+    /// for a GGTT batch, the reserved window of the context's PPGTT for a
+    /// PPGTT batch (the start keeps its Address Space Indicator).
+    fn slot_addr(&self, slot: usize, ppgtt: bool) -> u64 {
+        if ppgtt {
+            window_batch_va(self.engine, slot)
+        } else {
+            self.batch_host_of(slot).raw()
+        }
+    }
+
     /// Copies and scans the batch at `target` (level `level`), following
     /// chained segments and second-level calls. Returns the slot of its
     /// first segment.
@@ -821,7 +1114,7 @@ impl Shadow {
         &mut self,
         gm: &dyn GmSpace,
         st: &mut State,
-        target: GuestGm,
+        target: BatchAddr,
         level: u8,
         from: Location,
         from_off: usize,
@@ -831,7 +1124,7 @@ impl Shadow {
         let first = st.alloc(from, from_off, level)?;
         let mut slot = first;
         // Segments of this chain: chaining back to one is a cycle.
-        let mut chain = [GUEST_ZERO; BATCH_POOL];
+        let mut chain = [BatchAddr::Ggtt(GUEST_ZERO); BATCH_POOL];
         let mut chain_len = 0;
         loop {
             if chain.get(..chain_len).unwrap_or(&[]).contains(&start) {
@@ -895,9 +1188,9 @@ impl Shadow {
                             return Err(err(off, header, Reason::DepthExceeded));
                         }
                         let callee = self.call(gm, st, t, level + 1, loc, off)?;
-                        let host = self.batch_host_of(callee);
+                        let at = self.slot_addr(callee, t.is_ppgtt());
                         if let Some(b) = self.batches.get_mut(slot) {
-                            patch(&mut b.words[..], off + 1, 2, High::Bits32, host.raw());
+                            patch(&mut b.words[..], off + 1, 2, High::Bits32, at);
                         }
                     } else {
                         break Some((t, off));
@@ -915,9 +1208,9 @@ impl Shadow {
             };
             // Chain: this segment ends; the next one gets its own shadow.
             let next = st.alloc(loc, at, level)?;
-            let host = self.batch_host_of(next);
+            let to = self.slot_addr(next, t.is_ppgtt());
             if let Some(b) = self.batches.get_mut(slot) {
-                patch(&mut b.words[..], at + 1, 2, High::Bits32, host.raw());
+                patch(&mut b.words[..], at + 1, 2, High::Bits32, to);
             }
             start = t;
             slot = next;
@@ -933,7 +1226,7 @@ impl Shadow {
         &mut self,
         gm: &dyn GmSpace,
         st: &mut State,
-        target: GuestGm,
+        target: BatchAddr,
         level: u8,
         from: Location,
         from_off: usize,
@@ -966,7 +1259,7 @@ const HOST_ZERO: HostGm = match HostGm::new(0) {
 #[inline]
 fn copy_more(
     gm: &dyn GmSpace,
-    start: GuestGm,
+    start: BatchAddr,
     words: &mut [u32; BATCH_DWORDS],
     copied: &mut usize,
     need: usize,
@@ -979,7 +1272,7 @@ fn copy_more(
 
 fn copy_chunk(
     gm: &dyn GmSpace,
-    start: GuestGm,
+    start: BatchAddr,
     words: &mut [u32; BATCH_DWORDS],
     copied: &mut usize,
     need: usize,
@@ -987,6 +1280,10 @@ fn copy_chunk(
     if need > BATCH_SCAN_DWORDS {
         return Err(Reason::BatchTooLarge);
     }
+    let start = match start {
+        BatchAddr::Ggtt(g) => g,
+        BatchAddr::Ppgtt(p) => return copy_ppgtt_chunk(gm, p, words, copied, need),
+    };
     let from = *copied;
     let at = start.checked_add(4 * from as u64).ok_or(Reason::Memory {
         addr: start.raw() + 4 * from as u64,
@@ -1001,6 +1298,36 @@ fn copy_chunk(
             addr: at.raw(),
             size: 4 * (need - from) as u64,
             fault,
+        })?;
+        *copied = need;
+    } else {
+        *copied = want;
+    }
+    Ok(())
+}
+
+/// [`copy_chunk`] of a PPGTT batch: read as the engine would read it,
+/// through the context's shadow PPGTT, by chunks while the pages map and
+/// then exactly.
+fn copy_ppgtt_chunk(
+    gm: &dyn GmSpace,
+    start: PpgttAddr,
+    words: &mut [u32; BATCH_DWORDS],
+    copied: &mut usize,
+    need: usize,
+) -> Result<(), Reason> {
+    let Some(space) = gm.ppgtt() else {
+        return Err(Reason::Ppgtt);
+    };
+    let from = *copied;
+    let at = start.raw() + 4 * from as u64;
+    let want = need.max(from + CHUNK).min(BATCH_SCAN_DWORDS);
+    let big = words.get_mut(from..want).unwrap_or(&mut []);
+    if read_ppgtt(space, at, big).is_err() {
+        let exact = words.get_mut(from..need).unwrap_or(&mut []);
+        read_ppgtt(space, at, exact).map_err(|(addr, fault)| match fault {
+            PpgttFault::Window => Reason::NonPrivileged(NonPrivileged::WindowBatch),
+            fault => Reason::PpgttMemory { addr, fault },
         })?;
         *copied = need;
     } else {
@@ -1140,7 +1467,7 @@ impl core::ops::BitOr for Effects {
 /// A second-level batch already scanned in this submission.
 #[derive(Clone, Copy, Debug)]
 struct Call {
-    target: GuestGm,
+    target: BatchAddr,
     slot: usize,
     /// What its scan did: its shadow is run again for another call only
     /// when it did not touch tracked state (so its audit holds whatever
@@ -1163,6 +1490,10 @@ struct State {
     engine: Engine,
     /// See [`Shadow::deny_shaders`].
     deny_shaders: bool,
+    /// The commands being scanned are in a PPGTT batch: non-privileged,
+    /// their addresses in the context's PPGTT, neither audited nor
+    /// remapped ([`State::enter_ppgtt`]).
+    ppgtt: bool,
     /// The fast loop leaves the state writers with nothing to audit to the
     /// full path: shader dispatches are denied, or the depth packet is
     /// half set (a draw is then refused). `deny_shaders ||
@@ -1185,6 +1516,9 @@ struct State {
     /// Slices translated in this scan (aperture, hidden); unused slots
     /// are [`Linear::NONE`].
     linear: [Linear; 2],
+    /// The GGTT slices translated before a PPGTT batch was entered, put
+    /// back when it returns (no GGTT translation holds inside it).
+    linear_outside: [Linear; 2],
     calls: [Option<Call>; BATCH_POOL],
     /// The tracked state at the command being scanned.
     tracked: TrackedState,
@@ -1235,6 +1569,15 @@ macro_rules! tracked_fixed {
     }};
 }
 
+/// A submission (or a PPGTT batch) that ends with the depth packet half
+/// set.
+fn depth_half_set() -> Reason {
+    Reason::UnseenState(
+        "3DSTATE_HIER_DEPTH_BUFFER and 3DSTATE_STENCIL_BUFFER after 3DSTATE_DEPTH_BUFFER or \
+         3DSTATE_MULTISAMPLE (the submission ends with the depth packet half set)",
+    )
+}
+
 fn memory_fault(addr: u64, size: u64) -> impl Fn(GmFault) -> Reason {
     move |fault| Reason::Memory { addr, size, fault }
 }
@@ -1245,6 +1588,7 @@ impl State {
         State {
             engine,
             deny_shaders,
+            ppgtt: false,
             writers_checked: deny_shaders,
             commands: 0,
             dwords: 0,
@@ -1256,7 +1600,39 @@ impl State {
             own_work: false,
             writes: WriteSet::EMPTY,
             linear: [Linear::NONE; 2],
+            linear_outside: [Linear::NONE; 2],
         }
+    }
+
+    /// A PPGTT batch starts (from the ring): its commands are scanned
+    /// non-privileged, with no GGTT slice translated (so that no fast
+    /// path remaps a PPGTT address as guest GM: every operand takes
+    /// [`Self::audit_slow`], which records it and leaves it alone), and
+    /// from unknown tracked state (what the ring set was remapped to host
+    /// GM, and means nothing in the PPGTT).
+    #[inline(never)]
+    fn enter_ppgtt(&mut self) {
+        self.ppgtt = true;
+        self.linear_outside = self.linear;
+        self.linear = [Linear::NONE; 2];
+        self.tracked = TrackedState::UNKNOWN;
+        self.refresh_writers_checked();
+    }
+
+    /// The PPGTT batch entered at the ring's DWord `off` returned: the
+    /// ring's GGTT rules again, from unknown tracked state (what the
+    /// batch set holds PPGTT addresses, which no GGTT audit may use). A
+    /// depth packet it left half set is refused as at a submission's end.
+    #[inline(never)]
+    fn leave_ppgtt(&mut self, loc: Location, off: usize) -> Result<(), ScanError> {
+        if self.tracked.depth_open() {
+            return Err(self.fail(loc, off, 0, Some("MI_BATCH_BUFFER_START"), depth_half_set()));
+        }
+        self.ppgtt = false;
+        self.linear = self.linear_outside;
+        self.tracked = TrackedState::UNKNOWN;
+        self.refresh_writers_checked();
+        Ok(())
     }
 
     /// The tracked state, for a command audited against it.
@@ -1341,7 +1717,7 @@ impl State {
     /// tracked state (see [`Call`]), other than draws' use of a settled
     /// depth packet, and the packet is settled now as it was then.
     #[inline(always)]
-    fn reusable(&self, target: GuestGm) -> Option<Call> {
+    fn reusable(&self, target: BatchAddr) -> Option<Call> {
         if self.tracked.depth_open() {
             return None;
         }
@@ -1352,7 +1728,7 @@ impl State {
             .copied()
     }
 
-    fn remember(&mut self, target: GuestGm, slot: usize, effects: Effects) {
+    fn remember(&mut self, target: BatchAddr, slot: usize, effects: Effects) {
         if let Some(free) = self.calls.iter_mut().find(|c| c.is_none()) {
             *free = Some(Call {
                 target,
@@ -1398,6 +1774,10 @@ impl State {
     #[cold]
     #[inline(never)]
     fn audit_slow(&mut self, gm: &dyn GmSpace, addr: u64, size: u64, write: bool) -> Check<u64> {
+        if self.ppgtt {
+            self.record_ppgtt(gm, addr, size, write);
+            return Ok(addr);
+        }
         let fault = memory_fault(addr, size);
         let base = GuestGm::new(addr).map_err(|_| fault(GmFault::OutOfSlices))?;
         let range = GuestGmRange::new(base, size).map_err(|_| fault(GmFault::OutOfSlices))?;
@@ -1407,6 +1787,41 @@ impl State {
             self.writes.add_range(range);
         }
         Ok(host.raw())
+    }
+
+    /// An operand of a PPGTT batch: no audit and no remap (the address is
+    /// the context's, and its shadow PPGTT maps only the vGPU's frames);
+    /// if written, each page the shadow maps writable is recorded by its
+    /// frame. A page it does not map (or maps read-only) faults the
+    /// context before anything there is written, so leaving it out misses
+    /// nothing; an extent of more pages than the set holds leaves the set
+    /// untracked without walking it.
+    fn record_ppgtt(&mut self, gm: &dyn GmSpace, addr: u64, size: u64, write: bool) {
+        if !write || self.writes.untracked {
+            return;
+        }
+        let Some(space) = gm.ppgtt() else {
+            self.writes.untracked = true;
+            return;
+        };
+        // The engine takes a PPGTT address from bits 47:0 and ignores
+        // the bits above (`SimGpu` too): so must the record.
+        let addr = addr & (PPGTT_SIZE - 1);
+        let end = addr.saturating_add(size.max(1)).min(PPGTT_SIZE);
+        if end <= addr {
+            return;
+        }
+        let (first, last) = (addr / PAGE, (end - 1) / PAGE);
+        if last - first >= MAX_WRITE_PAGES {
+            self.writes.untracked = true;
+            return;
+        }
+        for page in first..=last {
+            let frame = PpgttAddr::new(page * PAGE).and_then(|va| space.frame_of(va, true).ok());
+            if let Some(f) = frame {
+                self.writes.add_frame(f);
+            }
+        }
     }
 
     /// Caches the translation of the slice holding `at`, when the whole
@@ -1441,6 +1856,10 @@ impl State {
     #[cold]
     #[inline(never)]
     fn rest_of_slice_slow(&mut self, gm: &dyn GmSpace, addr: u64) -> Check<u64> {
+        if self.ppgtt {
+            // The context's whole address space is its own.
+            return Ok(PPGTT_SIZE.saturating_sub(addr).max(1));
+        }
         let fault = memory_fault(addr, 1);
         let at = GuestGm::new(addr).map_err(|_| fault(GmFault::OutOfSlices))?;
         let slice = gm.slice_of(at).map_err(&fault)?;
@@ -1830,6 +2249,7 @@ impl State {
         let &[h, a, b] = w else { return None };
         let bit = |v: u32, b: u32| v >> b & 1 == 1;
         if loc == Location::Ring
+            || self.ppgtt
             || !bit(h, 22)
             || bit(h, 10)
             || bit(h, 15)
@@ -1842,13 +2262,13 @@ impl State {
         let addr = u64::from(b) << 32 | u64::from(a & !3);
         self.cached(addr, 4)?;
         let t = GuestGm::new(addr).ok()?;
-        self.reusable_without_exits(t)
+        self.reusable_without_exits(BatchAddr::Ggtt(t))
     }
 
     /// The slot of the reusable shadow of the second-level batch at
     /// `target` (see [`Self::reusable`]), when it has no early exits.
     #[inline(never)]
-    fn reusable_without_exits(&self, target: GuestGm) -> Option<usize> {
+    fn reusable_without_exits(&self, target: BatchAddr) -> Option<usize> {
         self.reusable(target)
             .filter(|c| !c.effects.exits_early)
             .map(|c| c.slot)
@@ -1893,7 +2313,7 @@ impl State {
         len: usize,
         loc: Location,
         level: u8,
-    ) -> Result<Option<GuestGm>, ScanError> {
+    ) -> Result<Option<BatchAddr>, ScanError> {
         if !self.count(len) {
             let header = buf.get(off).copied().unwrap_or(0);
             return Err(self.fail(loc, off, header, Some(spec.name), Reason::BudgetExceeded));
@@ -1943,7 +2363,7 @@ impl State {
         len: usize,
         loc: Location,
         level: u8,
-    ) -> Result<Option<GuestGm>, ScanError> {
+    ) -> Result<Option<BatchAddr>, ScanError> {
         self.state_writer(buf, off, spec, loc)?;
         #[cfg(debug_assertions)]
         let before = self.tracked.clone();
@@ -1975,7 +2395,7 @@ impl State {
         len: usize,
         loc: Location,
         level: u8,
-    ) -> Check<Option<GuestGm>> {
+    ) -> Check<Option<BatchAddr>> {
         if let Some(t) = spec.tracks {
             self.track_before(t, buf.get_mut(off..off + len).unwrap_or(&mut []))?;
         }
@@ -2376,7 +2796,7 @@ impl State {
         len: usize,
         loc: Location,
         level: u8,
-    ) -> Check<Option<GuestGm>> {
+    ) -> Check<Option<BatchAddr>> {
         let engine = self.engine;
         let c = Command::from_parts(buf.get(off..off + len).unwrap_or(&[]), spec);
         if matches!(spec.op, Op::PakInsert) {
@@ -2386,19 +2806,39 @@ impl State {
         }
         let repr = CommandRepr::parse(&c).map_err(Reason::Repr)?;
         let own_work = self.own_work;
+        // In a PPGTT batch a register must also be in the hardware's
+        // non-privileged set: outside it the engine would stop the batch
+        // (refused now, with its reason), except on the blitter, whose
+        // Gen9 hardware does not check (the set's blitter rows are i915's
+        // parser's, enforced here alone).
+        let in_ppgtt = self.ppgtt;
+        let nonpriv = move |offset: u32, access| {
+            if in_ppgtt && !nonprivileged_register(engine, offset) {
+                return Err(Reason::Register {
+                    offset,
+                    access,
+                    refusal: RegRefusal::NotNonPrivileged,
+                });
+            }
+            Ok(())
+        };
         let read = |offset: u32| {
             check_read(engine, offset, own_work).map_err(|refusal| Reason::Register {
                 offset,
                 access: RegAccess::Read,
                 refusal,
-            })
+            })?;
+            nonpriv(offset, RegAccess::Read)
         };
         let write = |offset: u32, value: Option<u32>, byte_disables: bool| {
-            check_write(engine, offset, value, byte_disables).map_err(|refusal| Reason::Register {
-                offset,
-                access: RegAccess::Write,
-                refusal,
-            })
+            check_write(engine, offset, value, byte_disables).map_err(|refusal| {
+                Reason::Register {
+                    offset,
+                    access: RegAccess::Write,
+                    refusal,
+                }
+            })?;
+            nonpriv(offset, RegAccess::Write)
         };
         // Memory operands to remap (at most two; STATE_BASE_ADDRESS is
         // handled on its own).
@@ -2423,14 +2863,31 @@ impl State {
                 if add_offset {
                     return Err(Reason::Privileged("batch start with add-offset"));
                 }
-                if !target.ggtt {
-                    return Err(Reason::Ppgtt);
-                }
                 if second_level && loc == Location::Ring {
                     return Err(Reason::Privileged("second-level batch from the ring"));
                 }
                 if level >= MAX_DEPTH && second_level {
                     return Err(Reason::DepthExceeded);
+                }
+                match (target.ggtt, self.ppgtt) {
+                    // A PPGTT batch: from the ring of a PPGTT context, or
+                    // chained or called from a PPGTT batch. Read through
+                    // the context's shadow PPGTT as the engine would, run
+                    // from the reserved window (where no guest batch is).
+                    (false, _) if gm.ppgtt().is_some() && (self.ppgtt || loc == Location::Ring) => {
+                        if in_window(target.addr, 4) {
+                            return Err(Reason::NonPrivileged(NonPrivileged::WindowBatch));
+                        }
+                        let va = PpgttAddr::new(target.addr).ok_or(Reason::PpgttMemory {
+                            addr: target.addr,
+                            fault: PpgttFault::NotPresent,
+                        })?;
+                        return Ok(Some(BatchAddr::Ppgtt(va)));
+                    }
+                    // In a GGTT context, or from a GGTT batch.
+                    (false, _) => return Err(Reason::Ppgtt),
+                    (true, true) => return Err(Reason::NonPrivileged(NonPrivileged::GgttBatch)),
+                    (true, false) => {}
                 }
                 // The target must translate; it is rewritten to a shadow
                 // batch by the caller, and the batch is read through
@@ -2438,7 +2895,7 @@ impl State {
                 self.audit(gm, target.addr, 4, false)?;
                 let fault = memory_fault(target.addr, 4);
                 let t = GuestGm::new(target.addr).map_err(|_| fault(GmFault::OutOfSlices))?;
-                return Ok(Some(t));
+                return Ok(Some(BatchAddr::Ggtt(t)));
             }
             CommandRepr::CondBatchEnd { mem } => {
                 if loc == Location::Ring {
@@ -2526,6 +2983,12 @@ impl State {
                 self.state_base_address(gm, &sba, words)?;
                 return Ok(None);
             }
+            // Blits name no address space: the context's PPGTT in a
+            // PPGTT batch.
+            CommandRepr::Blit { dst, src } if self.ppgtt => (
+                MemOperand { ggtt: false, ..dst },
+                src.map(|m| MemOperand { ggtt: false, ..m }),
+            ),
             CommandRepr::Blit { dst, src } => (dst, src),
             CommandRepr::BltSetup {
                 dst,
@@ -2611,7 +3074,8 @@ impl State {
     }
 
     /// Audits and remaps the memory operands `a` and `b` of the command at
-    /// `off` of `buf`: GGTT only, both checked before either is rewritten.
+    /// `off` of `buf`: GGTT only, both checked before either is rewritten;
+    /// in a PPGTT batch, PPGTT only (recorded, not remapped).
     fn mem_operands(
         &mut self,
         gm: &dyn GmSpace,
@@ -2620,7 +3084,11 @@ impl State {
         a: MemOperand,
         b: Option<MemOperand>,
     ) -> Check<()> {
-        if !a.ggtt || b.is_some_and(|m| !m.ggtt) {
+        if self.ppgtt {
+            if a.ggtt || b.is_some_and(|m| m.ggtt) {
+                return Err(Reason::NonPrivileged(NonPrivileged::GgttAccess));
+            }
+        } else if !a.ggtt || b.is_some_and(|m| !m.ggtt) {
             return Err(Reason::Ppgtt);
         }
         let ha = self.audit(gm, a.addr, a.size.max(1), a.write)?;
@@ -2669,6 +3137,25 @@ impl State {
         sba: &StateBaseAddress,
         words: &mut [u32],
     ) -> Check<()> {
+        if self.ppgtt {
+            // A PPGTT batch's bases are the context's addresses (48-bit,
+            // anywhere): neither audited nor remapped, and kept nowhere
+            // (only audits read them). What a written base lets the
+            // engine write is recorded over the bound this command sets,
+            // or, without one, left untracked.
+            self.effects.touched_state = true;
+            for b in sba
+                .bases
+                .iter()
+                .filter(|b| b.mem.write && (b.modify || b.size_modify))
+            {
+                match b.bytes.filter(|_| b.size_modify) {
+                    Some(size) => self.record_ppgtt(gm, b.mem.addr, size, size > 0),
+                    None => self.writes.untracked = true,
+                }
+            }
+            return Ok(());
+        }
         for (i, b) in sba.bases.iter().enumerate() {
             if b.modify {
                 let fault = memory_fault(b.mem.addr, 1);
@@ -2933,7 +3420,7 @@ mod tracked_state_tests {
     fn a_reused_callee_exits_with_its_entry_state() {
         let mut st = State::new(Engine::Blitter, false);
         let call = Call {
-            target: GUEST_ZERO,
+            target: BatchAddr::Ggtt(GUEST_ZERO),
             slot: 1,
             effects: Effects {
                 touched_state: false,

@@ -539,6 +539,17 @@ pub fn check_buffer(engine: Engine, buf: &[u32]) {
                 }
             }
             _ => match CommandRepr::parse(&c) {
+                // A PPGTT batch start runs the scanner's copy from the
+                // reserved window of the context's PPGTT.
+                Ok(CommandRepr::BatchStart { target, .. }) if !target.ggtt => {
+                    assert!(
+                        (0..BATCH_POOL).any(|slot| {
+                            target.addr == gpu::ppgtt::window_batch_va(engine, slot)
+                        }),
+                        "PPGTT batch start {:#x}",
+                        target.addr
+                    )
+                }
                 Ok(CommandRepr::BatchStart { target, .. }) => {
                     assert!(
                         is_shadow_batch(target.addr),

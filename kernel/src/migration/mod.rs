@@ -72,7 +72,9 @@ pub(crate) fn frame_address(
 
 /// Calls `f` with the guest page number behind each guest GM page that
 /// `writes` lists (translated through the guest's own GGTT entries), or
-/// with `None` for one the monitor cannot attribute.
+/// with `None` for one the monitor cannot attribute, and with each guest
+/// page its PPGTT batches may write (frames, through the guest's memory
+/// map).
 pub(crate) fn each_written_page(
     m: &mut VgpuManager,
     index: usize,
@@ -91,6 +93,11 @@ pub(crate) fn each_written_page(
             })
             .and_then(|pte| pte.page());
         f(page.map(|p| p.number()));
+    }
+    // What its PPGTT batches wrote: frames its shadow PPGTT maps (guest
+    // RAM, or its scratch page, which no guest page names).
+    for page in writes.ram_pages(&hosted.memory) {
+        f(Some(page.number()));
     }
 }
 

@@ -204,7 +204,7 @@ pub fn ppgtt_workload_runs(p: &mut Platform) -> TestResult {
     let pool = hosted.ppgtt_pool.frame().number();
     let pool_in_ram = hosted.memory.runs().iter().any(|r| {
         let first = r.first_frame.number();
-        pool + gpu::ppgtt::shadow::SCRATCH_FRAMES + hosted.ppgtt_budget as u64 > first
+        pool + gpu::ppgtt::shadow::pool_frames(hosted.ppgtt_budget) > first
             && pool < first + r.count
     });
     let result = check(
