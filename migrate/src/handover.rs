@@ -45,9 +45,9 @@
 //! | the destination cannot restore | the reject arrives: fails, resumes | rejects (`Restore`), frees | source |
 //! | ready | no ready within `timeout_ns`: fails, resumes | no commit within `timeout_ns`: rejects, frees | source |
 //! | commit, only partly taken by the source's link | link error: not committed, fails, resumes | never holds the whole commit; times out or sees the stream end: frees | source |
-//! | commit, back channel still up | committed; then the destination's reject arrives: it will never resume, so the source fails and resumes | no commit within `timeout_ns`: rejects, frees | source |
-//! | commit, back channel dead too | committed; no resumed within `timeout_ns`: `Unconfirmed`, keeps the guest stopped | no commit within `timeout_ns`: frees | nowhere (the source keeps it stopped, intact, and reports it cannot know) |
-//! | resumed | committed; no resumed within `timeout_ns`: `Unconfirmed`, keeps the guest stopped (a resumed that arrives later still completes it) | resumed: runs | destination |
+//! | commit, back channel still up | committed; then the destination's reject arrives (it is due within `timeout_ns` of ready, and the source listens for `answer_wait_ns(timeout_ns)` after its commit): it will never resume, so the source fails and resumes | no commit within `timeout_ns`: rejects, frees | source |
+//! | commit, back channel dead too | committed; no resumed within `answer_wait_ns(timeout_ns)`: `Unconfirmed`, keeps the guest stopped | no commit within `timeout_ns`: frees | nowhere (the source keeps it stopped, intact, and reports it cannot know) |
+//! | resumed | committed; no resumed within `answer_wait_ns(timeout_ns)`: `Unconfirmed`, keeps the guest stopped (a resumed that arrives later still completes it) | resumed: runs | destination |
 //! | nothing | on resumed: completes, frees the guest | runs | destination |
 //!
 //! The guest never runs on both sides: the destination runs it only with
@@ -96,3 +96,18 @@ impl fmt::Display for Wait {
 /// Default bound on any wait for the peer: 5 s. Generous next to a TCP
 /// round trip and a restore, short next to an operator's patience.
 pub const DEFAULT_TIMEOUT_NS: u64 = 5_000_000_000;
+
+/// How long a committed source waits for the destination's answer (its
+/// resumed, or its reject) before it reports the handover unconfirmed,
+/// when both sides wait `timeout_ns` for each other.
+///
+/// The destination's wait for the commit began when it sent ready, before
+/// the source could commit, and its reject goes out when that wait ends
+/// by its own clock, at the next time its loop polls. The source's wait
+/// must outlast that by construction, not by racing two clocks: it
+/// listens twice as long, so the reject still counts when it comes as
+/// late again as the whole timeout (a destination polled late, or a
+/// clock that runs slow next to the source's).
+pub const fn answer_wait_ns(timeout_ns: u64) -> u64 {
+    timeout_ns.saturating_mul(2)
+}

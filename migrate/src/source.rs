@@ -33,7 +33,7 @@ use core::fmt;
 use crate::auth::{fresh_nonce, Entropy, Initiator, InitiatorError, MigrationKey, Opener, Sealer};
 use crate::delta::{self, DeltaCache};
 use crate::digest::{is_zero, zero_page_xxh3, Tag};
-use crate::handover::{Wait, DEFAULT_TIMEOUT_NS};
+use crate::handover::{answer_wait_ns, Wait, DEFAULT_TIMEOUT_NS};
 use crate::link::{Link, LinkError};
 use crate::page::{GuestPage, MemoryError, PageBuf, PageSource, PAGE_SIZE};
 use crate::policy::Policy;
@@ -71,7 +71,9 @@ pub struct SourceConfig {
     /// authenticated either way.
     pub encrypt: bool,
     /// Longest wait for the destination without progress (a reply, or room
-    /// on the link), see [`crate::handover`].
+    /// on the link), see [`crate::handover`]; the answer to the commit is
+    /// awaited [`answer_wait_ns`] of it. The destination's
+    /// [`crate::ReceiverConfig::timeout_ns`] must be the same.
     pub timeout_ns: u64,
 }
 
@@ -707,8 +709,14 @@ impl<'a> Source<'a> {
     }
 
     /// Still waiting since `since_ns` for `what`: the status, or a timeout.
+    /// The answer to the commit is awaited longer than the destination
+    /// awaits the commit ([`answer_wait_ns`]), so that its reject is heard.
     fn waiting(&self, now_ns: u64, since_ns: u64, what: Wait) -> Result<SourceStatus, SourceError> {
-        if now_ns.saturating_sub(since_ns) > self.cfg.timeout_ns {
+        let limit_ns = match what {
+            Wait::Resumed => answer_wait_ns(self.cfg.timeout_ns),
+            _ => self.cfg.timeout_ns,
+        };
+        if now_ns.saturating_sub(since_ns) > limit_ns {
             return Err(SourceError::Timeout(what));
         }
         Ok(self.status())

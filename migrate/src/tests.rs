@@ -874,6 +874,9 @@ struct Scenario {
     /// The destination closes the link as soon as it is done (its resumed
     /// sent), before the source has read it.
     dest_closes_when_done: bool,
+    /// The destination's clock runs at this percentage of the source's
+    /// (its timeouts end later by the source's clock).
+    dest_clock_percent: u64,
 }
 
 impl Scenario {
@@ -891,6 +894,7 @@ impl Scenario {
             dest_pages: 24,
             seed: 1,
             dest_closes_when_done: false,
+            dest_clock_percent: 100,
         }
     }
 }
@@ -973,7 +977,9 @@ fn run(sc: Scenario) -> Outcome {
     let mut received_at: Option<u64> = None;
     for step in 0..20 * TIMEOUT_MS {
         let now = step * 1_000_000;
-        let source_live = matches!(source_end, SourceEnd::Running | SourceEnd::Unconfirmed(_));
+        // An unconfirmed source has stopped listening, as the kernel does:
+        // its answer window is over.
+        let source_live = source_end == SourceEnd::Running;
         if source_live {
             if sc
                 .source_dies
@@ -1026,6 +1032,7 @@ fn run(sc: Scenario) -> Outcome {
                 }
                 dest_end = DestEnd::Gone;
             } else {
+                let now = now * sc.dest_clock_percent / 100;
                 match dest.poll(now, &mut sink, &mut b, 4) {
                     Ok(ReceiverStatus::Received) => {
                         let since = *received_at.get_or_insert(now);
@@ -1176,6 +1183,26 @@ fn handover_commit_lost_but_the_back_channel_works() {
         ..Scenario::new()
     });
     // Committed, then the destination's reject says it will never resume.
+    assert_source_keeps_it(
+        &o,
+        SourceError::Rejected(RejectReason::Timeout),
+        ReceiveError::Timeout(Wait::Commit),
+    );
+}
+
+/// The destination's commit wait ends later than the source's own
+/// timeout would (its clock runs slow, or its loop polls late): the
+/// committed source still hears the reject and resumes, because it waits
+/// for the answer longer than the destination waits for the commit by
+/// construction ([`crate::handover::answer_wait_ns`]), not by a margin
+/// of the kernel's.
+#[test]
+fn handover_commit_lost_and_the_reject_comes_late() {
+    let o = run(Scenario {
+        forward: at_record(Kind::Commit, true, 0, RecordAction::Lose),
+        dest_clock_percent: 60,
+        ..Scenario::new()
+    });
     assert_source_keeps_it(
         &o,
         SourceError::Rejected(RejectReason::Timeout),

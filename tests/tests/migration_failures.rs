@@ -327,8 +327,11 @@ fn a_lost_commit_is_refused_by_the_destination_and_the_source_runs_on() {
     // The source is committed (its link took the whole commit), the
     // destination never sees it: it gives up and rejects, and only that
     // authentic reject lets the committed source resume.
+    // With every guest kind on the source, the PPGTT renderer too
+    // (`guests=5`, as `cargo xtask run` gives): the source must hear the
+    // reject however busy its guests keep it.
     let opts = MigrationOptions {
-        source_append: "migrate_fault=lose-commit".into(),
+        source_append: "migrate_fault=lose-commit guests=5".into(),
         ..options()
     };
     let (run, json) = run(&opts);

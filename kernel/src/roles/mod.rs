@@ -52,7 +52,10 @@ pub const FRAME_US: u64 = 16_667;
 /// `connect_ms=` says (the destination waits ten times as long by default:
 /// it starts first, and between migrations the source boots a guest).
 const CONNECT_MS: u64 = 60_000;
-/// Longest wait of the migration state machines for the peer.
+/// Longest wait of the migration state machines for the peer, the same on
+/// both sides: the source's wait for the answer to its commit is derived
+/// from it (`migrate::handover::answer_wait_ns`), so that it outlasts the
+/// destination's wait for the commit.
 const TIMEOUT_NS: u64 = 10_000_000_000;
 /// The migration's shortest turn in a role's main loop (see `source`).
 const MIN_SLICE_US: u64 = 2_000;

@@ -44,14 +44,6 @@ use crate::println;
 use crate::vm::cpu::SAVED_BYTES;
 use crate::vm::{RunState, Step};
 
-/// How long a source whose wait for the resumed timed out listens on for
-/// a late answer before it reports the handover unconfirmed. The
-/// destination's wait for the commit began when it sent ready, before the
-/// commit went out here, so its deadline is at about ours and its reject
-/// (it gave up: the guest is this side's) arrives just after it; a late
-/// resumed completes the migration.
-const LATE_ANSWER_US: u64 = 3_000_000;
-
 /// The guest that migrates.
 const MIGRATING: u32 = 0;
 
@@ -481,8 +473,9 @@ fn stream(
     let mut last_status: Option<SourceStatus> = None;
     // `Err` from the source means the guest is intact here and must run
     // on, even after the commit (an authentic reject); only `Unconfirmed`
-    // keeps it stopped.
-    let mut late_answer_until: Option<u64> = None;
+    // keeps it stopped. The source's wait for the answer to its commit
+    // already outlasts the destination's wait for the commit
+    // (`migrate::handover::answer_wait_ns`): `Unconfirmed` is final.
     let outcome: Result<Ended, LocalFailure> = loop {
         // The guests' turn: one slice of the next guest that may run;
         // guest 0 only with the convergence throttle's share of its turns.
@@ -580,13 +573,7 @@ fn stream(
                 stopped_us = Some(now_us);
             }
             Ok(SourceStatus::Completed) => break Ok(Ended::Completed),
-            Ok(SourceStatus::Unconfirmed(e)) => {
-                // Only a wait that timed out can still be answered.
-                let until = *late_answer_until.get_or_insert(now_us + LATE_ANSWER_US);
-                if !matches!(e, SourceError::Timeout(_)) || now_us >= until {
-                    break Ok(Ended::Unconfirmed(e));
-                }
-            }
+            Ok(SourceStatus::Unconfirmed(e)) => break Ok(Ended::Unconfirmed(e)),
             Ok(_) => {}
             Err(e) => break Err(LocalFailure::Source(e)),
         }
