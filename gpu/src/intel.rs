@@ -81,8 +81,38 @@
 //! * power management (RC6, RPS), interrupts, the HWSP copy of the CSB,
 //!   the second execlist element and preemption.
 //!
+//! Nested, on a GVT-g vGPU ([`DeviceKind::Vgpu`]; GVT-g's `vgpu.c`,
+//! `handlers.c`, i915's `i915_vgpu.c`, `gen8_ppgtt.c` for the facts):
+//! * PVINFO (magic, version, the balloon) is read before any write, and
+//!   execlists are enabled only after it (GVT-g puts a guest that enables
+//!   them first into failsafe mode);
+//! * left out, as a GVT-g guest i915 leaves them out: forcewake (its MMIO
+//!   accessors on a vGPU take none; GVT-g emulates the acks), the GT reset,
+//!   PAT and MOCS (GVT-g owns the real ones), GFX_FLSH_CNTL, EMR/EIR;
+//! * the balloon ([`Balloon`], i915 `intel_vgt_balloon`): every GGTT
+//!   write outside its aperture and hidden ranges is refused at
+//!   [`Backend::write_pte`] and counted
+//!   ([`IntelGen9::writes_outside_balloon`]), init points only its entries
+//!   at the scratch page, and fence writes at or beyond its fence count
+//!   are refused too; what the monitor places on the vGPU must pass
+//!   [`Balloon::confines`];
+//! * PPGTT: GVT-g runs only privileged, 4-level PPGTT contexts. The
+//!   monitor's contexts use one PPGTT of its own
+//!   ([`IntelGen9::set_ppgtt_root`], an empty PML4: its commands address
+//!   GGTT), in the image's PDP0, descriptors with legacy-64-bit
+//!   addressing; at init the root goes into PVINFO `pdp[0]` and
+//!   `VGT_G2V_PPGTT_L4_PAGE_TABLE_CREATE` into g2v_notify (i915
+//!   `gen8_ppgtt_notify_vgt`); it lives as long as the backend, so no
+//!   DESTROY is sent. `VGT_G2V_EXECLIST_CONTEXT_CREATE`/`DESTROY` are not
+//!   sent (GVT-g ignores them; i915 no longer sends them), nor
+//!   display_ready (the monitor drives no display);
+//! * errors: a vGPU shows neither EIR nor RING_FAULT_REG, so only the
+//!   time limit ends a submission; it takes only a full GDRST (which
+//!   resets all of it), so a faulted engine stays faulted.
+//!
 //! Tested on the executable device model [`crate::sim::device`] (the
-//! rules it enforces are listed there). It has not been tried on
+//! rules it enforces are listed there), and nested on the project's own
+//! [`crate::vgpu::Vgpu`] as the mdev stand-in. It has not been tried on
 //! hardware yet.
 
 use crate::addr::{HostGgttIndex, HostGm, HostGmRange, PhysAddr, PhysFrame};
@@ -336,9 +366,10 @@ impl<M: Mmio, P: PhysMem> IntelGen9<M, P> {
         self.kind
     }
 
-    /// GGTT writes the backend refused because they fall outside the
-    /// vGPU's balloon (each one a monitor bug: its GM placement must come
-    /// from [`Balloon::confines`]).
+    /// GGTT and fence writes the backend refused because they fall outside
+    /// the vGPU's balloon (each one a monitor bug: its GM placement must
+    /// come from [`Balloon::confines`], its fences below
+    /// [`Balloon::fences`]).
     pub fn writes_outside_balloon(&self) -> u32 {
         self.outside_balloon
     }
@@ -400,7 +431,7 @@ impl<M: Mmio, P: PhysMem> IntelGen9<M, P> {
 
     /// Brings the device up (see the module docs for the order and why).
     /// It reads PVINFO ([`IntelGen9::probe`]) before anything else; on a
-    /// GVT-g vGPU it brings up the nested mode ([`IntelGen9::init_nested`]).
+    /// GVT-g vGPU it runs nested (see the module docs).
     pub fn init(&mut self) -> Result<(), BackendError> {
         self.kind = if self.does(Step::Probe) {
             self.probe()?
@@ -798,6 +829,14 @@ impl<M: Mmio, P: PhysMem> Backend for IntelGen9<M, P> {
         self.mmio.read32(reg)
     }
     fn write_reg(&mut self, reg: MmioOffset, value: u32) {
+        let foreign_fence = crate::regs::fence::decode(reg.raw())
+            .zip(self.balloon())
+            .is_some_and(|((index, _), b)| index >= b.fences);
+        if foreign_fence {
+            // Fences beyond PVINFO's fence_num are not the vGPU's.
+            self.outside_balloon = self.outside_balloon.saturating_add(1);
+            return;
+        }
         self.mmio.write32(reg, value);
     }
     fn read_pte(&mut self, index: HostGgttIndex) -> HostPte {

@@ -921,6 +921,12 @@ fn on_a_gvt_g_vgpu_the_backend_runs_nested_inside_its_balloon() {
     let pte = HostPte::map(PhysFrame::new(NESTED_AREA).unwrap(), PteFlags::NONE);
     let _ = d.write_pte(HostGm::new(outside).unwrap().ggtt_index(), pte);
     assert_eq!(d.writes_outside_balloon(), 1);
+    // Only the fences PVINFO gives: the last one is written, the next not.
+    let fences = seen.fences;
+    d.write_reg(crate::regs::fence::lo(fences - 1), 0x1000);
+    assert_eq!(d.writes_outside_balloon(), 1);
+    d.write_reg(crate::regs::fence::lo(fences), 0x1000);
+    assert_eq!(d.writes_outside_balloon(), 2);
     assert!(d.mmio().ggtt_writes.len() > 1 << 16);
     assert_eq!(writes_outside(&d, &balloon), 0);
     assert_eq!(d.mmio().vgpu.state(), crate::vgpu::VgpuState::Running);
