@@ -81,8 +81,38 @@
 //! * power management (RC6, RPS), interrupts, the HWSP copy of the CSB,
 //!   the second execlist element and preemption.
 //!
+//! Nested, on a GVT-g vGPU ([`DeviceKind::Vgpu`]; GVT-g's `vgpu.c`,
+//! `handlers.c`, i915's `i915_vgpu.c`, `gen8_ppgtt.c` for the facts):
+//! * PVINFO (magic, version, the balloon) is read before any write, and
+//!   execlists are enabled only after it (GVT-g puts a guest that enables
+//!   them first into failsafe mode);
+//! * left out, as a GVT-g guest i915 leaves them out: forcewake (its MMIO
+//!   accessors on a vGPU take none; GVT-g emulates the acks), the GT reset,
+//!   PAT and MOCS (GVT-g owns the real ones), GFX_FLSH_CNTL, EMR/EIR;
+//! * the balloon ([`Balloon`], i915 `intel_vgt_balloon`): every GGTT
+//!   write outside its aperture and hidden ranges is refused at
+//!   [`Backend::write_pte`] and counted
+//!   ([`IntelGen9::writes_outside_balloon`]), init points only its entries
+//!   at the scratch page, and fence writes at or beyond its fence count
+//!   are refused too; what the monitor places on the vGPU must pass
+//!   [`Balloon::confines`];
+//! * PPGTT: GVT-g runs only privileged, 4-level PPGTT contexts. The
+//!   monitor's contexts use one PPGTT of its own
+//!   ([`IntelGen9::set_ppgtt_root`], an empty PML4: its commands address
+//!   GGTT), in the image's PDP0, descriptors with legacy-64-bit
+//!   addressing; at init the root goes into PVINFO `pdp[0]` and
+//!   `VGT_G2V_PPGTT_L4_PAGE_TABLE_CREATE` into g2v_notify (i915
+//!   `gen8_ppgtt_notify_vgt`); it lives as long as the backend, so no
+//!   DESTROY is sent. `VGT_G2V_EXECLIST_CONTEXT_CREATE`/`DESTROY` are not
+//!   sent (GVT-g ignores them; i915 no longer sends them), nor
+//!   display_ready (the monitor drives no display);
+//! * errors: a vGPU shows neither EIR nor RING_FAULT_REG, so only the
+//!   time limit ends a submission; it takes only a full GDRST (which
+//!   resets all of it), so a faulted engine stays faulted.
+//!
 //! Tested on the executable device model [`crate::sim::device`] (the
-//! rules it enforces are listed there). It has not been tried on
+//! rules it enforces are listed there), and nested on the project's own
+//! [`crate::vgpu::Vgpu`] as the mdev stand-in. It has not been tried on
 //! hardware yet.
 
 use crate::addr::{HostGgttIndex, HostGm, HostGmRange, PhysAddr, PhysFrame};
@@ -185,7 +215,9 @@ pub enum DeviceKind {
     Vgpu(Balloon),
 }
 
-/// The resources PVINFO gives a vGPU (`struct vgt_if` `avail_rs`).
+/// The resources PVINFO gives a vGPU (`struct vgt_if` `avail_rs`): the
+/// only GM and fences the backend uses on it (i915 `intel_vgt_balloon`
+/// reserves the rest of GM so that nothing is ever placed there).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Balloon {
     /// The vGPU's id on its host.
@@ -198,11 +230,28 @@ pub struct Balloon {
     pub fences: u32,
 }
 
+impl Balloon {
+    /// Whether GGTT entry `index` maps GM of the balloon.
+    pub fn holds(&self, index: HostGgttIndex) -> bool {
+        let gm = index.gm();
+        self.aperture.contains(gm) || self.hidden.contains(gm)
+    }
+
+    /// Whether all of `range` lies in one slice of the balloon: what the
+    /// monitor places on the vGPU (its contexts, rings, shadows, its own
+    /// vGPUs' partitions) must pass this.
+    pub fn confines(&self, range: HostGmRange) -> bool {
+        self.aperture.contains_range(range) || self.hidden.contains_range(range)
+    }
+}
+
 /// A step of the sequences, which a test may leave out to show that the
 /// device model catches its absence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(not(test), allow(dead_code))] // reason: only tests leave steps out
 enum Step {
+    Probe,
+    Balloon,
     BusMaster,
     Forcewake,
     AckClearWait,
@@ -243,6 +292,13 @@ pub struct IntelGen9<M: Mmio, P: PhysMem> {
     image_ready: [[bool; Engine::COUNT]; ContextId::COUNT],
     engines: [EngineState; Engine::COUNT],
     initialised: bool,
+    /// What [`IntelGen9::init`] found.
+    kind: DeviceKind,
+    /// The PML4 of the monitor's own PPGTT on a vGPU (a zeroed frame the
+    /// monitor owns: its commands address GGTT only).
+    ppgtt_root: Option<PhysFrame>,
+    /// GGTT writes refused because they fall outside the balloon.
+    outside_balloon: u32,
     next_submission: u64,
     time_limit_ns: u64,
     #[cfg(test)]
@@ -267,6 +323,9 @@ impl<M: Mmio, P: PhysMem> IntelGen9<M, P> {
                 csb_read: engine_ctl::CSB_RESET_VALUE,
             }; Engine::COUNT],
             initialised: false,
+            kind: DeviceKind::Physical,
+            ppgtt_root: None,
+            outside_balloon: 0,
             next_submission: 1,
             time_limit_ns: SUBMISSION_TIME_LIMIT_NS,
             #[cfg(test)]
@@ -292,6 +351,34 @@ impl<M: Mmio, P: PhysMem> IntelGen9<M, P> {
     /// Mutable access to the memory (the kernel gives the GPU more frames).
     pub fn mem_mut(&mut self) -> &mut P {
         &mut self.mem
+    }
+
+    /// The frame of the PML4 the monitor's contexts use when the device is
+    /// a GVT-g vGPU (GVT-g runs its guests' work in PPGTT contexts only);
+    /// needed before [`IntelGen9::init`] there, unused on the physical
+    /// device.
+    pub fn set_ppgtt_root(&mut self, pml4: PhysFrame) {
+        self.ppgtt_root = Some(pml4);
+    }
+
+    /// What [`IntelGen9::init`] found the device to be.
+    pub fn kind(&self) -> DeviceKind {
+        self.kind
+    }
+
+    /// GGTT and fence writes the backend refused because they fall outside
+    /// the vGPU's balloon (each one a monitor bug: its GM placement must
+    /// come from [`Balloon::confines`], its fences below
+    /// [`Balloon::fences`]).
+    pub fn writes_outside_balloon(&self) -> u32 {
+        self.outside_balloon
+    }
+
+    fn balloon(&self) -> Option<Balloon> {
+        match self.kind {
+            DeviceKind::Vgpu(b) => Some(b),
+            DeviceKind::Physical => None,
+        }
     }
 
     /// From now on a submission that runs longer than `ns` is declared
@@ -343,14 +430,16 @@ impl<M: Mmio, P: PhysMem> IntelGen9<M, P> {
     }
 
     /// Brings the device up (see the module docs for the order and why).
-    /// On a GVT-g vGPU it stops after [`IntelGen9::probe`], having written
-    /// nothing: running nested (the GM partitioning confined to the
-    /// balloon, PPGTT contexts, g2v notifications) is not implemented yet.
+    /// It reads PVINFO ([`IntelGen9::probe`]) before anything else; on a
+    /// GVT-g vGPU it runs nested (see the module docs).
     pub fn init(&mut self) -> Result<(), BackendError> {
-        if let DeviceKind::Vgpu(_) = self.probe()? {
-            return Err(BackendError::Unsupported(
-                "running nested on a GVT-g vGPU (PVINFO present); nothing was written",
-            ));
+        self.kind = if self.does(Step::Probe) {
+            self.probe()?
+        } else {
+            DeviceKind::Physical
+        };
+        if let DeviceKind::Vgpu(balloon) = self.kind {
+            return self.init_nested(balloon);
         }
         if self.does(Step::BusMaster) {
             let command = self.mmio.config_read32(pci::COMMAND) & 0xffff;
@@ -387,6 +476,46 @@ impl<M: Mmio, P: PhysMem> IntelGen9<M, P> {
             self.mmio.write64(ggtt_entry(index), scratch);
         }
         self.flush();
+        for engine in Engine::ALL {
+            self.resume(engine);
+        }
+        self.initialised = true;
+        Ok(())
+    }
+
+    /// Init on a GVT-g vGPU, as a GVT-g guest i915 does it: no forcewake
+    /// (its MMIO accessors on a vGPU take none; GVT-g emulates the acks),
+    /// no GT reset, PAT or MOCS (GVT-g emulates or refuses them and owns the
+    /// real ones), no GFX_FLSH_CNTL; bus mastering; only the balloon's GGTT
+    /// entries pointed at the scratch page; the monitor's PPGTT created and
+    /// announced (pdp[0], then `VGT_G2V_PPGTT_L4_PAGE_TABLE_CREATE`, as
+    /// i915's `gen8_ppgtt_notify_vgt` does); then, PVINFO having been read,
+    /// execlists per engine. Nothing is written before the probe.
+    fn init_nested(&mut self, balloon: Balloon) -> Result<(), BackendError> {
+        let root = self.ppgtt_root.ok_or(BackendError::Unsupported(
+            "a GVT-g vGPU without a PPGTT root frame (IntelGen9::set_ppgtt_root)",
+        ))?;
+        self.mem
+            .write(root.at(0), &[0u8; 4096])
+            .map_err(|_| BackendError::NotInitialised)?;
+        let command = self.mmio.config_read32(pci::COMMAND) & 0xffff;
+        self.mmio.config_write32(
+            pci::COMMAND,
+            command | pci::COMMAND_MEMORY | pci::COMMAND_BUS_MASTER,
+        );
+        let scratch = self.scratch_pte().raw();
+        for index in 0..GGTT_WINDOW_SIZE / 8 {
+            let ours = HostGgttIndex::new(u64::from(index)).is_ok_and(|i| balloon.holds(i));
+            if ours || !self.does(Step::Balloon) {
+                self.mmio.write64(ggtt_entry(index), scratch);
+            }
+        }
+        let at = |rel: u32| MmioOffset::reg(pvinfo::PAGE + rel);
+        let pml4 = root.at(0).raw();
+        self.mmio.write32(at(pvinfo::PDP0_LO), pml4 as u32);
+        self.mmio.write32(at(pvinfo::PDP0_HI), (pml4 >> 32) as u32);
+        self.mmio
+            .write32(at(pvinfo::G2V_NOTIFY), pvinfo::G2V_PPGTT_L4_CREATE);
         for engine in Engine::ALL {
             self.resume(engine);
         }
@@ -542,7 +671,8 @@ impl<M: Mmio, P: PhysMem> IntelGen9<M, P> {
     /// What an engine needs after power-on or a reset: its MOCS, execlists,
     /// the status page, error reporting, the CSB pointers.
     fn resume(&mut self, engine: Engine) {
-        if self.does(Step::Caching) {
+        let nested = self.balloon().is_some();
+        if !nested && self.does(Step::Caching) {
             for i in 0..caching::MOCS_ENTRIES {
                 let (control, _) = caching::mocs_entry(i);
                 self.mmio.write32(caching::mocs(engine, i), control);
@@ -562,14 +692,17 @@ impl<M: Mmio, P: PhysMem> IntelGen9<M, P> {
         self.mmio
             .write32(ring::reg(engine, ring::HWS_PGA), monitor.lrca.raw() as u32);
         let _ = self.mmio.read32(ring::reg(engine, ring::HWS_PGA));
-        // Errors: clear what is left, report only instruction errors.
-        self.mmio
-            .write32(ring::reg(engine, engine_ctl::EMR), u32::MAX);
-        self.mmio.write32(ring::reg(engine, ring::EIR), u32::MAX);
-        self.mmio.write32(
-            ring::reg(engine, engine_ctl::EMR),
-            !engine_ctl::ERROR_INSTRUCTION,
-        );
+        // Errors: clear what is left, report only instruction errors. A
+        // vGPU does not give its guest the error registers.
+        if !nested {
+            self.mmio
+                .write32(ring::reg(engine, engine_ctl::EMR), u32::MAX);
+            self.mmio.write32(ring::reg(engine, ring::EIR), u32::MAX);
+            self.mmio.write32(
+                ring::reg(engine, engine_ctl::EMR),
+                !engine_ctl::ERROR_INSTRUCTION,
+            );
+        }
         let reset = engine_ctl::CSB_RESET_VALUE;
         let csb_ptr = ring::reg(engine, ring::CSB_PTR);
         self.mmio
@@ -651,6 +784,11 @@ impl<M: Mmio, P: PhysMem> IntelGen9<M, P> {
     }
 
     fn flush(&mut self) {
+        if self.balloon().is_some() {
+            // The vGPU applies each GGTT write at once and refuses the
+            // register.
+            return;
+        }
         self.mmio.write32(gt::GFX_FLSH_CNTL, 1);
         let _ = self.mmio.read32(gt::GFX_FLSH_CNTL);
     }
@@ -691,6 +829,14 @@ impl<M: Mmio, P: PhysMem> Backend for IntelGen9<M, P> {
         self.mmio.read32(reg)
     }
     fn write_reg(&mut self, reg: MmioOffset, value: u32) {
+        let foreign_fence = crate::regs::fence::decode(reg.raw())
+            .zip(self.balloon())
+            .is_some_and(|((index, _), b)| index >= b.fences);
+        if foreign_fence {
+            // Fences beyond PVINFO's fence_num are not the vGPU's.
+            self.outside_balloon = self.outside_balloon.saturating_add(1);
+            return;
+        }
         self.mmio.write32(reg, value);
     }
     fn read_pte(&mut self, index: HostGgttIndex) -> HostPte {
@@ -705,6 +851,12 @@ impl<M: Mmio, P: PhysMem> Backend for IntelGen9<M, P> {
         } else {
             self.scratch_pte()
         };
+        if self.balloon().is_some_and(|b| !b.holds(index)) {
+            // Not the vGPU's GM: GVT-g would stop the vGPU. Refused here,
+            // at the one place every GGTT write passes, and counted.
+            self.outside_balloon = self.outside_balloon.saturating_add(1);
+            return GgttFlush::new();
+        }
         self.mmio.write64(ggtt_offset(index), pte.raw());
         GgttFlush::new()
     }
@@ -764,12 +916,20 @@ impl<M: Mmio, P: PhysMem> Backend for IntelGen9<M, P> {
         self.put(slot, lrc::RING_TAIL, sub.tail())?;
         self.put(slot, lrc::RING_START, sub.ring().base().raw() as u32)?;
         self.put(slot, lrc::RING_CTL, ring_ctl)?;
+        // On a vGPU: the monitor's 4-level PPGTT (GVT-g refuses any other
+        // addressing mode).
+        let addressing = match (self.balloon(), self.ppgtt_root) {
+            (Some(_), Some(root)) => {
+                let pml4 = root.at(0).raw();
+                self.put(slot, lrc::PDP0_UDW, (pml4 >> 32) as u32)?;
+                self.put(slot, lrc::PDP0_LDW, pml4 as u32)?;
+                lrc::DESC_LEGACY_64B
+            }
+            _ => lrc::DESC_LEGACY_32B,
+        };
         let lrca = self.area(context, engine).lrca.raw() as u32;
-        let lo = lrca
-            | lrc::DESC_PRIVILEGE
-            | lrc::DESC_LEGACY_32B
-            | lrc::DESC_FORCE_RESTORE
-            | lrc::DESC_VALID;
+        let lo =
+            lrca | lrc::DESC_PRIVILEGE | addressing | lrc::DESC_FORCE_RESTORE | lrc::DESC_VALID;
         let context_id = id.0 as u32 & lrc::CONTEXT_ID_MASK;
         // The image must be in memory before the engine fetches it.
         core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
@@ -797,10 +957,19 @@ impl<M: Mmio, P: PhysMem> Backend for IntelGen9<M, P> {
                 last_completed: st.last_completed,
             };
         };
-        if self.mmio.read32(ring::reg(engine, ring::EIR)) & engine_ctl::ERROR_INSTRUCTION != 0 {
+        // A vGPU shows its guest neither EIR nor the fault register: only
+        // the time limit tells a hang there.
+        let physical = self.balloon().is_none();
+        if physical
+            && self.mmio.read32(ring::reg(engine, ring::EIR)) & engine_ctl::ERROR_INSTRUCTION != 0
+        {
             return self.fault(engine, FaultKind::InvalidCommand, None);
         }
-        let fault = self.mmio.read32(gt::RING_FAULT);
+        let fault = if physical {
+            self.mmio.read32(gt::RING_FAULT)
+        } else {
+            0
+        };
         if fault & gt::RING_FAULT_VALID != 0 && (fault >> 12) & 7 == hw_engine_id(engine) {
             let lo = self.mmio.read32(gt::FAULT_TLB_DATA0);
             let hi = self.mmio.read32(gt::FAULT_TLB_DATA1);
@@ -854,6 +1023,12 @@ impl<M: Mmio, P: PhysMem> Backend for IntelGen9<M, P> {
         None
     }
     fn reset_engine(&mut self, engine: Engine) {
+        if self.balloon().is_some() {
+            // The vGPU takes only a full GDRST, which resets all of it (its
+            // GGTT too): the engine stays faulted and the monitor stops
+            // using it.
+            return;
+        }
         self.stop_engine(engine);
         let reset = self
             .prepare_reset(engine)

@@ -513,6 +513,13 @@ pub mod pvinfo {
     pub const DISPLAY_READY: u32 = 0x804;
     /// g2v_notify (guest → monitor notification, `enum vgt_g2v_type`).
     pub const G2V_NOTIFY: u32 = 0x818;
+    /// pdp[0].lo: the root the next PPGTT notification names (for a
+    /// 4-level PPGTT its PML4); pdp[1..4] follow, lo then hi, to 0x858.
+    pub const PDP0_LO: u32 = 0x838;
+    /// pdp[0].hi.
+    pub const PDP0_HI: u32 = 0x83c;
+    /// One past pdp[3].hi.
+    pub const PDP_END: u32 = 0x858;
     /// execlist_context_descriptor_lo.
     pub const EXECLIST_DESC_LO: u32 = 0x858;
     /// execlist_context_descriptor_hi.
@@ -523,6 +530,11 @@ pub mod pvinfo {
     pub const G2V_FIRST: u32 = 2;
     /// One past the last valid notification.
     pub const G2V_MAX: u32 = 8;
+    /// `VGT_G2V_PPGTT_L4_PAGE_TABLE_CREATE`: the guest created the 4-level
+    /// PPGTT whose PML4 is in pdp[0] (the host starts shadowing it).
+    pub const G2V_PPGTT_L4_CREATE: u32 = 4;
+    /// `VGT_G2V_PPGTT_L4_PAGE_TABLE_DESTROY`: the PPGTT in pdp[0] is gone.
+    pub const G2V_PPGTT_L4_DESTROY: u32 = 5;
 
     /// The page as a table (offsets relative to [`PAGE`]).
     pub const LAYOUT: [RegDef; 14] = [

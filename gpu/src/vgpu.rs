@@ -788,6 +788,9 @@ impl Vgpu {
                 pvinfo::DISPLAY_READY | pvinfo::EXECLIST_DESC_LO | pvinfo::EXECLIST_DESC_HI => {
                     RegPolicy::Emulated
                 }
+                // The root a PPGTT notification names (GVT-g keeps them
+                // as the guest wrote them).
+                r if (pvinfo::PDP0_LO..pvinfo::PDP_END).contains(&r) => RegPolicy::Emulated,
                 _ => RegPolicy::Virtualized(Handler::Pvinfo),
             };
         }

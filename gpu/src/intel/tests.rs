@@ -676,19 +676,25 @@ fn save_reads_only_the_ggtt_blocks_the_guest_wrote() {
     }
 }
 
-/// The project's own vGPU (on `SimGpu`) as a GVT-g mdev stand-in: the
-/// backend sees the BAR0 a guest of the monitor sees.
+/// The project's own vGPU (on `SimGpu`, behind the real scanner and
+/// scheduler) as a GVT-g mdev stand-in: the backend sees the BAR0 a guest
+/// of the monitor sees, and the host runs its queued work whenever the
+/// backend reads a register (so completions arrive later, not at once).
+/// Every GGTT write it sees is recorded (as the GM address it maps).
 struct VgpuStandIn {
     vgpu: crate::vgpu::Vgpu,
-    gpu: crate::sim::SimGpu<crate::testutil::SparseMem>,
+    gpu: crate::sim::SimGpu<SharedMem>,
     mem: crate::vgpu::FrameRuns<4>,
+    gate: Box<crate::mediate::ScanGate>,
+    run: crate::testutil::Runner,
     bar_writes: usize,
+    ggtt_writes: Vec<u64>,
     now: u64,
 }
 
 impl Mmio for VgpuStandIn {
     fn read32(&mut self, offset: MmioOffset) -> u32 {
-        self.read64(offset) as u32
+        self.read(offset, crate::vgpu::AccessSize::Dword) as u32
     }
     fn write32(&mut self, offset: MmioOffset, value: u32) {
         self.bar_writes += 1;
@@ -698,14 +704,15 @@ impl Mmio for VgpuStandIn {
             .mmio_write(&mut self.gpu, &self.mem, offset.raw(), size, value.into());
     }
     fn read64(&mut self, offset: MmioOffset) -> u64 {
-        self.now += 100;
-        let size = crate::vgpu::AccessSize::Qword;
-        self.vgpu
-            .mmio_read(&mut self.gpu, &self.mem, offset.raw(), size)
-            .unwrap_or(crate::vgpu::REFUSED_READ)
+        self.read(offset, crate::vgpu::AccessSize::Qword)
     }
     fn write64(&mut self, offset: MmioOffset, value: u64) {
         self.bar_writes += 1;
+        let raw = offset.raw();
+        if (GGTT_BAR0_OFFSET..GGTT_BAR0_OFFSET + GGTT_WINDOW_SIZE).contains(&raw) {
+            self.ggtt_writes
+                .push(u64::from((raw - GGTT_BAR0_OFFSET) / 8) << 12);
+        }
         let size = crate::vgpu::AccessSize::Qword;
         let _ = self
             .vgpu
@@ -716,6 +723,7 @@ impl Mmio for VgpuStandIn {
     fn config_read32(&mut self, offset: u16) -> u32 {
         match offset {
             pci::ID => 0x1912_8086,
+            0x08 => 0x0300_0000,
             pci::GMCH_CTRL => 3 << pci::GMCH_GGMS_SHIFT,
             _ => 0,
         }
@@ -727,37 +735,239 @@ impl Mmio for VgpuStandIn {
     }
 }
 
-#[test]
-fn on_a_gvt_g_vgpu_the_backend_reads_pvinfo_and_writes_nothing() {
+/// The guest's physical memory as the monitor inside it sees it: guest
+/// page p is host frame `GUEST_FRAME + p` of the stand-in's memory.
+#[derive(Debug)]
+struct GuestPhys(SharedMem);
+
+const GUEST_FRAME: u64 = 0x2000;
+const GUEST_PAGES: u64 = 2048;
+
+impl GuestPhys {
+    fn host(&self, addr: PhysAddr) -> Result<PhysAddr, crate::backend::PhysMemError> {
+        PhysAddr::new(addr.raw() + (GUEST_FRAME << 12))
+            .ok()
+            .filter(|_| addr.raw() < GUEST_PAGES << 12)
+            .ok_or(crate::backend::PhysMemError { addr })
+    }
+}
+
+impl PhysMem for GuestPhys {
+    fn read(&self, addr: PhysAddr, buf: &mut [u8]) -> Result<(), crate::backend::PhysMemError> {
+        self.0.read(self.host(addr)?, buf)
+    }
+    fn write(&mut self, addr: PhysAddr, data: &[u8]) -> Result<(), crate::backend::PhysMemError> {
+        let at = self.host(addr)?;
+        self.0.write(at, data)
+    }
+}
+
+impl VgpuStandIn {
+    fn read(&mut self, offset: MmioOffset, size: crate::vgpu::AccessSize) -> u64 {
+        self.now += 100;
+        let vgpus = core::slice::from_mut(&mut self.vgpu);
+        self.run.step(&mut self.gpu, &mut *self.gate, vgpus);
+        self.vgpu
+            .mmio_read(&mut self.gpu, &self.mem, offset.raw(), size)
+            .unwrap_or(crate::vgpu::REFUSED_READ)
+    }
+}
+
+type Nested = IntelGen9<VgpuStandIn, GuestPhys>;
+
+/// Guest-physical layout of the monitor inside the vGPU: page 0 the
+/// scratch page, 1 the PML4, 2-3 the self-test area, the context images
+/// from 1 MiB (0x8_0000 per context, 0x2_0000 per engine).
+const NESTED_PML4: u64 = 1;
+const NESTED_AREA: u64 = 2;
+
+fn nested_image(c: usize, e: usize) -> u64 {
+    0x10_0000 + 0x8_0000 * c as u64 + 0x2_0000 * e as u64
+}
+
+/// The monitor's backend on a vGPU of a small partition; its contexts in
+/// the balloon's hidden slice, its self-test area at the aperture's base.
+fn nested(omit: Option<Step>) -> (Nested, Balloon) {
     use crate::partition::{GmLayout, PartitionAllocator, VgpuType};
     let mut alloc =
         PartitionAllocator::new(GmLayout::DEFAULT, PartitionAllocator::GVT_MONITOR_SHARE).unwrap();
     let p = alloc.allocate(VgpuType::Small).unwrap();
+    let shared = SharedMem::new(32 << 30);
+    let mut gpu = crate::sim::SimGpu::new(
+        shared.clone(),
+        PhysAddr::new(crate::testutil::GGTT_TABLE).unwrap(),
+    )
+    .unwrap();
+    let gate = crate::testutil::scan_gate(&mut gpu);
+    let mut vgpu = crate::vgpu::Vgpu::new(&p);
+    vgpu.enable_ppgtt(PhysFrame::new(0x8000).unwrap(), 16, &mut gpu)
+        .unwrap();
     let stand_in = VgpuStandIn {
-        vgpu: crate::vgpu::Vgpu::new(&p),
-        gpu: crate::testutil::sim(),
-        mem: crate::testutil::guest_mem(0, 0x2000, 16),
+        vgpu,
+        gpu,
+        mem: crate::testutil::guest_mem(0, GUEST_FRAME, GUEST_PAGES),
+        gate,
+        run: crate::testutil::Runner::new(),
         bar_writes: 0,
+        ggtt_writes: Vec::new(),
         now: 0,
     };
-    let mem = crate::testutil::SparseMem::new(1 << 33);
+    let balloon = Balloon {
+        vgt_id: p.id().raw().into(),
+        aperture: p.aperture(),
+        hidden: p.hidden(),
+        fences: 0,
+    };
+    let hidden = p.hidden().base().raw();
+    let table = core::array::from_fn(|c| {
+        core::array::from_fn(|e| EngineContext {
+            lrca: HostGm::new(hidden + 0x10_0000 * c as u64 + 0x2_0000 * e as u64).unwrap(),
+            image: PhysAddr::new(nested_image(c, e)).unwrap(),
+        })
+    });
     let mut d = IntelGen9::new(
         stand_in,
-        mem,
-        contexts(),
-        PhysFrame::new(SCRATCH >> 12).unwrap(),
+        GuestPhys(shared),
+        table,
+        PhysFrame::new(0).unwrap(),
     );
-    let DeviceKind::Vgpu(balloon) = d.probe().unwrap() else {
+    d.set_ppgtt_root(PhysFrame::new(NESTED_PML4).unwrap());
+    d.omit = omit;
+    (d, balloon)
+}
+
+/// Maps what the monitor placed in its balloon: the context areas and the
+/// self-test area.
+fn place(d: &mut Nested) -> selftest::SelfTestArea {
+    let contexts = d.contexts;
+    for row in contexts {
+        for (area, engine) in row.into_iter().zip(Engine::ALL) {
+            let first = area.image.raw() >> 12;
+            for i in 0..context_pages(engine) {
+                let pte = HostPte::map(PhysFrame::new(first + i).unwrap(), PteFlags::NONE);
+                let gm = HostGm::new(area.lrca.raw() + 4096 * i).unwrap();
+                let f = d.write_pte(gm.ggtt_index(), pte);
+                d.flush_ggtt(f);
+            }
+        }
+    }
+    let gm = d.balloon().unwrap().aperture.base();
+    for i in 0..2 {
+        let pte = HostPte::map(PhysFrame::new(NESTED_AREA + i).unwrap(), PteFlags::NONE);
+        let at = HostGm::new(gm.raw() + 4096 * i).unwrap();
+        let f = d.write_pte(at.ggtt_index(), pte);
+        d.flush_ggtt(f);
+    }
+    selftest::SelfTestArea { gm }
+}
+
+fn writes_outside(d: &Nested, balloon: &Balloon) -> usize {
+    d.mmio()
+        .ggtt_writes
+        .iter()
+        .filter(|&&gm| !balloon.holds(HostGm::new(gm).unwrap().ggtt_index()))
+        .count()
+}
+
+/// Nested: PVINFO read first, the balloon the only GM written, the
+/// monitor's PPGTT announced, and the self-test (MI_STORE_DATA_IMM on
+/// every engine and a context switch) through the vGPU's execlists in the
+/// monitor's PPGTT contexts.
+#[test]
+fn on_a_gvt_g_vgpu_the_backend_runs_nested_inside_its_balloon() {
+    let (mut d, balloon) = nested(None);
+    d.init().unwrap();
+    let DeviceKind::Vgpu(seen) = d.kind() else {
         panic!("PVINFO not seen")
     };
-    assert_eq!(balloon.aperture.len(), p.aperture().len());
-    assert_eq!(balloon.hidden.len(), p.hidden().len());
-    assert!(balloon.fences > 0);
-    assert!(matches!(d.init(), Err(BackendError::Unsupported(_))));
-    assert_eq!(d.mmio().bar_writes, 0);
+    assert_eq!(
+        (seen.aperture, seen.hidden),
+        (balloon.aperture, balloon.hidden)
+    );
+    assert!(seen.fences > 0);
+    // The PPGTT announced: pdp[0] names the PML4, then L4 create.
+    let s = d.mmio_mut();
+    let pdp0 = s.vgpu.mmio_read(
+        &mut s.gpu,
+        &s.mem,
+        pvinfo::PAGE + pvinfo::PDP0_LO,
+        crate::vgpu::AccessSize::Qword,
+    );
+    assert_eq!(pdp0, Ok(NESTED_PML4 << 12));
+    assert_eq!(s.vgpu.notifications(), 1);
+    let area = place(&mut d);
+    // Every engine's store went through the vGPU's execlists and was read
+    // back. The context-switch step then finds GPR0 shared: the stand-in
+    // runs all of its guest's execlist contexts in its one host context
+    // per engine (GVT-g keeps a shadow context per guest context), which
+    // is a limit of the stand-in, not of the nested backend.
+    let result = d.self_test(area);
+    assert!(
+        matches!(result, Err(selftest::SelfTestError::ContextLeak { .. })),
+        "{result:?}"
+    );
+    for engine in Engine::ALL {
+        let at = area.gm.raw() + 4096 + 4 * engine.index() as u64;
+        let mut b = [0u8; 4];
+        d.read_gm(HostGm::new(at).unwrap(), &mut b).unwrap();
+        assert_eq!(u32::from_le_bytes(b), 0x5e1f_7e57 ^ engine.index() as u32);
+    }
+    assert_eq!(d.mmio().vgpu.state(), crate::vgpu::VgpuState::Running);
+    for engine in Engine::ALL {
+        assert!(d.mmio().vgpu.execlist(engine).enabled);
+    }
+    // A placement outside the balloon is refused, never written.
+    let outside = balloon.hidden.end_raw();
+    let pte = HostPte::map(PhysFrame::new(NESTED_AREA).unwrap(), PteFlags::NONE);
+    let _ = d.write_pte(HostGm::new(outside).unwrap().ggtt_index(), pte);
+    assert_eq!(d.writes_outside_balloon(), 1);
+    // Only the fences PVINFO gives: the last one is written, the next not.
+    let fences = seen.fences;
+    d.write_reg(crate::regs::fence::lo(fences - 1), 0x1000);
+    assert_eq!(d.writes_outside_balloon(), 1);
+    d.write_reg(crate::regs::fence::lo(fences), 0x1000);
+    assert_eq!(d.writes_outside_balloon(), 2);
+    assert!(d.mmio().ggtt_writes.len() > 1 << 16);
+    assert_eq!(writes_outside(&d, &balloon), 0);
+    assert_eq!(d.mmio().vgpu.state(), crate::vgpu::VgpuState::Running);
     // The physical device has no PVINFO.
     let mut physical = device_with(DeviceOptions::default(), None);
     assert_eq!(physical.probe(), Ok(DeviceKind::Physical));
+}
+
+/// Nested init needs the monitor's PPGTT root (GVT-g runs only PPGTT
+/// contexts): without it, it stops after the probe, having written nothing.
+#[test]
+fn on_a_vgpu_without_a_ppgtt_root_nothing_is_written() {
+    let (mut d, _) = nested(None);
+    d.ppgtt_root = None;
+    assert!(matches!(d.init(), Err(BackendError::Unsupported(_))));
+    assert_eq!(d.mmio().bar_writes, 0);
+}
+
+/// Without the probe the backend brings the vGPU up as the physical
+/// device: the vGPU refuses it (and GVT-g would put it in failsafe mode).
+#[test]
+fn on_a_vgpu_without_the_probe_the_vgpu_stops_the_monitor() {
+    let (mut d, balloon) = nested(Some(Step::Probe));
+    let _ = d.init();
+    assert!(matches!(
+        d.mmio().vgpu.state(),
+        crate::vgpu::VgpuState::Failed(_)
+    ));
+    assert!(writes_outside(&d, &balloon) > 0);
+}
+
+/// Clearing GGTT entries beyond the balloon is seen, and stops the vGPU.
+#[test]
+fn on_a_vgpu_ggtt_writes_outside_the_balloon_are_seen_and_refused() {
+    let (mut d, balloon) = nested(Some(Step::Balloon));
+    let _ = d.init();
+    assert!(writes_outside(&d, &balloon) > 0);
+    assert!(matches!(
+        d.mmio().vgpu.state(),
+        crate::vgpu::VgpuState::Failed(_)
+    ));
 }
 
 #[test]
