@@ -51,6 +51,13 @@ pub const fn flush_dw_imm(addr: u64, v: u32) -> [u32; 4] {
         v,
     ]
 }
+/// MI_FLUSH_DW with a post-sync dword write to PPGTT address `addr`
+/// (Destination Address Type clear).
+pub const fn ppgtt_flush_dw_imm(addr: u64, v: u32) -> [u32; 4] {
+    let mut c = flush_dw_imm(addr, v);
+    c[1] &= !4;
+    c
+}
 /// PIPE_CONTROL with a post-sync qword write to GGTT address `addr`.
 pub const fn pipe_control_imm(addr: u64, v: u64) -> [u32; 6] {
     [
@@ -82,6 +89,13 @@ pub const fn ppgtt_bb_start(addr: u64, second_level: bool) -> [u32; 3] {
 /// MI_STORE_DATA_IMM of one dword to PPGTT address `addr`.
 pub const fn ppgtt_sdi(addr: u64, v: u32) -> [u32; 4] {
     [(0x20 << 23) | 2, addr as u32, (addr >> 32) as u32, v]
+}
+/// PIPE_CONTROL with a post-sync qword write to PPGTT address `addr`
+/// (Destination Address Type clear).
+pub const fn ppgtt_pipe_control_imm(addr: u64, v: u64) -> [u32; 6] {
+    let mut c = pipe_control_imm(addr, v);
+    c[1] &= !(1 << 24);
+    c
 }
 /// XY_COLOR_BLT, 32 bpp.
 pub const fn color_blt(

@@ -26,15 +26,18 @@
 //!   COMPLETE in the context status buffer (CSB), whose read pointer it
 //!   moves on. Its PPGTT's tables are its own, in its RAM
 //!   ([`Driver::ppgtt_map`]): a page of its RAM at any 48-bit address it
-//!   chooses. An engine in execlist mode keeps the same ring page; its
-//!   batches (GGTT, as the legacy ones) are scanned the same way, but
-//!   what they address through state (a draw's surfaces) is in the
-//!   PPGTT.
+//!   chooses. An engine in execlist mode keeps the same ring page, but
+//!   its batches are PPGTT batches, as i915 starts a user's batch: the
+//!   fence page and the engine's batch pages are mapped in the PPGTT
+//!   from [`DRIVER_VA`], the ring starts the batch with the Address
+//!   Space Indicator set and the fence write goes to the fence page's
+//!   PPGTT address. Every address in such a batch is a PPGTT address,
+//!   which stays the same when the vGPU moves to other slices.
 //!
 //! In execlist mode the driver also holds the last [`EXECLIST_PAGES`]
 //! pages of its RAM: the contexts (two pages per engine), then the PPGTT's
 //! table pages, then one page for its user's state (surface states, a
-//! binding table: [`Driver::state_page`]).
+//! binding table: [`Driver::state_page`], at [`STATE_VA`] in the PPGTT).
 
 use core::fmt;
 
@@ -86,6 +89,13 @@ pub const PPGTT_TABLES: u64 = 12;
 /// RAM pages the execlist mode holds at the end of RAM: the contexts,
 /// the PPGTT's tables, the state page.
 pub const EXECLIST_PAGES: u64 = ENGINES.len() as u64 * CONTEXT_PAGES + PPGTT_TABLES + 1;
+
+/// In execlist mode, RAM page index `i` below [`DATA_FIRST`] (the fence
+/// page, the batch areas) is at PPGTT address `DRIVER_VA + i * 4096`.
+pub const DRIVER_VA: u64 = 0x10_0000;
+/// In execlist mode, the PPGTT address of [`Driver::state_page`] (in
+/// the same page table as the driver's pages, below 4 GiB).
+pub const STATE_VA: u64 = DRIVER_VA + DATA_FIRST * PAGE as u64;
 
 /// Why the driver stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -328,9 +338,8 @@ impl Driver {
 
     /// [`Driver::boot`] with `engines` (of [`ENGINES`]) in execlist mode:
     /// run lists enabled, each engine's logical ring context written, the
-    /// PPGTT's PML4 empty, the state page mapped in the PPGTT at its own
-    /// GM address (where a ring's STATE_BASE_ADDRESS, audited as GM,
-    /// points).
+    /// PPGTT holding the fence page and those engines' batch areas from
+    /// [`DRIVER_VA`] and the state page at [`STATE_VA`].
     pub fn boot_execlists<P: Platform>(
         &mut self,
         p: &mut P,
@@ -362,8 +371,17 @@ impl Driver {
                 .map_err(DriverError::Platform)?;
             self.write_context(p, slot)?;
         }
+        let mut pages = FENCE_PAGE..FENCE_PAGE + 1;
+        let execlist = self.execlist;
+        for slot in (0..ENGINES.len()).filter(|&s| execlist[s]) {
+            let batch = self.batch_page(slot);
+            for i in pages.chain(batch..batch + BATCH_PAGES) {
+                self.ppgtt_map(p, DRIVER_VA + i * PAGE as u64, i)?;
+            }
+            pages = 0..0;
+        }
         let state = self.state_page();
-        self.ppgtt_map(p, self.gm(state), state)
+        self.ppgtt_map(p, STATE_VA, state)
     }
 
     /// Whether `engine` runs in execlist mode.
@@ -388,7 +406,7 @@ impl Driver {
         self.execlist_first() + ENGINES.len() as u64 * CONTEXT_PAGES + n
     }
     /// RAM index of the page the driver's user keeps GPU state in (in
-    /// execlist mode; mapped in the PPGTT at its own GM address).
+    /// execlist mode; mapped in the PPGTT at [`STATE_VA`]).
     pub fn state_page(&self) -> u64 {
         self.table_page(PPGTT_TABLES)
     }
@@ -590,6 +608,15 @@ impl Driver {
     fn batch_page(&self, slot: usize) -> u64 {
         BATCH_FIRST + slot as u64 * BATCH_PAGES
     }
+    /// PPGTT address of engine slot `slot`'s batch area (execlist mode).
+    fn batch_va(&self, slot: usize) -> u64 {
+        DRIVER_VA + self.batch_page(slot) * PAGE as u64
+    }
+    /// PPGTT address of the fence page (execlist mode): the driver's user
+    /// may store into it past the fences (at 256 bytes and on).
+    pub fn fence_page_va(&self) -> u64 {
+        DRIVER_VA + FENCE_PAGE * PAGE as u64
+    }
 
     /// An empty batch for `engine` (one of [`ENGINES`]).
     pub fn batch(&self, engine: Engine) -> Batch {
@@ -602,7 +629,9 @@ impl Driver {
     }
 
     /// Ends `batch` with a fence write and MI_BATCH_BUFFER_END, starts it
-    /// from the engine's ring and waits until its fence arrives.
+    /// from the engine's ring and waits until its fence arrives. In
+    /// execlist mode it is a PPGTT batch (see the module docs): its
+    /// addresses, the fence's too, are PPGTT addresses.
     pub fn run<P: Platform>(
         &mut self,
         p: &mut P,
@@ -611,18 +640,32 @@ impl Driver {
         let slot = batch.engine;
         let engine = ENGINES[slot];
         let fence = self.fence[slot].wrapping_add(1).max(1);
-        let fence_gm = self.gm(FENCE_PAGE) + 64 * slot as u64;
-        match engine {
-            Engine::Render => batch.push_unchecked(
-                p,
-                self,
-                &encode::pipe_control_imm(fence_gm, u64::from(fence)),
-            )?,
-            _ => batch.push_unchecked(p, self, &encode::flush_dw_imm(fence_gm, fence))?,
+        let ppgtt = self.execlist[slot];
+        let fence_at = if ppgtt {
+            self.fence_page_va()
+        } else {
+            self.gm(FENCE_PAGE)
+        } + 64 * slot as u64;
+        let v = u64::from(fence);
+        match (engine, ppgtt) {
+            (Engine::Render, false) => {
+                batch.push_unchecked(p, self, &encode::pipe_control_imm(fence_at, v))?
+            }
+            (Engine::Render, true) => {
+                batch.push_unchecked(p, self, &encode::ppgtt_pipe_control_imm(fence_at, v))?
+            }
+            (_, false) => batch.push_unchecked(p, self, &encode::flush_dw_imm(fence_at, fence))?,
+            (_, true) => {
+                batch.push_unchecked(p, self, &encode::ppgtt_flush_dw_imm(fence_at, fence))?
+            }
         }
         batch.push_unchecked(p, self, &[encode::BB_END])?;
         batch.flush(p, self)?;
-        let start = encode::bb_start(self.gm(self.batch_page(slot)), false);
+        let start = if ppgtt {
+            encode::ppgtt_bb_start(self.batch_va(slot), false)
+        } else {
+            encode::bb_start(self.gm(self.batch_page(slot)), false)
+        };
         let cmds = [start[0], start[1], start[2], encode::NOOP];
         let mut bytes = [0u8; RING_STEP as usize];
         for (raw, w) in bytes.chunks_exact_mut(4).zip(cmds) {

@@ -41,16 +41,19 @@
 //! PPGTT the guest builds itself. It maps the first [`RENDER_TARGETS`]
 //! pages of its hot set at PPGTT addresses from [`RENDER_VA`] (above all
 //! of GM: they are reachable only through its PPGTT), and besides the
-//! game's blits each frame it clears [`DRAWS`] of them by a draw
-//! (STATE_BASE_ADDRESS, a binding table whose entry 0 names a
-//! RENDER_SURFACE_STATE of the render target at its PPGTT address and a
-//! clear colour, 3DSTATE_BINDING_TABLE_POINTERS_PS, 3DPRIMITIVE), ended
-//! by the driver's post-sync fence. The pixels land on the page through
-//! the shadow of its PPGTT; the page's bookkeeping names the colour (a
-//! solid content, [`content::solid`]), so the same checks see every
-//! draw's result. Its blits stay on the legacy blitter ring: in a PPGTT
-//! context a blit's addresses are PPGTT addresses, which the scanner of
-//! a ring or GGTT batch would audit as GM.
+//! game's blits each frame it clears [`DRAWS`] of them by a draw in its
+//! render batch, a PPGTT batch as i915 starts a user's: STATE_BASE_ADDRESS
+//! as Mesa sets it (every base 0 but the surface state base, which is the
+//! state page's PPGTT address [`crate::driver::STATE_VA`], bounds 4 GiB),
+//! a binding table whose entry 0 names a RENDER_SURFACE_STATE of the
+//! render target at its PPGTT address and a clear colour,
+//! 3DSTATE_BINDING_TABLE_POINTERS_PS, 3DPRIMITIVE, ended by the driver's
+//! post-sync fence (to the fence page's PPGTT address). No address in it
+//! is GM, so nothing in it changes when the vGPU moves to other slices.
+//! The pixels land on the page through the shadow of its PPGTT; the
+//! page's bookkeeping names the colour (a solid content,
+//! [`content::solid`]), so the same checks see every draw's result. Its
+//! blits stay on the legacy blitter ring.
 
 use core::fmt;
 use core::ops::Range;
@@ -434,13 +437,23 @@ fn surface_state(va: u64, colour: u32) -> [u32; 16] {
     }
     s
 }
-/// STATE_BASE_ADDRESS setting only the Surface State Base Address (to a
-/// GM address: in the ring or a GGTT batch the scanner audits it as one).
-fn surface_base(gm: u64) -> [u32; 19] {
+/// STATE_BASE_ADDRESS as Mesa sets it on Gen9 (genxml STATE_BASE_ADDRESS):
+/// the general, dynamic, indirect object and instruction bases 0, the
+/// surface state base at PPGTT `surface`, each with its modify bit; every
+/// bound 4 GiB (0xfffff pages) with its modify bit, the bindless surface
+/// state base 0.
+fn mesa_state_base(surface: u64) -> [u32; 19] {
     let mut sba = [0u32; 19];
     sba[0] = (0x6101 << 16) | (19 - 2);
-    sba[4] = gm as u32 | 1;
-    sba[5] = (gm >> 32) as u32;
+    for base in [1, 6, 8, 10, 16] {
+        sba[base] = 1;
+    }
+    sba[4] = surface as u32 | 1;
+    sba[5] = (surface >> 32) as u32;
+    for bound in [12, 13, 14, 15] {
+        sba[bound] = 0xfffff << 12 | 1;
+    }
+    sba[18] = 0xfffff << 12;
     sba
 }
 /// 3DSTATE_BINDING_TABLE_POINTERS_PS: the binding table at `offset` from
@@ -675,9 +688,13 @@ impl Workload {
             report.cpu_writes += 1;
         }
         let mut render = self.driver.batch(Engine::Render);
-        let frame_gm = self.frame_gm();
         let low = self.frame as u32;
-        render.push(p, &self.driver, &encode::sdi(frame_gm, low))?;
+        let store = if self.driver.uses_execlists(Engine::Render) {
+            encode::ppgtt_sdi(self.driver.fence_page_va() + FRAME_SLOT, low)
+        } else {
+            encode::sdi(self.frame_gm(), low)
+        };
+        render.push(p, &self.driver, &store)?;
         let drawn = if self.kind.execlists() {
             Some(self.draws(p, &mut render, &mut rng, &mut report)?)
         } else {
@@ -725,7 +742,8 @@ impl Workload {
         let hot = &self.regions.hot;
         let targets = hot.start..hot.end.min(hot.start + RENDER_TARGETS);
         let state = self.driver.state_page();
-        render.push(p, &self.driver, &surface_base(self.driver.gm(state)))?;
+        let base = crate::driver::STATE_VA;
+        render.push(p, &self.driver, &mesa_state_base(base))?;
         let mut last = targets.start;
         for k in 0..DRAWS {
             let target = pick(rng, &targets);

@@ -311,12 +311,11 @@ fn migrate<'w>(g: Guest<'w>, wl: &Workload, new_frame: u64) -> (Guest<'w>, Workl
 
 #[test]
 fn a_migrated_guest_goes_on_with_the_same_frames_and_checksums() {
-    // Not the PPGTT renderer yet: its draws' surface state base is a GM
-    // address the scanner remaps onto the new slices, while its PPGTT
-    // maps the state at the old one (a PPGTT fault on the destination).
-    // Its draws move into PPGTT batches with state bases at 0, as i915
-    // and Mesa submit them, once the scanner follows PPGTT batches.
-    for kind in Kind::ALL.into_iter().filter(|k| !k.execlists()) {
+    // The PPGTT renderer too: its draws are in PPGTT batches whose
+    // addresses (state base, surfaces, fence) are PPGTT addresses, which
+    // the move to other slices leaves alone; its PPGTT maps guest RAM,
+    // which moved to other frames under a fresh shadow.
+    for kind in Kind::ALL {
         let reference: Vec<FrameReport> = {
             let mut w = world();
             let mut g = guest(&mut w, 0x1_0000, 4096);
@@ -566,7 +565,8 @@ fn the_ppgtt_renderer_draws_through_surface_states_in_its_own_ppgtt() {
     assert!(g.vgpu.execlist(Engine::Render).enabled);
     assert!(!g.vgpu.execlist(Engine::Blitter).enabled);
     // Its PPGTT is shadowed: PML4, PDP, and a PD and PT on each side of
-    // 4 GiB (the state page in GM, the render targets above).
+    // 4 GiB (the driver's pages and the state page below, the render
+    // targets above).
     let tables = g.vgpu.shadows().unwrap().tables().tables_in_use();
     assert_eq!(tables, 6);
     // Draws cleared render targets to solid colours, each the one its

@@ -9,14 +9,16 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use xtask::migrate_run::{self, MigrationOptions, MigrationRun};
+use xtask::migrate_run::{self, MigrationOptions, MigrationRun, Workload};
 use xtask::pair::Nic;
 use xtask::qemu::Outcome;
 
 /// A small guest keeps the test short; raw_tcp_mib too.
-fn migrate(nic: Nic, encrypt: bool) -> (MigrationRun, Value) {
+/// `workload`: guest 0's (the monitor's default, 3d, if None).
+fn migrate(nic: Nic, encrypt: bool, workload: Option<Workload>) -> (MigrationRun, Value) {
     let opts = MigrationOptions {
         nic,
+        workload,
         guest_mib: Some(8),
         encrypt,
         append: "raw_tcp_mib=4".into(),
@@ -30,7 +32,8 @@ fn migrate(nic: Nic, encrypt: bool) -> (MigrationRun, Value) {
     (run, json)
 }
 
-fn check_completed(run: &MigrationRun, json: &Value, nic: Nic, encrypted: bool) {
+/// `kind`: guest 0's workload.
+fn check_completed(run: &MigrationRun, json: &Value, nic: Nic, encrypted: bool, kind: &str) {
     let t = || run.transcript();
     for (side, outcome) in [
         ("source", run.source.outcome),
@@ -109,7 +112,7 @@ fn check_completed(run: &MigrationRun, json: &Value, nic: Nic, encrypted: bool) 
     let rows = xtask::reference::table(&run.report.reference);
     assert_eq!(
         (&r["guest"], &r["kind"]),
-        (&Value::from(0), &Value::from("3d")),
+        (&Value::from(0), &Value::from(kind)),
         "{rows}"
     );
     assert_eq!(r["failure"], Value::Null, "{rows}");
@@ -167,12 +170,22 @@ fn check_completed(run: &MigrationRun, json: &Value, nic: Nic, encrypted: bool) 
 
 #[test]
 fn a_guest_migrates_live_between_two_qemus_verified() {
-    let (run, json) = migrate(Nic::Virtio, false);
-    check_completed(&run, &json, Nic::Virtio, false);
+    let (run, json) = migrate(Nic::Virtio, false, None);
+    check_completed(&run, &json, Nic::Virtio, false, "3d");
+}
+
+/// The PPGTT renderer as guest 0: its render engine in execlist mode, its
+/// draws in PPGTT batches through surface states in its own PPGTT. It
+/// lands on other slices and frames with a fresh shadow PPGTT and goes
+/// on drawing: every frame's checksum equals the reference's.
+#[test]
+fn a_ppgtt_renderer_migrates_and_goes_on_drawing() {
+    let (run, json) = migrate(Nic::Virtio, false, Some(Workload::ThreeDPpgtt));
+    check_completed(&run, &json, Nic::Virtio, false, "3d-ppgtt");
 }
 
 #[test]
 fn an_encrypted_migration_over_e1000e_is_verified() {
-    let (run, json) = migrate(Nic::E1000e, true);
-    check_completed(&run, &json, Nic::E1000e, true);
+    let (run, json) = migrate(Nic::E1000e, true, None);
+    check_completed(&run, &json, Nic::E1000e, true, "3d");
 }

@@ -34,7 +34,7 @@ enum Command {
         /// to the same destination. Default: the monitor's (informed).
         #[arg(long, value_parser = parse_policy)]
         policy: Option<xtask::migrate_run::PolicyChoice>,
-        /// Guest 0's workload: 3d, desktop or video (default 3d).
+        /// Guest 0's workload: 3d, 3d-ppgtt, desktop or video (default 3d).
         #[arg(long, value_parser = parse_workload)]
         workload: Option<xtask::migrate_run::Workload>,
         /// Guest 0's memory in MiB, all of it its GPU working set (4..256, default 64).
@@ -155,7 +155,7 @@ fn parse_policy(name: &str) -> Result<xtask::migrate_run::PolicyChoice, String> 
 
 fn parse_workload(name: &str) -> Result<xtask::migrate_run::Workload, String> {
     xtask::migrate_run::Workload::from_name(name)
-        .ok_or_else(|| format!("`{name}`: expected 3d, desktop or video"))
+        .ok_or_else(|| format!("`{name}`: expected 3d, 3d-ppgtt, desktop or video"))
 }
 
 fn main() -> ExitCode {

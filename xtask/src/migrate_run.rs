@@ -32,10 +32,17 @@ pub enum Workload {
     ThreeD,
     Desktop,
     Video,
+    /// The 3D game in a PPGTT context (`guest::Kind::Render3d`).
+    ThreeDPpgtt,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 3] = [Workload::ThreeD, Workload::Desktop, Workload::Video];
+    pub const ALL: [Workload; 4] = [
+        Workload::ThreeD,
+        Workload::Desktop,
+        Workload::Video,
+        Workload::ThreeDPpgtt,
+    ];
 
     /// The monitor's `workload=` value (and the CLI's `--workload`).
     pub fn name(self) -> &'static str {
@@ -43,6 +50,7 @@ impl Workload {
             Workload::ThreeD => "3d",
             Workload::Desktop => "desktop",
             Workload::Video => "video",
+            Workload::ThreeDPpgtt => "3d-ppgtt",
         }
     }
 

@@ -68,6 +68,8 @@ impl PhysMem for Sparse {
 /// guest's RAM (frame numbers; nothing else lives in the sparse memory).
 const GGTT_TABLE: u64 = 16 << 30;
 const SHADOW_FRAME: u64 = 0x10_0000;
+/// The vGPU's shadow PPGTT pool (the PPGTT renderer's contexts need it).
+const PPGTT_POOL_FRAME: u64 = 0x18_0000;
 const RAM_FRAME: u64 = 0x20_0000;
 /// Model time each of the guest's pauses lets pass.
 const PAUSE_NS: u64 = 5_000;
@@ -115,11 +117,15 @@ impl Machine {
             count: ram_pages,
         })
         .map_err(|_| anyhow!("guest RAM"))?;
+        let mut vgpu = Vgpu::new(&partition);
+        let pool = PhysFrame::new(PPGTT_POOL_FRAME).map_err(|e| anyhow!("{e:?}"))?;
+        vgpu.enable_ppgtt(pool, gpu::vgpu::SHADOW_TABLES, &mut gpu)
+            .map_err(|e| anyhow!("shadow PPGTT pool: {e:?}"))?;
         Ok(Machine {
             gpu,
             gate,
             sched: Scheduler::default(),
-            vgpu: Vgpu::new(&partition),
+            vgpu,
             ram,
             now_ns: 0,
         })
@@ -236,6 +242,16 @@ mod tests {
         assert!(a.windows(2).all(|w| w[0] != w[1]), "{a:x?}");
         let other = checksums("3d", 0x0e5e_ed01, 4, 6).unwrap();
         assert_ne!(a, other, "the seed decides");
+    }
+
+    /// The PPGTT renderer runs in the model too (its vGPU has a shadow
+    /// PPGTT pool, as the kernel gives one), with its own numbers.
+    #[test]
+    fn the_reference_runs_the_ppgtt_renderer() {
+        let a = checksums("3d-ppgtt", 0x0e5e_ed00, 8, 4).unwrap();
+        assert_eq!(a, checksums("3d-ppgtt", 0x0e5e_ed00, 8, 4).unwrap());
+        assert!(a.windows(2).all(|w| w[0] != w[1]), "{a:x?}");
+        assert_ne!(a, checksums("3d", 0x0e5e_ed00, 8, 4).unwrap());
     }
 
     fn frames(values: &[(u64, u64)]) -> Vec<String> {

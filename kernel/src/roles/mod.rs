@@ -334,10 +334,8 @@ fn hostile_at(guests: &Guests, p: &Platform, id: u32) -> Program {
 /// 0, as many as `count`: a desktop and a video guest of
 /// [`SIDE_GUEST_MIB`], the hostile guest (whose attempts aim at the
 /// desktop), then the PPGTT renderer ([`Kind::Render3d`], its render
-/// engine in execlist mode; it runs beside guest 0 rather than as it
-/// while its draws' surface state base is a GM address the scanner
-/// remaps on other slices, see `guest::workload`). They run until asked
-/// to finish.
+/// engine in execlist mode; it runs beside guest 0, which may be one too
+/// with `workload=3d-ppgtt`). They run until asked to finish.
 fn spawn_side_guests(p: &mut Platform, guests: &mut Guests, count: u8) -> Result<(), GuestError> {
     for id in 1..=u32::from(count) {
         let workload = |kind| Program::Workload {
