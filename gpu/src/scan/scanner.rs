@@ -200,9 +200,9 @@
 //!   (TOCTOU), which the engine runs instead: the monitor writes it into
 //!   the vGPU's own shadow batch frames, which its shadow PPGTT maps
 //!   read-only at the reserved window ([`crate::ppgtt::WINDOW_BASE`], the
-//!   top GiB of the 48-bit space, which Mesa leaves unused; a guest table
-//!   that maps into it is refused:
-//!   [`crate::ppgtt::shadow::ShadowError::ReservedWindow`]), and the start
+//!   top GiB of the 48-bit space, which Mesa leaves unused; the window
+//!   overrides whatever the guest's tables map there, see
+//!   [`crate::ppgtt::shadow`]), and the start
 //!   is rewritten to the slot's window address
 //!   ([`crate::ppgtt::window_batch_va`]) with bit 8 kept. Read-only, so
 //!   no engine of the vGPU rewrites a batch another runs; the vGPU's own,
