@@ -110,9 +110,7 @@
 //! state, the tables as guest memory). The memory map must not lose a page
 //! while a shadow maps it: the vGPU releases its shadows first.
 
-use super::{
-    Entry, Level, ENTRIES, HUGE_CACHE_BITS, WINDOW_BASE, WINDOW_BATCH_PAGES, WINDOW_INDEX, WRITABLE,
-};
+use super::{Entry, Level, ENTRIES, HUGE_CACHE_BITS, WINDOW_BATCH_PAGES, WINDOW_INDEX, WRITABLE};
 use crate::addr::{GuestPage, PhysFrame, PAGE_SIZE};
 use crate::backend::{PhysMem, PhysMemError};
 use crate::vgpu::GuestMemoryMap;
@@ -464,7 +462,7 @@ impl<const N: usize> ShadowPpgtt<N> {
     }
 
     /// Frame `page` of the vGPU's shadow batches, which the window maps at
-    /// [`WINDOW_BASE`] + `page` * 4 KiB (read-only): where the monitor
+    /// [`super::WINDOW_BASE`] + `page` * 4 KiB (read-only): where the monitor
     /// writes the shadow batches its engines run from the window.
     pub fn window_batch_frame(&self, page: u64) -> Option<PhysFrame> {
         (page < WINDOW_BATCH_PAGES).then(|| self.frame_at(WINDOW_BATCHES + page))
@@ -1193,7 +1191,7 @@ fn entry_of(raw: &[u8]) -> Entry {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{walk, HostTables, PpgttAddr, BIT7, PCD, PRESENT, PWT};
+    use super::super::{walk, HostTables, PpgttAddr, BIT7, PCD, PRESENT, PWT, WINDOW_BASE};
     use super::*;
     use crate::testutil::SparseMem;
     use crate::vgpu::{FrameRun, FrameRuns};
