@@ -334,6 +334,72 @@ fn igt_style_fill_and_copy_in_a_ppgtt_batch_on_the_blitter() {
     assert!(!set.untracked);
 }
 
+#[test]
+fn in_a_ppgtt_contexts_ring_blits_and_operands_without_ggtt_bit_are_ppgtt_addresses() {
+    // The engine takes a blit's addresses, and an MI operand's without
+    // its Use Global GTT bit, in the context's PPGTT, in the ring too: the
+    // scanner leaves them alone and records the pages through the shadow.
+    let mut w = ppgtt_world();
+    enable_on(&mut w, Engine::Blitter);
+    let mut gate = scan_gate(&mut w.gpu);
+    let mut r = color_blt(TARGET, 64, 0, 0, 16, 4, 0xc0ff_ee00).to_vec();
+    r.extend(ppgtt(flush_dw_imm(TARGET + 0x200, 0xf1a5).to_vec(), 1, 2));
+    run_on(&mut w, &mut gate, Engine::Blitter, &r).unwrap();
+    assert_eq!(u32_at(&w, TARGET + 3 * 64 + 60), 0xc0ff_ee00);
+    assert_eq!(u32_at(&w, TARGET + 0x200), 0xf1a5);
+    let set = gate.take_write_set(w.vgpu.context()).unwrap();
+    let pages: Vec<u64> = set.ram_pages(&w.mem).map(GuestPage::number).collect();
+    assert_eq!(pages, [page_of(TARGET)]);
+    assert_eq!(set.pages().count(), 0);
+    assert!(!set.untracked);
+    // In a GGTT batch (privileged, started from the ring) too.
+    let mut w = ppgtt_world();
+    enable_on(&mut w, Engine::Blitter);
+    let mut gate = scan_gate(&mut w.gpu);
+    let mut b = color_blt(TARGET, 64, 0, 0, 16, 1, 0x0bad_f00d).to_vec();
+    b.push(BB_END);
+    guest_dwords(&mut w, 7, 0, &b);
+    let r = bb_start(w.ap + 7 * PAGE_SIZE, false);
+    run_on(&mut w, &mut gate, Engine::Blitter, &r).unwrap();
+    assert_eq!(u32_at(&w, TARGET + 60), 0x0bad_f00d);
+    let set = gate.take_write_set(w.vgpu.context()).unwrap();
+    let pages: Vec<u64> = set.ram_pages(&w.mem).map(GuestPage::number).collect();
+    assert_eq!(pages, [page_of(TARGET)]);
+    // A PIPE_CONTROL without its GGTT bit in the render ring: the same.
+    let mut w = ppgtt_world();
+    let mut gate = scan_gate(&mut w.gpu);
+    let r = ppgtt(pipe_control_imm(DATA + 0x10, 0x3333).to_vec(), 1, 24);
+    run(&mut w, &mut gate, &r).unwrap();
+    assert_eq!(u32_at(&w, DATA + 0x10), 0x3333);
+    let set = gate.take_write_set(w.vgpu.context()).unwrap();
+    let pages: Vec<u64> = set.ram_pages(&w.mem).map(GuestPage::number).collect();
+    assert_eq!(pages, [page_of(DATA)]);
+}
+
+#[test]
+fn in_a_ppgtt_contexts_ring_an_operand_with_its_ggtt_bit_is_still_audited_and_remapped() {
+    // Outside the vGPU's slices: refused.
+    let mut w = ppgtt_world();
+    let mut gate = scan_gate(&mut w.gpu);
+    let r = run(&mut w, &mut gate, &pipe_control_imm(0x10, 1));
+    assert!(matches!(r, Err(VgpuError::Rejected(_))), "{r:?}");
+    assert!(
+        matches!(rejected(&gate), Reason::Memory { addr: 0x10, .. }),
+        "{:?}",
+        rejected(&gate)
+    );
+    // Its own GM data page (aperture page 6): remapped, written there,
+    // recorded as a GM page.
+    let mut w = ppgtt_world();
+    let mut gate = scan_gate(&mut w.gpu);
+    let gm = w.ap + 6 * PAGE_SIZE;
+    run(&mut w, &mut gate, &pipe_control_imm(gm + 0x20, 0x6767)).unwrap();
+    assert_eq!(frame_u32(&w, GUEST + 6, 0x20), 0x6767);
+    let set = gate.take_write_set(w.vgpu.context()).unwrap();
+    assert_eq!(set.pages().collect::<Vec<_>>(), [gm / PAGE_SIZE]);
+    assert_eq!(set.ram_pages(&w.mem).count(), 0);
+}
+
 /// Runs `b` as a PPGTT batch on `engine`; the vGPU must be refused with
 /// the reason `want`, the other vGPU's frame and the guest's data
 /// untouched.

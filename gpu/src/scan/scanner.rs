@@ -238,10 +238,18 @@
 //!   not at all faults before it is written, and an extent of more pages
 //!   than the set holds leaves it untracked, as do draws and dispatches.
 //!
-//! The GGTT path's hot loop is unchanged: a PPGTT batch clears the
-//! scan's translated slices, so every fast arm finds no cached slice and
-//! hands its operands to the full path, where `State::audit_slow`
-//! records them.
+//! The same address rule holds in the whole of a PPGTT context, ring and
+//! GGTT batches included (the engine resolves blits, 3D and media state,
+//! and MI operands without a Use Global GTT bit through the context's
+//! PPGTT wherever the command is): those addresses are recorded through
+//! the shadow, never audited as GM nor remapped; an operand with its GGTT
+//! bit set there (and a GGTT batch start) is audited and remapped as in a
+//! GGTT context.
+//!
+//! The GGTT path's hot loop is unchanged: a PPGTT context caches no
+//! translated slice, so every fast arm finds none and hands its operands
+//! to the full path, where `State::audit_slow` records them (and
+//! `State::audit_ggtt` audits those with a GGTT bit).
 
 use core::fmt;
 
