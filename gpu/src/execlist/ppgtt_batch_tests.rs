@@ -11,14 +11,13 @@ use crate::addr::{GuestPage, PhysFrame, PAGE_SIZE};
 use crate::backend::{FaultKind, PhysMem};
 use crate::engine::Engine;
 use crate::execlist::lrc;
-use crate::ppgtt::shadow::ShadowError;
 use crate::ppgtt::{window_batch_page, Entry, WINDOW_BASE, WINDOW_INDEX, WRITABLE};
 use crate::regs::ring;
 use crate::scan::regs::RegRefusal;
 use crate::scan::scanner::{NonPrivileged, PpgttFault, Reason};
 use crate::sim::ppgtt::tests::surface_state;
 use crate::testutil::*;
-use crate::vgpu::{FailReason, GuestFault, MmioEffect, VgpuError, VgpuState};
+use crate::vgpu::{FailReason, MmioEffect, VgpuError, VgpuState};
 
 /// PPGTT addresses of this world (PT entry = VA >> 12, in PT page 13):
 /// batches at 0x1_0000 (page 30), 0x1_1000 (31), 0x1_2000 (32); data at
@@ -335,6 +334,72 @@ fn igt_style_fill_and_copy_in_a_ppgtt_batch_on_the_blitter() {
     assert!(!set.untracked);
 }
 
+#[test]
+fn in_a_ppgtt_contexts_ring_blits_and_operands_without_ggtt_bit_are_ppgtt_addresses() {
+    // The engine takes a blit's addresses, and an MI operand's without
+    // its Use Global GTT bit, in the context's PPGTT, in the ring too: the
+    // scanner leaves them alone and records the pages through the shadow.
+    let mut w = ppgtt_world();
+    enable_on(&mut w, Engine::Blitter);
+    let mut gate = scan_gate(&mut w.gpu);
+    let mut r = color_blt(TARGET, 64, 0, 0, 16, 4, 0xc0ff_ee00).to_vec();
+    r.extend(ppgtt(flush_dw_imm(TARGET + 0x200, 0xf1a5).to_vec(), 1, 2));
+    run_on(&mut w, &mut gate, Engine::Blitter, &r).unwrap();
+    assert_eq!(u32_at(&w, TARGET + 3 * 64 + 60), 0xc0ff_ee00);
+    assert_eq!(u32_at(&w, TARGET + 0x200), 0xf1a5);
+    let set = gate.take_write_set(w.vgpu.context()).unwrap();
+    let pages: Vec<u64> = set.ram_pages(&w.mem).map(GuestPage::number).collect();
+    assert_eq!(pages, [page_of(TARGET)]);
+    assert_eq!(set.pages().count(), 0);
+    assert!(!set.untracked);
+    // In a GGTT batch (privileged, started from the ring) too.
+    let mut w = ppgtt_world();
+    enable_on(&mut w, Engine::Blitter);
+    let mut gate = scan_gate(&mut w.gpu);
+    let mut b = color_blt(TARGET, 64, 0, 0, 16, 1, 0x0bad_f00d).to_vec();
+    b.push(BB_END);
+    guest_dwords(&mut w, 7, 0, &b);
+    let r = bb_start(w.ap + 7 * PAGE_SIZE, false);
+    run_on(&mut w, &mut gate, Engine::Blitter, &r).unwrap();
+    assert_eq!(u32_at(&w, TARGET + 60), 0x0bad_f00d);
+    let set = gate.take_write_set(w.vgpu.context()).unwrap();
+    let pages: Vec<u64> = set.ram_pages(&w.mem).map(GuestPage::number).collect();
+    assert_eq!(pages, [page_of(TARGET)]);
+    // A PIPE_CONTROL without its GGTT bit in the render ring: the same.
+    let mut w = ppgtt_world();
+    let mut gate = scan_gate(&mut w.gpu);
+    let r = ppgtt(pipe_control_imm(DATA + 0x10, 0x3333).to_vec(), 1, 24);
+    run(&mut w, &mut gate, &r).unwrap();
+    assert_eq!(u32_at(&w, DATA + 0x10), 0x3333);
+    let set = gate.take_write_set(w.vgpu.context()).unwrap();
+    let pages: Vec<u64> = set.ram_pages(&w.mem).map(GuestPage::number).collect();
+    assert_eq!(pages, [page_of(DATA)]);
+}
+
+#[test]
+fn in_a_ppgtt_contexts_ring_an_operand_with_its_ggtt_bit_is_still_audited_and_remapped() {
+    // Outside the vGPU's slices: refused.
+    let mut w = ppgtt_world();
+    let mut gate = scan_gate(&mut w.gpu);
+    let r = run(&mut w, &mut gate, &pipe_control_imm(0x10, 1));
+    assert!(matches!(r, Err(VgpuError::Rejected(_))), "{r:?}");
+    assert!(
+        matches!(rejected(&gate), Reason::Memory { addr: 0x10, .. }),
+        "{:?}",
+        rejected(&gate)
+    );
+    // Its own GM data page (aperture page 6): remapped, written there,
+    // recorded as a GM page.
+    let mut w = ppgtt_world();
+    let mut gate = scan_gate(&mut w.gpu);
+    let gm = w.ap + 6 * PAGE_SIZE;
+    run(&mut w, &mut gate, &pipe_control_imm(gm + 0x20, 0x6767)).unwrap();
+    assert_eq!(frame_u32(&w, GUEST + 6, 0x20), 0x6767);
+    let set = gate.take_write_set(w.vgpu.context()).unwrap();
+    assert_eq!(set.pages().collect::<Vec<_>>(), [gm / PAGE_SIZE]);
+    assert_eq!(set.ram_pages(&w.mem).count(), 0);
+}
+
 /// Runs `b` as a PPGTT batch on `engine`; the vGPU must be refused with
 /// the reason `want`, the other vGPU's frame and the guest's data
 /// untouched.
@@ -432,20 +497,68 @@ fn a_ppgtt_batch_start_is_read_through_the_shadow_not_the_guests_tables() {
 }
 
 #[test]
-fn a_guest_table_mapping_the_reserved_window_is_refused() {
+fn an_i915_layout_guest_is_accepted_and_its_batches_run() {
+    // i915 points every unused entry at present scratch tables: PDP 40,
+    // PD 41, PT 42, all of whose entries are present, down to a scratch
+    // page 43; PML4 entry 511 included, so its PDP entry 511 is present.
     let mut w = ppgtt_world();
-    // PML4 entry 511 -> PDP in page 14, whose entry 511 maps the PD.
-    for (page, index, child) in [(PML4, WINDOW_INDEX, 14), (14, WINDOW_INDEX, 12)] {
-        let e = Entry::new(child, WRITABLE);
-        guest_write(&mut w, page, index as u64 * 8, &e.raw().to_le_bytes());
+    let mut gate = scan_gate(&mut w.gpu);
+    let (pdp, pd, pt, page) = (40, 41, 42, 43);
+    let e = |p: u64| Entry::new(p, WRITABLE).raw().to_le_bytes();
+    for i in 0..crate::ppgtt::ENTRIES as u64 {
+        guest_write(&mut w, pdp, i * 8, &e(pd));
+        guest_write(&mut w, pd, i * 8, &e(pt));
+        guest_write(&mut w, pt, i * 8, &e(page));
+        if i > 0 {
+            guest_write(&mut w, PML4, i * 8, &e(pdp));
+            guest_write(&mut w, 11, i * 8, &e(pd));
+            guest_write(&mut w, 12, i * 8, &e(pt));
+        }
+        if !(1..=0x40).contains(&i) {
+            guest_write(&mut w, PT, i * 8, &e(page));
+        }
     }
-    let r = submit_on(&mut w, Engine::Render, &ppgtt_bb_start(BATCH, false));
-    assert_eq!(
-        r,
-        Err(VgpuError::Guest(GuestFault::Ppgtt(
-            ShadowError::ReservedWindow { page: 14 }
-        )))
-    );
+    let mut b = ppgtt_sdi(DATA, 0x1915).to_vec();
+    b.push(BB_END);
+    batch(&mut w, BATCH, &b);
+    run(&mut w, &mut gate, &ppgtt_bb_start(BATCH, false)).unwrap();
+    assert_eq!(u32_at(&w, DATA), 0x1915);
+    assert_eq!(frame_u32(&w, window_frame(&w, Engine::Render, 0), 0), b[0]);
+}
+
+#[test]
+fn a_guest_mapping_its_own_page_in_the_window_sees_the_window_and_faults_writing_it() {
+    // PML4 entry 511 -> PDP 14, entry 511 -> PD 15 -> PT 16 -> the
+    // guest's data page at the window's first page.
+    let mut w = ppgtt_world();
+    let mut gate = scan_gate(&mut w.gpu);
+    for (table, index, child) in [
+        (PML4, WINDOW_INDEX, 14),
+        (14, WINDOW_INDEX, 15),
+        (15, 0, 16),
+        (16, 0, page_of(DATA)),
+    ] {
+        let e = Entry::new(child, WRITABLE);
+        guest_write(&mut w, table, index as u64 * 8, &e.raw().to_le_bytes());
+    }
+    guest_dwords(&mut w, page_of(DATA), 0, &[0x0add]);
+    // A load from the window reads the running shadow batch, not the page.
+    let mut b = ppgtt(lrm(0x2600, WINDOW_BASE).to_vec(), 0, 22);
+    b.extend(ppgtt(srm(0x2600, DATA + 0x40).to_vec(), 0, 22));
+    b.push(BB_END);
+    batch(&mut w, BATCH, &b);
+    run(&mut w, &mut gate, &ppgtt_bb_start(BATCH, false)).unwrap();
+    assert_eq!(u32_at(&w, DATA + 0x40), b[0]);
+    // A store there faults the context alone: the window, the guest's
+    // page and the other vGPU's frame are unchanged.
+    let mut b = ppgtt_sdi(WINDOW_BASE, 0xbad).to_vec();
+    b.push(BB_END);
+    batch(&mut w, BATCH, &b);
+    let _ = run(&mut w, &mut gate, &ppgtt_bb_start(BATCH, false));
+    assert_eq!(gpu_fault(&w), FaultKind::PpgttReadOnly);
+    assert_eq!(frame_u32(&w, window_frame(&w, Engine::Render, 0), 0), b[0]);
+    assert_eq!(u32_at(&w, DATA), 0x0add);
+    assert_eq!(frame_u32(&w, FOREIGN, 0), 0x5a5a_5a5a);
 }
 
 /// Runs a draw whose render target's surface state names `base`, with

@@ -41,11 +41,11 @@ pub const ENTRIES: usize = 512;
 pub const PPGTT_SIZE: u64 = 1 << 48;
 
 /// First address of the monitor's reserved window: the top GiB of the
-/// 48-bit space (PML4 entry 511, PDP entry 511). No guest mapping may
-/// reach into it ([`shadow::ShadowError::ReservedWindow`]); the shadow
-/// PPGTT maps there, read-only, the vGPU's shadow batches, which its
-/// engines run in place of the guest's PPGTT batches (the scanner's copy,
-/// [`crate::scan::scanner`]).
+/// 48-bit space (PML4 entry 511, PDP entry 511). The shadow PPGTT maps
+/// there, read-only, the vGPU's shadow batches, which its engines run in
+/// place of the guest's PPGTT batches (the scanner's copy,
+/// [`crate::scan::scanner`]), whatever the guest's own tables map there:
+/// the window overrides them ([`shadow`], "the reserved window").
 ///
 /// Why there: Mesa keeps the top 4 GiB of the 48-bit space out of its
 /// allocators, so that no state base address plus its 4 GiB bound
@@ -54,10 +54,10 @@ pub const PPGTT_SIZE: u64 = 1 << 48;
 /// Wa32bitGeneralStateOffset note), and both place every buffer
 /// themselves (softpin); i915 places objects its clients do not pin below
 /// 4 GiB unless they opt into 48-bit addresses, and Gen9 i915 maps nothing
-/// of its own into a user context's PPGTT. (i915 points every unused
-/// entry at scratch tables that are present: a guest that keeps that
-/// layout up to the top entries maps into the window and is refused, so
-/// its driver must leave PML4 entry 511's PDP entry 511 absent.)
+/// of its own into a user context's PPGTT, only its scratch tables (every
+/// unused entry points at present scratch tables, up to PML4 entry 511:
+/// why the window overrides the guest's entries rather than refusing a
+/// guest whose tables reach it).
 pub const WINDOW_BASE: u64 = PPGTT_SIZE - (1 << 30);
 /// The PML4 entry, and the entry of the PDP below it, holding the window.
 pub const WINDOW_INDEX: usize = ENTRIES - 1;

@@ -34,6 +34,21 @@
 //!   levels is shadowed at each. Levels strictly descend, so no cycle of
 //!   guest tables makes the walk loop, and a sync visits each shadow table
 //!   at most once.
+//! * The reserved window ([`super::WINDOW_BASE`]) overrides the guest:
+//!   the shadow of the PDP a guest's PML4 entry 511 names gets the
+//!   monitor's window PD at entry 511 whatever the guest's entry 511 is
+//!   (not read, not shadowed); its other entries are the guest's. Where
+//!   PML4 entry 511 is absent or names no guest page, the monitor's own
+//!   window PDP takes its place. That PDP is shadowed apart from the same
+//!   guest page reached through another PML4 entry (where entry 511 is
+//!   the guest's), each copy reference-counted as any table. Why override
+//!   rather than refuse: i915 points every unused entry, PML4 entry 511
+//!   included, at present scratch tables (its scratch PDP, PD and PT,
+//!   every entry present), so every i915 guest "maps" the window; Mesa's
+//!   anv and iris never allocate in the top 4 GiB. A guest that does map
+//!   something there sees its own shadow batches, read-only, in its
+//!   place: nothing of another vGPU, and a write there faults its own
+//!   context.
 //! * Release: [`ShadowPpgtt::unpin`] drops a context's root and every table
 //!   only it reached; [`ShadowPpgtt::release_all`] drops everything (vGPU
 //!   reset, teardown, migration). Whatever the hardware still caches of a
@@ -95,9 +110,7 @@
 //! state, the tables as guest memory). The memory map must not lose a page
 //! while a shadow maps it: the vGPU releases its shadows first.
 
-use super::{
-    Entry, Level, ENTRIES, HUGE_CACHE_BITS, WINDOW_BASE, WINDOW_BATCH_PAGES, WINDOW_INDEX, WRITABLE,
-};
+use super::{Entry, Level, ENTRIES, HUGE_CACHE_BITS, WINDOW_BATCH_PAGES, WINDOW_INDEX, WRITABLE};
 use crate::addr::{GuestPage, PhysFrame, PAGE_SIZE};
 use crate::backend::{PhysMem, PhysMemError};
 use crate::vgpu::GuestMemoryMap;
@@ -107,8 +120,8 @@ use core::fmt;
 /// and its scratch PT (1), PD (2) and PDP (3).
 pub const SCRATCH_FRAMES: u64 = 4;
 /// Frames after them holding the reserved window's tables (see
-/// [`super::WINDOW_BASE`]): the PDP a PML4 entry 511 the guest leaves
-/// absent leads to, the window's PD and its PT.
+/// [`super::WINDOW_BASE`]): the PDP a PML4 entry 511 naming no guest PDP
+/// leads to, the window's PD and its PT.
 pub const WINDOW_TABLE_FRAMES: u64 = 3;
 /// Frames of a pool before its table pages: the scratch frames, the
 /// window's tables, and the [`WINDOW_BATCH_PAGES`] frames of the vGPU's
@@ -208,12 +221,6 @@ pub enum ShadowError {
         /// The page the root names.
         page: u64,
     },
-    /// Guest: its tables map inside the monitor's reserved window (PDP
-    /// entry 511 below PML4 entry 511 present).
-    ReservedWindow {
-        /// The guest page of that PDP.
-        page: u64,
-    },
     /// Monitor: a guest frame or a pool frame is not backed by memory.
     Memory(PhysMemError),
     /// Monitor: the pool does not fit physical memory or the budget
@@ -233,7 +240,6 @@ impl ShadowError {
                 | ShadowError::HugePage1G { .. }
                 | ShadowError::TooManyRoots { .. }
                 | ShadowError::RootNotGuestPage { .. }
-                | ShadowError::ReservedWindow { .. }
         )
     }
 }
@@ -259,12 +265,6 @@ impl fmt::Display for ShadowError {
                     "PPGTT root names page {page:#x}, which is not the guest's"
                 )
             }
-            ShadowError::ReservedWindow { page } => write!(
-                f,
-                "the PDP in guest page {page:#x} maps the monitor's reserved window \
-                 [{WINDOW_BASE:#x}, 0x1000000000000) (PML4 entry 511, PDP entry 511): \
-                 it must be absent"
-            ),
             ShadowError::Memory(e) => write!(f, "shadow PPGTT memory: {e}"),
             ShadowError::BadPool => f.write_str("shadow PPGTT pool misconfigured"),
             ShadowError::StaleRoot => f.write_str("shadow PPGTT root is stale"),
@@ -462,7 +462,7 @@ impl<const N: usize> ShadowPpgtt<N> {
     }
 
     /// Frame `page` of the vGPU's shadow batches, which the window maps at
-    /// [`WINDOW_BASE`] + `page` * 4 KiB (read-only): where the monitor
+    /// [`super::WINDOW_BASE`] + `page` * 4 KiB (read-only): where the monitor
     /// writes the shadow batches its engines run from the window.
     pub fn window_batch_frame(&self, page: u64) -> Option<PhysFrame> {
         (page < WINDOW_BATCH_PAGES).then(|| self.frame_at(WINDOW_BATCHES + page))
@@ -897,14 +897,9 @@ impl<const N: usize> ShadowPpgtt<N> {
         let level = source.level();
         match window_position(source, index) {
             Some(WindowPosition::Entry) => {
-                // The window itself: the monitor's, never the guest's.
-                if g.is_present() {
-                    let page = match source {
-                        Source::Table { page, .. } => page,
-                        Source::Split { first, .. } => first,
-                    };
-                    return Err(ShadowError::ReservedWindow { page });
-                }
+                // The window itself: the monitor's, whatever the guest's
+                // entry says (never read, never shadowed; see the module
+                // docs).
                 let pd = self.frame_at(WINDOW_PD).number();
                 return Ok((Entry::new(pd, WRITABLE), None));
             }
@@ -1196,7 +1191,7 @@ fn entry_of(raw: &[u8]) -> Entry {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{walk, HostTables, PpgttAddr, BIT7, PCD, PRESENT, PWT};
+    use super::super::{walk, HostTables, PpgttAddr, BIT7, PCD, PRESENT, PWT, WINDOW_BASE};
     use super::*;
     use crate::testutil::SparseMem;
     use crate::vgpu::{FrameRun, FrameRuns};
@@ -1480,7 +1475,7 @@ mod tests {
     }
 
     #[test]
-    fn the_window_is_the_monitors_and_a_guest_mapping_into_it_is_refused() {
+    fn the_window_is_the_monitors_whatever_the_guest_maps_there() {
         let mut g = Guest::new();
         simple(&mut g);
         let mut s = shadow::<8>(&mut g, 8);
@@ -1494,7 +1489,7 @@ mod tests {
         );
         assert_eq!(s.window_batch_frame(WINDOW_BATCH_PAGES), None);
         // The guest's own PDP at PML4 entry 511: its entries are the
-        // guest's, but entry 511 must stay absent.
+        // guest's but for entry 511, the window.
         g.table(1, WINDOW_INDEX, 5);
         g.table(5, 0, 3);
         s.sync(&root, &g.map, &mut g.mem, SyncScope::Changed)
@@ -1505,43 +1500,45 @@ mod tests {
         );
         assert_eq!(actual(&g, &root, WINDOW_BASE), Ok((window, false)));
         assert_contained(&g, &s, &root);
+        // The guest maps its own page (through PD 3, PT 4: page 10) in the
+        // window: the window's frames stay, read-only, and the guest's PD
+        // is not shadowed a second time for it.
+        let before = s.tables_in_use();
         g.table(5, WINDOW_INDEX, 3);
-        let err = s
-            .sync(&root, &g.map, &mut g.mem, SyncScope::Changed)
-            .unwrap_err();
-        assert_eq!(err, ShadowError::ReservedWindow { page: 5 });
-        assert!(err.is_guest_fault());
-        assert!(err.to_string().contains("0xffffc0000000"), "{err}");
-        // The same page elsewhere maps as the guest says.
-        g.table(1, 0, 5);
-        g.set(5, WINDOW_INDEX, Entry::ABSENT);
         s.sync(&root, &g.map, &mut g.mem, SyncScope::Changed)
             .unwrap();
-        g.table(5, WINDOW_INDEX, 3);
-        g.table(1, WINDOW_INDEX, 6);
+        assert_eq!(actual(&g, &root, WINDOW_BASE), Ok((window, false)));
+        assert_eq!(s.tables_in_use(), before);
+        assert_contained(&g, &s, &root);
+        // The same page elsewhere maps as the guest says, entry 511
+        // included; below PML4 entry 511 the window still wins.
+        g.table(1, 0, 5);
         s.sync(&root, &g.map, &mut g.mem, SyncScope::Changed)
             .unwrap();
         assert_eq!(
             actual(&g, &root, 0x7f_c000_0000),
             Ok((GUEST_FRAME + 10, true))
         );
+        assert_eq!(actual(&g, &root, WINDOW_BASE), Ok((window, false)));
         assert_contained(&g, &s, &root);
-        // A fresh pin of tables that map the window is refused outright.
-        g.table(6, WINDOW_INDEX, 3);
+        // Unpinning releases every table, both shadows of PDP 5 included;
+        // a fresh pin of such tables agrees.
+        let in_use = s.tables_in_use();
+        s.unpin(root, &g.map, &mut g.mem).unwrap();
+        assert_eq!(s.tables_in_use(), 0);
         let mut t = shadow::<8>(&mut g, 8);
-        assert_eq!(
-            t.pin(page(1), &g.map, &mut g.mem).unwrap_err(),
-            ShadowError::ReservedWindow { page: 6 }
-        );
-        assert_eq!(t.tables_in_use(), 0);
+        let (other, _) = t.pin(page(1), &g.map, &mut g.mem).unwrap();
+        assert_eq!(t.tables_in_use(), in_use);
+        assert_contained(&g, &t, &other);
     }
 
     #[test]
     fn shared_guest_tables_are_shadowed_once() {
         // i915's layout: every PML4 entry names one scratch PDP, every PDP
-        // entry one scratch PD, every PD entry one scratch PT; but the
-        // reserved window left absent. The scratch PDP is shadowed twice:
-        // as the window's PDP (below PML4 entry 511) and as any other.
+        // entry one scratch PD, every PD entry one scratch PT, all present,
+        // up to the reserved window. The scratch PDP is shadowed twice: as
+        // the window's PDP (below PML4 entry 511, its entry 511 the
+        // monitor's window) and as any other.
         let mut g = Guest::new();
         for i in 0..ENTRIES {
             g.table(1, i, 2);
@@ -1549,7 +1546,6 @@ mod tests {
             g.table(3, i, 4);
             g.set(4, i, Entry::new(5, WRITABLE));
         }
-        g.set(2, WINDOW_INDEX, Entry::ABSENT);
         let mut s = shadow::<8>(&mut g, 8);
         let (root, stats) = s.pin(page(1), &g.map, &mut g.mem).unwrap();
         assert_eq!(s.tables_in_use(), 5);
@@ -1557,6 +1553,8 @@ mod tests {
         for addr in [0x1234_5000, 0xff80_0000_0000, 0xffff_bfff_f000] {
             assert_eq!(actual(&g, &root, addr), Ok((GUEST_FRAME + 5, true)));
         }
+        let window = s.window_batch_frame(0).unwrap().number();
+        assert_eq!(actual(&g, &root, WINDOW_BASE), Ok((window, false)));
         assert_contained(&g, &s, &root);
         s.unpin(root, &g.map, &mut g.mem).unwrap();
         assert_eq!(s.tables_in_use(), 0);
@@ -1874,7 +1872,7 @@ mod tests {
             let mut s = shadow::<64>(&mut g, 64);
             let (root, _) = match s.pin(page(root_page), &g.map, &mut g.mem) {
                 Ok(r) => r,
-                Err(ShadowError::HugePage1G { .. } | ShadowError::ReservedWindow { .. }) => {
+                Err(ShadowError::HugePage1G { .. }) => {
                     return Ok(())
                 }
                 Err(e) => panic!("{e}"),
@@ -1895,7 +1893,7 @@ mod tests {
                 };
                 match s.sync(&root, &g.map, &mut g.mem, scope) {
                     Ok(_) => {}
-                    Err(ShadowError::HugePage1G { .. } | ShadowError::ReservedWindow { .. }) => {
+                    Err(ShadowError::HugePage1G { .. }) => {
                         return Ok(())
                     }
                     Err(e) => panic!("{e}"),

@@ -200,9 +200,9 @@
 //!   (TOCTOU), which the engine runs instead: the monitor writes it into
 //!   the vGPU's own shadow batch frames, which its shadow PPGTT maps
 //!   read-only at the reserved window ([`crate::ppgtt::WINDOW_BASE`], the
-//!   top GiB of the 48-bit space, which Mesa leaves unused; a guest table
-//!   that maps into it is refused:
-//!   [`crate::ppgtt::shadow::ShadowError::ReservedWindow`]), and the start
+//!   top GiB of the 48-bit space, which Mesa leaves unused; the window
+//!   overrides whatever the guest's tables map there, see
+//!   [`crate::ppgtt::shadow`]), and the start
 //!   is rewritten to the slot's window address
 //!   ([`crate::ppgtt::window_batch_va`]) with bit 8 kept. Read-only, so
 //!   no engine of the vGPU rewrites a batch another runs; the vGPU's own,
@@ -238,10 +238,18 @@
 //!   not at all faults before it is written, and an extent of more pages
 //!   than the set holds leaves it untracked, as do draws and dispatches.
 //!
-//! The GGTT path's hot loop is unchanged: a PPGTT batch clears the
-//! scan's translated slices, so every fast arm finds no cached slice and
-//! hands its operands to the full path, where `State::audit_slow`
-//! records them.
+//! The same address rule holds in the whole of a PPGTT context, ring and
+//! GGTT batches included (the engine resolves blits, 3D and media state,
+//! and MI operands without a Use Global GTT bit through the context's
+//! PPGTT wherever the command is): those addresses are recorded through
+//! the shadow, never audited as GM nor remapped; an operand with its GGTT
+//! bit set there (and a GGTT batch start) is audited and remapped as in a
+//! GGTT context.
+//!
+//! The GGTT path's hot loop is unchanged: a PPGTT context caches no
+//! translated slice, so every fast arm finds none and hands its operands
+//! to the full path, where `State::audit_slow` records them (and
+//! `State::audit_ggtt` audits those with a GGTT bit).
 
 use core::fmt;
 
@@ -473,8 +481,8 @@ pub enum Reason {
     /// A shader dispatch while the shadow denies them
     /// ([`Shadow::deny_shaders`]).
     ShadersDenied,
-    /// A per-process GTT address where none is followed: outside a PPGTT
-    /// batch (in the ring, or a GGTT batch), or in a GGTT context.
+    /// A per-process GTT address in a GGTT context, or a PPGTT batch
+    /// started from a GGTT batch.
     Ppgtt,
     /// In a PPGTT (non-privileged) batch, what the hardware would stop or
     /// the monitor refuses there (see [`NonPrivileged`]).
@@ -631,7 +639,7 @@ impl fmt::Display for Reason {
                 "shader dispatch refused (shaders=deny: the surfaces it reaches are not audited)",
             ),
             Reason::Ppgtt => {
-                f.write_str("per-process GTT address outside a PPGTT batch, or in a GGTT context")
+                f.write_str("per-process GTT address in a GGTT context, or PPGTT batch started from a GGTT batch")
             }
             Reason::NonPrivileged(n) => write!(f, "non-privileged batch: {}", n.why()),
             Reason::PpgttMemory { addr, fault } => {
@@ -1026,6 +1034,7 @@ impl Shadow {
 
     fn scan_all(&mut self, gm: &dyn GmSpace, rs: RingState) -> Result<Submission, ScanError> {
         let mut st = State::new(self.engine, self.deny_shaders);
+        st.ppgtt_space = gm.ppgtt().is_some();
         let ring_err = |reason| ScanError {
             engine: self.engine,
             location: Location::Ring,
@@ -1490,10 +1499,19 @@ struct State {
     engine: Engine,
     /// See [`Shadow::deny_shaders`].
     deny_shaders: bool,
-    /// The commands being scanned are in a PPGTT batch: non-privileged,
-    /// their addresses in the context's PPGTT, neither audited nor
-    /// remapped ([`State::enter_ppgtt`]).
+    /// The commands being scanned are in a PPGTT batch: non-privileged
+    /// ([`State::enter_ppgtt`]). Implies [`Self::ppgtt_space`].
     ppgtt: bool,
+    /// The submission runs in a PPGTT context: every address the engine
+    /// resolves through the context's PPGTT (an MI operand without its
+    /// Use Global GTT bit, blits, 3D and media state), wherever the
+    /// command is, ring and GGTT batches included, is a PPGTT address:
+    /// recorded through the shadow ([`Self::record_ppgtt`]), neither
+    /// audited nor remapped. Only addresses with a GGTT bit (and GGTT
+    /// batch starts) are audited as GM ([`Self::audit_ggtt`]), and no
+    /// slice is cached ([`Self::learn`]), so that no fast arm remaps a
+    /// PPGTT address as GM.
+    ppgtt_space: bool,
     /// The fast loop leaves the state writers with nothing to audit to the
     /// full path: shader dispatches are denied, or the depth packet is
     /// half set (a draw is then refused). `deny_shaders ||
@@ -1516,9 +1534,6 @@ struct State {
     /// Slices translated in this scan (aperture, hidden); unused slots
     /// are [`Linear::NONE`].
     linear: [Linear; 2],
-    /// The GGTT slices translated before a PPGTT batch was entered, put
-    /// back when it returns (no GGTT translation holds inside it).
-    linear_outside: [Linear; 2],
     calls: [Option<Call>; BATCH_POOL],
     /// The tracked state at the command being scanned.
     tracked: TrackedState,
@@ -1589,6 +1604,7 @@ impl State {
             engine,
             deny_shaders,
             ppgtt: false,
+            ppgtt_space: false,
             writers_checked: deny_shaders,
             commands: 0,
             dwords: 0,
@@ -1600,21 +1616,16 @@ impl State {
             own_work: false,
             writes: WriteSet::EMPTY,
             linear: [Linear::NONE; 2],
-            linear_outside: [Linear::NONE; 2],
         }
     }
 
-    /// A PPGTT batch starts (from the ring): its commands are scanned
-    /// non-privileged, with no GGTT slice translated (so that no fast
-    /// path remaps a PPGTT address as guest GM: every operand takes
-    /// [`Self::audit_slow`], which records it and leaves it alone), and
-    /// from unknown tracked state (what the ring set was remapped to host
-    /// GM, and means nothing in the PPGTT).
+    /// A PPGTT batch starts (from the ring of a PPGTT context, where no
+    /// GGTT slice is cached: [`Self::ppgtt_space`]): its commands are
+    /// scanned non-privileged, and from unknown tracked state (the ring's
+    /// state is not carried into a batch the engine runs non-privileged).
     #[inline(never)]
     fn enter_ppgtt(&mut self) {
         self.ppgtt = true;
-        self.linear_outside = self.linear;
-        self.linear = [Linear::NONE; 2];
         self.tracked = TrackedState::UNKNOWN;
         self.refresh_writers_checked();
     }
@@ -1629,7 +1640,6 @@ impl State {
             return Err(self.fail(loc, off, 0, Some("MI_BATCH_BUFFER_START"), depth_half_set()));
         }
         self.ppgtt = false;
-        self.linear = self.linear_outside;
         self.tracked = TrackedState::UNKNOWN;
         self.refresh_writers_checked();
         Ok(())
@@ -1746,15 +1756,33 @@ impl State {
     /// [`GmSpace::g2h`] itself, which gives the answer and the fault.
     #[inline(always)]
     fn audit(&mut self, gm: &dyn GmSpace, addr: u64, size: u64, write: bool) -> Check<u64> {
-        match self.cached(addr, size) {
-            Some(host) => {
-                if write {
-                    self.writes.add_raw(addr, addr + size);
-                }
-                Ok(host)
-            }
+        match self.cached_audit(addr, size, write) {
+            Some(host) => Ok(host),
             None => self.audit_slow(gm, addr, size, write),
         }
+    }
+
+    /// [`Self::audit`] of an address the command puts in the GGTT (its
+    /// Use Global GTT bit set, a GGTT batch start): audited and remapped
+    /// as GM in a PPGTT context too. The same as [`Self::audit`] in a GGTT
+    /// context.
+    #[inline(always)]
+    fn audit_ggtt(&mut self, gm: &dyn GmSpace, addr: u64, size: u64, write: bool) -> Check<u64> {
+        match self.cached_audit(addr, size, write) {
+            Some(host) => Ok(host),
+            None => self.audit_gm(gm, addr, size, write),
+        }
+    }
+
+    /// The host address from a cached slice (recorded if `write`), if one
+    /// holds the range.
+    #[inline(always)]
+    fn cached_audit(&mut self, addr: u64, size: u64, write: bool) -> Option<u64> {
+        let host = self.cached(addr, size)?;
+        if write {
+            self.writes.add_raw(addr, addr + size);
+        }
+        Some(host)
     }
 
     /// The host address of `addr .. addr + size` when a slice translated
@@ -1774,10 +1802,17 @@ impl State {
     #[cold]
     #[inline(never)]
     fn audit_slow(&mut self, gm: &dyn GmSpace, addr: u64, size: u64, write: bool) -> Check<u64> {
-        if self.ppgtt {
+        if self.ppgtt_space {
             self.record_ppgtt(gm, addr, size, write);
             return Ok(addr);
         }
+        self.audit_gm(gm, addr, size, write)
+    }
+
+    /// Audits `addr .. addr + size` as guest GM through [`GmSpace::g2h`].
+    #[cold]
+    #[inline(never)]
+    fn audit_gm(&mut self, gm: &dyn GmSpace, addr: u64, size: u64, write: bool) -> Check<u64> {
         let fault = memory_fault(addr, size);
         let base = GuestGm::new(addr).map_err(|_| fault(GmFault::OutOfSlices))?;
         let range = GuestGmRange::new(base, size).map_err(|_| fault(GmFault::OutOfSlices))?;
@@ -1789,7 +1824,7 @@ impl State {
         Ok(host.raw())
     }
 
-    /// An operand of a PPGTT batch: no audit and no remap (the address is
+    /// A PPGTT address ([`Self::ppgtt_space`]): no audit and no remap (the address is
     /// the context's, and its shadow PPGTT maps only the vGPU's frames);
     /// if written, each page the shadow maps writable is recorded by its
     /// frame. A page it does not map (or maps read-only) faults the
@@ -1827,6 +1862,10 @@ impl State {
     /// Caches the translation of the slice holding `at`, when the whole
     /// slice translates (so every range inside it does, linearly).
     fn learn(&mut self, gm: &dyn GmSpace, at: GuestGm) {
+        if self.ppgtt_space {
+            // A cached slice would let a fast arm remap a PPGTT address.
+            return;
+        }
         let Ok(slice) = gm.slice_of(at) else { return };
         let Ok(host) = gm.g2h(slice) else { return };
         let l = Linear {
@@ -1856,7 +1895,7 @@ impl State {
     #[cold]
     #[inline(never)]
     fn rest_of_slice_slow(&mut self, gm: &dyn GmSpace, addr: u64) -> Check<u64> {
-        if self.ppgtt {
+        if self.ppgtt_space {
             // The context's whole address space is its own.
             return Ok(PPGTT_SIZE.saturating_sub(addr).max(1));
         }
@@ -2892,7 +2931,7 @@ impl State {
                 // The target must translate; it is rewritten to a shadow
                 // batch by the caller, and the batch is read through
                 // `read_guest`, which checks every chunk.
-                self.audit(gm, target.addr, 4, false)?;
+                self.audit_ggtt(gm, target.addr, 4, false)?;
                 let fault = memory_fault(target.addr, 4);
                 let t = GuestGm::new(target.addr).map_err(|_| fault(GmFault::OutOfSlices))?;
                 return Ok(Some(BatchAddr::Ggtt(t)));
@@ -2984,8 +3023,8 @@ impl State {
                 return Ok(None);
             }
             // Blits name no address space: the context's PPGTT in a
-            // PPGTT batch.
-            CommandRepr::Blit { dst, src } if self.ppgtt => (
+            // PPGTT context.
+            CommandRepr::Blit { dst, src } if self.ppgtt_space => (
                 MemOperand { ggtt: false, ..dst },
                 src.map(|m| MemOperand { ggtt: false, ..m }),
             ),
@@ -3074,8 +3113,10 @@ impl State {
     }
 
     /// Audits and remaps the memory operands `a` and `b` of the command at
-    /// `off` of `buf`: GGTT only, both checked before either is rewritten;
-    /// in a PPGTT batch, PPGTT only (recorded, not remapped).
+    /// `off` of `buf`, both checked before either is rewritten: in a GGTT
+    /// context GGTT only; in a PPGTT batch PPGTT only (recorded, not
+    /// remapped); elsewhere in a PPGTT context each in the space its GGTT
+    /// bit names.
     fn mem_operands(
         &mut self,
         gm: &dyn GmSpace,
@@ -3084,16 +3125,15 @@ impl State {
         a: MemOperand,
         b: Option<MemOperand>,
     ) -> Check<()> {
-        if self.ppgtt {
-            if a.ggtt || b.is_some_and(|m| m.ggtt) {
-                return Err(Reason::NonPrivileged(NonPrivileged::GgttAccess));
-            }
-        } else if !a.ggtt || b.is_some_and(|m| !m.ggtt) {
+        if self.ppgtt && (a.ggtt || b.is_some_and(|m| m.ggtt)) {
+            return Err(Reason::NonPrivileged(NonPrivileged::GgttAccess));
+        }
+        if !self.ppgtt_space && (!a.ggtt || b.is_some_and(|m| !m.ggtt)) {
             return Err(Reason::Ppgtt);
         }
-        let ha = self.audit(gm, a.addr, a.size.max(1), a.write)?;
+        let ha = self.mem_operand(gm, a)?;
         let hb = match b {
-            Some(m) => Some(self.audit(gm, m.addr, m.size.max(1), m.write)?),
+            Some(m) => Some(self.mem_operand(gm, m)?),
             None => None,
         };
         patch(buf, off + a.dword, a.shift, High::Bits32, ha);
@@ -3101,6 +3141,16 @@ impl State {
             patch(buf, off + m.dword, m.shift, High::Bits32, h);
         }
         Ok(())
+    }
+
+    /// One operand of [`Self::mem_operands`], in the space it names.
+    #[inline(always)]
+    fn mem_operand(&mut self, gm: &dyn GmSpace, m: MemOperand) -> Check<u64> {
+        if m.ggtt {
+            self.audit_ggtt(gm, m.addr, m.size.max(1), m.write)
+        } else {
+            self.audit(gm, m.addr, m.size.max(1), m.write)
+        }
     }
 
     /// HCP_PAK_INSERT_OBJECT `w` with `n` indirect payload descriptors
@@ -3137,8 +3187,8 @@ impl State {
         sba: &StateBaseAddress,
         words: &mut [u32],
     ) -> Check<()> {
-        if self.ppgtt {
-            // A PPGTT batch's bases are the context's addresses (48-bit,
+        if self.ppgtt_space {
+            // A PPGTT context's bases are its PPGTT's addresses (48-bit,
             // anywhere): neither audited nor remapped, and kept nowhere
             // (only audits read them). What a written base lets the
             // engine write is recorded over the bound this command sets,
