@@ -7,6 +7,26 @@ use anyhow::{bail, Context, Result};
 
 /// The command line as a shell would show it, with the environment
 /// variables set on it first.
+/// `shown` (a command as [`display`] writes it) with the value of every
+/// `migrate_key=` replaced by `<redacted>`: reports are files a user shares,
+/// and the run's stream key would let anyone on the link forge records.
+pub fn redact_secrets(shown: &str) -> String {
+    const KEY: &str = "migrate_key=";
+    let mut out = String::with_capacity(shown.len());
+    let mut rest = shown;
+    while let Some(at) = rest.find(KEY) {
+        let value = &rest[at + KEY.len()..];
+        let end = value
+            .find(|c: char| c.is_whitespace() || c == '\'' || c == '"')
+            .unwrap_or(value.len());
+        out.push_str(&rest[..at + KEY.len()]);
+        out.push_str("<redacted>");
+        rest = &value[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 pub fn display(cmd: &Command) -> String {
     let mut s = String::new();
     for (key, value) in cmd.get_envs() {
@@ -54,4 +74,20 @@ pub fn cargo() -> Command {
     let mut cmd = Command::new(cargo);
     cmd.current_dir(crate::paths::root());
     cmd
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_secrets;
+
+    #[test]
+    fn every_migration_key_is_redacted_and_nothing_else_changes() {
+        let shown =
+            "qemu -append 'role=source migrate_key=00ff11 policy=informed' -append migrate_key=ab";
+        assert_eq!(
+            redact_secrets(shown),
+            "qemu -append 'role=source migrate_key=<redacted> policy=informed' -append migrate_key=<redacted>"
+        );
+        assert_eq!(redact_secrets("qemu -m 128M"), "qemu -m 128M");
+    }
 }

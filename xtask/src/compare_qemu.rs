@@ -242,8 +242,8 @@ fn row(
         guest_continued: continued,
         destination_outcome: Some(dest.outcome.name().to_string()),
         destination_guests: guests(dest),
-        source_qemu_command: Some(source.command.clone()),
-        destination_qemu_command: Some(dest.command.clone()),
+        source_qemu_command: Some(crate::cmd::redact_secrets(&source.command)),
+        destination_qemu_command: Some(crate::cmd::redact_secrets(&dest.command)),
         ..empty(opts, mode, xbzrle)
     }
 }

@@ -543,7 +543,7 @@ impl SideReport {
             memory_mib,
             guests: guests(result),
             malformed_log_frames: result.malformed_frames,
-            qemu_command: result.command.clone(),
+            qemu_command: crate::cmd::redact_secrets(&result.command),
         }
     }
 }

@@ -299,7 +299,7 @@ pub fn build(result: &RunResult, memory_mib: u32) -> RunReport {
             digest_portable_cycles_per_page: num("digest_portable_cycles_per_page"),
         },
         malformed_log_frames: result.malformed_frames,
-        qemu_command: result.command.clone(),
+        qemu_command: crate::cmd::redact_secrets(&result.command),
     }
 }
 
