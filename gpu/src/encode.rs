@@ -4,6 +4,29 @@
 //! address is a GGTT address (the "use global GTT" bit is set) but for
 //! the `ppgtt_` encoders, whose addresses are in the context's PPGTT.
 
+/// STATE_BASE_ADDRESS as Mesa sets it on Gen9 in a PPGTT context: the
+/// general, dynamic, indirect object and instruction bases 0 and the
+/// surface state base at `surface`, each with its modify bit; every bound
+/// 4 GiB (0xfffff pages) with its modify bit; the bindless surface state
+/// base 0.
+pub const fn mesa_state_base(surface: u64) -> [u32; 19] {
+    let mut sba = [0u32; 19];
+    sba[0] = (0x6101 << 16) | (19 - 2);
+    sba[1] = 1;
+    sba[6] = 1;
+    sba[8] = 1;
+    sba[10] = 1;
+    sba[16] = 1;
+    sba[4] = surface as u32 | 1;
+    sba[5] = (surface >> 32) as u32;
+    sba[12] = 0xfffff << 12 | 1;
+    sba[13] = 0xfffff << 12 | 1;
+    sba[14] = 0xfffff << 12 | 1;
+    sba[15] = 0xfffff << 12 | 1;
+    sba[18] = 0xfffff << 12;
+    sba
+}
+
 /// MI_NOOP.
 pub const NOOP: u32 = 0;
 /// MI_USER_INTERRUPT.

@@ -437,25 +437,6 @@ fn surface_state(va: u64, colour: u32) -> [u32; 16] {
     }
     s
 }
-/// STATE_BASE_ADDRESS as Mesa sets it on Gen9 (genxml STATE_BASE_ADDRESS):
-/// the general, dynamic, indirect object and instruction bases 0, the
-/// surface state base at PPGTT `surface`, each with its modify bit; every
-/// bound 4 GiB (0xfffff pages) with its modify bit, the bindless surface
-/// state base 0.
-fn mesa_state_base(surface: u64) -> [u32; 19] {
-    let mut sba = [0u32; 19];
-    sba[0] = (0x6101 << 16) | (19 - 2);
-    for base in [1, 6, 8, 10, 16] {
-        sba[base] = 1;
-    }
-    sba[4] = surface as u32 | 1;
-    sba[5] = (surface >> 32) as u32;
-    for bound in [12, 13, 14, 15] {
-        sba[bound] = 0xfffff << 12 | 1;
-    }
-    sba[18] = 0xfffff << 12;
-    sba
-}
 /// 3DSTATE_BINDING_TABLE_POINTERS_PS: the binding table at `offset` from
 /// the surface state base.
 const fn binding_table_ps(offset: u32) -> [u32; 2] {
@@ -743,7 +724,7 @@ impl Workload {
         let targets = hot.start..hot.end.min(hot.start + RENDER_TARGETS);
         let state = self.driver.state_page();
         let base = crate::driver::STATE_VA;
-        render.push(p, &self.driver, &mesa_state_base(base))?;
+        render.push(p, &self.driver, &encode::mesa_state_base(base))?;
         let mut last = targets.start;
         for k in 0..DRAWS {
             let target = pick(rng, &targets);

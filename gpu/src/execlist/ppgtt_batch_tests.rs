@@ -9,6 +9,7 @@
 use super::vgpu_tests::*;
 use crate::addr::{GuestPage, PhysFrame, PAGE_SIZE};
 use crate::backend::{FaultKind, PhysMem};
+use crate::encode::mesa_state_base;
 use crate::engine::Engine;
 use crate::execlist::lrc;
 use crate::ppgtt::{window_batch_page, Entry, WINDOW_BASE, WINDOW_INDEX, WRITABLE};
@@ -247,7 +248,7 @@ fn a_mesa_style_draw_in_a_ppgtt_batch_writes_its_render_target() {
         0x200,
         &surface_state(TARGET, 4, 2, 64),
     );
-    let mut b = mesa_sba(HEAP).to_vec();
+    let mut b = mesa_state_base(HEAP).to_vec();
     b.extend([0x782a_0000, 0x100]); // 3DSTATE_BINDING_TABLE_POINTERS_PS
     b.extend([0x7b00_0005, 4, 3, 0, 1, 0, 0]); // 3DPRIMITIVE
     b.push(BB_END);
@@ -269,7 +270,7 @@ fn a_mesa_style_draw_in_a_ppgtt_batch_writes_its_render_target() {
         guest_write(&mut w, page, index * 8, &e.raw().to_le_bytes());
     }
     guest_dwords(&mut w, page_of(HEAP), 0x200, &surface_state(DATA, 4, 1, 16));
-    let mut b = mesa_sba(1 << 32).to_vec();
+    let mut b = mesa_state_base(1 << 32).to_vec();
     b.extend([0x782a_0000, 0x100, 0x7b00_0005, 4, 3, 0, 1, 0, 0, BB_END]);
     batch(&mut w, BATCH, &b);
     guest_dwords(&mut w, 0, 0, &ppgtt_bb_start(BATCH, false));
@@ -282,23 +283,6 @@ fn a_mesa_style_draw_in_a_ppgtt_batch_writes_its_render_target() {
     assert_eq!(outcome(&w.vgpu), Ok(()));
     assert_eq!(w.vgpu.state(), VgpuState::Running);
     assert_eq!(u32_at(&w, DATA + 12), 0x4433_2211);
-}
-
-/// STATE_BASE_ADDRESS as Mesa sets it on Gen9: every base 0 except the
-/// surface state base, every bound 4 GiB (0xfffff pages), modify bits set.
-fn mesa_sba(surface: u64) -> [u32; 19] {
-    let mut s = [0u32; 19];
-    s[0] = 0x6101_0000 | 17;
-    for base in [1, 6, 8, 10, 16] {
-        s[base] = 1;
-    }
-    s[4] = surface as u32 | 1;
-    s[5] = (surface >> 32) as u32;
-    for size in [12, 13, 14, 15] {
-        s[size] = 0xfffff << 12 | 1;
-    }
-    s[18] = 0xfffff << 12;
-    s
 }
 
 #[test]
@@ -568,7 +552,7 @@ fn draw_at(base: u64) -> (World, Box<crate::mediate::ScanGate>) {
     let mut gate = scan_gate(&mut w.gpu);
     guest_dwords(&mut w, page_of(HEAP), 0x100, &[0x200]);
     guest_dwords(&mut w, page_of(HEAP), 0x200, &surface_state(base, 4, 1, 16));
-    let mut b = mesa_sba(HEAP).to_vec();
+    let mut b = mesa_state_base(HEAP).to_vec();
     b.extend([0x782a_0000, 0x100, 0x7b00_0005, 4, 3, 0, 1, 0, 0, BB_END]);
     batch(&mut w, BATCH, &b);
     let r = run(&mut w, &mut gate, &ppgtt_bb_start(BATCH, false));
@@ -601,14 +585,14 @@ fn surface_state_pointing_at_other_memory_stays_in_the_vgpus_frames_or_faults_it
     let (w, _) = draw_at(MONITORS);
     let pool = POOL + crate::ppgtt::shadow::SCRATCH_FRAMES + 3;
     assert_eq!(pool, window_frame(&w, Engine::Render, 0));
-    assert_eq!(frame_u32(&w, pool, 0), mesa_sba(HEAP)[0]);
+    assert_eq!(frame_u32(&w, pool, 0), mesa_state_base(HEAP)[0]);
     assert_eq!(frame_u32(&w, scratch, 0), 0x4433_2211);
     // The monitor's window (the running batch itself): read-only, the
     // context faults alone and the shadow batch is intact.
     let (w, _) = draw_at(WINDOW_BASE);
     assert_eq!(gpu_fault(&w), FaultKind::PpgttReadOnly);
     let copy = frame_u32(&w, window_frame(&w, Engine::Render, 0), 0);
-    assert_eq!(copy, mesa_sba(HEAP)[0]);
+    assert_eq!(copy, mesa_state_base(HEAP)[0]);
     // A GGTT address (the guest's own GM data page): not an address of
     // its PPGTT, the context faults; the GM page is untouched.
     let gm = w.ap + 6 * PAGE_SIZE;
